@@ -1,0 +1,153 @@
+// Package config holds Gatehouse's configuration: one YAML file decoded
+// strictly into typed structs, validated as a whole, with safe embedded
+// defaults for everything the file leaves out.
+package config
+
+import (
+	"net/netip"
+
+	"github.com/gatehouse-filter/gatehouse/blocklists"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	School     School                   `yaml:"school"`
+	Log        Log                      `yaml:"log"`
+	Database   string                   `yaml:"database"` // SQLite file; lists/cache and outbox/ live beside it
+	DNS        DNS                      `yaml:"dns"`
+	Proxy      Proxy                    `yaml:"proxy"`
+	Admin      Admin                    `yaml:"admin"`
+	Clients    Clients                  `yaml:"clients"`
+	Categories map[string]CategoryPrefs `yaml:"categories"` // per-category severity/route overrides
+	Lists      []List                   `yaml:"lists"`
+	Groups     map[string]*Group        `yaml:"groups"`
+
+	// Source is the file the config was read from ("" for embedded defaults).
+	Source string `yaml:"-"`
+}
+
+// School describes the school itself.
+type School struct {
+	Name     string `yaml:"name"`
+	Timezone string `yaml:"timezone"` // IANA name, default Europe/London
+}
+
+// Log sets the structured log output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// DNS configures the filtering resolver.
+type DNS struct {
+	Listen    []string `yaml:"listen"`    // host:port, UDP and TCP
+	Upstreams []string `yaml:"upstreams"` // host:port; empty = from /etc/resolv.conf
+	BlockTTL  Duration `yaml:"block_ttl"`
+	// BlockResponse is nxdomain, null or blockpage.
+	BlockResponse string `yaml:"block_response"`
+}
+
+// Proxy configures the HTTP proxy.
+type Proxy struct {
+	Listen string `yaml:"listen"`
+}
+
+// Admin configures the admin listener (metrics, PAC file, block page).
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Clients says who may use Gatehouse and how they are identified.
+type Clients struct {
+	Allow        []netip.Prefix `yaml:"allow"`         // client ACL; others are refused
+	DefaultGroup string         `yaml:"default_group"` // group of clients no network matches
+	Devices      []Device       `yaml:"devices"`
+	Users        []User         `yaml:"users"`
+}
+
+// Device names a client by IP or MAC address.
+type Device struct {
+	Name  string     `yaml:"name"`
+	IP    netip.Addr `yaml:"ip"`
+	MAC   string     `yaml:"mac"`
+	Group string     `yaml:"group"` // optional: overrides the network's group
+}
+
+// User is a named person; the proxy maps logins to users.
+type User struct {
+	Name  string `yaml:"name"`
+	Group string `yaml:"group"`
+}
+
+// CategoryPrefs overrides a catalogue category's defaults.
+type CategoryPrefs struct {
+	Severity *blocklists.Severity `yaml:"severity"`
+	Route    string               `yaml:"route"` // dsl, it, headteacher, none
+}
+
+// List is one blocklist source: a local file or directory, or a URL.
+type List struct {
+	Name string `yaml:"name"`
+	Path string `yaml:"path"` // local file or squidGuard directory
+	URL  string `yaml:"url"`  // http(s) feed, cached on disk
+	// Category of every entry; empty for squidGuard trees (see Categories)
+	// and for lists used only as group allow/deny lists.
+	Category string `yaml:"category"`
+	// Categories maps squidGuard sub-directory names to catalogue categories;
+	// sub-directories not named are skipped. Default: the UT1 mapping.
+	Categories map[string]string `yaml:"categories"`
+	Format     string            `yaml:"format"`  // auto (default), domains, hosts, adblock, wildcard, squidguard, urls, ips, sha256
+	Refresh    string            `yaml:"refresh"` // cron spec, e.g. "0 3 * * *"; URL lists only
+	MaxSize    ByteSize          `yaml:"max_size"`
+	Timeout    Duration          `yaml:"timeout"`
+	// MinRatio refuses a refresh that yields fewer than this share of the
+	// previous entry count (default 0.5).
+	MinRatio *float64 `yaml:"min_ratio"`
+	// Auth for feeds that need credentials (IWF, CTIRU, commercial lists).
+	Auth *FeedAuth `yaml:"auth"`
+}
+
+// FeedAuth is how a list download authenticates.
+type FeedAuth struct {
+	Username string  `yaml:"username"`
+	Password *Secret `yaml:"password"` // with username: HTTP Basic
+	Header   string  `yaml:"header"`   // e.g. Authorization; value from Token
+	Token    *Secret `yaml:"token"`
+}
+
+// Secret is read from a file or an environment variable, never written
+// inline in the config file.
+type Secret struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+}
+
+// Group is a filtering profile.
+type Group struct {
+	Description string         `yaml:"description"`
+	Networks    []netip.Prefix `yaml:"networks"`
+	Block       []string       `yaml:"block"` // categories always blocked
+	Schedules   []Schedule     `yaml:"schedules"`
+	Allow       []string       `yaml:"allow"`      // domains or host/path URLs
+	Deny        []string       `yaml:"deny"`       // domains or host/path URLs
+	AllowLists  []string       `yaml:"allow_lists"` // names from lists:
+	DenyLists   []string       `yaml:"deny_lists"`  // names from lists:
+	SafeSearch  string         `yaml:"safe_search"` // off, moderate, strict
+
+	// Name is the map key, filled in on load.
+	Name string `yaml:"-"`
+}
+
+// Schedule blocks extra categories at set times (e.g. games in lessons).
+type Schedule struct {
+	Name  string       `yaml:"name"`
+	Block []string     `yaml:"block"`
+	When  []TimeWindow `yaml:"when"`
+}
+
+// TimeWindow is a weekly time range in the school's time zone.
+type TimeWindow struct {
+	Days []string  `yaml:"days"` // mon..sun, or weekdays/weekend/daily
+	From ClockTime `yaml:"from"` // HH:MM
+	To   ClockTime `yaml:"to"`   // HH:MM; before From means overnight
+}
