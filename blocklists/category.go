@@ -42,6 +42,10 @@ const (
 	// answered so clients keep using this resolver, never reported as breaches.
 	Canary
 
+	// Search engines whose safe versions groups can enforce. A marker for
+	// the safe-search rewrite, never blocked.
+	SearchEngine
+
 	// School policy.
 	SocialMedia
 	Games
@@ -65,6 +69,7 @@ const (
 	KindBypass                    // a tool to get around the filter
 	KindProbe                     // automatic probe, not a person's action
 	KindPolicy                    // the school's own policy
+	KindMarker                    // marks names for other handling; never blocked
 )
 
 func (k Kind) String() string {
@@ -79,6 +84,8 @@ func (k Kind) String() string {
 		return "probe"
 	case KindPolicy:
 		return "policy"
+	case KindMarker:
+		return "marker"
 	}
 	return fmt.Sprintf("kind(%d)", k)
 }
@@ -170,6 +177,8 @@ var catalogue = [numCategories]CategoryInfo{
 
 	Canary: {"dns-canary", "an automatic DNS probe", KindProbe, SeverityInfo, RouteNone, "names browsers and systems query on their own (DoH canary, DDR)"},
 
+	SearchEngine: {"search-engine", "a search engine", KindMarker, SeverityInfo, RouteNone, "search engines rewritten to their safe-search versions (a marker, never blocked)"},
+
 	SocialMedia: {"social-media", "social media", KindPolicy, SeverityLow, RouteDSL, "social networks"},
 	Games:       {"games", "online games", KindPolicy, SeverityLow, RouteDSL, "online games"},
 	Streaming:   {"streaming", "video and music streaming", KindPolicy, SeverityLow, RouteDSL, "video and audio streaming"},
@@ -191,7 +200,8 @@ func (c Category) Info() CategoryInfo {
 	if int(c) < len(catalogue) {
 		return catalogue[c]
 	}
-	return CategoryInfo{Name: fmt.Sprintf("category(%d)", c)}
+	// Not in the catalogue: a list bit (see FirstListBit), never restricted.
+	return CategoryInfo{Name: fmt.Sprintf("category(%d)", c), Kind: KindMarker, Route: RouteNone}
 }
 
 func (c Category) String() string { return c.Info().Name }

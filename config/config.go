@@ -5,6 +5,7 @@ package config
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/gatehouse-filter/gatehouse/blocklists"
 )
@@ -24,6 +25,9 @@ type Config struct {
 
 	// Source is the file the config was read from ("" for embedded defaults).
 	Source string `yaml:"-"`
+
+	loc      *time.Location // School.Timezone, loaded by validation
+	warnings []string       // non-fatal problems found by validation
 }
 
 // School describes the school itself.
@@ -40,8 +44,8 @@ type Log struct {
 
 // DNS configures the filtering resolver.
 type DNS struct {
-	Listen    []string `yaml:"listen"`    // host:port, UDP and TCP
-	Upstreams []string `yaml:"upstreams"` // host:port; empty = from /etc/resolv.conf
+	Listen    []string `yaml:"listen"`    // host:port, UDP and TCP; host is an IP, localhost or empty (all)
+	Upstreams []string `yaml:"upstreams"` // IP:port (a bare IP gets :53); empty = from /etc/resolv.conf (see Config.Upstreams)
 	BlockTTL  Duration `yaml:"block_ttl"`
 	// BlockResponse is nxdomain, null or blockpage.
 	BlockResponse string `yaml:"block_response"`
@@ -59,7 +63,7 @@ type Admin struct {
 
 // Clients says who may use Gatehouse and how they are identified.
 type Clients struct {
-	Allow        []netip.Prefix `yaml:"allow"`         // client ACL; others are refused
+	Allow        []netip.Prefix `yaml:"allow"`         // client ACL; others are refused (a bare address is a /32 or /128)
 	DefaultGroup string         `yaml:"default_group"` // group of clients no network matches
 	Devices      []Device       `yaml:"devices"`
 	Users        []User         `yaml:"users"`
@@ -69,7 +73,7 @@ type Clients struct {
 type Device struct {
 	Name  string     `yaml:"name"`
 	IP    netip.Addr `yaml:"ip"`
-	MAC   string     `yaml:"mac"`
+	MAC   string     `yaml:"mac"`   // EUI-48, e.g. 3c:22:fb:12:34:56 (any form net.ParseMAC reads)
 	Group string     `yaml:"group"` // optional: overrides the network's group
 }
 
@@ -97,7 +101,7 @@ type List struct {
 	// sub-directories not named are skipped. Default: the UT1 mapping.
 	Categories map[string]string `yaml:"categories"`
 	Format     string            `yaml:"format"`  // auto (default), domains, hosts, adblock, wildcard, squidguard, urls, ips, sha256
-	Refresh    string            `yaml:"refresh"` // cron spec, e.g. "0 3 * * *"; URL lists only
+	Refresh    string            `yaml:"refresh"` // cron spec, e.g. "0 3 * * *" or "@daily", optional CRON_TZ= prefix; on a path list, re-read the file
 	MaxSize    ByteSize          `yaml:"max_size"`
 	Timeout    Duration          `yaml:"timeout"`
 	// MinRatio refuses a refresh that yields fewer than this share of the
@@ -125,14 +129,14 @@ type Secret struct {
 // Group is a filtering profile.
 type Group struct {
 	Description string         `yaml:"description"`
-	Networks    []netip.Prefix `yaml:"networks"`
-	Block       []string       `yaml:"block"` // categories always blocked
+	Networks    []netip.Prefix `yaml:"networks"` // CIDRs (a bare address is a /32 or /128); one group per prefix
+	Block       []string       `yaml:"block"`    // categories always blocked
 	Schedules   []Schedule     `yaml:"schedules"`
-	Allow       []string       `yaml:"allow"`      // domains or host/path URLs
-	Deny        []string       `yaml:"deny"`       // domains or host/path URLs
-	AllowLists  []string       `yaml:"allow_lists"` // names from lists:
-	DenyLists   []string       `yaml:"deny_lists"`  // names from lists:
-	SafeSearch  string         `yaml:"safe_search"` // off, moderate, strict
+	Allow       []string       `yaml:"allow"`       // domains or host/path URLs
+	Deny        []string       `yaml:"deny"`        // domains or host/path URLs
+	AllowLists  []string       `yaml:"allow_lists"` // names from lists: (lists without a category; never the restricted tier)
+	DenyLists   []string       `yaml:"deny_lists"`  // names from lists: (lists without a category)
+	SafeSearch  string         `yaml:"safe_search"` // off, moderate, strict (default strict)
 
 	// Name is the map key, filled in on load.
 	Name string `yaml:"-"`

@@ -1,0 +1,2 @@
+// Package blocklists loads category blocklists in common formats and indexes them for fast lookup.
+package blocklists

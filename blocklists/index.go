@@ -1,0 +1,699 @@
+package blocklists
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ListID numbers a list inside one Index.
+type ListID uint16
+
+// Lists with no category of their own (group allow and deny lists) are
+// given one bit each from FirstListBit up, so that a single lookup also
+// says which of those lists matched.
+const (
+	FirstListBit Category = 32
+	MaxListBits           = 31
+)
+
+// ListInfo describes one list loaded into an Index.
+type ListInfo struct {
+	ID         ListID
+	Name       string // "hagezi-nsfw", or "ut1/adult" for a squidGuard sub-list
+	Source     string // config name of the source ("embedded" for built-in lists)
+	Category   Category
+	Restricted bool   // entries must never be shown
+	Format     Format // format used (after detection)
+	File       string // file read ("" for embedded lists)
+	Entries    int
+	Invalid    int
+	Errors     []LineError
+	Loaded     time.Time
+	Err        string // why the list is missing from this index, if it is
+}
+
+// combo is one distinct set of (list, mode) memberships shared by names.
+type combo struct {
+	sub, exact, exSub, exExact CategorySet
+	lists                      []uint32 // listID<<2 | mode, sorted
+}
+
+// Index maps domains, URL prefixes, IP prefixes and hashed entries to
+// category sets. It is immutable once built and safe for concurrent reads
+// without locks.
+//
+// Domains are stored as 64-bit hashes, not strings: each slot keeps a 40-bit
+// tag and a 24-bit combo number, and the slot position comes from other bits
+// of the hash. The chance that an unlisted name is mistaken for a listed one
+// is about 2^-40 per probe (the seed is random per build, so it cannot be
+// aimed at). The matched entry is always a suffix of the looked-up name, so
+// no names need storing to explain a match.
+type Index struct {
+	seed      maphash.Seed
+	slots     []uint64
+	labelMask uint64 // bit n set when some entry has n labels (63 = 63 or more)
+	combos    []combo
+	names     int // distinct domain entries
+
+	urls    map[string][]urlRule // host → rules, longest path first
+	urlN    int
+	ips     map[netip.Prefix]uint32
+	ip4Lens uint64 // prefix lengths present; bit n = /n (IPv4)
+	ip6Lens [3]uint64
+	hashes  map[[32]byte]uint32
+
+	lists []ListInfo
+	built time.Time
+}
+
+type urlRule struct {
+	path  string
+	combo uint32
+}
+
+const (
+	comboBits = 24
+	comboMask = 1<<comboBits - 1
+	maxLoad   = 0.5
+)
+
+// find returns the combo number of name, or 0.
+func (ix *Index) find(name string) uint32 {
+	h := maphash.String(ix.seed, name)
+	pos := (uint64(uint32(h)) * uint64(len(ix.slots))) >> 32
+	return ix.probe(pos, h>>comboBits, ix.slots[pos])
+}
+
+// probe finishes a lookup whose first slot v (at pos) is already loaded.
+func (ix *Index) probe(pos, tag, v uint64) uint32 {
+	n := uint64(len(ix.slots))
+	for {
+		if v == 0 {
+			return 0
+		}
+		if v>>comboBits == tag {
+			return uint32(v & comboMask)
+		}
+		pos++
+		if pos == n {
+			pos = 0
+		}
+		v = ix.slots[pos]
+	}
+}
+
+// Trace records where a lookup matched (most specific first), so that
+// explaining a match needs no second walk. The zero value is ready to use.
+type Trace struct {
+	n     int
+	off   [maxTrace]int32 // offset of the matching suffix in the name
+	combo [maxTrace]uint32
+}
+
+const (
+	maxTrace = 8 // matches remembered per lookup; more still count for categories
+	batch    = 8 // suffixes probed together
+)
+
+// Lookup returns the categories name is listed under, walking from the name
+// up through its parent domains and applying exceptions. name must be
+// normalised (see NormalizeDomain). It does not allocate.
+func (ix *Index) Lookup(name string) CategorySet {
+	return ix.LookupTrace(name, nil)
+}
+
+// LookupTrace is Lookup that also records the matches in tr (if not nil)
+// for ExplainTrace.
+func (ix *Index) LookupTrace(name string, tr *Trace) CategorySet {
+	if ix == nil || name == "" {
+		return 0
+	}
+	if tr != nil {
+		tr.n = 0
+	}
+	var block, allow CategorySet
+	if len(ix.slots) > 0 {
+		// Hash a batch of suffixes, load their first slots together so the
+		// cache misses overlap, then resolve each.
+		var offs [batch]int32
+		var pos, tags, first [batch]uint64
+		level := strings.Count(name, ".") + 1
+		n := uint64(len(ix.slots))
+		for i := 0; i >= 0; {
+			k := 0
+			for k < batch && i >= 0 {
+				if ix.labelMask&(1<<min(level, 63)) != 0 {
+					h := maphash.String(ix.seed, name[i:])
+					offs[k], pos[k], tags[k] = int32(i), (uint64(uint32(h))*n)>>32, h>>comboBits
+					k++
+				}
+				if j := strings.IndexByte(name[i:], '.'); j >= 0 {
+					i += j + 1
+					level--
+				} else {
+					i = -1
+				}
+			}
+			for x := 0; x < k; x++ {
+				first[x] = ix.slots[pos[x]]
+			}
+			for x := 0; x < k; x++ {
+				c := ix.probe(pos[x], tags[x], first[x])
+				if c == 0 {
+					continue
+				}
+				cb := &ix.combos[c]
+				block |= cb.sub
+				allow |= cb.exSub
+				if offs[x] == 0 {
+					block |= cb.exact
+					allow |= cb.exExact
+				}
+				if tr != nil && tr.n < maxTrace {
+					tr.off[tr.n], tr.combo[tr.n] = offs[x], c
+					tr.n++
+				}
+			}
+		}
+	}
+	if len(ix.hashes) > 0 {
+		block |= ix.lookupHashed(name, "")
+	}
+	return block &^ allow
+}
+
+// ExplainTrace is Explain using the matches LookupTrace recorded for the
+// same name; it falls back to Explain when the trace is full.
+func (ix *Index) ExplainTrace(name string, tr *Trace, want CategorySet) (Match, bool) {
+	if tr == nil || tr.n == maxTrace {
+		return ix.Explain(name, want)
+	}
+	for k := 0; k < tr.n; k++ {
+		if m, ok := ix.explainCombo(tr.combo[k], want, tr.off[k] == 0); ok {
+			m.Entry = name[tr.off[k]:]
+			return m, true
+		}
+	}
+	return ix.explainHashed(name, want)
+}
+
+// lookupHashed checks every parent of host (and host/path prefixes when
+// path is given) against the hashed entries.
+func (ix *Index) lookupHashed(host, path string) CategorySet {
+	var set CategorySet
+	var buf [512]byte
+	for i := 0; ; {
+		suffix := host[i:]
+		b := append(buf[:0], suffix...)
+		if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
+			set |= ix.combos[c].sub | ix.combos[c].exact
+		}
+		if i == 0 && path != "" {
+			for j := 1; j <= len(path); j++ {
+				if j == len(path) || path[j] == '/' || path[j] == '?' {
+					b = append(append(buf[:0], host...), path[:j]...)
+					if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
+						set |= ix.combos[c].sub | ix.combos[c].exact
+					}
+				}
+			}
+		}
+		j := strings.IndexByte(suffix, '.')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	return set
+}
+
+// LookupURL returns the categories of a URL given as normalised host and
+// path ("/a/b?q"): URL-list rules whose host is the host or a parent and
+// whose path is a prefix of path, plus hashed URL entries.
+func (ix *Index) LookupURL(host, path string) CategorySet {
+	if ix == nil {
+		return 0
+	}
+	var set CategorySet
+	if len(ix.urls) > 0 {
+		for i := 0; ; {
+			suffix := host[i:]
+			for _, r := range ix.urls[suffix] {
+				if strings.HasPrefix(path, r.path) {
+					cb := &ix.combos[r.combo]
+					set |= cb.sub | cb.exact
+				}
+			}
+			j := strings.IndexByte(suffix, '.')
+			if j < 0 {
+				break
+			}
+			i += j + 1
+		}
+	}
+	if len(ix.hashes) > 0 && path != "" {
+		set |= ix.lookupHashed(host, path)
+	}
+	return set
+}
+
+// LookupIP returns the categories of the IP prefixes containing addr.
+func (ix *Index) LookupIP(addr netip.Addr) CategorySet {
+	if ix == nil || len(ix.ips) == 0 || !addr.IsValid() {
+		return 0
+	}
+	addr = addr.Unmap()
+	var set CategorySet
+	if addr.Is4() {
+		for m := ix.ip4Lens; m != 0; m &= m - 1 {
+			p, _ := addr.Prefix(bits.TrailingZeros64(m))
+			if c, ok := ix.ips[p]; ok {
+				set |= ix.combos[c].sub
+			}
+		}
+		return set
+	}
+	for w, m := range ix.ip6Lens {
+		for ; m != 0; m &= m - 1 {
+			p, _ := addr.Prefix(w*64 + bits.TrailingZeros64(m))
+			if c, ok := ix.ips[p]; ok {
+				set |= ix.combos[c].sub
+			}
+		}
+	}
+	return set
+}
+
+// Match explains a lookup: the most specific entry that lists name under
+// one of the wanted categories.
+type Match struct {
+	Entry    string // the matching entry ("*.example.com" for a subtree match); "" for hashed entries
+	List     ListID
+	Category Category
+}
+
+// Explain finds which entry and list made Lookup(name) return a category
+// in want. It does not allocate unless the entry is a subtree match
+// (which builds the "*." form). ok is false when nothing in want matched.
+func (ix *Index) Explain(name string, want CategorySet) (Match, bool) {
+	if ix == nil || name == "" || want == 0 {
+		return Match{}, false
+	}
+	if len(ix.slots) > 0 {
+		level := strings.Count(name, ".") + 1
+		for i := 0; ; {
+			suffix := name[i:]
+			if ix.labelMask&(1<<min(level, 63)) != 0 {
+				if c := ix.find(suffix); c != 0 {
+					if m, ok := ix.explainCombo(c, want, i == 0); ok {
+						m.Entry = suffix
+						return m, true
+					}
+				}
+			}
+			j := strings.IndexByte(suffix, '.')
+			if j < 0 {
+				break
+			}
+			i += j + 1
+			level--
+		}
+	}
+	return ix.explainHashed(name, want)
+}
+
+func (ix *Index) explainHashed(name string, want CategorySet) (Match, bool) {
+	if len(ix.hashes) == 0 {
+		return Match{}, false
+	}
+	for i := 0; ; {
+		suffix := name[i:]
+		if c, ok := ix.hashes[sha256.Sum256([]byte(suffix))]; ok {
+			if m, ok := ix.explainCombo(c, want, true); ok {
+				return m, true
+			}
+		}
+		j := strings.IndexByte(suffix, '.')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	return Match{}, false
+}
+
+// ExplainURL is Explain for LookupURL.
+func (ix *Index) ExplainURL(host, path string, want CategorySet) (Match, bool) {
+	if ix == nil || want == 0 {
+		return Match{}, false
+	}
+	for i := 0; ; {
+		suffix := host[i:]
+		for _, r := range ix.urls[suffix] {
+			if strings.HasPrefix(path, r.path) {
+				if m, ok := ix.explainCombo(r.combo, want, true); ok {
+					m.Entry = suffix + r.path
+					return m, true
+				}
+			}
+		}
+		j := strings.IndexByte(suffix, '.')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	if len(ix.hashes) > 0 && ix.lookupHashed(host, path)&want != 0 {
+		// Hashed entries hide which list matched beyond the category.
+		for _, l := range ix.lists {
+			if want.Has(l.Category) && l.Format == FormatSHA256 {
+				return Match{List: l.ID, Category: l.Category}, true
+			}
+		}
+	}
+	return Match{}, false
+}
+
+// ExplainIP is Explain for LookupIP.
+func (ix *Index) ExplainIP(addr netip.Addr, want CategorySet) (Match, bool) {
+	if ix == nil || len(ix.ips) == 0 || !addr.IsValid() {
+		return Match{}, false
+	}
+	addr = addr.Unmap()
+	maxBits := 32
+	if addr.Is6() {
+		maxBits = 128
+	}
+	for n := maxBits; n >= 0; n-- {
+		p, _ := addr.Prefix(n)
+		if c, ok := ix.ips[p]; ok {
+			if m, ok := ix.explainCombo(c, want, true); ok {
+				m.Entry = p.String()
+				return m, true
+			}
+		}
+	}
+	return Match{}, false
+}
+
+func (ix *Index) explainCombo(c uint32, want CategorySet, exact bool) (Match, bool) {
+	for _, lm := range ix.combos[c].lists {
+		mode := Mode(lm & 3)
+		if mode == ModeExceptExact || mode == ModeExceptSubtree || (mode == ModeExact && !exact) {
+			continue
+		}
+		l := &ix.lists[lm>>2]
+		if want.Has(l.Category) {
+			return Match{List: l.ID, Category: l.Category}, true
+		}
+	}
+	return Match{}, false
+}
+
+// List returns the description of a list.
+func (ix *Index) List(id ListID) *ListInfo {
+	if ix == nil || int(id) >= len(ix.lists) {
+		return nil
+	}
+	return &ix.lists[id]
+}
+
+// Lists returns every list in the index, in load order.
+func (ix *Index) Lists() []ListInfo {
+	if ix == nil {
+		return nil
+	}
+	return ix.lists
+}
+
+// IndexStats summarises an index.
+type IndexStats struct {
+	Domains   int   // distinct domain entries
+	URLs      int   // URL rules
+	Prefixes  int   // IP prefixes
+	Hashed    int   // hashed (restricted) entries
+	Combos    int   // distinct list memberships
+	Bytes     int64 // estimated memory of the index structures
+	BuiltAt   time.Time
+	ListCount int
+}
+
+// Stats reports the size of the index.
+func (ix *Index) Stats() IndexStats {
+	if ix == nil {
+		return IndexStats{}
+	}
+	s := IndexStats{
+		Domains: ix.names, URLs: ix.urlN, Prefixes: len(ix.ips), Hashed: len(ix.hashes),
+		Combos: len(ix.combos) - 1, BuiltAt: ix.built, ListCount: len(ix.lists),
+	}
+	s.Bytes = int64(len(ix.slots)) * 8
+	for _, c := range ix.combos {
+		s.Bytes += 56 + int64(len(c.lists))*4
+	}
+	for h, rules := range ix.urls {
+		s.Bytes += int64(len(h)) + 48
+		for _, r := range rules {
+			s.Bytes += int64(len(r.path)) + 24
+		}
+	}
+	s.Bytes += int64(len(ix.ips)) * 48
+	s.Bytes += int64(len(ix.hashes)) * 48
+	return s
+}
+
+// Builder collects lists and builds an Index. It is not safe for
+// concurrent use.
+type Builder struct {
+	seed   maphash.Seed
+	names  map[uint64]uint32 // full hash → combo
+	labels uint64
+	urls   map[string][]urlRule
+	urlN   int
+	ips    map[netip.Prefix]uint32
+	hashes map[[32]byte]uint32
+
+	combos  []combo
+	interns map[string]uint32 // encoded list memberships → combo
+	merges  map[uint64]uint32 // (combo<<32 | listmode) → combo
+	single  []uint32          // listmode → combo, for the common first insert
+	lists   []ListInfo
+	keyBuf  []byte
+}
+
+// NewBuilder starts an empty index. sizeHint is the expected number of
+// domain entries (0 if unknown).
+func NewBuilder(sizeHint int) *Builder {
+	return &Builder{
+		seed:    maphash.MakeSeed(),
+		names:   make(map[uint64]uint32, sizeHint),
+		urls:    map[string][]urlRule{},
+		ips:     map[netip.Prefix]uint32{},
+		hashes:  map[[32]byte]uint32{},
+		combos:  make([]combo, 1, 64),
+		interns: map[string]uint32{},
+		merges:  map[uint64]uint32{},
+	}
+}
+
+// ErrTooManyLists is returned when an index would hold more lists than a
+// ListID can number.
+var ErrTooManyLists = errors.New("too many lists in one index (limit 16383)")
+
+// AddList registers a list and returns a Sink that adds its entries.
+// The returned ListInfo pointer stays valid until Build and may be updated
+// (counts, errors) by the caller.
+func (b *Builder) AddList(info ListInfo) (*ListInfo, Sink, error) {
+	if len(b.lists) >= 1<<14 {
+		return nil, nil, ErrTooManyLists
+	}
+	info.ID = ListID(len(b.lists))
+	b.lists = append(b.lists, info)
+	return &b.lists[info.ID], &listSink{b: b, id: uint32(info.ID)}, nil
+}
+
+// ListInfo returns the info of a list added earlier.
+func (b *Builder) ListInfo(id ListID) *ListInfo { return &b.lists[id] }
+
+type listSink struct {
+	b  *Builder
+	id uint32
+}
+
+func (s *listSink) Domain(name []byte, mode Mode) {
+	b := s.b
+	h := maphash.Bytes(b.seed, name)
+	lm := s.id<<2 | uint32(mode)
+	old := b.names[h]
+	c := b.mergeCombo(old, lm)
+	if c != old {
+		b.names[h] = c
+	}
+	b.labels |= 1 << min(countDots(name)+1, 63)
+}
+
+func countDots(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c == '.' {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *listSink) URL(hostPath []byte, exception bool) {
+	if exception {
+		return // URL exceptions are not supported; the parser counts them
+	}
+	b := s.b
+	host, path := string(hostPath), ""
+	if i := strings.IndexByte(host, '/'); i >= 0 {
+		host, path = host[:i], host[i:]
+	}
+	lm := s.id<<2 | uint32(ModeSubtree)
+	rules := b.urls[host]
+	for i := range rules {
+		if rules[i].path == path {
+			rules[i].combo = b.mergeCombo(rules[i].combo, lm)
+			return
+		}
+	}
+	b.urls[host] = append(rules, urlRule{path: path, combo: b.mergeCombo(0, lm)})
+	b.urlN++
+}
+
+func (s *listSink) Prefix(p netip.Prefix) {
+	b := s.b
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	b.ips[p] = b.mergeCombo(b.ips[p], s.id<<2|uint32(ModeSubtree))
+}
+
+// unmapBits is how many bits a 4-in-6 prefix loses when unmapped.
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return 96
+	}
+	return 0
+}
+
+func (s *listSink) Hash(sum [32]byte) {
+	b := s.b
+	b.hashes[sum] = b.mergeCombo(b.hashes[sum], s.id<<2|uint32(ModeExact))
+}
+
+// mergeCombo returns the combo for old's memberships plus lm.
+func (b *Builder) mergeCombo(old, lm uint32) uint32 {
+	if old == 0 {
+		if int(lm) < len(b.single) && b.single[lm] != 0 {
+			return b.single[lm]
+		}
+		c := b.intern([]uint32{lm})
+		for len(b.single) <= int(lm) {
+			b.single = append(b.single, 0)
+		}
+		b.single[lm] = c
+		return c
+	}
+	key := uint64(old)<<32 | uint64(lm)
+	if c, ok := b.merges[key]; ok {
+		return c
+	}
+	cur := b.combos[old].lists
+	if _, found := slices.BinarySearch(cur, lm); found {
+		b.merges[key] = old
+		return old
+	}
+	next := make([]uint32, 0, len(cur)+1)
+	next = append(next, cur...)
+	next = append(next, lm)
+	slices.Sort(next)
+	c := b.intern(next)
+	b.merges[key] = c
+	return c
+}
+
+func (b *Builder) intern(lists []uint32) uint32 {
+	b.keyBuf = b.keyBuf[:0]
+	for _, lm := range lists {
+		b.keyBuf = append(b.keyBuf, byte(lm), byte(lm>>8), byte(lm>>16), byte(lm>>24))
+	}
+	if c, ok := b.interns[string(b.keyBuf)]; ok {
+		return c
+	}
+	var cb combo
+	cb.lists = lists
+	for _, lm := range lists {
+		cat := b.lists[lm>>2].Category
+		switch Mode(lm & 3) {
+		case ModeSubtree:
+			cb.sub = cb.sub.Add(cat)
+		case ModeExact:
+			cb.exact = cb.exact.Add(cat)
+		case ModeExceptSubtree:
+			cb.exSub = cb.exSub.Add(cat)
+		case ModeExceptExact:
+			cb.exExact = cb.exExact.Add(cat)
+		}
+	}
+	c := uint32(len(b.combos))
+	b.combos = append(b.combos, cb)
+	b.interns[string(b.keyBuf)] = c
+	return c
+}
+
+// Build freezes the collected entries into an Index. The Builder must not
+// be used afterwards.
+func (b *Builder) Build() (*Index, error) {
+	if len(b.combos) > comboMask {
+		return nil, fmt.Errorf("blocklists: %d distinct list memberships exceed the index limit of %d", len(b.combos), comboMask)
+	}
+	ix := &Index{
+		seed:      b.seed,
+		labelMask: b.labels,
+		combos:    b.combos,
+		names:     len(b.names),
+		urls:      b.urls,
+		urlN:      b.urlN,
+		ips:       b.ips,
+		hashes:    b.hashes,
+		lists:     b.lists,
+		built:     time.Now(),
+	}
+	if n := len(b.names); n > 0 {
+		size := int(float64(n)/maxLoad) + 1
+		ix.slots = make([]uint64, size)
+		for h, c := range b.names {
+			pos := (uint64(uint32(h)) * uint64(size)) >> 32
+			v := (h>>comboBits)<<comboBits | uint64(c)
+			for ix.slots[pos] != 0 {
+				pos++
+				if pos == uint64(size) {
+					pos = 0
+				}
+			}
+			ix.slots[pos] = v
+		}
+	}
+	for host, rules := range ix.urls {
+		slices.SortFunc(rules, func(a, b urlRule) int { return len(b.path) - len(a.path) })
+		ix.urls[host] = rules
+	}
+	for p := range ix.ips {
+		n := p.Bits()
+		if p.Addr().Is4() {
+			ix.ip4Lens |= 1 << n
+		} else {
+			ix.ip6Lens[n/64] |= 1 << (n % 64)
+		}
+	}
+	*b = Builder{}
+	return ix, nil
+}

@@ -1,0 +1,254 @@
+package blocklists
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+type testEntry struct {
+	name string
+	mode Mode
+}
+
+func buildIndex(t testing.TB, lists map[string]struct {
+	cat     Category
+	entries []testEntry
+}) *Index {
+	t.Helper()
+	b := NewBuilder(0)
+	for _, name := range sortedKeys(lists) {
+		l := lists[name]
+		_, sink, err := b.AddList(ListInfo{Name: name, Category: l.cat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range l.entries {
+			sink.Domain([]byte(e.name), e.mode)
+		}
+	}
+	ix, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := range keys {
+		for j := i + 1; j < len(keys); j++ {
+			if keys[j] < keys[i] {
+				keys[i], keys[j] = keys[j], keys[i]
+			}
+		}
+	}
+	return keys
+}
+
+type listSpec = struct {
+	cat     Category
+	entries []testEntry
+}
+
+func TestIndexLookup(t *testing.T) {
+	ix := buildIndex(t, map[string]listSpec{
+		"adult": {Pornography, []testEntry{{"porn.example", ModeSubtree}, {"exact.example", ModeExact}}},
+		"games": {Games, []testEntry{{"games.example", ModeSubtree}, {"porn.example", ModeSubtree}}},
+		"ads": {Malware, []testEntry{
+			{"bad.example", ModeSubtree},
+			{"good.bad.example", ModeExceptSubtree},
+			{"only.bad.example", ModeExceptExact},
+		}},
+		"tld": {Gambling, []testEntry{{"bet", ModeSubtree}}},
+	})
+	tests := []struct {
+		name string
+		want CategorySet
+	}{
+		{"porn.example", SetOf(Pornography, Games)},
+		{"www.porn.example", SetOf(Pornography, Games)},
+		{"a.b.c.porn.example", SetOf(Pornography, Games)},
+		{"notporn.example", 0},
+		{"example", 0},
+		{"exact.example", SetOf(Pornography)},
+		{"www.exact.example", 0},
+		{"games.example", SetOf(Games)},
+		{"bad.example", SetOf(Malware)},
+		{"x.bad.example", SetOf(Malware)},
+		{"good.bad.example", 0},
+		{"x.good.bad.example", 0},
+		{"only.bad.example", 0},
+		{"x.only.bad.example", SetOf(Malware)},
+		{"casino.bet", SetOf(Gambling)},
+		{"bet", SetOf(Gambling)},
+		{"", 0},
+	}
+	for _, tt := range tests {
+		if got := ix.Lookup(tt.name); got != tt.want {
+			t.Errorf("Lookup(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	m, ok := ix.Explain("www.porn.example", SetOf(Games))
+	if !ok || m.Entry != "porn.example" || ix.List(m.List).Name != "games" || m.Category != Games {
+		t.Errorf("Explain games = %+v %v", m, ok)
+	}
+	if _, ok := ix.Explain("www.exact.example", SetOf(Pornography)); ok {
+		t.Error("Explain matched an exact entry for a subdomain")
+	}
+	if st := ix.Stats(); st.Domains != 7 {
+		t.Errorf("Stats().Domains = %d, want 7", st.Domains)
+	}
+}
+
+func TestIndexURLsAndIPs(t *testing.T) {
+	b := NewBuilder(0)
+	_, s, _ := b.AddList(ListInfo{Name: "urls", Category: Phishing})
+	s.URL([]byte("example.com/login"), false)
+	s.URL([]byte("files.example.org"), false)
+	_, ips, _ := b.AddList(ListInfo{Name: "doh-ips", Category: DoH})
+	ips.Prefix(netip.MustParsePrefix("1.1.1.1/32"))
+	ips.Prefix(netip.MustParsePrefix("9.9.9.0/24"))
+	ips.Prefix(netip.MustParsePrefix("2606:4700:4700::1111/128"))
+	ips.Prefix(netip.MustParsePrefix("::ffff:8.8.8.8/128"))
+	ix, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		host, path string
+		want       CategorySet
+	}{
+		{"example.com", "/login", SetOf(Phishing)},
+		{"example.com", "/login/form?x=1", SetOf(Phishing)},
+		{"sub.example.com", "/login", SetOf(Phishing)},
+		{"example.com", "/", 0},
+		{"example.com", "/logout", 0},
+		{"files.example.org", "/anything", SetOf(Phishing)},
+	} {
+		if got := ix.LookupURL(tt.host, tt.path); got != tt.want {
+			t.Errorf("LookupURL(%q, %q) = %v, want %v", tt.host, tt.path, got, tt.want)
+		}
+	}
+	if m, ok := ix.ExplainURL("example.com", "/login/x", SetOf(Phishing)); !ok || m.Entry != "example.com/login" {
+		t.Errorf("ExplainURL = %+v %v", m, ok)
+	}
+	for _, tt := range []struct {
+		ip   string
+		want CategorySet
+	}{
+		{"1.1.1.1", SetOf(DoH)}, {"1.1.1.2", 0}, {"9.9.9.9", SetOf(DoH)}, {"9.9.10.1", 0},
+		{"2606:4700:4700::1111", SetOf(DoH)}, {"::ffff:1.1.1.1", SetOf(DoH)}, {"8.8.8.8", SetOf(DoH)},
+	} {
+		if got := ix.LookupIP(netip.MustParseAddr(tt.ip)); got != tt.want {
+			t.Errorf("LookupIP(%s) = %v, want %v", tt.ip, got, tt.want)
+		}
+	}
+	if m, ok := ix.ExplainIP(netip.MustParseAddr("9.9.9.9"), SetOf(DoH)); !ok || m.Entry != "9.9.9.0/24" {
+		t.Errorf("ExplainIP = %+v %v", m, ok)
+	}
+}
+
+func TestIndexHashed(t *testing.T) {
+	b := NewBuilder(0)
+	_, s, _ := b.AddList(ListInfo{Name: "iwf", Category: IWF, Restricted: true, Format: FormatSHA256})
+	s.Hash(sha256Of("abuse.example"))
+	s.Hash(sha256Of("host.example/path/page.html"))
+	ix, _ := b.Build()
+	if got := ix.Lookup("www.abuse.example"); got != SetOf(IWF) {
+		t.Errorf("hashed host: got %v", got)
+	}
+	if got := ix.Lookup("host.example"); got != 0 {
+		t.Errorf("URL hash matched a bare host: %v", got)
+	}
+	if got := ix.LookupURL("host.example", "/path/page.html"); got != SetOf(IWF) {
+		t.Errorf("hashed URL: got %v", got)
+	}
+	if got := ix.LookupURL("host.example", "/path/other.html"); got != 0 {
+		t.Errorf("hashed URL matched another page: %v", got)
+	}
+}
+
+// TestIndexManyNames checks the hash table against a map for many names,
+// including names that are only parents or children of entries.
+func TestIndexManyNames(t *testing.T) {
+	b := NewBuilder(0)
+	_, s, _ := b.AddList(ListInfo{Name: "a", Category: Gambling})
+	const n = 200_000
+	for i := range n {
+		s.Domain(fmt.Appendf(nil, "site%d.example%d.com", i, i%7), ModeSubtree)
+	}
+	ix, _ := b.Build()
+	for i := range n {
+		if ix.Lookup(fmt.Sprintf("www.site%d.example%d.com", i, i%7)) != SetOf(Gambling) {
+			t.Fatalf("entry %d missing", i)
+		}
+		if ix.Lookup(fmt.Sprintf("site%d.example%d.com", i, (i+1)%7)) != 0 {
+			t.Fatalf("false positive for %d", i)
+		}
+	}
+}
+
+// TestSwapUnderLoad rebuilds and swaps indexes while readers look names up;
+// every reader must see either the old or the new index in full. Run with
+// -race.
+func TestSwapUnderLoad(t *testing.T) {
+	build := func(gen int) *Index {
+		b := NewBuilder(0)
+		_, s, _ := b.AddList(ListInfo{Name: fmt.Sprint("gen", gen), Category: Gambling})
+		for i := range 20_000 {
+			s.Domain(fmt.Appendf(nil, "g%d-%d.example", gen, i), ModeSubtree)
+		}
+		_, s2, _ := b.AddList(ListInfo{Name: "marker", Category: Games})
+		s2.Domain(fmt.Appendf(nil, "marker%d.example", gen), ModeSubtree)
+		ix, err := b.Build()
+		if err != nil {
+			t.Error(err)
+		}
+		return ix
+	}
+	var cur atomic.Pointer[Index]
+	var gen atomic.Int64
+	cur.Store(build(0))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var checks atomic.Int64
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ix := cur.Load()
+				g := ix.Lists()[0].Name[3:]
+				// A complete index has its generation's marker and every entry.
+				if ix.Lookup("marker"+g+".example") != SetOf(Games) || ix.Lookup("g"+g+"-19999.example") != SetOf(Gambling) {
+					t.Errorf("reader saw a partial index (generation %s)", g)
+					return
+				}
+				checks.Add(1)
+			}
+		}()
+	}
+	for g := 1; g <= 10; g++ {
+		cur.Store(build(g))
+		gen.Store(int64(g))
+	}
+	close(stop)
+	wg.Wait()
+	if checks.Load() == 0 {
+		t.Fatal("readers made no checks")
+	}
+}
+
+func sha256Of(s string) [32]byte { return sha256.Sum256([]byte(s)) }

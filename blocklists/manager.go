@@ -1,0 +1,484 @@
+package blocklists
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Source is one configured list: a local file, a squidGuard directory or a
+// downloaded feed.
+type Source struct {
+	Name string
+	Path string // local file or squidGuard directory
+	Feed *Feed  // set for URL lists
+
+	// Category of every entry. Lists without a catalogue category (group
+	// allow/deny lists) get a list bit from FirstListBit up.
+	Category Category
+	// SquidCategories maps squidGuard sub-directories to categories
+	// (nil: UT1Categories).
+	SquidCategories map[string]Category
+	Format          Format
+	Refresh         string  // cron spec; "" = never
+	MinRatio        float64 // refuse refreshes below this share of the last count (0 = 0.5)
+}
+
+// Restricted reports whether the source feeds the restricted tier.
+func (s *Source) Restricted() bool { return s.Category < FirstListBit && s.Category.Restricted() }
+
+// UpdateResult is the outcome of refreshing one list.
+type UpdateResult struct {
+	Name        string
+	Changed     bool
+	NotModified bool
+	Entries     int // entries in the list now
+	Previous    int // entries before the refresh
+	Bytes       int64
+	Took        time.Duration
+	Err         error
+}
+
+// Manager owns the current Index: it loads every source, rebuilds and
+// swaps the index atomically when lists change, and runs scheduled
+// refreshes. Lookups go through Index(), which never blocks.
+type Manager struct {
+	// NoFetch makes Load use cached copies only (for offline tools).
+	NoFetch bool
+
+	log     *slog.Logger
+	fetcher *Fetcher
+	dir     string
+
+	mu      sync.Mutex // serialises builds, refreshes and source changes
+	sources []Source
+	state   map[string]listState
+	cron    *cron.Cron
+	loc     *time.Location
+
+	current atomic.Pointer[Index]
+	onSwap  atomic.Pointer[func(*Index)]
+}
+
+type listState struct {
+	Entries int       `json:"entries"`
+	Updated time.Time `json:"updated"`
+}
+
+// NewManager prepares a manager whose feed cache lives in cacheDir. It does
+// not load anything; call Load.
+func NewManager(cacheDir string, sources []Source, loc *time.Location, log *slog.Logger) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	m := &Manager{
+		log: log, dir: cacheDir, fetcher: &Fetcher{Dir: cacheDir},
+		sources: sources, loc: loc, state: map[string]listState{},
+	}
+	m.readState()
+	return m
+}
+
+// Fetcher returns the downloader, so tests and tools can point it at their
+// own HTTP client.
+func (m *Manager) Fetcher() *Fetcher { return m.fetcher }
+
+// Index returns the current index (nil before the first Load).
+func (m *Manager) Index() *Index { return m.current.Load() }
+
+// OnSwap sets a function called after every index swap.
+func (m *Manager) OnSwap(f func(*Index)) { m.onSwap.Store(&f) }
+
+// Sources returns the configured sources.
+func (m *Manager) Sources() []Source {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Source(nil), m.sources...)
+}
+
+// Load builds the first index. Feeds never downloaded are fetched first
+// (each bounded by its timeout); feeds that fail use their cached copy.
+// Lists that cannot be loaded are reported in the index's ListInfo and
+// logged, and the rest still load: filtering starts with what is there.
+func (m *Manager) Load(ctx context.Context) (*Index, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sources {
+		if s.Feed == nil || m.NoFetch {
+			continue
+		}
+		if _, _, ok := m.fetcher.Cached(s.Name); ok {
+			continue
+		}
+		r := m.update(ctx, s, nil)
+		if r.Err != nil {
+			m.log.Error("list download failed and no cached copy exists", "list", s.Name, "err", r.Err)
+		}
+	}
+	ix, err := m.build(false)
+	if err != nil {
+		return nil, err
+	}
+	m.swap(ix)
+	return ix, nil
+}
+
+// Rebuild re-reads every source and swaps in the new index. If a list that
+// loaded before now fails, the running index is kept and the error
+// returned.
+func (m *Manager) Rebuild() (*Index, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ix, err := m.build(true)
+	if err != nil {
+		return m.current.Load(), err
+	}
+	m.swap(ix)
+	return ix, nil
+}
+
+// SetSources replaces the configured sources (on config reload) and
+// rebuilds. On failure the previous sources and index stay.
+func (m *Manager) SetSources(sources []Source) (*Index, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.sources
+	m.sources = sources
+	ix, err := m.build(true)
+	if err != nil {
+		m.sources = old
+		return m.current.Load(), err
+	}
+	m.swap(ix)
+	if m.cron != nil {
+		m.scheduleLocked()
+	}
+	return ix, nil
+}
+
+// Update downloads the named feeds now (all feeds when names is empty),
+// then rebuilds the index once if anything changed. Local files are
+// re-read by the rebuild. progress, if set, is called as bytes arrive.
+func (m *Manager) Update(ctx context.Context, names []string, progress func(name string, done, total int64)) ([]UpdateResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var results []UpdateResult
+	changed := false
+	for _, s := range m.sources {
+		if len(want) > 0 && !want[s.Name] {
+			continue
+		}
+		delete(want, s.Name)
+		if s.Feed == nil {
+			results = append(results, UpdateResult{Name: s.Name, Entries: m.state[s.Name].Entries, Previous: m.state[s.Name].Entries})
+			changed = true // local files are re-read
+			continue
+		}
+		var p func(done, total int64)
+		if progress != nil {
+			name := s.Name
+			p = func(done, total int64) { progress(name, done, total) }
+		}
+		r := m.update(ctx, s, p)
+		results = append(results, r)
+		changed = changed || r.Changed
+	}
+	for n := range want {
+		results = append(results, UpdateResult{Name: n, Err: fmt.Errorf("no list named %q in the config", n)})
+	}
+	if !changed && m.current.Load() != nil {
+		return results, nil
+	}
+	ix, err := m.build(m.current.Load() != nil)
+	if err != nil {
+		return results, err
+	}
+	m.swap(ix)
+	for i := range results {
+		if results[i].Err == nil {
+			results[i].Entries = m.state[results[i].Name].Entries
+		}
+	}
+	return results, nil
+}
+
+// update fetches one feed, refusing bodies that do not parse or that shrink
+// below MinRatio of the last good count.
+func (m *Manager) update(ctx context.Context, s Source, progress func(done, total int64)) UpdateResult {
+	start := time.Now()
+	prev := m.state[s.Name].Entries
+	r := UpdateResult{Name: s.Name, Previous: prev, Entries: prev}
+	ratio := s.MinRatio
+	if ratio == 0 {
+		ratio = 0.5
+	}
+	validate := func(tmp string) error {
+		var c countSink
+		res, err := ParseFile(tmp, s.Format, &c)
+		if err != nil {
+			return err
+		}
+		if res.Entries == 0 {
+			return fmt.Errorf("list %s: download has no entries", s.Name)
+		}
+		if prev > 0 && float64(res.Entries) < ratio*float64(prev) {
+			return fmt.Errorf("list %s: refresh refused: %d entries, previously %d (under %.0f%%); keeping the last good copy",
+				s.Name, res.Entries, prev, ratio*100)
+		}
+		r.Entries = res.Entries
+		return nil
+	}
+	fr, err := m.fetcher.Fetch(ctx, *s.Feed, validate, progress)
+	r.Took, r.Bytes, r.Changed, r.NotModified = time.Since(start), fr.Bytes, fr.Changed, fr.NotModified
+	if err != nil {
+		r.Err = err
+		r.Entries = prev
+		m.log.Error("list refresh failed", "list", s.Name, "err", err)
+		return r
+	}
+	m.log.Info("list refreshed", "list", s.Name, "changed", fr.Changed, "entries", r.Entries, "previous", prev, "bytes", fr.Bytes, "took", r.Took.Round(time.Millisecond))
+	return r
+}
+
+// build loads the embedded lists and every source into a new index. With
+// strict set, a source that loaded before and fails now aborts the build.
+func (m *Manager) build(strict bool) (*Index, error) {
+	start := time.Now()
+	hint := 0
+	for _, st := range m.state {
+		hint += st.Entries
+	}
+	b := NewBuilder(hint)
+	if err := addEmbedded(b); err != nil {
+		return nil, err
+	}
+	var failed []string
+	newState := map[string]listState{}
+	for _, s := range m.sources {
+		n, err := m.loadSource(b, s)
+		if err != nil {
+			m.log.Error("list not loaded", "list", s.Name, "err", err)
+			if strict && m.state[s.Name].Entries > 0 {
+				failed = append(failed, fmt.Sprintf("%s: %v", s.Name, err))
+			}
+			if st, ok := m.state[s.Name]; ok {
+				newState[s.Name] = st
+			}
+			continue
+		}
+		st := m.state[s.Name]
+		if st.Entries != n || st.Updated.IsZero() {
+			st.Updated = time.Now().UTC()
+		}
+		st.Entries = n
+		newState[s.Name] = st
+	}
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("rebuild refused, keeping the running lists: %s", joinErrs(failed))
+	}
+	ix, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	m.state = newState
+	m.writeState()
+	st := ix.Stats()
+	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
+		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))
+	return ix, nil
+}
+
+func joinErrs(errs []string) string {
+	out := ""
+	for i, e := range errs {
+		if i > 0 {
+			out += "; "
+		}
+		out += e
+	}
+	return out
+}
+
+// loadSource adds one source's lists to b and returns its entry count.
+func (m *Manager) loadSource(b *Builder, s Source) (int, error) {
+	if s.Format == FormatSquidGuard {
+		return m.loadSquidGuard(b, s)
+	}
+	path := s.Path
+	if s.Feed != nil {
+		p, _, ok := m.fetcher.Cached(s.Name)
+		if !ok {
+			return 0, errors.New("not downloaded yet and no cached copy")
+		}
+		path = p
+	}
+	return loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format)
+}
+
+func loadFile(b *Builder, info ListInfo, path string, f Format) (int, error) {
+	info.File = path
+	li, sink, err := b.AddList(info)
+	if err != nil {
+		return 0, err
+	}
+	res, err := ParseFile(path, f, sink)
+	li.Format, li.Entries, li.Invalid, li.Errors, li.Loaded = res.Format, res.Entries, res.Invalid, res.Errors, time.Now()
+	if err != nil {
+		li.Err = err.Error()
+		return res.Entries, err
+	}
+	return res.Entries, nil
+}
+
+func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
+	dirs, err := ScanSquidGuard(s.Path)
+	if err != nil {
+		return 0, err
+	}
+	mapping := s.SquidCategories
+	if mapping == nil {
+		mapping = UT1Categories
+	}
+	total := 0
+	for _, d := range dirs {
+		cat, ok := mapping[d.Dir]
+		if !ok {
+			continue
+		}
+		for _, f := range []struct {
+			path, suffix string
+			format       Format
+		}{{d.Domains, "", FormatDomains}, {d.URLs, "/urls", FormatURLs}} {
+			if f.path == "" {
+				continue
+			}
+			info := ListInfo{Name: s.Name + "/" + d.Dir + f.suffix, Source: s.Name, Category: cat, Restricted: cat.Restricted()}
+			n, err := loadFile(b, info, f.path, f.format)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+func (m *Manager) swap(ix *Index) {
+	m.current.Store(ix)
+	if f := m.onSwap.Load(); f != nil {
+		(*f)(ix)
+	}
+	// The builder's scratch maps are garbage now; hand the memory back so
+	// the resident size reflects the index, not the build.
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
+// Start runs scheduled refreshes until ctx ends.
+func (m *Manager) Start(ctx context.Context) {
+	m.mu.Lock()
+	m.scheduleLocked()
+	c := m.cron
+	m.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		<-c.Stop().Done()
+	}()
+}
+
+func (m *Manager) scheduleLocked() {
+	if m.cron != nil {
+		m.cron.Stop()
+	}
+	m.cron = cron.New(cron.WithLocation(m.loc), cron.WithParser(CronParser))
+	for _, s := range m.sources {
+		if s.Refresh == "" {
+			continue
+		}
+		name := s.Name
+		_, err := m.cron.AddFunc(s.Refresh, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			if _, err := m.Update(ctx, []string{name}, nil); err != nil {
+				m.log.Error("scheduled list refresh failed", "list", name, "err", err)
+			}
+		})
+		if err != nil {
+			m.log.Error("bad refresh schedule", "list", name, "refresh", s.Refresh, "err", err)
+		}
+	}
+	m.cron.Start()
+}
+
+// CronParser reads refresh schedules: five fields or @daily style
+// descriptors, with an optional CRON_TZ= prefix.
+var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// Counts returns the last good entry count of each source.
+func (m *Manager) Counts() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.state))
+	for k, v := range m.state {
+		out[k] = v.Entries
+	}
+	return out
+}
+
+func (m *Manager) statePath() string { return filepath.Join(m.dir, "state.json") }
+
+func (m *Manager) readState() {
+	data, err := os.ReadFile(m.statePath())
+	if err != nil {
+		return
+	}
+	if err := json.Unmarshal(data, &m.state); err != nil {
+		m.log.Warn("ignoring unreadable list state", "file", m.statePath(), "err", err)
+		m.state = map[string]listState{}
+	}
+}
+
+func (m *Manager) writeState() {
+	if m.dir == "" {
+		return
+	}
+	if err := os.MkdirAll(m.dir, 0o700); err != nil {
+		m.log.Warn("cannot create list cache directory", "dir", m.dir, "err", err)
+		return
+	}
+	data, _ := json.MarshalIndent(m.state, "", "  ")
+	tmp := m.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err == nil {
+		err = os.Rename(tmp, m.statePath())
+		if err != nil {
+			m.log.Warn("cannot save list state", "err", err)
+		}
+	}
+}
+
+// countSink counts entries without storing them.
+type countSink struct{ n int }
+
+func (c *countSink) Domain([]byte, Mode) { c.n++ }
+func (c *countSink) URL([]byte, bool)    { c.n++ }
+func (c *countSink) Prefix(netip.Prefix) { c.n++ }
+func (c *countSink) Hash([32]byte)       { c.n++ }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/policy"
+)
+
+// checkResult is the JSON form of `gatehouse check`.
+type checkResult struct {
+	Input      string        `json:"input"`
+	Host       string        `json:"host"`
+	Path       string        `json:"path,omitempty"`
+	Client     string        `json:"client"`
+	Device     string        `json:"device,omitempty"`
+	User       string        `json:"user,omitempty"`
+	Group      string        `json:"group"`
+	Action     policy.Action `json:"action"`
+	Reason     policy.Reason `json:"reason"`
+	Category   string        `json:"category"`
+	Severity   string        `json:"severity"`
+	Route      string        `json:"route"`
+	List       string        `json:"list"`
+	Entry      string        `json:"entry"`
+	Bypass     bool          `json:"bypass"`
+	Probe      bool          `json:"probe"`
+	Restricted bool          `json:"restricted"`
+	Rewrite    string        `json:"rewrite,omitempty"`
+	Matched    []string      `json:"matched"`
+	At         time.Time     `json:"at"`
+}
+
+func (c *cli) check(args []string) int {
+	fs := c.flags("check")
+	client := fs.String("client", "127.0.0.1", "client IP address")
+	user := fs.String("user", "", "user name (as the proxy would know it)")
+	at := fs.String("at", "", "time to decide at: RFC 3339 or \"YYYY-MM-DD HH:MM\" in the school's time zone (default now)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(c.stderr, "usage: gatehouse check [--client IP] [--user NAME] [--at TIME] [--json] NAME-OR-URL")
+		return exitUsage
+	}
+	addr, err := netip.ParseAddr(*client)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse check: --client %q is not an IP address\n", *client)
+		return exitUsage
+	}
+	host, path, err := splitTarget(pos[0])
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse check: %q: %v\n", pos[0], err)
+		return exitUsage
+	}
+	cfg, code := c.loadConfig()
+	if code != exitOK {
+		return code
+	}
+	when := time.Now()
+	if *at != "" {
+		if when, err = parseAt(*at, cfg.Location()); err != nil {
+			fmt.Fprintf(c.stderr, "gatehouse check: --at: %v\n", err)
+			return exitUsage
+		}
+	}
+	lists, err := newLists(cfg, quietLogger(c.stderr))
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse check: %v\n", err)
+		return exitUsage
+	}
+	lists.NoFetch = true
+	if _, err := lists.Load(context.Background()); err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse check: loading lists: %v\n", err)
+		return exitFailure
+	}
+	eng, err := policy.New(cfg, lists)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse check: %v\n", err)
+		return exitUsage
+	}
+	d := eng.Decide(policy.Request{Client: addr, User: *user, Host: host, Path: path, Time: when})
+	r := checkResult{
+		Input: pos[0], Host: host, Path: path, Client: d.Client.String(), Device: d.Device, User: d.User, Group: d.Group,
+		Action: d.Action, Reason: d.Reason, List: d.List, Entry: d.Entry, Bypass: d.Bypass, Probe: d.Probe,
+		Restricted: d.Restricted, Rewrite: d.Rewrite, At: when.In(cfg.Location()), Matched: []string{},
+	}
+	if d.HasCategory {
+		r.Category, r.Severity, r.Route = d.Category.String(), d.Severity.String(), string(d.Route)
+	}
+	for _, m := range d.Matched.Slice() {
+		if m.Restricted() && !d.Restricted {
+			continue
+		}
+		r.Matched = append(r.Matched, m.String())
+	}
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	who := r.Client
+	if r.Device != "" {
+		who += " (device " + r.Device + ")"
+	}
+	if r.User != "" {
+		who += " user " + r.User
+	}
+	fmt.Fprintf(tw, "client\t%s\n", who)
+	fmt.Fprintf(tw, "group\t%s\n", r.Group)
+	fmt.Fprintf(tw, "site\t%s%s\n", r.Host, r.Path)
+	fmt.Fprintf(tw, "action\t%s\n", strings.ToUpper(r.Action.String()))
+	fmt.Fprintf(tw, "why\t%s\n", explainReason(d))
+	if d.HasCategory {
+		fmt.Fprintf(tw, "category\t%s (%s): severity %s, reported to %s\n", r.Category, d.Category.Info().Title, r.Severity, r.Route)
+	}
+	if r.List != "" {
+		fmt.Fprintf(tw, "list\t%s\n", r.List)
+	}
+	if r.Entry != "" {
+		fmt.Fprintf(tw, "entry\t%s\n", r.Entry)
+	}
+	if r.Rewrite != "" {
+		fmt.Fprintf(tw, "rewrite\t%s\n", r.Rewrite)
+	}
+	if d.Bypass {
+		fmt.Fprintf(tw, "bypass\tyes: an attempt to get around the filter\n")
+	}
+	if len(r.Matched) > 0 {
+		fmt.Fprintf(tw, "listed in\t%s\n", strings.Join(r.Matched, ", "))
+	}
+	fmt.Fprintf(tw, "at\t%s\n", r.At.Format("Mon 2 Jan 2006 15:04 MST"))
+	_ = tw.Flush()
+	return exitOK
+}
+
+func explainReason(d policy.Decision) string {
+	switch d.Reason {
+	case policy.ReasonRestricted:
+		return "on a restricted list (illegal content); always blocked for everyone"
+	case policy.ReasonGroupDeny:
+		return "on the deny list of group " + d.Group
+	case policy.ReasonGroupAllow:
+		return "on the allow list of group " + d.Group
+	case policy.ReasonCategory:
+		return "group " + d.Group + " blocks this category"
+	case policy.ReasonAlways:
+		return "automatic probe answered so devices keep using the school's filter"
+	case policy.ReasonSafeSearch:
+		return "group " + d.Group + " enforces safe search"
+	}
+	return "not on any list that group " + d.Group + " blocks"
+}
+
+// splitTarget reads a name or URL into a normalised host and path.
+func splitTarget(s string) (host, path string, err error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "://") || strings.Contains(s, "/") {
+		hp, err := bl.NormalizeURL(s)
+		if err != nil {
+			return "", "", err
+		}
+		// NormalizeURL drops "www."; decide on the host as typed.
+		h, err := bl.NormalizeHost(s)
+		if err != nil {
+			return "", "", err
+		}
+		if i := strings.IndexByte(hp, '/'); i >= 0 {
+			path = hp[i:]
+		}
+		return h, path, nil
+	}
+	host, err = bl.NormalizeHost(s)
+	return host, "", err
+}
+
+func parseAt(s string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02 15:04", s, loc); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not RFC 3339 or \"YYYY-MM-DD HH:MM\"", s)
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+)
+
+// server is a running Gatehouse: config, lists, policy and the listeners.
+type server struct {
+	log     *slog.Logger
+	cfgPath string
+	cfg     atomic.Pointer[config.Config]
+	lists   *bl.Manager
+	engine  atomic.Pointer[policy.Engine]
+	reloads *prometheus.CounterVec
+	mu      sync.Mutex // serialises reloads
+}
+
+func (c *cli) serve(args []string) int {
+	if pos, err := parse(c.flags("serve"), args); err != nil || len(pos) > 0 {
+		return exitUsage
+	}
+	cfg, code := c.loadConfig()
+	if code != exitOK {
+		return code
+	}
+	log := newLogger(cfg, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s := &server{log: log, cfgPath: c.cfgPath}
+	if err := s.start(ctx, cfg); err != nil {
+		log.Error("gatehouse did not start", "err", err)
+		return exitFailure
+	}
+	<-ctx.Done()
+	log.Info("gatehouse stopping")
+	return exitOK
+}
+
+// start loads everything and starts the listeners and background work.
+func (s *server) start(ctx context.Context, cfg *config.Config) error {
+	from := cfg.Source
+	if from == "" {
+		from = "embedded defaults"
+	}
+	s.log.Info("gatehouse starting", "version", version, "config", from, "school", cfg.School.Name)
+	lists, err := newLists(cfg, s.log)
+	if err != nil {
+		return err
+	}
+	s.lists = lists
+	if _, err := lists.Load(ctx); err != nil {
+		return err
+	}
+	eng, err := policy.New(cfg, lists)
+	if err != nil {
+		return err
+	}
+	s.engine.Store(eng)
+	s.cfg.Store(cfg)
+	lists.Start(ctx)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_config_reloads_total", Help: "Config reloads by result (ok or rejected).",
+	}, []string{"result"})
+	reg.MustRegister(s.reloads, &listsCollector{lists: lists})
+	if err := s.startAdmin(ctx, cfg.Admin.Listen, reg); err != nil {
+		return err
+	}
+	s.watch(ctx)
+	s.log.Info("gatehouse running", "admin", cfg.Admin.Listen, "groups", len(cfg.Groups))
+	return nil
+}
+
+// startAdmin serves metrics and health on the admin listener.
+func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.lists.Index() == nil {
+			http.Error(w, "lists not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin listener stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return nil
+}
+
+// watch reloads the config on SIGHUP and when the file changes.
+func (s *server) watch(ctx context.Context) {
+	if s.cfgPath == "" {
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				s.log.Info("SIGHUP: reloading config", "file", s.cfgPath)
+				cfg, err := config.Load(s.cfgPath)
+				if err != nil {
+					s.rejected(err)
+					continue
+				}
+				s.reload(cfg)
+			}
+		}
+	}()
+	go config.Watch(ctx, s.cfgPath, 2*time.Second, s.reload, s.rejected)
+}
+
+// rejected logs an invalid config; the running one stays.
+func (s *server) rejected(err error) {
+	s.reloads.WithLabelValues("rejected").Inc()
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			s.log.Error("config rejected", "error", e.Error())
+		}
+	} else {
+		s.log.Error("config rejected", "err", err)
+	}
+	s.log.Warn("keeping the running config", "file", s.cfgPath)
+}
+
+// reload applies a validated config: lists first, then the policy engine.
+func (s *server) reload(cfg *config.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sources, err := policy.Sources(cfg)
+	if err != nil {
+		s.rejected(err)
+		return
+	}
+	// Build the engine against the manager before touching the lists, so a
+	// bad group rejects the reload with nothing changed.
+	eng, err := policy.New(cfg, s.lists)
+	if err != nil {
+		s.rejected(err)
+		return
+	}
+	if _, err := s.lists.SetSources(sources); err != nil {
+		s.rejected(err)
+		return
+	}
+	s.engine.Store(eng)
+	s.cfg.Store(cfg)
+	s.reloads.WithLabelValues("ok").Inc()
+	s.log.Info("config reloaded", "file", s.cfgPath)
+}
+
+// listsCollector exports blocklist sizes at scrape time.
+type listsCollector struct{ lists *bl.Manager }
+
+var (
+	descListEntries = prometheus.NewDesc("gatehouse_blocklist_entries", "Entries loaded per list.", []string{"list", "category"}, nil)
+	descListInvalid = prometheus.NewDesc("gatehouse_blocklist_invalid_lines", "Rejected lines per list.", []string{"list"}, nil)
+	descListError   = prometheus.NewDesc("gatehouse_blocklist_failed", "1 when a list failed to load.", []string{"list"}, nil)
+	descIndexNames  = prometheus.NewDesc("gatehouse_blocklist_index_domains", "Distinct domains in the index.", nil, nil)
+	descIndexBuilt  = prometheus.NewDesc("gatehouse_blocklist_index_built_timestamp_seconds", "When the index in use was built.", nil, nil)
+)
+
+func (c *listsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descListEntries
+	ch <- descListInvalid
+	ch <- descListError
+	ch <- descIndexNames
+	ch <- descIndexBuilt
+}
+
+func (c *listsCollector) Collect(ch chan<- prometheus.Metric) {
+	ix := c.lists.Index()
+	if ix == nil {
+		return
+	}
+	for _, l := range ix.Lists() {
+		cat := categoryName(l.Category, c.lists)
+		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(l.Entries), l.Name, cat)
+		ch <- prometheus.MustNewConstMetric(descListInvalid, prometheus.GaugeValue, float64(l.Invalid), l.Name)
+		failed := 0.0
+		if l.Err != "" {
+			failed = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descListError, prometheus.GaugeValue, failed, l.Name)
+	}
+	st := ix.Stats()
+	ch <- prometheus.MustNewConstMetric(descIndexNames, prometheus.GaugeValue, float64(st.Domains))
+	ch <- prometheus.MustNewConstMetric(descIndexBuilt, prometheus.GaugeValue, float64(st.BuiltAt.Unix()))
+}

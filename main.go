@@ -1,0 +1,188 @@
+// Command gatehouse is a web filter for UK schools: a filtering DNS
+// resolver and HTTP proxy that apply category blocklists per group of
+// clients and report breaches to the Designated Safeguarding Lead.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2 // bad command line or invalid config
+)
+
+const usage = `Gatehouse: a web filter for UK schools.
+
+Usage:
+  gatehouse [serve] [--config FILE]         run the filter (embedded defaults without --config)
+  gatehouse config check FILE               validate a config file (exit 0 when valid, 2 when not)
+  gatehouse config example                  print a fully commented example config
+  gatehouse check [--client IP] [--user NAME] [--at TIME] [--json] NAME-OR-URL
+                                            explain the decision for a client and a site
+  gatehouse lists stats [--json]            load the blocklists and report their sizes
+  gatehouse lists update [NAME...]          download list feeds now
+  gatehouse version                         print the version
+
+Every command takes --config FILE; without it the embedded defaults apply.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	// Global --config may come before the command.
+	global := flag.NewFlagSet("gatehouse", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	global.Usage = func() { fmt.Fprint(stderr, usage) }
+	cfgPath := global.String("config", "", "config file (default: embedded defaults)")
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	args = global.Args()
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	c := &cli{stdout: stdout, stderr: stderr, cfgPath: *cfgPath}
+	switch cmd {
+	case "serve":
+		return c.serve(args)
+	case "config":
+		if len(args) == 0 {
+			fmt.Fprint(stderr, "gatehouse config: want `check FILE` or `example`\n")
+			return exitUsage
+		}
+		switch args[0] {
+		case "check":
+			return c.configCheck(args[1:])
+		case "example":
+			return c.configExample(args[1:])
+		}
+		fmt.Fprintf(stderr, "gatehouse config: unknown subcommand %q (want check or example)\n", args[0])
+		return exitUsage
+	case "check":
+		return c.check(args)
+	case "lists":
+		if len(args) == 0 {
+			fmt.Fprint(stderr, "gatehouse lists: want `stats` or `update`\n")
+			return exitUsage
+		}
+		switch args[0] {
+		case "stats":
+			return c.listsStats(args[1:])
+		case "update":
+			return c.listsUpdate(args[1:])
+		}
+		fmt.Fprintf(stderr, "gatehouse lists: unknown subcommand %q (want stats or update)\n", args[0])
+		return exitUsage
+	case "version", "--version":
+		fmt.Fprintf(stdout, "gatehouse %s\n", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// cli carries what every command needs.
+type cli struct {
+	stdout, stderr io.Writer
+	cfgPath        string
+}
+
+// flags makes a flag set that also accepts --config after the command.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.cfgPath, "config", c.cfgPath, "config file (default: embedded defaults)")
+	return fs
+}
+
+// parse parses flags, allowing them after positional arguments too.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// loadConfig reads the config file, or the embedded defaults. Invalid
+// configs print every error and return exitUsage.
+func (c *cli) loadConfig() (*config.Config, int) {
+	if c.cfgPath == "" {
+		return config.Default(), exitOK
+	}
+	cfg, err := config.Load(c.cfgPath)
+	if err != nil {
+		printConfigErrors(c.stderr, err)
+		return nil, exitUsage
+	}
+	return cfg, exitOK
+}
+
+func printConfigErrors(w io.Writer, err error) {
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(w, e.Error())
+		}
+		fmt.Fprintf(w, "%d error(s); nothing started\n", len(errs))
+		return
+	}
+	fmt.Fprintln(w, strings.TrimSpace(err.Error()))
+}
+
+func (c *cli) configCheck(args []string) int {
+	fs := c.flags("config check")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) == 1 {
+		c.cfgPath = pos[0]
+	} else if len(pos) > 1 || c.cfgPath == "" {
+		fmt.Fprintln(c.stderr, "usage: gatehouse config check FILE")
+		return exitUsage
+	}
+	if _, code := c.loadConfig(); code != exitOK {
+		return code
+	}
+	fmt.Fprintf(c.stdout, "%s: valid\n", c.cfgPath)
+	return exitOK
+}
+
+func (c *cli) configExample(args []string) int {
+	if _, err := parse(c.flags("config example"), args); err != nil {
+		return exitUsage
+	}
+	_, _ = c.stdout.Write(config.Example)
+	return exitOK
+}
