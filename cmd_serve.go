@@ -31,6 +31,7 @@ type server struct {
 	lists   *bl.Manager
 	engine  atomic.Pointer[policy.Engine]
 	reloads *prometheus.CounterVec
+	watcher *config.Watcher
 	mu      sync.Mutex // serialises reloads
 }
 
@@ -46,6 +47,9 @@ func (c *cli) serve(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s := &server{log: log, cfgPath: c.cfgPath}
+	if c.cfgPath != "" {
+		s.watcher = config.NewWatcher(c.cfgPath) // edits from now on are seen
+	}
 	if err := s.start(ctx, cfg); err != nil {
 		log.Error("gatehouse did not start", "err", err)
 		return exitFailure
@@ -149,7 +153,10 @@ func (s *server) watch(ctx context.Context) {
 			}
 		}
 	}()
-	go config.Watch(ctx, s.cfgPath, 2*time.Second, s.reload, s.rejected)
+	if s.watcher == nil {
+		s.watcher = config.NewWatcher(s.cfgPath)
+	}
+	go s.watcher.Run(ctx, 2*time.Second, s.reload, s.rejected)
 }
 
 // rejected logs an invalid config; the running one stays.

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -389,4 +391,40 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Random damage to valid files must give errors, never a panic or a hang
+// (a cheap stand-in for running FuzzParse).
+func TestParseMutations(t *testing.T) {
+	seeds := [][]byte{Example, []byte("groups:\n  students: &p\n    block: [games]\n  guests:\n    <<: *p\nlists:\n  - name: a\n    path: /a\n    category: games\n")}
+	r := rand.New(rand.NewPCG(1, 2))
+	const specials = "*&<:[]{}\"'\t\n-#!|>%@`~? "
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	for i := 0; i < n; i++ {
+		in := slices.Clone(seeds[r.IntN(len(seeds))])
+		for k := r.IntN(8) + 1; k > 0 && len(in) > 0; k-- {
+			p := r.IntN(len(in))
+			switch r.IntN(4) {
+			case 0:
+				in[p] = byte(r.IntN(256))
+			case 1:
+				in = slices.Delete(in, p, min(len(in), p+r.IntN(20)))
+			case 2:
+				q := r.IntN(len(in))
+				in = slices.Insert(in, p, in[q:min(len(in), q+r.IntN(30))]...)
+			case 3:
+				in = slices.Insert(in, p, specials[r.IntN(len(specials))])
+			}
+		}
+		c, err := Parse(in, "f.yaml")
+		if (c == nil) == (err == nil) {
+			t.Fatalf("input %q: config %v, error %v", in, c != nil, err)
+		}
+		if _, ok := err.(Errors); err != nil && !ok {
+			t.Fatalf("input %q: error type %T", in, err)
+		}
+	}
 }

@@ -100,9 +100,16 @@ func (v *validator) run() {
 	lists := v.lists()
 	used := v.groups(lists)
 	v.clients()
+	own := 0 // lists without a category: each takes one of MaxListBits bits
 	for i := range v.c.Lists {
 		l := &v.c.Lists[i]
-		if l.Category == "" && l.Format != string(blocklists.FormatSquidGuard) && l.Name != "" && !used[l.Name] {
+		if l.Category != "" || l.Format == string(blocklists.FormatSquidGuard) {
+			continue
+		}
+		if own++; own == blocklists.MaxListBits+1 {
+			v.errf(joinIndex("lists", i), "more than %d lists without a category (allow/deny lists); merge some", blocklists.MaxListBits)
+		}
+		if l.Name != "" && !used[l.Name] {
 			v.errf(joinIndex("lists", i), "list %q has no category and no group uses it in allow_lists or deny_lists (give it a category: or use it)", l.Name)
 		}
 	}
@@ -269,6 +276,10 @@ var categorySynonyms = map[string]string{
 // category checks a catalogue category name.
 func (v *validator) category(path, name string) (blocklists.Category, bool) {
 	c, err := blocklists.ParseCategory(name)
+	if err == nil && c.Info().Kind == blocklists.KindMarker {
+		v.errf(path, "%q marks search engines for safe search; it is not a category to block or list (use safe_search)", name)
+		return 0, false
+	}
 	if err == nil {
 		return c, true
 	}
@@ -684,10 +695,11 @@ func (v *validator) allowed(p netip.Prefix) bool {
 }
 
 // checkEntry checks a groups.*.allow / deny entry: a domain (which covers
-// its subdomains), an IP address, or a host/path URL prefix, optionally with
-// http:// or https://. It returns the entry normalised as
-// blocklists.NormalizeURL does (so that the policy engine can index exactly
-// what passes here), or a problem.
+// its subdomains; a leading "*." is accepted and means the same), an IP
+// address, or a host/path URL prefix, optionally with http:// or https://.
+// It returns the entry normalised as the policy engine indexes it
+// (blocklists.NormalizeURL with a path, NormalizeHost without), or a
+// problem.
 func checkEntry(s string) (norm, problem string) {
 	e := strings.TrimSpace(s)
 	if e == "" {
@@ -697,16 +709,18 @@ func checkEntry(s string) (norm, problem string) {
 		if scheme := strings.ToLower(e[:i]); scheme != "http" && scheme != "https" {
 			return "", fmt.Sprintf("invalid entry %q: only http:// and https:// addresses can be listed", s)
 		}
-		e = e[i+3:]
 	}
-	if strings.HasPrefix(e, "*.") {
-		return "", fmt.Sprintf("invalid entry %q: write the domain without \"*.\" (an entry already covers its subdomains)", s)
+	e = strings.TrimPrefix(e, "*.")
+	var err error
+	if strings.Contains(e, "/") {
+		norm, err = blocklists.NormalizeURL(e)
+	} else {
+		norm, err = blocklists.NormalizeHost(e)
 	}
-	n, err := blocklists.NormalizeURL(e)
 	if err != nil {
 		return "", fmt.Sprintf("invalid entry %q: %v", s, err)
 	}
-	return n, ""
+	return norm, ""
 }
 
 func (v *validator) warnings() []string {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -357,16 +358,22 @@ log:
       - ftp://files.example.com/
       - bbc.co.uk/bitesize
       - example.com:8080
+      - "[2001:db8::1]"
+      - 10.1.2.3
+      - bücher.example
+      - "-bad.example"
     deny:
       - https://www.BBC.co.uk/bitesize
       - "bad host"
+      - EXAMPLE.com
 `,
 			want: []want{
-				{"4:9", "groups.staff.allow[0]", `write the domain without "*."`},
-				{"5:9", "groups.staff.allow[1]", `invalid entry "exa_mple..com"`},
+				{"5:9", "groups.staff.allow[1]", `invalid entry "exa_mple..com": empty label`},
 				{"6:9", "groups.staff.allow[2]", "only http:// and https:// addresses can be listed"},
-				{"10:9", "groups.staff.deny[0]", "is in both allow and deny"},
-				{"11:9", "groups.staff.deny[1]", `invalid entry "bad host"`},
+				{"12:9", "groups.staff.allow[8]", `invalid entry "-bad.example": label starts or ends with a hyphen`},
+				{"14:9", "groups.staff.deny[0]", `"https://www.BBC.co.uk/bitesize" is in both allow and deny`},
+				{"15:9", "groups.staff.deny[1]", `invalid entry "bad host"`},
+				{"16:9", "groups.staff.deny[2]", `"EXAMPLE.com" is in both allow and deny`},
 			},
 		},
 		{
@@ -490,6 +497,18 @@ categories:
 			want: []want{{"6:14", "lists[0].categories.child", "the restricted tier (IWF/CTIRU) cannot be overridden"}},
 		},
 		{
+			name: "too many lists without a category",
+			src: func() string {
+				var names, lists []string
+				for i := range 32 {
+					names = append(names, fmt.Sprintf("l%d", i))
+					lists = append(lists, fmt.Sprintf("  - {name: l%d, path: /l%d}\n", i, i))
+				}
+				return "groups:\n  staff:\n    deny_lists: [" + strings.Join(names, ", ") + "]\nlists:\n" + strings.Join(lists, "")
+			}(),
+			want: []want{{"36:5", "lists[31]", "more than 31 lists without a category (allow/deny lists); merge some"}},
+		},
+		{
 			name: "no groups at all",
 			src:  "groups: ~\n",
 			want: []want{
@@ -584,5 +603,12 @@ func TestValidateInCode(t *testing.T) {
 	}
 	if got := errs.Error(); !strings.HasPrefix(got, "groups.staff.block[17]: unknown category") {
 		t.Errorf("message %q", got)
+	}
+}
+
+func TestMarkerCategoryRejected(t *testing.T) {
+	_, err := Parse([]byte("groups:\n  students:\n    block: [search-engine]\n"), "m.yaml")
+	if err == nil || !strings.Contains(err.Error(), "m.yaml:3:13") || !strings.Contains(err.Error(), "safe_search") {
+		t.Fatalf("marker category in block: %v", err)
 	}
 }

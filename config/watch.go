@@ -30,18 +30,47 @@ const rehashEvery = 15
 // every poll; returning to the previous good contents calls onChange again.
 //
 // The first state is taken when Watch starts, so edits made between the
-// caller's Load and the call to Watch are not seen until the next edit.
-// SIGHUP is the caller's business (it can simply call Load).
+// caller's Load and the call to Watch are not seen until the next edit;
+// use NewWatcher right after Load to close that gap. SIGHUP is the
+// caller's business (it can simply call Load).
 func Watch(ctx context.Context, path string, interval time.Duration, onChange func(*Config), onError func(error)) {
+	NewWatcher(path).Run(ctx, interval, onChange, onError)
+}
+
+type stamp struct {
+	mod  time.Time
+	size int64
+}
+
+// Watcher holds the state a Watch starts from.
+type Watcher struct {
+	path       string
+	seen, read stamp
+	sum        [32]byte
+}
+
+// NewWatcher records the file's current state now, so a later Run sees
+// every change made after this call.
+func NewWatcher(path string) *Watcher {
+	w := &Watcher{path: path}
+	if fi, err := os.Stat(path); err == nil {
+		w.seen = stamp{fi.ModTime(), fi.Size()}
+		if data, err := os.ReadFile(path); err == nil {
+			w.read, w.sum = w.seen, sha256.Sum256(data)
+		}
+	}
+	return w
+}
+
+// Run is Watch from the state NewWatcher recorded; it blocks until ctx is
+// done.
+func (w *Watcher) Run(ctx context.Context, interval time.Duration, onChange func(*Config), onError func(error)) {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
-	type stamp struct {
-		mod  time.Time
-		size int64
-	}
-	var seen, read stamp              // last stat, and the stat of the last read
-	var sum [32]byte                  // hash of the last contents acted on
+	path := w.path
+	seen, read := w.seen, w.read      // last stat, and the stat of the last read
+	sum := w.sum                      // hash of the last contents acted on
 	lastErr, lastWasRead := "", false // the problem last reported
 	report := func(err error, isRead bool) {
 		if err.Error() != lastErr {
@@ -58,13 +87,6 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 			msg = pe.Err.Error()
 		}
 		return Errors{{File: path, Msg: "cannot read config: " + msg, cause: err}}
-	}
-
-	if fi, err := os.Stat(path); err == nil {
-		seen = stamp{fi.ModTime(), fi.Size()}
-		if data, err := os.ReadFile(path); err == nil {
-			read, sum = seen, sha256.Sum256(data)
-		}
 	}
 
 	t := time.NewTicker(interval)

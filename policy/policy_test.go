@@ -114,6 +114,7 @@ groups:
   guests:
     networks: [192.168.0.0/16]
     block: [pornography, games]
+    safe_search: "off"
 `
 
 var testFiles = map[string]string{

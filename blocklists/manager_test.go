@@ -1,0 +1,251 @@
+package blocklists
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/bench/benchdata"
+)
+
+// feedServer serves a list body that tests can change, counting requests.
+type feedServer struct {
+	mu       sync.Mutex
+	body     string
+	ctype    string
+	down     bool
+	requests atomic.Int64
+	srv      *httptest.Server
+}
+
+func newFeedServer(t *testing.T, body string) *feedServer {
+	f := &feedServer{body: body, ctype: "text/plain"}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.requests.Add(1)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.down {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", f.ctype)
+		fmt.Fprint(w, f.body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *feedServer) set(body, ctype string, down bool) {
+	f.mu.Lock()
+	f.body, f.ctype, f.down = body, ctype, down
+	f.mu.Unlock()
+}
+
+func domains(prefix string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "%s%d.example\n", prefix, i)
+	}
+	return b.String()
+}
+
+func feedSource(name, url string, cat Category) Source {
+	return Source{Name: name, Feed: &Feed{Name: name, URL: url, Timeout: 5 * time.Second}, Category: cat}
+}
+
+func TestManagerFeedRefresh(t *testing.T) {
+	feed := newFeedServer(t, domains("bet", 100))
+	dir := t.TempDir()
+	m := NewManager(dir, []Source{feedSource("gambling", feed.srv.URL+"/list.txt", Gambling)}, nil, nil)
+	ix, err := m.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix.Lookup("bet7.example") != SetOf(Gambling) {
+		t.Fatal("downloaded list not loaded")
+	}
+
+	// Growing is fine.
+	feed.set(domains("bet", 150), "text/plain", false)
+	res, err := m.Update(context.Background(), nil, nil)
+	if err != nil || len(res) != 1 || res[0].Err != nil || !res[0].Changed || res[0].Entries != 150 || res[0].Previous != 100 {
+		t.Fatalf("update: %+v %v", res, err)
+	}
+	if m.Index().Lookup("bet149.example") == 0 {
+		t.Fatal("refreshed entries not swapped in")
+	}
+
+	// A refresh to under half the entries is refused; the old index stays.
+	feed.set(domains("bet", 60), "text/plain", false)
+	res, _ = m.Update(context.Background(), nil, nil)
+	if res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "refused") {
+		t.Fatalf("shrinking refresh accepted: %+v", res[0])
+	}
+	if m.Index().Lookup("bet149.example") == 0 {
+		t.Fatal("old entries lost after a refused refresh")
+	}
+
+	// An HTML error page is refused too.
+	feed.set("<!DOCTYPE html><html><body>Service unavailable</body></html>", "text/html", false)
+	res, _ = m.Update(context.Background(), nil, nil)
+	if res[0].Err == nil || m.Index().Lookup("bet149.example") == 0 {
+		t.Fatalf("HTML page accepted or old entries lost: %+v", res[0])
+	}
+
+	// Start-up with the feed down uses the cached copy.
+	feed.set("", "", true)
+	m2 := NewManager(dir, []Source{feedSource("gambling", feed.srv.URL+"/list.txt", Gambling)}, nil, nil)
+	ix2, err := m2.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix2.Lookup("bet149.example") != SetOf(Gambling) {
+		t.Fatal("cached copy not loaded at start-up while the feed is down")
+	}
+	if res, _ := m2.Update(context.Background(), []string{"gambling"}, nil); res[0].Err == nil {
+		t.Fatal("update against a down feed reported success")
+	}
+	if m2.Index().Lookup("bet149.example") == 0 {
+		t.Fatal("failed update dropped the list")
+	}
+	if res, _ := m2.Update(context.Background(), []string{"nope"}, nil); res[0].Err == nil {
+		t.Fatal("update of an unknown list reported success")
+	}
+}
+
+func TestManagerNeverDownloaded(t *testing.T) {
+	feed := newFeedServer(t, "")
+	feed.set("", "", true)
+	local := filepath.Join(t.TempDir(), "local.txt")
+	if err := os.WriteFile(local, []byte("games.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(t.TempDir(), []Source{
+		feedSource("remote", feed.srv.URL, Gambling),
+		{Name: "local", Path: local, Category: Games},
+	}, nil, nil)
+	ix, err := m.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix.Lookup("games.example") != SetOf(Games) || ix.Lookup("nordvpn.com") != SetOf(VPN) {
+		t.Fatal("local and built-in lists must load when a feed is unreachable")
+	}
+	for _, l := range ix.Lists() {
+		if l.Source == "remote" {
+			t.Fatalf("a never-downloaded feed appears in the index: %+v", l)
+		}
+	}
+}
+
+// TestManagerKeepsGoodStateOnBadFile: a local list that turns into garbage
+// must not replace the running index.
+func TestManagerKeepsGoodStateOnBadFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "adult.txt")
+	write := func(data []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write([]byte(domains("porn", 50)))
+	m := NewManager(filepath.Join(dir, "cache"), []Source{{Name: "adult", Path: path, Category: Pornography}}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(domains("porn", 5000)))
+	zw.Close()
+	bad := map[string][]byte{
+		"html":          []byte("<html><head><title>404</title></head><body>Not found</body></html>\n"),
+		"truncated gz":  gz.Bytes()[:gz.Len()/2],
+		"invalid lines": []byte("not a domain!\n$$$\n" + strings.Repeat("x", 300) + ".com\n"),
+		"binary":        {0x00, 0x01, 0x02, 0xff, 0xfe, 0x00, 0x10},
+		"non-UTF-8":     []byte("\xff\xfe\xfd.example\n\xc3\x28.example\n"),
+	}
+	for name, data := range bad {
+		write(data)
+		if _, err := m.Rebuild(); err == nil {
+			t.Errorf("%s: rebuild accepted a broken list", name)
+		}
+		if m.Index().Lookup("porn49.example") != SetOf(Pornography) {
+			t.Errorf("%s: running index lost its entries", name)
+		}
+	}
+	write([]byte(domains("porn", 60)))
+	if _, err := m.Rebuild(); err != nil || m.Index().Lookup("porn59.example") == 0 {
+		t.Fatalf("good list after bad ones: %v", err)
+	}
+}
+
+func TestManagerScheduledRefresh(t *testing.T) {
+	feed := newFeedServer(t, domains("a", 10))
+	src := feedSource("sched", feed.srv.URL, Games)
+	src.Refresh = "@every 1s"
+	m := NewManager(t.TempDir(), []Source{src}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	feed.set(domains("a", 12), "text/plain", false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.Start(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Index().Lookup("a11.example") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("scheduled refresh never swapped in the new list")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestManagerSquidGuardUT1(t *testing.T) {
+	data, ok := benchdata.SharedData()
+	if !ok {
+		t.Skip("shared data not present")
+	}
+	m := NewManager(t.TempDir(), []Source{{Name: "ut1", Path: filepath.Join(data, "ut1", "blacklists"), Format: FormatSquidGuard}}, nil, nil)
+	ix, err := m.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]ListInfo{}
+	for _, l := range ix.Lists() {
+		byName[l.Name] = l
+		if l.Err != "" {
+			t.Errorf("%s: %s", l.Name, l.Err)
+		}
+	}
+	// Counts from ut1/SOURCE.md.
+	for name, want := range map[string]struct {
+		cat     Category
+		entries int
+	}{
+		"ut1/gambling": {Gambling, 32247}, "ut1/vpn": {VPN, 6039}, "ut1/doh": {DoH, 3015},
+		"ut1/redirector": {WebProxy, 132323}, "ut1/games": {Games, 33741}, "ut1/adult/urls": {Pornography, 1090},
+	} {
+		l, ok := byName[name]
+		if !ok {
+			t.Errorf("%s not loaded", name)
+			continue
+		}
+		if l.Category != want.cat || l.Entries != want.entries {
+			t.Errorf("%s: category %s entries %d, want %s %d", name, l.Category, l.Entries, want.cat, want.entries)
+		}
+	}
+	if _, ok := byName["ut1/shopping"]; ok {
+		t.Error("unmapped UT1 category loaded")
+	}
+}

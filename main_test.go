@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// writeConfig writes a config (with {{dir}} replaced by a temp dir) and
+// returns its path and the dir.
+func writeConfig(t *testing.T, body string, files map[string]string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "{{dir}}", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, dir
+}
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+const cliConfig = `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+lists:
+  - name: adult
+    path: {{dir}}/adult.txt
+    category: pornography
+  - name: iwf
+    path: {{dir}}/iwf.txt
+    category: iwf
+    format: sha256
+groups:
+  students:
+    networks: [10.1.0.0/16]
+    block: [pornography, vpn]
+  staff:
+    networks: [10.2.0.0/16]
+    block: []
+`
+
+var cliFiles = map[string]string{
+	"adult.txt": "porn.example\n",
+	// The second line is invalid; its text must never be shown for a restricted list.
+	"iwf.txt": sha("abuse.example") + "\nsecret-entry-text\n",
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.Contains(out, "gatehouse") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, errs := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errs, "unknown command") {
+		t.Errorf("unknown command: %d %q", code, errs)
+	}
+}
+
+func TestConfigExampleIsValid(t *testing.T) {
+	code, out, _ := runCLI(t, "config", "example")
+	if code != 0 || out != string(config.Example) {
+		t.Fatalf("config example: %d", code)
+	}
+	path := filepath.Join(t.TempDir(), "example.yaml")
+	os.WriteFile(path, []byte(out), 0o600)
+	if code, out, errs := runCLI(t, "config", "check", path); code != 0 || !strings.Contains(out, "valid") {
+		t.Errorf("example does not check: %d %s %s", code, out, errs)
+	}
+}
+
+func TestConfigCheckReportsAllErrors(t *testing.T) {
+	path, _ := writeConfig(t, `
+school:
+  nmae: typo
+groups:
+  students:
+    block: [pornography, porn]
+    networks: [10.1.0.0/33]
+lists:
+  - name: x
+    path: /tmp/x.txt
+    category: gambling
+    refresh: "every day"
+`, nil)
+	code, _, errs := runCLI(t, "config", "check", path)
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+	for _, want := range []string{"gatehouse.yaml:3:3", "nmae", "gatehouse.yaml:6:26", "porn", "10.1.0.0/33", "every day"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("errors lack %q:\n%s", want, errs)
+		}
+	}
+	// serve refuses to start on the same file.
+	if code, _, _ := runCLI(t, "serve", "--config", path); code != exitUsage {
+		t.Errorf("serve with an invalid config: exit %d", code)
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	path, _ := writeConfig(t, cliConfig, cliFiles)
+	for _, tt := range []struct {
+		args                         []string
+		action, category, group, lst string
+		bypass                       bool
+	}{
+		{[]string{"--client", "10.1.2.3", "www.porn.example"}, "block", "pornography", "students", "adult", false},
+		{[]string{"--client", "10.2.2.3", "www.porn.example"}, "allow", "", "staff", "", false},
+		{[]string{"--client", "10.1.2.3", "https://nordvpn.com/download"}, "block", "vpn", "students", "embedded/vpn", true},
+		{[]string{"--client", "10.2.2.3", "abuse.example"}, "block", "iwf", "staff", "restricted", false},
+	} {
+		code, out, errs := runCLI(t, append([]string{"check", "--config", path, "--json"}, tt.args...)...)
+		if code != 0 {
+			t.Fatalf("check %v: exit %d: %s", tt.args, code, errs)
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("check %v: %v\n%s", tt.args, err, out)
+		}
+		if r["action"] != tt.action || r["category"] != tt.category || r["group"] != tt.group || r["list"] != tt.lst || r["bypass"] != tt.bypass {
+			t.Errorf("check %v = %s", tt.args, out)
+		}
+		for _, key := range []string{"action", "category", "severity", "list", "group", "bypass"} {
+			if _, ok := r[key]; !ok {
+				t.Errorf("check --json lacks %q", key)
+			}
+		}
+		if strings.Contains(out, "abuse.example\"") && r["entry"] != "" {
+			t.Errorf("restricted entry shown: %s", out)
+		}
+	}
+	// Text output explains the decision.
+	_, out, _ := runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "porn.example")
+	for _, want := range []string{"BLOCK", "pornography", "adult", "students"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check text lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, _ := runCLI(t, "check", "--config", path, "--client", "not-an-ip", "x.example"); code != exitUsage {
+		t.Errorf("bad --client: exit %d", code)
+	}
+}
+
+func TestListsStatsHidesRestricted(t *testing.T) {
+	path, _ := writeConfig(t, cliConfig, cliFiles)
+	code, out, errs := runCLI(t, "lists", "stats", "--config", path)
+	if code != 0 {
+		t.Fatalf("lists stats: %d %s", code, errs)
+	}
+	if strings.Contains(out+errs, "secret-entry-text") || strings.Contains(out+errs, "abuse.example") {
+		t.Errorf("restricted list content shown:\n%s%s", out, errs)
+	}
+	if !strings.Contains(out, "restricted") || !strings.Contains(out, "index:") {
+		t.Errorf("stats output:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "lists", "stats", "--json", "--config", path)
+	var rep statsReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("stats --json: %v %d", err, code)
+	}
+	found := false
+	for _, l := range rep.Lists {
+		if l.Name == "iwf" {
+			found = true
+			if l.Entries != 1 || l.Invalid != 1 || len(l.Samples) != 0 {
+				t.Errorf("iwf stats: %+v", l)
+			}
+		}
+	}
+	if !found || rep.Domains == 0 {
+		t.Errorf("stats json: %+v", rep)
+	}
+}
+
+func TestListsUpdate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "casino.example")
+		fmt.Fprintln(w, "bets.example")
+	}))
+	defer srv.Close()
+	path, _ := writeConfig(t, `
+database: {{dir}}/gatehouse.db
+lists:
+  - name: gambling-feed
+    url: `+srv.URL+`/gambling.txt
+    category: gambling
+`, nil)
+	code, out, errs := runCLI(t, "lists", "update", "--config", path)
+	if code != 0 || !strings.Contains(out, "gambling-feed: updated, 2 entries") {
+		t.Fatalf("lists update: %d %q %q", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "lists", "update", "--config", path)
+	if code != 0 || !strings.Contains(out, "gambling-feed: not modified") && !strings.Contains(out, "gambling-feed: ") {
+		t.Fatalf("second update: %d %q", code, out)
+	}
+	code, out, _ = runCLI(t, "check", "--config", path, "--json", "www.casino.example")
+	if code != 0 || !strings.Contains(out, `"category": "gambling"`) {
+		t.Fatalf("check after update: %s", out)
+	}
+}
+
+// TestServeReload starts the server, then feeds it an invalid and a valid
+// config: the invalid one is rejected and the running config kept.
+func TestServeReload(t *testing.T) {
+	path, _ := writeConfig(t, cliConfig, cliFiles)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
+	if err := s.start(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	student := netip.MustParseAddr("10.2.0.5") // staff network at first
+	decide := func() policy.Decision {
+		return s.engine.Load().Decide(policy.Request{Client: student, Host: "porn.example"})
+	}
+	if d := decide(); d.Action != policy.Allow || d.Group != "staff" {
+		t.Fatalf("before reload: %+v", d)
+	}
+	// Invalid: rejected by the file watcher, running engine kept.
+	before := s.engine.Load()
+	dir := filepath.Dir(path)
+	invalid := strings.ReplaceAll(strings.Replace(cliConfig, "block: []", "block: [nonsense]", 1), "{{dir}}", dir)
+	if err := os.WriteFile(path, []byte(invalid), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for testutil.ToFloat64(s.reloads.WithLabelValues("rejected")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("invalid config change never noticed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s.engine.Load() != before || decide().Action != policy.Allow {
+		t.Fatal("invalid config replaced the engine")
+	}
+	// Valid change (staff now block pornography).
+	valid := strings.ReplaceAll(strings.Replace(cliConfig, "block: []", "block: [pornography]", 1), "{{dir}}", dir)
+	if err := os.WriteFile(path, []byte(valid), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for decide().Action != policy.Block {
+		if time.Now().After(deadline) {
+			t.Fatal("valid config change not applied by the watcher")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,55 @@
+package reports
+
+import (
+	"net/netip"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+)
+
+// Event is one thing worth recording: a block, a bypass attempt, a probe,
+// or (with full logging on) an allowed request. The DNS resolver and the
+// HTTP proxy fill the same struct.
+type Event struct {
+	Time     time.Time // UTC
+	Source   string    // "dns", "http" or "connect"
+	Protocol string    // "udp", "tcp", "dot", "http", "https"
+
+	// Who.
+	Client netip.Addr
+	Device string // named device, if known
+	User   string // authenticated user, if known
+	Group  string
+
+	// What.
+	Name       string // DNS query name or request host
+	QType      string // DNS query type ("A", "HTTPS", ...)
+	URL        string // full URL (proxy only)
+	SearchTerm string // search term, where the URL carries one
+	Method     string // HTTP method (proxy only)
+	Status     int    // HTTP status returned (proxy only)
+	Bytes      int64  // bytes transferred (proxy only)
+
+	// Why.
+	Action     string // "block", "allow" or "rewrite"
+	Reason     string // the policy step that decided (policy.Reason)
+	Category   string // catalogue name, "" if none
+	Severity   bl.Severity
+	Route      bl.Route
+	List       string
+	Entry      string // never set for the restricted tier
+	Restricted bool
+	Bypass     bool // a filter-bypass attempt
+	Probe      bool // an automatic probe, not a person's action
+
+	// Count is how many identical requests this event stands for (repeats
+	// within a short window are collapsed into one event); at least 1.
+	Count int
+}
+
+// Sink receives events from the front doors. Record must not block the
+// request path: it queues the event and returns. It returns false when the
+// event was dropped (only low-severity events are ever dropped).
+type Sink interface {
+	Record(Event) bool
+}
