@@ -20,7 +20,7 @@ type ListID uint16
 // says which of those lists matched.
 const (
 	FirstListBit Category = 32
-	MaxListBits           = 31
+	MaxListBits  int      = 31
 )
 
 // ListInfo describes one list loaded into an Index.

@@ -578,7 +578,7 @@ func (p *parser) url(b []byte) error {
 }
 
 func (p *parser) ip(b []byte) error {
-	if bytes.IndexAny(b, " \t") >= 0 {
+	if bytes.ContainsAny(b, " \t") {
 		return errTrailingField
 	}
 	pfx, ok := parseIPOrPrefix(b)

@@ -9,7 +9,6 @@ package policy
 
 import (
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -388,20 +387,3 @@ func (e *Engine) Route(c bl.Category) bl.Route { return e.route[c] }
 
 // ListName names a list bit.
 func (e *Engine) ListName(c bl.Category) string { return e.listNames[c] }
-
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
-	}
-	return false
-}
-
-// lowerASCII lower-cases s if needed.
-func lowerASCII(s string) string {
-	if !hasUpper(s) {
-		return s
-	}
-	return strings.ToLower(s)
-}
