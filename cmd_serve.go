@@ -32,6 +32,7 @@ type server struct {
 	engine  atomic.Pointer[policy.Engine]
 	reloads *prometheus.CounterVec
 	watcher *config.Watcher
+	admin   net.Addr // the admin listener's address, once started
 	mu      sync.Mutex // serialises reloads
 }
 
@@ -114,6 +115,7 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	s.admin = ln.Addr()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,6 +247,17 @@ func TestServeReload(t *testing.T) {
 	if err := s.start(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	resp, err := http.Get("http://" + s.admin.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`gatehouse_blocklist_entries{category="pornography",list="adult"} 1`, "gatehouse_blocklist_index_built_timestamp_seconds"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	student := netip.MustParseAddr("10.2.0.5") // staff network at first
 	decide := func() policy.Decision {
 		return s.engine.Load().Decide(policy.Request{Client: student, Host: "porn.example"})
@@ -281,5 +293,17 @@ func TestServeReload(t *testing.T) {
 			t.Fatal("valid config change not applied by the watcher")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// SIGHUP reloads too: it is noticed before the 2 s file poll would be.
+	okBefore := testutil.ToFloat64(s.reloads.WithLabelValues("ok"))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(s.reloads.WithLabelValues("ok")) <= okBefore {
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the config")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

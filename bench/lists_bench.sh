@@ -29,6 +29,10 @@ s = json.load(open(sys.argv[1]))
 print(f"{sys.argv[2]}\t{s['load_seconds']:.3f}\t{s['index_heap_bytes']/2**20:.1f}\t{s['rss_bytes']/2**20:.1f}\t{s['domains']}")
 PY
 done | tee "$OUT/runs.tsv"
-awk -F'\t' '{l[NR]=$2; h[NR]=$3; r[NR]=$4} END {n=asort(l); asort(h); asort(r); m=int((n+1)/2); printf "median\t%s\t%s\t%s\n", l[m], h[m], r[m]}' "$OUT/runs.tsv"
+python3 - "$OUT/runs.tsv" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l.strip()]
+print("median\t" + "\t".join(f"{statistics.median(float(r[i]) for r in rows):.3f}" for i in (1, 2, 3)))
+PY
 echo
-go test -run '^$' -bench 'Load1M|Decide|Lookup' -benchmem -count 3 ./blocklists/ ./policy/
+go test -run '^$' -bench 'Load1M|Decide|Lookup|Baseline' -benchmem -count 3 ./blocklists/ ./policy/

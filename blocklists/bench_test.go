@@ -3,8 +3,10 @@ package blocklists
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -162,4 +164,65 @@ func TestManagerSwapUnderLookups(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// BenchmarkBaselineGoMapLoad1M is the same-run baseline for BenchmarkLoad1M:
+// the naive design, every name as a string key in a Go map.
+func BenchmarkBaselineGoMapLoad1M(b *testing.B) {
+	path, _, err := benchdata.Million()
+	if err != nil {
+		b.Skip("benchmark data:", err)
+	}
+	var heap uint64
+	for b.Loop() {
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := map[string]CategorySet{}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line != "" {
+				m[strings.Clone(line)] |= SetOf(Pornography)
+			}
+		}
+		data = nil
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		heap = m1.HeapAlloc - m0.HeapAlloc
+		runtime.KeepAlive(m)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+}
+
+// BenchmarkBaselineGoMapLookupHit is the same-run baseline for
+// BenchmarkLookupHit: a parent walk over a Go map of the million names.
+func BenchmarkBaselineGoMapLookupHit(b *testing.B) {
+	ix, realNames := benchIndex(b)
+	hits, _ := lookupNames(b, realNames, ix)
+	m := make(map[string]CategorySet, len(realNames))
+	for _, n := range realNames {
+		m[n] = SetOf(Pornography)
+	}
+	i := 0
+	for b.Loop() {
+		name := hits[i&4095]
+		var set CategorySet
+		for {
+			set |= m[name]
+			j := strings.IndexByte(name, '.')
+			if j < 0 {
+				break
+			}
+			name = name[j+1:]
+		}
+		if set == 0 {
+			b.Fatal("miss")
+		}
+		i++
+	}
 }
