@@ -61,7 +61,7 @@ func (c *cli) check(args []string) int {
 		fmt.Fprintf(c.stderr, "gatehouse check: %q: %v\n", pos[0], err)
 		return exitUsage
 	}
-	cfg, code := c.loadConfig()
+	cfg, lists, code := c.configAndLists("check")
 	if code != exitOK {
 		return code
 	}
@@ -71,11 +71,6 @@ func (c *cli) check(args []string) int {
 			fmt.Fprintf(c.stderr, "gatehouse check: --at: %v\n", err)
 			return exitUsage
 		}
-	}
-	lists, err := newLists(cfg, quietLogger(c.stderr))
-	if err != nil {
-		fmt.Fprintf(c.stderr, "gatehouse check: %v\n", err)
-		return exitUsage
 	}
 	lists.NoFetch = true
 	if _, err := lists.Load(context.Background()); err != nil {

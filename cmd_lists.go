@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
 )
 
 // listStat is one row of `gatehouse lists stats`.
@@ -51,14 +52,9 @@ func (c *cli) listsStats(args []string) int {
 	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
 		return exitUsage
 	}
-	cfg, code := c.loadConfig()
+	_, lists, code := c.configAndLists("lists stats")
 	if code != exitOK {
 		return code
-	}
-	lists, err := newLists(cfg, quietLogger(c.stderr))
-	if err != nil {
-		fmt.Fprintf(c.stderr, "gatehouse lists stats: %v\n", err)
-		return exitUsage
 	}
 	lists.NoFetch = true
 	var m0, m1 runtime.MemStats
@@ -80,7 +76,7 @@ func (c *cli) listsStats(args []string) int {
 	}
 	failed := false
 	for _, l := range ix.Lists() {
-		s := listStat{Name: l.Name, Source: l.Source, Category: categoryName(l.Category, lists), Format: string(l.Format),
+		s := listStat{Name: l.Name, Source: l.Source, Category: categoryName(l.Category), Format: string(l.Format),
 			Entries: l.Entries, Invalid: l.Invalid, Error: l.Err}
 		if l.Restricted {
 			s.Category = "restricted (" + l.Category.String() + ")"
@@ -99,7 +95,7 @@ func (c *cli) listsStats(args []string) int {
 	}
 	for _, s := range lists.Sources() {
 		if !loaded[s.Name] {
-			rep.Lists = append(rep.Lists, listStat{Name: s.Name, Source: s.Name, Category: categoryName(s.Category, lists),
+			rep.Lists = append(rep.Lists, listStat{Name: s.Name, Source: s.Name, Category: categoryName(s.Category),
 				Error: "not loaded: no local copy (run `gatehouse lists update`)"})
 			failed = true
 		}
@@ -135,7 +131,22 @@ func (c *cli) listsStats(args []string) int {
 	return exitOK
 }
 
-func categoryName(c bl.Category, _ *bl.Manager) string {
+// configAndLists loads the config and prepares its blocklist manager for
+// a one-shot command.
+func (c *cli) configAndLists(cmd string) (*config.Config, *bl.Manager, int) {
+	cfg, code := c.loadConfig()
+	if code != exitOK {
+		return nil, nil, code
+	}
+	lists, err := newLists(cfg, quietLogger(c.stderr))
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse %s: %v\n", cmd, err)
+		return nil, nil, exitUsage
+	}
+	return cfg, lists, exitOK
+}
+
+func categoryName(c bl.Category) string {
 	if c >= bl.FirstListBit {
 		return "(allow/deny list)"
 	}
@@ -148,14 +159,9 @@ func (c *cli) listsUpdate(args []string) int {
 	if err != nil {
 		return exitUsage
 	}
-	cfg, code := c.loadConfig()
+	_, lists, code := c.configAndLists("lists update")
 	if code != exitOK {
 		return code
-	}
-	lists, err := newLists(cfg, quietLogger(c.stderr))
-	if err != nil {
-		fmt.Fprintf(c.stderr, "gatehouse lists update: %v\n", err)
-		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -32,7 +32,7 @@ type server struct {
 	engine  atomic.Pointer[policy.Engine]
 	reloads *prometheus.CounterVec
 	watcher *config.Watcher
-	admin   net.Addr // the admin listener's address, once started
+	admin   net.Addr   // the admin listener's address, once started
 	mu      sync.Mutex // serialises reloads
 }
 
@@ -226,7 +226,7 @@ func (c *listsCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, l := range ix.Lists() {
-		cat := categoryName(l.Category, c.lists)
+		cat := categoryName(l.Category)
 		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(l.Entries), l.Name, cat)
 		ch <- prometheus.MustNewConstMetric(descListInvalid, prometheus.GaugeValue, float64(l.Invalid), l.Name)
 		failed := 0.0
