@@ -72,6 +72,7 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	s.lists = lists
+	lists.FetchInBackground = true
 	if _, err := lists.Load(ctx); err != nil {
 		return err
 	}

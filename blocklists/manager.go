@@ -57,6 +57,9 @@ type UpdateResult struct {
 type Manager struct {
 	// NoFetch makes Load use cached copies only (for offline tools).
 	NoFetch bool
+	// FetchInBackground makes Load publish what is on disk at once and
+	// download never-fetched feeds afterwards (for serve).
+	FetchInBackground bool
 
 	log     *slog.Logger
 	fetcher *Fetcher
@@ -112,21 +115,44 @@ func (m *Manager) Sources() []Source {
 }
 
 // Load builds the first index. Feeds never downloaded are fetched first
-// (each bounded by its timeout); feeds that fail use their cached copy.
-// Lists that cannot be loaded are reported in the index's ListInfo and
-// logged, and the rest still load: filtering starts with what is there.
+// (each bounded by its timeout) unless NoFetch is set; with
+// FetchInBackground the index from local files and cached copies is
+// published at once and those feeds are fetched afterwards, so a front
+// door can start filtering while a slow feed downloads. Lists that cannot
+// be loaded are reported in the index's ListInfo and logged, and the rest
+// still load: filtering starts with what is there.
 func (m *Manager) Load(ctx context.Context) (*Index, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var missing []Source
 	for _, s := range m.sources {
 		if s.Feed == nil || m.NoFetch {
 			continue
 		}
-		if _, _, ok := m.fetcher.Cached(s.Name); ok {
-			continue
+		if _, _, ok := m.fetcher.Cached(s.Name); !ok {
+			missing = append(missing, s)
 		}
-		r := m.update(ctx, s, nil)
-		if r.Err != nil {
+	}
+	if m.FetchInBackground && len(missing) > 0 {
+		ix, err := m.build(false)
+		if err != nil {
+			return nil, err
+		}
+		m.swap(ix)
+		names := make([]string, len(missing))
+		for i, s := range missing {
+			names[i] = s.Name
+		}
+		m.log.Info("downloading lists not cached yet", "lists", names)
+		go func() {
+			if _, err := m.Update(ctx, names, nil); err != nil {
+				m.log.Error("first download of lists failed", "err", err)
+			}
+		}()
+		return ix, nil
+	}
+	for _, s := range missing {
+		if r := m.update(ctx, s, nil); r.Err != nil {
 			m.log.Error("list download failed and no cached copy exists", "list", s.Name, "err", r.Err)
 		}
 	}

@@ -249,3 +249,33 @@ func TestManagerSquidGuardUT1(t *testing.T) {
 		t.Error("unmapped UT1 category loaded")
 	}
 }
+
+// TestManagerFetchInBackground: a slow feed must not hold up the first
+// index; it is swapped in when it arrives.
+func TestManagerFetchInBackground(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		fmt.Fprint(w, domains("slow", 20))
+	}))
+	defer srv.Close()
+	defer close(release)
+	m := NewManager(t.TempDir(), []Source{feedSource("slow", srv.URL, Gambling)}, nil, nil)
+	m.FetchInBackground = true
+	start := time.Now()
+	ix, err := m.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 2*time.Second || ix.Lookup("nordvpn.com") != SetOf(VPN) {
+		t.Fatal("Load waited for the slow feed or lost the built-in lists")
+	}
+	release <- struct{}{}
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Index().Lookup("slow3.example") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("background download never swapped in")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
