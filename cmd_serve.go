@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -196,10 +198,32 @@ func (s *server) reload(cfg *config.Config) {
 		s.rejected(err)
 		return
 	}
+	old := s.cfg.Load()
 	s.engine.Store(eng)
 	s.cfg.Store(cfg)
 	s.reloads.WithLabelValues("ok").Inc()
-	s.log.Info("config reloaded", "file", s.cfgPath)
+	changes := config.Diff(old, cfg)
+	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
+	for _, c := range changes {
+		s.log.Info("config change", "change", c)
+	}
+}
+
+// fileOwner names the owner of path (for the audit log of reloads).
+func fileOwner(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	uid := strconv.FormatUint(uint64(st.Uid), 10)
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return "uid " + uid
 }
 
 // listsCollector exports blocklist sizes at scrape time.

@@ -16,6 +16,7 @@ type Config struct {
 	Log        Log                      `yaml:"log"`
 	Database   string                   `yaml:"database"` // SQLite file; lists/cache and outbox/ live beside it
 	DNS        DNS                      `yaml:"dns"`
+	Reports    Reports                  `yaml:"reports"`
 	Proxy      Proxy                    `yaml:"proxy"`
 	Admin      Admin                    `yaml:"admin"`
 	Clients    Clients                  `yaml:"clients"`
@@ -40,20 +41,6 @@ type School struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // text or json
-}
-
-// DNS configures the filtering resolver.
-type DNS struct {
-	Listen    []string `yaml:"listen"`    // host:port, UDP and TCP; host is an IP, localhost or empty (all)
-	Upstreams []string `yaml:"upstreams"` // IP:port (a bare IP gets :53); empty = from /etc/resolv.conf (see Config.Upstreams)
-	BlockTTL  Duration `yaml:"block_ttl"`
-	// BlockResponse is nxdomain, null or blockpage.
-	BlockResponse string `yaml:"block_response"`
-}
-
-// Proxy configures the HTTP proxy.
-type Proxy struct {
-	Listen string `yaml:"listen"`
 }
 
 // Admin configures the admin listener (metrics, PAC file, block page).

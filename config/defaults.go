@@ -56,13 +56,10 @@ func defaults() *Config {
 		School:   School{Name: DefaultSchoolName, Timezone: DefaultTimezone},
 		Log:      Log{Level: "info", Format: "text"},
 		Database: DefaultDatabase,
-		DNS: DNS{
-			Listen:        []string{DefaultDNSListen},
-			BlockTTL:      Duration(DefaultBlockTTL),
-			BlockResponse: DefaultBlockResponse,
-		},
-		Proxy: Proxy{Listen: DefaultProxyListen},
-		Admin: Admin{Listen: DefaultAdminListen},
+		DNS:      defaultDNS(),
+		Reports:  defaultReports(),
+		Proxy:    defaultProxy(),
+		Admin:    Admin{Listen: DefaultAdminListen},
 		Clients: Clients{
 			Allow:        allow,
 			DefaultGroup: DefaultGroup,

@@ -96,6 +96,9 @@ func (v *validator) run() {
 	}
 	v.listeners()
 	v.upstreams()
+	v.dnsSection()
+	v.proxySection()
+	v.reports()
 	v.categories()
 	lists := v.lists()
 	used := v.groups(lists)

@@ -1,0 +1,180 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Diff lists, in plain words, how the filtering rules in b differ from a:
+// groups, lists, category overrides and who may use Gatehouse. It is the
+// audit trail of a reload ("who changed the rules" is answered by the log
+// line's time and the file's owner). Listener and log changes are
+// included as one line each.
+func Diff(a, b *Config) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+
+	for _, name := range unionKeys(a.Groups, b.Groups) {
+		ga, gb := a.Groups[name], b.Groups[name]
+		switch {
+		case ga == nil:
+			add("groups.%s: added (blocks %s)", name, orNone(gb.Block))
+		case gb == nil:
+			add("groups.%s: removed", name)
+		default:
+			diffStrings(&out, "groups."+name+".block", ga.Block, gb.Block)
+			diffStrings(&out, "groups."+name+".allow", ga.Allow, gb.Allow)
+			diffStrings(&out, "groups."+name+".deny", ga.Deny, gb.Deny)
+			diffStrings(&out, "groups."+name+".allow_lists", ga.AllowLists, gb.AllowLists)
+			diffStrings(&out, "groups."+name+".deny_lists", ga.DenyLists, gb.DenyLists)
+			diffStrings(&out, "groups."+name+".networks", addrStrings(ga.Networks), addrStrings(gb.Networks))
+			if ga.SafeSearch != gb.SafeSearch {
+				add("groups.%s.safe_search: %s → %s", name, ga.SafeSearch, gb.SafeSearch)
+			}
+			if !reflect.DeepEqual(ga.Schedules, gb.Schedules) {
+				add("groups.%s.schedules: changed", name)
+			}
+			if !reflect.DeepEqual(ga.Extra(), gb.Extra()) {
+				add("groups.%s: other settings changed", name)
+			}
+		}
+	}
+
+	la, lb := listsByName(a), listsByName(b)
+	for _, name := range unionKeys(la, lb) {
+		x, y := la[name], lb[name]
+		switch {
+		case x == nil:
+			add("lists.%s: added (%s)", name, describeList(y))
+		case y == nil:
+			add("lists.%s: removed", name)
+		case !reflect.DeepEqual(x, y):
+			add("lists.%s: changed (%s)", name, describeList(y))
+		}
+	}
+
+	for _, name := range unionKeys(a.Categories, b.Categories) {
+		if !reflect.DeepEqual(a.Categories[name], b.Categories[name]) {
+			add("categories.%s: override changed", name)
+		}
+	}
+	diffStrings(&out, "clients.allow", addrStrings(a.Clients.Allow), addrStrings(b.Clients.Allow))
+	if a.Clients.DefaultGroup != b.Clients.DefaultGroup {
+		add("clients.default_group: %s → %s", a.Clients.DefaultGroup, b.Clients.DefaultGroup)
+	}
+	if !reflect.DeepEqual(a.Clients.Devices, b.Clients.Devices) {
+		add("clients.devices: changed")
+	}
+	if !reflect.DeepEqual(a.Clients.Users, b.Clients.Users) {
+		add("clients.users: changed")
+	}
+	for _, sec := range []struct {
+		name string
+		x, y any
+	}{
+		{"school", a.School, b.School}, {"log", a.Log, b.Log}, {"database", a.Database, b.Database},
+		{"dns", a.DNS, b.DNS}, {"proxy", a.Proxy, b.Proxy}, {"admin", a.Admin, b.Admin}, {"reports", a.Reports, b.Reports},
+	} {
+		if !reflect.DeepEqual(sec.x, sec.y) {
+			add("%s: changed", sec.name)
+		}
+	}
+	return out
+}
+
+// Extra returns a group's settings that Diff does not compare one by one,
+// as YAML, so new fields still show up as a change.
+func (g *Group) Extra() string {
+	c := *g
+	c.Block, c.Allow, c.Deny, c.AllowLists, c.DenyLists, c.Networks, c.SafeSearch, c.Schedules = nil, nil, nil, nil, nil, nil, "", nil
+	c.Description = ""
+	data, _ := yaml.Marshal(&c)
+	return string(data)
+}
+
+func unionKeys[V any](a, b map[string]V) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func diffStrings(out *[]string, path string, a, b []string) {
+	var added, removed []string
+	for _, s := range b {
+		if !slices.Contains(a, s) {
+			added = append(added, s)
+		}
+	}
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			removed = append(removed, s)
+		}
+	}
+	if len(added) > 0 {
+		*out = append(*out, fmt.Sprintf("%s: added %s", path, strings.Join(added, ", ")))
+	}
+	if len(removed) > 0 {
+		*out = append(*out, fmt.Sprintf("%s: removed %s", path, strings.Join(removed, ", ")))
+	}
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ", ")
+}
+
+func addrStrings[T fmt.Stringer](ps []T) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+func listsByName(c *Config) map[string]*List {
+	m := make(map[string]*List, len(c.Lists))
+	for i := range c.Lists {
+		m[c.Lists[i].Name] = &c.Lists[i]
+	}
+	return m
+}
+
+// describeList says where a list comes from, without credentials.
+func describeList(l *List) string {
+	from := l.Path
+	if l.URL != "" {
+		from = redactURL(l.URL)
+	}
+	cat := l.Category
+	if cat == "" {
+		cat = "allow/deny list"
+	}
+	return cat + " from " + from
+}
+
+// redactURL drops userinfo and the query (where feed keys live).
+func redactURL(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		s = s[:i+3] + rest
+	}
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
