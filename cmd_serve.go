@@ -23,6 +23,8 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
+	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
+	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
 )
 
 // server is a running Gatehouse: config, lists, policy and the listeners.
@@ -34,8 +36,10 @@ type server struct {
 	engine  atomic.Pointer[policy.Engine]
 	reloads *prometheus.CounterVec
 	watcher *config.Watcher
-	admin   net.Addr   // the admin listener's address, once started
-	mu      sync.Mutex // serialises reloads
+	admin   net.Addr          // the admin listener's address, once started
+	dns     *dnsproxy.Server  // the DNS front door (serve_dns.go)
+	proxy   *httpproxy.Server // the HTTP proxy (serve_proxy.go)
+	mu      sync.Mutex        // serialises reloads
 }
 
 func (c *cli) serve(args []string) int {
@@ -59,6 +63,9 @@ func (c *cli) serve(args []string) int {
 	}
 	<-ctx.Done()
 	log.Info("gatehouse stopping")
+	s.stopDNS()
+	s.stopProxy()
+	s.stopReports() // after the front doors: flushes their last events
 	return exitOK
 }
 
@@ -92,7 +99,16 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 		Name: "gatehouse_config_reloads_total", Help: "Config reloads by result (ok or rejected).",
 	}, []string{"result"})
 	reg.MustRegister(s.reloads, &listsCollector{lists: lists})
+	if err := s.startReports(ctx, cfg, reg); err != nil { // before the front doors: they record into it
+		return err
+	}
+	if err := s.startProxy(ctx, cfg, reg); err != nil {
+		return err
+	}
 	if err := s.startAdmin(ctx, cfg.Admin.Listen, reg); err != nil {
+		return err
+	}
+	if err := s.startDNS(ctx, cfg, reg); err != nil {
 		return err
 	}
 	s.watch(ctx)
@@ -114,6 +130,9 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if s.proxy != nil {
+		mux.Handle("/", s.proxy.AdminHandler()) // PAC, WPAD, block page, "report a mistake"
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)

@@ -34,6 +34,12 @@ Usage:
                                             explain the decision for a client and a site
   gatehouse lists stats [--json]            load the blocklists and report their sizes
   gatehouse lists update [NAME...]          download list feeds now
+  gatehouse events [--since 24h] [--client X] [--category Y] [--csv|--json]
+                                            export breach events (--all: probes and query log too)
+  gatehouse incidents [--since 7d] [--status S] [--csv|--json] [--ack ID,...]
+                                            list (or acknowledge) incidents
+  gatehouse report preview|send --schedule daily [--out digest.html]
+                                            render a digest now, or send it (and move its period on)
   gatehouse version                         print the version
 
 Every command takes --config FILE; without it the embedded defaults apply.
@@ -93,6 +99,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "gatehouse lists: unknown subcommand %q (want stats or update)\n", args[0])
 		return exitUsage
+	case "events":
+		return c.events(args)
+	case "incidents":
+		return c.incidents(args)
+	case "report":
+		return c.report(args)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s\n", version)
 		return exitOK

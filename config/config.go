@@ -124,6 +124,9 @@ type Group struct {
 	AllowLists  []string       `yaml:"allow_lists"` // names from lists: (lists without a category; never the restricted tier)
 	DenyLists   []string       `yaml:"deny_lists"`  // names from lists: (lists without a category)
 	SafeSearch  string         `yaml:"safe_search"` // off, moderate, strict (default strict)
+	// ProxyLogin makes the group's clients log in to the HTTP proxy
+	// (proxy.auth) before they can browse through it.
+	ProxyLogin bool `yaml:"proxy_login"`
 
 	// Name is the map key, filled in on load.
 	Name string `yaml:"-"`

@@ -29,9 +29,15 @@ type Event struct {
 	Method     string // HTTP method (proxy only)
 	Status     int    // HTTP status returned (proxy only)
 	Bytes      int64  // bytes transferred (proxy only)
+	// Ref is the reference code shown on the block page (proxy only); a
+	// "report a mistake" event carries the code of the page it came from.
+	Ref string
+	// Note is what the person wrote in a "report a mistake" form (Action
+	// "report", Route it).
+	Note string
 
 	// Why.
-	Action     string // "block", "allow" or "rewrite"
+	Action     string // "block", "allow", "rewrite", "flag" (proxy: a suspicious tunnel let through) or "report" (a mis-block report)
 	Reason     string // the policy step that decided (policy.Reason)
 	Category   string // catalogue name, "" if none
 	Severity   bl.Severity

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// openReports opens the breach store for a CLI command (no background
+// work). A missing database is an error, not a new empty file.
+func (c *cli) openReports(cfg *config.Config) (*reports.Service, int) {
+	if _, err := os.Stat(cfg.Database); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(c.stderr, "no breach database at %s yet (gatehouse serve creates it)\n", cfg.Database)
+		return nil, exitFailure
+	}
+	p, err := reports.FromConfig(cfg, nil)
+	if err != nil {
+		// The SMTP secret is only needed to send; reading commands go on.
+		p, _ = reports.FromConfig(withoutSMTPPassword(cfg), nil)
+	}
+	svc, err := reports.Tools(cfg.Database, p)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return nil, exitFailure
+	}
+	return svc, exitOK
+}
+
+func withoutSMTPPassword(cfg *config.Config) *config.Config {
+	c2 := *cfg
+	c2.Reports.SMTP.Password = nil
+	return &c2
+}
+
+// parseSince reads --since/--until: a duration back from now ("24h",
+// "7d") or a date/time ("2026-11-20", RFC 3339) in the school's zone.
+func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) {
+	var d config.Duration
+	if err := d.UnmarshalText([]byte(s)); err == nil {
+		return now.Add(-d.D()), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid time %q (want a duration such as 24h or 7d, or a date such as 2026-11-20)", s)
+}
+
+type exportFlags struct {
+	since, until, client, category string
+	csv, json                      bool
+}
+
+func (c *cli) exportFilter(f *exportFlags, cfg *config.Config) (reports.Filter, bool) {
+	now := time.Now()
+	var flt reports.Filter
+	var err error
+	if flt.Since, err = parseSince(f.since, now, cfg.Location()); err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return flt, false
+	}
+	if f.until != "" {
+		if flt.Until, err = parseSince(f.until, now, cfg.Location()); err != nil {
+			fmt.Fprintln(c.stderr, err)
+			return flt, false
+		}
+	}
+	if f.csv && f.json {
+		fmt.Fprintln(c.stderr, "choose one of --csv and --json")
+		return flt, false
+	}
+	flt.Client, flt.Category = f.client, strings.ToLower(f.category)
+	return flt, true
+}
+
+// events exports stored events.
+func (c *cli) events(args []string) int {
+	fs := c.flags("events")
+	var f exportFlags
+	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d) or this date")
+	fs.StringVar(&f.until, "until", "", "up to this long ago or this date (default now)")
+	fs.StringVar(&f.client, "client", "", "only this IP address, device or user")
+	fs.StringVar(&f.category, "category", "", "only this category")
+	fs.BoolVar(&f.csv, "csv", false, "CSV (RFC 4180, safe to open in a spreadsheet)")
+	fs.BoolVar(&f.json, "json", false, "JSON, one event a line")
+	all := fs.Bool("all", false, "include automatic probes and the query log, not only breaches")
+	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
+		return exitUsage
+	}
+	cfg, code := c.loadConfig()
+	if code != exitOK {
+		return code
+	}
+	flt, ok := c.exportFilter(&f, cfg)
+	if !ok {
+		return exitUsage
+	}
+	flt.All = *all
+	svc, code := c.openReports(cfg)
+	if code != exitOK {
+		return code
+	}
+	defer svc.Close()
+	var err error
+	switch {
+	case f.csv:
+		err = svc.Store.EventsCSV(c.stdout, flt, cfg.Location())
+	case f.json:
+		err = svc.Store.EventsJSON(c.stdout, flt)
+	default:
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tCLIENT\tGROUP\tCATEGORY\tSEVERITY\tACTION\tNAME\tCOUNT")
+		n := 0
+		err = svc.Store.Events(flt, func(e reports.StoredEvent) error {
+			n++
+			who := e.Client
+			if e.User != "" {
+				who = e.User + " " + who
+			} else if e.Device != "" {
+				who = e.Device + " " + who
+			}
+			name := e.Name
+			if e.SearchTerm != "" {
+				name += " (search: " + e.SearchTerm + ")"
+			}
+			_, werr := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.Time.In(cfg.Location()).Format("2006-01-02 15:04:05"),
+				who, e.Group, e.Category, e.Severity, e.Action, reports.SafeCell(name), e.Count)
+			return werr
+		})
+		tw.Flush()
+		if err == nil && n == 0 {
+			fmt.Fprintln(c.stderr, "no events in that period")
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// incidents lists incidents, or acknowledges them with --ack.
+func (c *cli) incidents(args []string) int {
+	fs := c.flags("incidents")
+	var f exportFlags
+	fs.StringVar(&f.since, "since", "7d", "incidents active since this long ago (24h, 7d) or this date")
+	fs.StringVar(&f.until, "until", "", "and begun before this long ago or this date")
+	fs.StringVar(&f.client, "client", "", "only this IP address, device or user")
+	fs.StringVar(&f.category, "category", "", "only this category")
+	fs.BoolVar(&f.csv, "csv", false, "CSV (RFC 4180, safe to open in a spreadsheet)")
+	fs.BoolVar(&f.json, "json", false, "JSON, one incident a line")
+	status := fs.String("status", "", "only this status: new, alerted, reported or acknowledged")
+	ack := fs.String("ack", "", "mark these incidents (comma-separated ids) as acknowledged")
+	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
+		return exitUsage
+	}
+	cfg, code := c.loadConfig()
+	if code != exitOK {
+		return code
+	}
+	svc, code := c.openReports(cfg)
+	if code != exitOK {
+		return code
+	}
+	defer svc.Close()
+	if *ack != "" {
+		var ids []int64
+		for _, s := range strings.Split(*ack, ",") {
+			id, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				fmt.Fprintf(c.stderr, "invalid incident id %q\n", s)
+				return exitUsage
+			}
+			ids = append(ids, id)
+		}
+		n, err := svc.Store.Acknowledge(ids...)
+		if err != nil {
+			fmt.Fprintln(c.stderr, err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "%d incident(s) acknowledged\n", n)
+		if n != int64(len(ids)) {
+			fmt.Fprintf(c.stderr, "%d id(s) not found\n", int64(len(ids))-n)
+			return exitFailure
+		}
+		return exitOK
+	}
+	flt, ok := c.exportFilter(&f, cfg)
+	if !ok {
+		return exitUsage
+	}
+	flt.Status = *status
+	incs, err := svc.Store.Incidents(flt)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitFailure
+	}
+	loc := cfg.Location()
+	switch {
+	case f.csv:
+		err = reports.IncidentsCSV(c.stdout, incs, loc)
+	case f.json:
+		err = reports.IncidentsJSON(c.stdout, incs)
+	default:
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tSEVERITY\tWHO\tGROUP\tCATEGORY\tFIRST\tLAST\tATTEMPTS\tEXAMPLES")
+		for _, i := range incs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", i.ID, i.Status, i.Severity, i.Who, i.Group, i.Category,
+				i.First.In(loc).Format("01-02 15:04"), i.Last.In(loc).Format("01-02 15:04"), i.Count, reports.SafeCell(strings.Join(i.Samples, ", ")))
+		}
+		tw.Flush()
+		if len(incs) == 0 {
+			fmt.Fprintln(c.stderr, "no incidents in that period")
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitFailure
+	}
+	return exitOK
+}

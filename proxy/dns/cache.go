@@ -1,0 +1,323 @@
+package dns
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// CacheOptions configures the shared answer cache.
+type CacheOptions struct {
+	Entries     int           // cap on entries (0 = no cache)
+	MinTTL      time.Duration // clamp
+	MaxTTL      time.Duration // clamp (default 24 h)
+	NegativeTTL time.Duration // cap for NXDOMAIN / NODATA (default 1 h)
+	ServeStale  time.Duration // RFC 8767 window past expiry (0 = never)
+	Prefetch    bool
+}
+
+// cacheKey identifies an answer: the lower-cased name, type, and the
+// EDNS shape of the question (which changes the packed answer).
+type cacheKey struct {
+	name  string
+	qtype uint16
+	do    bool   // DNSSEC OK
+	edns  bool   // the client sent OPT
+	cd    bool   // checking disabled
+	block uint32 // non-zero for a packed block answer: reason bits
+}
+
+// entry is one cached answer, kept packed so that a hit is a copy, an ID,
+// flag and TTL patch, and a write.
+type entry struct {
+	wire    []byte   // packed response, ID 0, question in lower case
+	ttlOffs []uint16 // offsets of every RR's TTL (not OPT); the TTLs at storage stay in wire
+	chain   []string // CNAME/DNAME targets in the answer (lower case, no dot)
+	rcode   int
+	stored  int64 // unix nanos
+	expires int64 // unix nanos
+	ttl     uint32
+	hits    atomic.Uint32
+	used    atomic.Int64 // unix nanos of the last hit
+	fetch   atomic.Bool  // a prefetch is running
+}
+
+type cache struct {
+	opts   CacheOptions
+	seed   maphash.Seed
+	per    int // entries per shard
+	shards [32]cacheShard
+	count  atomic.Int64
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[cacheKey]*entry
+}
+
+func newCache(o CacheOptions) *cache {
+	if o.Entries <= 0 {
+		return nil
+	}
+	if o.MaxTTL <= 0 {
+		o.MaxTTL = 24 * time.Hour
+	}
+	if o.NegativeTTL <= 0 {
+		o.NegativeTTL = time.Hour
+	}
+	c := &cache{opts: o, seed: maphash.MakeSeed()}
+	c.per = (o.Entries + len(c.shards) - 1) / len(c.shards)
+	for i := range c.shards {
+		c.shards[i].m = make(map[cacheKey]*entry)
+	}
+	return c
+}
+
+func (c *cache) shard(k *cacheKey) *cacheShard {
+	return &c.shards[maphash.String(c.seed, k.name)%uint64(len(c.shards))]
+}
+
+// get returns the entry for k, fresh or (within the stale window) expired.
+func (c *cache) get(k cacheKey, now int64) *entry {
+	s := c.shard(&k)
+	s.mu.RLock()
+	e := s.m[k]
+	s.mu.RUnlock()
+	if e == nil {
+		return nil
+	}
+	if now > e.expires+int64(c.opts.ServeStale) {
+		return nil
+	}
+	e.used.Store(now)
+	return e
+}
+
+// put stores a packed answer.
+func (c *cache) put(k cacheKey, e *entry) {
+	s := c.shard(&k)
+	s.mu.Lock()
+	if _, ok := s.m[k]; !ok {
+		if len(s.m) >= c.per {
+			c.evictLocked(s, e.stored)
+		}
+		c.count.Add(1)
+	}
+	s.m[k] = e
+	s.mu.Unlock()
+}
+
+// evictLocked removes one entry: among a few sampled (map iteration order
+// is random), a dead one if any, else the least recently used.
+func (c *cache) evictLocked(s *cacheShard, now int64) {
+	var victim cacheKey
+	var oldest int64 = 1<<63 - 1
+	n := 0
+	for k, e := range s.m {
+		if now > e.expires+int64(c.opts.ServeStale) {
+			victim = k
+			break
+		}
+		if u := e.used.Load(); u < oldest {
+			oldest, victim = u, k
+		}
+		if n++; n >= 8 {
+			break
+		}
+	}
+	delete(s.m, victim)
+	c.count.Add(-1)
+}
+
+func (c *cache) len() int {
+	if c == nil {
+		return 0
+	}
+	return int(c.count.Load())
+}
+
+// ttlFor works out how long m may be cached, or false if it may not.
+func (c *cache) ttlFor(m *mdns.Msg) (uint32, bool) {
+	switch m.Rcode {
+	case mdns.RcodeSuccess, mdns.RcodeNameError:
+	default:
+		return 0, false
+	}
+	if m.Truncated {
+		return 0, false
+	}
+	neg := m.Rcode == mdns.RcodeNameError || len(m.Answer) == 0
+	var ttl uint32
+	if neg {
+		ttl = 30 // no SOA: a short negative TTL
+		for _, rr := range m.Ns {
+			if soa, ok := rr.(*mdns.SOA); ok {
+				ttl = min(soa.Hdr.Ttl, soa.Minttl)
+			}
+		}
+		ttl = min(ttl, uint32(c.opts.NegativeTTL/time.Second))
+	} else {
+		ttl = ^uint32(0)
+		for _, rr := range m.Answer {
+			ttl = min(ttl, rr.Header().Ttl)
+		}
+	}
+	ttl = max(ttl, uint32(c.opts.MinTTL/time.Second))
+	ttl = min(ttl, uint32(c.opts.MaxTTL/time.Second))
+	return ttl, ttl > 0
+}
+
+// clampTTLs applies the min/max clamps to every RR of m (not OPT).
+func (c *cache) clampTTLs(m *mdns.Msg) {
+	lo, hi := uint32(c.opts.MinTTL/time.Second), uint32(c.opts.MaxTTL/time.Second)
+	for _, sec := range [][]mdns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			if h.Rrtype == mdns.TypeOPT {
+				continue
+			}
+			h.Ttl = min(max(h.Ttl, lo), hi)
+		}
+	}
+}
+
+// newEntry packs m (a complete response with ID 0) for the cache.
+func newEntry(m *mdns.Msg, ttl uint32, chain []string, now int64) (*entry, error) {
+	wire, err := m.Pack()
+	if err != nil {
+		return nil, err
+	}
+	offs, ok := ttlOffsets(wire)
+	if !ok {
+		return nil, errBadWire
+	}
+	e := &entry{wire: wire, ttlOffs: offs, chain: chain, rcode: m.Rcode, stored: now, ttl: ttl,
+		expires: now + int64(ttl)*int64(time.Second)}
+	e.used.Store(now)
+	return e, nil
+}
+
+type wireError string
+
+func (e wireError) Error() string { return string(e) }
+
+const errBadWire = wireError("malformed packed message")
+
+// skipName returns the offset after the (possibly compressed) name at off.
+func skipName(b []byte, off int) (int, bool) {
+	for off < len(b) {
+		l := int(b[off])
+		switch {
+		case l == 0:
+			return off + 1, true
+		case l&0xC0 == 0xC0:
+			return off + 2, off+2 <= len(b)
+		case l&0xC0 != 0:
+			return 0, false
+		}
+		off += 1 + l
+	}
+	return 0, false
+}
+
+// ttlOffsets finds the TTL field of every RR in a packed message.
+func ttlOffsets(b []byte) ([]uint16, bool) {
+	if len(b) < 12 || len(b) > 65535 {
+		return nil, false
+	}
+	qd := int(binary.BigEndian.Uint16(b[4:]))
+	rrs := int(binary.BigEndian.Uint16(b[6:])) + int(binary.BigEndian.Uint16(b[8:])) + int(binary.BigEndian.Uint16(b[10:]))
+	off := 12
+	var ok bool
+	for i := 0; i < qd; i++ {
+		if off, ok = skipName(b, off); !ok || off+4 > len(b) {
+			return nil, false
+		}
+		off += 4
+	}
+	offs := make([]uint16, 0, rrs)
+	for i := 0; i < rrs; i++ {
+		if off, ok = skipName(b, off); !ok || off+10 > len(b) {
+			return nil, false
+		}
+		if binary.BigEndian.Uint16(b[off:]) != mdns.TypeOPT {
+			offs = append(offs, uint16(off+4))
+		}
+		off += 10 + int(binary.BigEndian.Uint16(b[off+8:]))
+		if off > len(b) {
+			return nil, false
+		}
+	}
+	return offs, true
+}
+
+// render writes e into dst for a query with id and flags, ages the TTLs by
+// now, and returns the message. stale sets every TTL to staleTTL.
+func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int64, stale bool) ([]byte, bool) {
+	dst = append(dst[:0], e.wire...)
+	binary.BigEndian.PutUint16(dst, id)
+	if rd {
+		dst[2] |= 0x01
+	} else {
+		dst[2] &^= 0x01
+	}
+	if cd {
+		dst[3] |= 0x10
+	} else {
+		dst[3] &^= 0x10
+	}
+	// Echo the question name exactly as asked (0x20 case randomisation).
+	if !putName(dst, 12, qname) {
+		return nil, false
+	}
+	age := uint32(0)
+	if now > e.stored {
+		age = uint32((now - e.stored) / int64(time.Second))
+	}
+	for _, off := range e.ttlOffs {
+		t := uint32(staleTTL)
+		if !stale {
+			t = 0
+			if orig := binary.BigEndian.Uint32(e.wire[off:]); orig > age {
+				t = orig - age
+			}
+		}
+		binary.BigEndian.PutUint32(dst[off:], t)
+	}
+	return dst, true
+}
+
+// staleTTL is the TTL of a stale answer (RFC 8767 recommends 30 s).
+const staleTTL = 30
+
+// putName overwrites the uncompressed name at off with qname, which must
+// have the same wire length (the lower-cased form is what is stored).
+func putName(b []byte, off int, qname string) bool {
+	if qname == "." {
+		return off < len(b) && b[off] == 0
+	}
+	start := 0
+	for i := 0; i <= len(qname); i++ {
+		if i < len(qname) && qname[i] != '.' {
+			if qname[i] == '\\' {
+				return false
+			}
+			continue
+		}
+		l := i - start
+		if l == 0 {
+			break
+		}
+		if off+1+l > len(b) || int(b[off]) != l {
+			return false
+		}
+		copy(b[off+1:], qname[start:i])
+		off += 1 + l
+		start = i + 1
+	}
+	return off < len(b) && b[off] == 0
+}

@@ -1,0 +1,545 @@
+package dns
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// Request flow (one function per step, in this order):
+//
+//	checks (opcode, one question) → ACL → rate limit → identity + policy
+//	→ bypass (DDR, canary, Private Relay, DoH) → block → safe-search rewrite
+//	→ cache / upstream (CNAME chain checked, ECH stripped) → reply.
+
+// query is the per-request state.
+type query struct {
+	w      mdns.ResponseWriter
+	r      *mdns.Msg
+	q      mdns.Question
+	name   string // lower case, no trailing dot ("" for the root)
+	client netip.Addr
+	proto  string
+	opt    *mdns.OPT
+	now    time.Time
+}
+
+// ServeDNS answers one query (UDP or TCP; protoHandler does DoT).
+//
+// miekg/dns starts a goroutine per UDP packet; the filtering path's stack
+// would outgrow a new goroutine's and be copied on every query. UDP queries
+// are therefore handed to long-lived workers (whose stacks have already
+// grown); when every worker is busy the query is answered inline.
+func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		s.serve(w, r, "tcp")
+		return
+	}
+	if s.work != nil {
+		s.inflight.Add(1)
+		select {
+		case s.work <- job{w, r}:
+			w.Hijack() // the worker writes the answer; miekg must not close w
+			return
+		default:
+			s.inflight.Add(-1)
+		}
+	}
+	s.serve(w, r, "udp")
+}
+
+type job struct {
+	w mdns.ResponseWriter
+	r *mdns.Msg
+}
+
+// worker answers queued UDP queries until shutdown.
+func (s *Server) worker() {
+	defer s.workers.Done()
+	for {
+		select {
+		case j := <-s.work:
+			s.serve(j.w, j.r, "udp")
+			s.inflight.Add(-1)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+type protoHandler struct {
+	s     *Server
+	proto string
+}
+
+func (h protoHandler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) { h.s.serve(w, r, h.proto) }
+
+func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	if r.Response {
+		return // never answer answers
+	}
+	qr := query{w: w, r: r, proto: proto, client: remoteAddr(w), now: s.opts.Now()}
+	if r.Opcode != mdns.OpcodeQuery {
+		s.rcode(&qr, mdns.RcodeNotImplemented, "other", "notimp", "")
+		return
+	}
+	if len(r.Question) != 1 {
+		s.rcode(&qr, mdns.RcodeFormatError, "other", "formerr", "")
+		return
+	}
+	qr.q = r.Question[0]
+	qr.opt = r.IsEdns0()
+	qt := qtypeLabel(qr.q.Qtype)
+	if !s.acl.allowed(qr.client) {
+		s.rcode(&qr, mdns.RcodeRefused, qt, "refused", "")
+		return
+	}
+	if !s.rl.allow(qr.client, qr.now) {
+		s.metrics.rateLimited.Inc()
+		s.rcode(&qr, mdns.RcodeRefused, qt, "ratelimited", "")
+		return
+	}
+	qr.name = normName(qr.q.Name)
+	eng := s.opts.Engine()
+	var d policy.Decision
+	if qr.name != "" && qr.q.Qclass == mdns.ClassINET {
+		d = eng.Decide(policy.Request{Client: qr.client, Host: qr.name, Time: qr.now})
+	} else {
+		d.Identity = eng.Identify(qr.client, "")
+	}
+
+	switch classifyBypass(qr.name, &d) {
+	case bypassDDR:
+		s.metrics.probes.WithLabelValues("ddr").Inc()
+		resp := s.reply(&qr)
+		resp.Ns = append(resp.Ns, s.soa(qr.q.Name))
+		s.write(&qr, resp, nil)
+		s.count(qt, "probe", d.Group)
+		return
+	case bypassCanary:
+		s.metrics.probes.WithLabelValues("canary").Inc()
+		s.blockReply(&qr, &d, true)
+		s.count(qt, "probe", d.Group)
+		return
+	case bypassCapability:
+		relay := d.Matched.Has(bl.PrivateRelay)
+		if d.Action != policy.Block && !relay {
+			break
+		}
+		if s.events.firstToday(qr.client, capCategory(&d), qr.now) {
+			ev := s.event(&qr, &d, "block")
+			ev.Bypass, ev.Severity = true, bl.SeverityLow
+			ev.Reason = "bypass-capability"
+			if relay {
+				ev.Category = bl.PrivateRelay.String()
+			}
+			s.events.record(ev)
+		}
+		if !d.HasCategory {
+			d.Category, d.HasCategory = bl.PrivateRelay, true
+		}
+		s.blockReply(&qr, &d, relay)
+		s.count(qt, "blocked", d.Group)
+		return
+	}
+	switch d.Action {
+	case policy.Block:
+		s.block(&qr, &d, qt)
+		return
+	case policy.Rewrite:
+		s.safeSearch(&qr, &d, qt)
+		return
+	}
+	s.resolveAndAnswer(&qr, &d, qt)
+}
+
+// block answers a blocked name and records the event.
+func (s *Server) block(qr *query, d *policy.Decision, qt string) {
+	s.blockReply(qr, d, false)
+	s.events.record(s.event(qr, d, "block"))
+	s.count(qt, "blocked", d.Group)
+}
+
+// resolveAndAnswer answers an allowed name from the cache or upstream.
+func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
+	key := s.key(qr, qr.name, qr.q.Qtype)
+	cacheable := s.cache != nil && qr.q.Qclass == mdns.ClassINET
+	now := qr.now.UnixNano()
+	var stale *entry
+	if cacheable {
+		if e := s.cache.get(key, now); e != nil {
+			if now < e.expires {
+				s.metrics.cacheHits.Inc()
+				if s.chainBlocked(qr, e, qt) {
+					return
+				}
+				s.maybePrefetch(key, e, now)
+				s.answer(qr, e, false)
+				s.count(qt, "cached", d.Group)
+				s.logQuery(qr, d)
+				return
+			}
+			stale = e
+		}
+		s.metrics.cacheMisses.Inc()
+	}
+	e, err := s.resolve(key, qr.q.Qclass, cacheable)
+	if err != nil {
+		if stale != nil {
+			s.metrics.cacheStale.Inc()
+			if s.chainBlocked(qr, stale, qt) {
+				return
+			}
+			s.answer(qr, stale, true)
+			s.count(qt, "stale", d.Group)
+			return
+		}
+		resp := s.reply(qr)
+		resp.Rcode = mdns.RcodeServerFailure
+		s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority, ExtraText: "gatehouse: no upstream answered"})
+		s.count(qt, "servfail", d.Group)
+		return
+	}
+	if s.chainBlocked(qr, e, qt) {
+		return
+	}
+	s.answer(qr, e, false)
+	s.count(qt, "allowed", d.Group)
+	s.logQuery(qr, d)
+}
+
+// chainBlocked checks every CNAME/DNAME target in the answer against the
+// client's policy; a blocked target blocks the whole answer.
+func (s *Server) chainBlocked(qr *query, e *entry, qt string) bool {
+	if len(e.chain) == 0 {
+		return false
+	}
+	eng := s.opts.Engine()
+	for _, t := range e.chain {
+		d := eng.Decide(policy.Request{Client: qr.client, Host: t, Time: qr.now})
+		if d.Action == policy.Block {
+			if d.Entry == "" && !d.Restricted {
+				d.Entry = t
+			}
+			s.block(qr, &d, qt)
+			return true
+		}
+	}
+	return false
+}
+
+// safeSearch answers a search engine's name with a CNAME to its
+// enforced-safe endpoint, resolved through the upstream.
+func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
+	target := d.Rewrite
+	resp := s.reply(qr)
+	resp.Answer = append(resp.Answer, &mdns.CNAME{Hdr: mdns.RR_Header{Name: qr.q.Name, Rrtype: mdns.TypeCNAME,
+		Class: mdns.ClassINET, Ttl: uint32(s.opts.BlockTTL.Seconds())}, Target: mdns.Fqdn(target)})
+	if qr.q.Qtype != mdns.TypeCNAME {
+		key := s.key(qr, target, qr.q.Qtype)
+		var e *entry
+		if s.cache != nil {
+			if c := s.cache.get(key, qr.now.UnixNano()); c != nil && qr.now.UnixNano() < c.expires {
+				e = c
+			}
+		}
+		if e == nil {
+			var err error
+			if e, err = s.resolve(key, mdns.ClassINET, s.cache != nil); err != nil {
+				resp.Rcode = mdns.RcodeServerFailure
+				s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
+				s.count(qt, "servfail", d.Group)
+				return
+			}
+		}
+		m := new(mdns.Msg)
+		if err := m.Unpack(e.wire); err == nil {
+			resp.Rcode = m.Rcode
+			resp.Answer = append(resp.Answer, m.Answer...)
+			if len(m.Answer) == 0 {
+				resp.Ns = m.Ns
+			}
+		}
+	}
+	s.write(qr, resp, nil)
+	s.count(qt, "rewritten", d.Group)
+	if s.opts.QueryLog {
+		s.events.record(s.event(qr, d, "rewrite"))
+	}
+}
+
+// key is the cache key for name and qtype with the client's EDNS shape.
+func (s *Server) key(qr *query, name string, qtype uint16) cacheKey {
+	k := cacheKey{name: name, qtype: qtype, cd: qr.r.CheckingDisabled}
+	if qr.opt != nil {
+		k.edns, k.do = true, qr.opt.Do()
+	}
+	return k
+}
+
+// resolve gets the answer for k from the upstreams, one exchange for any
+// number of identical concurrent queries, and caches it.
+func (s *Server) resolve(k cacheKey, class uint16, cacheable bool) (*entry, error) {
+	if !cacheable {
+		return s.exchange(k, class, false)
+	}
+	return s.flight.do(k, func() (*entry, error) { return s.exchange(k, class, true) })
+}
+
+func (s *Server) exchange(k cacheKey, class uint16, store bool) (*entry, error) {
+	fq := k.name + "."
+	up := new(mdns.Msg)
+	up.Id = mdns.Id()
+	up.RecursionDesired = true
+	up.CheckingDisabled = k.cd
+	up.Question = []mdns.Question{{Name: fq, Qtype: k.qtype, Qclass: class}}
+	up.SetEdns0(EDNSSize, k.do)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.ups.timeout)
+	defer cancel()
+	r, err := s.ups.Exchange(ctx, up, k.name)
+	if err != nil {
+		return nil, err
+	}
+	m := &mdns.Msg{Compress: true}
+	m.Response, m.RecursionAvailable, m.RecursionDesired = true, true, true
+	m.AuthenticatedData = r.AuthenticatedData
+	m.Rcode = r.Rcode
+	m.Question = up.Question
+	m.Answer, m.Ns = r.Answer, r.Ns
+	for _, rr := range r.Extra {
+		if rr.Header().Rrtype != mdns.TypeOPT {
+			m.Extra = append(m.Extra, rr)
+		}
+	}
+	stripECH(m)
+	var chain []string
+	for _, rr := range m.Answer {
+		switch v := rr.(type) {
+		case *mdns.CNAME:
+			chain = append(chain, normName(v.Target))
+		case *mdns.DNAME:
+			chain = append(chain, normName(v.Target))
+		}
+	}
+	var ttl uint32
+	if store && s.cache != nil {
+		var ok bool
+		if ttl, ok = s.cache.ttlFor(m); ok {
+			s.cache.clampTTLs(m)
+		} else {
+			store = false
+		}
+	}
+	if k.edns {
+		m.SetEdns0(EDNSSize, k.do)
+	}
+	now := s.opts.Now().UnixNano()
+	e, err := newEntry(m, ttl, chain, now)
+	if err != nil {
+		return nil, err
+	}
+	if store {
+		s.cache.put(k, e)
+	}
+	return e, nil
+}
+
+// maybePrefetch refreshes a popular entry in the last tenth of its TTL.
+func (s *Server) maybePrefetch(k cacheKey, e *entry, now int64) {
+	if !s.cache.opts.Prefetch {
+		return
+	}
+	h := e.hits.Add(1)
+	if h < 3 || e.ttl < 10 {
+		return
+	}
+	if e.expires-now > int64(e.ttl)*int64(time.Second)/10 {
+		return
+	}
+	if !e.fetch.CompareAndSwap(false, true) {
+		return
+	}
+	s.metrics.prefetches.Inc()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		_, _ = s.resolve(k, mdns.ClassINET, true)
+	}()
+}
+
+// answer writes a cached or fresh entry to the client: the fast path
+// copies the packed answer and patches ID, flags, question case and TTLs.
+func (s *Server) answer(qr *query, e *entry, stale bool) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano(), stale)
+	if ok {
+		*bp = b
+	}
+	if ok && qr.q.Qclass == mdns.ClassINET && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) && !stale {
+		_, _ = qr.w.Write(b)
+		return
+	}
+	// Slow path: truncation over UDP, a stale answer (with EDE 3), or a name
+	// the fast path cannot patch.
+	m := new(mdns.Msg)
+	if err := m.Unpack(e.wire); err != nil {
+		s.rcode(qr, mdns.RcodeServerFailure, qtypeLabel(qr.q.Qtype), "servfail", "")
+		return
+	}
+	resp := s.reply(qr)
+	resp.Rcode, resp.AuthenticatedData = m.Rcode, m.AuthenticatedData
+	resp.Answer, resp.Ns = m.Answer, m.Ns
+	var keep *mdns.EDNS0_EDE
+	for _, rr := range m.Extra {
+		if o, ok := rr.(*mdns.OPT); ok {
+			for _, op := range o.Option {
+				if e, ok := op.(*mdns.EDNS0_EDE); ok {
+					keep = e
+				}
+			}
+			continue
+		}
+		resp.Extra = append(resp.Extra, rr)
+	}
+	if stale {
+		for _, sec := range [][]mdns.RR{resp.Answer, resp.Ns, resp.Extra} {
+			for _, rr := range sec {
+				rr.Header().Ttl = staleTTL
+			}
+		}
+		s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeStaleAnswer})
+		return
+	}
+	s.write(qr, resp, keep)
+}
+
+// reply starts a response to qr.
+func (s *Server) reply(qr *query) *mdns.Msg {
+	resp := new(mdns.Msg)
+	resp.SetReply(qr.r)
+	resp.RecursionAvailable = true
+	resp.Compress = true
+	return resp
+}
+
+// write adds EDNS (and ede, if any) when the client used EDNS, truncates
+// over UDP to the client's size, and sends resp.
+func (s *Server) write(qr *query, resp *mdns.Msg, ede *mdns.EDNS0_EDE) {
+	if qr.opt != nil {
+		o := &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
+		o.SetUDPSize(EDNSSize)
+		if qr.opt.Do() {
+			o.SetDo()
+		}
+		if ede != nil {
+			o.Option = append(o.Option, ede)
+		}
+		resp.Extra = append(resp.Extra, o)
+	}
+	if qr.proto == "udp" {
+		resp.Truncate(udpSize(qr.opt))
+	}
+	_ = qr.w.WriteMsg(resp)
+}
+
+// rcode answers with just an rcode.
+func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
+	resp := new(mdns.Msg)
+	resp.SetRcode(qr.r, rcode)
+	resp.RecursionAvailable = true
+	if rcode == mdns.RcodeFormatError || rcode == mdns.RcodeNotImplemented {
+		resp.Question = nil
+	}
+	_ = qr.w.WriteMsg(resp)
+	s.count(qt, result, group)
+}
+
+func (s *Server) count(qt, result, group string) {
+	s.metrics.queries.WithLabelValues(qt, result, group).Inc()
+}
+
+// event builds the event for a decision.
+func (s *Server) event(qr *query, d *policy.Decision, action string) reports.Event {
+	ev := reports.Event{
+		Time: qr.now.UTC(), Source: "dns", Protocol: qr.proto,
+		Client: qr.client, Device: d.Device, User: d.User, Group: d.Group,
+		Name: qr.name, QType: qtypeLabel(qr.q.Qtype),
+		Action: action, Reason: d.Reason.String(), Severity: d.Severity, Route: d.Route,
+		List: d.List, Entry: d.Entry, Restricted: d.Restricted, Bypass: d.Bypass, Probe: d.Probe, Count: 1,
+	}
+	if d.HasCategory {
+		ev.Category = d.Category.String()
+	}
+	if d.Restricted {
+		ev.Entry = ""
+	}
+	return ev
+}
+
+// logQuery records an allowed query when the full query log is on.
+func (s *Server) logQuery(qr *query, d *policy.Decision) {
+	if s.opts.QueryLog {
+		ev := s.event(qr, d, "allow")
+		ev.Severity = bl.SeverityInfo
+		s.events.record(ev)
+	}
+}
+
+func capCategory(d *policy.Decision) bl.Category {
+	if d.Matched.Has(bl.PrivateRelay) {
+		return bl.PrivateRelay
+	}
+	return d.Category
+}
+
+// udpSize is the largest UDP answer for a client: its EDNS size within
+// 512..1232, or 512 without EDNS.
+func udpSize(opt *mdns.OPT) int {
+	if opt == nil {
+		return mdns.MinMsgSize
+	}
+	return min(max(int(opt.UDPSize()), mdns.MinMsgSize), EDNSSize)
+}
+
+// normName lower-cases a query name and drops the trailing dot.
+func normName(n string) string {
+	n = strings.TrimSuffix(n, ".")
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(n)
+		}
+	}
+	return n
+}
+
+func remoteAddr(w mdns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func qtypeLabel(t uint16) string {
+	switch t {
+	case mdns.TypeA, mdns.TypeAAAA, mdns.TypeHTTPS, mdns.TypeSVCB, mdns.TypeCNAME, mdns.TypeMX, mdns.TypeTXT,
+		mdns.TypePTR, mdns.TypeSRV, mdns.TypeNS, mdns.TypeSOA, mdns.TypeDS, mdns.TypeDNSKEY, mdns.TypeANY, mdns.TypeCAA:
+		return mdns.TypeToString[t]
+	}
+	return "other"
+}

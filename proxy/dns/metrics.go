@@ -1,0 +1,46 @@
+package dns
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	queries       *prometheus.CounterVec // qtype, result, group
+	cacheHits     prometheus.Counter
+	cacheMisses   prometheus.Counter
+	cacheStale    prometheus.Counter
+	prefetches    prometheus.Counter
+	upstreamDur   *prometheus.HistogramVec
+	upstreamErr   *prometheus.CounterVec
+	eventsQueued  prometheus.Counter
+	eventsDropped prometheus.Counter
+	probes        *prometheus.CounterVec // kind
+	rateLimited   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
+	m := &metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_queries_total",
+			Help: "DNS queries by type, result and group."}, []string{"qtype", "result", "group"}),
+		cacheHits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_hits_total", Help: "Answers served from the cache."}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_misses_total", Help: "Queries the cache could not answer."}),
+		cacheStale:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_stale_served_total", Help: "Expired answers served because upstreams failed (RFC 8767)."}),
+		prefetches:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_prefetches_total", Help: "Popular names refreshed before expiry."}),
+		upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "gatehouse_dns_upstream_duration_seconds",
+			Help: "Upstream exchange latency.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"upstream"}),
+		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_upstream_errors_total",
+			Help: "Failed upstream exchanges."}, []string{"upstream"}),
+		eventsQueued:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_events_queued_total", Help: "Events queued for the event sink."}),
+		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_events_dropped_total", Help: "Low-severity events dropped because the queue was full."}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_probes_total",
+			Help: "Automatic probes answered (DoH canary, DDR), never reported as breaches."}, []string{"kind"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_rate_limited_total", Help: "Queries refused by the per-client rate limit."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
+			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_cache_entries", Help: "Answers in the cache."},
+				func() float64 { return float64(cacheLen()) }))
+	}
+	return m
+}

@@ -1,0 +1,92 @@
+// Package dns is Gatehouse's filtering DNS resolver: the front door a
+// school's DHCP hands out. See README.md for the request flow.
+package dns
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// Block responses.
+const (
+	BlockNXDomain  = "nxdomain"
+	BlockNull      = "null"
+	BlockBlockPage = "blockpage"
+)
+
+// Options configures a Server. Zero values take the defaults noted.
+type Options struct {
+	Listen    []string    // host:port, UDP and TCP
+	TLSListen []string    // host:port for DNS-over-TLS (needs TLSConfig)
+	TLSConfig *tls.Config // certificate for the DoT listener
+
+	// Engine returns the current policy engine (swapped on reload).
+	Engine func() *policy.Engine
+	// Upstreams resolves allowed queries.
+	Upstreams *Upstreams
+
+	ACL       []netip.Prefix // clients served; others get REFUSED. Empty = loopback + private ranges
+	RateQPS   int            // per client address; 0 = no limit
+	RateBurst int
+
+	BlockResponse string        // nxdomain, null or blockpage (default nxdomain)
+	BlockTTL      time.Duration // default 60 s
+	BlockPageIP   netip.Addr    // for blockpage
+
+	Cache       CacheOptions
+	HealthCheck time.Duration // upstream probe interval (0 = none)
+
+	Sink     reports.Sink  // events; nil = discarded
+	Collapse time.Duration // event collapse window (default 1 min)
+	Queue    int           // event queue size (default 10,000)
+	QueryLog bool          // record allowed queries too
+
+	Registry prometheus.Registerer // metrics; nil = not registered
+	Log      *slog.Logger
+	Now      func() time.Time // for tests; default time.Now
+}
+
+// EDNSSize is the UDP payload size Gatehouse advertises and answers within
+// (DNS flag day 2020).
+const EDNSSize = 1232
+
+func (o *Options) defaults() {
+	if o.BlockResponse == "" {
+		o.BlockResponse = BlockNXDomain
+	}
+	if o.BlockTTL <= 0 {
+		o.BlockTTL = 60 * time.Second
+	}
+	if o.Collapse <= 0 {
+		o.Collapse = time.Minute
+	}
+	if o.Queue <= 0 {
+		o.Queue = 10_000
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if len(o.ACL) == 0 {
+		o.ACL = DefaultACL()
+	}
+}
+
+// DefaultACL is loopback, RFC 1918, CGNAT, link-local and ULA.
+func DefaultACL() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+		"100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}

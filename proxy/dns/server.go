@@ -1,0 +1,225 @@
+package dns
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// Server is the filtering resolver.
+type Server struct {
+	opts    Options
+	acl     acl
+	rl      *rateLimiter
+	cache   *cache
+	blocks  *cache // packed block answers
+	ups     *Upstreams
+	metrics *metrics
+	events  *events
+	flight  flight
+	bufs    sync.Pool
+
+	mu       sync.Mutex
+	servers  []*mdns.Server
+	addrs    []net.Addr
+	inflight atomic.Int64 // queries being answered
+	bg       sync.WaitGroup
+	cancel   context.CancelFunc
+	work     chan job
+	stop     chan struct{}
+	workers  sync.WaitGroup
+	shutOnce sync.Once
+}
+
+// New builds a server; Start opens its listeners.
+func New(o Options) (*Server, error) {
+	o.defaults()
+	if o.Engine == nil {
+		return nil, errors.New("dns: no policy engine")
+	}
+	if o.Upstreams == nil {
+		return nil, errors.New("dns: no upstreams")
+	}
+	switch o.BlockResponse {
+	case BlockNXDomain, BlockNull, BlockBlockPage:
+	default:
+		return nil, fmt.Errorf("dns: unknown block response %q", o.BlockResponse)
+	}
+	s := &Server{opts: o, acl: acl{o.ACL}, ups: o.Upstreams}
+	s.rl = newRateLimiter(o.RateQPS, o.RateBurst, o.Log)
+	s.cache = newCache(o.Cache)
+	s.blocks = newCache(CacheOptions{Entries: 20_000, MaxTTL: o.BlockTTL})
+	s.metrics = newMetrics(o.Registry, s.cache.len)
+	s.ups.metrics = s.metrics
+	s.bufs.New = func() any { b := make([]byte, 0, 1232); return &b }
+	s.flight.calls = map[cacheKey]*call{}
+	return s, nil
+}
+
+// Start listens on UDP and TCP for every Listen address, and DoT for
+// every TLSListen address. It returns once all are bound.
+func (s *Server) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	s.work, s.stop = make(chan job, 256), make(chan struct{})
+	for i := 0; i < 4*runtime.GOMAXPROCS(0); i++ {
+		s.workers.Add(1)
+		go s.worker()
+	}
+	s.events = newEvents(s.opts.Sink, s.opts.Queue, s.opts.Collapse, s.metrics, s.opts.Log)
+	for _, a := range s.opts.Listen {
+		pc, ln, err := listenBoth(a)
+		if err != nil {
+			s.Shutdown(context.Background())
+			return err
+		}
+		s.add(&mdns.Server{PacketConn: pc, Handler: s, UDPSize: EDNSSize}, pc.LocalAddr())
+		s.add(&mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
+	}
+	for _, a := range s.opts.TLSListen {
+		if s.opts.TLSConfig == nil {
+			s.Shutdown(context.Background())
+			return errors.New("dns: DoT listener without a certificate")
+		}
+		ln, err := tls.Listen("tcp", a, s.opts.TLSConfig)
+		if err != nil {
+			s.Shutdown(context.Background())
+			return fmt.Errorf("dns listener dot %s: %w", a, err)
+		}
+		s.add(&mdns.Server{Listener: ln, Net: "tcp-tls", Handler: protoHandler{s, "dot"}, ReadTimeout: 5 * time.Second,
+			IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
+	}
+	s.mu.Lock()
+	servers := append([]*mdns.Server(nil), s.servers...)
+	s.mu.Unlock()
+	for _, srv := range servers {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go func() {
+			if err := srv.ActivateAndServe(); err != nil {
+				s.opts.Log.Error("dns listener stopped", "err", err)
+			}
+		}()
+		<-started
+	}
+	s.bg.Add(1)
+	go func() { defer s.bg.Done(); s.ups.HealthCheck(ctx, s.opts.healthInterval()) }()
+	s.opts.Log.Info("dns listening", "addrs", s.Addrs())
+	return nil
+}
+
+func (o *Options) healthInterval() time.Duration { return o.HealthCheck }
+
+func (s *Server) add(srv *mdns.Server, a net.Addr) {
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.addrs = append(s.addrs, a)
+	s.mu.Unlock()
+}
+
+// Addrs lists the bound addresses (UDP, TCP, DoT), e.g. for tests that
+// listen on port 0.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// Shutdown lets in-flight queries finish (until ctx ends), closes the
+// listeners and flushes pending events to the sink.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.shutOnce.Do(func() { s.shutdown(ctx) })
+}
+
+func (s *Server) shutdown(ctx context.Context) {
+	for s.inflight.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.mu.Lock()
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	for _, srv := range servers {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		if err := srv.ShutdownContext(sctx); err != nil && srv.PacketConn != nil {
+			_ = srv.PacketConn.Close()
+		}
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.stop != nil {
+		close(s.stop)
+		s.workers.Wait()
+		for {
+			select {
+			case <-s.work:
+				s.inflight.Add(-1)
+				continue
+			default:
+			}
+			break
+		}
+	}
+	s.bg.Wait()
+	s.events.close()
+}
+
+// flight de-duplicates identical concurrent upstream queries.
+type flight struct {
+	mu    sync.Mutex
+	calls map[cacheKey]*call
+}
+
+type call struct {
+	done chan struct{}
+	e    *entry
+	err  error
+}
+
+func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
+	f.mu.Lock()
+	if c := f.calls[k]; c != nil {
+		f.mu.Unlock()
+		<-c.done
+		return c.e, c.err
+	}
+	c := &call{done: make(chan struct{})}
+	f.calls[k] = c
+	f.mu.Unlock()
+	c.e, c.err = fn()
+	f.mu.Lock()
+	delete(f.calls, k)
+	f.mu.Unlock()
+	close(c.done)
+	return c.e, c.err
+}
+
+// listenBoth binds UDP and TCP on the same address. With port 0 it retries
+// until both get the same free port.
+func listenBoth(a string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(a)
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", a)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns listener udp %s: %w", a, err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || try >= 20 {
+			return nil, nil, fmt.Errorf("dns listener tcp %s: %w", a, err)
+		}
+	}
+}

@@ -1,0 +1,54 @@
+package httpproxy
+
+import (
+	"io"
+	"net/http"
+	"testing"
+)
+
+// BenchmarkKeepAliveGET measures an allowed keep-alive GET of a 1 KiB page
+// through the proxy (client, proxy and origin in one process).
+func BenchmarkKeepAliveGET(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	e.s.limits.perClient = 1 << 20
+	u := e.originURL("site.test", "/small")
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		c := e.client("", "", "")
+		for pb.Next() {
+			resp, err := c.Get(u)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBlockedGET measures a blocked GET: decision and block page, no
+// upstream work.
+func BenchmarkBlockedGET(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	e.s.limits.perClient = 1 << 20
+	u := e.originURL("adult.test", "/x")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c := e.client("", "", "")
+		for pb.Next() {
+			resp, err := c.Get(u)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}

@@ -1,0 +1,428 @@
+package httpproxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// reportPath receives "report a mistake" forms, on the proxy (the form
+// posts to the blocked site's address, which the proxy answers itself) and
+// on the admin listener.
+const reportPath = "/.gatehouse/report"
+
+// Built-in acceptable-use wording per kind of block.
+var defaultRules = map[bl.Kind]string{
+	bl.KindInappropriate: "The school's acceptable use policy says you must not try to view material that is illegal, harmful or inappropriate in school.",
+	bl.KindBypass:        "The school's acceptable use policy says you must not try to get around the school's filtering or security systems.",
+	bl.KindPolicy:        "The school's acceptable use policy keeps sites like this for outside school, or outside lesson times.",
+	bl.KindProbe:         "This address is used by devices automatically and is handled by the school's network.",
+}
+
+const securityRule = "This site may harm your device or trick you into giving away your details. The school's acceptable use policy says suspected viruses and scams are reported to IT."
+
+type pageData struct {
+	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
+	Restricted, Form                                                                           bool
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+<html lang="en-GB">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{{if .Restricted}}Page not available{{else if .Message}}{{.Message}}{{else}}Blocked: {{.Host}}{{end}} – {{.School}}</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Arial,sans-serif;font-size:1.1rem;line-height:1.5;margin:0;background:#f3f4f6;color:#111}
+main{max-width:38rem;margin:0 auto;padding:1.5rem 1rem}
+h1{font-size:1.6rem;margin:.2rem 0 1rem}
+.school{font-weight:600;color:#1f3a5f;margin:0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;background:#fff;border:1px solid #ccc;border-radius:.4rem;padding:1rem;margin:1rem 0}
+dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
+label{display:block;font-weight:600;margin:.8rem 0 .3rem}
+textarea{width:100%;box-sizing:border-box;font:inherit;min-height:6rem;padding:.5rem;border:2px solid #555;border-radius:.3rem}
+button{font:inherit;font-weight:600;margin-top:.8rem;padding:.6rem 1.2rem;background:#1f3a5f;color:#fff;border:0;border-radius:.3rem;cursor:pointer}
+button:focus,textarea:focus,a:focus{outline:3px solid #f5a623;outline-offset:2px}
+a{color:#1f3a5f}
+@media (max-width:30rem){dl{grid-template-columns:1fr}dd{margin-bottom:.4rem}}
+</style>
+</head>
+<body>
+<main>
+<p class="school">{{.School}}</p>
+{{if .Message}}<h1>{{.Message}}</h1>
+{{if .Ref}}<p>Your report about reference <strong>{{.Ref}}</strong> has been passed to IT.</p>{{end}}
+{{else if .Restricted}}<h1>This page is not available</h1>
+<p>Access to this page has been blocked because it is on a list of illegal content that every school filter must block.</p>
+<dl>
+<dt>Time</dt><dd>{{.When}}</dd>
+<dt>Computer or user</dt><dd>{{.Who}}</dd>
+<dt>Reference</dt><dd>{{.Ref}}</dd>
+</dl>
+<p>If you are worried about something you have seen online, talk to a member of staff you trust.{{if .Contact}} If you think this is a mistake, contact {{.Contact}} and quote the reference.{{end}}</p>
+{{else}}<h1>This site is blocked</h1>
+<p>The school's web filter stopped <strong>{{.Host}}</strong>{{if .Title}} because it is listed as <strong>{{.Title}}</strong>{{end}}.</p>
+<p>{{.Rule}}{{if .AUPURL}} <a href="{{.AUPURL}}">Read the acceptable use policy</a>.{{end}}</p>
+<dl>
+<dt>Address</dt><dd>{{.URL}}</dd>
+{{if .Title}}<dt>Category</dt><dd>{{.Title}}</dd>{{end}}
+<dt>Time</dt><dd>{{.When}}</dd>
+<dt>Computer or user</dt><dd>{{.Who}}</dd>
+<dt>Reference</dt><dd>{{.Ref}}</dd>
+</dl>
+{{if .Form}}<form method="post" action="{{.Action}}">
+<h2>Is this a mistake?</h2>
+<p>If you need this site for your work, tell IT why. They will look at it.</p>
+<input type="hidden" name="ref" value="{{.Ref}}">
+<input type="hidden" name="url" value="{{.URL}}">
+<input type="hidden" name="category" value="{{.Category}}">
+<label for="why">Why do you need this site?</label>
+<textarea id="why" name="why" maxlength="1000" required></textarea>
+<button type="submit">Report a mistake</button>
+</form>{{end}}
+{{if .Contact}}<p>For help, contact {{.Contact}}.</p>{{end}}
+{{end}}
+</main>
+</body>
+</html>
+`))
+
+// refAlphabet avoids characters people confuse (0/O, 1/I/L).
+const refAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+// newRef makes a reference code such as "GH-7K3F-9Q2M".
+func newRef() string {
+	v := rand.Uint64()
+	var b [12]byte
+	copy(b[:], "GH-")
+	for i := 3; i < 12; i++ {
+		if i == 7 {
+			b[i] = '-'
+			continue
+		}
+		b[i] = refAlphabet[v%uint64(len(refAlphabet))]
+		v /= uint64(len(refAlphabet))
+	}
+	return string(b[:])
+}
+
+// who names the client as reports do: user, device, IP.
+func who(d *policy.Decision, user string, ip netip.Addr) string {
+	switch {
+	case user != "" && d.Device != "":
+		return user + " on " + d.Device
+	case user != "":
+		return user + " (" + ip.String() + ")"
+	case d.Device != "":
+		return d.Device + " (" + ip.String() + ")"
+	}
+	return ip.String()
+}
+
+func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) pageData {
+	d := &info.dec
+	bp := cfg.Proxy.BlockPage
+	pd := pageData{
+		School:     cfg.School.Name,
+		Host:       info.host,
+		URL:        truncate(displayURL, 200),
+		When:       s.now().In(cfg.Location()).Format("Monday 2 January 2006, 15:04"),
+		Who:        who(d, info.user, info.client),
+		Ref:        newRef(),
+		Contact:    bp.Contact,
+		AUPURL:     bp.AUPURL,
+		Restricted: d.Restricted,
+		Action:     reportPath,
+		Form:       true,
+	}
+	if d.Restricted {
+		pd.URL, pd.Form = "", false
+		return pd
+	}
+	if d.HasCategory {
+		info := d.Category.Info()
+		pd.Title, pd.Category = info.Title, info.Name
+		switch {
+		case bp.Rules[info.Name] != "":
+			pd.Rule = bp.Rules[info.Name]
+		case d.Category == bl.Malware || d.Category == bl.Phishing:
+			pd.Rule = securityRule
+		default:
+			pd.Rule = defaultRules[info.Kind]
+		}
+	}
+	if pd.Rule == "" {
+		pd.Rule = "The school has chosen not to allow this site for your group."
+	}
+	return pd
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// blockPage writes the block page for an HTTP block and returns its size
+// and reference code.
+func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) (int, string) {
+	display := r.URL.String()
+	pd := s.pageFor(info, cfg, display)
+	return s.writePage(w, http.StatusForbidden, pd), pd.Ref
+}
+
+func (s *Server) writePage(w http.ResponseWriter, status int, pd pageData) int {
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, pd); err != nil {
+		s.log.Error("proxy: block page", "err", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Via", Via)
+	if pd.Ref != "" {
+		h.Set("X-Gatehouse-Ref", pd.Ref)
+	}
+	w.WriteHeader(status)
+	n, _ := w.Write(buf.Bytes())
+	return n
+}
+
+// adminMux serves the PAC file, reports and block pages on the admin
+// listener (and for non-proxy requests to the proxy port).
+func (s *Server) adminMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /proxy.pac", s.pac)
+	mux.HandleFunc("GET /wpad.dat", s.pac)
+	mux.HandleFunc("POST "+reportPath, func(w http.ResponseWriter, r *http.Request) {
+		s.handleReport(w, r, remoteIP(r))
+	})
+	mux.HandleFunc("/", s.dnsBlockPage)
+	return mux
+}
+
+func remoteIP(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// dnsBlockPage explains a block to a browser the DNS resolver sent to the
+// block-page address: the request's Host is the blocked site.
+func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
+	cfg := s.o.Config()
+	ip := remoteIP(r)
+	host, _ := splitHostPort(r.Host)
+	nh, _, err := normHost(host)
+	user := s.logins.UserFor(ip)
+	var dec policy.Decision
+	if err == nil && nh != "" {
+		dec = s.o.Engine().Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI()})
+	}
+	if dec.Action != policy.Block {
+		pd := pageData{School: cfg.School.Name, Message: "This is the school's web filter", Contact: cfg.Proxy.BlockPage.Contact}
+		s.writePage(w, http.StatusOK, pd)
+		return
+	}
+	info := &reqInfo{client: ip, user: user, host: nh, dec: dec}
+	pd := s.pageFor(info, cfg, "http://"+host+r.URL.RequestURI())
+	s.writePage(w, http.StatusForbidden, pd)
+}
+
+// pac serves the proxy auto-config file.
+func (s *Server) pac(w http.ResponseWriter, r *http.Request) {
+	cfg := s.o.Config()
+	addr := cfg.Proxy.PAC.ProxyAddress
+	if addr == "" {
+		host, _ := splitHostPort(r.Host)
+		if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+			host = "[" + host + "]"
+		}
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		addr = host + ":" + s.listenPort
+	}
+	w.Header().Set("Content-Type", "application/x-ns-proxy-autoconfig")
+	w.Header().Set("Cache-Control", "max-age=300")
+	_, _ = w.Write([]byte(PAC(addr, cfg.Proxy.PAC.Direct)))
+}
+
+// PAC builds a proxy auto-config script: plain host names, localhost and
+// the direct domains (with their subdomains) go DIRECT, everything else
+// through the proxy at addr. There is no DIRECT fallback: if the proxy is
+// down, browsing stops rather than going unfiltered.
+func PAC(addr string, direct []string) string {
+	var b strings.Builder
+	b.WriteString("// Gatehouse web filter: proxy auto-config\n")
+	b.WriteString("function FindProxyForURL(url, host) {\n")
+	b.WriteString("  host = host.toLowerCase();\n")
+	b.WriteString("  if (isPlainHostName(host) || host == \"localhost\" || host == \"127.0.0.1\" || host == \"::1\") return \"DIRECT\";\n")
+	for _, d := range direct {
+		d = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "*."))
+		q, _ := json.Marshal(d)
+		qd, _ := json.Marshal("." + d)
+		fmt.Fprintf(&b, "  if (host == %s || dnsDomainIs(host, %s)) return \"DIRECT\";\n", q, qd)
+	}
+	q, _ := json.Marshal("PROXY " + addr)
+	fmt.Fprintf(&b, "  return %s;\n}\n", q)
+	return b.String()
+}
+
+// mistakeReports stores "report a mistake" forms (JSON lines, 0600) and
+// rate-limits them per client address.
+type mistakeReports struct {
+	path string
+	now  func() time.Time
+	mu   sync.Mutex
+	hits map[netip.Addr][]time.Time
+}
+
+func newMistakeReports(path string, now func() time.Time) *mistakeReports {
+	return &mistakeReports{path: path, now: now, hits: map[netip.Addr][]time.Time{}}
+}
+
+// allow takes one report from ip if it is under perHour.
+func (m *mistakeReports) allow(ip netip.Addr, perHour int) bool {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.hits) > 10_000 {
+		for k, v := range m.hits {
+			if now.Sub(v[len(v)-1]) > time.Hour {
+				delete(m.hits, k)
+			}
+		}
+	}
+	kept := m.hits[ip][:0]
+	for _, t := range m.hits[ip] {
+		if now.Sub(t) < time.Hour {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) >= perHour {
+		m.hits[ip] = kept
+		return false
+	}
+	m.hits[ip] = append(kept, now)
+	return true
+}
+
+// mistakeRecord is one stored report.
+type mistakeRecord struct {
+	Time     time.Time `json:"time"`
+	Ref      string    `json:"ref"`
+	Client   string    `json:"client"`
+	User     string    `json:"user,omitempty"`
+	Device   string    `json:"device,omitempty"`
+	Group    string    `json:"group,omitempty"`
+	URL      string    `json:"url"`
+	Category string    `json:"category,omitempty"`
+	Why      string    `json:"why"`
+}
+
+func (m *mistakeReports) store(rec mistakeRecord) error {
+	if m.path == "" {
+		return nil
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := os.OpenFile(m.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(line, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// handleReport takes a "report a mistake" form.
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.Addr) {
+	cfg := s.o.Config()
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		s.writePage(w, http.StatusBadRequest, pageData{School: cfg.School.Name, Message: "The report could not be read"})
+		return
+	}
+	why := strings.TrimSpace(r.PostForm.Get("why"))
+	ref := r.PostForm.Get("ref")
+	if len(ref) > 20 || !validRef(ref) {
+		ref = ""
+	}
+	rawURL := truncate(strings.TrimSpace(r.PostForm.Get("url")), 2000)
+	if why == "" || rawURL == "" {
+		s.writePage(w, http.StatusBadRequest, pageData{School: cfg.School.Name, Message: "Please say why you need the site"})
+		return
+	}
+	if !s.reports.allow(ip, cfg.Proxy.BlockPage.ReportsPerHour) {
+		w.Header().Set("Retry-After", "3600")
+		s.writePage(w, http.StatusTooManyRequests, pageData{School: cfg.School.Name, Message: "You have sent a lot of reports. Please try again later or speak to IT"})
+		return
+	}
+	user := s.logins.UserFor(ip)
+	id := s.o.Engine().Identify(ip, user)
+	host := rawURL
+	if h, err := bl.NormalizeHost(rawURL); err == nil {
+		host = h
+	}
+	cat := r.PostForm.Get("category")
+	if _, err := bl.ParseCategory(cat); err != nil {
+		cat = ""
+	}
+	rec := mistakeRecord{Time: s.now().UTC(), Ref: ref, Client: ip.String(), User: user, Device: id.Device, Group: id.Group,
+		URL: rawURL, Category: cat, Why: truncate(why, 1000)}
+	if err := s.reports.store(rec); err != nil {
+		s.log.Error("proxy: storing a mistake report", "err", err)
+	}
+	s.metrics.reports.Inc()
+	s.events.record(reports.Event{
+		Time: rec.Time, Source: "http", Protocol: "http", Client: ip, Device: id.Device, User: user, Group: id.Group,
+		Name: host, URL: rawURL, Method: http.MethodPost, Action: "report", Reason: "mistake-report", Category: cat,
+		Severity: bl.SeverityLow, Route: bl.RouteIT, Ref: ref, Note: rec.Why, Count: 1,
+	})
+	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String(), "user", user, "url", rawURL)
+	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been sent", Ref: ref, Contact: cfg.Proxy.BlockPage.Contact})
+}
+
+func validRef(s string) bool {
+	if !strings.HasPrefix(s, "GH-") {
+		return false
+	}
+	for _, c := range s[3:] {
+		if c != '-' && !strings.ContainsRune(refAlphabet, c) {
+			return false
+		}
+	}
+	return true
+}

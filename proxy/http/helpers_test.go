@@ -1,0 +1,315 @@
+package httpproxy
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// mapResolver answers from a fixed table and counts lookups.
+type mapResolver struct {
+	mu      sync.Mutex
+	names   map[string][]netip.Addr
+	lookups map[string]int
+}
+
+func (m *mapResolver) LookupNetIP(_ context.Context, _ netip.Addr, host string) ([]netip.Addr, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lookups[host]++
+	if a, ok := m.names[host]; ok {
+		return a, nil
+	}
+	return nil, errors.New("NXDOMAIN")
+}
+
+func (m *mapResolver) count(host string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lookups[host]
+}
+
+// sink collects events.
+type sink struct {
+	mu sync.Mutex
+	ev []reports.Event
+}
+
+func (s *sink) Record(e reports.Event) bool {
+	s.mu.Lock()
+	s.ev = append(s.ev, e)
+	s.mu.Unlock()
+	return true
+}
+
+func (s *sink) events() []reports.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]reports.Event(nil), s.ev...)
+}
+
+// waitEvent waits for an event matching f.
+func (s *sink) waitEvent(t testing.TB, f func(reports.Event) bool) reports.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range s.events() {
+			if f(e) {
+				return e
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no matching event; have %+v", s.events())
+	return reports.Event{}
+}
+
+// env is a running proxy with loopback origins.
+type env struct {
+	t        testing.TB
+	dir      string
+	s        *Server
+	addr     string // proxy host:port
+	origin   *httptest.Server
+	tlsOrig  *httptest.Server
+	res      *mapResolver
+	sink     *sink
+	cfg      *config.Config
+	originNC atomic.Int32 // new connections to the plain origin
+	hits     atomic.Int32 // requests the origins served
+	lastReq  atomic.Pointer[http.Request]
+}
+
+const password = "correct horse battery staple"
+
+type envOpts struct {
+	extra   string         // appended to the proxy: section
+	allow   string         // clients.allow
+	roots   *x509.CertPool // upstream roots
+	tlsPort bool           // treat the plain origin's port as the TLS-checked port
+}
+
+func newEnv(t testing.TB, eo envOpts) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), sink: &sink{}}
+	mux := http.NewServeMux()
+	small := strings.Repeat("x", 1024)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		e.hits.Add(1)
+		e.lastReq.Store(r)
+		_, _ = io.WriteString(w, small)
+	})
+	e.origin = httptest.NewUnstartedServer(mux)
+	e.origin.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			e.originNC.Add(1)
+		}
+	}
+	e.origin.Start()
+	t.Cleanup(e.origin.Close)
+	e.tlsOrig = httptest.NewTLSServer(mux)
+	t.Cleanup(e.tlsOrig.Close)
+
+	_, oport, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+	_, tport, _ := net.SplitHostPort(e.tlsOrig.Listener.Addr().String())
+	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	e.res = &mapResolver{names: map[string][]netip.Addr{
+		"site.test": lo, "games.test": lo, "example.com": lo, "adult.test": lo,
+	}, lookups: map[string]int{}}
+
+	files := map[string]string{
+		"adult.txt":  "adult.test\n",
+		"games.txt":  "games.test\n",
+		"gamble.txt": "site.test/casino\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(e.dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "users"), []byte("# proxy users\njsmith:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	allow := eo.allow
+	if allow == "" {
+		allow = "[127.0.0.0/8]"
+	}
+	yaml := `school:
+  name: Test Academy
+database: {{dir}}/gatehouse.db
+proxy:
+  listen: 127.0.0.1:0
+  timeouts: {header: 1s, idle: 5s, dial: 2s, response: 5s, tunnel: 10s}
+  limits: {connections: 100, per_client: 10, idle_per_site: 64}
+  connect:
+    ports: [443, ` + tport + `, ` + oport + `]
+  auth:
+    users_file: {{dir}}/users
+    realm: Test Academy
+  block_page:
+    contact: the IT office
+    reports_per_hour: 2
+  pac:
+    direct: [school.internal]
+` + eo.extra + `
+clients:
+  allow: ` + allow + `
+  default_group: students
+  users:
+    - name: jsmith
+      group: staff
+lists:
+  - name: adult
+    path: {{dir}}/adult.txt
+    category: pornography
+  - name: games
+    path: {{dir}}/games.txt
+    category: games
+  - name: gamble-urls
+    path: {{dir}}/gamble.txt
+    category: gambling
+    format: urls
+groups:
+  students:
+    networks: [127.0.0.1/32]
+    block: [pornography, games, gambling, vpn, doh]
+  staff:
+    networks: [127.0.0.2/32]
+    block: [pornography, gambling]
+    proxy_login: true
+  guests: ~
+`
+	yaml = strings.ReplaceAll(yaml, "{{dir}}", e.dir)
+	cfg, err := config.Parse([]byte(yaml), filepath.Join(e.dir, "gatehouse.yaml"))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	e.cfg = cfg
+	sources, err := policy.Sources(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := bl.NewManager(filepath.Join(e.dir, "cache"), sources, cfg.Location(), nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.New(cfg, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{
+		Config:      func() *config.Config { return cfg },
+		Engine:      func() *policy.Engine { return eng },
+		Resolver:    e.res,
+		Sink:        e.sink,
+		ReportsFile: filepath.Join(e.dir, "mistake-reports.jsonl"),
+		RootCAs:     eo.roots,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eo.tlsPort {
+		s.tlsPort = oport
+	}
+	e.s = s
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return e
+}
+
+// originURL is the plain origin's URL under a name.
+func (e *env) originURL(host, path string) string {
+	_, port, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+	return "http://" + host + ":" + port + path
+}
+
+func (e *env) tlsURL(host, path string) string {
+	_, port, _ := net.SplitHostPort(e.tlsOrig.Listener.Addr().String())
+	return "https://" + host + ":" + port + path
+}
+
+// client is an HTTP client using the proxy from source address src
+// ("" = 127.0.0.1), with an optional login.
+func (e *env) client(src, user, pass string) *http.Client {
+	pu := &url.URL{Scheme: "http", Host: e.addr}
+	if user != "" {
+		pu.User = url.UserPassword(user, pass)
+	}
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	tr := &http.Transport{
+		Proxy:           http.ProxyURL(pu),
+		DialContext:     d.DialContext,
+		TLSClientConfig: e.tlsOrig.Client().Transport.(*http.Transport).TLSClientConfig.Clone(),
+	}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+}
+
+func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading: %v", u, err)
+	}
+	return resp, string(b)
+}
+
+// dial opens a raw connection to the proxy from src.
+func (e *env) dial(src string) net.Conn {
+	e.t.Helper()
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,85 @@
+// Package httpproxy is Gatehouse's explicit HTTP/HTTPS filtering proxy,
+// built on github.com/elazarl/goproxy. Browsers reach it by policy, PAC
+// file or WPAD. It sees the full URL of plain HTTP requests and the host and
+// port of every HTTPS CONNECT (it does not decrypt), asks the same policy
+// engine as the DNS resolver, and records blocks, bypass attempts and
+// suspicious tunnels through the same event sink.
+//
+// What it does, in request order:
+//
+//   - Connections: only clients.allow may connect (never an open proxy);
+//     connections are capped overall and per client address, and a client
+//     over a cap gets "503 Service Unavailable". Header reads, idle
+//     keep-alive connections, dials, upstream responses and idle tunnels
+//     all have timeouts.
+//   - Identity: optional Basic proxy login against a users file of bcrypt
+//     hashes, required for groups with proxy_login; a login maps the client
+//     address to the user for proxy.auth.login_ttl (see Logins.UserFor, which
+//     the DNS resolver uses so its events carry the name too). Identity
+//     order: user → device → IP, as policy.Engine.Identify does.
+//   - Filtering: plain HTTP URLs against URL lists and host categories, with
+//     the block page for blocks; CONNECT hosts against the same policy, with
+//     403 for blocks. A tunnel to a bare IP address (outside
+//     proxy.connect.ip_networks), to a port outside proxy.connect.ports, or to
+//     a bypass service is a bypass attempt; a tunnel to port 443 whose first
+//     bytes are not a TLS ClientHello is blocked or flagged.
+//   - Upstream: names are resolved through a Resolver (Gatehouse's own
+//     filtering resolver), never the system resolver; safe-search hosts are
+//     dialled at their safe endpoint; upstream TLS is always verified; the
+//     upstream pool keeps proxy.limits.idle_per_site idle connections per
+//     site; bodies stream; WebSocket upgrades pass through; hop-by-hop
+//     headers are dropped and Via is added.
+//
+// The admin listener mounts AdminHandler for /proxy.pac, /wpad.dat, the
+// block page for names the DNS resolver answered with the block-page
+// address, and the "report a mistake" form.
+package httpproxy
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// Resolver resolves names for the proxy's upstream connections. It must be
+// Gatehouse's own filtering resolver (same cache and answers as DNS
+// clients get), never the system resolver. The proxy has already decided
+// the request by the time it asks, and asks for the safe-search endpoint
+// itself when the policy rewrites a host; client is the requesting
+// client, for resolvers that answer per client.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, client netip.Addr, host string) ([]netip.Addr, error)
+}
+
+// Options configures a Server.
+type Options struct {
+	// Config returns the current configuration. Listen address, timeouts,
+	// limits and the users file path are read once by New; block page
+	// wording, the school's name, which groups must log in, CONNECT rules,
+	// PAC and event settings are read per request, so a reload applies
+	// at once.
+	Config func() *config.Config
+	// Engine returns the current policy engine (swapped on reload).
+	Engine func() *policy.Engine
+	// Resolver resolves upstream names (required).
+	Resolver Resolver
+	// Sink receives events; nil discards them.
+	Sink reports.Sink
+	// ReportsFile is where "report a mistake" forms are appended as JSON
+	// lines (mode 0600), besides being sent to Sink; "" = Sink only.
+	ReportsFile string
+	// RootCAs verifies upstream TLS; nil = the system roots.
+	RootCAs *x509.CertPool
+	// Registry receives the proxy's metrics; nil = not registered.
+	Registry prometheus.Registerer
+	Log      *slog.Logger
+	Now      func() time.Time // for tests; default time.Now
+}

@@ -1,0 +1,754 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// Via is the pseudonym Gatehouse adds to Via headers.
+const Via = "1.1 gatehouse"
+
+// Server is the filtering proxy.
+type Server struct {
+	o       Options
+	gp      *goproxy.ProxyHttpServer
+	tr      *http.Transport
+	safeTr  sync.Map // safe-search endpoint → *http.Transport
+	srv     *http.Server
+	limits  *connLimits
+	users   *Users
+	logins  *Logins
+	events  *eventLog
+	reports *mistakeReports
+	metrics *metrics
+	local   http.Handler
+	dialer  net.Dialer
+	log     *slog.Logger
+	now     func() time.Time
+
+	tunnelIdle time.Duration
+	tlsPort    string // tunnels to this port must start with a ClientHello
+	dialAddr   func(ctx context.Context, network, addr string) (net.Conn, error)
+	listenPort string
+	lastRefuse atomic.Int64
+	stop       chan struct{}
+	stopOnce   sync.Once
+}
+
+// reqInfo travels with a request to the dialer and the event log.
+type reqInfo struct {
+	client  netip.Addr
+	user    string
+	host    string // normalised
+	port    string
+	rewrite string // safe-search endpoint to dial instead of host
+	dec     policy.Decision
+	method  string
+	url     string
+	conn    *clientConn
+	rw      respWriter
+}
+
+type infoKey struct{}
+type connKey struct{}
+
+// New builds a proxy from the current configuration.
+func New(o Options) (*Server, error) {
+	if o.Config == nil || o.Engine == nil {
+		return nil, errors.New("httpproxy: Config and Engine are required")
+	}
+	if o.Resolver == nil {
+		return nil, errors.New("httpproxy: a Resolver is required (Gatehouse's own resolver; never the system one)")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg := o.Config()
+	p := cfg.Proxy
+	s := &Server{
+		o:          o,
+		limits:     newConnLimits(p.Limits.Connections, p.Limits.PerClient),
+		logins:     NewLogins(p.Auth.LoginTTL.D(), o.Now),
+		log:        o.Log,
+		now:        o.Now,
+		tunnelIdle: p.Timeouts.Tunnel.D(),
+		tlsPort:    "443",
+		stop:       make(chan struct{}),
+	}
+	s.dialer = net.Dialer{Timeout: p.Timeouts.Dial.D(), KeepAlive: 30 * time.Second}
+	s.dialAddr = s.dialer.DialContext
+	if _, port, err := net.SplitHostPort(p.Listen); err == nil {
+		s.listenPort = port
+	}
+	if p.Auth.UsersFile != "" {
+		u, err := LoadUsers(p.Auth.UsersFile)
+		if err != nil {
+			return nil, err
+		}
+		s.users = u
+	}
+	s.metrics = newMetrics(o.Registry, s.limits)
+	s.events = newEventLog(o.Sink, func() time.Duration { return o.Config().Proxy.Events.Collapse.D() }, o.Now)
+	s.reports = newMistakeReports(o.ReportsFile, o.Now)
+	s.tr = s.newTransport(p, nil)
+
+	gp := goproxy.NewProxyHttpServer()
+	gp.Verbose = false
+	gp.Logger = discardLogger{}
+	gp.Tr = s.tr
+	gp.KeepAcceptEncoding = true // bodies pass through untouched, not re-compressed
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = s.connectDial
+	gp.ConnectionErrHandler = s.connectError
+	gp.OnRequest().DoFunc(s.onRequest)
+	gp.OnResponse().DoFunc(s.onResponse)
+	s.gp = gp
+	s.local = s.adminMux()
+	gp.NonproxyHandler = s.local
+
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: p.Timeouts.Header.D(),
+		IdleTimeout:       p.Timeouts.Idle.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc, ok := c.(*clientConn); ok {
+				return context.WithValue(ctx, connKey{}, cc)
+			}
+			return ctx
+		},
+	}
+	return s, nil
+}
+
+// newTransport builds the upstream transport; safe, if set, is the
+// safe-search endpoint every connection goes to.
+func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
+	dial := s.dialContext
+	if safe != nil {
+		target := *safe
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, _ := net.SplitHostPort(addr)
+			return s.dialHost(ctx, clientOf(ctx), target, port)
+		}
+	}
+	return &http.Transport{
+		Proxy:                 nil, // never an environment proxy
+		DialContext:           dial,
+		TLSClientConfig:       &tls.Config{RootCAs: s.o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   p.Timeouts.Dial.D(),
+		ResponseHeaderTimeout: p.Timeouts.Response.D(),
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          0, // bounded per site below
+		MaxIdleConnsPerHost:   p.Limits.IdlePerSite,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+}
+
+// Serve accepts proxy connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	go s.events.run(s.stop)
+	err := s.srv.Serve(&listener{Listener: ln, s: s})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets requests in flight finish until ctx ends,
+// and flushes collapsed events. Tunnels already open run on until idle.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.events.flush(true)
+	s.tr.CloseIdleConnections()
+	return err
+}
+
+// Logins is the login → client address map (for DNS events).
+func (s *Server) Logins() *Logins { return s.logins }
+
+// AdminHandler serves /proxy.pac, /wpad.dat, the "report a mistake" form
+// and, for any other path, the block page for the request's Host (the
+// DNS resolver's block-page address lands here).
+func (s *Server) AdminHandler() http.Handler { return s.local }
+
+func (s *Server) allowedClient(ip netip.Addr) bool {
+	for _, p := range s.o.Config().Clients.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) logRefused(ip netip.Addr) {
+	now := time.Now().UnixNano()
+	if last := s.lastRefuse.Load(); now-last > int64(10*time.Second) && s.lastRefuse.CompareAndSwap(last, now) {
+		s.log.Warn("proxy: refused a client outside clients.allow (logged at most every 10s)", "client", ip.String())
+	}
+}
+
+func clientOf(ctx context.Context) netip.Addr {
+	if info, ok := ctx.Value(infoKey{}).(*reqInfo); ok {
+		return info.client
+	}
+	return netip.Addr{}
+}
+
+// ServeHTTP is the proxy's front: caps, local pages, login, policy; allowed
+// requests go on to goproxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	var ip netip.Addr
+	if cc != nil {
+		ip = cc.ip
+		if cc.over {
+			s.metrics.refused.WithLabelValues("cap").Inc()
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "503 Service Unavailable: too many connections are open through the school's web filter from your device (or from the whole school). Please try again in a moment.", http.StatusServiceUnavailable)
+			return
+		}
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ip = ap.Addr().Unmap()
+	}
+	connect := r.Method == http.MethodConnect
+	if !connect && !r.URL.IsAbs() {
+		s.local.ServeHTTP(w, r)
+		return
+	}
+	if !connect && r.Method == http.MethodPost && r.URL.Path == reportPath {
+		s.handleReport(w, r, ip)
+		return
+	}
+	cfg := s.o.Config()
+	eng := s.o.Engine()
+	user, ok := s.authenticate(w, r, ip, eng, cfg)
+	if !ok {
+		return
+	}
+	hostport := r.URL.Host
+	if connect && hostport == "" {
+		hostport = r.Host
+	}
+	host, port := splitHostPort(hostport)
+	nh, addr, err := normHost(host)
+	if err != nil || (connect && port == "") {
+		http.Error(w, "400 Bad Request: the web filter could not read the site's address", http.StatusBadRequest)
+		return
+	}
+	info := &reqInfo{client: ip, user: user, host: nh, port: port, method: r.Method, conn: cc}
+	var path string
+	if !connect {
+		path = r.URL.RequestURI()
+		info.url = r.URL.String()
+	}
+	info.dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: path})
+	if connect {
+		s.connect(w, r, info, addr, eng, cfg)
+		return
+	}
+	s.plain(w, r, info, cfg)
+}
+
+// plain handles an HTTP request with an absolute URL.
+func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) {
+	d := &info.dec
+	switch d.Action {
+	case policy.Block:
+		s.metrics.requests.WithLabelValues("http", "block").Inc()
+		n, ref := s.blockPage(w, r, info, cfg)
+		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
+		return
+	case policy.Rewrite:
+		info.rewrite = d.Rewrite
+		s.metrics.requests.WithLabelValues("http", "rewrite").Inc()
+	default:
+		s.metrics.requests.WithLabelValues("http", "allow").Inc()
+	}
+	cleanHopByHop(r.Header, isUpgrade(r.Header))
+	r.Header.Add("Via", Via)
+	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+	info.rw = respWriter{ResponseWriter: w, status: http.StatusOK}
+	cw := &info.rw
+	s.gp.ServeHTTP(cw, r)
+	if !cfg.Proxy.Events.LogAllowed {
+		return
+	}
+	action := "allow"
+	if d.Action == policy.Rewrite {
+		action = "rewrite"
+	}
+	s.event(info, "http", action, cw.status, cw.n)
+}
+
+// onRequest sends requests for safe-search hosts to their safe endpoint.
+func (s *Server) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	if info, ok := r.Context().Value(infoKey{}).(*reqInfo); ok && info.rewrite != "" {
+		tr := s.safeTransport(info.rewrite)
+		ctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+			return tr.RoundTrip(req)
+		})
+	}
+	return r, nil
+}
+
+func (s *Server) safeTransport(target string) *http.Transport {
+	if t, ok := s.safeTr.Load(target); ok {
+		return t.(*http.Transport)
+	}
+	t, _ := s.safeTr.LoadOrStore(target, s.newTransport(s.o.Config().Proxy, &target))
+	return t.(*http.Transport)
+}
+
+// onResponse turns upstream failures into a clear page and drops
+// hop-by-hop headers from responses.
+func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	if resp == nil {
+		status, msg := upstreamError(ctx.Error)
+		s.metrics.upstreamErrors.Inc()
+		r := goproxy.NewResponse(ctx.Req, goproxy.ContentTypeText, status, msg+"\n")
+		r.Header.Set("Via", Via)
+		return r
+	}
+	cleanHopByHop(resp.Header, resp.StatusCode == http.StatusSwitchingProtocols)
+	resp.Header.Add("Via", Via)
+	if resp.ContentLength < 0 && bodyAllowed(ctx.Req.Method, resp.StatusCode) {
+		// A body of unknown length (chunked, or an event stream) is sent on
+		// as it arrives: goproxy flushes each write of a chunked response.
+		resp.Header.Set("Transfer-Encoding", "chunked")
+	}
+	return resp
+}
+
+func bodyAllowed(method string, status int) bool {
+	return method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// upstreamError explains why a site could not be reached.
+func upstreamError(err error) (int, string) {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var dnsErr *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &cv), errors.As(err, &ua), err != nil && strings.Contains(err.Error(), "x509:"):
+		return http.StatusBadGateway, "502 Bad Gateway: the site's security certificate could not be verified, so the school's web filter did not connect to it."
+	case errors.As(err, &dnsErr):
+		return http.StatusBadGateway, "502 Bad Gateway: the site's name could not be found."
+	case errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, "504 Gateway Timeout: the site did not answer in time."
+	}
+	return http.StatusBadGateway, "502 Bad Gateway: the site could not be reached."
+}
+
+// connect handles a CONNECT request: policy, the tunnel rules, then goproxy
+// opens the tunnel through connectDial.
+func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, addr netip.Addr, eng *policy.Engine, cfg *config.Config) {
+	d := &info.dec
+	reason := ""
+	pc := cfg.Proxy.Connect
+	if d.Action != policy.Block {
+		if addr.IsValid() && !inPrefixes(pc.IPNetworks, addr) {
+			reason = "ip-literal"
+			if ix := eng.Lists().Index(); ix != nil {
+				if cats := ix.LookupIP(addr); cats != 0 {
+					c := worstOf(eng, cats)
+					d.Category, d.HasCategory = c, true
+				}
+			}
+		} else if !portAllowed(pc.Ports, info.port) {
+			reason = "port"
+		}
+		if reason != "" {
+			d.Action, d.Bypass = policy.Block, true
+			d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+			if d.HasCategory {
+				d.Severity, d.Route = eng.Severity(d.Category), eng.Route(d.Category)
+			}
+		}
+	}
+	if d.Action == policy.Block {
+		s.metrics.requests.WithLabelValues("connect", "block").Inc()
+		ref := newRef()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Gatehouse-Ref", ref)
+		w.Header().Set("Via", Via)
+		w.WriteHeader(http.StatusForbidden)
+		n, _ := fmt.Fprintf(w, "403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, reason), ref)
+		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(n), reason, ref)
+		return
+	}
+	if d.Action == policy.Rewrite {
+		info.rewrite = d.Rewrite
+	}
+	s.metrics.requests.WithLabelValues("connect", "allow").Inc()
+	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+}
+
+func connectWhy(d *policy.Decision, reason string) string {
+	switch {
+	case reason == "ip-literal":
+		return "going to a bare IP address instead of a site name can get around the filter"
+	case reason == "port":
+		return "that port is not used for normal web browsing"
+	case d.Restricted:
+		return "this site is not available"
+	case d.HasCategory:
+		return d.Category.Info().Title
+	}
+	return "not allowed by the school"
+}
+
+// connectDial opens the site end of an allowed tunnel.
+func (s *Server) connectDial(req *http.Request, network, addr string) (net.Conn, error) {
+	info, _ := req.Context().Value(infoKey{}).(*reqInfo)
+	if info == nil {
+		return nil, errors.New("tunnel without a decision")
+	}
+	host := info.host
+	if info.rewrite != "" {
+		host = info.rewrite
+	}
+	c, err := s.dialHost(req.Context(), info.client, host, info.port)
+	if err != nil {
+		return nil, err
+	}
+	t := &tunnel{s: s, idle: s.tunnelIdle, client: info.conn, info: info, checkTLS: info.port == s.tlsPort}
+	t.last.Store(time.Now().UnixNano())
+	tc := &targetConn{Conn: c, tun: t}
+	tc.tcp, _ = c.(*net.TCPConn)
+	return tc, nil
+}
+
+// connectError answers a tunnel whose site could not be reached.
+func (s *Server) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+	status, msg := upstreamError(err)
+	_, _ = fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nVia: %s\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(msg), Via, msg)
+}
+
+// nonTLS handles a tunnel to port 443 whose first bytes are not TLS; it
+// reports whether to close it.
+func (s *Server) nonTLS(t *tunnel, first []byte) bool {
+	block := s.o.Config().Proxy.Connect.NonTLS != "flag"
+	action := "flag"
+	if block {
+		action = "block"
+	}
+	s.metrics.requests.WithLabelValues("connect", "not-tls-"+action).Inc()
+	info := *t.info
+	info.dec.Bypass = true
+	info.dec.Severity, info.dec.Route = bl.SeverityMedium, bl.RouteDSL
+	s.eventRef(&info, "connect", action, 0, 0, "not-tls", "")
+	return block
+}
+
+// finish records an allowed tunnel when full logging is on.
+func (t *tunnel) finish() {
+	if !t.s.o.Config().Proxy.Events.LogAllowed {
+		return
+	}
+	t.s.event(t.info, "connect", "allow", http.StatusOK, t.up.Load()+t.down.Load())
+}
+
+// dialContext dials for the plain-HTTP transport.
+func (s *Server) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port := splitHostPort(addr)
+	return s.dialHost(ctx, clientOf(ctx), host, port)
+}
+
+// dialHost connects to host:port, resolving names through the Resolver
+// and trying each address in turn.
+func (s *Server) dialHost(ctx context.Context, client netip.Addr, host, port string) (net.Conn, error) {
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return s.dialAddr(ctx, "tcp", net.JoinHostPort(a.String(), port))
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.dialer.Timeout)
+	defer cancel()
+	addrs, err := s.o.Resolver.LookupNetIP(dctx, client, host)
+	if err != nil {
+		return nil, &net.DNSError{Err: err.Error(), Name: host, IsNotFound: true}
+	}
+	if len(addrs) == 0 {
+		return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+	}
+	var first error
+	for i, a := range addrs {
+		if i == 4 {
+			break
+		}
+		c, err := s.dialAddr(dctx, "tcp", net.JoinHostPort(a.Unmap().String(), port))
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if dctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// event records a block or allowed request.
+func (s *Server) event(info *reqInfo, source, action string, status int, bytes int64) {
+	s.eventRef(info, source, action, status, bytes, "", "")
+}
+
+func (s *Server) eventRef(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) {
+	d := &info.dec
+	ev := reports.Event{
+		Time:       s.now().UTC(),
+		Source:     source,
+		Protocol:   "http",
+		Client:     info.client,
+		Device:     d.Device,
+		User:       info.user,
+		Group:      d.Group,
+		Name:       info.host,
+		URL:        info.url,
+		Method:     info.method,
+		Status:     status,
+		Bytes:      bytes,
+		Action:     action,
+		Reason:     d.Reason.String(),
+		Severity:   d.Severity,
+		Route:      d.Route,
+		List:       d.List,
+		Entry:      d.Entry,
+		Restricted: d.Restricted,
+		Bypass:     d.Bypass,
+		Probe:      d.Probe,
+		Ref:        ref,
+		Count:      1,
+	}
+	if source == "connect" {
+		ev.Protocol = "https"
+		ev.Name = net.JoinHostPort(info.host, info.port)
+		if info.port == "443" {
+			ev.Name = info.host
+		}
+	}
+	if reason != "" {
+		ev.Reason = reason
+	}
+	if d.HasCategory {
+		ev.Category = d.Category.String()
+	}
+	if d.Restricted && ev.URL != "" {
+		ev.URL = "" // restricted URLs are never stored; the host is enough to act on
+	}
+	s.events.record(ev)
+}
+
+// authenticate checks the proxy login. It returns the user ("" when none)
+// and false after answering 407.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, bool) {
+	h := r.Header.Get("Proxy-Authorization")
+	if s.users == nil {
+		return "", true // no logins configured: credentials are ignored (and never forwarded)
+	}
+	if h == "" {
+		g := cfg.Groups[eng.Identify(ip, "").Group]
+		if g == nil || !g.ProxyLogin {
+			return "", true
+		}
+		s.challenge(w, cfg, "Please log in to use the school's web filter.")
+		return "", false
+	}
+	name, pass, ok := parseBasic(h)
+	if !ok || !s.users.Verify(name, pass) {
+		s.metrics.refused.WithLabelValues("auth").Inc()
+		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
+		return "", false
+	}
+	s.logins.Set(ip, name)
+	return name, true
+}
+
+func (s *Server) challenge(w http.ResponseWriter, cfg *config.Config, msg string) {
+	w.Header().Set("Proxy-Authenticate", `Basic realm="`+cfg.Proxy.Auth.Realm+`", charset="UTF-8"`)
+	w.Header().Set("Via", Via)
+	http.Error(w, "407 Proxy Authentication Required: "+msg, http.StatusProxyAuthRequired)
+}
+
+// splitHostPort splits "host:port", "[v6]:port" or a bare host.
+func splitHostPort(hp string) (host, port string) {
+	if h, p, err := net.SplitHostPort(hp); err == nil {
+		return h, p
+	}
+	return strings.Trim(hp, "[]"), ""
+}
+
+// normHost normalises a request host; addr is set for IP literals.
+func normHost(host string) (string, netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		return a.String(), a, nil
+	}
+	var buf [256]byte
+	b, err := bl.NormalizeDomain(buf[:0], []byte(host))
+	if err != nil {
+		return "", netip.Addr{}, err
+	}
+	return string(b), netip.Addr{}, nil
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func portAllowed(ports []int, port string) bool {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return false
+	}
+	for _, p := range ports {
+		if p == n {
+			return true
+		}
+	}
+	return false
+}
+
+// worstOf picks the most severe category of cats.
+func worstOf(eng *policy.Engine, cats bl.CategorySet) bl.Category {
+	best, sev := bl.Category(0), -1
+	for _, c := range cats.Slice() {
+		if c >= bl.FirstListBit {
+			continue
+		}
+		if v := int(eng.Severity(c)); v > sev {
+			best, sev = c, v
+		}
+	}
+	return best
+}
+
+// hopByHop are the RFC 9110 connection-specific fields (7.6.1) plus the
+// legacy Proxy-Connection. Trailer stays: goproxy forwards trailers.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Transfer-Encoding", "Upgrade"}
+
+// cleanHopByHop drops hop-by-hop fields and those named in Connection;
+// for a WebSocket upgrade, Connection and Upgrade stay.
+func cleanHopByHop(h http.Header, upgrade bool) {
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			f = strings.TrimSpace(f)
+			if f == "" || (upgrade && strings.EqualFold(f, "upgrade")) {
+				continue
+			}
+			h.Del(f)
+		}
+	}
+	for _, k := range hopByHop {
+		if upgrade && (k == "Connection" || k == "Upgrade") {
+			continue
+		}
+		delete(h, k)
+	}
+}
+
+func isUpgrade(h http.Header) bool {
+	for _, v := range h["Connection"] {
+		if strings.Contains(strings.ToLower(v), "upgrade") {
+			return h.Get("Upgrade") != ""
+		}
+	}
+	return false
+}
+
+// respWriter is the ResponseWriter goproxy writes a response through. It
+// counts bytes and status (for full logging), and copies bodies of known
+// small length through the connection's buffer, so headers and body leave
+// in one write: net/http's own ReadFrom would flush the headers and the
+// first 512 bytes, then write the rest with a second system call.
+type respWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (c *respWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *respWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom is what io.Copy(w, body) calls.
+func (c *respWriter) ReadFrom(src io.Reader) (int64, error) {
+	if cl := c.Header().Get("Content-Length"); cl == "" || len(cl) > 5 {
+		// Unknown or large (100 kB or more): let net/http use the socket's
+		// ReadFrom.
+		if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+			n, err := rf.ReadFrom(src)
+			c.n += n
+			return n, err
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(writerOnly{c}, src, *bp)
+	copyBufs.Put(bp)
+	return n, err
+}
+
+type writerOnly struct{ io.Writer }
+
+func (c *respWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(c.ResponseWriter).Hijack()
+}
+
+func (c *respWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}

@@ -1,0 +1,213 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Users is the proxy's users file: "name:bcrypt-hash" lines, as
+// `htpasswd -B` writes them; blank lines and lines starting with # are
+// skipped. The file is re-read when it changes (checked at most every few
+// seconds). A password that passed bcrypt once is remembered as a SHA-256
+// digest, so a browser sending its login with every request costs one
+// hash, not one bcrypt.
+type Users struct {
+	path string
+
+	mu      sync.RWMutex
+	hashes  map[string][]byte
+	ok      map[string][32]byte // verified password digests
+	mtime   time.Time
+	checked time.Time
+
+	sem chan struct{} // bounds concurrent bcrypt work (a login flood is CPU)
+}
+
+// LoadUsers reads a users file.
+func LoadUsers(path string) (*Users, error) {
+	u := &Users{path: path, sem: make(chan struct{}, 2)}
+	if err := u.reload(); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (u *Users) reload() error {
+	fi, err := os.Stat(u.path)
+	if err != nil {
+		return fmt.Errorf("proxy users file: %w", err)
+	}
+	data, err := os.ReadFile(u.path)
+	if err != nil {
+		return fmt.Errorf("proxy users file: %w", err)
+	}
+	hashes, err := parseUsers(data)
+	if err != nil {
+		return fmt.Errorf("proxy users file %s: %w", u.path, err)
+	}
+	u.mu.Lock()
+	u.hashes, u.ok, u.mtime, u.checked = hashes, map[string][32]byte{}, fi.ModTime(), time.Now()
+	u.mu.Unlock()
+	return nil
+}
+
+func parseUsers(data []byte) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		name, hash, ok := strings.Cut(s, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("line %d: want name:bcrypt-hash", line)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("line %d: user %q: not a bcrypt hash (make one with htpasswd -B)", line, name)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("line %d: user %q is listed twice", line, name)
+		}
+		out[name] = []byte(hash)
+	}
+	return out, sc.Err()
+}
+
+// maybeReload re-reads the file if it changed (checked at most every 5s).
+func (u *Users) maybeReload() {
+	u.mu.RLock()
+	due := time.Since(u.checked) > 5*time.Second
+	u.mu.RUnlock()
+	if !due {
+		return
+	}
+	u.mu.Lock()
+	u.checked = time.Now()
+	mtime := u.mtime
+	u.mu.Unlock()
+	if fi, err := os.Stat(u.path); err == nil && !fi.ModTime().Equal(mtime) {
+		_ = u.reload() // a broken edit keeps the users already loaded
+	}
+}
+
+// Verify checks a name and password.
+func (u *Users) Verify(name, password string) bool {
+	u.maybeReload()
+	digest := sha256.Sum256([]byte(password))
+	u.mu.RLock()
+	hash, known := u.hashes[name]
+	good, cached := u.ok[name]
+	u.mu.RUnlock()
+	if !known {
+		return false
+	}
+	if cached {
+		return subtle.ConstantTimeCompare(good[:], digest[:]) == 1
+	}
+	u.sem <- struct{}{}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	<-u.sem
+	if err != nil {
+		return false
+	}
+	u.mu.Lock()
+	if u.ok != nil {
+		u.ok[name] = digest
+	}
+	u.mu.Unlock()
+	return true
+}
+
+// parseBasic reads a "Basic base64(name:password)" credential.
+func parseBasic(h string) (name, password string, ok bool) {
+	const prefix = "basic "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		return "", "", false
+	}
+	name, password, ok = strings.Cut(string(raw), ":")
+	return name, password, ok && name != ""
+}
+
+// Logins remembers which user last logged in from each client address, for
+// a fixed time. The DNS resolver asks UserFor so that its events from that
+// address carry the user's name.
+type Logins struct {
+	ttl time.Duration
+	now func() time.Time
+	mu  sync.RWMutex
+	m   map[netip.Addr]login
+	n   int // sets since the last sweep
+}
+
+type login struct {
+	user    string
+	expires int64 // unix nanos
+}
+
+// NewLogins makes an empty map whose entries last ttl.
+func NewLogins(ttl time.Duration, now func() time.Time) *Logins {
+	if now == nil {
+		now = time.Now
+	}
+	return &Logins{ttl: ttl, now: now, m: map[netip.Addr]login{}}
+}
+
+// UserFor returns the user logged in from ip, or "" if none (or expired).
+func (l *Logins) UserFor(ip netip.Addr) string {
+	if l == nil {
+		return ""
+	}
+	ip = ip.Unmap()
+	l.mu.RLock()
+	e, ok := l.m[ip]
+	l.mu.RUnlock()
+	if !ok || l.now().UnixNano() >= e.expires {
+		return ""
+	}
+	return e.user
+}
+
+// Set records a login by user from ip.
+func (l *Logins) Set(ip netip.Addr, user string) {
+	ip = ip.Unmap()
+	now := l.now().UnixNano()
+	exp := now + int64(l.ttl)
+	l.mu.RLock()
+	e, ok := l.m[ip]
+	l.mu.RUnlock()
+	// Refresh at most once a minute per address: a browser logs in with
+	// every request.
+	if ok && e.user == user && e.expires-exp > -int64(time.Minute) {
+		return
+	}
+	l.mu.Lock()
+	l.m[ip] = login{user: user, expires: exp}
+	if l.n++; l.n > 1024 {
+		l.n = 0
+		for k, v := range l.m {
+			if v.expires <= now {
+				delete(l.m, k)
+			}
+		}
+	}
+	l.mu.Unlock()
+}

@@ -1,0 +1,172 @@
+package reports
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+)
+
+// Roles holds the recipients by role.
+type Roles map[string][]string
+
+// resolve picks the role that receives a route: the route's own role when
+// it has addresses, else the DSL (nothing is dropped for want of an
+// address).
+func (r Roles) resolve(route string) string {
+	if route == "" || route == string(bl.RouteDSL) || len(r[route]) > 0 {
+		if route == "" {
+			return string(bl.RouteDSL)
+		}
+		return route
+	}
+	return string(bl.RouteDSL)
+}
+
+// covers reports whether a digest for role includes incidents resolved to
+// target: custom roles (deputies, governors) get what the DSL gets.
+func (r Roles) covers(role, target string) bool {
+	if role == target {
+		return true
+	}
+	builtin := role == string(bl.RouteDSL) || role == string(bl.RouteIT) || role == string(bl.RouteHeadteacher)
+	return !builtin && target == string(bl.RouteDSL)
+}
+
+// Alerter mails incidents at or above the alert severity as soon as the
+// writer stores them, at most once per client and category in the
+// de-duplication window; attempts after an alert are counted and told in a
+// follow-up once the window has passed.
+type Alerter struct {
+	st     *Store
+	opt    Options
+	roles  Roles
+	r      renderer
+	mailer *Mailer
+	wake   chan struct{}
+}
+
+// NewAlerter makes an alerter; Run checks on Wake and every interval.
+func NewAlerter(st *Store, opt Options, roles Roles, school string, loc *time.Location, m *Mailer) *Alerter {
+	opt.fill()
+	if loc == nil {
+		loc = time.UTC
+	}
+	return &Alerter{st: st, opt: opt, roles: roles, r: renderer{school: school, loc: loc}, mailer: m, wake: make(chan struct{}, 1)}
+}
+
+// Wake makes Run check now (the writer calls it after high events).
+func (a *Alerter) Wake() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run checks for due alerts until ctx is done. interval bounds how late a
+// follow-up can be (default 15s).
+func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 15 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := a.Check(ctx); err != nil && ctx.Err() == nil {
+			a.opt.Log.Error("checking alerts", "err", err)
+		} else if n > 0 && a.mailer != nil {
+			a.mailer.Wake()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.wake:
+		}
+	}
+}
+
+// Check queues every alert that is due and returns how many.
+func (a *Alerter) Check(ctx context.Context) (int, error) {
+	rows, err := a.st.db.QueryContext(ctx, `SELECT `+incidentCols+` FROM incidents
+		WHERE count > alerted_count AND severity >= ? AND route != 'none' AND status != ? ORDER BY severity DESC, first_ts`,
+		int(a.opt.AlertSeverity), StatusAcknowledged)
+	if err != nil {
+		return 0, err
+	}
+	var cands []Incident
+	for rows.Next() {
+		i, err := scanIncident(rows)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		cands = append(cands, i)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	now := a.opt.Now()
+	sent := 0
+	for idx := range cands {
+		ok, err := a.alertOne(ctx, &cands[idx], now)
+		if err != nil {
+			return sent, err
+		}
+		if ok {
+			sent++
+		}
+	}
+	return sent, nil
+}
+
+// alertOne queues an alert for i if the de-duplication window allows, in
+// the same transaction that records it on the incident.
+func (a *Alerter) alertOne(ctx context.Context, i *Incident, now time.Time) (bool, error) {
+	tx, err := a.st.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	// Re-read inside the transaction: the writer may have added attempts.
+	cur, err := scanIncident(tx.QueryRowContext(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = ?`, i.ID))
+	if err != nil {
+		return false, err
+	}
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT max(last_alert_ts) FROM incidents WHERE who = ? AND category = ?`, cur.Who, cur.Category).Scan(&last); err != nil {
+		return false, err
+	}
+	if last.Int64 > 0 && now.Sub(fromMS(last.Int64)) < a.opt.AlertDedup {
+		return false, nil // within the window: the follow-up will count these
+	}
+	attempts := cur.Count - cur.alerted
+	followUp := cur.alerted > 0
+	subject, text, html, err := a.r.alert(&cur, attempts, followUp, fromMS(cur.lastAlert))
+	if err != nil {
+		return false, err
+	}
+	role := a.roles.resolve(cur.Route)
+	m := &Message{Kind: "alert", Role: role, Recipients: slices.Clone(a.roles[role]), Subject: subject, Text: text, HTML: html}
+	key := fmt.Sprintf("alert-%d-%d", cur.ID, cur.Count)
+	if err := enqueue(tx, m, key, now); err != nil {
+		return false, err
+	}
+	status := cur.Status
+	if status == StatusNew {
+		status = StatusAlerted
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET alerted_count = ?, last_alert_ts = ?, status = ? WHERE id = ?`,
+		cur.Count, ms(now), status, cur.ID); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	a.opt.Log.Info("alert queued", "incident", cur.ID, "severity", cur.Severity.String(), "category", cur.Category, "role", role, "follow_up", followUp)
+	return true, nil
+}

@@ -1,0 +1,494 @@
+package reports
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+var london = func() *time.Location {
+	l, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		panic(err)
+	}
+	return l
+}()
+
+func testParts(t *testing.T, mc MailConfig, now func() time.Time) Parts {
+	return Parts{
+		Options: Options{Log: testLog(t), Now: now, StaffToHeadteacher: true, StaffGroups: []string{"staff"}},
+		Roles: Roles{"dsl": {"dsl@school.example", "deputy@school.example"}, "headteacher": {"head@school.example"},
+			"it": {"it@school.example"}},
+		Mail: mc,
+		Schedules: []Schedule{
+			{Name: "daily", Spec: "CRON_TZ=Europe/London 30 7 * * 1-5", Roles: []string{"dsl"}},
+			{Name: "weekly", Spec: "CRON_TZ=Europe/London 0 8 * * 1", Roles: []string{"dsl", "headteacher", "it"}},
+		},
+		SendEmpty: true, School: "Hillside Primary", Loc: london,
+		Breaches: 365 * 24 * time.Hour, QueryLog: 30 * 24 * time.Hour,
+	}
+}
+
+// TestAlertWithinDeadline runs the whole service against a real SMTP
+// server: a critical event reaches the DSL's inbox well within 60 s.
+func TestAlertWithinDeadline(t *testing.T) {
+	srv := newTestSMTP(t)
+	dir := t.TempDir()
+	svc, err := Start(context.Background(), filepath.Join(dir, "g.db"), testParts(t, srv.mailConfig(filepath.Join(dir, "outbox")), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	start := time.Now()
+	e := ev(start.UTC(), "10.0.0.5", "students", "self-harm", "harm.example")
+	e.User = "pupil17"
+	svc.Record(e)
+	msgs := srv.wait(t, 1, 60*time.Second)
+	took := time.Since(start)
+	m := msgs[0]
+	text := decoded(t, m.Raw)
+	if len(m.To) != 2 || !strings.Contains(text, "CRITICAL") || !strings.Contains(text, "Hillside Primary") ||
+		!strings.Contains(text, "pupil17") || !strings.Contains(text, "harm.example") || !strings.Contains(text, "child-protection") {
+		t.Errorf("alert to %v:\n%s", m.To, text)
+	}
+	t.Logf("alert accepted by the SMTP server %v after the event (deadline 60s)", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("alert took %v", took)
+	}
+	// The outbox row is marked sent.
+	deadline := time.Now().Add(5 * time.Second)
+	for count(t, svc.Store, "SELECT count(*) FROM outbox WHERE sent_ts > 0") != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := count(t, svc.Store, "SELECT count(*) FROM outbox WHERE sent_ts > 0"); n != 1 {
+		t.Errorf("sent rows %d", n)
+	}
+}
+
+// TestAlertDedupAndFollowUp: one alert per client+category in 10 minutes,
+// then a follow-up that counts the attempts in between.
+func TestAlertDedupAndFollowUp(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clk := newClock(t0)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	w, _ := NewWriter(st, p.Options)
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	ctx := context.Background()
+	rec := func(at time.Duration, client string) {
+		clk.Set(t0.Add(at))
+		w.Record(ev(t0.Add(at), client, "students", "vpn", "vpn.example"))
+		w.Flush()
+	}
+	check := func(want int) {
+		t.Helper()
+		n, err := a.Check(ctx)
+		if err != nil || n != want {
+			t.Fatalf("at %s: %d alerts (%v), want %d", clk.Now().Sub(t0), n, err, want)
+		}
+	}
+	rec(0, "10.0.0.5")
+	check(1)
+	for i := 1; i <= 5; i++ {
+		rec(time.Duration(i)*time.Minute, "10.0.0.5")
+		check(0) // inside the window
+	}
+	rec(6*time.Minute, "10.0.0.6") // another client is not held back
+	check(1)
+	clk.Set(t0.Add(10*time.Minute + time.Second))
+	check(1) // the follow-up for 10.0.0.5
+	check(0)
+	var subj, body string
+	st.db.QueryRow(`SELECT subject, text_body FROM outbox ORDER BY id DESC LIMIT 1`).Scan(&subj, &body)
+	if !strings.Contains(subj, "follow-up") || !strings.Contains(body, "5 more since the alert at 10:00") {
+		t.Errorf("follow-up:\n%s\n%s", subj, body)
+	}
+	var status string
+	st.db.QueryRow(`SELECT status FROM incidents WHERE who = 'ip:10.0.0.5'`).Scan(&status)
+	if status != StatusAlerted {
+		t.Errorf("status %q", status)
+	}
+	// Acknowledged incidents are not alerted again.
+	rec(11*time.Minute, "10.0.0.6")
+	var id int64
+	st.db.QueryRow(`SELECT id FROM incidents WHERE who = 'ip:10.0.0.6'`).Scan(&id)
+	st.Acknowledge(id)
+	clk.Set(t0.Add(30 * time.Minute))
+	check(0)
+	w.Close()
+}
+
+// TestStaffRouting: staff breaches go to the headteacher; with the switch
+// off, to the DSL.
+func TestStaffRouting(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		st := openTemp(t)
+		srv := newTestSMTP(t)
+		p := testParts(t, srv.mailConfig(t.TempDir()), nil)
+		p.Options.StaffToHeadteacher = on
+		w, _ := NewWriter(st, p.Options)
+		w.Record(ev(time.Now().UTC(), "10.0.0.7", "staff", "pornography", "x.example"))
+		w.Close()
+		if n, err := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil).Check(context.Background()); n != 1 || err != nil {
+			t.Fatal(n, err)
+		}
+		m := NewMailer(st, p.Mail, p.Options.Log, nil)
+		m.DeliverDue(context.Background())
+		got := srv.wait(t, 1, 10*time.Second)[0]
+		want := "head@school.example"
+		if !on {
+			want = "dsl@school.example"
+		}
+		if got.To[0] != want {
+			t.Errorf("staff_to_headteacher=%v: alert to %v, want %s", on, got.To, want)
+		}
+		if on && !strings.Contains(decoded(t, got.Raw), "allegations-against-staff") {
+			t.Error("headteacher alert does not mention the allegations procedure")
+		}
+	}
+}
+
+// TestRestrictedNeverInMail: neither alerts nor digests name a site on the
+// restricted tier.
+func TestRestrictedNeverInMail(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC) // a Monday
+	clk := newClock(t0)
+	p := testParts(t, srv.mailConfig(t.TempDir()), clk.Now)
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.RunDue(context.Background()) // sets the watermarks at t0
+	w, _ := NewWriter(st, p.Options)
+	for _, cat := range []string{"iwf", "ctiru"} {
+		e := ev(t0.Add(time.Hour), "10.0.0.8", "students", cat, "secret-"+cat+".example")
+		e.URL = "http://secret-" + cat + ".example/path"
+		e.SearchTerm = "secret search " + cat
+		w.Record(e)
+	}
+	w.Close()
+	NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil).Check(context.Background())
+	clk.Set(time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC))
+	if _, err := d.RunDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	NewMailer(st, p.Mail, nil, nil).DeliverDue(context.Background())
+	msgs := srv.wait(t, 3, 10*time.Second) // 2 alerts, 1 daily digest
+	all := ""
+	for _, m := range msgs {
+		txt := decoded(t, m.Raw)
+		all += txt
+		if strings.Contains(strings.ToLower(m.Raw+txt), "secret") {
+			t.Errorf("restricted name in mail %q:\n%s", m.Subj, txt)
+		}
+	}
+	if !strings.Contains(all, "a site on the IWF list") || !strings.Contains(all, "a site on the police terrorism list") {
+		t.Errorf("mail does not say which list:\n%s", all)
+	}
+}
+
+// TestDigestPeriodsAcrossDST checks the periods of the weekday 07:30
+// schedule in Europe/London across both 2026 clock changes, and a 01:30
+// schedule on the night the clocks go forward (01:30 does not exist).
+func TestDigestPeriodsAcrossDST(t *testing.T) {
+	sched, err := cron.ParseStandard("CRON_TZ=Europe/London 30 7 * * 1-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(wm, now time.Time, wantEnd string, wantLen time.Duration) time.Time {
+		t.Helper()
+		end, due, _ := Due(sched, wm, now)
+		if !due {
+			t.Fatalf("not due at %v (watermark %v)", now, wm)
+		}
+		if got := end.In(london).Format("Mon 2006-01-02 15:04 MST"); got != wantEnd {
+			t.Errorf("period end %s, want %s", got, wantEnd)
+		}
+		if end.Sub(wm) != wantLen {
+			t.Errorf("period %v → %v is %v, want %v", wm.In(london), end.In(london), end.Sub(wm), wantLen)
+		}
+		return end
+	}
+	// Spring: clocks go forward at 01:00 UTC on Sunday 29 March 2026.
+	fri := time.Date(2026, 3, 27, 7, 30, 0, 0, london)
+	mon := check(fri, time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC), "Mon 2026-03-30 07:30 BST", 71*time.Hour)
+	check(mon, time.Date(2026, 3, 31, 7, 0, 0, 0, time.UTC), "Tue 2026-03-31 07:30 BST", 24*time.Hour)
+	// Autumn: clocks go back at 01:00 UTC on Sunday 25 October 2026.
+	fri = time.Date(2026, 10, 23, 7, 30, 0, 0, london)
+	check(fri, time.Date(2026, 10, 26, 8, 0, 0, 0, time.UTC), "Mon 2026-10-26 07:30 GMT", 73*time.Hour)
+	// Not due before the tick.
+	if _, due, next := Due(sched, fri, time.Date(2026, 10, 26, 7, 29, 0, 0, time.UTC)); due || next.In(london).Hour() != 7 {
+		t.Errorf("due before the tick (next %v)", next)
+	}
+
+	// A daily 01:30 digest on the spring-forward night: 01:30 on Sunday 29
+	// March does not exist, so that tick is skipped and the next period
+	// runs Saturday 01:30 GMT → Monday 01:30 BST (47h): no gap, no overlap.
+	night, _ := cron.ParseStandard("CRON_TZ=Europe/London 30 1 * * *")
+	wm := time.Date(2026, 3, 28, 1, 30, 0, 0, london)
+	var lens []time.Duration
+	for range 2 {
+		next := night.Next(wm)
+		end, due, _ := Due(night, wm, next)
+		if !due || !end.Equal(next) {
+			t.Fatalf("tick %v not due", next)
+		}
+		lens = append(lens, end.Sub(wm))
+		wm = end
+	}
+	if got := wm.In(london).Format("2006-01-02 15:04 MST"); got != "2026-03-31 01:30 BST" || lens[0] != 47*time.Hour || lens[1] != 24*time.Hour {
+		t.Errorf("spring-forward night: watermark %s, periods %v (want 47h, 24h)", got, lens)
+	}
+}
+
+// TestMissedDigestSentOnceAtStartup: Gatehouse was down over several daily
+// ticks; at start-up one digest covers the whole gap, exactly once, and
+// the next covers only what follows.
+func TestMissedDigestSentOnceAtStartup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "g.db")
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm := time.Date(2026, 11, 16, 7, 30, 0, 0, london) // Monday
+	st.db.Exec(`INSERT INTO digests (schedule, watermark) VALUES ('daily', ?), ('weekly', ?)`, ms(wm), ms(time.Date(2026, 11, 16, 8, 0, 0, 0, london)))
+	clk := newClock(time.Date(2026, 11, 17, 12, 0, 0, 0, time.UTC))
+	p := testParts(t, MailConfig{Dir: filepath.Join(dir, "outbox")}, clk.Now)
+	w, _ := NewWriter(st, p.Options)
+	for day := range 5 {
+		at := time.Date(2026, 11, 16+day, 11, 0, 0, 0, london)
+		w.Record(ev(at, fmt.Sprintf("10.0.0.%d", day+1), "students", "gambling", "bet.example"))
+	}
+	w.Close()
+	st.Close()
+
+	// "Start-up" on Saturday 21 Nov: four weekday ticks (Tue..Fri) missed.
+	clk.Set(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	p.Options.Now = clk.Now
+	svc, err := Tools(path, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	for range 2 { // a second run at the same time sends nothing more
+		if _, err := svc.Digester.RunDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int64
+	var body string
+	svc.Store.db.QueryRow(`SELECT count(*), max(text_body) FROM outbox WHERE kind = 'digest'`).Scan(&n, &body)
+	if n != 1 {
+		t.Fatalf("%d digests after the missed ticks, want 1", n)
+	}
+	if !strings.Contains(body, "From Mon 16 Nov 07:30 to Fri 20 Nov 07:30") || !strings.Contains(body, "4 other blocks") {
+		t.Errorf("catch-up digest:\n%s", body)
+	}
+	var got int64
+	svc.Store.db.QueryRow(`SELECT watermark FROM digests WHERE schedule = 'daily'`).Scan(&got)
+	if !fromMS(got).Equal(time.Date(2026, 11, 20, 7, 30, 0, 0, london)) {
+		t.Errorf("watermark %v", fromMS(got).In(london))
+	}
+	// Monday: the daily digest covers Fri 07:30 → Mon 07:30 (Friday's
+	// 11:00 event only); the weekly covers the whole week.
+	clk.Set(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	svc.Digester.RunDue(ctx)
+	rows, _ := svc.Store.db.Query(`SELECT role, text_body FROM outbox WHERE kind = 'digest' ORDER BY id`)
+	var bodies []string
+	for rows.Next() {
+		var role, b string
+		rows.Scan(&role, &b)
+		bodies = append(bodies, role+": "+b)
+	}
+	rows.Close()
+	if len(bodies) != 5 { // catch-up, Monday daily, weekly ×3 roles
+		t.Fatalf("%d digests, want 5", len(bodies))
+	}
+	if !strings.Contains(bodies[1], "1 other block") || !strings.Contains(bodies[1], "From Fri 20 Nov 07:30 to Mon 23 Nov 07:30") {
+		t.Errorf("Monday daily:\n%s", bodies[1])
+	}
+	if !strings.Contains(bodies[2], "5 other blocks") {
+		t.Errorf("weekly:\n%s", bodies[2])
+	}
+	if !strings.Contains(bodies[3], "No incidents") {
+		t.Errorf("quiet headteacher weekly should say so:\n%s", bodies[3])
+	}
+}
+
+// TestSMTPDownThenBack: the server refuses mail for a while; every message
+// is delivered exactly once when it is back, and .eml copies of the
+// failing ones are written meanwhile.
+func TestSMTPDownThenBack(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	srv.set(func(s *testSMTP) { s.down = true })
+	dir := t.TempDir()
+	p := testParts(t, srv.mailConfig(dir), nil)
+	w, _ := NewWriter(st, p.Options)
+	for i := range 5 {
+		w.Record(ev(time.Now().UTC(), fmt.Sprintf("10.0.0.%d", i+1), "students", "tor", "tor.example"))
+	}
+	w.Close()
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	if n, _ := a.Check(context.Background()); n != 5 {
+		t.Fatalf("%d alerts", n)
+	}
+	m := NewMailer(st, p.Mail, p.Options.Log, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(readEMLs(t, dir)) < 5 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(readEMLs(t, dir)); got != 5 || !m.Failing.Load() {
+		t.Fatalf("%d .eml fallback copies while the server is down (failing=%v)", got, m.Failing.Load())
+	}
+	srv.set(func(s *testSMTP) { s.down = false })
+	msgs := srv.wait(t, 5, 20*time.Second)
+	time.Sleep(300 * time.Millisecond) // would any duplicate arrive?
+	cancel()
+	<-done
+	msgs = srv.messages()
+	seen := map[string]int{}
+	for _, mm := range msgs {
+		seen[mm.ID]++
+	}
+	if len(msgs) != 5 || len(seen) != 5 {
+		t.Errorf("%d messages, %d distinct; want each of 5 exactly once", len(msgs), len(seen))
+	}
+	if n, _ := m.Pending(); n != 0 || m.Failing.Load() {
+		t.Errorf("pending %d, failing %v", n, m.Failing.Load())
+	}
+}
+
+// TestKilledMidSend kills the sending process (SIGKILL) after the server
+// accepted the third message but before the process could record that.
+// After a restart every message is delivered; only the one in flight is
+// delivered twice, with the same Message-ID.
+func TestKilledMidSend(t *testing.T) {
+	if os.Getenv("GATEHOUSE_MAIL_DB") != "" {
+		mailChild()
+		return
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "g.db")
+	srv := newTestSMTP(t)
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testParts(t, srv.mailConfig(dir), nil)
+	w, _ := NewWriter(st, p.Options)
+	for i := range 5 {
+		w.Record(ev(time.Now().UTC(), fmt.Sprintf("10.0.0.%d", i+1), "students", "tor", "tor.example"))
+	}
+	w.Close()
+	if n, _ := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil).Check(context.Background()); n != 5 {
+		t.Fatalf("%d alerts", n)
+	}
+	st.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledMidSend$")
+	cmd.Env = append(os.Environ(), "GATEHOUSE_MAIL_DB="+path, "GATEHOUSE_MAIL_PORT="+strconv.Itoa(srv.addr.Port))
+	cmd.Stderr = os.Stderr
+	proc := make(chan *os.Process, 1)
+	srv.set(func(s *testSMTP) {
+		n := 0
+		s.onData = func(recvMsg) {
+			if n++; n == 3 {
+				p := <-proc
+				_ = p.Kill() // SIGKILL before the 250 reply
+			}
+		}
+	})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	proc <- cmd.Process
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("child did not end")
+	}
+	if got := len(srv.messages()); got != 3 {
+		t.Fatalf("server had %d messages when the child died, want 3", got)
+	}
+	srv.set(func(s *testSMTP) { s.onData = nil })
+
+	// Restart: the outbox resumes.
+	st, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := NewMailer(st, p.Mail, nil, nil).DeliverDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.wait(t, 6, 10*time.Second)
+	seen := map[string]int{}
+	for _, m := range msgs {
+		seen[m.ID]++
+	}
+	if len(msgs) != 6 || len(seen) != 5 || seen[msgs[2].ID] != 2 {
+		t.Errorf("%d deliveries of %d messages (%v); want 5 messages, only the in-flight third twice", len(msgs), len(seen), seen)
+	}
+	if n := count(t, st, "SELECT count(*) FROM outbox WHERE sent_ts = 0"); n != 0 {
+		t.Errorf("%d unsent", n)
+	}
+}
+
+func mailChild() {
+	st, err := Open(os.Getenv("GATEHOUSE_MAIL_DB"))
+	if err != nil {
+		os.Exit(3)
+	}
+	port, _ := strconv.Atoi(os.Getenv("GATEHOUSE_MAIL_PORT"))
+	m := NewMailer(st, MailConfig{Host: "127.0.0.1", Port: port, TLS: "none", From: "gatehouse@school.example", Timeout: 5 * time.Second}, nil, nil)
+	m.DeliverDue(context.Background())
+	os.Exit(0) // not reached when the test kills us on time
+}
+
+// TestNoSMTPWritesEML: the default (no smtp.host) writes every message to
+// the outbox directory and marks it delivered.
+func TestNoSMTPWritesEML(t *testing.T) {
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	svc, err := Start(context.Background(), filepath.Join(dir, "g.db"), testParts(t, MailConfig{Dir: outbox}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Record(ev(time.Now().UTC(), "10.0.0.5", "students", "extremism", "bad.example"))
+	deadline := time.Now().Add(20 * time.Second)
+	for len(readEMLs(t, outbox)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	svc.Close()
+	emls := readEMLs(t, outbox)
+	if len(emls) != 1 {
+		t.Fatalf("%d .eml files", len(emls))
+	}
+	txt := decoded(t, emls[0])
+	if !strings.Contains(txt, "extremism") || !strings.Contains(txt, "Prevent") {
+		t.Errorf(".eml:\n%s", txt)
+	}
+	fi, _ := os.Stat(outbox)
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("outbox mode %04o", fi.Mode().Perm())
+	}
+}

@@ -1,0 +1,342 @@
+package reports
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	mail "github.com/wneessen/go-mail"
+)
+
+// Message is one rendered mail, as stored in the outbox.
+type Message struct {
+	ID         int64
+	Kind       string // alert or digest
+	Role       string
+	Recipients []string
+	Subject    string
+	Text, HTML string
+	MessageID  string
+	Created    time.Time
+}
+
+// enqueue stores m in the outbox inside tx. Its Message-ID is derived from
+// key, so a retried transaction cannot queue the same mail twice.
+func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
+	rc, _ := json.Marshal(nonNil(m.Recipients))
+	m.MessageID = "<" + key + "@gatehouse>"
+	m.Created = now
+	res, err := tx.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, next_ts)
+		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(message_id) DO NOTHING`,
+		m.Kind, ms(now), m.Role, string(rc), m.Subject, m.Text, m.HTML, m.MessageID, ms(now))
+	if err != nil {
+		return fmt.Errorf("queueing mail: %w", err)
+	}
+	m.ID, _ = res.LastInsertId()
+	return nil
+}
+
+// MailConfig says how mail leaves.
+type MailConfig struct {
+	Host     string // empty: .eml files only
+	Port     int
+	Username string
+	Password string
+	From     string
+	TLS      string // starttls (required), tls, opportunistic, none
+	Timeout  time.Duration
+	// TLSConfig overrides the TLS settings (tests use it for their own CA).
+	TLSConfig *tls.Config
+
+	Dir string // the .eml outbox directory
+	// FallbackAfter is how many failed attempts before a message is also
+	// written to Dir (default 3).
+	FallbackAfter int
+	// Backoff is the first retry delay, doubled per attempt up to 30m
+	// (default 30s).
+	Backoff time.Duration
+}
+
+// Mailer delivers the outbox: SMTP when configured, .eml files otherwise.
+type Mailer struct {
+	st   *Store
+	cfg  MailConfig
+	log  *slog.Logger
+	now  func() time.Time
+	wake chan struct{}
+
+	Sent    atomic.Uint64
+	Failed  atomic.Uint64 // failed attempts
+	Failing atomic.Bool   // the last attempt failed
+}
+
+// NewMailer makes a mailer; Run delivers.
+func NewMailer(st *Store, cfg MailConfig, log *slog.Logger, now func() time.Time) *Mailer {
+	if cfg.FallbackAfter <= 0 {
+		cfg.FallbackAfter = 3
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 30 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 587
+	}
+	if cfg.From == "" {
+		cfg.From = "gatehouse@localhost"
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Mailer{st: st, cfg: cfg, log: log, now: now, wake: make(chan struct{}, 1)}
+}
+
+// Wake makes Run look at the outbox now.
+func (m *Mailer) Wake() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done.
+func (m *Mailer) Run(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.wake:
+		}
+		next, err := m.DeliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			m.log.Error("outbox", "err", err)
+		}
+		wait := time.Minute
+		if !next.IsZero() {
+			wait = min(max(next.Sub(m.now()), 50*time.Millisecond), time.Minute)
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(wait)
+	}
+}
+
+// Pending counts messages not yet accepted by a server (or written, without
+// SMTP).
+func (m *Mailer) Pending() (int, error) {
+	var n int
+	err := m.st.db.QueryRow(`SELECT count(*) FROM outbox WHERE sent_ts = 0`).Scan(&n)
+	return n, err
+}
+
+// DeliverDue tries every message that is due and returns when the next
+// retry is due (zero if none is waiting).
+func (m *Mailer) DeliverDue(ctx context.Context) (time.Time, error) {
+	msgs, err := m.due()
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, msg := range msgs {
+		if ctx.Err() != nil {
+			return time.Time{}, ctx.Err()
+		}
+		m.deliver(ctx, msg)
+	}
+	var next sql.NullInt64
+	err = m.st.db.QueryRow(`SELECT min(next_ts) FROM outbox WHERE sent_ts = 0`).Scan(&next)
+	if err != nil || !next.Valid {
+		return time.Time{}, err
+	}
+	return fromMS(next.Int64), nil
+}
+
+type outRow struct {
+	Message
+	attempts int
+	emlPath  string
+}
+
+func (m *Mailer) due() ([]outRow, error) {
+	rows, err := m.st.db.Query(`SELECT id, kind, role, recipients, subject, text_body, html_body, message_id, created_ts, attempts, eml_path
+		FROM outbox WHERE sent_ts = 0 AND next_ts <= ? ORDER BY id LIMIT 100`, ms(m.now()))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []outRow
+	for rows.Next() {
+		var r outRow
+		var rc string
+		var created int64
+		if err := rows.Scan(&r.ID, &r.Kind, &r.Role, &rc, &r.Subject, &r.Text, &r.HTML, &r.MessageID, &created, &r.attempts, &r.emlPath); err != nil {
+			return nil, err
+		}
+		_ = json.Unmarshal([]byte(rc), &r.Recipients)
+		r.Created = fromMS(created)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (m *Mailer) deliver(ctx context.Context, r outRow) {
+	msg, err := m.build(&r.Message)
+	if err != nil {
+		m.fail(r, fmt.Errorf("building message: %w", err))
+		return
+	}
+	if m.cfg.Host == "" || len(r.Recipients) == 0 {
+		// No SMTP (or nobody to send to): the .eml file is the delivery.
+		p, err := m.writeEML(&r.Message, msg)
+		if err != nil {
+			m.fail(r, err)
+			return
+		}
+		if len(r.Recipients) == 0 && m.cfg.Host != "" {
+			m.log.Warn("no address for role: message written to the outbox directory only", "role", r.Role, "file", p)
+		}
+		m.markSent(r.ID, p)
+		return
+	}
+	if err := m.send(ctx, msg); err != nil {
+		m.fail(r, err)
+		return
+	}
+	m.markSent(r.ID, r.emlPath)
+	if m.Failing.Swap(false) {
+		m.log.Info("mail is being delivered again", "host", m.cfg.Host)
+	}
+}
+
+// markSent records acceptance. A crash between the server's acceptance and
+// this update sends the message again at restart: at most one duplicate,
+// with the same Message-ID.
+func (m *Mailer) markSent(id int64, eml string) {
+	if _, err := m.st.db.Exec(`UPDATE outbox SET sent_ts = ?, eml_path = ?, last_error = '' WHERE id = ?`, ms(m.now()), eml, id); err != nil {
+		m.log.Error("marking mail sent", "id", id, "err", err)
+		return
+	}
+	m.Sent.Add(1)
+}
+
+func (m *Mailer) fail(r outRow, err error) {
+	m.Failed.Add(1)
+	m.Failing.Store(true)
+	attempts := r.attempts + 1
+	delay := m.cfg.Backoff << min(attempts-1, 16)
+	delay = min(delay, 30*time.Minute)
+	eml := r.emlPath
+	if attempts >= m.cfg.FallbackAfter && eml == "" {
+		if msg, berr := m.build(&r.Message); berr == nil {
+			if p, werr := m.writeEML(&r.Message, msg); werr == nil {
+				eml = p
+			}
+		}
+	}
+	m.log.Error("MAIL IS FAILING: message not delivered, will retry", "id", r.ID, "kind", r.Kind, "subject", r.Subject,
+		"attempts", attempts, "retry_in", delay.String(), "eml", eml, "err", err)
+	if _, uerr := m.st.db.Exec(`UPDATE outbox SET attempts = ?, next_ts = ?, last_error = ?, eml_path = ? WHERE id = ?`,
+		attempts, ms(m.now().Add(delay)), err.Error(), eml, r.ID); uerr != nil {
+		m.log.Error("updating outbox", "id", r.ID, "err", uerr)
+	}
+}
+
+func (m *Mailer) build(r *Message) (*mail.Msg, error) {
+	msg := mail.NewMsg()
+	if err := msg.From(m.cfg.From); err != nil {
+		return nil, err
+	}
+	if len(r.Recipients) > 0 {
+		if err := msg.To(r.Recipients...); err != nil {
+			return nil, err
+		}
+	}
+	msg.Subject(r.Subject)
+	msg.SetMessageIDWithValue(r.MessageID[1 : len(r.MessageID)-1])
+	msg.SetDateWithValue(r.Created)
+	msg.SetGenHeader("X-Gatehouse-Kind", r.Kind)
+	msg.SetBodyString(mail.TypeTextPlain, r.Text)
+	if r.HTML != "" {
+		msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+	}
+	return msg, nil
+}
+
+func (m *Mailer) send(ctx context.Context, msg *mail.Msg) error {
+	opts := []mail.Option{mail.WithPort(m.cfg.Port), mail.WithTimeout(m.cfg.Timeout)}
+	switch m.cfg.TLS {
+	case "tls":
+		opts = append(opts, mail.WithSSL())
+	case "opportunistic":
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSOpportunistic))
+	case "none":
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	default:
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	}
+	if m.cfg.TLSConfig != nil {
+		opts = append(opts, mail.WithTLSConfig(m.cfg.TLSConfig))
+	}
+	if m.cfg.Username != "" {
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover), mail.WithUsername(m.cfg.Username), mail.WithPassword(m.cfg.Password))
+	}
+	c, err := mail.NewClient(m.cfg.Host, opts...)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	return c.DialAndSendWithContext(sctx, msg)
+}
+
+// writeEML writes the message into the outbox directory (atomically) and
+// returns the file's path.
+func (m *Mailer) writeEML(r *Message, msg *mail.Msg) (string, error) {
+	if m.cfg.Dir == "" {
+		return "", errors.New("no outbox directory configured")
+	}
+	if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
+		return "", fmt.Errorf("outbox directory: %w", err)
+	}
+	name := fmt.Sprintf("%s-%06d-%s.eml", r.Created.UTC().Format("20060102T150405Z"), r.ID, r.Kind)
+	p := filepath.Join(m.cfg.Dir, name)
+	tmp, err := os.CreateTemp(m.cfg.Dir, ".tmp-*.eml")
+	if err != nil {
+		return "", fmt.Errorf("outbox directory: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := msg.WriteTo(tmp); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("writing %s: %w", p, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return "", err
+	}
+	return p, nil
+}

@@ -1,0 +1,241 @@
+package reports
+
+import (
+	"bytes"
+	"fmt"
+	htmltemplate "html/template"
+	"strings"
+	texttemplate "text/template"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+)
+
+// Rendering: every mail has a plain-text part and an HTML part laid out for
+// a phone (one column, large type, no images). Restricted-tier names never
+// reach the templates: Incident.whatText and the samples (empty for the
+// restricted tier) are all they see.
+
+// view is one incident as the templates show it.
+type view struct {
+	Severity string
+	Who      string
+	When     string
+	What     string
+	Samples  []string
+	Attempts int64
+	Note     string
+}
+
+func (r *renderer) incidentView(i *Incident, attempts int64, first, last time.Time) view {
+	v := view{Severity: strings.ToUpper(i.Severity.String()), Who: i.whoText(), What: i.whatText(), Attempts: attempts}
+	v.When = r.span(first, last)
+	if !i.Restricted && !isRestricted(i.Category) {
+		v.Samples = i.Samples
+	}
+	return v
+}
+
+type renderer struct {
+	school string
+	loc    *time.Location
+}
+
+func (r *renderer) local(t time.Time) string {
+	return t.In(r.loc).Format("Mon 2 Jan 15:04")
+}
+
+func (r *renderer) span(a, b time.Time) string {
+	a, b = a.In(r.loc), b.In(r.loc)
+	if b.Sub(a) < time.Minute {
+		return a.Format("Mon 2 Jan 15:04")
+	}
+	if a.YearDay() == b.YearDay() && a.Year() == b.Year() {
+		return a.Format("Mon 2 Jan 15:04") + "–" + b.Format("15:04")
+	}
+	return a.Format("Mon 2 Jan 15:04") + " – " + b.Format("Mon 2 Jan 15:04")
+}
+
+// advice is what the school should do about an incident.
+func advice(i *Incident) string {
+	c, err := bl.ParseCategory(i.Category)
+	switch {
+	case i.Route == string(bl.RouteHeadteacher):
+		return "This concerns a member of staff: follow your allegations-against-staff procedure (the headteacher leads; do not investigate alone)."
+	case i.Restricted || (err == nil && c.Restricted()):
+		return "Follow your child-protection procedure now. Do not try to visit the site. Record what you do; the police may need the export (gatehouse incidents --json)."
+	case err == nil && c == bl.SelfHarm:
+		return "A child may be at risk: follow your child-protection procedure and speak to the child today."
+	case err == nil && c == bl.Extremism:
+		return "Follow your child-protection procedure and consider the Prevent duty."
+	case i.Bypass || (err == nil && c.Bypass()):
+		return "Someone tried to get around the filter: check the device and follow your acceptable-use policy."
+	case i.Route == string(bl.RouteIT):
+		return "Check the device for malware or a compromised account."
+	case err == nil && c.Info().Kind == bl.KindPolicy:
+		return "Blocked by school policy: usually no action is needed unless it becomes a pattern."
+	}
+	return "Follow your child-protection procedure and record the outcome."
+}
+
+type alertData struct {
+	School   string
+	Title    string
+	FollowUp bool
+	Since    string
+	V        view
+	Advice   string
+}
+
+var alertText = texttemplate.Must(texttemplate.New("alert").Parse(`{{.Title}}
+
+Who:      {{.V.Who}}
+When:     {{.V.When}}
+What:     {{.V.What}}
+Attempts: {{.V.Attempts}}{{if .FollowUp}} more since the alert at {{.Since}}{{end}}
+{{- range .V.Samples}}
+          {{.}}{{end}}
+
+What to do: {{.Advice}}
+
+-- 
+Gatehouse web filter, {{.School}}. Severity {{.V.Severity}}.
+`))
+
+const htmlHead = `<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:-apple-system,Segoe UI,Roboto,Arial,sans-serif;font-size:16px;line-height:1.4;margin:0;padding:12px;color:#111;max-width:640px}
+h1{font-size:20px;margin:0 0 8px}h2{font-size:17px;margin:18px 0 6px}.sev{display:inline-block;padding:1px 6px;border-radius:4px;color:#fff;font-size:13px;font-weight:bold}
+.CRITICAL{background:#a00}.HIGH{background:#d35400}.MEDIUM{background:#b7950b}.LOW,.INFO{background:#555}
+.inc{border-top:1px solid #ddd;padding:8px 0}.muted{color:#555;font-size:14px}.do{background:#fff4e5;border-left:4px solid #d35400;padding:8px;margin:12px 0}
+table{border-collapse:collapse;width:100%}td{padding:3px 4px;border-bottom:1px solid #eee;font-size:15px}td.n{text-align:right}</style></head><body>`
+
+var alertHTML = htmltemplate.Must(htmltemplate.New("alert").Parse(htmlHead + `
+<h1><span class="sev {{.V.Severity}}">{{.V.Severity}}</span> {{.Title}}</h1>
+<div class="inc"><b>Who:</b> {{.V.Who}}<br><b>When:</b> {{.V.When}}<br><b>What:</b> {{.V.What}}<br>
+<b>Attempts:</b> {{.V.Attempts}}{{if .FollowUp}} more since the alert at {{.Since}}{{end}}
+{{- if .V.Samples}}<br><span class="muted">{{range $i, $s := .V.Samples}}{{if $i}} · {{end}}{{$s}}{{end}}</span>{{end}}</div>
+<div class="do"><b>What to do:</b> {{.Advice}}</div>
+<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
+
+func (r *renderer) alert(i *Incident, attempts int64, followUp bool, lastAlert time.Time) (subject, text, html string, err error) {
+	v := r.incidentView(i, attempts, i.First, i.Last)
+	title := fmt.Sprintf("%s: %s", i.whatText(), v.Who)
+	if followUp {
+		title = fmt.Sprintf("Follow-up: %d more attempts, %s: %s", attempts, i.whatText(), v.Who)
+	}
+	d := alertData{School: r.school, Title: title, FollowUp: followUp, Since: lastAlert.In(r.loc).Format("15:04"), V: v, Advice: advice(i)}
+	kind := "alert"
+	if followUp {
+		kind = "follow-up"
+	}
+	subject = fmt.Sprintf("[%s] %s %s: %s – %s", r.school, v.Severity, kind, i.whatText(), shortWho(i))
+	var tb, hb bytes.Buffer
+	if err := alertText.Execute(&tb, d); err != nil {
+		return "", "", "", err
+	}
+	if err := alertHTML.Execute(&hb, d); err != nil {
+		return "", "", "", err
+	}
+	return subject, tb.String(), hb.String(), nil
+}
+
+func shortWho(i *Incident) string {
+	switch {
+	case i.User != "":
+		return i.User
+	case i.Device != "":
+		return i.Device
+	}
+	return i.Client
+}
+
+// digestData is one digest for one role.
+type digestData struct {
+	School, Schedule string
+	Period           string
+	Summary          string
+	Incidents        []view
+	More             int // listed incidents over MaxListed
+	Lower            int // low-severity incidents, counted in the tables only
+	ByCategory       []countRow
+	ByGroup          []countRow
+	TopClients       []countRow
+	Total, Prev      int64
+	Trend            string
+	Advice           []string
+	Empty            bool
+}
+
+type countRow struct {
+	Name string
+	N    int64
+}
+
+var digestText = texttemplate.Must(texttemplate.New("digest").Parse(`{{.School}}: {{.Schedule}} web filter report
+{{.Period}}
+
+{{.Summary}}
+{{if .Empty}}
+No incidents in this period. Gatehouse is running and filtering; this
+message confirms that reports are being delivered.
+{{else}}
+INCIDENTS (most serious first)
+{{range .Incidents}}
+[{{.Severity}}] {{.What}}, {{.Attempts}} attempt(s)
+  Who:  {{.Who}}
+  When: {{.When}}
+{{- range .Samples}}
+        {{.}}{{end}}
+  Do:   {{.Note}}
+{{end}}{{if .More}}
+...and {{.More}} more incidents (gatehouse incidents --since ... lists them all).
+{{end}}{{if .Lower}}
+{{.Lower}} low-risk incident(s) are only counted in the tables below.
+{{end}}
+BY CATEGORY (attempts)
+{{range .ByCategory}}  {{.Name}}: {{.N}}
+{{end}}
+BY GROUP (attempts)
+{{range .ByGroup}}  {{.Name}}: {{.N}}
+{{end}}
+TOP CLIENTS (attempts)
+{{range .TopClients}}  {{.Name}}: {{.N}}
+{{end}}
+TREND: {{.Trend}}
+
+WHAT TO DO
+{{range .Advice}}- {{.}}
+{{end}}{{end}}
+-- 
+Gatehouse web filter, {{.School}}.
+`))
+
+var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
+<h1>{{.School}}: {{.Schedule}} web filter report</h1>
+<p class="muted">{{.Period}}</p>
+<p><b>{{.Summary}}</b></p>
+{{if .Empty}}<p>No incidents in this period. Gatehouse is running and filtering; this message confirms that reports are being delivered.</p>
+{{else}}<h2>Incidents, most serious first</h2>
+{{range .Incidents}}<div class="inc"><span class="sev {{.Severity}}">{{.Severity}}</span> <b>{{.What}}</b>, {{.Attempts}} attempt(s)<br>
+<b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}
+{{- if .Samples}}<br><span class="muted">{{range $i, $s := .Samples}}{{if $i}} · {{end}}{{$s}}{{end}}</span>{{end}}
+<br><span class="muted">{{.Note}}</span></div>
+{{end}}{{if .More}}<p class="muted">…and {{.More}} more incidents (<code>gatehouse incidents</code> lists them all).</p>{{end}}
+{{if .Lower}}<p class="muted">{{.Lower}} low-risk incident(s) are only counted in the tables below.</p>{{end}}
+<h2>By category</h2><table>{{range .ByCategory}}<tr><td>{{.Name}}</td><td class="n">{{.N}}</td></tr>{{end}}</table>
+<h2>By group</h2><table>{{range .ByGroup}}<tr><td>{{.Name}}</td><td class="n">{{.N}}</td></tr>{{end}}</table>
+<h2>Top clients</h2><table>{{range .TopClients}}<tr><td>{{.Name}}</td><td class="n">{{.N}}</td></tr>{{end}}</table>
+<h2>Trend</h2><p>{{.Trend}}</p>
+<div class="do"><b>What to do</b><ul>{{range .Advice}}<li>{{.}}</li>{{end}}</ul></div>
+{{end}}<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
+
+func (r *renderer) digest(d *digestData) (text, html string, err error) {
+	var tb, hb bytes.Buffer
+	if err := digestText.Execute(&tb, d); err != nil {
+		return "", "", err
+	}
+	if err := digestHTML.Execute(&hb, d); err != nil {
+		return "", "", err
+	}
+	return tb.String(), hb.String(), nil
+}

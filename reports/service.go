@@ -1,0 +1,154 @@
+package reports
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+)
+
+// Parts is the reports subsystem built from a configuration.
+type Parts struct {
+	Options   Options
+	Roles     Roles
+	Mail      MailConfig
+	Schedules []Schedule
+	SendEmpty bool
+	School    string
+	Loc       *time.Location
+	Breaches  time.Duration
+	QueryLog  time.Duration
+}
+
+// FromConfig turns the reports: section into the parts' settings. It reads
+// the SMTP password secret.
+func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
+	r := cfg.Reports
+	p := Parts{
+		Options: Options{
+			IncidentWindow:     r.IncidentWindow.D(),
+			Samples:            r.Samples,
+			StaffToHeadteacher: r.StaffToHeadteacher,
+			StaffGroups:        r.StaffGroups,
+			AlertSeverity:      r.AlertSeverity,
+			AlertDedup:         r.AlertDedup.D(),
+			QueueSize:          cfg.DNS.Events.Queue,
+			Log:                log,
+		},
+		Roles:     Roles(r.Recipients),
+		SendEmpty: r.SendEmpty,
+		School:    cfg.School.Name,
+		Loc:       cfg.Location(),
+		Breaches:  r.Retention.Breaches.D(),
+		QueryLog:  r.Retention.QueryLog.D(),
+		Mail: MailConfig{
+			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, From: r.SMTP.From,
+			TLS: r.SMTP.TLS, Timeout: r.SMTP.Timeout.D(), Dir: cfg.ReportsOutbox(),
+		},
+	}
+	if p.Roles == nil {
+		p.Roles = Roles{}
+	}
+	if r.SMTP.Password != nil {
+		pw, err := r.SMTP.Password.Read()
+		if err != nil {
+			return p, fmt.Errorf("reports.smtp.password: %w", err)
+		}
+		p.Mail.Password = pw
+	}
+	for _, d := range r.Digests {
+		p.Schedules = append(p.Schedules, Schedule{Name: d.Name, Spec: cfg.DigestSpec(d), Roles: d.Recipients})
+	}
+	return p, nil
+}
+
+// Service runs the store, writer, alerter, digests, mailer and purge.
+type Service struct {
+	Store    *Store
+	Writer   *Writer
+	Alerter  *Alerter
+	Digester *Digester
+	Mailer   *Mailer
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// Start opens the database and starts everything. Close stops it.
+func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
+	st, err := Open(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	s, err := build(st, p)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.Writer = w
+	w.Alertable = s.Alerter.Wake
+	s.goRun(func() { s.Mailer.Run(ctx) })
+	s.goRun(func() { s.Alerter.Run(ctx, 15*time.Second) })
+	s.goRun(func() { s.Digester.Run(ctx) })
+	s.goRun(func() { st.RunPurge(ctx, p.Options, p.Breaches, p.QueryLog) })
+	return s, nil
+}
+
+// Tools opens the database for the CLI: no writer and no background work.
+func Tools(dbPath string, p Parts) (*Service, error) {
+	st, err := Open(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	s, err := build(st, p)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.cancel = func() {}
+	return s, nil
+}
+
+func build(st *Store, p Parts) (*Service, error) {
+	p.Options.fill()
+	m := NewMailer(st, p.Mail, p.Options.Log, p.Options.Now)
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, p.SendEmpty, m)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{Store: st, Mailer: m, Digester: d, Alerter: NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, m)}, nil
+}
+
+func (s *Service) goRun(f func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); f() }()
+}
+
+// Record is the front doors' sink.
+func (s *Service) Record(ev Event) bool { return s.Writer.Record(ev) }
+
+// Close flushes the event queue, queues the alerts it causes, stops the
+// background work and closes the database. Stop the front doors first.
+func (s *Service) Close() {
+	s.once.Do(func() {
+		if s.Writer != nil {
+			s.Writer.Close()
+			if _, err := s.Alerter.Check(context.Background()); err != nil {
+				s.Alerter.opt.Log.Error("checking alerts at shutdown", "err", err)
+			}
+		}
+		s.cancel()
+		s.wg.Wait()
+		s.Store.Close()
+	})
+}

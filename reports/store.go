@@ -1,0 +1,196 @@
+package reports
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver (cgo)
+)
+
+// Store is the breach database: one SQLite file in WAL mode.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+// migrations are applied in order; the schema version is PRAGMA
+// user_version, the number of migrations applied. Never edit one that has
+// shipped: add another.
+var migrations = []string{
+	// 1: events, incidents, outbox, digest watermarks.
+	`CREATE TABLE events (
+		id          INTEGER PRIMARY KEY,
+		ts          INTEGER NOT NULL, -- unix milliseconds, UTC
+		kind        INTEGER NOT NULL, -- 1 breach, 2 probe, 3 query log
+		source      TEXT NOT NULL DEFAULT '',
+		protocol    TEXT NOT NULL DEFAULT '',
+		client      TEXT NOT NULL DEFAULT '',
+		device      TEXT NOT NULL DEFAULT '',
+		user        TEXT NOT NULL DEFAULT '',
+		grp         TEXT NOT NULL DEFAULT '',
+		name        TEXT NOT NULL DEFAULT '',
+		qtype       TEXT NOT NULL DEFAULT '',
+		url         TEXT NOT NULL DEFAULT '',
+		search      TEXT NOT NULL DEFAULT '',
+		method      TEXT NOT NULL DEFAULT '',
+		status      INTEGER NOT NULL DEFAULT 0,
+		bytes       INTEGER NOT NULL DEFAULT 0,
+		action      TEXT NOT NULL DEFAULT '',
+		reason      TEXT NOT NULL DEFAULT '',
+		category    TEXT NOT NULL DEFAULT '',
+		severity    INTEGER NOT NULL DEFAULT 0,
+		route       TEXT NOT NULL DEFAULT '',
+		list        TEXT NOT NULL DEFAULT '',
+		entry       TEXT NOT NULL DEFAULT '',
+		flags       INTEGER NOT NULL DEFAULT 0, -- 1 restricted, 2 bypass, 4 probe
+		count       INTEGER NOT NULL DEFAULT 1,
+		incident_id INTEGER REFERENCES incidents(id) ON DELETE SET NULL
+	);
+	CREATE INDEX events_kind_ts ON events(kind, ts);
+	CREATE INDEX events_incident ON events(incident_id);
+	CREATE TABLE incidents (
+		id            INTEGER PRIMARY KEY,
+		who           TEXT NOT NULL, -- user:NAME, device:NAME or ip:ADDR
+		client        TEXT NOT NULL DEFAULT '',
+		device        TEXT NOT NULL DEFAULT '',
+		user          TEXT NOT NULL DEFAULT '',
+		grp           TEXT NOT NULL DEFAULT '',
+		category      TEXT NOT NULL,
+		severity      INTEGER NOT NULL,
+		route         TEXT NOT NULL,
+		restricted    INTEGER NOT NULL DEFAULT 0,
+		bypass        INTEGER NOT NULL DEFAULT 0,
+		first_ts      INTEGER NOT NULL,
+		last_ts       INTEGER NOT NULL,
+		count         INTEGER NOT NULL,
+		samples       TEXT NOT NULL DEFAULT '[]', -- JSON array
+		status        TEXT NOT NULL DEFAULT 'new', -- new, alerted, reported, acknowledged
+		alerted_count INTEGER NOT NULL DEFAULT 0,  -- attempts covered by alerts so far
+		last_alert_ts INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX incidents_who ON incidents(who, category, last_ts);
+	CREATE INDEX incidents_last ON incidents(last_ts);
+	CREATE INDEX incidents_alert ON incidents(severity, status);
+	CREATE TABLE outbox (
+		id         INTEGER PRIMARY KEY,
+		kind       TEXT NOT NULL,        -- alert or digest
+		created_ts INTEGER NOT NULL,
+		role       TEXT NOT NULL,
+		recipients TEXT NOT NULL,        -- JSON array of addresses
+		subject    TEXT NOT NULL,
+		text_body  TEXT NOT NULL,
+		html_body  TEXT NOT NULL,
+		message_id TEXT NOT NULL UNIQUE,
+		attempts   INTEGER NOT NULL DEFAULT 0,
+		next_ts    INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '',
+		sent_ts    INTEGER NOT NULL DEFAULT 0,  -- 0 until the server accepted it
+		eml_path   TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX outbox_pending ON outbox(sent_ts, next_ts);
+	CREATE TABLE digests (
+		schedule  TEXT PRIMARY KEY,
+		watermark INTEGER NOT NULL -- unix ms: the end of the last period sent
+	);`,
+	// 2: the proxy's block-page reference and "report a mistake" note.
+	`ALTER TABLE events ADD COLUMN ref TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';`,
+}
+
+// SchemaVersion is the schema this build writes.
+var SchemaVersion = len(migrations)
+
+// ErrNewerSchema is returned by Open for a database written by a newer
+// Gatehouse.
+var ErrNewerSchema = errors.New("database schema is newer than this Gatehouse")
+
+// Open opens (creating if needed, mode 0600) the database at path and
+// brings its schema up to date.
+func Open(path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("reports: no database path")
+	}
+	// Create the file ourselves so it is 0600 from the start; SQLite gives
+	// its -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	f.Close()
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return nil, fmt.Errorf("database %s is readable by other users and chmod failed: %w", path, err)
+		}
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_foreign_keys", "on")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_txlock", "immediate")
+	q.Set("_auto_vacuum", "incremental")
+	db, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(0)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	ctx := context.Background()
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("reading database %s: %w", s.path, err)
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("%w: %s has schema version %d, this build knows up to %d; run the newer Gatehouse or restore a backup", ErrNewerSchema, s.path, v, SchemaVersion)
+	}
+	for ; v < SchemaVersion; v++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("database %s: migration %d: %w", s.path, v+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("database %s: migration %d: %w", s.path, v+1, err)
+		}
+	}
+	return nil
+}
+
+// DB is the underlying database, for tests and tools.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close checkpoints the WAL and closes the database.
+func (s *Store) Close() error {
+	_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	return s.db.Close()
+}
+
+// ms converts a time to stored unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// fromMS converts stored milliseconds back to a UTC time.
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// startDNS starts the filtering resolver on cfg.DNS. The policy engine is
+// read through s.engine on every query, so config reloads apply at once;
+// changes to dns: itself (listeners, upstreams, cache) need a restart.
+func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
+	opts, err := dnsOptions(cfg, s.admin, s.log.With("part", "dns"))
+	if err != nil {
+		return err
+	}
+	opts.Engine = func() *policy.Engine { return s.engine.Load() }
+	opts.Registry = reg
+	opts.Log = s.log.With("part", "dns")
+	if opts.Sink == nil {
+		opts.Sink = &reports.LogSink{Log: s.log.With("part", "events")}
+	}
+	if m := cfg.DNS.MemoryLimitMiB; m > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(m) << 20)
+	}
+	srv, err := dnsproxy.New(opts)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	s.dns = srv
+	return nil
+}
+
+// stopDNS answers in-flight queries, closes the listeners and flushes
+// pending events (SIGTERM).
+func (s *server) stopDNS() {
+	if s.dns == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.dns.Shutdown(ctx)
+}
+
+// dnsOptions maps the dns: section onto the resolver's options.
+func dnsOptions(cfg *config.Config, admin net.Addr, log *slog.Logger) (dnsproxy.Options, error) {
+	d := cfg.DNS
+	o := dnsproxy.Options{
+		Listen:        d.Listen,
+		ACL:           cfg.Clients.Allow,
+		RateQPS:       d.RateLimit.QPS,
+		RateBurst:     d.RateLimit.Burst,
+		BlockResponse: d.BlockResponse,
+		BlockTTL:      d.BlockTTL.D(),
+		Cache: dnsproxy.CacheOptions{
+			Entries: d.Cache.Entries, MinTTL: d.Cache.MinTTL.D(), MaxTTL: d.Cache.MaxTTL.D(),
+			NegativeTTL: d.Cache.NegativeTTL.D(), ServeStale: d.Cache.ServeStale.D(), Prefetch: d.Cache.Prefetch,
+		},
+		HealthCheck: d.HealthCheck.D(),
+		Collapse:    d.Events.Collapse.D(),
+		Queue:       d.Events.Queue,
+		QueryLog:    d.QueryLog.Enabled,
+	}
+	if d.BlockPageIP != "" {
+		o.BlockPageIP, _ = netip.ParseAddr(d.BlockPageIP)
+	} else if ta, ok := admin.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok && !ip.IsUnspecified() && !ip.Unmap().IsLoopback() {
+			o.BlockPageIP = ip.Unmap()
+		}
+	}
+	plain, err := cfg.Upstreams()
+	if err != nil {
+		return o, err
+	}
+	var specs []dnsproxy.UpstreamSpec
+	for _, u := range plain {
+		ap, err := config.NormalizeIPPort(u, 53)
+		if err != nil {
+			return o, fmt.Errorf("upstream %q: %w", u, err)
+		}
+		specs = append(specs, dnsproxy.UpstreamSpec{Addr: ap})
+	}
+	for _, u := range d.TLSUpstreams {
+		ap, err := config.NormalizeIPPort(u.Address, 853)
+		if err != nil {
+			return o, fmt.Errorf("tls upstream %q: %w", u.Address, err)
+		}
+		specs = append(specs, dnsproxy.UpstreamSpec{Addr: ap, TLS: true, ServerName: u.ServerName})
+	}
+	var zones []dnsproxy.Zone
+	for _, f := range d.Forward {
+		z := dnsproxy.Zone{Name: f.Zone}
+		for _, sv := range f.Servers {
+			ap, err := config.NormalizeIPPort(sv, 53)
+			if err != nil {
+				return o, fmt.Errorf("forward %s server %q: %w", f.Zone, sv, err)
+			}
+			z.Servers = append(z.Servers, dnsproxy.UpstreamSpec{Addr: ap})
+		}
+		zones = append(zones, z)
+	}
+	ups, err := dnsproxy.NewUpstreams(specs, zones, d.UpstreamTimeout.D(), log)
+	if err != nil {
+		return o, err
+	}
+	o.Upstreams = ups
+	if len(d.TLS.Listen) > 0 {
+		cert, err := tls.LoadX509KeyPair(d.TLS.Cert, d.TLS.Key)
+		if err != nil {
+			return o, fmt.Errorf("dns.tls: %w", err)
+		}
+		o.TLSListen = d.TLS.Listen
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return o, nil
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// startProxy starts the HTTP/HTTPS filtering proxy on cfg.Proxy.Listen. The
+// policy engine and the config are read through s.engine and s.cfg on every
+// request, so reloads apply at once; listen, timeouts, limits and the
+// users file path need a restart. Its admin pages (PAC file, block page,
+// "report a mistake") are mounted on the admin listener by startAdmin.
+func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
+	if cfg.Proxy.Listen == "" {
+		return nil
+	}
+	log := s.log.With("part", "proxy")
+	// Upstream names are resolved by asking the configured upstream DNS
+	// servers directly, never the system resolver.
+	upstreams, err := cfg.Upstreams()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	res, err := httpproxy.NewUpstreamResolver(upstreams, cfg.DNS.UpstreamTimeout.D())
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	p, err := httpproxy.New(httpproxy.Options{
+		Config:      s.cfg.Load,
+		Engine:      s.engine.Load,
+		Resolver:    res,
+		Sink:        &reports.LogSink{Log: s.log.With("part", "events")},
+		ReportsFile: filepath.Join(cfg.Dir(), "mistake-reports.jsonl"),
+		Registry:    reg,
+		Log:         log,
+	})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy listener: %w", err)
+	}
+	go func() {
+		if err := p.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("proxy listener stopped", "err", err)
+		}
+	}()
+	s.proxy = p
+	// Hand the lists' load-time garbage back to the system before clients
+	// arrive: every idle client connection costs memory from here on.
+	debug.FreeOSMemory()
+	log.Info("proxy listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// stopProxy stops accepting, lets requests in flight finish and flushes
+// collapsed events (SIGTERM).
+func (s *server) stopProxy() {
+	if s.proxy == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.proxy.Shutdown(ctx)
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// The reports service of each running server (kept here so that
+// cmd_serve.go needs only its hook lines).
+var (
+	reportsMu  sync.Mutex
+	reportsSvc = map[*server]*reports.Service{}
+)
+
+// startReports opens the breach store and starts the event writer, alerts,
+// digests, mail delivery and the retention purge. Changes to reports: take
+// effect at the next restart.
+func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
+	log := s.log.With("part", "reports")
+	p, err := reports.FromConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Database), 0o750); err != nil {
+		return fmt.Errorf("database directory: %w", err)
+	}
+	svc, err := reports.Start(ctx, cfg.Database, p)
+	if err != nil {
+		return err
+	}
+	if reg != nil {
+		if err := reg.Register(&reportsCollector{svc: svc}); err != nil {
+			svc.Close()
+			return err
+		}
+	}
+	reportsMu.Lock()
+	reportsSvc[s] = svc
+	reportsMu.Unlock()
+	mail := "SMTP " + cfg.Reports.SMTP.Host
+	if cfg.Reports.SMTP.Host == "" {
+		mail = ".eml files in " + cfg.ReportsOutbox() + " (no smtp.host configured)"
+	}
+	log.Info("breach store open", "database", cfg.Database, "mail", mail, "digests", len(p.Schedules))
+	return nil
+}
+
+// reportSink is the sink the front doors record events into (nil before
+// startReports).
+func (s *server) reportSink() reports.Sink {
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	if svc := reportsSvc[s]; svc != nil {
+		return svc
+	}
+	return nil
+}
+
+// stopReports flushes queued events, queues the alerts they cause and
+// closes the database. Call it after the front doors have stopped.
+func (s *server) stopReports() {
+	reportsMu.Lock()
+	svc := reportsSvc[s]
+	delete(reportsSvc, s)
+	reportsMu.Unlock()
+	if svc != nil {
+		svc.Close()
+	}
+}
+
+// reportsCollector exports the writer's and mailer's counters.
+type reportsCollector struct{ svc *reports.Service }
+
+var (
+	descEventsWritten = prometheus.NewDesc("gatehouse_reports_events_written_total", "Events committed to the breach store.", nil, nil)
+	descEventsDropped = prometheus.NewDesc("gatehouse_reports_events_dropped_total", "Low-severity events dropped because the queue was full (high and critical are never dropped).", nil, nil)
+	descMailSent      = prometheus.NewDesc("gatehouse_reports_mail_sent_total", "Messages accepted by the SMTP server (or written as .eml without SMTP).", nil, nil)
+	descMailFailures  = prometheus.NewDesc("gatehouse_reports_mail_failures_total", "Failed delivery attempts.", nil, nil)
+	descMailFailing   = prometheus.NewDesc("gatehouse_reports_mail_failing", "1 while mail delivery is failing (copies go to the outbox directory).", nil, nil)
+	descOutbox        = prometheus.NewDesc("gatehouse_reports_outbox_pending", "Messages waiting for delivery.", nil, nil)
+)
+
+func (c *reportsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEventsWritten, descEventsDropped, descMailSent, descMailFailures, descMailFailing, descOutbox} {
+		ch <- d
+	}
+}
+
+func (c *reportsCollector) Collect(ch chan<- prometheus.Metric) {
+	svc := c.svc
+	ch <- prometheus.MustNewConstMetric(descEventsWritten, prometheus.CounterValue, float64(svc.Writer.Written()))
+	ch <- prometheus.MustNewConstMetric(descEventsDropped, prometheus.CounterValue, float64(svc.Writer.Dropped()))
+	ch <- prometheus.MustNewConstMetric(descMailSent, prometheus.CounterValue, float64(svc.Mailer.Sent.Load()))
+	ch <- prometheus.MustNewConstMetric(descMailFailures, prometheus.CounterValue, float64(svc.Mailer.Failed.Load()))
+	failing := 0.0
+	if svc.Mailer.Failing.Load() {
+		failing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descMailFailing, prometheus.GaugeValue, failing)
+	if n, err := svc.Mailer.Pending(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(n))
+	}
+}
