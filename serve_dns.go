@@ -30,6 +30,8 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 	opts.Engine = func() *policy.Engine { return s.engine.Load() }
 	opts.Registry = reg
 	opts.Log = s.log.With("part", "dns")
+	// Events go to the breach store when it is open, else to the log.
+	opts.Sink = s.reportSink()
 	if opts.Sink == nil {
 		opts.Sink = &reports.LogSink{Log: s.log.With("part", "events")}
 	}

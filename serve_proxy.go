@@ -59,6 +59,10 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 		}
 	}()
 	s.proxy = p
+	go func() {
+		<-ctx.Done()
+		s.stopProxy()
+	}()
 	// Hand the lists' load-time garbage back to the system before clients
 	// arrive: every idle client connection costs memory from here on.
 	debug.FreeOSMemory()

@@ -218,6 +218,9 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 	var msgs []*Message
 	var ids []int64
 	for _, role := range s.Roles {
+		if role != string(bl.RouteDSL) && len(d.roles[role]) == 0 {
+			continue // no addresses: its incidents went to the DSL's digest
+		}
 		var mine []periodIncident
 		for _, i := range incs {
 			if d.roles.covers(role, i.role) {

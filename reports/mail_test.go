@@ -357,11 +357,11 @@ func TestSMTPDownThenBack(t *testing.T) {
 		t.Fatalf("%d .eml fallback copies while the server is down (failing=%v)", got, m.Failing.Load())
 	}
 	srv.set(func(s *testSMTP) { s.down = false })
-	msgs := srv.wait(t, 5, 20*time.Second)
+	srv.wait(t, 5, 20*time.Second)
 	time.Sleep(300 * time.Millisecond) // would any duplicate arrive?
 	cancel()
 	<-done
-	msgs = srv.messages()
+	msgs := srv.messages()
 	seen := map[string]int{}
 	for _, mm := range msgs {
 		seen[mm.ID]++
@@ -490,5 +490,56 @@ func TestNoSMTPWritesEML(t *testing.T) {
 	fi, _ := os.Stat(outbox)
 	if fi.Mode().Perm() != 0o700 {
 		t.Errorf("outbox mode %04o", fi.Mode().Perm())
+	}
+}
+
+// TestDigestContent: the summary line, incidents by severity with who,
+// when, what and search terms, the tables, the trend and the advice; a
+// preview moves nothing.
+func TestDigestContent(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 24, 7, 30, 0, 0, london)
+	clk := newClock(t0.Add(-24 * time.Hour))
+	p := testParts(t, MailConfig{}, clk.Now)
+	w, _ := NewWriter(st, p.Options)
+	w.Record(ev(t0.Add(-2*time.Hour), "10.0.0.9", "students", "games", "roblox.com")) // previous period
+	w.Record(ev(t0.Add(-2*time.Hour), "10.0.0.9", "students", "games", "roblox.com"))
+	clk.Set(t0.Add(5 * time.Hour))
+	sh := ev(t0.Add(2*time.Hour), "10.0.0.5", "students", "self-harm", "harm.example")
+	sh.User, sh.Device, sh.SearchTerm = "pupil17", "Laptop-12", "how to hurt myself"
+	w.Record(sh)
+	w.Record(ev(t0.Add(3*time.Hour), "10.0.0.6", "students", "web-proxy", "proxy.example"))
+	w.Record(ev(t0.Add(3*time.Hour), "10.0.0.7", "students", "gambling", "bet.example"))
+	w.Record(ev(t0.Add(4*time.Hour), "10.0.0.8", "staff", "gambling", "bet.example")) // headteacher's
+	w.Close()
+	st.db.Exec(`INSERT INTO digests (schedule, watermark) VALUES ('daily', ?)`, ms(t0))
+	d, _ := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, true, nil)
+	msgs, err := d.Preview(context.Background(), "daily")
+	if err != nil || len(msgs) != 1 {
+		t.Fatal(err, len(msgs))
+	}
+	m := msgs[0]
+	if m.Subject != "[Hillside Primary] CRITICAL daily report: 1 high-risk incident, 1 bypass attempt, 1 other block" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	for _, want := range []string{"From Tue 24 Nov 07:30 to Tue 24 Nov 12:30 (Europe/London)",
+		"[CRITICAL] self-harm and suicide, 1 attempt(s)", "Who:  pupil17, device Laptop-12, 10.0.0.5 (group students)",
+		"When: Tue 24 Nov 09:30", "search: how to hurt myself", "[HIGH] a web proxy", "BY CATEGORY", "gambling: 1",
+		"BY GROUP", "students: 3", "TOP CLIENTS", "TREND: 3 attempts, up 50% on the previous period (2).", "speak to the child today"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("digest text lacks %q:\n%s", want, m.Text)
+		}
+	}
+	if strings.Index(m.Text, "self-harm") > strings.Index(m.Text, "web proxy") || strings.Contains(m.Text, "10.0.0.8") {
+		t.Errorf("order or routing wrong:\n%s", m.Text)
+	}
+	if !strings.Contains(m.HTML, `<span class="sev CRITICAL">CRITICAL</span>`) || !strings.Contains(m.HTML, "width=device-width") {
+		t.Error("HTML part is not the phone layout")
+	}
+	if n := count(t, st, "SELECT count(*) FROM outbox"); n != 0 {
+		t.Errorf("preview queued %d messages", n)
+	}
+	if n := count(t, st, "SELECT watermark FROM digests"); n != ms(t0) {
+		t.Error("preview moved the watermark")
 	}
 }

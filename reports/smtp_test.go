@@ -1,7 +1,6 @@
 package reports
 
 import (
-	"errors"
 	"io"
 	"net"
 	"net/mail"
@@ -148,5 +147,3 @@ func (s *testSession) Data(r io.Reader) error {
 	}
 	return nil
 }
-
-var errNoMsg = errors.New("no message")

@@ -186,8 +186,7 @@ func truncate(s string, n int) string {
 // blockPage writes the block page for an HTTP block and returns its size
 // and reference code.
 func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) (int, string) {
-	display := r.URL.String()
-	pd := s.pageFor(info, cfg, display)
+	pd := s.pageFor(info, cfg, eventURL(r.URL))
 	return s.writePage(w, http.StatusForbidden, pd), pd.Ref
 }
 

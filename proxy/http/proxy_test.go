@@ -562,3 +562,26 @@ func TestIsClientHello(t *testing.T) {
 		}
 	}
 }
+
+func TestLoopAndURLCredentials(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial("")
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: site.test\r\nVia: 1.1 gatehouse\r\n\r\n", e.originURL("site.test", "/"))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusLoopDetected {
+		t.Fatalf("looped request: %v %v", err, resp)
+	}
+	c2 := e.dial("")
+	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c2, "GET http://me:secret@adult.test/a HTTP/1.1\r\nHost: adult.test\r\n\r\n")
+	resp, err = http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("blocked: %v %v", err, resp)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Name == "adult.test" })
+	if strings.Contains(ev.URL, "secret") || strings.Contains(string(b), "secret") || ev.URL != "http://adult.test/a" {
+		t.Errorf("credentials kept: event URL %q", ev.URL)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,6 +243,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ip = ap.Addr().Unmap()
 	}
 	connect := r.Method == http.MethodConnect
+	if looped(r.Header) {
+		// A request that already came through Gatehouse (the proxy asked for
+		// its own address): answering it again would loop.
+		http.Error(w, "508 Loop Detected: the request came back to the web filter", http.StatusLoopDetected)
+		return
+	}
 	if !connect && !r.URL.IsAbs() {
 		s.local.ServeHTTP(w, r)
 		return
@@ -270,7 +277,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var path string
 	if !connect {
 		path = r.URL.RequestURI()
-		info.url = r.URL.String()
 	}
 	info.dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: path})
 	if connect {
@@ -286,6 +292,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	switch d.Action {
 	case policy.Block:
 		s.metrics.requests.WithLabelValues("http", "block").Inc()
+		info.url = eventURL(r.URL)
 		n, ref := s.blockPage(w, r, info, cfg)
 		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
 		return
@@ -304,11 +311,33 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	if !cfg.Proxy.Events.LogAllowed {
 		return
 	}
+	info.url = eventURL(r.URL)
 	action := "allow"
 	if d.Action == policy.Rewrite {
 		action = "rewrite"
 	}
 	s.event(info, "http", action, cw.status, cw.n)
+}
+
+// eventURL is the URL as events and the block page show it: without any
+// user name or password written in it.
+func eventURL(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+// looped reports whether a request already passed through Gatehouse.
+func looped(h http.Header) bool {
+	for _, v := range h["Via"] {
+		if strings.Contains(v, "gatehouse") {
+			return true
+		}
+	}
+	return false
 }
 
 // onRequest sends requests for safe-search hosts to their safe endpoint.

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"net"
+	"testing"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+)
+
+func TestDNSOptionsFromConfig(t *testing.T) {
+	cfg, err := config.Parse([]byte(`dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: [127.0.0.1:5399, 127.0.0.2]
+  block_response: blockpage
+  tls_upstreams:
+    - address: 127.0.0.3
+      server_name: dns.test
+  forward:
+    - zone: school.internal
+      servers: [127.0.0.4]
+  rate_limit:
+    qps: 500
+    burst: 900
+`), "g.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := dnsOptions(cfg, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 9153}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.RateQPS != 500 || o.RateBurst != 900 || o.BlockResponse != "blockpage" || o.BlockPageIP.String() != "10.0.0.9" ||
+		o.Upstreams == nil || len(o.ACL) == 0 || o.Cache.Entries != config.DefaultCacheEntries {
+		t.Fatalf("%+v", o)
+	}
+	// A loopback admin address is no use to clients: the block page IP stays unset (null answers).
+	o, _ = dnsOptions(cfg, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9153}, nil)
+	if o.BlockPageIP.IsValid() {
+		t.Fatalf("block page IP %v", o.BlockPageIP)
+	}
+}
