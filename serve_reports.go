@@ -55,8 +55,6 @@ func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prome
 
 // reportSink is the sink the front doors record events into (nil before
 // startReports).
-//
-//lint:ignore U1000 the front doors' Options.Sink (serve_dns.go, serve_proxy.go) take it when they are wired to the store
 func (s *server) reportSink() reports.Sink {
 	reportsMu.Lock()
 	defer reportsMu.Unlock()

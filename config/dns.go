@@ -82,10 +82,10 @@ type DNSEvents struct {
 	Queue    int      `yaml:"queue"`    // bounded queue; when full, low-severity events are dropped
 }
 
-// DNSQueryLog is the optional log of every query, allowed ones too.
+// DNSQueryLog is the optional log of every query, allowed ones too. How
+// long it is kept is reports.retention.query_log.
 type DNSQueryLog struct {
-	Enabled   bool     `yaml:"enabled"`
-	Retention Duration `yaml:"retention"`
+	Enabled bool `yaml:"enabled"`
 }
 
 // DNS defaults.
@@ -100,7 +100,6 @@ const (
 	DefaultRateBurst       = 2000
 	DefaultEventCollapse   = time.Minute
 	DefaultEventQueue      = 10_000
-	DefaultQueryLogKeep    = 7 * 24 * time.Hour
 )
 
 // defaultDNS is the embedded DNS section.
@@ -120,7 +119,6 @@ func defaultDNS() DNS {
 		},
 		RateLimit: DNSRateLimit{QPS: DefaultRateQPS, Burst: DefaultRateBurst},
 		Events:    DNSEvents{Collapse: Duration(DefaultEventCollapse), Queue: DefaultEventQueue},
-		QueryLog:  DNSQueryLog{Retention: Duration(DefaultQueryLogKeep)},
 	}
 }
 
@@ -217,9 +215,6 @@ func (v *validator) dnsSection() {
 	}
 	if q := d.Events.Queue; q < 100 || q > 1_000_000 {
 		v.errf("dns.events.queue", "must be between 100 and 1000000")
-	}
-	if d.QueryLog.Enabled && d.QueryLog.Retention.D() < time.Hour {
-		v.errf("dns.query_log.retention", "must be at least 1h when the query log is on")
 	}
 }
 

@@ -12,12 +12,12 @@ import (
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
-// events takes events off the query path. Repeats are collapsed where they
-// arise: the query path looks the event up in a sharded map of pending
-// events (same client, name, type, action, category and user) and either
-// adds to its count or adds it; a goroutine hands each pending event to
-// the sink once it is `window` old, with its count ("42 attempts"). So a
-// burst of retries costs a map lookup each and reaches the sink once.
+// events takes events off the query path. The first event of a kind (same
+// client, name, type, action, category and user) goes to the sink at once,
+// so an alert is never held back; repeats within `window` are collapsed
+// where they arise into one follow-up event with their count ("41 more
+// attempts"), which a goroutine hands to the sink when the window ends. So
+// a burst of retries costs a map lookup each and reaches the sink twice.
 //
 // The pending map is the bounded queue: when it holds `max` events, new
 // low-severity events are dropped and counted (a metric and a log line a
@@ -96,6 +96,9 @@ func (e *events) record(ev reports.Event) {
 	sh := &e.shards[maphash.String(e.seed, ev.Name)%uint64(len(e.shards))]
 	sh.mu.Lock()
 	if p := sh.m[k]; p != nil {
+		if p.ev.Count == 0 {
+			p.ev.Time = ev.Time // the follow-up starts at the first repeat
+		}
 		p.ev.Count += ev.Count
 		if ev.Severity > p.ev.Severity {
 			p.ev.Severity = ev.Severity
@@ -113,10 +116,14 @@ func (e *events) record(ev reports.Event) {
 		}
 		return
 	}
-	sh.m[k] = &pending{ev: ev, first: time.Now().UnixNano()}
+	// Remember the key with no repeats yet; the event itself goes now.
+	rep := ev
+	rep.Count = 0
+	sh.m[k] = &pending{ev: rep, first: time.Now().UnixNano()}
 	e.pending.Add(1)
 	sh.mu.Unlock()
 	e.metrics.eventsQueued.Inc()
+	e.sink.Record(ev)
 }
 
 // firstToday reports whether this is the first "bypass capability" event
@@ -146,15 +153,19 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 	for i := range e.shards {
 		sh := &e.shards[i]
 		buf = buf[:0]
+		removed := 0
 		sh.mu.Lock()
 		for k, p := range sh.m {
 			if all || p.first <= cut {
-				buf = append(buf, p.ev)
+				removed++
+				if p.ev.Count > 0 {
+					buf = append(buf, p.ev)
+				}
 				delete(sh.m, k)
 			}
 		}
 		sh.mu.Unlock()
-		e.pending.Add(-int64(len(buf)))
+		e.pending.Add(-int64(removed))
 		for _, ev := range buf {
 			e.sink.Record(ev)
 		}

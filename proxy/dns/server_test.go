@@ -98,9 +98,29 @@ func TestCNAMEToBlockedTargetIsBlocked(t *testing.T) {
 			t.Fatalf("round %d: %v", i, r)
 		}
 	}
-	evs := waitEvents(t, ts, 1)
-	if evs[0].Name != "cdn.example" || evs[0].Category != "pornography" || evs[0].Count != 2 {
-		t.Fatalf("event: %+v", evs[0])
+	// The first attempt is recorded at once (alerts must not wait for the
+	// collapse window); the repeat follows as one event with its count.
+	evs := waitEvents(t, ts, 2)
+	if evs[0].Name != "cdn.example" || evs[0].Category != "pornography" || evs[0].Count != 1 {
+		t.Fatalf("first event: %+v", evs[0])
+	}
+	if evs[1].Name != "cdn.example" || evs[1].Count != 1 {
+		t.Fatalf("follow-up event: %+v", evs[1])
+	}
+}
+
+// TestRepeatsCollapse: a burst of retries reaches the sink as the first
+// event plus one follow-up carrying the count.
+func TestRepeatsCollapse(t *testing.T) {
+	ts := startServer(t, nil)
+	for range 5 {
+		ask(t, "udp", ts.udp, staff, "cdn.example", mdns.TypeA, true)
+	}
+	evs := waitEvents(t, ts, 2)
+	time.Sleep(200 * time.Millisecond) // more than the 50 ms window: nothing else may come
+	evs = ts.sink.events()
+	if len(evs) != 2 || evs[0].Count != 1 || evs[1].Count != 4 {
+		t.Fatalf("events: %+v", evs)
 	}
 }
 
