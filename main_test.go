@@ -58,6 +58,8 @@ const cliConfig = `
 school: {name: Test School}
 database: {{dir}}/gatehouse.db
 admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns: {listen: ["127.0.0.1:0"], upstreams: ["127.0.0.1:9"]}
 lists:
   - name: adult
     path: {{dir}}/adult.txt

@@ -188,7 +188,7 @@ func (v *validator) listeners() {
 	}
 	seen := map[string]string{}
 	check := func(path, addr string) {
-		if a := v.listenAddr(path, addr); a != "" {
+		if a := v.listenAddr(path, addr); a != "" && !strings.HasSuffix(a, ":0") { // port 0: any free port
 			if first, dup := seen[a]; dup {
 				if !v.has(path) && v.has(first) {
 					path, first = first, path // cite the one written in the file

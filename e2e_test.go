@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+)
+
+// testUpstream is a loopback DNS server answering every A query with
+// 192.0.2.1.
+func testUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		if len(r.Question) == 1 && r.Question[0].Qtype == mdns.TypeA {
+			rr, _ := mdns.NewRR(r.Question[0].Name + " 300 IN A 192.0.2.1")
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// TestEndToEnd follows one breach through every stage: a DNS query from a
+// student → policy → answer → event → breach store → immediate alert in
+// the outbox → the events, incidents and report commands.
+func TestEndToEnd(t *testing.T) {
+	upstream := testUpstream(t)
+	path, dir := writeConfig(t, `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+lists:
+  - name: adult
+    path: {{dir}}/adult.txt
+    category: pornography
+groups:
+  students:
+    networks: [127.0.0.0/8]
+    block: [pornography, vpn]
+`, map[string]string{"adult.txt": "porn.example\n"})
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
+	if err := s.start(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			s.stopDNS()
+			s.stopProxy()
+			s.stopReports()
+		}
+	}
+	defer stop()
+	addr := s.dns.Addrs()[0].String()
+	c := &mdns.Client{Net: "udp", Timeout: 2 * time.Second}
+	ask := func(name string) *mdns.Msg {
+		m := new(mdns.Msg)
+		m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+		r, _, err := c.Exchange(m, addr)
+		if err != nil {
+			t.Fatalf("query %s: %v", name, err)
+		}
+		return r
+	}
+	if r := ask("www.bbc.example"); r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("allowed name: %v", r)
+	}
+	for range 3 {
+		if r := ask("www.porn.example"); r.Rcode != mdns.RcodeNameError {
+			t.Fatalf("blocked name: %v", r)
+		}
+	}
+	if r := ask("nordvpn.com"); r.Rcode != mdns.RcodeNameError {
+		t.Fatalf("bypass name: %v", r)
+	}
+
+	// High-severity attempts by a student: an immediate alert, written to
+	// the .eml outbox because no SMTP server is configured.
+	outbox := cfg.ReportsOutbox()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
+		var all string
+		for _, f := range files {
+			data, _ := os.ReadFile(f)
+			all += string(data)
+		}
+		if strings.Contains(all, "porn.example") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert in %s within 60 s (files: %v)", outbox, files)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+
+	code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--csv")
+	if code != 0 || !strings.Contains(out, "www.porn.example") || !strings.Contains(out, "nordvpn.com") || strings.Contains(out, "bbc.example") {
+		t.Fatalf("events --csv: %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "incidents", "--config", path, "--since", "1h", "--json")
+	if code != 0 || !strings.Contains(out, "pornography") {
+		t.Fatalf("incidents --json: %d\n%s\n%s", code, out, errs)
+	}
+	attempts := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var inc map[string]any
+		if json.Unmarshal([]byte(line), &inc) == nil && inc["category"] == "pornography" {
+			if n, ok := inc["count"].(float64); ok {
+				attempts += int(n)
+			}
+		}
+	}
+	if attempts != 3 {
+		t.Errorf("pornography incident counts %d attempts, want 3:\n%s", attempts, out)
+	}
+	html := filepath.Join(dir, "digest.html")
+	code, out, errs = runCLI(t, "report", "preview", "--config", path, "--schedule", "daily", "--out", html)
+	if code != 0 || !strings.Contains(out, "porn.example") {
+		t.Fatalf("report preview: %d\n%s\n%s", code, out, errs)
+	}
+	if data, err := os.ReadFile(html); err != nil || !strings.Contains(string(data), "<html") {
+		t.Fatalf("preview HTML: %v", err)
+	}
+}
