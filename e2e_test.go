@@ -19,7 +19,7 @@ import (
 
 // testUpstream is a loopback DNS server answering every A query with
 // 192.0.2.1.
-func testUpstream(t *testing.T) string {
+func testUpstream(t testing.TB) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {

@@ -34,7 +34,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 
 // writeConfig writes a config (with {{dir}} replaced by a temp dir) and
 // returns its path and the dir.
-func writeConfig(t *testing.T, body string, files map[string]string) (string, string) {
+func writeConfig(t testing.TB, body string, files map[string]string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	for name, data := range files {
