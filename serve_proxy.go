@@ -37,11 +37,15 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
+	sink := s.reportSink() // the breach store (serve_reports.go)
+	if sink == nil {
+		sink = &reports.LogSink{Log: s.log.With("part", "events")}
+	}
 	p, err := httpproxy.New(httpproxy.Options{
 		Config:      s.cfg.Load,
 		Engine:      s.engine.Load,
 		Resolver:    res,
-		Sink:        &reports.LogSink{Log: s.log.With("part", "events")},
+		Sink:        sink,
 		ReportsFile: filepath.Join(cfg.Dir(), "mistake-reports.jsonl"),
 		Registry:    reg,
 		Log:         log,
