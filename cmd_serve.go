@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/policy"
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // server is a running Gatehouse: config, lists, policy and the listeners.
@@ -39,6 +40,7 @@ type server struct {
 	admin   net.Addr          // the admin listener's address, once started
 	dns     *dnsproxy.Server  // the DNS front door (serve_dns.go)
 	proxy   *httpproxy.Server // the HTTP proxy (serve_proxy.go)
+	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
 	mu      sync.Mutex        // serialises reloads
 }
 

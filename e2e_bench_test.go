@@ -70,7 +70,7 @@ dns:
 	}
 
 	sink := s.reportSink()
-	svc := reportsSvc[s]
+	svc := s.reports
 	base := svc.Writer.Written()
 	t0 := time.Now().UTC()
 	b.ResetTimer()

@@ -5,19 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/reports"
-)
-
-// The reports service of each running server (kept here so that
-// cmd_serve.go needs only its hook lines).
-var (
-	reportsMu  sync.Mutex
-	reportsSvc = map[*server]*reports.Service{}
 )
 
 // startReports opens the breach store and starts the event writer, alerts,
@@ -42,9 +34,7 @@ func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prome
 			return err
 		}
 	}
-	reportsMu.Lock()
-	reportsSvc[s] = svc
-	reportsMu.Unlock()
+	s.reports = svc
 	mail := "SMTP " + cfg.Reports.SMTP.Host
 	if cfg.Reports.SMTP.Host == "" {
 		mail = ".eml files in " + cfg.ReportsOutbox() + " (no smtp.host configured)"
@@ -56,10 +46,8 @@ func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prome
 // reportSink is the sink the front doors record events into (nil before
 // startReports).
 func (s *server) reportSink() reports.Sink {
-	reportsMu.Lock()
-	defer reportsMu.Unlock()
-	if svc := reportsSvc[s]; svc != nil {
-		return svc
+	if s.reports != nil {
+		return s.reports
 	}
 	return nil
 }
@@ -67,12 +55,9 @@ func (s *server) reportSink() reports.Sink {
 // stopReports flushes queued events, queues the alerts they cause and
 // closes the database. Call it after the front doors have stopped.
 func (s *server) stopReports() {
-	reportsMu.Lock()
-	svc := reportsSvc[s]
-	delete(reportsSvc, s)
-	reportsMu.Unlock()
-	if svc != nil {
-		svc.Close()
+	if s.reports != nil {
+		s.reports.Close()
+		s.reports = nil
 	}
 }
 
