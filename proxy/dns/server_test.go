@@ -116,9 +116,9 @@ func TestRepeatsCollapse(t *testing.T) {
 	for range 5 {
 		ask(t, "udp", ts.udp, staff, "cdn.example", mdns.TypeA, true)
 	}
-	evs := waitEvents(t, ts, 2)
+	waitEvents(t, ts, 2)
 	time.Sleep(200 * time.Millisecond) // more than the 50 ms window: nothing else may come
-	evs = ts.sink.events()
+	evs := ts.sink.events()
 	if len(evs) != 2 || evs[0].Count != 1 || evs[1].Count != 4 {
 		t.Fatalf("events: %+v", evs)
 	}
