@@ -62,11 +62,7 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 			log.Error("proxy listener stopped", "err", err)
 		}
 	}()
-	s.proxy = p
-	go func() {
-		<-ctx.Done()
-		s.stopProxy()
-	}()
+	s.proxy = p // serve stops it in order: DNS, proxy, then the store
 	// Hand the lists' load-time garbage back to the system before clients
 	// arrive: every idle client connection costs memory from here on.
 	debug.FreeOSMemory()
