@@ -41,7 +41,10 @@ type server struct {
 	dns     *dnsproxy.Server  // the DNS front door (serve_dns.go)
 	proxy   *httpproxy.Server // the HTTP proxy (serve_proxy.go)
 	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
-	mu      sync.Mutex        // serialises reloads
+
+	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
+	proxyAddr     net.Addr       // the proxy listener's address, once started
+	mu            sync.Mutex     // serialises reloads
 }
 
 func (c *cli) serve(args []string) int {

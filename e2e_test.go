@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +33,16 @@ func testUpstream(t testing.TB) string {
 		m := new(mdns.Msg)
 		m.SetReply(r)
 		if len(r.Question) == 1 && r.Question[0].Qtype == mdns.TypeA {
-			rr, _ := mdns.NewRR(r.Question[0].Name + " 300 IN A 192.0.2.1")
+			name, ip := r.Question[0].Name, "192.0.2.1"
+			if strings.HasPrefix(name, "origin") {
+				ip = "127.0.0.1" // the test's HTTP origin
+			}
+			if strings.HasPrefix(name, "origin-cdn.") { // a CNAME to a blocked name
+				rr, _ := mdns.NewRR(name + " 300 IN CNAME edge.porn.example.")
+				m.Answer = append(m.Answer, rr)
+				name = "edge.porn.example."
+			}
+			rr, _ := mdns.NewRR(name + " 300 IN A " + ip)
 			m.Answer = append(m.Answer, rr)
 		}
 		_ = w.WriteMsg(m)
@@ -104,6 +117,44 @@ groups:
 		t.Fatalf("bypass name: %v", r)
 	}
 
+	// The proxy resolves through the same resolver and applies the same
+	// policy: an allowed origin is fetched, a blocked URL gets the block page.
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello from the origin")
+	}))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://origin.example:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "hello from the origin" {
+		t.Fatalf("allowed GET through the proxy: %d %q", resp.StatusCode, body)
+	}
+	// Resolved through the DNS front door, whose CNAME-chain check refuses a
+	// name that points at a blocked one (a plain upstream lookup would not).
+	resp, err = hc.Get("http://origin-cdn.example:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Fatal("a name whose CNAME target is blocked was fetched through the proxy")
+	}
+	resp, err = hc.Get("http://origin.porn.example:" + port + "/video")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "Test School") {
+		t.Fatalf("blocked GET through the proxy: %d %.200s", resp.StatusCode, body)
+	}
+
 	// High-severity attempts by a student: an immediate alert, written to
 	// the .eml outbox because no SMTP server is configured.
 	outbox := cfg.ReportsOutbox()
@@ -126,7 +177,8 @@ groups:
 	stop()
 
 	code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--csv")
-	if code != 0 || !strings.Contains(out, "www.porn.example") || !strings.Contains(out, "nordvpn.com") || strings.Contains(out, "bbc.example") {
+	if code != 0 || !strings.Contains(out, "www.porn.example") || !strings.Contains(out, "nordvpn.com") || strings.Contains(out, "bbc.example") ||
+		!strings.Contains(out, "origin.porn.example") {
 		t.Fatalf("events --csv: %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, "incidents", "--config", path, "--since", "1h", "--json")
@@ -142,7 +194,7 @@ groups:
 			}
 		}
 	}
-	if attempts != 3 {
+	if attempts != 4 { // three DNS queries and one proxy request
 		t.Errorf("pornography incident counts %d attempts, want 3:\n%s", attempts, out)
 	}
 	html := filepath.Join(dir, "digest.html")

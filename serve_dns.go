@@ -46,6 +46,9 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 		return err
 	}
 	s.dns = srv
+	if s.proxyResolver != nil {
+		s.proxyResolver.dns.Store(srv) // the proxy resolves through the resolver from now on
+	}
 	return nil
 }
 

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -33,10 +36,15 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	res, err := httpproxy.NewUpstreamResolver(upstreams, cfg.DNS.UpstreamTimeout.D())
+	direct, err := httpproxy.NewUpstreamResolver(upstreams, cfg.DNS.UpstreamTimeout.D())
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
+	// Once the DNS front door runs, names go through it (its cache, forward
+	// zones, DoT upstreams and CNAME-chain policy), so the proxy and DNS
+	// cannot disagree; until then, and without it, straight to the upstreams.
+	res := &proxyResolver{direct: direct}
+	s.proxyResolver = res
 	sink := s.reportSink() // the breach store (serve_reports.go)
 	if sink == nil {
 		sink = &reports.LogSink{Log: s.log.With("part", "events")}
@@ -62,12 +70,26 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 			log.Error("proxy listener stopped", "err", err)
 		}
 	}()
-	s.proxy = p // serve stops it in order: DNS, proxy, then the store
+	s.proxy, s.proxyAddr = p, ln.Addr() // serve stops it in order: DNS, proxy, then the store
 	// Hand the lists' load-time garbage back to the system before clients
 	// arrive: every idle client connection costs memory from here on.
 	debug.FreeOSMemory()
 	log.Info("proxy listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// proxyResolver resolves the proxy's upstream names through the DNS front
+// door when it is running, else directly through the upstreams.
+type proxyResolver struct {
+	dns    atomic.Pointer[dnsproxy.Server]
+	direct httpproxy.Resolver
+}
+
+func (r *proxyResolver) LookupNetIP(ctx context.Context, client netip.Addr, host string) ([]netip.Addr, error) {
+	if d := r.dns.Load(); d != nil {
+		return d.LookupNetIP(ctx, client, host)
+	}
+	return r.direct.LookupNetIP(ctx, client, host)
 }
 
 // stopProxy stops accepting, lets requests in flight finish and flushes

@@ -1,0 +1,109 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gatehouse-filter/gatehouse/policy"
+)
+
+// ErrBlocked is returned by LookupNetIP when a CNAME target in the answer
+// is blocked for the client.
+var ErrBlocked = errors.New("blocked by policy")
+
+// LookupNetIP resolves host's A and AAAA records for client the way a DNS
+// query would be: through the shared cache, the upstreams (health checks,
+// failover, DNS-over-TLS) and the forwarded zones, with every CNAME target
+// checked against the client's policy. It is for the HTTP proxy, which has
+// already decided on host itself, so it records no event and applies no
+// safe-search rewrite (the proxy dials the rewritten host).
+func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string) ([]netip.Addr, error) {
+	name := normName(host)
+	if ip, err := netip.ParseAddr(name); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	type result struct {
+		addrs []netip.Addr
+		err   error
+	}
+	results := make(chan result, 2)
+	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		go func() {
+			a, err := s.lookupType(client, name, qt)
+			results <- result{a, err}
+		}()
+	}
+	var addrs []netip.Addr
+	var errs []error
+	for range 2 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case r := <-results:
+			if errors.Is(r.err, ErrBlocked) {
+				return nil, r.err
+			}
+			addrs = append(addrs, r.addrs...)
+			if r.err != nil {
+				errs = append(errs, r.err)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", name, err)
+		}
+		return nil, fmt.Errorf("resolving %s: no addresses", name)
+	}
+	return addrs, nil
+}
+
+// lookupType answers one question from the cache or the upstreams.
+func (s *Server) lookupType(client netip.Addr, name string, qt uint16) ([]netip.Addr, error) {
+	k := cacheKey{name: name, qtype: qt, edns: true}
+	now := s.opts.Now()
+	var e *entry
+	cacheable := s.cache != nil
+	if cacheable {
+		if c := s.cache.get(k, now.UnixNano()); c != nil && now.UnixNano() < c.expires {
+			e = c
+		}
+	}
+	if e == nil {
+		var err error
+		if e, err = s.resolve(k, mdns.ClassINET, cacheable); err != nil {
+			return nil, err
+		}
+	}
+	eng := s.opts.Engine()
+	for _, t := range e.chain {
+		if d := eng.Decide(policy.Request{Client: client, Host: t, Time: now}); d.Action == policy.Block {
+			return nil, fmt.Errorf("%s: CNAME target %s: %w", name, t, ErrBlocked)
+		}
+	}
+	m := new(mdns.Msg)
+	if err := m.Unpack(e.wire); err != nil {
+		return nil, err
+	}
+	if m.Rcode != mdns.RcodeSuccess {
+		return nil, fmt.Errorf("%s: %s", name, mdns.RcodeToString[m.Rcode])
+	}
+	var out []netip.Addr
+	for _, rr := range m.Answer {
+		switch v := rr.(type) {
+		case *mdns.A:
+			if a, ok := netip.AddrFromSlice(v.A.To4()); ok {
+				out = append(out, a)
+			}
+		case *mdns.AAAA:
+			if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}
