@@ -9,7 +9,8 @@
 # Needs: apt-get install -y dnsperf bind9-dnsutils bc; in ../shared/bench:
 # go build -o /tmp/gatehouse-peers/bin/ ./cmd/limitdns && python3 gen_data.py
 # Usage: bench/dns_bench.sh [TARGET...]   (default: limit custom; peers: blocky coredns)
-# Env passes through to the harness: DUR, RUNS, QPS_P99.
+# Env passes through to the harness: DUR, RUNS, QPS_P99. MEMLIMIT sets
+# dns.memory_limit_mib in the bench config (default 0: Go's default GC).
 set -euo pipefail
 [ $# -gt 0 ] || set -- limit custom
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ dns:
   listen: ["127.0.0.1:$PORT"]
   upstreams: ["127.0.0.1:5399"]
   health_check: 0s
+  memory_limit_mib: ${MEMLIMIT:-0}
   # dnsperf sends everything from one address: no per-client limit here.
   rate_limit:
     qps: 0

@@ -25,21 +25,21 @@ type CacheOptions struct {
 type cacheKey struct {
 	name  string
 	qtype uint16
-	do    bool   // DNSSEC OK
-	edns  bool   // the client sent OPT
-	cd    bool   // checking disabled
-	block uint32 // non-zero for a packed block answer: reason bits
+	do    bool // DNSSEC OK
+	edns  bool // the client sent OPT
+	cd    bool // checking disabled
 }
 
 // entry is one cached answer, kept packed so that a hit is a copy, an ID,
 // flag and TTL patch, and a write.
+//
+// wire and the TTL offsets share one allocation: the offsets (big-endian
+// uint16s) follow the message, in wire[len(wire):cap(wire)].
 type entry struct {
-	wire    []byte   // packed response, ID 0, question in lower case
-	ttlOffs []uint16 // offsets of every RR's TTL (not OPT); the TTLs at storage stay in wire
+	wire    []byte   // packed response, ID 0, question in lower case; then the offsets of every RR's TTL (not OPT)
 	chain   []string // CNAME/DNAME targets in the answer (lower case, no dot)
-	rcode   int
-	stored  int64 // unix nanos
-	expires int64 // unix nanos
+	stored  int64    // unix nanos
+	expires int64    // unix nanos
 	ttl     uint32
 	hits    atomic.Uint32
 	used    atomic.Int64 // unix nanos of the last hit
@@ -185,17 +185,31 @@ func (c *cache) clampTTLs(m *mdns.Msg) {
 	}
 }
 
+// packBufs are scratch buffers for packing answers before they are copied
+// into an entry of the exact size.
+var packBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
 // newEntry packs m (a complete response with ID 0) for the cache.
 func newEntry(m *mdns.Msg, ttl uint32, chain []string, now int64) (*entry, error) {
-	wire, err := m.Pack()
+	bp := packBufs.Get().(*[]byte)
+	defer packBufs.Put(bp)
+	packed, err := m.PackBuffer(*bp)
 	if err != nil {
 		return nil, err
 	}
-	offs, ok := ttlOffsets(wire)
+	if cap(packed) > cap(*bp) && cap(packed) <= mdns.MaxMsgSize {
+		*bp = packed[:cap(packed)] // keep the larger buffer
+	}
+	offs, ok := ttlOffsets(packed)
 	if !ok {
 		return nil, errBadWire
 	}
-	e := &entry{wire: wire, ttlOffs: offs, chain: chain, rcode: m.Rcode, stored: now, ttl: ttl,
+	data := make([]byte, len(packed), len(packed)+2*len(offs))
+	copy(data, packed)
+	for _, o := range offs {
+		data = binary.BigEndian.AppendUint16(data, o)
+	}
+	e := &entry{wire: data[:len(packed)], chain: chain, stored: now, ttl: ttl,
 		expires: now + int64(ttl)*int64(time.Second)}
 	e.used.Store(now)
 	return e, nil
@@ -278,7 +292,9 @@ func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int
 	if now > e.stored {
 		age = uint32((now - e.stored) / int64(time.Second))
 	}
-	for _, off := range e.ttlOffs {
+	offs := e.wire[len(e.wire):cap(e.wire)]
+	for i := 0; i+1 < len(offs); i += 2 {
+		off := binary.BigEndian.Uint16(offs[i:])
 		t := uint32(staleTTL)
 		if !stale {
 			t = 0

@@ -3,6 +3,7 @@ package dns
 import (
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -41,9 +42,18 @@ type events struct {
 	caps  map[capKey]int64 // "bypass capability" seen: client+category → day number
 }
 
+// evShard holds the pending keys by a 64-bit hash of their collapseKey.
+// The key's parts other than the name live in the interned first-event
+// details (device, group, reason, list, ...: a burst of blocked names from
+// one client shares one), so a pending key costs a small map slot; a hit
+// is checked against them, and a (vanishingly rare) hash collision is
+// sent on uncollapsed rather than merged.
 type evShard struct {
-	mu sync.Mutex
-	m  map[collapseKey]*pending
+	mu      sync.Mutex
+	m       map[uint64]pending
+	peak    int // most keys since the map was last rebuilt (maps never shrink)
+	details []reports.Event
+	detailN map[reports.Event]uint32
 }
 
 type collapseKey struct {
@@ -60,9 +70,16 @@ type capKey struct {
 	cat    bl.Category
 }
 
+// pending is a key seen in the current window: its repeats so far and
+// how to rebuild the follow-up event.
 type pending struct {
-	ev    reports.Event
-	first int64 // unix nanos (real clock)
+	name     string
+	first    int64 // unix nanos (real clock) of the first event
+	time     int64 // unix nanos (event clock) of the first repeat
+	count    int32 // repeats
+	detail   uint32
+	entry    int16 // Entry is the last `entry` bytes of Name (-1: in detail)
+	severity bl.Severity
 }
 
 // maxOverflow bounds the pending events when high and critical ones keep
@@ -73,7 +90,8 @@ func newEvents(sink reports.Sink, queue int, window time.Duration, m *metrics, l
 	e := &events{sink: sink, window: window, max: int64(queue), log: log, metrics: m, seed: maphash.MakeSeed(),
 		done: make(chan struct{}), stop: make(chan struct{}), caps: map[capKey]int64{}}
 	for i := range e.shards {
-		e.shards[i].m = map[collapseKey]*pending{}
+		e.shards[i].m = map[uint64]pending{}
+		e.shards[i].detailN = map[reports.Event]uint32{}
 	}
 	go e.run()
 	return e
@@ -92,17 +110,23 @@ func (e *events) record(ev reports.Event) {
 		e.sink.Record(ev)
 		return
 	}
-	k := collapseKey{ev.Client, ev.Name, ev.QType, ev.Action, ev.Category, ev.User}
-	sh := &e.shards[maphash.String(e.seed, ev.Name)%uint64(len(e.shards))]
+	k := maphash.Comparable(e.seed, collapseKey{ev.Client, ev.Name, ev.QType, ev.Action, ev.Category, ev.User})
+	sh := &e.shards[k%uint64(len(e.shards))]
 	sh.mu.Lock()
-	if p := sh.m[k]; p != nil {
-		if p.ev.Count == 0 {
-			p.ev.Time = ev.Time // the follow-up starts at the first repeat
+	if p, ok := sh.m[k]; ok {
+		if !sh.same(&p, &ev) || int64(p.count)+int64(ev.Count) > math.MaxInt32 {
+			// A hash collision (or an absurd count): pass it on as is.
+			sh.mu.Unlock()
+			e.metrics.eventsQueued.Inc()
+			e.sink.Record(ev)
+			return
 		}
-		p.ev.Count += ev.Count
-		if ev.Severity > p.ev.Severity {
-			p.ev.Severity = ev.Severity
+		if p.count == 0 && !ev.Time.IsZero() {
+			p.time = ev.Time.UnixNano() // the follow-up starts at the first repeat
 		}
+		p.count += int32(ev.Count)
+		p.severity = max(p.severity, ev.Severity)
+		sh.m[k] = p
 		sh.mu.Unlock()
 		return
 	}
@@ -117,13 +141,82 @@ func (e *events) record(ev reports.Event) {
 		return
 	}
 	// Remember the key with no repeats yet; the event itself goes now.
-	rep := ev
-	rep.Count = 0
-	sh.m[k] = &pending{ev: rep, first: time.Now().UnixNano()}
+	sh.m[k] = sh.newPending(&ev)
+	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
 	sh.mu.Unlock()
 	e.metrics.eventsQueued.Inc()
 	e.sink.Record(ev)
+}
+
+// newPending interns the parts of ev that are not in its key (sh.mu held).
+func (sh *evShard) newPending(ev *reports.Event) pending {
+	p := pending{name: ev.Name, first: time.Now().UnixNano(), entry: -1, severity: ev.Severity}
+	d := *ev
+	d.Time, d.Name, d.Severity, d.Count = time.Time{}, "", 0, 0
+	if n := len(ev.Entry); n <= len(ev.Name) && ev.Name[len(ev.Name)-n:] == ev.Entry {
+		p.entry, d.Entry = int16(n), ""
+	}
+	i, ok := sh.detailN[d]
+	if !ok {
+		i = uint32(len(sh.details))
+		sh.details = append(sh.details, d)
+		sh.detailN[d] = i
+	}
+	p.detail = i
+	return p
+}
+
+// same reports whether ev has the collapse key of p (sh.mu held).
+func (sh *evShard) same(p *pending, ev *reports.Event) bool {
+	d := &sh.details[p.detail]
+	return p.name == ev.Name && d.Client == ev.Client && d.QType == ev.QType && d.Action == ev.Action &&
+		d.Category == ev.Category && d.User == ev.User
+}
+
+// event rebuilds the follow-up event of p (sh.mu held).
+func (sh *evShard) event(p *pending) reports.Event {
+	ev := sh.details[p.detail]
+	if p.time != 0 {
+		ev.Time = time.Unix(0, p.time).UTC()
+	}
+	ev.Name, ev.Severity, ev.Count = p.name, p.severity, int(p.count)
+	if p.entry >= 0 {
+		ev.Entry = p.name[len(p.name)-int(p.entry):]
+	}
+	return ev
+}
+
+// compactLocked rebuilds the map when it holds a quarter of its peak
+// (Go maps keep their size), and drops the interned details no pending key
+// uses any more (sh.mu held); called after a flush.
+func (sh *evShard) compactLocked() {
+	if sh.peak >= 1024 && len(sh.m) < sh.peak/4 {
+		m := make(map[uint64]pending, len(sh.m))
+		for k, p := range sh.m {
+			m[k] = p
+		}
+		sh.m, sh.peak = m, len(m)
+	}
+	if len(sh.details) < 64 || len(sh.details) < 2*len(sh.m) {
+		return
+	}
+	remap := make(map[uint32]uint32, len(sh.m))
+	var details []reports.Event
+	detailN := make(map[reports.Event]uint32, len(sh.m))
+	for k, p := range sh.m {
+		j, ok := remap[p.detail]
+		if !ok {
+			j = uint32(len(details))
+			d := sh.details[p.detail]
+			details = append(details, d)
+			detailN[d] = j
+			remap[p.detail] = j
+		}
+		p.detail = j
+		sh.m[k] = p
+	}
+	sh.details, sh.detailN = details, detailN
 }
 
 // firstToday reports whether this is the first "bypass capability" event
@@ -158,12 +251,13 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 		for k, p := range sh.m {
 			if all || p.first <= cut {
 				removed++
-				if p.ev.Count > 0 {
-					buf = append(buf, p.ev)
+				if p.count > 0 {
+					buf = append(buf, sh.event(&p))
 				}
 				delete(sh.m, k)
 			}
 		}
+		sh.compactLocked()
 		sh.mu.Unlock()
 		e.pending.Add(-int64(removed))
 		for _, ev := range buf {

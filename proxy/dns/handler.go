@@ -466,7 +466,7 @@ func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
 }
 
 func (s *Server) count(qt, result, group string) {
-	s.metrics.queries.WithLabelValues(qt, result, group).Inc()
+	s.metrics.query(qt, result, group).Inc()
 }
 
 // event builds the event for a decision.

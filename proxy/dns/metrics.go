@@ -1,6 +1,9 @@
 package dns
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,6 +19,40 @@ type metrics struct {
 	eventsDropped prometheus.Counter
 	probes        *prometheus.CounterVec // kind
 	rateLimited   prometheus.Counter
+
+	// The queries counters by label values, so that counting a query is a
+	// map lookup without the vector's label hashing and lock. Copied on
+	// write: new label combinations are rare.
+	queryMu  sync.Mutex
+	queryCtr atomic.Pointer[map[queryLabels]prometheus.Counter]
+}
+
+type queryLabels struct{ qtype, result, group string }
+
+// query returns the gatehouse_dns_queries_total counter for the labels.
+func (m *metrics) query(qtype, result, group string) prometheus.Counter {
+	k := queryLabels{qtype, result, group}
+	if p := m.queryCtr.Load(); p != nil {
+		if c, ok := (*p)[k]; ok {
+			return c
+		}
+	}
+	c := m.queries.WithLabelValues(qtype, result, group)
+	m.queryMu.Lock()
+	defer m.queryMu.Unlock()
+	old := m.queryCtr.Load()
+	if old != nil && len(*old) >= 4096 {
+		return c // groups renamed over and over: stop remembering
+	}
+	next := make(map[queryLabels]prometheus.Counter, 16)
+	if old != nil {
+		for k2, v := range *old {
+			next[k2] = v
+		}
+	}
+	next[k] = c
+	m.queryCtr.Store(&next)
+	return c
 }
 
 func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {

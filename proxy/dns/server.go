@@ -16,16 +16,17 @@ import (
 
 // Server is the filtering resolver.
 type Server struct {
-	opts    Options
-	acl     acl
-	rl      *rateLimiter
-	cache   *cache
-	blocks  *cache // packed block answers
-	ups     *Upstreams
-	metrics *metrics
-	events  *events
-	flight  flight
-	bufs    sync.Pool
+	opts        Options
+	acl         acl
+	rl          *rateLimiter
+	cache       *cache
+	blockTmpls  atomic.Pointer[blockTemplates] // packed block answers without name
+	blockTmplMu sync.Mutex
+	ups         *Upstreams
+	metrics     *metrics
+	events      *events
+	flight      flight
+	bufs        sync.Pool
 
 	mu       sync.Mutex
 	servers  []*mdns.Server
@@ -56,7 +57,6 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, acl: acl{o.ACL}, ups: o.Upstreams}
 	s.rl = newRateLimiter(o.RateQPS, o.RateBurst, o.Log)
 	s.cache = newCache(o.Cache)
-	s.blocks = newCache(CacheOptions{Entries: 20_000, MaxTTL: o.BlockTTL})
 	s.metrics = newMetrics(o.Registry, s.cache.len)
 	s.ups.metrics = s.metrics
 	s.bufs.New = func() any { b := make([]byte, 0, 1232); return &b }

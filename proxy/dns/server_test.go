@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -428,4 +429,84 @@ func waitEvents(t *testing.T, ts *testServer, n int) []reports.Event {
 	}
 	t.Fatalf("want %d events, got %v", n, ts.sink.events())
 	return nil
+}
+
+// TestBlockTemplate checks the packed block answer (header, question as
+// asked, template sections) against the miekg/dns-built one.
+func TestBlockTemplate(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		edns  bool
+	}{{"WwW.GaMbLe.Example", mdns.TypeA, true}, {"www.gamble.example", mdns.TypeAAAA, false}, {"x.gamble.example", mdns.TypeMX, true}} {
+		for _, netw := range []string{"udp", "tcp"} {
+			addr := ts.udp
+			if netw == "tcp" {
+				addr = ts.tcp
+			}
+			r := ask(t, netw, addr, student, tc.name, tc.qtype, tc.edns)
+			if r.Rcode != mdns.RcodeNameError || !r.RecursionAvailable || !r.RecursionDesired || len(r.Answer) != 0 || len(r.Ns) != 1 {
+				t.Fatalf("%s %s: %v", netw, tc.name, r)
+			}
+			if r.Question[0].Name != tc.name+"." || r.Question[0].Qtype != tc.qtype {
+				t.Fatalf("%s: question not echoed: %v", netw, r.Question[0])
+			}
+			soa, ok := r.Ns[0].(*mdns.SOA)
+			if !ok || soa.Hdr.Name != tc.name+"." || soa.Ns != "gatehouse.invalid." || soa.Mbox != "hostmaster.gatehouse.invalid." || soa.Minttl != 60 {
+				t.Fatalf("%s: SOA %v", netw, r.Ns[0])
+			}
+			if got := edeCode(r); tc.edns && got != int(mdns.ExtendedErrorCodeBlocked) || !tc.edns && (got != -1 || r.IsEdns0() != nil) {
+				t.Fatalf("%s %s: EDE %d, OPT %v", netw, tc.name, got, r.IsEdns0())
+			}
+		}
+	}
+	if _, ok := appendName(nil, `a\.b.example.`); ok {
+		t.Fatal("escaped name taken by the fast path")
+	}
+	if b, ok := appendName(nil, "Ab.c."); !ok || string(b) != "\x02Ab\x01c\x00" {
+		t.Fatalf("appendName: %q", b)
+	}
+}
+
+// TestFollowUpKeepsFields: the compact pending entry rebuilds the
+// follow-up event with every field of the first (entry inside or outside
+// the name), the first repeat's time and the highest severity.
+func TestFollowUpKeepsFields(t *testing.T) {
+	sk := &sink{}
+	e := newEvents(sk, 100, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	base := reports.Event{Time: t0, Source: "dns", Protocol: "udp", Client: netip.MustParseAddr(student), Device: "pc-7",
+		User: "amy", Group: "students", Name: "www.porn.example", QType: "A", Action: "block", Reason: "category",
+		Category: "pornography", Severity: bl.SeverityMedium, Route: bl.RouteDSL, List: "l1", Entry: "porn.example", Count: 1}
+	other := base
+	other.Name, other.Entry = "cdn.example", "tracker.example" // a CNAME target, not a suffix
+	e.record(base)
+	e.record(other)
+	for i := range 3 {
+		r, o := base, other
+		r.Time, o.Time = t0.Add(time.Duration(i+1)*time.Second), t0.Add(time.Duration(i+1)*time.Second)
+		if i == 1 {
+			r.Severity = bl.SeverityHigh
+		}
+		e.record(r)
+		e.record(o)
+	}
+	e.close()
+	evs := sk.events()
+	if len(evs) != 4 {
+		t.Fatalf("want 2 firsts and 2 follow-ups, got %+v", evs)
+	}
+	for _, ev := range evs[2:] {
+		want := base
+		if ev.Name == other.Name {
+			want = other
+		} else {
+			want.Severity = bl.SeverityHigh
+		}
+		want.Time, want.Count = t0.Add(time.Second), 3
+		if ev != want {
+			t.Fatalf("follow-up\n got %+v\nwant %+v", ev, want)
+		}
+	}
 }
