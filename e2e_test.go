@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gatehouse-filter/gatehouse/config"
 )
@@ -195,7 +196,7 @@ groups:
 		}
 	}
 	if attempts != 4 { // three DNS queries and one proxy request
-		t.Errorf("pornography incident counts %d attempts, want 3:\n%s", attempts, out)
+		t.Errorf("pornography incident counts %d attempts, want 4:\n%s", attempts, out)
 	}
 	html := filepath.Join(dir, "digest.html")
 	code, out, errs = runCLI(t, "report", "preview", "--config", path, "--schedule", "daily", "--out", html)
@@ -204,5 +205,110 @@ groups:
 	}
 	if data, err := os.ReadFile(html); err != nil || !strings.Contains(string(data), "<html") {
 		t.Fatalf("preview HTML: %v", err)
+	}
+}
+
+// TestProxyLoginNamesDNSUser: after a user logs in to the proxy from an
+// address, that address's DNS queries are decided by the user's group and
+// their breach events name the user.
+func TestProxyLoginNamesDNSUser(t *testing.T) {
+	upstream := testUpstream(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pass"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := writeConfig(t, `
+database: {{dir}}/gatehouse.db
+proxy:
+  listen: "127.0.0.1:0"
+  auth: {users_file: "{{dir}}/users"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+lists:
+  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
+  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
+clients:
+  users:
+    - {name: mrsmith, group: staff}
+groups:
+  students:
+    networks: [127.0.0.0/8]
+    block: [pornography, gambling]
+  staff:
+    block: [pornography]
+`, map[string]string{"adult.txt": "porn.example\n", "bet.txt": "bet.example\n", "users": "mrsmith:" + string(hash) + "\n"})
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
+	if err := s.start(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			s.stopDNS()
+			s.stopProxy()
+			s.stopReports()
+		}
+	}
+	defer stop()
+	addr := s.dns.Addrs()[0].String()
+	ask := func(name string) int {
+		m := new(mdns.Msg)
+		m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+		r, _, err := (&mdns.Client{Timeout: 2 * time.Second}).Exchange(m, addr)
+		if err != nil {
+			t.Fatalf("query %s: %v", name, err)
+		}
+		return r.Rcode
+	}
+	if rc := ask("bet.example"); rc != mdns.RcodeNameError {
+		t.Fatalf("before the login, the student network's policy applies: rcode %d", rc)
+	}
+
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	proxyURL, _ := url.Parse("http://mrsmith:s3cret-pass@" + s.proxyAddr.String())
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://origin.example:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("logged-in GET: %d", resp.StatusCode)
+	}
+
+	if rc := ask("bet.example"); rc != mdns.RcodeSuccess {
+		t.Fatalf("after the login, staff policy should allow gambling: rcode %d", rc)
+	}
+	if rc := ask("www.porn.example"); rc != mdns.RcodeNameError {
+		t.Fatalf("staff still blocked from pornography: rcode %d", rc)
+	}
+	stop()
+	code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--json")
+	if code != 0 {
+		t.Fatalf("events: %d %s", code, errs)
+	}
+	var sawStudent, sawStaff bool
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev["source"] != "dns" {
+			continue
+		}
+		switch ev["name"] {
+		case "bet.example":
+			sawStudent = ev["group"] == "students" && (ev["user"] == nil || ev["user"] == "")
+		case "www.porn.example":
+			sawStaff = ev["group"] == "staff" && ev["user"] == "mrsmith"
+		}
+	}
+	if !sawStudent || !sawStaff {
+		t.Fatalf("DNS events do not carry the proxy login:\n%s", out)
 	}
 }

@@ -28,6 +28,11 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 		return err
 	}
 	opts.Engine = func() *policy.Engine { return s.engine.Load() }
+	if s.proxy != nil {
+		// A user who logged in to the proxy from an address is the user
+		// of that address's DNS queries too (their group, their events).
+		opts.UserFor = s.proxy.Logins().UserFor
+	}
 	opts.Registry = reg
 	opts.Log = s.log.With("part", "dns")
 	// Events go to the breach store when it is open, else to the log.

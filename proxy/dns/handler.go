@@ -113,9 +113,9 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 	eng := s.opts.Engine()
 	var d policy.Decision
 	if qr.name != "" && qr.q.Qclass == mdns.ClassINET {
-		d = eng.Decide(policy.Request{Client: qr.client, Host: qr.name, Time: qr.now})
+		d = eng.Decide(policy.Request{Client: qr.client, User: s.user(qr.client), Host: qr.name, Time: qr.now})
 	} else {
-		d.Identity = eng.Identify(qr.client, "")
+		d.Identity = eng.Identify(qr.client, s.user(qr.client))
 	}
 
 	switch classifyBypass(qr.name, &d) {
@@ -226,7 +226,7 @@ func (s *Server) chainBlocked(qr *query, e *entry, qt string) bool {
 	}
 	eng := s.opts.Engine()
 	for _, t := range e.chain {
-		d := eng.Decide(policy.Request{Client: qr.client, Host: t, Time: qr.now})
+		d := eng.Decide(policy.Request{Client: qr.client, User: s.user(qr.client), Host: t, Time: qr.now})
 		if d.Action == policy.Block {
 			if d.Entry == "" && !d.Restricted {
 				d.Entry = t
@@ -463,6 +463,14 @@ func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
 	}
 	_ = qr.w.WriteMsg(resp)
 	s.count(qt, result, group)
+}
+
+// user is the user logged in from client, if known (Options.UserFor).
+func (s *Server) user(client netip.Addr) string {
+	if s.opts.UserFor == nil {
+		return ""
+	}
+	return s.opts.UserFor(client)
 }
 
 func (s *Server) count(qt, result, group string) {

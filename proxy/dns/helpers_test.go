@@ -151,6 +151,9 @@ lists:
     category: gambling
 clients:
   default_group: staff
+  users:
+    - name: amy
+      group: students
 groups:
   students:
     networks: [127.0.0.2/32]

@@ -81,7 +81,7 @@ func (s *Server) lookupType(client netip.Addr, name string, qt uint16) ([]netip.
 	}
 	eng := s.opts.Engine()
 	for _, t := range e.chain {
-		if d := eng.Decide(policy.Request{Client: client, Host: t, Time: now}); d.Action == policy.Block {
+		if d := eng.Decide(policy.Request{Client: client, User: s.user(client), Host: t, Time: now}); d.Action == policy.Block {
 			return nil, fmt.Errorf("%s: CNAME target %s: %w", name, t, ErrBlocked)
 		}
 	}

@@ -29,6 +29,10 @@ type Options struct {
 
 	// Engine returns the current policy engine (swapped on reload).
 	Engine func() *policy.Engine
+	// UserFor names the user logged in from a client address ("" when
+	// none), e.g. the proxy's recent logins, so that a query is decided by
+	// that user's group and its events name them. nil = no users.
+	UserFor func(netip.Addr) string
 	// Upstreams resolves allowed queries.
 	Upstreams *Upstreams
 

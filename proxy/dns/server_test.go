@@ -510,3 +510,40 @@ func TestFollowUpKeepsFields(t *testing.T) {
 		}
 	}
 }
+
+// TestUserFromProxyLogin: a user known for an address (the proxy's logins)
+// puts that address's queries in the user's group, and the events name the
+// user; other addresses are unaffected.
+func TestUserFromProxyLogin(t *testing.T) {
+	amyAt := netip.MustParseAddr(staff)
+	ts := startServer(t, func(o *Options) {
+		o.UserFor = func(ip netip.Addr) string {
+			if ip == amyAt {
+				return "amy"
+			}
+			return ""
+		}
+	})
+	// staff's group allows gambling; amy is a student.
+	if r := ask(t, "udp", ts.udp, staff, "gamble.example.", mdns.TypeA, true); r.Rcode != mdns.RcodeNameError {
+		t.Fatalf("amy's query not decided by her group: %v", r)
+	}
+	ev := waitEvents(t, ts, 1)[0]
+	if ev.User != "amy" || ev.Group != "students" || ev.Category != "gambling" {
+		t.Fatalf("event: %+v", ev)
+	}
+	if r := ask(t, "udp", ts.udp, student, "porn.example.", mdns.TypeA, true); r.Rcode != mdns.RcodeNameError {
+		t.Fatalf("student: %v", r)
+	}
+	if ev := waitEvents(t, ts, 2)[1]; ev.User != "" {
+		t.Fatalf("user leaked to another address: %+v", ev)
+	}
+}
+
+// TestUserForNil: without UserFor a staff address is decided by its network.
+func TestUserForNil(t *testing.T) {
+	ts := startServer(t, nil)
+	if r := ask(t, "udp", ts.udp, staff, "gamble.example.", mdns.TypeA, true); r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("staff: %v", r)
+	}
+}

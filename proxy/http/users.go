@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -155,7 +156,8 @@ type Logins struct {
 	now func() time.Time
 	mu  sync.RWMutex
 	m   map[netip.Addr]login
-	n   int // sets since the last sweep
+	n   int          // sets since the last sweep
+	any atomic.Bool // a login was ever recorded: until then UserFor takes no lock
 }
 
 type login struct {
@@ -173,7 +175,7 @@ func NewLogins(ttl time.Duration, now func() time.Time) *Logins {
 
 // UserFor returns the user logged in from ip, or "" if none (or expired).
 func (l *Logins) UserFor(ip netip.Addr) string {
-	if l == nil {
+	if l == nil || !l.any.Load() {
 		return ""
 	}
 	ip = ip.Unmap()
@@ -201,6 +203,7 @@ func (l *Logins) Set(ip netip.Addr, user string) {
 	}
 	l.mu.Lock()
 	l.m[ip] = login{user: user, expires: exp}
+	l.any.Store(true)
 	if l.n++; l.n > 1024 {
 		l.n = 0
 		for k, v := range l.m {
