@@ -156,7 +156,7 @@ type Logins struct {
 	now func() time.Time
 	mu  sync.RWMutex
 	m   map[netip.Addr]login
-	n   int          // sets since the last sweep
+	n   int         // sets since the last sweep
 	any atomic.Bool // a login was ever recorded: until then UserFor takes no lock
 }
 
