@@ -61,3 +61,43 @@ func BenchmarkServeBlocked(b *testing.B) {
 	ts := startServer(b, nil)
 	benchQuery(b, ts, "www.porn.example.", student)
 }
+
+// BenchmarkUDPLoopback sends a cached query over real loopback sockets and
+// waits for each answer, with the worker pool and, as the baseline in the
+// same run, miekg/dns's goroutine-per-datagram server. Allocations include
+// the client's and the server's.
+func BenchmarkUDPLoopback(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		miekg bool
+	}{{"pool", false}, {"miekg", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ts := startServer(b, func(o *Options) { o.MiekgUDP = tc.miekg })
+			q := new(mdns.Msg)
+			q.SetQuestion("www.example.org.", mdns.TypeA)
+			pkt, _ := q.Pack()
+			ask(b, "udp", ts.udp, staff, "www.example.org", mdns.TypeA, false) // warm the cache
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("udp", ts.udp)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				buf := make([]byte, 1500)
+				for pb.Next() {
+					if _, err := c.Write(pkt); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := c.Read(buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -193,6 +193,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 		}
 		s.metrics.cacheMisses.Inc()
 	}
+	detach(qr)
 	e, err := s.resolve(key, qr.q.Qclass, cacheable)
 	if err != nil {
 		if stale != nil {
@@ -255,6 +256,7 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 		}
 		if e == nil {
 			var err error
+			detach(qr)
 			if e, err = s.resolve(key, mdns.ClassINET, s.cache != nil); err != nil {
 				resp.Rcode = mdns.RcodeServerFailure
 				s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
@@ -531,7 +533,18 @@ func normName(n string) string {
 	return n
 }
 
+// detach tells a UDP worker that this query is about to wait on an
+// upstream, so that another worker reads the socket meanwhile (udp.go).
+func detach(qr *query) {
+	if uw, ok := qr.w.(*udpWriter); ok {
+		uw.detach()
+	}
+}
+
 func remoteAddr(w mdns.ResponseWriter) netip.Addr {
+	if uw, ok := w.(*udpWriter); ok {
+		return uw.peerAddr()
+	}
 	switch a := w.RemoteAddr().(type) {
 	case *net.UDPAddr:
 		ip, _ := netip.AddrFromSlice(a.IP)

@@ -34,6 +34,10 @@ type testUpstream struct {
 	mu   sync.Mutex
 	hits map[string]int
 	fail atomic.Bool // answer SERVFAIL
+	// hold (under mu), if set, keeps queries for slow* names waiting until
+	// closed; held counts those waiting.
+	hold chan struct{}
+	held atomic.Int32
 	a    net.IP
 	srvs []*mdns.Server
 }
@@ -72,6 +76,7 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 	q := r.Question[0]
 	u.mu.Lock()
 	u.hits[strings.ToLower(q.Name)]++
+	hold := u.hold
 	u.mu.Unlock()
 	m := new(mdns.Msg)
 	m.SetReply(r)
@@ -84,6 +89,10 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 		return
 	}
 	name := strings.ToLower(q.Name)
+	if hold != nil && strings.HasPrefix(name, "slow") {
+		u.held.Add(1)
+		<-hold
+	}
 	hdr := func(n string, t uint16, ttl uint32) mdns.RR_Header {
 		return mdns.RR_Header{Name: n, Rrtype: t, Class: mdns.ClassINET, Ttl: ttl}
 	}

@@ -52,6 +52,11 @@ type Options struct {
 	Queue    int           // event queue size (default 10,000)
 	QueryLog bool          // record allowed queries too
 
+	// MiekgUDP serves UDP with miekg/dns's server (a goroutine per
+	// datagram) instead of Gatehouse's worker pool: for comparison in
+	// benchmarks and tests.
+	MiekgUDP bool
+
 	Registry prometheus.Registerer // metrics; nil = not registered
 	Log      *slog.Logger
 	Now      func() time.Time // for tests; default time.Now

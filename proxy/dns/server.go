@@ -30,6 +30,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	servers  []*mdns.Server
+	udp      []*udpListener // UDP sockets served by our own workers (udp.go)
 	addrs    []net.Addr
 	inflight atomic.Int64 // queries being answered
 	bg       sync.WaitGroup
@@ -81,7 +82,18 @@ func (s *Server) Start(ctx context.Context) error {
 			s.Shutdown(context.Background())
 			return err
 		}
-		s.add(&mdns.Server{PacketConn: pc, Handler: s, UDPSize: EDNSSize}, pc.LocalAddr())
+		if uc, ok := pc.(*net.UDPConn); ok && !s.opts.MiekgUDP {
+			if l, ok := s.serveUDP(uc); ok {
+				s.mu.Lock()
+				s.udp = append(s.udp, l)
+				s.addrs = append(s.addrs, pc.LocalAddr())
+				s.mu.Unlock()
+				pc = nil
+			}
+		}
+		if pc != nil {
+			s.add(&mdns.Server{PacketConn: pc, Handler: s, UDPSize: EDNSSize}, pc.LocalAddr())
+		}
 		s.add(&mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
 	for _, a := range s.opts.TLSListen {
@@ -144,9 +156,12 @@ func (s *Server) shutdown(ctx context.Context) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	s.mu.Lock()
-	servers := s.servers
-	s.servers = nil
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp = nil, nil
 	s.mu.Unlock()
+	for _, l := range udp {
+		l.close()
+	}
 	for _, srv := range servers {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		if err := srv.ShutdownContext(sctx); err != nil && srv.PacketConn != nil {

@@ -1,0 +1,158 @@
+package dns
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	mdns "github.com/miekg/dns"
+)
+
+// udpListener serves one UDP socket. miekg/dns's server starts a goroutine
+// per datagram, allocates for every read (address, control message,
+// buffer) and grows each new goroutine's stack while unpacking; here a few
+// long-lived workers each read a datagram, answer it and read the next.
+//
+// A worker about to wait on an upstream (a cache miss) first starts a new
+// worker in its place and exits once it has answered, so slow upstreams
+// never stop the socket being read, and cache hits, blocks and other local
+// answers never start a goroutine.
+type udpListener struct {
+	s       *Server
+	conn    *net.UDPConn
+	pktinfo bool // wildcard address: each reply leaves from the address its query came to
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+}
+
+// serveUDP starts workers on conn. A wildcard address needs the query's
+// destination address (IP_PKTINFO); where that is not available, ok is
+// false and the caller uses miekg/dns's server instead.
+func (s *Server) serveUDP(conn *net.UDPConn) (l *udpListener, ok bool) {
+	l = &udpListener{s: s, conn: conn}
+	if la, _ := conn.LocalAddr().(*net.UDPAddr); la == nil || la.IP.IsUnspecified() {
+		if err := enablePktinfo(conn); err != nil {
+			return nil, false
+		}
+		l.pktinfo = true
+	}
+	for range 2 * runtime.GOMAXPROCS(0) {
+		l.spawn()
+	}
+	return l, true
+}
+
+func (l *udpListener) spawn() {
+	l.wg.Add(1)
+	go l.worker()
+}
+
+// close stops the workers once they have answered what they hold.
+func (l *udpListener) close() {
+	l.closed.Store(true)
+	_ = l.conn.Close()
+	l.wg.Wait()
+}
+
+func (l *udpListener) worker() {
+	defer l.wg.Done()
+	buf := make([]byte, EDNSSize)
+	var oob []byte
+	if l.pktinfo {
+		oob = make([]byte, pktinfoSpace)
+	}
+	w := &udpWriter{l: l, conn: l.conn, local: l.conn.LocalAddr()}
+	for {
+		n, oobn, _, peer, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. ICMP port unreachable from an earlier reply
+		}
+		w.peer, w.oob = peer, nil
+		if l.pktinfo {
+			w.oob = replyPktinfo(oob[:oobn], w.oobBuf[:0])
+		}
+		l.s.servePacket(w, buf[:n])
+		if w.detached {
+			return // its replacement is already reading
+		}
+	}
+}
+
+// servePacket parses a datagram and answers it, as miekg/dns's server
+// does: responses are ignored, unparsable headers get no answer (any reply
+// could be used for amplification), other malformed queries FORMERR and
+// unknown opcodes NOTIMP.
+func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte) {
+	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
+		return
+	}
+	r := new(mdns.Msg)
+	if err := r.Unpack(pkt); err != nil || len(r.Question) != 1 || len(r.Answer) > 1 || len(r.Ns) > 1 || len(r.Extra) > 2 {
+		opcode := int(pkt[2]>>3) & 0xF
+		m := &mdns.Msg{MsgHdr: mdns.MsgHdr{Id: uint16(pkt[0])<<8 | uint16(pkt[1]), Response: true, Opcode: opcode,
+			RecursionDesired: pkt[2]&1 != 0, CheckingDisabled: pkt[3]&0x10 != 0, Rcode: mdns.RcodeFormatError}}
+		if opcode != mdns.OpcodeQuery && opcode != mdns.OpcodeNotify {
+			m.Rcode = mdns.RcodeNotImplemented
+		}
+		if err == nil && opcode == mdns.OpcodeQuery && len(r.Question) == 1 {
+			m.Question = r.Question
+		}
+		_ = w.WriteMsg(m)
+		return
+	}
+	s.serve(w, r, "udp")
+}
+
+// udpWriter answers one datagram at a time for a worker.
+type udpWriter struct {
+	l        *udpListener
+	detached bool // a replacement worker reads the socket; this one exits after the answer
+	conn     *net.UDPConn
+	local    net.Addr
+	peer     netip.AddrPort
+	oob      []byte // the reply's source address (IP_PKTINFO), or nil
+	oobBuf   [pktinfoSpace]byte
+	pack     []byte
+}
+
+func (w *udpWriter) peerAddr() netip.Addr { return w.peer.Addr().Unmap() }
+
+// detach is called before the worker waits on an upstream: another worker
+// takes its place on the socket.
+func (w *udpWriter) detach() {
+	if !w.detached && !w.l.closed.Load() {
+		w.detached = true
+		w.l.spawn()
+	}
+}
+
+func (w *udpWriter) LocalAddr() net.Addr  { return w.local }
+func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.peer) }
+func (w *udpWriter) Write(b []byte) (int, error) {
+	n, _, err := w.conn.WriteMsgUDPAddrPort(b, w.oob, w.peer)
+	return n, err
+}
+func (w *udpWriter) WriteMsg(m *mdns.Msg) error {
+	if cap(w.pack) < EDNSSize {
+		w.pack = make([]byte, EDNSSize)
+	}
+	b, err := m.PackBuffer(w.pack[:cap(w.pack)])
+	if err != nil {
+		return err
+	}
+	if cap(b) <= mdns.MaxMsgSize {
+		w.pack = b[:0]
+	}
+	_, err = w.Write(b)
+	return err
+}
+func (w *udpWriter) Close() error        { return nil }
+func (w *udpWriter) TsigStatus() error   { return nil }
+func (w *udpWriter) TsigTimersOnly(bool) {}
+func (w *udpWriter) Hijack()             {}

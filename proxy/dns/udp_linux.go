@@ -1,0 +1,87 @@
+package dns
+
+import (
+	"encoding/binary"
+	"net"
+	"syscall"
+)
+
+// pktinfoSpace holds an IP_PKTINFO or IPV6_PKTINFO control message.
+const pktinfoSpace = 64
+
+// enablePktinfo asks the kernel for each datagram's destination address
+// (IP_PKTINFO, or IPV6_RECVPKTINFO on an IPv6 socket, which covers IPv4
+// clients of a dual-stack socket too).
+func enablePktinfo(conn *net.UDPConn) error {
+	v4 := false
+	if la, _ := conn.LocalAddr().(*net.UDPAddr); la != nil && la.IP.To4() != nil {
+		v4 = true
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if v4 {
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_PKTINFO, 1)
+		} else {
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_RECVPKTINFO, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// replyPktinfo turns the control messages of a received datagram into the
+// one that sends the reply from the address the query was sent to; nil if
+// there is none.
+func replyPktinfo(oob, dst []byte) []byte {
+	for len(oob) >= syscall.SizeofCmsghdr {
+		var l int
+		if syscall.SizeofCmsghdr == 16 {
+			l = int(binary.NativeEndian.Uint64(oob))
+		} else {
+			l = int(binary.NativeEndian.Uint32(oob))
+		}
+		if l < syscall.SizeofCmsghdr || l > len(oob) {
+			return nil
+		}
+		level := int32(binary.NativeEndian.Uint32(oob[syscall.SizeofCmsghdr-8:]))
+		typ := int32(binary.NativeEndian.Uint32(oob[syscall.SizeofCmsghdr-4:]))
+		data := oob[syscall.CmsgLen(0):l]
+		switch {
+		case level == syscall.IPPROTO_IP && typ == syscall.IP_PKTINFO && len(data) >= syscall.SizeofInet4Pktinfo:
+			// in_pktinfo{ifindex, spec_dst, addr}: send from addr.
+			var p [syscall.SizeofInet4Pktinfo]byte
+			copy(p[4:8], data[8:12])
+			return appendCmsg(dst, syscall.IPPROTO_IP, syscall.IP_PKTINFO, p[:])
+		case level == syscall.IPPROTO_IPV6 && typ == syscall.IPV6_PKTINFO && len(data) >= syscall.SizeofInet6Pktinfo:
+			// in6_pktinfo{addr, ifindex}: send from addr on the same interface.
+			return appendCmsg(dst, syscall.IPPROTO_IPV6, syscall.IPV6_PKTINFO, data[:syscall.SizeofInet6Pktinfo])
+		}
+		if next := syscall.CmsgSpace(l - syscall.CmsgLen(0)); next < len(oob) {
+			oob = oob[next:]
+		} else {
+			return nil
+		}
+	}
+	return nil
+}
+
+func appendCmsg(dst []byte, level, typ int32, data []byte) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, syscall.CmsgSpace(len(data)))...)
+	h := dst[start:]
+	if syscall.SizeofCmsghdr == 16 {
+		binary.NativeEndian.PutUint64(h, uint64(syscall.CmsgLen(len(data))))
+	} else {
+		binary.NativeEndian.PutUint32(h, uint32(syscall.CmsgLen(len(data))))
+	}
+	binary.NativeEndian.PutUint32(h[syscall.SizeofCmsghdr-8:], uint32(level))
+	binary.NativeEndian.PutUint32(h[syscall.SizeofCmsghdr-4:], uint32(typ))
+	copy(h[syscall.CmsgLen(0):], data)
+	return dst
+}

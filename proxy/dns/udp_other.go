@@ -1,0 +1,16 @@
+//go:build !linux
+
+package dns
+
+import (
+	"errors"
+	"net"
+)
+
+const pktinfoSpace = 64
+
+// enablePktinfo is Linux-only here; elsewhere a wildcard UDP address is
+// served by miekg/dns's own server, which handles it.
+func enablePktinfo(*net.UDPConn) error { return errors.New("no IP_PKTINFO support") }
+
+func replyPktinfo(_, _ []byte) []byte { return nil }

@@ -1,0 +1,173 @@
+package dns
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// TestWildcardRepliesFromQueriedAddress: on a wildcard address each reply
+// leaves from the address the query was sent to. The client's socket is
+// connected, so a reply from another address would never reach it.
+func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:0", "[::]:0"} {
+		t.Run(listen, func(t *testing.T) {
+			ts := startServer(t, func(o *Options) { o.Listen = []string{listen} })
+			if len(ts.udp) == 0 {
+				t.Fatal("no UDP listener")
+			}
+			_, port, _ := net.SplitHostPort(ts.udp)
+			if len(ts.Server.udp) != 1 {
+				t.Fatalf("wildcard address not served by the worker pool (%d)", len(ts.Server.udp))
+			}
+			for _, to := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.1"} {
+				r := ask(t, "udp", net.JoinHostPort(to, port), staff, "www.example.org", mdns.TypeA, true)
+				if r.Rcode != mdns.RcodeSuccess || firstA(r) != "192.0.2.1" {
+					t.Fatalf("query to %s: %v", to, r)
+				}
+			}
+			if listen == "[::]:0" {
+				if c, err := net.ListenPacket("udp", "[::1]:0"); err == nil {
+					c.Close()
+					r := ask(t, "udp", net.JoinHostPort("::1", port), "::1", "www.example.org", mdns.TypeA, false)
+					if r.Rcode != mdns.RcodeSuccess {
+						t.Fatalf("query to ::1: %v", r)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSlowUpstreamDoesNotStallUDP: queries waiting on an upstream hold
+// their workers, yet a cached name is still answered at once, because the
+// pool grows while no worker is reading the socket.
+func TestSlowUpstreamDoesNotStallUDP(t *testing.T) {
+	hold := make(chan struct{})
+	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 20 * time.Second })
+	ts.up.mu.Lock()
+	ts.up.hold = hold
+	ts.up.mu.Unlock()
+	ask(t, "udp", ts.udp, staff, "www.example.org", mdns.TypeA, false) // cached from now on
+	const slow = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, slow)
+	for i := range slow {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := new(mdns.Msg)
+			m.SetQuestion(fmt.Sprintf("slow%d.example.", i), mdns.TypeA)
+			c := &mdns.Client{Timeout: 30 * time.Second}
+			if r, _, err := c.Exchange(m, ts.udp); err != nil {
+				errs <- err
+			} else if r.Rcode != mdns.RcodeSuccess {
+				errs <- fmt.Errorf("slow%d: rcode %d", i, r.Rcode)
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.up.held.Load() < slow {
+		if time.Now().After(deadline) {
+			close(hold)
+			t.Fatalf("only %d of %d slow queries reached the upstream", ts.up.held.Load(), slow)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Every slow query now holds a worker; the upstream timeout is 20 s.
+	m := new(mdns.Msg)
+	m.SetQuestion("www.example.org.", mdns.TypeA)
+	r, _, err := (&mdns.Client{Timeout: 3 * time.Second}).Exchange(m, ts.udp)
+	close(hold)
+	if err != nil || r.Rcode != mdns.RcodeSuccess {
+		t.Fatalf("cached name while %d queries wait on the upstream: %v %v", slow, r, err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestMalformedDatagrams: the worker pool answers as miekg/dns's server
+// does: FORMERR (ID echoed) for a query without one question, NOTIMP for an
+// unknown opcode, silence for responses and runt packets.
+func TestMalformedDatagrams(t *testing.T) {
+	ts := startServer(t, nil)
+	c, err := net.Dial("udp", ts.udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange := func(p []byte) *mdns.Msg {
+		t.Helper()
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil
+		}
+		m := new(mdns.Msg)
+		if err := m.Unpack(buf[:n]); err != nil {
+			t.Fatalf("reply does not parse: %v", err)
+		}
+		return m
+	}
+	if r := exchange([]byte{0x12, 0x34, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0}); r == nil || r.Id != 0x1234 || r.Rcode != mdns.RcodeFormatError || !r.RecursionDesired {
+		t.Fatalf("no question: %v", r)
+	}
+	if r := exchange([]byte{0, 7, 5 << 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}); r == nil || r.Rcode != mdns.RcodeNotImplemented || r.Opcode != 5 {
+		t.Fatalf("UPDATE opcode: %v", r)
+	}
+	if r := exchange([]byte{0, 8, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}); r != nil {
+		t.Fatalf("answered a response: %v", r)
+	}
+	if r := exchange([]byte{1, 2, 3}); r != nil {
+		t.Fatalf("answered a runt: %v", r)
+	}
+	q := new(mdns.Msg)
+	q.SetQuestion("www.example.org.", mdns.TypeA)
+	b, _ := q.Pack()
+	if r := exchange(b); r == nil || r.Id != q.Id || firstA(r) != "192.0.2.1" {
+		t.Fatalf("after garbage: %v", r)
+	}
+}
+
+// FuzzServePacket feeds raw datagrams to the worker pool's parser and the
+// request path: no panic, no hang, and any answer parses and echoes the ID.
+func FuzzServePacket(f *testing.F) {
+	m := new(mdns.Msg)
+	m.SetQuestion("www.example.org.", mdns.TypeA)
+	m.SetEdns0(1232, true)
+	b, _ := m.Pack()
+	f.Add(b)
+	f.Add([]byte{0x12, 0x34, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{0, 7, 5 << 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1})
+	ts := startServer(f, func(o *Options) { o.Upstreams.timeout = 200 * time.Millisecond })
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000}}
+		done := make(chan struct{})
+		go func() { defer close(done); ts.servePacket(w, pkt) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("hang on %x", pkt)
+		}
+		if w.n > 0 {
+			r := new(mdns.Msg)
+			if err := r.Unpack(w.last); err != nil {
+				t.Fatalf("answer does not parse: %v", err)
+			}
+			if len(pkt) < 2 || r.Id != uint16(pkt[0])<<8|uint16(pkt[1]) {
+				t.Fatal("ID not echoed")
+			}
+		}
+	})
+}
