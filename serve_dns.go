@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,20 +100,9 @@ func dnsOptions(cfg *config.Config, admin net.Addr, log *slog.Logger) (dnsproxy.
 	if err != nil {
 		return o, err
 	}
-	var specs []dnsproxy.UpstreamSpec
-	for _, u := range plain {
-		ap, err := config.NormalizeIPPort(u, 53)
-		if err != nil {
-			return o, fmt.Errorf("upstream %q: %w", u, err)
-		}
-		specs = append(specs, dnsproxy.UpstreamSpec{Addr: ap})
-	}
-	for _, u := range d.TLSUpstreams {
-		ap, err := config.NormalizeIPPort(u.Address, 853)
-		if err != nil {
-			return o, fmt.Errorf("tls upstream %q: %w", u.Address, err)
-		}
-		specs = append(specs, dnsproxy.UpstreamSpec{Addr: ap, TLS: true, ServerName: u.ServerName})
+	specs, err := upstreamSpecs("dns", plain, d.TLSUpstreams)
+	if err != nil {
+		return o, err
 	}
 	var zones []dnsproxy.Zone
 	for _, f := range d.Forward {
@@ -129,6 +120,16 @@ func dnsOptions(cfg *config.Config, admin net.Addr, log *slog.Logger) (dnsproxy.
 	if err != nil {
 		return o, err
 	}
+	for _, g := range slices.Sorted(maps.Keys(d.GroupUpstreams)) {
+		gu := d.GroupUpstreams[g]
+		specs, err := upstreamSpecs("dns.group_upstreams."+g, gu.Upstreams, gu.TLSUpstreams)
+		if err == nil {
+			err = ups.AddGroup(g, specs)
+		}
+		if err != nil {
+			return o, err
+		}
+	}
 	o.Upstreams = ups
 	if len(d.TLS.Listen) > 0 {
 		cert, err := tls.LoadX509KeyPair(d.TLS.Cert, d.TLS.Key)
@@ -139,4 +140,25 @@ func dnsOptions(cfg *config.Config, admin net.Addr, log *slog.Logger) (dnsproxy.
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return o, nil
+}
+
+// upstreamSpecs turns configured plain and DNS-over-TLS upstreams into the
+// resolver's specs, plain ones first.
+func upstreamSpecs(where string, plain []string, tlsUps []config.TLSUpstream) ([]dnsproxy.UpstreamSpec, error) {
+	var specs []dnsproxy.UpstreamSpec
+	for _, u := range plain {
+		ap, err := config.NormalizeIPPort(u, 53)
+		if err != nil {
+			return nil, fmt.Errorf("%s: upstream %q: %w", where, u, err)
+		}
+		specs = append(specs, dnsproxy.UpstreamSpec{Addr: ap})
+	}
+	for _, u := range tlsUps {
+		ap, err := config.NormalizeIPPort(u.Address, 853)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tls upstream %q: %w", where, u.Address, err)
+		}
+		specs = append(specs, dnsproxy.UpstreamSpec{Addr: ap, TLS: true, ServerName: u.ServerName})
+	}
+	return specs, nil
 }

@@ -18,6 +18,9 @@ func TestDNSOptionsFromConfig(t *testing.T) {
   forward:
     - zone: school.internal
       servers: [127.0.0.4]
+  group_upstreams:
+    guests:
+      upstreams: [127.0.0.5]
   rate_limit:
     qps: 500
     burst: 900
@@ -32,6 +35,9 @@ func TestDNSOptionsFromConfig(t *testing.T) {
 	if o.RateQPS != 500 || o.RateBurst != 900 || o.BlockResponse != "blockpage" || o.BlockPageIP.String() != "10.0.0.9" ||
 		o.Upstreams == nil || len(o.ACL) == 0 || o.Cache.Entries != config.DefaultCacheEntries {
 		t.Fatalf("%+v", o)
+	}
+	if o.Upstreams.Set("guests") == 0 || o.Upstreams.Set("students") != 0 {
+		t.Fatal("group_upstreams not given to the resolver")
 	}
 	// A loopback admin address is no use to clients: the block page IP stays unset (null answers).
 	o, _ = dnsOptions(cfg, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9153}, nil)

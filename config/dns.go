@@ -1,9 +1,11 @@
 package config
 
 import (
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +30,10 @@ type DNS struct {
 	HealthCheck Duration `yaml:"health_check"`
 	// Forward sends the school's own zones to its internal servers.
 	Forward []ForwardZone `yaml:"forward"`
+	// GroupUpstreams gives some client groups their own resolvers in place
+	// of upstreams and tls_upstreams (e.g. a family-filtered resolver for
+	// guests). Forwarded zones still go to their servers.
+	GroupUpstreams map[string]GroupUpstreams `yaml:"group_upstreams"`
 
 	// MemoryLimitMiB is a soft limit on the process's Go heap (as
 	// GOMEMLIMIT, which wins when set): the garbage collector works harder
@@ -45,6 +51,13 @@ type DNS struct {
 type TLSUpstream struct {
 	Address    string `yaml:"address"`     // IP:port (a bare IP gets :853)
 	ServerName string `yaml:"server_name"` // name in its certificate
+}
+
+// GroupUpstreams are one group's resolvers: plain ones first, then
+// DNS-over-TLS.
+type GroupUpstreams struct {
+	Upstreams    []string      `yaml:"upstreams"` // IP:port (a bare IP gets :53)
+	TLSUpstreams []TLSUpstream `yaml:"tls_upstreams"`
 }
 
 // ForwardZone forwards a zone (and its subdomains) to its own servers.
@@ -144,6 +157,38 @@ func (v *validator) dnsSection() {
 		}
 		if strings.TrimSpace(u.ServerName) == "" {
 			v.errf(p+".server_name", "the name in the upstream's certificate is needed (e.g. dns.quad9.net)")
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(d.GroupUpstreams)) {
+		gu := d.GroupUpstreams[g]
+		p := joinKey("dns.group_upstreams", g)
+		if _, ok := v.c.Groups[g]; !ok {
+			v.errf(p, "unknown group %q (groups: %s)", g, strings.Join(slices.Sorted(maps.Keys(v.c.Groups)), ", "))
+		}
+		if len(gu.Upstreams)+len(gu.TLSUpstreams) == 0 {
+			v.errf(p, "give the group at least one upstream or tls_upstream")
+		}
+		seen := map[netip.AddrPort]bool{}
+		for i, u := range gu.Upstreams {
+			ap, err := NormalizeIPPort(u, 53)
+			switch {
+			case err != nil:
+				v.errf(joinIndex(p+".upstreams", i), "invalid upstream %q (want IP:port, e.g. 1.1.1.3:53)", u)
+			case isSelf(ap, d.Listen, nil):
+				v.errf(joinIndex(p+".upstreams", i), "upstream %s is Gatehouse's own listen address (queries would loop)", u)
+			case seen[ap]:
+				v.errf(joinIndex(p+".upstreams", i), "upstream %s is listed twice", u)
+			}
+			seen[ap] = true
+		}
+		for i, u := range gu.TLSUpstreams {
+			q := joinIndex(p+".tls_upstreams", i)
+			if !validIPPort(u.Address, 853) {
+				v.errf(q+".address", "invalid upstream %q (want IP:port, e.g. 1.1.1.3:853)", u.Address)
+			}
+			if strings.TrimSpace(u.ServerName) == "" {
+				v.errf(q+".server_name", "the name in the upstream's certificate is needed (e.g. family.cloudflare-dns.com)")
+			}
 		}
 	}
 	zones := map[string]bool{}

@@ -126,3 +126,39 @@ func TestDNSValidationErrors(t *testing.T) {
 		{"30:21", "dns.memory_limit_mib", "between 32"},
 	})
 }
+
+func TestGroupUpstreams(t *testing.T) {
+	c, err := Parse([]byte(`dns:
+  group_upstreams:
+    guests:
+      upstreams: [1.1.1.3, "1.0.0.3:53"]
+      tls_upstreams:
+        - {address: 1.1.1.3, server_name: family.cloudflare-dns.com}
+`), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.DNS.GroupUpstreams["guests"]
+	if len(g.Upstreams) != 2 || len(g.TLSUpstreams) != 1 || g.TLSUpstreams[0].ServerName != "family.cloudflare-dns.com" {
+		t.Fatalf("group_upstreams: %+v", c.DNS.GroupUpstreams)
+	}
+	checkErrors(t, `dns:
+  listen: ["127.0.0.1:5353"]
+  group_upstreams:
+    pupils:
+      upstreams: [1.1.1.3]
+    guests: {}
+    staff:
+      upstreams: [not-an-ip, 127.0.0.1:5353, 9.9.9.9, "9.9.9.9:53"]
+      tls_upstreams:
+        - {address: "x:853"}
+`, []want{
+		{"4:5", "dns.group_upstreams.pupils", `unknown group "pupils"`},
+		{"6:5", "dns.group_upstreams.guests", "at least one upstream"},
+		{"8:19", "dns.group_upstreams.staff.upstreams[0]", "invalid upstream"},
+		{"8:30", "dns.group_upstreams.staff.upstreams[1]", "own listen address"},
+		{"8:55", "dns.group_upstreams.staff.upstreams[3]", "listed twice"},
+		{"10:11", "dns.group_upstreams.staff.tls_upstreams[0].server_name", "certificate is needed"},
+		{"10:21", "dns.group_upstreams.staff.tls_upstreams[0].address", "invalid upstream"},
+	})
+}

@@ -25,9 +25,10 @@ type CacheOptions struct {
 type cacheKey struct {
 	name  string
 	qtype uint16
-	do    bool // DNSSEC OK
-	edns  bool // the client sent OPT
-	cd    bool // checking disabled
+	do    bool  // DNSSEC OK
+	edns  bool  // the client sent OPT
+	cd    bool  // checking disabled
+	ups   uint8 // the upstream set (per group; 0 = default)
 }
 
 // entry is one cached answer, kept packed so that a hit is a copy, an ID,

@@ -30,6 +30,7 @@ type query struct {
 	proto  string
 	opt    *mdns.OPT
 	now    time.Time
+	ups    uint8 // the client group's upstream set
 }
 
 // ServeDNS answers one query (UDP or TCP; protoHandler does DoT).
@@ -152,6 +153,7 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 		s.count(qt, "blocked", d.Group)
 		return
 	}
+	qr.ups = s.ups.Set(d.Group)
 	switch d.Action {
 	case policy.Block:
 		s.block(&qr, &d, qt)
@@ -282,7 +284,7 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 
 // key is the cache key for name and qtype with the client's EDNS shape.
 func (s *Server) key(qr *query, name string, qtype uint16) cacheKey {
-	k := cacheKey{name: name, qtype: qtype, cd: qr.r.CheckingDisabled}
+	k := cacheKey{name: name, qtype: qtype, cd: qr.r.CheckingDisabled, ups: qr.ups}
 	if qr.opt != nil {
 		k.edns, k.do = true, qr.opt.Do()
 	}
@@ -308,7 +310,7 @@ func (s *Server) exchange(k cacheKey, class uint16, store bool) (*entry, error) 
 	up.SetEdns0(EDNSSize, k.do)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*s.ups.timeout)
 	defer cancel()
-	r, err := s.ups.Exchange(ctx, up, k.name)
+	r, err := s.ups.Exchange(ctx, up, k.name, k.ups)
 	if err != nil {
 		return nil, err
 	}

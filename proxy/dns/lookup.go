@@ -64,7 +64,9 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 
 // lookupType answers one question from the cache or the upstreams.
 func (s *Server) lookupType(client netip.Addr, name string, qt uint16) ([]netip.Addr, error) {
-	k := cacheKey{name: name, qtype: qt, edns: true}
+	eng := s.opts.Engine()
+	user := s.user(client)
+	k := cacheKey{name: name, qtype: qt, edns: true, ups: s.ups.Set(eng.Identify(client, user).Group)}
 	now := s.opts.Now()
 	var e *entry
 	cacheable := s.cache != nil
@@ -79,9 +81,8 @@ func (s *Server) lookupType(client netip.Addr, name string, qt uint16) ([]netip.
 			return nil, err
 		}
 	}
-	eng := s.opts.Engine()
 	for _, t := range e.chain {
-		if d := eng.Decide(policy.Request{Client: client, User: s.user(client), Host: t, Time: now}); d.Action == policy.Block {
+		if d := eng.Decide(policy.Request{Client: client, User: user, Host: t, Time: now}); d.Action == policy.Block {
 			return nil, fmt.Errorf("%s: CNAME target %s: %w", name, t, ErrBlocked)
 		}
 	}

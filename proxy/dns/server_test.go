@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -545,5 +546,35 @@ func TestUserForNil(t *testing.T) {
 	ts := startServer(t, nil)
 	if r := ask(t, "udp", ts.udp, staff, "gamble.example.", mdns.TypeA, true); r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("staff: %v", r)
+	}
+}
+
+// TestGroupUpstreams: a group with its own upstreams is resolved (and
+// cached) apart from the others, through the front door and LookupNetIP.
+func TestGroupUpstreams(t *testing.T) {
+	family := startUpstream(t, "198.51.100.7")
+	ts := startServer(t, func(o *Options) {
+		if err := o.Upstreams.AddGroup("students", []UpstreamSpec{{Addr: family.addr}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for range 2 {
+		if a := firstA(ask(t, "udp", ts.udp, staff, "www.example.org", mdns.TypeA, true)); a != "192.0.2.1" {
+			t.Fatalf("staff answered %s, want the default upstream's", a)
+		}
+		if a := firstA(ask(t, "udp", ts.udp, student, "www.example.org", mdns.TypeA, true)); a != "198.51.100.7" {
+			t.Fatalf("student answered %s, want the group's upstream's", a)
+		}
+	}
+	if ts.up.count("www.example.org.") != 1 || family.count("www.example.org.") != 1 {
+		t.Fatalf("each upstream should be asked once (then cached): default %d, group %d",
+			ts.up.count("www.example.org."), family.count("www.example.org."))
+	}
+	addrs, err := ts.LookupNetIP(context.Background(), netip.MustParseAddr(student), "other.example.org")
+	if err != nil || !slices.Contains(addrs, netip.MustParseAddr("198.51.100.7")) || slices.Contains(addrs, netip.MustParseAddr("192.0.2.1")) {
+		t.Fatalf("LookupNetIP for a student: %v %v", addrs, err)
+	}
+	if err := ts.ups.AddGroup("students", []UpstreamSpec{{Addr: family.addr}}); err == nil {
+		t.Fatal("a group's upstreams given twice were accepted")
 	}
 }

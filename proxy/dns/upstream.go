@@ -47,7 +47,9 @@ type Zone struct {
 // finds it answering again.
 type Upstreams struct {
 	def     []*Upstream
-	zones   []zoneUps // longest first
+	sets    [][]*Upstream    // per-group upstreams; set i+1 of Set
+	groups  map[string]uint8 // group → its set (absent: 0, the default)
+	zones   []zoneUps        // longest first
 	timeout time.Duration
 	metrics *metrics
 	log     *slog.Logger
@@ -114,20 +116,58 @@ func newUpstream(s UpstreamSpec, timeout time.Duration) *Upstream {
 	return up
 }
 
-// pick returns the upstreams for name (lower case, no trailing dot).
-func (u *Upstreams) pick(name string) []*Upstream {
+// AddGroup gives a client group its own upstreams (e.g. a family-filtered
+// resolver for guests) in place of the default ones; forwarded zones still
+// go to their servers. Call it before the set is used.
+func (u *Upstreams) AddGroup(group string, specs []UpstreamSpec) error {
+	if len(specs) == 0 {
+		return fmt.Errorf("group %s: no upstream resolvers", group)
+	}
+	if len(u.sets) >= 255 {
+		return errors.New("more than 255 groups with their own upstreams")
+	}
+	if _, dup := u.groups[group]; dup {
+		return fmt.Errorf("group %s: upstreams given twice", group)
+	}
+	var set []*Upstream
+	for _, s := range specs {
+		set = append(set, newUpstream(s, u.timeout))
+	}
+	u.sets = append(u.sets, set)
+	if u.groups == nil {
+		u.groups = map[string]uint8{}
+	}
+	u.groups[group] = uint8(len(u.sets))
+	return nil
+}
+
+// Set returns the number of group's upstream set (0: the default), which
+// keys the cache, since answers may differ between sets.
+func (u *Upstreams) Set(group string) uint8 {
+	if len(u.groups) == 0 {
+		return 0
+	}
+	return u.groups[group]
+}
+
+// pick returns the upstreams of set for name (lower case, no trailing dot).
+func (u *Upstreams) pick(name string, set uint8) []*Upstream {
 	for i := range u.zones {
 		z := &u.zones[i]
 		if name == z.name || strings.HasSuffix(name, z.suffix) {
 			return z.ups
 		}
 	}
+	if set > 0 && int(set) <= len(u.sets) {
+		return u.sets[set-1]
+	}
 	return u.def
 }
 
-// Exchange sends q to the upstreams for name, healthy ones first.
-func (u *Upstreams) Exchange(ctx context.Context, q *mdns.Msg, name string) (*mdns.Msg, error) {
-	ups := u.pick(name)
+// Exchange sends q to the upstreams of set (see Set) for name, healthy
+// ones first.
+func (u *Upstreams) Exchange(ctx context.Context, q *mdns.Msg, name string, set uint8) (*mdns.Msg, error) {
+	ups := u.pick(name, set)
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
 		for _, up := range ups {
@@ -185,9 +225,12 @@ func (u *Upstreams) exchangeOne(ctx context.Context, up *Upstream, q *mdns.Msg) 
 	return r, nil
 }
 
-// all lists every upstream (default and zones).
+// all lists every upstream (default, groups' and zones').
 func (u *Upstreams) all() []*Upstream {
 	out := append([]*Upstream(nil), u.def...)
+	for _, set := range u.sets {
+		out = append(out, set...)
+	}
 	for _, z := range u.zones {
 		out = append(out, z.ups...)
 	}
