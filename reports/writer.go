@@ -71,14 +71,15 @@ func (o *Options) fill() {
 // Writer is the event sink: a bounded queue drained by one goroutine that
 // inserts events in batched transactions and keeps incidents up to date.
 // Low-severity events are dropped when the queue is full; high and
-// critical ones go to an overflow list that is never dropped.
+// critical ones are always queued. The queue is a slice that grows as
+// events arrive and is swapped out whole by the writer, so an idle writer
+// holds no buffer.
 type Writer struct {
 	st  *Store
 	opt Options
 
-	in       chan Event
 	mu       sync.Mutex
-	overflow []Event
+	queue    []Event
 	wake     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -110,7 +111,7 @@ type openIncident struct {
 // NewWriter starts a writer on st.
 func NewWriter(st *Store, opt Options) (*Writer, error) {
 	opt.fill()
-	w := &Writer{st: st, opt: opt, in: make(chan Event, opt.QueueSize), wake: make(chan struct{}, 1),
+	w := &Writer{st: st, opt: opt, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}), flushReq: make(chan chan struct{}),
 		open: map[incKey]*openIncident{}}
 	if err := w.loadOpen(); err != nil {
@@ -153,23 +154,19 @@ func (w *Writer) Record(ev Event) bool {
 	if w.closed.Load() {
 		return false
 	}
+	w.mu.Lock()
+	if len(w.queue) >= w.opt.QueueSize && ev.Severity < bl.SeverityHigh && !ev.Restricted {
+		w.mu.Unlock()
+		w.dropped.Add(1)
+		return false
+	}
+	w.queue = append(w.queue, ev)
+	w.mu.Unlock()
 	select {
-	case w.in <- ev:
-		return true
+	case w.wake <- struct{}{}:
 	default:
 	}
-	if ev.Severity >= bl.SeverityHigh || ev.Restricted {
-		w.mu.Lock()
-		w.overflow = append(w.overflow, ev)
-		w.mu.Unlock()
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-		return true
-	}
-	w.dropped.Add(1)
-	return false
+	return true
 }
 
 // Dropped is how many low-severity events were dropped so far.
@@ -203,15 +200,13 @@ func (w *Writer) Close() {
 
 func (w *Writer) run() {
 	defer close(w.done)
-	batch := make([]Event, 0, w.opt.MaxBatch)
 	purge := time.NewTicker(time.Minute)
 	defer purge.Stop()
+	var spare []Event
 	for {
 		var flushed chan struct{}
 		stopping := false
 		select {
-		case ev := <-w.in:
-			batch = append(batch, ev)
 		case <-w.wake:
 		case flushed = <-w.flushReq:
 		case <-purge.C:
@@ -220,39 +215,26 @@ func (w *Writer) run() {
 		case <-w.stop:
 			stopping = true
 		}
-	fill:
-		for len(batch) < w.opt.MaxBatch {
-			select {
-			case ev := <-w.in:
-				batch = append(batch, ev)
-			default:
-				break fill
-			}
-		}
-		w.mu.Lock()
-		batch = append(batch, w.overflow...)
-		w.overflow = nil
-		w.mu.Unlock()
-		if len(batch) > 0 {
-			w.commit(batch)
-			batch = batch[:0]
-		}
-		if flushed != nil || stopping {
-			// Everything queued before the request: keep draining.
-			for len(w.in) > 0 {
-				for len(batch) < w.opt.MaxBatch && len(w.in) > 0 {
-					batch = append(batch, <-w.in)
-				}
-				w.commit(batch)
-				batch = batch[:0]
-			}
+		// Everything queued so far, and what arrives while committing.
+		for {
 			w.mu.Lock()
-			batch = append(batch, w.overflow...)
-			w.overflow = nil
+			all := w.queue
+			w.queue = spare
 			w.mu.Unlock()
-			if len(batch) > 0 {
-				w.commit(batch)
-				batch = batch[:0]
+			if len(all) == 0 {
+				spare = all
+				break
+			}
+			for batch := all; len(batch) > 0; {
+				n := min(len(batch), w.opt.MaxBatch)
+				w.commit(batch[:n])
+				batch = batch[n:]
+			}
+			clear(all) // drop the strings
+			// Keep the buffer while it is used; let a quiet writer's go.
+			spare = nil
+			if len(all) >= cap(all)/4 && cap(all) <= w.opt.QueueSize {
+				spare = all[:0]
 			}
 		}
 		if flushed != nil {

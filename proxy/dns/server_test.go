@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -390,30 +391,61 @@ func TestMetricsExported(t *testing.T) {
 }
 
 func TestGracefulShutdownAnswersInFlight(t *testing.T) {
-	ts := startServer(t, nil)
+	hold := make(chan struct{})
+	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 10 * time.Second })
+	ts.up.mu.Lock()
+	ts.up.hold = hold
+	ts.up.mu.Unlock()
+	const n = 20 // half over UDP, half over TCP, all waiting on the upstream
 	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := 0; i < 50; i++ {
+	errs := make(chan error, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &mdns.Client{Net: "tcp", Timeout: 3 * time.Second}
+			netw, addr := "udp", ts.udp
+			if i%2 == 1 {
+				netw, addr = "tcp", ts.tcp
+			}
 			m := new(mdns.Msg)
-			m.SetQuestion("inflight.example.", mdns.TypeA)
-			if _, _, err := c.Exchange(m, ts.tcp); err != nil {
+			m.SetQuestion(fmt.Sprintf("slow%d.example.", i), mdns.TypeA)
+			r, _, err := (&mdns.Client{Net: netw, Timeout: 10 * time.Second}).Exchange(m, addr)
+			if err == nil && firstA(r) != "192.0.2.1" {
+				err = fmt.Errorf("%s: %v", netw, r)
+			}
+			if err != nil {
 				errs <- err
 			}
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	ts.Shutdown(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.up.held.Load() < n {
+		if time.Now().After(deadline) {
+			close(hold)
+			t.Fatalf("only %d of %d queries reached the upstream", ts.up.held.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ts.Shutdown(ctx) // SIGTERM
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		close(hold)
+		t.Fatal("shutdown did not wait for the queries in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(hold)
 	wg.Wait()
 	close(errs)
-	// Queries that connected before shutdown are answered; later ones may be
-	// refused at connect, which is fine. Nothing hangs.
-	_ = errs
+	for err := range errs {
+		t.Errorf("in-flight query not answered: %v", err)
+	}
+	<-stopped
 	if _, err := net.Dial("tcp", ts.tcp); err == nil {
 		t.Fatal("still listening after shutdown")
 	}
