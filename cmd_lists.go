@@ -72,7 +72,7 @@ func (c *cli) listsStats(args []string) int {
 	st := ix.Stats()
 	rep := statsReport{
 		Domains: st.Domains, URLs: st.URLs, Prefixes: st.Prefixes, Hashed: st.Hashed, IndexBytes: st.Bytes,
-		HeapBytes: int64(m1.HeapAlloc) - int64(m0.HeapAlloc), RSSBytes: rssBytes(), LoadSeconds: took.Seconds(),
+		HeapBytes: int64(m1.HeapAlloc) - int64(m0.HeapAlloc) + st.OffHeap, RSSBytes: rssBytes(), LoadSeconds: took.Seconds(),
 	}
 	failed := false
 	for _, l := range ix.Lists() {
@@ -122,7 +122,7 @@ func (c *cli) listsStats(args []string) int {
 		}
 		fmt.Fprintf(c.stdout, "\nindex: %s domains, %s URL rules, %s IP prefixes, %s hashed entries\n",
 			thousands(int64(rep.Domains)), thousands(int64(rep.URLs)), thousands(int64(rep.Prefixes)), thousands(int64(rep.Hashed)))
-		fmt.Fprintf(c.stdout, "load + index: %.2f s; index heap %.1f MiB (structures %.1f MiB); process RSS %.1f MiB\n",
+		fmt.Fprintf(c.stdout, "load + index: %.2f s; index memory %.1f MiB (structures %.1f MiB); process RSS %.1f MiB\n",
 			rep.LoadSeconds, mib(rep.HeapBytes), mib(rep.IndexBytes), mib(rep.RSSBytes))
 	}
 	if failed {

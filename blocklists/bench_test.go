@@ -49,7 +49,7 @@ func BenchmarkLoad1M(b *testing.B) {
 		b.StopTimer()
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
-		heap = m1.HeapAlloc - m0.HeapAlloc
+		heap = m1.HeapAlloc - m0.HeapAlloc + uint64(ix.Stats().OffHeap) // the table may be outside the heap
 		runtime.KeepAlive(ix)
 		b.StartTimer()
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -56,8 +57,12 @@ type combo struct {
 // aimed at). The matched entry is always a suffix of the looked-up name, so
 // no names need storing to explain a match.
 type Index struct {
-	seed      maphash.Seed
+	seed maphash.Seed
+	// slots may live outside the Go heap (slots_unix.go), freed by a
+	// cleanup once the Index is unreachable: every method that reads it
+	// keeps ix alive to its end (runtime.KeepAlive).
 	slots     []uint64
+	offHeap   int64  // bytes of slots outside the Go heap
 	labelMask uint64 // bit n set when some entry has n labels (63 = 63 or more)
 	combos    []combo
 	names     int // distinct domain entries
@@ -88,7 +93,9 @@ const (
 func (ix *Index) find(name string) uint32 {
 	h := maphash.String(ix.seed, name)
 	pos := (uint64(uint32(h)) * uint64(len(ix.slots))) >> 32
-	return ix.probe(pos, h>>comboBits, ix.slots[pos])
+	c := ix.probe(pos, h>>comboBits, ix.slots[pos])
+	runtime.KeepAlive(ix)
+	return c
 }
 
 // probe finishes a lookup whose first slot v (at pos) is already loaded.
@@ -96,9 +103,11 @@ func (ix *Index) probe(pos, tag, v uint64) uint32 {
 	n := uint64(len(ix.slots))
 	for {
 		if v == 0 {
+			runtime.KeepAlive(ix)
 			return 0
 		}
 		if v>>comboBits == tag {
+			runtime.KeepAlive(ix)
 			return uint32(v & comboMask)
 		}
 		pos++
@@ -186,6 +195,7 @@ func (ix *Index) LookupTrace(name string, tr *Trace) CategorySet {
 	if len(ix.hashes) > 0 {
 		block |= ix.lookupHashed(name, "")
 	}
+	runtime.KeepAlive(ix) // slots may be outside the heap
 	return block &^ allow
 }
 
@@ -441,6 +451,7 @@ type IndexStats struct {
 	Hashed    int   // hashed (restricted) entries
 	Combos    int   // distinct list memberships
 	Bytes     int64 // estimated memory of the index structures
+	OffHeap   int64 // of which outside the Go heap (the hash table, where the platform allows)
 	BuiltAt   time.Time
 	ListCount int
 }
@@ -455,6 +466,7 @@ func (ix *Index) Stats() IndexStats {
 		Combos: len(ix.combos) - 1, BuiltAt: ix.built, ListCount: len(ix.lists),
 	}
 	s.Bytes = int64(len(ix.slots)) * 8
+	s.OffHeap = ix.offHeap
 	for _, c := range ix.combos {
 		s.Bytes += 56 + int64(len(c.lists))*4
 	}
@@ -669,7 +681,12 @@ func (b *Builder) Build() (*Index, error) {
 	}
 	if n := len(b.names); n > 0 {
 		size := int(float64(n)/maxLoad) + 1
-		ix.slots = make([]uint64, size)
+		var mem []byte
+		ix.slots, mem = newSlots(size)
+		if mem != nil {
+			ix.offHeap = int64(len(mem))
+			runtime.AddCleanup(ix, freeSlots, mem)
+		}
 		for h, c := range b.names {
 			pos := (uint64(uint32(h)) * uint64(size)) >> 32
 			v := (h>>comboBits)<<comboBits | uint64(c)
