@@ -32,32 +32,107 @@ type cacheKey struct {
 }
 
 // entry is one cached answer, kept packed so that a hit is a copy, an ID,
-// flag and TTL patch, and a write.
+// flag and TTL patch, and a write. Entries are small (64 bytes plus the
+// message) because the cache holds tens of thousands: the key's name is
+// not stored apart but checked against the packed question.
 //
 // wire and the TTL offsets share one allocation: the offsets (big-endian
 // uint16s) follow the message, in wire[len(wire):cap(wire)].
 type entry struct {
-	wire    []byte   // packed response, ID 0, question in lower case; then the offsets of every RR's TTL (not OPT)
-	chain   []string // CNAME/DNAME targets in the answer (lower case, no dot)
-	stored  int64    // unix nanos
-	expires int64    // unix nanos
+	wire    []byte    // packed response, ID 0, question in lower case; then the offsets of every RR's TTL (not OPT)
+	chain   *[]string // CNAME/DNAME targets in the answer (lower case, no dot); nil if none
+	expires int64     // unix nanos
 	ttl     uint32
+	used    atomic.Uint32 // unix seconds of the last hit
 	hits    atomic.Uint32
-	used    atomic.Int64 // unix nanos of the last hit
-	fetch   atomic.Bool  // a prefetch is running
+	shape   uint8       // the key's EDNS shape (shapeDO, shapeEDNS, shapeCD)
+	ups     uint8       // the key's upstream set
+	fetch   atomic.Bool // a prefetch is running
 }
+
+const (
+	shapeDO = 1 << iota
+	shapeEDNS
+	shapeCD
+)
+
+func (k *cacheKey) shape() uint8 {
+	var s uint8
+	if k.do {
+		s |= shapeDO
+	}
+	if k.edns {
+		s |= shapeEDNS
+	}
+	if k.cd {
+		s |= shapeCD
+	}
+	return s
+}
+
+// stored is when the answer was stored (unix nanos).
+func (e *entry) stored() int64 { return e.expires - int64(e.ttl)*int64(time.Second) }
+
+// targets returns the CNAME/DNAME targets of the answer.
+func (e *entry) targets() []string {
+	if e.chain == nil {
+		return nil
+	}
+	return *e.chain
+}
+
+// is reports whether e answers k: the key's shape, upstream set, type and
+// name (against the packed question).
+func (e *entry) is(k *cacheKey) bool {
+	if e.shape != k.shape() || e.ups != k.ups {
+		return false
+	}
+	end, ok := wireNameIs(e.wire, 12, k.name)
+	return ok && end+2 <= len(e.wire) && binary.BigEndian.Uint16(e.wire[end:]) == k.qtype
+}
+
+// wireNameIs reports whether the uncompressed wire name at off is name
+// (lower case, no trailing dot, "" for the root), and where it ends.
+func wireNameIs(b []byte, off int, name string) (int, bool) {
+	for {
+		if off >= len(b) {
+			return 0, false
+		}
+		l := int(b[off])
+		off++
+		if l == 0 {
+			return off, name == ""
+		}
+		if l&0xC0 != 0 || off+l > len(b) || len(name) < l || string(b[off:off+l]) != name[:l] {
+			return 0, false
+		}
+		off += l
+		name = name[l:]
+		if name != "" {
+			if name[0] != '.' {
+				return 0, false
+			}
+			name = name[1:]
+			if name == "" {
+				return 0, false // "a." is not a key name
+			}
+		}
+	}
+}
+
+const cacheShardBits = 5
 
 type cache struct {
 	opts   CacheOptions
 	seed   maphash.Seed
 	per    int // entries per shard
-	shards [32]cacheShard
+	shards [1 << cacheShardBits]cacheShard
 	count  atomic.Int64
 }
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[cacheKey]*entry
+	m  map[uint64]*entry // by hash of the key (see cache.hash); entry.is checks it
 }
 
 func newCache(o CacheOptions) *cache {
@@ -73,50 +148,61 @@ func newCache(o CacheOptions) *cache {
 	c := &cache{opts: o, seed: maphash.MakeSeed()}
 	c.per = (o.Entries + len(c.shards) - 1) / len(c.shards)
 	for i := range c.shards {
-		c.shards[i].m = make(map[cacheKey]*entry)
+		c.shards[i].m = make(map[uint64]*entry)
 	}
 	return c
 }
 
-func (c *cache) shard(k *cacheKey) *cacheShard {
-	return &c.shards[maphash.String(c.seed, k.name)%uint64(len(c.shards))]
+// hash mixes the key into 64 bits: the name's hash with the type, shape
+// and upstream set (an injective mix, so one name's keys never collide).
+func (c *cache) hash(k *cacheKey) uint64 {
+	x := uint64(k.qtype) | uint64(k.shape())<<16 | uint64(k.ups)<<24
+	return maphash.String(c.seed, k.name) ^ (x+1)*0x9E3779B97F4A7C15
+}
+
+// shard picks by the top bits of h, which the type/shape mix reaches too.
+func (c *cache) shard(h uint64) *cacheShard {
+	return &c.shards[h>>(64-cacheShardBits)]
 }
 
 // get returns the entry for k, fresh or (within the stale window) expired.
 func (c *cache) get(k cacheKey, now int64) *entry {
-	s := c.shard(&k)
+	h := c.hash(&k)
+	s := c.shard(h)
 	s.mu.RLock()
-	e := s.m[k]
+	e := s.m[h]
 	s.mu.RUnlock()
-	if e == nil {
+	if e == nil || !e.is(&k) {
 		return nil
 	}
 	if now > e.expires+int64(c.opts.ServeStale) {
 		return nil
 	}
-	e.used.Store(now)
+	e.used.Store(uint32(now / int64(time.Second)))
 	return e
 }
 
-// put stores a packed answer.
+// put stores a packed answer (replacing any under the same hash).
 func (c *cache) put(k cacheKey, e *entry) {
-	s := c.shard(&k)
+	e.shape, e.ups = k.shape(), k.ups
+	h := c.hash(&k)
+	s := c.shard(h)
 	s.mu.Lock()
-	if _, ok := s.m[k]; !ok {
+	if _, ok := s.m[h]; !ok {
 		if len(s.m) >= c.per {
-			c.evictLocked(s, e.stored)
+			c.evictLocked(s, e.stored())
 		}
 		c.count.Add(1)
 	}
-	s.m[k] = e
+	s.m[h] = e
 	s.mu.Unlock()
 }
 
 // evictLocked removes one entry: among a few sampled (map iteration order
 // is random), a dead one if any, else the least recently used.
 func (c *cache) evictLocked(s *cacheShard, now int64) {
-	var victim cacheKey
-	var oldest int64 = 1<<63 - 1
+	var victim uint64
+	var oldest uint32 = 1<<32 - 1
 	n := 0
 	for k, e := range s.m {
 		if now > e.expires+int64(c.opts.ServeStale) {
@@ -210,9 +296,11 @@ func newEntry(m *mdns.Msg, ttl uint32, chain []string, now int64) (*entry, error
 	for _, o := range offs {
 		data = binary.BigEndian.AppendUint16(data, o)
 	}
-	e := &entry{wire: data[:len(packed)], chain: chain, stored: now, ttl: ttl,
-		expires: now + int64(ttl)*int64(time.Second)}
-	e.used.Store(now)
+	e := &entry{wire: data[:len(packed)], ttl: ttl, expires: now + int64(ttl)*int64(time.Second)}
+	if len(chain) > 0 {
+		e.chain = &chain
+	}
+	e.used.Store(uint32(now / int64(time.Second)))
 	return e, nil
 }
 
@@ -290,8 +378,8 @@ func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int
 		return nil, false
 	}
 	age := uint32(0)
-	if now > e.stored {
-		age = uint32((now - e.stored) / int64(time.Second))
+	if st := e.stored(); now > st {
+		age = uint32((now - st) / int64(time.Second))
 	}
 	offs := e.wire[len(e.wire):cap(e.wire)]
 	for i := 0; i+1 < len(offs); i += 2 {

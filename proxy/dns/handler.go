@@ -224,11 +224,11 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 // chainBlocked checks every CNAME/DNAME target in the answer against the
 // client's policy; a blocked target blocks the whole answer.
 func (s *Server) chainBlocked(qr *query, e *entry, qt string) bool {
-	if len(e.chain) == 0 {
+	if e.chain == nil {
 		return false
 	}
 	eng := s.opts.Engine()
-	for _, t := range e.chain {
+	for _, t := range e.targets() {
 		d := eng.Decide(policy.Request{Client: qr.client, User: s.user(qr.client), Host: t, Time: qr.now})
 		if d.Action == policy.Block {
 			if d.Entry == "" && !d.Restricted {

@@ -81,7 +81,7 @@ func (s *Server) lookupType(client netip.Addr, name string, qt uint16) ([]netip.
 			return nil, err
 		}
 	}
-	for _, t := range e.chain {
+	for _, t := range e.targets() {
 		if d := eng.Decide(policy.Request{Client: client, User: user, Host: t, Time: now}); d.Action == policy.Block {
 			return nil, fmt.Errorf("%s: CNAME target %s: %w", name, t, ErrBlocked)
 		}
