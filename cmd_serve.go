@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,13 +47,6 @@ type server struct {
 	mu            sync.Mutex     // serialises reloads
 }
 
-// serveGCPercent is the garbage collector's target while serving (as
-// GOGC, which wins when set). The big tables (the blocklist index) live
-// outside the Go heap and the rest is small and mostly long-lived (the
-// answer cache), so collecting at +50% instead of Go's +100% costs little
-// CPU and keeps the process's memory steady and small.
-const serveGCPercent = 50
-
 func (c *cli) serve(args []string) int {
 	if pos, err := parse(c.flags("serve"), args); err != nil || len(pos) > 0 {
 		return exitUsage
@@ -64,11 +56,9 @@ func (c *cli) serve(args []string) int {
 		return code
 	}
 	log := newLogger(cfg, os.Stderr)
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(serveGCPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go tuneGC(ctx)
 	s := &server{log: log, cfgPath: c.cfgPath}
 	if c.cfgPath != "" {
 		s.watcher = config.NewWatcher(c.cfgPath) // edits from now on are seen
