@@ -17,7 +17,7 @@ import (
 // is never less than minGCHeadroom.
 const (
 	serveGCPercent = 50
-	minGCHeadroom  = 8 << 20
+	minGCHeadroom  = 4 << 20
 )
 
 // gcPercentFor returns the GC percent for a live heap of live bytes.

@@ -11,7 +11,7 @@ func TestGCPercentFor(t *testing.T) {
 	for _, tc := range []struct {
 		live uint64
 		want int
-	}{{0, 50}, {4 << 20, 200}, {8 << 20, 100}, {16 << 20, 50}, {64 << 20, 50}} {
+	}{{0, 50}, {2 << 20, 200}, {4 << 20, 100}, {8 << 20, 50}, {64 << 20, 50}} {
 		if got := gcPercentFor(tc.live); got != tc.want {
 			t.Errorf("live %d MiB: %d, want %d", tc.live>>20, got, tc.want)
 		}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -65,14 +66,21 @@ func (l *udpListener) worker() {
 		oob = make([]byte, pktinfoSpace)
 	}
 	w := &udpWriter{l: l, conn: l.conn, local: l.conn.LocalAddr()}
+	fails := 0
 	for {
 		n, oobn, _, peer, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // e.g. ICMP port unreachable from an earlier reply
+			// e.g. ICMP port unreachable from an earlier reply; back off if
+			// the socket keeps failing rather than spin.
+			if fails++; fails > 100 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
 		}
+		fails = 0
 		w.peer, w.oob = peer, nil
 		if l.pktinfo {
 			w.oob = replyPktinfo(oob[:oobn], w.oobBuf[:0])
