@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,33 @@ func testUpstream(t testing.TB) string {
 	return pc.LocalAddr().String()
 }
 
+// startServing runs `serve` in-process on the config at path; stop (also
+// run at cleanup) shuts it down as SIGTERM would, once.
+func startServing(t *testing.T, path string) (*server, *config.Config, func()) {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
+	if err := s.start(ctx, cfg); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			s.stopDNS()
+			s.stopProxy()
+			s.stopReports()
+			cancel()
+		})
+	}
+	t.Cleanup(stop)
+	return s, cfg, stop
+}
+
 // TestEndToEnd follows one breach through every stage: a DNS query from a
 // student → policy → answer → event → breach store → immediate alert in
 // the outbox → the events, incidents and report commands.
@@ -75,26 +103,7 @@ groups:
     networks: [127.0.0.0/8]
     block: [pornography, vpn]
 `, map[string]string{"adult.txt": "porn.example\n"})
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
-	if err := s.start(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			s.stopDNS()
-			s.stopProxy()
-			s.stopReports()
-		}
-	}
-	defer stop()
+	s, cfg, stop := startServing(t, path)
 	addr := s.dns.Addrs()[0].String()
 	c := &mdns.Client{Net: "udp", Timeout: 2 * time.Second}
 	ask := func(name string) *mdns.Msg {
@@ -238,24 +247,7 @@ groups:
   staff:
     block: [pornography]
 `, map[string]string{"adult.txt": "porn.example\n", "bet.txt": "bet.example\n", "users": "mrsmith:" + string(hash) + "\n"})
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
-	if err := s.start(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			s.stopDNS()
-			s.stopProxy()
-			s.stopReports()
-		}
-	}
-	defer stop()
+	s, _, stop := startServing(t, path)
 	addr := s.dns.Addrs()[0].String()
 	ask := func(name string) int {
 		m := new(mdns.Msg)

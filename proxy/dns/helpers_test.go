@@ -66,6 +66,27 @@ func startUpstream(t testing.TB, a string) *testUpstream {
 	return u
 }
 
+// holdSlow makes queries for slow* names wait until hold is closed.
+func (u *testUpstream) holdSlow(hold chan struct{}) {
+	u.mu.Lock()
+	u.hold = hold
+	u.mu.Unlock()
+}
+
+// waitHeld waits until n queries are held (closing hold and failing if
+// they do not arrive).
+func (u *testUpstream) waitHeld(t *testing.T, n int32, hold chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for u.held.Load() < n {
+		if time.Now().After(deadline) {
+			close(hold)
+			t.Fatalf("only %d of %d queries reached the upstream", u.held.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (u *testUpstream) count(name string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -393,9 +393,7 @@ func TestMetricsExported(t *testing.T) {
 func TestGracefulShutdownAnswersInFlight(t *testing.T) {
 	hold := make(chan struct{})
 	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 10 * time.Second })
-	ts.up.mu.Lock()
-	ts.up.hold = hold
-	ts.up.mu.Unlock()
+	ts.up.holdSlow(hold)
 	const n = 20 // half over UDP, half over TCP, all waiting on the upstream
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -418,14 +416,7 @@ func TestGracefulShutdownAnswersInFlight(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for ts.up.held.Load() < n {
-		if time.Now().After(deadline) {
-			close(hold)
-			t.Fatalf("only %d of %d queries reached the upstream", ts.up.held.Load(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	ts.up.waitHeld(t, n, hold)
 	stopped := make(chan struct{})
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -49,9 +49,7 @@ func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
 func TestSlowUpstreamDoesNotStallUDP(t *testing.T) {
 	hold := make(chan struct{})
 	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 20 * time.Second })
-	ts.up.mu.Lock()
-	ts.up.hold = hold
-	ts.up.mu.Unlock()
+	ts.up.holdSlow(hold)
 	ask(t, "udp", ts.udp, staff, "www.example.org", mdns.TypeA, false) // cached from now on
 	const slow = 40
 	var wg sync.WaitGroup
@@ -70,14 +68,7 @@ func TestSlowUpstreamDoesNotStallUDP(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for ts.up.held.Load() < slow {
-		if time.Now().After(deadline) {
-			close(hold)
-			t.Fatalf("only %d of %d slow queries reached the upstream", ts.up.held.Load(), slow)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	ts.up.waitHeld(t, slow, hold)
 	// Every slow query now holds a worker; the upstream timeout is 20 s.
 	m := new(mdns.Msg)
 	m.SetQuestion("www.example.org.", mdns.TypeA)
