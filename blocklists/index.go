@@ -699,9 +699,8 @@ func (b *Builder) Build() (*Index, error) {
 			ix.slots[pos] = v
 		}
 	}
-	for host, rules := range ix.urls {
+	for _, rules := range ix.urls {
 		slices.SortFunc(rules, func(a, b urlRule) int { return len(b.path) - len(a.path) })
-		ix.urls[host] = rules
 	}
 	for p := range ix.ips {
 		n := p.Bits()

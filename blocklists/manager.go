@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -319,7 +319,7 @@ func (m *Manager) build(strict bool) (*Index, error) {
 		newState[s.Name] = st
 	}
 	if len(failed) > 0 {
-		return nil, fmt.Errorf("rebuild refused, keeping the running lists: %s", joinErrs(failed))
+		return nil, fmt.Errorf("rebuild refused, keeping the running lists: %s", strings.Join(failed, "; "))
 	}
 	ix, err := b.Build()
 	if err != nil {
@@ -331,17 +331,6 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
 		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))
 	return ix, nil
-}
-
-func joinErrs(errs []string) string {
-	out := ""
-	for i, e := range errs {
-		if i > 0 {
-			out += "; "
-		}
-		out += e
-	}
-	return out
 }
 
 // loadSource adds one source's lists to b and returns its entry count.
@@ -414,8 +403,8 @@ func (m *Manager) swap(ix *Index) {
 		(*f)(ix)
 	}
 	// The builder's scratch maps are garbage now; hand the memory back so
-	// the resident size reflects the index, not the build.
-	runtime.GC()
+	// the resident size reflects the index, not the build (FreeOSMemory
+	// collects first).
 	debug.FreeOSMemory()
 }
 

@@ -180,11 +180,11 @@ func sniff(head []byte) error {
 	}
 	text := bytes.TrimLeft(head, " \t\r\n\v\f")
 	for _, tag := range []string{"<!doctype", "<html", "<head", "<body", "<!--"} {
-		if len(text) >= len(tag) && strings.EqualFold(string(text[:len(tag)]), tag) {
+		if hasPrefixFold(text, tag) {
 			return ErrHTML
 		}
 	}
-	if len(text) >= 5 && strings.EqualFold(string(text[:5]), "<?xml") {
+	if hasPrefixFold(text, "<?xml") {
 		return errors.New("looks like an XML document, not a list")
 	}
 	if bytes.IndexByte(head, 0) >= 0 {
