@@ -359,8 +359,8 @@ func ttlOffsets(b []byte) ([]uint16, bool) {
 }
 
 // render writes e into dst for a query with id and flags, ages the TTLs by
-// now, and returns the message. stale sets every TTL to staleTTL.
-func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int64, stale bool) ([]byte, bool) {
+// now, and returns the message.
+func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int64) ([]byte, bool) {
 	dst = append(dst[:0], e.wire...)
 	binary.BigEndian.PutUint16(dst, id)
 	if rd {
@@ -384,12 +384,9 @@ func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int
 	offs := e.wire[len(e.wire):cap(e.wire)]
 	for i := 0; i+1 < len(offs); i += 2 {
 		off := binary.BigEndian.Uint16(offs[i:])
-		t := uint32(staleTTL)
-		if !stale {
-			t = 0
-			if orig := binary.BigEndian.Uint32(e.wire[off:]); orig > age {
-				t = orig - age
-			}
+		t := uint32(0)
+		if orig := binary.BigEndian.Uint32(e.wire[off:]); orig > age {
+			t = orig - age
 		}
 		binary.BigEndian.PutUint32(dst[off:], t)
 	}

@@ -30,52 +30,13 @@ type query struct {
 	proto  string
 	opt    *mdns.OPT
 	now    time.Time
-	ups    uint8 // the client group's upstream set
+	ups    uint8          // the client group's upstream set
+	eng    *policy.Engine // the engine deciding this query (one per query, even across a reload)
+	user   string         // the user logged in from client, if known
 }
 
-// ServeDNS answers one query (UDP or TCP; protoHandler does DoT).
-//
-// miekg/dns starts a goroutine per UDP packet; the filtering path's stack
-// would outgrow a new goroutine's and be copied on every query. UDP queries
-// are therefore handed to long-lived workers (whose stacks have already
-// grown); when every worker is busy the query is answered inline.
-func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		s.serve(w, r, "tcp")
-		return
-	}
-	if s.work != nil {
-		s.inflight.Add(1)
-		select {
-		case s.work <- job{w, r}:
-			w.Hijack() // the worker writes the answer; miekg must not close w
-			return
-		default:
-			s.inflight.Add(-1)
-		}
-	}
-	s.serve(w, r, "udp")
-}
-
-type job struct {
-	w mdns.ResponseWriter
-	r *mdns.Msg
-}
-
-// worker answers queued UDP queries until shutdown.
-func (s *Server) worker() {
-	defer s.workers.Done()
-	for {
-		select {
-		case j := <-s.work:
-			s.serve(j.w, j.r, "udp")
-			s.inflight.Add(-1)
-		case <-s.stop:
-			return
-		}
-	}
-}
-
+// protoHandler is the miekg/dns handler of one listener kind: tcp, dot,
+// and udp where miekg's server reads the socket (see udp.go).
 type protoHandler struct {
 	s     *Server
 	proto string
@@ -111,12 +72,12 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 		return
 	}
 	qr.name = normName(qr.q.Name)
-	eng := s.opts.Engine()
+	qr.eng, qr.user = s.opts.Engine(), s.user(qr.client)
 	var d policy.Decision
 	if qr.name != "" && qr.q.Qclass == mdns.ClassINET {
-		d = eng.Decide(policy.Request{Client: qr.client, User: s.user(qr.client), Host: qr.name, Time: qr.now})
+		d = qr.eng.Decide(policy.Request{Client: qr.client, User: qr.user, Host: qr.name, Time: qr.now})
 	} else {
-		d.Identity = eng.Identify(qr.client, s.user(qr.client))
+		d.Identity = qr.eng.Identify(qr.client, qr.user)
 	}
 
 	switch classifyBypass(qr.name, &d) {
@@ -227,9 +188,8 @@ func (s *Server) chainBlocked(qr *query, e *entry, qt string) bool {
 	if e.chain == nil {
 		return false
 	}
-	eng := s.opts.Engine()
 	for _, t := range e.targets() {
-		d := eng.Decide(policy.Request{Client: qr.client, User: s.user(qr.client), Host: t, Time: qr.now})
+		d := qr.eng.Decide(policy.Request{Client: qr.client, User: qr.user, Host: t, Time: qr.now})
 		if d.Action == policy.Block {
 			if d.Entry == "" && !d.Restricted {
 				d.Entry = t
@@ -384,15 +344,17 @@ func (s *Server) maybePrefetch(k cacheKey, e *entry, now int64) {
 // answer writes a cached or fresh entry to the client: the fast path
 // copies the packed answer and patches ID, flags, question case and TTLs.
 func (s *Server) answer(qr *query, e *entry, stale bool) {
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
-	b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano(), stale)
-	if ok {
-		*bp = b
-	}
-	if ok && qr.q.Qclass == mdns.ClassINET && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) && !stale {
-		_, _ = qr.w.Write(b)
-		return
+	if !stale {
+		bp := s.bufs.Get().(*[]byte)
+		defer s.bufs.Put(bp)
+		b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano())
+		if ok {
+			*bp = b
+		}
+		if ok && qr.q.Qclass == mdns.ClassINET && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) {
+			_, _ = qr.w.Write(b)
+			return
+		}
 	}
 	// Slow path: truncation over UDP, a stale answer (with EDE 3), or a name
 	// the fast path cannot patch.

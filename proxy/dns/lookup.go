@@ -30,10 +30,12 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 		addrs []netip.Addr
 		err   error
 	}
+	eng, user := s.opts.Engine(), s.user(client)
+	set := s.ups.Set(eng.Identify(client, user).Group)
 	results := make(chan result, 2)
 	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
 		go func() {
-			a, err := s.lookupType(client, name, qt)
+			a, err := s.lookupType(eng, client, user, set, name, qt)
 			results <- result{a, err}
 		}()
 	}
@@ -62,11 +64,10 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 	return addrs, nil
 }
 
-// lookupType answers one question from the cache or the upstreams.
-func (s *Server) lookupType(client netip.Addr, name string, qt uint16) ([]netip.Addr, error) {
-	eng := s.opts.Engine()
-	user := s.user(client)
-	k := cacheKey{name: name, qtype: qt, edns: true, ups: s.ups.Set(eng.Identify(client, user).Group)}
+// lookupType answers one question from the cache or the upstreams of set,
+// deciding CNAME targets with eng for client and user.
+func (s *Server) lookupType(eng *policy.Engine, client netip.Addr, user string, set uint8, name string, qt uint16) ([]netip.Addr, error) {
+	k := cacheKey{name: name, qtype: qt, edns: true, ups: set}
 	now := s.opts.Now()
 	var e *entry
 	cacheable := s.cache != nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +34,6 @@ type Server struct {
 	inflight atomic.Int64 // queries being answered
 	bg       sync.WaitGroup
 	cancel   context.CancelFunc
-	work     chan job
-	stop     chan struct{}
-	workers  sync.WaitGroup
 	shutOnce sync.Once
 }
 
@@ -70,11 +66,6 @@ func New(o Options) (*Server, error) {
 func (s *Server) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
-	s.work, s.stop = make(chan job, 256), make(chan struct{})
-	for i := 0; i < 4*runtime.GOMAXPROCS(0); i++ {
-		s.workers.Add(1)
-		go s.worker()
-	}
 	s.events = newEvents(s.opts.Sink, s.opts.Queue, s.opts.Collapse, s.metrics, s.opts.Log)
 	for _, a := range s.opts.Listen {
 		pc, ln, err := listenBoth(a)
@@ -92,9 +83,9 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}
 		if pc != nil {
-			s.add(&mdns.Server{PacketConn: pc, Handler: s, UDPSize: EDNSSize}, pc.LocalAddr())
+			s.add(&mdns.Server{PacketConn: pc, Handler: protoHandler{s, "udp"}, UDPSize: EDNSSize}, pc.LocalAddr())
 		}
-		s.add(&mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
+		s.add(&mdns.Server{Listener: ln, Handler: protoHandler{s, "tcp"}, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
 	for _, a := range s.opts.TLSListen {
 		if s.opts.TLSConfig == nil {
@@ -171,19 +162,6 @@ func (s *Server) shutdown(ctx context.Context) {
 	}
 	if s.cancel != nil {
 		s.cancel()
-	}
-	if s.stop != nil {
-		close(s.stop)
-		s.workers.Wait()
-		for {
-			select {
-			case <-s.work:
-				s.inflight.Add(-1)
-				continue
-			default:
-			}
-			break
-		}
 	}
 	s.bg.Wait()
 	s.events.close()
