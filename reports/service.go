@@ -80,21 +80,17 @@ type Service struct {
 
 // Start opens the database and starts everything. Close stops it.
 func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
-	st, err := Open(dbPath)
+	s, err := Tools(dbPath, p)
 	if err != nil {
 		return nil, err
 	}
-	s, err := build(st, p)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	ctx, s.cancel = context.WithCancel(ctx)
+	st := s.Store
 	w, err := NewWriter(st, p.Options)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	ctx, s.cancel = context.WithCancel(ctx)
 	s.Writer = w
 	w.Alertable = s.Alerter.Wake
 	s.goRun(func() { s.Mailer.Run(ctx) })

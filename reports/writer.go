@@ -219,21 +219,22 @@ func (w *Writer) run() {
 		for {
 			w.mu.Lock()
 			all := w.queue
-			w.queue = spare
-			w.mu.Unlock()
 			if len(all) == 0 {
-				spare = all
+				w.queue, spare = nil, nil // idle: hold no buffer
+				w.mu.Unlock()
 				break
 			}
+			w.queue = spare
+			w.mu.Unlock()
 			for batch := all; len(batch) > 0; {
 				n := min(len(batch), w.opt.MaxBatch)
 				w.commit(batch[:n])
 				batch = batch[n:]
 			}
-			clear(all) // drop the strings
-			// Keep the buffer while it is used; let a quiet writer's go.
+			// Reuse a well-filled buffer for the next drain.
 			spare = nil
 			if len(all) >= cap(all)/4 && cap(all) <= w.opt.QueueSize {
+				clear(all) // drop the strings
 				spare = all[:0]
 			}
 		}
