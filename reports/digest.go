@@ -283,21 +283,12 @@ func (d *Digester) period(ctx context.Context, tx *sql.Tx, from, to time.Time) (
 	for rows.Next() {
 		var p periodIncident
 		var f, l int64
-		var sev, restricted, bypass int
-		var first, last int64
-		var samples string
-		i := &p.Incident
-		if err := rows.Scan(&i.ID, &i.Who, &i.Client, &i.Device, &i.User, &i.Group, &i.Category, &sev, &i.Route, &restricted, &bypass,
-			&first, &last, &i.Count, &samples, &i.Status, &i.alerted, &i.lastAlert, &p.n, &f, &l); err != nil {
+		var err error
+		if p.Incident, err = scanIncident(rows, &p.n, &f, &l); err != nil {
 			return nil, err
 		}
-		i.Severity, i.Restricted, i.Bypass = bl.Severity(sev), restricted != 0, bypass != 0
-		i.First, i.Last = fromMS(first), fromMS(last)
-		if !i.Restricted {
-			i.Samples = parseSamples(samples)
-		}
 		p.first, p.last = fromMS(f), fromMS(l)
-		p.role = d.roles.resolve(i.Route)
+		p.role = d.roles.resolve(p.Route)
 		out = append(out, p)
 	}
 	return out, rows.Err()

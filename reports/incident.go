@@ -46,13 +46,15 @@ const incidentCols = `id, who, client, device, user, grp, category, severity, ro
 
 type scanner interface{ Scan(...any) error }
 
-func scanIncident(r scanner) (Incident, error) {
+// scanIncident reads a row that starts with incidentCols; extra receives
+// any columns after them.
+func scanIncident(r scanner, extra ...any) (Incident, error) {
 	var i Incident
 	var sev, restricted, bypass int
 	var first, last int64
 	var samples string
-	err := r.Scan(&i.ID, &i.Who, &i.Client, &i.Device, &i.User, &i.Group, &i.Category, &sev, &i.Route, &restricted, &bypass,
-		&first, &last, &i.Count, &samples, &i.Status, &i.alerted, &i.lastAlert)
+	err := r.Scan(append([]any{&i.ID, &i.Who, &i.Client, &i.Device, &i.User, &i.Group, &i.Category, &sev, &i.Route,
+		&restricted, &bypass, &first, &last, &i.Count, &samples, &i.Status, &i.alerted, &i.lastAlert}, extra...)...)
 	if err != nil {
 		return i, err
 	}
@@ -265,8 +267,3 @@ func (i *Incident) whatText() string {
 	return categoryTitle(i.Category)
 }
 
-func parseSamples(s string) []string {
-	var out []string
-	_ = json.Unmarshal([]byte(s), &out)
-	return out
-}
