@@ -266,4 +266,3 @@ func (i *Incident) whatText() string {
 	}
 	return categoryTitle(i.Category)
 }
-
