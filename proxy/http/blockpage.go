@@ -183,10 +183,10 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// blockPage writes the block page for an HTTP block and returns its size
-// and reference code.
-func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) (int, string) {
-	pd := s.pageFor(info, cfg, eventURL(r.URL))
+// blockPage writes the block page for an HTTP block of info.url and
+// returns its size and reference code.
+func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Config) (int, string) {
+	pd := s.pageFor(info, cfg, info.url)
 	return s.writePage(w, http.StatusForbidden, pd), pd.Ref
 }
 

@@ -241,7 +241,9 @@ func (c *targetConn) ReadFrom(src io.Reader) (int64, error) {
 	}
 	// The client sent bytes along with its CONNECT request (goproxy replays
 	// them through a MultiReader): copy through a buffer.
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		if t.client != nil {
 			_ = t.client.SetReadDeadline(time.Now().Add(t.idle))

@@ -203,12 +203,7 @@ func (s *Server) Logins() *Logins { return s.logins }
 func (s *Server) AdminHandler() http.Handler { return s.local }
 
 func (s *Server) allowedClient(ip netip.Addr) bool {
-	for _, p := range s.o.Config().Clients.Allow {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return inPrefixes(s.o.Config().Clients.Allow, ip)
 }
 
 func (s *Server) logRefused(ip netip.Addr) {
@@ -239,8 +234,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "503 Service Unavailable: too many connections are open through the school's web filter from your device (or from the whole school). Please try again in a moment.", http.StatusServiceUnavailable)
 			return
 		}
-	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		ip = ap.Addr().Unmap()
+	} else {
+		ip = remoteIP(r)
 	}
 	connect := r.Method == http.MethodConnect
 	if looped(r.Header) {
@@ -293,7 +288,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.requests.WithLabelValues("http", "block").Inc()
 		info.url = eventURL(r.URL)
-		n, ref := s.blockPage(w, r, info, cfg)
+		n, ref := s.blockPage(w, info, cfg)
 		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
 		return
 	case policy.Rewrite:
