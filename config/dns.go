@@ -137,6 +137,20 @@ func defaultDNS() DNS {
 
 // dnsSection validates the parts of dns: that listeners() and upstreams()
 // do not cover.
+// tlsUpstreams checks DNS-over-TLS upstreams at path (exAddr and exName
+// are the examples in the messages).
+func (v *validator) tlsUpstreams(path string, ups []TLSUpstream, exAddr, exName string) {
+	for i, u := range ups {
+		p := joinIndex(path, i)
+		if !validIPPort(u.Address, 853) {
+			v.errf(p+".address", "invalid upstream %q (want IP:port, e.g. %s)", u.Address, exAddr)
+		}
+		if strings.TrimSpace(u.ServerName) == "" {
+			v.errf(p+".server_name", "the name in the upstream's certificate is needed (e.g. %s)", exName)
+		}
+	}
+}
+
 func (v *validator) dnsSection() {
 	d := &v.c.DNS
 	if d.BlockPageIP != "" {
@@ -150,15 +164,7 @@ func (v *validator) dnsSection() {
 	if t := d.HealthCheck.D(); t != 0 && t < time.Second {
 		v.errf("dns.health_check", "must be 0 (off) or at least 1s")
 	}
-	for i, u := range d.TLSUpstreams {
-		p := joinIndex("dns.tls_upstreams", i)
-		if !validIPPort(u.Address, 853) {
-			v.errf(p+".address", "invalid upstream %q (want IP:port, e.g. 9.9.9.9:853)", u.Address)
-		}
-		if strings.TrimSpace(u.ServerName) == "" {
-			v.errf(p+".server_name", "the name in the upstream's certificate is needed (e.g. dns.quad9.net)")
-		}
-	}
+	v.tlsUpstreams("dns.tls_upstreams", d.TLSUpstreams, "9.9.9.9:853", "dns.quad9.net")
 	for _, g := range slices.Sorted(maps.Keys(d.GroupUpstreams)) {
 		gu := d.GroupUpstreams[g]
 		p := joinKey("dns.group_upstreams", g)
@@ -181,15 +187,7 @@ func (v *validator) dnsSection() {
 			}
 			seen[ap] = true
 		}
-		for i, u := range gu.TLSUpstreams {
-			q := joinIndex(p+".tls_upstreams", i)
-			if !validIPPort(u.Address, 853) {
-				v.errf(q+".address", "invalid upstream %q (want IP:port, e.g. 1.1.1.3:853)", u.Address)
-			}
-			if strings.TrimSpace(u.ServerName) == "" {
-				v.errf(q+".server_name", "the name in the upstream's certificate is needed (e.g. family.cloudflare-dns.com)")
-			}
-		}
+		v.tlsUpstreams(p+".tls_upstreams", gu.TLSUpstreams, "1.1.1.3:853", "family.cloudflare-dns.com")
 	}
 	zones := map[string]bool{}
 	for i, f := range d.Forward {

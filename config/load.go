@@ -25,14 +25,20 @@ import (
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		msg := err.Error()
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			msg = pe.Err.Error()
-		}
-		return nil, Errors{{File: path, Msg: "cannot read config: " + msg, cause: err}}
+		return nil, readError(path, err)
 	}
 	return Parse(data, path)
+}
+
+// readError is the error for a config file that cannot be read; it
+// unwraps to err.
+func readError(path string, err error) error {
+	msg := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		msg = pe.Err.Error()
+	}
+	return Errors{{File: path, Msg: "cannot read config: " + msg, cause: err}}
 }
 
 // Parse decodes a configuration file's contents; file names it in errors.

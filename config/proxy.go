@@ -136,17 +136,12 @@ func defaultProxy() Proxy {
 func (v *validator) proxySection() {
 	p := &v.c.Proxy
 	p.Connect.NonTLS = strings.ToLower(strings.TrimSpace(p.Connect.NonTLS))
-	between := func(path string, d Duration, lo, hi time.Duration) {
-		if d.D() < lo || d.D() > hi {
-			v.errf(path, "must be between %s and %s", fmtDur(lo), fmtDur(hi))
-		}
-	}
 	t := p.Timeouts
-	between("proxy.timeouts.header", t.Header, time.Second, 2*time.Minute)
-	between("proxy.timeouts.idle", t.Idle, time.Second, time.Hour)
-	between("proxy.timeouts.dial", t.Dial, 100*time.Millisecond, time.Minute)
-	between("proxy.timeouts.response", t.Response, time.Second, 10*time.Minute)
-	between("proxy.timeouts.tunnel", t.Tunnel, 10*time.Second, 24*time.Hour)
+	v.between("proxy.timeouts.header", t.Header, time.Second, 2*time.Minute)
+	v.between("proxy.timeouts.idle", t.Idle, time.Second, time.Hour)
+	v.between("proxy.timeouts.dial", t.Dial, 100*time.Millisecond, time.Minute)
+	v.between("proxy.timeouts.response", t.Response, time.Second, 10*time.Minute)
+	v.between("proxy.timeouts.tunnel", t.Tunnel, 10*time.Second, 24*time.Hour)
 
 	l := p.Limits
 	if l.Connections < 10 || l.Connections > 1_000_000 {
@@ -205,7 +200,7 @@ func (v *validator) proxySection() {
 	if strings.TrimSpace(a.Realm) == "" || strings.ContainsAny(a.Realm, "\"\\\r\n") {
 		v.errf("proxy.auth.realm", "must be a short name without quotes, backslashes or line breaks")
 	}
-	between("proxy.auth.login_ttl", a.LoginTTL, time.Minute, 7*24*time.Hour)
+	v.between("proxy.auth.login_ttl", a.LoginTTL, time.Minute, 7*24*time.Hour)
 
 	b := p.BlockPage
 	if b.AUPURL != "" {

@@ -168,12 +168,7 @@ func (v *validator) reports() {
 	if s.Port < 1 || s.Port > 65535 {
 		v.errf("reports.smtp.port", "must be between 1 and 65535 (587 for submission with STARTTLS, 465 for tls)")
 	}
-	between := func(path string, d Duration, lo, hi time.Duration) {
-		if d.D() < lo || d.D() > hi {
-			v.errf(path, "must be between %s and %s", fmtDur(lo), fmtDur(hi))
-		}
-	}
-	between("reports.smtp.timeout", s.Timeout, time.Second, 10*time.Minute)
+	v.between("reports.smtp.timeout", s.Timeout, time.Second, 10*time.Minute)
 	if host := strings.TrimSpace(s.Host); host != "" {
 		if strings.ContainsAny(host, " /:@") {
 			v.errf("reports.smtp.host", "invalid host %q (want a host name or IP address; the port goes in port:)", host)
@@ -204,8 +199,8 @@ func (v *validator) reports() {
 	if r.AlertSeverity < blocklists.SeverityLow || r.AlertSeverity > blocklists.SeverityCritical {
 		v.errf("reports.alert_severity", "must be low, medium, high or critical")
 	}
-	between("reports.alert_dedup", r.AlertDedup, time.Minute, 24*time.Hour)
-	between("reports.incident_window", r.IncidentWindow, time.Minute, 24*time.Hour)
+	v.between("reports.alert_dedup", r.AlertDedup, time.Minute, 24*time.Hour)
+	v.between("reports.incident_window", r.IncidentWindow, time.Minute, 24*time.Hour)
 	if r.Samples < 1 || r.Samples > 50 {
 		v.errf("reports.samples", "must be between 1 and 50")
 	}
@@ -243,8 +238,8 @@ func (v *validator) reports() {
 		}
 	}
 
-	between("reports.retention.breaches", r.Retention.Breaches, 24*time.Hour, 10*365*24*time.Hour)
-	between("reports.retention.query_log", r.Retention.QueryLog, time.Hour, 365*24*time.Hour)
+	v.between("reports.retention.breaches", r.Retention.Breaches, 24*time.Hour, 10*365*24*time.Hour)
+	v.between("reports.retention.query_log", r.Retention.QueryLog, time.Hour, 365*24*time.Hour)
 	if len(r.Recipients["dsl"]) == 0 && strings.TrimSpace(s.Host) != "" {
 		v.warnf("reports.recipients", "no dsl addresses: mail for the DSL is written to the outbox directory only")
 	}

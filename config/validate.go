@@ -74,6 +74,13 @@ func (v *validator) errf(path, format string, args ...any) {
 	v.errs = append(v.errs, Error{File: v.file, Line: pos.Line, Column: pos.Column, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// between checks that d is within lo..hi.
+func (v *validator) between(path string, d Duration, lo, hi time.Duration) {
+	if d.D() < lo || d.D() > hi {
+		v.errf(path, "must be between %s and %s", fmtDur(lo), fmtDur(hi))
+	}
+}
+
 func (v *validator) warnf(path, format string, args ...any) {
 	pos := v.where(path)
 	v.warns = append(v.warns, Error{File: v.file, Line: pos.Line, Column: pos.Column, Path: path, Msg: fmt.Sprintf(format, args...)})

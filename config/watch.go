@@ -3,8 +3,6 @@ package config
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
-	"io/fs"
 	"os"
 	"time"
 )
@@ -80,15 +78,6 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration, onChange func
 			}
 		}
 	}
-	readErr := func(err error) error {
-		msg := err.Error()
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			msg = pe.Err.Error()
-		}
-		return Errors{{File: path, Msg: "cannot read config: " + msg, cause: err}}
-	}
-
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for n := 1; ; n++ {
@@ -100,7 +89,7 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration, onChange func
 		fi, err := os.Stat(path)
 		if err != nil {
 			seen = stamp{}
-			report(readErr(err), true)
+			report(readError(path, err), true)
 			continue
 		}
 		cur := stamp{fi.ModTime(), fi.Size()}
@@ -113,7 +102,7 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration, onChange func
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
-			report(readErr(err), true)
+			report(readError(path, err), true)
 			continue
 		}
 		read = cur
