@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -14,7 +11,6 @@ import (
 	mdns "github.com/miekg/dns"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
-	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -33,17 +29,7 @@ dns:
   upstreams: ["`+upstream+`"]
   rate_limit: {qps: 0}
 `, nil)
-	cfg, err := config.Load(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
-	if err := s.start(ctx, cfg); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { s.stopDNS(); s.stopProxy(); s.stopReports() }()
+	s, _, _ := startServing(b, path)
 	addr := s.dns.Addrs()[0].String()
 
 	var queries atomic.Int64

@@ -56,7 +56,7 @@ func testUpstream(t testing.TB) string {
 
 // startServing runs `serve` in-process on the config at path; stop (also
 // run at cleanup) shuts it down as SIGTERM would, once.
-func startServing(t *testing.T, path string) (*server, *config.Config, func()) {
+func startServing(t testing.TB, path string) (*server, *config.Config, func()) {
 	t.Helper()
 	cfg, err := config.Load(path)
 	if err != nil {

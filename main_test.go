@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -239,16 +237,7 @@ lists:
 // config: the invalid one is rejected and the running config kept.
 func TestServeReload(t *testing.T) {
 	path, _ := writeConfig(t, cliConfig, cliFiles)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfgPath: path}
-	if err := s.start(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	s, _, _ := startServing(t, path)
 	resp, err := http.Get("http://" + s.admin.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
