@@ -25,7 +25,8 @@ import (
 // read through s.engine on every query, so config reloads apply at once;
 // changes to dns: itself (listeners, upstreams, cache) need a restart.
 func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
-	opts, err := dnsOptions(cfg, s.admin, s.log.With("part", "dns"))
+	log := s.log.With("part", "dns")
+	opts, err := dnsOptions(cfg, s.admin, log)
 	if err != nil {
 		return err
 	}
@@ -36,7 +37,7 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 		opts.UserFor = s.proxy.Logins().UserFor
 	}
 	opts.Registry = reg
-	opts.Log = s.log.With("part", "dns")
+	opts.Log = log
 	// Events go to the breach store when it is open, else to the log.
 	opts.Sink = s.reportSink()
 	if opts.Sink == nil {

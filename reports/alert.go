@@ -91,20 +91,20 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 
 // Check queues every alert that is due and returns how many.
 func (a *Alerter) Check(ctx context.Context) (int, error) {
-	rows, err := a.st.db.QueryContext(ctx, `SELECT `+incidentCols+` FROM incidents
+	rows, err := a.st.db.QueryContext(ctx, `SELECT id FROM incidents
 		WHERE count > alerted_count AND severity >= ? AND route != 'none' AND status != ? ORDER BY severity DESC, first_ts`,
 		int(a.opt.AlertSeverity), StatusAcknowledged)
 	if err != nil {
 		return 0, err
 	}
-	var cands []Incident
+	var ids []int64
 	for rows.Next() {
-		i, err := scanIncident(rows)
-		if err != nil {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		cands = append(cands, i)
+		ids = append(ids, id)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -112,8 +112,8 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	}
 	now := a.opt.Now()
 	sent := 0
-	for idx := range cands {
-		ok, err := a.alertOne(ctx, &cands[idx], now)
+	for _, id := range ids {
+		ok, err := a.alertOne(ctx, id, now)
 		if err != nil {
 			return sent, err
 		}
@@ -124,16 +124,16 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	return sent, nil
 }
 
-// alertOne queues an alert for i if the de-duplication window allows, in
-// the same transaction that records it on the incident.
-func (a *Alerter) alertOne(ctx context.Context, i *Incident, now time.Time) (bool, error) {
+// alertOne queues an alert for incident id if the de-duplication window
+// allows, in the same transaction that records it on the incident.
+func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, error) {
 	tx, err := a.st.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
 	defer tx.Rollback()
-	// Re-read inside the transaction: the writer may have added attempts.
-	cur, err := scanIncident(tx.QueryRowContext(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = ?`, i.ID))
+	// Read inside the transaction: the writer may have added attempts.
+	cur, err := scanIncident(tx.QueryRowContext(ctx, `SELECT `+incidentCols+` FROM incidents WHERE id = ?`, id))
 	if err != nil {
 		return false, err
 	}
