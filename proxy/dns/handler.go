@@ -344,22 +344,24 @@ func (s *Server) maybePrefetch(k cacheKey, e *entry, now int64) {
 // answer writes a cached or fresh entry to the client: the fast path
 // copies the packed answer and patches ID, flags, question case and TTLs.
 func (s *Server) answer(qr *query, e *entry, stale bool) {
+	wire := e.wire
 	if !stale {
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano())
 		if ok {
 			*bp = b
-		}
-		if ok && qr.q.Qclass == mdns.ClassINET && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) {
-			_, _ = qr.w.Write(b)
-			return
+			if qr.q.Qclass == mdns.ClassINET && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) {
+				_, _ = qr.w.Write(b)
+				return
+			}
+			wire = b // the slow path keeps the aged TTLs
 		}
 	}
 	// Slow path: truncation over UDP, a stale answer (with EDE 3), or a name
 	// the fast path cannot patch.
 	m := new(mdns.Msg)
-	if err := m.Unpack(e.wire); err != nil {
+	if err := m.Unpack(wire); err != nil {
 		s.rcode(qr, mdns.RcodeServerFailure, qtypeLabel(qr.q.Qtype), "servfail", "")
 		return
 	}

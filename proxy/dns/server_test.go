@@ -601,3 +601,21 @@ func TestGroupUpstreams(t *testing.T) {
 		t.Fatal("a group's upstreams given twice were accepted")
 	}
 }
+
+// TestTruncatedCachedAnswerAgesTTLs: a cached answer too big for the
+// client's UDP size goes out truncated through the slow path, with its TTLs
+// aged like any cache hit, not as stored.
+func TestTruncatedCachedAnswerAgesTTLs(t *testing.T) {
+	ts := startServer(t, nil)
+	ask(t, "tcp", ts.tcp, staff, "big.example", mdns.TypeTXT, true) // cached, TTL 300
+	ts.clock.advance(100 * time.Second)
+	r := ask(t, "udp", ts.udp, staff, "big.example", mdns.TypeTXT, true)
+	if !r.Truncated || len(r.Answer) == 0 {
+		t.Fatalf("want a truncated answer with records: tc=%v answers=%d", r.Truncated, len(r.Answer))
+	}
+	for _, rr := range r.Answer {
+		if ttl := rr.Header().Ttl; ttl > 200 {
+			t.Fatalf("TTL %d after 100 s of a 300 s answer: not aged", ttl)
+		}
+	}
+}
