@@ -35,8 +35,9 @@ type Server struct {
 	o       Options
 	gp      *goproxy.ProxyHttpServer
 	tr      *http.Transport
+	up      *upstream
 	safeTr  sync.Map // safe-search endpoint → *http.Transport
-	srv     *http.Server
+	front   *front
 	limits  *connLimits
 	users   *Users
 	logins  *Logins
@@ -116,6 +117,7 @@ func New(o Options) (*Server, error) {
 	s.events = newEventLog(o.Sink, func() time.Duration { return o.Config().Proxy.Events.Collapse.D() }, o.Now)
 	s.reports = newMistakeReports(o.ReportsFile, o.Now)
 	s.tr = s.newTransport(p, nil)
+	s.up = newUpstream(s, p.Limits.IdlePerSite, p.Timeouts.Response.D())
 
 	gp := goproxy.NewProxyHttpServer()
 	gp.Verbose = false
@@ -131,19 +133,7 @@ func New(o Options) (*Server, error) {
 	s.local = s.adminMux()
 	gp.NonproxyHandler = s.local
 
-	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: p.Timeouts.Header.D(),
-		IdleTimeout:       p.Timeouts.Idle.D(),
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if cc, ok := c.(*clientConn); ok {
-				return context.WithValue(ctx, connKey{}, cc)
-			}
-			return ctx
-		},
-	}
+	s.front = newFront(s, p.Timeouts.Header.D(), p.Timeouts.Idle.D(), 64<<10)
 	return s, nil
 }
 
@@ -177,17 +167,14 @@ func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
 // Serve accepts proxy connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	go s.events.run(s.stop)
-	err := s.srv.Serve(&listener{Listener: ln, s: s})
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	go s.up.run(s.stop)
+	return s.front.serve(&listener{Listener: ln, s: s})
 }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
 // and flushes collapsed events. Tunnels already open run on until idle.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	err := s.front.shutdown(ctx)
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.events.flush(true)
 	s.tr.CloseIdleConnections()
@@ -335,14 +322,10 @@ func looped(h http.Header) bool {
 	return false
 }
 
-// onRequest sends requests for safe-search hosts to their safe endpoint.
+// onRequest sends requests upstream through the pool (which also sends
+// safe-search hosts to their safe endpoint).
 func (s *Server) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	if info, ok := r.Context().Value(infoKey{}).(*reqInfo); ok && info.rewrite != "" {
-		tr := s.safeTransport(info.rewrite)
-		ctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-			return tr.RoundTrip(req)
-		})
-	}
+	ctx.RoundTripper = s.up
 	return r, nil
 }
 

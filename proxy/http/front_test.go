@@ -1,0 +1,385 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawConn is a client connection to the proxy that writes raw requests
+// and reads responses.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (e *env) raw(t *testing.T) *rawConn {
+	c := e.dial("")
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (r *rawConn) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.c, s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// read reads one response to a request with method; body is read fully.
+func (r *rawConn) read(method string) (*http.Response, string) {
+	r.t.Helper()
+	resp, err := http.ReadResponse(r.br, &http.Request{Method: method})
+	if err != nil {
+		r.t.Fatalf("reading response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		r.t.Fatalf("reading body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// closed reports whether the proxy closed the connection.
+func (r *rawConn) closed() bool {
+	_ = r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := r.br.ReadByte()
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func TestFrontPipelinedAndHead(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	r := e.raw(t)
+	u := e.originURL("site.test", "/small")
+	// Two requests in one write: answered in order on one connection.
+	r.send("GET " + u + " HTTP/1.1\r\nHost: site.test\r\n\r\nHEAD " + u + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	resp, body := r.read("GET")
+	if resp.StatusCode != 200 || len(body) != 1024 || resp.ContentLength != 1024 {
+		t.Fatalf("GET: %d, %d bytes, length %d", resp.StatusCode, len(body), resp.ContentLength)
+	}
+	resp, body = r.read("HEAD")
+	if resp.StatusCode != 200 || body != "" || resp.Header.Get("Content-Length") != "1024" {
+		t.Fatalf("HEAD: %d, body %q, Content-Length %q", resp.StatusCode, body, resp.Header.Get("Content-Length"))
+	}
+	if resp.Header.Get("Date") == "" {
+		t.Error("no Date header")
+	}
+	// The connection is still usable.
+	r.send("GET " + u + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	if resp, _ := r.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("third request: %d", resp.StatusCode)
+	}
+	if n := e.originNC.Load(); n != 1 {
+		t.Errorf("origin saw %d connections, want 1", n)
+	}
+}
+
+func TestFrontHTTP10(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	u := e.originURL("site.test", "/small")
+
+	r := e.raw(t)
+	r.send("GET " + u + " HTTP/1.0\r\n\r\n")
+	resp, body := r.read("GET")
+	if resp.StatusCode != 200 || len(body) != 1024 || resp.ProtoMinor != 0 {
+		t.Fatalf("HTTP/1.0: %s %d, %d bytes", resp.Proto, resp.StatusCode, len(body))
+	}
+	if !r.closed() {
+		t.Error("HTTP/1.0 connection without keep-alive left open")
+	}
+
+	// An HTTP/1.0 keep-alive client gets a keep-alive answer.
+	r = e.raw(t)
+	r.send("GET " + u + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+	resp, _ = r.read("GET")
+	if resp.StatusCode != 200 || !strings.EqualFold(resp.Header.Get("Connection"), "keep-alive") {
+		t.Fatalf("HTTP/1.0 keep-alive: %d, Connection %q", resp.StatusCode, resp.Header.Get("Connection"))
+	}
+	r.send("GET " + u + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+	if resp, _ = r.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("second HTTP/1.0 request: %d", resp.StatusCode)
+	}
+
+	// A block page of unknown length to an HTTP/1.0 client ends with the
+	// connection.
+	r = e.raw(t)
+	r.send("GET " + e.originURL("adult.test", "/") + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+	resp, body = r.read("GET")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "adult.test") {
+		t.Fatalf("block page over HTTP/1.0: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestFrontBadRequests(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for _, tc := range []struct {
+		name, req string
+		status    int
+	}{
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
+		{"no host", "GET /proxy.pac HTTP/1.1\r\n\r\n", 400},
+		{"bad host", "GET /proxy.pac HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"two hosts", "GET /proxy.pac HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"HTTP/2 text", "GET http://site.test/ HTTP/2.0\r\nHost: site.test\r\n\r\n", 505},
+		{"huge header", "GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431},
+		{"odd expect", "POST http://site.test/ HTTP/1.1\r\nHost: site.test\r\nExpect: magic\r\nContent-Length: 1\r\n\r\nx", 417},
+		{"bad length", "POST http://site.test/ HTTP/1.1\r\nHost: site.test\r\nContent-Length: -4\r\n\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.raw(t)
+			r.send(tc.req)
+			resp, body := r.read("GET")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d (%q), want %d", resp.StatusCode, body, tc.status)
+			}
+			if !r.closed() {
+				t.Error("connection left open after a bad request")
+			}
+		})
+	}
+	if e.hits.Load() != 0 {
+		t.Errorf("%d bad requests reached the origin", e.hits.Load())
+	}
+}
+
+func TestFrontExpectContinue(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	base := e.extraOrigin("echo.test", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(w, r.Body)
+	})
+	r := e.raw(t)
+	r.send("POST " + base + "/form HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	line, err := r.br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("first line %q (%v), want 100 Continue", line, err)
+	}
+	if blank, _ := r.br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("100 Continue not followed by a blank line: %q", blank)
+	}
+	r.send("hello")
+	resp, body := r.read("POST")
+	if resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("POST: %d %q", resp.StatusCode, body)
+	}
+	// A site that answers without reading the body: no 100 Continue, and
+	// the connection closes (the client may never send the body).
+	r = e.raw(t)
+	r.send("POST " + e.originURL("site.test", "/form") + " HTTP/1.1\r\nHost: site.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	if resp, body := r.read("POST"); resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("POST to a site that ignores the body: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if !r.closed() {
+		t.Error("connection left open with the request body unsent")
+	}
+}
+
+// An unread request body is skipped so the next request on the
+// connection is read correctly (here the block page never reads it).
+func TestFrontSkipsUnreadBody(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	r := e.raw(t)
+	r.send("POST " + e.originURL("adult.test", "/") + " HTTP/1.1\r\nHost: adult.test\r\nContent-Length: 11\r\n\r\nhello world" +
+		"GET " + e.originURL("site.test", "/small") + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	if resp, _ := r.read("POST"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("blocked POST: %d", resp.StatusCode)
+	}
+	if resp, body := r.read("GET"); resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("next request: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+// extraOrigin serves h under name through the env's resolver.
+func (e *env) extraOrigin(name string, h http.HandlerFunc) string {
+	o := httptest.NewServer(h)
+	e.t.Cleanup(o.Close)
+	e.res.mu.Lock()
+	e.res.names[name] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	e.res.mu.Unlock()
+	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	return "http://" + name + ":" + port
+}
+
+func TestFrontChunkedTrailers(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	base := e.extraOrigin("stream.test", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(200)
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(w, "part %d\n", i)
+			w.(http.Flusher).Flush()
+		}
+		w.Header().Set("X-Checksum", "abc123")
+	})
+	r := e.raw(t)
+	r.send("GET " + base + "/ HTTP/1.1\r\nHost: stream.test\r\n\r\n")
+	resp, body := r.read("GET")
+	if resp.StatusCode != 200 || body != "part 0\npart 1\npart 2\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Errorf("transfer encoding %v, want chunked", resp.TransferEncoding)
+	}
+	if got := resp.Trailer.Get("X-Checksum"); got != "abc123" {
+		t.Errorf("trailer X-Checksum = %q (trailers %v)", got, resp.Trailer)
+	}
+	// Still keep-alive after a chunked response.
+	r.send("GET " + base + "/ HTTP/1.1\r\nHost: stream.test\r\n\r\n")
+	if resp, _ := r.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("second: %d", resp.StatusCode)
+	}
+}
+
+// Shutdown waits for a request in flight, closes idle keep-alive
+// connections at once, and Serve returns.
+func TestFrontShutdown(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	release := make(chan struct{})
+	base := e.extraOrigin("slow.test", func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		_, _ = io.WriteString(w, "done")
+	})
+	idle := e.raw(t)
+	idle.send("GET " + e.originURL("site.test", "/") + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	if resp, _ := idle.read("GET"); resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	busy := e.raw(t)
+	busy.send("GET " + base + "/ HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // the request is with the origin
+
+	var wg sync.WaitGroup
+	var shutErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutErr = e.s.Shutdown(ctx)
+	}()
+	if !idle.closed() {
+		t.Error("idle connection still open during shutdown")
+	}
+	close(release)
+	resp, body := busy.read("GET")
+	if resp.StatusCode != 200 || body != "done" {
+		t.Fatalf("request in flight: %d %q", resp.StatusCode, body)
+	}
+	if !resp.Close {
+		t.Error("response during shutdown does not say Connection: close")
+	}
+	wg.Wait()
+	if shutErr != nil {
+		t.Fatalf("Shutdown: %v", shutErr)
+	}
+	if c, err := net.DialTimeout("tcp", e.addr, time.Second); err == nil {
+		c.Close()
+		t.Error("still accepting after Shutdown")
+	}
+}
+
+// A pooled upstream connection the site has closed is replaced without
+// the client noticing; one the site asked to close is not reused.
+func TestUpstreamPoolStaleAndClose(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.client("", "", "")
+	u := e.originURL("site.test", "/small")
+	if resp, _ := get(t, c, u); resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	if n := e.s.up.idleCount(); n != 1 {
+		t.Fatalf("%d pooled connections, want 1", n)
+	}
+	e.origin.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond)
+	if resp, body := get(t, c, u); resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("after the site closed the idle connection: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if n := e.originNC.Load(); n != 2 {
+		t.Errorf("origin saw %d connections, want 2", n)
+	}
+
+	base := e.extraOrigin("closing.test", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = io.WriteString(w, "bye")
+	})
+	before := e.s.up.idleCount()
+	for i := 0; i < 2; i++ {
+		if resp, body := get(t, c, base+"/"); resp.StatusCode != 200 || body != "bye" {
+			t.Fatalf("closing site: %d %q", resp.StatusCode, body)
+		}
+	}
+	if n := e.s.up.idleCount(); n != before {
+		t.Errorf("pooled %d connections after Connection: close, want %d", n, before)
+	}
+}
+
+func TestUpstreamPoolTimeoutAndInformational(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.s.up.response = 200 * time.Millisecond
+	base := e.extraOrigin("hints.test", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(time.Second)
+		}
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		_, _ = io.WriteString(w, "page")
+	})
+	c := e.client("", "", "")
+	resp, body := get(t, c, base+"/")
+	if resp.StatusCode != 200 || body != "page" {
+		t.Fatalf("after 103: %d %q", resp.StatusCode, body)
+	}
+	start := time.Now()
+	resp, body = get(t, c, base+"/slow")
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "did not answer in time") {
+		t.Fatalf("slow site: %d %q", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("timeout took %v, want about 200ms", took)
+	}
+}
+
+// A response body the client stops reading closes the upstream
+// connection instead of returning it to the pool half-read.
+func TestUpstreamPoolUnreadBody(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	chunk := bytes.Repeat([]byte("y"), 32<<10)
+	base := e.extraOrigin("big.test", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(chunk)*8192))
+		for i := 0; i < 8192; i++ { // 256 MiB: more than the socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	r := e.raw(t)
+	r.send("GET " + base + "/ HTTP/1.1\r\nHost: big.test\r\n\r\n")
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", err, resp)
+	}
+	r.c.Close() // gone mid-body
+	// Wait until the proxy has finished with the connection.
+	for deadline := time.Now().Add(3 * time.Second); e.s.front.closeIdle() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy still serves a client that went away")
+		}
+	}
+	if n := e.s.up.idleCount(); n != 0 {
+		t.Errorf("%d half-read connections pooled", n)
+	}
+}

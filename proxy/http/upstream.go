@@ -1,0 +1,285 @@
+package httpproxy
+
+// The upstream side of plain-HTTP requests. A GET or HEAD without a body
+// (nearly all browsing) is written and its response read on the client's
+// own goroutine over a pooled keep-alive connection: net/http's Transport
+// hands every request to a write goroutine and every response back from a
+// read goroutine, and on a busy 2-core machine those hand-offs are most of
+// the proxy's tail latency. Everything else (bodies, upgrades, https://
+// URLs sent as plain HTTP) goes through the http.Transport as before.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// upstream routes requests to the pool or to a Transport.
+type upstream struct {
+	s           *Server
+	perSite     int
+	idleTimeout time.Duration
+	response    time.Duration // to the first response byte
+
+	mu     sync.Mutex
+	idle   map[siteKey][]*upConn
+	closed bool
+}
+
+// siteKey names the connections to one site; target is a safe-search
+// endpoint dialled in its place.
+type siteKey struct{ host, port, target string }
+
+type upConn struct {
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time
+}
+
+func newUpstream(s *Server, perSite int, response time.Duration) *upstream {
+	return &upstream{s: s, perSite: perSite, idleTimeout: 90 * time.Second, response: response, idle: map[siteKey][]*upConn{}}
+}
+
+// RoundTrip is goproxy's RoundTripper.
+func (u *upstream) RoundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+	info, _ := req.Context().Value(infoKey{}).(*reqInfo)
+	if !pooled(req) || info == nil {
+		if info != nil && info.rewrite != "" {
+			return u.s.safeTransport(info.rewrite).RoundTrip(req)
+		}
+		return u.s.tr.RoundTrip(req)
+	}
+	key := siteKey{host: req.URL.Hostname(), port: req.URL.Port(), target: info.rewrite}
+	if key.port == "" {
+		key.port = "80"
+	}
+	for attempt := 0; ; attempt++ {
+		pc, reused := u.get(key)
+		if pc == nil {
+			var err error
+			if pc, err = u.dial(req.Context(), info, key); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := u.exchange(pc, req)
+		if err == nil {
+			resp.Body = &upBody{body: resp.Body, u: u, pc: pc, key: key, keep: !resp.Close && !req.Close}
+			return resp, nil
+		}
+		_ = pc.c.Close()
+		if !reused || attempt > 0 || !errors.Is(err, errStale) {
+			return nil, err
+		}
+		// The site closed an idle connection before our request arrived:
+		// try once more on a new one (GET and HEAD are safe to repeat).
+	}
+}
+
+// pooled reports whether req can use the pool: GET or HEAD of an http://
+// URL with no body and no upgrade.
+func pooled(req *http.Request) bool {
+	return req.URL.Scheme == "http" && (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
+		(req.Body == nil || req.Body == http.NoBody) && req.ContentLength == 0 &&
+		len(req.TransferEncoding) == 0 && req.Header.Get("Upgrade") == "" && req.Header.Get("Expect") == ""
+}
+
+// errStale marks a reused connection that failed before any response byte.
+var errStale = errors.New("idle upstream connection was closed by the site")
+
+// exchange writes req and reads the response header.
+func (u *upstream) exchange(pc *upConn, req *http.Request) (*http.Response, error) {
+	if err := req.Write(pc.bw); err != nil {
+		return nil, errors.Join(errStale, err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return nil, errors.Join(errStale, err)
+	}
+	if u.response > 0 {
+		_ = pc.c.SetReadDeadline(time.Now().Add(u.response))
+	}
+	if _, err := pc.br.Peek(1); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, err
+		}
+		return nil, errors.Join(errStale, err)
+	}
+	for {
+		resp, err := http.ReadResponse(pc.br, req)
+		if err != nil {
+			return nil, fmt.Errorf("reading the site's response: %w", err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			_ = pc.c.SetReadDeadline(time.Time{})
+			return resp, nil
+		}
+		// 1xx (103 Early Hints and the like): the final response follows.
+		_ = resp.Body.Close()
+	}
+}
+
+func (u *upstream) dial(ctx context.Context, info *reqInfo, key siteKey) (*upConn, error) {
+	host := key.host
+	if key.target != "" {
+		host = key.target
+	}
+	c, err := u.s.dialHost(ctx, info.client, host, key.port)
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+}
+
+// get takes the most recently used idle connection to key.
+func (u *upstream) get(key siteKey) (*upConn, bool) {
+	now := time.Now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	list := u.idle[key]
+	for len(list) > 0 {
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if now.Sub(pc.used) < u.idleTimeout {
+			u.setIdle(key, list)
+			return pc, true
+		}
+		_ = pc.c.Close() // the rest are older still
+		for _, old := range list {
+			_ = old.c.Close()
+		}
+		list = nil
+	}
+	u.setIdle(key, list)
+	return nil, false
+}
+
+func (u *upstream) setIdle(key siteKey, list []*upConn) {
+	if len(list) == 0 {
+		delete(u.idle, key)
+		return
+	}
+	u.idle[key] = list
+}
+
+// put returns a connection whose response was read to the end.
+func (u *upstream) put(key siteKey, pc *upConn) {
+	pc.used = time.Now()
+	u.mu.Lock()
+	list := u.idle[key]
+	if u.closed || len(list) >= u.perSite || pc.br.Buffered() > 0 {
+		u.mu.Unlock()
+		_ = pc.c.Close()
+		return
+	}
+	u.idle[key] = append(list, pc)
+	u.mu.Unlock()
+}
+
+// sweep closes connections idle for longer than the idle timeout.
+func (u *upstream) sweep() {
+	cut := time.Now().Add(-u.idleTimeout)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for key, list := range u.idle {
+		n := 0
+		for _, pc := range list {
+			if pc.used.Before(cut) {
+				_ = pc.c.Close()
+				continue
+			}
+			list[n] = pc
+			n++
+		}
+		clear(list[n:])
+		u.setIdle(key, list[:n])
+	}
+}
+
+// run sweeps the pool until stop closes, then closes every idle connection.
+func (u *upstream) run(stop <-chan struct{}) {
+	t := time.NewTicker(u.idleTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			u.sweep()
+		case <-stop:
+			u.closeIdle()
+			return
+		}
+	}
+}
+
+func (u *upstream) closeIdle() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	for key, list := range u.idle {
+		for _, pc := range list {
+			_ = pc.c.Close()
+		}
+		delete(u.idle, key)
+	}
+}
+
+// idleCount is the number of pooled connections (for tests).
+func (u *upstream) idleCount() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, list := range u.idle {
+		n += len(list)
+	}
+	return n
+}
+
+// upBody returns its connection to the pool once the body has been read
+// to the end, and closes it otherwise.
+type upBody struct {
+	body io.ReadCloser
+	u    *upstream
+	pc   *upConn
+	key  siteKey
+	keep bool
+	done bool
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.release(true)
+	} else if err != nil {
+		b.release(false)
+	}
+	return n, err
+}
+
+func (b *upBody) Close() error {
+	if !b.done {
+		b.release(b.body == http.NoBody)
+	}
+	return nil
+}
+
+func (b *upBody) release(finished bool) {
+	b.done = true
+	_ = b.body.Close()
+	if finished && b.keep {
+		b.u.put(b.key, b.pc)
+		return
+	}
+	_ = b.pc.c.Close()
+}
