@@ -286,10 +286,13 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	}
 	cleanHopByHop(r.Header, isUpgrade(r.Header))
 	r.Header.Add("Via", Via)
-	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 	info.rw = respWriter{ResponseWriter: w, status: http.StatusOK}
 	cw := &info.rw
-	s.gp.ServeHTTP(cw, r)
+	if pooled(r) {
+		s.forward(cw, r, info)
+	} else {
+		s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+	}
 	if !cfg.Proxy.Events.LogAllowed {
 		return
 	}
@@ -322,10 +325,14 @@ func looped(h http.Header) bool {
 	return false
 }
 
-// onRequest sends requests upstream through the pool (which also sends
-// safe-search hosts to their safe endpoint).
+// onRequest sends requests for safe-search hosts to their safe endpoint.
 func (s *Server) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	ctx.RoundTripper = s.up
+	if info, ok := r.Context().Value(infoKey{}).(*reqInfo); ok && info.rewrite != "" {
+		tr := s.safeTransport(info.rewrite)
+		ctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+			return tr.RoundTrip(req)
+		})
+	}
 	return r, nil
 }
 
@@ -347,14 +354,22 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Re
 		r.Header.Set("Via", Via)
 		return r
 	}
+	s.prepareResponse(resp, ctx.Req.Method)
+	return resp
+}
+
+// prepareResponse drops hop-by-hop headers from a site's response and adds
+// Via. It reports whether the body is of unknown length, to be sent on as
+// it arrives (chunked, or an event stream).
+func (s *Server) prepareResponse(resp *http.Response, method string) bool {
 	cleanHopByHop(resp.Header, resp.StatusCode == http.StatusSwitchingProtocols)
 	resp.Header.Add("Via", Via)
-	if resp.ContentLength < 0 && bodyAllowed(ctx.Req.Method, resp.StatusCode) {
-		// A body of unknown length (chunked, or an event stream) is sent on
-		// as it arrives: goproxy flushes each write of a chunked response.
+	if resp.ContentLength < 0 && bodyAllowed(method, resp.StatusCode) {
+		// goproxy flushes each write of a response marked chunked.
 		resp.Header.Set("Transfer-Encoding", "chunked")
+		return true
 	}
-	return resp
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 }
 
 func bodyAllowed(method string, status int) bool {

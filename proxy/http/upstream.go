@@ -16,13 +16,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/elazarl/goproxy"
 )
 
-// upstream routes requests to the pool or to a Transport.
+// upstream is the pool of idle connections to sites.
 type upstream struct {
 	s           *Server
 	perSite     int
@@ -49,15 +48,8 @@ func newUpstream(s *Server, perSite int, response time.Duration) *upstream {
 	return &upstream{s: s, perSite: perSite, idleTimeout: 90 * time.Second, response: response, idle: map[siteKey][]*upConn{}}
 }
 
-// RoundTrip is goproxy's RoundTripper.
-func (u *upstream) RoundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-	info, _ := req.Context().Value(infoKey{}).(*reqInfo)
-	if !pooled(req) || info == nil {
-		if info != nil && info.rewrite != "" {
-			return u.s.safeTransport(info.rewrite).RoundTrip(req)
-		}
-		return u.s.tr.RoundTrip(req)
-	}
+// roundTrip sends a request that pooled accepts over a pooled connection.
+func (u *upstream) roundTrip(req *http.Request, info *reqInfo) (*http.Response, error) {
 	key := siteKey{host: req.URL.Hostname(), port: req.URL.Port(), target: info.rewrite}
 	if key.port == "" {
 		key.port = "80"
@@ -82,6 +74,60 @@ func (u *upstream) RoundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Resp
 		// The site closed an idle connection before our request arrived:
 		// try once more on a new one (GET and HEAD are safe to repeat).
 	}
+}
+
+// forward sends an allowed request that pooled accepts and copies the
+// answer to w. It does what goproxy's handler does for plain HTTP, less
+// its per-request context, log formatting and header copies.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) {
+	r.RequestURI = ""
+	resp, err := s.up.roundTrip(r, info)
+	if err != nil {
+		status, msg := upstreamError(err)
+		s.metrics.upstreamErrors.Inc()
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Via", Via)
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, msg+"\n")
+		return
+	}
+	defer resp.Body.Close()
+	stream := s.prepareResponse(resp, r.Method)
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	var dst io.Writer = w
+	if stream {
+		dst = flushWriter{w}
+	}
+	if _, err := io.Copy(dst, resp.Body); err != nil {
+		return
+	}
+	for k, vs := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vs
+	}
+}
+
+// flushWriter sends each write on at once (bodies of unknown length, such
+// as event streams).
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
 }
 
 // pooled reports whether req can use the pool: GET or HEAD of an http://
