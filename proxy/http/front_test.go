@@ -383,3 +383,46 @@ func TestUpstreamPoolUnreadBody(t *testing.T) {
 		t.Errorf("%d half-read connections pooled", n)
 	}
 }
+
+// Safe-search hosts go to their safe endpoint on both upstream paths (the
+// pool for GET, the Transport for a POST), and the original name is never
+// resolved.
+func TestSafeSearchRewrite(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	e.res.mu.Lock()
+	e.res.names["www.bing.com"] = lo
+	e.res.names["strict.bing.com"] = lo
+	e.res.mu.Unlock()
+	c := e.client("", "", "")
+	if resp, body := get(t, c, e.originURL("www.bing.com", "/search?q=x")); resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("GET: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	resp, err := c.Post(e.originURL("www.bing.com", "/search"), "text/plain", strings.NewReader("q=x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+	if n := e.res.count("strict.bing.com"); n != 2 {
+		t.Errorf("strict.bing.com resolved %d times, want 2 (pool and transport)", n)
+	}
+	if n := e.res.count("www.bing.com"); n != 0 {
+		t.Errorf("www.bing.com resolved %d times; the safe endpoint must be used", n)
+	}
+	_, port, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+	if r := e.lastReq.Load(); r == nil {
+		t.Error("the site saw no request")
+	} else if r.Host != "www.bing.com:"+port {
+		t.Errorf("the site saw Host %q, want the original name", r.Host)
+	}
+	// A plain site on the same address does not reuse the safe connection.
+	before := e.originNC.Load()
+	get(t, c, e.originURL("site.test", "/"))
+	if e.originNC.Load() != before+1 {
+		t.Error("site.test reused a connection opened for the safe-search endpoint")
+	}
+}
