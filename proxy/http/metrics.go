@@ -3,6 +3,9 @@ package httpproxy
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
+	// The request counters every request touches, resolved once.
+	httpAllow, httpBlock, httpRewrite, connectAllow, connectBlock prometheus.Counter
+
 	requests       *prometheus.CounterVec
 	refused        *prometheus.CounterVec
 	upstreamErrors prometheus.Counter
@@ -24,6 +27,11 @@ func newMetrics(reg prometheus.Registerer, limits *connLimits) *metrics {
 			Name: "gatehouse_proxy_mistake_reports_total", Help: "\"Report a mistake\" forms accepted.",
 		}),
 	}
+	m.httpAllow = m.requests.WithLabelValues("http", "allow")
+	m.httpBlock = m.requests.WithLabelValues("http", "block")
+	m.httpRewrite = m.requests.WithLabelValues("http", "rewrite")
+	m.connectAllow = m.requests.WithLabelValues("connect", "allow")
+	m.connectBlock = m.requests.WithLabelValues("connect", "block")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.refused, m.upstreamErrors, m.reports,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -273,16 +273,16 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	d := &info.dec
 	switch d.Action {
 	case policy.Block:
-		s.metrics.requests.WithLabelValues("http", "block").Inc()
+		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
 		n, ref := s.blockPage(w, info, cfg)
 		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
 		return
 	case policy.Rewrite:
 		info.rewrite = d.Rewrite
-		s.metrics.requests.WithLabelValues("http", "rewrite").Inc()
+		s.metrics.httpRewrite.Inc()
 	default:
-		s.metrics.requests.WithLabelValues("http", "allow").Inc()
+		s.metrics.httpAllow.Inc()
 	}
 	cleanHopByHop(r.Header, isUpgrade(r.Header))
 	r.Header.Add("Via", Via)
@@ -420,7 +420,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 		}
 	}
 	if d.Action == policy.Block {
-		s.metrics.requests.WithLabelValues("connect", "block").Inc()
+		s.metrics.connectBlock.Inc()
 		ref := newRef()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Gatehouse-Ref", ref)
@@ -433,7 +433,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	if d.Action == policy.Rewrite {
 		info.rewrite = d.Rewrite
 	}
-	s.metrics.requests.WithLabelValues("connect", "allow").Inc()
+	s.metrics.connectAllow.Inc()
 	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 }
 
