@@ -32,6 +32,7 @@ import (
 // front accepts and serves client connections.
 type front struct {
 	s         *Server
+	handler   http.Handler  // s, except in tests
 	header    time.Duration // to read a request's header
 	idle      time.Duration // between requests on a keep-alive connection
 	maxHeader int64
@@ -43,7 +44,7 @@ type front struct {
 }
 
 func newFront(s *Server, header, idle time.Duration, maxHeader int) *front {
-	return &front{s: s, header: header, idle: idle, maxHeader: int64(maxHeader), conns: map[*frontConn]bool{}}
+	return &front{s: s, handler: s, header: header, idle: idle, maxHeader: int64(maxHeader), conns: map[*frontConn]bool{}}
 }
 
 // serve accepts connections from ln until shutdown.
@@ -170,9 +171,12 @@ var (
 func (fc *frontConn) serve() {
 	f, c := fc.f, fc.c
 	defer func() {
-		if p := recover(); p != nil && p != http.ErrAbortHandler {
-			f.s.log.Error("proxy: internal error while serving a client; its connection was closed",
-				"client", c.ip.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				f.s.log.Error("proxy: internal error while serving a client; its connection was closed",
+					"client", c.ip.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			fc.keepReader, fc.bw = true, nil // in an unknown state: not reused
 		}
 		if fc.hijacked {
 			return // the hijacker owns the connection and its buffers
@@ -290,7 +294,7 @@ func (fc *frontConn) serveRequest(req *http.Request) bool {
 		fc.bw.Reset(fc.c)
 	}
 	w := &frontWriter{fc: fc, req: req, h: make(http.Header, 8)}
-	f.s.ServeHTTP(w, req)
+	f.handler.ServeHTTP(w, req)
 	if w.hijacked {
 		return false
 	}

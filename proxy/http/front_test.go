@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -424,5 +426,31 @@ func TestSafeSearchRewrite(t *testing.T) {
 	get(t, c, e.originURL("site.test", "/"))
 	if e.originNC.Load() != before+1 {
 		t.Error("site.test reused a connection opened for the safe-search endpoint")
+	}
+}
+
+// A handler that panics costs its client the connection, is logged, and
+// leaves the proxy serving everyone else.
+func TestFrontRecoversPanic(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var logged atomic.Int32
+	e.s.log = slog.New(countErrors{&logged})
+	e.s.front.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			_, _ = io.WriteString(w, "half an answer")
+			panic("boom")
+		}
+		e.s.ServeHTTP(w, r)
+	})
+	r := e.raw(t)
+	r.send("GET " + e.originURL("site.test", "/boom") + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	if !r.closed() {
+		t.Fatal("connection left open after a panic")
+	}
+	if logged.Load() != 1 {
+		t.Errorf("%d errors logged, want 1", logged.Load())
+	}
+	if resp, body := get(t, e.client("", "", ""), e.originURL("site.test", "/small")); resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("after the panic: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
