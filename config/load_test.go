@@ -79,7 +79,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if len(c.DNS.Upstreams) != 0 || c.DNS.BlockTTL.D() != time.Minute || c.DNS.BlockResponse != "nxdomain" {
 		t.Errorf("dns = %+v", c.DNS)
 	}
-	if len(c.Clients.Allow) != 8 || c.Clients.DefaultGroup != "students" || len(c.Lists) != 0 {
+	if len(c.Clients.Allow) != 9 || c.Clients.DefaultGroup != "students" || len(c.Lists) != 0 {
 		t.Errorf("clients = %+v, lists = %v", c.Clients, c.Lists)
 	}
 
