@@ -106,8 +106,7 @@ func (e *events) record(ev reports.Event) {
 		ev.Count = 1
 	}
 	if e.window <= 0 {
-		e.metrics.eventsQueued.Inc()
-		e.sink.Record(ev)
+		e.send(ev)
 		return
 	}
 	k := maphash.Comparable(e.seed, collapseKey{ev.Client, ev.Name, ev.QType, ev.Action, ev.Category, ev.User})
@@ -117,8 +116,7 @@ func (e *events) record(ev reports.Event) {
 		if !sh.same(&p, &ev) || int64(p.count)+int64(ev.Count) > math.MaxInt32 {
 			// A hash collision (or an absurd count): pass it on as is.
 			sh.mu.Unlock()
-			e.metrics.eventsQueued.Inc()
-			e.sink.Record(ev)
+			e.send(ev)
 			return
 		}
 		if p.count == 0 && !ev.Time.IsZero() {
@@ -145,8 +143,17 @@ func (e *events) record(ev reports.Event) {
 	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
 	sh.mu.Unlock()
-	e.metrics.eventsQueued.Inc()
-	e.sink.Record(ev)
+	e.send(ev)
+}
+
+// send hands ev to the sink and counts it as queued, or as dropped when
+// the sink refused it (its writer's queue was full).
+func (e *events) send(ev reports.Event) {
+	if e.sink.Record(ev) {
+		e.metrics.eventsQueued.Inc()
+		return
+	}
+	e.metrics.eventsDropped.Inc()
 }
 
 // newPending interns the parts of ev that are not in its key (sh.mu held).
@@ -261,7 +268,7 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 		sh.mu.Unlock()
 		e.pending.Add(-int64(removed))
 		for _, ev := range buf {
-			e.sink.Record(ev)
+			e.send(ev)
 		}
 	}
 	return buf

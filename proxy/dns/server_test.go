@@ -13,6 +13,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/policy"
@@ -618,4 +620,28 @@ func TestTruncatedCachedAnswerAgesTTLs(t *testing.T) {
 			t.Fatalf("TTL %d after 100 s of a 300 s answer: not aged", ttl)
 		}
 	}
+}
+
+// refusingSink is a store whose writer queue is full.
+type refusingSink struct{}
+
+func (refusingSink) Record(reports.Event) bool { return false }
+
+// An event the sink refuses is counted as dropped, not as queued.
+func TestEventsRefusedBySinkCountAsDropped(t *testing.T) {
+	m := newMetrics(nil, func() int { return 0 })
+	e := newEvents(refusingSink{}, 100, time.Hour, m, slog.New(slog.DiscardHandler))
+	e.record(reports.Event{Client: netip.MustParseAddr(student), Name: "a.example", Action: "block", Severity: bl.SeverityLow})
+	e.close()
+	if q, d := counterValue(m.eventsQueued), counterValue(m.eventsDropped); q != 0 || d != 1 {
+		t.Fatalf("queued %v, dropped %v; want 0 and 1", q, d)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }
