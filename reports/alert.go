@@ -91,9 +91,14 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 
 // Check queues every alert that is due and returns how many.
 func (a *Alerter) Check(ctx context.Context) (int, error) {
-	rows, err := a.st.db.QueryContext(ctx, `SELECT id FROM incidents
-		WHERE count > alerted_count AND severity >= ? AND route != 'none' AND status != ? ORDER BY severity DESC, first_ts`,
-		int(a.opt.AlertSeverity), StatusAcknowledged)
+	now := a.opt.Now()
+	// Incidents whose client+category was alerted inside the window are left
+	// out here, without a write transaction (alertOne checks again in one).
+	rows, err := a.st.db.QueryContext(ctx, `SELECT id FROM incidents i
+		WHERE count > alerted_count AND severity >= ? AND route != 'none' AND status != ?
+		AND NOT EXISTS (SELECT 1 FROM incidents j WHERE j.who = i.who AND j.category = i.category AND j.last_alert_ts > ?)
+		ORDER BY severity DESC, first_ts`,
+		int(a.opt.AlertSeverity), StatusAcknowledged, ms(now.Add(-a.opt.AlertDedup)))
 	if err != nil {
 		return 0, err
 	}
@@ -110,7 +115,6 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	now := a.opt.Now()
 	sent := 0
 	for _, id := range ids {
 		ok, err := a.alertOne(ctx, id, now)

@@ -543,3 +543,45 @@ func TestDigestContent(t *testing.T) {
 		t.Error("preview moved the watermark")
 	}
 }
+
+// TestAlertPassSkipsWindowWithoutLocking: incidents held back by the
+// de-duplication window are left out before any write transaction, so a
+// pass is not stalled by a busy writer when there is nothing to send.
+func TestAlertPassSkipsWindowWithoutLocking(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clk := newClock(t0)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	w, _ := NewWriter(st, p.Options)
+	defer w.Close()
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	w.Record(ev(t0, "10.0.0.5", "students", "vpn", "vpn.example"))
+	w.Flush()
+	if n, err := a.Check(context.Background()); n != 1 || err != nil {
+		t.Fatalf("first alert: %d %v", n, err)
+	}
+	clk.Set(t0.Add(time.Minute))
+	w.Record(ev(t0.Add(time.Minute), "10.0.0.5", "students", "vpn", "vpn.example"))
+	w.Flush()
+
+	other, err := Open(st.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.db.Begin() // immediate: holds the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	n, err := a.Check(ctx)
+	if n != 0 || err != nil {
+		t.Fatalf("inside the window: %d alerts, %v", n, err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("the pass waited %v for the write lock", took)
+	}
+}
