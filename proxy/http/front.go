@@ -298,11 +298,13 @@ func (fc *frontConn) serveRequest(req *http.Request) bool {
 	if w.hijacked {
 		return false
 	}
-	if body != nil && !body.fence() {
-		fc.keepReader = true // another goroutine is still reading it
-		return false
+	fenced := body == nil || body.fence()
+	if !fenced {
+		// Another goroutine is still reading the body (a site that answered
+		// before taking the whole upload): finish the answer, then close.
+		fc.keepReader = true
 	}
-	if err := w.finish(); err != nil {
+	if err := w.finish(); err != nil || !fenced {
 		return false
 	}
 	if w.close || req.Close || f.closing.Load() {

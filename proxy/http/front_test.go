@@ -454,3 +454,22 @@ func TestFrontRecoversPanic(t *testing.T) {
 		t.Fatalf("after the panic: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
+
+// A site that refuses an upload before taking it: the answer reaches the
+// client in full while the upstream side is still waiting for the body,
+// and then the connection closes.
+func TestFrontEarlyAnswerToUpload(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	base := e.extraOrigin("upload.test", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})
+	r := e.raw(t)
+	r.send("POST " + base + "/up HTTP/1.1\r\nHost: upload.test\r\nContent-Length: 10000000\r\n\r\n" + strings.Repeat("z", 1024))
+	resp, body := r.read("POST")
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "too large") {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if !r.closed() {
+		t.Error("connection left open with the upload unfinished")
+	}
+}
