@@ -50,7 +50,7 @@ func newUpstream(s *Server, perSite int, response time.Duration) *upstream {
 
 // roundTrip sends a request that pooled accepts over a pooled connection.
 func (u *upstream) roundTrip(req *http.Request, info *reqInfo) (*http.Response, error) {
-	key := siteKey{host: req.URL.Hostname(), port: req.URL.Port(), target: info.rewrite}
+	key := siteKey{host: info.host, port: info.port, target: info.rewrite} // host normalised (lower case, IDN as punycode)
 	if key.port == "" {
 		key.port = "80"
 	}
