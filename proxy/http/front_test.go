@@ -473,3 +473,18 @@ func TestFrontEarlyAnswerToUpload(t *testing.T) {
 		t.Error("connection left open with the upload unfinished")
 	}
 }
+
+// The pool dials the host as the policy saw it (lower case), and shares
+// connections between spellings of one name.
+func TestUpstreamPoolNormalisedHost(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.client("", "", "")
+	for _, h := range []string{"SITE.Test", "site.test"} {
+		if resp, body := get(t, c, e.originURL(h, "/small")); resp.StatusCode != 200 || len(body) != 1024 {
+			t.Fatalf("%s: %d, %d bytes", h, resp.StatusCode, len(body))
+		}
+	}
+	if n := e.originNC.Load(); n != 1 {
+		t.Errorf("origin saw %d connections, want 1", n)
+	}
+}
