@@ -193,7 +193,7 @@ func (ix *Index) LookupTrace(name string, tr *Trace) CategorySet {
 		}
 	}
 	if len(ix.hashes) > 0 {
-		block |= ix.lookupHashed(name, "")
+		block |= ix.hashedName(name)
 	}
 	runtime.KeepAlive(ix) // slots may be outside the heap
 	return block &^ allow
@@ -214,32 +214,36 @@ func (ix *Index) ExplainTrace(name string, tr *Trace, want CategorySet) (Match, 
 	return ix.explainHashed(name, want)
 }
 
-// lookupHashed checks every parent of host (and host/path prefixes when
-// path is given) against the hashed entries.
-func (ix *Index) lookupHashed(host, path string) CategorySet {
+// hashedName checks host and every parent of it against the hashed
+// entries.
+func (ix *Index) hashedName(host string) CategorySet {
 	var set CategorySet
-	var buf [512]byte
+	var buf [256]byte
 	for i := 0; ; {
 		suffix := host[i:]
-		b := append(buf[:0], suffix...)
-		if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
+		if c, ok := ix.hashes[sha256.Sum256(append(buf[:0], suffix...))]; ok {
 			set |= ix.combos[c].sub | ix.combos[c].exact
-		}
-		if i == 0 && path != "" {
-			for j := 1; j <= len(path); j++ {
-				if j == len(path) || path[j] == '/' || path[j] == '?' {
-					b = append(append(buf[:0], host...), path[:j]...)
-					if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
-						set |= ix.combos[c].sub | ix.combos[c].exact
-					}
-				}
-			}
 		}
 		j := strings.IndexByte(suffix, '.')
 		if j < 0 {
-			break
+			return set
 		}
 		i += j + 1
+	}
+}
+
+// hashedURL checks every host/path prefix (ending before a '/' or '?',
+// or the whole path) against the hashed entries.
+func (ix *Index) hashedURL(host, path string) CategorySet {
+	var set CategorySet
+	var buf [512]byte
+	for j := 1; j <= len(path); j++ {
+		if j == len(path) || path[j] == '/' || path[j] == '?' {
+			b := append(append(buf[:0], host...), path[:j]...)
+			if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
+				set |= ix.combos[c].sub | ix.combos[c].exact
+			}
+		}
 	}
 	return set
 }
@@ -269,7 +273,9 @@ func (ix *Index) LookupURL(host, path string) CategorySet {
 		}
 	}
 	if len(ix.hashes) > 0 && path != "" {
-		set |= ix.lookupHashed(host, path)
+		// Hashed names (host and parents) are Lookup's: only URL entries here,
+		// so a policy decision hashes each name once.
+		set |= ix.hashedURL(host, path)
 	}
 	return set
 }
@@ -380,7 +386,7 @@ func (ix *Index) ExplainURL(host, path string, want CategorySet) (Match, bool) {
 		}
 		i += j + 1
 	}
-	if len(ix.hashes) > 0 && ix.lookupHashed(host, path)&want != 0 {
+	if len(ix.hashes) > 0 && (ix.hashedName(host)|ix.hashedURL(host, path))&want != 0 {
 		// Hashed entries hide which list matched beyond the category.
 		for _, l := range ix.lists {
 			if want.Has(l.Category) && l.Format == FormatSHA256 {

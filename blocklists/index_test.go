@@ -173,6 +173,11 @@ func TestIndexHashed(t *testing.T) {
 	if got := ix.LookupURL("host.example", "/path/other.html"); got != 0 {
 		t.Errorf("hashed URL matched another page: %v", got)
 	}
+	// Hashed names are Lookup's (policy asks both): LookupURL hashes only
+	// host/path prefixes, so no name is hashed twice per decision.
+	if got := ix.LookupURL("www.abuse.example", "/any"); got != 0 {
+		t.Errorf("LookupURL matched a hashed name: %v", got)
+	}
 }
 
 // TestIndexManyNames checks the hash table against a map for many names,
@@ -252,3 +257,23 @@ func TestSwapUnderLoad(t *testing.T) {
 }
 
 func sha256Of(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+// BenchmarkLookupHashedURL is what a policy decision for a plain-HTTP URL
+// costs the hashed (IWF-style) part of the index: the name and its
+// parents, then the host/path prefixes, each hashed once.
+func BenchmarkLookupHashedURL(b *testing.B) {
+	bd := NewBuilder(0)
+	_, s, _ := bd.AddList(ListInfo{Name: "iwf", Category: IWF, Restricted: true, Format: FormatSHA256})
+	for i := range 1000 {
+		s.Hash(sha256Of(fmt.Sprintf("abuse%d.example", i)))
+		s.Hash(sha256Of(fmt.Sprintf("host%d.example/path/page.html", i)))
+	}
+	ix, _ := bd.Build()
+	b.ReportAllocs()
+	for b.Loop() {
+		var tr Trace
+		if ix.LookupTrace("images.cdn.news.example", &tr)|ix.LookupURL("images.cdn.news.example", "/2026/11/photo.jpg?w=640") != 0 {
+			b.Fatal("matched")
+		}
+	}
+}

@@ -153,6 +153,7 @@ func TestDecisionOrder(t *testing.T) {
 		{"restricted over allow", student, "", "abuse.example", "", lessonTime, Block, ReasonRestricted, "iwf", "restricted", ""},
 		{"restricted for staff", staff, "", "www.abuse.example", "", lessonTime, Block, ReasonRestricted, "iwf", "restricted", ""},
 		{"restricted URL", guest, "", "host.example", "/bad/page.html", lessonTime, Block, ReasonRestricted, "iwf", "restricted", ""},
+		{"restricted name with a path", guest, "", "www.abuse.example", "/any/page.html", lessonTime, Block, ReasonRestricted, "iwf", "restricted", ""},
 		// Group deny beats group allow and categories.
 		{"deny list", student, "", "www.blocked-by-school.example", "", lessonTime, Block, ReasonGroupDeny, "", "school-deny", "blocked-by-school.example"},
 		{"deny list with category", student, "", "porn.example", "", lessonTime, Block, ReasonGroupDeny, "pornography", "school-deny", "porn.example"},
