@@ -416,14 +416,15 @@ type frontWriter struct {
 	req     *http.Request
 	h       http.Header
 	status  int
-	wrote   bool  // the status is set
-	sent    bool  // the header is in the write buffer
-	noBody  bool  // HEAD, 1xx, 204, 304
-	chunked bool  // body sent in chunks
-	length  int64 // declared Content-Length, -1 when unknown
-	n       int64 // body bytes written
-	close   bool  // close the connection after this response
-	failed  bool  // a write to the client failed
+	wrote   bool   // the status is set
+	sent    bool   // the header is in the write buffer
+	noBody  bool   // HEAD, 1xx, 204, 304
+	chunked bool   // body sent in chunks
+	length  int64  // declared Content-Length, -1 when unknown
+	n       int64  // body bytes written
+	close   bool   // close the connection after this response
+	failed  bool   // a write to the client failed
+	held    []byte // body held back before the header (holdMax)
 
 	hijacked bool
 	trailers []string
@@ -522,11 +523,54 @@ func (w *frontWriter) sendHeader() {
 	_, _ = bw.WriteString("\r\n")
 }
 
+// holdMax is how much body the writer holds back before the header is
+// sent, so that a short answer of unknown length (an error page, a refused
+// tunnel) goes out with a Content-Length, as net/http's server does.
+const holdMax = 2 << 10
+
 func (w *frontWriter) Write(p []byte) (int, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
-	w.sendHeader()
+	if !w.sent {
+		if !w.wrote {
+			w.WriteHeader(http.StatusOK)
+		}
+		if w.canHold() && len(w.held)+len(p) <= holdMax {
+			if w.held == nil {
+				w.held = make([]byte, 0, holdMax)
+			}
+			w.held = append(w.held, p...)
+			return len(p), nil
+		}
+		w.sendHeader()
+		if err := w.sendHeld(); err != nil {
+			return 0, err
+		}
+	}
+	return w.writeBody(p)
+}
+
+// canHold reports whether the body may be held back: its length is not
+// declared and the answer has a body.
+func (w *frontWriter) canHold() bool {
+	_, declared := w.h["Content-Length"]
+	return !declared && bodyAllowed(w.req.Method, w.status)
+}
+
+// sendHeld writes the held-back body after the header.
+func (w *frontWriter) sendHeld() error {
+	if len(w.held) == 0 {
+		return nil
+	}
+	b := w.held
+	w.held = nil
+	_, err := w.writeBody(b)
+	return err
+}
+
+// writeBody writes p after the header, framed.
+func (w *frontWriter) writeBody(p []byte) (int, error) {
 	if w.noBody || w.status == http.StatusSwitchingProtocols {
 		return 0, http.ErrBodyNotAllowed
 	}
@@ -560,7 +604,12 @@ func (w *frontWriter) Flush() {
 	if w.hijacked {
 		return
 	}
-	w.sendHeader()
+	if !w.sent {
+		w.sendHeader()
+		if w.sendHeld() != nil {
+			return
+		}
+	}
 	if err := w.fc.bw.Flush(); err != nil {
 		w.failed = true
 	}
@@ -574,8 +623,11 @@ func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	fc := w.fc
 	fc.start()
-	if w.wrote {
+	if w.wrote && !w.sent {
 		w.sendHeader()
+		if err := w.sendHeld(); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := fc.bw.Flush(); err != nil {
 		return nil, nil, err
@@ -587,15 +639,22 @@ func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return fc.c, bufio.NewReadWriter(fc.br, fc.bw), nil
 }
 
-// finish completes the response: the last chunk and trailers, or a
-// Content-Length of 0 when the handler wrote nothing.
+// finish completes the response: a body held back whole goes out with its
+// Content-Length; otherwise the last chunk and trailers.
 func (w *frontWriter) finish() error {
-	if !w.sent && w.n == 0 && w.status != http.StatusSwitchingProtocols && w.req.Method != http.MethodHead {
-		if _, ok := w.h["Content-Length"]; !ok {
-			w.h["Content-Length"] = []string{"0"}
+	if !w.sent {
+		if !w.wrote {
+			w.WriteHeader(http.StatusOK)
+		}
+		if w.canHold() {
+			// The whole body is held: its length is known now.
+			w.h["Content-Length"] = []string{strconv.Itoa(len(w.held))}
+		}
+		w.sendHeader()
+		if err := w.sendHeld(); err != nil {
+			return err
 		}
 	}
-	w.sendHeader()
 	bw := w.fc.bw
 	if w.chunked {
 		_, _ = bw.WriteString("0\r\n")

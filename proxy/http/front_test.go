@@ -488,3 +488,27 @@ func TestUpstreamPoolNormalisedHost(t *testing.T) {
 		t.Errorf("origin saw %d connections, want 1", n)
 	}
 }
+
+// Short answers of undeclared length (a refused tunnel, an error page)
+// go out with a Content-Length, not chunked, and keep the connection.
+func TestFrontShortAnswersHaveLength(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	r := e.raw(t)
+	r.send("CONNECT adult.test:443 HTTP/1.1\r\nHost: adult.test:443\r\n\r\n")
+	resp, body := r.read("CONNECT")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "adult.test is blocked") {
+		t.Fatalf("blocked tunnel: %d %q", resp.StatusCode, body)
+	}
+	if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("refused tunnel: length %d for %d bytes, transfer encoding %v", resp.ContentLength, len(body), resp.TransferEncoding)
+	}
+	r.send("GET " + e.originURL("site.test", "/small") + " HTTP/1.1\r\nHost: site.test\r\nVia: 1.1 gatehouse\r\n\r\n")
+	resp, body = r.read("GET")
+	if resp.StatusCode != http.StatusLoopDetected || resp.ContentLength != int64(len(body)) {
+		t.Errorf("error page: %d, length %d for %d bytes", resp.StatusCode, resp.ContentLength, len(body))
+	}
+	r.send("GET " + e.originURL("site.test", "/small") + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	if resp, body := r.read("GET"); resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("same connection afterwards: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
