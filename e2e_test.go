@@ -228,6 +228,7 @@ func TestProxyLoginNamesDNSUser(t *testing.T) {
 	}
 	path, _ := writeConfig(t, `
 database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
 proxy:
   listen: "127.0.0.1:0"
   auth: {users_file: "{{dir}}/users"}
