@@ -552,10 +552,12 @@ func (w *frontWriter) Write(p []byte) (int, error) {
 }
 
 // canHold reports whether the body may be held back: its length is not
-// declared and the answer has a body.
+// declared, the answer has a body, and no trailers are announced (those
+// need chunks).
 func (w *frontWriter) canHold() bool {
 	_, declared := w.h["Content-Length"]
-	return !declared && bodyAllowed(w.req.Method, w.status)
+	_, trailers := w.h["Trailer"]
+	return !declared && !trailers && bodyAllowed(w.req.Method, w.status)
 }
 
 // sendHeld writes the held-back body after the header.

@@ -238,6 +238,17 @@ func TestFrontChunkedTrailers(t *testing.T) {
 	if got := resp.Trailer.Get("X-Checksum"); got != "abc123" {
 		t.Errorf("trailer X-Checksum = %q (trailers %v)", got, resp.Trailer)
 	}
+	// Trailers on an empty body still need chunks.
+	empty := e.extraOrigin("trailer.test", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(200)
+		w.Header().Set("X-Checksum", "empty")
+	})
+	r2 := e.raw(t)
+	r2.send("GET " + empty + "/ HTTP/1.1\r\nHost: trailer.test\r\n\r\n")
+	if resp, body := r2.read("GET"); resp.StatusCode != 200 || body != "" || resp.Trailer.Get("X-Checksum") != "empty" {
+		t.Errorf("empty body with a trailer: %d %q trailers %v", resp.StatusCode, body, resp.Trailer)
+	}
 	// Still keep-alive after a chunked response.
 	r.send("GET " + base + "/ HTTP/1.1\r\nHost: stream.test\r\n\r\n")
 	if resp, _ := r.read("GET"); resp.StatusCode != 200 {
