@@ -135,8 +135,6 @@ func defaultDNS() DNS {
 	}
 }
 
-// dnsSection validates the parts of dns: that listeners() and upstreams()
-// do not cover.
 // tlsUpstreams checks DNS-over-TLS upstreams at path (exAddr and exName
 // are the examples in the messages).
 func (v *validator) tlsUpstreams(path string, ups []TLSUpstream, exAddr, exName string) {
@@ -151,6 +149,8 @@ func (v *validator) tlsUpstreams(path string, ups []TLSUpstream, exAddr, exName 
 	}
 }
 
+// dnsSection validates the parts of dns: that listeners() and upstreams()
+// do not cover.
 func (v *validator) dnsSection() {
 	d := &v.c.DNS
 	if d.BlockPageIP != "" {
@@ -174,19 +174,7 @@ func (v *validator) dnsSection() {
 		if len(gu.Upstreams)+len(gu.TLSUpstreams) == 0 {
 			v.errf(p, "give the group at least one upstream or tls_upstream")
 		}
-		seen := map[netip.AddrPort]bool{}
-		for i, u := range gu.Upstreams {
-			ap, err := NormalizeIPPort(u, 53)
-			switch {
-			case err != nil:
-				v.errf(joinIndex(p+".upstreams", i), "invalid upstream %q (want IP:port, e.g. 1.1.1.3:53)", u)
-			case isSelf(ap, d.Listen, nil):
-				v.errf(joinIndex(p+".upstreams", i), "upstream %s is Gatehouse's own listen address (queries would loop)", u)
-			case seen[ap]:
-				v.errf(joinIndex(p+".upstreams", i), "upstream %s is listed twice", u)
-			}
-			seen[ap] = true
-		}
+		v.plainUpstreams(p+".upstreams", gu.Upstreams)
 		v.tlsUpstreams(p+".tls_upstreams", gu.TLSUpstreams, "1.1.1.3:853", "family.cloudflare-dns.com")
 	}
 	zones := map[string]bool{}

@@ -103,10 +103,9 @@ func (c *Config) normalize() {
 	lower(&c.Log.Level)
 	lower(&c.Log.Format)
 	lower(&c.DNS.BlockResponse)
-	for i, u := range c.DNS.Upstreams {
-		if a, err := netip.ParseAddr(strings.TrimSpace(u)); err == nil {
-			c.DNS.Upstreams[i] = net.JoinHostPort(a.String(), "53")
-		}
+	port53(c.DNS.Upstreams)
+	for _, g := range c.DNS.GroupUpstreams {
+		port53(g.Upstreams)
 	}
 	for k, p := range c.Categories {
 		lower(&p.Route)
@@ -230,4 +229,13 @@ func (w TimeWindow) DayMask() uint8 {
 		m |= dayBits[strings.ToLower(strings.TrimSpace(d))]
 	}
 	return m
+}
+
+// port53 gives bare IP upstreams port 53, in place.
+func port53(ups []string) {
+	for i, u := range ups {
+		if a, err := netip.ParseAddr(strings.TrimSpace(u)); err == nil {
+			ups[i] = net.JoinHostPort(a.String(), "53")
+		}
+	}
 }

@@ -220,9 +220,16 @@ func (v *validator) listeners() {
 }
 
 func (v *validator) upstreams() {
+	v.plainUpstreams("dns.upstreams", v.c.DNS.Upstreams)
+}
+
+// plainUpstreams checks IP:port upstreams at path (bare IPs were given
+// port 53 when the file was read): a valid address, not Gatehouse's own
+// listener, not listed twice.
+func (v *validator) plainUpstreams(at string, ups []string) {
 	seen := map[string]bool{}
-	for i, u := range v.c.DNS.Upstreams {
-		path := joinIndex("dns.upstreams", i)
+	for i, u := range ups {
+		path := joinIndex(at, i)
 		host, port, err := net.SplitHostPort(u)
 		if err != nil {
 			v.errf(path, "invalid upstream %q: %s (want IP:port, e.g. 9.9.9.9:53)", u, addrErr(err))
