@@ -209,22 +209,12 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 	resp.Answer = append(resp.Answer, &mdns.CNAME{Hdr: mdns.RR_Header{Name: qr.q.Name, Rrtype: mdns.TypeCNAME,
 		Class: mdns.ClassINET, Ttl: uint32(s.opts.BlockTTL.Seconds())}, Target: mdns.Fqdn(target)})
 	if qr.q.Qtype != mdns.TypeCNAME {
-		key := s.key(qr, target, qr.q.Qtype)
-		var e *entry
-		if s.cache != nil {
-			if c := s.cache.get(key, qr.now.UnixNano()); c != nil && qr.now.UnixNano() < c.expires {
-				e = c
-			}
-		}
-		if e == nil {
-			var err error
-			detach(qr)
-			if e, err = s.resolve(key, mdns.ClassINET, s.cache != nil); err != nil {
-				resp.Rcode = mdns.RcodeServerFailure
-				s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
-				s.count(qt, "servfail", d.Group)
-				return
-			}
+		e, err := s.freshOrResolve(s.key(qr, target, qr.q.Qtype), qr.now.UnixNano(), qr)
+		if err != nil {
+			resp.Rcode = mdns.RcodeServerFailure
+			s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
+			s.count(qt, "servfail", d.Group)
+			return
 		}
 		m := new(mdns.Msg)
 		if err := m.Unpack(e.wire); err == nil {
@@ -240,6 +230,21 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 	if s.opts.QueryLog {
 		s.events.record(s.event(qr, d, "rewrite"))
 	}
+}
+
+// freshOrResolve returns the unexpired cached entry for k (class IN), or
+// resolves it; qr, if set, is detached first (see detach), since resolving
+// may wait on an upstream.
+func (s *Server) freshOrResolve(k cacheKey, now int64, qr *query) (*entry, error) {
+	if s.cache != nil {
+		if e := s.cache.get(k, now); e != nil && now < e.expires {
+			return e, nil
+		}
+	}
+	if qr != nil {
+		detach(qr)
+	}
+	return s.resolve(k, mdns.ClassINET, s.cache != nil)
 }
 
 // key is the cache key for name and qtype with the client's EDNS shape.

@@ -67,20 +67,10 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 // lookupType answers one question from the cache or the upstreams of set,
 // deciding CNAME targets with eng for client and user.
 func (s *Server) lookupType(eng *policy.Engine, client netip.Addr, user string, set uint8, name string, qt uint16) ([]netip.Addr, error) {
-	k := cacheKey{name: name, qtype: qt, edns: true, ups: set}
 	now := s.opts.Now()
-	var e *entry
-	cacheable := s.cache != nil
-	if cacheable {
-		if c := s.cache.get(k, now.UnixNano()); c != nil && now.UnixNano() < c.expires {
-			e = c
-		}
-	}
-	if e == nil {
-		var err error
-		if e, err = s.resolve(k, mdns.ClassINET, cacheable); err != nil {
-			return nil, err
-		}
+	e, err := s.freshOrResolve(cacheKey{name: name, qtype: qt, edns: true, ups: set}, now.UnixNano(), nil)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range e.targets() {
 		if d := eng.Decide(policy.Request{Client: client, User: user, Host: t, Time: now}); d.Action == policy.Block {
