@@ -716,11 +716,9 @@ func isUpgrade(h http.Header) bool {
 	return false
 }
 
-// respWriter is the ResponseWriter goproxy writes a response through. It
-// counts bytes and status (for full logging), and copies bodies of known
-// small length through the connection's buffer, so headers and body leave
-// in one write: net/http's own ReadFrom would flush the headers and the
-// first 512 bytes, then write the rest with a second system call.
+// respWriter is the ResponseWriter responses are written through (by
+// forward or goproxy). It counts bytes and status (for full logging), and
+// copies bodies through a pooled buffer instead of io.Copy's fresh 32 KiB.
 type respWriter struct {
 	http.ResponseWriter
 	status int
@@ -742,15 +740,6 @@ func (c *respWriter) Write(p []byte) (int, error) {
 
 // ReadFrom is what io.Copy(w, body) calls.
 func (c *respWriter) ReadFrom(src io.Reader) (int64, error) {
-	if cl := c.Header().Get("Content-Length"); cl == "" || len(cl) > 5 {
-		// Unknown or large (100 kB or more): let net/http use the socket's
-		// ReadFrom.
-		if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
-			n, err := rf.ReadFrom(src)
-			c.n += n
-			return n, err
-		}
-	}
 	bp := copyBufs.Get().(*[]byte)
 	n, err := io.CopyBuffer(writerOnly{c}, src, *bp)
 	copyBufs.Put(bp)
