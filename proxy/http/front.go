@@ -255,8 +255,7 @@ func (fc *frontConn) refuse(err error) {
 // plainError writes a final error response straight to the connection.
 func (fc *frontConn) plainError(code int, msg string) {
 	_ = fc.c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = fmt.Fprintf(fc.c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nVia: %s\r\nConnection: close\r\n\r\n%s\n",
-		code, http.StatusText(code), len(msg)+1, Via, msg)
+	writeRawError(fc.c, code, msg+"\n")
 }
 
 // serveRequest runs the handler for req and reports whether the

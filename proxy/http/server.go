@@ -475,8 +475,14 @@ func (s *Server) connectDial(req *http.Request, network, addr string) (net.Conn,
 // connectError answers a tunnel whose site could not be reached.
 func (s *Server) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 	status, msg := upstreamError(err)
+	writeRawError(w, status, msg)
+}
+
+// writeRawError writes a whole plain-text error response, after which the
+// connection closes (for connections no ResponseWriter serves).
+func writeRawError(w io.Writer, code int, body string) {
 	_, _ = fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nVia: %s\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), len(msg), Via, msg)
+		code, http.StatusText(code), len(body), Via, body)
 }
 
 // nonTLS handles a tunnel to port 443 whose first bytes are not TLS; it
