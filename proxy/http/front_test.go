@@ -523,3 +523,14 @@ func TestFrontShortAnswersHaveLength(t *testing.T) {
 		t.Fatalf("same connection afterwards: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
+
+// idleCount is the number of pooled connections.
+func (u *upstream) idleCount() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, list := range u.idle {
+		n += len(list)
+	}
+	return n
+}

@@ -278,17 +278,6 @@ func (u *upstream) closeIdle() {
 	}
 }
 
-// idleCount is the number of pooled connections (for tests).
-func (u *upstream) idleCount() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	n := 0
-	for _, list := range u.idle {
-		n += len(list)
-	}
-	return n
-}
-
 // upBody returns its connection to the pool once the body has been read
 // to the end, and closes it otherwise.
 type upBody struct {
