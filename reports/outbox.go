@@ -319,7 +319,9 @@ func (m *Mailer) writeEML(r *Message, msg *mail.Msg) (string, error) {
 	}
 	name := fmt.Sprintf("%s-%06d-%s.eml", r.Created.UTC().Format("20060102T150405Z"), r.ID, r.Kind)
 	p := filepath.Join(m.cfg.Dir, name)
-	tmp, err := os.CreateTemp(m.cfg.Dir, ".tmp-*.eml")
+	// Not *.eml until complete: whatever collects the outbox (and the
+	// tests) must never see a half-written message.
+	tmp, err := os.CreateTemp(m.cfg.Dir, ".tmp-*.part")
 	if err != nil {
 		return "", fmt.Errorf("outbox directory: %w", err)
 	}
