@@ -122,7 +122,8 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// startAdmin serves metrics and health on the admin listener.
+// startAdmin serves metrics and health on the admin listener, to the
+// clients adminACL lets in.
 func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Registry) error {
 	if addr == "" {
 		return nil
@@ -144,7 +145,10 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	s.admin = ln.Addr()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	if s.proxy != nil {
+		s.proxy.AddOwnListener(ln.Addr()) // never reached through the proxy
+	}
+	srv := &http.Server{Handler: s.adminACL(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin listener stopped", "err", err)

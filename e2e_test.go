@@ -86,11 +86,19 @@ func startServing(t testing.TB, path string) (*server, *config.Config, func()) {
 // the outbox → the events, incidents and report commands.
 func TestEndToEnd(t *testing.T) {
 	upstream := testUpstream(t)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello from the origin")
+	}))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
 	path, dir := writeConfig(t, `
 school: {name: Test School}
 database: {{dir}}/gatehouse.db
 admin: {listen: "127.0.0.1:0"}
-proxy: {listen: "127.0.0.1:0"}
+proxy:
+  listen: "127.0.0.1:0"
+  # The test's origin runs on loopback, which the proxy otherwise refuses.
+  http: {ports: [80, `+port+`], ip_networks: [127.0.0.1/32]}
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["`+upstream+`"]
@@ -129,11 +137,6 @@ groups:
 
 	// The proxy resolves through the same resolver and applies the same
 	// policy: an allowed origin is fetched, a blocked URL gets the block page.
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "hello from the origin")
-	}))
-	defer origin.Close()
-	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
 	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
 	resp, err := hc.Get("http://origin.example:" + port + "/")
@@ -226,12 +229,16 @@ func TestProxyLoginNamesDNSUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
 	path, _ := writeConfig(t, `
 database: {{dir}}/gatehouse.db
 admin: {listen: "127.0.0.1:0"}
 proxy:
   listen: "127.0.0.1:0"
   auth: {users_file: "{{dir}}/users"}
+  http: {ports: [`+port+`], ip_networks: [127.0.0.1/32]}
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["`+upstream+`"]
@@ -263,9 +270,6 @@ groups:
 		t.Fatalf("before the login, the student network's policy applies: rcode %d", rc)
 	}
 
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
-	defer origin.Close()
-	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
 	proxyURL, _ := url.Parse("http://mrsmith:s3cret-pass@" + s.proxyAddr.String())
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
 	resp, err := hc.Get("http://origin.example:" + port + "/")

@@ -54,6 +54,11 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 		return err
 	}
 	s.dns = srv
+	if s.proxy != nil {
+		for _, a := range srv.Addrs() {
+			s.proxy.AddOwnListener(a) // never reached through the proxy
+		}
+	}
 	if s.proxyResolver != nil {
 		s.proxyResolver.dns.Store(srv) // the proxy resolves through the resolver from now on
 	}

@@ -39,8 +39,13 @@ proxy:
     connections: 20000
     per_client: 20000
   connect:
-    # The harness's HTTPS origin is 127.0.0.1:18443.
+    # The harness's HTTPS origin is 127.0.0.1:18443; loopback is refused
+    # unless listed here (for benchmarks only).
     ports: [443, 18443]
+    ip_networks: [127.0.0.0/8]
+  http:
+    # The harness's plain origin is 127.0.0.1:18080.
+    ports: [80, 8080, 443, 18080]
     ip_networks: [127.0.0.0/8]
 lists:
   - name: bench-1m

@@ -46,6 +46,10 @@ type Log struct {
 // Admin configures the admin listener (metrics, PAC file, block page).
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// Allow lists who may read /metrics and /healthz (IT's monitoring);
+	// empty: clients.allow. The PAC file, block page and "report a
+	// mistake" form answer clients.allow. Anyone else gets 403.
+	Allow []netip.Prefix `yaml:"allow"`
 }
 
 // Clients says who may use Gatehouse and how they are identified.

@@ -19,6 +19,7 @@ type Proxy struct {
 	Timeouts  ProxyTimeouts  `yaml:"timeouts"`
 	Limits    ProxyLimits    `yaml:"limits"`
 	Connect   ProxyConnect   `yaml:"connect"`
+	HTTP      ProxyHTTP      `yaml:"http"`
 	Auth      ProxyAuth      `yaml:"auth"`
 	BlockPage ProxyBlockPage `yaml:"block_page"`
 	PAC       ProxyPAC       `yaml:"pac"`
@@ -40,6 +41,9 @@ type ProxyLimits struct {
 	Connections int `yaml:"connections"`   // all clients together
 	PerClient   int `yaml:"per_client"`    // one client address (a classroom can share one behind NAT)
 	IdlePerSite int `yaml:"idle_per_site"` // idle upstream connections kept per site
+	// IdleTotal caps idle upstream connections over all sites; the least
+	// recently used is closed to make room.
+	IdleTotal int `yaml:"idle_total"`
 }
 
 // ProxyConnect says which CONNECT tunnels are normal. Anything else is a
@@ -48,11 +52,28 @@ type ProxyConnect struct {
 	Ports []int `yaml:"ports"` // ports tunnels may go to (443 and the school's own)
 	// IPNetworks are networks that may be reached by IP address (the
 	// school's own servers); a tunnel to any other bare IP address is a
-	// bypass attempt.
+	// bypass attempt. They are also the only non-public networks (private,
+	// CGNAT, unique-local) a tunnel may reach by name; see ProxyHTTP.
 	IPNetworks []netip.Prefix `yaml:"ip_networks"`
 	// NonTLS is what happens to a tunnel whose first bytes are not a TLS
 	// ClientHello: block (close it and report) or flag (report only).
 	NonTLS string `yaml:"non_tls"`
+}
+
+// ProxyHTTP says where plain-HTTP requests (http:// URLs, WebSocket
+// upgrades, https:// URLs sent as plain requests) may go. Public addresses
+// are reachable on Ports; loopback, link-local, unspecified, multicast and
+// broadcast addresses and Gatehouse's own listeners never are, and private
+// ones (RFC 1918, CGNAT 100.64/10, unique-local fc00::/7) only inside
+// IPNetworks. The check is made on the address actually dialled, after the
+// name is resolved.
+type ProxyHTTP struct {
+	Ports []int `yaml:"ports"` // ports plain requests may go to
+	// IPNetworks are the non-public networks plain requests may reach (the
+	// school's intranet). A loopback or link-local network is honoured only
+	// when listed whole or in part by itself (127.0.0.0/8, never 0.0.0.0/1):
+	// that is for tests and benchmarks whose sites run on the same machine.
+	IPNetworks []netip.Prefix `yaml:"ip_networks"`
 }
 
 // ProxyAuth configures proxy logins (HTTP Basic over the proxy
@@ -102,11 +123,15 @@ const (
 	DefaultProxyConnections     = 20_000
 	DefaultProxyPerClient       = 2_000
 	DefaultProxyIdlePerSite     = 256
+	DefaultProxyIdleTotal       = 512
 	DefaultProxyNonTLS          = "block"
 	DefaultProxyRealm           = "School web filter"
 	DefaultProxyLoginTTL        = 8 * time.Hour
 	DefaultProxyReportsPerHour  = 10
 )
+
+// DefaultProxyHTTPPorts are the ports plain-HTTP requests may go to.
+var DefaultProxyHTTPPorts = []int{80, 8080, 443}
 
 // defaultProxy is the embedded proxy section.
 func defaultProxy() Proxy {
@@ -123,8 +148,10 @@ func defaultProxy() Proxy {
 			Connections: DefaultProxyConnections,
 			PerClient:   DefaultProxyPerClient,
 			IdlePerSite: DefaultProxyIdlePerSite,
+			IdleTotal:   DefaultProxyIdleTotal,
 		},
 		Connect:   ProxyConnect{Ports: []int{443}, NonTLS: DefaultProxyNonTLS},
+		HTTP:      ProxyHTTP{Ports: slices.Clone(DefaultProxyHTTPPorts)},
 		Auth:      ProxyAuth{Realm: DefaultProxyRealm, LoginTTL: Duration(DefaultProxyLoginTTL)},
 		BlockPage: ProxyBlockPage{ReportsPerHour: DefaultProxyReportsPerHour},
 		Events:    ProxyEvents{Collapse: Duration(DefaultEventCollapse)},
@@ -156,31 +183,15 @@ func (v *validator) proxySection() {
 	if l.IdlePerSite < 2 || l.IdlePerSite > 10_000 {
 		v.errf("proxy.limits.idle_per_site", "must be between 2 and 10000")
 	}
+	if l.IdleTotal < 2 || l.IdleTotal > 100_000 {
+		v.errf("proxy.limits.idle_total", "must be between 2 and 100000")
+	}
 
 	c := p.Connect
-	if len(c.Ports) == 0 {
-		v.errf("proxy.connect.ports", "at least one port is needed (443 for HTTPS)")
-	}
-	seen := map[int]bool{}
-	for i, port := range c.Ports {
-		path := joinIndex("proxy.connect.ports", i)
-		switch {
-		case port < 1 || port > 65535:
-			v.errf(path, "invalid port %d", port)
-		case seen[port]:
-			v.errf(path, "port %d is listed twice", port)
-		case port == 25 || port == 53 || port == 853:
-			v.errf(path, "port %d carries mail or DNS, which must not be tunnelled through the proxy", port)
-		}
-		seen[port] = true
-	}
-	for i, n := range c.IPNetworks {
-		if !n.IsValid() {
-			v.errf(joinIndex("proxy.connect.ip_networks", i), "empty network")
-		} else if n.Bits() == 0 {
-			v.errf(joinIndex("proxy.connect.ip_networks", i), "%s would let tunnels reach any IP address, so bypass attempts could not be seen", n)
-		}
-	}
+	v.ports("proxy.connect.ports", c.Ports, "at least one port is needed (443 for HTTPS)")
+	v.upstreamNetworks("proxy.connect.ip_networks", c.IPNetworks, "tunnels")
+	v.ports("proxy.http.ports", p.HTTP.Ports, "at least one port is needed (80 for plain HTTP)")
+	v.upstreamNetworks("proxy.http.ip_networks", p.HTTP.IPNetworks, "plain HTTP requests")
 	if c.NonTLS != "block" && c.NonTLS != "flag" {
 		v.errf("proxy.connect.non_tls", "unknown value %q (want block or flag)", c.NonTLS)
 	}
@@ -248,6 +259,59 @@ func (v *validator) proxySection() {
 	}
 	if w := p.Events.Collapse.D(); w > time.Hour {
 		v.errf("proxy.events.collapse", "must be at most 1h")
+	}
+}
+
+// ports checks a list of upstream ports.
+func (v *validator) ports(at string, ports []int, none string) {
+	if len(ports) == 0 {
+		v.errf(at, "%s", none)
+	}
+	seen := map[int]bool{}
+	for i, port := range ports {
+		path := joinIndex(at, i)
+		switch {
+		case port < 1 || port > 65535:
+			v.errf(path, "invalid port %d", port)
+		case seen[port]:
+			v.errf(path, "port %d is listed twice", port)
+		case port == 25 || port == 53 || port == 853:
+			v.errf(path, "port %d carries mail or DNS, which must not go through the proxy", port)
+		}
+		seen[port] = true
+	}
+}
+
+// upstreamNetworks checks proxy.connect.ip_networks or
+// proxy.http.ip_networks. A loopback or link-local network opens services
+// on the Gatehouse machine itself (or the cloud metadata address) to
+// clients, so it is allowed with a warning: it is for tests and
+// benchmarks.
+func (v *validator) upstreamNetworks(at string, nets []netip.Prefix, who string) {
+	for i, n := range nets {
+		path := joinIndex(at, i)
+		switch {
+		case !n.IsValid():
+			v.errf(path, "empty network")
+		case n.Bits() == 0:
+			v.errf(path, "%s would let %s reach any IP address, including the school's own network", n, who)
+		case n.Addr().Unmap().IsLoopback():
+			v.warnf(path, "%s lets clients of the proxy reach services on the Gatehouse machine itself (meant for tests and benchmarks)", n)
+		case n.Addr().Unmap().IsLinkLocalUnicast():
+			v.warnf(path, "%s lets clients of the proxy reach link-local addresses, such as a cloud server's metadata service at 169.254.169.254", n)
+		}
+	}
+}
+
+// adminSection checks admin.allow.
+func (v *validator) adminSection() {
+	for i, n := range v.c.Admin.Allow {
+		path := joinIndex("admin.allow", i)
+		if !n.IsValid() {
+			v.errf(path, "empty network")
+		} else if n.Bits() == 0 {
+			v.errf(path, "%s would let anyone read the metrics; list IT's monitoring hosts", n)
+		}
 	}
 }
 

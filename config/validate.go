@@ -105,6 +105,7 @@ func (v *validator) run() {
 	v.upstreams()
 	v.dnsSection()
 	v.proxySection()
+	v.adminSection()
 	v.reports()
 	v.categories()
 	lists := v.lists()

@@ -11,6 +11,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -211,9 +212,16 @@ func (fc *frontConn) serve() {
 		if !first {
 			deadline(c, f.header)
 		}
+		host := hasHost(fc.br)
 		req, err := http.ReadRequest(fc.br)
 		if err != nil {
 			fc.refuse(err)
+			return
+		}
+		if !host && req.ProtoAtLeast(1, 1) {
+			// RFC 9112 3.2, for every HTTP/1.1 request (http.ReadRequest
+			// drops the field, and takes the host of an absolute URL).
+			fc.plainError(http.StatusBadRequest, "400 Bad Request: the Host header is missing")
 			return
 		}
 		fc.lr.N = math.MaxInt64 // bodies are not capped here
@@ -334,6 +342,49 @@ func drained(c net.Conn, body io.Reader, d time.Duration) bool {
 	defer deadline(c, 0)
 	n, err := io.CopyN(io.Discard, body, 256<<10+1)
 	return n <= 256<<10 && (err == io.EOF || (err == nil && n == 0))
+}
+
+// hasHost reports whether the request at the front of br has a Host
+// header field. It looks at the header as far as br's buffer holds it
+// (4 KiB), reading more from the connection only while the header is
+// incomplete; a header longer than that without a Host field in its first
+// 4 KiB is given the benefit of the doubt.
+func hasHost(br *bufio.Reader) bool {
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		found, done := scanHost(buf)
+		if done {
+			return found
+		}
+		if br.Buffered() >= br.Size() {
+			return true
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return true // http.ReadRequest reports it
+		}
+	}
+}
+
+// scanHost looks for a Host field in the header lines at the front of buf;
+// done is false when the header does not end within buf.
+func scanHost(buf []byte) (found, done bool) {
+	for line := 0; ; {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			return false, false
+		}
+		l := bytes.TrimSuffix(buf[:i], []byte{'\r'})
+		buf = buf[i+1:]
+		switch {
+		case len(l) == 0 && line == 0:
+			continue // blank lines before the request line
+		case len(l) == 0:
+			return false, true
+		case line > 0 && len(l) >= 5 && l[4] == ':' && bytes.EqualFold(l[:4], []byte("host")):
+			return true, true
+		}
+		line++
+	}
 }
 
 // checkRequest applies the rules net/http's server applies after

@@ -212,6 +212,7 @@ func (e *env) extraOrigin(name string, h http.HandlerFunc) string {
 	e.res.names[name] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	e.res.mu.Unlock()
 	_, port, _ := net.SplitHostPort(o.Listener.Addr().String())
+	e.allowPort(port)
 	return "http://" + name + ":" + port
 }
 

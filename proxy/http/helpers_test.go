@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +97,8 @@ type env struct {
 	tlsOrig  *httptest.Server
 	res      *mapResolver
 	sink     *sink
-	cfg      *config.Config
+	cfg      *config.Config // as parsed; the proxy reads cur
+	cur      atomic.Pointer[config.Config]
 	originNC atomic.Int32 // new connections to the plain origin
 	hits     atomic.Int32 // requests the origins served
 	lastReq  atomic.Pointer[http.Request]
@@ -107,6 +111,10 @@ type envOpts struct {
 	allow   string         // clients.allow
 	roots   *x509.CertPool // upstream roots
 	tlsPort bool           // treat the plain origin's port as the TLS-checked port
+	// resolver replaces the map-backed resolver (e.g. an UpstreamResolver
+	// asking a loopback DNS server).
+	resolver  Resolver
+	idleTotal int // proxy.limits.idle_total; 0 = 64
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -154,6 +162,10 @@ func newEnv(t testing.TB, eo envOpts) *env {
 	if err := os.WriteFile(filepath.Join(e.dir, "users"), []byte("# proxy users\njsmith:"+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	idleTotal := eo.idleTotal
+	if idleTotal == 0 {
+		idleTotal = 64
+	}
 	allow := eo.allow
 	if allow == "" {
 		allow = "[127.0.0.0/8]"
@@ -164,9 +176,13 @@ database: {{dir}}/gatehouse.db
 proxy:
   listen: 127.0.0.1:0
   timeouts: {header: 1s, idle: 5s, dial: 2s, response: 5s, tunnel: 10s}
-  limits: {connections: 100, per_client: 10, idle_per_site: 64}
+  limits: {connections: 100, per_client: 10, idle_per_site: 64, idle_total: ` + strconv.Itoa(idleTotal) + `}
   connect:
     ports: [443, ` + tport + `, ` + oport + `]
+    ip_networks: [127.0.0.1/32]
+  http:
+    ports: [80, ` + oport + `, ` + tport + `]
+    ip_networks: [127.0.0.1/32]
   auth:
     users_file: {{dir}}/users
     realm: Test Academy
@@ -209,6 +225,7 @@ groups:
 		t.Fatalf("config: %v", err)
 	}
 	e.cfg = cfg
+	e.cur.Store(cfg)
 	sources, err := policy.Sources(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -222,9 +239,9 @@ groups:
 		t.Fatal(err)
 	}
 	s, err := New(Options{
-		Config:      func() *config.Config { return cfg },
+		Config:      e.cur.Load,
 		Engine:      func() *policy.Engine { return eng },
-		Resolver:    e.res,
+		Resolver:    cmp.Or[Resolver](eo.resolver, e.res),
 		Sink:        e.sink,
 		ReportsFile: filepath.Join(e.dir, "mistake-reports.jsonl"),
 		RootCAs:     eo.roots,
@@ -252,6 +269,24 @@ groups:
 		}
 	})
 	return e
+}
+
+// allowPort adds a port of a test origin to proxy.http.ports (the proxy
+// reads the config per request).
+func (e *env) allowPort(port string) {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.editProxy(func(p *config.Proxy) { p.HTTP.Ports = append(slices.Clone(p.HTTP.Ports), n) })
+}
+
+// editProxy changes the proxy section of the running config, as a reload
+// would (edit must not change the slices it is given in place).
+func (e *env) editProxy(edit func(p *config.Proxy)) {
+	c := *e.cur.Load()
+	edit(&c.Proxy)
+	e.cur.Store(&c)
 }
 
 // originURL is the plain origin's URL under a name.

@@ -149,7 +149,7 @@ func TestConnectBlocked(t *testing.T) {
 func TestConnectBypassAttempts(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	_, tport, _ := net.SplitHostPort(e.tlsOrig.Listener.Addr().String())
-	code, _, _ := e.connect("", "127.0.0.1:"+tport, "")
+	code, _, _ := e.connect("", "127.0.0.3:"+tport, "") // outside proxy.connect.ip_networks
 	if code != http.StatusForbidden {
 		t.Fatalf("IP literal: status %d", code)
 	}
@@ -360,6 +360,7 @@ func TestWebSocketPassThrough(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	e.allowPort(port)
 
 	c := e.dial("")
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -394,6 +395,7 @@ func TestStreamingBody(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	e.allowPort(port)
 	resp, err := e.client("", "", "").Get("http://site.test:" + port + "/stream")
 	if err != nil {
 		t.Fatal(err)

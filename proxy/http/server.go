@@ -46,6 +46,7 @@ type Server struct {
 	metrics *metrics
 	local   http.Handler
 	dialer  net.Dialer
+	own     *ownListeners // Gatehouse's listeners: never dialled
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -65,6 +66,7 @@ type reqInfo struct {
 	host    string // normalised
 	port    string
 	rewrite string // safe-search endpoint to dial instead of host
+	refused bool   // answered with 403 at dial time (an internal address)
 	dec     policy.Decision
 	method  string
 	url     string
@@ -99,7 +101,16 @@ func New(o Options) (*Server, error) {
 		now:        o.Now,
 		tunnelIdle: p.Timeouts.Tunnel.D(),
 		tlsPort:    "443",
+		own:        newOwnListeners(),
 		stop:       make(chan struct{}),
+	}
+	s.own.add(p.Listen)
+	s.own.add(cfg.Admin.Listen)
+	for _, a := range cfg.DNS.Listen {
+		s.own.add(a)
+	}
+	for _, a := range cfg.DNS.TLS.Listen {
+		s.own.add(a)
 	}
 	s.dialer = net.Dialer{Timeout: p.Timeouts.Dial.D(), KeepAlive: 30 * time.Second}
 	s.dialAddr = s.dialer.DialContext
@@ -117,7 +128,7 @@ func New(o Options) (*Server, error) {
 	s.events = newEventLog(o.Sink, func() time.Duration { return o.Config().Proxy.Events.Collapse.D() }, o.Now)
 	s.reports = newMistakeReports(o.ReportsFile, o.Now)
 	s.tr = s.newTransport(p, nil)
-	s.up = newUpstream(s, p.Limits.IdlePerSite, p.Timeouts.Response.D())
+	s.up = newUpstream(s, p.Limits.IdlePerSite, p.Limits.IdleTotal, p.Timeouts.Response.D())
 
 	gp := goproxy.NewProxyHttpServer()
 	gp.Verbose = false
@@ -145,7 +156,7 @@ func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
 		target := *safe
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			_, port, _ := net.SplitHostPort(addr)
-			return s.dialHost(ctx, clientOf(ctx), target, port)
+			return s.dialHost(ctx, clientOf(ctx), target, port, s.o.Config().Proxy.HTTP.IPNetworks)
 		}
 	}
 	return &http.Transport{
@@ -155,7 +166,7 @@ func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
 		TLSHandshakeTimeout:   p.Timeouts.Dial.D(),
 		ResponseHeaderTimeout: p.Timeouts.Response.D(),
 		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          0, // bounded per site below
+		MaxIdleConns:          p.Limits.IdleTotal, // least recently used closed first
 		MaxIdleConnsPerHost:   p.Limits.IdlePerSite,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
@@ -166,6 +177,7 @@ func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
 
 // Serve accepts proxy connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.own.add(ln.Addr().String())
 	go s.events.run(s.stop)
 	go s.up.run(s.stop)
 	return s.front.serve(&listener{Listener: ln, s: s})
@@ -198,6 +210,14 @@ func (s *Server) logRefused(ip netip.Addr) {
 	if last := s.lastRefuse.Load(); now-last > int64(10*time.Second) && s.lastRefuse.CompareAndSwap(last, now) {
 		s.log.Warn("proxy: refused a client outside clients.allow (logged at most every 10s)", "client", ip.String())
 	}
+}
+
+func infoOf(r *http.Request) *reqInfo {
+	if r == nil {
+		return nil
+	}
+	info, _ := r.Context().Value(infoKey{}).(*reqInfo)
+	return info
 }
 
 func clientOf(ctx context.Context) netip.Addr {
@@ -271,6 +291,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // plain handles an HTTP request with an absolute URL.
 func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) {
 	d := &info.dec
+	if d.Action != policy.Block && !portAllowed(cfg.Proxy.HTTP.Ports, plainPort(r.URL.Scheme, info.port)) {
+		info.url = eventURL(r.URL)
+		s.refusePort(w, info, cfg)
+		return
+	}
 	switch d.Action {
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
@@ -293,7 +318,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	} else {
 		s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 	}
-	if !cfg.Proxy.Events.LogAllowed {
+	if !cfg.Proxy.Events.LogAllowed || info.refused {
 		return
 	}
 	info.url = eventURL(r.URL)
@@ -348,6 +373,14 @@ func (s *Server) safeTransport(target string) *http.Transport {
 // hop-by-hop headers from responses.
 func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
 	if resp == nil {
+		if ie, info := asInternal(ctx.Error), infoOf(ctx.Req); ie != nil && info != nil {
+			info.url = eventURL(ctx.Req.URL)
+			body, ref := s.refuseInternal(info, "http", ie)
+			r := goproxy.NewResponse(ctx.Req, goproxy.ContentTypeText, http.StatusForbidden, body)
+			r.Header.Set("Via", Via)
+			r.Header.Set("X-Gatehouse-Ref", ref)
+			return r
+		}
 		status, msg := upstreamError(ctx.Error)
 		s.metrics.upstreamErrors.Inc()
 		r := goproxy.NewResponse(ctx.Req, goproxy.ContentTypeText, status, msg+"\n")
@@ -461,7 +494,7 @@ func (s *Server) connectDial(req *http.Request, network, addr string) (net.Conn,
 	if info.rewrite != "" {
 		host = info.rewrite
 	}
-	c, err := s.dialHost(req.Context(), info.client, host, info.port)
+	c, err := s.dialHost(req.Context(), info.client, host, info.port, s.o.Config().Proxy.Connect.IPNetworks)
 	if err != nil {
 		return nil, err
 	}
@@ -474,6 +507,11 @@ func (s *Server) connectDial(req *http.Request, network, addr string) (net.Conn,
 
 // connectError answers a tunnel whose site could not be reached.
 func (s *Server) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+	if ie, info := asInternal(err), infoOf(ctx.Req); ie != nil && info != nil {
+		body, _ := s.refuseInternal(info, "connect", ie)
+		writeRawError(w, http.StatusForbidden, body)
+		return
+	}
 	status, msg := upstreamError(err)
 	writeRawError(w, status, msg)
 }
@@ -512,13 +550,24 @@ func (t *tunnel) finish() {
 // dialContext dials for the plain-HTTP transport.
 func (s *Server) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port := splitHostPort(addr)
-	return s.dialHost(ctx, clientOf(ctx), host, port)
+	return s.dialHost(ctx, clientOf(ctx), host, port, s.o.Config().Proxy.HTTP.IPNetworks)
 }
 
 // dialHost connects to host:port, resolving names through the Resolver
-// and trying each address in turn.
-func (s *Server) dialHost(ctx context.Context, client netip.Addr, host, port string) (net.Conn, error) {
+// and trying each address in turn. Every upstream connection is opened
+// here: each address is checked (checkAddr) just before it is dialled,
+// with nets the configured non-public networks for the kind of request.
+// When no address could be dialled and one was refused, the refusal
+// (*internalError) is returned.
+func (s *Server) dialHost(ctx context.Context, client netip.Addr, host, port string, nets []netip.Prefix) (net.Conn, error) {
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("invalid port %q", port)
+	}
 	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		if err := s.checkAddr(a, uint16(pn), nets); err != nil {
+			return nil, err
+		}
 		return s.dialAddr(ctx, "tcp", net.JoinHostPort(a.String(), port))
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.dialer.Timeout)
@@ -530,9 +579,16 @@ func (s *Server) dialHost(ctx context.Context, client netip.Addr, host, port str
 	if len(addrs) == 0 {
 		return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 	}
-	var first error
-	for i, a := range addrs {
-		if i == 4 {
+	var first, refused error
+	tries := 0
+	for _, a := range addrs {
+		if err := s.checkAddr(a, uint16(pn), nets); err != nil {
+			if refused == nil {
+				refused = err
+			}
+			continue
+		}
+		if tries++; tries > 4 {
 			break
 		}
 		c, err := s.dialAddr(dctx, "tcp", net.JoinHostPort(a.Unmap().String(), port))
@@ -546,7 +602,58 @@ func (s *Server) dialHost(ctx context.Context, client netip.Addr, host, port str
 			break
 		}
 	}
+	if refused != nil {
+		return nil, refused
+	}
 	return nil, first
+}
+
+// plainPort is the port a plain request goes to.
+func plainPort(scheme, port string) string {
+	switch {
+	case port != "":
+		return port
+	case scheme == "https":
+		return "443"
+	}
+	return "80"
+}
+
+// refusePort answers a plain request to a port outside proxy.http.ports
+// with 403 and a bypass event, as a tunnel to a port outside
+// proxy.connect.ports gets.
+func (s *Server) refusePort(w http.ResponseWriter, info *reqInfo, cfg *config.Config) {
+	d := &info.dec
+	d.Action, d.Bypass = policy.Block, true
+	d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+	s.metrics.httpBlock.Inc()
+	ref := newRef()
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Gatehouse-Ref", ref)
+	h.Set("Via", Via)
+	w.WriteHeader(http.StatusForbidden)
+	n, _ := fmt.Fprintf(w, "403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, "port"), ref)
+	s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "port", ref)
+}
+
+// refuseInternal records a request refused at dial time because its site
+// resolved to (or was written as) an address on the school's own network
+// or the Gatehouse machine: a bypass event for IT with the address in
+// Entry. It returns the answer's body and reference code.
+func (s *Server) refuseInternal(info *reqInfo, source string, ie *internalError) (string, string) {
+	info.refused = true
+	s.metrics.refused.WithLabelValues("internal-address").Inc()
+	ev := *info
+	d := &ev.dec
+	d.Action, d.Bypass = policy.Block, true
+	d.Severity, d.Route = bl.SeverityMedium, bl.RouteIT
+	d.Entry, d.List = ie.addr.String(), ""
+	d.HasCategory = false
+	ref := newRef()
+	body := fmt.Sprintf("403 Forbidden: %s is on the school's own network (%s), which the web filter does not reach. Reference %s.\n", info.host, ie.what, ref)
+	s.eventRef(&ev, source, "block", http.StatusForbidden, int64(len(body)), "internal-address", ref)
+	return body, ref
 }
 
 // event records a block or allowed request.
@@ -616,7 +723,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		return "", false
 	}
 	name, pass, ok := parseBasic(h)
-	if !ok || !s.users.Verify(name, pass) {
+	if ok {
+		var err error
+		if ok, err = s.users.Verify(name, pass); err != nil {
+			s.metrics.refused.WithLabelValues("auth-busy").Inc()
+			w.Header().Set("Retry-After", "2")
+			w.Header().Set("Via", Via)
+			http.Error(w, "503 Service Unavailable: the web filter is checking many logins at once. Please try again in a moment.", http.StatusServiceUnavailable)
+			return "", false
+		}
+	}
+	if !ok {
 		s.metrics.refused.WithLabelValues("auth").Inc()
 		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
 		return "", false

@@ -21,15 +21,20 @@ import (
 	"time"
 )
 
-// upstream is the pool of idle connections to sites.
+// upstream is the pool of idle connections to sites. It holds at most
+// perSite idle connections to one site and maxIdle over all sites; to make
+// room past maxIdle the least recently used connection is closed.
 type upstream struct {
 	s           *Server
 	perSite     int
+	maxIdle     int
 	idleTimeout time.Duration
 	response    time.Duration // to the first response byte
 
 	mu     sync.Mutex
-	idle   map[siteKey][]*upConn
+	idle   map[siteKey][]*upConn // per site, least recently used first
+	lru    upConn                // sentinel of the ring of all idle connections, least recently used next
+	nIdle  int
 	closed bool
 }
 
@@ -38,14 +43,40 @@ type upstream struct {
 type siteKey struct{ host, port, target string }
 
 type upConn struct {
-	c    net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	used time.Time
+	c          net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	used       time.Time
+	key        siteKey
+	prev, next *upConn // in upstream.lru while idle
 }
 
-func newUpstream(s *Server, perSite int, response time.Duration) *upstream {
-	return &upstream{s: s, perSite: perSite, idleTimeout: 90 * time.Second, response: response, idle: map[siteKey][]*upConn{}}
+func newUpstream(s *Server, perSite, maxIdle int, response time.Duration) *upstream {
+	u := &upstream{s: s, perSite: perSite, maxIdle: maxIdle, idleTimeout: 90 * time.Second, response: response, idle: map[siteKey][]*upConn{}}
+	u.lru.prev, u.lru.next = &u.lru, &u.lru
+	return u
+}
+
+// unlink takes pc out of the ring of idle connections.
+func (u *upstream) unlink(pc *upConn) {
+	pc.prev.next, pc.next.prev = pc.next, pc.prev
+	pc.prev, pc.next = nil, nil
+	u.nIdle--
+}
+
+// drop closes an idle connection and takes it out of the pool.
+func (u *upstream) drop(pc *upConn) {
+	u.unlink(pc)
+	_ = pc.c.Close()
+	list := u.idle[pc.key]
+	for i, x := range list {
+		if x == pc {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			u.setIdle(pc.key, list[:len(list)-1])
+			return
+		}
+	}
 }
 
 // roundTrip sends a request that pooled accepts over a pooled connection.
@@ -83,6 +114,17 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) 
 	r.RequestURI = ""
 	resp, err := s.up.roundTrip(r, info)
 	if err != nil {
+		if ie := asInternal(err); ie != nil {
+			info.url = eventURL(r.URL)
+			body, ref := s.refuseInternal(info, "http", ie)
+			h := w.Header()
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+			h.Set("Via", Via)
+			h.Set("X-Gatehouse-Ref", ref)
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, body)
+			return
+		}
 		status, msg := upstreamError(err)
 		s.metrics.upstreamErrors.Inc()
 		h := w.Header()
@@ -178,11 +220,11 @@ func (u *upstream) dial(ctx context.Context, info *reqInfo, key siteKey) (*upCon
 	if key.target != "" {
 		host = key.target
 	}
-	c, err := u.s.dialHost(ctx, info.client, host, key.port)
+	c, err := u.s.dialHost(ctx, info.client, host, key.port, u.s.o.Config().Proxy.HTTP.IPNetworks)
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10), key: key}, nil
 }
 
 // get takes the most recently used idle connection to key.
@@ -195,13 +237,16 @@ func (u *upstream) get(key siteKey) (*upConn, bool) {
 		pc := list[len(list)-1]
 		list[len(list)-1] = nil
 		list = list[:len(list)-1]
+		u.unlink(pc)
 		if now.Sub(pc.used) < u.idleTimeout {
 			u.setIdle(key, list)
 			return pc, true
 		}
 		_ = pc.c.Close() // the rest are older still
-		for _, old := range list {
+		for i, old := range list {
+			u.unlink(old)
 			_ = old.c.Close()
+			list[i] = nil
 		}
 		list = nil
 	}
@@ -219,15 +264,23 @@ func (u *upstream) setIdle(key siteKey, list []*upConn) {
 
 // put returns a connection whose response was read to the end.
 func (u *upstream) put(key siteKey, pc *upConn) {
-	pc.used = time.Now()
+	now := time.Now()
 	u.mu.Lock()
+	pc.used = now
 	list := u.idle[key]
 	if u.closed || len(list) >= u.perSite || pc.br.Buffered() > 0 {
 		u.mu.Unlock()
 		_ = pc.c.Close()
 		return
 	}
+	if u.nIdle >= u.maxIdle {
+		u.drop(u.lru.next) // the least recently used, to any site
+		list = u.idle[key]
+	}
 	u.idle[key] = append(list, pc)
+	pc.prev, pc.next = u.lru.prev, &u.lru
+	pc.prev.next, u.lru.prev = pc, pc
+	u.nIdle++
 	u.mu.Unlock()
 }
 
@@ -236,18 +289,8 @@ func (u *upstream) sweep() {
 	cut := time.Now().Add(-u.idleTimeout)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for key, list := range u.idle {
-		n := 0
-		for _, pc := range list {
-			if pc.used.Before(cut) {
-				_ = pc.c.Close()
-				continue
-			}
-			list[n] = pc
-			n++
-		}
-		clear(list[n:])
-		u.setIdle(key, list[:n])
+	for pc := u.lru.next; pc != &u.lru && pc.used.Before(cut); pc = u.lru.next {
+		u.drop(pc)
 	}
 }
 
@@ -270,11 +313,8 @@ func (u *upstream) closeIdle() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.closed = true
-	for key, list := range u.idle {
-		for _, pc := range list {
-			_ = pc.c.Close()
-		}
-		delete(u.idle, key)
+	for pc := u.lru.next; pc != &u.lru; pc = u.lru.next {
+		u.drop(pc)
 	}
 }
 

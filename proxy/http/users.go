@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -23,6 +24,11 @@ import (
 // seconds). A password that passed bcrypt once is remembered as a SHA-256
 // digest, so a browser sending its login with every request costs one
 // hash, not one bcrypt.
+//
+// bcrypt is slow on purpose, so a flood of logins (or guesses) is CPU:
+// at most bcryptWorkers checks run at once and at most bcryptQueue more
+// wait for one; past that Verify answers ErrBusy at once (the proxy sends
+// 503 with Retry-After) instead of parking more goroutines.
 type Users struct {
 	path string
 
@@ -32,12 +38,23 @@ type Users struct {
 	mtime   time.Time
 	checked time.Time
 
-	sem chan struct{} // bounds concurrent bcrypt work (a login flood is CPU)
+	sem     chan struct{} // bounds concurrent bcrypt work (a login flood is CPU)
+	waiting atomic.Int32  // checks running or waiting for sem
+	compare func(hash, password []byte) error
 }
+
+// Bounds on bcrypt work (see Users).
+const (
+	bcryptWorkers = 2
+	bcryptQueue   = 64
+)
+
+// ErrBusy is Verify's answer when too many logins are being checked.
+var ErrBusy = errors.New("too many logins are being checked")
 
 // LoadUsers reads a users file.
 func LoadUsers(path string) (*Users, error) {
-	u := &Users{path: path, sem: make(chan struct{}, 2)}
+	u := &Users{path: path, sem: make(chan struct{}, bcryptWorkers), compare: bcrypt.CompareHashAndPassword}
 	if err := u.reload(); err != nil {
 		return nil, err
 	}
@@ -106,8 +123,9 @@ func (u *Users) maybeReload() {
 	}
 }
 
-// Verify checks a name and password.
-func (u *Users) Verify(name, password string) bool {
+// Verify checks a name and password. It returns ErrBusy, without checking,
+// when bcryptWorkers checks are running and bcryptQueue more are waiting.
+func (u *Users) Verify(name, password string) (bool, error) {
 	u.maybeReload()
 	digest := sha256.Sum256([]byte(password))
 	u.mu.RLock()
@@ -115,23 +133,28 @@ func (u *Users) Verify(name, password string) bool {
 	good, cached := u.ok[name]
 	u.mu.RUnlock()
 	if !known {
-		return false
+		return false, nil
 	}
 	if cached {
-		return subtle.ConstantTimeCompare(good[:], digest[:]) == 1
+		return subtle.ConstantTimeCompare(good[:], digest[:]) == 1, nil
+	}
+	if u.waiting.Add(1) > bcryptWorkers+bcryptQueue {
+		u.waiting.Add(-1)
+		return false, ErrBusy
 	}
 	u.sem <- struct{}{}
-	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	err := u.compare(hash, []byte(password))
 	<-u.sem
+	u.waiting.Add(-1)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	u.mu.Lock()
 	if u.ok != nil {
 		u.ok[name] = digest
 	}
 	u.mu.Unlock()
-	return true
+	return true, nil
 }
 
 // parseBasic reads a "Basic base64(name:password)" credential.

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// adminACL guards the admin listener as the other front doors are guarded:
+// /metrics and /healthz answer admin.allow (clients.allow when that is
+// empty), the pupil-facing pages (PAC file, block page, "report a
+// mistake") answer clients.allow, and anyone else gets 403 and nothing
+// more. The lists are read per request, so a reload applies at once.
+func (s *server) adminACL(next http.Handler) http.Handler {
+	var lastLog atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		cfg := s.cfg.Load()
+		allow := cfg.Clients.Allow
+		if monitoring(r.URL.Path) && len(cfg.Admin.Allow) > 0 {
+			allow = cfg.Admin.Allow
+		}
+		for _, p := range allow {
+			if p.Contains(ip) {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		now := time.Now().UnixNano()
+		if last := lastLog.Load(); now-last > int64(10*time.Second) && lastLog.CompareAndSwap(last, now) {
+			s.log.Warn("admin: refused a client outside the allow list (logged at most every 10s)", "client", ip.String(), "path", r.URL.Path)
+		}
+		w.Header().Set("Connection", "close")
+		http.Error(w, "403 Forbidden", http.StatusForbidden)
+	})
+}
+
+// monitoring reports whether path is one of IT's monitoring endpoints.
+func monitoring(path string) bool {
+	return path == "/metrics" || path == "/healthz"
+}
