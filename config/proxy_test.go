@@ -1,6 +1,8 @@
 package config
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,6 +17,55 @@ func TestProxyDefaults(t *testing.T) {
 	}
 	if p.Limits.Connections != DefaultProxyConnections || p.Limits.PerClient != DefaultProxyPerClient || p.BlockPage.ReportsPerHour != 10 {
 		t.Errorf("limits = %+v, block page = %+v", p.Limits, p.BlockPage)
+	}
+	if p.Limits.IdleTotal != DefaultProxyIdleTotal || !slices.Equal(p.HTTP.Ports, []int{80, 8080, 443}) || len(p.HTTP.IPNetworks) != 0 {
+		t.Errorf("idle total %d, http = %+v", p.Limits.IdleTotal, p.HTTP)
+	}
+	if d := Default(); len(d.Admin.Allow) != 0 || len(d.Proxy.Connect.IPNetworks) != 0 {
+		t.Errorf("admin.allow %v, connect networks %v: loopback and private networks must not be open by default", d.Admin.Allow, d.Proxy.Connect.IPNetworks)
+	}
+}
+
+// The upstream address rules: ports and networks for plain HTTP, the
+// overall idle cap and the admin allow list, with a warning for networks
+// that open the Gatehouse machine itself.
+func TestProxyUpstreamRules(t *testing.T) {
+	checkErrors(t, `proxy:
+  limits:
+    idle_total: 1
+  http:
+    ports: [80, 80, 0, 853]
+    ip_networks: [0.0.0.0/0, "::/0"]
+admin:
+  allow: [0.0.0.0/0]
+`, []want{
+		{"3:17", "proxy.limits.idle_total", "must be between 2 and 100000"},
+		{"5:17", "proxy.http.ports[1]", "port 80 is listed twice"},
+		{"5:21", "proxy.http.ports[2]", "invalid port 0"},
+		{"5:24", "proxy.http.ports[3]", "port 853 carries mail or DNS"},
+		{"6:19", "proxy.http.ip_networks[0]", "would let plain HTTP requests reach any IP address"},
+		{"6:30", "proxy.http.ip_networks[1]", "would let plain HTTP requests reach any IP address"},
+		{"8:11", "admin.allow[0]", "would let anyone read the metrics"},
+	})
+	checkErrors(t, "proxy:\n  http:\n    ports: []\n", []want{{"3:5", "proxy.http.ports", "at least one port is needed"}})
+	c, err := Parse([]byte(`proxy:
+  connect: {ip_networks: [127.0.0.0/8]}
+  http:
+    ports: [80, 18080]
+    ip_networks: [10.0.0.0/8, 169.254.0.0/16]
+admin:
+  allow: [10.0.0.5/32]
+`), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Proxy.HTTP.Ports, []int{80, 18080}) || len(c.Admin.Allow) != 1 {
+		t.Errorf("http = %+v, admin = %+v", c.Proxy.HTTP, c.Admin)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "proxy.connect.ip_networks[0]") || !strings.Contains(w, "Gatehouse machine itself") ||
+		!strings.Contains(w, "proxy.http.ip_networks[1]") || !strings.Contains(w, "metadata") || strings.Contains(w, "ip_networks[0]: 10.") {
+		t.Errorf("warnings:\n%s", w)
 	}
 }
 

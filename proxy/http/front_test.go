@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -136,6 +137,11 @@ func TestFrontBadRequests(t *testing.T) {
 		{"no host", "GET /proxy.pac HTTP/1.1\r\n\r\n", 400},
 		{"bad host", "GET /proxy.pac HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"two hosts", "GET /proxy.pac HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		// RFC 9112 3.2: every HTTP/1.1 request needs Host, even with an
+		// absolute URL or as CONNECT.
+		{"absolute URL, no host", "GET http://site.test/ HTTP/1.1\r\nX-Host: site.test\r\nHostname: site.test\r\n\r\n", 400},
+		{"POST, no host", "POST http://site.test/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 400},
+		{"CONNECT, no host", "CONNECT site.test:443 HTTP/1.1\r\n\r\n", 400},
 		{"HTTP/2 text", "GET http://site.test/ HTTP/2.0\r\nHost: site.test\r\n\r\n", 505},
 		{"huge header", "GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431},
 		{"odd expect", "POST http://site.test/ HTTP/1.1\r\nHost: site.test\r\nExpect: magic\r\nContent-Length: 1\r\n\r\nx", 417},
@@ -155,6 +161,31 @@ func TestFrontBadRequests(t *testing.T) {
 	}
 	if e.hits.Load() != 0 {
 		t.Errorf("%d bad requests reached the origin", e.hits.Load())
+	}
+}
+
+// hasHost finds the Host field however the header arrives, and lets a
+// header too long to hold in the buffer through to http.ReadRequest.
+func TestFrontHasHost(t *testing.T) {
+	for _, tc := range []struct {
+		req  string
+		want bool
+	}{
+		{"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\nhost:a\r\n\r\nGET http://b/ HTTP/1.1\r\n\r\n", true},
+		{"\r\nGET http://a/ HTTP/1.1\nHOST: a\n\n", true},
+		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n", false},
+		{"GET http://a/ HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n", false},
+		{"GET http://a/ HTTP/1.1\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\n\r\n", true}, // longer than the buffer
+		{"GET http://a/ HTTP/1.1\r\nAccept", true},                                            // cut short: ReadRequest reports it
+	} {
+		br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(tc.req)), 4096)
+		if got := hasHost(br); got != tc.want {
+			t.Errorf("hasHost(%.60q) = %v, want %v", tc.req, got, tc.want)
+		}
+		if b, _ := br.Peek(1); len(b) == 0 || b[0] != tc.req[0] {
+			t.Errorf("hasHost(%.60q) consumed input", tc.req)
+		}
 	}
 }
 
