@@ -177,7 +177,7 @@ func TestFrontHasHost(t *testing.T) {
 		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n", false},
 		{"GET http://a/ HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n", false},
 		{"GET http://a/ HTTP/1.1\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\n\r\n", true}, // longer than the buffer
-		{"GET http://a/ HTTP/1.1\r\nAccept", true},                                            // cut short: ReadRequest reports it
+		{"GET http://a/ HTTP/1.1\r\nAccept", true},                                           // cut short: ReadRequest reports it
 	} {
 		br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(tc.req)), 4096)
 		if got := hasHost(br); got != tc.want {
