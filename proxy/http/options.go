@@ -25,10 +25,16 @@
 //     bytes are not a TLS ClientHello is blocked or flagged.
 //   - Upstream: names are resolved through a Resolver (Gatehouse's own
 //     filtering resolver), never the system resolver; safe-search hosts are
-//     dialled at their safe endpoint; upstream TLS is always verified; the
-//     upstream pool keeps proxy.limits.idle_per_site idle connections per
-//     site; bodies stream; WebSocket upgrades pass through; hop-by-hop
-//     headers are dropped and Via is added.
+//     dialled at their safe endpoint; each address is checked just before
+//     it is dialled: loopback, link-local, multicast and the like and
+//     Gatehouse's own listeners are refused (403, an internal-address
+//     event), private networks are reached only inside
+//     proxy.http.ip_networks or proxy.connect.ip_networks, and plain HTTP
+//     only on proxy.http.ports; upstream TLS is always verified; idle
+//     upstream connections are capped per site and overall
+//     (proxy.limits.idle_per_site, idle_total); bodies stream; WebSocket
+//     upgrades pass through; hop-by-hop headers are dropped and Via is
+//     added.
 //
 // The admin listener mounts AdminHandler for /proxy.pac, /wpad.dat, the
 // block page for names the DNS resolver answered with the block-page
