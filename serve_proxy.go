@@ -65,6 +65,7 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 	if err != nil {
 		return fmt.Errorf("proxy listener: %w", err)
 	}
+	p.AddOwnListener(ln.Addr()) // Serve adds it too; from here on, before any client
 	go func() {
 		if err := p.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("proxy listener stopped", "err", err)

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -139,6 +140,23 @@ func (s *Server) checkAddr(a netip.Addr, port uint16, nets []netip.Prefix) error
 		return &internalError{addr: netip.AddrPortFrom(eff, port), what: classNames[c]}
 	}
 	return nil
+}
+
+// controlDial is the dialer's last word, on the socket's own address just
+// before it connects: whatever path a dial took, it never reaches an
+// address that neither proxy.http.ip_networks nor proxy.connect.ip_networks
+// allows, nor a Gatehouse listener. (dialHost has already applied the rule
+// for the kind of request; this is the floor under it.)
+func (s *Server) controlDial(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("dialling %q: not an address", address)
+	}
+	p := &s.o.Config().Proxy
+	if s.checkAddr(ap.Addr(), ap.Port(), p.HTTP.IPNetworks) == nil {
+		return nil
+	}
+	return s.checkAddr(ap.Addr(), ap.Port(), p.Connect.IPNetworks)
 }
 
 // ownListeners are the addresses Gatehouse listens on (proxy, admin, DNS).

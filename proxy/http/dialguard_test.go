@@ -472,3 +472,29 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// The dialer itself refuses, on the socket's address just before it
+// connects, whatever neither network list allows and Gatehouse's own
+// listeners: a floor under dialHost for any dial path.
+func TestDialerControl(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	inside := newService(t, "127.0.0.2:0", "inside")
+	ctx := context.Background()
+	for _, addr := range []string{"127.0.0.2:" + inside.port, e.addr, "[::1]:80", "224.0.0.1:80"} { // none leaves the machine, even if the check failed
+		c, err := e.s.dialer.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		if asInternal(err) == nil {
+			t.Errorf("dial %s: %v, want a refusal", addr, err)
+		}
+	}
+	if inside.hits.Load() != 0 {
+		t.Error("the internal service was reached")
+	}
+	c, err := e.s.dialer.DialContext(ctx, "tcp", e.origin.Listener.Addr().String())
+	if err != nil {
+		t.Fatalf("dial the configured origin: %v", err)
+	}
+	c.Close()
+}

@@ -258,6 +258,7 @@ groups:
 		t.Fatal(err)
 	}
 	e.addr = ln.Addr().String()
+	s.AddOwnListener(ln.Addr())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {

@@ -112,7 +112,7 @@ func New(o Options) (*Server, error) {
 	for _, a := range cfg.DNS.TLS.Listen {
 		s.own.add(a)
 	}
-	s.dialer = net.Dialer{Timeout: p.Timeouts.Dial.D(), KeepAlive: 30 * time.Second}
+	s.dialer = net.Dialer{Timeout: p.Timeouts.Dial.D(), KeepAlive: 30 * time.Second, Control: s.controlDial}
 	s.dialAddr = s.dialer.DialContext
 	if _, port, err := net.SplitHostPort(p.Listen); err == nil {
 		s.listenPort = port
