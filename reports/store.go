@@ -100,6 +100,14 @@ var migrations = []string{
 	// 2: the proxy's block-page reference and "report a mistake" note.
 	`ALTER TABLE events ADD COLUMN ref TEXT NOT NULL DEFAULT '';
 	ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';`,
+	// 3: the install's random ID (Message-IDs), acknowledgement times, and
+	// "report a mistake" forms as their own kind (4) kept as long as
+	// breaches, with the time they were mailed to IT.
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	INSERT INTO meta (key, value) VALUES ('install_id', lower(hex(randomblob(16))));
+	ALTER TABLE incidents ADD COLUMN acked_ts INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE events ADD COLUMN mailed_ts INTEGER NOT NULL DEFAULT 0;
+	UPDATE events SET kind = 4 WHERE action = 'report';`,
 }
 
 // SchemaVersion is the schema this build writes.
