@@ -118,11 +118,15 @@ func (s *Store) Incidents(f Filter) ([]Incident, error) {
 	return out, rows.Err()
 }
 
-// Acknowledge marks incidents as dealt with: no more alerts for them.
+// Acknowledge marks incidents as dealt with: the attempts so far need no
+// more alerts. An attempt after the acknowledgement reopens the incident
+// and is alerted as a new one (Alerter.Check): an acknowledgement never
+// silences what happens next.
 func (s *Store) Acknowledge(ids ...int64) (int64, error) {
 	var n int64
+	now := ms(time.Now())
 	for _, id := range ids {
-		res, err := s.db.Exec(`UPDATE incidents SET status = ? WHERE id = ?`, StatusAcknowledged, id)
+		res, err := s.db.Exec(`UPDATE incidents SET status = ?, alerted_count = count, acked_ts = ? WHERE id = ?`, StatusAcknowledged, now, id)
 		if err != nil {
 			return n, err
 		}

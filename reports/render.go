@@ -117,11 +117,17 @@ var alertHTML = htmltemplate.Must(htmltemplate.New("alert").Parse(htmlHead + `
 <div class="do"><b>What to do:</b> {{.Advice}}</div>
 <p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
 
-func (r *renderer) alert(i *Incident, attempts int64, followUp bool, lastAlert time.Time) (subject, text, html string, err error) {
+// alert renders an incident's alert: a first alert, a follow-up (more
+// attempts since the last alert) or, with reopened, new attempts after the
+// incident was acknowledged (alerted as a first alert is).
+func (r *renderer) alert(i *Incident, attempts int64, followUp, reopened bool, lastAlert time.Time) (subject, text, html string, err error) {
 	v := r.incidentView(i, attempts, i.First, i.Last)
 	title := fmt.Sprintf("%s: %s", i.whatText(), v.Who)
-	if followUp {
+	switch {
+	case followUp:
 		title = fmt.Sprintf("Follow-up: %d more attempts, %s: %s", attempts, i.whatText(), v.Who)
+	case reopened:
+		title = fmt.Sprintf("New attempts after the incident was acknowledged, %s: %s", i.whatText(), v.Who)
 	}
 	d := alertData{School: r.school, Title: title, FollowUp: followUp, Since: lastAlert.In(r.loc).Format("15:04"), V: v, Advice: advice(i)}
 	kind := "alert"
