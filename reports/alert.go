@@ -89,7 +89,8 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Check queues every alert that is due and returns how many.
+// Check queues every alert that is due, and the mail of new "report a
+// mistake" forms to IT when one is due (mistakes.go), and returns how many.
 func (a *Alerter) Check(ctx context.Context) (int, error) {
 	now := a.opt.Now()
 	// Incidents whose client+category was alerted inside the window are left
@@ -127,6 +128,11 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 		if ok {
 			sent++
 		}
+	}
+	if ok, err := a.mailMistakes(ctx, now); err != nil {
+		return sent, err
+	} else if ok {
+		sent++
 	}
 	return sent, nil
 }

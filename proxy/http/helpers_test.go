@@ -222,12 +222,11 @@ groups:
 		t.Fatal(err)
 	}
 	s, err := New(Options{
-		Config:      func() *config.Config { return cfg },
-		Engine:      func() *policy.Engine { return eng },
-		Resolver:    e.res,
-		Sink:        e.sink,
-		ReportsFile: filepath.Join(e.dir, "mistake-reports.jsonl"),
-		RootCAs:     eo.roots,
+		Config:   func() *config.Config { return cfg },
+		Engine:   func() *policy.Engine { return eng },
+		Resolver: e.res,
+		Sink:     e.sink,
+		RootCAs:  eo.roots,
 	})
 	if err != nil {
 		t.Fatal(err)
