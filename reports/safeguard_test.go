@@ -2,10 +2,13 @@ package reports
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 )
 
 // alertOnce stores one self-harm attempt in a fresh database, queues its
@@ -73,5 +76,100 @@ func TestMessageIDsUniqueAcrossInstalls(t *testing.T) {
 	msgs := srv.wait(t, before+1, 10*time.Second)
 	if got := msgs[before].ID; got != id1 {
 		t.Errorf("resend has Message-ID %s, first send %s", got, id1)
+	}
+}
+
+func mistakeEvent(at time.Time, client, url, note string) Event {
+	return Event{Time: at, Source: "http", Protocol: "http", Client: netip.MustParseAddr(client), Name: hostOf(url), URL: url,
+		Action: ActionReport, Reason: "mistake-report", Category: "games", Route: "it", Ref: "GH-AAAA-BBBB", Note: note, Count: 1}
+}
+
+// TestMistakeMailsBatched: the first report is mailed to IT at once; more
+// within MistakeMailEvery wait and then go together in one mail. Reports
+// are kept as long as breaches, not as long as the query log.
+func TestMistakeMailsBatched(t *testing.T) {
+	clk := newClock(time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC))
+	dir := t.TempDir()
+	st := openTemp(t)
+	p := testParts(t, MailConfig{Dir: dir}, clk.Now)
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	check := func(want int) {
+		t.Helper()
+		w.Flush()
+		if n, err := a.Check(context.Background()); err != nil || n != want {
+			t.Fatalf("Check: %d mails, %v; want %d", n, err, want)
+		}
+	}
+	w.Record(mistakeEvent(clk.Now(), "10.0.0.1", "http://a.example/x", "note one"))
+	check(1)
+	clk.Add(time.Minute)
+	w.Record(mistakeEvent(clk.Now(), "10.0.0.2", "http://b.example/y", "note two"))
+	w.Record(mistakeEvent(clk.Now(), "10.0.0.3", "http://c.example/z", "note three"))
+	check(0)
+	clk.Add(DefaultMistakeMailEvery)
+	check(1)
+	check(0)
+	w.Close()
+	rows, err := st.db.Query(`SELECT role, recipients, subject, text_body FROM outbox WHERE kind = 'mistakes' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for rows.Next() {
+		var role, rc, subj, text string
+		if err := rows.Scan(&role, &rc, &subj, &text); err != nil {
+			t.Fatal(err)
+		}
+		if role != "it" || !strings.Contains(rc, "it@school.example") {
+			t.Errorf("mistake mail to %s %s", role, rc)
+		}
+		bodies = append(bodies, subj+"\n"+text)
+	}
+	rows.Close()
+	if len(bodies) != 2 || !strings.Contains(bodies[0], "note one") || strings.Contains(bodies[0], "note two") ||
+		!strings.Contains(bodies[1], "note two") || !strings.Contains(bodies[1], "note three") || !strings.Contains(bodies[1], "2 blocked sites") {
+		t.Fatalf("mistake mails:\n%s", strings.Join(bodies, "\n----\n"))
+	}
+
+	// The query log's retention does not remove them; the breaches' does.
+	clk.Add(60 * 24 * time.Hour)
+	if _, err := st.Purge(context.Background(), clk.Now(), p.Breaches, p.QueryLog); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := st.Mistakes(Filter{}); len(ms) != 3 {
+		t.Fatalf("%d reports after the query-log retention, want 3", len(ms))
+	}
+	clk.Add(p.Breaches)
+	if _, err := st.Purge(context.Background(), clk.Now(), p.Breaches, p.QueryLog); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := st.Mistakes(Filter{}); len(ms) != 0 {
+		t.Fatalf("%d reports after the breach retention, want 0", len(ms))
+	}
+}
+
+// TestRedact: a restricted event keeps no name, URL, search term or note,
+// and records the hash of the matched entry (or of the host).
+func TestRedact(t *testing.T) {
+	e := ev(time.Now(), "10.0.0.1", "students", "iwf", "www.Secret.example")
+	e.URL, e.SearchTerm = "http://www.secret.example/a", "secret"
+	Redact(&e)
+	if e.Name != "" || e.URL != "" || e.SearchTerm != "" || e.Entry != bl.EntryHash("www.secret.example") {
+		t.Errorf("redacted event %+v", e)
+	}
+	e = mistakeEvent(time.Now(), "10.0.0.1", "http://secret.example/", "secret.example please")
+	e.Restricted, e.Entry = true, bl.EntryHash("secret.example")
+	Redact(&e)
+	if e.Name != "" || e.URL != "" || e.Note != withheldNote || e.Entry != bl.EntryHash("secret.example") {
+		t.Errorf("redacted report %+v", e)
+	}
+	e = ev(time.Now(), "10.0.0.1", "students", "games", "games.example")
+	Redact(&e)
+	if e.Name != "games.example" || e.Entry != "" {
+		t.Errorf("an unrestricted event was changed: %+v", e)
 	}
 }

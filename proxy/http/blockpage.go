@@ -38,7 +38,7 @@ const securityRule = "This site may harm your device or trick you into giving aw
 
 type pageData struct {
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
-	Restricted, Form, Sent                                                                     bool
+	Restricted, Form, Sent, Mailed                                                             bool
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -67,7 +67,7 @@ a{color:#1f3a5f}
 <main>
 <p class="school">{{.School}}</p>
 {{if .Message}}<h1>{{.Message}}</h1>
-{{if .Sent}}<p>IT are sent your report{{if .Ref}} about reference <strong>{{.Ref}}</strong>{{end}} within a few minutes and will look at the site. Nothing changes until they do.</p>
+{{if .Sent}}<p>Your report{{if .Ref}} about reference <strong>{{.Ref}}</strong>{{end}} has been recorded for IT{{if .Mailed}} and is emailed to them within a few minutes{{end}}. The site stays blocked unless IT unblock it.</p>
 {{else if .Ref}}<p>Reference: <strong>{{.Ref}}</strong>{{if .Contact}}. Contact: {{.Contact}}{{end}}</p>{{end}}
 {{else if .Restricted}}<h1>This page is not available</h1>
 <p>Access to this page has been blocked because it is on a list of illegal content that every school filter must block.</p>
@@ -89,7 +89,7 @@ a{color:#1f3a5f}
 </dl>
 {{if .Form}}<form method="post" action="{{.Action}}">
 <h2>Is this a mistake?</h2>
-<p>If you need this site for your work, tell IT why. They will look at it.</p>
+<p>If you need this site for your work, say why below. Your report goes to IT with the reference; the site stays blocked unless they unblock it.</p>
 <input type="hidden" name="ref" value="{{.Ref}}">
 <input type="hidden" name="url" value="{{.URL}}">
 <input type="hidden" name="category" value="{{.Category}}">
@@ -392,8 +392,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	}
 	s.metrics.reports.Inc()
 	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String(), "user", user, "url", ev.URL, "restricted", ev.Restricted)
-	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been sent to IT", Ref: ref,
-		Sent: true, Contact: cfg.Proxy.BlockPage.Contact})
+	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been recorded for IT", Ref: ref,
+		Sent: true, Mailed: cfg.Reports.SMTP.Host != "", Contact: cfg.Proxy.BlockPage.Contact})
 }
 
 func validRef(s string) bool {
