@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"context"
 	"net"
 	"strings"
 
@@ -70,4 +71,68 @@ func isSHA256Hex(s string) bool {
 		}
 	}
 	return true
+}
+
+// redactedSchema is the first schema version whose rows went through
+// Redact. Opening an older database scrubs the restricted-tier names its
+// events still hold (scrubRestricted).
+const redactedSchema = 3
+
+// scrubRestricted redacts the restricted-tier events stored before Redact
+// existed, as Redact would have, with SQLite's secure_delete on so the old
+// text is overwritten, and then truncates the WAL.
+func (s *Store) scrubRestricted(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.Background(), `PRAGMA secure_delete = OFF`)
+	rows, err := conn.QueryContext(ctx, `SELECT id, category, name, url, entry, note FROM events
+		WHERE ((flags & ?) != 0 OR category IN ('iwf', 'ctiru')) AND (name != '' OR url != '' OR search != '' OR note != '')`, flagRestricted)
+	if err != nil {
+		return err
+	}
+	type fix struct {
+		id          int64
+		entry, note string
+	}
+	var fixes []fix
+	for rows.Next() {
+		var id int64
+		var e Event
+		if err := rows.Scan(&id, &e.Category, &e.Name, &e.URL, &e.Entry, &e.Note); err != nil {
+			rows.Close()
+			return err
+		}
+		e.Restricted = true
+		Redact(&e)
+		fixes = append(fixes, fix{id, e.Entry, e.Note})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(fixes) == 0 {
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, f := range fixes {
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET name = '', url = '', search = '', entry = ?, note = ?, flags = flags | ? WHERE id = ?`,
+			f.entry, f.note, flagRestricted, f.id); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET samples = '[]' WHERE restricted != 0 OR category IN ('iwf', 'ctiru')`); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
 }

@@ -2,7 +2,9 @@ package reports
 
 import (
 	"context"
+	"database/sql"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,5 +173,51 @@ func TestRedact(t *testing.T) {
 	Redact(&e)
 	if e.Name != "games.example" || e.Entry != "" {
 		t.Errorf("an unrestricted event was changed: %+v", e)
+	}
+}
+
+// TestUpgradeScrubsRestrictedNames: a database written before redaction
+// holds restricted-tier names; opening it with this build removes them
+// (keeping the entry's hash) from the file and its WAL.
+func TestUpgradeScrubsRestrictedNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, m := range migrations[:2] {
+		if _, err := raw.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", v+1, err)
+		}
+	}
+	if _, err := raw.Exec(`PRAGMA user_version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	// As the old writer stored them: the name kept, the URL blanked.
+	if _, err := raw.Exec(`INSERT INTO events (ts, kind, source, client, name, action, category, severity, route, list, flags)
+		VALUES (1, 1, 'dns', '10.0.0.1', 'www.oldsecret.example', 'block', 'iwf', 4, 'dsl', 'restricted', 1),
+		       (2, 1, 'dns', '10.0.0.1', 'games.example', 'block', 'games', 1, 'dsl', 'games', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name, entry string
+	if err := st.db.QueryRow(`SELECT name, entry FROM events WHERE ts = 1`).Scan(&name, &entry); err != nil {
+		t.Fatal(err)
+	}
+	if name != "" || entry != bl.EntryHash("www.oldsecret.example") {
+		t.Errorf("after the upgrade: name %q entry %q", name, entry)
+	}
+	if n := count(t, st, `SELECT count(*) FROM events WHERE name = 'games.example'`); n != 1 {
+		t.Errorf("an unrestricted event was changed")
+	}
+	st.Close()
+	for _, p := range []string{path, path + "-wal"} {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(strings.ToLower(string(b)), "oldsecret") {
+			t.Errorf("%s still holds the restricted name", p)
+		}
 	}
 }

@@ -162,6 +162,7 @@ func (s *Store) migrate() error {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("reading database %s: %w", s.path, err)
 	}
+	from := v
 	if v > SchemaVersion {
 		return fmt.Errorf("%w: %s has schema version %d, this build knows up to %d; run the newer Gatehouse or restore a backup", ErrNewerSchema, s.path, v, SchemaVersion)
 	}
@@ -180,6 +181,11 @@ func (s *Store) migrate() error {
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("database %s: migration %d: %w", s.path, v+1, err)
+		}
+	}
+	if from > 0 && from < redactedSchema {
+		if err := s.scrubRestricted(ctx); err != nil {
+			return fmt.Errorf("database %s: removing restricted-tier names: %w", s.path, err)
 		}
 	}
 	return nil
