@@ -506,6 +506,17 @@ groups:
 		check(fmt.Sprint(args), out+errs)
 		exports.WriteString(out)
 	}
+	html := filepath.Join(t.TempDir(), "digest.html")
+	code, out, errs := runCLI(t, "report", "preview", "--config", path, "--schedule", "daily", "--out", html)
+	if code != 0 {
+		t.Fatalf("report preview: %d %s", code, errs)
+	}
+	check("report preview", out+errs)
+	if b, err := os.ReadFile(html); err != nil {
+		t.Fatal(err)
+	} else {
+		check("report preview HTML", string(b))
+	}
 	if !strings.Contains(exports.String(), sha(name)) || !strings.Contains(exports.String(), sha(urlHost+urlPath)) {
 		t.Errorf("the exports do not carry the matched entries' hashes:\n%s", exports.String())
 	}
