@@ -221,3 +221,51 @@ func TestUpgradeScrubsRestrictedNames(t *testing.T) {
 		}
 	}
 }
+
+// TestAckThenRepeat: after an acknowledgement, a new attempt is alerted at
+// once as a new alert (not held back by the de-duplication window, not a
+// follow-up); the reopened incident then de-duplicates as usual.
+func TestAckThenRepeat(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	clk := newClock(t0)
+	st := openTemp(t)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	attempt := func() {
+		e := ev(clk.Now(), "10.0.0.5", "students", "self-harm", "harm.example")
+		e.User = "pupil17"
+		w.Record(e)
+		w.Flush()
+	}
+	check := func(want int) {
+		t.Helper()
+		if n, err := a.Check(context.Background()); err != nil || n != want {
+			t.Fatalf("at %s: %d alerts, %v; want %d", clk.Now().Format("15:04"), n, err, want)
+		}
+	}
+	attempt()
+	check(1)
+	if n, err := st.Acknowledge(1); err != nil || n != 1 {
+		t.Fatal(n, err)
+	}
+	check(0) // the attempt already alerted is dealt with
+	clk.Add(time.Minute)
+	attempt()
+	check(1)
+	var subj, body, status string
+	st.db.QueryRow(`SELECT subject, text_body FROM outbox ORDER BY id DESC LIMIT 1`).Scan(&subj, &body)
+	st.db.QueryRow(`SELECT status FROM incidents WHERE id = 1`).Scan(&status)
+	if strings.Contains(subj, "follow-up") || !strings.Contains(subj, "alert") || !strings.Contains(body, "acknowledged") || status != StatusAlerted {
+		t.Errorf("after the acknowledgement: %s\n%s\nstatus %s", subj, body, status)
+	}
+	clk.Add(time.Minute)
+	attempt()
+	check(0) // inside the window again: the follow-up counts it
+	clk.Add(10 * time.Minute)
+	check(1)
+}
