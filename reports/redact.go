@@ -26,7 +26,7 @@ const withheldNote = "(withheld: the report concerns a site on a restricted list
 // list carries; the police can match it against the list. Other events are
 // left alone.
 func Redact(ev *Event) {
-	if !ev.Restricted && !isRestricted(ev.Category) {
+	if !ev.Restricted && !restrictedName(ev.Category) {
 		return
 	}
 	ev.Restricted = true
@@ -44,6 +44,32 @@ func Redact(ev *Event) {
 	if ev.Note != "" {
 		ev.Note = withheldNote
 	}
+}
+
+// restrictedNames are the restricted-tier categories' names, as events
+// carry them.
+var restrictedNames = func() []string {
+	var out []string
+	for _, c := range bl.Categories() {
+		if c.Restricted() {
+			out = append(out, c.String())
+		}
+	}
+	return out
+}()
+
+// restrictedName is isRestricted without allocating for other names (it
+// runs for every event).
+func restrictedName(cat string) bool {
+	if cat == "" {
+		return false
+	}
+	for _, n := range restrictedNames {
+		if strings.EqualFold(strings.TrimSpace(cat), n) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostOf is the canonical host in a name, "host:port" or URL.

@@ -269,3 +269,16 @@ func TestAckThenRepeat(t *testing.T) {
 	clk.Add(10 * time.Minute)
 	check(1)
 }
+
+// TestRedactDoesNotAllocate: Redact runs for every event; an unrestricted
+// one costs no allocation.
+func TestRedactDoesNotAllocate(t *testing.T) {
+	e := ev(time.Now(), "10.0.0.1", "students", "", "www.example.com")
+	g := ev(time.Now(), "10.0.0.1", "students", "games", "games.example")
+	if n := testing.AllocsPerRun(100, func() { Redact(&e); Redact(&g) }); n != 0 {
+		t.Errorf("Redact allocates %.1f times", n)
+	}
+	if !restrictedName("iwf") || !restrictedName("CTIRU") || restrictedName("games") {
+		t.Error("restrictedName")
+	}
+}
