@@ -92,7 +92,8 @@ func (c *cli) events(args []string) int {
 	fs.StringVar(&f.category, "category", "", "only this category")
 	fs.BoolVar(&f.csv, "csv", false, "CSV (RFC 4180, safe to open in a spreadsheet)")
 	fs.BoolVar(&f.json, "json", false, "JSON, one event a line")
-	all := fs.Bool("all", false, "include automatic probes and the query log, not only breaches")
+	all := fs.Bool("all", false, "include automatic probes, the query log and mistake reports, not only breaches")
+	mistakes := fs.Bool("mistakes", false, `only "report a mistake" forms from the block page (with reference and note)`)
 	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
 		return exitUsage
 	}
@@ -104,7 +105,11 @@ func (c *cli) events(args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	flt.All = *all
+	flt.All, flt.Mistakes = *all, *mistakes
+	if *all && *mistakes {
+		fmt.Fprintln(c.stderr, "choose one of --all and --mistakes")
+		return exitUsage
+	}
 	svc, code := c.openReports(cfg)
 	if code != exitOK {
 		return code
@@ -116,6 +121,8 @@ func (c *cli) events(args []string) int {
 		err = svc.Store.EventsCSV(c.stdout, flt, cfg.Location())
 	case f.json:
 		err = svc.Store.EventsJSON(c.stdout, flt)
+	case *mistakes:
+		err = c.mistakesTable(svc.Store, flt, cfg.Location())
 	default:
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tCLIENT\tGROUP\tCATEGORY\tSEVERITY\tACTION\tNAME\tCOUNT")
@@ -227,4 +234,33 @@ func (c *cli) incidents(args []string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// mistakesTable lists "report a mistake" forms for a reader.
+func (c *cli) mistakesTable(st *reports.Store, flt reports.Filter, loc *time.Location) error {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tCLIENT\tSITE\tREF\tWHY")
+	n := 0
+	err := st.Events(flt, func(e reports.StoredEvent) error {
+		n++
+		who := e.Client
+		if e.User != "" {
+			who = e.User + " " + who
+		} else if e.Device != "" {
+			who = e.Device + " " + who
+		}
+		site := e.URL
+		if site == "" {
+			site = e.Name
+		}
+		note := strings.Join(strings.Fields(e.Note), " ")
+		_, werr := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.In(loc).Format("2006-01-02 15:04:05"), who,
+			reports.SafeCell(site), e.Ref, reports.SafeCell(note))
+		return werr
+	})
+	tw.Flush()
+	if err == nil && n == 0 {
+		fmt.Fprintln(c.stderr, "no mistake reports in that period")
+	}
+	return err
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -50,13 +49,12 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 		sink = &reports.LogSink{Log: s.log.With("part", "events")}
 	}
 	p, err := httpproxy.New(httpproxy.Options{
-		Config:      s.cfg.Load,
-		Engine:      s.engine.Load,
-		Resolver:    res,
-		Sink:        sink,
-		ReportsFile: filepath.Join(cfg.Dir(), "mistake-reports.jsonl"),
-		Registry:    reg,
-		Log:         log,
+		Config:   s.cfg.Load,
+		Engine:   s.engine.Load,
+		Resolver: res,
+		Sink:     sink,
+		Registry: reg,
+		Log:      log,
 	})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)

@@ -2,6 +2,7 @@ package blocklists
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -353,6 +354,10 @@ func (ix *Index) explainHashed(name string, want CategorySet) (Match, bool) {
 		suffix := name[i:]
 		if c, ok := ix.hashes[sha256.Sum256([]byte(suffix))]; ok {
 			if m, ok := ix.explainCombo(c, want, true); ok {
+				// The matched name, a suffix of the one asked about: the
+				// caller hashes it again for the record (EntryHash), it
+				// never shows it.
+				m.Entry = suffix
 				return m, true
 			}
 		}
@@ -390,11 +395,47 @@ func (ix *Index) ExplainURL(host, path string, want CategorySet) (Match, bool) {
 		// Hashed entries hide which list matched beyond the category.
 		for _, l := range ix.lists {
 			if want.Has(l.Category) && l.Format == FormatSHA256 {
-				return Match{List: l.ID, Category: l.Category}, true
+				return Match{List: l.ID, Category: l.Category, Entry: ix.hashedURLEntry(host, path, want)}, true
 			}
 		}
 	}
 	return Match{}, false
+}
+
+// hashedURLEntry is the host/path prefix (or the host or parent) whose
+// hash matched, as hashedURL and hashedName try them; "" if none in want.
+func (ix *Index) hashedURLEntry(host, path string, want CategorySet) string {
+	for j := 1; j <= len(path); j++ {
+		if j == len(path) || path[j] == '/' || path[j] == '?' {
+			e := host + path[:j]
+			if c, ok := ix.hashes[sha256.Sum256([]byte(e))]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
+				return e
+			}
+		}
+	}
+	for i := 0; ; {
+		suffix := host[i:]
+		if c, ok := ix.hashes[sha256.Sum256([]byte(suffix))]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
+			return suffix
+		}
+		j := strings.IndexByte(suffix, '.')
+		if j < 0 {
+			return ""
+		}
+		i += j + 1
+	}
+}
+
+// EntryHash is how a restricted-tier match is recorded: the SHA-256 (hex)
+// of the matched entry's canonical form, the form hashed lists carry, so
+// the police can match it against the list. A subtree entry ("*.x") is
+// hashed without its "*.". "" stays "".
+func EntryHash(entry string) string {
+	if entry == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(strings.TrimPrefix(entry, "*.")))
+	return hex.EncodeToString(sum[:])
 }
 
 // ExplainIP is Explain for LookupIP.

@@ -24,6 +24,9 @@ type Reports struct {
 	// AlertDedup allows at most one alert per client and category in this
 	// window; the next one says how many more attempts there were.
 	AlertDedup Duration `yaml:"alert_dedup"`
+	// MistakeMailEvery is the least time between two mails to IT of
+	// "report a mistake" forms; each mail carries all new ones.
+	MistakeMailEvery Duration `yaml:"mistake_mail_every"`
 	// IncidentWindow groups a client's events in one category into one
 	// incident while they are no further apart than this.
 	IncidentWindow Duration `yaml:"incident_window"`
@@ -77,6 +80,7 @@ type ReportsRetention struct {
 // Reports defaults.
 const (
 	DefaultAlertDedup      = 10 * time.Minute
+	DefaultMistakeMail     = 5 * time.Minute
 	DefaultIncidentWindow  = 30 * time.Minute
 	DefaultSamples         = 5
 	DefaultSMTPPort        = 587
@@ -95,6 +99,7 @@ func defaultReports() Reports {
 		SMTP:               ReportsSMTP{Port: DefaultSMTPPort, TLS: "starttls", Timeout: Duration(DefaultSMTPTimeout)},
 		AlertSeverity:      blocklists.SeverityHigh,
 		AlertDedup:         Duration(DefaultAlertDedup),
+		MistakeMailEvery:   Duration(DefaultMistakeMail),
 		IncidentWindow:     Duration(DefaultIncidentWindow),
 		Samples:            DefaultSamples,
 		StaffToHeadteacher: true,
@@ -200,6 +205,7 @@ func (v *validator) reports() {
 		v.errf("reports.alert_severity", "must be low, medium, high or critical")
 	}
 	v.between("reports.alert_dedup", r.AlertDedup, time.Minute, 24*time.Hour)
+	v.between("reports.mistake_mail_every", r.MistakeMailEvery, time.Minute, 24*time.Hour)
 	v.between("reports.incident_window", r.IncidentWindow, time.Minute, 24*time.Hour)
 	if r.Samples < 1 || r.Samples > 50 {
 		v.errf("reports.samples", "must be between 1 and 50")

@@ -139,3 +139,12 @@ reports:
 		t.Errorf("spec %q: a spec without CRON_TZ runs in school.timezone", got)
 	}
 }
+
+func TestMistakeMailEvery(t *testing.T) {
+	if d := Default().Reports.MistakeMailEvery.D(); d != 5*time.Minute {
+		t.Errorf("default mistake_mail_every %v, want 5m", d)
+	}
+	checkErrors(t, `reports:
+  mistake_mail_every: 10s
+`, []want{{"2:23", "reports.mistake_mail_every", "between 1m and 1d"}})
+}

@@ -83,11 +83,25 @@ type Decision struct {
 	Route       bl.Route
 	List        string // the list that matched ("" if none)
 	Entry       string // the entry that matched; never set for the restricted tier
-	Restricted  bool
-	Bypass      bool   // a filter-bypass category
-	Probe       bool   // an automatic probe (DNS canary), not a person's action
-	Rewrite     string // safe-search target host
+	// matched is, for the restricted tier only, the entry that matched:
+	// never shown, only hashed by EntryHash for the record.
+	matched    string
+	Restricted bool
+	Bypass     bool   // a filter-bypass category
+	Probe      bool   // an automatic probe (DNS canary), not a person's action
+	Rewrite    string // safe-search target host
 	Identity
+}
+
+// EntryHash is, for a restricted-tier block, what the record keeps
+// instead of the entry: the SHA-256 (hex) of the matched entry
+// (blocklists.EntryHash), which the police can match against the list; ""
+// for anything else. It allocates: call it when building the event.
+func (d *Decision) EntryHash() string {
+	if !d.Restricted {
+		return ""
+	}
+	return bl.EntryHash(d.matched)
 }
 
 // Lists gives the engine the current blocklist index.
@@ -260,6 +274,7 @@ func (e *Engine) block(d *Decision, ix *bl.Index, tr *bl.Trace, r Request, reaso
 		d.Entry = m.Entry
 	}
 	if d.Restricted {
+		d.matched = d.Entry
 		d.List, d.Entry = "restricted", ""
 	}
 }

@@ -89,16 +89,20 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Check queues every alert that is due and returns how many.
+// Check queues every alert that is due, and the mail of new "report a
+// mistake" forms to IT when one is due (mistakes.go), and returns how many.
 func (a *Alerter) Check(ctx context.Context) (int, error) {
 	now := a.opt.Now()
 	// Incidents whose client+category was alerted inside the window are left
 	// out here, without a write transaction (alertOne checks again in one).
+	// An acknowledged incident with attempts after its acknowledgement
+	// (Acknowledge sets alerted_count to the count) is reopened and alerted
+	// as a new one; its earlier alert does not hold the new one back.
 	rows, err := a.st.db.QueryContext(ctx, `SELECT id FROM incidents i
-		WHERE count > alerted_count AND severity >= ? AND route != 'none' AND status != ?
-		AND NOT EXISTS (SELECT 1 FROM incidents j WHERE j.who = i.who AND j.category = i.category AND j.last_alert_ts > ?)
+		WHERE count > alerted_count AND severity >= ? AND route != 'none'
+		AND NOT EXISTS (SELECT 1 FROM incidents j WHERE j.who = i.who AND j.category = i.category AND j.last_alert_ts > ? AND j.status != ?)
 		ORDER BY severity DESC, first_ts`,
-		int(a.opt.AlertSeverity), StatusAcknowledged, ms(now.Add(-a.opt.AlertDedup)))
+		int(a.opt.AlertSeverity), ms(now.Add(-a.opt.AlertDedup)), StatusAcknowledged)
 	if err != nil {
 		return 0, err
 	}
@@ -125,6 +129,11 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 			sent++
 		}
 	}
+	if ok, err := a.mailMistakes(ctx, now); err != nil {
+		return sent, err
+	} else if ok {
+		sent++
+	}
 	return sent, nil
 }
 
@@ -142,15 +151,20 @@ func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, 
 		return false, err
 	}
 	var last sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT max(last_alert_ts) FROM incidents WHERE who = ? AND category = ?`, cur.Who, cur.Category).Scan(&last); err != nil {
+	if cur.Count <= cur.alerted {
+		return false, nil // alerted or acknowledged meanwhile
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT max(last_alert_ts) FROM incidents WHERE who = ? AND category = ? AND status != ?`,
+		cur.Who, cur.Category, StatusAcknowledged).Scan(&last); err != nil {
 		return false, err
 	}
 	if last.Int64 > 0 && now.Sub(fromMS(last.Int64)) < a.opt.AlertDedup {
 		return false, nil // within the window: the follow-up will count these
 	}
 	attempts := cur.Count - cur.alerted
-	followUp := cur.alerted > 0
-	subject, text, html, err := a.r.alert(&cur, attempts, followUp, fromMS(cur.lastAlert))
+	reopened := cur.Status == StatusAcknowledged
+	followUp := cur.alerted > 0 && !reopened
+	subject, text, html, err := a.r.alert(&cur, attempts, followUp, reopened, fromMS(cur.lastAlert))
 	if err != nil {
 		return false, err
 	}
@@ -161,7 +175,7 @@ func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, 
 		return false, err
 	}
 	status := cur.Status
-	if status == StatusNew {
+	if status == StatusNew || reopened {
 		status = StatusAlerted
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET alerted_count = ?, last_alert_ts = ?, status = ? WHERE id = ?`,
@@ -171,6 +185,6 @@ func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, 
 	if err := tx.Commit(); err != nil {
 		return false, err
 	}
-	a.opt.Log.Info("alert queued", "incident", cur.ID, "severity", cur.Severity.String(), "category", cur.Category, "role", role, "follow_up", followUp)
+	a.opt.Log.Info("alert queued", "incident", cur.ID, "severity", cur.Severity.String(), "category", cur.Category, "role", role, "follow_up", followUp, "reopened", reopened)
 	return true, nil
 }

@@ -215,6 +215,11 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 	if err != nil {
 		return nil, err
 	}
+	mistakes, err := d.st.mistakes(tx, Filter{Since: from, Until: to})
+	if err != nil {
+		return nil, err
+	}
+	itRole := d.roles.resolve(string(bl.RouteIT))
 	var msgs []*Message
 	var ids []int64
 	for _, role := range s.Roles {
@@ -227,10 +232,14 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 				mine = append(mine, i)
 			}
 		}
-		if len(mine) == 0 && !d.sendEmpty {
+		var myMistakes []Mistake
+		if d.roles.covers(role, itRole) {
+			myMistakes = mistakes
+		}
+		if len(mine) == 0 && len(myMistakes) == 0 && !d.sendEmpty {
 			continue
 		}
-		m, err := d.render(s, role, from, to, mine, prev)
+		m, err := d.render(s, role, from, to, mine, prev, myMistakes)
 		if err != nil {
 			return nil, err
 		}
@@ -313,7 +322,7 @@ func (d *Digester) totals(ctx context.Context, tx *sql.Tx, from, to time.Time) (
 	return out, rows.Err()
 }
 
-func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64) (*Message, error) {
+func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake) (*Message, error) {
 	sort.Slice(incs, func(a, b int) bool {
 		if incs[a].Severity != incs[b].Severity {
 			return incs[a].Severity > incs[b].Severity
@@ -365,6 +374,16 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 	dd.Summary = fmt.Sprintf("%s, %s, %s", plural(high, "high-risk incident"), plural(bypass, "bypass attempt"), plural(other, "other block"))
 	if dd.Empty {
 		dd.Summary = "No incidents"
+	}
+	for i := range mistakes {
+		if len(dd.Mistakes) == MaxListed {
+			dd.MoreMistakes = len(mistakes) - MaxListed
+			break
+		}
+		dd.Mistakes = append(dd.Mistakes, d.r.mistakeView(&mistakes[i]))
+	}
+	if len(mistakes) > 0 {
+		dd.Summary += ", " + plural(int64(len(mistakes)), "block reported as a mistake")
 	}
 	dd.ByCategory, dd.ByGroup, dd.TopClients = top(byCat, 0), top(byGroup, 0), top(byClient, 10)
 	for r, n := range prev {

@@ -22,7 +22,7 @@ type Event struct {
 	Group  string
 
 	// What.
-	Name       string // DNS query name or request host
+	Name       string // DNS query name or request host ("" once redacted: restricted tier)
 	QType      string // DNS query type ("A", "HTTPS", ...)
 	URL        string // full URL (proxy only)
 	SearchTerm string // search term, where the URL carries one
@@ -43,7 +43,7 @@ type Event struct {
 	Severity   bl.Severity
 	Route      bl.Route
 	List       string
-	Entry      string // never set for the restricted tier
+	Entry      string // the matched entry; for the restricted tier only its SHA-256 (hex), see Redact
 	Restricted bool
 	Bypass     bool // a filter-bypass attempt
 	Probe      bool // an automatic probe, not a person's action

@@ -41,7 +41,8 @@ func safeRow(cells []string) []string {
 }
 
 var eventHeader = []string{"id", "time", "kind", "source", "client", "device", "user", "group", "name", "qtype", "url",
-	"search_term", "action", "reason", "category", "severity", "route", "list", "restricted", "bypass", "count", "incident"}
+	"search_term", "action", "reason", "category", "severity", "route", "list", "restricted", "bypass", "count", "incident",
+	"entry", "ref", "note"}
 
 // EventsCSV writes events as CSV.
 func (s *Store) EventsCSV(w io.Writer, f Filter, loc *time.Location) error {
@@ -57,7 +58,7 @@ func (s *Store) EventsCSV(w io.Writer, f Filter, loc *time.Location) error {
 		return c.Write(safeRow([]string{strconv.FormatInt(e.ID, 10), e.Time.In(loc).Format(time.RFC3339), e.Kind, e.Source,
 			e.Client, e.Device, e.User, e.Group, e.Name, e.QType, e.URL, e.SearchTerm, e.Action, e.Reason, e.Category,
 			e.Severity.String(), e.Route, e.List, strconv.FormatBool(e.Restricted), strconv.FormatBool(e.Bypass),
-			strconv.FormatInt(e.Count, 10), inc}))
+			strconv.FormatInt(e.Count, 10), inc, e.Entry, e.Ref, e.Note}))
 	})
 	if err != nil {
 		return err

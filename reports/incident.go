@@ -73,7 +73,8 @@ type Filter struct {
 	Client       string    // IP address, device or user name
 	Category     string
 	Status       string // incidents only
-	All          bool   // events: probes and the query log too
+	All          bool   // events: probes, the query log and mistake reports too
+	Mistakes     bool   // events: only "report a mistake" forms
 	Limit        int
 }
 
@@ -118,11 +119,15 @@ func (s *Store) Incidents(f Filter) ([]Incident, error) {
 	return out, rows.Err()
 }
 
-// Acknowledge marks incidents as dealt with: no more alerts for them.
+// Acknowledge marks incidents as dealt with: the attempts so far need no
+// more alerts. An attempt after the acknowledgement reopens the incident
+// and is alerted as a new one (Alerter.Check): an acknowledgement never
+// silences what happens next.
 func (s *Store) Acknowledge(ids ...int64) (int64, error) {
 	var n int64
+	now := ms(time.Now())
 	for _, id := range ids {
-		res, err := s.db.Exec(`UPDATE incidents SET status = ? WHERE id = ?`, StatusAcknowledged, id)
+		res, err := s.db.Exec(`UPDATE incidents SET status = ?, alerted_count = count, acked_ts = ? WHERE id = ?`, StatusAcknowledged, now, id)
 		if err != nil {
 			return n, err
 		}
@@ -157,18 +162,26 @@ type StoredEvent struct {
 	Bypass     bool        `json:"bypass,omitempty"`
 	Count      int64       `json:"count"`
 	Incident   int64       `json:"incident,omitempty"`
+	// Entry is the list entry that matched; for the restricted tier the
+	// SHA-256 (hex) of it, which the police can match against the list.
+	Entry string `json:"entry,omitempty"`
+	Ref   string `json:"ref,omitempty"`  // the block page's reference code
+	Note  string `json:"note,omitempty"` // a mistake report's "why"
 }
 
-var kindNames = map[int]string{kindBreach: "breach", kindProbe: "probe", kindQueryLog: "log"}
+var kindNames = map[int]string{kindBreach: "breach", kindProbe: "probe", kindQueryLog: "log", kindReport: "mistake"}
 
 // Events lists events in the filter's period, oldest first, calling fn for
 // each (so exports stream). Restricted-tier names are replaced by the
 // list's description: they are never shown.
 func (s *Store) Events(f Filter, fn func(StoredEvent) error) error {
 	q := `SELECT id, ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search, action, reason, category,
-		severity, route, list, flags, count, incident_id FROM events WHERE ts >= ?`
+		severity, route, list, flags, count, incident_id, entry, ref, note FROM events WHERE ts >= ?`
 	args := []any{ms(f.Since)}
-	if !f.All {
+	switch {
+	case f.Mistakes:
+		q += ` AND kind = 4`
+	case !f.All:
 		q += ` AND kind = 1`
 	}
 	if !f.Until.IsZero() {
@@ -198,13 +211,17 @@ func (s *Store) Events(f Filter, fn func(StoredEvent) error) error {
 		var kind, sev, flags int
 		var inc sql.NullInt64
 		if err := rows.Scan(&e.ID, &ts, &kind, &e.Source, &e.Protocol, &e.Client, &e.Device, &e.User, &e.Group, &e.Name, &e.QType,
-			&e.URL, &e.SearchTerm, &e.Action, &e.Reason, &e.Category, &sev, &e.Route, &e.List, &flags, &e.Count, &inc); err != nil {
+			&e.URL, &e.SearchTerm, &e.Action, &e.Reason, &e.Category, &sev, &e.Route, &e.List, &flags, &e.Count, &inc,
+			&e.Entry, &e.Ref, &e.Note); err != nil {
 			return err
 		}
 		e.Time, e.Kind, e.Severity = fromMS(ts), kindNames[kind], bl.Severity(sev)
 		e.Restricted, e.Bypass, e.Incident = flags&flagRestricted != 0, flags&flagBypass != 0, inc.Int64
 		if e.Restricted || isRestricted(e.Category) {
 			e.Name, e.URL, e.SearchTerm, e.List = restrictedText(e.Category), "", "", ""
+			if !isSHA256Hex(e.Entry) {
+				e.Entry = ""
+			}
 		}
 		if err := fn(e); err != nil {
 			return err

@@ -18,6 +18,7 @@ type LogSink struct {
 // never drops an event.
 func (s *LogSink) Record(e Event) bool {
 	s.recorded.Add(1)
+	Redact(&e)
 	level := slog.LevelInfo
 	switch {
 	case e.Action == "allow" || e.Probe:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,11 +29,18 @@ type Message struct {
 	Created    time.Time
 }
 
-// enqueue stores m in the outbox inside tx. Its Message-ID is derived from
-// key, so a retried transaction cannot queue the same mail twice.
+// enqueue stores m in the outbox inside tx. Its Message-ID is key, the
+// install's random ID and the host name ("<alert-7-3.5f0c…@filter1>"):
+// unique across every Gatehouse, and fixed for this message, so a retried
+// transaction cannot queue the same mail twice and a resend after a crash
+// carries the same ID (it is read back from the outbox row).
 func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
 	rc, _ := json.Marshal(nonNil(m.Recipients))
-	m.MessageID = "<" + key + "@gatehouse>"
+	var install string
+	if err := tx.QueryRow(`SELECT value FROM meta WHERE key = 'install_id'`).Scan(&install); err != nil {
+		return fmt.Errorf("reading the install ID: %w", err)
+	}
+	m.MessageID = "<" + key + "." + install + "@" + idHost() + ">"
 	m.Created = now
 	res, err := tx.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, next_ts)
 		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(message_id) DO NOTHING`,
@@ -42,6 +50,26 @@ func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
 	}
 	m.ID, _ = res.LastInsertId()
 	return nil
+}
+
+// idHost is the host name as a Message-ID's right-hand side: letters,
+// digits, dots and hyphens only ("gatehouse" if there is none).
+func idHost() string {
+	h, _ := os.Hostname()
+	b := make([]byte, 0, len(h))
+	for i := 0; i < len(h) && len(b) < 64; i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+'a'-'A')
+		}
+	}
+	if s := strings.Trim(string(b), ".-"); s != "" {
+		return s
+	}
+	return "gatehouse"
 }
 
 // MailConfig says how mail leaves.

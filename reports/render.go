@@ -117,11 +117,17 @@ var alertHTML = htmltemplate.Must(htmltemplate.New("alert").Parse(htmlHead + `
 <div class="do"><b>What to do:</b> {{.Advice}}</div>
 <p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
 
-func (r *renderer) alert(i *Incident, attempts int64, followUp bool, lastAlert time.Time) (subject, text, html string, err error) {
+// alert renders an incident's alert: a first alert, a follow-up (more
+// attempts since the last alert) or, with reopened, new attempts after the
+// incident was acknowledged (alerted as a first alert is).
+func (r *renderer) alert(i *Incident, attempts int64, followUp, reopened bool, lastAlert time.Time) (subject, text, html string, err error) {
 	v := r.incidentView(i, attempts, i.First, i.Last)
 	title := fmt.Sprintf("%s: %s", i.whatText(), v.Who)
-	if followUp {
+	switch {
+	case followUp:
 		title = fmt.Sprintf("Follow-up: %d more attempts, %s: %s", attempts, i.whatText(), v.Who)
+	case reopened:
+		title = fmt.Sprintf("New attempts after the incident was acknowledged, %s: %s", i.whatText(), v.Who)
 	}
 	d := alertData{School: r.school, Title: title, FollowUp: followUp, Since: lastAlert.In(r.loc).Format("15:04"), V: v, Advice: advice(i)}
 	kind := "alert"
@@ -164,6 +170,8 @@ type digestData struct {
 	Trend            string
 	Advice           []string
 	Empty            bool
+	Mistakes         []mistakeView // "report a mistake" forms (the it role's digests)
+	MoreMistakes     int
 }
 
 type countRow struct {
@@ -205,6 +213,16 @@ TREND: {{.Trend}}
 
 WHAT TO DO
 {{range .Advice}}- {{.}}
+{{end}}{{end}}{{if .Mistakes}}
+REPORTED AS MISTAKES (from the block page)
+{{range .Mistakes}}
+{{.Site}}{{if .Category}} ({{.Category}}){{end}}
+  Who:  {{.Who}}
+  When: {{.When}}
+  Ref:  {{.Ref}}
+  Why:  {{.Note}}
+{{end}}{{if .MoreMistakes}}
+...and {{.MoreMistakes}} more (gatehouse events --mistakes lists them all).
 {{end}}{{end}}
 -- 
 Gatehouse web filter, {{.School}}.
@@ -227,6 +245,10 @@ var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
 <h2>Top clients</h2><table>{{range .TopClients}}<tr><td>{{.Name}}</td><td class="n">{{.N}}</td></tr>{{end}}</table>
 <h2>Trend</h2><p>{{.Trend}}</p>
 <div class="do"><b>What to do</b><ul>{{range .Advice}}<li>{{.}}</li>{{end}}</ul></div>
+{{end}}{{if .Mistakes}}<h2>Reported as mistakes (from the block page)</h2>
+{{range .Mistakes}}<div class="inc"><b>{{.Site}}</b>{{if .Category}} <span class="muted">({{.Category}})</span>{{end}}<br>
+<b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}<br><b>Ref:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
+{{end}}{{if .MoreMistakes}}<p class="muted">…and {{.MoreMistakes}} more (<code>gatehouse events --mistakes</code> lists them all).</p>{{end}}
 {{end}}<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
 
 func (r *renderer) digest(d *digestData) (text, html string, err error) {

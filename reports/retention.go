@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Purge deletes breach events and incidents older than breaches, and
+// Purge deletes breach events, incidents and "report a mistake" forms
+// older than breaches, and
 // probes and query-log events older than queryLog, in small batches so the
 // writer is never held up for long, then returns the freed pages to the
 // file system (incremental vacuum: no full VACUUM, no stall). It returns
@@ -18,6 +19,8 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 		arg int64
 	}{
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 1 AND ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
+		// "Report a mistake" forms are kept as long as breaches.
+		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 4 AND ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 2 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 3 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
 		{`DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE last_ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},

@@ -35,6 +35,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			StaffGroups:        r.StaffGroups,
 			AlertSeverity:      r.AlertSeverity,
 			AlertDedup:         r.AlertDedup.D(),
+			MistakeMailEvery:   r.MistakeMailEvery.D(),
 			QueueSize:          cfg.DNS.Events.Queue,
 			Log:                log,
 		},

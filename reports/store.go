@@ -100,6 +100,14 @@ var migrations = []string{
 	// 2: the proxy's block-page reference and "report a mistake" note.
 	`ALTER TABLE events ADD COLUMN ref TEXT NOT NULL DEFAULT '';
 	ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';`,
+	// 3: the install's random ID (Message-IDs), acknowledgement times, and
+	// "report a mistake" forms as their own kind (4) kept as long as
+	// breaches, with the time they were mailed to IT.
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	INSERT INTO meta (key, value) VALUES ('install_id', lower(hex(randomblob(16))));
+	ALTER TABLE incidents ADD COLUMN acked_ts INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE events ADD COLUMN mailed_ts INTEGER NOT NULL DEFAULT 0;
+	UPDATE events SET kind = 4 WHERE action = 'report';`,
 }
 
 // SchemaVersion is the schema this build writes.
@@ -154,6 +162,7 @@ func (s *Store) migrate() error {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("reading database %s: %w", s.path, err)
 	}
+	from := v
 	if v > SchemaVersion {
 		return fmt.Errorf("%w: %s has schema version %d, this build knows up to %d; run the newer Gatehouse or restore a backup", ErrNewerSchema, s.path, v, SchemaVersion)
 	}
@@ -172,6 +181,11 @@ func (s *Store) migrate() error {
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("database %s: migration %d: %w", s.path, v+1, err)
+		}
+	}
+	if from > 0 && from < redactedSchema {
+		if err := s.scrubRestricted(ctx); err != nil {
+			return fmt.Errorf("database %s: removing restricted-tier names: %w", s.path, err)
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ const (
 	kindBreach   = 1 // a block or bypass attempt: grouped into incidents
 	kindProbe    = 2 // an automatic probe: counted, never reported
 	kindQueryLog = 3 // an allowed or rewritten request (full logging)
+	kindReport   = 4 // a "report a mistake" form (mistakes.go)
 )
 
 // Flags as stored.
@@ -35,6 +36,7 @@ type Options struct {
 	StaffGroups        []string
 	AlertSeverity      bl.Severity   // default high
 	AlertDedup         time.Duration // default 10m
+	MistakeMailEvery   time.Duration // at most one "report a mistake" mail to IT per this (default 5m)
 	QueueSize          int           // default 10000
 	MaxBatch           int           // default 5000
 	Log                *slog.Logger
@@ -154,8 +156,9 @@ func (w *Writer) Record(ev Event) bool {
 	if w.closed.Load() {
 		return false
 	}
+	Redact(&ev)
 	w.mu.Lock()
-	if len(w.queue) >= w.opt.QueueSize && ev.Severity < bl.SeverityHigh && !ev.Restricted {
+	if len(w.queue) >= w.opt.QueueSize && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport {
 		w.mu.Unlock()
 		w.dropped.Add(1)
 		return false
@@ -319,6 +322,9 @@ func (w *Writer) write(batch []Event) (alert bool, err error) {
 	for i := range batch {
 		ev := &batch[i]
 		kind, route, sev := w.classify(ev)
+		if kind == kindReport {
+			alert = true // mailed to IT by the alerter (mistakes.go)
+		}
 		ts := ms(ev.Time)
 		if ev.Time.IsZero() {
 			ts = ms(w.opt.Now())
@@ -410,6 +416,8 @@ func (w *Writer) classify(ev *Event) (kind int, route bl.Route, sev bl.Severity)
 	sev = ev.Severity
 	cat, catErr := bl.ParseCategory(ev.Category)
 	switch {
+	case ev.Action == ActionReport:
+		return kindReport, bl.RouteIT, sev
 	case ev.Probe || (catErr == nil && cat.Info().Kind == bl.KindProbe):
 		return kindProbe, bl.RouteNone, sev
 	case ev.Action == "block" || ev.Action == "flag" || ev.Bypass || ev.Restricted:

@@ -134,7 +134,11 @@ func (e *events) record(ev reports.Event) {
 		e.metrics.eventsDropped.Inc()
 		e.dropped.Add(1)
 		if ev.Severity >= bl.SeverityHigh {
-			e.log.Error("event overflow full: a high-severity event was dropped", "name", ev.Name, "client", ev.Client)
+			name := ev.Name
+			if ev.Restricted {
+				name = "(restricted)" // never logged
+			}
+			e.log.Error("event overflow full: a high-severity event was dropped", "name", name, "client", ev.Client)
 		}
 		return
 	}

@@ -463,7 +463,7 @@ func (s *Server) event(qr *query, d *policy.Decision, action string) reports.Eve
 		ev.Category = d.Category.String()
 	}
 	if d.Restricted {
-		ev.Entry = ""
+		ev.Entry = d.EntryHash()
 	}
 	return ev
 }

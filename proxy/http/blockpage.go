@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"os"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +38,7 @@ const securityRule = "This site may harm your device or trick you into giving aw
 
 type pageData struct {
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
-	Restricted, Form                                                                           bool
+	Restricted, Form, Sent, Mailed                                                             bool
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -67,7 +67,8 @@ a{color:#1f3a5f}
 <main>
 <p class="school">{{.School}}</p>
 {{if .Message}}<h1>{{.Message}}</h1>
-{{if .Ref}}<p>Your report about reference <strong>{{.Ref}}</strong> has been passed to IT.</p>{{end}}
+{{if .Sent}}<p>Your report{{if .Ref}} about reference <strong>{{.Ref}}</strong>{{end}} has been recorded for IT{{if .Mailed}} and is emailed to them within a few minutes{{end}}. The site stays blocked unless IT unblock it.</p>
+{{else if .Ref}}<p>Reference: <strong>{{.Ref}}</strong>{{if .Contact}}. Contact: {{.Contact}}{{end}}</p>{{end}}
 {{else if .Restricted}}<h1>This page is not available</h1>
 <p>Access to this page has been blocked because it is on a list of illegal content that every school filter must block.</p>
 <dl>
@@ -88,7 +89,7 @@ a{color:#1f3a5f}
 </dl>
 {{if .Form}}<form method="post" action="{{.Action}}">
 <h2>Is this a mistake?</h2>
-<p>If you need this site for your work, tell IT why. They will look at it.</p>
+<p>If you need this site for your work, say why below. Your report goes to IT with the reference; the site stays blocked unless they unblock it.</p>
 <input type="hidden" name="ref" value="{{.Ref}}">
 <input type="hidden" name="url" value="{{.URL}}">
 <input type="hidden" name="category" value="{{.Category}}">
@@ -293,17 +294,17 @@ func PAC(addr string, direct []string) string {
 	return b.String()
 }
 
-// mistakeReports stores "report a mistake" forms (JSON lines, 0600) and
-// rate-limits them per client address.
+// mistakeReports rate-limits "report a mistake" forms per client
+// address. The forms themselves go to the breach store (reports), which
+// keeps them, mails them to IT and lists them in IT's digest.
 type mistakeReports struct {
-	path string
 	now  func() time.Time
 	mu   sync.Mutex
 	hits map[netip.Addr][]time.Time
 }
 
-func newMistakeReports(path string, now func() time.Time) *mistakeReports {
-	return &mistakeReports{path: path, now: now, hits: map[netip.Addr][]time.Time{}}
+func newMistakeReports(now func() time.Time) *mistakeReports {
+	return &mistakeReports{now: now, hits: map[netip.Addr][]time.Time{}}
 }
 
 // allow takes one report from ip if it is under perHour.
@@ -332,40 +333,6 @@ func (m *mistakeReports) allow(ip netip.Addr, perHour int) bool {
 	return true
 }
 
-// mistakeRecord is one stored report.
-type mistakeRecord struct {
-	Time     time.Time `json:"time"`
-	Ref      string    `json:"ref"`
-	Client   string    `json:"client"`
-	User     string    `json:"user,omitempty"`
-	Device   string    `json:"device,omitempty"`
-	Group    string    `json:"group,omitempty"`
-	URL      string    `json:"url"`
-	Category string    `json:"category,omitempty"`
-	Why      string    `json:"why"`
-}
-
-func (m *mistakeReports) store(rec mistakeRecord) error {
-	if m.path == "" {
-		return nil
-	}
-	line, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	f, err := os.OpenFile(m.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(line, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // handleReport takes a "report a mistake" form.
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.Addr) {
 	cfg := s.o.Config()
@@ -390,28 +357,43 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 		return
 	}
 	user := s.logins.UserFor(ip)
-	id := s.o.Engine().Identify(ip, user)
-	host := rawURL
+	eng := s.o.Engine()
+	id := eng.Identify(ip, user)
+	host, path := rawURL, ""
 	if h, err := bl.NormalizeHost(rawURL); err == nil {
 		host = h
+		if u, err := url.Parse(rawURL); err == nil {
+			path = u.RequestURI()
+		}
 	}
 	cat := r.PostForm.Get("category")
 	if _, err := bl.ParseCategory(cat); err != nil {
 		cat = ""
 	}
-	rec := mistakeRecord{Time: s.now().UTC(), Ref: ref, Client: ip.String(), User: user, Device: id.Device, Group: id.Group,
-		URL: rawURL, Category: cat, Why: truncate(why, 1000)}
-	if err := s.reports.store(rec); err != nil {
-		s.log.Error("proxy: storing a mistake report", "err", err)
+	ev := reports.Event{
+		Time: s.now().UTC(), Source: "http", Protocol: "http", Client: ip, Device: id.Device, User: user, Group: id.Group,
+		Name: host, URL: rawURL, Method: http.MethodPost, Action: reports.ActionReport, Reason: "mistake-report", Category: cat,
+		Severity: bl.SeverityLow, Route: bl.RouteIT, Ref: ref, Note: truncate(why, 1000), Count: 1,
+	}
+	// A report about a restricted-tier site (only a hand-made form can
+	// send one: that block page has no form) is recorded by the list and
+	// the entry's hash; the store never sees the address or the note.
+	if d := eng.Decide(policy.Request{Client: ip, User: user, Host: host, Path: path}); d.Restricted {
+		ev.Restricted, ev.Category, ev.Entry = true, d.Category.String(), d.EntryHash()
+	}
+	reports.Redact(&ev)
+	// Straight to the store, not through the collapsing event log: every
+	// report counts, and the page says it was sent only if it was queued.
+	if s.o.Sink == nil || !s.o.Sink.Record(ev) {
+		s.log.Error("proxy: a mistake report could not be stored", "ref", ref, "client", ip.String())
+		s.writePage(w, http.StatusServiceUnavailable, pageData{School: cfg.School.Name,
+			Message: "Sorry: your report could not be sent. Please tell IT and quote the reference", Ref: ref, Contact: cfg.Proxy.BlockPage.Contact})
+		return
 	}
 	s.metrics.reports.Inc()
-	s.events.record(reports.Event{
-		Time: rec.Time, Source: "http", Protocol: "http", Client: ip, Device: id.Device, User: user, Group: id.Group,
-		Name: host, URL: rawURL, Method: http.MethodPost, Action: "report", Reason: "mistake-report", Category: cat,
-		Severity: bl.SeverityLow, Route: bl.RouteIT, Ref: ref, Note: rec.Why, Count: 1,
-	})
-	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String(), "user", user, "url", rawURL)
-	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been sent", Ref: ref, Contact: cfg.Proxy.BlockPage.Contact})
+	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String(), "user", user, "url", ev.URL, "restricted", ev.Restricted)
+	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been recorded for IT", Ref: ref,
+		Sent: true, Mailed: cfg.Reports.SMTP.Host != "", Contact: cfg.Proxy.BlockPage.Contact})
 }
 
 func validRef(s string) bool {

@@ -239,12 +239,11 @@ groups:
 		t.Fatal(err)
 	}
 	s, err := New(Options{
-		Config:      e.cur.Load,
-		Engine:      func() *policy.Engine { return eng },
-		Resolver:    cmp.Or[Resolver](eo.resolver, e.res),
-		Sink:        e.sink,
-		ReportsFile: filepath.Join(e.dir, "mistake-reports.jsonl"),
-		RootCAs:     eo.roots,
+		Config:   e.cur.Load,
+		Engine:   func() *policy.Engine { return eng },
+		Resolver: cmp.Or[Resolver](eo.resolver, e.res),
+		Sink:     e.sink,
+		RootCAs:  eo.roots,
 	})
 	if err != nil {
 		t.Fatal(err)

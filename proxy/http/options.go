@@ -79,9 +79,6 @@ type Options struct {
 	Resolver Resolver
 	// Sink receives events; nil discards them.
 	Sink reports.Sink
-	// ReportsFile is where "report a mistake" forms are appended as JSON
-	// lines (mode 0600), besides being sent to Sink; "" = Sink only.
-	ReportsFile string
 	// RootCAs verifies upstream TLS; nil = the system roots.
 	RootCAs *x509.CertPool
 	// Registry receives the proxy's metrics; nil = not registered.

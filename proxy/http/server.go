@@ -126,7 +126,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(o.Registry, s.limits)
 	s.events = newEventLog(o.Sink, func() time.Duration { return o.Config().Proxy.Events.Collapse.D() }, o.Now)
-	s.reports = newMistakeReports(o.ReportsFile, o.Now)
+	s.reports = newMistakeReports(o.Now)
 	s.tr = s.newTransport(p, nil)
 	s.up = newUpstream(s, p.Limits.IdlePerSite, p.Limits.IdleTotal, p.Timeouts.Response.D())
 
@@ -701,8 +701,10 @@ func (s *Server) eventRef(info *reqInfo, source, action string, status int, byte
 	if d.HasCategory {
 		ev.Category = d.Category.String()
 	}
-	if d.Restricted && ev.URL != "" {
-		ev.URL = "" // restricted URLs are never stored; the host is enough to act on
+	if d.Restricted {
+		// Restricted names and URLs are never stored (reports.Redact
+		// makes sure); the matched entry's hash is.
+		ev.URL, ev.Entry = "", d.EntryHash()
 	}
 	s.events.record(ev)
 }
