@@ -381,7 +381,7 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
 	if mapping == nil {
 		mapping = UT1Categories
 	}
-	total := 0
+	total, loaded := 0, 0
 	for _, d := range dirs {
 		cat, ok := mapping[d.Dir]
 		if !ok {
@@ -397,10 +397,14 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
 			info := ListInfo{Name: s.Name + "/" + d.Dir + f.suffix, Source: s.Name, Category: cat, Restricted: cat.Restricted()}
 			n, err := m.loadFile(b, info, f.path, f.format)
 			total += n
+			loaded++
 			if err != nil {
 				return total, err
 			}
 		}
+	}
+	if loaded == 0 {
+		return 0, fmt.Errorf("%s: no sub-directory with a mapped category (is path the directory that holds adult/, gambling/ ...?)", s.Path)
 	}
 	return total, nil
 }
