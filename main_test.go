@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
@@ -87,47 +86,6 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errs, "unknown command") {
 		t.Errorf("unknown command: %d %q", code, errs)
-	}
-}
-
-func TestConfigExampleIsValid(t *testing.T) {
-	code, out, _ := runCLI(t, "config", "example")
-	if code != 0 || out != string(config.Example) {
-		t.Fatalf("config example: %d", code)
-	}
-	// The example names files under /etc/gatehouse and /var/lib/gatehouse:
-	// checked as it is, each missing one is an error at its line.
-	dir := t.TempDir()
-	path := filepath.Join(dir, "example.yaml")
-	os.WriteFile(path, []byte(out), 0o600)
-	code, _, errs := runCLI(t, "config", "check", path)
-	if code != exitUsage {
-		t.Fatalf("example with none of its files: exit %d", code)
-	}
-	for _, want := range []string{"proxy.auth.users_file: cannot read users file /etc/gatehouse/proxy-users",
-		"lists[0].path: cannot read the squidGuard tree", "lists[7].path: cannot read list file /etc/gatehouse/lists/curriculum-allow.txt",
-		"reports.smtp.password.file", "lists[5].auth.password.file", "6 error(s)"} {
-		if !strings.Contains(errs, want) {
-			t.Errorf("errors lack %q:\n%s", want, errs)
-		}
-	}
-	// With its files in place (under a temporary root), it is valid.
-	root := filepath.Join(dir, "root")
-	text := strings.NewReplacer("/etc/gatehouse/", root+"/etc/", "/var/lib/gatehouse/", root+"/var/").Replace(out)
-	for name, data := range map[string]string{
-		"etc/proxy-users": "jsmith:$2y$05$abcdefghijklmnopqrstuu5Qk1u4z9mYb8e0xM9S9bWmH1rN2m6a\n", "etc/secrets/iwf-password": "pw\n",
-		"etc/smtp-password": "pw\n", "etc/lists/curriculum-allow.txt": "scratch.mit.edu\n", "etc/lists/local-deny.txt": "chatroulette.com\n",
-		"var/ut1/blacklists/adult/domains": "porn.example\n",
-	} {
-		p := filepath.Join(root, name)
-		os.MkdirAll(filepath.Dir(p), 0o700)
-		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.WriteFile(path, []byte(text), 0o600)
-	if code, out, errs := runCLI(t, "config", "check", path); code != 0 || !strings.Contains(out, "valid") {
-		t.Errorf("example does not check: %d %s %s", code, out, errs)
 	}
 }
 
