@@ -107,15 +107,15 @@ func (b *statusBook) refused(failed map[string]error, now time.Time) {
 
 // logInvalid logs a list's rejected lines (the first MaxLineErrors, with
 // file:line and the reason) and how many there were in all. A restricted
-// list's lines are never shown: only their positions.
+// list's lines are never shown, nor the reasons: only their positions.
 func (m *Manager) logInvalid(li *ListInfo) {
 	if li.Invalid == 0 {
 		return
 	}
 	for _, e := range li.Errors {
-		args := []any{"list", li.Name, "at", e.File + ":" + strconv.Itoa(e.Line), "reason", e.Reason}
-		if !li.Restricted {
-			args = append(args, "line", e.Text)
+		args := []any{"list", li.Name, "at", e.File + ":" + strconv.Itoa(e.Line)}
+		if !li.Restricted { // a reason can quote part of the line
+			args = append(args, "reason", e.Reason, "line", e.Text)
 		}
 		m.log.Warn("invalid list line", args...)
 	}

@@ -2,12 +2,15 @@ package reports
 
 import (
 	"context"
+	"fmt"
 	"mime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/health"
 )
 
@@ -254,5 +257,39 @@ func TestDigestNeverSaysAllWellWhileBroken(t *testing.T) {
 	msgs, _ = d.Preview(context.Background(), "weekly")
 	if len(msgs) == 0 || !strings.Contains(msgs[0].Text, "running and filtering") {
 		t.Errorf("healthy digest lacks the reassurance: %v", msgs)
+	}
+}
+
+// TestReportRouteMatchesWriter: what `gatehouse check` says about where a
+// breach is reported is what the writer stores and the mailer resolves.
+func TestReportRouteMatchesWriter(t *testing.T) {
+	st := openTemp(t)
+	cfg := config.Default()
+	cfg.Reports.Recipients = map[string][]string{"dsl": {"dsl@school.example"}, "it": {"it@school.example"}}
+	p := testParts(t, MailConfig{}, nil)
+	p.Options.StaffToHeadteacher, p.Options.StaffGroups = cfg.Reports.StaffToHeadteacher, cfg.Reports.StaffGroups
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ group, cat string }{{"staff", "gambling"}, {"students", "gambling"}, {"staff", "malware"}, {"staff", "iwf"}, {"guests", "self-harm"}}
+	for i, c := range cases {
+		w.Record(ev(time.Now(), fmt.Sprintf("10.0.0.%d", i+1), c.group, c.cat, "x.example"))
+	}
+	w.Close()
+	roles := Roles(cfg.Reports.Recipients)
+	for i, c := range cases {
+		var stored string
+		if err := st.db.QueryRow(`SELECT route FROM events WHERE client = ?`, fmt.Sprintf("10.0.0.%d", i+1)).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		cat, _ := bl.ParseCategory(c.cat)
+		route, role := ReportRoute(cfg, c.group, cat.Info().Route, cat.Restricted())
+		if string(route) != stored || role != roles.resolve(stored) {
+			t.Errorf("%s/%s: ReportRoute says %s → %s; the writer stored %s → %s", c.group, c.cat, route, role, stored, roles.resolve(stored))
+		}
+	}
+	if route, role := ReportRoute(cfg, "staff", bl.RouteDSL, false); route != bl.RouteHeadteacher || role != "dsl" {
+		t.Errorf("staff breach with no headteacher address: %s → %s", route, role)
 	}
 }
