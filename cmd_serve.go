@@ -119,6 +119,9 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	if err := s.startDNS(ctx, cfg, reg); err != nil {
 		return err
 	}
+	if err := s.startBlockPage(ctx, cfg); err != nil { // serve_blockpage.go
+		return err
+	}
 	s.watch(ctx)
 	s.registerHealth() // health.go
 	s.log.Info("gatehouse running", "admin", cfg.Admin.Listen, "groups", len(cfg.Groups))

@@ -106,6 +106,7 @@ func (v *validator) run() {
 	v.listeners()
 	v.upstreams()
 	v.dnsSection()
+	v.blockPage() // blockpage.go
 	v.proxySection()
 	v.reports()
 	v.categories()
