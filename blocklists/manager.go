@@ -301,7 +301,7 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	}
 	var failed []string
 	newState := map[string]listState{}
-	loaded, errs := map[string]int{}, map[string]error{}
+	loaded, errs := map[string]loadedList{}, map[string]error{}
 	for _, s := range m.sources {
 		n, err := m.loadSource(b, s)
 		if err != nil {
@@ -321,7 +321,12 @@ func (m *Manager) build(strict bool) (*Index, error) {
 		}
 		st.Entries = n
 		newState[s.Name] = st
-		loaded[s.Name] = n
+		l := loadedList{entries: n, feed: s.Feed != nil}
+		if l.feed {
+			_, meta, _ := m.fetcher.Cached(s.Name)
+			l.fetched = meta.Fetched
+		}
+		loaded[s.Name] = l
 	}
 	if len(failed) > 0 {
 		m.status.refused(errs, time.Now())
@@ -333,7 +338,11 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	}
 	m.state = newState
 	m.writeState()
-	m.status.built(loaded, errs, time.Now())
+	names := make([]string, len(m.sources))
+	for i, s := range m.sources {
+		names[i] = s.Name
+	}
+	m.status.built(names, loaded, errs, time.Now())
 	st := ix.Stats()
 	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
 		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))

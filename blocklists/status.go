@@ -12,8 +12,8 @@ type ListStatus struct {
 	Name    string
 	Loaded  bool // its entries are in the index in use
 	Entries int  // entries in the index in use (0 when not loaded)
-	// LastSuccess is when the list last loaded or downloaded without error
-	// (zero: never, since this process started).
+	// LastSuccess is when a local list last loaded, or a feed was last
+	// downloaded (or found unchanged), without error; zero if never known.
 	LastSuccess time.Time
 	// LastError and LastErrorAt describe the last failed load or download;
 	// Failing says it came after the last success.
@@ -28,8 +28,9 @@ func (s ListStatus) Failing() bool { return s.LastError != "" && !s.LastErrorAt.
 // statusBook records list outcomes; it has its own lock so that metrics and
 // health checks never wait for a build.
 type statusBook struct {
-	mu sync.Mutex
-	m  map[string]*ListStatus
+	mu    sync.Mutex
+	m     map[string]*ListStatus
+	names []string // the sources of the last build, in config order
 }
 
 func (b *statusBook) get(name string) *ListStatus {
@@ -44,17 +45,31 @@ func (b *statusBook) get(name string) *ListStatus {
 	return s
 }
 
+// loadedList is one list that made it into a new index.
+type loadedList struct {
+	entries int
+	feed    bool      // a feed: success is a download, not a load of the cached copy
+	fetched time.Time // for a feed, when the cached copy was downloaded
+}
+
 // built records a new index: loaded lists and their counts, and the
 // errors of those that failed.
-func (b *statusBook) built(loaded map[string]int, failed map[string]error, now time.Time) {
+func (b *statusBook) built(names []string, loaded map[string]loadedList, failed map[string]error, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.names = names
 	for _, s := range b.m {
 		s.Loaded, s.Entries = false, 0
 	}
-	for name, n := range loaded {
+	for name, l := range loaded {
 		s := b.get(name)
-		s.Loaded, s.Entries, s.LastSuccess = true, n, now
+		s.Loaded, s.Entries = true, l.entries
+		switch {
+		case !l.feed:
+			s.LastSuccess = now
+		case s.LastSuccess.IsZero():
+			s.LastSuccess = l.fetched
+		}
 	}
 	for name, err := range failed {
 		b.failed(name, err, now)
@@ -78,18 +93,19 @@ func (b *statusBook) fetched(name string, err error, now time.Time) {
 	b.get(name).LastSuccess = now
 }
 
-// Status returns the state of every configured list, in config order. A
-// list that never loaded has Loaded false and, usually, LastError set.
+// Status returns the state of every list configured for the index in use,
+// in config order (none before the first Load). A list that never loaded
+// has Loaded false and, usually, LastError set. It never waits for a
+// build or a download.
 func (m *Manager) Status() []ListStatus {
-	srcs := m.Sources()
 	m.status.mu.Lock()
 	defer m.status.mu.Unlock()
-	out := make([]ListStatus, len(srcs))
-	for i, s := range srcs {
-		if st := m.status.m[s.Name]; st != nil {
+	out := make([]ListStatus, len(m.status.names))
+	for i, name := range m.status.names {
+		if st := m.status.m[name]; st != nil {
 			out[i] = *st
 		} else {
-			out[i] = ListStatus{Name: s.Name}
+			out[i] = ListStatus{Name: name}
 		}
 	}
 	return out
