@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"mime"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -291,5 +293,34 @@ func TestReportRouteMatchesWriter(t *testing.T) {
 	}
 	if route, role := ReportRoute(cfg, "staff", bl.RouteDSL, false); route != bl.RouteHeadteacher || role != "dsl" {
 		t.Errorf("staff breach with no headteacher address: %s → %s", route, role)
+	}
+}
+
+// TestMailHealthWithoutSMTP: without SMTP the .eml file is the delivery:
+// when it cannot be written mail is failing, and once it can, it is not
+// (the failing metric used to stay at 1 for good).
+func TestMailHealthWithoutSMTP(t *testing.T) {
+	st := openTemp(t)
+	dir := filepath.Join(t.TempDir(), "outbox")
+	if err := os.WriteFile(dir, []byte("a file where the directory should be"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock(time.Date(2026, 12, 1, 9, 0, 0, 0, london))
+	m := NewMailer(st, MailConfig{Dir: dir, Backoff: time.Second}, nil, clk.Now)
+	tx, _ := st.db.Begin()
+	if err := enqueue(tx, &Message{Kind: "alert", Role: "dsl", Subject: "x", Text: "x"}, "k1", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	ctx := context.Background()
+	m.DeliverDue(ctx)
+	if _, err := m.Healthy(); err == nil || !m.Failing.Load() {
+		t.Fatalf("outbox directory unusable: failing %v, %v", m.Failing.Load(), err)
+	}
+	os.Remove(dir)
+	clk.Add(time.Minute)
+	m.DeliverDue(ctx)
+	if _, err := m.Healthy(); err != nil || m.Failing.Load() || len(readEMLs(t, dir)) != 1 {
+		t.Errorf("after the directory is fixed: failing %v, %v, %d files", m.Failing.Load(), err, len(readEMLs(t, dir)))
 	}
 }
