@@ -99,8 +99,13 @@ lists:
   - {name: missing, path: "{{dir}}/missing.txt", category: gambling}
 groups:
   guests: {networks: [127.0.0.2/32]}
+reports:
+  health: {notify_after: 2m, remind_every: 12h}
 `, map[string]string{"adult.txt": "porn.example\n"})
 	s, _, _ := startServing(t, path)
+	if n := s.reports.Health; n == nil || n.After != 2*time.Minute || n.Remind != 12*time.Hour {
+		t.Fatalf("health notices not wired as configured: %+v", n)
+	}
 	code, rep := getHealth(t, s)
 	if code != http.StatusServiceUnavailable || rep.Status != "degraded" || problemKeys(rep) != "lists/missing" {
 		t.Fatalf("missing list: %d %+v", code, rep)

@@ -1,6 +1,7 @@
 package blocklists
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,7 +59,11 @@ func (b *statusBook) built(names []string, loaded map[string]loadedList, failed 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.names = names
-	for _, s := range b.m {
+	for name, s := range b.m {
+		if !slices.Contains(names, name) {
+			delete(b.m, name) // removed from the config
+			continue
+		}
 		s.Loaded, s.Entries = false, 0
 	}
 	for name, l := range loaded {
