@@ -5,36 +5,40 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // checkResult is the JSON form of `gatehouse check`.
 type checkResult struct {
-	Input      string        `json:"input"`
-	Host       string        `json:"host"`
-	Path       string        `json:"path,omitempty"`
-	Client     string        `json:"client"`
-	Device     string        `json:"device,omitempty"`
-	User       string        `json:"user,omitempty"`
-	Group      string        `json:"group"`
-	Action     policy.Action `json:"action"`
-	Reason     policy.Reason `json:"reason"`
-	Category   string        `json:"category"`
-	Severity   string        `json:"severity"`
-	Route      string        `json:"route"`
-	List       string        `json:"list"`
-	Entry      string        `json:"entry"`
-	Bypass     bool          `json:"bypass"`
-	Probe      bool          `json:"probe"`
-	Restricted bool          `json:"restricted"`
-	Rewrite    string        `json:"rewrite,omitempty"`
-	Matched    []string      `json:"matched"`
-	At         time.Time     `json:"at"`
+	Input      string    `json:"input"`
+	Host       string    `json:"host"`
+	Path       string    `json:"path,omitempty"`
+	Client     string    `json:"client"`
+	Device     string    `json:"device,omitempty"`
+	User       string    `json:"user,omitempty"`
+	Group      string    `json:"group"`
+	Action     string    `json:"action"` // allow, block, rewrite, or refused (client outside clients.allow)
+	Reason     string    `json:"reason"` // policy.Reason, or "acl" when refused
+	Category   string    `json:"category"`
+	Severity   string    `json:"severity"`
+	Route      string    `json:"route"`               // where reports send a breach, after the staff rule
+	ReportTo   string    `json:"report_to"`           // the role mailed (a role with no address falls back to dsl)
+	Schedules  []string  `json:"schedules,omitempty"` // schedules that block it now (not the group's block:)
+	List       string    `json:"list"`
+	Entry      string    `json:"entry"`
+	Bypass     bool      `json:"bypass"`
+	Probe      bool      `json:"probe"`
+	Restricted bool      `json:"restricted"`
+	Rewrite    string    `json:"rewrite,omitempty"`
+	Matched    []string  `json:"matched"`
+	At         time.Time `json:"at"`
 }
 
 func (c *cli) check(args []string) int {
@@ -82,14 +86,23 @@ func (c *cli) check(args []string) int {
 		fmt.Fprintf(c.stderr, "gatehouse check: %v\n", err)
 		return exitUsage
 	}
+	if !clientAllowed(cfg.Clients.Allow, addr) {
+		return c.printRefused(checkResult{Input: pos[0], Host: host, Path: path, Client: addr.String(), Action: "refused",
+			Reason: "acl", At: when.In(cfg.Location()), Matched: []string{}}, *asJSON)
+	}
 	d := eng.Decide(policy.Request{Client: addr, User: *user, Host: host, Path: path, Time: when})
 	r := checkResult{
 		Input: pos[0], Host: host, Path: path, Client: d.Client.String(), Device: d.Device, User: d.User, Group: d.Group,
-		Action: d.Action, Reason: d.Reason, List: d.List, Entry: d.Entry, Bypass: d.Bypass, Probe: d.Probe,
+		Action: d.Action.String(), Reason: d.Reason.String(), List: d.List, Entry: d.Entry, Bypass: d.Bypass, Probe: d.Probe,
 		Restricted: d.Restricted, Rewrite: d.Rewrite, At: when.In(cfg.Location()), Matched: []string{},
 	}
 	if d.HasCategory {
-		r.Category, r.Severity, r.Route = d.Category.String(), d.Severity.String(), string(d.Route)
+		r.Category, r.Severity = d.Category.String(), d.Severity.String()
+		route, role := reports.ReportRoute(cfg, d.Group, d.Route, d.Restricted)
+		r.Route, r.ReportTo = string(route), role
+		if d.Action == policy.Block && d.Reason == policy.ReasonCategory {
+			r.Schedules = eng.BlockingSchedules(d.Group, d.Category, when)
+		}
 	}
 	for _, m := range d.Matched.Slice() {
 		if m.Restricted() && !d.Restricted {
@@ -114,10 +127,14 @@ func (c *cli) check(args []string) int {
 	fmt.Fprintf(tw, "client\t%s\n", who)
 	fmt.Fprintf(tw, "group\t%s\n", r.Group)
 	fmt.Fprintf(tw, "site\t%s%s\n", r.Host, r.Path)
-	fmt.Fprintf(tw, "action\t%s\n", strings.ToUpper(r.Action.String()))
-	fmt.Fprintf(tw, "why\t%s\n", explainReason(d))
+	fmt.Fprintf(tw, "action\t%s\n", strings.ToUpper(r.Action))
+	why := explainReason(d)
+	if len(r.Schedules) > 0 {
+		why = fmt.Sprintf("group %s's schedule %s blocks this category now (not blocked outside it)", d.Group, quoteNames(r.Schedules))
+	}
+	fmt.Fprintf(tw, "why\t%s\n", why)
 	if d.HasCategory {
-		fmt.Fprintf(tw, "category\t%s (%s): severity %s, reported to %s\n", r.Category, d.Category.Info().Title, r.Severity, r.Route)
+		fmt.Fprintf(tw, "category\t%s (%s): severity %s, %s\n", r.Category, d.Category.Info().Title, r.Severity, reportedTo(r, d))
 	}
 	if r.List != "" {
 		fmt.Fprintf(tw, "list\t%s\n", r.List)
@@ -137,6 +154,65 @@ func (c *cli) check(args []string) int {
 	fmt.Fprintf(tw, "at\t%s\n", r.At.Format("Mon 2 Jan 2006 15:04 MST"))
 	_ = tw.Flush()
 	return exitOK
+}
+
+// clientAllowed is the front doors' ACL (clients.allow), IPv4-mapped
+// addresses unmapped as they are.
+func clientAllowed(allow []netip.Prefix, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// printRefused prints the answer for a client outside clients.allow.
+func (c *cli) printRefused(r checkResult, asJSON bool) int {
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "client\t%s\n", r.Client)
+	fmt.Fprintf(tw, "site\t%s%s\n", r.Host, r.Path)
+	fmt.Fprintf(tw, "action\tREFUSED\n")
+	fmt.Fprintf(tw, "why\tthe client is not in clients.allow: the DNS resolver answers REFUSED and the proxy refuses it; nothing is filtered or recorded\n")
+	fmt.Fprintf(tw, "at\t%s\n", r.At.Format("Mon 2 Jan 2006 15:04 MST"))
+	_ = tw.Flush()
+	return exitOK
+}
+
+// reportedTo says where a breach goes, as the reports would send it.
+func reportedTo(r checkResult, d policy.Decision) string {
+	switch {
+	case r.Route == string(bl.RouteNone):
+		return "counted, never reported (route none)"
+	case d.Action != policy.Block && !d.Bypass:
+		return "reported to " + r.Route + " when blocked"
+	}
+	s := "reported to " + r.Route
+	if r.Route == string(bl.RouteHeadteacher) && d.Route != bl.RouteHeadteacher {
+		s += " (a breach by the staff group " + d.Group + ": allegations-against-staff practice)"
+	}
+	if r.ReportTo != r.Route {
+		s += "; " + r.Route + " has no address in reports.recipients, so the mail goes to " + r.ReportTo
+	}
+	return s
+}
+
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		if n == "" {
+			n = "(unnamed)"
+		}
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, " and ")
 }
 
 func explainReason(d policy.Decision) string {
@@ -179,12 +255,24 @@ func splitTarget(s string) (host, path string, err error) {
 	return host, "", err
 }
 
+// parseAt reads --at: RFC 3339 ("2026-12-04T10:00:00Z", "...+01:00", with
+// fractional seconds, lower-case t and z, or a space for the T, as RFC 3339
+// allows), or a local time in the school's zone: "YYYY-MM-DD HH:MM",
+// with optional seconds and a T in place of the space.
 func parseAt(s string, loc *time.Location) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
+	s = strings.TrimSpace(s)
+	norm := s
+	if len(norm) > 10 && (norm[10] == ' ' || norm[10] == 't') {
+		norm = norm[:10] + "T" + norm[11:]
+	}
+	norm = strings.Replace(norm, "z", "Z", 1)
+	if t, err := time.Parse(time.RFC3339Nano, norm); err == nil {
 		return t, nil
 	}
-	if t, err := time.ParseInLocation("2006-01-02 15:04", s, loc); err == nil {
-		return t, nil
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
+		if t, err := time.ParseInLocation(layout, norm, loc); err == nil {
+			return t, nil
+		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not RFC 3339 or \"YYYY-MM-DD HH:MM\"", s)
+	return time.Time{}, fmt.Errorf("%q is not RFC 3339 (2026-12-04T10:00:00Z) or a local \"YYYY-MM-DD HH:MM\"", s)
 }

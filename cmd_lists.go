@@ -88,17 +88,29 @@ func (c *cli) listsStats(args []string) int {
 		failed = failed || l.Err != ""
 		rep.Lists = append(rep.Lists, s)
 	}
-	// Sources that never made it into the index (not downloaded yet).
+	// Sources that never made it into the index, with the reason.
 	loaded := map[string]bool{}
 	for _, l := range ix.Lists() {
 		loaded[l.Source] = true
 	}
+	status := map[string]bl.ListStatus{}
+	for _, st := range lists.Status() {
+		status[st.Name] = st
+	}
 	for _, s := range lists.Sources() {
-		if !loaded[s.Name] {
-			rep.Lists = append(rep.Lists, listStat{Name: s.Name, Source: s.Name, Category: categoryName(s.Category),
-				Error: "not loaded: no local copy (run `gatehouse lists update`)"})
-			failed = true
+		if loaded[s.Name] {
+			continue
 		}
+		why := "not loaded: " + status[s.Name].LastError
+		if s.Feed != nil && status[s.Name].LastError == "" || strings.Contains(why, "not downloaded yet") {
+			why = "not loaded: no local copy (run `gatehouse lists update`)"
+		}
+		cat := categoryName(s.Category)
+		if s.Format == bl.FormatSquidGuard {
+			cat = "(squidGuard tree)"
+		}
+		rep.Lists = append(rep.Lists, listStat{Name: s.Name, Source: s.Name, Category: cat, Format: string(s.Format), Error: why})
+		failed = true
 	}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)

@@ -22,6 +22,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/health"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
@@ -41,6 +42,7 @@ type server struct {
 	dns     *dnsproxy.Server  // the DNS front door (serve_dns.go)
 	proxy   *httpproxy.Server // the HTTP proxy (serve_proxy.go)
 	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
+	health  health.Registry   // what /healthz and IT's health mail report (health.go)
 
 	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
 	proxyAddr     net.Addr       // the proxy listener's address, once started
@@ -117,7 +119,11 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	if err := s.startDNS(ctx, cfg, reg); err != nil {
 		return err
 	}
+	if err := s.startBlockPage(ctx, cfg); err != nil { // serve_blockpage.go
+		return err
+	}
 	s.watch(ctx)
+	s.registerHealth() // health.go
 	s.log.Info("gatehouse running", "admin", cfg.Admin.Listen, "groups", len(cfg.Groups))
 	return nil
 }
@@ -130,13 +136,7 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.lists.Index() == nil {
-			http.Error(w, "lists not loaded", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.Handle("GET /healthz", s.health.Handler()) // health.go
 	if s.proxy != nil {
 		mux.Handle("/", s.proxy.AdminHandler()) // PAC, WPAD, block page, "report a mistake"
 	}
@@ -253,43 +253,4 @@ func fileOwner(path string) string {
 		return u.Username
 	}
 	return "uid " + uid
-}
-
-// listsCollector exports blocklist sizes at scrape time.
-type listsCollector struct{ lists *bl.Manager }
-
-var (
-	descListEntries = prometheus.NewDesc("gatehouse_blocklist_entries", "Entries loaded per list.", []string{"list", "category"}, nil)
-	descListInvalid = prometheus.NewDesc("gatehouse_blocklist_invalid_lines", "Rejected lines per list.", []string{"list"}, nil)
-	descListError   = prometheus.NewDesc("gatehouse_blocklist_failed", "1 when a list failed to load.", []string{"list"}, nil)
-	descIndexNames  = prometheus.NewDesc("gatehouse_blocklist_index_domains", "Distinct domains in the index.", nil, nil)
-	descIndexBuilt  = prometheus.NewDesc("gatehouse_blocklist_index_built_timestamp_seconds", "When the index in use was built.", nil, nil)
-)
-
-func (c *listsCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descListEntries
-	ch <- descListInvalid
-	ch <- descListError
-	ch <- descIndexNames
-	ch <- descIndexBuilt
-}
-
-func (c *listsCollector) Collect(ch chan<- prometheus.Metric) {
-	ix := c.lists.Index()
-	if ix == nil {
-		return
-	}
-	for _, l := range ix.Lists() {
-		cat := categoryName(l.Category)
-		ch <- prometheus.MustNewConstMetric(descListEntries, prometheus.GaugeValue, float64(l.Entries), l.Name, cat)
-		ch <- prometheus.MustNewConstMetric(descListInvalid, prometheus.GaugeValue, float64(l.Invalid), l.Name)
-		failed := 0.0
-		if l.Err != "" {
-			failed = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descListError, prometheus.GaugeValue, failed, l.Name)
-	}
-	st := ix.Stats()
-	ch <- prometheus.MustNewConstMetric(descIndexNames, prometheus.GaugeValue, float64(st.Domains))
-	ch <- prometheus.MustNewConstMetric(descIndexBuilt, prometheus.GaugeValue, float64(st.BuiltAt.Unix()))
 }

@@ -184,8 +184,10 @@ func (c *cli) configCheck(args []string) int {
 		fmt.Fprintln(c.stderr, "usage: gatehouse config check FILE")
 		return exitUsage
 	}
-	if _, code := c.loadConfig(); code != exitOK {
-		return code
+	// Unlike serve, the check also reads every file the config names.
+	if _, err := config.LoadChecked(c.cfgPath); err != nil {
+		printConfigErrors(c.stderr, err)
+		return exitUsage
 	}
 	fmt.Fprintf(c.stdout, "%s: valid\n", c.cfgPath)
 	return exitOK

@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
@@ -87,18 +86,6 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errs, "unknown command") {
 		t.Errorf("unknown command: %d %q", code, errs)
-	}
-}
-
-func TestConfigExampleIsValid(t *testing.T) {
-	code, out, _ := runCLI(t, "config", "example")
-	if code != 0 || out != string(config.Example) {
-		t.Fatalf("config example: %d", code)
-	}
-	path := filepath.Join(t.TempDir(), "example.yaml")
-	os.WriteFile(path, []byte(out), 0o600)
-	if code, out, errs := runCLI(t, "config", "check", path); code != 0 || !strings.Contains(out, "valid") {
-		t.Errorf("example does not check: %d %s %s", code, out, errs)
 	}
 }
 

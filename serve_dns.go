@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -95,13 +94,7 @@ func dnsOptions(cfg *config.Config, admin net.Addr, log *slog.Logger) (dnsproxy.
 		Queue:       d.Events.Queue,
 		QueryLog:    d.QueryLog.Enabled,
 	}
-	if d.BlockPageIP != "" {
-		o.BlockPageIP, _ = netip.ParseAddr(d.BlockPageIP)
-	} else if ta, ok := admin.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok && !ip.IsUnspecified() && !ip.Unmap().IsLoopback() {
-			o.BlockPageIP = ip.Unmap()
-		}
-	}
+	o.BlockPageIP, _ = cfg.BlockPageAddr() // served on port 80 there (serve_blockpage.go)
 	plain, err := cfg.Upstreams()
 	if err != nil {
 		return o, err

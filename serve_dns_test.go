@@ -2,13 +2,15 @@ package main
 
 import (
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-filter/gatehouse/config"
 )
 
 func TestDNSOptionsFromConfig(t *testing.T) {
-	cfg, err := config.Parse([]byte(`dns:
+	cfg, err := config.Parse([]byte(`admin: {listen: "10.0.0.9:9153"}
+dns:
   listen: ["127.0.0.1:0"]
   upstreams: [127.0.0.1:5399, 127.0.0.2]
   block_response: blockpage
@@ -39,9 +41,10 @@ func TestDNSOptionsFromConfig(t *testing.T) {
 	if o.Upstreams.Set("guests") == 0 || o.Upstreams.Set("students") != 0 {
 		t.Fatal("group_upstreams not given to the resolver")
 	}
-	// A loopback admin address is no use to clients: the block page IP stays unset (null answers).
-	o, _ = dnsOptions(cfg, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9153}, nil)
-	if o.BlockPageIP.IsValid() {
-		t.Fatalf("block page IP %v", o.BlockPageIP)
+	// A loopback admin address is no use to clients: without block_page_ip
+	// the config is refused, not answered with 0.0.0.0 and no page.
+	if _, err := config.Parse([]byte("dns: {block_response: blockpage}\nadmin: {listen: \"127.0.0.1:9153\"}\n"), "g.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "g.yaml:1:23: dns.block_response: blockpage needs dns.block_page_ip") {
+		t.Fatalf("blockpage with a loopback admin listener: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prome
 	if err := os.MkdirAll(filepath.Dir(cfg.Database), 0o750); err != nil {
 		return fmt.Errorf("database directory: %w", err)
 	}
+	p.Problems = s.health.Problems // lasting problems are mailed to IT (health.go)
 	svc, err := reports.Start(ctx, cfg.Database, p)
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ type Format string
 
 const (
 	FormatAuto       Format = "auto"       // detect from the first meaningful lines
-	FormatDomains    Format = "domains"    // one domain per line; blocks its subdomains
+	FormatDomains    Format = "domains"    // one domain per line (blocks its subdomains), or host/path (a URL prefix)
 	FormatHosts      Format = "hosts"      // "0.0.0.0 a.example b.example"
 	FormatAdblock    Format = "adblock"    // "||d^", "@@||d^", "|d^" (exact)
 	FormatWildcard   Format = "wildcard"   // "*.d" (subdomains and d itself)

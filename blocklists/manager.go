@@ -73,6 +73,7 @@ type Manager struct {
 
 	current atomic.Pointer[Index]
 	onSwap  atomic.Pointer[func(*Index)]
+	status  statusBook // per-list outcomes (status.go)
 }
 
 type listState struct {
@@ -275,6 +276,7 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 	}
 	fr, err := m.fetcher.Fetch(ctx, *s.Feed, validate, progress)
 	r.Took, r.Bytes, r.Changed, r.NotModified = time.Since(start), fr.Bytes, fr.Changed, fr.NotModified
+	m.status.fetched(s.Name, err, time.Now())
 	if err != nil {
 		r.Err = err
 		r.Entries = prev
@@ -299,9 +301,11 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	}
 	var failed []string
 	newState := map[string]listState{}
+	loaded, errs := map[string]loadedList{}, map[string]error{}
 	for _, s := range m.sources {
 		n, err := m.loadSource(b, s)
 		if err != nil {
+			errs[s.Name] = err
 			m.log.Error("list not loaded", "list", s.Name, "err", err)
 			if strict && m.state[s.Name].Entries > 0 {
 				failed = append(failed, fmt.Sprintf("%s: %v", s.Name, err))
@@ -317,8 +321,15 @@ func (m *Manager) build(strict bool) (*Index, error) {
 		}
 		st.Entries = n
 		newState[s.Name] = st
+		l := loadedList{entries: n, feed: s.Feed != nil}
+		if l.feed {
+			_, meta, _ := m.fetcher.Cached(s.Name)
+			l.fetched = meta.Fetched
+		}
+		loaded[s.Name] = l
 	}
 	if len(failed) > 0 {
+		m.status.refused(errs, time.Now())
 		return nil, fmt.Errorf("rebuild refused, keeping the running lists: %s", strings.Join(failed, "; "))
 	}
 	ix, err := b.Build()
@@ -327,6 +338,11 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	}
 	m.state = newState
 	m.writeState()
+	names := make([]string, len(m.sources))
+	for i, s := range m.sources {
+		names[i] = s.Name
+	}
+	m.status.built(names, loaded, errs, time.Now())
 	st := ix.Stats()
 	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
 		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))
@@ -346,10 +362,10 @@ func (m *Manager) loadSource(b *Builder, s Source) (int, error) {
 		}
 		path = p
 	}
-	return loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format)
+	return m.loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format)
 }
 
-func loadFile(b *Builder, info ListInfo, path string, f Format) (int, error) {
+func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format) (int, error) {
 	info.File = path
 	li, sink, err := b.AddList(info)
 	if err != nil {
@@ -357,6 +373,7 @@ func loadFile(b *Builder, info ListInfo, path string, f Format) (int, error) {
 	}
 	res, err := ParseFile(path, f, sink)
 	li.Format, li.Entries, li.Invalid, li.Errors, li.Loaded = res.Format, res.Entries, res.Invalid, res.Errors, time.Now()
+	m.logInvalid(li)
 	if err != nil {
 		li.Err = err.Error()
 		return res.Entries, err
@@ -373,7 +390,7 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
 	if mapping == nil {
 		mapping = UT1Categories
 	}
-	total := 0
+	total, loaded := 0, 0
 	for _, d := range dirs {
 		cat, ok := mapping[d.Dir]
 		if !ok {
@@ -387,12 +404,16 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
 				continue
 			}
 			info := ListInfo{Name: s.Name + "/" + d.Dir + f.suffix, Source: s.Name, Category: cat, Restricted: cat.Restricted()}
-			n, err := loadFile(b, info, f.path, f.format)
+			n, err := m.loadFile(b, info, f.path, f.format)
 			total += n
+			loaded++
 			if err != nil {
 				return total, err
 			}
 		}
+	}
+	if loaded == 0 {
+		return 0, fmt.Errorf("%s: no sub-directory with a mapped category (is path the directory that holds adult/, gambling/ ...?)", s.Path)
 	}
 	return total, nil
 }

@@ -60,7 +60,9 @@ func ParseFile(path string, f Format, sink Sink) (ParseResult, error) {
 //
 // Formats:
 //   - domains: "example.com" blocks the name and its subdomains; "*.example.com"
-//     and ".example.com" mean the same.
+//     and ".example.com" mean the same. A "host/path" line is a URL prefix,
+//     as in urls, so one list can hold both, as a group's allow: and deny:
+//     entries do.
 //   - wildcard: "*.example.com" blocks example.com and its subdomains (as in
 //     hagezi's lists); plain names are accepted as in domains.
 //   - hosts: "0.0.0.0 a.example b.example"; each name blocks its subdomains
@@ -247,6 +249,11 @@ func detect(buf []byte, all bool) Format {
 			best = v
 		}
 	}
+	// Names and host/path lines mixed (a school's allow or deny list):
+	// domains, which reads both, so that the names count in DNS too.
+	if best == voteURLs && votes[voteDomains] > 0 {
+		best = voteDomains
+	}
 	// Domain lists may open with IP addresses (UT1 sorts them first):
 	// treat the list as addresses only if no names follow in the buffer.
 	if best == voteIPs {
@@ -400,6 +407,9 @@ func (p *parser) domain(b []byte) error {
 		b = b[2:]
 	} else if len(b) > 1 && b[0] == '.' {
 		b = b[1:]
+	}
+	if bytes.IndexByte(b, '/') >= 0 {
+		return p.url(b) // "host/path": a URL prefix
 	}
 	name, err := NormalizeDomain(p.buf, b)
 	p.buf = name

@@ -21,6 +21,10 @@ type DNS struct {
 	// BlockPageIP is the address answered for blocked names when
 	// block_response is blockpage; empty means the admin listener's host.
 	BlockPageIP string `yaml:"block_page_ip"`
+	// BlockPageHTTP serves the block page on port 80 of the block-page
+	// address, where browsers sent there by a block answer arrive (default
+	// true; not needed when admin.listen is that address's port 80).
+	BlockPageHTTP bool `yaml:"block_page_http"`
 
 	// TLSUpstreams are DNS-over-TLS resolvers, tried after upstreams.
 	TLSUpstreams []TLSUpstream `yaml:"tls_upstreams"`
@@ -121,6 +125,7 @@ func defaultDNS() DNS {
 		Listen:          []string{DefaultDNSListen},
 		BlockTTL:        Duration(DefaultBlockTTL),
 		BlockResponse:   DefaultBlockResponse,
+		BlockPageHTTP:   true,
 		UpstreamTimeout: Duration(DefaultUpstreamTimeout),
 		HealthCheck:     Duration(DefaultHealthCheck),
 		Cache: DNSCache{

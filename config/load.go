@@ -53,7 +53,10 @@ func readError(path string, err error) error {
 //
 // The result is normalised (see Validate) and validated; on failure the
 // error is Errors and the Config is nil.
-func Parse(data []byte, file string) (*Config, error) {
+func Parse(data []byte, file string) (*Config, error) { return parse(data, file, false) }
+
+// parse is Parse; files adds the checks of LoadChecked.
+func parse(data []byte, file string, files bool) (*Config, error) {
 	c := defaults()
 	c.Source = file
 	root, errs := parseDocument(data, file)
@@ -66,6 +69,7 @@ func Parse(data []byte, file string) (*Config, error) {
 	}
 	c.normalize()
 	v := newValidator(c, file, d.pos, d.bad)
+	v.checkFiles = files
 	v.run()
 	all := append(d.errs, v.errs...)
 	if len(all) > 0 {

@@ -43,6 +43,9 @@ type Reports struct {
 	SendEmpty bool `yaml:"send_empty"`
 
 	Retention ReportsRetention `yaml:"retention"`
+	// Health says when IT is mailed about problems (every upstream down, a
+	// list not loaded, mail or the event store failing).
+	Health ReportsHealth `yaml:"health"`
 	// Outbox is where messages are written as .eml files: all of them when
 	// smtp.host is empty, and copies of failing ones otherwise. Empty means
 	// outbox/ beside the database (Config.OutboxDir).
@@ -77,6 +80,14 @@ type ReportsRetention struct {
 	QueryLog Duration `yaml:"query_log"` // allowed requests (full logging only)
 }
 
+// ReportsHealth says when IT is told about a health problem: once it has
+// lasted NotifyAfter, again every RemindEvery while it lasts, and when it
+// is resolved.
+type ReportsHealth struct {
+	NotifyAfter Duration `yaml:"notify_after"`
+	RemindEvery Duration `yaml:"remind_every"`
+}
+
 // Reports defaults.
 const (
 	DefaultAlertDedup      = 10 * time.Minute
@@ -87,6 +98,8 @@ const (
 	DefaultSMTPTimeout     = 30 * time.Second
 	DefaultBreachRetention = 365 * 24 * time.Hour
 	DefaultQueryLogRetain  = 30 * 24 * time.Hour
+	DefaultHealthAfter     = 5 * time.Minute
+	DefaultHealthRemind    = 24 * time.Hour
 )
 
 // Roles with a meaning of their own: categories route to them.
@@ -110,6 +123,7 @@ func defaultReports() Reports {
 		},
 		SendEmpty: true,
 		Retention: ReportsRetention{Breaches: Duration(DefaultBreachRetention), QueryLog: Duration(DefaultQueryLogRetain)},
+		Health:    ReportsHealth{NotifyAfter: Duration(DefaultHealthAfter), RemindEvery: Duration(DefaultHealthRemind)},
 	}
 }
 
@@ -246,6 +260,8 @@ func (v *validator) reports() {
 
 	v.between("reports.retention.breaches", r.Retention.Breaches, 24*time.Hour, 10*365*24*time.Hour)
 	v.between("reports.retention.query_log", r.Retention.QueryLog, time.Hour, 365*24*time.Hour)
+	v.between("reports.health.notify_after", r.Health.NotifyAfter, time.Minute, 24*time.Hour)
+	v.between("reports.health.remind_every", r.Health.RemindEvery, time.Hour, 30*24*time.Hour)
 	if len(r.Recipients["dsl"]) == 0 && strings.TrimSpace(s.Host) != "" {
 		v.warnf("reports.recipients", "no dsl addresses: mail for the DSL is written to the outbox directory only")
 	}

@@ -45,6 +45,8 @@ type validator struct {
 	bad   map[string]bool
 	errs  Errors
 	warns Errors
+
+	checkFiles bool // also check that named files can be read (files.go)
 }
 
 func newValidator(c *Config, file string, pos positions, bad map[string]bool) *validator {
@@ -104,6 +106,7 @@ func (v *validator) run() {
 	v.listeners()
 	v.upstreams()
 	v.dnsSection()
+	v.blockPage() // blockpage.go
 	v.proxySection()
 	v.adminSection()
 	v.reports()
@@ -111,6 +114,9 @@ func (v *validator) run() {
 	lists := v.lists()
 	used := v.groups(lists)
 	v.clients()
+	if v.checkFiles {
+		v.files()
+	}
 	own := 0 // lists without a category: each takes one of MaxListBits bits
 	for i := range v.c.Lists {
 		l := &v.c.Lists[i]

@@ -215,7 +215,7 @@ func buildGroup(name string, cg *config.Group, lbits map[string]bl.Category) (*g
 				errs = append(errs, fmt.Errorf("groups.%s.schedules[%d].when[%d].days: %w", name, i, j, err))
 				continue
 			}
-			g.windows = append(g.windows, window{days: days, from: int(w.From), to: int(w.To), cats: set})
+			g.windows = append(g.windows, window{days: days, from: int(w.From), to: int(w.To), cats: set, schedule: s.Name})
 		}
 	}
 	var err error

@@ -159,6 +159,7 @@ type window struct {
 	days     uint8
 	from, to int
 	cats     bl.CategorySet
+	schedule string // the schedule's name, for explanations
 }
 
 // alwaysBlocked is enforced for every group, whatever its config says.

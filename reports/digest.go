@@ -220,6 +220,11 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 		return nil, err
 	}
 	itRole := d.roles.resolve(string(bl.RouteIT))
+	// What is wrong now: a digest never says all is well while it is not.
+	probs, err := readProblems(ctx, tx, true)
+	if err != nil {
+		return nil, err
+	}
 	var msgs []*Message
 	var ids []int64
 	for _, role := range s.Roles {
@@ -236,10 +241,10 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 		if d.roles.covers(role, itRole) {
 			myMistakes = mistakes
 		}
-		if len(mine) == 0 && len(myMistakes) == 0 && !d.sendEmpty {
+		if len(mine) == 0 && len(myMistakes) == 0 && !d.sendEmpty && len(probs) == 0 {
 			continue
 		}
-		m, err := d.render(s, role, from, to, mine, prev, myMistakes)
+		m, err := d.render(s, role, from, to, mine, prev, myMistakes, probs)
 		if err != nil {
 			return nil, err
 		}
@@ -322,7 +327,7 @@ func (d *Digester) totals(ctx context.Context, tx *sql.Tx, from, to time.Time) (
 	return out, rows.Err()
 }
 
-func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake) (*Message, error) {
+func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake, probs []problemRow) (*Message, error) {
 	sort.Slice(incs, func(a, b int) bool {
 		if incs[a].Severity != incs[b].Severity {
 			return incs[a].Severity > incs[b].Severity
@@ -333,7 +338,7 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 		return incs[a].ID < incs[b].ID
 	})
 	dd := &digestData{School: d.r.school, Schedule: s.Name, Empty: len(incs) == 0,
-		Period: "From " + d.r.local(from) + " to " + d.r.local(to) + " (" + d.r.loc.String() + ")"}
+		Period: "From " + d.r.local(from) + " to " + d.r.local(to) + " (" + d.r.loc.String() + ")", Health: d.r.healthViews(probs)}
 	var high, bypass, other int64
 	byCat, byGroup, byClient := map[string]int64{}, map[string]int64{}, map[string]int64{}
 	advised := map[string]bool{}
@@ -385,6 +390,9 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 	if len(mistakes) > 0 {
 		dd.Summary += ", " + plural(int64(len(mistakes)), "block reported as a mistake")
 	}
+	if len(probs) > 0 {
+		dd.Summary += "; " + plural(int64(len(probs)), "filter health problem")
+	}
 	dd.ByCategory, dd.ByGroup, dd.TopClients = top(byCat, 0), top(byGroup, 0), top(byClient, 10)
 	for r, n := range prev {
 		if d.roles.covers(role, r) {
@@ -412,6 +420,9 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 	sev := "OK"
 	if !dd.Empty {
 		sev = strings.ToUpper(worst.String())
+	}
+	if len(probs) > 0 && dd.Empty {
+		sev = "NOT WORKING"
 	}
 	subject := fmt.Sprintf("[%s] %s %s report: %s", d.r.school, sev, s.Name, dd.Summary)
 	return &Message{Kind: "digest", Role: role, Recipients: slices.Clone(d.roles[role]), Subject: subject, Text: text, HTML: html}, nil

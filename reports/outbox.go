@@ -104,6 +104,7 @@ type Mailer struct {
 	Sent    atomic.Uint64
 	Failed  atomic.Uint64 // failed attempts
 	Failing atomic.Bool   // the last attempt failed
+	health  failState     // since when, and why (health.go)
 }
 
 // NewMailer makes a mailer; Run delivers.
@@ -243,6 +244,10 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 			m.log.Warn("no address for role: message written to the outbox directory only", "role", r.Role, "file", p)
 		}
 		m.markSent(r.ID, p)
+		if m.cfg.Host == "" { // the .eml file is how mail leaves: it works
+			m.Failing.Store(false)
+			m.health.ok()
+		}
 		return
 	}
 	if err := m.send(ctx, msg); err != nil {
@@ -250,6 +255,7 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 		return
 	}
 	m.markSent(r.ID, r.emlPath)
+	m.health.ok()
 	if m.Failing.Swap(false) {
 		m.log.Info("mail is being delivered again", "host", m.cfg.Host)
 	}
@@ -269,6 +275,7 @@ func (m *Mailer) markSent(id int64, eml string) {
 func (m *Mailer) fail(r outRow, err error) {
 	m.Failed.Add(1)
 	m.Failing.Store(true)
+	m.health.fail(err, m.now())
 	attempts := r.attempts + 1
 	delay := m.cfg.Backoff << min(attempts-1, 16)
 	delay = min(delay, 30*time.Minute)

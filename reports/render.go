@@ -172,6 +172,7 @@ type digestData struct {
 	Empty            bool
 	Mistakes         []mistakeView // "report a mistake" forms (the it role's digests)
 	MoreMistakes     int
+	Health           []healthView // problems now: Gatehouse is not fully working
 }
 
 type countRow struct {
@@ -183,10 +184,17 @@ var digestText = texttemplate.Must(texttemplate.New("digest").Parse(`{{.School}}
 {{.Period}}
 
 {{.Summary}}
-{{if .Empty}}
+{{if .Health}}
+GATEHOUSE IS NOT FULLY WORKING: filtering or reporting may be incomplete.
+IT is told about each problem that lasts.
+{{range .Health}}- {{.Message}} (since {{.Since}})
+{{end}}{{end}}{{if .Empty}}{{if .Health}}
+No incidents in this period, but see the problems above: attempts may
+have gone unseen.
+{{else}}
 No incidents in this period. Gatehouse is running and filtering; this
 message confirms that reports are being delivered.
-{{else}}
+{{end}}{{else}}
 INCIDENTS (most serious first)
 {{range .Incidents}}
 [{{.Severity}}] {{.What}}, {{.Attempts}} attempt(s)
@@ -232,8 +240,11 @@ var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
 <h1>{{.School}}: {{.Schedule}} web filter report</h1>
 <p class="muted">{{.Period}}</p>
 <p><b>{{.Summary}}</b></p>
-{{if .Empty}}<p>No incidents in this period. Gatehouse is running and filtering; this message confirms that reports are being delivered.</p>
-{{else}}<h2>Incidents, most serious first</h2>
+{{if .Health}}<div class="do"><b>Gatehouse is not fully working:</b> filtering or reporting may be incomplete. IT is told about each problem that lasts.
+<ul>{{range .Health}}<li>{{.Message}} (since {{.Since}})</li>{{end}}</ul></div>
+{{end}}{{if .Empty}}{{if .Health}}<p>No incidents in this period, but see the problems above: attempts may have gone unseen.</p>
+{{else}}<p>No incidents in this period. Gatehouse is running and filtering; this message confirms that reports are being delivered.</p>
+{{end}}{{else}}<h2>Incidents, most serious first</h2>
 {{range .Incidents}}<div class="inc"><span class="sev {{.Severity}}">{{.Severity}}</span> <b>{{.What}}</b>, {{.Attempts}} attempt(s)<br>
 <b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}
 {{- if .Samples}}<br><span class="muted">{{range $i, $s := .Samples}}{{if $i}} · {{end}}{{$s}}{{end}}</span>{{end}}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/health"
 )
 
 // Parts is the reports subsystem built from a configuration.
@@ -21,6 +22,13 @@ type Parts struct {
 	Loc       *time.Location
 	Breaches  time.Duration
 	QueryLog  time.Duration
+
+	// Problems, if set, is the running Gatehouse's health: lasting
+	// problems are mailed to IT (health.go) after HealthAfter, with a
+	// reminder every HealthRemind.
+	Problems     func() []health.Problem
+	HealthAfter  time.Duration
+	HealthRemind time.Duration
 }
 
 // FromConfig turns the reports: section into the parts' settings. It reads
@@ -39,12 +47,14 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			QueueSize:          cfg.DNS.Events.Queue,
 			Log:                log,
 		},
-		Roles:     Roles(r.Recipients),
-		SendEmpty: r.SendEmpty,
-		School:    cfg.School.Name,
-		Loc:       cfg.Location(),
-		Breaches:  r.Retention.Breaches.D(),
-		QueryLog:  r.Retention.QueryLog.D(),
+		Roles:        Roles(r.Recipients),
+		SendEmpty:    r.SendEmpty,
+		School:       cfg.School.Name,
+		Loc:          cfg.Location(),
+		Breaches:     r.Retention.Breaches.D(),
+		QueryLog:     r.Retention.QueryLog.D(),
+		HealthAfter:  r.Health.NotifyAfter.D(),
+		HealthRemind: r.Health.RemindEvery.D(),
 		Mail: MailConfig{
 			Host: r.SMTP.Host, Port: r.SMTP.Port, Username: r.SMTP.Username, From: r.SMTP.From,
 			TLS: r.SMTP.TLS, Timeout: r.SMTP.Timeout.D(), Dir: cfg.ReportsOutbox(),
@@ -73,6 +83,7 @@ type Service struct {
 	Alerter  *Alerter
 	Digester *Digester
 	Mailer   *Mailer
+	Health   *HealthNotifier // nil without Parts.Problems
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -98,6 +109,17 @@ func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
 	s.goRun(func() { s.Alerter.Run(ctx, 15*time.Second) })
 	s.goRun(func() { s.Digester.Run(ctx) })
 	s.goRun(func() { st.RunPurge(ctx, p.Options, p.Breaches, p.QueryLog) })
+	if p.Problems != nil {
+		n := NewHealthNotifier(st, p.Options, p.Roles, p.School, p.Loc, s.Mailer, p.Problems)
+		if p.HealthAfter > 0 {
+			n.After = p.HealthAfter
+		}
+		if p.HealthRemind > 0 {
+			n.Remind = p.HealthRemind
+		}
+		s.Health = n
+		s.goRun(func() { n.Run(ctx, 30*time.Second) })
+	}
 	return s, nil
 }
 

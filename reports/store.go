@@ -108,6 +108,17 @@ var migrations = []string{
 	ALTER TABLE incidents ADD COLUMN acked_ts INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE events ADD COLUMN mailed_ts INTEGER NOT NULL DEFAULT 0;
 	UPDATE events SET kind = 4 WHERE action = 'report';`,
+	// 4: health problems and the notices IT was sent about them (health.go).
+	`CREATE TABLE health_problems (
+		key       TEXT PRIMARY KEY,
+		part      TEXT NOT NULL,
+		message   TEXT NOT NULL,
+		since_ts  INTEGER NOT NULL,           -- first seen
+		seen_ts   INTEGER NOT NULL,           -- last seen
+		mailed_ts INTEGER NOT NULL DEFAULT 0, -- IT told (0: not yet)
+		remind_ts INTEGER NOT NULL DEFAULT 0, -- last reminder
+		gone_ts   INTEGER NOT NULL DEFAULT 0  -- first check without it (0: still there)
+	);`,
 }
 
 // SchemaVersion is the schema this build writes.

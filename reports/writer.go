@@ -91,6 +91,7 @@ type Writer struct {
 
 	dropped atomic.Uint64
 	written atomic.Uint64
+	health  failState // the last commit's failure, if it failed (health.go)
 
 	// Alertable, if set, is called (from the writer goroutine) after a
 	// batch that holds events at or above the alert severity.
@@ -256,12 +257,14 @@ func (w *Writer) commit(batch []Event) {
 	for attempt := 0; ; attempt++ {
 		alert, err := w.write(batch)
 		if err == nil {
+			w.health.ok()
 			w.written.Add(uint64(len(batch)))
 			if alert && w.Alertable != nil {
 				w.Alertable()
 			}
 			return
 		}
+		w.health.fail(err, w.opt.Now())
 		w.reload()
 		w.opt.Log.Error("writing events failed; retrying", "events", len(batch), "attempt", attempt+1, "err", err)
 		select {

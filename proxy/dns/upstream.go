@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -260,3 +261,47 @@ func (u *Upstreams) HealthCheck(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// SetHealth is the state of one set of upstreams, for health checks.
+type SetHealth struct {
+	// Name says what the set serves: "default", "group guests" (groups
+	// sharing a set are joined with commas) or "zone school.internal".
+	Name  string
+	Total int
+	Down  []string // upstreams marked down (three failures in a row)
+}
+
+// AllDown reports whether no upstream of the set is answering.
+func (h SetHealth) AllDown() bool { return h.Total > 0 && len(h.Down) == h.Total }
+
+// Health returns the state of every set: the default upstreams, each
+// group's own and each forwarded zone's.
+func (u *Upstreams) Health() []SetHealth {
+	down := func(name string, ups []*Upstream) SetHealth {
+		h := SetHealth{Name: name, Total: len(ups)}
+		for _, up := range ups {
+			if !up.healthy.Load() {
+				h.Down = append(h.Down, up.name)
+			}
+		}
+		return h
+	}
+	out := []SetHealth{down("default", u.def)}
+	for i, set := range u.sets {
+		var groups []string
+		for g, n := range u.groups {
+			if int(n) == i+1 {
+				groups = append(groups, g)
+			}
+		}
+		slices.Sort(groups)
+		out = append(out, down("group "+strings.Join(groups, ","), set))
+	}
+	for _, z := range u.zones {
+		out = append(out, down("zone "+z.name, z.ups))
+	}
+	return out
+}
+
+// Upstreams returns the server's upstream set (for health checks).
+func (s *Server) Upstreams() *Upstreams { return s.ups }

@@ -1,0 +1,105 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// LoadChecked is Load plus a check that every file the configuration names
+// can be read: local list files and squidGuard trees, the proxy's users
+// file, the DNS-over-TLS certificate and key (and that they pair), and
+// secret files. Problems are reported as errors at the line of the key
+// naming the file. `gatehouse config check` uses it; serve does not, since
+// a list file that is missing at start-up leaves that list out (reported
+// by /healthz) rather than stopping filtering altogether.
+func LoadChecked(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	return parse(data, path, true)
+}
+
+// files reports files that cannot be read. Paths relative to the working
+// directory are checked from the working directory, as serve reads them.
+func (v *validator) files() {
+	for i := range v.c.Lists {
+		l := &v.c.Lists[i]
+		p := strings.TrimSpace(l.Path)
+		if p == "" {
+			continue
+		}
+		if strings.EqualFold(l.Format, "squidguard") {
+			if _, err := os.ReadDir(p); err != nil {
+				v.errf(joinKey(joinIndex("lists", i), "path"), "cannot read the squidGuard tree %s: %s", p, fileErr(err))
+			}
+			continue
+		}
+		v.readable(joinKey(joinIndex("lists", i), "path"), p, "list file")
+	}
+	if p := strings.TrimSpace(v.c.Proxy.Auth.UsersFile); p != "" && v.c.Proxy.Listen != "" {
+		v.readable("proxy.auth.users_file", p, "users file")
+	}
+	t := v.c.DNS.TLS
+	if len(t.Listen) > 0 && t.Cert != "" && t.Key != "" {
+		certOK := v.readable("dns.tls.cert", t.Cert, "certificate")
+		keyOK := v.readable("dns.tls.key", t.Key, "key")
+		if certOK && keyOK {
+			if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+				v.errf("dns.tls.cert", "certificate %s and key %s cannot be used: %v", t.Cert, t.Key, err)
+			}
+		}
+	}
+	paths, secrets := v.c.secrets()
+	if s := v.c.Reports.SMTP.Password; s != nil && strings.TrimSpace(v.c.Reports.SMTP.Host) != "" {
+		paths, secrets = append(paths, "reports.smtp.password"), append(secrets, s)
+	}
+	for i, s := range secrets {
+		if s.File == "" || s.Env != "" {
+			continue // environment variables are set where serve runs, maybe not here
+		}
+		if _, err := s.Read(); err != nil {
+			v.errf(joinKey(paths[i], "file"), "%v", err)
+		}
+	}
+}
+
+// readable reports (and returns false) when path is not a readable file.
+func (v *validator) readable(at, path, what string) bool {
+	f, err := os.Open(path)
+	if err == nil {
+		_, err = f.Read(make([]byte, 1))
+		f.Close()
+		if errors.Is(err, io.EOF) {
+			err = nil // empty: readable (an empty list is allowed)
+		}
+	}
+	if err != nil {
+		v.errf(at, "cannot read %s %s: %s", what, path, fileErr(err))
+		return false
+	}
+	return true
+}
+
+// fileErr says why a file cannot be read, without repeating its path.
+func fileErr(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file or directory"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied (Gatehouse must be able to read it)"
+	}
+	if strings.Contains(err.Error(), "is a directory") {
+		return "it is a directory (a squidGuard tree needs format: squidguard)"
+	}
+	return fmt.Sprint(err)
+}

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writePair writes a self-signed certificate and its key as PEM files.
+func writePair(t *testing.T, dir, name string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dns.school.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(k)
+	cert, key = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
+	return cert, key
+}
+
+// TestLoadCheckedFiles: every file the config names that cannot be read is
+// an error at the line of its key; Load (serve) still accepts the file.
+func TestLoadCheckedFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ok.txt"), []byte("ok.example\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "empty.txt"), nil, 0o600)
+	os.Mkdir(filepath.Join(dir, "adir"), 0o700)
+	cert, _ := writePair(t, dir, "a")
+	_, otherKey := writePair(t, dir, "b")
+	body := `school: {name: Test}
+database: ` + dir + `/g.db
+dns:
+  tls:
+    listen: ["127.0.0.1:0"]
+    cert: ` + cert + `
+    key: ` + otherKey + `
+proxy:
+  auth:
+    users_file: ` + dir + `/nobody-users
+lists:
+  - name: ok
+    path: ` + dir + `/ok.txt
+    category: gambling
+  - name: gone
+    path: ` + dir + `/gone.txt
+    category: gambling
+  - name: dir
+    path: ` + dir + `/adir
+    category: gambling
+  - name: empty
+    path: ` + dir + `/empty.txt
+    category: gambling
+  - name: tree
+    path: ` + dir + `/no-tree
+    format: squidguard
+`
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(body), 0o600)
+	if _, err := Load(path); err != nil {
+		t.Fatalf("Load (serve) rejects what only config check should: %v", err)
+	}
+	_, err := LoadChecked(path)
+	errs, ok := err.(Errors)
+	if !ok {
+		t.Fatalf("LoadChecked: %v", err)
+	}
+	want := []string{
+		"gatehouse.yaml:6:11: dns.tls.cert: certificate " + cert + " and key " + otherKey + " cannot be used",
+		"gatehouse.yaml:10:17: proxy.auth.users_file: cannot read users file " + dir + "/nobody-users: no such file or directory",
+		"gatehouse.yaml:16:11: lists[1].path: cannot read list file " + dir + "/gone.txt: no such file or directory",
+		"gatehouse.yaml:19:11: lists[2].path: cannot read list file " + dir + "/adir: it is a directory",
+		"gatehouse.yaml:25:11: lists[4].path: cannot read the squidGuard tree " + dir + "/no-tree: no such file or directory",
+	}
+	if len(errs) != len(want) {
+		t.Errorf("%d errors, want %d:\n%v", len(errs), len(want), errs)
+	}
+	for i, w := range want {
+		if i >= len(errs) || !strings.HasPrefix(errs[i].Error(), dir+"/"+w) {
+			t.Errorf("error %d: want prefix %q\n%v", i, dir+"/"+w, errs)
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/health"
+)
+
+// registerHealth registers the checks of every part that started and
+// marks start-up finished: from now on /healthz answers 200 only when
+// nothing is wrong. The checks keep their own references, so stopping a
+// part at shutdown does not race with a health request.
+func (s *server) registerHealth() {
+	lists := s.lists
+	s.health.Register("lists", func() []health.Problem { return listProblems(lists) })
+	if s.dns != nil {
+		ups := s.dns.Upstreams()
+		s.health.Register("dns", func() []health.Problem {
+			var out []health.Problem
+			for _, h := range ups.Health() {
+				if h.AllDown() {
+					out = append(out, health.Problem{Key: "dns/upstreams/" + h.Name, Part: "dns",
+						Message: fmt.Sprintf("every upstream DNS server of the %s set is down (%s): names it serves cannot be resolved",
+							h.Name, strings.Join(h.Down, ", "))})
+				}
+			}
+			return out
+		})
+	}
+	if s.reports != nil {
+		events, mail := s.reports.HealthChecks()
+		s.health.Register("events", events)
+		s.health.Register("mail", mail)
+	}
+	s.health.Ready()
+}
+
+// listProblems reports every configured list that is not in the index in
+// use (never loaded, or not downloaded yet).
+func listProblems(lists *bl.Manager) []health.Problem {
+	if lists.Index() == nil {
+		return []health.Problem{{Key: "lists", Part: "lists", Message: "no blocklists are loaded yet"}}
+	}
+	var out []health.Problem
+	for _, st := range lists.Status() {
+		if st.Loaded {
+			continue
+		}
+		why := st.LastError
+		if why == "" {
+			why = "not loaded yet"
+		}
+		out = append(out, health.Problem{Key: "lists/" + st.Name, Part: "lists",
+			Message: fmt.Sprintf("list %s is not loaded, so nothing on it is blocked or allowed: %s", st.Name, why)})
+	}
+	return out
+}
+
+// listsCollector exports blocklist sizes and the state of every configured
+// list at scrape time.
+type listsCollector struct{ lists *bl.Manager }
+
+var (
+	descListEntries = prometheus.NewDesc("gatehouse_blocklist_entries", "Entries loaded per list.", []string{"list", "category"}, nil)
+	descListInvalid = prometheus.NewDesc("gatehouse_blocklist_invalid_lines", "Rejected lines per list.", []string{"list"}, nil)
+	descListError   = prometheus.NewDesc("gatehouse_blocklist_failed", "1 when the last attempt to load or download a configured list failed.", []string{"list"}, nil)
+	descListLoaded  = prometheus.NewDesc("gatehouse_blocklist_loaded", "1 when a configured list is in the index in use, 0 when it is not (never loaded or not downloaded yet).", []string{"list"}, nil)
+	descListSuccess = prometheus.NewDesc("gatehouse_blocklist_last_success_timestamp_seconds", "When a configured list last loaded or downloaded without error (0: not since start).", []string{"list"}, nil)
+	descListLastErr = prometheus.NewDesc("gatehouse_blocklist_last_error_timestamp_seconds", "When loading or downloading a configured list last failed (0: never since start).", []string{"list"}, nil)
+	descListSource  = prometheus.NewDesc("gatehouse_blocklist_source_entries", "Entries of a configured list in the index in use (0 when not loaded).", []string{"list"}, nil)
+	descIndexNames  = prometheus.NewDesc("gatehouse_blocklist_index_domains", "Distinct domains in the index.", nil, nil)
+	descIndexBuilt  = prometheus.NewDesc("gatehouse_blocklist_index_built_timestamp_seconds", "When the index in use was built.", nil, nil)
+)
+
+func (c *listsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descListEntries, descListInvalid, descListError, descListLoaded, descListSuccess,
+		descListLastErr, descListSource, descIndexNames, descIndexBuilt} {
+		ch <- d
+	}
+}
+
+func (c *listsCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	unix := func(st bl.ListStatus, last bool) float64 {
+		t := st.LastSuccess
+		if last {
+			t = st.LastErrorAt
+		}
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.Unix())
+	}
+	// Every configured list, loaded or not.
+	for _, st := range c.lists.Status() {
+		gauge(descListLoaded, b2f(st.Loaded), st.Name)
+		gauge(descListSource, float64(st.Entries), st.Name)
+		gauge(descListSuccess, unix(st, false), st.Name)
+		gauge(descListLastErr, unix(st, true), st.Name)
+		gauge(descListError, b2f(st.Failing()), st.Name)
+	}
+	ix := c.lists.Index()
+	if ix == nil {
+		return
+	}
+	// Every file in the index (squidGuard trees have one per category).
+	for _, l := range ix.Lists() {
+		gauge(descListEntries, float64(l.Entries), l.Name, categoryName(l.Category))
+		gauge(descListInvalid, float64(l.Invalid), l.Name)
+	}
+	st := ix.Stats()
+	gauge(descIndexNames, float64(st.Domains))
+	gauge(descIndexBuilt, float64(st.BuiltAt.Unix()))
+}

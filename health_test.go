@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gatehouse-filter/gatehouse/health"
+)
+
+// deadUpstream returns a loopback UDP address nobody listens on: queries
+// to it fail at once (port unreachable).
+func deadUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+func getHealth(t *testing.T, s *server) (int, health.Report) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.admin.String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep health.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatalf("/healthz is not JSON: %v", err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	return resp.StatusCode, rep
+}
+
+func problemKeys(rep health.Report) string {
+	var keys []string
+	for _, p := range rep.Problems {
+		keys = append(keys, p.Key)
+	}
+	return strings.Join(keys, ",")
+}
+
+// TestHealthzHealthy: a working Gatehouse answers 200 with JSON naming
+// what was checked.
+func TestHealthzHealthy(t *testing.T) {
+	upstream := testUpstream(t)
+	path, _ := writeConfig(t, `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns: {listen: ["127.0.0.1:0"], upstreams: ["`+upstream+`"]}
+lists:
+  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
+`, map[string]string{"adult.txt": "porn.example\n"})
+	s, _, _ := startServing(t, path)
+	code, rep := getHealth(t, s)
+	if code != http.StatusOK || rep.Status != "ok" || len(rep.Problems) != 0 {
+		t.Fatalf("healthy server: %d %+v", code, rep)
+	}
+	if got := strings.Join(rep.Checks, ","); got != "lists,dns,events,mail" {
+		t.Errorf("checks %q", got)
+	}
+}
+
+// TestHealthzDegraded: every upstream of a group down and a list that
+// never loaded each make /healthz answer 503 with the cause, and the list
+// metrics cover every configured list, loaded or not.
+func TestHealthzDegraded(t *testing.T) {
+	upstream := testUpstream(t)
+	dead := deadUpstream(t)
+	path, _ := writeConfig(t, `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+  health_check: 0s
+  group_upstreams:
+    guests: {upstreams: ["`+dead+`"]}
+clients:
+  allow: [127.0.0.0/8]
+lists:
+  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
+  - {name: missing, path: "{{dir}}/missing.txt", category: gambling}
+groups:
+  guests: {networks: [127.0.0.2/32]}
+reports:
+  health: {notify_after: 2m, remind_every: 12h}
+`, map[string]string{"adult.txt": "porn.example\n"})
+	s, _, _ := startServing(t, path)
+	if n := s.reports.Health; n == nil || n.After != 2*time.Minute || n.Remind != 12*time.Hour {
+		t.Fatalf("health notices not wired as configured: %+v", n)
+	}
+	code, rep := getHealth(t, s)
+	if code != http.StatusServiceUnavailable || rep.Status != "degraded" || problemKeys(rep) != "lists/missing" {
+		t.Fatalf("missing list: %d %+v", code, rep)
+	}
+	if !strings.Contains(rep.Problems[0].Message, "missing.txt") {
+		t.Errorf("the problem does not say why: %q", rep.Problems[0].Message)
+	}
+
+	// Guests' only upstream fails three times: that set is down.
+	c := &mdns.Client{Net: "udp", Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP("127.0.0.2")}}}
+	for _, name := range []string{"a.example.", "b.example.", "c.example."} {
+		m := new(mdns.Msg)
+		m.SetQuestion(name, mdns.TypeA)
+		if r, _, err := c.Exchange(m, s.dns.Addrs()[0].String()); err != nil || r.Rcode != mdns.RcodeServerFailure {
+			t.Fatalf("query from a guest with its upstream down: %v %v", r, err)
+		}
+	}
+	code, rep = getHealth(t, s)
+	if code != http.StatusServiceUnavailable || problemKeys(rep) != "dns/upstreams/group guests,lists/missing" {
+		t.Fatalf("upstreams down: %d %+v", code, rep)
+	}
+	if !strings.Contains(rep.Problems[0].Message, dead) {
+		t.Errorf("the problem does not name the upstream: %q", rep.Problems[0].Message)
+	}
+
+	resp, err := http.Get("http://" + s.admin.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`gatehouse_blocklist_loaded{list="adult"} 1`, `gatehouse_blocklist_loaded{list="missing"} 0`,
+		`gatehouse_blocklist_source_entries{list="adult"} 1`, `gatehouse_blocklist_failed{list="missing"} 1`,
+		`gatehouse_blocklist_failed{list="adult"} 0`, `gatehouse_blocklist_last_error_timestamp_seconds{list="adult"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, l := range []string{"adult", "missing"} {
+		if !strings.Contains(string(body), `gatehouse_blocklist_last_success_timestamp_seconds{list="`+l+`"}`) ||
+			!strings.Contains(string(body), `gatehouse_blocklist_last_error_timestamp_seconds{list="`+l+`"}`) {
+			t.Errorf("/metrics lacks the timestamps of list %s", l)
+		}
+	}
+	if strings.Contains(string(body), `gatehouse_blocklist_last_success_timestamp_seconds{list="adult"} 0`) {
+		t.Error("a loaded list has no last success time")
+	}
+}

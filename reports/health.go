@@ -1,0 +1,376 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	htmltemplate "html/template"
+	"slices"
+	"strings"
+	"sync"
+	texttemplate "text/template"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/health"
+)
+
+// Health notices: a problem that lasts longer than After is mailed to the
+// it role (the DSL when IT has no address) once, again every Remind while
+// it lasts, and "resolved" once it has been gone for Clear. The state lives
+// in the health_problems table and the mail goes through the outbox, in
+// one transaction, so a restart neither repeats nor forgets a notice, and
+// a failing mail server delays notices without losing them.
+
+// failState remembers since when something has been failing, and why.
+type failState struct {
+	mu    sync.Mutex
+	since time.Time // zero while healthy
+	err   error
+}
+
+func (f *failState) fail(err error, now time.Time) {
+	f.mu.Lock()
+	if f.since.IsZero() {
+		f.since = now
+	}
+	f.err = err
+	f.mu.Unlock()
+}
+
+func (f *failState) ok() {
+	f.mu.Lock()
+	f.since, f.err = time.Time{}, nil
+	f.mu.Unlock()
+}
+
+func (f *failState) get() (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.since, f.err
+}
+
+// Healthy reports whether events are being committed: a nil error, or the
+// last commit error and since when commits have been failing.
+func (w *Writer) Healthy() (since time.Time, err error) { return w.health.get() }
+
+// Healthy reports whether mail is being delivered: a nil error, or the
+// last delivery error and since when delivery has been failing.
+func (m *Mailer) Healthy() (since time.Time, err error) { return m.health.get() }
+
+// HealthChecks returns the checks of the event writer and the mailer.
+func (s *Service) HealthChecks() (events, mail health.Check) {
+	events = func() []health.Problem {
+		if s.Writer == nil {
+			return nil
+		}
+		since, err := s.Writer.Healthy()
+		if err == nil {
+			return nil
+		}
+		return []health.Problem{{Key: "events/writer", Part: "events",
+			Message: fmt.Sprintf("breach events cannot be saved to the database since %s: %v (they wait in memory and are retried)",
+				since.UTC().Format(time.RFC3339), err)}}
+	}
+	mail = func() []health.Problem {
+		since, err := s.Mailer.Healthy()
+		if err == nil {
+			return nil
+		}
+		msg := fmt.Sprintf("mail is failing since %s: %v", since.UTC().Format(time.RFC3339), err)
+		if n, perr := s.Mailer.Pending(); perr == nil {
+			msg += fmt.Sprintf("; %d message(s) waiting", n)
+		}
+		if s.Mailer.cfg.Dir != "" {
+			msg += "; copies of failing mail are written to " + s.Mailer.cfg.Dir
+		}
+		return []health.Problem{{Key: "mail", Part: "mail", Message: msg}}
+	}
+	return events, mail
+}
+
+// HealthNotifier mails IT about lasting health problems.
+type HealthNotifier struct {
+	st       *Store
+	opt      Options
+	roles    Roles
+	r        renderer
+	mailer   *Mailer
+	problems func() []health.Problem
+
+	// After is how long a problem must last before IT is told (default
+	// 5m); Remind how often IT is reminded while it lasts (default 24h);
+	// Clear how long it must be gone before it is resolved (default 2m),
+	// so a flapping problem is one problem.
+	After, Remind, Clear time.Duration
+}
+
+// NewHealthNotifier makes a notifier that checks problems at each Step.
+func NewHealthNotifier(st *Store, opt Options, roles Roles, school string, loc *time.Location, m *Mailer, problems func() []health.Problem) *HealthNotifier {
+	opt.fill()
+	if loc == nil {
+		loc = time.UTC
+	}
+	return &HealthNotifier{st: st, opt: opt, roles: roles, r: renderer{school: school, loc: loc}, mailer: m, problems: problems,
+		After: 5 * time.Minute, Remind: 24 * time.Hour, Clear: 2 * time.Minute}
+}
+
+// Run checks every interval until ctx is done.
+func (n *HealthNotifier) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := n.Step(ctx); err != nil && ctx.Err() == nil {
+			n.opt.Log.Error("health notices", "err", err)
+		}
+	}
+}
+
+// problemRow is one row of health_problems.
+type problemRow struct {
+	health.Problem
+	since, seen, mailed, reminded, gone int64
+}
+
+// Step compares the current problems with the recorded ones, queues the
+// notices that are due and returns how many messages it queued.
+func (n *HealthNotifier) Step(ctx context.Context) (int, error) {
+	now := n.opt.Now()
+	cur := n.problems()
+	tx, err := n.st.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	rows, err := readProblems(ctx, tx, false)
+	if err != nil {
+		return 0, err
+	}
+	byKey := map[string]*problemRow{}
+	for i := range rows {
+		byKey[rows[i].Key] = &rows[i]
+	}
+	t := ms(now)
+	present := map[string]bool{}
+	for _, p := range cur {
+		if present[p.Key] {
+			continue
+		}
+		present[p.Key] = true
+		if r := byKey[p.Key]; r != nil {
+			r.Problem, r.seen, r.gone = p, t, 0
+		} else {
+			rows = append(rows, problemRow{Problem: p, since: t, seen: t})
+		}
+	}
+	var fresh, remind, resolved []problemRow
+	var keep []problemRow
+	for _, r := range rows {
+		switch {
+		case !present[r.Key] && r.gone == 0:
+			r.gone = t
+		}
+		if r.gone > 0 {
+			if t-r.gone >= n.Clear.Milliseconds() {
+				if r.mailed > 0 {
+					resolved = append(resolved, r)
+				}
+				if _, err := tx.ExecContext(ctx, `DELETE FROM health_problems WHERE key = ?`, r.Key); err != nil {
+					return 0, err
+				}
+				continue
+			}
+		} else if r.mailed == 0 && t-r.since >= n.After.Milliseconds() {
+			r.mailed = t
+			fresh = append(fresh, r)
+		} else if r.mailed > 0 && t-max(r.mailed, r.reminded) >= n.Remind.Milliseconds() {
+			r.reminded = t
+			remind = append(remind, r)
+		}
+		keep = append(keep, r)
+	}
+	for _, r := range keep {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO health_problems (key, part, message, since_ts, seen_ts, mailed_ts, remind_ts, gone_ts)
+			VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET part = excluded.part, message = excluded.message,
+			seen_ts = excluded.seen_ts, mailed_ts = excluded.mailed_ts, remind_ts = excluded.remind_ts, gone_ts = excluded.gone_ts`,
+			r.Key, r.Part, r.Message, r.since, r.seen, r.mailed, r.reminded, r.gone); err != nil {
+			return 0, err
+		}
+	}
+	var open []problemRow // everything still wrong, for context in each notice
+	for _, r := range keep {
+		if r.gone == 0 {
+			open = append(open, r)
+		}
+	}
+	queued := 0
+	for _, m := range []struct {
+		kind string
+		list []problemRow
+	}{{"problem", fresh}, {"reminder", remind}, {"resolved", resolved}} {
+		if len(m.list) == 0 {
+			continue
+		}
+		msg, err := n.render(m.kind, m.list, open, now)
+		if err != nil {
+			return 0, err
+		}
+		if err := enqueue(tx, msg, fmt.Sprintf("health-%s-%d", m.kind, t), now); err != nil {
+			return 0, err
+		}
+		queued++
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	if queued > 0 {
+		n.opt.Log.Info("health notices queued", "problems", len(fresh), "reminders", len(remind), "resolved", len(resolved))
+		if n.mailer != nil {
+			n.mailer.Wake()
+		}
+	}
+	return queued, nil
+}
+
+// readProblems reads the recorded problems, oldest first; current leaves
+// out those that were gone at the last check.
+func readProblems(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, current bool) ([]problemRow, error) {
+	query := `SELECT key, part, message, since_ts, seen_ts, mailed_ts, remind_ts, gone_ts FROM health_problems`
+	if current {
+		query += ` WHERE gone_ts = 0`
+	}
+	rows, err := q.QueryContext(ctx, query+` ORDER BY since_ts, key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []problemRow
+	for rows.Next() {
+		var r problemRow
+		if err := rows.Scan(&r.Key, &r.Part, &r.Message, &r.since, &r.seen, &r.mailed, &r.reminded, &r.gone); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// healthView is one problem as the templates show it.
+type healthView struct {
+	Message string
+	Since   string
+	Advice  string
+}
+
+func (r *renderer) healthViews(rows []problemRow) []healthView {
+	out := make([]healthView, len(rows))
+	for i, p := range rows {
+		out[i] = healthView{Message: p.Message, Since: r.local(fromMS(p.since)), Advice: healthAdvice(p.Part)}
+	}
+	return out
+}
+
+// healthAdvice is what IT should do about a problem in part.
+func healthAdvice(part string) string {
+	switch part {
+	case "dns":
+		return "Check the network path to the upstream resolvers (dns.upstreams) and that they answer; names they serve cannot be resolved."
+	case "lists":
+		return "Run gatehouse lists stats and gatehouse lists update to see why; sites on that list are not blocked until it loads."
+	case "mail":
+		return "Check the SMTP server and reports.smtp; alerts and digests wait in the outbox and are sent when it works again."
+	case "events":
+		return "Check the disk and the database file; breach events are kept in memory and retried, but a restart would lose them."
+	}
+	return "See the Gatehouse log for details."
+}
+
+type healthData struct {
+	School   string
+	Title    string
+	Kind     string
+	Items    []healthView
+	Others   []healthView // still open, not in Items
+	Checked  string
+	Resolved bool
+}
+
+var healthText = texttemplate.Must(texttemplate.New("health").Parse(`{{.Title}}
+{{range .Items}}
+- {{.Message}}
+  Since: {{.Since}}{{if not $.Resolved}}
+  Do:    {{.Advice}}{{end}}
+{{end}}{{if .Others}}
+Also still not working:
+{{range .Others}}- {{.Message}} (since {{.Since}})
+{{end}}{{end}}
+Checked at {{.Checked}}. The current state is always at /healthz on the admin listener.
+-- 
+Gatehouse web filter, {{.School}}.
+`))
+
+var healthHTML = htmltemplate.Must(htmltemplate.New("health").Parse(htmlHead + `
+<h1>{{.Title}}</h1>
+{{range .Items}}<div class="inc"><b>{{.Message}}</b><br><span class="muted">Since {{.Since}}</span>
+{{- if not $.Resolved}}<div class="do">{{.Advice}}</div>{{end}}</div>
+{{end}}{{if .Others}}<h2>Also still not working</h2><ul>{{range .Others}}<li>{{.Message}} (since {{.Since}})</li>{{end}}</ul>{{end}}
+<p class="muted">Checked at {{.Checked}}. The current state is always at /healthz on the admin listener.</p>
+<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
+
+func (n *HealthNotifier) render(kind string, items, open []problemRow, now time.Time) (*Message, error) {
+	d := healthData{School: n.r.school, Kind: kind, Checked: n.r.local(now), Resolved: kind == "resolved"}
+	d.Items = n.r.healthViews(items)
+	var others []problemRow
+	for _, o := range open {
+		if !slices.ContainsFunc(items, func(i problemRow) bool { return i.Key == o.Key }) {
+			others = append(others, o)
+		}
+	}
+	d.Others = n.r.healthViews(others)
+	first, _, _ := strings.Cut(items[0].Message, ": ") // the gist; the body has the detail
+	if len(items) > 1 {
+		first += fmt.Sprintf(" (and %d more)", len(items)-1)
+	}
+	var subject string
+	switch kind {
+	case "problem":
+		d.Title = "Gatehouse is not fully working"
+		subject = fmt.Sprintf("[%s] PROBLEM: %s", n.r.school, first)
+	case "reminder":
+		d.Title = "Reminder: Gatehouse is still not fully working"
+		subject = fmt.Sprintf("[%s] STILL NOT WORKING: %s", n.r.school, first)
+	default:
+		d.Title = "Resolved: this is working again"
+		subject = fmt.Sprintf("[%s] RESOLVED: %s", n.r.school, first)
+	}
+	var tb, hb bytes.Buffer
+	if err := healthText.Execute(&tb, d); err != nil {
+		return nil, err
+	}
+	if err := healthHTML.Execute(&hb, d); err != nil {
+		return nil, err
+	}
+	role := n.roles.resolve(string(bl.RouteIT))
+	return &Message{Kind: "health", Role: role, Recipients: slices.Clone(n.roles[role]), Subject: oneLine(subject),
+		Text: tb.String(), HTML: hb.String()}, nil
+}
+
+// oneLine keeps a subject on one line and of a readable length.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > 160 {
+		s = string(r[:159]) + "…"
+	}
+	return s
+}

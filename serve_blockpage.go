@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+)
+
+// blockPagePort is where browsers sent to the block-page address arrive
+// (tests move it off the privileged port).
+var blockPagePort = 80
+
+// startBlockPage serves the block page on port 80 of the address the DNS
+// resolver answers for blocked names (dns.block_response: blockpage), so
+// the page is there when a browser follows the answer. Only clients.allow
+// are answered. Nothing is started when the admin listener is already
+// that port, or with dns.block_page_http: false (config validation then
+// requires it to be).
+func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
+	if cfg.DNS.BlockResponse != "blockpage" || !cfg.DNS.BlockPageHTTP || s.proxy == nil {
+		return nil
+	}
+	ip, ok := cfg.BlockPageAddr()
+	if !ok || (blockPagePort == 80 && cfg.AdminServesBlockPage(ip)) {
+		return nil
+	}
+	addr := net.JoinHostPort(ip.String(), strconv.Itoa(blockPagePort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("block page listener (dns.block_page_http) on %s: %w", addr, err)
+	}
+	page := s.proxy.AdminHandler()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !clientAllowed(s.cfg.Load().Clients.Allow, remoteAddr(r)) {
+			http.Error(w, "Forbidden", http.StatusForbidden)
+			return
+		}
+		page.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("block page listener stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("block page listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// remoteAddr is a request's client address (invalid if unparsable).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
