@@ -32,6 +32,7 @@ type Server struct {
 	udp      []*udpListener // UDP sockets served by our own workers (udp.go)
 	addrs    []net.Addr
 	inflight atomic.Int64 // queries being answered
+	waiting  atomic.Int64 // queries and prefetches waiting on upstreams (startWait)
 	bg       sync.WaitGroup
 	cancel   context.CancelFunc
 	shutOnce sync.Once
@@ -189,11 +190,20 @@ func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 	c := &call{done: make(chan struct{})}
 	f.calls[k] = c
 	f.mu.Unlock()
+	defer func() {
+		v := recover()
+		if v != nil {
+			c.e, c.err = nil, fmt.Errorf("dns: resolving %s panicked: %v", k.name, v)
+		}
+		f.mu.Lock()
+		delete(f.calls, k)
+		f.mu.Unlock()
+		close(c.done) // the queries sharing the call get the error, never hang
+		if v != nil {
+			panic(v) // on to the query's own recover (Server.finish), which logs it
+		}
+	}()
 	c.e, c.err = fn()
-	f.mu.Lock()
-	delete(f.calls, k)
-	f.mu.Unlock()
-	close(c.done)
 	return c.e, c.err
 }
 
