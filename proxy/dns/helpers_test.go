@@ -77,7 +77,7 @@ func (u *testUpstream) holdSlow(hold chan struct{}) {
 // they do not arrive).
 func (u *testUpstream) waitHeld(t *testing.T, n int32, hold chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for u.held.Load() < n {
 		if time.Now().After(deadline) {
 			close(hold)
