@@ -288,12 +288,12 @@ func startServer(t testing.TB, mod func(*Options)) *testServer {
 // ask queries the server from the loopback address from (127.0.0.x).
 func ask(t testing.TB, netw, server, from, name string, qtype uint16, edns bool) *mdns.Msg {
 	t.Helper()
-	c := &mdns.Client{Net: netw, Timeout: 3 * time.Second}
+	c := &mdns.Client{Net: netw, Timeout: 30 * time.Second}
 	ip := net.ParseIP(from)
 	if netw == "udp" {
-		c.Dialer = &net.Dialer{LocalAddr: &net.UDPAddr{IP: ip}, Timeout: 3 * time.Second}
+		c.Dialer = &net.Dialer{LocalAddr: &net.UDPAddr{IP: ip}, Timeout: 30 * time.Second}
 	} else if netw == "tcp" {
-		c.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 3 * time.Second}
+		c.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 30 * time.Second}
 	}
 	m := new(mdns.Msg)
 	m.SetQuestion(mdns.Fqdn(name), qtype)

@@ -324,7 +324,7 @@ func TestDoTListener(t *testing.T) {
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	})
 	dot := ts.Addrs()[len(ts.Addrs())-1].String()
-	c := &mdns.Client{Net: "tcp-tls", Timeout: 3 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "dns.test"}}
+	c := &mdns.Client{Net: "tcp-tls", Timeout: 30 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "dns.test"}}
 	m := new(mdns.Msg)
 	m.SetQuestion("porn.example.", mdns.TypeA)
 	m.SetEdns0(1232, false)
