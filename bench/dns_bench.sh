@@ -73,7 +73,7 @@ if [ "$1" = tail ]; then
       sleep 0.1
     done
     burst=$(dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
-    echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB"
+    echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
       dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
         awk '$1 == ">" {print $NF * 1000}' | sort -n |
