@@ -385,7 +385,7 @@ func TestUpstreamPoolUnreadBody(t *testing.T) {
 	}
 	r.c.Close() // gone mid-body
 	// Wait until the proxy has finished with the connection.
-	for deadline := time.Now().Add(3 * time.Second); e.s.front.closeIdle() > 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); e.s.front.closeIdle() > 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the proxy still serves a client that went away")
 		}
