@@ -253,8 +253,10 @@ func (e *events) firstToday(client netip.Addr, cat bl.Category, now time.Time) b
 // all due a window later: handed on at once, tens of thousands of rows
 // were written (and their garbage collected) in one go while the resolver
 // was answering, which made the DNS tail after a burst. Due keys beyond
-// the rate wait for a later tick, their counts still growing; none is
-// lost, and Shutdown hands on everything.
+// the rate wait for a later tick, their counts still growing, but never
+// a second window: a key that overdue leaves regardless, so that pending
+// keys stay bounded (as before) under a sustained flood. None is lost,
+// and Shutdown hands on everything.
 const followUpRate = 5000
 
 // flushEvery is how often due keys are handed on: often enough that the
@@ -267,6 +269,7 @@ func (e *events) flushEvery() time.Duration {
 // most budget follow-ups (all, if all).
 func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int) []reports.Event {
 	cut := now.Add(-e.window).UnixNano()
+	overdue := cut - int64(e.window)
 	start := int(e.start.Add(1)) // no shard waits behind the others
 	for j := range e.shards {
 		sh := &e.shards[(start+j)%len(e.shards)]
@@ -276,7 +279,7 @@ func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int)
 		for k, p := range sh.m {
 			if all || p.first <= cut {
 				if p.count > 0 {
-					if !all && budget <= 0 {
+					if !all && budget <= 0 && p.first > overdue {
 						continue // a later tick
 					}
 					budget--

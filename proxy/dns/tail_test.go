@@ -36,7 +36,7 @@ func TestFollowUpsPaced(t *testing.T) {
 		e.record(ev(i)) // no repeats: nothing to hand on
 	}
 	firsts := len(sk.events())
-	due := time.Now().Add(2 * time.Hour)
+	due := time.Now().Add(time.Hour + time.Minute) // due, not yet overdue
 	repeats := map[string]int{}
 	for i := range names {
 		if i%3 > 0 {
@@ -61,6 +61,18 @@ func TestFollowUpsPaced(t *testing.T) {
 	}
 	if len(repeats) != 0 || e.pending.Load() != 0 {
 		t.Errorf("%d follow-ups missing, %d keys pending", len(repeats), e.pending.Load())
+	}
+
+	// A key a whole window overdue leaves regardless of the budget, so a
+	// sustained flood cannot pile up pending keys.
+	for i := range names {
+		e.record(ev(i))
+		e.record(ev(i))
+	}
+	before := len(sk.events())
+	e.flush(time.Now().Add(2*time.Hour+time.Second), false, nil, budget)
+	if n := len(sk.events()) - before; n != names || e.pending.Load() != 0 {
+		t.Errorf("two windows late: %d follow-ups handed on, want %d; %d keys pending", n, names, e.pending.Load())
 	}
 	e.close()
 }
