@@ -350,3 +350,16 @@ func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(c)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
+
+// setUpstreamTimeout sets the exchange timeout of the test upstreams: the
+// clients' own (fixed when they were built) and the set's.
+func setUpstreamTimeout(u *Upstreams, d time.Duration) {
+	u.timeout = d
+	for _, up := range u.def {
+		for _, c := range []*mdns.Client{up.udp, up.tcp} {
+			if c != nil {
+				c.Timeout = d
+			}
+		}
+	}
+}

@@ -394,7 +394,7 @@ func TestMetricsExported(t *testing.T) {
 
 func TestGracefulShutdownAnswersInFlight(t *testing.T) {
 	hold := make(chan struct{})
-	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 10 * time.Second })
+	ts := startServer(t, func(o *Options) { setUpstreamTimeout(o.Upstreams, 10*time.Second) })
 	ts.up.holdSlow(hold)
 	const n = 20 // half over UDP, half over TCP, all waiting on the upstream
 	var wg sync.WaitGroup

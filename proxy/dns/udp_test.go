@@ -48,7 +48,7 @@ func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
 // pool grows while no worker is reading the socket.
 func TestSlowUpstreamDoesNotStallUDP(t *testing.T) {
 	hold := make(chan struct{})
-	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 20 * time.Second })
+	ts := startServer(t, func(o *Options) { setUpstreamTimeout(o.Upstreams, 20*time.Second) })
 	ts.up.holdSlow(hold)
 	ask(t, "udp", ts.udp, staff, "www.example.org", mdns.TypeA, false) // cached from now on
 	const slow = 40
@@ -162,7 +162,7 @@ func FuzzServePacket(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte{0x12, 0x34, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 7, 5 << 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1})
-	ts := startServer(f, func(o *Options) { o.Upstreams.timeout = 200 * time.Millisecond })
+	ts := startServer(f, func(o *Options) { setUpstreamTimeout(o.Upstreams, 200*time.Millisecond) })
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000}}
 		done := make(chan struct{})
