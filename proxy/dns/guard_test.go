@@ -250,3 +250,43 @@ func TestUpstreamWaitsBounded(t *testing.T) {
 			ts.Server.udp[1].workers.Load(), base, ts.waiting.Load())
 	}
 }
+
+// TestFlightPanicReleasesWaiters: when resolving panics, the queries that
+// share the exchange get an error instead of waiting for ever, the key is
+// free for the next query, and the panic goes on to the query that ran it
+// (whose own recover logs it).
+func TestFlightPanicReleasesWaiters(t *testing.T) {
+	f := flight{calls: map[cacheKey]*call{}}
+	k := cacheKey{name: "boom.example", qtype: mdns.TypeA}
+	started, release := make(chan struct{}), make(chan struct{})
+	leader := make(chan any, 1)
+	go func() {
+		defer func() { leader <- recover() }()
+		_, _ = f.do(k, func() (*entry, error) {
+			close(started)
+			<-release
+			panic("resolver bug")
+		})
+	}()
+	<-started
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := f.do(k, func() (*entry, error) { return nil, fmt.Errorf("ran a second exchange") })
+		waiter <- err
+	}()
+	for joined := false; !joined; time.Sleep(time.Millisecond) {
+		f.mu.Lock()
+		joined = f.calls[k].dups == 1
+		f.mu.Unlock()
+	}
+	close(release)
+	if v := <-leader; v == nil || fmt.Sprint(v) != "resolver bug" {
+		t.Fatalf("the leader's panic: %v", v)
+	}
+	if err := <-waiter; err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("waiter: %v", err)
+	}
+	if _, err := f.do(k, func() (*entry, error) { return nil, nil }); err != nil {
+		t.Fatalf("next query: %v", err)
+	}
+}

@@ -178,11 +178,13 @@ type call struct {
 	done chan struct{}
 	e    *entry
 	err  error
+	dups int // queries that joined it (f.mu held)
 }
 
 func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 	f.mu.Lock()
 	if c := f.calls[k]; c != nil {
+		c.dups++
 		f.mu.Unlock()
 		<-c.done
 		return c.e, c.err
