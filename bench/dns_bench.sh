@@ -11,24 +11,35 @@
 # Usage: bench/dns_bench.sh [TARGET...]   (default: limit custom; peers: blocky coredns)
 # Env passes through to the harness: DUR, RUNS, QPS_P99. MEMLIMIT sets
 # dns.memory_limit_mib in the bench config (default 0: Go's default GC).
+#
+# bench/dns_bench.sh tail: the latency right after a burst, for the bare
+# miekg/dns server (limitdns) and Gatehouse in the same run: a saturating
+# burst of BURST seconds (60), then ROUNDS (4) rounds of ROUND seconds (10)
+# at a fixed QPS_P99 (10,000) q/s, each printed with its p99 and max.
+# The peer harness takes its p99 right after its saturating runs, so this
+# is the figure it sees. TAIL_TARGETS (default "limit custom") picks them;
+# UP_PORT, LIMIT_PORT, DNS_PORT and ADMIN_PORT move the ports. PPROF=1
+# builds with -tags pprof (127.0.0.1:6060). For an A/B of two builds, the
+# target "base" runs $BASE_BIN (e.g. built from main) with the same config.
 set -euo pipefail
 [ $# -gt 0 ] || set -- limit custom
 cd "$(dirname "$0")/.."
 HARNESS=${HARNESS:-$(cd .. && pwd)/shared/bench}
 PORT=${DNS_PORT:-5354}
+UP_PORT=${UP_PORT:-5399}   # the harness mode needs 5399; tail mode can move it
 OUT=${OUT:-/tmp/gatehouse-dns-bench}
 mkdir -p "$OUT"
-go build -o "$OUT/gatehouse" .
+go build ${PPROF:+-tags pprof} -o "$OUT/gatehouse" .
 LIST=$(go run ./bench/cmd/mix1m)
 cat >"$OUT/bench.yaml" <<YAML
 database: $OUT/gatehouse.db
 log:
   level: warn
 admin:
-  listen: 127.0.0.1:19153
+  listen: 127.0.0.1:${ADMIN_PORT:-19153}
 dns:
   listen: ["127.0.0.1:$PORT"]
-  upstreams: ["127.0.0.1:5399"]
+  upstreams: ["127.0.0.1:$UP_PORT"]
   health_check: 0s
   memory_limit_mib: ${MEMLIMIT:-0}
   # dnsperf sends everything from one address: no per-client limit here.
@@ -40,5 +51,39 @@ lists:
     category: pornography
 YAML
 "$OUT/gatehouse" config check "$OUT/bench.yaml"
+if [ "$1" = tail ]; then
+  # shellcheck source=/dev/null
+  source "$HARNESS/lib.sh"
+  BURST=${BURST:-60} ROUNDS=${ROUNDS:-4} ROUND=${ROUND:-10} QPS=${QPS_P99:-10000}
+  "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
+  wait_dns "$UP_PORT"
+  for t in ${TAIL_TARGETS:-limit custom}; do
+    case $t in
+      limit) port=${LIMIT_PORT:-5390}; "$BIN/limitdns" -addr 127.0.0.1:$port & tpid=$! ;;
+      custom | base) port=$PORT; rm -f "$OUT"/gatehouse.db*; bin=$OUT/gatehouse; [ $t = base ] && bin=$BASE_BIN
+        "$bin" serve --config "$OUT/bench.yaml" 2>"$OUT/tail-$t.log" & tpid=$! ;;
+      *) echo "tail: unknown target $t" >&2; exit 2 ;;
+    esac
+    PIDS+=($tpid)
+    blocked=$(head -1 "$DATA/blocklist-1m.txt")
+    for _ in $(seq 1 600); do  # up when a blocked name no longer resolves to the upstream's answer
+      a=$(dig +short +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null || true)
+      [[ -n $a && ( $t == limit || $a != 192.0.2.1 ) ]] && break
+      [[ -z $a && $t != limit ]] && dig +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null | grep -q NXDOMAIN && break
+      sleep 0.1
+    done
+    burst=$(dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
+    echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
+    for r in $(seq 1 "$ROUNDS"); do
+      dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
+        awk '$1 == ">" {print $NF * 1000}' | sort -n |
+        awk -v t="$t" -v r="$r" '{a[NR]=$1} END {if (NR) printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR}'
+    done
+    echo "$t rss after: $(rss_mib $tpid) MiB"
+    kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true; sleep 1
+  done
+  echo "gatehouse logs: $OUT/tail-*.log"; uptime
+  exit 0
+fi
 TARGET_CMD="$OUT/gatehouse serve --config $OUT/bench.yaml" DNS_PORT=$PORT \
   "$HARNESS/dns_bench.sh" "$@"

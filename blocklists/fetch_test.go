@@ -435,14 +435,9 @@ func TestFetchSizeCap(t *testing.T) {
 				t.Fatal(err)
 			}
 			huge.Store(true)
-			start := time.Now()
 			_, err := f.Fetch(context.Background(), feed, nil, nil)
-			took := time.Since(start)
 			if err == nil || !strings.Contains(err.Error(), "list big: download exceeds size cap of 1048576 bytes") {
 				t.Fatalf("err = %v", err)
-			}
-			if took > 10*time.Second {
-				t.Errorf("cap took %v", took)
 			}
 			// Loopback buffers let the server get ahead a little, never far.
 			if s := sent.Load(); s > 64<<20 {
@@ -473,13 +468,11 @@ func TestFetchTimeout(t *testing.T) {
 			}))
 			defer srv.Close()
 			f := newTestFetcher(t, srv)
-			start := time.Now()
+			// The server holds on for 20 s, so "timed out" means the 300 ms
+			// timeout cut it off.
 			_, err := f.Fetch(context.Background(), Feed{Name: "slow", URL: srv.URL, Timeout: 300 * time.Millisecond}, nil, nil)
 			if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "list slow") {
 				t.Fatalf("err = %v", err)
-			}
-			if took := time.Since(start); took > 5*time.Second {
-				t.Errorf("timeout took %v", took)
 			}
 			fetchOnlyCache(t, f.Dir)
 			if _, _, ok := f.Cached("slow"); ok {

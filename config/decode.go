@@ -39,15 +39,23 @@ type position struct{ Line, Column int }
 type positions map[string]position
 
 // maxNodes bounds the walk, so that a file of nested aliases ("billion
-// laughs") cannot make it run for ever.
-const maxNodes = 1 << 20
+// laughs") cannot make it run for ever; maxExpanded bounds the nodes
+// reached through aliases, so that such a file fails after little work
+// (a real config reuses a few anchors, far below it).
+const (
+	maxNodes    = 1 << 20
+	maxExpanded = 100_000
+)
 
 type decoder struct {
-	file  string
-	errs  Errors
-	pos   positions
-	bad   map[string]bool // paths whose value could not be decoded
-	nodes int
+	file     string
+	errs     Errors
+	pos      positions
+	bad      map[string]bool // paths whose value could not be decoded
+	nodes    int             // walked, aliases expanded
+	expanded int             // walked through an alias
+	inAlias  int             // aliases being expanded (nesting)
+	tooLarge bool            // reported
 }
 
 func newDecoder(file string) *decoder {
@@ -249,10 +257,19 @@ func isNull(n *yaml.Node) bool {
 // items and the root): collections and nulls are cited at their key, scalars
 // at the value itself.
 func (d *decoder) value(key, n *yaml.Node, v reflect.Value, path string) {
-	if d.nodes++; d.nodes > maxNodes {
-		if d.nodes == maxNodes+1 {
-			d.fail(posOf(n), path, "document too large (too many nodes after expanding aliases)")
-		}
+	if d.tooLarge {
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		d.inAlias++
+		defer func() { d.inAlias-- }()
+	}
+	if d.inAlias > 0 {
+		d.expanded++
+	}
+	if d.nodes++; d.nodes > maxNodes || d.expanded > maxExpanded {
+		d.tooLarge = true
+		d.fail(posOf(n), path, "document too large (too many nodes after expanding aliases)")
 		return
 	}
 	n = resolve(n)

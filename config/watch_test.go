@@ -40,7 +40,7 @@ func TestWatch(t *testing.T) {
 		wg.Wait()
 	}()
 
-	const timeout = 5 * time.Second
+	const timeout = 30 * time.Second // a wait that ends as soon as the change is seen
 	quiet := func(d time.Duration) {
 		t.Helper()
 		select {

@@ -59,10 +59,9 @@ func TestAlertWithinDeadline(t *testing.T) {
 		!strings.Contains(text, "pupil17") || !strings.Contains(text, "harm.example") || !strings.Contains(text, "child-protection") {
 		t.Errorf("alert to %v:\n%s", m.To, text)
 	}
+	// The 60 s is the product's promise (the wait above fails past it);
+	// how much sooner depends on the machine's load, so it is only logged.
 	t.Logf("alert accepted by the SMTP server %v after the event (deadline 60s)", took.Round(time.Millisecond))
-	if took > 10*time.Second {
-		t.Errorf("alert took %v", took)
-	}
 	// The outbox row is marked sent.
 	deadline := time.Now().Add(5 * time.Second)
 	for count(t, svc.Store, "SELECT count(*) FROM outbox WHERE sent_ts > 0") != 1 && time.Now().Before(deadline) {
@@ -574,14 +573,12 @@ func TestAlertPassSkipsWindowWithoutLocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// The lock is held until the test ends: a pass that waited for it
+	// would fail (busy timeout or this context), however fast the machine.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := time.Now()
 	n, err := a.Check(ctx)
 	if n != 0 || err != nil {
-		t.Fatalf("inside the window: %d alerts, %v", n, err)
-	}
-	if took := time.Since(start); took > 500*time.Millisecond {
-		t.Fatalf("the pass waited %v for the write lock", took)
+		t.Fatalf("inside the window: %d alerts, %v (a pass that waits for the write lock fails)", n, err)
 	}
 }

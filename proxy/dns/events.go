@@ -34,6 +34,7 @@ type events struct {
 	shards  [16]evShard
 	pending atomic.Int64
 	dropped atomic.Uint64 // since the last log line
+	start   atomic.Uint32 // turns the shard flush begins with
 	done    chan struct{}
 	stop    chan struct{}
 	once    sync.Once
@@ -251,20 +252,44 @@ func (e *events) firstToday(client netip.Addr, cat bl.Category, now time.Time) b
 	return true
 }
 
-// flush hands pending events at least window old (all, if all) to the sink.
-func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
-	cut := time.Now().Add(-e.window).UnixNano()
-	for i := range e.shards {
-		sh := &e.shards[i]
+// followUpRate bounds how many follow-up events a second are handed to
+// the sink. A burst of blocked queries leaves one pending key per name,
+// all due a window later: handed on at once, tens of thousands of rows
+// were written (and their garbage collected) in one go while the resolver
+// was answering, which made the DNS tail after a burst. Due keys beyond
+// the rate wait for a later tick, their counts still growing, but never
+// a second window: a key that overdue leaves regardless, so that pending
+// keys stay bounded (as before) under a sustained flood. None is lost,
+// and Shutdown hands on everything.
+const followUpRate = 5000
+
+// flushEvery is how often due keys are handed on: often enough that the
+// follow-ups of a burst leave in small batches.
+func (e *events) flushEvery() time.Duration {
+	return min(max(e.window/4, 50*time.Millisecond), 100*time.Millisecond)
+}
+
+// flush hands pending events at least window old at now to the sink, at
+// most budget follow-ups (all, if all).
+func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int) []reports.Event {
+	cut := now.Add(-e.window).UnixNano()
+	overdue := cut - int64(e.window)
+	start := int(e.start.Add(1)) // no shard waits behind the others
+	for j := range e.shards {
+		sh := &e.shards[(start+j)%len(e.shards)]
 		buf = buf[:0]
 		removed := 0
 		sh.mu.Lock()
 		for k, p := range sh.m {
 			if all || p.first <= cut {
-				removed++
 				if p.count > 0 {
+					if !all && budget <= 0 && p.first > overdue {
+						continue // a later tick
+					}
+					budget--
 					buf = append(buf, sh.event(&p))
 				}
+				removed++
 				delete(sh.m, k)
 			}
 		}
@@ -280,21 +305,23 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 
 func (e *events) run() {
 	defer close(e.done)
-	t := time.NewTicker(max(e.window/4, 50*time.Millisecond))
+	every := e.flushEvery()
+	budget := max(int(followUpRate*every/time.Second), 1)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	lastDropLog := time.Now()
 	var buf []reports.Event
 	for {
 		select {
 		case <-t.C:
-			buf = e.flush(false, buf)
+			buf = e.flush(time.Now(), false, buf, budget)
 			if n := e.dropped.Load(); n > 0 && time.Since(lastDropLog) >= time.Minute {
 				e.dropped.Add(-n)
 				lastDropLog = time.Now()
 				e.log.Warn("event queue full: low-severity events dropped", "dropped", n)
 			}
 		case <-e.stop:
-			e.flush(true, buf)
+			e.flush(time.Now(), true, buf, 0)
 			return
 		}
 	}

@@ -26,7 +26,7 @@ func FuzzServe(f *testing.F) {
 	}
 	f.Add([]byte{0, 1, 2})
 	f.Add(make([]byte, 12))
-	ts := startServer(f, func(o *Options) { o.Upstreams.timeout = 200 * time.Millisecond })
+	ts := startServer(f, func(o *Options) { setUpstreamTimeout(o.Upstreams, 200*time.Millisecond) })
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		// What the raw bytes do to miekg's reader is miekg's; what a
 		// parsed message does to the handler is ours.

@@ -2,8 +2,10 @@ package dns
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -33,6 +35,8 @@ type query struct {
 	ups    uint8          // the client group's upstream set
 	eng    *policy.Engine // the engine deciding this query (one per query, even across a reload)
 	user   string         // the user logged in from client, if known
+
+	waiting bool // holds a slot to wait on an upstream (startWait)
 }
 
 // protoHandler is the miekg/dns handler of one listener kind: tcp, dot,
@@ -42,15 +46,18 @@ type protoHandler struct {
 	proto string
 }
 
-func (h protoHandler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) { h.s.serve(w, r, h.proto) }
+func (h protoHandler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
+	h.s.serve(&trackedWriter{ResponseWriter: w}, r, h.proto)
+}
 
 func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
+	qr := query{w: w, r: r, proto: proto, client: remoteAddr(w)}
+	defer s.finish(&qr) // recovers a panic: it costs only this query
 	if r.Response {
 		return // never answer answers
 	}
-	qr := query{w: w, r: r, proto: proto, client: remoteAddr(w), now: s.opts.Now()}
+	qr.now = s.opts.Now()
 	if r.Opcode != mdns.OpcodeQuery {
 		s.rcode(&qr, mdns.RcodeNotImplemented, "other", "notimp", "")
 		return
@@ -156,8 +163,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 		}
 		s.metrics.cacheMisses.Inc()
 	}
-	detach(qr)
-	e, err := s.resolve(key, qr.q.Qclass, cacheable)
+	e, err := s.resolveWaiting(qr, key, qr.q.Qclass, cacheable)
 	if err != nil {
 		if stale != nil {
 			s.metrics.cacheStale.Inc()
@@ -233,8 +239,8 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 }
 
 // freshOrResolve returns the unexpired cached entry for k (class IN), or
-// resolves it; qr, if set, is detached first (see detach), since resolving
-// may wait on an upstream.
+// resolves it; for qr, if set, since resolving may wait on an upstream
+// (see startWait).
 func (s *Server) freshOrResolve(k cacheKey, now int64, qr *query) (*entry, error) {
 	if s.cache != nil {
 		if e := s.cache.get(k, now); e != nil && now < e.expires {
@@ -242,7 +248,7 @@ func (s *Server) freshOrResolve(k cacheKey, now int64, qr *query) (*entry, error
 		}
 	}
 	if qr != nil {
-		detach(qr)
+		return s.resolveWaiting(qr, k, mdns.ClassINET, s.cache != nil)
 	}
 	return s.resolve(k, mdns.ClassINET, s.cache != nil)
 }
@@ -338,10 +344,22 @@ func (s *Server) maybePrefetch(k cacheKey, e *entry, now int64) {
 	if !e.fetch.CompareAndSwap(false, true) {
 		return
 	}
+	if s.waiting.Add(1) > int64(s.opts.MaxWaiting) {
+		s.waiting.Add(-1) // queries first; a later hit may prefetch
+		e.fetch.Store(false)
+		return
+	}
 	s.metrics.prefetches.Inc()
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
+		defer s.waiting.Add(-1)
+		defer func() {
+			if v := recover(); v != nil {
+				s.metrics.panics.Inc()
+				s.opts.Log.Error("dns prefetch panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+		}()
 		_, _ = s.resolve(k, mdns.ClassINET, true)
 	}()
 }
@@ -502,14 +520,6 @@ func normName(n string) string {
 		}
 	}
 	return n
-}
-
-// detach tells a UDP worker that this query is about to wait on an
-// upstream, so that another worker reads the socket meanwhile (udp.go).
-func detach(qr *query) {
-	if uw, ok := qr.w.(*udpWriter); ok {
-		uw.detach()
-	}
 }
 
 func remoteAddr(w mdns.ResponseWriter) netip.Addr {

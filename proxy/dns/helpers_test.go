@@ -77,7 +77,7 @@ func (u *testUpstream) holdSlow(hold chan struct{}) {
 // they do not arrive).
 func (u *testUpstream) waitHeld(t *testing.T, n int32, hold chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for u.held.Load() < n {
 		if time.Now().After(deadline) {
 			close(hold)
@@ -288,12 +288,12 @@ func startServer(t testing.TB, mod func(*Options)) *testServer {
 // ask queries the server from the loopback address from (127.0.0.x).
 func ask(t testing.TB, netw, server, from, name string, qtype uint16, edns bool) *mdns.Msg {
 	t.Helper()
-	c := &mdns.Client{Net: netw, Timeout: 3 * time.Second}
+	c := &mdns.Client{Net: netw, Timeout: 30 * time.Second}
 	ip := net.ParseIP(from)
 	if netw == "udp" {
-		c.Dialer = &net.Dialer{LocalAddr: &net.UDPAddr{IP: ip}, Timeout: 3 * time.Second}
+		c.Dialer = &net.Dialer{LocalAddr: &net.UDPAddr{IP: ip}, Timeout: 30 * time.Second}
 	} else if netw == "tcp" {
-		c.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 3 * time.Second}
+		c.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 30 * time.Second}
 	}
 	m := new(mdns.Msg)
 	m.SetQuestion(mdns.Fqdn(name), qtype)
@@ -349,4 +349,17 @@ func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(c)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// setUpstreamTimeout sets the exchange timeout of the test upstreams: the
+// clients' own (fixed when they were built) and the set's.
+func setUpstreamTimeout(u *Upstreams, d time.Duration) {
+	u.timeout = d
+	for _, up := range u.def {
+		for _, c := range []*mdns.Client{up.udp, up.tcp} {
+			if c != nil {
+				c.Timeout = d
+			}
+		}
+	}
 }

@@ -19,6 +19,8 @@ type metrics struct {
 	eventsDropped prometheus.Counter
 	probes        *prometheus.CounterVec // kind
 	rateLimited   prometheus.Counter
+	upstreamBusy  prometheus.Counter
+	panics        prometheus.Counter
 
 	// The queries counters by label values, so that counting a query is a
 	// map lookup without the vector's label hashing and lock. Copied on
@@ -72,10 +74,14 @@ func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_probes_total",
 			Help: "Automatic probes answered (DoH canary, DDR), never reported as breaches."}, []string{"kind"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_rate_limited_total", Help: "Queries refused by the per-client rate limit."}),
+		upstreamBusy: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_upstream_busy_total",
+			Help: "Cache misses answered without waiting (stale or SERVFAIL) because too many queries already waited on upstreams."}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_panics_total",
+			Help: "Queries (or prefetches) whose answering panicked; each cost only itself."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
-			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited,
+			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited, m.upstreamBusy, m.panics,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_cache_entries", Help: "Answers in the cache."},
 				func() float64 { return float64(cacheLen()) }))
 	}

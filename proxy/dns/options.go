@@ -47,6 +47,13 @@ type Options struct {
 	Cache       CacheOptions
 	HealthCheck time.Duration // upstream probe interval (0 = none)
 
+	// Bounds on cache misses waiting on upstreams at once: in all (and
+	// prefetches; default 1024) and per UDP socket (default 512). A miss
+	// beyond them is answered at once: stale if the cache has it, else
+	// SERVFAIL (gatehouse_dns_upstream_busy_total).
+	MaxWaiting          int
+	MaxWaitingPerSocket int
+
 	Sink     reports.Sink  // events; nil = discarded
 	Collapse time.Duration // event collapse window (default 1 min)
 	Queue    int           // event queue size (default 10,000)
@@ -78,6 +85,12 @@ func (o *Options) defaults() {
 	}
 	if o.Queue <= 0 {
 		o.Queue = 10_000
+	}
+	if o.MaxWaiting <= 0 {
+		o.MaxWaiting = defaultMaxWaiting
+	}
+	if o.MaxWaitingPerSocket <= 0 {
+		o.MaxWaitingPerSocket = defaultMaxWaitingPerSocket
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -11,12 +11,27 @@ import (
 // rateLimiter is a token bucket per client address, sized for a school
 // behind NAT (a classroom can share one address). Over-limit clients are
 // logged once per client per minute, never per query.
+//
+// It remembers at most rlBuckets addresses (a client can make up many,
+// e.g. IPv6 temporary addresses): a shard that is full forgets the least
+// recently seen of a few sampled buckets to make room. A forgotten client
+// starts again with a full bucket, as a new one does, so a flood of new
+// addresses can at worst let a forgotten client burst again; it never
+// refuses a client within its rate.
 type rateLimiter struct {
 	qps, burst float64
 	seed       maphash.Seed
 	shards     [64]rlShard
 	log        *slog.Logger
 }
+
+// rlShardMax bounds the buckets of a shard: rlBuckets = 64 × 1024 =
+// 65,536 addresses in all, ~6 MiB.
+const (
+	rlShardMax = 1024
+	rlBuckets  = rlShardMax * 64
+	rlSample   = 8
+)
 
 type rlShard struct {
 	mu      sync.Mutex
@@ -55,8 +70,8 @@ func (rl *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
 	s.mu.Lock()
 	b := s.buckets[ip]
 	if b == nil {
-		if len(s.buckets) > 4096 {
-			rl.sweepLocked(s, n)
+		if len(s.buckets) >= rlShardMax {
+			s.evictLocked()
 		}
 		b = &bucket{tokens: rl.burst, last: n}
 		s.buckets[ip] = b
@@ -84,12 +99,31 @@ func (rl *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
 	return false
 }
 
-// sweepLocked forgets buckets that have been full for a while.
-func (rl *rateLimiter) sweepLocked(s *rlShard, now int64) {
-	full := int64(rl.burst/rl.qps*1e9) + int64(time.Minute)
+// evictLocked forgets the least recently seen of rlSample buckets (map
+// iteration starts at a random place, so they are a random sample).
+func (s *rlShard) evictLocked() {
+	var oldest netip.Addr
+	var last int64
+	i := 0
 	for k, b := range s.buckets {
-		if now-b.last > full {
-			delete(s.buckets, k)
+		if i == 0 || b.last < last {
+			oldest, last = k, b.last
+		}
+		if i++; i == rlSample {
+			break
 		}
 	}
+	delete(s.buckets, oldest)
+}
+
+// len is the number of buckets held.
+func (rl *rateLimiter) len() int {
+	n := 0
+	for i := range rl.shards {
+		s := &rl.shards[i]
+		s.mu.Lock()
+		n += len(s.buckets)
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -32,6 +32,7 @@ type Server struct {
 	udp      []*udpListener // UDP sockets served by our own workers (udp.go)
 	addrs    []net.Addr
 	inflight atomic.Int64 // queries being answered
+	waiting  atomic.Int64 // queries and prefetches waiting on upstreams (startWait)
 	bg       sync.WaitGroup
 	cancel   context.CancelFunc
 	shutOnce sync.Once
@@ -177,11 +178,13 @@ type call struct {
 	done chan struct{}
 	e    *entry
 	err  error
+	dups int // queries that joined it (f.mu held)
 }
 
 func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 	f.mu.Lock()
 	if c := f.calls[k]; c != nil {
+		c.dups++
 		f.mu.Unlock()
 		<-c.done
 		return c.e, c.err
@@ -189,11 +192,20 @@ func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 	c := &call{done: make(chan struct{})}
 	f.calls[k] = c
 	f.mu.Unlock()
+	defer func() {
+		v := recover()
+		if v != nil {
+			c.e, c.err = nil, fmt.Errorf("dns: resolving %s panicked: %v", k.name, v)
+		}
+		f.mu.Lock()
+		delete(f.calls, k)
+		f.mu.Unlock()
+		close(c.done) // the queries sharing the call get the error, never hang
+		if v != nil {
+			panic(v) // on to the query's own recover (Server.finish), which logs it
+		}
+	}()
 	c.e, c.err = fn()
-	f.mu.Lock()
-	delete(f.calls, k)
-	f.mu.Unlock()
-	close(c.done)
 	return c.e, c.err
 }
 

@@ -324,7 +324,7 @@ func TestDoTListener(t *testing.T) {
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	})
 	dot := ts.Addrs()[len(ts.Addrs())-1].String()
-	c := &mdns.Client{Net: "tcp-tls", Timeout: 3 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "dns.test"}}
+	c := &mdns.Client{Net: "tcp-tls", Timeout: 30 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "dns.test"}}
 	m := new(mdns.Msg)
 	m.SetQuestion("porn.example.", mdns.TypeA)
 	m.SetEdns0(1232, false)
@@ -394,7 +394,7 @@ func TestMetricsExported(t *testing.T) {
 
 func TestGracefulShutdownAnswersInFlight(t *testing.T) {
 	hold := make(chan struct{})
-	ts := startServer(t, func(o *Options) { o.Upstreams.timeout = 10 * time.Second })
+	ts := startServer(t, func(o *Options) { setUpstreamTimeout(o.Upstreams, 10*time.Second) })
 	ts.up.holdSlow(hold)
 	const n = 20 // half over UDP, half over TCP, all waiting on the upstream
 	var wg sync.WaitGroup
@@ -446,7 +446,7 @@ func TestGracefulShutdownAnswersInFlight(t *testing.T) {
 
 func waitEvents(t *testing.T, ts *testServer, n int) []reports.Event {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // returns as soon as they are there
 	for time.Now().Before(deadline) {
 		if evs := ts.sink.events(); len(evs) >= n {
 			return evs

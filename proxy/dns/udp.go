@@ -2,9 +2,11 @@ package dns
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,13 +22,18 @@ import (
 // A worker about to wait on an upstream (a cache miss) first starts a new
 // worker in its place and exits once it has answered, so slow upstreams
 // never stop the socket being read, and cache hits, blocks and other local
-// answers never start a goroutine.
+// answers never start a goroutine. At most Options.MaxWaitingPerSocket
+// workers wait so per socket (and Options.MaxWaiting queries in all, see
+// Server.startWait); a miss beyond that is answered at once (stale or
+// SERVFAIL), so the socket keeps being read and the workers stay bounded.
 type udpListener struct {
 	s       *Server
 	conn    *net.UDPConn
 	pktinfo bool // wildcard address: each reply leaves from the address its query came to
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+	workers atomic.Int32 // running, readers and waiters
+	waiting atomic.Int32 // detached workers waiting on an upstream
 }
 
 // serveUDP starts workers on conn. A wildcard address needs the query's
@@ -48,6 +55,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) (l *udpListener, ok bool) {
 
 func (l *udpListener) spawn() {
 	l.wg.Add(1)
+	l.workers.Add(1)
 	go l.worker()
 }
 
@@ -60,6 +68,7 @@ func (l *udpListener) close() {
 
 func (l *udpListener) worker() {
 	defer l.wg.Done()
+	defer l.workers.Add(-1)
 	buf := make([]byte, EDNSSize)
 	var oob []byte
 	if l.pktinfo {
@@ -81,7 +90,7 @@ func (l *udpListener) worker() {
 			continue
 		}
 		fails = 0
-		w.peer, w.oob = peer, nil
+		w.peer, w.oob, w.wrote = peer, nil, false
 		if l.pktinfo {
 			w.oob = replyPktinfo(oob[:oobn], w.oobBuf[:0])
 		}
@@ -100,6 +109,13 @@ func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte) {
 	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
 		return
 	}
+	defer func() { // parsing; serve recovers the rest itself
+		if v := recover(); v != nil {
+			s.metrics.panics.Inc()
+			s.opts.Log.Error("dns datagram panicked the parser", "client", w.RemoteAddr().String(), "panic", fmt.Sprint(v),
+				"stack", string(debug.Stack()))
+		}
+	}()
 	r := new(mdns.Msg)
 	if err := r.Unpack(pkt); err != nil || len(r.Question) != 1 || len(r.Answer) > 1 || len(r.Ns) > 1 || len(r.Extra) > 2 {
 		opcode := int(pkt[2]>>3) & 0xF
@@ -121,6 +137,7 @@ func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte) {
 type udpWriter struct {
 	l        *udpListener
 	detached bool // a replacement worker reads the socket; this one exits after the answer
+	wrote    bool // the datagram has been answered
 	conn     *net.UDPConn
 	local    net.Addr
 	peer     netip.AddrPort
@@ -132,17 +149,27 @@ type udpWriter struct {
 func (w *udpWriter) peerAddr() netip.Addr { return w.peer.Addr().Unmap() }
 
 // detach is called before the worker waits on an upstream: another worker
-// takes its place on the socket.
-func (w *udpWriter) detach() {
-	if !w.detached && !w.l.closed.Load() {
-		w.detached = true
+// takes its place on the socket. It returns false, and the worker stays,
+// when MaxWaitingPerSocket workers already wait.
+func (w *udpWriter) detach() bool {
+	if w.detached {
+		return true
+	}
+	if w.l.waiting.Add(1) > int32(w.l.s.opts.MaxWaitingPerSocket) {
+		w.l.waiting.Add(-1)
+		return false
+	}
+	w.detached = true
+	if !w.l.closed.Load() {
 		w.l.spawn()
 	}
+	return true
 }
 
 func (w *udpWriter) LocalAddr() net.Addr  { return w.local }
 func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.peer) }
 func (w *udpWriter) Write(b []byte) (int, error) {
+	w.wrote = true
 	n, _, err := w.conn.WriteMsgUDPAddrPort(b, w.oob, w.peer)
 	return n, err
 }

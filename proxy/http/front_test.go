@@ -31,7 +31,7 @@ type rawConn struct {
 
 func (e *env) raw(t *testing.T) *rawConn {
 	c := e.dial("")
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound on a stuck test, not a speed check
 	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
 }
 
@@ -56,9 +56,10 @@ func (r *rawConn) read(method string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// closed reports whether the proxy closed the connection.
+// closed reports whether the proxy closed the connection (every caller
+// expects it to, so the wait is long: it ends as soon as it has).
 func (r *rawConn) closed() bool {
-	_ = r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = r.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, err := r.br.ReadByte()
 	var ne net.Error
 	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
@@ -388,13 +389,11 @@ func TestUpstreamPoolTimeoutAndInformational(t *testing.T) {
 	if resp.StatusCode != 200 || body != "page" {
 		t.Fatalf("after 103: %d %q", resp.StatusCode, body)
 	}
-	start := time.Now()
+	// The site answers after 1 s, so a 504 means the 200 ms timeout cut it
+	// off; how long that took is the machine's business, not the test's.
 	resp, body = get(t, c, base+"/slow")
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "did not answer in time") {
 		t.Fatalf("slow site: %d %q", resp.StatusCode, body)
-	}
-	if took := time.Since(start); took > 900*time.Millisecond {
-		t.Errorf("timeout took %v, want about 200ms", took)
 	}
 }
 
@@ -419,7 +418,7 @@ func TestUpstreamPoolUnreadBody(t *testing.T) {
 	}
 	r.c.Close() // gone mid-body
 	// Wait until the proxy has finished with the connection.
-	for deadline := time.Now().Add(3 * time.Second); e.s.front.closeIdle() > 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); e.s.front.closeIdle() > 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the proxy still serves a client that went away")
 		}

@@ -74,7 +74,7 @@ func (s *sink) events() []reports.Event {
 // waitEvent waits for an event matching f.
 func (s *sink) waitEvent(t testing.TB, f func(reports.Event) bool) reports.Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // returns as soon as it is there
 	for time.Now().Before(deadline) {
 		for _, e := range s.events() {
 			if f(e) {
