@@ -50,6 +50,8 @@ type server struct {
 	proxyAddr     net.Addr       // the proxy listener's address, once started
 	mu            sync.Mutex     // serialises reloads
 
+	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
+
 	// dnsLive is s.dns for publish, which may run (a background list
 	// download) while start is still setting s.dns.
 	dnsLive atomic.Pointer[dnsproxy.Server]
@@ -63,11 +65,12 @@ func (c *cli) serve(args []string) int {
 	if code != exitOK {
 		return code
 	}
-	log := newLogger(cfg, os.Stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, os.Stderr, level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go tuneGC(ctx)
-	s := &server{log: log, cfgPath: c.cfgPath}
+	s := &server{log: log, logLevel: level, cfgPath: c.cfgPath}
 	if c.cfgPath != "" {
 		s.watcher = config.NewWatcher(c.cfgPath) // edits from now on are seen
 	}
@@ -242,6 +245,9 @@ func (s *server) reload(cfg *config.Config) {
 		s.rejected(err)
 		return
 	}
+	if s.logLevel != nil {
+		s.logLevel.Set(cfg.Log.SlogLevel())
+	}
 	s.reloads.WithLabelValues("ok").Inc()
 	changes := config.Diff(old, cfg)
 	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
@@ -281,10 +287,10 @@ func liveChange(path string) bool {
 }
 
 // liveSettings are the config paths a reload applies: the policy engine's
-// (groups, lists, categories, clients), what the proxy reads per request
-// and the DNS front door's access settings (publish).
+// (groups, lists, categories, clients), what the proxy reads per request,
+// the DNS front door's access settings (publish) and the log level.
 var liveSettings = []string{
-	"groups", "lists", "categories", "clients",
+	"groups", "lists", "categories", "clients", "log.level",
 	"dns.rate_limit",
 	"proxy.connect", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 }

@@ -33,7 +33,9 @@ func startServingLog(t testing.TB, path string, w io.Writer) *server {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{log: slog.New(slog.NewTextHandler(w, nil)), cfgPath: path}
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.SlogLevel())
+	s := &server{log: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), logLevel: level, cfgPath: path}
 	if err := s.start(ctx, cfg); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -150,7 +152,7 @@ func TestReloadNeverFailsOpen(t *testing.T) {
 			failures = append(failures, fmt.Sprintf(format, args...))
 		}
 	}
-	for range 3 {
+	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -297,10 +299,14 @@ groups:
 		t.Fatalf("before the reload: %s", mdns.RcodeToString[rc])
 	}
 
-	// Narrow clients.allow (and change a setting read only at start).
+	// Narrow clients.allow (and change a setting read only at start, and
+	// the log level).
 	narrowed := strings.Replace(strings.Replace(body, "allow: [127.0.0.0/8]", "allow: [10.0.0.0/8]", 1),
-		"entries: 1000", "entries: 2000", 1)
+		"entries: 1000", "entries: 2000", 1) + "log: {level: debug}\n"
 	reloadFile(t, s, path, dir, narrowed)
+	if s.logLevel.Level() != slog.LevelDebug {
+		t.Errorf("log level after the reload: %v", s.logLevel.Level())
+	}
 	if rc := ask("www.bbc.example"); rc != mdns.RcodeRefused {
 		t.Errorf("DNS client outside the new clients.allow: %s, want REFUSED", mdns.RcodeToString[rc])
 	}
@@ -330,6 +336,7 @@ groups:
 		`change="dns.cache.entries: changed" status="needs a restart"`,
 		`change="dns.rate_limit.qps: changed" status=applied`,
 		`change="dns.rate_limit.burst: changed" status=applied`,
+		`change="log.level: changed" status=applied`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("reload log lacks %s", want)
