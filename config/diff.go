@@ -90,14 +90,16 @@ func Diff(a, b *Config) []Change {
 	if !reflect.DeepEqual(a.Clients.Users, b.Clients.Users) {
 		add("clients.users", "changed")
 	}
-	for _, sec := range []struct {
-		name string
-		x, y any
-	}{
-		{"school", a.School, b.School}, {"log", a.Log, b.Log}, {"database", a.Database, b.Database},
-		{"dns", a.DNS, b.DNS}, {"proxy", a.Proxy, b.Proxy}, {"admin", a.Admin, b.Admin}, {"reports", a.Reports, b.Reports},
-	} {
-		diffSettings(&out, sec.name, reflect.ValueOf(sec.x), reflect.ValueOf(sec.y))
+	// Every other section (school, log, database, dns, proxy, admin,
+	// reports and any added later), setting by setting.
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	for _, f := range reflect.VisibleFields(va.Type()) {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch name {
+		case "", "-", "groups", "lists", "categories", "clients":
+			continue
+		}
+		diffSettings(&out, name, va.FieldByIndex(f.Index), vb.FieldByIndex(f.Index))
 	}
 	return out
 }
