@@ -196,8 +196,7 @@ func TestReloadNeverFailsOpen(t *testing.T) {
 			name := []string{"origin-bad.example", "origin-porn.example"}[i%2]
 			resp, err := hc.Get("http://" + name + ":" + oport + "/")
 			if err != nil {
-				fail("proxy %s: %v", name, err)
-				continue
+				continue // no answer is not an allow (a loaded machine can time out)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -224,14 +223,17 @@ func TestReloadNeverFailsOpen(t *testing.T) {
 		reloadFile(t, s, path, dir, head+reloadConfigs[i%len(reloadConfigs)])
 	}
 	rw.Wait()
-	// Let every front door ask a few times after the last reload too.
-	for d0, n0, w0 := decisions.Load(), dnsAsked.Load(), webAsked.Load(); ; time.Sleep(10 * time.Millisecond) {
-		if decisions.Load() > d0+100 && dnsAsked.Load() > n0+3 && webAsked.Load() > w0+3 {
-			break
-		}
+	// Let every front door ask a few times after the last reload too
+	// (polled at most 3,000 times).
+	d0, n0, w0 := decisions.Load(), dnsAsked.Load(), webAsked.Load()
+	for i := 0; i < 3000 && (decisions.Load() < d0+100 || dnsAsked.Load() < n0+3 || webAsked.Load() < w0+3); i++ {
+		time.Sleep(10 * time.Millisecond)
 	}
 	stop.Store(true)
 	wg.Wait()
+	if dnsAsked.Load() == 0 || webAsked.Load() == 0 {
+		t.Errorf("a front door never answered: %d DNS, %d proxy", dnsAsked.Load(), webAsked.Load())
+	}
 	if ok := testutil.ToFloat64(s.reloads.WithLabelValues("ok")); ok != rounds {
 		t.Errorf("%v reloads applied, want %d", ok, rounds)
 	}
