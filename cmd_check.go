@@ -77,11 +77,12 @@ func (c *cli) check(args []string) int {
 		}
 	}
 	lists.NoFetch = true
-	if _, err := lists.Load(context.Background()); err != nil {
+	ix, err := lists.Load(context.Background())
+	if err != nil {
 		fmt.Fprintf(c.stderr, "gatehouse check: loading lists: %v\n", err)
 		return exitFailure
 	}
-	eng, err := policy.New(cfg, lists)
+	eng, err := policy.New(cfg, ix)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "gatehouse check: %v\n", err)
 		return exitUsage

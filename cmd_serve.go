@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,8 +34,11 @@ import (
 type server struct {
 	log     *slog.Logger
 	cfgPath string
-	cfg     atomic.Pointer[config.Config]
 	lists   *bl.Manager
+	// engine is the one snapshot every decision reads: the policy engine,
+	// the config it was built from and the list index built from that
+	// config's lists. Only publish stores it, always under the lists'
+	// lock (see reload and start).
 	engine  atomic.Pointer[policy.Engine]
 	reloads *prometheus.CounterVec
 	watcher *config.Watcher
@@ -47,6 +51,12 @@ type server struct {
 	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
 	proxyAddr     net.Addr       // the proxy listener's address, once started
 	mu            sync.Mutex     // serialises reloads
+
+	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
+
+	// dnsLive is s.dns for publish, which may run (a background list
+	// download) while start is still setting s.dns.
+	dnsLive atomic.Pointer[dnsproxy.Server]
 }
 
 func (c *cli) serve(args []string) int {
@@ -57,11 +67,12 @@ func (c *cli) serve(args []string) int {
 	if code != exitOK {
 		return code
 	}
-	log := newLogger(cfg, os.Stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, os.Stderr, level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go tuneGC(ctx)
-	s := &server{log: log, cfgPath: c.cfgPath}
+	s := &server{log: log, logLevel: level, cfgPath: c.cfgPath}
 	if c.cfgPath != "" {
 		s.watcher = config.NewWatcher(c.cfgPath) // edits from now on are seen
 	}
@@ -90,15 +101,22 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	}
 	s.lists = lists
 	lists.FetchInBackground = true
+	if _, err := policy.New(cfg, nil); err != nil { // the groups, before loading any list
+		return err
+	}
+	// Every index the lists build from now on (the first load, background
+	// downloads, scheduled refreshes) is published with an engine for the
+	// config in use; a reload publishes its own (see reload).
+	lists.SetPublisher(func(ix *bl.Index) error {
+		cur := cfg
+		if e := s.engine.Load(); e != nil {
+			cur = e.Config()
+		}
+		return s.publish(cur, ix)
+	})
 	if _, err := lists.Load(ctx); err != nil {
 		return err
 	}
-	eng, err := policy.New(cfg, lists)
-	if err != nil {
-		return err
-	}
-	s.engine.Store(eng)
-	s.cfg.Store(cfg)
 	lists.Start(ctx)
 
 	reg := prometheus.NewRegistry()
@@ -207,7 +225,11 @@ func (s *server) rejected(err error) {
 	s.log.Warn("keeping the running config", "file", s.cfgPath)
 }
 
-// reload applies a validated config: lists first, then the policy engine.
+// reload applies a validated config. The lists are rebuilt for its
+// sources and published together with its engine as one snapshot, under
+// the lists' lock, so a list refresh built for the old sources cannot be
+// published after it (lock order: s.mu, then the lists' lock; publishing
+// never takes s.mu).
 func (s *server) reload(cfg *config.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -216,26 +238,66 @@ func (s *server) reload(cfg *config.Config) {
 		s.rejected(err)
 		return
 	}
-	// Build the engine against the manager before touching the lists, so a
-	// bad group rejects the reload with nothing changed.
-	eng, err := policy.New(cfg, s.lists)
-	if err != nil {
+	// Check the groups before touching the lists, so a bad group rejects
+	// the reload with nothing changed.
+	if _, err := policy.New(cfg, nil); err != nil {
 		s.rejected(err)
 		return
 	}
-	if _, err := s.lists.SetSources(sources); err != nil {
+	old := s.engine.Load().Config()
+	if _, err := s.lists.SetSources(sources, func(ix *bl.Index) error { return s.publish(cfg, ix) }); err != nil {
 		s.rejected(err)
 		return
 	}
-	old := s.cfg.Load()
-	s.engine.Store(eng)
-	s.cfg.Store(cfg)
+	if s.logLevel != nil {
+		s.logLevel.Set(cfg.Log.SlogLevel())
+	}
 	s.reloads.WithLabelValues("ok").Inc()
 	changes := config.Diff(old, cfg)
 	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
 	for _, c := range changes {
-		s.log.Info("config change", "change", c)
+		if liveChange(c.Path) {
+			s.log.Info("config change", "change", c.Text, "status", "applied")
+		} else {
+			s.log.Warn("config change", "change", c.Text, "status", "needs a restart")
+		}
 	}
+}
+
+// publish makes cfg with the list index ix the snapshot every decision
+// reads, and applies the settings the front doors take live. The lists
+// call it under their lock, once per index, in order.
+func (s *server) publish(cfg *config.Config, ix *bl.Index) error {
+	eng, err := policy.New(cfg, ix)
+	if err != nil {
+		return err
+	}
+	s.engine.Store(eng)
+	if d := s.dnsLive.Load(); d != nil {
+		d.SetAccess(cfg.Clients.Allow, cfg.DNS.RateLimit.QPS, cfg.DNS.RateLimit.Burst)
+	}
+	return nil
+}
+
+// liveChange reports whether a reload applies a change at path (a
+// config.Change path) at once; everything else is read only at start.
+func liveChange(path string) bool {
+	for _, p := range liveSettings {
+		if path == p || strings.HasPrefix(path, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// liveSettings are the config paths a reload applies: the policy engine's
+// (groups, lists, categories, clients), what the proxy reads per request,
+// the DNS front door's access settings (publish) and the log level.
+var liveSettings = []string{
+	"groups", "lists", "categories", "clients", "log.level",
+	"dns.rate_limit",
+	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
+	"admin.allow",
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -370,7 +371,7 @@ groups:
 	}
 	defer logFile.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{log: newLogger(cfg, logFile), cfgPath: path}
+	s := &server{log: newLogger(cfg, logFile, new(slog.LevelVar)), cfgPath: path}
 	if err := s.start(ctx, cfg); err != nil {
 		cancel()
 		t.Fatal(err)

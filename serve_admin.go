@@ -19,7 +19,7 @@ func (s *server) adminACL(next http.Handler) http.Handler {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 			ip = ap.Addr().Unmap()
 		}
-		cfg := s.cfg.Load()
+		cfg := s.engine.Load().Config()
 		allow := cfg.Clients.Allow
 		if monitoring(r.URL.Path) && len(cfg.Admin.Allow) > 0 {
 			allow = cfg.Admin.Allow

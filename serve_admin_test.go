@@ -83,7 +83,7 @@ clients:
 
 	// Without admin.allow, monitoring follows clients.allow (applied per
 	// request, so a reload takes effect at once).
-	c := *s.cfg.Load()
+	c := *s.engine.Load().Config()
 	c.Admin.Allow = nil
 	_, dport, _ := net.SplitHostPort(s.dns.Addrs()[0].String())
 	_, aport, _ := net.SplitHostPort(s.admin.String())
@@ -93,7 +93,7 @@ clients:
 		c.Proxy.HTTP.Ports = append(c.Proxy.HTTP.Ports, n)
 	}
 	c.Clients.Allow = append(slices.Clone(c.Clients.Allow), netip.MustParsePrefix("127.0.0.1/32"))
-	s.cfg.Store(&c)
+	s.reload(&c)
 	if code, body := fetch(t, from("127.0.0.2", nil), base+"/metrics"); code != 200 || !strings.Contains(body, "gatehouse_") {
 		t.Errorf("metrics to clients.allow without admin.allow: %d", code)
 	}

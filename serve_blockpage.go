@@ -38,7 +38,7 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 	}
 	page := s.proxy.AdminHandler()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !clientAllowed(s.cfg.Load().Clients.Allow, remoteAddr(r)) {
+		if !clientAllowed(s.engine.Load().Config().Clients.Allow, remoteAddr(r)) {
 			http.Error(w, "Forbidden", http.StatusForbidden)
 			return
 		}

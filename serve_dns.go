@@ -21,8 +21,9 @@ import (
 )
 
 // startDNS starts the filtering resolver on cfg.DNS. The policy engine is
-// read through s.engine on every query, so config reloads apply at once;
-// changes to dns: itself (listeners, upstreams, cache) need a restart.
+// read through s.engine on every query, so config reloads apply at once,
+// and publish hands it clients.allow and dns.rate_limit; the rest of dns:
+// (listeners, upstreams, cache, block answers) needs a restart.
 func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
 	log := s.log.With("part", "dns")
 	opts, err := dnsOptions(cfg, s.admin, log)
@@ -58,6 +59,7 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 			s.proxy.AddOwnListener(a) // never reached through the proxy
 		}
 	}
+	s.dnsLive.Store(srv) // publish applies reloads to it from now on
 	if s.proxyResolver != nil {
 		s.proxyResolver.dns.Store(srv) // the proxy resolves through the resolver from now on
 	}

@@ -20,9 +20,10 @@ import (
 )
 
 // startProxy starts the HTTP/HTTPS filtering proxy on cfg.Proxy.Listen. The
-// policy engine and the config are read through s.engine and s.cfg on every
-// request, so reloads apply at once; listen, timeouts, limits and the
-// users file path need a restart. Its admin pages (PAC file, block page,
+// policy engine, and the config it was built from, are read through
+// s.engine (one snapshot) on every request, so reloads apply at once;
+// listen, timeouts, limits, the login TTL and the users file path need a
+// restart. Its admin pages (PAC file, block page,
 // "report a mistake") are mounted on the admin listener by startAdmin.
 func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
 	if cfg.Proxy.Listen == "" {
@@ -49,8 +50,7 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 		sink = &reports.LogSink{Log: s.log.With("part", "events")}
 	}
 	p, err := httpproxy.New(httpproxy.Options{
-		Config:   s.cfg.Load,
-		Engine:   s.engine.Load,
+		Engine:   s.engine.Load, // the config comes with it
 		Resolver: res,
 		Sink:     sink,
 		Registry: reg,

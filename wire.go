@@ -18,9 +18,11 @@ func newLists(cfg *config.Config, log *slog.Logger) (*bl.Manager, error) {
 	return bl.NewManager(cfg.ListsCacheDir(), sources, cfg.Location(), log), nil
 }
 
-// newLogger builds the structured logger the config asks for.
-func newLogger(cfg *config.Config, w *os.File) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+// newLogger builds the structured logger the config asks for, at level
+// (set from cfg here; a reload changes it).
+func newLogger(cfg *config.Config, w *os.File, level *slog.LevelVar) *slog.Logger {
+	level.Set(cfg.Log.SlogLevel())
+	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" { // normalised to lower case on load
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -51,9 +51,14 @@ type UpdateResult struct {
 	Err         error
 }
 
-// Manager owns the current Index: it loads every source, rebuilds and
-// swaps the index atomically when lists change, and runs scheduled
-// refreshes. Lookups go through Index(), which never blocks.
+// Manager loads every source into an Index, rebuilds it when lists change
+// and runs scheduled refreshes. It does not make an index live by itself:
+// every index it builds goes to its publisher (SetPublisher; SetSources
+// takes its own), which builds whatever is decided with it (Gatehouse's
+// policy engine) around it. Builds, refreshes, source changes and their
+// publishing are serialised by one lock, so an index built for old sources
+// can never be published after a source change. Index() returns the last
+// index published, for tools and metrics.
 type Manager struct {
 	// NoFetch makes Load use cached copies only (for offline tools).
 	NoFetch bool
@@ -65,14 +70,14 @@ type Manager struct {
 	fetcher *Fetcher
 	dir     string
 
-	mu      sync.Mutex // serialises builds, refreshes and source changes
+	mu      sync.Mutex // serialises builds, refreshes, source changes and publishing
 	sources []Source
 	state   map[string]listState
 	cron    *cron.Cron
 	loc     *time.Location
+	publish func(*Index) error // guarded by mu
 
 	current atomic.Pointer[Index]
-	onSwap  atomic.Pointer[func(*Index)]
 	status  statusBook // per-list outcomes (status.go)
 }
 
@@ -102,11 +107,20 @@ func NewManager(cacheDir string, sources []Source, loc *time.Location, log *slog
 // own HTTP client.
 func (m *Manager) Fetcher() *Fetcher { return m.fetcher }
 
-// Index returns the current index (nil before the first Load).
+// Index returns the last index published (nil before the first Load).
 func (m *Manager) Index() *Index { return m.current.Load() }
 
-// OnSwap sets a function called after every index swap.
-func (m *Manager) OnSwap(f func(*Index)) { m.onSwap.Store(&f) }
+// SetPublisher sets the function that makes a newly built index live
+// (Load, Rebuild, Update, scheduled refreshes and background downloads).
+// It runs under the manager's lock, once per build, in build order, so it
+// must not wait for anything that waits for the manager. If it returns an
+// error the index is dropped: the previous one and the recorded list
+// state stay. Without a publisher an index is only kept for Index().
+func (m *Manager) SetPublisher(f func(*Index) error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.publish = f
+}
 
 // Sources returns the configured sources.
 func (m *Manager) Sources() []Source {
@@ -135,11 +149,13 @@ func (m *Manager) Load(ctx context.Context) (*Index, error) {
 		}
 	}
 	if m.FetchInBackground && len(missing) > 0 {
-		ix, err := m.build(false)
+		ix, st, err := m.build(false)
+		if err == nil {
+			err = m.commit(ix, st, m.publish)
+		}
 		if err != nil {
 			return nil, err
 		}
-		m.swap(ix)
 		names := make([]string, len(missing))
 		for i, s := range missing {
 			names[i] = s.Name
@@ -157,11 +173,13 @@ func (m *Manager) Load(ctx context.Context) (*Index, error) {
 			m.log.Error("list download failed and no cached copy exists", "list", s.Name, "err", r.Err)
 		}
 	}
-	ix, err := m.build(false)
+	ix, st, err := m.build(false)
+	if err == nil {
+		err = m.commit(ix, st, m.publish)
+	}
 	if err != nil {
 		return nil, err
 	}
-	m.swap(ix)
 	return ix, nil
 }
 
@@ -171,27 +189,36 @@ func (m *Manager) Load(ctx context.Context) (*Index, error) {
 func (m *Manager) Rebuild() (*Index, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ix, err := m.build(true)
+	ix, st, err := m.build(true)
+	if err == nil {
+		err = m.commit(ix, st, m.publish)
+	}
 	if err != nil {
 		return m.current.Load(), err
 	}
-	m.swap(ix)
 	return ix, nil
 }
 
-// SetSources replaces the configured sources (on config reload) and
-// rebuilds. On failure the previous sources and index stay.
-func (m *Manager) SetSources(sources []Source) (*Index, error) {
+// SetSources replaces the configured sources (on config reload), builds an
+// index for them and hands it to publish (nil: the publisher), all under
+// the manager's lock. If the build or publish fails, the previous sources
+// and index stay.
+func (m *Manager) SetSources(sources []Source, publish func(*Index) error) (*Index, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if publish == nil {
+		publish = m.publish
+	}
 	old := m.sources
 	m.sources = sources
-	ix, err := m.build(true)
+	ix, st, err := m.build(true)
+	if err == nil {
+		err = m.commit(ix, st, publish)
+	}
 	if err != nil {
 		m.sources = old
 		return m.current.Load(), err
 	}
-	m.swap(ix)
 	if m.cron != nil {
 		m.scheduleLocked()
 	}
@@ -235,11 +262,13 @@ func (m *Manager) Update(ctx context.Context, names []string, progress func(name
 	if !changed && m.current.Load() != nil {
 		return results, nil
 	}
-	ix, err := m.build(m.current.Load() != nil)
+	ix, st, err := m.build(m.current.Load() != nil)
+	if err == nil {
+		err = m.commit(ix, st, m.publish)
+	}
 	if err != nil {
 		return results, err
 	}
-	m.swap(ix)
 	for i := range results {
 		if results[i].Err == nil {
 			results[i].Entries = m.state[results[i].Name].Entries
@@ -287,9 +316,10 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 	return r
 }
 
-// build loads the embedded lists and every source into a new index. With
-// strict set, a source that loaded before and fails now aborts the build.
-func (m *Manager) build(strict bool) (*Index, error) {
+// build loads the embedded lists and every source into a new index and
+// returns it with the list state and status it would record (see commit). With strict
+// set, a source that loaded before and fails now aborts the build.
+func (m *Manager) build(strict bool) (*Index, *built, error) {
 	start := time.Now()
 	hint := 0
 	for _, st := range m.state {
@@ -297,7 +327,7 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	}
 	b := NewBuilder(hint)
 	if err := addEmbedded(b); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var failed []string
 	newState := map[string]listState{}
@@ -330,23 +360,29 @@ func (m *Manager) build(strict bool) (*Index, error) {
 	}
 	if len(failed) > 0 {
 		m.status.refused(errs, time.Now())
-		return nil, fmt.Errorf("rebuild refused, keeping the running lists: %s", strings.Join(failed, "; "))
+		return nil, nil, fmt.Errorf("rebuild refused, keeping the running lists: %s", strings.Join(failed, "; "))
 	}
 	ix, err := b.Build()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m.state = newState
-	m.writeState()
 	names := make([]string, len(m.sources))
 	for i, s := range m.sources {
 		names[i] = s.Name
 	}
-	m.status.built(names, loaded, errs, time.Now())
+	bs := &built{state: newState, names: names, loaded: loaded, errs: errs}
 	st := ix.Stats()
 	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
 		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))
-	return ix, nil
+	return ix, bs, nil
+}
+
+// built is what a build would record once its index is published.
+type built struct {
+	state  map[string]listState
+	names  []string
+	loaded map[string]loadedList
+	errs   map[string]error
 }
 
 // loadSource adds one source's lists to b and returns its entry count.
@@ -418,15 +454,23 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
 	return total, nil
 }
 
-func (m *Manager) swap(ix *Index) {
-	m.current.Store(ix)
-	if f := m.onSwap.Load(); f != nil {
-		(*f)(ix)
+// commit publishes a built index (publish may be nil), then records it
+// and its list state. Called with m.mu held.
+func (m *Manager) commit(ix *Index, b *built, publish func(*Index) error) error {
+	if publish != nil {
+		if err := publish(ix); err != nil {
+			return fmt.Errorf("new lists not published, keeping the running ones: %w", err)
+		}
 	}
+	m.current.Store(ix)
+	m.state = b.state
+	m.writeState()
+	m.status.built(b.names, b.loaded, b.errs, time.Now())
 	// The builder's scratch maps are garbage now; hand the memory back so
 	// the resident size reflects the index, not the build (FreeOSMemory
 	// collects first).
 	debug.FreeOSMemory()
+	return nil
 }
 
 // Start runs scheduled refreshes until ctx ends.

@@ -283,3 +283,130 @@ func TestManagerFetchInBackground(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// listNames is the configured sources behind ix, in order (the embedded
+// lists left out).
+func listNames(ix *Index) string {
+	var names []string
+	for _, l := range ix.Lists() {
+		if l.Source != "" && !strings.HasPrefix(l.Source, "embedded") {
+			names = append(names, l.Name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// Every index goes through the publisher; one it refuses is dropped, and
+// a source change whose publish fails keeps the previous sources.
+func TestManagerPublisher(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"a.txt": "a.example\n", "b.txt": "b.example\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcA := Source{Name: "a", Path: filepath.Join(dir, "a.txt"), Category: Gambling}
+	srcB := Source{Name: "b", Path: filepath.Join(dir, "b.txt"), Category: Games}
+	m := NewManager(filepath.Join(dir, "cache"), []Source{srcA}, nil, nil)
+	var published []*Index
+	refuse := false
+	m.SetPublisher(func(ix *Index) error {
+		if refuse {
+			return fmt.Errorf("refused")
+		}
+		published = append(published, ix)
+		return nil
+	})
+	ix, err := m.Load(context.Background())
+	if err != nil || len(published) != 1 || published[0] != ix || m.Index() != ix {
+		t.Fatalf("Load: %v, %d published", err, len(published))
+	}
+	if _, err := m.Update(context.Background(), nil, nil); err != nil || len(published) != 2 || m.Index() != published[1] {
+		t.Fatalf("Update: %v, %d published", err, len(published))
+	}
+	refuse = true
+	if _, err := m.Rebuild(); err == nil || m.Index() != published[1] {
+		t.Fatalf("a refused index replaced the running one: %v", err)
+	}
+	// SetSources publishes through its own function, not the publisher.
+	var own *Index
+	if _, err := m.SetSources([]Source{srcA, srcB}, func(ix *Index) error { own = ix; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if own == nil || m.Index() != own || listNames(own) != "a,b" || len(published) != 2 {
+		t.Fatalf("SetSources published %v (%s); publisher called %d times", own, listNames(own), len(published))
+	}
+	if _, err := m.SetSources([]Source{srcB}, func(*Index) error { return fmt.Errorf("no") }); err == nil {
+		t.Fatal("SetSources ignored its publish error")
+	}
+	if m.Index() != own || len(m.Sources()) != 2 {
+		t.Fatalf("a failed SetSources changed the sources (%d) or the index", len(m.Sources()))
+	}
+}
+
+// A refresh that runs while the sources change never publishes an index
+// built for sources that are no longer configured: each publish sees the
+// sources of the last SetSources.
+func TestManagerRefreshNeverPublishesOldSources(t *testing.T) {
+	dir := t.TempDir()
+	var sets [3][]Source
+	for i, name := range []string{"x", "y", "z"} {
+		path := filepath.Join(dir, name+".txt")
+		if err := os.WriteFile(path, []byte(name+".example\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		src := Source{Name: name, Path: path, Category: Gambling}
+		sets[0] = append(sets[0], src)
+		sets[1] = append([]Source{src}, sets[1]...)
+		if i != 1 {
+			sets[2] = append(sets[2], src)
+		}
+	}
+	m := NewManager(filepath.Join(dir, "cache"), sets[0], nil, nil)
+	var want atomic.Pointer[string] // the names the configured sources give
+	names := func(ss []Source) *string {
+		var n []string
+		for _, s := range ss {
+			n = append(n, s.Name)
+		}
+		j := strings.Join(n, ",")
+		return &j
+	}
+	want.Store(names(sets[0]))
+	var bad atomic.Int64
+	m.SetPublisher(func(ix *Index) error {
+		if listNames(ix) != *want.Load() {
+			bad.Add(1)
+		}
+		return nil
+	})
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 30 {
+			if _, err := m.Update(context.Background(), nil, nil); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for i := range 30 {
+		ss := sets[i%3]
+		if _, err := m.SetSources(ss, func(ix *Index) error {
+			want.Store(names(ss))
+			if listNames(ix) != *want.Load() {
+				bad.Add(1)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Errorf("%d indexes published for sources other than the configured ones", n)
+	}
+}

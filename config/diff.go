@@ -10,22 +10,36 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
+// Change is one difference found by Diff: the path of the setting that
+// changed ("groups.students.block", "dns.rate_limit.qps") and the change in
+// plain words.
+type Change struct {
+	Path string
+	Text string
+}
+
+func (c Change) String() string { return c.Text }
+
 // Diff lists, in plain words, how the filtering rules in b differ from a:
 // groups, lists, category overrides and who may use Gatehouse. It is the
 // audit trail of a reload ("who changed the rules" is answered by the log
-// line's time and the file's owner). Listener and log changes are
-// included as one line each.
-func Diff(a, b *Config) []string {
-	var out []string
-	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+// line's time and the file's owner). The other sections (school, log,
+// database, dns, proxy, admin, reports) are compared setting by setting,
+// one line per changed setting, without values.
+func Diff(a, b *Config) []Change {
+	var out []Change
+	add := func(path, format string, args ...any) {
+		out = append(out, Change{Path: path, Text: path + ": " + fmt.Sprintf(format, args...)})
+	}
 
 	for _, name := range unionKeys(a.Groups, b.Groups) {
 		ga, gb := a.Groups[name], b.Groups[name]
+		at := "groups." + name
 		switch {
 		case ga == nil:
-			add("groups.%s: added (blocks %s)", name, orNone(gb.Block))
+			add(at, "added (blocks %s)", orNone(gb.Block))
 		case gb == nil:
-			add("groups.%s: removed", name)
+			add(at, "removed")
 		default:
 			diffStrings(&out, "groups."+name+".block", ga.Block, gb.Block)
 			diffStrings(&out, "groups."+name+".allow", ga.Allow, gb.Allow)
@@ -34,13 +48,13 @@ func Diff(a, b *Config) []string {
 			diffStrings(&out, "groups."+name+".deny_lists", ga.DenyLists, gb.DenyLists)
 			diffStrings(&out, "groups."+name+".networks", addrStrings(ga.Networks), addrStrings(gb.Networks))
 			if ga.SafeSearch != gb.SafeSearch {
-				add("groups.%s.safe_search: %s → %s", name, ga.SafeSearch, gb.SafeSearch)
+				add(at+".safe_search", "%s → %s", ga.SafeSearch, gb.SafeSearch)
 			}
 			if !reflect.DeepEqual(ga.Schedules, gb.Schedules) {
-				add("groups.%s.schedules: changed", name)
+				add(at+".schedules", "changed")
 			}
 			if !reflect.DeepEqual(ga.Extra(), gb.Extra()) {
-				add("groups.%s: other settings changed", name)
+				add(at, "other settings changed")
 			}
 		}
 	}
@@ -50,41 +64,83 @@ func Diff(a, b *Config) []string {
 		x, y := la[name], lb[name]
 		switch {
 		case x == nil:
-			add("lists.%s: added (%s)", name, describeList(y))
+			add("lists."+name, "added (%s)", describeList(y))
 		case y == nil:
-			add("lists.%s: removed", name)
+			add("lists."+name, "removed")
 		case !reflect.DeepEqual(x, y):
-			add("lists.%s: changed (%s)", name, describeList(y))
+			add("lists."+name, "changed (%s)", describeList(y))
 		}
+	}
+	if order(a.Lists, lb) != order(b.Lists, la) {
+		add("lists", "reordered")
 	}
 
 	for _, name := range unionKeys(a.Categories, b.Categories) {
 		if !reflect.DeepEqual(a.Categories[name], b.Categories[name]) {
-			add("categories.%s: override changed", name)
+			add("categories."+name, "override changed")
 		}
 	}
 	diffStrings(&out, "clients.allow", addrStrings(a.Clients.Allow), addrStrings(b.Clients.Allow))
 	if a.Clients.DefaultGroup != b.Clients.DefaultGroup {
-		add("clients.default_group: %s → %s", a.Clients.DefaultGroup, b.Clients.DefaultGroup)
+		add("clients.default_group", "%s → %s", a.Clients.DefaultGroup, b.Clients.DefaultGroup)
 	}
 	if !reflect.DeepEqual(a.Clients.Devices, b.Clients.Devices) {
-		add("clients.devices: changed")
+		add("clients.devices", "changed")
 	}
 	if !reflect.DeepEqual(a.Clients.Users, b.Clients.Users) {
-		add("clients.users: changed")
+		add("clients.users", "changed")
 	}
-	for _, sec := range []struct {
-		name string
-		x, y any
-	}{
-		{"school", a.School, b.School}, {"log", a.Log, b.Log}, {"database", a.Database, b.Database},
-		{"dns", a.DNS, b.DNS}, {"proxy", a.Proxy, b.Proxy}, {"admin", a.Admin, b.Admin}, {"reports", a.Reports, b.Reports},
-	} {
-		if !reflect.DeepEqual(sec.x, sec.y) {
-			add("%s: changed", sec.name)
+	// Every other section (school, log, database, dns, proxy, admin,
+	// reports and any added later), setting by setting.
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	for _, f := range reflect.VisibleFields(va.Type()) {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch name {
+		case "", "-", "groups", "lists", "categories", "clients":
+			continue
 		}
+		diffSettings(&out, name, va.FieldByIndex(f.Index), vb.FieldByIndex(f.Index))
 	}
 	return out
+}
+
+// diffSettings adds a "changed" line for each setting under path that
+// differs, walking into nested sections (structs) by their YAML names.
+// Values are not shown: some sections hold addresses of secrets.
+func diffSettings(out *[]Change, path string, x, y reflect.Value) {
+	if x.Kind() != reflect.Struct || x.Type().PkgPath() != configPkg {
+		if !reflect.DeepEqual(x.Interface(), y.Interface()) {
+			*out = append(*out, Change{Path: path, Text: path + ": changed"})
+		}
+		return
+	}
+	t := x.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		diffSettings(out, path+"."+name, x.Field(i), y.Field(i))
+	}
+}
+
+var configPkg = reflect.TypeFor[Change]().PkgPath()
+
+// order is the names of the lists in ls that other also has, in ls's order
+// (the order gives allow and deny lists their bits, so a reorder is worth
+// a line of its own).
+func order(ls []List, other map[string]*List) string {
+	var names []string
+	for i := range ls {
+		if other[ls[i].Name] != nil {
+			names = append(names, ls[i].Name)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // Extra returns a group's settings that Diff does not compare one by one,
@@ -108,7 +164,7 @@ func unionKeys[V any](a, b map[string]V) []string {
 	return keys
 }
 
-func diffStrings(out *[]string, path string, a, b []string) {
+func diffStrings(out *[]Change, path string, a, b []string) {
 	var added, removed []string
 	for _, s := range b {
 		if !slices.Contains(a, s) {
@@ -121,10 +177,10 @@ func diffStrings(out *[]string, path string, a, b []string) {
 		}
 	}
 	if len(added) > 0 {
-		*out = append(*out, fmt.Sprintf("%s: added %s", path, strings.Join(added, ", ")))
+		*out = append(*out, Change{Path: path, Text: fmt.Sprintf("%s: added %s", path, strings.Join(added, ", "))})
 	}
 	if len(removed) > 0 {
-		*out = append(*out, fmt.Sprintf("%s: removed %s", path, strings.Join(removed, ", ")))
+		*out = append(*out, Change{Path: path, Text: fmt.Sprintf("%s: removed %s", path, strings.Join(removed, ", "))})
 	}
 }
 

@@ -56,7 +56,7 @@ groups:
 	if _, err := m.Load(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	e, err := New(cfg, m)
+	e, err := New(cfg, m.Index())
 	if err != nil {
 		b.Fatal(err)
 	}

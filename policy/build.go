@@ -103,10 +103,13 @@ func Sources(cfg *config.Config) ([]bl.Source, error) {
 	return out, errors.Join(errs...)
 }
 
-// New builds an engine for cfg, reading blocklists from lists.
-func New(cfg *config.Config, lists Lists) (*Engine, error) {
+// New builds an engine for cfg around ix, an index built from cfg's lists
+// (Sources): the list bits of cfg's allow and deny lists must be the bits
+// of ix. ix may be nil to check cfg's groups before building an index.
+func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 	e := &Engine{
-		lists:     lists,
+		ix:        ix,
+		cfg:       cfg,
 		groups:    map[string]*group{},
 		devices:   map[netip.Addr]*device{},
 		users:     map[string]*user{},

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
 )
 
 // Action is what to do with a request.
@@ -104,16 +105,15 @@ func (d *Decision) EntryHash() string {
 	return bl.EntryHash(d.matched)
 }
 
-// Lists gives the engine the current blocklist index.
-type Lists interface {
-	Index() *bl.Index
-}
-
-// Engine makes decisions. It is immutable: a config reload builds a new
-// Engine. The blocklist index it reads can be swapped underneath at any
-// time.
+// Engine makes decisions. It is an immutable snapshot of everything a
+// decision reads: the config it was built from, the blocklist index built
+// from that config's lists, and the list-name ↔ bit map that ties the two
+// together. A reload or a list refresh builds a new Engine and publishes it
+// whole (one atomic pointer), so no request is ever decided by a new index
+// with an old engine or the reverse.
 type Engine struct {
-	lists        Lists
+	ix           *bl.Index
+	cfg          *config.Config
 	groups       map[string]*group
 	defaultGroup *group
 	nets         []netGroup // most specific first
@@ -213,7 +213,7 @@ func (e *Engine) identify(client netip.Addr, userName string) (Identity, *group)
 func (e *Engine) Decide(r Request) Decision {
 	id, g := e.identify(r.Client, r.User)
 	d := Decision{Identity: id}
-	ix := e.lists.Index()
+	ix := e.ix
 	var tr bl.Trace
 	cats := ix.LookupTrace(r.Host, &tr)
 	if r.Path != "" {
@@ -383,8 +383,13 @@ func (e *Engine) Groups() []string {
 	return out
 }
 
-// Lists returns the engine's blocklist source.
-func (e *Engine) Lists() Lists { return e.lists }
+// Index returns the blocklist index the engine decides with (nil when it
+// was built without one).
+func (e *Engine) Index() *bl.Index { return e.ix }
+
+// Config returns the config the engine was built from. A front door that
+// needs both reads them from one engine, so they always match.
+func (e *Engine) Config() *config.Config { return e.cfg }
 
 // BlockedCategories lists what a group blocks at t (for `check` and docs).
 func (e *Engine) BlockedCategories(groupName string, t time.Time) (bl.CategorySet, bool) {

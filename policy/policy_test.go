@@ -44,7 +44,7 @@ func setup(t testing.TB, cfgYAML string, files map[string]string) (*Engine, *bl.
 			t.Fatalf("list %s: %s", l.Name, l.Err)
 		}
 	}
-	e, err := New(cfg, m)
+	e, err := New(cfg, m.Index())
 	if err != nil {
 		t.Fatal(err)
 	}

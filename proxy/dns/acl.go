@@ -1,6 +1,9 @@
 package dns
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // acl is the client access list: only these networks are served, so
 // Gatehouse is never an open resolver.
@@ -14,4 +17,32 @@ func (a *acl) allowed(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// access is who may ask and how fast: the settings a reload changes on a
+// running server (SetAccess). Queries read it through one atomic pointer.
+type access struct {
+	acl        acl
+	rl         *rateLimiter
+	qps, burst int
+}
+
+// SetAccess replaces the client access list (empty = DefaultACL) and the
+// per-client rate limit (qps 0 = none) of a running server, as a config
+// reload asks: the next query is decided by them. The rate limiter keeps
+// its buckets when the limit is unchanged.
+func (s *Server) SetAccess(allow []netip.Prefix, qps, burst int) {
+	s.accessMu.Lock()
+	defer s.accessMu.Unlock()
+	if len(allow) == 0 {
+		allow = DefaultACL()
+	}
+	old := s.access.Load()
+	a := &access{acl: acl{slices.Clone(allow)}, qps: qps, burst: burst}
+	if old != nil && old.qps == qps && old.burst == burst {
+		a.rl = old.rl
+	} else {
+		a.rl = newRateLimiter(qps, burst, s.opts.Log)
+	}
+	s.access.Store(a)
 }

@@ -69,11 +69,12 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 	qr.q = r.Question[0]
 	qr.opt = r.IsEdns0()
 	qt := qtypeLabel(qr.q.Qtype)
-	if !s.acl.allowed(qr.client) {
+	ac := s.access.Load()
+	if !ac.acl.allowed(qr.client) {
 		s.rcode(&qr, mdns.RcodeRefused, qt, "refused", "")
 		return
 	}
-	if !s.rl.allow(qr.client, qr.now) {
+	if !ac.rl.allow(qr.client, qr.now) {
 		s.metrics.rateLimited.Inc()
 		s.rcode(&qr, mdns.RcodeRefused, qt, "ratelimited", "")
 		return

@@ -217,7 +217,7 @@ func testEngine(t testing.TB) *policy.Engine {
 	if _, err := m.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e, err := policy.New(cfg, m)
+	e, err := policy.New(cfg, m.Index())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,8 @@ type Options struct {
 	// Upstreams resolves allowed queries.
 	Upstreams *Upstreams
 
+	// ACL, RateQPS and RateBurst are the starting access settings;
+	// Server.SetAccess changes them on a running server.
 	ACL       []netip.Prefix // clients served; others get REFUSED. Empty = loopback + private ranges
 	RateQPS   int            // per client address; 0 = no limit
 	RateBurst int

@@ -16,8 +16,8 @@ import (
 // Server is the filtering resolver.
 type Server struct {
 	opts        Options
-	acl         acl
-	rl          *rateLimiter
+	access      atomic.Pointer[access] // ACL and rate limit (acl.go)
+	accessMu    sync.Mutex             // serialises SetAccess
 	cache       *cache
 	blockTmpls  atomic.Pointer[blockTemplates] // packed block answers without name
 	blockTmplMu sync.Mutex
@@ -52,8 +52,8 @@ func New(o Options) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("dns: unknown block response %q", o.BlockResponse)
 	}
-	s := &Server{opts: o, acl: acl{o.ACL}, ups: o.Upstreams}
-	s.rl = newRateLimiter(o.RateQPS, o.RateBurst, o.Log)
+	s := &Server{opts: o, ups: o.Upstreams}
+	s.SetAccess(o.ACL, o.RateQPS, o.RateBurst)
 	s.cache = newCache(o.Cache)
 	s.metrics = newMetrics(o.Registry, s.cache.len)
 	s.ups.metrics = s.metrics

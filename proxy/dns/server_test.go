@@ -645,3 +645,37 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// SetAccess changes the ACL and the rate limit of a running server: the
+// next query is decided by them (a config reload calls it).
+func TestSetAccess(t *testing.T) {
+	ts := startServer(t, nil)
+	q := func(src string) int {
+		return ask(t, "udp", ts.udp, src, "www.example.org", mdns.TypeA, false).Rcode
+	}
+	if rc := q("127.0.0.3"); rc != mdns.RcodeSuccess {
+		t.Fatalf("default ACL: %s", mdns.RcodeToString[rc])
+	}
+	ts.SetAccess([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, 0, 0)
+	if rc := q("127.0.0.3"); rc != mdns.RcodeRefused {
+		t.Fatalf("outside the new ACL: %s", mdns.RcodeToString[rc])
+	}
+	ts.SetAccess(nil, 50, 50) // the default ACL again, and a limit (the clock is frozen)
+	refused := 0
+	for range 80 {
+		if q("127.0.0.3") == mdns.RcodeRefused {
+			refused++
+		}
+	}
+	if refused < 20 {
+		t.Fatalf("refused %d of 80 under a new limit with burst 50", refused)
+	}
+	ts.SetAccess(nil, 50, 50) // unchanged limit: the client's empty bucket stays
+	if rc := q("127.0.0.3"); rc != mdns.RcodeRefused {
+		t.Fatalf("same limit set again: %s (bucket refilled)", mdns.RcodeToString[rc])
+	}
+	ts.SetAccess(nil, 0, 0)
+	if rc := q("127.0.0.3"); rc != mdns.RcodeSuccess {
+		t.Fatalf("limit removed: %s", mdns.RcodeToString[rc])
+	}
+}

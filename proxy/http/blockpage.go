@@ -235,14 +235,15 @@ func remoteIP(r *http.Request) netip.Addr {
 // dnsBlockPage explains a block to a browser the DNS resolver sent to the
 // block-page address: the request's Host is the blocked site.
 func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
-	cfg := s.o.Config()
+	eng := s.o.Engine()
+	cfg := eng.Config()
 	ip := remoteIP(r)
 	host, _ := splitHostPort(r.Host)
 	nh, _, err := normHost(host)
 	user := s.logins.UserFor(ip)
 	var dec policy.Decision
 	if err == nil && nh != "" {
-		dec = s.o.Engine().Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI()})
+		dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI()})
 	}
 	if dec.Action != policy.Block {
 		pd := pageData{School: cfg.School.Name, Message: "This is the school's web filter", Contact: cfg.Proxy.BlockPage.Contact}

@@ -234,7 +234,7 @@ groups:
 	if _, err := m.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := policy.New(cfg, m)
+	eng, err := policy.New(cfg, m.Index())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,14 +67,18 @@ type Resolver interface {
 
 // Options configures a Server.
 type Options struct {
-	// Config returns the current configuration. Listen address, timeouts,
-	// limits and the users file path are read once by New; block page
-	// wording, the school's name, which groups must log in, CONNECT rules,
-	// PAC and event settings are read per request, so a reload applies
-	// at once.
-	Config func() *config.Config
-	// Engine returns the current policy engine (swapped on reload).
+	// Engine returns the current policy engine (swapped on reload). A
+	// request reads its config from the same engine (Engine.Config), so
+	// the two always match.
 	Engine func() *policy.Engine
+	// Config returns the current configuration; nil (what serve passes)
+	// means Engine().Config(), and if set it must return the config the
+	// current engine was built from. Listen address, timeouts, limits,
+	// the login TTL and the users file path are read once by New; block
+	// page wording, the school's name, which groups must log in, CONNECT
+	// rules, PAC and event settings are read per request, so a reload
+	// applies at once.
+	Config func() *config.Config
 	// Resolver resolves upstream names (required).
 	Resolver Resolver
 	// Sink receives events; nil discards them.

@@ -79,8 +79,11 @@ type connKey struct{}
 
 // New builds a proxy from the current configuration.
 func New(o Options) (*Server, error) {
-	if o.Config == nil || o.Engine == nil {
-		return nil, errors.New("httpproxy: Config and Engine are required")
+	if o.Engine == nil {
+		return nil, errors.New("httpproxy: Engine is required")
+	}
+	if o.Config == nil {
+		o.Config = func() *config.Config { return o.Engine().Config() }
 	}
 	if o.Resolver == nil {
 		return nil, errors.New("httpproxy: a Resolver is required (Gatehouse's own resolver; never the system one)")
@@ -259,8 +262,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleReport(w, r, ip)
 		return
 	}
-	cfg := s.o.Config()
 	eng := s.o.Engine()
+	cfg := eng.Config() // one snapshot: the config this engine was built from
 	user, ok := s.authenticate(w, r, ip, eng, cfg)
 	if !ok {
 		return
@@ -435,7 +438,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	if d.Action != policy.Block {
 		if addr.IsValid() && !inPrefixes(pc.IPNetworks, addr) {
 			reason = "ip-literal"
-			if ix := eng.Lists().Index(); ix != nil {
+			if ix := eng.Index(); ix != nil {
 				if cats := ix.LookupIP(addr); cats != 0 {
 					c := worstOf(eng, cats)
 					d.Category, d.HasCategory = c, true
