@@ -226,7 +226,7 @@ func lowerASCII(c byte) byte {
 	return c
 }
 
-func appendCanonPath[T ~string | ~[]byte](dst []byte, raw T) []byte {
+func appendCanonPath(dst []byte, raw string) []byte {
 	end := len(raw)
 	query := -1
 	for i := 0; i < len(raw); i++ {

@@ -307,6 +307,9 @@ func (ix *Index) LookupURL(host, path string) CategorySet {
 	return set
 }
 
+// HasPrefixes reports whether the index holds IP prefixes.
+func (ix *Index) HasPrefixes() bool { return ix != nil && len(ix.ips) > 0 }
+
 // LookupIP returns the categories of the IP prefixes containing addr.
 func (ix *Index) LookupIP(addr netip.Addr) CategorySet {
 	if ix == nil || len(ix.ips) == 0 || !addr.IsValid() {

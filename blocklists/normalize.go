@@ -215,7 +215,7 @@ func appendURL(dst, s []byte, bareHost bool) ([]byte, error) {
 		}
 		return dst, nil
 	}
-	return appendCanonPath(dst, rest), nil
+	return appendCanonPath(dst, string(rest)), nil
 }
 
 const upperHex = "0123456789ABCDEF"
