@@ -60,9 +60,9 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // Request is one thing a client asks for.
 type Request struct {
 	Client netip.Addr
-	User   string    // authenticated user, if known
-	Host   string    // normalised host name (see blocklists.CanonicalHost); "" for an address alone
-	Path   string    // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
+	User   string     // authenticated user, if known
+	Host   string     // normalised host name (see blocklists.CanonicalHost); "" for an address alone
+	Path   string     // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
 	Addr   netip.Addr // the address asked for, if any: an IP-literal host, or an address in a DNS answer
 	Time   time.Time  // zero: now
 }
