@@ -99,9 +99,9 @@ func TestDecideIP(t *testing.T) {
 			t.Errorf("%s for %s: %s/%s list=%q entry=%q; want %s/%s list=%q entry=%q", tt.addr, tt.client,
 				d.Action, d.Reason, d.List, d.Entry, tt.action, tt.reason, tt.list, tt.entry)
 		}
-		got, blocked := e.DecideAddrs(Request{Client: tt.client, Time: lessonTime}, []netip.Addr{netip.MustParseAddr("192.0.2.1"), a})
-		if blocked != (tt.action == Block) || (blocked && got.Entry != tt.entry) {
-			t.Errorf("DecideAddrs(%s) for %s = %v %+v", tt.addr, tt.client, blocked, got)
+		got, i := e.DecideAddrs(Request{Client: tt.client, Time: lessonTime}, []netip.Addr{netip.MustParseAddr("192.0.2.1"), a})
+		if want := tt.action == Block; (i == 1) != want || (want && got.Entry != tt.entry) || (!want && i != -1) {
+			t.Errorf("DecideAddrs(%s) for %s = %d %+v", tt.addr, tt.client, i, got)
 		}
 	}
 	if !e.HasIPRules() {

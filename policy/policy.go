@@ -286,21 +286,22 @@ func (e *Engine) HasIPRules() bool {
 }
 
 // DecideAddrs decides the addresses of an answer for the client of r (its
-// Host and Path are ignored), each as Decide would with Request.Addr, and
-// returns the first block. It does not allocate.
-func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (Decision, bool) {
+// Host and Path are ignored), each as Decide would with Request.Addr. It
+// returns the first block and the index of its address, or -1. It does
+// not allocate.
+func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (Decision, int) {
 	ix := e.index()
 	if !e.ipDeny && !ix.HasPrefixes() {
-		return Decision{}, false
+		return Decision{}, -1
 	}
 	r.Host, r.Path = "", ""
-	for _, a := range addrs {
+	for i, a := range addrs {
 		r.Addr = a.Unmap()
 		if d := e.decide(r, "", ix); d.Action == Block {
-			return d, true
+			return d, i
 		}
 	}
-	return Decision{}, false
+	return Decision{}, -1
 }
 
 // ErrBlocked is what a BlockedError matches with errors.Is.
