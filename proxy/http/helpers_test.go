@@ -2,7 +2,9 @@ package httpproxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -30,6 +32,7 @@ import (
 type mapResolver struct {
 	mu      sync.Mutex
 	names   map[string][]netip.Addr
+	errs    map[string]error // answered with this error
 	lookups map[string]int
 }
 
@@ -37,6 +40,9 @@ func (m *mapResolver) LookupNetIP(_ context.Context, _ netip.Addr, host string) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lookups[host]++
+	if err, ok := m.errs[host]; ok {
+		return nil, err
+	}
 	if a, ok := m.names[host]; ok {
 		return a, nil
 	}
@@ -134,13 +140,15 @@ func newEnv(t testing.TB, eo envOpts) *env {
 	_, tport, _ := net.SplitHostPort(e.tlsOrig.Listener.Addr().String())
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	e.res = &mapResolver{names: map[string][]netip.Addr{
-		"site.test": lo, "games.test": lo, "example.com": lo, "adult.test": lo,
-	}, lookups: map[string]int{}}
+		"site.test": lo, "games.test": lo, "example.com": lo, "adult.test": lo, "abuse.test": lo,
+	}, errs: map[string]error{}, lookups: map[string]int{}}
 
 	files := map[string]string{
-		"adult.txt":  "adult.test\n",
-		"games.txt":  "games.test\n",
-		"gamble.txt": "site.test/casino\n",
+		"adult.txt":   "adult.test\n",
+		"games.txt":   "games.test\n",
+		"gamble.txt":  "site.test/casino\n",
+		"doh-ips.txt": "198.51.100.0/24\n2001:db8:d0::/48\n",
+		"iwf.txt":     hashHex("abuse.test/dir/page.html") + "\n",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(e.dir, name), []byte(body), 0o600); err != nil {
@@ -193,6 +201,14 @@ lists:
     path: {{dir}}/gamble.txt
     category: gambling
     format: urls
+  - name: doh-ips
+    path: {{dir}}/doh-ips.txt
+    category: doh
+    format: ips
+  - name: iwf
+    path: {{dir}}/iwf.txt
+    category: iwf
+    format: sha256
 groups:
   students:
     networks: [127.0.0.1/32]
@@ -252,6 +268,11 @@ groups:
 		}
 	})
 	return e
+}
+
+func hashHex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 // originURL is the plain origin's URL under a name.

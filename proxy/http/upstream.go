@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
 // upstream is the pool of idle connections to sites.
@@ -83,6 +85,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) 
 	r.RequestURI = ""
 	resp, err := s.up.roundTrip(r, info)
 	if err != nil {
+		var be *policy.BlockedError
+		if errors.As(err, &be) {
+			s.lookupBlocked(w, r, info, be)
+			return
+		}
 		status, msg := upstreamError(err)
 		s.metrics.upstreamErrors.Inc()
 		h := w.Header()
