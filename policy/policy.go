@@ -206,9 +206,10 @@ func (e *Engine) index() *bl.Index { return e.lists.Index() }
 // (blocklists.AppendCanonicalPath) and an address in r.Addr against the IP
 // lists, all in the one decision order. It does not allocate (a path over
 // about 680 bytes is the exception).
-func (e *Engine) Decide(r Request) Decision {
+func (e *Engine) Decide(r Request) (d Decision) {
 	if r.Path == "" {
-		return e.decide(r, "", e.index())
+		e.decide(&d, &r, "", e.index())
+		return d
 	}
 	// Canonicalise on the stack; the string lives only during decide.
 	var buf [2048]byte
@@ -219,14 +220,15 @@ func (e *Engine) Decide(r Request) Decision {
 		b = bl.AppendCanonicalPath(nil, r.Path)
 	}
 	r.Path = ""
-	return e.decide(r, unsafe.String(unsafe.SliceData(b), len(b)), e.index())
+	e.decide(&d, &r, unsafe.String(unsafe.SliceData(b), len(b)), e.index())
+	return d
 }
 
-// decide is Decide with the canonical path apart from r (whose strings
-// may end up in the decision; path's never do).
-func (e *Engine) decide(r Request, path string, ix *bl.Index) Decision {
+// decide is Decide into d (zero on entry) with the canonical path apart
+// from r (whose strings may end up in the decision; path's never do).
+func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	id, g := e.identify(r.Client, r.User)
-	d := Decision{Identity: id}
+	d.Identity = id
 	var tr bl.Trace
 	cats := ix.LookupTrace(r.Host, &tr)
 	if path != "" {
@@ -239,43 +241,42 @@ func (e *Engine) decide(r Request, path string, ix *bl.Index) Decision {
 	d.Matched = cats & blockable
 
 	if rc := cats & bl.Restricted; rc != 0 {
-		e.block(&d, ix, &tr, r, path, ReasonRestricted, rc)
-		return d
+		e.block(d, ix, &tr, *r, path, ReasonRestricted, rc)
+		return
 	}
 	if cats&g.denyBits != 0 || g.deny.Lookup(r.Host) != 0 || (path != "" && g.deny.LookupURL(r.Host, path) != 0) ||
 		(ip && g.deny.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Block, ReasonGroupDeny
-		e.explainList(&d, ix, &tr, g.deny, r, path, cats&g.denyBits)
+		e.explainList(d, ix, &tr, g.deny, *r, path, cats&g.denyBits)
 		if d.Matched != 0 {
 			c := e.worst(d.Matched)
 			d.Category, d.HasCategory = c, true
-			e.classify(&d, c)
+			e.classify(d, c)
 		} else {
 			d.Severity, d.Route = bl.SeverityLow, bl.RouteDSL
 		}
-		return d
+		return
 	}
 	if cats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (path != "" && g.allow.LookupURL(r.Host, path) != 0) ||
 		(ip && g.allow.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Allow, ReasonGroupAllow
-		e.explainList(&d, ix, &tr, g.allow, r, path, cats&g.allowBits)
-		return d
+		e.explainList(d, ix, &tr, g.allow, *r, path, cats&g.allowBits)
+		return
 	}
 	if bc := cats & (g.blockedAt(e.minute(r.Time)) | alwaysBlocked) & blockable; bc != 0 {
 		reason := ReasonCategory
 		if bc&g.always == 0 && bc&bl.SetOf(bl.Canary) != 0 {
 			reason = ReasonAlways
 		}
-		e.block(&d, ix, &tr, r, path, reason, bc)
-		return d
+		e.block(d, ix, &tr, *r, path, reason, bc)
+		return
 	}
 	if cats.Has(bl.SearchEngine) {
 		if t := SafeSearchTarget(r.Host, g.safeSearch); t != "" {
 			d.Action, d.Reason, d.Rewrite = Rewrite, ReasonSafeSearch, t
-			return d
+			return
 		}
 	}
-	return d
 }
 
 // HasIPRules reports whether any address can be blocked: the lists hold
@@ -297,7 +298,8 @@ func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (Decision, int) {
 	r.Host, r.Path = "", ""
 	for i, a := range addrs {
 		r.Addr = a.Unmap()
-		if d := e.decide(r, "", ix); d.Action == Block {
+		var d Decision
+		if e.decide(&d, &r, "", ix); d.Action == Block {
 			return d, i
 		}
 	}
