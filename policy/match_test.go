@@ -107,9 +107,15 @@ func TestDecideIP(t *testing.T) {
 	if !e.HasIPRules() {
 		t.Error("HasIPRules = false with an ips list loaded")
 	}
+	if d := e.Decide(Request{Client: student, Host: "resolver.example", Time: lessonTime}); !d.CheckAddrs() {
+		t.Error("CheckAddrs = false for a name with IP lists loaded")
+	}
+	if d := e.Decide(Request{Client: student, Host: "games.example", Time: lessonTime}); d.Reason != ReasonGroupAllow || d.CheckAddrs() {
+		t.Errorf("CheckAddrs = true for a name the group allows (%s)", d.Reason)
+	}
 	plain, _ := setup(t, testConfig, testFiles)
-	if plain.HasIPRules() {
-		t.Error("HasIPRules = true without IP lists")
+	if plain.HasIPRules() || plain.Decide(Request{Client: student, Host: "resolver.example"}).CheckAddrs() {
+		t.Error("HasIPRules or CheckAddrs true without IP lists")
 	}
 }
 

@@ -91,7 +91,14 @@ type Decision struct {
 	Probe       bool   // an automatic probe (DNS canary), not a person's action
 	Rewrite     string // safe-search target host
 	Identity
+	addrRules bool // the lists deciding had IP rules (see CheckAddrs)
 }
+
+// CheckAddrs reports whether the addresses a name resolves to can change
+// its decision: IP rules were loaded when it was made, and the name is not
+// on the group's allow list. The DNS resolver asks it before looking at
+// the addresses in an answer (DecideAddrs).
+func (d Decision) CheckAddrs() bool { return d.addrRules && d.Reason != ReasonGroupAllow }
 
 // Lists gives the engine the current blocklist index.
 type Lists interface {
@@ -229,6 +236,7 @@ func (e *Engine) Decide(r Request) (d Decision) {
 func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	id, g := e.identify(r.Client, r.User)
 	d.Identity = id
+	d.addrRules = e.ipDeny || ix.HasPrefixes()
 	var tr bl.Trace
 	cats := ix.LookupTrace(r.Host, &tr)
 	if path != "" {

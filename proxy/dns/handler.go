@@ -199,7 +199,7 @@ func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt strin
 			}
 		}
 	}
-	if !e.addrs || d.Reason == policy.ReasonGroupAllow || !qr.eng.HasIPRules() {
+	if !e.addrs || !d.CheckAddrs() {
 		return false
 	}
 	if bd, ok := addrsBlocked(qr.eng, policy.Request{Client: qr.client, User: qr.user, Time: qr.now}, e); ok {
