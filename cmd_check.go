@@ -91,7 +91,10 @@ func (c *cli) check(args []string) int {
 		return c.printRefused(checkResult{Input: pos[0], Host: host, Path: path, Client: addr.String(), Action: "refused",
 			Reason: "acl", At: when.In(cfg.Location()), Matched: []string{}}, *asJSON)
 	}
-	d := eng.Decide(policy.Request{Client: addr, User: *user, Host: host, Path: path, Time: when})
+	// An IP-literal host is decided as an address too (IP lists), as the
+	// proxy does.
+	hostAddr, _ := netip.ParseAddr(host)
+	d := eng.Decide(policy.Request{Client: addr, User: *user, Host: host, Path: path, Addr: hostAddr, Time: when})
 	r := checkResult{
 		Input: pos[0], Host: host, Path: path, Client: d.Client.String(), Device: d.Device, User: d.User, Group: d.Group,
 		Action: d.Action.String(), Reason: d.Reason.String(), List: d.List, Entry: d.Entry, Bypass: d.Bypass, Probe: d.Probe,
@@ -234,7 +237,9 @@ func explainReason(d policy.Decision) string {
 	return "not on any list that group " + d.Group + " blocks"
 }
 
-// splitTarget reads a name or URL into a normalised host and path.
+// splitTarget reads a name or URL into a normalised host (an IP address in
+// any spelling a browser accepts comes back in its usual form) and its
+// path in the canonical form URL lists are matched in.
 func splitTarget(s string) (host, path string, err error) {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "://") || strings.Contains(s, "/") {

@@ -149,14 +149,16 @@ groups:
 		t.Fatalf("allowed GET through the proxy: %d %q", resp.StatusCode, body)
 	}
 	// Resolved through the DNS front door, whose CNAME-chain check refuses a
-	// name that points at a blocked one (a plain upstream lookup would not).
+	// name that points at a blocked one (a plain upstream lookup would not):
+	// the proxy answers with its block page and records the event.
 	resp, err = hc.Get("http://origin-cdn.example:" + port + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode == 200 {
-		t.Fatal("a name whose CNAME target is blocked was fetched through the proxy")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "Test School") || !strings.Contains(string(body), "origin-cdn.example") {
+		t.Fatalf("a name whose CNAME target is blocked, through the proxy: %d %.200s", resp.StatusCode, body)
 	}
 	resp, err = hc.Get("http://origin.porn.example:" + port + "/video")
 	if err != nil {
@@ -191,7 +193,7 @@ groups:
 
 	code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--csv")
 	if code != 0 || !strings.Contains(out, "www.porn.example") || !strings.Contains(out, "nordvpn.com") || strings.Contains(out, "bbc.example") ||
-		!strings.Contains(out, "origin.porn.example") {
+		!strings.Contains(out, "origin.porn.example") || !strings.Contains(out, "origin-cdn.example") {
 		t.Fatalf("events --csv: %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, "incidents", "--config", path, "--since", "1h", "--json")
@@ -207,8 +209,8 @@ groups:
 			}
 		}
 	}
-	if attempts != 4 { // three DNS queries and one proxy request
-		t.Errorf("pornography incident counts %d attempts, want 4:\n%s", attempts, out)
+	if attempts != 5 { // three DNS queries and two proxy requests (one through a CNAME)
+		t.Errorf("pornography incident counts %d attempts, want 5:\n%s", attempts, out)
 	}
 	html := filepath.Join(dir, "digest.html")
 	code, out, errs = runCLI(t, "report", "preview", "--config", path, "--schedule", "daily", "--out", html)

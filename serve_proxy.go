@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
 	"github.com/gatehouse-filter/gatehouse/reports"
@@ -43,7 +44,7 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 	// Once the DNS front door runs, names go through it (its cache, forward
 	// zones, DoT upstreams and CNAME-chain policy), so the proxy and DNS
 	// cannot disagree; until then, and without it, straight to the upstreams.
-	res := &proxyResolver{direct: direct}
+	res := &proxyResolver{direct: direct, engine: s.engine.Load}
 	s.proxyResolver = res
 	sink := s.reportSink() // the breach store (serve_reports.go)
 	if sink == nil {
@@ -59,6 +60,7 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
+	res.user = p.Logins().UserFor
 	ln, err := net.Listen("tcp", cfg.Proxy.Listen)
 	if err != nil {
 		return fmt.Errorf("proxy listener: %w", err)
@@ -78,17 +80,40 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 }
 
 // proxyResolver resolves the proxy's upstream names through the DNS front
-// door when it is running, else directly through the upstreams.
+// door when it is running (which checks CNAME targets and addresses), else
+// directly through the upstreams, checking the addresses against the IP
+// lists itself. A refusal is a *policy.BlockedError, which the proxy
+// answers as a block of the site.
 type proxyResolver struct {
 	dns    atomic.Pointer[dnsproxy.Server]
 	direct httpproxy.Resolver
+	engine func() *policy.Engine
+	user   func(netip.Addr) string // the user logged in from a client, if known
 }
 
 func (r *proxyResolver) LookupNetIP(ctx context.Context, client netip.Addr, host string) ([]netip.Addr, error) {
 	if d := r.dns.Load(); d != nil {
 		return d.LookupNetIP(ctx, client, host)
 	}
-	return r.direct.LookupNetIP(ctx, client, host)
+	addrs, err := r.direct.LookupNetIP(ctx, client, host)
+	if err != nil || r.engine == nil {
+		return addrs, err
+	}
+	eng := r.engine()
+	if eng == nil || !eng.HasIPRules() {
+		return addrs, nil
+	}
+	req := policy.Request{Client: client}
+	if r.user != nil {
+		req.User = r.user(client)
+	}
+	if d := eng.Decide(policy.Request{Client: client, User: req.User, Host: host}); d.Reason == policy.ReasonGroupAllow {
+		return addrs, nil // the group allows the name itself
+	}
+	if d, i := eng.DecideAddrs(req, addrs); i >= 0 {
+		return nil, &policy.BlockedError{Name: host, Addr: addrs[i].Unmap(), Decision: d}
+	}
+	return addrs, nil
 }
 
 // stopProxy stops accepting, lets requests in flight finish and flushes

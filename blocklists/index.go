@@ -234,8 +234,17 @@ func (ix *Index) hashedName(host string) CategorySet {
 }
 
 // hashedURL checks every host/path prefix (ending before a '/' or '?',
-// or the whole path) against the hashed entries.
+// or the whole path) against the hashed entries, for the host as asked and
+// without a leading "www." (list publishers hash either).
 func (ix *Index) hashedURL(host, path string) CategorySet {
+	set := ix.hashedPrefixes(host, path)
+	if h := trimWWW(host); len(h) != len(host) {
+		set |= ix.hashedPrefixes(h, path)
+	}
+	return set
+}
+
+func (ix *Index) hashedPrefixes(host, path string) CategorySet {
 	var set CategorySet
 	var buf [512]byte
 	for j := 1; j <= len(path); j++ {
@@ -249,9 +258,27 @@ func (ix *Index) hashedURL(host, path string) CategorySet {
 	return set
 }
 
+// trimWWW is stripWWW for a string, without copying.
+func trimWWW(name string) string {
+	if len(name) < 4 || name[0] != 'w' || name[1] != 'w' || name[2] != 'w' {
+		return name
+	}
+	i := 3
+	for i < len(name) && name[i] >= '0' && name[i] <= '9' {
+		i++
+	}
+	if i >= len(name) || name[i] != '.' || strings.IndexByte(name[i+1:], '.') < 0 {
+		return name
+	}
+	return name[i+1:]
+}
+
 // LookupURL returns the categories of a URL given as normalised host and
-// path ("/a/b?q"): URL-list rules whose host is the host or a parent and
-// whose path is a prefix of path, plus hashed URL entries.
+// canonical path ("/a/b?q", see AppendCanonicalPath; policy.Engine.Decide
+// makes it): URL-list rules whose host is the host or a parent and whose
+// path is a prefix of path, plus hashed URL entries (the SHA-256 of
+// host/path for every prefix of path ending before a '/' or '?', and of
+// the whole, with and without a leading "www."). It does not allocate.
 func (ix *Index) LookupURL(host, path string) CategorySet {
 	if ix == nil {
 		return 0
@@ -280,6 +307,9 @@ func (ix *Index) LookupURL(host, path string) CategorySet {
 	}
 	return set
 }
+
+// HasPrefixes reports whether the index holds IP prefixes.
+func (ix *Index) HasPrefixes() bool { return ix != nil && len(ix.ips) > 0 }
 
 // LookupIP returns the categories of the IP prefixes containing addr.
 func (ix *Index) LookupIP(addr netip.Addr) CategorySet {

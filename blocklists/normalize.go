@@ -174,15 +174,14 @@ func NormalizeHost(s string) (string, error) {
 	return string(b), nil
 }
 
-// NormalizeURL reduces a URL to the "host/path?query" form used by URL lists
-// and for matching requests against them, e.g.
-// "http://user@WWW.Example.com:80/a/b?x#top" becomes "example.com/a/b?x".
-// It drops the scheme, user information, port (any port: an entry names a
-// site, not a service), fragment and a leading "www." (or "www2." and so on,
-// as squidGuard does, when a registrable name remains). The host is
-// normalised as by NormalizeHost; path and query are kept as they are,
-// except that spaces, control characters and non-ASCII bytes are
-// percent-encoded as browsers send them. A URL without a path gets "/".
+// NormalizeURL reduces a URL to the canonical "host/path?query" form used
+// by URL lists and for matching requests against them (see canonical.go),
+// e.g. "http://user@WWW.Example.com:80/a/./B%41?x#top" becomes
+// "example.com/a/ba?x". It drops the scheme, user information, port (any
+// port: an entry names a site, not a service), fragment and a leading
+// "www." (or "www2." and so on, as squidGuard does, when a registrable name
+// remains). The host is normalised as by NormalizeHost. A URL without a
+// path gets "/".
 func NormalizeURL(s string) (hostPath string, err error) {
 	b, err := appendURL(nil, []byte(s), false)
 	if err != nil {
@@ -204,7 +203,7 @@ func appendURL(dst, s []byte, bareHost bool) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	if !v6 {
+	if !v6 && !isIPv4Text(dst) {
 		dst = stripWWW(dst)
 	}
 	if i := bytes.IndexByte(rest, '#'); i >= 0 {
@@ -216,17 +215,7 @@ func appendURL(dst, s []byte, bareHost bool) ([]byte, error) {
 		}
 		return dst, nil
 	}
-	if rest[0] == '?' {
-		dst = append(dst, '/')
-	}
-	for _, c := range rest {
-		if c <= ' ' || c >= 0x7f {
-			dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
-			continue
-		}
-		dst = append(dst, c)
-	}
-	return dst, nil
+	return appendCanonPath(dst, string(rest)), nil
 }
 
 const upperHex = "0123456789ABCDEF"
@@ -241,7 +230,7 @@ func splitURL(s []byte) (host []byte, v6 bool, rest []byte, err error) {
 	}
 	end := len(s)
 	for i, c := range s {
-		if c == '/' || c == '?' || c == '#' {
+		if c == '/' || c == '?' || c == '#' || c == '\\' {
 			end = i
 			break
 		}
@@ -300,16 +289,35 @@ func allDigits(b []byte) bool {
 }
 
 // appendHost writes a normalised host to dst[:0]: an IPv6 literal in
-// canonical form, or a name checked by NormalizeDomain.
+// canonical form (IPv4-mapped addresses as IPv4), an IPv4 address in any
+// form the URL standard accepts as dotted decimal, or a name checked by
+// NormalizeDomain.
 func appendHost(dst, host []byte, v6 bool) ([]byte, error) {
 	if !v6 {
+		if a, v4, err := ParseURLIPv4(string(host)); v4 {
+			if err != nil {
+				return dst[:0], err
+			}
+			return a.AppendTo(dst[:0]), nil
+		}
 		return NormalizeDomain(dst, host)
 	}
 	a, err := netip.ParseAddr(string(host))
 	if err != nil || !a.Is6() || a.Zone() != "" {
 		return dst[:0], errBadIPv6
 	}
-	return a.AppendTo(dst[:0]), nil
+	return a.Unmap().AppendTo(dst[:0]), nil
+}
+
+// isIPv4Text reports whether b is a dotted-decimal IPv4 address as
+// appendHost writes it.
+func isIPv4Text(b []byte) bool {
+	for _, c := range b {
+		if c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // stripWWW removes a leading "www." or "www<digits>." when at least two

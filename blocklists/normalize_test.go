@@ -112,7 +112,7 @@ func TestNormalizeHost(t *testing.T) {
 func TestNormalizeURL(t *testing.T) {
 	tests := []struct{ in, want, err string }{
 		{in: "http://WWW.Example.com:80/a/b?x", want: "example.com/a/b?x"},
-		{in: "https://user:pw@www.example.com:443/A/B?Q=1#frag", want: "example.com/A/B?Q=1"},
+		{in: "https://user:pw@www.example.com:443/A/B?Q=1#frag", want: "example.com/a/b?q=1"},
 		{in: "example.com/a", want: "example.com/a"},
 		{in: "www.example.com/a", want: "example.com/a"},
 		{in: "www2.example.com/a", want: "example.com/a"},
@@ -125,7 +125,11 @@ func TestNormalizeURL(t *testing.T) {
 		{in: "example.com:8080/x", want: "example.com/x"},
 		{in: "http://bücher.de/straße", want: "xn--bcher-kva.de/stra%C3%9Fe"},
 		{in: "http://example.com/a b", want: "example.com/a%20b"},
-		{in: "http://example.com//x//y", want: "example.com//x//y"},
+		{in: "http://example.com//x//y", want: "example.com/x/y"},
+		{in: "http://example.com/a/../B%2Fc/./d", want: "example.com/b/c/d"},
+		{in: "http://3232235777/x", want: "192.168.1.1/x"},
+		{in: "http://[::ffff:192.168.1.1]/x", want: "192.168.1.1/x"},
+		{in: "http://evil.example\\@good.example/", want: "evil.example/@good.example/"},
 		{in: "http://[2001:db8::1]:8080/x", want: "2001:db8::1/x"},
 		{in: "HTTP://Example.com/", want: "example.com/"},
 		{in: "ftp://files.example.com/pub", want: "files.example.com/pub"},

@@ -159,6 +159,7 @@ func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 			continue
 		}
 		e.groups[name] = g
+		e.ipDeny = e.ipDeny || g.deny.HasPrefixes()
 		for _, p := range cfg.Groups[name].Networks {
 			e.nets = append(e.nets, netGroup{p.Masked(), g})
 		}
@@ -249,7 +250,9 @@ func buildGroup(name string, cg *config.Group, lbits map[string]bl.Category) (*g
 }
 
 // inlineIndex indexes a group's own allow or deny entries: domains (which
-// cover their subdomains; "*." is accepted) and host/path URL prefixes.
+// cover their subdomains; "*." is accepted), host/path URL prefixes, and
+// IP addresses and CIDR prefixes (an address also as a host name, for
+// URLs that name it).
 func inlineIndex(name string, entries []string) (*bl.Index, error) {
 	if len(entries) == 0 {
 		return nil, nil
@@ -262,6 +265,13 @@ func inlineIndex(name string, entries []string) (*bl.Index, error) {
 	var errs []error
 	for _, raw := range entries {
 		e := strings.TrimPrefix(strings.TrimSpace(raw), "*.")
+		if p, err := netip.ParsePrefix(e); err == nil {
+			sink.Prefix(p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(e); err == nil && a.Zone() == "" {
+			sink.Prefix(netip.PrefixFrom(a, a.BitLen()))
+		}
 		if strings.Contains(e, "/") {
 			u, err := bl.NormalizeURL(e)
 			if err != nil {

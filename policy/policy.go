@@ -8,9 +8,11 @@
 package policy
 
 import (
+	"errors"
 	"net/netip"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -59,10 +61,11 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // Request is one thing a client asks for.
 type Request struct {
 	Client netip.Addr
-	User   string    // authenticated user, if known
-	Host   string    // normalised host name (see blocklists.NormalizeDomain)
-	Path   string    // URL path and query ("/a?b") when the proxy sees it
-	Time   time.Time // zero: now
+	User   string     // authenticated user, if known
+	Host   string     // normalised host name (see blocklists.CanonicalHost); "" for an address alone
+	Path   string     // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
+	Addr   netip.Addr // the address asked for, if any: an IP-literal host, or an address in a DNS answer
+	Time   time.Time  // zero: now
 }
 
 // Identity is who is asking.
@@ -92,6 +95,7 @@ type Decision struct {
 	Probe      bool   // an automatic probe (DNS canary), not a person's action
 	Rewrite    string // safe-search target host
 	Identity
+	addrRules bool // the lists deciding had IP rules (see CheckAddrs)
 }
 
 // EntryHash is, for a restricted-tier block, what the record keeps
@@ -104,6 +108,12 @@ func (d *Decision) EntryHash() string {
 	}
 	return bl.EntryHash(d.matched)
 }
+
+// CheckAddrs reports whether the addresses a name resolves to can change
+// its decision: IP rules were loaded when it was made, and the name is not
+// on the group's allow list. The DNS resolver asks it before looking at
+// the addresses in an answer (DecideAddrs).
+func (d Decision) CheckAddrs() bool { return d.addrRules && d.Reason != ReasonGroupAllow }
 
 // Engine makes decisions. It is an immutable snapshot of everything a
 // decision reads: the config it was built from, the blocklist index built
@@ -124,6 +134,7 @@ type Engine struct {
 	route        [64]bl.Route
 	kind         [64]bl.Kind
 	listNames    map[bl.Category]string // list bit → list name
+	ipDeny       bool                   // some group's inline deny list has addresses
 	clock        atomic.Pointer[clockState]
 }
 
@@ -209,64 +220,153 @@ func (e *Engine) identify(client netip.Addr, userName string) (Identity, *group)
 	return id, g
 }
 
-// Decide answers a request. It does not allocate.
-func (e *Engine) Decide(r Request) Decision {
+// index is the blocklist index a decision reads: every decision takes it
+// here, once.
+func (e *Engine) index() *bl.Index { return e.ix }
+
+// Decide answers a request. The URL path is matched in its canonical form
+// (blocklists.AppendCanonicalPath) and an address in r.Addr against the IP
+// lists, all in the one decision order. It does not allocate (a path over
+// about 680 bytes is the exception).
+func (e *Engine) Decide(r Request) (d Decision) {
+	if r.Path == "" {
+		e.decide(&d, &r, "", e.index())
+		return d
+	}
+	// Canonicalise on the stack; the string lives only during decide.
+	var buf [2048]byte
+	var b []byte
+	if 3*len(r.Path)+1 <= len(buf) {
+		b = bl.AppendCanonicalPath(buf[:0], r.Path)
+	} else {
+		b = bl.AppendCanonicalPath(nil, r.Path)
+	}
+	r.Path = ""
+	e.decide(&d, &r, unsafe.String(unsafe.SliceData(b), len(b)), e.index())
+	return d
+}
+
+// decide is Decide into d (zero on entry) with the canonical path apart
+// from r (whose strings may end up in the decision; path's never do).
+func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	id, g := e.identify(r.Client, r.User)
-	d := Decision{Identity: id}
-	ix := e.ix
+	d.Identity = id
+	d.addrRules = e.ipDeny || ix.HasPrefixes()
 	var tr bl.Trace
 	cats := ix.LookupTrace(r.Host, &tr)
-	if r.Path != "" {
-		cats |= ix.LookupURL(r.Host, r.Path)
+	if path != "" {
+		cats |= ix.LookupURL(r.Host, path)
+	}
+	ip := r.Addr.IsValid()
+	if ip {
+		cats |= ix.LookupIP(r.Addr)
 	}
 	d.Matched = cats & blockable
 
 	if rc := cats & bl.Restricted; rc != 0 {
-		e.block(&d, ix, &tr, r, ReasonRestricted, rc)
-		return d
+		e.block(d, ix, &tr, *r, path, ReasonRestricted, rc)
+		return
 	}
-	if cats&g.denyBits != 0 || g.deny.Lookup(r.Host) != 0 || (r.Path != "" && g.deny.LookupURL(r.Host, r.Path) != 0) {
+	if cats&g.denyBits != 0 || g.deny.Lookup(r.Host) != 0 || (path != "" && g.deny.LookupURL(r.Host, path) != 0) ||
+		(ip && g.deny.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Block, ReasonGroupDeny
-		e.explainList(&d, ix, &tr, g.deny, r, cats&g.denyBits)
+		e.explainList(d, ix, &tr, g.deny, *r, path, cats&g.denyBits)
 		if d.Matched != 0 {
 			c := e.worst(d.Matched)
 			d.Category, d.HasCategory = c, true
-			e.classify(&d, c)
+			e.classify(d, c)
 		} else {
 			d.Severity, d.Route = bl.SeverityLow, bl.RouteDSL
 		}
-		return d
+		return
 	}
-	if cats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (r.Path != "" && g.allow.LookupURL(r.Host, r.Path) != 0) {
+	if cats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (path != "" && g.allow.LookupURL(r.Host, path) != 0) ||
+		(ip && g.allow.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Allow, ReasonGroupAllow
-		e.explainList(&d, ix, &tr, g.allow, r, cats&g.allowBits)
-		return d
+		e.explainList(d, ix, &tr, g.allow, *r, path, cats&g.allowBits)
+		return
 	}
 	if bc := cats & (g.blockedAt(e.minute(r.Time)) | alwaysBlocked) & blockable; bc != 0 {
 		reason := ReasonCategory
 		if bc&g.always == 0 && bc&bl.SetOf(bl.Canary) != 0 {
 			reason = ReasonAlways
 		}
-		e.block(&d, ix, &tr, r, reason, bc)
-		return d
+		e.block(d, ix, &tr, *r, path, reason, bc)
+		return
 	}
 	if cats.Has(bl.SearchEngine) {
 		if t := SafeSearchTarget(r.Host, g.safeSearch); t != "" {
 			d.Action, d.Reason, d.Rewrite = Rewrite, ReasonSafeSearch, t
-			return d
+			return
 		}
 	}
-	return d
 }
 
+// HasIPRules reports whether any address can be blocked: the lists hold
+// IP prefixes or a group denies addresses. The DNS resolver asks it before
+// looking at the addresses in an answer.
+func (e *Engine) HasIPRules() bool {
+	return e.ipDeny || e.index().HasPrefixes()
+}
+
+// DecideAddrs decides the addresses of an answer for the client of r (its
+// Host and Path are ignored), each as Decide would with Request.Addr. It
+// returns the first block and the index of its address, or -1. It does
+// not allocate.
+func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (Decision, int) {
+	ix := e.index()
+	if !e.ipDeny && !ix.HasPrefixes() {
+		return Decision{}, -1
+	}
+	r.Host, r.Path = "", ""
+	for i, a := range addrs {
+		r.Addr = a.Unmap()
+		var d Decision
+		if e.decide(&d, &r, "", ix); d.Action == Block {
+			return d, i
+		}
+	}
+	return Decision{}, -1
+}
+
+// ErrBlocked is what a BlockedError matches with errors.Is.
+var ErrBlocked = errors.New("blocked by policy")
+
+// BlockedError is a name lookup refused by policy because its answer holds
+// a blocked CNAME target or address. The proxy answers it as it answers a
+// block of the name itself (block page or 403, and an event).
+type BlockedError struct {
+	Name     string     // the name looked up
+	Target   string     // the blocked CNAME target, if that was the cause
+	Addr     netip.Addr // the blocked address, if that was the cause
+	Decision Decision
+}
+
+func (e *BlockedError) Error() string {
+	switch {
+	case e.Target != "":
+		return e.Name + ": CNAME target " + e.Target + ": blocked by policy"
+	case e.Addr.IsValid():
+		return e.Name + ": address " + e.Addr.String() + ": blocked by policy"
+	}
+	return e.Name + ": blocked by policy"
+}
+
+func (e *BlockedError) Unwrap() error { return ErrBlocked }
+
 // block fills d for a block by one of cats, choosing the most severe.
-func (e *Engine) block(d *Decision, ix *bl.Index, tr *bl.Trace, r Request, reason Reason, cats bl.CategorySet) {
+func (e *Engine) block(d *Decision, ix *bl.Index, tr *bl.Trace, r Request, path string, reason Reason, cats bl.CategorySet) {
 	c := e.worst(cats)
 	d.Action, d.Reason, d.Category, d.HasCategory = Block, reason, c, true
 	e.classify(d, c)
 	m, ok := ix.ExplainTrace(r.Host, tr, bl.SetOf(c))
-	if !ok && r.Path != "" {
-		m, ok = ix.ExplainURL(r.Host, r.Path, bl.SetOf(c))
+	if !ok && path != "" {
+		m, ok = ix.ExplainURL(r.Host, path, bl.SetOf(c))
+	}
+	if !ok && r.Addr.IsValid() {
+		if m, ok = ix.ExplainIP(r.Addr, bl.SetOf(c)); ok {
+			m.Entry = addrEntry(r.Addr, m.Entry)
+		}
 	}
 	if ok {
 		if l := ix.List(m.List); l != nil {
@@ -289,7 +389,7 @@ func (e *Engine) classify(d *Decision, c bl.Category) {
 }
 
 // explainList names the group list behind an allow or deny decision.
-func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl.Index, r Request, bits bl.CategorySet) {
+func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl.Index, r Request, path string, bits bl.CategorySet) {
 	if bits != 0 {
 		for v := bits; v != 0; v &= v - 1 {
 			c := bl.Category(trailingZeros(uint64(v)))
@@ -297,8 +397,12 @@ func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl
 				d.List, d.Entry = e.listNames[c], m.Entry
 				return
 			}
-			if m, ok := ix.ExplainURL(r.Host, r.Path, bl.SetOf(c)); ok {
+			if m, ok := ix.ExplainURL(r.Host, path, bl.SetOf(c)); ok {
 				d.List, d.Entry = e.listNames[c], m.Entry
+				return
+			}
+			if m, ok := ix.ExplainIP(r.Addr, bl.SetOf(c)); ok {
+				d.List, d.Entry = e.listNames[c], addrEntry(r.Addr, m.Entry)
 				return
 			}
 		}
@@ -307,9 +411,20 @@ func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl
 	all := bl.CategorySet(1) << inlineBit
 	if m, ok := inline.Explain(r.Host, all); ok {
 		d.List, d.Entry = inline.List(m.List).Name, m.Entry
-	} else if m, ok := inline.ExplainURL(r.Host, r.Path, all); ok {
+	} else if m, ok := inline.ExplainURL(r.Host, path, all); ok {
 		d.List, d.Entry = inline.List(m.List).Name, m.Entry
+	} else if m, ok := inline.ExplainIP(r.Addr, all); ok {
+		d.List, d.Entry = inline.List(m.List).Name, addrEntry(r.Addr, m.Entry)
 	}
+}
+
+// addrEntry names an address and the prefix that matched it: "9.9.9.9",
+// or "9.9.9.9 in 9.9.9.0/24".
+func addrEntry(a netip.Addr, prefix string) string {
+	if p, err := netip.ParsePrefix(prefix); err == nil && p.Bits() == a.BitLen() {
+		return a.String()
+	}
+	return a.String() + " in " + prefix
 }
 
 // worst picks the most severe category of cats; restricted first, then by

@@ -3,6 +3,7 @@ package dns
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type entry struct {
 	hits    atomic.Uint32
 	shape   uint8       // the key's EDNS shape (shapeDO, shapeEDNS, shapeCD)
 	ups     uint8       // the key's upstream set
+	addrs   bool        // the answer section has A or AAAA records
 	fetch   atomic.Bool // a prefetch is running
 }
 
@@ -300,6 +302,12 @@ func newEntry(m *mdns.Msg, ttl uint32, chain []string, now int64) (*entry, error
 	if len(chain) > 0 {
 		e.chain = &chain
 	}
+	for _, rr := range m.Answer {
+		if t := rr.Header().Rrtype; t == mdns.TypeA || t == mdns.TypeAAAA {
+			e.addrs = true
+			break
+		}
+	}
 	e.used.Store(uint32(now / int64(time.Second)))
 	return e, nil
 }
@@ -356,6 +364,42 @@ func ttlOffsets(b []byte) ([]uint16, bool) {
 		}
 	}
 	return offs, true
+}
+
+// answerAddrs appends to dst the A and AAAA addresses in the answer
+// section of e, read from the packed message (each RR's TYPE is 4 bytes
+// before its TTL, RDLENGTH and RDATA follow it), skipping the first
+// address records, until dst is full. It returns them and how many to
+// skip next time (0 when all are read).
+func (e *entry) answerAddrs(dst []netip.Addr, first int) ([]netip.Addr, int) {
+	w := e.wire
+	an := int(binary.BigEndian.Uint16(w[6:]))
+	offs := w[len(w):cap(w)]
+	n := 0
+	for i := 0; i < an && 2*i+1 < len(offs); i++ {
+		off := int(binary.BigEndian.Uint16(offs[2*i:]))
+		if off < 4 || off+6 > len(w) {
+			break
+		}
+		size := int(binary.BigEndian.Uint16(w[off+4:]))
+		var a netip.Addr
+		switch t := binary.BigEndian.Uint16(w[off-4:]); {
+		case t == mdns.TypeA && size == 4 && off+10 <= len(w):
+			a = netip.AddrFrom4([4]byte(w[off+6 : off+10]))
+		case t == mdns.TypeAAAA && size == 16 && off+22 <= len(w):
+			a = netip.AddrFrom16([16]byte(w[off+6 : off+22]))
+		default:
+			continue
+		}
+		if n++; n <= first {
+			continue
+		}
+		if len(dst) == cap(dst) {
+			return dst, n - 1
+		}
+		dst = append(dst, a)
+	}
+	return dst, 0
 }
 
 // render writes e into dst for a query with id and flags, ages the TTLs by

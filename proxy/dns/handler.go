@@ -151,7 +151,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 		if e := s.cache.get(key, now); e != nil {
 			if now < e.expires {
 				s.metrics.cacheHits.Inc()
-				if s.chainBlocked(qr, e, qt) {
+				if s.answerBlocked(qr, d, e, qt) {
 					return
 				}
 				s.maybePrefetch(key, e, now)
@@ -168,7 +168,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 	if err != nil {
 		if stale != nil {
 			s.metrics.cacheStale.Inc()
-			if s.chainBlocked(qr, stale, qt) {
+			if s.answerBlocked(qr, d, stale, qt) {
 				return
 			}
 			s.answer(qr, stale, true)
@@ -181,7 +181,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 		s.count(qt, "servfail", d.Group)
 		return
 	}
-	if s.chainBlocked(qr, e, qt) {
+	if s.answerBlocked(qr, d, e, qt) {
 		return
 	}
 	s.answer(qr, e, false)
@@ -189,23 +189,47 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 	s.logQuery(qr, d)
 }
 
-// chainBlocked checks every CNAME/DNAME target in the answer against the
-// client's policy; a blocked target blocks the whole answer.
-func (s *Server) chainBlocked(qr *query, e *entry, qt string) bool {
-	if e.chain == nil {
-		return false
-	}
-	for _, t := range e.targets() {
-		d := qr.eng.Decide(policy.Request{Client: qr.client, User: qr.user, Host: t, Time: qr.now})
-		if d.Action == policy.Block {
-			if d.Entry == "" && !d.Restricted {
-				d.Entry = t
+// answerBlocked checks every CNAME/DNAME target in the answer against the
+// client's policy, and every A/AAAA address in it against the IP lists
+// (unless the name itself is on the group's allow list); a blocked target
+// or address blocks the whole answer as the name would be.
+func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt string) bool {
+	if e.chain != nil {
+		for _, t := range e.targets() {
+			d := qr.eng.Decide(policy.Request{Client: qr.client, User: qr.user, Host: t, Time: qr.now})
+			if d.Action == policy.Block {
+				if d.Entry == "" && !d.Restricted {
+					d.Entry = t
+				}
+				s.block(qr, &d, qt)
+				return true
 			}
-			s.block(qr, &d, qt)
-			return true
 		}
 	}
+	if !e.addrs || !d.CheckAddrs() {
+		return false
+	}
+	if bd, ok := addrsBlocked(qr.eng, policy.Request{Client: qr.client, User: qr.user, Time: qr.now}, e); ok {
+		s.block(qr, &bd, qt)
+		return true
+	}
 	return false
+}
+
+// addrsBlocked decides the answer's addresses for the client of r, a few
+// at a time without allocating.
+func addrsBlocked(eng *policy.Engine, r policy.Request, e *entry) (policy.Decision, bool) {
+	var buf [8]netip.Addr
+	for next := 0; ; {
+		var addrs []netip.Addr
+		addrs, next = e.answerAddrs(buf[:0], next)
+		if d, i := eng.DecideAddrs(r, addrs); i >= 0 {
+			return d, true
+		}
+		if next == 0 {
+			return policy.Decision{}, false
+		}
+	}
 }
 
 // safeSearch answers a search engine's name with a CNAME to its

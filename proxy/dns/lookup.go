@@ -11,16 +11,20 @@ import (
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
-// ErrBlocked is returned by LookupNetIP when a CNAME target in the answer
-// is blocked for the client.
-var ErrBlocked = errors.New("blocked by policy")
+// ErrBlocked matches (errors.Is) the *policy.BlockedError LookupNetIP
+// returns when a CNAME target or an address in the answer is blocked for
+// the client.
+var ErrBlocked = policy.ErrBlocked
 
 // LookupNetIP resolves host's A and AAAA records for client the way a DNS
 // query would be: through the shared cache, the upstreams (health checks,
 // failover, DNS-over-TLS) and the forwarded zones, with every CNAME target
-// checked against the client's policy. It is for the HTTP proxy, which has
-// already decided on host itself, so it records no event and applies no
-// safe-search rewrite (the proxy dials the rewritten host).
+// checked against the client's policy and every address against the IP
+// lists (as answerBlocked does for a query). A blocked answer is a
+// *policy.BlockedError carrying the decision. It is for the HTTP proxy,
+// which has already decided on host itself and records the event, so it
+// records none and applies no safe-search rewrite (the proxy dials the
+// rewritten host).
 func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string) ([]netip.Addr, error) {
 	name := normName(host)
 	if ip, err := netip.ParseAddr(name); err == nil {
@@ -32,10 +36,13 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 	}
 	eng, user := s.opts.Engine(), s.user(client)
 	set := s.ups.Set(eng.Identify(client, user).Group)
+	// Addresses are checked unless the name is on the group's allow list.
+	checkIPs := eng.HasIPRules() &&
+		eng.Decide(policy.Request{Client: client, User: user, Host: name, Time: s.opts.Now()}).Reason != policy.ReasonGroupAllow
 	results := make(chan result, 2)
 	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
 		go func() {
-			a, err := s.lookupType(eng, client, user, set, name, qt)
+			a, err := s.lookupType(eng, client, user, set, name, qt, checkIPs)
 			results <- result{a, err}
 		}()
 	}
@@ -65,18 +72,25 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 }
 
 // lookupType answers one question from the cache or the upstreams of set,
-// deciding CNAME targets with eng for client and user.
-func (s *Server) lookupType(eng *policy.Engine, client netip.Addr, user string, set uint8, name string, qt uint16) ([]netip.Addr, error) {
+// deciding CNAME targets (and, with checkIPs, addresses) with eng for
+// client and user.
+func (s *Server) lookupType(eng *policy.Engine, client netip.Addr, user string, set uint8, name string, qt uint16, checkIPs bool) ([]netip.Addr, error) {
 	now := s.opts.Now()
 	e, err := s.freshOrResolve(cacheKey{name: name, qtype: qt, edns: true, ups: set}, now.UnixNano(), nil)
 	if err != nil {
 		return nil, err
 	}
+	r := policy.Request{Client: client, User: user, Time: now}
 	for _, t := range e.targets() {
-		if d := eng.Decide(policy.Request{Client: client, User: user, Host: t, Time: now}); d.Action == policy.Block {
-			return nil, fmt.Errorf("%s: CNAME target %s: %w", name, t, ErrBlocked)
+		r.Host = t
+		if d := eng.Decide(r); d.Action == policy.Block {
+			if d.Entry == "" && !d.Restricted {
+				d.Entry = t
+			}
+			return nil, &policy.BlockedError{Name: name, Target: t, Decision: d}
 		}
 	}
+	r.Host = ""
 	m := new(mdns.Msg)
 	if err := m.Unpack(e.wire); err != nil {
 		return nil, err
@@ -95,6 +109,11 @@ func (s *Server) lookupType(eng *policy.Engine, client netip.Addr, user string, 
 			if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok {
 				out = append(out, a)
 			}
+		}
+	}
+	if checkIPs {
+		if d, i := eng.DecideAddrs(r, out); i >= 0 {
+			return nil, &policy.BlockedError{Name: name, Addr: out[i].Unmap(), Decision: d}
 		}
 	}
 	return out, nil

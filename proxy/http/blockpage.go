@@ -239,11 +239,11 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 	cfg := eng.Config()
 	ip := remoteIP(r)
 	host, _ := splitHostPort(r.Host)
-	nh, _, err := normHost(host)
+	nh, addr, err := normHost(host)
 	user := s.logins.UserFor(ip)
 	var dec policy.Decision
 	if err == nil && nh != "" {
-		dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI()})
+		dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI(), Addr: addr})
 	}
 	if dec.Action != policy.Block {
 		pd := pageData{School: cfg.School.Name, Message: "This is the school's web filter", Contact: cfg.Proxy.BlockPage.Contact}

@@ -3,7 +3,9 @@ package httpproxy
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -33,6 +35,7 @@ import (
 type mapResolver struct {
 	mu      sync.Mutex
 	names   map[string][]netip.Addr
+	errs    map[string]error // answered with this error
 	lookups map[string]int
 }
 
@@ -40,6 +43,9 @@ func (m *mapResolver) LookupNetIP(_ context.Context, _ netip.Addr, host string) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lookups[host]++
+	if err, ok := m.errs[host]; ok {
+		return nil, err
+	}
 	if a, ok := m.names[host]; ok {
 		return a, nil
 	}
@@ -99,6 +105,8 @@ type env struct {
 	sink     *sink
 	cfg      *config.Config // as parsed; the proxy reads cur
 	cur      atomic.Pointer[config.Config]
+	eng      atomic.Pointer[policy.Engine] // built from cur (editProxy rebuilds it)
+	ix       *bl.Index
 	originNC atomic.Int32 // new connections to the plain origin
 	hits     atomic.Int32 // requests the origins served
 	lastReq  atomic.Pointer[http.Request]
@@ -142,13 +150,15 @@ func newEnv(t testing.TB, eo envOpts) *env {
 	_, tport, _ := net.SplitHostPort(e.tlsOrig.Listener.Addr().String())
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	e.res = &mapResolver{names: map[string][]netip.Addr{
-		"site.test": lo, "games.test": lo, "example.com": lo, "adult.test": lo,
-	}, lookups: map[string]int{}}
+		"site.test": lo, "games.test": lo, "example.com": lo, "adult.test": lo, "abuse.test": lo,
+	}, errs: map[string]error{}, lookups: map[string]int{}}
 
 	files := map[string]string{
-		"adult.txt":  "adult.test\n",
-		"games.txt":  "games.test\n",
-		"gamble.txt": "site.test/casino\n",
+		"adult.txt":   "adult.test\n",
+		"games.txt":   "games.test\n",
+		"gamble.txt":  "site.test/casino\n",
+		"doh-ips.txt": "198.51.100.0/24\n2001:db8:d0::/48\n",
+		"iwf.txt":     hashHex("abuse.test/dir/page.html") + "\n",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(e.dir, name), []byte(body), 0o600); err != nil {
@@ -209,6 +219,14 @@ lists:
     path: {{dir}}/gamble.txt
     category: gambling
     format: urls
+  - name: doh-ips
+    path: {{dir}}/doh-ips.txt
+    category: doh
+    format: ips
+  - name: iwf
+    path: {{dir}}/iwf.txt
+    category: iwf
+    format: sha256
 groups:
   students:
     networks: [127.0.0.1/32]
@@ -234,13 +252,14 @@ groups:
 	if _, err := m.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := policy.New(cfg, m.Index())
+	e.ix = m.Index()
+	eng, err := policy.New(cfg, e.ix)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.eng.Store(eng)
 	s, err := New(Options{
-		Config:   e.cur.Load,
-		Engine:   func() *policy.Engine { return eng },
+		Engine:   e.eng.Load, // the config comes with it, as in serve
 		Resolver: cmp.Or[Resolver](eo.resolver, e.res),
 		Sink:     e.sink,
 		RootCAs:  eo.roots,
@@ -281,12 +300,23 @@ func (e *env) allowPort(port string) {
 	e.editProxy(func(p *config.Proxy) { p.HTTP.Ports = append(slices.Clone(p.HTTP.Ports), n) })
 }
 
-// editProxy changes the proxy section of the running config, as a reload
-// would (edit must not change the slices it is given in place).
+// editProxy changes the proxy section of the running config and publishes
+// a new engine built from it, as a reload would (edit must not change the
+// slices it is given in place).
 func (e *env) editProxy(edit func(p *config.Proxy)) {
 	c := *e.cur.Load()
 	edit(&c.Proxy)
+	eng, err := policy.New(&c, e.ix)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	e.cur.Store(&c)
+	e.eng.Store(eng)
+}
+
+func hashHex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 // originURL is the plain origin's URL under a name.

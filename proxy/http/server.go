@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -283,12 +284,57 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !connect {
 		path = r.URL.RequestURI()
 	}
-	info.dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: path})
+	info.dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: path, Addr: addr})
 	if connect {
 		s.connect(w, r, info, addr, eng, cfg)
 		return
 	}
 	s.plain(w, r, info, cfg)
+}
+
+// takeBlock makes a lookup refused by policy (a blocked CNAME target or
+// address in the site's DNS answer) the request's decision.
+func (info *reqInfo) takeBlock(be *policy.BlockedError) {
+	id := info.dec.Identity
+	info.dec = be.Decision
+	info.dec.Identity = id
+	if info.dec.Entry == "" && !info.dec.Restricted {
+		info.dec.Entry = be.Target
+	}
+}
+
+// lookupBlocked answers a plain-HTTP request whose site's lookup policy
+// refused, as a block of the site: block page and event.
+func (s *Server) lookupBlocked(w http.ResponseWriter, req *http.Request, info *reqInfo, be *policy.BlockedError) {
+	info.takeBlock(be)
+	info.url = eventURL(req.URL)
+	s.metrics.httpBlock.Inc()
+	n, ref := s.blockPage(w, info, s.o.Config())
+	s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
+}
+
+// pageWriter collects a block page for goproxy, which wants a Response.
+type pageWriter struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (p *pageWriter) Header() http.Header {
+	if p.h == nil {
+		p.h = http.Header{}
+	}
+	return p.h
+}
+func (p *pageWriter) WriteHeader(code int)        { p.status = code }
+func (p *pageWriter) Write(b []byte) (int, error) { return p.body.Write(b) }
+
+func (p *pageWriter) response(req *http.Request) *http.Response {
+	return &http.Response{
+		Status: fmt.Sprintf("%d %s", p.status, http.StatusText(p.status)), StatusCode: p.status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: p.Header(),
+		Body: io.NopCloser(bytes.NewReader(p.body.Bytes())), ContentLength: int64(p.body.Len()), Request: req,
+	}
 }
 
 // plain handles an HTTP request with an absolute URL.
@@ -321,7 +367,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	} else {
 		s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 	}
-	if !cfg.Proxy.Events.LogAllowed || info.refused {
+	if !cfg.Proxy.Events.LogAllowed || info.refused || d.Action == policy.Block { // refused, or blocked by the site's lookup
 		return
 	}
 	info.url = eventURL(r.URL)
@@ -384,6 +430,12 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Re
 			r.Header.Set("X-Gatehouse-Ref", ref)
 			return r
 		}
+		var be *policy.BlockedError
+		if info := infoOf(ctx.Req); info != nil && errors.As(ctx.Error, &be) {
+			var pw pageWriter
+			s.lookupBlocked(&pw, ctx.Req, info, be)
+			return pw.response(ctx.Req)
+		}
 		status, msg := upstreamError(ctx.Error)
 		s.metrics.upstreamErrors.Inc()
 		r := goproxy.NewResponse(ctx.Req, goproxy.ContentTypeText, status, msg+"\n")
@@ -438,11 +490,8 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	if d.Action != policy.Block {
 		if addr.IsValid() && !inPrefixes(pc.IPNetworks, addr) {
 			reason = "ip-literal"
-			if ix := eng.Index(); ix != nil {
-				if cats := ix.LookupIP(addr); cats != 0 {
-					c := worstOf(eng, cats)
-					d.Category, d.HasCategory = c, true
-				}
+			if d.Matched != 0 { // on an IP list the group does not block
+				d.Category, d.HasCategory = worstOf(eng, d.Matched), true
 			}
 		} else if !portAllowed(pc.Ports, info.port) {
 			reason = "port"
@@ -508,11 +557,23 @@ func (s *Server) connectDial(req *http.Request, network, addr string) (net.Conn,
 	return tc, nil
 }
 
-// connectError answers a tunnel whose site could not be reached.
+// connectError answers a tunnel whose site could not be reached, or whose
+// lookup policy refused (403 and an event, as a blocked site).
 func (s *Server) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 	if ie, info := asInternal(err), infoOf(ctx.Req); ie != nil && info != nil {
 		body, _ := s.refuseInternal(info, "connect", ie)
 		writeRawError(w, http.StatusForbidden, body)
+		return
+	}
+	var be *policy.BlockedError
+	if info := infoOf(ctx.Req); info != nil && errors.As(err, &be) {
+		info.takeBlock(be)
+		s.metrics.connectBlock.Inc()
+		ref := newRef()
+		body := fmt.Sprintf("403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, s.o.Config().School.Name, connectWhy(&info.dec, ""), ref)
+		_, _ = fmt.Fprintf(w, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Gatehouse-Ref: %s\r\nVia: %s\r\nConnection: close\r\n\r\n%s",
+			len(body), ref, Via, body)
+		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(body)), "", ref)
 		return
 	}
 	status, msg := upstreamError(err)
@@ -577,6 +638,9 @@ func (s *Server) dialHost(ctx context.Context, client netip.Addr, host, port str
 	defer cancel()
 	addrs, err := s.o.Resolver.LookupNetIP(dctx, client, host)
 	if err != nil {
+		if errors.Is(err, policy.ErrBlocked) {
+			return nil, err // answered as a block of the site
+		}
 		return nil, &net.DNSError{Err: err.Error(), Name: host, IsNotFound: true}
 	}
 	if len(addrs) == 0 {
@@ -761,18 +825,17 @@ func splitHostPort(hp string) (host, port string) {
 	return strings.Trim(hp, "[]"), ""
 }
 
-// normHost normalises a request host; addr is set for IP literals.
+// normHost normalises a request host as a browser's URL parser would;
+// addr is set for IP literals, in any spelling the URL standard accepts
+// (IPv4-mapped IPv6, "3232235777", "0xC0A80101", "0300.0250.01.01",
+// "192.168.257"), so that they are decided and dialled as addresses.
 func normHost(host string) (string, netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		a = a.Unmap()
-		return a.String(), a, nil
-	}
 	var buf [256]byte
-	b, err := bl.NormalizeDomain(buf[:0], []byte(host))
+	b, addr, err := bl.CanonicalHost(buf[:0], host)
 	if err != nil {
 		return "", netip.Addr{}, err
 	}
-	return string(b), netip.Addr{}, nil
+	return string(b), addr, nil
 }
 
 func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {

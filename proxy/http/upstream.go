@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
 // upstream is the pool of idle connections to sites. It holds at most
@@ -123,6 +125,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) 
 			h.Set("X-Gatehouse-Ref", ref)
 			w.WriteHeader(http.StatusForbidden)
 			_, _ = io.WriteString(w, body)
+			return
+		}
+		var be *policy.BlockedError
+		if errors.As(err, &be) {
+			s.lookupBlocked(w, r, info, be)
 			return
 		}
 		status, msg := upstreamError(err)

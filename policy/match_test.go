@@ -1,0 +1,154 @@
+package policy
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestDecideCanonicalURL asks for listed URLs (a plain URL entry, a
+// hashed restricted entry, a group's inline deny URL) in the spellings a
+// pupil could use to get past a literal comparison.
+func TestDecideCanonicalURL(t *testing.T) {
+	e, _ := setup(t, testConfig, testFiles)
+	student := netip.MustParseAddr("10.1.5.5")
+	guest := netip.MustParseAddr("192.168.1.1")
+	for _, tt := range []struct {
+		client     netip.Addr
+		host, path string
+		reason     Reason
+	}{
+		{student, "bank.example", "/LOGIN", ReasonCategory},
+		{student, "bank.example", "/%6Cogin?next=1", ReasonCategory},
+		{student, "bank.example", "/x/../login", ReasonCategory},
+		{student, "bank.example", "/x/%2e%2E/login", ReasonCategory},
+		{student, "bank.example", "//login", ReasonCategory},
+		{student, "bank.example", "/./login", ReasonCategory},
+		{guest, "host.example", "/BAD/Page.HTML", ReasonRestricted},
+		{guest, "host.example", "/%62ad/page.html", ReasonRestricted},
+		{guest, "host.example", "/bad%2Fpage.html", ReasonRestricted},
+		{guest, "host.example", "/x/../bad/./page.html", ReasonRestricted},
+		{guest, "host.example", "//bad//page.html", ReasonRestricted},
+		{guest, "www.host.example", "/bad/page.html", ReasonRestricted},
+		{student, "video.example", "/Bad/clip", ReasonGroupDeny},
+		{student, "video.example", "/good/../bad", ReasonGroupDeny},
+		{student, "video.example", "/%62ad", ReasonGroupDeny},
+	} {
+		d := e.Decide(Request{Client: tt.client, Host: tt.host, Path: tt.path, Time: eveningTime})
+		if d.Action != Block || d.Reason != tt.reason {
+			t.Errorf("%s%s: %s/%s, want block/%s", tt.host, tt.path, d.Action, d.Reason, tt.reason)
+		}
+		if tt.reason == ReasonRestricted && (d.Entry != "" || d.List != "restricted") {
+			t.Errorf("%s%s: restricted decision shows list %q entry %q", tt.host, tt.path, d.List, d.Entry)
+		}
+	}
+	for _, path := range []string{"/about", "/login-help/../about", "/bad"} {
+		if d := e.Decide(Request{Client: student, Host: "bank.example", Path: path, Time: eveningTime}); d.Action != Allow {
+			t.Errorf("bank.example%s: %s/%s, want allow", path, d.Action, d.Reason)
+		}
+	}
+}
+
+const ipConfig = `
+  - name: doh-ips
+    path: {{dir}}/doh-ips.txt
+    category: doh
+    format: ips
+`
+
+func ipSetup(t *testing.T) *Engine {
+	t.Helper()
+	cfg := strings.Replace(testConfig, "lists:\n", "lists:"+ipConfig, 1)
+	cfg = strings.Replace(cfg, "deny: [annoying.example, video.example/bad]", "deny: [annoying.example, video.example/bad, 203.0.113.0/24]", 1)
+	cfg = strings.Replace(cfg, "allow: [abuse.example, teach.games.example]", "allow: [abuse.example, teach.games.example, 9.9.9.10]", 1)
+	files := map[string]string{"doh-ips.txt": "9.9.9.0/24\n1.1.1.1\n2606:4700:4700::1111\n"}
+	for k, v := range testFiles {
+		files[k] = v
+	}
+	e, _ := setup(t, cfg, files)
+	return e
+}
+
+// TestDecideIP: IP lists and a group's inline address entries decide, in
+// the same order as names.
+func TestDecideIP(t *testing.T) {
+	e := ipSetup(t)
+	student := netip.MustParseAddr("10.1.5.5")
+	staff := netip.MustParseAddr("10.2.0.7")
+	for _, tt := range []struct {
+		client netip.Addr
+		addr   string
+		action Action
+		reason Reason
+		list   string
+		entry  string
+	}{
+		{student, "9.9.9.9", Block, ReasonCategory, "doh-ips", "9.9.9.9 in 9.9.9.0/24"},
+		{student, "1.1.1.1", Block, ReasonCategory, "doh-ips", "1.1.1.1"},
+		{student, "::ffff:1.1.1.1", Block, ReasonCategory, "doh-ips", "1.1.1.1"},
+		{student, "2606:4700:4700::1111", Block, ReasonCategory, "doh-ips", "2606:4700:4700::1111"},
+		{student, "9.9.9.10", Allow, ReasonGroupAllow, "group/students/allow", "9.9.9.10"},
+		{student, "203.0.113.7", Block, ReasonGroupDeny, "group/students/deny", "203.0.113.7 in 203.0.113.0/24"},
+		{student, "1.1.1.2", Allow, ReasonDefault, "", ""},
+		{staff, "1.1.1.1", Allow, ReasonDefault, "", ""}, // staff do not block doh
+	} {
+		a := netip.MustParseAddr(tt.addr)
+		d := e.Decide(Request{Client: tt.client, Host: a.Unmap().String(), Addr: a.Unmap(), Time: lessonTime})
+		if d.Action != tt.action || d.Reason != tt.reason || d.List != tt.list || d.Entry != tt.entry {
+			t.Errorf("%s for %s: %s/%s list=%q entry=%q; want %s/%s list=%q entry=%q", tt.addr, tt.client,
+				d.Action, d.Reason, d.List, d.Entry, tt.action, tt.reason, tt.list, tt.entry)
+		}
+		got, i := e.DecideAddrs(Request{Client: tt.client, Time: lessonTime}, []netip.Addr{netip.MustParseAddr("192.0.2.1"), a})
+		if want := tt.action == Block; (i == 1) != want || (want && got.Entry != tt.entry) || (!want && i != -1) {
+			t.Errorf("DecideAddrs(%s) for %s = %d %+v", tt.addr, tt.client, i, got)
+		}
+	}
+	if !e.HasIPRules() {
+		t.Error("HasIPRules = false with an ips list loaded")
+	}
+	if d := e.Decide(Request{Client: student, Host: "resolver.example", Time: lessonTime}); !d.CheckAddrs() {
+		t.Error("CheckAddrs = false for a name with IP lists loaded")
+	}
+	if d := e.Decide(Request{Client: student, Host: "games.example", Time: lessonTime}); d.Reason != ReasonGroupAllow || d.CheckAddrs() {
+		t.Errorf("CheckAddrs = true for a name the group allows (%s)", d.Reason)
+	}
+	plain, _ := setup(t, testConfig, testFiles)
+	if plain.HasIPRules() || plain.Decide(Request{Client: student, Host: "resolver.example"}).CheckAddrs() {
+		t.Error("HasIPRules or CheckAddrs true without IP lists")
+	}
+}
+
+func TestBlockedError(t *testing.T) {
+	var err error = &BlockedError{Name: "a.example", Addr: netip.MustParseAddr("9.9.9.9")}
+	if !errors.Is(err, ErrBlocked) || !strings.Contains(err.Error(), "9.9.9.9") {
+		t.Errorf("BlockedError: %v", err)
+	}
+	var be *BlockedError
+	if !errors.As(errors.Join(errors.New("x"), err), &be) || be.Name != "a.example" {
+		t.Error("BlockedError not found through a wrap")
+	}
+}
+
+// TestDecideURLAndIPAllocations: allowed URLs and addresses cost no
+// allocation (a block's explanation may build its entry string).
+func TestDecideURLAndIPAllocations(t *testing.T) {
+	e := ipSetup(t)
+	student := netip.MustParseAddr("10.1.5.5")
+	for _, r := range []Request{
+		{Client: student, Host: "bank.example", Path: "/x/../%6Cogout?next=1", Time: eveningTime},
+		{Client: student, Host: "www.bbc.co.uk", Path: "/news/uk-12345678?at_medium=RSS", Time: eveningTime},
+		{Client: student, Host: "192.0.2.1", Addr: netip.MustParseAddr("192.0.2.1"), Time: eveningTime},
+	} {
+		if d := e.Decide(r); d.Action != Allow {
+			t.Fatalf("%s%s: %s", r.Host, r.Path, d.Action)
+		}
+		if n := testing.AllocsPerRun(200, func() { e.Decide(r) }); n != 0 {
+			t.Errorf("Decide(%s%s) allocates %.1f times", r.Host, r.Path, n)
+		}
+	}
+	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}
+	if n := testing.AllocsPerRun(200, func() { e.DecideAddrs(Request{Client: student}, addrs) }); n != 0 {
+		t.Errorf("DecideAddrs (allowed) allocates %.1f times", n)
+	}
+}
