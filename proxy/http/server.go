@@ -54,6 +54,7 @@ type Server struct {
 	dialAddr   func(ctx context.Context, network, addr string) (net.Conn, error)
 	listenPort string
 	lastRefuse atomic.Int64
+	pages      atomic.Pointer[pageLayouts] // block page layouts for the current config
 	stop       chan struct{}
 	stopOnce   sync.Once
 }
@@ -275,7 +276,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
-		n, ref := s.blockPage(w, info, cfg)
+		n, ref := s.blockPage(w, info, cfg, info.url)
 		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
 		return
 	case policy.Rewrite:
