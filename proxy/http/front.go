@@ -154,7 +154,6 @@ type frontConn struct {
 	lr       io.LimitedReader // caps header bytes
 	br       *bufio.Reader
 	bw       *bufio.Writer
-	ctx      context.Context
 	remote   string
 	hijacked bool
 
@@ -193,7 +192,6 @@ func (fc *frontConn) serve() {
 		}
 	}()
 	fc.remote = c.RemoteAddr().String()
-	fc.ctx = context.WithValue(context.Background(), connKey{}, c)
 	fc.lr.R = c
 	fc.br = frontReaders.Get().(*bufio.Reader)
 	fc.br.Reset(&fc.lr)
@@ -287,7 +285,6 @@ func (fc *frontConn) serveRequest(req *http.Request) bool {
 		}
 	}
 	req.RemoteAddr = fc.remote
-	req = req.WithContext(fc.ctx)
 	if fc.bw == nil {
 		fc.bw = frontWriters.Get().(*bufio.Writer)
 		fc.bw.Reset(fc.c)

@@ -74,7 +74,6 @@ type reqInfo struct {
 }
 
 type infoKey struct{}
-type connKey struct{}
 
 // New builds a proxy from the current configuration.
 func New(o Options) (*Server, error) {
@@ -211,7 +210,10 @@ func clientOf(ctx context.Context) netip.Addr {
 // ServeHTTP is the proxy's front: caps, local pages, login, policy; allowed
 // requests go on to goproxy.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	var cc *clientConn // nil when not served by the front (tests)
+	if fw, ok := w.(*frontWriter); ok {
+		cc = fw.fc.c // found through the writer: no per-request context
+	}
 	var ip netip.Addr
 	if cc != nil {
 		ip = cc.ip
