@@ -160,6 +160,12 @@ type frontConn struct {
 	contMu     sync.Mutex // orders "100 Continue" against the response
 	started    bool       // the response has begun
 	keepReader bool       // br may still be read by another goroutine
+
+	// The writer and its header map are reused from one request to the
+	// next on a keep-alive connection (a handler must not touch them after
+	// it returns; a hijacked or abandoned connection never reuses them).
+	w frontWriter
+	h http.Header
 }
 
 var (
@@ -289,7 +295,13 @@ func (fc *frontConn) serveRequest(req *http.Request) bool {
 		fc.bw = frontWriters.Get().(*bufio.Writer)
 		fc.bw.Reset(fc.c)
 	}
-	w := &frontWriter{fc: fc, req: req, h: make(http.Header, 8)}
+	if fc.h == nil {
+		fc.h = make(http.Header, 8)
+	} else {
+		clear(fc.h)
+	}
+	fc.w = frontWriter{fc: fc, req: req, h: fc.h}
+	w := &fc.w
 	f.handler.ServeHTTP(w, req)
 	if w.hijacked {
 		return false
