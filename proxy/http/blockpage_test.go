@@ -81,7 +81,6 @@ func TestBlockPageLayout(t *testing.T) {
 // connection: each block is a full 403 page and the connection stays open.
 func TestBlockedKeepAlive(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.s.limits.perClient = 1 << 20
 	r := e.raw(t)
 	blocked := e.originURL("adult.test", "/x?y=1")
 	for i := 0; i < 3; i++ {
@@ -170,7 +169,6 @@ func TestBlockedRequestAllocs(t *testing.T) {
 // fixed buffer, so what is counted is the proxy's.
 func TestFrontBlockedAllocs(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.s.limits.perClient = 1 << 20
 	c := e.dial("")
 	req := []byte("GET " + e.originURL("adult.test", "/x") + " HTTP/1.1\r\nHost: adult.test\r\nUser-Agent: test\r\n\r\n")
 	buf := make([]byte, 64<<10)
