@@ -228,29 +228,37 @@ func (s *Server) writePage(w http.ResponseWriter, status int, pd pageData) int {
 	return sendPage(w, status, buf.Bytes(), pd.Ref)
 }
 
-// The page's fixed header values, shared by every answer (full slices, so
+// The page's fixed header fields, shared by every answer (full slices, so
 // that an append copies instead of writing into them).
-var (
-	hdrHTML     = []string{"text/html; charset=utf-8"}
-	hdrNoStore  = []string{"no-store"}
-	hdrCSP      = []string{"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
-	hdrNoSniff  = []string{"nosniff"}
-	hdrNoRefer  = []string{"no-referrer"}
-	hdrVia      = []string{Via}
-	pageHeaders = [...]struct {
-		k string
-		v []string
-	}{
-		{"Content-Type", hdrHTML}, {"Cache-Control", hdrNoStore}, {"Content-Security-Policy", hdrCSP},
-		{"X-Content-Type-Options", hdrNoSniff}, {"Referrer-Policy", hdrNoRefer}, {"Via", hdrVia},
+var pageHeaders = [...]struct {
+	k string
+	v []string
+}{
+	{"Content-Type", []string{"text/html; charset=utf-8"}},
+	{"Cache-Control", []string{"no-store"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}},
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Via", []string{Via}},
+}
+
+// pageHeaderLines are the same fields as the front writes them, for a
+// front writer to copy as they are.
+var pageHeaderLines = func() string {
+	var b strings.Builder
+	for _, f := range pageHeaders {
+		b.WriteString(f.k + ": " + f.v[0] + "\r\n")
 	}
-)
+	return b.String()
+}()
 
 // sendPage writes an HTML page with the block page's headers.
 func sendPage(w http.ResponseWriter, status int, body []byte, ref string) int {
 	h := w.Header()
-	for _, f := range pageHeaders {
-		h[f.k] = f.v[:1:1]
+	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(pageHeaderLines) {
+		for _, f := range pageHeaders {
+			h[f.k] = f.v[:1:1]
+		}
 	}
 	vals := make([]string, 2) // Content-Length and the reference in one allocation
 	vals[0] = strconv.Itoa(len(body))

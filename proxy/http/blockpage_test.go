@@ -100,7 +100,12 @@ func TestBlockedKeepAlive(t *testing.T) {
 				t.Fatalf("block %d (ref %q): page lacks %q:\n%s", i, ref, want, body)
 			}
 		}
-		if resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Via") != Via {
+		for _, f := range pageHeaders {
+			if v := resp.Header[f.k]; len(v) != 1 || v[0] != f.v[0] {
+				t.Errorf("block %d: %s: %q, want %q once", i, f.k, v, f.v[0])
+			}
+		}
+		if len(resp.Header["Content-Length"]) != 1 || len(resp.Header["X-Gatehouse-Ref"]) != 1 {
 			t.Errorf("block %d: headers %v", i, resp.Header)
 		}
 	}

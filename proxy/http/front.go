@@ -433,12 +433,24 @@ type frontWriter struct {
 	close   bool   // close the connection after this response
 	failed  bool   // a write to the client failed
 	held    []byte // body held back before the header (holdMax)
+	fixed   string // header lines written as they are after the map's (setFixedHeader)
 
 	hijacked bool
 	trailers []string
 }
 
 func (w *frontWriter) Header() http.Header { return w.h }
+
+// setFixedHeader adds header lines ("Name: value\r\n" each, already valid)
+// that are written as they are, without going through the map; false
+// when the header has already been sent.
+func (w *frontWriter) setFixedHeader(lines string) bool {
+	if w.sent || w.hijacked {
+		return false
+	}
+	w.fixed = lines
+	return true
+}
 
 func (w *frontWriter) WriteHeader(code int) {
 	if w.hijacked || w.wrote {
@@ -525,6 +537,7 @@ func (w *frontWriter) sendHeader() {
 		_, _ = bw.WriteString("\r\n")
 	}
 	writeFields(bw, h, w.trailers)
+	_, _ = bw.WriteString(w.fixed)
 	if w.chunked {
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
