@@ -132,7 +132,7 @@ for r in $(seq 1 "$RUNS"); do
     line=$("$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" 2>"$OUT/stderr-$t")
     c1=$(cpu_ticks "$p"); wait $sp || true
     conns=$(sed -n 's/.* \([0-9]*\) connections opened.*/\1/p' "$OUT/stderr-$t")
-    rss=$(grep -v '^$' "$OUT/rss-$t" | sort -n | tail -1)
+    rss=$({ grep -v '^$' "$OUT/rss-$t" || true; } | sort -n | tail -1)
     [ "${rss:-0}" -gt "${PEAK[$t]}" ] && PEAK[$t]=$rss
     IFS=, read -r _ _ rps p50 p99 errs body <<<"$line"
     cpu=$(echo "scale=1; ($c1 - $c0) * 10000 / ($rps * $DUR + 1)" | bc)
