@@ -272,6 +272,42 @@ func sendPage(w http.ResponseWriter, status int, body []byte, ref string) int {
 	return n
 }
 
+// textHeaderLines are the fixed header fields of a blocked CONNECT's
+// answer, for a front writer to copy as they are.
+const textHeaderLines = "Content-Type: text/plain; charset=utf-8\r\nVia: " + Via + "\r\n"
+
+var (
+	hdrText = []string{"text/plain; charset=utf-8"}
+	hdrVia  = []string{Via}
+)
+
+// refuseConnect answers a blocked CONNECT with a line of plain text (a
+// browser shows its own error for a refused tunnel; tools print it) and
+// returns its size and reference code. The connection stays open.
+func refuseConnect(w http.ResponseWriter, host, school, why string) (int, string) {
+	ref := newRef()
+	bp := pageBufs.Get().(*[]byte)
+	b := append((*bp)[:0], "403 Forbidden: "...)
+	b = append(append(b, host...), " is blocked by "...)
+	b = append(append(b, school...), "'s web filter ("...)
+	b = append(append(b, why...), "). Reference "...)
+	b = append(append(b, ref...), ".\n"...)
+	h := w.Header()
+	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(textHeaderLines) {
+		h["Content-Type"] = hdrText[:1:1]
+		h["Via"] = hdrVia[:1:1]
+	}
+	vals := make([]string, 2)
+	vals[0], vals[1] = strconv.Itoa(len(b)), ref
+	h["Content-Length"] = vals[0:1:1]
+	h["X-Gatehouse-Ref"] = vals[1:2:2]
+	w.WriteHeader(http.StatusForbidden)
+	n, _ := w.Write(b)
+	*bp = b
+	pageBufs.Put(bp)
+	return n, ref
+}
+
 var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // pageSlot names a per-request field of the block page.

@@ -122,8 +122,19 @@ func TestBlockedKeepAlive(t *testing.T) {
 	if resp, _ := r.read(http.MethodGet); resp.StatusCode != http.StatusForbidden || resp.Close {
 		t.Fatalf("HTTP/1.0 keep-alive block: status %d, close %v", resp.StatusCode, resp.Close)
 	}
+	// A refused tunnel: one line of text, and the connection stays open.
+	for i := 0; i < 2; i++ {
+		r.send("CONNECT adult.test:443 HTTP/1.1\r\nHost: adult.test:443\r\n\r\n")
+		resp, body := r.read(http.MethodConnect)
+		ref := resp.Header.Get("X-Gatehouse-Ref")
+		want := "403 Forbidden: adult.test is blocked by Test Academy's web filter (pornography). Reference " + ref + ".\n"
+		if resp.StatusCode != http.StatusForbidden || resp.Close || ref == "" || body != want ||
+			resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" || resp.Header.Get("Via") != Via {
+			t.Fatalf("CONNECT %d: status %d, close %v, headers %v, body %q", i, resp.StatusCode, resp.Close, resp.Header, body)
+		}
+	}
 	if r.closed() {
-		t.Fatal("the proxy closed the connection after block pages")
+		t.Fatal("the proxy closed the connection after block answers")
 	}
 }
 
@@ -170,59 +181,69 @@ func TestBlockedRequestAllocs(t *testing.T) {
 
 // TestFrontBlockedAllocs bounds the garbage of the whole blocked path
 // over a real connection: the front reading the request, the decision,
-// the page, the event and the write. The client side is raw bytes into a
-// fixed buffer, so what is counted is the proxy's.
+// the answer, the event and the write, for a plain GET (the block page)
+// and a CONNECT (a one-line refusal; the connection stays open for the
+// next try). The client side is raw bytes into a fixed buffer, so what is
+// counted is the proxy's.
 func TestFrontBlockedAllocs(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	c := e.dial("")
-	req := []byte("GET " + e.originURL("adult.test", "/x") + " HTTP/1.1\r\nHost: adult.test\r\nUser-Agent: test\r\n\r\n")
-	buf := make([]byte, 64<<10)
-	var fail string
-	roundTrip := func() {
-		if fail != "" {
-			return
-		}
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(req); err != nil {
-			fail = err.Error()
-			return
-		}
-		n, end := 0, -1
-		for end < 0 || n < end {
-			m, err := c.Read(buf[n:])
-			if err != nil {
+	for _, tc := range []struct {
+		name, req string
+		max       float64 // allocations per request
+	}{
+		// Reading the request (net/http's parser: ~10), reqInfo, host, URL,
+		// reference, header values.
+		{"GET", "GET " + e.originURL("adult.test", "/x") + " HTTP/1.1\r\nHost: adult.test\r\nUser-Agent: test\r\n\r\n", 20},
+		{"CONNECT", "CONNECT adult.test:443 HTTP/1.1\r\nHost: adult.test:443\r\nUser-Agent: test\r\n\r\n", 20},
+	} {
+		c := e.dial("")
+		req := []byte(tc.req)
+		buf := make([]byte, 64<<10)
+		var fail string
+		roundTrip := func() {
+			if fail != "" {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write(req); err != nil {
 				fail = err.Error()
 				return
 			}
-			n += m
-			if end < 0 {
-				if h := bytes.Index(buf[:n], []byte("\r\n\r\n")); h >= 0 {
-					i := bytes.Index(buf[:h], []byte("\r\nContent-Length: "))
-					if i < 0 || !bytes.HasPrefix(buf, []byte("HTTP/1.1 403 ")) {
-						fail = "not a 403 with a length: " + string(buf[:h])
-						return
+			n, end := 0, -1
+			for end < 0 || n < end {
+				m, err := c.Read(buf[n:])
+				if err != nil {
+					fail = err.Error()
+					return
+				}
+				n += m
+				if end < 0 {
+					if h := bytes.Index(buf[:n], []byte("\r\n\r\n")); h >= 0 {
+						i := bytes.Index(buf[:h], []byte("\r\nContent-Length: "))
+						if i < 0 || !bytes.HasPrefix(buf, []byte("HTTP/1.1 403 ")) || bytes.Contains(buf[:h], []byte("Connection: close")) {
+							fail = "not a keep-alive 403 with a length: " + string(buf[:h])
+							return
+						}
+						i += len("\r\nContent-Length: ")
+						l := 0
+						for ; buf[i] >= '0' && buf[i] <= '9'; i++ {
+							l = l*10 + int(buf[i]-'0')
+						}
+						end = h + 4 + l
 					}
-					i += len("\r\nContent-Length: ")
-					l := 0
-					for ; buf[i] >= '0' && buf[i] <= '9'; i++ {
-						l = l*10 + int(buf[i]-'0')
-					}
-					end = h + 4 + l
 				}
 			}
 		}
-	}
-	roundTrip()
-	n := testing.AllocsPerRun(200, roundTrip)
-	if fail != "" {
-		t.Fatal(fail)
-	}
-	if testing.Verbose() {
-		t.Logf("%.0f allocations per blocked request", n)
-	}
-	// Reading the request (net/http's parser: ~12), the front's writer and
-	// header, reqInfo, host, URL, reference, header values.
-	if n > 28 {
-		t.Errorf("a blocked request over the front allocates %.0f times, want at most 28", n)
+		roundTrip()
+		n := testing.AllocsPerRun(200, roundTrip)
+		if fail != "" {
+			t.Fatalf("%s: %s", tc.name, fail)
+		}
+		if testing.Verbose() {
+			t.Logf("%s: %.0f allocations per blocked request", tc.name, n)
+		}
+		if n > tc.max {
+			t.Errorf("%s: a blocked request over the front allocates %.0f times, want at most %.0f", tc.name, n, tc.max)
+		}
 	}
 }

@@ -424,12 +424,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	}
 	if d.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
-		ref := newRef()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Gatehouse-Ref", ref)
-		w.Header().Set("Via", Via)
-		w.WriteHeader(http.StatusForbidden)
-		n, _ := fmt.Fprintf(w, "403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, reason), ref)
+		n, ref := refuseConnect(w, info.host, cfg.School.Name, connectWhy(d, reason))
 		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(n), reason, ref)
 		return
 	}
