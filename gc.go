@@ -26,14 +26,28 @@ const (
 	gcsPerSecond   = 5
 )
 
-// gcPercentFor returns the GC percent for a live heap of live bytes that
-// may grow by headroom bytes.
-func gcPercentFor(live, headroom uint64) int {
-	if live == 0 {
+// gcPercentFor returns the GC percent that lets a live heap of live
+// bytes grow by headroom bytes. The runtime's heap goal is the larger of
+// live + base × percent/100, where base is the live heap plus the stacks
+// and globals it scans, and 4 MiB × percent/100; the percent is the
+// largest that keeps both within live + headroom. (Dividing the headroom
+// by the live heap alone gave a small heap two or three times the
+// headroom meant: under blocked-request load 1 MiB live beside 1.7 MiB of
+// stacks and globals had a 35 MiB goal for 12 MiB.)
+func gcPercentFor(live, base, headroom uint64) int {
+	if base == 0 {
 		return serveGCPercent
 	}
-	return max(serveGCPercent, int(headroom*100/live))
+	p := headroom * 100 / base
+	if floor := (live + headroom) * 100 / runtimeHeapMinimum; floor < p {
+		p = floor
+	}
+	return max(serveGCPercent, int(p))
 }
+
+// runtimeHeapMinimum is the runtime's smallest heap goal at GOGC=100
+// (it scales with the percent).
+const runtimeHeapMinimum = 4 << 20
 
 // gcTuner follows the allocation rate.
 type gcTuner struct {
@@ -41,16 +55,41 @@ type gcTuner struct {
 	headroom uint64
 }
 
-// step takes the live heap and the bytes allocated so far, one second
-// after the last step, and returns the GC percent to set.
-func (t *gcTuner) step(live, allocs uint64) int {
+// step takes the live heap, the GC base (see gcPercentFor) and the bytes
+// allocated so far, one second after the last step, and returns the GC
+// percent to set.
+func (t *gcTuner) step(live, base, allocs uint64) int {
 	var rate uint64
 	if t.allocs != 0 && allocs > t.allocs {
 		rate = allocs - t.allocs
 	}
 	t.allocs = allocs
 	t.headroom = min(max(rate/gcsPerSecond, minGCHeadroom), maxGCHeadroom)
-	return gcPercentFor(live, t.headroom)
+	return gcPercentFor(live, base, t.headroom)
+}
+
+// gcSamples are the runtime metrics the tuner reads.
+var gcSamples = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes", "/gc/heap/allocs:bytes"}
+
+// readGC returns the live heap, the GC base (live heap, scanned stacks and
+// globals) and the bytes allocated so far.
+func readGC(sample []metrics.Sample) (live, base, allocs uint64) {
+	metrics.Read(sample)
+	var v [4]uint64
+	for i, s := range sample {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
+	}
+	return v[0], v[0] + v[1] + v[2], v[3]
+}
+
+func newGCSample() []metrics.Sample {
+	s := make([]metrics.Sample, len(gcSamples))
+	for i, n := range gcSamples {
+		s[i].Name = n
+	}
+	return s
 }
 
 // tuneGC sets the GC percent once a second until ctx ends; it does
@@ -59,18 +98,11 @@ func tuneGC(ctx context.Context) {
 	if os.Getenv("GOGC") != "" {
 		return
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
+	sample := newGCSample()
 	var t gcTuner
 	last := -1
 	set := func() {
-		metrics.Read(sample)
-		var v [2]uint64
-		for i, s := range sample {
-			if s.Value.Kind() == metrics.KindUint64 {
-				v[i] = s.Value.Uint64()
-			}
-		}
-		if p := t.step(v[0], v[1]); p != last {
+		if p := t.step(readGC(sample)); p != last {
 			debug.SetGCPercent(p)
 			last = p
 		}

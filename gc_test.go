@@ -2,18 +2,30 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
 
 func TestGCPercentFor(t *testing.T) {
+	const M = 1 << 20
 	for _, tc := range []struct {
-		live, headroom uint64
-		want           int
-	}{{0, 4 << 20, 50}, {2 << 20, 4 << 20, 200}, {4 << 20, 4 << 20, 100}, {8 << 20, 4 << 20, 50}, {64 << 20, 4 << 20, 50}, {8 << 20, 32 << 20, 400}} {
-		if got := gcPercentFor(tc.live, tc.headroom); got != tc.want {
-			t.Errorf("live %d MiB, headroom %d MiB: %d, want %d", tc.live>>20, tc.headroom>>20, got, tc.want)
+		live, base, headroom uint64
+		want                 int
+	}{
+		{0, 0, 4 * M, 50},
+		{2 * M, 2 * M, 4 * M, 150},   // the runtime's 4 MiB × percent floor binds: goal 6 MiB
+		{4 * M, 4 * M, 4 * M, 100},   // goal 8 MiB
+		{8 * M, 8 * M, 4 * M, 50},    // never below 50%
+		{64 * M, 64 * M, 4 * M, 50},  //
+		{8 * M, 8 * M, 32 * M, 400},  // goal 40 MiB
+		{8 * M, 16 * M, 32 * M, 200}, // stacks and globals count: goal 8 + 16×2 = 40 MiB
+		{1 * M, 3 * M, 12 * M, 325},  // blocked-request load: goal max(1+3×3.25, 4×3.25) = 13 MiB
+	} {
+		if got := gcPercentFor(tc.live, tc.base, tc.headroom); got != tc.want {
+			t.Errorf("live %d MiB, base %d MiB, headroom %d MiB: %d, want %d", tc.live/M, tc.base/M, tc.headroom/M, got, tc.want)
 		}
 	}
 }
@@ -24,7 +36,7 @@ func TestGCTunerHeadroom(t *testing.T) {
 	var g gcTuner
 	live := uint64(8 << 20)
 	allocs := uint64(1 << 30)
-	if p := g.step(live, allocs); p != 50 || g.headroom != minGCHeadroom {
+	if p := g.step(live, live, allocs); p != 50 || g.headroom != minGCHeadroom {
 		t.Fatalf("start: %d%%, headroom %d", p, g.headroom)
 	}
 	for _, tc := range []struct {
@@ -39,7 +51,7 @@ func TestGCTunerHeadroom(t *testing.T) {
 		{10, 4, 50},     // quiet again at once
 	} {
 		allocs += tc.perSecond << 20
-		p := g.step(live, allocs)
+		p := g.step(live, live, allocs)
 		if g.headroom>>20 != tc.headroom || p != tc.percent {
 			t.Errorf("%d MiB/s: headroom %d MiB, %d%%; want %d MiB, %d%%", tc.perSecond, g.headroom>>20, p, tc.headroom, tc.percent)
 		}
@@ -66,5 +78,28 @@ func TestTuneGC(t *testing.T) {
 	tuneGC(context.Background()) // returns at once
 	if p := debug.SetGCPercent(300); p != 300 {
 		t.Fatalf("GOGC=300 overridden: %d", p)
+	}
+}
+
+// TestGCHeadroomIsWhatItSays: with the percent the tuner picks, the
+// runtime's heap goal is the live heap plus the headroom (the runtime also
+// multiplies the stacks and globals by the percent; a small heap beside
+// them used to get several times the headroom).
+func TestGCHeadroomIsWhatItSays(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	sample := newGCSample()
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/globals:bytes"}}
+	const headroom = 4 << 20
+	runtime.GC()
+	live0, base, _ := readGC(sample)
+	debug.SetGCPercent(gcPercentFor(live0, base, headroom))
+	metrics.Read(goal)
+	g, live, globals := goal[0].Value.Uint64(), goal[1].Value.Uint64(), goal[2].Value.Uint64()
+	if live+headroom > 8<<20 || globals == 0 {
+		t.Skipf("live heap %d, globals %d: not the small heap this is about", live, globals)
+	}
+	if got := int64(g - live); got < headroom*95/100 || got > headroom*105/100 {
+		t.Errorf("heap goal %d over a live heap of %d (globals %d): headroom %d, want %d", g, live, globals, got, headroom)
 	}
 }

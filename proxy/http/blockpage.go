@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -136,16 +137,29 @@ func who(d *policy.Decision, user string, ip netip.Addr) string {
 	return ip.String()
 }
 
+// pageFor is the block page's data as the template takes it.
 func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) pageData {
 	d := &info.dec
+	pd := staticPage(cfg, d)
+	pd.Host = info.host
+	pd.When = s.now().In(cfg.Location()).Format(whenLayout)
+	pd.Who = who(d, info.user, info.client)
+	pd.Ref = newRef()
+	if !d.Restricted {
+		pd.URL = truncate(displayURL, 200)
+	}
+	return pd
+}
+
+// whenLayout is how the block page shows the time.
+const whenLayout = "Monday 2 January 2006, 15:04"
+
+// staticPage is the part of the block page's data that depends only on
+// the config and the kind of block, not on the request.
+func staticPage(cfg *config.Config, d *policy.Decision) pageData {
 	bp := cfg.Proxy.BlockPage
 	pd := pageData{
 		School:     cfg.School.Name,
-		Host:       info.host,
-		URL:        truncate(displayURL, 200),
-		When:       s.now().In(cfg.Location()).Format("Monday 2 January 2006, 15:04"),
-		Who:        who(d, info.user, info.client),
-		Ref:        newRef(),
 		Contact:    bp.Contact,
 		AUPURL:     bp.AUPURL,
 		Restricted: d.Restricted,
@@ -153,7 +167,7 @@ func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) p
 		Form:       true,
 	}
 	if d.Restricted {
-		pd.URL, pd.Form = "", false
+		pd.Form = false
 		return pd
 	}
 	if d.HasCategory {
@@ -184,32 +198,306 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// blockPage writes the block page for an HTTP block of info.url and
-// returns its size and reference code.
-func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Config) (int, string) {
-	pd := s.pageFor(info, cfg, info.url)
-	return s.writePage(w, http.StatusForbidden, pd), pd.Ref
+// blockPage writes the block page for an HTTP block of displayURL and
+// returns its size and reference code. The page comes from a layout
+// built once per config and kind of block (pageLayout): only the
+// request's own fields are escaped and appended, into a pooled buffer.
+func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Config, displayURL string) (int, string) {
+	d := &info.dec
+	lays := s.layouts(cfg)
+	lay := lays.get(cfg, d)
+	ref := newRef()
+	bp := pageBufs.Get().(*[]byte)
+	b := lay.render((*bp)[:0], &pageFields{
+		host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
+	})
+	n := sendPage(w, http.StatusForbidden, b, ref)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		pageBufs.Put(bp)
+	}
+	return n, ref
 }
 
+// writePage renders pd with the template (messages and tests; block pages
+// go through blockPage).
 func (s *Server) writePage(w http.ResponseWriter, status int, pd pageData) int {
 	var buf bytes.Buffer
 	if err := pageTmpl.Execute(&buf, pd); err != nil {
 		s.log.Error("proxy: block page", "err", err)
 	}
+	return sendPage(w, status, buf.Bytes(), pd.Ref)
+}
+
+// The page's fixed header fields, shared by every answer (full slices, so
+// that an append copies instead of writing into them).
+var pageHeaders = [...]struct {
+	k string
+	v []string
+}{
+	{"Content-Type", []string{"text/html; charset=utf-8"}},
+	{"Cache-Control", []string{"no-store"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}},
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Via", []string{Via}},
+}
+
+// pageHeaderLines are the same fields as the front writes them, for a
+// front writer to copy as they are.
+var pageHeaderLines = func() string {
+	var b strings.Builder
+	for _, f := range pageHeaders {
+		b.WriteString(f.k + ": " + f.v[0] + "\r\n")
+	}
+	return b.String()
+}()
+
+// sendPage writes an HTML page with the block page's headers.
+func sendPage(w http.ResponseWriter, status int, body []byte, ref string) int {
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Via", Via)
-	if pd.Ref != "" {
-		h.Set("X-Gatehouse-Ref", pd.Ref)
+	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(pageHeaderLines) {
+		for _, f := range pageHeaders {
+			h[f.k] = f.v[:1:1]
+		}
+	}
+	vals := make([]string, 2) // Content-Length and the reference in one allocation
+	vals[0] = strconv.Itoa(len(body))
+	h["Content-Length"] = vals[0:1:1]
+	if ref != "" {
+		vals[1] = ref
+		h["X-Gatehouse-Ref"] = vals[1:2:2]
 	}
 	w.WriteHeader(status)
-	n, _ := w.Write(buf.Bytes())
+	n, _ := w.Write(body)
 	return n
+}
+
+// textHeaderLines are the fixed header fields of a blocked CONNECT's
+// answer, for a front writer to copy as they are.
+const textHeaderLines = "Content-Type: text/plain; charset=utf-8\r\nVia: " + Via + "\r\n"
+
+var (
+	hdrText = []string{"text/plain; charset=utf-8"}
+	hdrVia  = []string{Via}
+)
+
+// refuseConnect answers a blocked CONNECT with a line of plain text (a
+// browser shows its own error for a refused tunnel; tools print it) and
+// returns its size and reference code. The connection stays open.
+func refuseConnect(w http.ResponseWriter, host, school, why string) (int, string) {
+	ref := newRef()
+	bp := pageBufs.Get().(*[]byte)
+	b := append((*bp)[:0], "403 Forbidden: "...)
+	b = append(append(b, host...), " is blocked by "...)
+	b = append(append(b, school...), "'s web filter ("...)
+	b = append(append(b, why...), "). Reference "...)
+	b = append(append(b, ref...), ".\n"...)
+	h := w.Header()
+	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(textHeaderLines) {
+		h["Content-Type"] = hdrText[:1:1]
+		h["Via"] = hdrVia[:1:1]
+	}
+	vals := make([]string, 2)
+	vals[0], vals[1] = strconv.Itoa(len(b)), ref
+	h["Content-Length"] = vals[0:1:1]
+	h["X-Gatehouse-Ref"] = vals[1:2:2]
+	w.WriteHeader(http.StatusForbidden)
+	n, _ := w.Write(b)
+	*bp = b
+	pageBufs.Put(bp)
+	return n, ref
+}
+
+var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// pageSlot names a per-request field of the block page.
+type pageSlot uint8
+
+const (
+	slotHost pageSlot = iota
+	slotURL
+	slotWhen
+	slotWho
+	slotRef
+	numSlots
+)
+
+// pageLayout is the block page for one config and kind of block, rendered
+// once by pageTmpl with a marker in each per-request field and split at
+// the markers: parts[0], slots[0], parts[1], …, parts[len(slots)]. Every
+// slot sits in HTML text, RCDATA (<title>) or a quoted attribute, where
+// html/template escapes with the same table as appendHTML, so the page is
+// byte for byte what the template would write (TestBlockPageLayout).
+type pageLayout struct {
+	parts []string
+	slots []pageSlot
+}
+
+// pageFields are the per-request fields of a block page.
+type pageFields struct {
+	host, url string
+	when      time.Time // in the school's time zone
+	dec       *policy.Decision
+	user      string
+	client    netip.Addr
+	ref       string
+}
+
+func (l *pageLayout) render(b []byte, f *pageFields) []byte {
+	for i, slot := range l.slots {
+		b = append(b, l.parts[i]...)
+		switch slot {
+		case slotHost:
+			b = appendHTML(b, f.host)
+		case slotURL:
+			u := f.url
+			if len(u) > 200 {
+				n := 200
+				for n > 0 && !utf8.RuneStart(u[n]) {
+					n--
+				}
+				b = append(appendHTML(b, u[:n]), "…"...)
+			} else {
+				b = appendHTML(b, u)
+			}
+		case slotWhen:
+			b = f.when.AppendFormat(b, whenLayout) // letters, digits, ", :" only
+		case slotWho:
+			b = appendWho(b, f.dec, f.user, f.client)
+		case slotRef:
+			b = append(b, f.ref...) // refAlphabet and '-' only
+		}
+	}
+	return append(b, l.parts[len(l.parts)-1]...)
+}
+
+// appendWho appends who(d, user, ip), escaped.
+func appendWho(b []byte, d *policy.Decision, user string, ip netip.Addr) []byte {
+	switch {
+	case user != "" && d.Device != "":
+		return appendHTML(append(appendHTML(b, user), " on "...), d.Device)
+	case user != "":
+		b = append(appendHTML(b, user), " ("...)
+		return append(appendIP(b, ip), ')')
+	case d.Device != "":
+		b = append(appendHTML(b, d.Device), " ("...)
+		return append(appendIP(b, ip), ')')
+	}
+	return appendIP(b, ip)
+}
+
+// appendIP appends ip as ip.String() writes it (no character in it needs
+// escaping; a zone is a network interface name and is escaped anyway).
+func appendIP(b []byte, ip netip.Addr) []byte {
+	if !ip.IsValid() || ip.Zone() != "" {
+		return appendHTML(b, ip.String())
+	}
+	return ip.AppendTo(b)
+}
+
+// appendHTML appends s escaped as html/template escapes text and quoted
+// attribute values: NUL, quotes, '&', '+', '<' and '>' (all ASCII, so a
+// byte loop is exact even for invalid UTF-8, which it leaves as it is).
+func appendHTML(b []byte, s string) []byte {
+	last := 0
+	for i := 0; i < len(s); i++ {
+		var repl string
+		switch s[i] {
+		case 0:
+			repl = "\uFFFD"
+		case '"':
+			repl = "&#34;"
+		case '&':
+			repl = "&amp;"
+		case '\'':
+			repl = "&#39;"
+		case '+':
+			repl = "&#43;"
+		case '<':
+			repl = "&lt;"
+		case '>':
+			repl = "&gt;"
+		default:
+			continue
+		}
+		b = append(append(b, s[last:i]...), repl...)
+		last = i + 1
+	}
+	return append(b, s[last:]...)
+}
+
+// pageLayouts holds the layouts built for one config: [0] restricted,
+// [1] no category, [2+c] category c. At most 258 small layouts per config;
+// a reload starts a new set.
+type pageLayouts struct {
+	cfg *config.Config
+	loc *time.Location
+	l   [2 + 256]atomic.Pointer[pageLayout]
+}
+
+// layouts returns the layouts for cfg, starting a new set when the config
+// has changed.
+func (s *Server) layouts(cfg *config.Config) *pageLayouts {
+	if p := s.pages.Load(); p != nil && p.cfg == cfg {
+		return p
+	}
+	p := &pageLayouts{cfg: cfg, loc: cfg.Location()}
+	s.pages.Store(p)
+	return p
+}
+
+// get returns the layout for d's kind of block, building it on first use.
+func (p *pageLayouts) get(cfg *config.Config, d *policy.Decision) *pageLayout {
+	i := 1
+	switch {
+	case d.Restricted:
+		i = 0
+	case d.HasCategory:
+		i = 2 + int(d.Category)
+	}
+	if l := p.l[i].Load(); l != nil {
+		return l
+	}
+	l := buildLayout(staticPage(cfg, d))
+	p.l[i].Store(l)
+	return l
+}
+
+// slotMarker is this process's marker prefix for the per-request fields:
+// random, letters and digits only (html/template leaves them as they are),
+// so no config text can contain it by chance.
+var slotMarker = fmt.Sprintf("gh%016xz", rand.Uint64())
+
+// buildLayout renders pd (its per-request fields empty) with markers in
+// those fields and splits the result at them.
+func buildLayout(pd pageData) *pageLayout {
+	mark := func(s pageSlot) string { return slotMarker + string(rune('a'+s)) }
+	pd.Host, pd.When, pd.Who, pd.Ref = mark(slotHost), mark(slotWhen), mark(slotWho), mark(slotRef)
+	if !pd.Restricted {
+		pd.URL = mark(slotURL)
+	}
+	var buf strings.Builder
+	if err := pageTmpl.Execute(&buf, pd); err != nil {
+		panic("httpproxy: the block page template failed on fixed data: " + err.Error())
+	}
+	out := buf.String()
+	l := &pageLayout{}
+	for {
+		i := strings.Index(out, slotMarker)
+		if i < 0 || i+len(slotMarker) >= len(out) {
+			break
+		}
+		slot := pageSlot(out[i+len(slotMarker)] - 'a')
+		if slot >= numSlots {
+			break
+		}
+		l.parts = append(l.parts, out[:i])
+		l.slots = append(l.slots, slot)
+		out = out[i+len(slotMarker)+1:]
+	}
+	l.parts = append(l.parts, out)
+	return l
 }
 
 // adminMux serves the PAC file, reports and block pages on the admin
@@ -251,8 +539,7 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &reqInfo{client: ip, user: user, host: nh, dec: dec}
-	pd := s.pageFor(info, cfg, "http://"+host+r.URL.RequestURI())
-	s.writePage(w, http.StatusForbidden, pd)
+	s.blockPage(w, info, cfg, "http://"+host+r.URL.RequestURI())
 }
 
 // pac serves the proxy auto-config file.

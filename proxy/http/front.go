@@ -155,13 +155,18 @@ type frontConn struct {
 	lr       io.LimitedReader // caps header bytes
 	br       *bufio.Reader
 	bw       *bufio.Writer
-	ctx      context.Context
 	remote   string
 	hijacked bool
 
 	contMu     sync.Mutex // orders "100 Continue" against the response
 	started    bool       // the response has begun
 	keepReader bool       // br may still be read by another goroutine
+
+	// The writer and its header map are reused from one request to the
+	// next on a keep-alive connection (a handler must not touch them after
+	// it returns; a hijacked or abandoned connection never reuses them).
+	w frontWriter
+	h http.Header
 }
 
 var (
@@ -194,7 +199,6 @@ func (fc *frontConn) serve() {
 		}
 	}()
 	fc.remote = c.RemoteAddr().String()
-	fc.ctx = context.WithValue(context.Background(), connKey{}, c)
 	fc.lr.R = c
 	fc.br = frontReaders.Get().(*bufio.Reader)
 	fc.br.Reset(&fc.lr)
@@ -295,12 +299,17 @@ func (fc *frontConn) serveRequest(req *http.Request) bool {
 		}
 	}
 	req.RemoteAddr = fc.remote
-	req = req.WithContext(fc.ctx)
 	if fc.bw == nil {
 		fc.bw = frontWriters.Get().(*bufio.Writer)
 		fc.bw.Reset(fc.c)
 	}
-	w := &frontWriter{fc: fc, req: req, h: make(http.Header, 8)}
+	if fc.h == nil {
+		fc.h = make(http.Header, 8)
+	} else {
+		clear(fc.h)
+	}
+	fc.w = frontWriter{fc: fc, req: req, h: fc.h}
+	w := &fc.w
 	f.handler.ServeHTTP(w, req)
 	if w.hijacked {
 		return false
@@ -475,12 +484,24 @@ type frontWriter struct {
 	close   bool   // close the connection after this response
 	failed  bool   // a write to the client failed
 	held    []byte // body held back before the header (holdMax)
+	fixed   string // header lines written as they are after the map's (setFixedHeader)
 
 	hijacked bool
 	trailers []string
 }
 
 func (w *frontWriter) Header() http.Header { return w.h }
+
+// setFixedHeader adds header lines ("Name: value\r\n" each, already valid)
+// that are written as they are, without going through the map; false
+// when the header has already been sent.
+func (w *frontWriter) setFixedHeader(lines string) bool {
+	if w.sent || w.hijacked {
+		return false
+	}
+	w.fixed = lines
+	return true
+}
 
 func (w *frontWriter) WriteHeader(code int) {
 	if w.hijacked || w.wrote {
@@ -567,6 +588,7 @@ func (w *frontWriter) sendHeader() {
 		_, _ = bw.WriteString("\r\n")
 	}
 	writeFields(bw, h, w.trailers)
+	_, _ = bw.WriteString(w.fixed)
 	if w.chunked {
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}

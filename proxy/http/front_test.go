@@ -56,8 +56,17 @@ func (r *rawConn) read(method string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// closed reports whether the proxy closed the connection (every caller
-// expects it to, so the wait is long: it ends as soon as it has).
+// stillOpen reports whether the connection stays open for a while (2 s,
+// under the env's idle timeout): for tests that it is not closed at once.
+func (r *rawConn) stillOpen() bool {
+	_ = r.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := r.br.ReadByte()
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// closed reports whether the proxy closed the connection (callers expect
+// it to, so the wait is long: it ends as soon as it has).
 func (r *rawConn) closed() bool {
 	_ = r.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, err := r.br.ReadByte()

@@ -56,6 +56,7 @@ type Server struct {
 	dialAddr   func(ctx context.Context, network, addr string) (net.Conn, error)
 	listenPort string
 	lastRefuse atomic.Int64
+	pages      atomic.Pointer[pageLayouts] // block page layouts for the current config
 	stop       chan struct{}
 	stopOnce   sync.Once
 }
@@ -76,7 +77,6 @@ type reqInfo struct {
 }
 
 type infoKey struct{}
-type connKey struct{}
 
 // New builds a proxy from the current configuration.
 func New(o Options) (*Server, error) {
@@ -234,7 +234,10 @@ func clientOf(ctx context.Context) netip.Addr {
 // ServeHTTP is the proxy's front: caps, local pages, login, policy; allowed
 // requests go on to goproxy.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cc, _ := r.Context().Value(connKey{}).(*clientConn)
+	var cc *clientConn // nil when not served by the front (tests)
+	if fw, ok := w.(*frontWriter); ok {
+		cc = fw.fc.c // found through the writer: no per-request context
+	}
 	var ip netip.Addr
 	if cc != nil {
 		ip = cc.ip
@@ -309,7 +312,7 @@ func (s *Server) lookupBlocked(w http.ResponseWriter, req *http.Request, info *r
 	info.takeBlock(be)
 	info.url = eventURL(req.URL)
 	s.metrics.httpBlock.Inc()
-	n, ref := s.blockPage(w, info, s.o.Config())
+	n, ref := s.blockPage(w, info, s.o.Config(), info.url)
 	s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
 }
 
@@ -349,7 +352,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
-		n, ref := s.blockPage(w, info, cfg)
+		n, ref := s.blockPage(w, info, cfg, info.url)
 		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
 		return
 	case policy.Rewrite:
@@ -506,12 +509,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	}
 	if d.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
-		ref := newRef()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Gatehouse-Ref", ref)
-		w.Header().Set("Via", Via)
-		w.WriteHeader(http.StatusForbidden)
-		n, _ := fmt.Fprintf(w, "403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, reason), ref)
+		n, ref := refuseConnect(w, info.host, cfg.School.Name, connectWhy(d, reason))
 		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(n), reason, ref)
 		return
 	}

@@ -1,0 +1,149 @@
+// Command blockload drives a forward proxy with requests for a blocked
+// URL: C clients, each on its own keep-alive connection, ask for the URL
+// again and again for a while. Only 403 answers count; anything else
+// (another status, a failed request) is an error. It prints one CSV line
+// in the shape of the shared harness's load tool:
+//
+//	mode,target,rps,p50_ms,p99_ms,errors,body_bytes
+//
+// plus, on stderr, how many new connections the clients had to open
+// (a proxy that closes the connection after each block answer makes its
+// clients pay a new TCP handshake per request).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// config is one run.
+type config struct {
+	proxy    *url.URL
+	target   string // the blocked URL
+	clients  int
+	duration time.Duration
+	perConn  int // stop each client after this many requests (0: run for duration)
+}
+
+// result is what a run measured.
+type result struct {
+	blocked  int             // 403 answers
+	errors   int             // any other answer or failure
+	dials    int64           // connections opened
+	lat      []time.Duration // of the 403 answers, sorted
+	bodySize int64           // size of the last 403 body
+	elapsed  time.Duration
+}
+
+func (r *result) pct(p float64) float64 {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return float64(r.lat[int(p*float64(len(r.lat)-1))].Microseconds()) / 1000
+}
+
+func run(cfg config) result {
+	var dials atomic.Int64
+	var bodySize atomic.Int64
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	var mu sync.Mutex
+	var res result
+	deadline := time.Now().Add(cfg.duration)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One transport per client: its own keep-alive connection, as a
+			// browser tab or a bypass tool retrying would have.
+			tr := &http.Transport{
+				Proxy: http.ProxyURL(cfg.proxy),
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					dials.Add(1)
+					return d.DialContext(ctx, network, addr)
+				},
+				MaxIdleConnsPerHost: 1,
+				DisableCompression:  true,
+			}
+			defer tr.CloseIdleConnections()
+			cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			var mine []time.Duration
+			bad := 0
+			for n := 0; (cfg.perConn == 0 || n < cfg.perConn) && time.Now().Before(deadline); n++ {
+				t := time.Now()
+				err := get(cl, cfg.target, &bodySize)
+				if err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, mine...)
+			res.errors += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	if cfg.perConn == 0 {
+		res.elapsed = cfg.duration
+	}
+	slices.Sort(res.lat)
+	res.blocked = len(res.lat)
+	res.dials = dials.Load()
+	res.bodySize = bodySize.Load()
+	return res
+}
+
+var errNotBlocked = errors.New("not a 403")
+
+// get asks for u once; only a 403 whose body arrived whole is a success.
+func get(cl *http.Client, u string, size *atomic.Int64) error {
+	resp, err := cl.Get(u)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusForbidden {
+		return fmt.Errorf("%w: %d", errNotBlocked, resp.StatusCode)
+	}
+	size.Store(n)
+	return nil
+}
+
+func main() {
+	proxy := flag.String("proxy", "http://127.0.0.1:3128", "proxy URL")
+	name := flag.String("name", "proxy", "label for the CSV line")
+	target := flag.String("url", "", "a URL the proxy blocks (required)")
+	conc := flag.Int("c", 50, "concurrent clients, one keep-alive connection each")
+	dur := flag.Duration("duration", 15*time.Second, "how long to run")
+	perConn := flag.Int("n", 0, "stop each client after this many requests (0: run for -duration)")
+	flag.Parse()
+	pu, err := url.Parse(*proxy)
+	if err != nil || pu.Host == "" || *target == "" || *conc < 1 {
+		fmt.Fprintln(os.Stderr, "blockload: need -proxy http://host:port, -url and -c ≥ 1")
+		os.Exit(2)
+	}
+	r := run(config{proxy: pu, target: *target, clients: *conc, duration: *dur, perConn: *perConn})
+	fmt.Fprintf(os.Stderr, "blockload %s: %d blocked, %d errors, %d connections opened, %d-byte block answer\n",
+		*name, r.blocked, r.errors, r.dials, r.bodySize)
+	fmt.Printf("blocked-keepalive,%s,%.0f,%.2f,%.2f,%d,%d\n", *name, float64(r.blocked)/r.elapsed.Seconds(),
+		r.pct(0.5), r.pct(0.99), r.errors, r.bodySize)
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestRunCountsOnly403s runs the load against a loopback stand-in for a
+// proxy: 403s count, any other answer is an error, and keep-alive
+// connections are reused (one per client) unless the proxy closes them.
+func TestRunCountsOnly403s(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Host, "blocked."):
+			if r.URL.Path == "/close" {
+				w.Header().Set("Connection", "close")
+			}
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte("blocked page"))
+		default:
+			_, _ = w.Write([]byte("ok"))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	pu, _ := url.Parse(srv.URL)
+	cfg := config{proxy: pu, clients: 3, duration: time.Minute, perConn: 20}
+
+	cfg.target = "http://blocked.test/x"
+	r := run(cfg)
+	if r.blocked != 60 || r.errors != 0 || r.dials != 3 || conns.Load() != 3 || r.bodySize != int64(len("blocked page")) {
+		t.Errorf("blocked: %d blocked, %d errors, %d dials (server saw %d), body %d", r.blocked, r.errors, r.dials, conns.Load(), r.bodySize)
+	}
+	if r.pct(0.5) <= 0 || r.pct(0.99) < r.pct(0.5) {
+		t.Errorf("percentiles p50 %.3f p99 %.3f", r.pct(0.5), r.pct(0.99))
+	}
+
+	cfg.target = "http://allowed.test/x"
+	if r := run(cfg); r.blocked != 0 || r.errors != 60 {
+		t.Errorf("allowed: %d blocked, %d errors; want 0 and 60", r.blocked, r.errors)
+	}
+
+	cfg.target = "http://blocked.test/close"
+	if r := run(cfg); r.blocked != 60 || r.dials != 60 {
+		t.Errorf("closing proxy: %d blocked, %d dials; want 60 and 60", r.blocked, r.dials)
+	}
+}
