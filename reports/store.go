@@ -100,6 +100,13 @@ var migrations = []string{
 	// 2: the proxy's block-page reference and "report a mistake" note.
 	`ALTER TABLE events ADD COLUMN ref TEXT NOT NULL DEFAULT '';
 	ALTER TABLE events ADD COLUMN note TEXT NOT NULL DEFAULT '';`,
+	// 3: spill files (events written beside the database while it failed)
+	// whose events are now in it, so a crash before the file is removed
+	// never replays it twice.
+	`CREATE TABLE spills (
+		name TEXT PRIMARY KEY,
+		ts   INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema this build writes.
