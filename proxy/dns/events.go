@@ -17,8 +17,15 @@ import (
 // client, name, type, action, category and user) goes to the sink at once,
 // so an alert is never held back; repeats within `window` are collapsed
 // where they arise into one follow-up event with their count ("41 more
-// attempts"), which a goroutine hands to the sink when the window ends. So
-// a burst of retries costs a map lookup each and reaches the sink twice.
+// attempts"). So a burst of retries costs a map lookup each.
+//
+// With a DurableSink (the breach store), record returns the sequence number
+// of the kind's first event, and a block answer is sent only once that is
+// durable (Server.sendAfter): a repeat waits only while its first event is
+// not yet committed. The repeats' count goes to the sink every
+// persistEvery as a reports.Event.Series of the first event, which the
+// store adds to one row, so a crash loses at most the last second's count.
+// With a plain Sink (the log) the follow-up goes once, when the window ends.
 //
 // The pending map is the bounded queue: when it holds `max` events, new
 // low-severity events are dropped and counted (a metric and a log line a
@@ -26,6 +33,7 @@ import (
 // reached only if the sink has stopped).
 type events struct {
 	sink    reports.Sink
+	dsink   reports.DurableSink // sink, when it tells durability
 	window  time.Duration
 	max     int64
 	log     *slog.Logger
@@ -76,7 +84,8 @@ type pending struct {
 	name     string
 	first    int64 // unix nanos (real clock) of the first event
 	time     int64 // unix nanos (event clock) of the first repeat
-	count    int32 // repeats
+	count    int32 // repeats not yet sent
+	seq      uint64 // the first event's sequence number (DurableSink), 0 if none
 	detail   uint32
 	entry    int16 // Entry is the last `entry` bytes of Name (-1: in detail)
 	severity bl.Severity
@@ -86,9 +95,13 @@ type pending struct {
 // coming with the sink stopped.
 const maxOverflow = 1 << 20
 
+// persistEvery is how often repeat counts go to a DurableSink.
+const persistEvery = 500 * time.Millisecond
+
 func newEvents(sink reports.Sink, queue int, window time.Duration, m *metrics, log *slog.Logger) *events {
 	e := &events{sink: sink, window: window, max: int64(queue), log: log, metrics: m, seed: maphash.MakeSeed(),
 		done: make(chan struct{}), stop: make(chan struct{}), caps: map[capKey]int64{}}
+	e.dsink, _ = sink.(reports.DurableSink)
 	for i := range e.shards {
 		e.shards[i].m = map[uint64]pending{}
 		e.shards[i].detailN = map[reports.Event]uint32{}
@@ -97,17 +110,18 @@ func newEvents(sink reports.Sink, queue int, window time.Duration, m *metrics, l
 	return e
 }
 
-// record collapses or queues ev without blocking.
-func (e *events) record(ev reports.Event) {
+// record collapses or queues ev without blocking. It returns the sequence
+// number of the event an answer to ev must wait for (see durable): ev's own,
+// or the first of its kind's; 0 for none.
+func (e *events) record(ev reports.Event) uint64 {
 	if e == nil || e.sink == nil {
-		return
+		return 0
 	}
 	if ev.Count < 1 {
 		ev.Count = 1
 	}
 	if e.window <= 0 {
-		e.send(ev)
-		return
+		return e.send(ev)
 	}
 	k := maphash.Comparable(e.seed, collapseKey{ev.Client, ev.Name, ev.QType, ev.Action, ev.Category, ev.User})
 	sh := &e.shards[k%uint64(len(e.shards))]
@@ -116,8 +130,7 @@ func (e *events) record(ev reports.Event) {
 		if !sh.same(&p, &ev) || int64(p.count)+int64(ev.Count) > math.MaxInt32 {
 			// A hash collision (or an absurd count): pass it on as is.
 			sh.mu.Unlock()
-			e.send(ev)
-			return
+			return e.send(ev)
 		}
 		if p.count == 0 && !ev.Time.IsZero() {
 			p.time = ev.Time.UnixNano() // the follow-up starts at the first repeat
@@ -126,7 +139,7 @@ func (e *events) record(ev reports.Event) {
 		p.severity = max(p.severity, ev.Severity)
 		sh.m[k] = p
 		sh.mu.Unlock()
-		return
+		return p.seq
 	}
 	n := e.pending.Load()
 	if n >= maxOverflow || (n >= e.max && ev.Severity < bl.SeverityHigh) {
@@ -136,24 +149,43 @@ func (e *events) record(ev reports.Event) {
 		if ev.Severity >= bl.SeverityHigh {
 			e.log.Error("event overflow full: a high-severity event was dropped", "name", ev.Name, "client", ev.Client)
 		}
-		return
+		return 0
 	}
-	// Remember the key with no repeats yet; the event itself goes now.
-	sh.m[k] = sh.newPending(&ev)
+	// Remember the key with no repeats yet; the event itself goes now,
+	// under the lock, so that a repeat sees its sequence number.
+	p := sh.newPending(&ev)
+	p.seq = e.send(ev)
+	sh.m[k] = p
 	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
 	sh.mu.Unlock()
-	e.send(ev)
+	return p.seq
 }
 
 // send hands ev to the sink and counts it as queued, or as dropped when
-// the sink refused it (its writer's queue was full).
-func (e *events) send(ev reports.Event) {
-	if e.sink.Record(ev) {
-		e.metrics.eventsQueued.Inc()
-		return
+// the sink refused it (its writer's queue was full). It returns ev's
+// sequence number (0 without a DurableSink).
+func (e *events) send(ev reports.Event) uint64 {
+	var seq uint64
+	ok := false
+	if e.dsink != nil {
+		seq = e.dsink.RecordSeq(ev)
+		ok = seq != 0
+	} else {
+		ok = e.sink.Record(ev)
 	}
-	e.metrics.eventsDropped.Inc()
+	if ok {
+		e.metrics.eventsQueued.Inc()
+	} else {
+		e.metrics.eventsDropped.Inc()
+	}
+	return seq
+}
+
+// durable reports whether the event numbered seq (from record) is durable,
+// so its answer may go; true for 0.
+func (e *events) durable(seq uint64) bool {
+	return seq == 0 || e.dsink == nil || e.dsink.IsDurable(seq)
 }
 
 // newPending interns the parts of ev that are not in its key (sh.mu held).
@@ -187,7 +219,7 @@ func (sh *evShard) event(p *pending) reports.Event {
 	if p.time != 0 {
 		ev.Time = time.Unix(0, p.time).UTC()
 	}
-	ev.Name, ev.Severity, ev.Count = p.name, p.severity, int(p.count)
+	ev.Name, ev.Severity, ev.Count, ev.Series = p.name, p.severity, int(p.count), p.seq
 	if p.entry >= 0 {
 		ev.Entry = p.name[len(p.name)-int(p.entry):]
 	}
@@ -247,7 +279,9 @@ func (e *events) firstToday(client netip.Addr, cat bl.Category, now time.Time) b
 	return true
 }
 
-// flush hands pending events at least window old (all, if all) to the sink.
+// flush ends the windows at least window old (all, if all): their repeats
+// go to the sink and their keys are forgotten. With a DurableSink, the
+// repeats of every open window go too, as their series.
 func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 	cut := time.Now().Add(-e.window).UnixNano()
 	for i := range e.shards {
@@ -256,11 +290,16 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 		removed := 0
 		sh.mu.Lock()
 		for k, p := range sh.m {
-			if all || p.first <= cut {
-				removed++
-				if p.count > 0 {
-					buf = append(buf, sh.event(&p))
+			end := all || p.first <= cut
+			if p.count > 0 && (end || e.dsink != nil) {
+				buf = append(buf, sh.event(&p))
+				p.count, p.time = 0, 0
+				if !end {
+					sh.m[k] = p
 				}
+			}
+			if end {
+				removed++
 				delete(sh.m, k)
 			}
 		}
@@ -276,7 +315,11 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 
 func (e *events) run() {
 	defer close(e.done)
-	t := time.NewTicker(max(e.window/4, 50*time.Millisecond))
+	every := max(e.window/4, 50*time.Millisecond)
+	if e.dsink != nil {
+		every = max(min(e.window/4, persistEvery), 50*time.Millisecond)
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	lastDropLog := time.Now()
 	var buf []reports.Event

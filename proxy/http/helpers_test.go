@@ -107,6 +107,7 @@ type envOpts struct {
 	allow   string         // clients.allow
 	roots   *x509.CertPool // upstream roots
 	tlsPort bool           // treat the plain origin's port as the TLS-checked port
+	sink    reports.Sink   // instead of the collecting sink
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -221,11 +222,15 @@ groups:
 	if err != nil {
 		t.Fatal(err)
 	}
+	var sk reports.Sink = e.sink
+	if eo.sink != nil {
+		sk = eo.sink
+	}
 	s, err := New(Options{
 		Config:      func() *config.Config { return cfg },
 		Engine:      func() *policy.Engine { return eng },
 		Resolver:    e.res,
-		Sink:        e.sink,
+		Sink:        sk,
 		ReportsFile: filepath.Join(e.dir, "mistake-reports.jsonl"),
 		RootCAs:     eo.roots,
 	})

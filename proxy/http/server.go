@@ -70,6 +70,7 @@ type reqInfo struct {
 	url     string
 	conn    *clientConn
 	rw      respWriter
+	held    heldPage // a block page held until its event is durable
 }
 
 type infoKey struct{}
@@ -275,8 +276,9 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
-		n, ref := s.blockPage(w, info, cfg)
-		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
+		info.held = heldPage{ResponseWriter: w, s: s, info: info}
+		s.blockPage(&info.held, info, cfg)
+		info.held.record(http.StatusForbidden) // if the page was never written
 		return
 	case policy.Rewrite:
 		info.rewrite = d.Rewrite
@@ -422,12 +424,13 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	if d.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
 		ref := newRef()
+		body := fmt.Sprintf("403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, reason), ref)
+		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(body)), reason, ref) // waits until durable
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Gatehouse-Ref", ref)
 		w.Header().Set("Via", Via)
 		w.WriteHeader(http.StatusForbidden)
-		n, _ := fmt.Fprintf(w, "403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, reason), ref)
-		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(n), reason, ref)
+		_, _ = io.WriteString(w, body)
 		return
 	}
 	if d.Action == policy.Rewrite {
@@ -497,7 +500,7 @@ func (s *Server) nonTLS(t *tunnel, first []byte) bool {
 	info := *t.info
 	info.dec.Bypass = true
 	info.dec.Severity, info.dec.Route = bl.SeverityMedium, bl.RouteDSL
-	s.eventRef(&info, "connect", action, 0, 0, "not-tls", "")
+	s.eventRef(&info, "connect", action, 0, 0, "not-tls", "") // a block waits until durable, then the tunnel closes
 	return block
 }
 
@@ -554,6 +557,9 @@ func (s *Server) event(info *reqInfo, source, action string, status int, bytes i
 	s.eventRef(info, source, action, status, bytes, "", "")
 }
 
+// eventRef records an event; for a block it returns once the event (or the
+// first of its kind, for a collapsed repeat) is durable, so that the answer
+// written next never reaches a client whose block a crash could forget.
 func (s *Server) eventRef(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) {
 	d := &info.dec
 	ev := reports.Event{
@@ -597,7 +603,41 @@ func (s *Server) eventRef(info *reqInfo, source, action string, status int, byte
 	if d.Restricted && ev.URL != "" {
 		ev.URL = "" // restricted URLs are never stored; the host is enough to act on
 	}
-	s.events.record(ev)
+	seq := s.events.record(ev)
+	if action == "block" {
+		s.events.durable(seq)
+	}
+}
+
+// heldPage is the ResponseWriter a block page is written through: its
+// WriteHeader records the block's event (with the page's Content-Length
+// and reference code) and waits until the event is durable before the
+// page goes out.
+type heldPage struct {
+	http.ResponseWriter
+	s        *Server
+	info     *reqInfo
+	recorded bool
+}
+
+func (h *heldPage) WriteHeader(code int) {
+	h.record(code)
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *heldPage) Write(p []byte) (int, error) {
+	h.record(http.StatusOK)
+	return h.ResponseWriter.Write(p)
+}
+
+func (h *heldPage) record(code int) {
+	if h.recorded {
+		return
+	}
+	h.recorded = true
+	hd := h.ResponseWriter.Header()
+	n, _ := strconv.ParseInt(hd.Get("Content-Length"), 10, 64)
+	h.s.eventRef(h.info, "http", "block", code, n, "", hd.Get("X-Gatehouse-Ref"))
 }
 
 // authenticate checks the proxy login. It returns the user ("" when none)
