@@ -82,9 +82,9 @@ type capKey struct {
 // how to rebuild the follow-up event.
 type pending struct {
 	name     string
-	first    int64 // unix nanos (real clock) of the first event
-	time     int64 // unix nanos (event clock) of the first repeat
-	count    int32 // repeats not yet sent
+	first    int64  // unix nanos (real clock) of the first event
+	time     int64  // unix nanos (event clock) of the first repeat
+	count    int32  // repeats not yet sent
 	seq      uint64 // the first event's sequence number (DurableSink), 0 if none
 	detail   uint32
 	entry    int16 // Entry is the last `entry` bytes of Name (-1: in detail)

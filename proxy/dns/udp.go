@@ -160,6 +160,7 @@ func (w *udpWriter) WriteMsg(m *mdns.Msg) error {
 	_, err = w.Write(b)
 	return err
 }
+
 // hold copies the answer b and where it goes, for the writer to send once
 // its event is durable (Server.sendAfter), so the worker need not wait.
 func (w *udpWriter) hold(b []byte) *heldReply {
