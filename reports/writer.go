@@ -94,11 +94,12 @@ func (o *Options) fill() {
 // (log, Failures, Healthy); meanwhile batches go to spill files, replayed
 // into the database when it takes writes again (also after a restart).
 type Writer struct {
-	st   *Store
-	opt  Options
-	conn *sql.Conn     // the writer's own connection: short busy timeout, synchronous per batch
-	full bool          // conn is at synchronous=FULL
-	busy time.Duration // conn's busy timeout
+	st    *Store
+	opt   Options
+	conn  *sql.Conn                 // the writer's own connection: short busy timeout, synchronous per batch
+	full  bool                      // conn is at synchronous=FULL
+	stmts [len(writerSQL)]*sql.Stmt // prepared on conn
+	busy  time.Duration             // conn's busy timeout
 
 	mu      sync.Mutex
 	queue   []Event
@@ -398,6 +399,11 @@ func (w *Writer) Close() {
 		w.closed.Store(true)
 		close(w.stop)
 		<-w.done
+		for _, st := range w.stmts {
+			if st != nil {
+				st.Close()
+			}
+		}
 		w.conn.Close()
 	})
 }
@@ -683,6 +689,7 @@ const insertEvent = `INSERT INTO events (ts, kind, source, protocol, client, dev
 
 // batchTx is one transaction of the writer.
 type batchTx struct {
+	w                 *Writer
 	tx                *sql.Tx
 	ins, newInc, bump *sql.Stmt
 	touched           []*openIncident
@@ -716,17 +723,46 @@ func (w *Writer) begin(full bool) (*batchTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchTx{tx: tx}
-	if b.ins, err = tx.Prepare(insertEvent); err != nil {
+	b := &batchTx{w: w, tx: tx}
+	if b.ins, err = b.stmt(stmtInsert); err != nil {
 		tx.Rollback()
 		return nil, err
 	}
-	if b.newInc, err = tx.Prepare(`INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
-		first_ts, last_ts, count, samples) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`); err != nil {
+	if b.newInc, err = b.stmt(stmtNewIncident); err != nil {
 		tx.Rollback()
 		return nil, err
 	}
 	return b, nil
+}
+
+// The writer's statements, prepared once on its connection.
+const (
+	stmtInsert = iota
+	stmtNewIncident
+	stmtBump
+	stmtIncident
+)
+
+var writerSQL = [...]string{
+	stmtInsert: insertEvent,
+	stmtNewIncident: `INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
+		first_ts, last_ts, count, samples) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	stmtBump:     `UPDATE events SET count = count + ? WHERE id = ?`,
+	stmtIncident: `UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
+}
+
+// stmt returns statement i for this transaction: the writer's prepared
+// statement, which the transaction reuses on the same connection.
+func (b *batchTx) stmt(i int) (*sql.Stmt, error) {
+	w := b.w
+	if w.stmts[i] == nil {
+		st, err := w.conn.PrepareContext(context.Background(), writerSQL[i])
+		if err != nil {
+			return nil, err
+		}
+		w.stmts[i] = st
+	}
+	return b.tx.Stmt(w.stmts[i]), nil
 }
 
 // add writes ev in b: a new row, or for a later event of a series, its
@@ -799,7 +835,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		if ok && r.incident == incID.Int64 {
 			if b.bump == nil {
 				var err error
-				if b.bump, err = b.tx.Prepare(`UPDATE events SET count = count + ? WHERE id = ?`); err != nil {
+				if b.bump, err = b.stmt(stmtBump); err != nil {
 					return err
 				}
 			}
@@ -846,7 +882,7 @@ func (w *Writer) finish(b *batchTx) (err error) {
 		}
 	}()
 	if len(b.touched) > 0 {
-		upd, err := b.tx.Prepare(`UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`)
+		upd, err := b.stmt(stmtIncident)
 		if err != nil {
 			return err
 		}
