@@ -643,14 +643,16 @@ func (w *Writer) commit(batch []Event) error {
 	return nil
 }
 
-// needsFull reports whether batch holds a breach event, committed with
-// synchronous=FULL so that it survives a power cut. Query-log and probe
-// batches keep NORMAL (they survive a crash, and may lose the last
-// moments to a power cut).
+// needsFull reports whether batch holds a new breach event, committed
+// with synchronous=FULL so that it survives a power cut. Batches of
+// query-log and probe events and of repeat counts (Series) keep NORMAL:
+// they survive a crash, and reach the disk with the next FULL commit or
+// checkpoint (an fsync per half-second count would cost the resolver a
+// quarter of its CPU under a flood of repeats).
 func needsFull(batch []Event) bool {
 	for i := range batch {
 		ev := &batch[i]
-		if !ev.Probe && (ev.Action == "block" || ev.Action == "flag" || ev.Bypass || ev.Restricted) {
+		if !ev.Probe && ev.Series == 0 && (ev.Action == "block" || ev.Action == "flag" || ev.Bypass || ev.Restricted) {
 			return true
 		}
 	}
