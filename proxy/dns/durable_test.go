@@ -2,8 +2,11 @@ package dns
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,5 +78,54 @@ func TestBlockAnswerAfterDurable(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// durableSink numbers events and calls those up to durable durable.
+type durableSink struct {
+	sink
+	seq, durable atomic.Uint64
+}
+
+func (d *durableSink) RecordSeq(ev reports.Event) uint64 { d.Record(ev); return d.seq.Add(1) }
+func (d *durableSink) IsDurable(seq uint64) bool         { return seq <= d.durable.Load() }
+func (d *durableSink) AfterDurable(uint64, reports.Waiter) bool {
+	return false
+}
+
+// TestNewWindowOfStoredKindDoesNotWait: an answer waits for the first
+// event of its kind; once a window has ended with that event stored, the
+// kind's next event (a new window) does not wait, while a new kind does,
+// and so do the repeats of a first event not yet stored.
+func TestNewWindowOfStoredKindDoesNotWait(t *testing.T) {
+	ds := &durableSink{}
+	e := newEvents(ds, 1000, 50*time.Millisecond, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	defer e.close()
+	ev := reports.Event{Client: netip.MustParseAddr("10.1.0.1"), Name: "a.porn.example", QType: "A", Action: "block", Category: "pornography", Count: 1}
+	if w := e.record(ev); w != 1 {
+		t.Fatalf("first event: wait for %d, want 1", w)
+	}
+	if w := e.record(ev); w != 1 {
+		t.Fatalf("a repeat before the first is stored: wait for %d, want 1", w)
+	}
+	ds.durable.Store(1)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.pending.Load() != 0 { // the window ends (the run loop flushes)
+		if time.Now().After(deadline) {
+			t.Fatal("window never ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	seqBefore := ds.seq.Load()
+	if w := e.record(ev); w != 0 {
+		t.Errorf("first event of a new window of a stored kind: wait for %d, want none", w)
+	}
+	if w := e.record(ev); w == 0 || w <= seqBefore {
+		t.Errorf("repeat in the new window: wait for %d, want its first event", w)
+	}
+	other := ev
+	other.Name = "b.porn.example"
+	if w := e.record(other); w == 0 {
+		t.Error("a new kind did not wait")
 	}
 }

@@ -62,6 +62,12 @@ type evShard struct {
 	peak    int // most keys since the map was last rebuilt (maps never shrink)
 	details []reports.Event
 	detailN map[reports.Event]uint32
+	// recent holds, for one more window, the keys whose window ended with
+	// their first event durable: the next event of such a key starts a
+	// new window but its answer does not wait (the kind is already
+	// stored, as for a repeat; a crash loses at most the last second of
+	// it). Value: when to forget it (unix nanos).
+	recent map[uint64]int64
 }
 
 type collapseKey struct {
@@ -105,6 +111,7 @@ func newEvents(sink reports.Sink, queue int, window time.Duration, m *metrics, l
 	for i := range e.shards {
 		e.shards[i].m = map[uint64]pending{}
 		e.shards[i].detailN = map[reports.Event]uint32{}
+		e.shards[i].recent = map[uint64]int64{}
 	}
 	go e.run()
 	return e
@@ -158,8 +165,15 @@ func (e *events) record(ev reports.Event) uint64 {
 	sh.m[k] = p
 	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
+	wait := p.seq
+	if until, ok := sh.recent[k]; ok {
+		delete(sh.recent, k)
+		if until > p.first {
+			wait = 0
+		}
+	}
 	sh.mu.Unlock()
-	return p.seq
+	return wait
 }
 
 // send hands ev to the sink and counts it as queued, or as dropped when
@@ -283,12 +297,18 @@ func (e *events) firstToday(client netip.Addr, cat bl.Category, now time.Time) b
 // go to the sink and their keys are forgotten. With a DurableSink, the
 // repeats of every open window go too, as their series.
 func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
-	cut := time.Now().Add(-e.window).UnixNano()
+	now := time.Now().UnixNano()
+	cut := now - int64(e.window)
 	for i := range e.shards {
 		sh := &e.shards[i]
 		buf = buf[:0]
 		removed := 0
 		sh.mu.Lock()
+		for k, until := range sh.recent {
+			if until <= now {
+				delete(sh.recent, k)
+			}
+		}
 		for k, p := range sh.m {
 			end := all || p.first <= cut
 			if p.count > 0 && (end || e.dsink != nil) {
@@ -301,6 +321,9 @@ func (e *events) flush(all bool, buf []reports.Event) []reports.Event {
 			if end {
 				removed++
 				delete(sh.m, k)
+				if !all && p.seq != 0 && e.dsink.IsDurable(p.seq) {
+					sh.recent[k] = now + int64(e.window)
+				}
 			}
 		}
 		sh.compactLocked()
