@@ -72,10 +72,15 @@ var (
 	descMailFailures  = prometheus.NewDesc("gatehouse_reports_mail_failures_total", "Failed delivery attempts.", nil, nil)
 	descMailFailing   = prometheus.NewDesc("gatehouse_reports_mail_failing", "1 while mail delivery is failing (copies go to the outbox directory).", nil, nil)
 	descOutbox        = prometheus.NewDesc("gatehouse_reports_outbox_pending", "Messages waiting for delivery.", nil, nil)
+	descWriterHealthy = prometheus.NewDesc("gatehouse_reports_writer_healthy", "1 while events are being committed; 0 while the database fails (events go to spill files) or events were lost in the last 10 minutes.", nil, nil)
+	descCommitFails   = prometheus.NewDesc("gatehouse_reports_commit_failures_total", "Failed event commits (each retried with backoff; meanwhile events go to spill files).", nil, nil)
+	descSpilled       = prometheus.NewDesc("gatehouse_reports_events_spilled", "Events in spill files beside the database, waiting for it to take writes.", nil, nil)
+	descEventsLost    = prometheus.NewDesc("gatehouse_reports_events_lost_total", "Events of any severity lost because the database and the spill directory both failed.", nil, nil)
 )
 
 func (c *reportsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEventsWritten, descEventsDropped, descMailSent, descMailFailures, descMailFailing, descOutbox} {
+	for _, d := range []*prometheus.Desc{descEventsWritten, descEventsDropped, descMailSent, descMailFailures, descMailFailing, descOutbox,
+		descWriterHealthy, descCommitFails, descSpilled, descEventsLost} {
 		ch <- d
 	}
 }
@@ -84,6 +89,14 @@ func (c *reportsCollector) Collect(ch chan<- prometheus.Metric) {
 	svc := c.svc
 	ch <- prometheus.MustNewConstMetric(descEventsWritten, prometheus.CounterValue, float64(svc.Writer.Written()))
 	ch <- prometheus.MustNewConstMetric(descEventsDropped, prometheus.CounterValue, float64(svc.Writer.Dropped()))
+	healthy := 0.0
+	if ok, _ := svc.Writer.Healthy(); ok {
+		healthy = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descWriterHealthy, prometheus.GaugeValue, healthy)
+	ch <- prometheus.MustNewConstMetric(descCommitFails, prometheus.CounterValue, float64(svc.Writer.Failures()))
+	ch <- prometheus.MustNewConstMetric(descSpilled, prometheus.GaugeValue, float64(svc.Writer.Spilled()))
+	ch <- prometheus.MustNewConstMetric(descEventsLost, prometheus.CounterValue, float64(svc.Writer.Lost()))
 	ch <- prometheus.MustNewConstMetric(descMailSent, prometheus.CounterValue, float64(svc.Mailer.Sent.Load()))
 	ch <- prometheus.MustNewConstMetric(descMailFailures, prometheus.CounterValue, float64(svc.Mailer.Failed.Load()))
 	failing := 0.0

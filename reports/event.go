@@ -51,11 +51,19 @@ type Event struct {
 	// Count is how many identical requests this event stands for (repeats
 	// within a short window are collapsed into one event); at least 1.
 	Count int
+	// Series, if not 0, makes events one stored row: the first inserts it,
+	// later ones add their Count to it. The front doors send a collapse
+	// window's repeats this way every half second, so the count is durable
+	// within a second without a row each time. (The sequence number of the
+	// window's first event, so unique per writer run.)
+	Series uint64 `json:",omitempty"`
 }
 
 // Sink receives events from the front doors. Record must not block the
 // request path: it queues the event and returns. It returns false when the
-// event was dropped (only low-severity events are ever dropped).
+// event was dropped (low-severity events when the queue is full; any, and
+// loudly, only when the store and its spill directory both fail). See
+// DurableSink for holding an answer until its event is durable.
 type Sink interface {
 	Record(Event) bool
 }

@@ -51,10 +51,6 @@ func (f *failState) get() (time.Time, error) {
 	return f.since, f.err
 }
 
-// Healthy reports whether events are being committed: a nil error, or the
-// last commit error and since when commits have been failing.
-func (w *Writer) Healthy() (since time.Time, err error) { return w.health.get() }
-
 // Healthy reports whether mail is being delivered: a nil error, or the
 // last delivery error and since when delivery has been failing.
 func (m *Mailer) Healthy() (since time.Time, err error) { return m.health.get() }
@@ -65,13 +61,11 @@ func (s *Service) HealthChecks() (events, mail health.Check) {
 		if s.Writer == nil {
 			return nil
 		}
-		since, err := s.Writer.Healthy()
-		if err == nil {
+		ok, why := s.Writer.Healthy()
+		if ok {
 			return nil
 		}
-		return []health.Problem{{Key: "events/writer", Part: "events",
-			Message: fmt.Sprintf("breach events cannot be saved to the database since %s: %v (they wait in memory and are retried)",
-				since.UTC().Format(time.RFC3339), err)}}
+		return []health.Problem{{Key: "events/writer", Part: "events", Message: "breach events: " + why}}
 	}
 	mail = func() []health.Problem {
 		since, err := s.Mailer.Healthy()

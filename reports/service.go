@@ -156,6 +156,15 @@ func (s *Service) goRun(f func()) {
 // Record is the front doors' sink.
 func (s *Service) Record(ev Event) bool { return s.Writer.Record(ev) }
 
+// RecordSeq, IsDurable and AfterDurable make the service a DurableSink.
+func (s *Service) RecordSeq(ev Event) uint64 { return s.Writer.RecordSeq(ev) }
+
+// IsDurable: see DurableSink.
+func (s *Service) IsDurable(seq uint64) bool { return s.Writer.IsDurable(seq) }
+
+// AfterDurable: see DurableSink.
+func (s *Service) AfterDurable(seq uint64, w Waiter) bool { return s.Writer.AfterDurable(seq, w) }
+
 // Close flushes the event queue, queues the alerts it causes, stops the
 // background work and closes the database. Stop the front doors first.
 func (s *Service) Close() {

@@ -119,6 +119,13 @@ var migrations = []string{
 		remind_ts INTEGER NOT NULL DEFAULT 0, -- last reminder
 		gone_ts   INTEGER NOT NULL DEFAULT 0  -- first check without it (0: still there)
 	);`,
+	// 5: spill files (events written beside the database while it failed)
+	// whose events are now in it, so a crash before the file is removed
+	// never replays it twice.
+	`CREATE TABLE spills (
+		name TEXT PRIMARY KEY,
+		ts   INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema this build writes.

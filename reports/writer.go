@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -39,8 +41,11 @@ type Options struct {
 	MistakeMailEvery   time.Duration // at most one "report a mistake" mail to IT per this (default 5m)
 	QueueSize          int           // default 10000
 	MaxBatch           int           // default 5000
-	Log                *slog.Logger
-	Now                func() time.Time // for tests; default time.Now
+	// SpillDir holds the spill files written while the database fails;
+	// default: the database's directory.
+	SpillDir string
+	Log      *slog.Logger
+	Now      func() time.Time // for tests; default time.Now
 }
 
 func (o *Options) fill() {
@@ -62,6 +67,7 @@ func (o *Options) fill() {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 5000
 	}
+	o.MaxBatch = min(o.MaxBatch, spillSegment)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -72,32 +78,116 @@ func (o *Options) fill() {
 
 // Writer is the event sink: a bounded queue drained by one goroutine that
 // inserts events in batched transactions and keeps incidents up to date.
-// Low-severity events are dropped when the queue is full; high and
-// critical ones are always queued. The queue is a slice that grows as
-// events arrive and is swapped out whole by the writer, so an idle writer
-// holds no buffer.
+//
+// Durability: every queued event gets a sequence number, and a front door
+// can wait until its event is durable (IsDurable, AfterDurable) before it
+// sends the block answer. Events are durable once committed (a batch that
+// holds breach events is committed with synchronous=FULL, so it survives a
+// power cut, not only a crash) or, while the database fails, once appended
+// and fsynced to a spill file beside it. The writer drains whatever has
+// queued while it was committing, so commits group themselves: a lone
+// event is committed at once, a burst in one transaction.
+//
+// Bounds: low-severity events are dropped (and counted) when QueueSize are
+// queued; high and critical ones are queued up to 4 × QueueSize (at least
+// 65,536), beyond which they are lost loudly (counted, logged, Healthy false): that needs
+// both the database and the spill directory failing. A failed commit is
+// retried with exponential backoff (100 ms doubling to 30 s) and reported
+// (log, Failures, Healthy); meanwhile batches go to spill files, replayed
+// into the database when it takes writes again (also after a restart).
 type Writer struct {
-	st  *Store
-	opt Options
+	st    *Store
+	opt   Options
+	conn  *sql.Conn                 // the writer's own connection: short busy timeout, synchronous per batch
+	full  bool                      // conn is at synchronous=FULL
+	stmts [len(writerSQL)]*sql.Stmt // prepared on conn
+	busy  time.Duration             // conn's busy timeout
 
-	mu       sync.Mutex
-	queue    []Event
-	wake     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	closed   atomic.Bool
-	once     sync.Once
+	mu      sync.Mutex
+	queue   []Event
+	spare   []Event
+	seq     uint64 // the sequence number of the last queued event
+	waiters []Waiter
+	exited  bool // run has returned: nothing more is written
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closed  atomic.Bool
+	once    sync.Once
+
 	flushReq chan chan struct{}
 
-	dropped atomic.Uint64
-	written atomic.Uint64
-	health  failState // the last commit's failure, if it failed (health.go)
+	durable  atomic.Uint64 // events numbered up to this are committed or spilled
+	dropped  atomic.Uint64
+	written  atomic.Uint64
+	failures atomic.Uint64
+	lost     atomic.Uint64
+	spilled  atomic.Int64 // events in spill files not yet in the database
+	health   atomic.Pointer[writerHealth]
+	lastLoss atomic.Int64 // unix nanos of the last lost event
+	lossLog  atomic.Int64 // unix nanos of the last "events lost" log line
 
 	// Alertable, if set, is called (from the writer goroutine) after a
 	// batch that holds events at or above the alert severity.
 	Alertable func()
 
-	open map[incKey]*openIncident // incidents still inside the window
+	open   map[incKey]*openIncident // incidents still inside the window
+	series map[uint64]seriesRow     // Event.Series → its stored row
+
+	// Failure state (writer goroutine only).
+	sp           *spill
+	dbFailing    bool
+	backoff      time.Duration
+	retryAt      time.Time
+	spillFailing bool
+	spillBackoff time.Duration
+	spillRetryAt time.Time
+}
+
+// Waiter is told when an event it waits for is durable (AfterDurable).
+// Durable is called from the writer's goroutine and must not block.
+type Waiter interface{ Durable() }
+
+// DurableSink is a Sink that tells when an event is durable, so that a
+// front door can send a block answer only once its event will survive a
+// crash. Writer and Service implement it.
+type DurableSink interface {
+	Sink
+	// RecordSeq queues ev as Record does and returns its sequence number,
+	// or 0 when ev was not taken.
+	RecordSeq(ev Event) uint64
+	// IsDurable reports whether the event numbered seq is durable.
+	IsDurable(seq uint64) bool
+	// AfterDurable calls w.Durable once the event numbered seq is durable,
+	// or once the writer has tried and failed to make it so (the database
+	// and the spill directory both failing, or the writer stopped): an
+	// answer is never held for ever. It returns false, without calling w,
+	// when there is nothing to wait for.
+	AfterDurable(seq uint64, w Waiter) bool
+}
+
+// WaitDurable blocks until the event numbered seq of sink is durable (see
+// AfterDurable); for goroutines that can wait (a TCP or proxy connection).
+func WaitDurable(sink DurableSink, seq uint64) {
+	if seq == 0 || sink.IsDurable(seq) {
+		return
+	}
+	p := parkers.Get().(*parker)
+	if sink.AfterDurable(seq, p) {
+		<-p.ch
+	}
+	parkers.Put(p)
+}
+
+type parker struct{ ch chan struct{} }
+
+func (p *parker) Durable() { p.ch <- struct{}{} }
+
+var parkers = sync.Pool{New: func() any { return &parker{ch: make(chan struct{}, 1)} }}
+
+type writerHealth struct {
+	since time.Time
+	err   string
 }
 
 type incKey struct{ who, category string }
@@ -111,13 +201,50 @@ type openIncident struct {
 	dirty    bool
 }
 
+// seriesRow is the stored row of a collapsed event's repeats.
+type seriesRow struct {
+	id, incident int64
+	used         int64 // unix ms
+}
+
+// Backoff of failed commits and spill writes.
+const (
+	firstBackoff = 100 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+	// writerBusyTimeout is how long a commit waits for a lock held by
+	// another connection before the batch is spilled instead.
+	writerBusyTimeout = time.Second
+	// failingBusyTimeout is the busy timeout of a retry while the database
+	// fails.
+	failingBusyTimeout = 100 * time.Millisecond
+)
+
 // NewWriter starts a writer on st.
 func NewWriter(st *Store, opt Options) (*Writer, error) {
 	opt.fill()
 	w := &Writer{st: st, opt: opt, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}), flushReq: make(chan chan struct{}),
-		open: map[incKey]*openIncident{}}
+		open: map[incKey]*openIncident{}, series: map[uint64]seriesRow{}}
+	// Sequence numbers (and so Event.Series) start from the clock, so that
+	// those in a spill file never meet those of a later run.
+	w.seq = uint64(time.Now().UnixNano())
+	w.durable.Store(w.seq)
+	conn, err := st.db.Conn(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	w.conn = conn
+	dir := opt.SpillDir
+	if dir == "" {
+		dir = filepath.Dir(st.path)
+	}
+	w.sp = &spill{dir: dir, base: filepath.Base(st.path)}
 	if err := w.loadOpen(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := w.findSpills(); err != nil {
+		conn.Close()
 		return nil, err
 	}
 	go w.run()
@@ -150,27 +277,77 @@ func (w *Writer) loadOpen() error {
 	return rows.Err()
 }
 
-// Record queues ev without blocking. It returns false only when a
-// low-severity event was dropped because the queue was full, or when the
-// writer is closed.
-func (w *Writer) Record(ev Event) bool {
+// Record queues ev without blocking. It returns false when a low-severity
+// event was dropped because the queue was full, when the writer is
+// closed, or (loudly) when high-severity events have filled the hard cap.
+func (w *Writer) Record(ev Event) bool { return w.RecordSeq(ev) != 0 }
+
+// RecordSeq is Record, returning the event's sequence number (0: not
+// taken) for IsDurable and AfterDurable.
+func (w *Writer) RecordSeq(ev Event) uint64 {
 	if w.closed.Load() {
-		return false
+		return 0
 	}
 	Redact(&ev)
 	w.mu.Lock()
-	if len(w.queue) >= w.opt.QueueSize && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport {
+	n := len(w.queue)
+	if n >= w.opt.QueueSize && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport {
 		w.mu.Unlock()
 		w.dropped.Add(1)
-		return false
+		return 0
 	}
+	if n >= w.hardCap() || w.exited {
+		w.mu.Unlock()
+		w.loseLoudly(1, "the event queue is full: the database and the spill directory are both failing")
+		return 0
+	}
+	w.seq++
+	seq := w.seq
 	w.queue = append(w.queue, ev)
 	w.mu.Unlock()
+	w.poke()
+	return seq
+}
+
+// hardCap bounds the queue, high and critical events included: 4 ×
+// QueueSize, at least 65,536 events (~20 MiB).
+func (w *Writer) hardCap() int { return max(4*w.opt.QueueSize, 1<<16) }
+
+func (w *Writer) poke() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+// IsDurable reports whether the event numbered seq is committed or spilled.
+func (w *Writer) IsDurable(seq uint64) bool { return seq <= w.durable.Load() }
+
+// AfterDurable: see DurableSink.
+func (w *Writer) AfterDurable(seq uint64, wt Waiter) bool {
+	if seq == 0 || seq <= w.durable.Load() {
+		return false
+	}
+	w.mu.Lock()
+	if seq <= w.durable.Load() || w.exited {
+		w.mu.Unlock()
+		return false
+	}
+	w.waiters = append(w.waiters, wt)
+	w.mu.Unlock()
+	w.poke()
 	return true
+}
+
+// loseLoudly counts n events that could not be kept, and logs it (at most
+// every 10 s).
+func (w *Writer) loseLoudly(n int, why string) {
+	total := w.lost.Add(uint64(n))
+	now := time.Now().UnixNano()
+	w.lastLoss.Store(now)
+	if last := w.lossLog.Load(); now-last >= int64(10*time.Second) && w.lossLog.CompareAndSwap(last, now) {
+		w.opt.Log.Error("EVENTS LOST: "+why, "lost_total", total)
+	}
 }
 
 // Dropped is how many low-severity events were dropped so far.
@@ -179,7 +356,32 @@ func (w *Writer) Dropped() uint64 { return w.dropped.Load() }
 // Written is how many events were committed so far.
 func (w *Writer) Written() uint64 { return w.written.Load() }
 
-// Flush returns once every event recorded before the call is committed.
+// Failures is how many commits (or spill-file replays) failed so far.
+func (w *Writer) Failures() uint64 { return w.failures.Load() }
+
+// Lost is how many events (of any severity) could be neither committed,
+// spilled nor kept in memory.
+func (w *Writer) Lost() uint64 { return w.lost.Load() }
+
+// Spilled is how many events wait in spill files for the database.
+func (w *Writer) Spilled() int64 { return w.spilled.Load() }
+
+// Healthy reports whether events are being committed. When not, why says
+// since when the database has failed and with what error, how many events
+// wait in spill files, or that events were lost in the last 10 minutes.
+func (w *Writer) Healthy() (ok bool, why string) {
+	if h := w.health.Load(); h != nil {
+		return false, fmt.Sprintf("writing events to the database has failed since %s (%s); %d events wait in spill files",
+			h.since.UTC().Format(time.RFC3339), h.err, w.spilled.Load())
+	}
+	if t := w.lastLoss.Load(); t != 0 && time.Since(time.Unix(0, t)) < 10*time.Minute {
+		return false, fmt.Sprintf("%d events lost: the database and the spill directory both failed", w.lost.Load())
+	}
+	return true, ""
+}
+
+// Flush returns once every event recorded before the call is committed
+// (or spilled, while the database fails).
 func (w *Writer) Flush() {
 	if w.closed.Load() {
 		return
@@ -192,13 +394,20 @@ func (w *Writer) Flush() {
 	}
 }
 
-// Close writes everything queued and stops the writer. Front doors must
-// stop calling Record first; later events are refused.
+// Close writes everything queued (to the database, else a spill file) and
+// stops the writer. Front doors must stop calling Record first; later
+// events are refused.
 func (w *Writer) Close() {
 	w.once.Do(func() {
 		w.closed.Store(true)
 		close(w.stop)
 		<-w.done
+		for _, st := range w.stmts {
+			if st != nil {
+				st.Close()
+			}
+		}
+		w.conn.Close()
 	})
 }
 
@@ -206,76 +415,251 @@ func (w *Writer) run() {
 	defer close(w.done)
 	purge := time.NewTicker(time.Minute)
 	defer purge.Stop()
-	var spare []Event
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
 	for {
 		var flushed chan struct{}
 		stopping := false
-		select {
-		case <-w.wake:
-		case flushed = <-w.flushReq:
-		case <-purge.C:
-			w.forgetClosed()
-			continue
-		case <-w.stop:
-			stopping = true
+		if w.replayDue() {
+			select { // replay between drains, without waiting
+			case flushed = <-w.flushReq:
+			case <-w.stop:
+				stopping = true
+			default:
+			}
+		} else {
+			select {
+			case <-w.wake:
+			case flushed = <-w.flushReq:
+			case <-purge.C:
+				w.forget()
+				continue
+			case <-retry.C:
+				// The backoff is over: the next commit tries the database;
+				// the spill written so far is its probe.
+				w.sp.rotate()
+			case <-w.stop:
+				stopping = true
+			}
 		}
-		// Everything queued so far, and what arrives while committing.
-		for {
-			w.mu.Lock()
-			all := w.queue
-			if len(all) == 0 {
-				w.queue, spare = nil, nil // idle: hold no buffer
-				w.mu.Unlock()
-				break
+		w.drain(stopping)
+		if !stopping && w.replayDue() {
+			w.replayOne()
+		}
+		if w.dbFailing || w.spillFailing {
+			at := w.retryAt
+			if !w.dbFailing || (w.spillFailing && w.spillRetryAt.Before(at)) {
+				at = w.spillRetryAt
 			}
-			w.queue = spare
-			w.mu.Unlock()
-			for batch := all; len(batch) > 0; {
-				n := min(len(batch), w.opt.MaxBatch)
-				w.commit(batch[:n])
-				batch = batch[n:]
-			}
-			// Reuse a well-filled buffer for the next drain.
-			spare = nil
-			if len(all) >= cap(all)/4 && cap(all) <= w.opt.QueueSize {
-				clear(all) // drop the strings
-				spare = all[:0]
-			}
+			retry.Reset(max(time.Until(at), time.Millisecond))
 		}
 		if flushed != nil {
 			close(flushed)
 		}
 		if stopping {
+			w.mu.Lock()
+			w.exited = true
+			ws := w.waiters
+			w.waiters = nil
+			w.mu.Unlock()
+			for _, x := range ws {
+				x.Durable()
+			}
+			w.sp.rotate()
 			return
 		}
 	}
 }
 
-// commit writes a batch, retrying until the database takes it: a full
-// disk or a locked file must not lose high-severity events.
-func (w *Writer) commit(batch []Event) {
-	for attempt := 0; ; attempt++ {
-		alert, err := w.write(batch)
-		if err == nil {
-			w.health.ok()
-			w.written.Add(uint64(len(batch)))
-			if alert && w.Alertable != nil {
-				w.Alertable()
+// drain stores everything queued, and what arrives meanwhile, then tells
+// the waiters. While the database and the spill directory both fail (and
+// neither is due a retry) it only tells the waiters, so that answers are
+// not held.
+func (w *Writer) drain(stopping bool) {
+	for {
+		w.mu.Lock()
+		all, ws, last := w.queue, w.waiters, w.seq
+		if len(all) == 0 && len(ws) == 0 {
+			w.queue, w.spare = nil, nil // idle: hold no buffer
+			w.mu.Unlock()
+			return
+		}
+		stuck := !stopping && w.stuck(time.Now())
+		if stuck {
+			w.waiters = nil
+			w.mu.Unlock()
+			for _, x := range ws {
+				x.Durable()
 			}
 			return
 		}
-		w.health.fail(err, w.opt.Now())
-		w.reload()
-		w.opt.Log.Error("writing events failed; retrying", "events", len(batch), "attempt", attempt+1, "err", err)
-		select {
-		case <-time.After(min(time.Duration(attempt+1)*time.Second, 30*time.Second)):
-		case <-w.stop:
-			if attempt >= 3 {
-				w.opt.Log.Error("events lost at shutdown: the database refused them", "events", len(batch))
-				return
+		w.queue, w.waiters = w.spare, nil
+		w.mu.Unlock()
+		rest := w.store(all, stopping)
+		if len(rest) == 0 {
+			w.durable.Store(last)
+		} else if stopping {
+			w.loseLoudly(len(rest), "at shutdown the database and the spill directory both refused them")
+		} else {
+			w.requeue(rest)
+		}
+		for _, x := range ws {
+			x.Durable()
+		}
+		// Reuse a well-filled buffer for the next drain.
+		w.spare = nil
+		if len(rest) == 0 && len(all) >= cap(all)/4 && cap(all) <= w.opt.QueueSize {
+			clear(all) // drop the strings
+			w.spare = all[:0]
+		}
+		if len(rest) > 0 {
+			return // wait for the retry timer
+		}
+	}
+}
+
+// requeue puts rest, which could be neither committed nor spilled, first
+// in line for the next attempt, within the hard cap: low-severity events go
+// first (counted as dropped), then the newest (lost, loudly).
+func (w *Writer) requeue(rest []Event) {
+	w.mu.Lock()
+	q := make([]Event, 0, min(len(rest)+len(w.queue), w.hardCap()))
+	low, lost := 0, 0
+	over := len(rest) + len(w.queue) - w.hardCap()
+	for _, part := range [][]Event{rest, w.queue} {
+		for i := range part {
+			ev := &part[i]
+			switch {
+			case over > 0 && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport:
+				over--
+				low++
+			case len(q) >= w.hardCap():
+				lost++
+			default:
+				q = append(q, *ev)
 			}
 		}
 	}
+	w.queue = q
+	w.mu.Unlock()
+	w.dropped.Add(uint64(low))
+	if lost > 0 {
+		w.loseLoudly(lost, "the event queue is full: the database and the spill directory are both failing")
+	}
+}
+
+// stuck reports whether neither the database nor the spill file may be
+// tried now (both failing, neither due a retry).
+func (w *Writer) stuck(now time.Time) bool {
+	return w.dbFailing && now.Before(w.retryAt) && w.spillFailing && now.Before(w.spillRetryAt)
+}
+
+// store commits batch to the database in MaxBatch transactions or, while
+// the database fails, appends it to a spill file. It returns what neither
+// took.
+func (w *Writer) store(batch []Event, stopping bool) []Event {
+	now := time.Now()
+	if !w.dbFailing || !now.Before(w.retryAt) || stopping {
+		for len(batch) > 0 {
+			n := min(len(batch), w.opt.MaxBatch)
+			if err := w.commit(batch[:n]); err != nil {
+				w.dbFailed(err)
+				break
+			}
+			w.dbOK()
+			batch = batch[n:]
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+	}
+	if !w.spillFailing || !now.Before(w.spillRetryAt) || stopping {
+		if err := w.sp.append(batch); err != nil {
+			w.spillFailing = true
+			w.spillBackoff = nextBackoff(w.spillBackoff)
+			w.spillRetryAt = time.Now().Add(w.spillBackoff)
+			w.opt.Log.Error("writing events to the spill file failed too; they are held in memory", "dir", w.sp.dir, "events", len(batch), "err", err)
+			w.setHealth(err)
+			return batch
+		}
+		w.spilled.Add(int64(len(batch)))
+		w.spillFailing, w.spillBackoff = false, 0
+		return nil
+	}
+	return batch
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d <= 0 {
+		return firstBackoff
+	}
+	return min(2*d, maxBackoff)
+}
+
+func (w *Writer) dbFailed(err error) {
+	w.failures.Add(1)
+	w.dbFailing = true
+	w.backoff = nextBackoff(w.backoff)
+	w.retryAt = time.Now().Add(w.backoff)
+	w.setHealth(err)
+	w.opt.Log.Error("WRITING EVENTS FAILED: they go to spill files until the database takes them", "retry_in", w.backoff, "err", err)
+	w.reload()
+}
+
+func (w *Writer) setHealth(err error) {
+	if h := w.health.Load(); h != nil {
+		w.health.Store(&writerHealth{since: h.since, err: err.Error()})
+		return
+	}
+	w.health.Store(&writerHealth{since: time.Now(), err: err.Error()})
+}
+
+func (w *Writer) dbOK() {
+	if !w.dbFailing {
+		return
+	}
+	w.dbFailing, w.backoff = false, 0
+	w.health.Store(nil)
+	w.sp.rotate()
+	w.opt.Log.Info("writing events works again; spilled events are being replayed", "spilled", w.spilled.Load())
+}
+
+// commit writes a batch in one transaction.
+func (w *Writer) commit(batch []Event) error {
+	b, err := w.begin(needsFull(batch))
+	if err != nil {
+		return err
+	}
+	for i := range batch {
+		if err := w.add(b, &batch[i]); err != nil {
+			b.tx.Rollback()
+			return err
+		}
+	}
+	if err := w.finish(b); err != nil {
+		return err
+	}
+	w.written.Add(uint64(len(batch)))
+	if b.alert && w.Alertable != nil {
+		w.Alertable()
+	}
+	return nil
+}
+
+// needsFull reports whether batch holds a new breach event, committed
+// with synchronous=FULL so that it survives a power cut. Batches of
+// query-log and probe events and of repeat counts (Series) keep NORMAL:
+// they survive a crash, and reach the disk with the next FULL commit or
+// checkpoint (an fsync per half-second count would cost the resolver a
+// quarter of its CPU under a flood of repeats).
+func needsFull(batch []Event) bool {
+	for i := range batch {
+		ev := &batch[i]
+		if !ev.Probe && ev.Series == 0 && (ev.Action == "block" || ev.Action == "flag" || ev.Bypass || ev.Restricted) {
+			return true
+		}
+	}
+	return false
 }
 
 // reload forgets the in-memory incidents after a failed transaction (their
@@ -287,11 +671,19 @@ func (w *Writer) reload() {
 	}
 }
 
-func (w *Writer) forgetClosed() {
+// forget drops incidents whose window has ended and series unused for 10
+// minutes (a later repeat then starts a new row: counts stay exact).
+func (w *Writer) forget() {
 	cut := ms(w.opt.Now().Add(-w.opt.IncidentWindow))
 	for k, o := range w.open {
 		if o.last < cut && !o.dirty {
 			delete(w.open, k)
+		}
+	}
+	old := ms(time.Now().Add(-10 * time.Minute))
+	for k, r := range w.series {
+		if r.used < old {
+			delete(w.series, k)
 		}
 	}
 }
@@ -300,118 +692,227 @@ const insertEvent = `INSERT INTO events (ts, kind, source, protocol, client, dev
 	method, status, bytes, action, reason, category, severity, route, list, entry, flags, count, incident_id, ref, note)
 	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
-func (w *Writer) write(batch []Event) (alert bool, err error) {
-	tx, err := w.st.db.BeginTx(context.Background(), nil)
-	if err != nil {
-		return false, err
+// batchTx is one transaction of the writer.
+type batchTx struct {
+	w                 *Writer
+	tx                *sql.Tx
+	ins, newInc, bump *sql.Stmt
+	touched           []*openIncident
+	series            map[uint64]seriesRow // rows inserted in this transaction
+	alert             bool
+}
+
+func (w *Writer) begin(full bool) (*batchTx, error) {
+	ctx := context.Background()
+	busy := writerBusyTimeout
+	if w.dbFailing {
+		busy = failingBusyTimeout // a probe: do not hold the queue up
 	}
+	if busy != w.busy {
+		if _, err := w.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busy.Milliseconds())); err != nil {
+			return nil, err
+		}
+		w.busy = busy
+	}
+	if full != w.full {
+		mode := "NORMAL"
+		if full {
+			mode = "FULL"
+		}
+		if _, err := w.conn.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+			return nil, err
+		}
+		w.full = full
+	}
+	tx, err := w.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := &batchTx{w: w, tx: tx}
+	if b.ins, err = b.stmt(stmtInsert); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	if b.newInc, err = b.stmt(stmtNewIncident); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return b, nil
+}
+
+// The writer's statements, prepared once on its connection.
+const (
+	stmtInsert = iota
+	stmtNewIncident
+	stmtBump
+	stmtIncident
+)
+
+var writerSQL = [...]string{
+	stmtInsert: insertEvent,
+	stmtNewIncident: `INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
+		first_ts, last_ts, count, samples) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	stmtBump:     `UPDATE events SET count = count + ? WHERE id = ?`,
+	stmtIncident: `UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
+}
+
+// stmt returns statement i for this transaction: the writer's prepared
+// statement, which the transaction reuses on the same connection.
+func (b *batchTx) stmt(i int) (*sql.Stmt, error) {
+	w := b.w
+	if w.stmts[i] == nil {
+		st, err := w.conn.PrepareContext(context.Background(), writerSQL[i])
+		if err != nil {
+			return nil, err
+		}
+		w.stmts[i] = st
+	}
+	return b.tx.Stmt(w.stmts[i]), nil
+}
+
+// add writes ev in b: a new row, or for a later event of a series, its
+// count added to the series' row.
+func (w *Writer) add(b *batchTx, ev *Event) error {
+	kind, route, sev := w.classify(ev)
+	if kind == kindReport {
+		b.alert = true // mailed to IT by the alerter (mistakes.go)
+	}
+	ts := ms(ev.Time)
+	if ev.Time.IsZero() {
+		ts = ms(w.opt.Now())
+	}
+	n := int64(max(ev.Count, 1))
+	var flags int
+	if ev.Restricted {
+		flags |= flagRestricted
+	}
+	if ev.Bypass {
+		flags |= flagBypass
+	}
+	if ev.Probe {
+		flags |= flagProbe
+	}
+	var incID sql.NullInt64
+	if kind == kindBreach && route != bl.RouteNone {
+		if sev >= w.opt.AlertSeverity {
+			b.alert = true
+		}
+		who := whoKey(ev)
+		k := incKey{who, ev.Category}
+		o := w.open[k]
+		if o != nil && ts-o.last > w.opt.IncidentWindow.Milliseconds() {
+			o = nil
+		}
+		sample := sampleOf(ev)
+		if o == nil {
+			var samples []string
+			if sample != "" {
+				samples = []string{sample}
+			}
+			sj, _ := json.Marshal(nonNil(samples))
+			res, err := b.newInc.Exec(who, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Category, int(sev), string(route),
+				b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj))
+			if err != nil {
+				return err
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return err
+			}
+			o = &openIncident{id: id, last: ts, count: n, severity: sev, samples: samples}
+			w.open[k] = o
+		} else {
+			o.count += n
+			o.last = max(o.last, ts)
+			o.severity = max(o.severity, sev)
+			if sample != "" && len(o.samples) < w.opt.Samples && !slices.Contains(o.samples, sample) {
+				o.samples = append(o.samples, sample)
+			}
+			if !o.dirty {
+				o.dirty = true
+				b.touched = append(b.touched, o)
+			}
+		}
+		incID = sql.NullInt64{Int64: o.id, Valid: true}
+	}
+	if ev.Series != 0 {
+		r, ok := b.series[ev.Series]
+		if !ok {
+			r, ok = w.series[ev.Series]
+		}
+		if ok && r.incident == incID.Int64 {
+			if b.bump == nil {
+				var err error
+				if b.bump, err = b.stmt(stmtBump); err != nil {
+					return err
+				}
+			}
+			res, err := b.bump.Exec(n, r.id)
+			if err != nil {
+				return err
+			}
+			if k, _ := res.RowsAffected(); k == 1 {
+				b.setSeries(ev.Series, r)
+				return nil
+			}
+		}
+	}
+	res, err := b.ins.Exec(ts, kind, ev.Source, ev.Protocol, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
+		ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes, ev.Action, ev.Reason, ev.Category, int(sev), string(route),
+		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note)
+	if err != nil {
+		return err
+	}
+	if ev.Series != 0 {
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		b.setSeries(ev.Series, seriesRow{id: id, incident: incID.Int64})
+	}
+	return nil
+}
+
+func (b *batchTx) setSeries(k uint64, r seriesRow) {
+	if b.series == nil {
+		b.series = map[uint64]seriesRow{}
+	}
+	b.series[k] = r
+}
+
+// finish writes the touched incidents and commits. On failure the
+// transaction is rolled back and the in-memory incidents are re-read by
+// the caller's dbFailed.
+func (w *Writer) finish(b *batchTx) (err error) {
 	defer func() {
 		if err != nil {
-			tx.Rollback()
+			b.tx.Rollback()
 		}
 	}()
-	ins, err := tx.Prepare(insertEvent)
-	if err != nil {
-		return false, err
-	}
-	defer ins.Close()
-	newInc, err := tx.Prepare(`INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
-		first_ts, last_ts, count, samples) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return false, err
-	}
-	defer newInc.Close()
-	var touched []*openIncident
-	for i := range batch {
-		ev := &batch[i]
-		kind, route, sev := w.classify(ev)
-		if kind == kindReport {
-			alert = true // mailed to IT by the alerter (mistakes.go)
-		}
-		ts := ms(ev.Time)
-		if ev.Time.IsZero() {
-			ts = ms(w.opt.Now())
-		}
-		n := int64(max(ev.Count, 1))
-		var flags int
-		if ev.Restricted {
-			flags |= flagRestricted
-		}
-		if ev.Bypass {
-			flags |= flagBypass
-		}
-		if ev.Probe {
-			flags |= flagProbe
-		}
-		var incID sql.NullInt64
-		if kind == kindBreach && route != bl.RouteNone {
-			if sev >= w.opt.AlertSeverity {
-				alert = true
-			}
-			who := whoKey(ev)
-			k := incKey{who, ev.Category}
-			o := w.open[k]
-			if o != nil && ts-o.last > w.opt.IncidentWindow.Milliseconds() {
-				o = nil
-			}
-			sample := sampleOf(ev)
-			if o == nil {
-				var samples []string
-				if sample != "" {
-					samples = []string{sample}
-				}
-				sj, _ := json.Marshal(nonNil(samples))
-				res, err := newInc.Exec(who, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Category, int(sev), string(route),
-					b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj))
-				if err != nil {
-					return false, err
-				}
-				id, err := res.LastInsertId()
-				if err != nil {
-					return false, err
-				}
-				o = &openIncident{id: id, last: ts, count: n, severity: sev, samples: samples}
-				w.open[k] = o
-			} else {
-				o.count += n
-				o.last = max(o.last, ts)
-				o.severity = max(o.severity, sev)
-				if sample != "" && len(o.samples) < w.opt.Samples && !slices.Contains(o.samples, sample) {
-					o.samples = append(o.samples, sample)
-				}
-				if !o.dirty {
-					o.dirty = true
-					touched = append(touched, o)
-				}
-			}
-			incID = sql.NullInt64{Int64: o.id, Valid: true}
-		}
-		if _, err := ins.Exec(ts, kind, ev.Source, ev.Protocol, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
-			ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes, ev.Action, ev.Reason, ev.Category, int(sev), string(route),
-			ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note); err != nil {
-			return false, err
-		}
-	}
-	if len(touched) > 0 {
-		upd, err := tx.Prepare(`UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`)
+	if len(b.touched) > 0 {
+		upd, err := b.stmt(stmtIncident)
 		if err != nil {
-			return false, err
+			return err
 		}
-		defer upd.Close()
-		for _, o := range touched {
+		for _, o := range b.touched {
 			sj, _ := json.Marshal(nonNil(o.samples))
 			if _, err := upd.Exec(o.last, o.count, int(o.severity), string(sj), o.id); err != nil {
-				return false, err
+				return err
 			}
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return false, err
+	if err := b.tx.Commit(); err != nil {
+		return err
 	}
-	for _, o := range touched {
+	for _, o := range b.touched {
 		o.dirty = false
 	}
-	return alert, nil
+	now := ms(time.Now())
+	for k, r := range b.series {
+		r.used = now
+		w.series[k] = r
+	}
+	return nil
 }
 
 // classify works out an event's kind, report route and severity.

@@ -1,10 +1,15 @@
 package dns
 
 import (
+	"fmt"
 	"net"
+	"path/filepath"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // fakeWriter is an in-memory ResponseWriter for benchmarks and fuzzing.
@@ -98,6 +103,50 @@ func BenchmarkUDPLoopback(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkServeBlockedStore is BenchmarkServeBlocked with the breach
+// store as the sink: "repeat" asks one blocked name (after the first, a
+// repeat whose first event is durable: no wait); "new" asks a new blocked
+// name each time, so each answer waits for its event's commit (serially,
+// so this is the latency of one group commit with synchronous=FULL, not a
+// throughput).
+func BenchmarkServeBlockedStore(b *testing.B) {
+	for _, mode := range []string{"repeat", "new"} {
+		b.Run(mode, func(b *testing.B) {
+			st, err := reports.Open(filepath.Join(b.TempDir(), "g.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := reports.NewWriter(st, reports.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { w.Close(); st.Close() }()
+			ts := startServer(b, func(o *Options) { o.Sink, o.Collapse = w, time.Minute })
+			if mode == "repeat" {
+				benchQuery(b, ts, "www.porn.example.", student)
+				return
+			}
+			names := make([]string, b.N+1)
+			for i := range names {
+				names[i] = fmt.Sprintf("n%d.porn.example.", i)
+			}
+			wr := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(student), Port: 40000}}
+			m := new(mdns.Msg)
+			m.SetQuestion(names[b.N], mdns.TypeA)
+			ts.serve(wr, m, "udp")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m.Question[0].Name = names[i]
+				ts.serve(wr, m, "udp")
+			}
+			if wr.n != b.N+1 {
+				b.Fatalf("%d answers for %d queries", wr.n, b.N+1)
+			}
 		})
 	}
 }

@@ -70,20 +70,21 @@ func ede(d *policy.Decision) *mdns.EDNS0_EDE {
 	return e
 }
 
-// blockReply answers a blocked name. The sections after the question
+// blockReply answers a blocked name once the event numbered seq is durable
+// (sendAfter; 0: at once). The sections after the question
 // depend only on the query type, the client's EDNS shape and the reason,
 // so they are packed once into a template (owner names point at the
 // question); an answer is the header, the question as asked, and the
 // template: no per-name state, so a blocked share in the traffic costs
 // about what a cache hit does and block answers take no memory.
-func (s *Server) blockReply(qr *query, d *policy.Decision, forceNX bool) {
+func (s *Server) blockReply(qr *query, d *policy.Decision, forceNX bool, seq uint64) {
 	if qr.q.Qclass == mdns.ClassINET && qr.name != "" {
 		if t := s.blockTemplate(qr, d, forceNX); t != nil {
 			bp := s.bufs.Get().(*[]byte)
 			b, ok := t.render((*bp)[:0], qr.r, qr.q)
 			if ok && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) {
 				*bp = b
-				_, _ = qr.w.Write(b)
+				s.sendAfter(qr, b, seq)
 				s.bufs.Put(bp)
 				return
 			}
@@ -92,7 +93,12 @@ func (s *Server) blockReply(qr *query, d *policy.Decision, forceNX bool) {
 	}
 	resp := s.reply(qr)
 	s.blockAnswer(resp, qr.q, forceNX)
-	s.write(qr, resp, ede(d))
+	s.finishMsg(qr, resp, ede(d))
+	b, err := resp.Pack()
+	if err != nil {
+		return
+	}
+	s.sendAfter(qr, b, seq)
 }
 
 // blockTmpl is a packed block answer without header and question.

@@ -17,8 +17,15 @@ import (
 // client, name, type, action, category and user) goes to the sink at once,
 // so an alert is never held back; repeats within `window` are collapsed
 // where they arise into one follow-up event with their count ("41 more
-// attempts"), which a goroutine hands to the sink when the window ends. So
-// a burst of retries costs a map lookup each and reaches the sink twice.
+// attempts"). So a burst of retries costs a map lookup each.
+//
+// With a DurableSink (the breach store), record returns the sequence number
+// of the kind's first event, and a block answer is sent only once that is
+// durable (Server.sendAfter): a repeat waits only while its first event is
+// not yet committed. The repeats' count goes to the sink every
+// persistEvery as a reports.Event.Series of the first event, which the
+// store adds to one row, so a crash loses at most the last second's count.
+// With a plain Sink (the log) the follow-up goes once, when the window ends.
 //
 // The pending map is the bounded queue: when it holds `max` events, new
 // low-severity events are dropped and counted (a metric and a log line a
@@ -26,6 +33,7 @@ import (
 // reached only if the sink has stopped).
 type events struct {
 	sink    reports.Sink
+	dsink   reports.DurableSink // sink, when it tells durability
 	window  time.Duration
 	max     int64
 	log     *slog.Logger
@@ -55,6 +63,12 @@ type evShard struct {
 	peak    int // most keys since the map was last rebuilt (maps never shrink)
 	details []reports.Event
 	detailN map[reports.Event]uint32
+	// recent holds, for one more window, the keys whose window ended with
+	// their first event durable: the next event of such a key starts a
+	// new window but its answer does not wait (the kind is already
+	// stored, as for a repeat; a crash loses at most the last second of
+	// it). Value: when to forget it (unix nanos).
+	recent map[uint64]int64
 }
 
 type collapseKey struct {
@@ -75,9 +89,10 @@ type capKey struct {
 // how to rebuild the follow-up event.
 type pending struct {
 	name     string
-	first    int64 // unix nanos (real clock) of the first event
-	time     int64 // unix nanos (event clock) of the first repeat
-	count    int32 // repeats
+	first    int64  // unix nanos (real clock) of the first event
+	time     int64  // unix nanos (event clock) of the first repeat
+	count    int32  // repeats not yet sent
+	seq      uint64 // the first event's sequence number (DurableSink), 0 if none
 	detail   uint32
 	entry    int16 // Entry is the last `entry` bytes of Name (-1: in detail)
 	severity bl.Severity
@@ -87,28 +102,34 @@ type pending struct {
 // coming with the sink stopped.
 const maxOverflow = 1 << 20
 
+// persistEvery is how often repeat counts go to a DurableSink.
+const persistEvery = 500 * time.Millisecond
+
 func newEvents(sink reports.Sink, queue int, window time.Duration, m *metrics, log *slog.Logger) *events {
 	e := &events{sink: sink, window: window, max: int64(queue), log: log, metrics: m, seed: maphash.MakeSeed(),
 		done: make(chan struct{}), stop: make(chan struct{}), caps: map[capKey]int64{}}
+	e.dsink, _ = sink.(reports.DurableSink)
 	for i := range e.shards {
 		e.shards[i].m = map[uint64]pending{}
 		e.shards[i].detailN = map[reports.Event]uint32{}
+		e.shards[i].recent = map[uint64]int64{}
 	}
 	go e.run()
 	return e
 }
 
-// record collapses or queues ev without blocking.
-func (e *events) record(ev reports.Event) {
+// record collapses or queues ev without blocking. It returns the sequence
+// number of the event an answer to ev must wait for (see durable): ev's own,
+// or the first of its kind's; 0 for none.
+func (e *events) record(ev reports.Event) uint64 {
 	if e == nil || e.sink == nil {
-		return
+		return 0
 	}
 	if ev.Count < 1 {
 		ev.Count = 1
 	}
 	if e.window <= 0 {
-		e.send(ev)
-		return
+		return e.send(ev)
 	}
 	k := maphash.Comparable(e.seed, collapseKey{ev.Client, ev.Name, ev.QType, ev.Action, ev.Category, ev.User})
 	sh := &e.shards[k%uint64(len(e.shards))]
@@ -117,8 +138,7 @@ func (e *events) record(ev reports.Event) {
 		if !sh.same(&p, &ev) || int64(p.count)+int64(ev.Count) > math.MaxInt32 {
 			// A hash collision (or an absurd count): pass it on as is.
 			sh.mu.Unlock()
-			e.send(ev)
-			return
+			return e.send(ev)
 		}
 		if p.count == 0 && !ev.Time.IsZero() {
 			p.time = ev.Time.UnixNano() // the follow-up starts at the first repeat
@@ -127,7 +147,7 @@ func (e *events) record(ev reports.Event) {
 		p.severity = max(p.severity, ev.Severity)
 		sh.m[k] = p
 		sh.mu.Unlock()
-		return
+		return p.seq
 	}
 	n := e.pending.Load()
 	if n >= maxOverflow || (n >= e.max && ev.Severity < bl.SeverityHigh) {
@@ -141,24 +161,64 @@ func (e *events) record(ev reports.Event) {
 			}
 			e.log.Error("event overflow full: a high-severity event was dropped", "name", name, "client", ev.Client)
 		}
-		return
+		return 0
 	}
-	// Remember the key with no repeats yet; the event itself goes now.
-	sh.m[k] = sh.newPending(&ev)
+	// Remember the key with no repeats yet; the event itself goes now,
+	// under the lock, so that a repeat sees its sequence number.
+	p := sh.newPending(&ev)
+	p.seq = e.sendLocked(sh, ev)
+	sh.m[k] = p
 	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
+	wait := p.seq
+	if until, ok := sh.recent[k]; ok {
+		delete(sh.recent, k)
+		if until > p.first {
+			wait = 0
+		}
+	}
 	sh.mu.Unlock()
-	e.send(ev)
+	return wait
+}
+
+// sendLocked is send with sh.mu held: a sink that panics releases the
+// lock on the way out, so the panic costs only its query.
+func (e *events) sendLocked(sh *evShard, ev reports.Event) uint64 {
+	sent := false
+	defer func() {
+		if !sent {
+			sh.mu.Unlock()
+		}
+	}()
+	seq := e.send(ev)
+	sent = true
+	return seq
 }
 
 // send hands ev to the sink and counts it as queued, or as dropped when
-// the sink refused it (its writer's queue was full).
-func (e *events) send(ev reports.Event) {
-	if e.sink.Record(ev) {
-		e.metrics.eventsQueued.Inc()
-		return
+// the sink refused it (its writer's queue was full). It returns ev's
+// sequence number (0 without a DurableSink).
+func (e *events) send(ev reports.Event) uint64 {
+	var seq uint64
+	ok := false
+	if e.dsink != nil {
+		seq = e.dsink.RecordSeq(ev)
+		ok = seq != 0
+	} else {
+		ok = e.sink.Record(ev)
 	}
-	e.metrics.eventsDropped.Inc()
+	if ok {
+		e.metrics.eventsQueued.Inc()
+	} else {
+		e.metrics.eventsDropped.Inc()
+	}
+	return seq
+}
+
+// durable reports whether the event numbered seq (from record) is durable,
+// so its answer may go; true for 0.
+func (e *events) durable(seq uint64) bool {
+	return seq == 0 || e.dsink == nil || e.dsink.IsDurable(seq)
 }
 
 // newPending interns the parts of ev that are not in its key (sh.mu held).
@@ -192,7 +252,7 @@ func (sh *evShard) event(p *pending) reports.Event {
 	if p.time != 0 {
 		ev.Time = time.Unix(0, p.time).UTC()
 	}
-	ev.Name, ev.Severity, ev.Count = p.name, p.severity, int(p.count)
+	ev.Name, ev.Severity, ev.Count, ev.Series = p.name, p.severity, int(p.count), p.seq
 	if p.entry >= 0 {
 		ev.Entry = p.name[len(p.name)-int(p.entry):]
 	}
@@ -269,10 +329,14 @@ func (e *events) flushEvery() time.Duration {
 	return min(max(e.window/4, 50*time.Millisecond), 100*time.Millisecond)
 }
 
-// flush hands pending events at least window old at now to the sink, at
-// most budget follow-ups (all, if all).
+// flush ends the windows at least window old at now (all, if all): their
+// repeats go to the sink and their keys are forgotten. With a DurableSink,
+// the repeats of every open window go too, as their series. At most
+// budget events are handed on (all, if all); the rest wait for a later
+// tick, except keys a whole window overdue.
 func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int) []reports.Event {
-	cut := now.Add(-e.window).UnixNano()
+	nowNs := now.UnixNano()
+	cut := nowNs - int64(e.window)
 	overdue := cut - int64(e.window)
 	start := int(e.start.Add(1)) // no shard waits behind the others
 	for j := range e.shards {
@@ -280,17 +344,30 @@ func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int)
 		buf = buf[:0]
 		removed := 0
 		sh.mu.Lock()
+		for k, until := range sh.recent {
+			if until <= nowNs {
+				delete(sh.recent, k)
+			}
+		}
 		for k, p := range sh.m {
-			if all || p.first <= cut {
-				if p.count > 0 {
-					if !all && budget <= 0 && p.first > overdue {
-						continue // a later tick
-					}
-					budget--
-					buf = append(buf, sh.event(&p))
+			end := all || p.first <= cut
+			if p.count > 0 && (end || e.dsink != nil) {
+				if !all && budget <= 0 && p.first > overdue {
+					continue // a later tick; its count keeps growing
 				}
+				budget--
+				buf = append(buf, sh.event(&p))
+				p.count, p.time = 0, 0
+				if !end {
+					sh.m[k] = p
+				}
+			}
+			if end {
 				removed++
 				delete(sh.m, k)
+				if !all && p.seq != 0 && e.dsink.IsDurable(p.seq) {
+					sh.recent[k] = nowNs + int64(e.window)
+				}
 			}
 		}
 		sh.compactLocked()
@@ -306,6 +383,9 @@ func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int)
 func (e *events) run() {
 	defer close(e.done)
 	every := e.flushEvery()
+	if e.dsink != nil {
+		every = max(min(e.window/4, persistEvery), 50*time.Millisecond)
+	}
 	budget := max(int(followUpRate*every/time.Second), 1)
 	t := time.NewTicker(every)
 	defer t.Stop()

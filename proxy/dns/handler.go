@@ -98,7 +98,7 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 		return
 	case bypassCanary:
 		s.metrics.probes.WithLabelValues("canary").Inc()
-		s.blockReply(&qr, &d, true)
+		s.blockReply(&qr, &d, true, 0)
 		s.count(qt, "probe", d.Group)
 		return
 	case bypassCapability:
@@ -106,6 +106,7 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 		if d.Action != policy.Block && !relay {
 			break
 		}
+		var seq uint64
 		if s.events.firstToday(qr.client, capCategory(&d), qr.now) {
 			ev := s.event(&qr, &d, "block")
 			ev.Bypass, ev.Severity = true, bl.SeverityLow
@@ -113,12 +114,12 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 			if relay {
 				ev.Category = bl.PrivateRelay.String()
 			}
-			s.events.record(ev)
+			seq = s.events.record(ev)
 		}
 		if !d.HasCategory {
 			d.Category, d.HasCategory = bl.PrivateRelay, true
 		}
-		s.blockReply(&qr, &d, relay)
+		s.blockReply(&qr, &d, relay, seq)
 		s.count(qt, "blocked", d.Group)
 		return
 	}
@@ -134,10 +135,11 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 	s.resolveAndAnswer(&qr, &d, qt)
 }
 
-// block answers a blocked name and records the event.
+// block records the event of a blocked name and answers it once the event
+// is durable (see sendAfter).
 func (s *Server) block(qr *query, d *policy.Decision, qt string) {
-	s.blockReply(qr, d, false)
-	s.events.record(s.event(qr, d, "block"))
+	seq := s.events.record(s.event(qr, d, "block"))
+	s.blockReply(qr, d, false, seq)
 	s.count(qt, "blocked", d.Group)
 }
 
@@ -452,6 +454,13 @@ func (s *Server) reply(qr *query) *mdns.Msg {
 // write adds EDNS (and ede, if any) when the client used EDNS, truncates
 // over UDP to the client's size, and sends resp.
 func (s *Server) write(qr *query, resp *mdns.Msg, ede *mdns.EDNS0_EDE) {
+	s.finishMsg(qr, resp, ede)
+	_ = qr.w.WriteMsg(resp)
+}
+
+// finishMsg adds EDNS (and ede, if any) when the client used EDNS and
+// truncates over UDP to the client's size.
+func (s *Server) finishMsg(qr *query, resp *mdns.Msg, ede *mdns.EDNS0_EDE) {
 	if qr.opt != nil {
 		o := &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
 		o.SetUDPSize(EDNSSize)
@@ -466,7 +475,28 @@ func (s *Server) write(qr *query, resp *mdns.Msg, ede *mdns.EDNS0_EDE) {
 	if qr.proto == "udp" {
 		resp.Truncate(udpSize(qr.opt))
 	}
-	_ = qr.w.WriteMsg(resp)
+}
+
+// sendAfter sends the packed answer b once the event numbered seq (from
+// events.record) is durable: at once if it is, or seq is 0. A UDP worker
+// does not wait: it leaves a copy of the answer, its address and source
+// address with the writer, which sends it after the commit, and reads the
+// next datagram. Other connections (TCP, DoT, miekg's UDP) wait on their
+// own goroutine.
+func (s *Server) sendAfter(qr *query, b []byte, seq uint64) {
+	if s.events.durable(seq) {
+		_, _ = qr.w.Write(b)
+		return
+	}
+	if uw, ok := qr.w.(*udpWriter); ok {
+		h := uw.hold(b)
+		if !s.events.dsink.AfterDurable(seq, h) {
+			h.Durable()
+		}
+		return
+	}
+	reports.WaitDurable(s.events.dsink, seq)
+	_, _ = qr.w.Write(b)
 }
 
 // rcode answers with just an rcode.

@@ -187,6 +187,38 @@ func (w *udpWriter) WriteMsg(m *mdns.Msg) error {
 	_, err = w.Write(b)
 	return err
 }
+
+// hold copies the answer b and where it goes, for the writer to send once
+// its event is durable (Server.sendAfter), so the worker need not wait.
+func (w *udpWriter) hold(b []byte) *heldReply {
+	h := heldReplies.Get().(*heldReply)
+	w.wrote = true // answered, later: a panic after this sends no SERVFAIL
+	h.conn, h.peer = w.conn, w.peer
+	h.oob = append(h.oobBuf[:0], w.oob...)
+	h.buf = append(h.buf[:0], b...)
+	return h
+}
+
+// heldReply is a UDP answer waiting for its event to be durable.
+type heldReply struct {
+	conn   *net.UDPConn
+	peer   netip.AddrPort
+	oob    []byte
+	oobBuf [pktinfoSpace]byte
+	buf    []byte
+}
+
+var heldReplies = sync.Pool{New: func() any { return &heldReply{buf: make([]byte, 0, 512)} }}
+
+// Durable sends the answer (reports.Waiter), from the writer's goroutine.
+func (h *heldReply) Durable() {
+	_, _, _ = h.conn.WriteMsgUDPAddrPort(h.buf, h.oob, h.peer)
+	h.conn = nil
+	if cap(h.buf) <= 4096 {
+		heldReplies.Put(h)
+	}
+}
+
 func (w *udpWriter) Close() error        { return nil }
 func (w *udpWriter) TsigStatus() error   { return nil }
 func (w *udpWriter) TsigTimersOnly(bool) {}

@@ -202,7 +202,10 @@ func truncate(s string, n int) string {
 // returns its size and reference code. The page comes from a layout
 // built once per config and kind of block (pageLayout): only the
 // request's own fields are escaped and appended, into a pooled buffer.
-func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Config, displayURL string) (int, string) {
+// With proto set, the block's event is recorded first and the page goes
+// only once the event is durable (eventRef), so a block the pupil saw is
+// never lost to a crash.
+func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Config, displayURL, proto string) (int, string) {
 	d := &info.dec
 	lays := s.layouts(cfg)
 	lay := lays.get(cfg, d)
@@ -211,6 +214,9 @@ func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Con
 	b := lay.render((*bp)[:0], &pageFields{
 		host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
 	})
+	if proto != "" {
+		s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref)
+	}
 	n := sendPage(w, http.StatusForbidden, b, ref)
 	if cap(b) <= 64<<10 {
 		*bp = b
@@ -283,16 +289,18 @@ var (
 )
 
 // refuseConnect answers a blocked CONNECT with a line of plain text (a
-// browser shows its own error for a refused tunnel; tools print it) and
-// returns its size and reference code. The connection stays open.
-func refuseConnect(w http.ResponseWriter, host, school, why string) (int, string) {
+// browser shows its own error for a refused tunnel; tools print it), once
+// the block's event (reason: why the tunnel was refused) is durable. The
+// connection stays open.
+func (s *Server) refuseConnect(w http.ResponseWriter, info *reqInfo, school, why, reason string) {
 	ref := newRef()
 	bp := pageBufs.Get().(*[]byte)
 	b := append((*bp)[:0], "403 Forbidden: "...)
-	b = append(append(b, host...), " is blocked by "...)
+	b = append(append(b, info.host...), " is blocked by "...)
 	b = append(append(b, school...), "'s web filter ("...)
 	b = append(append(b, why...), "). Reference "...)
 	b = append(append(b, ref...), ".\n"...)
+	s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(b)), reason, ref)
 	h := w.Header()
 	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(textHeaderLines) {
 		h["Content-Type"] = hdrText[:1:1]
@@ -303,10 +311,9 @@ func refuseConnect(w http.ResponseWriter, host, school, why string) (int, string
 	h["Content-Length"] = vals[0:1:1]
 	h["X-Gatehouse-Ref"] = vals[1:2:2]
 	w.WriteHeader(http.StatusForbidden)
-	n, _ := w.Write(b)
+	_, _ = w.Write(b)
 	*bp = b
 	pageBufs.Put(bp)
-	return n, ref
 }
 
 var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
@@ -539,7 +546,7 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &reqInfo{client: ip, user: user, host: nh, dec: dec}
-	s.blockPage(w, info, cfg, "http://"+host+r.URL.RequestURI())
+	s.blockPage(w, info, cfg, "http://"+host+r.URL.RequestURI(), "") // the DNS resolver recorded it
 }
 
 // pac serves the proxy auto-config file.

@@ -122,7 +122,8 @@ type envOpts struct {
 	// resolver replaces the map-backed resolver (e.g. an UpstreamResolver
 	// asking a loopback DNS server).
 	resolver  Resolver
-	idleTotal int // proxy.limits.idle_total; 0 = 64
+	idleTotal int          // proxy.limits.idle_total; 0 = 64
+	sink      reports.Sink // instead of the collecting sink
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -257,11 +258,15 @@ groups:
 	if err != nil {
 		t.Fatal(err)
 	}
+	var sk reports.Sink = e.sink
+	if eo.sink != nil {
+		sk = eo.sink
+	}
 	e.eng.Store(eng)
 	s, err := New(Options{
 		Engine:   e.eng.Load, // the config comes with it, as in serve
 		Resolver: cmp.Or[Resolver](eo.resolver, e.res),
-		Sink:     e.sink,
+		Sink:     sk,
 		RootCAs:  eo.roots,
 	})
 	if err != nil {

@@ -312,8 +312,7 @@ func (s *Server) lookupBlocked(w http.ResponseWriter, req *http.Request, info *r
 	info.takeBlock(be)
 	info.url = eventURL(req.URL)
 	s.metrics.httpBlock.Inc()
-	n, ref := s.blockPage(w, info, s.o.Config(), info.url)
-	s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
+	s.blockPage(w, info, s.o.Config(), info.url, "http")
 }
 
 // pageWriter collects a block page for goproxy, which wants a Response.
@@ -352,8 +351,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
-		n, ref := s.blockPage(w, info, cfg, info.url)
-		s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "", ref)
+		s.blockPage(w, info, cfg, info.url, "http") // the event is durable before the page goes
 		return
 	case policy.Rewrite:
 		info.rewrite = d.Rewrite
@@ -509,8 +507,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	}
 	if d.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
-		n, ref := refuseConnect(w, info.host, cfg.School.Name, connectWhy(d, reason))
-		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(n), reason, ref)
+		s.refuseConnect(w, info, cfg.School.Name, connectWhy(d, reason), reason) // likewise
 		return
 	}
 	if d.Action == policy.Rewrite {
@@ -569,9 +566,9 @@ func (s *Server) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		s.metrics.connectBlock.Inc()
 		ref := newRef()
 		body := fmt.Sprintf("403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, s.o.Config().School.Name, connectWhy(&info.dec, ""), ref)
+		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(body)), "", ref) // durable before the answer
 		_, _ = fmt.Fprintf(w, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Gatehouse-Ref: %s\r\nVia: %s\r\nConnection: close\r\n\r\n%s",
 			len(body), ref, Via, body)
-		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(body)), "", ref)
 		return
 	}
 	status, msg := upstreamError(err)
@@ -597,7 +594,7 @@ func (s *Server) nonTLS(t *tunnel, first []byte) bool {
 	info := *t.info
 	info.dec.Bypass = true
 	info.dec.Severity, info.dec.Route = bl.SeverityMedium, bl.RouteDSL
-	s.eventRef(&info, "connect", action, 0, 0, "not-tls", "")
+	s.eventRef(&info, "connect", action, 0, 0, "not-tls", "") // a block waits until durable, then the tunnel closes
 	return block
 }
 
@@ -726,6 +723,9 @@ func (s *Server) event(info *reqInfo, source, action string, status int, bytes i
 	s.eventRef(info, source, action, status, bytes, "", "")
 }
 
+// eventRef records an event; for a block it returns once the event (or the
+// first of its kind, for a collapsed repeat) is durable, so that the answer
+// written next never reaches a client whose block a crash could forget.
 func (s *Server) eventRef(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) {
 	d := &info.dec
 	ev := reports.Event{
@@ -771,7 +771,10 @@ func (s *Server) eventRef(info *reqInfo, source, action string, status int, byte
 		// makes sure); the matched entry's hash is.
 		ev.URL, ev.Entry = "", d.EntryHash()
 	}
-	s.events.record(ev)
+	seq := s.events.record(ev)
+	if action == "block" {
+		s.events.durable(seq)
+	}
 }
 
 // authenticate checks the proxy login. It returns the user ("" when none)

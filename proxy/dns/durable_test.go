@@ -1,0 +1,131 @@
+package dns
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// storeSink is a real breach store and writer for a test.
+func storeSink(t *testing.T) (*reports.Store, *reports.Writer) {
+	t.Helper()
+	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() })
+	return st, w
+}
+
+func storedCount(t *testing.T, st *reports.Store, name string) int64 {
+	t.Helper()
+	var n int64
+	if err := st.DB().QueryRow(`SELECT COALESCE(SUM(count), 0) FROM events WHERE name = ?`, name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestBlockAnswerAfterDurable: when a client has a block answer, its event
+// is already in the database (UDP on our workers, on a wildcard address
+// whose replies need the right source address, and TCP), and the repeats'
+// count reaches the database long before the collapse window ends.
+func TestBlockAnswerAfterDurable(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		t.Run(listen, func(t *testing.T) {
+			st, w := storeSink(t)
+			ts := startServer(t, func(o *Options) { o.Sink, o.Collapse, o.Listen = w, time.Hour, []string{listen} })
+			_, port, _ := net.SplitHostPort(ts.udp)
+			to := ts.udp
+			if listen == "0.0.0.0:0" {
+				to = net.JoinHostPort("127.0.0.3", port)
+			}
+			for i := range 40 {
+				for _, netw := range []string{"udp", "tcp"} {
+					name := fmt.Sprintf("x%d-%s.porn.example", i, netw)
+					if r := ask(t, netw, to, staff, name, mdns.TypeA, i%2 == 0); r.Rcode != mdns.RcodeNameError {
+						t.Fatalf("%s %s: %v", netw, name, r)
+					}
+					if n := storedCount(t, st, name); n != 1 {
+						t.Fatalf("%s %s answered with %d events stored", netw, name, n)
+					}
+				}
+			}
+			for range 25 {
+				ask(t, "udp", to, staff, "again.porn.example", mdns.TypeA, false)
+			}
+			if n := storedCount(t, st, "again.porn.example"); n < 1 {
+				t.Fatal("the first of the repeated queries is not stored")
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for storedCount(t, st, "again.porn.example") != 25 {
+				if time.Now().After(deadline) {
+					t.Fatalf("repeat count stored %d of 25 (window 1h)", storedCount(t, st, "again.porn.example"))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// durableSink numbers events and calls those up to durable durable.
+type durableSink struct {
+	sink
+	seq, durable atomic.Uint64
+}
+
+func (d *durableSink) RecordSeq(ev reports.Event) uint64 { d.Record(ev); return d.seq.Add(1) }
+func (d *durableSink) IsDurable(seq uint64) bool         { return seq <= d.durable.Load() }
+func (d *durableSink) AfterDurable(uint64, reports.Waiter) bool {
+	return false
+}
+
+// TestNewWindowOfStoredKindDoesNotWait: an answer waits for the first
+// event of its kind; once a window has ended with that event stored, the
+// kind's next event (a new window) does not wait, while a new kind does,
+// and so do the repeats of a first event not yet stored.
+func TestNewWindowOfStoredKindDoesNotWait(t *testing.T) {
+	ds := &durableSink{}
+	e := newEvents(ds, 1000, 50*time.Millisecond, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	defer e.close()
+	ev := reports.Event{Client: netip.MustParseAddr("10.1.0.1"), Name: "a.porn.example", QType: "A", Action: "block", Category: "pornography", Count: 1}
+	if w := e.record(ev); w != 1 {
+		t.Fatalf("first event: wait for %d, want 1", w)
+	}
+	if w := e.record(ev); w != 1 {
+		t.Fatalf("a repeat before the first is stored: wait for %d, want 1", w)
+	}
+	ds.durable.Store(1)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.pending.Load() != 0 { // the window ends (the run loop flushes)
+		if time.Now().After(deadline) {
+			t.Fatal("window never ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	seqBefore := ds.seq.Load()
+	if w := e.record(ev); w != 0 {
+		t.Errorf("first event of a new window of a stored kind: wait for %d, want none", w)
+	}
+	if w := e.record(ev); w == 0 || w <= seqBefore {
+		t.Errorf("repeat in the new window: wait for %d, want its first event", w)
+	}
+	other := ev
+	other.Name = "b.porn.example"
+	if w := e.record(other); w == 0 {
+		t.Error("a new kind did not wait")
+	}
+}

@@ -1,0 +1,158 @@
+package httpproxy
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// TestEventsCollapseCountsExact: repeats that arrive after their window
+// has ended but before the flush has seen it are all counted, with a plain
+// sink and with the breach store (where counts also go while the window
+// is open).
+func TestEventsCollapseCountsExact(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	ev := reports.Event{Source: "http", Client: netip.MustParseAddr("10.1.0.1"), Name: "adult.test",
+		URL: "http://adult.test/", Action: "block", Category: "pornography", Count: 1}
+
+	run := func(s reports.Sink, flushes bool) int {
+		l := newEventLog(s, func() time.Duration { return time.Minute }, clock)
+		sent := 0
+		for round := range 4 {
+			for i := range 10 + round {
+				l.record(ev)
+				sent++
+				advance(time.Second)
+				if flushes && i%4 == 0 {
+					l.flush(false)
+				}
+			}
+			advance(2 * time.Minute) // the window ends; no flush runs
+		}
+		l.record(ev)
+		sent++
+		l.flush(true)
+		return sent
+	}
+
+	s := &sink{}
+	sent := run(s, false)
+	total := 0
+	for _, e := range s.events() {
+		total += e.Count
+	}
+	if total != sent {
+		t.Errorf("plain sink: counted %d of %d requests", total, sent)
+	}
+
+	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent = run(w, true)
+	w.Close()
+	var stored, rows int
+	if err := st.DB().QueryRow(`SELECT SUM(count), count(*) FROM events`).Scan(&stored, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if stored != sent {
+		t.Errorf("store: counted %d of %d requests", stored, sent)
+	}
+	t.Logf("%d requests in %d rows", sent, rows)
+}
+
+// TestBlockPageAfterDurable: when the client has the block page (or the
+// CONNECT 403), the event is in the database, and a repeat's count gets
+// there long before the collapse window ends.
+func TestBlockPageAfterDurable(t *testing.T) {
+	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() })
+	e := newEnv(t, envOpts{sink: w})
+	c := e.client("", "", "")
+	stored := func(q string, args ...any) int {
+		var n int
+		if err := st.DB().QueryRow(q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 30 {
+		resp, _ := get(t, c, e.originURL("adult.test", fmt.Sprintf("/p%d", i)))
+		ref := resp.Header.Get("X-Gatehouse-Ref")
+		if resp.StatusCode != http.StatusForbidden || ref == "" {
+			t.Fatalf("status %d ref %q", resp.StatusCode, ref)
+		}
+		if n := stored(`SELECT count(*) FROM events WHERE ref = ? AND bytes > 0`, ref); n != 1 {
+			t.Fatalf("block page %s delivered with %d events stored", ref, n)
+		}
+		conn := e.dial("")
+		target := fmt.Sprintf("c%d.adult.test:443", i)
+		fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		cr, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
+		conn.Close()
+		if err != nil || cr.StatusCode != http.StatusForbidden {
+			t.Fatalf("CONNECT: %v %v", cr, err)
+		}
+		if n := stored(`SELECT count(*) FROM events WHERE ref = ?`, cr.Header.Get("X-Gatehouse-Ref")); n != 1 {
+			t.Fatalf("CONNECT 403 delivered with %d events stored", n)
+		}
+	}
+	for range 12 {
+		get(t, c, e.originURL("adult.test", "/again"))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for stored(`SELECT COALESCE(SUM(count), 0) FROM events WHERE url LIKE '%/again'`) != 12 {
+		if time.Now().After(deadline) {
+			t.Fatalf("repeat count stored %d of 12", stored(`SELECT COALESCE(SUM(count), 0) FROM events WHERE url LIKE '%/again'`))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEventsCollapseBounded: a client asking for ever new blocked URLs
+// cannot grow the collapse map past maxSeen; the events past it go
+// uncollapsed, none is lost.
+func TestEventsCollapseBounded(t *testing.T) {
+	s := &sink{}
+	now := time.Now()
+	l := newEventLog(s, func() time.Duration { return time.Minute }, func() time.Time { return now })
+	const n = maxSeen + 1000
+	for i := range n {
+		l.record(reports.Event{Client: netip.MustParseAddr("10.0.0.9"), Source: "http", Name: "x.test", URL: fmt.Sprintf("http://x.test/%d", i),
+			Action: "block", Reason: "category", Category: "pornography", Status: 403})
+	}
+	l.mu.Lock()
+	held := len(l.seen)
+	l.mu.Unlock()
+	if held > maxSeen {
+		t.Errorf("%d keys held, bound %d", held, maxSeen)
+	}
+	s.mu.Lock()
+	got := len(s.ev)
+	s.mu.Unlock()
+	if got != n {
+		t.Errorf("%d events reached the sink, want %d", got, n)
+	}
+}

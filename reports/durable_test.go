@@ -1,0 +1,273 @@
+package reports
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// lockDB holds the database's write lock from another connection, as a
+// backup tool or a stuck CLI would; unlock releases it.
+func lockDB(t *testing.T, path string) (unlock func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	unlock = func() {
+		if done {
+			return
+		}
+		done = true
+		if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+			t.Error(err)
+		}
+		conn.Close()
+		db.Close()
+	}
+	t.Cleanup(unlock)
+	return unlock
+}
+
+func (w *Writer) queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
+}
+
+// waitFor polls cond (a safety deadline only; the tests bound work, not time).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLockedStoreSpillsBounded: while another connection holds the
+// database's lock, events keep arriving. The writer reports the failure,
+// keeps its queue bounded by spilling to disk, and once the lock goes every
+// high and critical event (and every low one it took) is in the database.
+func TestLockedStoreSpillsBounded(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{QueueSize: 100, MaxBatch: 500, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	unlock := lockDB(t, st.Path())
+	t0 := time.Now().UTC()
+	w.Record(ev(t0, "10.9.0.1", "students", "self-harm", "first.example"))
+	waitFor(t, "the writer reports the failure", func() bool { ok, _ := w.Healthy(); return !ok })
+	if _, why := w.Healthy(); !strings.Contains(why, "database") {
+		t.Errorf("Healthy's reason: %q", why)
+	}
+	const n = 120_000
+	high, lowOK, maxQueued := 1, 0, 0
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		if i%3 != 2 {
+			if !w.Record(ev(at, fmt.Sprintf("10.1.%d.%d", i/250%250, i%250+1), "students", "self-harm", fmt.Sprintf("s%d.example", i))) {
+				t.Fatalf("critical event %d refused", i)
+			}
+			high++
+		} else if w.Record(ev(at, "10.2.0.1", "students", "games", fmt.Sprintf("g%d.example", i))) {
+			lowOK++
+		}
+		if i%1000 == 0 {
+			maxQueued = max(maxQueued, w.queued())
+		}
+	}
+	w.Flush() // everything taken is spilled now
+	if w.Spilled() == 0 || w.Failures() == 0 {
+		t.Fatalf("spilled %d, failures %d while the database was locked", w.Spilled(), w.Failures())
+	}
+	if c := count(t, st, "SELECT count(*) FROM events"); c != 0 {
+		t.Fatalf("%d events written through the lock?", c)
+	}
+	if maxQueued > w.hardCap() {
+		t.Errorf("the queue held %d events while the database failed (of %d recorded)", maxQueued, n)
+	}
+	unlock()
+	waitFor(t, "the spill files are replayed", func() bool { w.Flush(); return w.Spilled() == 0 })
+	w.Close()
+	if c := count(t, st, "SELECT count(*) FROM events WHERE category = 'self-harm'"); c != int64(high) {
+		t.Errorf("critical events stored %d, want %d", c, high)
+	}
+	if c := count(t, st, "SELECT count(*) FROM events WHERE category = 'games'"); c != int64(lowOK) {
+		t.Errorf("low events stored %d, want the %d taken", c, lowOK)
+	}
+	if ok, why := w.Healthy(); !ok {
+		t.Errorf("still unhealthy after recovery: %s", why)
+	}
+	if files, _ := filepath.Glob(st.Path() + ".spill-*"); len(files) != 0 {
+		t.Errorf("spill files left: %v", files)
+	}
+	if sum := count(t, st, "SELECT COALESCE(SUM(count),0) FROM incidents"); sum != count(t, st, "SELECT SUM(count) FROM events WHERE incident_id IS NOT NULL") {
+		t.Errorf("incident counts %d do not match their events", sum)
+	}
+	t.Logf("recorded %d (%d critical, %d low taken); queue peak %d; dropped %d low", n, high, lowOK, maxQueued, w.Dropped())
+}
+
+// TestSpillReplayedAfterRestart: a writer closed while the database is
+// locked leaves its events in a spill file; the next writer replays them
+// once, even when the first replay's file could not be removed.
+func TestSpillReplayedAfterRestart(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := lockDB(t, st.Path())
+	t0 := time.Now().UTC()
+	for i := range 1000 {
+		w.Record(ev(t0.Add(time.Duration(i)*time.Millisecond), "10.1.0.1", "students", "pornography", fmt.Sprintf("p%d.example", i)))
+	}
+	w.Close()
+	unlock()
+	files, _ := filepath.Glob(st.Path() + ".spill-*.jsonl")
+	if len(files) == 0 || count(t, st, "SELECT count(*) FROM events") != 0 {
+		t.Fatalf("closing with the database locked: spill files %v", files)
+	}
+	// A copy stands for a file whose removal was cut short by a crash.
+	data, _ := os.ReadFile(files[0])
+	w2, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replayed", func() bool { w2.Flush(); return w2.Spilled() == 0 })
+	w2.Close()
+	if c := count(t, st, "SELECT count(*) FROM events"); c != 1000 {
+		t.Fatalf("%d events after replay, want 1000", c)
+	}
+	if err := os.WriteFile(files[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`INSERT INTO spills (name, ts) VALUES (?, 0)`, filepath.Base(files[0])); err != nil {
+		t.Fatal(err)
+	}
+	w3, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w3.Close()
+	if c := count(t, st, "SELECT count(*) FROM events"); c != 1000 {
+		t.Fatalf("%d events after a second start, want 1000 (replayed twice?)", c)
+	}
+	if _, err := os.Stat(files[0]); !os.IsNotExist(err) {
+		t.Errorf("a replayed spill file was left: %v", err)
+	}
+}
+
+// TestStoreAndSpillFailingLosesLoudly: with the database locked and the
+// spill directory unusable, memory stays bounded: events beyond the cap are
+// counted as lost (never silently), and answers are not held.
+func TestStoreAndSpillFailingLosesLoudly(t *testing.T) {
+	st := openTemp(t)
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(st, Options{QueueSize: 100, SpillDir: filepath.Join(blocker, "spill"), Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	lockDB(t, st.Path())
+	t0 := time.Now().UTC()
+	seq := w.RecordSeq(ev(t0, "10.1.0.1", "students", "self-harm", "a.example"))
+	p := &parker{ch: make(chan struct{}, 1)}
+	if w.AfterDurable(seq, p) {
+		<-p.ch // told after the failed attempts, not held
+	}
+	if w.IsDurable(seq) {
+		t.Fatal("an event neither committed nor spilled counts as durable")
+	}
+	attempts := w.hardCap() + 5000
+	for i := range attempts {
+		w.Record(ev(t0, "10.1.0.2", "students", "self-harm", fmt.Sprintf("s%d.example", i)))
+	}
+	w.Flush()
+	q := w.queued()
+	if q > w.hardCap() {
+		t.Errorf("queue %d over the cap %d", q, w.hardCap())
+	}
+	if w.Lost() == 0 || uint64(q)+w.Lost() != uint64(attempts)+1 {
+		t.Errorf("lost %d + held %d, want all %d accounted for", w.Lost(), q, attempts+1)
+	}
+	if ok, why := w.Healthy(); ok {
+		t.Error("healthy while losing events")
+	} else {
+		t.Log(why)
+	}
+}
+
+// TestSeriesAddsToOneRow: the repeats of a collapsed event, sent as they
+// accumulate, add up in one row and in the incident.
+func TestSeriesAddsToOneRow(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC()
+	first := ev(t0, "10.1.0.1", "students", "pornography", "p.example")
+	seq := w.RecordSeq(first)
+	w.Flush()
+	for i := range 5 {
+		rep := first
+		rep.Time, rep.Count, rep.Series = t0.Add(time.Second), i+1, seq
+		w.Record(rep)
+		w.Flush()
+	}
+	w.Close()
+	if c := count(t, st, "SELECT count(*) FROM events"); c != 2 {
+		t.Errorf("%d rows, want the first event and one row of repeats", c)
+	}
+	if c := count(t, st, "SELECT SUM(count) FROM events"); c != 1+15 {
+		t.Errorf("stored count %d, want 16", c)
+	}
+	if c := count(t, st, "SELECT SUM(count) FROM incidents"); c != 16 {
+		t.Errorf("incident count %d, want 16", c)
+	}
+}
+
+// TestAfterDurable: a waiter is told once its event is in the database.
+func TestAfterDurable(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 200 {
+		seq := w.RecordSeq(ev(time.Now().UTC(), "10.1.0.1", "students", "pornography", fmt.Sprintf("p%d.example", i)))
+		if seq == 0 {
+			t.Fatal("not taken")
+		}
+		WaitDurable(w, seq)
+		if !w.IsDurable(seq) {
+			t.Fatal("told before durable")
+		}
+		if c := count(t, st, "SELECT count(*) FROM events WHERE name = ?", fmt.Sprintf("p%d.example", i)); c != 1 {
+			t.Fatalf("event %d: %d rows when reported durable", i, c)
+		}
+	}
+}

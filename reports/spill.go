@@ -1,0 +1,200 @@
+package reports
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// spillSegment is the most events one spill file holds; a file is
+// replayed in one transaction.
+const spillSegment = 50_000
+
+// spill appends batches the database refused to files named
+// DB.spill-UNIXNANO.jsonl (one JSON event a line, mode 0600) beside the
+// database, fsynced before the batch counts as durable. A file that is
+// closed (rotated) waits in segs to be replayed into the database; its name
+// is recorded in the spills table in the same transaction, so a crash
+// between that commit and the file's removal never replays it twice.
+type spill struct {
+	dir, base string
+	f         *os.File
+	name      string
+	n         int      // events in f
+	segs      []string // closed files waiting for replay, oldest first
+}
+
+func (s *spill) pattern() string { return filepath.Join(s.dir, s.base+".spill-*.jsonl") }
+
+// append writes batch to the current file and fsyncs it.
+func (s *spill) append(batch []Event) error {
+	for len(batch) > 0 {
+		if s.f == nil {
+			name := filepath.Join(s.dir, fmt.Sprintf("%s.spill-%020d.jsonl", s.base, time.Now().UnixNano()))
+			f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+			if err != nil {
+				return err
+			}
+			s.f, s.name, s.n = f, name, 0
+		}
+		k := min(len(batch), spillSegment-s.n)
+		bw := bufio.NewWriterSize(s.f, 64<<10)
+		enc := json.NewEncoder(bw)
+		for i := range batch[:k] {
+			if err := enc.Encode(&batch[i]); err != nil {
+				return err
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := s.f.Sync(); err != nil {
+			return err
+		}
+		s.n += k
+		batch = batch[k:]
+		if s.n >= spillSegment {
+			s.rotate()
+		}
+	}
+	return nil
+}
+
+// rotate closes the current file, if any, and queues it for replay.
+func (s *spill) rotate() {
+	if s.f == nil {
+		return
+	}
+	s.f.Close()
+	s.segs = append(s.segs, s.name)
+	s.f, s.name, s.n = nil, "", 0
+}
+
+// findSpills queues the spill files of an earlier run for replay, and
+// removes those already replayed.
+func (w *Writer) findSpills() error {
+	files, err := filepath.Glob(w.sp.pattern())
+	if err != nil {
+		return err
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		done, err := w.replayed(filepath.Base(f))
+		if err != nil {
+			return err
+		}
+		if done {
+			w.dropSpill(f)
+			continue
+		}
+		n, err := countLines(f)
+		if err != nil {
+			return fmt.Errorf("reading spill file %s: %w", f, err)
+		}
+		w.sp.segs = append(w.sp.segs, f)
+		w.spilled.Add(int64(n))
+	}
+	if len(w.sp.segs) > 0 {
+		w.opt.Log.Warn("events from spill files are being replayed into the database", "files", len(w.sp.segs), "events", w.spilled.Load())
+	}
+	return nil
+}
+
+func (w *Writer) replayed(name string) (bool, error) {
+	var n int
+	err := w.st.db.QueryRow(`SELECT count(*) FROM spills WHERE name = ?`, name).Scan(&n)
+	return n > 0, err
+}
+
+// dropSpill removes a replayed file and its row.
+func (w *Writer) dropSpill(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		w.opt.Log.Error("removing a replayed spill file", "file", path, "err", err)
+		return
+	}
+	if _, err := w.st.db.Exec(`DELETE FROM spills WHERE name = ?`, filepath.Base(path)); err != nil {
+		w.opt.Log.Warn("forgetting a replayed spill file", "file", path, "err", err)
+	}
+}
+
+func countLines(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strings.Count(string(data), "\n"), nil
+}
+
+// replayDue reports whether a closed spill file waits and the database may
+// be tried.
+func (w *Writer) replayDue() bool {
+	return len(w.sp.segs) > 0 && (!w.dbFailing || !time.Now().Before(w.retryAt))
+}
+
+// replayOne replays the oldest closed spill file.
+func (w *Writer) replayOne() {
+	path := w.sp.segs[0]
+	n, err := w.replay(path)
+	if err != nil {
+		w.dbFailed(fmt.Errorf("replaying %s: %w", filepath.Base(path), err))
+		return
+	}
+	w.dbOK()
+	w.sp.segs = w.sp.segs[1:]
+	w.spilled.Add(-int64(n))
+	w.dropSpill(path)
+}
+
+// replay writes the events of one spill file in one transaction. A line
+// that does not parse (the end of a write a crash cut short, whose events
+// were never reported durable) is skipped and logged.
+func (w *Writer) replay(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	b, err := w.begin(true)
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	lines, written := 0, 0
+	for sc.Scan() {
+		lines++
+		var ev Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			w.opt.Log.Warn("skipping a damaged line of a spill file", "file", path, "line", lines, "err", err)
+			continue
+		}
+		if err := w.add(b, &ev); err != nil {
+			b.tx.Rollback()
+			return 0, err
+		}
+		written++
+	}
+	if err := sc.Err(); err != nil {
+		b.tx.Rollback()
+		return 0, err
+	}
+	if _, err := b.tx.ExecContext(context.Background(), `INSERT OR IGNORE INTO spills (name, ts) VALUES (?, ?)`, filepath.Base(path), ms(time.Now())); err != nil {
+		b.tx.Rollback()
+		return 0, err
+	}
+	if err := w.finish(b); err != nil {
+		return 0, err
+	}
+	w.written.Add(uint64(written))
+	if b.alert && w.Alertable != nil {
+		w.Alertable()
+	}
+	return lines, nil
+}
