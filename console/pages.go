@@ -1,0 +1,128 @@
+package console
+
+import (
+	"net/http"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// severityRow is one line of the home page's counts.
+type severityRow struct {
+	Severity          string
+	Today, Week, Open int
+	Incidents         []reports.Incident // today's, for the DSL
+}
+
+// periods returns the start of today and of this week (Monday) in the
+// school's time zone.
+func (s *Server) periods() (today, week time.Time) {
+	now := s.o.Now().In(s.o.Location)
+	today = time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, s.o.Location)
+	back := (int(today.Weekday()) + 6) % 7 // days since Monday
+	week = today.AddDate(0, 0, -back)
+	return today, week
+}
+
+// bySeverity counts this week's incidents per severity, most severe
+// first; withToday keeps today's incidents themselves.
+func (s *Server) bySeverity(withToday bool) ([]severityRow, error) {
+	today, week := s.periods()
+	var list []reports.Incident
+	if s.o.Incidents != nil {
+		var err error
+		if list, err = s.o.Incidents.Incidents(reports.Filter{Since: week}); err != nil {
+			return nil, err
+		}
+	}
+	rows := make([]severityRow, bl.SeverityCritical+1)
+	for i := range rows {
+		rows[i].Severity = bl.Severity(len(rows) - 1 - i).String()
+	}
+	for _, in := range list {
+		if in.Severity > bl.SeverityCritical {
+			continue
+		}
+		r := &rows[int(bl.SeverityCritical)-int(in.Severity)]
+		r.Week++
+		if !in.Last.Before(today) {
+			r.Today++
+			if withToday {
+				r.Incidents = append(r.Incidents, in)
+			}
+		}
+		if in.Status != reports.StatusAcknowledged {
+			r.Open++
+		}
+	}
+	return rows, nil
+}
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	sess := s.signedIn(w, r)
+	if sess == nil {
+		return
+	}
+	a := sess.account
+	data := map[string]any{"Account": a.Email, "Role": roleName(a.Role), "CSRF": sess.csrf, "Auditor": a.Role == RoleAuditor || a.Role == RoleDSL}
+	today, week := s.periods()
+	data["Today"], data["Week"] = today, week
+	switch a.Role {
+	case RoleDSL:
+		rows, err := s.bySeverity(true)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		// Today's incidents name pupils: the look is audited first.
+		if err := s.RecordView(r, a, "incidents:today", "home page: today's incidents by severity"); err != nil {
+			s.fail(w, err)
+			return
+		}
+		data["Rows"] = rows
+		s.render(w, http.StatusOK, "home_dsl", data)
+	case RoleIT:
+		rows, err := s.bySeverity(false)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		data["Rows"] = rows
+		s.render(w, http.StatusOK, "home_counts", data)
+	default:
+		s.render(w, http.StatusOK, "home_other", data)
+	}
+}
+
+// audit shows the audit log, newest first, to auditors and the DSL.
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	sess := s.signedIn(w, r)
+	if sess == nil {
+		return
+	}
+	a := sess.account
+	if a.Role != RoleAuditor && a.Role != RoleDSL {
+		s.message(w, http.StatusForbidden, "Not for this account", "The audit log is for auditors and the DSL.")
+		return
+	}
+	log, err := s.o.Store.AuditLog()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := s.RecordView(r, a, "audit", "audit log"); err != nil {
+		s.fail(w, err)
+		return
+	}
+	for i, j := 0, len(log)-1; i < j; i, j = i+1, j-1 {
+		log[i], log[j] = log[j], log[i]
+	}
+	bad, err := s.o.Store.VerifyAudit()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.render(w, http.StatusOK, "audit", map[string]any{"Account": a.Email, "Role": roleName(a.Role), "CSRF": sess.csrf,
+		"Auditor": true, "Log": log, "Broken": bad})
+}
