@@ -297,7 +297,7 @@ var liveSettings = []string{
 	"groups", "lists", "categories", "clients", "log.level",
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
-	"admin.allow",
+	"admin.allow", "console.allow",
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).
