@@ -142,6 +142,7 @@ func headers(tls bool, next http.Handler) http.Handler {
 		if tls {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10) // forms are small
 		next.ServeHTTP(w, r)
 	})
 }
