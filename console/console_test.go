@@ -423,3 +423,38 @@ func TestHomePages(t *testing.T) {
 		t.Errorf("%d views audited, want 1 (the DSL's): %q", views, r.actions())
 	}
 }
+
+func TestDisabledAccountEndsSessionAndSignIn(t *testing.T) {
+	r := newRig(t, false)
+	r.add("audit@school.example", RoleAuditor, goodPass, false)
+	c := r.client()
+	if p := r.signIn(c, "audit@school.example", goodPass, ""); p.url != "/" {
+		t.Fatalf("sign-in: at %s", p.url)
+	}
+	if err := r.st.Disable("cli:test", "cli", "audit@school.example", r.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.get(c, "/"); p.url != "/signin" {
+		t.Fatalf("disabled account still signed in: at %s", p.url)
+	}
+	p := r.signIn(r.client(), "audit@school.example", goodPass, "")
+	if p.status != 401 {
+		t.Fatalf("disabled account signed in: %d", p.status)
+	}
+	log, _ := r.st.AuditLog()
+	if last := log[len(log)-1]; last.Action != "signin.fail" || last.Detail != "account disabled" {
+		t.Fatalf("last audit row %+v", last)
+	}
+}
+
+func TestUnknownAccountAudited(t *testing.T) {
+	r := newRig(t, false)
+	p := r.signIn(r.client(), "nobody@school.example", goodPass, "")
+	if p.status != 401 || !strings.Contains(p.body, "do not match an account") {
+		t.Fatalf("unknown account: %d\n%s", p.status, p.body)
+	}
+	log, _ := r.st.AuditLog()
+	if len(log) != 1 || log[0].Action != "signin.fail" || log[0].Detail != "no such account" || log[0].Addr != "127.0.0.1" {
+		t.Fatalf("audit %+v", log)
+	}
+}
