@@ -287,6 +287,9 @@ func TestHeadersAndCookieFlags(t *testing.T) {
 		if got := p.header.Get("Strict-Transport-Security") != ""; got != tls {
 			t.Errorf("tls=%t HSTS set=%t", tls, got)
 		}
+		if strings.Contains(p.body, "no value") {
+			t.Errorf("the sign-in page printed a missing value:\n%s", p.body)
+		}
 		if strings.Contains(p.body, "<script") || strings.Contains(p.body, " style=") {
 			t.Errorf("inline script or style in the sign-in page")
 		}
@@ -456,5 +459,32 @@ func TestUnknownAccountAudited(t *testing.T) {
 	log, _ := r.st.AuditLog()
 	if len(log) != 1 || log[0].Action != "signin.fail" || log[0].Detail != "no such account" || log[0].Addr != "127.0.0.1" {
 		t.Fatalf("audit %+v", log)
+	}
+}
+
+// TestHeadteacherSeesStaffIncidents: the headteacher's home page lists
+// the incidents routed to them and no pupil's.
+func TestHeadteacherSeesStaffIncidents(t *testing.T) {
+	r := newRig(t, false)
+	w, err := reports.NewWriter(r.rep, reports.Options{Now: r.clock.Now, StaffToHeadteacher: true, StaffGroups: []string{"staff"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct{ user, group string }{{"mr.jones", "staff"}, {"pupil.seven", "pupils"}} {
+		w.Record(reports.Event{Time: start.Add(-time.Hour), Source: "dns", Client: netip.MustParseAddr("10.0.0.7"), User: e.user, Group: e.group,
+			Name: "bet.example", Action: "block", Category: "gambling", Severity: bl.SeverityMedium, Count: 1})
+	}
+	w.Flush()
+	w.Close()
+	secret := r.add("head@school.example", RoleHeadteacher, goodPass, true)
+	p := r.signIn(r.client(), "head@school.example", goodPass, secret)
+	if !strings.Contains(p.body, "<h1>Staff incidents</h1>") || !strings.Contains(p.body, "user:mr.jones") || strings.Contains(p.body, "pupil.seven") {
+		t.Fatalf("headteacher home:\n%s", p.body)
+	}
+	if a := r.actions(); a[len(a)-1] != "view incidents:today:staff" {
+		t.Fatalf("view not audited: %q", a)
+	}
+	if strings.Contains(p.body, "no value") {
+		t.Fatal("a template printed a missing value")
 	}
 }

@@ -25,9 +25,10 @@ func (s *Server) periods() (today, week time.Time) {
 	return today, week
 }
 
-// bySeverity counts this week's incidents per severity, most severe
-// first; withToday keeps today's incidents themselves.
-func (s *Server) bySeverity(withToday bool) ([]severityRow, error) {
+// bySeverity counts this week's incidents that keep accepts (nil: all)
+// per severity, most severe first; withToday keeps today's incidents
+// themselves.
+func (s *Server) bySeverity(keep func(reports.Incident) bool, withToday bool) ([]severityRow, error) {
 	today, week := s.periods()
 	var list []reports.Incident
 	if s.o.Incidents != nil {
@@ -41,7 +42,7 @@ func (s *Server) bySeverity(withToday bool) ([]severityRow, error) {
 		rows[i].Severity = bl.Severity(len(rows) - 1 - i).String()
 	}
 	for _, in := range list {
-		if in.Severity > bl.SeverityCritical {
+		if in.Severity > bl.SeverityCritical || (keep != nil && !keep(in)) {
 			continue
 		}
 		r := &rows[int(bl.SeverityCritical)-int(in.Severity)]
@@ -69,21 +70,29 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	today, week := s.periods()
 	data["Today"], data["Week"] = today, week
 	switch a.Role {
-	case RoleDSL:
-		rows, err := s.bySeverity(true)
+	case RoleDSL, RoleHeadteacher:
+		// The DSL sees everyone's incidents; the headteacher those routed
+		// to them (staff, reports.staff_to_headteacher).
+		var keep func(reports.Incident) bool
+		target, heading := "incidents:today", "Incidents"
+		if a.Role == RoleHeadteacher {
+			keep = func(in reports.Incident) bool { return in.Route == string(bl.RouteHeadteacher) }
+			target, heading = "incidents:today:staff", "Staff incidents"
+		}
+		rows, err := s.bySeverity(keep, true)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		// Today's incidents name pupils: the look is audited first.
-		if err := s.RecordView(r, a, "incidents:today", "home page: today's incidents by severity"); err != nil {
+		// Today's incidents name people: the look is audited first.
+		if err := s.RecordView(r, a, target, "home page: today's incidents by severity"); err != nil {
 			s.fail(w, err)
 			return
 		}
-		data["Rows"] = rows
+		data["Rows"], data["Heading"] = rows, heading
 		s.render(w, http.StatusOK, "home_dsl", data)
 	case RoleIT:
-		rows, err := s.bySeverity(false)
+		rows, err := s.bySeverity(nil, false)
 		if err != nil {
 			s.fail(w, err)
 			return

@@ -93,7 +93,10 @@ func (s *Server) locked(w http.ResponseWriter, email string, addr netip.Addr, no
 	if until.IsZero() {
 		return false
 	}
-	_ = s.o.Store.Audit(Entry{Time: now, Actor: email, Addr: addr.String(), Action: "signin.locked", Target: email, Detail: who})
+	if err := s.o.Store.Audit(Entry{Time: now, Actor: email, Addr: addr.String(), Action: "signin.locked", Target: email, Detail: who}); err != nil {
+		s.fail(w, err)
+		return true
+	}
 	s.render(w, http.StatusTooManyRequests, "signin", map[string]any{"Email": email,
 		"Error": fmt.Sprintf("Sign-in is locked for %s after too many failed attempts. Try again after %s, or ask IT to check the account.",
 			who, until.In(s.o.Location).Format("15:04"))})
@@ -144,7 +147,10 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if TOTPRequired(a.Role) && !a.TOTP {
-		_ = s.o.Store.Audit(Entry{Time: now, Actor: email, Addr: addr.String(), Action: "signin.fail", Target: email, Detail: "no second factor enrolled"})
+		if err := s.o.Store.Audit(Entry{Time: now, Actor: email, Addr: addr.String(), Action: "signin.fail", Target: email, Detail: "no second factor enrolled"}); err != nil {
+			s.fail(w, err)
+			return
+		}
 		s.message(w, http.StatusForbidden, "Second factor needed",
 			"This account needs an authenticator app and has none set up. Ask IT to run `gatehouse accounts totp "+email+"` and give you the key.")
 		return
@@ -209,7 +215,9 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 	}
 	a := sess.account
 	if s.locked(w, a.Email, addr, now) {
-		s.endSession(sess)
+		if err := s.endSession(sess); err != nil {
+			s.o.Log.Error("console: ending a session", "err", err)
+		}
 		return
 	}
 	step := totpMatch(a.totpSecret, r.PostFormValue("code"), now)
@@ -234,7 +242,10 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A new session ID for the signed-in stage.
-	s.endSession(sess)
+	if err := s.endSession(sess); err != nil {
+		s.fail(w, err)
+		return
+	}
 	if err := s.newSession(w, r, a, stageFull); err != nil {
 		s.fail(w, err)
 		return
@@ -242,8 +253,9 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 	s.signedInOK(w, r, a, now, "password and code")
 }
 
-func (s *Server) endSession(sess *session) {
-	_, _ = s.o.Store.db.Exec(`DELETE FROM console_sessions WHERE id_hash = ?`, sess.idHash)
+func (s *Server) endSession(sess *session) error {
+	_, err := s.o.Store.db.Exec(`DELETE FROM console_sessions WHERE id_hash = ?`, sess.idHash)
+	return err
 }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
@@ -255,7 +267,10 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusForbidden, "Request refused", "The form had expired. Please try again.")
 		return
 	}
-	s.endSession(sess)
+	if err := s.endSession(sess); err != nil {
+		s.fail(w, err)
+		return
+	}
 	s.setCookie(w, "", -1)
 	if err := s.o.Store.Audit(Entry{Time: s.o.Now(), Actor: sess.account.Email, Addr: clientAddr(r).String(), Action: "signout", Target: sess.account.Email}); err != nil {
 		s.fail(w, err)
