@@ -357,10 +357,18 @@ func TestAuditPageRoles(t *testing.T) {
 	if p.status != 200 || !strings.Contains(p.body, "hash chain checks out") || !strings.Contains(p.body, "account.add") {
 		t.Fatalf("auditor's audit page: %d\n%s", p.status, p.body)
 	}
+	p = r.get(ca, "/audit.csv")
+	lines := strings.Split(strings.TrimSpace(p.body), "\n")
+	if p.status != 200 || !strings.HasPrefix(p.header.Get("Content-Type"), "text/csv") || lines[0] != "id,time,actor,address,action,target,detail,hash" ||
+		!strings.Contains(lines[len(lines)-1], ",export,audit,") {
+		t.Fatalf("audit CSV: %d\n%s", p.status, p.body)
+	}
 	ci := r.client()
 	r.signIn(ci, "it@school.example", goodPass, itSecret)
-	if p := r.get(ci, "/audit"); p.status != 403 {
-		t.Fatalf("IT's audit page: %d", p.status)
+	for _, path := range []string{"/audit", "/audit.csv"} {
+		if p := r.get(ci, path); p.status != 403 {
+			t.Fatalf("IT's %s: %d", path, p.status)
+		}
 	}
 }
 

@@ -116,6 +116,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("POST /signout", s.signout)
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /audit", s.audit)
+	mux.HandleFunc("GET /audit.csv", s.auditCSV)
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.o.Log.Warn("console: refused a cross-origin request", "client", r.RemoteAddr, "path", r.URL.Path)
