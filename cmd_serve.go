@@ -39,18 +39,18 @@ type server struct {
 	// the config it was built from and the list index built from that
 	// config's lists. Only publish stores it, always under the lists'
 	// lock (see reload and start).
-	engine      atomic.Pointer[policy.Engine]
-	reloads     *prometheus.CounterVec
-	watcher     *config.Watcher
-	admin       net.Addr          // the admin listener's address, once started
-	consoleAddr net.Addr          // the console's address, once started (cmd_console.go)
-	dns         *dnsproxy.Server  // the DNS front door (serve_dns.go)
-	proxy       *httpproxy.Server // the HTTP proxy (serve_proxy.go)
-	reports     *reports.Service  // the breach store, alerts and mail (serve_reports.go)
-	health      health.Registry   // what /healthz and IT's health mail report (health.go)
+	engine  atomic.Pointer[policy.Engine]
+	reloads *prometheus.CounterVec
+	watcher *config.Watcher
+	admin   net.Addr          // the admin listener's address, once started
+	dns     *dnsproxy.Server  // the DNS front door (serve_dns.go)
+	proxy   *httpproxy.Server // the HTTP proxy (serve_proxy.go)
+	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
+	health  health.Registry   // what /healthz and IT's health mail report (health.go)
 
 	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
 	proxyAddr     net.Addr       // the proxy listener's address, once started
+	consoleAddr   net.Addr       // the console's address, once started (cmd_console.go)
 	mu            sync.Mutex     // serialises reloads
 
 	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
