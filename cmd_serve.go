@@ -50,6 +50,7 @@ type server struct {
 
 	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
 	proxyAddr     net.Addr       // the proxy listener's address, once started
+	consoleAddr   net.Addr       // the console's address, once started (cmd_console.go)
 	mu            sync.Mutex     // serialises reloads
 
 	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
@@ -132,6 +133,9 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if err := s.startAdmin(ctx, cfg.Admin.Listen, reg); err != nil {
+		return err
+	}
+	if err := s.startConsole(ctx, cfg); err != nil { // cmd_console.go
 		return err
 	}
 	if err := s.startDNS(ctx, cfg, reg); err != nil {
@@ -297,7 +301,7 @@ var liveSettings = []string{
 	"groups", "lists", "categories", "clients", "log.level",
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
-	"admin.allow",
+	"admin.allow", "console.allow",
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

@@ -40,6 +40,12 @@ Usage:
                                             list (or acknowledge) incidents
   gatehouse report preview|send --schedule daily [--out digest.html]
                                             render a digest now, or send it (and move its period on)
+  gatehouse accounts add EMAIL --role dsl|headteacher|it|auditor
+                                            add a console account (password on stdin; prints the authenticator key)
+  gatehouse accounts passwd|totp|disable EMAIL
+                                            new password (stdin) or authenticator key, or disable the account
+  gatehouse accounts list                   list console accounts
+  gatehouse audit [--csv] | audit verify    print the console's audit log, or check its hash chain
   gatehouse version                         print the version
 
 Every command takes --config FILE; without it the embedded defaults apply.
@@ -105,6 +111,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.incidents(args)
 	case "report":
 		return c.report(args)
+	case "accounts":
+		return c.accounts(args)
+	case "audit":
+		return c.audit(args)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s\n", version)
 		return exitOK

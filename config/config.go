@@ -19,6 +19,7 @@ type Config struct {
 	Reports    Reports                  `yaml:"reports"`
 	Proxy      Proxy                    `yaml:"proxy"`
 	Admin      Admin                    `yaml:"admin"`
+	Console    Console                  `yaml:"console"` // the safeguarding console (console.go)
 	Clients    Clients                  `yaml:"clients"`
 	Categories map[string]CategoryPrefs `yaml:"categories"` // per-category severity/route overrides
 	Lists      []List                   `yaml:"lists"`

@@ -60,6 +60,7 @@ func defaults() *Config {
 		Reports:  defaultReports(),
 		Proxy:    defaultProxy(),
 		Admin:    Admin{Listen: DefaultAdminListen},
+		Console:  defaultConsole(),
 		Clients: Clients{
 			Allow:        allow,
 			DefaultGroup: DefaultGroup,

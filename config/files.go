@@ -45,6 +45,13 @@ func (v *validator) files() {
 	if p := strings.TrimSpace(v.c.Proxy.Auth.UsersFile); p != "" && v.c.Proxy.Listen != "" {
 		v.readable("proxy.auth.users_file", p, "users file")
 	}
+	if cc := v.c.Console; !v.c.ConsoleOff() && cc.Cert != "" && cc.Key != "" {
+		if v.readable("console.cert", cc.Cert, "certificate") && v.readable("console.key", cc.Key, "key") {
+			if _, err := tls.LoadX509KeyPair(cc.Cert, cc.Key); err != nil {
+				v.errf("console.cert", "certificate %s and key %s cannot be used: %v", cc.Cert, cc.Key, err)
+			}
+		}
+	}
 	t := v.c.DNS.TLS
 	if len(t.Listen) > 0 && t.Cert != "" && t.Key != "" {
 		certOK := v.readable("dns.tls.cert", t.Cert, "certificate")

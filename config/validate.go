@@ -109,6 +109,7 @@ func (v *validator) run() {
 	v.blockPage() // blockpage.go
 	v.proxySection()
 	v.adminSection()
+	v.consoleSection() // console.go
 	v.reports()
 	v.categories()
 	lists := v.lists()
@@ -218,6 +219,9 @@ func (v *validator) listeners() {
 	}
 	check("proxy.listen", c.Proxy.Listen)
 	check("admin.listen", c.Admin.Listen)
+	if !v.c.ConsoleOff() {
+		check("console.listen", c.Console.Listen)
+	}
 	if ttl := c.DNS.BlockTTL.D(); ttl > 24*time.Hour {
 		v.errf("dns.block_ttl", "must be at most 24h")
 	}

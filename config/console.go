@@ -1,0 +1,106 @@
+package config
+
+import (
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Console configures the safeguarding console (package console): its
+// listener, who may reach it, TLS and session limits.
+type Console struct {
+	// Listen is the console's address; "off" turns it off. It is started
+	// only once an account exists (gatehouse accounts add).
+	Listen string `yaml:"listen"`
+	// Allow lists who may reach the console; empty: clients.allow.
+	Allow []netip.Prefix `yaml:"allow"`
+	// Cert and Key are a PEM certificate and key for HTTPS. Without them
+	// the console uses plain HTTP on a loopback address and a self-signed
+	// certificate (made once, kept 0600 beside the database) elsewhere.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// IdleTimeout signs a browser out after this long without a request.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// SessionLimit signs a browser out this long after sign-in, busy or not.
+	SessionLimit Duration `yaml:"session_limit"`
+}
+
+// Console defaults.
+const (
+	DefaultConsoleListen = "127.0.0.1:8080"
+	DefaultConsoleIdle   = 15 * time.Minute
+	DefaultConsoleLimit  = 12 * time.Hour
+)
+
+func defaultConsole() Console {
+	return Console{Listen: DefaultConsoleListen, IdleTimeout: Duration(DefaultConsoleIdle), SessionLimit: Duration(DefaultConsoleLimit)}
+}
+
+// ConsoleOff reports whether the console is turned off.
+func (c *Config) ConsoleOff() bool {
+	return strings.EqualFold(strings.TrimSpace(c.Console.Listen), "off")
+}
+
+// ConsoleTLS says how the console serves: with the configured
+// certificate, a self-signed one at the returned paths (beside the
+// database), or plain HTTP on loopback (ok false).
+func (c *Config) ConsoleTLS() (cert, key string, selfSigned, ok bool) {
+	if c.Console.Cert != "" {
+		return c.Console.Cert, c.Console.Key, false, true
+	}
+	if ConsoleLoopback(c.Console.Listen) {
+		return "", "", false, false
+	}
+	dir := filepath.Dir(c.Database)
+	return filepath.Join(dir, "console-cert.pem"), filepath.Join(dir, "console-key.pem"), true, true
+}
+
+// ConsoleLoopback reports whether a listen address is loopback only.
+func ConsoleLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// ConsoleAllow is who may reach the console.
+func (c *Config) ConsoleAllow() []netip.Prefix {
+	if len(c.Console.Allow) > 0 {
+		return c.Console.Allow
+	}
+	return c.Clients.Allow
+}
+
+func (v *validator) consoleSection() {
+	c := &v.c.Console
+	if !v.c.ConsoleOff() {
+		// listeners() checks the address itself and its clashes.
+		if (c.Cert == "") != (c.Key == "") {
+			at := "console.cert" // the one that is set
+			if c.Cert == "" {
+				at = "console.key"
+			}
+			v.errf(at, "cert and key go together: set both, or neither (a self-signed certificate is made off loopback)")
+		}
+	}
+	for i, n := range c.Allow {
+		path := joinIndex("console.allow", i)
+		if !n.IsValid() {
+			v.errf(path, "empty network")
+		} else if n.Bits() == 0 {
+			v.errf(path, "%s would let anyone reach the console; list the staff networks", n)
+		}
+	}
+	v.between("console.idle_timeout", c.IdleTimeout, time.Minute, time.Hour)
+	v.between("console.session_limit", c.SessionLimit, 15*time.Minute, 24*time.Hour)
+	if c.SessionLimit < c.IdleTimeout {
+		v.errf("console.session_limit", "must not be shorter than console.idle_timeout (%s)", fmtDur(c.IdleTimeout.D()))
+	}
+}

@@ -1,0 +1,337 @@
+package console
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+//go:embed templates/*.html static/*
+var assets embed.FS
+
+// Incidents is what the console reads from the reports store; a second
+// backend (PostgreSQL) implements the same method.
+type Incidents interface {
+	Incidents(reports.Filter) ([]reports.Incident, error)
+}
+
+// Options configure a Server. Zero limits take the defaults below.
+type Options struct {
+	Store     *Store
+	Incidents Incidents
+	School    string
+	Location  *time.Location        // the school's time zone ("today", "this week")
+	Allow     func() []netip.Prefix // who may reach the console, read per request
+	TLS       bool                  // served over TLS: Secure cookies and HSTS
+	Idle      time.Duration         // idle timeout (default 15m)
+	Absolute  time.Duration         // absolute session limit (default 12h)
+	Now       func() time.Time      // the clock (default time.Now)
+	Log       *slog.Logger
+
+	// Sign-in failures allowed within FailureWindow before sign-in is
+	// refused for that account (AccountFailures) or address
+	// (AddrFailures, IPv6 counted per /64) until the window ends.
+	AccountFailures int           // default 5
+	AddrFailures    int           // default 20
+	FailureWindow   time.Duration // default 15m
+}
+
+// Defaults.
+const (
+	DefaultIdle            = 15 * time.Minute
+	DefaultAbsolute        = 12 * time.Hour
+	DefaultAccountFailures = 5
+	DefaultAddrFailures    = 20
+	DefaultFailureWindow   = 15 * time.Minute
+	codeStageLimit         = 5 * time.Minute // password accepted, code not yet given
+)
+
+// Server is the console's HTTP handler.
+type Server struct {
+	o     Options
+	pages map[string]*template.Template
+	h     http.Handler
+}
+
+// New builds a console server.
+func New(o Options) (*Server, error) {
+	if o.Store == nil {
+		return nil, errors.New("console: no store")
+	}
+	if o.Idle <= 0 {
+		o.Idle = DefaultIdle
+	}
+	if o.Absolute <= 0 {
+		o.Absolute = DefaultAbsolute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.AccountFailures <= 0 {
+		o.AccountFailures = DefaultAccountFailures
+	}
+	if o.AddrFailures <= 0 {
+		o.AddrFailures = DefaultAddrFailures
+	}
+	if o.FailureWindow <= 0 {
+		o.FailureWindow = DefaultFailureWindow
+	}
+	s := &Server{o: o, pages: map[string]*template.Template{}}
+	funcs := template.FuncMap{
+		"when": func(t time.Time) string { return t.In(o.Location).Format("Mon 2 Jan 15:04") },
+	}
+	for _, p := range []string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console template %s: %w", p, err)
+		}
+		s.pages[p] = t
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", http.FileServerFS(assets))
+	mux.HandleFunc("GET /signin", s.signinForm)
+	mux.HandleFunc("POST /signin", s.signin)
+	mux.HandleFunc("GET /signin/code", s.codeForm)
+	mux.HandleFunc("POST /signin/code", s.code)
+	mux.HandleFunc("POST /signout", s.signout)
+	mux.HandleFunc("GET /{$}", s.home)
+	mux.HandleFunc("GET /audit", s.audit)
+	mux.HandleFunc("GET /audit.csv", s.auditCSV)
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.o.Log.Warn("console: refused a cross-origin request", "client", r.RemoteAddr, "path", r.URL.Path)
+		s.message(w, http.StatusForbidden, "Request refused", "This form was sent from another site, so it was refused. Open the console directly and try again.")
+	}))
+	s.h = s.acl(headers(o.TLS, cop.Handler(mux)))
+	return s, nil
+}
+
+// ServeHTTP serves the console.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHTTP(w, r) }
+
+// headers sets the security headers on every answer.
+func headers(tls bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+		h.Set("Cache-Control", "no-store")
+		if tls {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10) // forms are small
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientAddr is the request's peer address.
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// acl refuses clients outside the allow list with 403 and nothing more.
+func (s *Server) acl(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := clientAddr(r)
+		if s.o.Allow != nil {
+			for _, p := range s.o.Allow() {
+				if p.Contains(ip) {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		w.Header().Set("Connection", "close")
+		http.Error(w, "403 Forbidden", http.StatusForbidden)
+	})
+}
+
+// cookieName: the __Host- prefix (browsers then insist on Secure, Path=/
+// and no Domain) when served over TLS.
+func (s *Server) cookieName() string {
+	if s.o.TLS {
+		return "__Host-gatehouse"
+	}
+	return "gatehouse"
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: value, Path: "/", MaxAge: maxAge,
+		Secure: s.o.TLS, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+// session is a signed-in (or half signed-in) browser.
+type session struct {
+	idHash  string
+	account Account
+	stage   string
+	csrf    string
+	created time.Time
+	seen    time.Time
+}
+
+// Session stages.
+const (
+	stageCode = "code" // password accepted, TOTP code wanted
+	stageFull = "full"
+)
+
+// newSession stores a session and sets its cookie.
+func (s *Server) newSession(w http.ResponseWriter, r *http.Request, a Account, stage string) error {
+	tok := randomToken()
+	now := s.o.Now().UnixMilli()
+	_, err := s.o.Store.db.Exec(`INSERT INTO console_sessions (id_hash, account_id, stage, csrf, addr, created_ts, seen_ts) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		hashToken(tok), a.ID, stage, randomToken(), clientAddr(r).String(), now, now)
+	if err != nil {
+		return err
+	}
+	s.setCookie(w, tok, 0)
+	return nil
+}
+
+// session finds the request's session at the stage wanted, ending it
+// (and saying why in expired) when it has been idle or open too long.
+func (s *Server) session(r *http.Request, stage string) (sess *session, expired string, err error) {
+	c, err := r.Cookie(s.cookieName())
+	if err != nil || c.Value == "" {
+		return nil, "", nil
+	}
+	var acct int64
+	var created, seen int64
+	ss := &session{idHash: hashToken(c.Value)}
+	err = s.o.Store.db.QueryRow(`SELECT account_id, stage, csrf, created_ts, seen_ts FROM console_sessions WHERE id_hash = ?`, ss.idHash).
+		Scan(&acct, &ss.stage, &ss.csrf, &created, &seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	ss.created, ss.seen = time.UnixMilli(created), time.UnixMilli(seen)
+	if ss.account, err = s.o.Store.accountByID(acct); err != nil {
+		return nil, "", err
+	}
+	now := s.o.Now()
+	switch {
+	case ss.account.Disabled:
+		expired = "disabled"
+	case ss.stage == stageCode && now.Sub(ss.created) > codeStageLimit:
+		expired = "code"
+	case ss.stage == stageFull && now.Sub(ss.seen) > s.o.Idle:
+		expired = "idle"
+	case now.Sub(ss.created) > s.o.Absolute:
+		expired = "absolute"
+	}
+	if expired != "" {
+		if _, err := s.o.Store.db.Exec(`DELETE FROM console_sessions WHERE id_hash = ?`, ss.idHash); err != nil {
+			return nil, "", err
+		}
+		if ss.stage == stageFull {
+			err = s.o.Store.Audit(Entry{Time: now, Actor: ss.account.Email, Addr: clientAddr(r).String(), Action: "session.expired", Target: ss.account.Email, Detail: expired})
+		}
+		return nil, expired, err
+	}
+	if ss.stage != stage {
+		return nil, "", nil
+	}
+	if stage == stageFull {
+		if _, err := s.o.Store.db.Exec(`UPDATE console_sessions SET seen_ts = ? WHERE id_hash = ?`, now.UnixMilli(), ss.idHash); err != nil {
+			return nil, "", err
+		}
+	}
+	return ss, "", nil
+}
+
+// signedIn returns the full session, or redirects to the sign-in page
+// and returns nil.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) *session {
+	sess, expired, err := s.session(r, stageFull)
+	if err != nil {
+		s.fail(w, err)
+		return nil
+	}
+	if sess == nil {
+		u := "/signin"
+		if expired != "" {
+			u += "?expired=" + url.QueryEscape(expired)
+		}
+		http.Redirect(w, r, u, http.StatusSeeOther)
+		return nil
+	}
+	return sess
+}
+
+// checkCSRF compares the form's token with the session's.
+func checkCSRF(r *http.Request, sess *session) bool {
+	return subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.csrf)) == 1
+}
+
+// fail answers an internal error without detail.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	s.o.Log.Error("console: request failed", "err", err)
+	s.message(w, http.StatusInternalServerError, "Something went wrong", "The console could not do that. The error is in Gatehouse's log; please tell IT.")
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, page string, data map[string]any) {
+	if data == nil {
+		data = map[string]any{}
+	}
+	data["School"] = s.o.School
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := s.pages[page].Execute(w, data); err != nil {
+		s.o.Log.Error("console: rendering", "page", page, "err", err)
+	}
+}
+
+func (s *Server) message(w http.ResponseWriter, status int, title, text string) {
+	s.render(w, status, "message", map[string]any{"Title": title, "Text": text})
+}
+
+// RecordView writes "actor looked at target" to the audit log before a
+// page showing a pupil's (or anyone's) record is sent; a page must not be
+// shown when it fails.
+func (s *Server) RecordView(r *http.Request, actor Account, target, detail string) error {
+	return s.o.Store.Audit(Entry{Time: s.o.Now(), Actor: actor.Email, Addr: clientAddr(r).String(), Action: "view", Target: target, Detail: detail})
+}
