@@ -49,6 +49,7 @@ type server struct {
 	health  health.Registry   // what /healthz and IT's health mail report (health.go)
 
 	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
+	caErr         error          // why the school's CA could not be loaded (serve_ca.go)
 	proxyAddr     net.Addr       // the proxy listener's address, once started
 	mu            sync.Mutex     // serialises reloads
 
@@ -155,6 +156,9 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /healthz", s.health.Handler()) // health.go
+	for _, p := range []string{"GET /ca", "GET /ca.pem", "GET /ca.crt"} {
+		mux.Handle(p, s.caHandler()) // serve_ca.go: the school's CA for devices and IT
+	}
 	if s.proxy != nil {
 		mux.Handle("/", s.proxy.AdminHandler()) // PAC, WPAD, block page, "report a mistake"
 	}

@@ -40,6 +40,9 @@ Usage:
                                             list (or acknowledge) incidents
   gatehouse report preview|send --schedule daily [--out digest.html]
                                             render a digest now, or send it (and move its period on)
+  gatehouse ca init [--name N] [--days D] [--force]
+                                            create the school's CA for HTTPS block pages
+  gatehouse ca export [--der]               print the CA certificate (PEM, or DER)
   gatehouse version                         print the version
 
 Every command takes --config FILE; without it the embedded defaults apply.
@@ -105,6 +108,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.incidents(args)
 	case "report":
 		return c.report(args)
+	case "ca":
+		return c.ca(args) // cmd_ca.go
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s\n", version)
 		return exitOK

@@ -122,7 +122,8 @@ type envOpts struct {
 	// resolver replaces the map-backed resolver (e.g. an UpstreamResolver
 	// asking a loopback DNS server).
 	resolver  Resolver
-	idleTotal int // proxy.limits.idle_total; 0 = 64
+	idleTotal int        // proxy.limits.idle_total; 0 = 64
+	certs     CertSource // the school's CA's leaves (decryption); nil = none
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -263,6 +264,7 @@ groups:
 		Resolver: cmp.Or[Resolver](eo.resolver, e.res),
 		Sink:     e.sink,
 		RootCAs:  eo.roots,
+		Certs:    eo.certs,
 	})
 	if err != nil {
 		t.Fatal(err)

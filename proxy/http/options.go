@@ -83,6 +83,10 @@ type Options struct {
 	Resolver Resolver
 	// Sink receives events; nil discards them.
 	Sink reports.Sink
+	// Certs, when set (the school's CA is loaded), lets the proxy decrypt
+	// CONNECTs per group (groups.*.decrypt): for now only those it blocks,
+	// to show the block page over HTTPS. nil: nothing is decrypted.
+	Certs CertSource
 	// RootCAs verifies upstream TLS; nil = the system roots.
 	RootCAs *x509.CertPool
 	// Registry receives the proxy's metrics; nil = not registered.
