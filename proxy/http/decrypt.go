@@ -49,14 +49,17 @@ func (s *Server) decryptBlock(w http.ResponseWriter, info *reqInfo, reason, ref 
 		return false
 	}
 	c, brw, err := hj.Hijack()
-	if err != nil {
-		return true // the connection is gone either way
+	if err == nil {
+		_, err = brw.WriteString("HTTP/1.1 200 Connection established\r\nVia: " + Via + "\r\n\r\n")
 	}
-	if _, err := brw.WriteString("HTTP/1.1 200 Connection established\r\nVia: " + Via + "\r\n\r\n"); err == nil {
+	if err == nil {
 		err = brw.Flush()
 	}
-	if err != nil {
-		_ = c.Close()
+	if err != nil { // the client went away: the block is still recorded
+		if c != nil {
+			_ = c.Close()
+		}
+		s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, ref)
 		return true
 	}
 	// A ClientHello the client sent straight after the CONNECT may already
@@ -93,7 +96,6 @@ func (s *Server) serveDecrypted(w http.ResponseWriter, r *http.Request) {
 		u.Host = net.JoinHostPort(info.host, info.port)
 	}
 	info.url = eventURL(&u)
-	s.metrics.connectBlock.Inc()
 	n, ref := s.blockPage(w, &info, s.o.Config())
 	s.eventRef(&info, "connect", "block", http.StatusForbidden, int64(n), "", ref)
 }

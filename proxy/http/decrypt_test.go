@@ -162,3 +162,21 @@ func TestDecryptNotForPortBypass(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// A CONNECT to an address on a blocked IP list is decrypted too, with the
+// address in the leaf (an IP SAN).
+func TestDecryptBlockedIPLiteral(t *testing.T) {
+	m, pool := schoolCA(t)
+	e := newEnv(t, envOpts{certs: m})
+	resp, body := get(t, e.httpsClient(pool, true), "https://198.51.100.7/dns-query")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "198.51.100.7") {
+		t.Fatalf("status %d:\n%s", resp.StatusCode, body)
+	}
+	if ips := resp.TLS.PeerCertificates[0].IPAddresses; len(ips) != 1 || ips[0].String() != "198.51.100.7" {
+		t.Errorf("leaf IP SANs %v", ips)
+	}
+	ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.URL != "" })
+	if ev.Category != "doh" || ev.URL != "https://198.51.100.7/dns-query" {
+		t.Errorf("event %+v", ev)
+	}
+}

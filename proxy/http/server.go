@@ -513,11 +513,11 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 		}
 	}
 	if d.Action == policy.Block {
+		s.metrics.connectBlock.Inc()
 		ref := newRef()
 		if s.decryptBlock(w, info, reason, ref, cfg) { // decrypt.go
 			return
 		}
-		s.metrics.connectBlock.Inc()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Gatehouse-Ref", ref)
 		w.Header().Set("Via", Via)
