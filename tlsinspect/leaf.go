@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,12 @@ type Minter struct {
 	inflight map[string]*call
 
 	mints atomic.Int64
+	// sem caps concurrent mints (signatures) at half the CPUs, at least
+	// one: a client asking for many new hosts at once can keep at most
+	// that share of the machine busy; the rest wait (within the
+	// handshake timeout).
+	sem                 chan struct{}
+	minting, maxMinting atomic.Int32
 }
 
 type entry struct {
@@ -79,6 +86,7 @@ func NewMinter(ca *CA, size int, now func() time.Time) (*Minter, error) {
 	return &Minter{
 		ca: ca, key: key, max: size, now: now, akid: akid,
 		lru: list.New(), byHost: make(map[string]*list.Element), inflight: make(map[string]*call),
+		sem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}, nil
 }
 
@@ -151,6 +159,16 @@ func (m *Minter) put(host string, cert *tls.Certificate, notAfter time.Time) {
 }
 
 func (m *Minter) mint(host string, now time.Time) (*tls.Certificate, error) {
+	m.sem <- struct{}{}
+	defer func() { <-m.sem }()
+	n := m.minting.Add(1)
+	defer m.minting.Add(-1)
+	for {
+		old := m.maxMinting.Load()
+		if n <= old || m.maxMinting.CompareAndSwap(old, n) {
+			break
+		}
+	}
 	serial, err := randSerial()
 	if err != nil {
 		return nil, err

@@ -82,6 +82,8 @@ func (t *Terminator) Serve(ctx context.Context, c net.Conn, host string, value a
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
+		// One config per connection: tickets could never be redeemed.
+		SessionTicketsDisabled: true,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return t.certs(host)
 		},

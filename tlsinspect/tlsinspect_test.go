@@ -240,3 +240,27 @@ func BenchmarkCache10k(b *testing.B) {
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-held")
 	runtime.KeepAlive(m)
 }
+
+// Many new hosts at once are minted at most cap(sem) at a time.
+func TestMintConcurrencyBounded(t *testing.T) {
+	ca, _, _ := newCA(t)
+	m, err := NewMinter(ca, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.sem = make(chan struct{}, 1) // whatever the machine's CPUs
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Get("n" + strconv.Itoa(i) + ".example"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if m.Mints() != 50 || m.maxMinting.Load() != 1 {
+		t.Fatalf("%d mints, at most %d at once; want 50, 1", m.Mints(), m.maxMinting.Load())
+	}
+}
