@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +143,77 @@ dns: {listen: ["127.0.0.1:0"], upstreams: ["`+upstream+`"]}
 	}
 	if p := check(); len(p) != 0 {
 		t.Errorf("no CA is not a problem: %+v", p)
+	}
+}
+
+// TestBlockPageHTTPSWhereDNSPoints: with block_response: blockpage and the
+// school's CA, a browser following the block answer to https:// gets the
+// block page over HTTPS (a leaf for the blocked name); a name that is not
+// blocked, or no name, gets no certificate.
+func TestBlockPageHTTPSWhereDNSPoints(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	old, oldHTTP := blockPageTLSPort, blockPagePort
+	blockPageTLSPort, blockPagePort = port, 0 // privileged ports need privileges the tests may not have
+	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })
+
+	upstream := testUpstream(t)
+	path, dir := writeConfig(t, `
+school: {name: Hillside Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+clients: {allow: [127.0.0.1/32]}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+  block_response: blockpage
+  block_page_ip: 127.0.0.1
+lists:
+  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
+groups:
+  students: {networks: [127.0.0.0/8], block: [pornography]}
+`, map[string]string{"adult.txt": "porn.example\n"})
+	if code, _, errs := runCLI(t, "ca", "init", "--config", path); code != exitOK {
+		t.Fatalf("ca init: %s", errs)
+	}
+	ca, _, err := tlsinspect.LoadCert(filepath.Join(dir, "ca", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	startServing(t, path)
+
+	get := func(name string) (*http.Response, string, error) {
+		tr := &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: pool},
+			ForceAttemptHTTP2: true,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(port))
+			},
+		}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + name + "/some/page")
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b), nil
+	}
+	resp, body, err := get("www.porn.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden || resp.ProtoMajor != 2 || !strings.Contains(body, "Hillside Test School") || !strings.Contains(body, "porn.example") {
+		t.Errorf("HTTPS block page: %d %s\n%.400s", resp.StatusCode, resp.Proto, body)
+	}
+	if _, _, err := get("www.allowed.example"); err == nil {
+		t.Error("a name that is not blocked got a certificate")
 	}
 }

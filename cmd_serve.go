@@ -28,6 +28,7 @@ import (
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
 	"github.com/gatehouse-filter/gatehouse/reports"
+	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 )
 
 // server is a running Gatehouse: config, lists, policy and the listeners.
@@ -48,10 +49,11 @@ type server struct {
 	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
 	health  health.Registry   // what /healthz and IT's health mail report (health.go)
 
-	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
-	caErr         error          // why the school's CA could not be loaded (serve_ca.go)
-	proxyAddr     net.Addr       // the proxy listener's address, once started
-	mu            sync.Mutex     // serialises reloads
+	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
+	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
+	minter        *tlsinspect.Minter // the school's CA's leaves, when it is loaded (serve_ca.go)
+	proxyAddr     net.Addr           // the proxy listener's address, once started
+	mu            sync.Mutex         // serialises reloads
 
 	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
 
@@ -141,6 +143,7 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	if err := s.startBlockPage(ctx, cfg); err != nil { // serve_blockpage.go
 		return err
 	}
+	s.startBlockPageTLS(ctx, cfg) // serve_ca.go
 	s.watch(ctx)
 	s.registerHealth() // health.go
 	s.log.Info("gatehouse running", "admin", cfg.Admin.Listen, "groups", len(cfg.Groups))
