@@ -67,6 +67,7 @@ func (s *Server) decryptBlock(w http.ResponseWriter, info *reqInfo, reason, ref 
 	bc := &bufferedConn{Conn: c, r: brw.Reader}
 	s.metrics.requests.WithLabelValues("connect", "decrypt-block").Inc()
 	if err := s.term.Serve(context.Background(), bc, info.host, info); err != nil {
+		s.metrics.requests.WithLabelValues("connect", "decrypt-failed").Inc()
 		// Most often a device that does not trust the school's CA: it saw
 		// a certificate error, not a page. Recorded as the refused CONNECT
 		// it would have been.
