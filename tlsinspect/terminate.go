@@ -47,7 +47,10 @@ func NewTerminator(certs func(host string) (*tls.Certificate, error), o Terminat
 		ReadHeaderTimeout: o.HeaderTimeout,
 		IdleTimeout:       o.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(io.Discard, "", 0),
+		// Block pages are small: a few streams at once is plenty, and
+		// bounds the handler goroutines one HTTP/2 connection can start.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: MaxStreams},
+		ErrorLog: log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			v, _ := t.vals.Load(c)
 			return context.WithValue(ctx, valKey{}, v)
@@ -64,6 +67,9 @@ func NewTerminator(certs func(host string) (*tls.Certificate, error), o Terminat
 	}()
 	return t
 }
+
+// MaxStreams bounds the concurrent requests on one HTTP/2 connection.
+const MaxStreams = 32
 
 type valKey struct{}
 
