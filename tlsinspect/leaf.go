@@ -129,12 +129,13 @@ func (m *Minter) Get(host string) (*tls.Certificate, error) {
 	m.inflight[host] = c
 	m.mu.Unlock()
 
-	c.cert, c.err = m.mint(host, now)
+	var notAfter time.Time
+	c.cert, notAfter, c.err = m.mint(host, now)
 
 	m.mu.Lock()
 	delete(m.inflight, host)
 	if c.err == nil {
-		m.put(host, c.cert, now.Add(LeafValidity))
+		m.put(host, c.cert, notAfter)
 	}
 	m.mu.Unlock()
 	close(c.done)
@@ -158,7 +159,7 @@ func (m *Minter) put(host string, cert *tls.Certificate, notAfter time.Time) {
 	}
 }
 
-func (m *Minter) mint(host string, now time.Time) (*tls.Certificate, error) {
+func (m *Minter) mint(host string, now time.Time) (*tls.Certificate, time.Time, error) {
 	m.sem <- struct{}{}
 	defer func() { <-m.sem }()
 	n := m.minting.Add(1)
@@ -171,13 +172,18 @@ func (m *Minter) mint(host string, now time.Time) (*tls.Certificate, error) {
 	}
 	serial, err := randSerial()
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
+	}
+	// A leaf never outlives its CA.
+	notAfter := now.Add(LeafValidity)
+	if notAfter.After(m.ca.Cert.NotAfter) {
+		notAfter = m.ca.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:   serial,
 		Subject:        pkix.Name{CommonName: host},
 		NotBefore:      now.Add(-LeafBackdate),
-		NotAfter:       now.Add(LeafValidity),
+		NotAfter:       notAfter,
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		AuthorityKeyId: m.akid,
@@ -189,12 +195,12 @@ func (m *Minter) mint(host string, now time.Time) (*tls.Certificate, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, m.ca.Cert, &m.key.PublicKey, m.ca.Key)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	m.mints.Add(1)
 	// Leaf is left nil: the DER is all a handshake needs, and a parsed
 	// certificate would triple each cache entry's size.
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: m.key}, nil
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: m.key}, notAfter, nil
 }
 
 // normalise lower-cases a name, drops a trailing dot and IPv6 brackets and

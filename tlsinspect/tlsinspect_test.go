@@ -192,7 +192,7 @@ func BenchmarkMint(b *testing.B) {
 	b.ReportAllocs()
 	now := time.Now()
 	for b.Loop() {
-		if _, err := m.mint("bench.example", now); err != nil {
+		if _, _, err := m.mint("bench.example", now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -262,5 +262,29 @@ func TestMintConcurrencyBounded(t *testing.T) {
 	wg.Wait()
 	if m.Mints() != 50 || m.maxMinting.Load() != 1 {
 		t.Fatalf("%d mints, at most %d at once; want 50, 1", m.Mints(), m.maxMinting.Load())
+	}
+}
+
+// A leaf never outlives the CA that signed it.
+func TestLeafNotAfterCA(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := Init(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"), InitOptions{Name: "Short CA", Validity: 3 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMinter(ca, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Get("short.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.NotAfter.After(ca.Cert.NotAfter) {
+		t.Errorf("leaf valid until %v, after its CA (%v)", leaf.NotAfter, ca.Cert.NotAfter)
 	}
 }
