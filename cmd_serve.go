@@ -28,6 +28,7 @@ import (
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
 	"github.com/gatehouse-filter/gatehouse/reports"
+	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 )
 
 // server is a running Gatehouse: config, lists, policy and the listeners.
@@ -48,10 +49,12 @@ type server struct {
 	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
 	health  health.Registry   // what /healthz and IT's health mail report (health.go)
 
-	proxyResolver *proxyResolver // how the proxy resolves names (serve_proxy.go)
-	proxyAddr     net.Addr       // the proxy listener's address, once started
-	consoleAddr   net.Addr       // the console's address, once started (cmd_console.go)
-	mu            sync.Mutex     // serialises reloads
+	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
+	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
+	minter        *tlsinspect.Minter // the school's CA's leaves, when it is loaded (serve_ca.go)
+	proxyAddr     net.Addr           // the proxy listener's address, once started
+	consoleAddr   net.Addr           // the console's address, once started (cmd_console.go)
+	mu            sync.Mutex         // serialises reloads
 
 	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
 
@@ -144,6 +147,7 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	if err := s.startBlockPage(ctx, cfg); err != nil { // serve_blockpage.go
 		return err
 	}
+	s.startBlockPageTLS(ctx, cfg) // serve_ca.go
 	s.watch(ctx)
 	s.registerHealth() // health.go
 	s.log.Info("gatehouse running", "admin", cfg.Admin.Listen, "groups", len(cfg.Groups))
@@ -159,6 +163,9 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /healthz", s.health.Handler()) // health.go
+	for _, p := range []string{"GET /ca", "GET /ca.pem", "GET /ca.crt"} {
+		mux.Handle(p, s.caHandler()) // serve_ca.go: the school's CA for devices and IT
+	}
 	if s.proxy != nil {
 		mux.Handle("/", s.proxy.AdminHandler()) // PAC, WPAD, block page, "report a mistake"
 	}

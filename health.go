@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/health"
+	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 )
 
 // registerHealth registers the checks of every part that started and
@@ -35,6 +38,12 @@ func (s *server) registerHealth() {
 		events, mail := s.reports.HealthChecks()
 		s.health.Register("events", events)
 		s.health.Register("mail", mail)
+	}
+	// The school's CA, once there is one (HTTPS inspection is opt-in):
+	// read at start, as the proxy's CA is.
+	certFile, caErr := s.engine.Load().Config().CACertFile(), s.caErr
+	if _, err := os.Stat(certFile); s.proxy != nil && (err == nil || caErr != nil) {
+		s.health.Register("ca", tlsinspect.HealthCheck(func() string { return certFile }, func() error { return caErr }, time.Now))
 	}
 	s.health.Ready()
 }

@@ -46,6 +46,9 @@ Usage:
                                             new password (stdin) or authenticator key, or disable the account
   gatehouse accounts list                   list console accounts
   gatehouse audit [--csv] | audit verify    print the console's audit log, or check its hash chain
+  gatehouse ca init [--name N] [--days D] [--force]
+                                            create the school's CA for HTTPS block pages
+  gatehouse ca export [--der]               print the CA certificate (PEM, or DER)
   gatehouse version                         print the version
 
 Every command takes --config FILE; without it the embedded defaults apply.
@@ -115,6 +118,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.accounts(args)
 	case "audit":
 		return c.audit(args)
+	case "ca":
+		return c.ca(args) // cmd_ca.go
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s\n", version)
 		return exitOK

@@ -50,13 +50,17 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 	if sink == nil {
 		sink = &reports.LogSink{Log: s.log.With("part", "events")}
 	}
-	p, err := httpproxy.New(httpproxy.Options{
+	opts := httpproxy.Options{
 		Engine:   s.engine.Load, // the config comes with it
 		Resolver: res,
 		Sink:     sink,
 		Registry: reg,
 		Log:      log,
-	})
+	}
+	if m := s.loadCA(cfg, log); m != nil { // serve_ca.go
+		opts.Certs = m
+	}
+	p, err := httpproxy.New(opts)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}

@@ -132,6 +132,9 @@ type Group struct {
 	// ProxyLogin makes the group's clients log in to the HTTP proxy
 	// (proxy.auth) before they can browse through it.
 	ProxyLogin bool `yaml:"proxy_login"`
+	// Decrypt is what HTTPS the proxy decrypts for the group once the
+	// school's CA exists: off or blocks (default); see ProxyInspect.
+	Decrypt string `yaml:"decrypt"`
 
 	// Name is the map key, filled in on load.
 	Name string `yaml:"-"`

@@ -24,6 +24,7 @@ type Proxy struct {
 	BlockPage ProxyBlockPage `yaml:"block_page"`
 	PAC       ProxyPAC       `yaml:"pac"`
 	Events    ProxyEvents    `yaml:"events"`
+	Inspect   ProxyInspect   `yaml:"inspect"`
 }
 
 // ProxyTimeouts bounds every phase of a proxied request.
@@ -155,6 +156,7 @@ func defaultProxy() Proxy {
 		Auth:      ProxyAuth{Realm: DefaultProxyRealm, LoginTTL: Duration(DefaultProxyLoginTTL)},
 		BlockPage: ProxyBlockPage{ReportsPerHour: DefaultProxyReportsPerHour},
 		Events:    ProxyEvents{Collapse: Duration(DefaultEventCollapse)},
+		Inspect:   ProxyInspect{LeafCache: DefaultLeafCache},
 	}
 }
 

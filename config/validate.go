@@ -108,6 +108,7 @@ func (v *validator) run() {
 	v.dnsSection()
 	v.blockPage() // blockpage.go
 	v.proxySection()
+	v.inspect()
 	v.adminSection()
 	v.consoleSection() // console.go
 	v.reports()

@@ -21,6 +21,9 @@ type Problem struct {
 	Part string `json:"part"`
 	// Message says what is wrong in plain English, for IT.
 	Message string `json:"message"`
+	// Warning marks something that still works but will not for long
+	// (a CA about to expire): IT is told, /healthz stays 200.
+	Warning bool `json:"warning,omitempty"`
 }
 
 // Check returns a part's current problems (none when it is healthy). It is
@@ -94,15 +97,16 @@ func (r *Registry) Checks() []string {
 
 // Report is the JSON body of /healthz.
 type Report struct {
-	// Status is "ok" or "degraded".
+	// Status is "ok", "warning" (only warnings) or "degraded".
 	Status   string    `json:"status"`
 	Problems []Problem `json:"problems"`
 	// Checks names what was checked.
 	Checks []string `json:"checks"`
 }
 
-// Handler serves /healthz: 200 with status "ok" when nothing is wrong,
-// else 503 with status "degraded" and every problem.
+// Handler serves /healthz: 200 with status "ok" when nothing is wrong or
+// "warning" when only warnings are, else 503 with status "degraded"; every
+// problem is listed.
 func (r *Registry) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		rep := Report{Status: "ok", Problems: r.Problems(), Checks: r.Checks()}
@@ -110,8 +114,12 @@ func (r *Registry) Handler() http.Handler {
 			rep.Problems = []Problem{}
 		}
 		code := http.StatusOK
-		if len(rep.Problems) > 0 {
-			rep.Status, code = "degraded", http.StatusServiceUnavailable
+		for _, p := range rep.Problems {
+			if !p.Warning {
+				rep.Status, code = "degraded", http.StatusServiceUnavailable
+				break
+			}
+			rep.Status = "warning"
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

@@ -124,6 +124,7 @@ type envOpts struct {
 	resolver  Resolver
 	idleTotal int          // proxy.limits.idle_total; 0 = 64
 	sink      reports.Sink // instead of the collecting sink
+	certs     CertSource   // the school's CA's leaves (decryption); nil = none
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -268,6 +269,7 @@ groups:
 		Resolver: cmp.Or[Resolver](eo.resolver, e.res),
 		Sink:     sk,
 		RootCAs:  eo.roots,
+		Certs:    eo.certs,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,8 @@
 // Package httpproxy is Gatehouse's explicit HTTP/HTTPS filtering proxy,
 // built on github.com/elazarl/goproxy. Browsers reach it by policy, PAC
 // file or WPAD. It sees the full URL of plain HTTP requests and the host and
-// port of every HTTPS CONNECT (it does not decrypt), asks the same policy
+// port of every HTTPS CONNECT (it decrypts only CONNECTs it blocks, to show
+// the block page, once the school's CA is loaded), asks the same policy
 // engine as the DNS resolver, and records blocks, bypass attempts and
 // suspicious tunnels through the same event sink.
 //
@@ -83,6 +84,10 @@ type Options struct {
 	Resolver Resolver
 	// Sink receives events; nil discards them.
 	Sink reports.Sink
+	// Certs, when set (the school's CA is loaded), lets the proxy decrypt
+	// CONNECTs per group (groups.*.decrypt): for now only those it blocks,
+	// to show the block page over HTTPS. nil: nothing is decrypted.
+	Certs CertSource
 	// RootCAs verifies upstream TLS; nil = the system roots.
 	RootCAs *x509.CertPool
 	// Registry receives the proxy's metrics; nil = not registered.

@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
+	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 )
 
 // Via is the pseudonym Gatehouse adds to Via headers.
@@ -46,6 +47,7 @@ type Server struct {
 	reports *mistakeReports
 	metrics *metrics
 	local   http.Handler
+	term    *tlsinspect.Terminator // decrypted connections (decrypt.go); nil without a CA
 	dialer  net.Dialer
 	own     *ownListeners // Gatehouse's listeners: never dialled
 	log     *slog.Logger
@@ -149,6 +151,7 @@ func New(o Options) (*Server, error) {
 	gp.NonproxyHandler = s.local
 
 	s.front = newFront(s, p.Timeouts.Header.D(), p.Timeouts.Idle.D(), 64<<10)
+	s.term = s.newTerminator(p)
 	return s, nil
 }
 
@@ -191,6 +194,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // and flushes collapsed events. Tunnels already open run on until idle.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.front.shutdown(ctx)
+	if s.term != nil {
+		if terr := s.term.Shutdown(ctx); err == nil {
+			err = terr
+		}
+	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.events.flush(true)
 	s.tr.CloseIdleConnections()
@@ -507,6 +515,9 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, 
 	}
 	if d.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
+		if s.decryptBlock(w, info, reason, cfg) { // decrypt.go: the block page over HTTPS
+			return
+		}
 		s.refuseConnect(w, info, cfg.School.Name, connectWhy(d, reason), reason) // likewise
 		return
 	}
