@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"net/mail"
 	"regexp"
@@ -247,7 +248,7 @@ func (v *validator) reports() {
 		names[d.Name] = true
 		if strings.TrimSpace(d.Cron) == "" {
 			v.errf(joinKey(p, "cron"), "a digest needs cron: (e.g. \"30 7 * * 1-5\")")
-		} else if _, err := cron.ParseStandard(v.c.DigestSpec(*d)); err != nil {
+		} else if _, err := parseCron(v.c.DigestSpec(*d)); err != nil {
 			v.errf(joinKey(p, "cron"), "invalid schedule %q: %v (want a cron spec such as \"30 7 * * 1-5\", optionally with CRON_TZ=Europe/London)", d.Cron, err)
 		}
 		if len(d.Recipients) == 0 {
@@ -269,4 +270,16 @@ func (v *validator) reports() {
 
 func isLoopbackHost(h string) bool {
 	return h == "localhost" || h == "127.0.0.1" || h == "::1" || strings.HasPrefix(h, "127.")
+}
+
+// parseCron parses a standard cron spec (optionally with a CRON_TZ= or TZ=
+// prefix). robfig/cron panics on some malformed prefixes (a zone with
+// nothing after it): that is reported as an error, never a panic.
+func parseCron(spec string) (s cron.Schedule, err error) {
+	defer func() {
+		if recover() != nil {
+			s, err = nil, fmt.Errorf("malformed schedule %q: a CRON_TZ= or TZ= prefix needs a space and five fields after it", spec)
+		}
+	}()
+	return cron.ParseStandard(spec)
 }

@@ -148,3 +148,16 @@ func TestMistakeMailEvery(t *testing.T) {
   mistake_mail_every: 10s
 `, []want{{"2:23", "reports.mistake_mail_every", "between 1m and 1d"}})
 }
+
+// TestCronPrefixNeverPanics: robfig/cron panics on a time-zone prefix
+// with nothing after it; the config reports it as an error with its line.
+func TestCronPrefixNeverPanics(t *testing.T) {
+	for _, spec := range []string{"CRON_TZ=Europe/London", "TZ=UTC", "CRON_TZ="} {
+		if _, err := parseCron(spec); err == nil {
+			t.Errorf("%q: no error", spec)
+		}
+	}
+	if _, err := parseCron("CRON_TZ=Europe/London 30 7 * * 1-5"); err != nil {
+		t.Errorf("a good spec: %v", err)
+	}
+}

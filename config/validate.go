@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/blocklists"
-	"github.com/robfig/cron/v3"
 )
 
 // Validation of a decoded, normalised Config as a whole. Every problem is
@@ -425,7 +424,7 @@ func (v *validator) lists() map[string]int {
 		}
 
 		if l.Refresh != "" {
-			if _, err := cron.ParseStandard(l.Refresh); err != nil {
+			if _, err := parseCron(l.Refresh); err != nil {
 				v.errf(at("refresh"), "invalid refresh schedule %q: %v (want a cron spec such as \"0 3 * * *\" or \"@daily\")", l.Refresh, err)
 			}
 		}
