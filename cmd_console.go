@@ -339,17 +339,7 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 	s.consoleAddr = ln.Addr()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("console stopped", "err", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
+	serveUntil(ctx, srv, ln, log, "console") // ln is already TLS when it should be
 	scheme := "http"
 	if useTLS {
 		scheme = "https"

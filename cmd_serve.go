@@ -178,17 +178,7 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 		s.proxy.AddOwnListener(ln.Addr()) // never reached through the proxy
 	}
 	srv := &http.Server{Handler: s.adminACL(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin listener stopped", "err", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
+	serveUntil(ctx, srv, ln, s.log, "admin listener")
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -37,17 +38,36 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("block page listener (dns.block_page_http) on %s: %w", addr, err)
 	}
 	page := s.proxy.AdminHandler()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Handler: s.clientsOnly(page), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+	serveUntil(ctx, srv, ln, s.log, "block page listener")
+	s.log.Info("block page listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// clientsOnly serves h to clients.allow (read per request, so a reload
+// applies at once); anyone else gets 403 and nothing more.
+func (s *server) clientsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !clientAllowed(s.engine.Load().Config().Clients.Allow, remoteAddr(r)) {
 			http.Error(w, "Forbidden", http.StatusForbidden)
 			return
 		}
-		page.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+}
+
+// serveUntil serves srv on ln (TLS when srv.TLSConfig is set) until ctx
+// ends, then shuts it down, letting requests in flight finish (5 s).
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, what string) {
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("block page listener stopped", "err", err)
+		var err error
+		if srv.TLSConfig != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(what+" stopped", "err", err)
 		}
 	}()
 	go func() {
@@ -56,8 +76,6 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	s.log.Info("block page listening", "addr", ln.Addr().String())
-	return nil
 }
 
 // remoteAddr is a request's client address (invalid if unparsable).

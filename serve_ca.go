@@ -106,26 +106,8 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 			return m.Get(host)
 		},
 	}
-	page := s.proxy.AdminHandler()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !clientAllowed(s.engine.Load().Config().Clients.Allow, remoteAddr(r)) {
-			http.Error(w, "Forbidden", http.StatusForbidden)
-			return
-		}
-		page.ServeHTTP(w, r)
-	})
-	srv := &http.Server{Handler: h, TLSConfig: tcfg, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second,
-		MaxHeaderBytes: 16 << 10, ErrorLog: log.New(io.Discard, "", 0)}
-	go func() {
-		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("HTTPS block page listener stopped", "err", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
+	srv := &http.Server{Handler: s.clientsOnly(s.proxy.AdminHandler()), TLSConfig: tcfg, ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: log.New(io.Discard, "", 0)}
+	serveUntil(ctx, srv, ln, s.log, "HTTPS block page listener")
 	s.log.Info("HTTPS block page listening", "addr", ln.Addr().String())
 }
