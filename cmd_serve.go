@@ -99,6 +99,9 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 		from = "embedded defaults"
 	}
 	s.log.Info("gatehouse starting", "version", version, "config", from, "school", cfg.School.Name)
+	for _, w := range cfg.Warnings() {
+		s.log.Warn("config warning", "warning", w)
+	}
 	lists, err := newLists(cfg, s.log)
 	if err != nil {
 		return err
@@ -256,6 +259,9 @@ func (s *server) reload(cfg *config.Config) {
 	s.reloads.WithLabelValues("ok").Inc()
 	changes := config.Diff(old, cfg)
 	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
+	for _, w := range cfg.Warnings() {
+		s.log.Warn("config warning", "warning", w)
+	}
 	for _, c := range changes {
 		if liveChange(c.Path) {
 			s.log.Info("config change", "change", c.Text, "status", "applied")

@@ -200,9 +200,13 @@ func (c *cli) configCheck(args []string) int {
 		return exitUsage
 	}
 	// Unlike serve, the check also reads every file the config names.
-	if _, err := config.LoadChecked(c.cfgPath); err != nil {
+	cfg, err := config.LoadChecked(c.cfgPath)
+	if err != nil {
 		printConfigErrors(c.stderr, err)
 		return exitUsage
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(c.stdout, "%s: valid\n", c.cfgPath)
 	return exitOK

@@ -285,3 +285,22 @@ func TestServeReload(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestConfigCheckPrintsWarnings: what loads but deserves attention (here a
+// proxy network that reaches the Gatehouse machine itself) is printed by
+// config check, not only kept in memory.
+func TestConfigCheckPrintsWarnings(t *testing.T) {
+	path, _ := writeConfig(t, `
+database: {{dir}}/gatehouse.db
+proxy:
+  http:
+    ip_networks: [127.0.0.0/8]
+`, nil)
+	code, out, errs := runCLI(t, "config", "check", path)
+	if code != exitOK || !strings.Contains(out, "valid") {
+		t.Fatalf("config check: %d %s %s", code, out, errs)
+	}
+	if !strings.Contains(errs, "warning: ") || !strings.Contains(errs, ":5:19: proxy.http.ip_networks[0]") || !strings.Contains(errs, "Gatehouse machine itself") {
+		t.Errorf("warnings not printed:\n%s", errs)
+	}
+}
