@@ -9,8 +9,7 @@ import (
 // BenchmarkKeepAliveGET measures an allowed keep-alive GET of a 1 KiB page
 // through the proxy (client, proxy and origin in one process).
 func BenchmarkKeepAliveGET(b *testing.B) {
-	e := newEnv(b, envOpts{})
-	e.s.limits.perClient = 1 << 20
+	e := newEnv(b, envOpts{perClient: 100}) // many clients from one address (up to connections)
 	u := e.originURL("site.test", "/small")
 	b.ReportAllocs()
 	b.SetParallelism(8)
@@ -35,8 +34,7 @@ func BenchmarkKeepAliveGET(b *testing.B) {
 // BenchmarkBlockedGET measures a blocked GET: decision and block page, no
 // upstream work.
 func BenchmarkBlockedGET(b *testing.B) {
-	e := newEnv(b, envOpts{})
-	e.s.limits.perClient = 1 << 20
+	e := newEnv(b, envOpts{perClient: 100}) // many clients from one address (up to connections)
 	u := e.originURL("adult.test", "/x")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

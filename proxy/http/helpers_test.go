@@ -125,6 +125,7 @@ type envOpts struct {
 	idleTotal int          // proxy.limits.idle_total; 0 = 64
 	sink      reports.Sink // instead of the collecting sink
 	certs     CertSource   // the school's CA's leaves (decryption); nil = none
+	perClient int          // proxy.limits.per_client; 0 = 10
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -188,7 +189,7 @@ database: {{dir}}/gatehouse.db
 proxy:
   listen: 127.0.0.1:0
   timeouts: {header: 1s, idle: 5s, dial: 2s, response: 5s, tunnel: 10s}
-  limits: {connections: 100, per_client: 10, idle_per_site: 64, idle_total: ` + strconv.Itoa(idleTotal) + `}
+  limits: {connections: 100, per_client: ` + strconv.Itoa(cmp.Or(eo.perClient, 10)) + `, idle_per_site: 64, idle_total: ` + strconv.Itoa(idleTotal) + `}
   connect:
     ports: [443, ` + tport + `, ` + oport + `]
     ip_networks: [127.0.0.1/32]
