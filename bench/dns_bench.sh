@@ -18,7 +18,7 @@
 # at a fixed QPS_P99 (10,000) q/s, each printed with its p99 and max.
 # The peer harness takes its p99 right after its saturating runs, so this
 # is the figure it sees. TAIL_TARGETS (default "limit custom") picks them;
-# UP_PORT, LIMIT_PORT, DNS_PORT and ADMIN_PORT move the ports. PPROF=1
+# UP_PORT, LIMIT_PORT, DNS_PORT, ADMIN_PORT and PROXY_PORT move the ports. PPROF=1
 # builds with -tags pprof (127.0.0.1:6060). For an A/B of two builds, the
 # target "base" runs $BASE_BIN (e.g. built from main) with the same config.
 set -euo pipefail
@@ -37,6 +37,8 @@ log:
   level: warn
 admin:
   listen: 127.0.0.1:${ADMIN_PORT:-19153}
+proxy:
+  listen: 127.0.0.1:${PROXY_PORT:-13128}
 dns:
   listen: ["127.0.0.1:$PORT"]
   upstreams: ["127.0.0.1:$UP_PORT"]
