@@ -129,12 +129,7 @@ func (c *cli) events(args []string) int {
 		n := 0
 		err = svc.Store.Events(flt, func(e reports.StoredEvent) error {
 			n++
-			who := e.Client
-			if e.User != "" {
-				who = e.User + " " + who
-			} else if e.Device != "" {
-				who = e.Device + " " + who
-			}
+			who := eventWho(e)
 			name := e.Name
 			if e.SearchTerm != "" {
 				name += " (search: " + e.SearchTerm + ")"
@@ -236,6 +231,18 @@ func (c *cli) incidents(args []string) int {
 	return exitOK
 }
 
+// eventWho names an event's client for a table: user or device, then the
+// address.
+func eventWho(e reports.StoredEvent) string {
+	switch {
+	case e.User != "":
+		return e.User + " " + e.Client
+	case e.Device != "":
+		return e.Device + " " + e.Client
+	}
+	return e.Client
+}
+
 // mistakesTable lists "report a mistake" forms for a reader.
 func (c *cli) mistakesTable(st *reports.Store, flt reports.Filter, loc *time.Location) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
@@ -243,12 +250,7 @@ func (c *cli) mistakesTable(st *reports.Store, flt reports.Filter, loc *time.Loc
 	n := 0
 	err := st.Events(flt, func(e reports.StoredEvent) error {
 		n++
-		who := e.Client
-		if e.User != "" {
-			who = e.User + " " + who
-		} else if e.Device != "" {
-			who = e.Device + " " + who
-		}
+		who := eventWho(e)
 		site := e.URL
 		if site == "" {
 			site = e.Name
