@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -15,20 +14,15 @@ import (
 func (s *server) adminACL(next http.Handler) http.Handler {
 	var lastLog atomic.Int64
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ip netip.Addr
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			ip = ap.Addr().Unmap()
-		}
+		ip := remoteAddr(r)
 		cfg := s.engine.Load().Config()
 		allow := cfg.Clients.Allow
 		if monitoring(r.URL.Path) && len(cfg.Admin.Allow) > 0 {
 			allow = cfg.Admin.Allow
 		}
-		for _, p := range allow {
-			if p.Contains(ip) {
-				next.ServeHTTP(w, r)
-				return
-			}
+		if clientAllowed(allow, ip) {
+			next.ServeHTTP(w, r)
+			return
 		}
 		now := time.Now().UnixNano()
 		if last := lastLog.Load(); now-last > int64(10*time.Second) && lastLog.CompareAndSwap(last, now) {
