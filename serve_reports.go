@@ -73,6 +73,7 @@ var (
 	descMailFailing   = prometheus.NewDesc("gatehouse_reports_mail_failing", "1 while mail delivery is failing (copies go to the outbox directory).", nil, nil)
 	descOutbox        = prometheus.NewDesc("gatehouse_reports_outbox_pending", "Messages waiting for delivery.", nil, nil)
 	descWriterHealthy = prometheus.NewDesc("gatehouse_reports_writer_healthy", "1 while events are being committed; 0 while the database fails (events go to spill files) or events were lost in the last 10 minutes.", nil, nil)
+	descCommits       = prometheus.NewDesc("gatehouse_reports_commits_total", "Transactions that committed events (events nobody waits for share one, about every 100 ms).", nil, nil)
 	descCommitFails   = prometheus.NewDesc("gatehouse_reports_commit_failures_total", "Failed event commits (each retried with backoff; meanwhile events go to spill files).", nil, nil)
 	descSpilled       = prometheus.NewDesc("gatehouse_reports_events_spilled", "Events in spill files beside the database, waiting for it to take writes.", nil, nil)
 	descEventsLost    = prometheus.NewDesc("gatehouse_reports_events_lost_total", "Events of any severity lost because the database and the spill directory both failed.", nil, nil)
@@ -80,7 +81,7 @@ var (
 
 func (c *reportsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEventsWritten, descEventsDropped, descMailSent, descMailFailures, descMailFailing, descOutbox,
-		descWriterHealthy, descCommitFails, descSpilled, descEventsLost} {
+		descWriterHealthy, descCommits, descCommitFails, descSpilled, descEventsLost} {
 		ch <- d
 	}
 }
@@ -94,6 +95,7 @@ func (c *reportsCollector) Collect(ch chan<- prometheus.Metric) {
 		healthy = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descWriterHealthy, prometheus.GaugeValue, healthy)
+	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(svc.Writer.Commits()))
 	ch <- prometheus.MustNewConstMetric(descCommitFails, prometheus.CounterValue, float64(svc.Writer.Failures()))
 	ch <- prometheus.MustNewConstMetric(descSpilled, prometheus.GaugeValue, float64(svc.Writer.Spilled()))
 	ch <- prometheus.MustNewConstMetric(descEventsLost, prometheus.CounterValue, float64(svc.Writer.Lost()))

@@ -21,6 +21,11 @@
 # UP_PORT, LIMIT_PORT, DNS_PORT, ADMIN_PORT and PROXY_PORT move the ports. PPROF=1
 # builds with -tags pprof (127.0.0.1:6060). For an A/B of two builds, the
 # target "base" runs $BASE_BIN (e.g. built from main) with the same config.
+# GATEHOUSE_BIN uses a prebuilt binary instead of building this tree.
+# PRIO=1 runs the servers and dnsperf at nice -19, so that on a machine
+# shared with builds and tests they get the cores first (both targets
+# alike; needs root or CAP_SYS_NICE). Not SCHED_FIFO: Go's spinning
+# threads can livelock under it.
 set -euo pipefail
 [ $# -gt 0 ] || set -- limit custom
 cd "$(dirname "$0")/.."
@@ -29,7 +34,8 @@ PORT=${DNS_PORT:-5354}
 UP_PORT=${UP_PORT:-5399}   # the harness mode needs 5399; tail mode can move it
 OUT=${OUT:-/tmp/gatehouse-dns-bench}
 mkdir -p "$OUT"
-go build ${PPROF:+-tags pprof} -o "$OUT/gatehouse" .
+if [ -n "${GATEHOUSE_BIN:-}" ]; then cp "$GATEHOUSE_BIN" "$OUT/gatehouse"; else go build ${PPROF:+-tags pprof} -o "$OUT/gatehouse" .; fi
+RTP=${PRIO:+nice -n -19}
 LIST=$(go run ./bench/cmd/mix1m)
 cat >"$OUT/bench.yaml" <<YAML
 database: $OUT/gatehouse.db
@@ -57,13 +63,13 @@ if [ "$1" = tail ]; then
   # shellcheck source=/dev/null
   source "$HARNESS/lib.sh"
   BURST=${BURST:-60} ROUNDS=${ROUNDS:-4} ROUND=${ROUND:-10} QPS=${QPS_P99:-10000}
-  "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
+  $RTP "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
   wait_dns "$UP_PORT"
   for t in ${TAIL_TARGETS:-limit custom}; do
     case $t in
-      limit) port=${LIMIT_PORT:-5390}; "$BIN/limitdns" -addr 127.0.0.1:$port & tpid=$! ;;
+      limit) port=${LIMIT_PORT:-5390}; $RTP "$BIN/limitdns" -addr 127.0.0.1:$port & tpid=$! ;;
       custom | base) port=$PORT; rm -f "$OUT"/gatehouse.db*; bin=$OUT/gatehouse; [ $t = base ] && bin=$BASE_BIN
-        "$bin" serve --config "$OUT/bench.yaml" 2>"$OUT/tail-$t.log" & tpid=$! ;;
+        $RTP "$bin" serve --config "$OUT/bench.yaml" 2>"$OUT/tail-$t.log" & tpid=$! ;;
       *) echo "tail: unknown target $t" >&2; exit 2 ;;
     esac
     PIDS+=($tpid)
@@ -74,10 +80,10 @@ if [ "$1" = tail ]; then
       [[ -z $a && $t != limit ]] && dig +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null | grep -q NXDOMAIN && break
       sleep 0.1
     done
-    burst=$(dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
+    burst=$($RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
     echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
-      dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
+      $RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
         awk '$1 == ">" {print $NF * 1000}' | sort -n |
         awk -v t="$t" -v r="$r" '{a[NR]=$1} END {if (NR) printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR}'
     done

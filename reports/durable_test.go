@@ -271,3 +271,58 @@ func TestAfterDurable(t *testing.T) {
 		}
 	}
 }
+
+// TestLazyEventsShareCommits: events nobody waits for (here a stream of
+// repeat counts and an allowed-request log, one every millisecond) are
+// committed together, about once per lazyDelay, not one commit each (the
+// old writer committed each as it came: hundreds of commits, each
+// rewriting the same pages in the WAL). A block answer's event that
+// arrives meanwhile is still committed at once, taking them along.
+func TestLazyEventsShareCommits(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	first := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
+	seq := w.RecordSeq(first)
+	WaitDurable(w, seq) // the first of a kind: committed at once
+	c0, start := w.Commits(), time.Now()
+	const n = 300
+	for i := range n {
+		e := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
+		e.Series, e.Count = seq, 1
+		if i%2 == 1 {
+			e = ev(at, "10.0.0.6", "students", "", fmt.Sprintf("allowed%d.example", i))
+		}
+		if w.RecordSeq(e) == 0 {
+			t.Fatal("event refused")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, "all lazy events committed", func() bool { return w.Written() == n+1 })
+	elapsed := time.Since(start)
+	// About one commit per lazyDelay of the stream (plus the last), never one per event.
+	if got, most := w.Commits()-c0, uint64(elapsed/lazyDelay)+3; got > most {
+		t.Fatalf("%d events nobody waits for took %d commits in %v; want at most %d", n, got, elapsed, most)
+	}
+	if got := count(t, st, `SELECT sum(count) FROM events WHERE name = 'adult.example'`); got != 1+n/2 {
+		t.Fatalf("attempts stored for adult.example = %d, want %d", got, 1+n/2)
+	}
+	// A new block answer's event does not wait for the lazy clock.
+	w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed-more.example"))
+	blocked := w.RecordSeq(ev(at, "10.0.0.7", "students", "pornography", "other-adult.example"))
+	if w.IsDurable(blocked) {
+		t.Fatal("durable before any commit")
+	}
+	p := &parker{ch: make(chan struct{}, 1)}
+	if !w.AfterDurable(blocked, p) {
+		t.Fatal("nothing to wait for")
+	}
+	<-p.ch // never returns if the waiter sat behind the lazy clock for ever
+	if !w.IsDurable(blocked) || w.Written() != n+3 {
+		t.Fatalf("after the waited-for commit: durable %v, written %d, want %d", w.IsDurable(blocked), w.Written(), n+3)
+	}
+}
