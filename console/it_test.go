@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -401,3 +402,11 @@ func (h *httpClient) post(path string, form url.Values) page {
 }
 
 func htmlEscape(s string) string { return template.HTMLEscapeString(s) }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func writeFile(dir, name, body string) error {
+	return os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600)
+}
+
+func sleepBriefly() { time.Sleep(5 * time.Millisecond) }

@@ -248,7 +248,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 				"This account needs an authenticator app and has none set up. Ask IT to run `gatehouse accounts totp "+email+"` and give you the key.")
 			return
 		}
-		if err := s.newSession(w, r, a, stageCode); err != nil {
+		if err := s.newSession(w, r, a, stageCodeOIDC); err != nil {
 			s.fail(w, err)
 			return
 		}

@@ -223,6 +223,9 @@ type session struct {
 // Session stages.
 const (
 	stageCode = "code" // password accepted, TOTP code wanted
+	// stageCodeOIDC is stageCode after the identity provider's sign-in
+	// (oidc.go): the same page and limit, audited as such.
+	stageCodeOIDC = "code-oidc"
 	stageFull = "full"
 )
 
@@ -262,10 +265,14 @@ func (s *Server) session(r *http.Request, stage string) (sess *session, expired 
 		return nil, "", err
 	}
 	now := s.o.Now()
+	got := ss.stage
+	if got == stageCodeOIDC {
+		got = stageCode
+	}
 	switch {
 	case ss.account.Disabled:
 		expired = "disabled"
-	case ss.stage == stageCode && now.Sub(ss.created) > codeStageLimit:
+	case got == stageCode && now.Sub(ss.created) > codeStageLimit:
 		expired = "code"
 	case ss.stage == stageFull && now.Sub(ss.seen) > s.o.Idle:
 		expired = "idle"
@@ -281,7 +288,7 @@ func (s *Server) session(r *http.Request, stage string) (sess *session, expired 
 		}
 		return nil, expired, err
 	}
-	if ss.stage != stage {
+	if got != stage {
 		return nil, "", nil
 	}
 	if stage == stageFull {

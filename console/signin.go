@@ -250,7 +250,11 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.signedInOK(w, r, a, now, "password and code")
+	how := "password and code"
+	if sess.stage == stageCodeOIDC {
+		how = "oidc " + s.o.OIDC.Issuer + " and code"
+	}
+	s.signedInOK(w, r, a, now, how)
 }
 
 func (s *Server) endSession(sess *session) error {
