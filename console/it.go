@@ -70,10 +70,10 @@ type MailStatus struct {
 
 // EventsStatus is the event writer's state.
 type EventsStatus struct {
-	Healthy                 bool
-	Why                     string
-	Written, Dropped, Lost  uint64
-	Spilled                 int64
+	Healthy                bool
+	Why                    string
+	Written, Dropped, Lost uint64
+	Spilled                int64
 }
 
 // DatabaseStatus is the reports database's size on disk.

@@ -122,7 +122,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /audit", s.audit)
 	mux.HandleFunc("GET /audit.csv", s.auditCSV)
-	s.itRoutes(mux) // it.go
+	s.itRoutes(mux)                           // it.go
 	if err := s.oidcRoutes(mux); err != nil { // oidc.go
 		return nil, err
 	}
@@ -226,7 +226,7 @@ const (
 	// stageCodeOIDC is stageCode after the identity provider's sign-in
 	// (oidc.go): the same page and limit, audited as such.
 	stageCodeOIDC = "code-oidc"
-	stageFull = "full"
+	stageFull     = "full"
 )
 
 // newSession stores a session and sets its cookie.
