@@ -122,8 +122,9 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /audit", s.audit)
 	mux.HandleFunc("GET /audit.csv", s.auditCSV)
-	s.itRoutes(mux)                           // it.go
-	if err := s.oidcRoutes(mux); err != nil { // oidc.go
+	// The IT pages (it.go) and the identity provider's sign-in (oidc.go).
+	s.itRoutes(mux)
+	if err := s.oidcRoutes(mux); err != nil {
 		return nil, err
 	}
 	cop := http.NewCrossOriginProtection()
