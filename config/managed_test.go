@@ -59,3 +59,37 @@ func TestManagedListsJoinTheirGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleOIDC: console.oidc's settings are checked with file:line.
+func TestConsoleOIDC(t *testing.T) {
+	checkErrors(t, `
+console:
+  oidc:
+    issuer: http://login.example
+    client_secret: {file: a, env: B}
+    redirect_url: https://console.example/callback
+    domains: ["not a domain"]
+`, []want{
+		{"3:3", "console.oidc.client_id", "client (application) ID"},
+		{"4:13", "console.oidc.issuer", "https issuer URL"},
+		{"5:5", "console.oidc.client_secret", "either"},
+		{"6:19", "console.oidc.redirect_url", "the path must be /signin/oidc/callback"},
+		{"7:15", "console.oidc.domains[0]", "not an email domain"},
+	})
+	c, err := Parse([]byte(`
+console:
+  oidc:
+    issuer: https://accounts.google.com
+    client_id: abc
+    client_secret: {env: OIDC_SECRET}
+    redirect_url: http://127.0.0.1:8080/signin/oidc/callback
+    domains: [School.Example]
+    trust_idp_mfa: true
+`), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Console.OIDC; o == nil || o.Domains[0] != "school.example" || !o.TrustIdPMFA {
+		t.Errorf("oidc: %+v", o)
+	}
+}
