@@ -100,7 +100,7 @@ func TestConsoleManagedEntryIsLive(t *testing.T) {
 		return out
 	}
 	// The console's answer is check's, line for line.
-	resp, err = c.Get(base + "/it/why?client=127.0.0.1&target=www.porn.example")
+	resp, err = c.PostForm(base+"/it/why", url.Values{"csrf": {tok}, "client": {"127.0.0.1"}, "target": {"www.porn.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}

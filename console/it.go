@@ -105,7 +105,8 @@ var itPages = []string{"it_why", "it_lists", "it_queue", "it_status"}
 
 // itRoutes adds the IT pages.
 func (s *Server) itRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /it/why", s.why)
+	mux.HandleFunc("GET /it/why", s.whyForm)
+	mux.HandleFunc("POST /it/why", s.why)
 	mux.HandleFunc("GET /it/lists", s.managedLists)
 	mux.HandleFunc("POST /it/lists", s.managedAdd)
 	mux.HandleFunc("POST /it/lists/remove", s.managedRemove)

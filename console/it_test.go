@@ -173,7 +173,7 @@ func TestWhyBlockedSaysWhatCheckSays(t *testing.T) {
 	r, f := newITRig(t, nil)
 	c := r.signInIT("it@school.example")
 
-	p := c.get("/it/why?client=10.1.2.3&target=" + url.QueryEscape("https://www.bet.example/page"))
+	p := c.why("10.1.2.3", "", "https://www.bet.example/page")
 	if p.status != 200 {
 		t.Fatalf("why: %d\n%s", p.status, p.body)
 	}
@@ -190,19 +190,19 @@ func TestWhyBlockedSaysWhatCheckSays(t *testing.T) {
 		}
 	}
 	// A user with a group of their own, without an address.
-	if p := c.get("/it/why?user=head.of.maths&target=bet.example"); !strings.Contains(p.body, "<dt>group</dt><dd>staff</dd>") {
+	if p := c.why("", "head.of.maths", "bet.example"); !strings.Contains(p.body, "<dt>group</dt><dd>staff</dd>") {
 		t.Errorf("by user:\n%s", p.body)
 	}
-	if p := c.get("/it/why?user=someone&target=bet.example"); p.status != 400 || !strings.Contains(p.body, "give its address too") {
+	if p := c.why("", "someone", "bet.example"); p.status != 400 || !strings.Contains(p.body, "give its address too") {
 		t.Errorf("user without a group: %d\n%s", p.status, p.body)
 	}
-	if p := c.get("/it/why?client=10.1.2.3&target=" + url.QueryEscape("bad host!")); p.status != 400 || !strings.Contains(p.body, "is not a site name") {
+	if p := c.why("10.1.2.3", "", "bad host!"); p.status != 400 || !strings.Contains(p.body, "is not a site name") {
 		t.Errorf("bad target: %d\n%s", p.status, p.body)
 	}
 
 	// The restricted tier: only "a site on the IWF list"; never the site,
 	// on the page or in the audit log.
-	p = c.get("/it/why?client=10.1.2.3&target=abuse.example")
+	p = c.why("10.1.2.3", "", "abuse.example")
 	if !strings.Contains(p.body, "a site on the IWF list") || strings.Contains(p.body, "abuse.example") || !strings.Contains(p.body, "BLOCK") {
 		t.Errorf("restricted answer:\n%s", p.body)
 	}
@@ -224,7 +224,7 @@ func TestWhyBlockedSaysWhatCheckSays(t *testing.T) {
 	aud := r.client()
 	r.add("audit@school.example", RoleAuditor, goodPass, false)
 	r.signIn(aud, "audit@school.example", goodPass, "")
-	if p := r.get(aud, "/it/why?client=10.1.2.3&target=bet.example"); p.status != 403 {
+	if p := r.get(aud, "/it/why"); p.status != 403 {
 		t.Errorf("auditor: %d", p.status)
 	}
 }
@@ -399,6 +399,13 @@ func (h *httpClient) get(path string) page { h.r.t.Helper(); return h.r.get(h.c,
 func (h *httpClient) post(path string, form url.Values) page {
 	h.r.t.Helper()
 	return h.r.post(h.c, path, form)
+}
+
+// why asks the why-blocked question through its form.
+func (h *httpClient) why(client, user, target string) page {
+	h.r.t.Helper()
+	p := h.get("/it/why")
+	return h.post("/it/why", url.Values{"csrf": {csrf(h.r.t, p.body)}, "client": {client}, "user": {user}, "target": {target}})
 }
 
 func htmlEscape(s string) string { return template.HTMLEscapeString(s) }

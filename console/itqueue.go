@@ -136,8 +136,8 @@ func (s *Server) decide(r *http.Request, sess *session, id int64, decision, reas
 		if entry == "" {
 			entry = m.Name
 		}
-		if m.Group == "" {
-			return userError("The report has no group, so there is nothing to allow it for: add an entry on the allow and deny page.")
+		if m.Group == "" || s.o.IT.Engine().Config().Groups[m.Group] == nil {
+			return userError(fmt.Sprintf("The report's group %q is not in the config now, so there is nothing to allow it for: add an entry for another group on the allow and deny page.", m.Group))
 		}
 		if _, _, err := explain.SplitTarget(entry); err != nil {
 			return userError(fmt.Sprintf("%q is not a site name or address.", entry))

@@ -20,22 +20,28 @@ func restrictedTitle(cat string) string {
 	return "a site on a restricted list"
 }
 
-// why answers "why was this blocked" for a client address or a user and a
-// name or URL: explain.Run, the code behind `gatehouse check`, on the
-// snapshot the front doors use now. Each question is audited.
-func (s *Server) why(w http.ResponseWriter, r *http.Request) {
+// whyForm shows the question's form.
+func (s *Server) whyForm(w http.ResponseWriter, r *http.Request) {
 	sess := s.itUser(w, r, true)
 	if sess == nil {
 		return
 	}
-	data := s.itData(sess)
-	q := r.URL.Query()
-	client, user, target := strings.TrimSpace(q.Get("client")), strings.TrimSpace(q.Get("user")), strings.TrimSpace(q.Get("target"))
-	data["Client"], data["User"], data["Target"] = client, user, target
-	if target == "" && client == "" && user == "" {
-		s.render(w, http.StatusOK, "it_why", data)
+	s.render(w, http.StatusOK, "it_why", s.itData(sess))
+}
+
+// why answers "why was this blocked" for a client address or a user and a
+// name or URL: explain.Run, the code behind `gatehouse check`, on the
+// snapshot the front doors use now. Each question is audited. The form is
+// posted, so the site asked about stays out of URLs and the browser's
+// history (it may be on the restricted tier).
+func (s *Server) why(w http.ResponseWriter, r *http.Request) {
+	sess := s.itPost(w, r, true)
+	if sess == nil {
 		return
 	}
+	data := s.itData(sess)
+	client, user, target := strings.TrimSpace(r.PostFormValue("client")), strings.TrimSpace(r.PostFormValue("user")), strings.TrimSpace(r.PostFormValue("target"))
+	data["Client"], data["User"], data["Target"] = client, user, target
 	bad := func(msg string) {
 		data["Error"] = msg
 		s.render(w, http.StatusBadRequest, "it_why", data)
