@@ -101,7 +101,7 @@ type itState struct {
 const maxQueue = 200
 
 // itPages are the IT pages' templates.
-var itPages = []string{"it_why", "it_lists", "it_queue", "it_status"}
+var itPages = []string{"it_why", "it_lists", "it_queue", "it_status", "oidc_continue"}
 
 // itRoutes adds the IT pages.
 func (s *Server) itRoutes(mux *http.ServeMux) {

@@ -252,7 +252,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
-		http.Redirect(w, r, "/signin/code", http.StatusSeeOther)
+		s.oidcContinue(w, "/signin/code", "Now enter the code from your authenticator app.")
 		return
 	}
 	if err := s.newSession(w, r, a, stageFull); err != nil {
@@ -263,7 +263,20 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	if TOTPRequired(a.Role) {
 		how += " (provider's MFA trusted)"
 	}
-	s.signedInOK(w, r, a, now, how)
+	if err := s.finishSignIn(r, a, now, how); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.oidcContinue(w, "/", "You are signed in.")
+}
+
+// oidcContinue goes on from the callback with a page of the console's own
+// rather than a redirect: the callback was reached from the provider's
+// site, and browsers do not send SameSite=Strict cookies (the session's)
+// along a redirect chain that began on another site. The page moves on at
+// once (meta refresh, no script) and has a link for browsers that do not.
+func (s *Server) oidcContinue(w http.ResponseWriter, to, text string) {
+	s.render(w, http.StatusOK, "oidc_continue", map[string]any{"To": to, "Text": text})
 }
 
 // oneLine keeps a provider's error code short and on one line.

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -154,8 +155,19 @@ func (r *rig) oidcSignIn(c *http.Client) page {
 	if p := r.get(c, "/signin"); !strings.Contains(p.body, "Sign in with Microsoft") {
 		r.t.Fatalf("no OIDC button:\n%s", p.body)
 	}
-	return r.post(c, "/signin/oidc", url.Values{})
+	p := r.post(c, "/signin/oidc", url.Values{})
+	// The callback answers with a page that moves on by itself (a meta
+	// refresh, as a browser follows it): follow it.
+	if m := refreshRE.FindStringSubmatch(p.body); m != nil && p.url == "/signin/oidc/callback" {
+		if !strings.Contains(p.body, `<a href="`+m[1]+`">Continue</a>`) {
+			r.t.Errorf("continue page without its link:\n%s", p.body)
+		}
+		return r.get(c, m[1])
+	}
+	return p
 }
+
+var refreshRE = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
 
 func TestOIDCSignIn(t *testing.T) {
 	r, p, _ := oidcRig(t, false)

@@ -335,7 +335,7 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, data map
 		data = map[string]any{}
 	}
 	data["School"] = s.o.School
-	if page == "signin" && s.o.OIDC != nil {
+	if (page == "signin" || page == "oidc_continue") && s.o.OIDC != nil {
 		data["OIDC"] = s.o.OIDC.Label // oidc.go
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
