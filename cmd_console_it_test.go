@@ -167,6 +167,19 @@ func TestConsoleManagedEntryIsLive(t *testing.T) {
 		t.Errorf("managed file: %v %v", fi, err)
 	}
 
+	// The status page reads the running parts.
+	resp, err = c.Get(base + "/it/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := readAll(t, resp)
+	for _, want := range []string{`<th scope="row">adult</th><td>1</td>`, `<th scope="row">iwf</th><td>1</td>`, "default: all 1 answering",
+		filepath.Join(dir, "gatehouse.db") + ": ", "Update lists now"} {
+		if !strings.Contains(html.UnescapeString(status), want) {
+			t.Errorf("status page lacks %q:\n%s", want, status)
+		}
+	}
+
 	// The restricted tier: refused in the console; written by hand and
 	// reloaded, still blocked.
 	if rc, _ := ask("abuse.example"); rc != mdns.RcodeNameError {
