@@ -4,6 +4,7 @@ import (
 	"html"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/console"
+	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
 const itServeConfig = `
@@ -215,4 +217,107 @@ func TestConsoleManagedEntryIsLive(t *testing.T) {
 	if out := checkText("abuse.example"); !strings.Contains(out, "BLOCK") || !strings.Contains(out, "restricted") {
 		t.Errorf("check on the restricted name:\n%s", out)
 	}
+}
+
+// TestMistakeReportApprovedInConsole follows a "report a mistake" form
+// from the running proxy's block page to the console's mis-block queue,
+// where IT approves it: from then on the site is allowed for the group,
+// with no restart.
+func TestMistakeReportApprovedInConsole(t *testing.T) {
+	upstream := testUpstream(t)
+	path, _ := writeConfig(t, `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+console: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+lists:
+  - {name: games, path: "{{dir}}/games.txt", category: games}
+groups:
+  students:
+    networks: [127.0.0.0/8]
+    block: [games]
+`, map[string]string{"games.txt": "games.example\n"})
+	var out string
+	withStdin("copper kettle violin harbour\n", func() {
+		_, out, _ = runCLI(t, "--config", path, "accounts", "add", "it@school.example", "--role", "it")
+	})
+	secret := regexp.MustCompile(`secret=([A-Z2-7]+)`).FindStringSubmatch(out)[1]
+	s, _, _ := startServing(t, path)
+
+	// The pupil's side: the block page and its form, through the proxy.
+	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://www.games.example/maths-puzzles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	ref := resp.Header.Get("X-Gatehouse-Ref")
+	if resp.StatusCode != http.StatusForbidden || ref == "" {
+		t.Fatalf("block page: %d %q", resp.StatusCode, ref)
+	}
+	const why = "We use the maths puzzles in year 5 lessons"
+	resp, err = hc.PostForm("http://www.games.example/.gatehouse/report", url.Values{"ref": {ref},
+		"url": {"http://www.games.example/maths-puzzles"}, "category": {"games"}, "why": {why}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("report: %d", resp.StatusCode)
+	}
+	s.reports.Writer.Flush()
+
+	// IT's side: the queue shows the reference and the note; approve.
+	base := "http://" + s.consoleAddr.String()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err = c.PostForm(base+"/signin", url.Values{"email": {"it@school.example"}, "password": {"copper kettle violin harbour"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrfRE := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	code, _ := console.TOTPCode(secret, time.Now())
+	if resp, err = c.PostForm(base+"/signin/code", url.Values{"code": {code}, "csrf": {csrfRE.FindStringSubmatch(readAll(t, resp))[1]}}); err != nil {
+		t.Fatal(err)
+	}
+	if home := readAll(t, resp); !strings.Contains(home, "Mis-block queue</a>: 1 waiting") {
+		t.Errorf("IT's home page:\n%s", home)
+	}
+	if resp, err = c.Get(base + "/it/queue"); err != nil {
+		t.Fatal(err)
+	}
+	queue := html.UnescapeString(readAll(t, resp))
+	action := regexp.MustCompile(`action="(/it/queue/\d+)"`).FindStringSubmatch(queue)
+	if !strings.Contains(queue, ref) || !strings.Contains(queue, why) || action == nil {
+		t.Fatalf("queue:\n%s", queue)
+	}
+	if d := s.engine.Load().Decide(policyRequest("www.games.example")); d.Action.String() != "block" {
+		t.Fatalf("before approval: %v", d.Action)
+	}
+	resp, err = c.PostForm(base+action[1], url.Values{"csrf": {csrfRE.FindStringSubmatch(queue)[1]}, "decision": {"approved"},
+		"entry": {"www.games.example"}, "reason": {"used in year 5 maths"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "Nothing is waiting") {
+		t.Fatalf("approve: %d\n%s", resp.StatusCode, body)
+	}
+	if d := s.engine.Load().Decide(policyRequest("www.games.example")); d.Action.String() != "allow" {
+		t.Errorf("after approval, no restart: %v %v", d.Action, d.Reason)
+	}
+	resp, err = hc.Get("http://www.games.example/maths-puzzles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAll(t, resp); resp.StatusCode == http.StatusForbidden || resp.Header.Get("X-Gatehouse-Ref") != "" {
+		t.Errorf("the proxy still blocks it: %d", resp.StatusCode)
+	}
+}
+
+func policyRequest(host string) policy.Request {
+	return policy.Request{Client: netip.MustParseAddr("127.0.0.1"), Host: host}
 }
