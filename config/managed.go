@@ -69,7 +69,12 @@ func ReadManaged(path string) (*Managed, error) {
 		return m, nil
 	}
 	if err != nil {
-		return nil, readError(path, err)
+		msg := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return nil, Errors{{File: path, Msg: "cannot read the managed lists file: " + msg, cause: err}}
 	}
 	root, errs := parseDocument(data, path)
 	if errs != nil {
