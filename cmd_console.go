@@ -308,8 +308,8 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 	}
 	certFile, keyFile, selfSigned, useTLS := cfg.ConsoleTLS()
 	var tlsCfg *tls.Config
+	var cert tls.Certificate
 	if useTLS {
-		var cert tls.Certificate
 		if selfSigned {
 			host, _, _ := net.SplitHostPort(cfg.Console.Listen)
 			cert, err = console.SelfSigned(certFile, keyFile, []string{host, "localhost"}, time.Now())
@@ -321,10 +321,15 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 		}
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
+	oidc, err := consoleOIDC(cfg) // cmd_console_it.go
+	if err != nil {
+		return err
+	}
 	h, err := console.New(console.Options{
 		Store: st, Incidents: s.reports.Store, School: cfg.School.Name, Location: cfg.Location(), TLS: useTLS,
 		Idle: cfg.Console.IdleTimeout.D(), Absolute: cfg.Console.SessionLimit.D(), Log: log,
 		Allow: func() []netip.Prefix { return s.engine.Load().Config().ConsoleAllow() },
+		IT:    s.consoleIT(&cert, certFile), OIDC: oidc,
 	})
 	if err != nil {
 		return err

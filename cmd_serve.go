@@ -229,29 +229,35 @@ func (s *server) rejected(err error) {
 	s.log.Warn("keeping the running config", "file", s.cfgPath)
 }
 
-// reload applies a validated config. The lists are rebuilt for its
+// reload applies a validated config; a config it cannot apply is
+// rejected and the running one stays.
+func (s *server) reload(cfg *config.Config) {
+	if err := s.apply(cfg); err != nil {
+		s.rejected(err)
+	}
+}
+
+// apply applies a validated config. The lists are rebuilt for its
 // sources and published together with its engine as one snapshot, under
 // the lists' lock, so a list refresh built for the old sources cannot be
 // published after it (lock order: s.mu, then the lists' lock; publishing
-// never takes s.mu).
-func (s *server) reload(cfg *config.Config) {
+// never takes s.mu). On error nothing has changed. The console's managed
+// lists are applied through it too (cmd_console_it.go).
+func (s *server) apply(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sources, err := policy.Sources(cfg)
 	if err != nil {
-		s.rejected(err)
-		return
+		return err
 	}
 	// Check the groups before touching the lists, so a bad group rejects
 	// the reload with nothing changed.
 	if _, err := policy.New(cfg, nil); err != nil {
-		s.rejected(err)
-		return
+		return err
 	}
 	old := s.engine.Load().Config()
 	if _, err := s.lists.SetSources(sources, func(ix *bl.Index) error { return s.publish(cfg, ix) }); err != nil {
-		s.rejected(err)
-		return
+		return err
 	}
 	if s.logLevel != nil {
 		s.logLevel.Set(cfg.Log.SlogLevel())
@@ -269,6 +275,7 @@ func (s *server) reload(cfg *config.Config) {
 			s.log.Warn("config change", "change", c.Text, "status", "needs a restart")
 		}
 	}
+	return nil
 }
 
 // publish makes cfg with the list index ix the snapshot every decision

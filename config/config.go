@@ -30,6 +30,7 @@ type Config struct {
 
 	loc      *time.Location // School.Timezone, loaded by validation
 	warnings []string       // non-fatal problems found by validation
+	managed  *Managed       // the managed lists read with it (managed.go)
 }
 
 // School describes the school itself.
@@ -138,6 +139,10 @@ type Group struct {
 
 	// Name is the map key, filled in on load.
 	Name string `yaml:"-"`
+	// ManagedAllow and ManagedDeny are the group's entries from the
+	// managed lists (ManagedFile), filled in on load.
+	ManagedAllow []string `yaml:"-"`
+	ManagedDeny  []string `yaml:"-"`
 }
 
 // Schedule blocks extra categories at set times (e.g. games in lessons).

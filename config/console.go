@@ -3,9 +3,12 @@ package config
 import (
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/blocklists"
 )
 
 // Console configures the safeguarding console (package console): its
@@ -25,6 +28,26 @@ type Console struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// SessionLimit signs a browser out this long after sign-in, busy or not.
 	SessionLimit Duration `yaml:"session_limit"`
+	// OIDC is sign-in with the school's identity provider (Microsoft
+	// Entra ID, Google Workspace); nil: passwords only.
+	OIDC *ConsoleOIDC `yaml:"oidc"`
+}
+
+// ConsoleOIDC is sign-in to the console with an OpenID Connect provider.
+// Accounts are matched by email; nobody gets an account by signing in.
+type ConsoleOIDC struct {
+	Issuer       string  `yaml:"issuer"`        // https URL; discovery at ISSUER/.well-known/openid-configuration
+	ClientID     string  `yaml:"client_id"`     // the console's app (client) ID at the provider
+	ClientSecret *Secret `yaml:"client_secret"` // file: or env:
+	// RedirectURL is the console's callback as the provider knows it:
+	// https://CONSOLE-HOST[:PORT]/signin/oidc/callback.
+	RedirectURL string   `yaml:"redirect_url"`
+	Domains     []string `yaml:"domains"` // email domains that may sign in this way
+	// TrustIdPMFA skips the console's own second factor after the
+	// provider's sign-in: set it only when the provider enforces MFA
+	// for every account that can sign in here.
+	TrustIdPMFA bool   `yaml:"trust_idp_mfa"`
+	Label       string `yaml:"label"` // the button: "Sign in with LABEL" (default "your school account")
 }
 
 // Console defaults.
@@ -98,9 +121,51 @@ func (v *validator) consoleSection() {
 			v.errf(path, "%s would let anyone reach the console; list the staff networks", n)
 		}
 	}
+	if o := c.OIDC; o != nil && !v.c.ConsoleOff() {
+		v.consoleOIDC(o)
+	}
 	v.between("console.idle_timeout", c.IdleTimeout, time.Minute, time.Hour)
 	v.between("console.session_limit", c.SessionLimit, 15*time.Minute, 24*time.Hour)
 	if c.SessionLimit < c.IdleTimeout {
 		v.errf("console.session_limit", "must not be shorter than console.idle_timeout (%s)", fmtDur(c.IdleTimeout.D()))
+	}
+}
+
+// OIDCCallbackPath is where the provider sends the browser back.
+const OIDCCallbackPath = "/signin/oidc/callback"
+
+func (v *validator) consoleOIDC(o *ConsoleOIDC) {
+	const at = "console.oidc"
+	if u, err := url.Parse(strings.TrimSpace(o.Issuer)); o.Issuer == "" || err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		v.errf(at+".issuer", "want the provider's https issuer URL (e.g. https://login.microsoftonline.com/TENANT-ID/v2.0 or https://accounts.google.com)")
+	}
+	if strings.TrimSpace(o.ClientID) == "" {
+		v.errf(at+".client_id", "want the console's client (application) ID at the provider")
+	}
+	if o.ClientSecret == nil {
+		v.errf(at+".client_secret", `want the client secret from a file or variable: {file: /etc/gatehouse/oidc-secret} or {env: NAME}`)
+	} else {
+		v.secret(at+".client_secret", o.ClientSecret)
+	}
+	u, err := url.Parse(strings.TrimSpace(o.RedirectURL))
+	switch {
+	case o.RedirectURL == "" || err != nil || u.Host == "":
+		v.errf(at+".redirect_url", "want the console's callback URL, https://CONSOLE-HOST%s", OIDCCallbackPath)
+	case u.Path != OIDCCallbackPath:
+		v.errf(at+".redirect_url", "the path must be %s", OIDCCallbackPath)
+	case u.Scheme != "https" && !(u.Scheme == "http" && ConsoleLoopback(net.JoinHostPort(u.Hostname(), "1"))):
+		v.errf(at+".redirect_url", "must be https (http only on a loopback address)")
+	}
+	if len(o.Domains) == 0 {
+		v.errf(at+".domains", "list the email domains that may sign in this way (e.g. [school.example])")
+	}
+	for i, d := range o.Domains {
+		o.Domains[i] = strings.ToLower(strings.TrimSpace(d))
+		if h, err := blocklists.NormalizeHost(o.Domains[i]); err != nil || h != o.Domains[i] || !strings.Contains(h, ".") {
+			v.errf(joinIndex(at+".domains", i), "%q is not an email domain", d)
+		}
+	}
+	if len(o.Label) > 40 {
+		v.errf(at+".label", "at most 40 characters")
 	}
 }

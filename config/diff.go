@@ -44,6 +44,8 @@ func Diff(a, b *Config) []Change {
 			diffStrings(&out, "groups."+name+".block", ga.Block, gb.Block)
 			diffStrings(&out, "groups."+name+".allow", ga.Allow, gb.Allow)
 			diffStrings(&out, "groups."+name+".deny", ga.Deny, gb.Deny)
+			diffStrings(&out, "groups."+name+".allow (managed)", ga.ManagedAllow, gb.ManagedAllow)
+			diffStrings(&out, "groups."+name+".deny (managed)", ga.ManagedDeny, gb.ManagedDeny)
 			diffStrings(&out, "groups."+name+".allow_lists", ga.AllowLists, gb.AllowLists)
 			diffStrings(&out, "groups."+name+".deny_lists", ga.DenyLists, gb.DenyLists)
 			diffStrings(&out, "groups."+name+".networks", addrStrings(ga.Networks), addrStrings(gb.Networks))

@@ -114,6 +114,7 @@ func (v *validator) run() {
 	v.categories()
 	lists := v.lists()
 	used := v.groups(lists)
+	v.applyManaged() // managed.go
 	v.clients()
 	if v.checkFiles {
 		v.files()

@@ -100,6 +100,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		data["Rows"] = rows
+		s.itHome(data) // it.go: the IT pages' links and the mis-block queue's count
 		s.render(w, http.StatusOK, "home_counts", data)
 	default:
 		s.render(w, http.StatusOK, "home_other", data)

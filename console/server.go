@@ -48,6 +48,9 @@ type Options struct {
 	AccountFailures int           // default 5
 	AddrFailures    int           // default 20
 	FailureWindow   time.Duration // default 15m
+
+	IT   *IT   // the IT pages' view of the running filter (it.go)
+	OIDC *OIDC // sign-in with the school's identity provider (oidc.go)
 }
 
 // Defaults.
@@ -65,6 +68,8 @@ type Server struct {
 	o     Options
 	pages map[string]*template.Template
 	h     http.Handler
+	it    itState    // it.go
+	oidc  *oidcState // oidc.go
 }
 
 // New builds a console server.
@@ -100,7 +105,7 @@ func New(o Options) (*Server, error) {
 	funcs := template.FuncMap{
 		"when": func(t time.Time) string { return t.In(o.Location).Format("Mon 2 Jan 15:04") },
 	}
-	for _, p := range []string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message"} {
+	for _, p := range append([]string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message"}, itPages...) {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", p, err)
@@ -117,6 +122,11 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /audit", s.audit)
 	mux.HandleFunc("GET /audit.csv", s.auditCSV)
+	// The IT pages (it.go) and the identity provider's sign-in (oidc.go).
+	s.itRoutes(mux)
+	if err := s.oidcRoutes(mux); err != nil {
+		return nil, err
+	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.o.Log.Warn("console: refused a cross-origin request", "client", r.RemoteAddr, "path", r.URL.Path)
@@ -214,7 +224,10 @@ type session struct {
 // Session stages.
 const (
 	stageCode = "code" // password accepted, TOTP code wanted
-	stageFull = "full"
+	// stageCodeOIDC is stageCode after the identity provider's sign-in
+	// (oidc.go): the same page and limit, audited as such.
+	stageCodeOIDC = "code-oidc"
+	stageFull     = "full"
 )
 
 // newSession stores a session and sets its cookie.
@@ -253,10 +266,14 @@ func (s *Server) session(r *http.Request, stage string) (sess *session, expired 
 		return nil, "", err
 	}
 	now := s.o.Now()
+	got := ss.stage
+	if got == stageCodeOIDC {
+		got = stageCode
+	}
 	switch {
 	case ss.account.Disabled:
 		expired = "disabled"
-	case ss.stage == stageCode && now.Sub(ss.created) > codeStageLimit:
+	case got == stageCode && now.Sub(ss.created) > codeStageLimit:
 		expired = "code"
 	case ss.stage == stageFull && now.Sub(ss.seen) > s.o.Idle:
 		expired = "idle"
@@ -272,7 +289,7 @@ func (s *Server) session(r *http.Request, stage string) (sess *session, expired 
 		}
 		return nil, expired, err
 	}
-	if ss.stage != stage {
+	if got != stage {
 		return nil, "", nil
 	}
 	if stage == stageFull {
@@ -318,6 +335,9 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, data map
 		data = map[string]any{}
 	}
 	data["School"] = s.o.School
+	if (page == "signin" || page == "oidc_continue") && s.o.OIDC != nil {
+		data["OIDC"] = s.o.OIDC.Label // oidc.go
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	if err := s.pages[page].Execute(w, data); err != nil {

@@ -173,15 +173,19 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 // signedInOK finishes a sign-in: clears the account's failures, audits
 // it and goes home.
 func (s *Server) signedInOK(w http.ResponseWriter, r *http.Request, a Account, now time.Time, how string) {
-	if _, err := s.o.Store.db.Exec(`DELETE FROM console_failures WHERE key = ?`, "account:"+a.Email); err != nil {
-		s.fail(w, err)
-		return
-	}
-	if err := s.o.Store.Audit(Entry{Time: now, Actor: a.Email, Addr: clientAddr(r).String(), Action: "signin", Target: a.Email, Detail: how}); err != nil {
+	if err := s.finishSignIn(r, a, now, how); err != nil {
 		s.fail(w, err)
 		return
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// finishSignIn clears the account's failures and audits the sign-in.
+func (s *Server) finishSignIn(r *http.Request, a Account, now time.Time, how string) error {
+	if _, err := s.o.Store.db.Exec(`DELETE FROM console_failures WHERE key = ?`, "account:"+a.Email); err != nil {
+		return err
+	}
+	return s.o.Store.Audit(Entry{Time: now, Actor: a.Email, Addr: clientAddr(r).String(), Action: "signin", Target: a.Email, Detail: how})
 }
 
 func (s *Server) codeForm(w http.ResponseWriter, r *http.Request) {
@@ -250,7 +254,11 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.signedInOK(w, r, a, now, "password and code")
+	how := "password and code"
+	if sess.stage == stageCodeOIDC {
+		how = "oidc " + s.o.OIDC.Issuer + " and code"
+	}
+	s.signedInOK(w, r, a, now, how)
 }
 
 func (s *Server) endSession(sess *session) error {

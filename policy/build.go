@@ -240,10 +240,12 @@ func buildGroup(name string, cg *config.Group, lbits map[string]bl.Category) (*g
 	}
 	g.allowBits = listBits("allow_lists", cg.AllowLists)
 	g.denyBits = listBits("deny_lists", cg.DenyLists)
-	if g.allow, err = inlineIndex("group/"+name+"/allow", cg.Allow); err != nil {
+	// The managed lists' entries (made in the console) join the group's
+	// own: one index each, so a decision looks no further than before.
+	if g.allow, err = inlineIndex("group/"+name+"/allow", slices.Concat(cg.Allow, cg.ManagedAllow)); err != nil {
 		errs = append(errs, fmt.Errorf("groups.%s.allow: %w", name, err))
 	}
-	if g.deny, err = inlineIndex("group/"+name+"/deny", cg.Deny); err != nil {
+	if g.deny, err = inlineIndex("group/"+name+"/deny", slices.Concat(cg.Deny, cg.ManagedDeny)); err != nil {
 		errs = append(errs, fmt.Errorf("groups.%s.deny: %w", name, err))
 	}
 	return g, errors.Join(errs...)

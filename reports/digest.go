@@ -220,6 +220,10 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 		return nil, err
 	}
 	itRole := d.roles.resolve(string(bl.RouteIT))
+	pending, err := pendingMistakes(tx)
+	if err != nil {
+		return nil, err
+	}
 	// What is wrong now: a digest never says all is well while it is not.
 	probs, err := readProblems(ctx, tx, true)
 	if err != nil {
@@ -238,13 +242,14 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 			}
 		}
 		var myMistakes []Mistake
+		myPending := 0
 		if d.roles.covers(role, itRole) {
-			myMistakes = mistakes
+			myMistakes, myPending = mistakes, pending
 		}
 		if len(mine) == 0 && len(myMistakes) == 0 && !d.sendEmpty && len(probs) == 0 {
 			continue
 		}
-		m, err := d.render(s, role, from, to, mine, prev, myMistakes, probs)
+		m, err := d.render(s, role, from, to, mine, prev, myMistakes, myPending, probs)
 		if err != nil {
 			return nil, err
 		}
@@ -327,7 +332,7 @@ func (d *Digester) totals(ctx context.Context, tx *sql.Tx, from, to time.Time) (
 	return out, rows.Err()
 }
 
-func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake, probs []problemRow) (*Message, error) {
+func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake, pending int, probs []problemRow) (*Message, error) {
 	sort.Slice(incs, func(a, b int) bool {
 		if incs[a].Severity != incs[b].Severity {
 			return incs[a].Severity > incs[b].Severity
@@ -389,6 +394,9 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 	}
 	if len(mistakes) > 0 {
 		dd.Summary += ", " + plural(int64(len(mistakes)), "block reported as a mistake")
+	}
+	if dd.Pending = pending; pending > 0 {
+		dd.Summary += ", " + plural(int64(pending), "mistake report") + " to review"
 	}
 	if len(probs) > 0 {
 		dd.Summary += "; " + plural(int64(len(probs)), "filter health problem")

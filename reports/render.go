@@ -172,6 +172,7 @@ type digestData struct {
 	Empty            bool
 	Mistakes         []mistakeView // "report a mistake" forms (the it role's digests)
 	MoreMistakes     int
+	Pending          int          // mistake reports waiting for IT's review, any period (the it role's digests)
 	Health           []healthView // problems now: Gatehouse is not fully working
 }
 
@@ -231,7 +232,10 @@ REPORTED AS MISTAKES (from the block page)
   Why:  {{.Note}}
 {{end}}{{if .MoreMistakes}}
 ...and {{.MoreMistakes}} more (gatehouse events --mistakes lists them all).
-{{end}}{{end}}
+{{end}}{{end}}{{if .Pending}}
+MIS-BLOCK QUEUE: {{.Pending}} report(s) wait for review in the console
+(IT, Mis-block queue).
+{{end}}
 -- 
 Gatehouse web filter, {{.School}}.
 `))
@@ -260,6 +264,7 @@ var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
 {{range .Mistakes}}<div class="inc"><b>{{.Site}}</b>{{if .Category}} <span class="muted">({{.Category}})</span>{{end}}<br>
 <b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}<br><b>Ref:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
 {{end}}{{if .MoreMistakes}}<p class="muted">…and {{.MoreMistakes}} more (<code>gatehouse events --mistakes</code> lists them all).</p>{{end}}
+{{end}}{{if .Pending}}<p><b>Mis-block queue:</b> {{.Pending}} report(s) wait for review in the console (IT, Mis-block queue).</p>
 {{end}}<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
 
 func (r *renderer) digest(d *digestData) (text, html string, err error) {

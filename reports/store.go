@@ -126,6 +126,16 @@ var migrations = []string{
 		name TEXT PRIMARY KEY,
 		ts   INTEGER NOT NULL
 	);`,
+	// 7 (issue 16, IT's mis-block queue; the lead renumbers at merge): what
+	// IT decided about each "report a mistake" form (mistakes.go); a form
+	// without a row is pending. Removed with its event.
+	`CREATE TABLE mistake_reviews (
+		event_id INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+		status   TEXT NOT NULL,  -- approved or rejected
+		reason   TEXT NOT NULL,
+		actor    TEXT NOT NULL,  -- the console account
+		ts       INTEGER NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema this build writes.

@@ -1,0 +1,282 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/explain"
+	"github.com/gatehouse-filter/gatehouse/policy"
+)
+
+// IT's allow and deny entries per group live in the managed lists file
+// (config.ManagedFile, beside the database), which every config load
+// reads. A change here writes the file and applies it through the normal
+// reload path (IT.Apply): the new snapshot is published whole, so
+// decisions move from the old rules to the new with no gap and no
+// restart. If the reload fails, the file is put back and nothing changes.
+
+// managedRow is one entry as the page lists it.
+type managedRow struct {
+	Group, Kind string
+	config.ManagedEntry
+}
+
+// userError is a problem with what IT asked for, shown in the form.
+type userError string
+
+func (e userError) Error() string { return string(e) }
+
+func (s *Server) managedLists(w http.ResponseWriter, r *http.Request) {
+	sess := s.itUser(w, r, false)
+	if sess == nil {
+		return
+	}
+	data := s.itData(sess)
+	q := r.URL.Query()
+	data["Group"], data["Entry"], data["Kind"] = q.Get("group"), q.Get("entry"), "allow"
+	s.renderLists(w, http.StatusOK, data)
+}
+
+// renderLists shows the form and every managed entry.
+func (s *Server) renderLists(w http.ResponseWriter, status int, data map[string]any) {
+	cfg := s.o.IT.Engine().Config()
+	m, err := config.ReadManaged(cfg.ManagedFile())
+	if err != nil {
+		data["Error"] = "The managed lists file cannot be read: " + err.Error()
+		m = &config.Managed{}
+	}
+	var rows []managedRow
+	for _, g := range slices.Sorted(maps.Keys(m.Groups)) {
+		for _, e := range m.Groups[g].Allow {
+			rows = append(rows, managedRow{g, "allow", e})
+		}
+		for _, e := range m.Groups[g].Deny {
+			rows = append(rows, managedRow{g, "deny", e})
+		}
+	}
+	data["Rows"], data["Groups"], data["File"] = rows, slices.Sorted(maps.Keys(cfg.Groups)), cfg.ManagedFile()
+	s.render(w, status, "it_lists", data)
+}
+
+func (s *Server) managedAdd(w http.ResponseWriter, r *http.Request) {
+	sess := s.itPost(w, r, false)
+	if sess == nil {
+		return
+	}
+	group, kind := r.PostFormValue("group"), r.PostFormValue("kind")
+	entry, reason := strings.TrimSpace(r.PostFormValue("entry")), strings.TrimSpace(r.PostFormValue("reason"))
+	err := s.addManaged(r, sess, group, kind, config.ManagedEntry{Entry: entry, Reason: reason})
+	data := s.itData(sess)
+	var ue userError
+	switch {
+	case errors.As(err, &ue):
+		data["Error"], data["Group"], data["Kind"], data["Entry"], data["Reason"] = string(ue), group, kind, entry, reason
+		s.renderLists(w, http.StatusBadRequest, data)
+	case err != nil:
+		s.fail(w, err)
+	default:
+		data["Done"], data["Kind"] = fmt.Sprintf("%s is now on group %s's %s list. The filter uses it from now on.", entry, group, kind), "allow"
+		s.renderLists(w, http.StatusOK, data)
+	}
+}
+
+// addManaged checks an entry as the config's are checked, refuses the
+// restricted tier, writes it to the managed file and applies it. A
+// userError says what is wrong with the entry.
+func (s *Server) addManaged(r *http.Request, sess *session, group, kind string, e config.ManagedEntry) error {
+	eng := s.o.IT.Engine()
+	cfg := eng.Config()
+	g := cfg.Groups[group]
+	if g == nil {
+		return userError("Choose a group.")
+	}
+	if kind != "allow" && kind != "deny" {
+		return userError("Choose allow or deny.")
+	}
+	e.By, e.At = sess.account.Email, s.o.Now().UTC().Truncate(time.Second)
+	if msg := config.CheckManaged(e); msg != "" {
+		return userError(strings.ToUpper(msg[:1]) + msg[1:] + ".")
+	}
+	norm, _ := config.CheckEntry(e.Entry)
+	if restrictedEntry(eng, norm) {
+		// Never stored nor shown: the audit keeps the hash only.
+		host, _, _ := explain.SplitTarget(norm)
+		if err := s.itAudit(r, sess, "it."+kind+".refused", "group "+group, "sha256:"+bl.EntryHash(host)+": on a restricted list"); err != nil {
+			return err
+		}
+		return userError("That site is on a restricted list (illegal content). It is always blocked for everyone and cannot be listed here.")
+	}
+	own := func(list []string) bool {
+		return slices.ContainsFunc(list, func(x string) bool { n, _ := config.CheckEntry(x); return n == norm })
+	}
+	if kind == "allow" && own(g.Deny) {
+		return userError(fmt.Sprintf("Group %s's own deny list in the config (groups.%s.deny) has %s, and deny comes before allow: change the config instead.", group, group, e.Entry))
+	}
+	if own(g.Allow) || own(g.Deny) {
+		return userError(fmt.Sprintf("Group %s's own lists in the config already have %s.", group, e.Entry))
+	}
+	return s.changeManaged(func(m *config.Managed) error {
+		mg := m.Groups[group]
+		if mg == nil {
+			mg = &config.ManagedGroup{}
+			m.Groups[group] = mg
+		}
+		for _, k := range []string{"allow", "deny"} {
+			list := mg.Allow
+			if k == "deny" {
+				list = mg.Deny
+			}
+			for _, x := range list {
+				if n, _ := config.CheckEntry(x.Entry); n == norm {
+					return userError(fmt.Sprintf("%s is already on group %s's managed %s list (added by %s: %s).", e.Entry, group, k, x.By, x.Reason))
+				}
+			}
+		}
+		list := &mg.Allow
+		if kind == "deny" {
+			list = &mg.Deny
+		}
+		if len(*list) >= config.MaxManagedEntries {
+			return userError(fmt.Sprintf("Group %s's managed %s list has %d entries, the most it can hold; remove some first.", group, kind, config.MaxManagedEntries))
+		}
+		*list = append(*list, e)
+		return nil
+	}, func() error {
+		after := fmt.Sprintf("before: not listed; after: on the %s list, reason %q", kind, e.Reason)
+		if e.Report != 0 {
+			after += fmt.Sprintf(", approving mistake report %d", e.Report)
+		}
+		return s.itAudit(r, sess, "it."+kind+".add", "group "+group+": "+e.Entry, after)
+	})
+}
+
+// restrictedEntry reports whether an entry (canonical) names a site on the
+// restricted tier.
+func restrictedEntry(eng *policy.Engine, norm string) bool {
+	host, path, err := explain.SplitTarget(norm)
+	if err != nil {
+		return false
+	}
+	req := policy.Request{Client: netip.IPv4Unspecified(), Host: host, Path: path}
+	if p, err := netip.ParsePrefix(norm); err == nil {
+		req.Host, req.Path, req.Addr = "", "", p.Addr()
+	} else if a, err := netip.ParseAddr(host); err == nil {
+		req.Addr = a
+	}
+	return eng.Decide(req).Reason == policy.ReasonRestricted
+}
+
+// changeManaged edits the managed file under the lock, applies it, and
+// puts the old file back if the reload fails; audit runs once it is live.
+func (s *Server) changeManaged(edit func(*config.Managed) error, audit func() error) error {
+	s.it.mu.Lock()
+	defer s.it.mu.Unlock()
+	path := s.o.IT.Engine().Config().ManagedFile()
+	old, err := os.ReadFile(path)
+	existed := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	m, err := config.ReadManaged(path)
+	if err != nil {
+		return userError("The managed lists file cannot be read, so nothing was changed: " + err.Error())
+	}
+	if err := edit(m); err != nil {
+		return err
+	}
+	if err := config.WriteManaged(path, m); err != nil {
+		return err
+	}
+	if err := s.o.IT.Apply(); err != nil {
+		var rerr error
+		if existed {
+			rerr = os.WriteFile(path, old, 0o600)
+		} else {
+			rerr = os.Remove(path)
+		}
+		if rerr != nil {
+			s.o.Log.Error("console: putting the managed lists back", "file", path, "err", rerr)
+		}
+		return userError("The change was not applied, so nothing changed: the config could not be reloaded: " + err.Error())
+	}
+	return audit()
+}
+
+func (s *Server) managedRemove(w http.ResponseWriter, r *http.Request) {
+	sess := s.itPost(w, r, false)
+	if sess == nil {
+		return
+	}
+	group, kind, entry, reason := r.PostFormValue("group"), r.PostFormValue("kind"), r.PostFormValue("entry"), strings.TrimSpace(r.PostFormValue("reason"))
+	data := s.itData(sess)
+	var removed config.ManagedEntry
+	err := func() error {
+		if reason == "" {
+			return userError(fmt.Sprintf("Say why %s is being removed.", entry))
+		}
+		if len(reason) > 500 {
+			return userError("The reason is longer than 500 characters.")
+		}
+		return s.changeManaged(func(m *config.Managed) error {
+			mg := m.Groups[group]
+			var list *[]config.ManagedEntry
+			switch {
+			case mg == nil:
+			case kind == "allow":
+				list = &mg.Allow
+			case kind == "deny":
+				list = &mg.Deny
+			}
+			if list != nil {
+				if i := slices.IndexFunc(*list, func(e config.ManagedEntry) bool { return e.Entry == entry }); i >= 0 {
+					removed = (*list)[i]
+					*list = slices.Delete(*list, i, i+1)
+					return nil
+				}
+			}
+			return userError(fmt.Sprintf("%s is not on group %s's managed %s list (perhaps someone removed it already).", entry, group, kind))
+		}, func() error {
+			return s.itAudit(r, sess, "it."+kind+".remove", "group "+group+": "+entry,
+				fmt.Sprintf("before: on the %s list, reason %q (added by %s at %s); after: removed, reason %q", kind, removed.Reason, removed.By,
+					removed.At.Format(time.RFC3339), reason))
+		})
+	}()
+	var ue userError
+	switch {
+	case errors.As(err, &ue):
+		data["Error"], data["Kind"] = string(ue), "allow"
+		s.renderLists(w, http.StatusBadRequest, data)
+	case err != nil:
+		s.fail(w, err)
+	default:
+		data["Done"], data["Kind"] = fmt.Sprintf("%s is no longer on group %s's %s list.", entry, group, kind), "allow"
+		s.renderLists(w, http.StatusOK, data)
+	}
+}
+
+// managedHas reports whether a group's managed list has entry already.
+func (s *Server) managedHas(group, kind, entry string) bool {
+	norm, msg := config.CheckEntry(entry)
+	if msg != "" {
+		return false
+	}
+	m, err := config.ReadManaged(s.o.IT.Engine().Config().ManagedFile())
+	if err != nil || m.Groups[group] == nil {
+		return false
+	}
+	list := m.Groups[group].Allow
+	if kind == "deny" {
+		list = m.Groups[group].Deny
+	}
+	return slices.ContainsFunc(list, func(e config.ManagedEntry) bool { n, _ := config.CheckEntry(e.Entry); return n == norm })
+}
