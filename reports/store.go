@@ -126,7 +126,7 @@ var migrations = []string{
 		name TEXT PRIMARY KEY,
 		ts   INTEGER NOT NULL
 	);`,
-	// 7 (issue 16, IT's mis-block queue; the lead renumbers at merge): what
+	// 6 (issue 16, IT's mis-block queue): what
 	// IT decided about each "report a mistake" form (mistakes.go); a form
 	// without a row is pending. Removed with its event.
 	`CREATE TABLE mistake_reviews (
