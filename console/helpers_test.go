@@ -35,6 +35,8 @@ type rig struct {
 	http  *httptest.Server
 	clock *clock
 	allow []netip.Prefix
+	full  bool            // full logging on (FullLog)
+	w     *reports.Writer // the event writer (writer())
 	mu    sync.Mutex
 }
 
@@ -57,8 +59,9 @@ func newRig(t *testing.T, tls bool) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, rep: rep, st: st, clock: &clock{t: start}, allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
-	r.srv, err = New(Options{Store: st, Incidents: rep, School: "Test Primary", Location: london, TLS: tls,
-		Now: r.clock.Now, Allow: func() []netip.Prefix { r.mu.Lock(); defer r.mu.Unlock(); return r.allow }})
+	r.srv, err = New(Options{Store: st, Incidents: rep, Cases: rep, School: "Test Primary", Location: london, TLS: tls,
+		FullLog: func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.full },
+		Now:     r.clock.Now, Allow: func() []netip.Prefix { r.mu.Lock(); defer r.mu.Unlock(); return r.allow }})
 	if err != nil {
 		t.Fatal(err)
 	}

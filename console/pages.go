@@ -86,6 +86,14 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
+		route := ""
+		if keep != nil {
+			route = staffRoute
+		}
+		if err := s.caseHome(data, route); err != nil { // dslhome.go
+			s.fail(w, err)
+			return
+		}
 		// Today's incidents name people: the look is audited first.
 		if err := s.RecordView(r, a, target, "home page: today's incidents by severity"); err != nil {
 			s.fail(w, err)
