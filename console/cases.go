@@ -23,9 +23,12 @@ type Cases interface {
 	Case(id int64) (reports.Case, error)
 	CaseLog(id int64) ([]reports.CaseEntry, error)
 	IncidentEvents(id int64, limit int) ([]reports.StoredEvent, error)
-	// WhoEvents returns the events of "user:NAME", "device:NAME" or
-	// "ip:ADDR" in [since, until): breaches, or every kind with all.
-	WhoEvents(who string, since, until time.Time, all bool, limit int) ([]reports.StoredEvent, error)
+	// WhoEvents returns the blocked attempts of "user:NAME",
+	// "device:NAME" or "ip:ADDR" in [since, until).
+	WhoEvents(who string, since, until time.Time, limit int) ([]reports.StoredEvent, error)
+	// AroundEvents returns everything recorded for an address or user in
+	// [since, until) (every query when full logging is on).
+	AroundEvents(client, user string, since, until time.Time, limit int) ([]reports.StoredEvent, error)
 	Alerts(id int64) ([]reports.SentAlert, error)
 	Themes(since, until time.Time, route string, loc *time.Location) ([]reports.DayCount, error)
 	Mail() (reports.MailStatus, error)

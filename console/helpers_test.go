@@ -28,7 +28,7 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 
 // rig is a console on a loopback listener over a real database.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	rep   *reports.Store
 	st    *Store
 	srv   *Server
@@ -45,7 +45,13 @@ var start = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 
 func newRig(t *testing.T, tls bool) *rig {
 	t.Helper()
-	rep, err := reports.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
+	return newRigAt(t, filepath.Join(t.TempDir(), "gatehouse.db"), tls)
+}
+
+// newRigAt is a rig over the database at path.
+func newRigAt(t testing.TB, path string, tls bool) *rig {
+	t.Helper()
+	rep, err := reports.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +138,7 @@ func (r *rig) post(c *http.Client, path string, form url.Values, hdr ...string) 
 }
 
 // csrf finds the form token in a page.
-func csrf(t *testing.T, body string) string {
+func csrf(t testing.TB, body string) string {
 	t.Helper()
 	_, rest, ok := strings.Cut(body, `name="csrf" value="`)
 	if !ok {

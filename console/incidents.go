@@ -267,7 +267,7 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 	data := base(sess)
 	full := s.o.FullLog != nil && s.o.FullLog()
 	if full {
-		around, err := s.o.Cases.WhoEvents(c.Who, c.First.Add(-aroundWindow), c.Last.Add(aroundWindow), true, maxAround+1)
+		around, err := s.o.Cases.AroundEvents(c.Client, c.User, c.First.Add(-aroundWindow), c.Last.Add(aroundWindow), maxAround+1)
 		if err != nil {
 			s.fail(w, err)
 			return
@@ -446,7 +446,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	evs, err := s.o.Cases.WhoEvents(who, from, until, false, maxHistory+1)
+	evs, err := s.o.Cases.WhoEvents(who, from, until, maxHistory+1)
 	if err != nil {
 		s.fail(w, err)
 		return

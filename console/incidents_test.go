@@ -52,7 +52,7 @@ func block(at time.Time, client, user, device, group, cat, name, rawURL, search 
 }
 
 // record writes events and waits until they are stored.
-func record(t *testing.T, w *reports.Writer, evs ...reports.Event) {
+func record(t testing.TB, w *reports.Writer, evs ...reports.Event) {
 	t.Helper()
 	for _, e := range evs {
 		if !w.Record(e) {

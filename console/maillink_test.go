@@ -107,7 +107,7 @@ func readable(t *testing.T, raw string) string {
 }
 
 // hidden finds a hidden form field's value.
-func hidden(t *testing.T, body, name string) string {
+func hidden(t testing.TB, body, name string) string {
 	t.Helper()
 	_, rest, ok := strings.Cut(body, `name="`+name+`" value="`)
 	if !ok {

@@ -435,23 +435,30 @@ func (s *Store) IncidentEvents(id int64, limit int) ([]StoredEvent, error) {
 	return s.queryEvents(`SELECT `+eventCols+` FROM events WHERE incident_id = ? ORDER BY ts, id LIMIT ?`, id, limit)
 }
 
-// WhoEvents lists the events of one person, device or address (who as an
-// incident has it: user:NAME, device:NAME or ip:ADDR) in [since, until),
-// oldest first, at most limit: breaches only, or with all every kind (the
-// query log when full logging is on).
-func (s *Store) WhoEvents(who string, since, until time.Time, all bool, limit int) ([]StoredEvent, error) {
-	col, val, err := whoColumn(who)
-	if err != nil {
+// WhoEvents lists the blocked attempts of one person, device or address
+// (who as incidents have it: user:NAME, device:NAME or ip:ADDR) in
+// [since, until), oldest first, at most limit. It reads them through the
+// person's incidents (incidents_who, events_incident): no index on events
+// is needed for it.
+func (s *Store) WhoEvents(who string, since, until time.Time, limit int) ([]StoredEvent, error) {
+	if _, _, err := whoColumn(who); err != nil {
 		return nil, err
 	}
-	q := `SELECT ` + eventCols + ` FROM events WHERE ` + col + ` = ? AND ` + col + ` <> '' AND ts >= ? AND ts < ?`
-	if !all {
-		q += ` AND kind = 1`
-	}
-	return s.queryEvents(q+` ORDER BY ts, id LIMIT ?`, val, ms(since), ms(until), limit)
+	return s.queryEvents(`SELECT `+eventCols+` FROM events WHERE incident_id IN
+		(SELECT id FROM incidents WHERE who = ? AND last_ts >= ? AND first_ts < ?) AND ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?`,
+		who, ms(since), ms(until), ms(since), ms(until), limit)
 }
 
-// whoColumn maps an incident's who to the events column it names.
+// AroundEvents lists everything recorded for a client address or user
+// (with full logging: every query) in [since, until), oldest first, at
+// most limit. It reads the period's events by time (events_kind_ts) and
+// keeps the client's: its cost is the school's events in the period.
+func (s *Store) AroundEvents(client, user string, since, until time.Time, limit int) ([]StoredEvent, error) {
+	return s.queryEvents(`SELECT `+eventCols+` FROM events WHERE kind IN (1, 2, 3) AND ts >= ? AND ts < ?
+		AND (client = ? OR (user <> '' AND user = ?)) ORDER BY ts, id LIMIT ?`, ms(since), ms(until), client, user, limit)
+}
+
+// whoColumn checks an incident's who.
 func whoColumn(who string) (col, val string, err error) {
 	kind, val, ok := strings.Cut(who, ":")
 	if ok && val != "" {
