@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +148,44 @@ func TestClosingNeedsOutcomeAndReopensLikeAcknowledge(t *testing.T) {
 	}
 	if _, err := st.Case(99); err != ErrNoIncident {
 		t.Fatalf("missing case: %v", err)
+	}
+}
+
+// TestMigration6FillsAlertIncidents: alerts queued before migration 6
+// are tied to their incidents by their Message-ID, so an incident page
+// lists the alerts sent before the upgrade too.
+func TestMigration6FillsAlertIncidents(t *testing.T) {
+	path := t.TempDir() + "/old.db"
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:5] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{
+		`PRAGMA user_version = 5`,
+		`INSERT INTO incidents (id, who, category, severity, route, first_ts, last_ts, count) VALUES (42, 'user:a', 'vpn', 3, 'dsl', 1, 2, 1)`,
+		`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id) VALUES ('alert', 5, 'dsl', '[]', 's', 't', 'h', '<alert-42-3.abc@host>')`,
+		`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id) VALUES ('digest', 6, 'dsl', '[]', 's', 't', 'h', '<digest-daily-1.abc@host>')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	alerts, err := st.Alerts(42)
+	if err != nil || len(alerts) != 1 || alerts[0].Subject != "s" {
+		t.Fatalf("alerts of incident 42 after the upgrade: %+v %v", alerts, err)
+	}
+	if n := count(t, st, `SELECT count(*) FROM outbox WHERE incident_id <> 0`); n != 1 {
+		t.Fatalf("%d outbox rows tied to an incident, want the alert only", n)
 	}
 }
