@@ -312,8 +312,11 @@ func TestIncidentRoleRules(t *testing.T) {
 	r := newRig(t, false)
 	pupil, _, staff := r.seed()
 
-	// The headteacher: staff incidents only.
+	// The headteacher: staff incidents only, on the home page too.
 	head, _ := r.signedIn("head@school.example", RoleHeadteacher)
+	if p := r.get(head, "/"); !strings.Contains(p.body, "Staff incidents") || strings.Contains(p.body, "alice") || strings.Contains(p.body, "lab-pc-3") {
+		t.Fatalf("headteacher's home:\n%s", p.body)
+	}
 	p := r.get(head, "/incidents?period=today")
 	if !strings.Contains(p.body, fmt.Sprintf(`/incidents/%d"`, staff)) || strings.Contains(p.body, fmt.Sprintf(`/incidents/%d"`, pupil)) {
 		t.Fatalf("headteacher's list:\n%s", p.body)
