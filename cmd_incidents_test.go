@@ -43,7 +43,9 @@ groups:
 `, map[string]string{"adult.txt": "porn.example\n"})
 	const pass = "copper kettle violin harbour"
 	var out string
-	withStdin(pass+"\n", func() { _, out, _ = runCLI(t, "--config", path, "accounts", "add", "dsl@school.example", "--role", "dsl") })
+	withStdin(pass+"\n", func() {
+		_, out, _ = runCLI(t, "--config", path, "accounts", "add", "dsl@school.example", "--role", "dsl")
+	})
 	secret := regexp.MustCompile(`secret=([A-Z2-7]+)`).FindStringSubmatch(out)
 	if secret == nil {
 		t.Fatalf("no secret in %q", out)
