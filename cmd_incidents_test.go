@@ -131,7 +131,9 @@ groups:
 	if at != "/signin" {
 		t.Fatalf("the link without a session: at %s", at)
 	}
-	at, body = post(base+"/signin", url.Values{"email": {"dsl@school.example"}, "password": {pass}, "next": {field(body, "next")}})
+	if at, body = post(base+"/signin", url.Values{"email": {"dsl@school.example"}, "password": {pass}, "next": {field(body, "next")}}); at != "/signin/code" {
+		t.Fatalf("after the password: at %s", at)
+	}
 	code, _ := console.TOTPCode(secret[1], time.Now())
 	at, body = post(base+"/signin/code", url.Values{"code": {code}, "csrf": {field(body, "csrf")}, "next": {field(body, "next")}})
 	incPath := "/incidents/" + strconv.FormatInt(id, 10)
