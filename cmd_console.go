@@ -328,8 +328,11 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 	h, err := console.New(console.Options{
 		Store: st, Incidents: s.reports.Store, School: cfg.School.Name, Location: cfg.Location(), TLS: useTLS,
 		Idle: cfg.Console.IdleTimeout.D(), Absolute: cfg.Console.SessionLimit.D(), Log: log,
-		Allow: func() []netip.Prefix { return s.engine.Load().Config().ConsoleAllow() },
-		IT:    s.consoleIT(&cert, certFile), OIDC: oidc,
+		Allow:   func() []netip.Prefix { return s.engine.Load().Config().ConsoleAllow() },
+		IT:      s.consoleIT(&cert, certFile),
+		OIDC:    oidc,
+		Cases:   s.reports.Store,
+		FullLog: func() bool { return s.engine.Load().Config().DNS.QueryLog.Enabled },
 	})
 	if err != nil {
 		return err

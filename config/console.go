@@ -28,6 +28,10 @@ type Console struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// SessionLimit signs a browser out this long after sign-in, busy or not.
 	SessionLimit Duration `yaml:"session_limit"`
+	// URL is the console's address as staff reach it
+	// (https://filter.school.example:8080): alerts and digests link to
+	// each incident under it. Empty: the mail gives the reference only.
+	URL string `yaml:"url"`
 	// OIDC is sign-in with the school's identity provider (Microsoft
 	// Entra ID, Google Workspace); nil: passwords only.
 	OIDC *ConsoleOIDC `yaml:"oidc"`
@@ -111,6 +115,17 @@ func (v *validator) consoleSection() {
 				at = "console.key"
 			}
 			v.errf(at, "cert and key go together: set both, or neither (a self-signed certificate is made off loopback)")
+		}
+	}
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
+		switch {
+		case err != nil:
+			v.errf("console.url", "invalid URL %q: %v", c.URL, err)
+		case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
+			v.errf("console.url", "%q is not an http(s) address with a host (e.g. https://filter.school.example:8080)", c.URL)
+		case u.User != nil, u.RawQuery != "", u.Fragment != "":
+			v.errf("console.url", "%q: give the console's base address only (no user, query or #fragment)", c.URL)
 		}
 	}
 	for i, n := range c.Allow {

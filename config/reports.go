@@ -79,6 +79,10 @@ type DigestSchedule struct {
 type ReportsRetention struct {
 	Breaches Duration `yaml:"breaches"`  // blocks, bypass attempts and their incidents
 	QueryLog Duration `yaml:"query_log"` // allowed requests (full logging only)
+	// CaseRecords is how long a case record (an incident the DSL acted
+	// on in the console, its notes and its attempts) is kept after its
+	// last attempt and closing: "keep" (the default) or years ("25y").
+	CaseRecords KeepFor `yaml:"case_records"`
 }
 
 // ReportsHealth says when IT is told about a health problem: once it has
@@ -261,6 +265,9 @@ func (v *validator) reports() {
 
 	v.between("reports.retention.breaches", r.Retention.Breaches, 24*time.Hour, 10*365*24*time.Hour)
 	v.between("reports.retention.query_log", r.Retention.QueryLog, time.Hour, 365*24*time.Hour)
+	if cr := r.Retention.CaseRecords.D(); cr != 0 && cr < r.Retention.Breaches.D() {
+		v.errf("reports.retention.case_records", "case records must be kept at least as long as breaches (%s): a case outlives the events it is about", fmtDur(r.Retention.Breaches.D()))
+	}
 	v.between("reports.health.notify_after", r.Health.NotifyAfter, time.Minute, 24*time.Hour)
 	v.between("reports.health.remind_every", r.Health.RemindEvery, time.Hour, 30*24*time.Hour)
 	if len(r.Recipients["dsl"]) == 0 && strings.TrimSpace(s.Host) != "" {

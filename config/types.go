@@ -95,3 +95,35 @@ func (c *ClockTime) UnmarshalText(b []byte) error {
 	*c = ClockTime(hv*60 + mv)
 	return nil
 }
+
+// Year is how a KeepFor counts a year: 365.25 days.
+const Year = 8766 * time.Hour
+
+// KeepFor is a retention written as "keep" (never purged: 0) or a number
+// of years ("25y", 1 to 100).
+type KeepFor time.Duration
+
+// D returns the value as a duration; 0 means keep.
+func (k KeepFor) D() time.Duration { return time.Duration(k) }
+
+func (k KeepFor) MarshalText() ([]byte, error) {
+	if k == 0 {
+		return []byte("keep"), nil
+	}
+	return []byte(strconv.FormatInt(int64(time.Duration(k)/Year), 10) + "y"), nil
+}
+
+func (k *KeepFor) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "keep" {
+		*k = 0
+		return nil
+	}
+	n, ok := strings.CutSuffix(s, "y")
+	v, err := strconv.ParseUint(n, 10, 8)
+	if !ok || err != nil || v < 1 || v > 100 {
+		return fmt.Errorf("invalid retention %q (\"keep\", or years from 1y to 100y, e.g. 25y)", s)
+	}
+	*k = KeepFor(time.Duration(v) * Year)
+	return nil
+}

@@ -410,8 +410,15 @@ func TestHomePages(t *testing.T) {
 			t.Errorf("DSL home lacks %q", s)
 		}
 	}
-	if strings.Contains(p.body, "pupil.nine") || strings.Contains(p.body, "pupil.six") {
-		t.Errorf("DSL home lists incidents not from today")
+	_, today, _ := strings.Cut(p.body, "<h2>Today:")
+	if strings.Contains(today, "pupil.nine") || strings.Contains(today, "pupil.six") {
+		t.Errorf("DSL home lists incidents not from today under today")
+	}
+	// Open high and critical incidents need attention whatever their day.
+	_, att, _ := strings.Cut(p.body, "Needs attention now")
+	att, _, _ = strings.Cut(att, "</table>")
+	if !strings.Contains(att, "pupil.nine") || !strings.Contains(att, "pupil.six") || strings.Contains(att, "pupil.eight") {
+		t.Errorf("needs attention:\n%s", att)
 	}
 
 	itSecret := r.add("it@school.example", RoleIT, goodPass, true)

@@ -28,13 +28,15 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 
 // rig is a console on a loopback listener over a real database.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	rep   *reports.Store
 	st    *Store
 	srv   *Server
 	http  *httptest.Server
 	clock *clock
 	allow []netip.Prefix
+	full  bool            // full logging on (FullLog)
+	w     *reports.Writer // the event writer (writer())
 	mu    sync.Mutex
 }
 
@@ -43,7 +45,13 @@ var start = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 
 func newRig(t *testing.T, tls bool) *rig {
 	t.Helper()
-	rep, err := reports.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
+	return newRigAt(t, filepath.Join(t.TempDir(), "gatehouse.db"), tls)
+}
+
+// newRigAt is a rig over the database at path.
+func newRigAt(t testing.TB, path string, tls bool) *rig {
+	t.Helper()
+	rep, err := reports.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +65,9 @@ func newRig(t *testing.T, tls bool) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, rep: rep, st: st, clock: &clock{t: start}, allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
-	r.srv, err = New(Options{Store: st, Incidents: rep, School: "Test Primary", Location: london, TLS: tls,
-		Now: r.clock.Now, Allow: func() []netip.Prefix { r.mu.Lock(); defer r.mu.Unlock(); return r.allow }})
+	r.srv, err = New(Options{Store: st, Incidents: rep, Cases: rep, School: "Test Primary", Location: london, TLS: tls,
+		FullLog: func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.full },
+		Now:     r.clock.Now, Allow: func() []netip.Prefix { r.mu.Lock(); defer r.mu.Unlock(); return r.allow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +138,7 @@ func (r *rig) post(c *http.Client, path string, form url.Values, hdr ...string) 
 }
 
 // csrf finds the form token in a page.
-func csrf(t *testing.T, body string) string {
+func csrf(t testing.TB, body string) string {
 	t.Helper()
 	_, rest, ok := strings.Cut(body, `name="csrf" value="`)
 	if !ok {

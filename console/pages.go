@@ -68,7 +68,8 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := sess.account
-	data := map[string]any{"Account": a.Email, "Role": roleName(a.Role), "CSRF": sess.csrf, "Auditor": a.Role == RoleAuditor || a.Role == RoleDSL}
+	data := map[string]any{"Account": a.Email, "Role": roleName(a.Role), "CSRF": sess.csrf, "Auditor": a.Role == RoleAuditor || a.Role == RoleDSL,
+		"Incidents": a.Role != RoleIT}
 	today, week := s.periods()
 	data["Today"], data["Week"] = today, week
 	switch a.Role {
@@ -83,6 +84,14 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		}
 		rows, err := s.bySeverity(keep, true)
 		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		route := ""
+		if keep != nil {
+			route = staffRoute
+		}
+		if err := s.caseHome(data, route); err != nil { // dslhome.go
 			s.fail(w, err)
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -33,6 +34,8 @@ type Incidents interface {
 type Options struct {
 	Store     *Store
 	Incidents Incidents
+	Cases     Cases       // the incident pages (incidents.go); nil: none
+	FullLog   func() bool // full logging on: an incident shows the browsing around it
 	School    string
 	Location  *time.Location        // the school's time zone ("today", "this week")
 	Allow     func() []netip.Prefix // who may reach the console, read per request
@@ -105,12 +108,16 @@ func New(o Options) (*Server, error) {
 	funcs := template.FuncMap{
 		"when": func(t time.Time) string { return t.In(o.Location).Format("Mon 2 Jan 15:04") },
 	}
+	maps.Copy(funcs, s.incidentFuncs())
 	for _, p := range append([]string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message"}, itPages...) {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", p, err)
 		}
 		s.pages[p] = t
+	}
+	if err := s.parsePages(funcs, incidentPages...); err != nil {
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.FileServerFS(assets))
@@ -122,6 +129,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /audit", s.audit)
 	mux.HandleFunc("GET /audit.csv", s.auditCSV)
+	s.incidentRoutes(mux)
 	// The IT pages (it.go) and the identity provider's sign-in (oidc.go).
 	s.itRoutes(mux)
 	if err := s.oidcRoutes(mux); err != nil {
@@ -134,6 +142,18 @@ func New(o Options) (*Server, error) {
 	}))
 	s.h = s.acl(headers(o.TLS, cop.Handler(mux)))
 	return s, nil
+}
+
+// parsePages parses the layout with each page's template.
+func (s *Server) parsePages(funcs template.FuncMap, pages ...string) error {
+	for _, p := range pages {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
+		if err != nil {
+			return fmt.Errorf("console template %s: %w", p, err)
+		}
+		s.pages[p] = t
+	}
+	return nil
 }
 
 // ServeHTTP serves the console.
@@ -309,9 +329,16 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) *session {
 		return nil
 	}
 	if sess == nil {
-		u := "/signin"
+		q := url.Values{}
 		if expired != "" {
-			u += "?expired=" + url.QueryEscape(expired)
+			q.Set("expired", expired)
+		}
+		if r.Method == http.MethodGet && safeNext(r.URL.RequestURI()) && r.URL.Path != "/" {
+			q.Set("next", r.URL.RequestURI()) // back here after sign-in (an alert's link)
+		}
+		u := "/signin"
+		if len(q) > 0 {
+			u += "?" + q.Encode()
 		}
 		http.Redirect(w, r, u, http.StatusSeeOther)
 		return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -18,15 +19,16 @@ var expiredText = map[string]string{
 }
 
 func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
+	next := nextPage(r.URL.Query().Get("next"))
 	if sess, _, err := s.session(r, stageFull); err == nil && sess != nil {
-		http.Redirect(w, r, "/", http.StatusSeeOther)
+		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
 	note := expiredText[r.URL.Query().Get("expired")]
 	if note == "" && r.URL.Query().Has("expired") {
 		note = "Please sign in again."
 	}
-	s.render(w, http.StatusOK, "signin", map[string]any{"Note": note})
+	s.render(w, http.StatusOK, "signin", map[string]any{"Note": note, "Next": next})
 }
 
 // addrKey is the failure-count key of the client's address: IPv6
@@ -163,21 +165,41 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	next := nextPage(r.PostFormValue("next"))
 	if stage == stageCode {
-		http.Redirect(w, r, "/signin/code", http.StatusSeeOther)
+		http.Redirect(w, r, "/signin/code?"+url.Values{"next": {next}}.Encode(), http.StatusSeeOther)
 		return
 	}
-	s.signedInOK(w, r, a, now, "password")
+	s.signedInOK(w, r, a, now, "password", next)
+}
+
+// safeNext reports whether p is a page of this console to go back to
+// after sign-in: a path on this host, never another site ("//host",
+// "/\\host", "https://...").
+func safeNext(p string) bool {
+	if p == "" || len(p) > 1024 || p[0] != '/' || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n\t") {
+		return false
+	}
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "/signin")
+}
+
+// nextPage is p when safeNext allows it, else home.
+func nextPage(p string) string {
+	if safeNext(p) {
+		return p
+	}
+	return "/"
 }
 
 // signedInOK finishes a sign-in: clears the account's failures, audits
-// it and goes home.
-func (s *Server) signedInOK(w http.ResponseWriter, r *http.Request, a Account, now time.Time, how string) {
+// it and goes to next (home, or the page that asked for sign-in).
+func (s *Server) signedInOK(w http.ResponseWriter, r *http.Request, a Account, now time.Time, how, next string) {
 	if err := s.finishSignIn(r, a, now, how); err != nil {
 		s.fail(w, err)
 		return
 	}
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	http.Redirect(w, r, nextPage(next), http.StatusSeeOther)
 }
 
 // finishSignIn clears the account's failures and audits the sign-in.
@@ -198,7 +220,7 @@ func (s *Server) codeForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/signin?expired="+expired, http.StatusSeeOther)
 		return
 	}
-	s.render(w, http.StatusOK, "code", map[string]any{"CSRF": sess.csrf})
+	s.render(w, http.StatusOK, "code", map[string]any{"CSRF": sess.csrf, "Next": nextPage(r.URL.Query().Get("next"))})
 }
 
 func (s *Server) code(w http.ResponseWriter, r *http.Request) {
@@ -241,7 +263,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
-		s.render(w, http.StatusUnauthorized, "code", map[string]any{"CSRF": sess.csrf,
+		s.render(w, http.StatusUnauthorized, "code", map[string]any{"CSRF": sess.csrf, "Next": nextPage(r.PostFormValue("next")),
 			"Error": "That code is wrong or has been used. Enter the 6-digit code your authenticator app shows now."})
 		return
 	}
@@ -258,7 +280,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 	if sess.stage == stageCodeOIDC {
 		how = "oidc " + s.o.OIDC.Issuer + " and code"
 	}
-	s.signedInOK(w, r, a, now, how)
+	s.signedInOK(w, r, a, now, how, r.PostFormValue("next"))
 }
 
 func (s *Server) endSession(sess *session) error {

@@ -55,7 +55,7 @@ func NewAlerter(st *Store, opt Options, roles Roles, school string, loc *time.Lo
 	if loc == nil {
 		loc = time.UTC
 	}
-	return &Alerter{st: st, opt: opt, roles: roles, r: renderer{school: school, loc: loc}, mailer: m, wake: make(chan struct{}, 1)}
+	return &Alerter{st: st, opt: opt, roles: roles, r: renderer{school: school, loc: loc, console: opt.ConsoleURL}, mailer: m, wake: make(chan struct{}, 1)}
 }
 
 // Wake makes Run check now (the writer calls it after high events).
@@ -169,7 +169,7 @@ func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, 
 		return false, err
 	}
 	role := a.roles.resolve(cur.Route)
-	m := &Message{Kind: "alert", Role: role, Recipients: slices.Clone(a.roles[role]), Subject: subject, Text: text, HTML: html}
+	m := &Message{Kind: "alert", Role: role, Recipients: slices.Clone(a.roles[role]), Subject: subject, Text: text, HTML: html, Incident: cur.ID}
 	key := fmt.Sprintf("alert-%d-%d", cur.ID, cur.Count)
 	if err := enqueue(tx, m, key, now); err != nil {
 		return false, err
@@ -181,6 +181,13 @@ func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, 
 	if _, err := tx.ExecContext(ctx, `UPDATE incidents SET alerted_count = ?, last_alert_ts = ?, status = ? WHERE id = ?`,
 		cur.Count, ms(now), status, cur.ID); err != nil {
 		return false, err
+	}
+	if reopened {
+		// The case log says the closed case was reopened, and why.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO case_log (incident_id, ts, author, kind, before_text, after_text) VALUES (?, ?, ?, ?, ?, ?)`,
+			cur.ID, ms(now), "gatehouse", "reopened", CaseClosed, fmt.Sprintf("open: %d new attempt(s) after it was closed; alerted again", attempts)); err != nil {
+			return false, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return false, err

@@ -45,7 +45,7 @@ func NewDigester(st *Store, opt Options, roles Roles, school string, loc *time.L
 	if loc == nil {
 		loc = time.UTC
 	}
-	d := &Digester{st: st, opt: opt, roles: roles, r: renderer{school: school, loc: loc}, sendEmpty: sendEmpty, mailer: m}
+	d := &Digester{st: st, opt: opt, roles: roles, r: renderer{school: school, loc: loc, console: opt.ConsoleURL}, sendEmpty: sendEmpty, mailer: m}
 	for _, s := range schedules {
 		sc, err := cron.ParseStandard(s.Spec)
 		if err != nil {
@@ -420,7 +420,11 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 		}
 		dd.Trend = fmt.Sprintf("%d attempts, %s %.0f%% on the previous period (%d).", dd.Total, dir, pct, dd.Prev)
 	}
-	dd.Advice = append(dd.Advice, "Record what you decide and why (KCSIE); acknowledge incidents with gatehouse incidents --ack ID.")
+	if d.r.console != "" {
+		dd.Advice = append(dd.Advice, "Record what you decide and why (KCSIE): open each incident from its link, add a case note and close it with the outcome.")
+	} else {
+		dd.Advice = append(dd.Advice, "Record what you decide and why (KCSIE): find each incident by its reference (#) under Incidents in the console, add a case note and close it with the outcome. (The references are not links: console.url is not set in Gatehouse's config.)")
+	}
 	text, html, err := d.r.digest(dd)
 	if err != nil {
 		return nil, err

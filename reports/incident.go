@@ -175,8 +175,7 @@ var kindNames = map[int]string{kindBreach: "breach", kindProbe: "probe", kindQue
 // each (so exports stream). Restricted-tier names are replaced by the
 // list's description: they are never shown.
 func (s *Store) Events(f Filter, fn func(StoredEvent) error) error {
-	q := `SELECT id, ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search, action, reason, category,
-		severity, route, list, flags, count, incident_id, entry, ref, note FROM events WHERE ts >= ?`
+	q := `SELECT ` + eventCols + ` FROM events WHERE ts >= ?`
 	args := []any{ms(f.Since)}
 	switch {
 	case f.Mistakes:
@@ -206,28 +205,43 @@ func (s *Store) Events(f Filter, fn func(StoredEvent) error) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var e StoredEvent
-		var ts int64
-		var kind, sev, flags int
-		var inc sql.NullInt64
-		if err := rows.Scan(&e.ID, &ts, &kind, &e.Source, &e.Protocol, &e.Client, &e.Device, &e.User, &e.Group, &e.Name, &e.QType,
-			&e.URL, &e.SearchTerm, &e.Action, &e.Reason, &e.Category, &sev, &e.Route, &e.List, &flags, &e.Count, &inc,
-			&e.Entry, &e.Ref, &e.Note); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return err
-		}
-		e.Time, e.Kind, e.Severity = fromMS(ts), kindNames[kind], bl.Severity(sev)
-		e.Restricted, e.Bypass, e.Incident = flags&flagRestricted != 0, flags&flagBypass != 0, inc.Int64
-		if e.Restricted || isRestricted(e.Category) {
-			e.Name, e.URL, e.SearchTerm, e.List = restrictedText(e.Category), "", "", ""
-			if !isSHA256Hex(e.Entry) {
-				e.Entry = ""
-			}
 		}
 		if err := fn(e); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// eventCols are the columns scanEvent reads.
+const eventCols = `id, ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search, action, reason, category,
+		severity, route, list, flags, count, incident_id, entry, ref, note`
+
+// scanEvent reads a row of eventCols, replacing restricted-tier names by
+// the list's description.
+func scanEvent(r scanner) (StoredEvent, error) {
+	var e StoredEvent
+	var ts int64
+	var kind, sev, flags int
+	var inc sql.NullInt64
+	if err := r.Scan(&e.ID, &ts, &kind, &e.Source, &e.Protocol, &e.Client, &e.Device, &e.User, &e.Group, &e.Name, &e.QType,
+		&e.URL, &e.SearchTerm, &e.Action, &e.Reason, &e.Category, &sev, &e.Route, &e.List, &flags, &e.Count, &inc,
+		&e.Entry, &e.Ref, &e.Note); err != nil {
+		return e, err
+	}
+	e.Time, e.Kind, e.Severity = fromMS(ts), kindNames[kind], bl.Severity(sev)
+	e.Restricted, e.Bypass, e.Incident = flags&flagRestricted != 0, flags&flagBypass != 0, inc.Int64
+	if e.Restricted || isRestricted(e.Category) {
+		e.Restricted = true
+		e.Name, e.URL, e.SearchTerm, e.List = restrictedText(e.Category), "", "", ""
+		if !isSHA256Hex(e.Entry) {
+			e.Entry = ""
+		}
+	}
+	return e, nil
 }
 
 func isRestricted(cat string) bool {

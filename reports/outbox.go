@@ -27,6 +27,7 @@ type Message struct {
 	Text, HTML string
 	MessageID  string
 	Created    time.Time
+	Incident   int64 // the incident an alert is about (0: none)
 }
 
 // enqueue stores m in the outbox inside tx. Its Message-ID is key, the
@@ -42,9 +43,9 @@ func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
 	}
 	m.MessageID = "<" + key + "." + install + "@" + idHost() + ">"
 	m.Created = now
-	res, err := tx.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, next_ts)
-		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(message_id) DO NOTHING`,
-		m.Kind, ms(now), m.Role, string(rc), m.Subject, m.Text, m.HTML, m.MessageID, ms(now))
+	res, err := tx.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, next_ts, incident_id)
+		VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(message_id) DO NOTHING`,
+		m.Kind, ms(now), m.Role, string(rc), m.Subject, m.Text, m.HTML, m.MessageID, ms(now), m.Incident)
 	if err != nil {
 		return fmt.Errorf("queueing mail: %w", err)
 	}

@@ -25,10 +25,13 @@ type view struct {
 	Samples  []string
 	Attempts int64
 	Note     string
+	Ref      string // "#12"
+	Link     string // the console's page for it ("" without console.url)
 }
 
 func (r *renderer) incidentView(i *Incident, attempts int64, first, last time.Time) view {
-	v := view{Severity: strings.ToUpper(i.Severity.String()), Who: i.whoText(), What: i.whatText(), Attempts: attempts}
+	v := view{Severity: strings.ToUpper(i.Severity.String()), Who: i.whoText(), What: i.whatText(), Attempts: attempts,
+		Ref: incidentRef(i.ID), Link: r.link(i.ID)}
 	v.When = r.span(first, last)
 	if !i.Restricted && !isRestricted(i.Category) {
 		v.Samples = i.Samples
@@ -37,8 +40,20 @@ func (r *renderer) incidentView(i *Incident, attempts int64, first, last time.Ti
 }
 
 type renderer struct {
-	school string
-	loc    *time.Location
+	school  string
+	loc     *time.Location
+	console string // console.url: links to incidents ("": none)
+}
+
+// incidentRef is an incident's reference as mail gives it.
+func incidentRef(id int64) string { return fmt.Sprintf("#%d", id) }
+
+// link is the console's page for an incident, "" without console.url.
+func (r *renderer) link(id int64) string {
+	if r.console == "" || id == 0 {
+		return ""
+	}
+	return strings.TrimRight(r.console, "/") + fmt.Sprintf("/incidents/%d", id)
 }
 
 func (r *renderer) local(t time.Time) string {
@@ -89,6 +104,8 @@ type alertData struct {
 
 var alertText = texttemplate.Must(texttemplate.New("alert").Parse(`{{.Title}}
 
+Incident: {{.V.Ref}}
+{{template "link" .V}}
 Who:      {{.V.Who}}
 When:     {{.V.When}}
 What:     {{.V.What}}
@@ -100,7 +117,14 @@ What to do: {{.Advice}}
 
 -- 
 Gatehouse web filter, {{.School}}. Severity {{.V.Severity}}.
-`))
+` + linkText))
+
+// linkText and linkHTML give an incident's console link, or say plainly
+// that there is none (console.url not set). The link grants nothing: the
+// console asks for sign-in first.
+const linkText = `{{define "link"}}{{if .Link}}Open:     {{.Link}} (the console asks you to sign in){{else}}Open:     no link, as console.url is not set: find {{.Ref}} under Incidents in the console{{end}}{{end}}`
+
+const linkHTML = `{{define "link"}}<p><b>Incident {{.Ref}}</b>: {{if .Link}}<a href="{{.Link}}">open it in the console</a> (the console asks you to sign in){{else}}no link, as console.url is not set: find {{.Ref}} under Incidents in the console{{end}}</p>{{end}}`
 
 const htmlHead = `<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font-family:-apple-system,Segoe UI,Roboto,Arial,sans-serif;font-size:16px;line-height:1.4;margin:0;padding:12px;color:#111;max-width:640px}
@@ -111,11 +135,12 @@ table{border-collapse:collapse;width:100%}td{padding:3px 4px;border-bottom:1px s
 
 var alertHTML = htmltemplate.Must(htmltemplate.New("alert").Parse(htmlHead + `
 <h1><span class="sev {{.V.Severity}}">{{.V.Severity}}</span> {{.Title}}</h1>
+{{template "link" .V}}
 <div class="inc"><b>Who:</b> {{.V.Who}}<br><b>When:</b> {{.V.When}}<br><b>What:</b> {{.V.What}}<br>
 <b>Attempts:</b> {{.V.Attempts}}{{if .FollowUp}} more since the alert at {{.Since}}{{end}}
 {{- if .V.Samples}}<br><span class="muted">{{range $i, $s := .V.Samples}}{{if $i}} · {{end}}{{$s}}{{end}}</span>{{end}}</div>
 <div class="do"><b>What to do:</b> {{.Advice}}</div>
-<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
+<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>` + linkHTML))
 
 // alert renders an incident's alert: a first alert, a follow-up (more
 // attempts since the last alert) or, with reopened, new attempts after the
@@ -199,6 +224,7 @@ message confirms that reports are being delivered.
 INCIDENTS (most serious first)
 {{range .Incidents}}
 [{{.Severity}}] {{.What}}, {{.Attempts}} attempt(s)
+  Ref:  {{.Ref}}{{if .Link}}, {{.Link}}{{end}}
   Who:  {{.Who}}
   When: {{.When}}
 {{- range .Samples}}
@@ -250,6 +276,7 @@ var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
 {{else}}<p>No incidents in this period. Gatehouse is running and filtering; this message confirms that reports are being delivered.</p>
 {{end}}{{else}}<h2>Incidents, most serious first</h2>
 {{range .Incidents}}<div class="inc"><span class="sev {{.Severity}}">{{.Severity}}</span> <b>{{.What}}</b>, {{.Attempts}} attempt(s)<br>
+<b>Incident:</b> {{if .Link}}<a href="{{.Link}}">{{.Ref}}</a>{{else}}{{.Ref}}{{end}}<br>
 <b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}
 {{- if .Samples}}<br><span class="muted">{{range $i, $s := .Samples}}{{if $i}} · {{end}}{{$s}}{{end}}</span>{{end}}
 <br><span class="muted">{{.Note}}</span></div>

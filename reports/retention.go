@@ -18,12 +18,14 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 		q   string
 		arg int64
 	}{
-		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 1 AND ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
+		// Events of a case record (an incident the DSL acted on) go with
+		// the case (purgeCases), not here.
+		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 1 AND ts < ? AND (incident_id IS NULL OR incident_id NOT IN (SELECT id FROM incidents WHERE case_ts > 0)) LIMIT 5000)`, ms(now.Add(-breaches))},
 		// "Report a mistake" forms are kept as long as breaches.
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 4 AND ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 2 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 3 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
-		{`DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE last_ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
+		{`DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE last_ts < ? AND case_ts = 0 LIMIT 5000)`, ms(now.Add(-breaches))},
 		// Sent mail is kept as long as breaches (it is the record of who
 		// was told what).
 		{`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_ts > 0 AND sent_ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
@@ -52,11 +54,26 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 	return total, nil
 }
 
-// RunPurge purges daily (and once at start) until ctx is done.
-func (s *Store) RunPurge(ctx context.Context, opt Options, breaches, queryLog time.Duration) {
+// PurgeCases deletes the case records (incidents the DSL acted on: an
+// assignment, note or status change; their case log and events) whose
+// last attempt and closing are both older than keep. keep 0 keeps them
+// (reports.retention.case_records: keep).
+func (s *Store) PurgeCases(ctx context.Context, now time.Time, keep time.Duration) (int64, error) {
+	return s.purgeCases(ctx, now, keep)
+}
+
+// RunPurge purges daily (and once at start) until ctx is done: events and
+// incidents by breaches and queryLog, case records by caseRecords (0:
+// kept).
+func (s *Store) RunPurge(ctx context.Context, opt Options, breaches, queryLog, caseRecords time.Duration) {
 	opt.fill()
 	for {
 		n, err := s.Purge(ctx, opt.Now(), breaches, queryLog)
+		if err == nil {
+			var c int64
+			c, err = s.PurgeCases(ctx, opt.Now(), caseRecords)
+			n += c
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			opt.Log.Error("retention purge failed", "err", err)

@@ -22,6 +22,9 @@ type Parts struct {
 	Loc       *time.Location
 	Breaches  time.Duration
 	QueryLog  time.Duration
+	// CaseRecords is how long case records are kept (0: kept until
+	// deleted by hand).
+	CaseRecords time.Duration
 
 	// Problems, if set, is the running Gatehouse's health: lasting
 	// problems are mailed to IT (health.go) after HealthAfter, with a
@@ -44,6 +47,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			AlertSeverity:      r.AlertSeverity,
 			AlertDedup:         r.AlertDedup.D(),
 			MistakeMailEvery:   r.MistakeMailEvery.D(),
+			ConsoleURL:         cfg.Console.URL,
 			QueueSize:          cfg.DNS.Events.Queue,
 			Log:                log,
 		},
@@ -53,6 +57,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 		Loc:          cfg.Location(),
 		Breaches:     r.Retention.Breaches.D(),
 		QueryLog:     r.Retention.QueryLog.D(),
+		CaseRecords:  r.Retention.CaseRecords.D(),
 		HealthAfter:  r.Health.NotifyAfter.D(),
 		HealthRemind: r.Health.RemindEvery.D(),
 		Mail: MailConfig{
@@ -108,7 +113,7 @@ func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
 	s.goRun(func() { s.Mailer.Run(ctx) })
 	s.goRun(func() { s.Alerter.Run(ctx, 15*time.Second) })
 	s.goRun(func() { s.Digester.Run(ctx) })
-	s.goRun(func() { st.RunPurge(ctx, p.Options, p.Breaches, p.QueryLog) })
+	s.goRun(func() { st.RunPurge(ctx, p.Options, p.Breaches, p.QueryLog, p.CaseRecords) })
 	if p.Problems != nil {
 		n := NewHealthNotifier(st, p.Options, p.Roles, p.School, p.Loc, s.Mailer, p.Problems)
 		if p.HealthAfter > 0 {

@@ -136,6 +136,31 @@ var migrations = []string{
 		actor    TEXT NOT NULL,  -- the console account
 		ts       INTEGER NOT NULL
 	);`,
+	// 7: case records (cases.go): who an incident is assigned to, its
+	// outcome and closing, a log of every assignment, note and status
+	// change; the incident each alert was about; and the indexes the
+	// console's pages need. (No new index on events: each costs the
+	// writer; a person's history goes through incidents_who and
+	// events_incident.)
+	`ALTER TABLE incidents ADD COLUMN assignee TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN closed_ts INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE incidents ADD COLUMN case_ts INTEGER NOT NULL DEFAULT 0; -- first action recorded: a case record
+	CREATE TABLE case_log (
+		id          INTEGER PRIMARY KEY,
+		incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+		ts          INTEGER NOT NULL,
+		author      TEXT NOT NULL,
+		kind        TEXT NOT NULL, -- assign, note, status, reopened
+		before_text TEXT NOT NULL DEFAULT '',
+		after_text  TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX case_log_incident ON case_log(incident_id, ts);
+	CREATE INDEX incidents_case ON incidents(case_ts, last_ts);
+	ALTER TABLE outbox ADD COLUMN incident_id INTEGER NOT NULL DEFAULT 0;
+	UPDATE outbox SET incident_id = CAST(substr(message_id, 8, instr(substr(message_id, 8), '-') - 1) AS INTEGER)
+		WHERE kind = 'alert' AND message_id LIKE '<alert-%';
+	CREATE INDEX outbox_incident ON outbox(incident_id);`,
 }
 
 // SchemaVersion is the schema this build writes.

@@ -40,7 +40,10 @@ type Options struct {
 	AlertDedup         time.Duration // default 10m
 	MistakeMailEvery   time.Duration // at most one "report a mistake" mail to IT per this (default 5m)
 	QueueSize          int           // default 10000
-	MaxBatch           int           // default 5000
+	// ConsoleURL is the console's external base URL (console.url): alerts
+	// and digests link to each incident under it. "": the reference only.
+	ConsoleURL string
+	MaxBatch   int // default 5000
 	// SpillDir holds the spill files written while the database fails;
 	// default: the database's directory.
 	SpillDir string

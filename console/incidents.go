@@ -1,0 +1,517 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// The DSL's incident pages: the list, one incident with its case record
+// and actions, a person's or device's history, and the evidence export.
+// Every page that names a person is audited before it is sent; an
+// account that may not open a page is refused (403) and the attempt is
+// audited too.
+
+// Bounds on what one page shows.
+const (
+	pageSize      = 50   // incidents per list page
+	maxTimeline   = 500  // an incident's attempts shown (the export has them all up to maxExport)
+	maxAround     = 500  // events in the ±1 hour around an incident
+	maxHistory    = 1000 // events in a history page
+	maxExport     = 100_000
+	maxHistoryDay = 366 // longest history range, days
+	aroundWindow  = time.Hour
+)
+
+// incidentPages are the templates of this file.
+var incidentPages = []string{"incidents", "incident", "history", "evidence"}
+
+// incidentRoutes adds the incident pages to mux.
+func (s *Server) incidentRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /incidents", s.incidentList)
+	mux.HandleFunc("GET /incidents/{id}", s.incidentPage)
+	mux.HandleFunc("POST /incidents/{id}/assign", s.incidentAssign)
+	mux.HandleFunc("POST /incidents/{id}/note", s.incidentNote)
+	mux.HandleFunc("POST /incidents/{id}/state", s.incidentState)
+	mux.HandleFunc("GET /incidents/{id}/evidence", s.evidenceHTML)
+	mux.HandleFunc("GET /incidents/{id}/evidence.csv", s.evidenceCSV)
+	mux.HandleFunc("GET /history", s.history)
+}
+
+// incidentFuncs are the template functions the incident pages add.
+func (s *Server) incidentFuncs() template.FuncMap {
+	return template.FuncMap{
+		"sev":            func(v bl.Severity) string { return v.String() },
+		"day":            func(t time.Time) string { return t.In(s.o.Location).Format("2006-01-02") },
+		"clock":          func(t time.Time) string { return t.In(s.o.Location).Format("15:04:05") },
+		"full":           func(t time.Time) string { return t.In(s.o.Location).Format("Mon 2 Jan 2006 15:04:05") },
+		"ref":            func(id int64) string { return fmt.Sprintf("#%d", id) },
+		"restrictedList": restrictedList,
+	}
+}
+
+// base is the layout's data for a signed-in account.
+func base(sess *session) map[string]any {
+	a := sess.account
+	return map[string]any{"Account": a.Email, "Role": roleName(a.Role), "CSRF": sess.csrf,
+		"Auditor": a.Role == RoleAuditor || a.Role == RoleDSL, "Incidents": a.Role != RoleIT}
+}
+
+// record writes an audit entry for the signed-in account.
+func (s *Server) record(r *http.Request, sess *session, action, target, detail string) error {
+	return s.o.Store.Audit(Entry{Time: s.o.Now(), Actor: sess.account.Email, Addr: clientAddr(r).String(), Action: action, Target: target, Detail: detail})
+}
+
+// refuse answers 403 after auditing the attempt (a page is not refused
+// unaudited: if the audit fails the answer is still 403).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, sess *session, target, why string) {
+	if err := s.record(r, sess, "denied", target, why); err != nil {
+		s.o.Log.Error("console: auditing a refused request", "err", err)
+	}
+	s.message(w, http.StatusForbidden, "Not for this account", why)
+}
+
+// incidentTarget is how the audit log names an incident and whose it is.
+func incidentTarget(id int64) string { return "incident:" + strconv.FormatInt(id, 10) }
+
+// casesSession returns the signed-in account when it may see incidents at
+// all, answering for it otherwise.
+func (s *Server) casesSession(w http.ResponseWriter, r *http.Request, target string) *session {
+	sess := s.signedIn(w, r)
+	if sess == nil {
+		return nil
+	}
+	if s.o.Cases == nil {
+		s.message(w, http.StatusNotFound, "No incidents here", "This console has no incident store.")
+		return nil
+	}
+	if _, ok := routeFor(sess.account.Role); !ok {
+		s.refuse(w, r, sess, target, "Incident details are for the safeguarding team (DSL, headteacher for staff, auditors). This account sees counts only.")
+		return nil
+	}
+	return sess
+}
+
+// listQuery reads the list's filters from the URL.
+type listQuery struct {
+	Period, Severity, State string
+	Bypass                  bool
+	Page                    int
+}
+
+func (s *Server) parseList(v url.Values) (listQuery, reports.IncidentQuery) {
+	lq := listQuery{Period: v.Get("period"), Severity: v.Get("severity"), State: v.Get("state"), Bypass: v.Get("bypass") == "1"}
+	today, week := s.periods()
+	q := reports.IncidentQuery{AnySeverity: true, Limit: pageSize, Bypass: lq.Bypass}
+	switch lq.Period {
+	case "today":
+		q.Since = today
+	case "30d":
+		q.Since = today.AddDate(0, 0, -30)
+	case "all":
+	default:
+		lq.Period, q.Since = "week", week
+	}
+	if sv, err := bl.ParseSeverity(lq.Severity); err == nil && lq.Severity != "" {
+		q.Severity, q.AnySeverity = sv, false
+	} else {
+		lq.Severity = ""
+	}
+	switch lq.State {
+	case reports.CaseOpen, reports.CaseClosed:
+		q.State = lq.State
+	default:
+		lq.State = ""
+	}
+	lq.Page, _ = strconv.Atoi(v.Get("page"))
+	lq.Page = min(max(lq.Page, 1), 100_000)
+	q.Offset = (lq.Page - 1) * pageSize
+	return lq, q
+}
+
+// href is the list's URL with its filters and another page.
+func (lq listQuery) href(page int) string {
+	v := url.Values{"period": {lq.Period}}
+	if lq.Severity != "" {
+		v.Set("severity", lq.Severity)
+	}
+	if lq.State != "" {
+		v.Set("state", lq.State)
+	}
+	if lq.Bypass {
+		v.Set("bypass", "1")
+	}
+	if page > 1 {
+		v.Set("page", strconv.Itoa(page))
+	}
+	return "/incidents?" + v.Encode()
+}
+
+func (s *Server) incidentList(w http.ResponseWriter, r *http.Request) {
+	sess := s.casesSession(w, r, "incidents")
+	if sess == nil {
+		return
+	}
+	lq, q := s.parseList(r.URL.Query())
+	q.Route, _ = routeFor(sess.account.Role)
+	list, total, err := s.o.Cases.IncidentPage(q)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := s.record(r, sess, "view", "incidents", "incident list "+strings.TrimPrefix(lq.href(lq.Page), "/incidents?")); err != nil {
+		s.fail(w, err)
+		return
+	}
+	data := base(sess)
+	pages := max((total+pageSize-1)/pageSize, 1)
+	data["List"], data["Total"], data["Q"], data["Page"], data["Pages"] = list, total, lq, lq.Page, pages
+	if lq.Page > 1 {
+		data["Prev"] = lq.href(lq.Page - 1)
+	}
+	if lq.Page < pages {
+		data["Next"] = lq.href(lq.Page + 1)
+	}
+	data["Severities"] = []string{"critical", "high", "medium", "low", "info"}
+	data["Staff"] = sess.account.Role == RoleHeadteacher
+	s.render(w, http.StatusOK, "incidents", data)
+}
+
+// loadCase reads the incident in the path for an account that may see
+// it, answering (404, or 403 audited) otherwise.
+func (s *Server) loadCase(w http.ResponseWriter, r *http.Request) (*session, *reports.Case) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	target := incidentTarget(id)
+	if err != nil || id <= 0 {
+		target = "incident:?"
+	}
+	sess := s.casesSession(w, r, target)
+	if sess == nil {
+		return nil, nil
+	}
+	if err != nil || id <= 0 {
+		s.message(w, http.StatusNotFound, "No such incident", "There is no incident with that reference.")
+		return nil, nil
+	}
+	c, err := s.o.Cases.Case(id)
+	if errors.Is(err, reports.ErrNoIncident) {
+		s.message(w, http.StatusNotFound, "No such incident", fmt.Sprintf("There is no incident #%d. It may have been removed by the retention policy.", id))
+		return nil, nil
+	}
+	if err != nil {
+		s.fail(w, err)
+		return nil, nil
+	}
+	if !maySee(sess.account, &c) {
+		s.refuse(w, r, sess, target, "This incident is not about a member of staff: it is for the DSL.")
+		return nil, nil
+	}
+	return sess, &c
+}
+
+// timeline is an incident's attempts with the sites, URLs and search
+// terms among them (restricted-tier entries only as the list's title).
+type timeline struct {
+	Events                []reports.StoredEvent
+	Sites, URLs, Searches []string
+	More                  bool
+}
+
+func makeTimeline(evs []reports.StoredEvent, limit int) timeline {
+	t := timeline{Events: evs}
+	if len(evs) > limit {
+		t.Events, t.More = evs[:limit], true
+	}
+	add := func(list *[]string, v string) {
+		if v != "" && len(*list) < 100 && !slices.Contains(*list, v) {
+			*list = append(*list, v)
+		}
+	}
+	for _, e := range t.Events {
+		add(&t.Sites, e.Name)
+		add(&t.URLs, e.URL)
+		add(&t.Searches, e.SearchTerm)
+	}
+	return t
+}
+
+func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
+	sess, c := s.loadCase(w, r)
+	if sess == nil {
+		return
+	}
+	evs, err := s.o.Cases.IncidentEvents(c.ID, maxTimeline+1)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	log, err := s.o.Cases.CaseLog(c.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	alerts, err := s.o.Cases.Alerts(c.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	data := base(sess)
+	full := s.o.FullLog != nil && s.o.FullLog()
+	if full {
+		around, err := s.o.Cases.AroundEvents(c.Client, c.User, c.First.Add(-aroundWindow), c.Last.Add(aroundWindow), maxAround+1)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		data["Around"] = makeTimeline(around, maxAround)
+	}
+	var assignees []string
+	if mayAct(sess.account, c) {
+		accts, err := s.o.Store.Accounts()
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		for _, a := range accts {
+			if !a.Disabled && (a.Role == RoleDSL || (a.Role == RoleHeadteacher && c.Route == staffRoute)) {
+				assignees = append(assignees, a.Email)
+			}
+		}
+	}
+	// The look is audited before anything is sent.
+	if err := s.record(r, sess, "view", incidentTarget(c.ID), "incident page: record of "+c.Who); err != nil {
+		s.fail(w, err)
+		return
+	}
+	data["C"], data["T"], data["Log"], data["Alerts"], data["FullLog"] = c, makeTimeline(evs, maxTimeline), log, alerts, full
+	data["Act"], data["Assignees"], data["Outcomes"] = mayAct(sess.account, c), assignees, reports.Outcomes
+	data["Histories"] = histories(c)
+	s.render(w, http.StatusOK, "incident", data)
+}
+
+// histLink is a link to a person's, device's or address's history.
+type histLink struct{ Label, Href string }
+
+func histories(c *reports.Case) []histLink {
+	var out []histLink
+	add := func(label, who string) {
+		out = append(out, histLink{label, "/history?" + url.Values{"who": {who}}.Encode()})
+	}
+	if c.User != "" {
+		add("History of "+c.User, "user:"+c.User)
+	}
+	if c.Device != "" {
+		add("History of device "+c.Device, "device:"+c.Device)
+	}
+	if c.Client != "" {
+		add("History of address "+c.Client, "ip:"+c.Client)
+	}
+	return out
+}
+
+// actSession checks a change's session, form token and rights.
+func (s *Server) actSession(w http.ResponseWriter, r *http.Request) (*session, *reports.Case) {
+	sess, c := s.loadCase(w, r)
+	if sess == nil {
+		return nil, nil
+	}
+	if !checkCSRF(r, sess) {
+		s.message(w, http.StatusForbidden, "Request refused", "The form had expired. Open the incident again and retry.")
+		return nil, nil
+	}
+	if !mayAct(sess.account, c) {
+		s.refuse(w, r, sess, incidentTarget(c.ID), "This account may read incidents but not change them.")
+		return nil, nil
+	}
+	return sess, c
+}
+
+// changed audits a change and goes back to the incident.
+func (s *Server) changed(w http.ResponseWriter, r *http.Request, sess *session, c *reports.Case, action, detail string) {
+	if err := s.record(r, sess, action, incidentTarget(c.ID), detail); err != nil {
+		s.fail(w, err)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/incidents/%d", c.ID), http.StatusSeeOther)
+}
+
+func (s *Server) incidentAssign(w http.ResponseWriter, r *http.Request) {
+	sess, c := s.actSession(w, r)
+	if sess == nil {
+		return
+	}
+	to := NormalEmail(r.PostFormValue("assignee"))
+	if to != "" {
+		a, err := s.o.Store.Account(to)
+		if err != nil || a.Disabled || !(a.Role == RoleDSL || (a.Role == RoleHeadteacher && c.Route == staffRoute)) {
+			s.message(w, http.StatusBadRequest, "Not assigned", "An incident can be assigned to an active DSL account (or the headteacher, for staff).")
+			return
+		}
+	}
+	before, err := s.o.Cases.Assign(c.ID, sess.account.Email, to, s.o.Now())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.changed(w, r, sess, c, "incident.assign", fmt.Sprintf("before=%q after=%q", before, to))
+}
+
+func (s *Server) incidentNote(w http.ResponseWriter, r *http.Request) {
+	sess, c := s.actSession(w, r)
+	if sess == nil {
+		return
+	}
+	note := strings.TrimSpace(r.PostFormValue("note"))
+	if note == "" || len(note) > reports.MaxNote {
+		s.message(w, http.StatusBadRequest, "Note not added", fmt.Sprintf("A case note needs some text, at most %d characters.", reports.MaxNote))
+		return
+	}
+	if err := s.o.Cases.AddNote(c.ID, sess.account.Email, note, s.o.Now()); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.changed(w, r, sess, c, "incident.note", fmt.Sprintf("before=%q after=%q", "", note))
+}
+
+func (s *Server) incidentState(w http.ResponseWriter, r *http.Request) {
+	sess, c := s.actSession(w, r)
+	if sess == nil {
+		return
+	}
+	state, outcome := r.PostFormValue("state"), r.PostFormValue("outcome")
+	if state == reports.CaseClosed && !reports.ValidOutcome(outcome) {
+		s.message(w, http.StatusBadRequest, "Not closed", "Choose the outcome before closing: "+strings.Join(reports.Outcomes, "; ")+".")
+		return
+	}
+	if state != reports.CaseClosed && state != reports.CaseOpen {
+		s.message(w, http.StatusBadRequest, "Not changed", "Choose open or closed.")
+		return
+	}
+	before, after, err := s.o.Cases.SetState(c.ID, sess.account.Email, state, outcome, s.o.Now())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.changed(w, r, sess, c, "incident.status", fmt.Sprintf("before=%q after=%q", before, after))
+}
+
+// history shows one person's, device's or address's incidents and
+// blocked attempts over a date range (default: the last 30 days).
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	who := r.URL.Query().Get("who")
+	target := "person:" + who
+	sess := s.casesSession(w, r, target)
+	if sess == nil {
+		return
+	}
+	kind, name, _ := strings.Cut(who, ":")
+	if name == "" || (kind != "user" && kind != "device" && kind != "ip") || len(who) > 300 {
+		s.message(w, http.StatusBadRequest, "Whose history?", "Open a history from an incident's page (a user, device or address).")
+		return
+	}
+	today, _ := s.periods()
+	from, to := today.AddDate(0, 0, -30), today
+	var bad []string
+	if v := r.URL.Query().Get("from"); v != "" {
+		if t, err := time.ParseInLocation("2006-01-02", v, s.o.Location); err == nil {
+			from = t
+		} else {
+			bad = append(bad, "from")
+		}
+	}
+	if v := r.URL.Query().Get("to"); v != "" {
+		if t, err := time.ParseInLocation("2006-01-02", v, s.o.Location); err == nil {
+			to = t
+		} else {
+			bad = append(bad, "to")
+		}
+	}
+	if len(bad) > 0 || to.Before(from) || to.Sub(from) > maxHistoryDay*24*time.Hour {
+		s.message(w, http.StatusBadRequest, "Check the dates", fmt.Sprintf("Give dates as YYYY-MM-DD, from before to, at most %d days apart.", maxHistoryDay))
+		return
+	}
+	until := to.AddDate(0, 0, 1)
+	route, _ := routeFor(sess.account.Role)
+	incs, total, err := s.o.Cases.IncidentPage(reports.IncidentQuery{Since: from, Until: until, AnySeverity: true, Route: route, Who: who, Limit: 200})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	evs, err := s.o.Cases.WhoEvents(who, from, until, maxHistory+1)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if route != "" { // the headteacher: staff incidents' attempts only
+		evs = slices.DeleteFunc(evs, func(e reports.StoredEvent) bool { return e.Route != route })
+	}
+	if err := s.record(r, sess, "view", target, fmt.Sprintf("history %s to %s", from.Format("2006-01-02"), to.Format("2006-01-02"))); err != nil {
+		s.fail(w, err)
+		return
+	}
+	data := base(sess)
+	data["Who"], data["From"], data["To"], data["Incs"], data["IncTotal"] = who, from, to, incs, total
+	data["T"] = makeTimeline(evs, maxHistory)
+	s.render(w, http.StatusOK, "history", data)
+}
+
+// evidenceRows reads every attempt of an incident for the export.
+func (s *Server) evidence(w http.ResponseWriter, r *http.Request, format string) (*session, *reports.Case, []reports.StoredEvent, bool) {
+	sess, c := s.loadCase(w, r)
+	if sess == nil {
+		return nil, nil, nil, false
+	}
+	evs, err := s.o.Cases.IncidentEvents(c.ID, maxExport)
+	if err != nil {
+		s.fail(w, err)
+		return nil, nil, nil, false
+	}
+	if err := s.record(r, sess, "export", incidentTarget(c.ID), "evidence "+format+": record of "+c.Who); err != nil {
+		s.fail(w, err)
+		return nil, nil, nil, false
+	}
+	return sess, c, evs, true
+}
+
+func (s *Server) evidenceHTML(w http.ResponseWriter, r *http.Request) {
+	sess, c, evs, ok := s.evidence(w, r, "HTML")
+	if !ok {
+		return
+	}
+	log, err := s.o.Cases.CaseLog(c.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	alerts, err := s.o.Cases.Alerts(c.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	// A file on its own: no navigation (Account is for the text only).
+	data := map[string]any{"Account": "", "Exporter": sess.account.Email}
+	data["C"], data["Events"], data["Log"], data["Alerts"], data["Made"] = c, evs, log, alerts, s.o.Now()
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-incident-%d.html"`, c.ID))
+	s.render(w, http.StatusOK, "evidence", data)
+}
+
+func (s *Server) evidenceCSV(w http.ResponseWriter, r *http.Request) {
+	_, c, evs, ok := s.evidence(w, r, "CSV")
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-incident-%d.csv"`, c.ID))
+	if err := writeEvidenceCSV(w, c, evs, s.o.Location); err != nil {
+		s.o.Log.Error("console: writing an evidence CSV", "incident", c.ID, "err", err)
+	}
+}
