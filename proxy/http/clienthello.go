@@ -44,8 +44,8 @@ func readClientHello(r io.Reader) (raw []byte, h helloInfo, err error) {
 	for {
 		start := len(raw)
 		raw = append(raw, make([]byte, 5)...)
-		if _, err := io.ReadFull(r, raw[start:]); err != nil {
-			return raw[:start], h, err
+		if n, err := io.ReadFull(r, raw[start:]); err != nil {
+			return raw[:start+n], h, err
 		}
 		rec := raw[start:]
 		if rec[0] != 0x16 || rec[1] != 0x03 || rec[2] > 0x04 {
@@ -59,8 +59,8 @@ func readClientHello(r io.Reader) (raw []byte, h helloInfo, err error) {
 			return raw, h, errBadHello
 		}
 		raw = append(raw, make([]byte, n)...)
-		if _, err := io.ReadFull(r, raw[start+5:]); err != nil {
-			return raw, h, err
+		if m, err := io.ReadFull(r, raw[start+5:]); err != nil {
+			return raw[:start+5+m], h, err
 		}
 		hs = append(hs, raw[start+5:]...)
 		if len(hs) < 4 {
