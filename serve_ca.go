@@ -73,7 +73,7 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 		return
 	}
 	ip, ok := cfg.BlockPageAddr()
-	if !ok {
+	if !ok || s.transparentServes(1, ip, blockPageTLSPort) {
 		return
 	}
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(blockPageTLSPort))
