@@ -199,31 +199,52 @@ func TestTransparentACL(t *testing.T) {
 	}
 }
 
-// A client over the per-client connection cap gets 503 on port 80.
+// Transparent connections count against the explicit proxy's per-client
+// cap (10 here): with ten keep-alive connections open on port 80, the next
+// connection, to either listener, is over it.
 func TestTransparentConnectionCap(t *testing.T) {
 	te := newTPEnv(t, envOpts{})
-	var conns []net.Conn
-	for range 10 { // per_client is 10
+	for range 10 {
 		c, err := net.Dial("tcp", te.httpAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		conns = append(conns, c)
 		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /keep HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(te.originURL("site.test", ""), "http://"))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("keep-alive request: %d", resp.StatusCode) // held open until the idle timeout (5s)
+		}
 	}
-	// The explicit proxy's connections count against the same cap.
-	c := te.dial("")
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: site.test\r\n\r\n", te.originURL("site.test", "/"))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, dial := range []func() net.Conn{
+		func() net.Conn { return te.dial("") }, // the explicit proxy
+		func() net.Conn {
+			c, err := net.Dial("tcp", te.httpAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		},
+	} {
+		c := dial()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: site.test\r\n\r\n", te.originURL("site.test", "/"))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("11th connection: %d", resp.StatusCode)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("11th connection: %d", resp.StatusCode)
-	}
-	_ = conns
 }
 
 func TestTransparentTLSAllowedIsTunnelled(t *testing.T) {
