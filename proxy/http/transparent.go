@@ -46,6 +46,11 @@ type transparent struct {
 	lns     []net.Listener
 	fronts  []*front
 	tlsPort string // the site's port for a connection not redirected ("" = 443; tests change it)
+	// upLocal holds the local address of each upstream connection a
+	// transparent HTTPS tunnel is opening, until the tunnel ends: a
+	// client connection coming from one of them is Gatehouse's own,
+	// redirected back to it by a firewall rule that should exclude it.
+	upLocal sync.Map // netip.AddrPort → struct{}
 }
 
 func (t *transparent) add(ln net.Listener, f *front) bool {
@@ -201,6 +206,16 @@ func redirectedTo(c *net.TCPConn) netip.AddrPort {
 	return orig
 }
 
+// addrPortOf is a TCP address as an AddrPort (IPv4-mapped unmapped).
+func addrPortOf(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // origOf is the original destination of a transparent connection.
 func origOf(cc *clientConn) netip.AddrPort {
 	if cc == nil {
@@ -326,6 +341,15 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 	}
 	if err != nil {
 		return // gone, or too slow to send a ClientHello
+	}
+	if _, loop := s.tp.upLocal.Load(addrPortOf(cc.RemoteAddr())); loop {
+		// The ClientHello is one this proxy is replaying: its own
+		// upstream connection came back through the redirect.
+		s.metrics.refused.WithLabelValues("loop").Inc()
+		if now, last := time.Now().UnixNano(), s.lastRefuse.Load(); now-last > int64(10*time.Second) && s.lastRefuse.CompareAndSwap(last, now) {
+			s.log.Warn("proxy: Gatehouse's own HTTPS connection was redirected back to its transparent listener; exclude Gatehouse's traffic from the firewall's redirect rule (README: Transparent mode)")
+		}
+		return
 	}
 	var host string
 	var hostAddr netip.Addr
@@ -498,8 +522,11 @@ func (s *Server) tlsTunnel(cc *clientConn, raw []byte, info *reqInfo, cfg *confi
 	s.metrics.connectAllow.Inc()
 	t := &tunnel{s: s, idle: s.tunnelIdle, client: cc, info: info}
 	t.last.Store(time.Now().UnixNano())
+	local := addrPortOf(up.LocalAddr())
+	s.tp.upLocal.Store(local, struct{}{}) // before the ClientHello goes: see serveTLSConn
 	go func() {
 		defer func() {
+			s.tp.upLocal.Delete(local)
 			t.closed.Do(t.finish)
 			_ = up.Close()
 			_ = cc.Close()

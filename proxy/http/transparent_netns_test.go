@@ -11,11 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -80,6 +83,7 @@ func TestTransparentRedirected(t *testing.T) {
     type nat hook output priority -100;
     ip daddr { 198.51.100.0/24, 203.0.113.0/24, 10.9.9.0/24 } tcp dport 80 redirect to :%d
     ip daddr { 198.51.100.0/24, 203.0.113.0/24, 10.9.9.0/24 } tcp dport 443 redirect to :%d
+    # (also Gatehouse's own connections: the "redirect loop" case)
     ip6 daddr 2001:db8:d0::/48 tcp dport 80 redirect to :%d
   }
 }
@@ -202,6 +206,24 @@ func TestTransparentRedirected(t *testing.T) {
 		ev := te.sink.waitEvent(t, func(ev reports.Event) bool { return ev.URL == "https://203.0.113.10/page" })
 		if !ev.Bypass || ev.Action != "block" {
 			t.Errorf("event %+v", ev)
+		}
+	})
+	t.Run("redirect loop", func(t *testing.T) {
+		// A site whose address the firewall redirects too: the proxy's own
+		// connection comes back to it, and is refused there, once.
+		te.res.mu.Lock()
+		te.res.names["loop.test"] = []netip.Addr{netip.MustParseAddr("203.0.113.20")}
+		te.res.mu.Unlock()
+		c, err := tls.Dial("tcp", "203.0.113.10:443", &tls.Config{ServerName: "loop.test", InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+			t.Fatal("a looping connection completed a handshake")
+		}
+		if n := te.res.count("loop.test"); n != 1 {
+			t.Errorf("loop.test looked up %d times, want 1 (the loop was not stopped)", n)
+		}
+		if n := testutil.ToFloat64(te.s.metrics.refused.WithLabelValues("loop")); n != 1 {
+			t.Errorf("%v loops refused, want 1", n)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
