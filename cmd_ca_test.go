@@ -218,4 +218,13 @@ groups:
 	if _, _, err := get("www.allowed.example"); err == nil {
 		t.Error("a name that is not blocked got a certificate")
 	}
+	// A name blocked by its DNS answer (a CNAME to a blocked name) was sent
+	// to the block-page address too: the page, over HTTPS, explains it.
+	resp, body, err = get("origin-cdn.example")
+	if err != nil {
+		t.Fatalf("a name blocked by its CNAME target: %v", err)
+	}
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "https://origin-cdn.example/some/page") || !strings.Contains(body, "<strong>pornography</strong>") {
+		t.Errorf("CNAME-blocked name: %d\n%s", resp.StatusCode, body)
+	}
 }

@@ -53,6 +53,7 @@ type server struct {
 	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
 	minter        *tlsinspect.Minter // the school's CA's leaves, when it is loaded (serve_ca.go)
 	proxyAddr     net.Addr           // the proxy listener's address, once started
+	tpAddrs       [2]net.Addr        // the transparent HTTP and HTTPS listeners' addresses, once started (serve_transparent.go)
 	consoleAddr   net.Addr           // the console's address, once started (cmd_console.go)
 	mu            sync.Mutex         // serialises reloads
 
@@ -311,6 +312,7 @@ var liveSettings = []string{
 	"groups", "lists", "categories", "clients", "log.level",
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
+	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
 	"admin.allow", "console.allow",
 }
 

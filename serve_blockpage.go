@@ -29,7 +29,7 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 		return nil
 	}
 	ip, ok := cfg.BlockPageAddr()
-	if !ok || (blockPagePort == 80 && cfg.AdminServesBlockPage(ip)) {
+	if !ok || (blockPagePort == 80 && cfg.AdminServesBlockPage(ip)) || s.transparentServes(0, ip, blockPagePort) {
 		return nil
 	}
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(blockPagePort))

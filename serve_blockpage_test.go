@@ -57,12 +57,15 @@ groups:
 	}
 
 	// The browser follows the answer: http://www.porn.example/ on that address.
-	get := func(from string) (int, string) {
+	get := func(from string, host ...string) (int, string) {
 		t.Helper()
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
 		req, _ := http.NewRequest("GET", "http://"+net.JoinHostPort(a.A.String(), strconv.Itoa(port))+"/some/page", nil)
 		req.Host = "www.porn.example"
+		if len(host) > 0 {
+			req.Host = host[0]
+		}
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatalf("block page from %s: %v", from, err)
@@ -79,5 +82,11 @@ groups:
 	code, body = get("127.0.0.2")
 	if code != http.StatusForbidden || strings.Contains(body, "Hillside") {
 		t.Errorf("client outside clients.allow: %d %.200s", code, body)
+	}
+	// A name blocked by its DNS answer (a CNAME to a blocked name) gets the
+	// block page too, not the neutral "this is the web filter" page.
+	code, body = get("127.0.0.1", "origin-cdn.example")
+	if code != http.StatusForbidden || !strings.Contains(body, "<strong>pornography</strong>") {
+		t.Errorf("CNAME-blocked name: %d\n%.400s", code, body)
 	}
 }

@@ -61,7 +61,11 @@ var blockPageTLSPort = 443
 // once the school's CA is loaded: the handshake gets a leaf minted for the
 // ClientHello's name, but only for a client in clients.allow whose group
 // does not have decrypt: off, and only for a name the policy blocks for
-// that client; anything else fails the handshake (as if nothing listened).
+// that client, by the name itself or by its DNS answer (a CNAME target or
+// an address on an IP list: the DNS answered those with the block-page
+// address too); anything else fails the handshake (as if nothing
+// listened). With a transparent HTTPS listener on that port it is not
+// started: the transparent listener serves those connections.
 // A port it cannot bind is logged, not fatal: the plain-HTTP page and the
 // DNS answers work without it.
 func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
@@ -69,7 +73,7 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 		return
 	}
 	ip, ok := cfg.BlockPageAddr()
-	if !ok {
+	if !ok || s.transparentServes(1, ip, blockPageTLSPort) {
 		return
 	}
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(blockPageTLSPort))
@@ -100,7 +104,12 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 			}
 			user := logins.UserFor(client)
 			d := eng.Decide(policy.Request{Client: client, User: user, Host: host})
-			if g := cfg.Groups[d.Group]; g == nil || g.DecryptMode() == config.DecryptOff || d.Action != policy.Block {
+			if g := cfg.Groups[d.Group]; g == nil || g.DecryptMode() == config.DecryptOff {
+				return nil, errors.New("the client's group does not decrypt")
+			}
+			// A name the DNS blocked by its answer (a CNAME target or an
+			// address on an IP list) was sent here too.
+			if !s.proxy.LookupBlocked(hello.Context(), client, host, &d) {
 				return nil, errors.New("not a blocked name for this client")
 			}
 			return m.Get(host)

@@ -76,6 +76,10 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 		}
 	}()
 	s.proxy, s.proxyAddr = p, ln.Addr() // serve stops it in order: DNS, proxy, then the store
+	// The transparent listeners (serve_transparent.go), if configured.
+	if err := s.startTransparent(p, cfg, log); err != nil {
+		return err
+	}
 	// Hand the lists' load-time garbage back to the system before clients
 	// arrive: every idle client connection costs memory from here on.
 	debug.FreeOSMemory()

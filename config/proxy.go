@@ -25,6 +25,8 @@ type Proxy struct {
 	PAC       ProxyPAC       `yaml:"pac"`
 	Events    ProxyEvents    `yaml:"events"`
 	Inspect   ProxyInspect   `yaml:"inspect"`
+	// Transparent: listeners for traffic the firewall redirects (transparent.go).
+	Transparent ProxyTransparent `yaml:"transparent"`
 }
 
 // ProxyTimeouts bounds every phase of a proxied request.
@@ -157,6 +159,8 @@ func defaultProxy() Proxy {
 		BlockPage: ProxyBlockPage{ReportsPerHour: DefaultProxyReportsPerHour},
 		Events:    ProxyEvents{Collapse: Duration(DefaultEventCollapse)},
 		Inspect:   ProxyInspect{LeafCache: DefaultLeafCache},
+
+		Transparent: defaultTransparent(),
 	}
 }
 

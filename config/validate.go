@@ -108,6 +108,7 @@ func (v *validator) run() {
 	v.blockPage() // blockpage.go
 	v.proxySection()
 	v.inspect()
+	v.transparent()
 	v.adminSection()
 	v.consoleSection() // console.go
 	v.reports()
@@ -219,6 +220,14 @@ func (v *validator) listeners() {
 		check(joinIndex("dns.listen", i), a)
 	}
 	check("proxy.listen", c.Proxy.Listen)
+	if t := c.Proxy.Transparent; t.HTTPListen != "" || t.HTTPSListen != "" {
+		if t.HTTPListen != "" {
+			check("proxy.transparent.http_listen", t.HTTPListen)
+		}
+		if t.HTTPSListen != "" {
+			check("proxy.transparent.https_listen", t.HTTPSListen)
+		}
+	}
 	check("admin.listen", c.Admin.Listen)
 	if !v.c.ConsoleOff() {
 		check("console.listen", c.Console.Listen)

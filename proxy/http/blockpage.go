@@ -539,6 +539,9 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 	var dec policy.Decision
 	if err == nil && nh != "" {
 		dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI(), Addr: addr})
+		if !addr.IsValid() {
+			s.LookupBlocked(r.Context(), ip, nh, &dec) // blocked by its DNS answer (dnsblock.go)
+		}
 	}
 	if dec.Action != policy.Block {
 		pd := pageData{School: cfg.School.Name, Message: "This is the school's web filter", Contact: cfg.Proxy.BlockPage.Contact}
@@ -546,7 +549,11 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &reqInfo{client: ip, user: user, host: nh, dec: dec}
-	s.blockPage(w, info, cfg, "http://"+host+r.URL.RequestURI(), "") // the DNS resolver recorded it
+	scheme := "http://"
+	if r.TLS != nil { // the HTTPS block-page listener
+		scheme = "https://"
+	}
+	s.blockPage(w, info, cfg, scheme+host+r.URL.RequestURI(), "") // the DNS resolver recorded it
 }
 
 // pac serves the proxy auto-config file.

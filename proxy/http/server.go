@@ -61,6 +61,8 @@ type Server struct {
 	pages      atomic.Pointer[pageLayouts] // block page layouts for the current config
 	stop       chan struct{}
 	stopOnce   sync.Once
+	workers    sync.Once   // the event log and pool sweeper, started by the first Serve*
+	tp         transparent // transparent listeners (transparent.go)
 }
 
 // reqInfo travels with a request to the dialer and the event log.
@@ -111,6 +113,8 @@ func New(o Options) (*Server, error) {
 		stop:       make(chan struct{}),
 	}
 	s.own.add(p.Listen)
+	s.own.add(p.Transparent.HTTPListen)
+	s.own.add(p.Transparent.HTTPSListen)
 	s.own.add(cfg.Admin.Listen)
 	for _, a := range cfg.DNS.Listen {
 		s.own.add(a)
@@ -185,15 +189,24 @@ func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
 // Serve accepts proxy connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.own.add(ln.Addr().String())
-	go s.events.run(s.stop)
-	go s.up.run(s.stop)
+	s.startWorkers()
 	return s.front.serve(&listener{Listener: ln, s: s})
+}
+
+func (s *Server) startWorkers() {
+	s.workers.Do(func() {
+		go s.events.run(s.stop)
+		go s.up.run(s.stop)
+	})
 }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
 // and flushes collapsed events. Tunnels already open run on until idle.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.front.shutdown(ctx)
+	if terr := s.tp.shutdown(ctx); err == nil {
+		err = terr
+	}
 	if s.term != nil {
 		if terr := s.term.Shutdown(ctx); err == nil {
 			err = terr
