@@ -25,6 +25,10 @@ type Proxy struct {
 	PAC       ProxyPAC       `yaml:"pac"`
 	Events    ProxyEvents    `yaml:"events"`
 	Inspect   ProxyInspect   `yaml:"inspect"`
+	// UpstreamCAFile is a PEM file of extra CAs (the school's intranet CA)
+	// trusted for sites' certificates besides the system roots. Upstream
+	// TLS is always verified, chain and name.
+	UpstreamCAFile string `yaml:"upstream_ca_file"`
 }
 
 // ProxyTimeouts bounds every phase of a proxied request.
