@@ -131,3 +131,9 @@ func (v *validator) checkHostList(path string, hosts []string) {
 		}
 	}
 }
+
+// SearchHost reports whether host is a search engine or video site (the
+// built-in table or proxy.inspect.search_hosts).
+func (c *Config) SearchHost(host string) bool {
+	return c.decryptHosts().search.has(host)
+}
