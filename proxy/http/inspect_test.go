@@ -43,7 +43,7 @@ type inspectEnv struct {
 	lastHeader atomic.Pointer[http.Header]
 }
 
-func newInspectEnv(t *testing.T, extra string) *inspectEnv {
+func newInspectEnv(t testing.TB, extra string) *inspectEnv {
 	t.Helper()
 	dir := t.TempDir()
 	oca, err := tlsinspect.Init(filepath.Join(dir, "origin-ca.pem"), filepath.Join(dir, "origin-ca.key"), tlsinspect.InitOptions{Name: "Test origins CA"})
@@ -78,6 +78,10 @@ func newInspectEnv(t *testing.T, extra string) *inspectEnv {
 		ie.lastHeader.Store(&h)
 		w.Header().Set("Alt-Svc", `h3=":443"; ma=86400`)
 		w.Header().Set("X-Origin", "yes")
+		if r.URL.Path == "/small" {
+			_, _ = io.WriteString(w, small1K)
+			return
+		}
 		_, _ = io.WriteString(w, "origin says hello to "+r.Host+r.URL.RequestURI())
 	})
 	ie.origin = httptest.NewUnstartedServer(mux)
@@ -121,6 +125,8 @@ func newInspectEnv(t *testing.T, extra string) *inspectEnv {
 	ie.res.mu.Unlock()
 	return ie
 }
+
+var small1K = strings.Repeat("x", 1024)
 
 // setDecrypt sets every group's decrypt mode (and, if deny is set, the
 // students' deny list), as a reload would.
