@@ -78,8 +78,8 @@ func BenchmarkDecryptedGET(b *testing.B) {
 		{"direct-h2", func() *http.Client { return directClient(b, ie, origin, true) }},
 		{"direct-h1", func() *http.Client { return directClient(b, ie, origin, false) }},
 	} {
+		c := bc.c() // one client (one keep-alive connection) for every run
 		b.Run(bc.name, func(b *testing.B) {
-			c := bc.c()
 			get := func() {
 				resp, err := c.Get(u)
 				if err != nil {

@@ -280,6 +280,12 @@ func sameHost(reqHost, host, port string) bool {
 // the proxy).
 func (s *Server) forwardTLS(w http.ResponseWriter, r *http.Request, info *reqInfo) {
 	r.RequestURI = ""
+	if r.ContentLength == 0 {
+		// net/http's HTTP/2 server gives even a bodiless GET a body, which
+		// the Transport would send as one of unknown length: a DATA frame
+		// and a round trip more to the site for every request.
+		r.Body = http.NoBody
+	}
 	tr := s.tlsTransport(info.rewrite)
 	resp, err := tr.RoundTrip(r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 	if err != nil && isCertError(err) {
