@@ -78,6 +78,18 @@ func newInspectEnv(t testing.TB, extra string) *inspectEnv {
 		ie.lastHeader.Store(&h)
 		w.Header().Set("Alt-Svc", `h3=":443"; ma=86400`)
 		w.Header().Set("X-Origin", "yes")
+		if r.URL.Path == "/ws" && r.Header.Get("Upgrade") == "websocket" {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+			_ = brw.Flush()
+			line, _ := brw.ReadString('\n')
+			_, _ = io.WriteString(c, "echo: "+line)
+			return
+		}
 		if r.URL.Path == "/small" {
 			_, _ = io.WriteString(w, small1K)
 			return
@@ -444,5 +456,22 @@ func TestDecryptNonTLSClosed(t *testing.T) {
 	}
 	if _, n := ie.s.pins.size(); n != 0 {
 		t.Error("a non-TLS client was counted as a pinned app")
+	}
+}
+
+func TestDecryptWebSocket(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.setDecrypt(config.DecryptAll)
+	tc := ie.tlsThrough(t, "news.test:"+ie.port, ie.school, "http/1.1")
+	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: news.test:%s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", ie.port)
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "websocket" {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	_, _ = io.WriteString(tc, "hello\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo: hello\n" {
+		t.Errorf("after the upgrade: %q %v", line, err)
 	}
 }
