@@ -147,8 +147,6 @@ func (s *Server) decrypt(w http.ResponseWriter, info *reqInfo, addr netip.Addr, 
 	if !ok {
 		return false
 	}
-	blocked := info.dec.Action == policy.Block
-	ref := newRef()
 	c, brw, err := hj.Hijack()
 	if err == nil {
 		_, err = brw.WriteString("HTTP/1.1 200 Connection established\r\nVia: " + Via + "\r\n\r\n")
@@ -160,14 +158,26 @@ func (s *Server) decrypt(w http.ResponseWriter, info *reqInfo, addr netip.Addr, 
 		if c != nil {
 			_ = c.Close()
 		}
-		if blocked {
-			s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, ref)
+		if info.dec.Action == policy.Block {
+			s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, newRef())
 		}
 		return true
 	}
 	// A ClientHello the client sent straight after the CONNECT may already
 	// be in brw's buffer: read through it.
-	bc := &bufferedConn{Conn: c, r: brw.Reader}
+	s.serveTLS(&bufferedConn{Conn: c, r: brw.Reader}, info, addr, reason)
+	return true
+}
+
+// serveTLS decrypts a client connection whose next bytes are its TLS
+// ClientHello (after an answered CONNECT, or a transparent connection to
+// port 443, peeked bytes included) once decideConnect said PlanDecrypt:
+// the handshake with a leaf for info.host, then the terminator serves its
+// requests (serveDecrypted). A failed handshake is recorded (the refused
+// block; not TLS at all; a count towards the pinned-app hold). It returns
+// once the handshake is over; c is closed on failure.
+func (s *Server) serveTLS(c net.Conn, info *reqInfo, addr netip.Addr, reason string) {
+	blocked := info.dec.Action == policy.Block
 	action := "decrypt"
 	if blocked {
 		action = "decrypt-block"
@@ -175,7 +185,7 @@ func (s *Server) decrypt(w http.ResponseWriter, info *reqInfo, addr netip.Addr, 
 	s.metrics.requests.WithLabelValues("connect", action).Inc()
 	dc := &decryptConn{info: *info, addr: addr, reason: reason}
 	dc.info.conn, dc.info.rw = nil, respWriter{}
-	if err := s.term.Serve(context.Background(), bc, info.host, dc); err != nil {
+	if err := s.term.Serve(context.Background(), c, info.host, dc); err != nil {
 		s.metrics.requests.WithLabelValues("connect", "decrypt-failed").Inc()
 		var rh tls.RecordHeaderError
 		if errors.As(err, &rh) {
@@ -188,19 +198,18 @@ func (s *Server) decrypt(w http.ResponseWriter, info *reqInfo, addr netip.Addr, 
 				ev.dec.Action = policy.Block
 			}
 			s.eventRef(&ev, "connect", "block", 0, 0, "not-tls", "")
-			return true
+			return
 		}
 		if blocked {
 			// Most often a device that does not trust the school's CA: it
 			// saw a certificate error, not a page. Recorded as the refused
 			// CONNECT it would have been.
-			s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, ref)
+			s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, newRef())
 		}
 		if s.pins.fail(info.client, info.host, s.now()) {
 			s.pinnedEvent(info)
 		}
 	}
-	return true
 }
 
 // pinnedEvent records, once per hold, that a client kept failing the TLS
