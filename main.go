@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -209,7 +211,22 @@ func (c *cli) configCheck(args []string) int {
 		fmt.Fprintf(c.stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(c.stdout, "%s: valid\n", c.cfgPath)
+	fmt.Fprintln(c.stdout, decryptSummary(cfg))
 	return exitOK
+}
+
+// decryptSummary says what HTTPS each group decrypts, and that nothing is
+// decrypted until the school's CA exists.
+func decryptSummary(cfg *config.Config) string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(cfg.Groups)) {
+		parts = append(parts, name+" "+cfg.Groups[name].DecryptMode())
+	}
+	s := "HTTPS decryption (groups.*.decrypt): " + strings.Join(parts, ", ")
+	if _, err := os.Stat(cfg.CACertFile()); err != nil {
+		return s + "; the school's CA (" + cfg.CACertFile() + ") does not exist yet, so nothing is decrypted (gatehouse ca init)"
+	}
+	return s + "; the school's CA is " + cfg.CACertFile()
 }
 
 func (c *cli) configExample(args []string) int {

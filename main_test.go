@@ -303,4 +303,9 @@ proxy:
 	if !strings.Contains(errs, "warning: ") || !strings.Contains(errs, ":5:19: proxy.http.ip_networks[0]") || !strings.Contains(errs, "Gatehouse machine itself") {
 		t.Errorf("warnings not printed:\n%s", errs)
 	}
+	// What each group decrypts, and that nothing is without the CA.
+	if !strings.Contains(out, "HTTPS decryption (groups.*.decrypt): guests blocks, staff blocks, students search; the school's CA") ||
+		!strings.Contains(out, "does not exist yet, so nothing is decrypted") {
+		t.Errorf("decryption summary missing:\n%s", out)
+	}
 }

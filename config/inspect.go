@@ -1,7 +1,11 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +22,16 @@ type ProxyInspect struct {
 	// LeafCache bounds the minted site certificates kept in memory; past
 	// it the least recently used is dropped and minted again when needed.
 	LeafCache int `yaml:"leaf_cache"`
+	// NeverDecrypt adds domains (each covering its subdomains) to the
+	// built-in never-decrypt list (config/hosts/never_decrypt.txt): HTTPS
+	// to them is always tunnelled untouched.
+	NeverDecrypt []string `yaml:"never_decrypt"`
+	// SearchHosts adds domains to the built-in table of search engines and
+	// video sites (config/hosts/search_hosts.txt) that decrypt: search
+	// decrypts.
+	SearchHosts []string `yaml:"search_hosts"`
+
+	hosts *decryptHosts // the built-in tables plus the two above (normalize)
 }
 
 // DefaultLeafCache is the default proxy.inspect.leaf_cache (10,000 leaves
@@ -28,9 +42,13 @@ const DefaultLeafCache = 10_000
 const (
 	DecryptOff    = "off"    // never decrypt: blocked HTTPS sites get a refused CONNECT
 	DecryptBlocks = "blocks" // decrypt only connections that will be blocked, to show the block page
-	DecryptSearch = "search" // blocks + search engines and video sites (not built yet)
-	DecryptAll    = "all"    // everything not on the never-decrypt list (not built yet)
+	DecryptSearch = "search" // blocks + search engines and video sites (the search table)
+	DecryptAll    = "all"    // everything not on the never-decrypt list
 )
+
+// DecryptDefaultGroup is the group whose default, once a CA exists, is
+// search; every other group's is blocks.
+const DecryptDefaultGroup = "students"
 
 // CACertFile is the CA certificate's path.
 func (c *Config) CACertFile() string {
@@ -48,14 +66,19 @@ func (c *Config) CAKeyFile() string {
 	return filepath.Join(c.Dir(), "ca", "ca.key")
 }
 
-// DecryptMode is the group's decryption mode once a CA exists. Unset, it
-// is blocks for every group: the issue's default for students, search, is
-// not built yet, and blocks is the part of it that is.
+// DecryptMode is the group's decryption mode once a CA exists (without a
+// CA nothing is decrypted, whatever it says). Unset, it is search for the
+// students group and blocks for every other.
 func (g *Group) DecryptMode() string {
-	if g == nil || g.Decrypt == "" {
+	switch {
+	case g == nil:
 		return DecryptBlocks
+	case g.Decrypt != "":
+		return g.Decrypt
+	case g.Name == DecryptDefaultGroup:
+		return DecryptSearch
 	}
-	return g.Decrypt
+	return DecryptBlocks
 }
 
 // inspect validates proxy.inspect and every group's decrypt setting.
@@ -80,11 +103,53 @@ func (v *validator) inspect() {
 		g.Decrypt = strings.ToLower(strings.TrimSpace(g.Decrypt))
 		at := joinKey(joinKey("groups", name), "decrypt")
 		switch g.Decrypt {
-		case "", DecryptOff, DecryptBlocks:
-		case DecryptSearch, DecryptAll:
-			v.errf(at, "decrypt: %s is not built yet in this version of Gatehouse (use off or blocks)", g.Decrypt)
+		case "", DecryptOff, DecryptBlocks, DecryptSearch, DecryptAll:
 		default:
-			v.errf(at, "unknown decrypt mode %q (want off or blocks; search and all are planned)", g.Decrypt)
+			v.errf(at, "unknown decrypt mode %q (want off, blocks, search or all)", g.Decrypt)
 		}
 	}
+	v.checkHostList("proxy.inspect.never_decrypt", in.NeverDecrypt)
+	v.checkHostList("proxy.inspect.search_hosts", in.SearchHosts)
+	if f := strings.TrimSpace(v.c.Proxy.UpstreamCAFile); f != "" && v.checkFiles {
+		if v.readable("proxy.upstream_ca_file", f, "upstream CA file") {
+			if _, err := LoadCertPool(f); err != nil {
+				v.errf("proxy.upstream_ca_file", "%v", err)
+			}
+		}
+	}
+}
+
+// LoadCertPool reads a PEM file of CA certificates (proxy.upstream_ca_file)
+// into a pool holding the system's roots too. It fails when the file holds
+// no certificate or one that does not parse.
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %s", file, fileErr(err))
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	n := 0
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d does not parse: %v", file, n+1, err)
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate (want one or more \"-----BEGIN CERTIFICATE-----\" blocks)", file)
+	}
+	return pool, nil
 }

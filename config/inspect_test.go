@@ -1,7 +1,9 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,8 +19,12 @@ func TestInspectDefaultsAndPaths(t *testing.T) {
 	if c.Proxy.Inspect.LeafCache != DefaultLeafCache {
 		t.Errorf("leaf_cache %d", c.Proxy.Inspect.LeafCache)
 	}
-	if m := c.Groups["students"].DecryptMode(); m != DecryptBlocks {
+	// Once a CA exists: search for students, blocks for the others.
+	if m := c.Groups["students"].DecryptMode(); m != DecryptSearch {
 		t.Errorf("students decrypt %q", m)
+	}
+	if m := c.Groups["staff"].DecryptMode(); m != DecryptBlocks {
+		t.Errorf("staff decrypt %q", m)
 	}
 	c, err = Parse([]byte("proxy:\n  inspect:\n    ca_cert: /etc/g/ca.pem\n    ca_key: /etc/g/ca.key\ngroups:\n  students:\n    decrypt: OFF\n"), "t.yaml")
 	if err != nil {
@@ -33,13 +39,99 @@ func TestInspectValidation(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"proxy:\n  inspect:\n    ca_cert: /x.pem\n", "t.yaml:3:14: proxy.inspect.ca_cert: ca_cert and ca_key go together"},
 		{"proxy:\n  inspect:\n    leaf_cache: 5\n", "t.yaml:3:17: proxy.inspect.leaf_cache: must be between"},
-		{"groups:\n  students:\n    decrypt: search\n", "groups.students.decrypt: decrypt: search is not built yet"},
-		{"groups:\n  students:\n    decrypt: all\n", "not built yet"},
-		{"groups:\n  students:\n    decrypt: everything\n", `unknown decrypt mode "everything"`},
+		{"groups:\n  students:\n    decrypt: everything\n", `t.yaml:3:14: groups.students.decrypt: unknown decrypt mode "everything"`},
+		{"proxy:\n  inspect:\n    never_decrypt: [mybank.example, \"bad host!\"]\n", "t.yaml:3:37: proxy.inspect.never_decrypt[1]:"},
+		{"proxy:\n  inspect:\n    search_hosts: [co.uk]\n", "proxy.inspect.search_hosts[0]: \"co.uk\" is not a site's domain name"},
 	} {
 		_, err := Parse([]byte(tc.src), "t.yaml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestDecryptModesParse(t *testing.T) {
+	c, err := Parse([]byte("groups:\n  students:\n    decrypt: ALL\n  staff:\n    decrypt: search\n  guests:\n    decrypt: off\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g, want := range map[string]string{"students": DecryptAll, "staff": DecryptSearch, "guests": DecryptOff} {
+		if m := c.Groups[g].DecryptMode(); m != want {
+			t.Errorf("%s: %q, want %q", g, m, want)
+		}
+	}
+}
+
+func TestDecryptHostTables(t *testing.T) {
+	c, err := Parse([]byte(`proxy:
+  inspect:
+    never_decrypt: [MyBank.Example]
+    search_hosts: [search.example]
+groups:
+  students: {decrypt: search}
+  staff: {decrypt: all}
+  guests: {decrypt: blocks}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		group, host string
+		want        bool
+	}{
+		{"students", "www.google.com", true},
+		{"students", "www.youtube.com", true},
+		{"students", "en.wikipedia.org", true},
+		{"students", "search.example", true}, // added in config
+		{"students", "news.example", false},
+		{"students", "accounts.google.com", false},
+		{"staff", "news.example", true},
+		{"staff", "www.nhs.uk", false},            // built-in never-decrypt
+		{"staff", "online.mybank.example", false}, // added never-decrypt
+		{"staff", "m.google.com", false},
+		{"staff", "mdmenrollment.apple.com", false},
+		{"staff", "manage.microsoft.com", false},
+		{"staff", "notnhs.uk", true}, // a label boundary, not a suffix
+		{"guests", "www.google.com", false},
+		{"nobody", "www.google.com", false},
+	} {
+		if got := c.DecryptsAllowed(tc.group, tc.host); got != tc.want {
+			t.Errorf("DecryptsAllowed(%s, %s) = %v", tc.group, tc.host, got)
+		}
+	}
+	if !c.NeverDecrypt("www.gov.uk") || c.NeverDecrypt("example.com") {
+		t.Error("NeverDecrypt")
+	}
+	for _, want := range []string{"nhs.uk", "gov.uk", "m.google.com", "apple.com", "manage.microsoft.com", "whatsapp.net"} {
+		if !slices.Contains(BuiltinNeverDecrypt(), want) {
+			t.Errorf("built-in never-decrypt list lacks %s", want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.DecryptsAllowed("students", "a.b.c.www.youtube.com") }); n != 0 {
+		t.Errorf("DecryptsAllowed allocates %v", n)
+	}
+}
+
+func TestUpstreamCAFileCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "g.yaml")
+	for file, want := range map[string]string{
+		filepath.Join(dir, "missing.pem"): "g.yaml:3:21: proxy.upstream_ca_file: cannot read upstream CA file",
+		bad:                               "g.yaml:3:21: proxy.upstream_ca_file: " + bad + " holds no PEM certificate",
+	} {
+		src := "database: " + filepath.Join(dir, "g.db") + "\nproxy:\n  upstream_ca_file: " + file + "\n"
+		if err := os.WriteFile(cfgFile, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadChecked(cfgFile); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", file, err, want)
+		}
+		if _, err := Parse([]byte(src), cfgFile); err != nil { // serve's parse does not read files
+			t.Errorf("Parse: %v", err)
 		}
 	}
 }

@@ -124,6 +124,7 @@ func (c *Config) normalize() {
 			l.Categories[k] = v
 		}
 	}
+	c.Proxy.Inspect.hosts = newDecryptHosts(c.Proxy.Inspect.NeverDecrypt, c.Proxy.Inspect.SearchHosts)
 	for name, g := range c.Groups {
 		if g == nil {
 			delete(c.Groups, name)

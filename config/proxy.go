@@ -27,6 +27,10 @@ type Proxy struct {
 	Inspect   ProxyInspect   `yaml:"inspect"`
 	// Transparent: listeners for traffic the firewall redirects (transparent.go).
 	Transparent ProxyTransparent `yaml:"transparent"`
+	// UpstreamCAFile is a PEM file of extra CAs (the school's intranet CA)
+	// trusted for sites' certificates besides the system roots. Upstream
+	// TLS is always verified, chain and name.
+	UpstreamCAFile string `yaml:"upstream_ca_file"`
 }
 
 // ProxyTimeouts bounds every phase of a proxied request.

@@ -204,4 +204,3 @@ func TestSignInNextStaysOnConsole(t *testing.T) {
 		}
 	}
 }
-

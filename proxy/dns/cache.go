@@ -29,6 +29,7 @@ type cacheKey struct {
 	do    bool  // DNSSEC OK
 	edns  bool  // the client sent OPT
 	cd    bool  // checking disabled
+	noH3  bool  // HTTPS records without h3 (the client's group decrypts the name: ech.go)
 	ups   uint8 // the upstream set (per group; 0 = default)
 }
 
@@ -46,7 +47,7 @@ type entry struct {
 	ttl     uint32
 	used    atomic.Uint32 // unix seconds of the last hit
 	hits    atomic.Uint32
-	shape   uint8       // the key's EDNS shape (shapeDO, shapeEDNS, shapeCD)
+	shape   uint8       // the key's shape (shapeDO, shapeEDNS, shapeCD, shapeNoH3)
 	ups     uint8       // the key's upstream set
 	addrs   bool        // the answer section has A or AAAA records
 	fetch   atomic.Bool // a prefetch is running
@@ -56,6 +57,7 @@ const (
 	shapeDO = 1 << iota
 	shapeEDNS
 	shapeCD
+	shapeNoH3
 )
 
 func (k *cacheKey) shape() uint8 {
@@ -68,6 +70,9 @@ func (k *cacheKey) shape() uint8 {
 	}
 	if k.cd {
 		s |= shapeCD
+	}
+	if k.noH3 {
+		s |= shapeNoH3
 	}
 	return s
 }

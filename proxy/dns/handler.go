@@ -37,6 +37,7 @@ type query struct {
 	user   string         // the user logged in from client, if known
 
 	waiting bool // holds a slot to wait on an upstream (startWait)
+	noH3    bool // an HTTPS query for a name the client's group decrypts: answered without h3
 }
 
 // protoHandler is the miekg/dns handler of one listener kind: tcp, dot,
@@ -124,6 +125,9 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 		return
 	}
 	qr.ups = s.ups.Set(d.Group)
+	if qr.q.Qtype == mdns.TypeHTTPS && s.opts.Decrypting != nil && s.opts.Decrypting() {
+		qr.noH3 = qr.eng.Config().DecryptsAllowed(d.Group, qr.name)
+	}
 	switch d.Action {
 	case policy.Block:
 		s.block(&qr, &d, qt)
@@ -282,7 +286,7 @@ func (s *Server) freshOrResolve(k cacheKey, now int64, qr *query) (*entry, error
 
 // key is the cache key for name and qtype with the client's EDNS shape.
 func (s *Server) key(qr *query, name string, qtype uint16) cacheKey {
-	k := cacheKey{name: name, qtype: qtype, cd: qr.r.CheckingDisabled, ups: qr.ups}
+	k := cacheKey{name: name, qtype: qtype, cd: qr.r.CheckingDisabled, ups: qr.ups, noH3: qr.noH3}
 	if qr.opt != nil {
 		k.edns, k.do = true, qr.opt.Do()
 	}
@@ -324,6 +328,9 @@ func (s *Server) exchange(k cacheKey, class uint16, store bool) (*entry, error) 
 		}
 	}
 	stripECH(m)
+	if k.noH3 {
+		stripH3(m)
+	}
 	var chain []string
 	for _, rr := range m.Answer {
 		switch v := rr.(type) {

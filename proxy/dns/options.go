@@ -46,6 +46,13 @@ type Options struct {
 	BlockTTL      time.Duration // default 60 s
 	BlockPageIP   netip.Addr    // for blockpage
 
+	// Decrypting reports whether the HTTP proxy decrypts HTTPS (the
+	// school's CA is loaded); then HTTPS records (type 65) of names a
+	// client's group decrypts (config.DecryptsAllowed) are answered
+	// without h3 in their alpn, so browsers do not take QUIC around the
+	// proxy. nil: never.
+	Decrypting func() bool
+
 	Cache       CacheOptions
 	HealthCheck time.Duration // upstream probe interval (0 = none)
 

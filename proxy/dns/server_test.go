@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,6 +206,68 @@ func TestECHStripped(t *testing.T) {
 		if !ok || len(h.Value) != 1 || h.Value[0].Key() != mdns.SVCB_ALPN {
 			t.Fatalf("round %d: %v", i, r)
 		}
+	}
+}
+
+// alpn lists an HTTPS answer's alpn values.
+func alpn(t *testing.T, r *mdns.Msg) []string {
+	t.Helper()
+	h, ok := r.Answer[0].(*mdns.HTTPS)
+	if !ok {
+		t.Fatalf("not an HTTPS answer: %v", r)
+	}
+	for _, kv := range h.Value {
+		if kv.Key() == mdns.SVCB_ECHCONFIG {
+			t.Errorf("ech left in %v", h)
+		}
+		if a, ok := kv.(*mdns.SVCBAlpn); ok {
+			return a.Alpn
+		}
+	}
+	return nil
+}
+
+// With the CA loaded, HTTPS records of names the client's group decrypts
+// lose h3 (students: search, so YouTube; staff: blocks, nothing), from
+// the cache too; without it, nobody's do.
+func TestH3StrippedForDecryptedNames(t *testing.T) {
+	var ca atomic.Bool
+	ca.Store(true)
+	ts := startServer(t, func(o *Options) { o.Decrypting = ca.Load })
+	for round := range 2 { // the second from the cache
+		for _, tc := range []struct {
+			from, name string
+			want       string
+		}{
+			{student, "vimeo.com", "h2"},
+			{staff, "vimeo.com", "h2 h3"},
+			{student, "news.example", "h2 h3"},
+		} {
+			r := ask(t, "udp", ts.udp, tc.from, tc.name, mdns.TypeHTTPS, true)
+			if got := strings.Join(alpn(t, r), " "); got != tc.want {
+				t.Errorf("round %d, %s asking %s: alpn %q, want %q", round, tc.from, tc.name, got, tc.want)
+			}
+		}
+	}
+	if n := ts.up.count("vimeo.com."); n != 2 {
+		t.Errorf("upstream asked %d times for the two shapes", n)
+	}
+	ca.Store(false)
+	if got := alpn(t, ask(t, "udp", ts.udp, student, "vimeo.com", mdns.TypeHTTPS, true)); len(got) != 2 {
+		t.Errorf("without a CA: alpn %v", got)
+	}
+}
+
+func TestStripH3(t *testing.T) {
+	m := new(mdns.Msg)
+	m.Answer = []mdns.RR{&mdns.HTTPS{SVCB: mdns.SVCB{Hdr: mdns.RR_Header{Name: "a.", Rrtype: mdns.TypeHTTPS, Class: mdns.ClassINET}, Priority: 1, Target: ".",
+		Value: []mdns.SVCBKeyValue{&mdns.SVCBAlpn{Alpn: []string{"h3", "h3-29"}}, &mdns.SVCBNoDefaultAlpn{}, &mdns.SVCBPort{Port: 8443}}}}}
+	if !stripH3(m) {
+		t.Fatal("nothing changed")
+	}
+	v := m.Answer[0].(*mdns.HTTPS).Value
+	if len(v) != 1 || v[0].Key() != mdns.SVCB_PORT {
+		t.Errorf("left %v (an emptied alpn goes, with no-default-alpn)", v)
 	}
 }
 

@@ -1,8 +1,10 @@
 // Package httpproxy is Gatehouse's explicit HTTP/HTTPS filtering proxy,
 // built on github.com/elazarl/goproxy. Browsers reach it by policy, PAC
 // file or WPAD. It sees the full URL of plain HTTP requests and the host and
-// port of every HTTPS CONNECT (it decrypts only CONNECTs it blocks, to show
-// the block page, once the school's CA is loaded), asks the same policy
+// port of every HTTPS CONNECT (once the school's CA is loaded it decrypts
+// what each group's decrypt setting says: blocked CONNECTs, to show the
+// block page, search engines and video sites, or all but the never-decrypt
+// list; decrypt.go), asks the same policy
 // engine as the DNS resolver, and records blocks, bypass attempts and
 // suspicious tunnels through the same event sink.
 //
@@ -85,10 +87,11 @@ type Options struct {
 	// Sink receives events; nil discards them.
 	Sink reports.Sink
 	// Certs, when set (the school's CA is loaded), lets the proxy decrypt
-	// CONNECTs per group (groups.*.decrypt): for now only those it blocks,
-	// to show the block page over HTTPS. nil: nothing is decrypted.
+	// CONNECTs per group (groups.*.decrypt; decideConnect). nil: nothing
+	// is decrypted.
 	Certs CertSource
-	// RootCAs verifies upstream TLS; nil = the system roots.
+	// RootCAs verifies upstream TLS; nil = the system roots plus
+	// proxy.upstream_ca_file (read by New).
 	RootCAs *x509.CertPool
 	// Registry receives the proxy's metrics; nil = not registered.
 	Registry prometheus.Registerer

@@ -38,7 +38,10 @@ type Server struct {
 	gp      *goproxy.ProxyHttpServer
 	tr      *http.Transport
 	up      *upstream
-	safeTr  sync.Map // safe-search endpoint → *http.Transport
+	safeTr  sync.Map       // safe-search endpoint → *http.Transport
+	tlsTr   sync.Map       // decrypted requests: safe-search endpoint ("" for none) → *http.Transport
+	roots   *x509.CertPool // verifies sites' certificates; nil = the system roots
+	pins    *pinTracker    // clients failing the handshake with the school's leaf (pins.go)
 	front   *front
 	limits  *connLimits
 	users   *Users
@@ -73,6 +76,7 @@ type reqInfo struct {
 	port    string
 	rewrite string // safe-search endpoint to dial instead of host
 	refused bool   // answered with 403 at dial time (an internal address)
+	tls     bool   // a request on a decrypted HTTPS connection (decrypt.go)
 	dec     policy.Decision
 	method  string
 	url     string
@@ -81,6 +85,15 @@ type reqInfo struct {
 }
 
 type infoKey struct{}
+
+// source is the event source of a request: "http", or "connect" on a
+// decrypted connection (whose port was checked as a CONNECT's).
+func (info *reqInfo) source() string {
+	if info.tls {
+		return "connect"
+	}
+	return "http"
+}
 
 // New builds a proxy from the current configuration.
 func New(o Options) (*Server, error) {
@@ -121,6 +134,14 @@ func New(o Options) (*Server, error) {
 	}
 	for _, a := range cfg.DNS.TLS.Listen {
 		s.own.add(a)
+	}
+	s.roots, s.pins = o.RootCAs, newPinTracker()
+	if s.roots == nil && p.UpstreamCAFile != "" {
+		pool, err := config.LoadCertPool(p.UpstreamCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.upstream_ca_file: %w", err)
+		}
+		s.roots = pool
 	}
 	s.dialer = net.Dialer{Timeout: p.Timeouts.Dial.D(), KeepAlive: 30 * time.Second, Control: s.controlDial}
 	s.dialAddr = s.dialer.DialContext
@@ -173,7 +194,7 @@ func (s *Server) newTransport(p config.Proxy, safe *string) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // never an environment proxy
 		DialContext:           dial,
-		TLSClientConfig:       &tls.Config{RootCAs: s.o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   p.Timeouts.Dial.D(),
 		ResponseHeaderTimeout: p.Timeouts.Response.D(),
 		ExpectContinueTimeout: time.Second,
@@ -333,7 +354,7 @@ func (s *Server) lookupBlocked(w http.ResponseWriter, req *http.Request, info *r
 	info.takeBlock(be)
 	info.url = eventURL(req.URL)
 	s.metrics.httpBlock.Inc()
-	s.blockPage(w, info, s.o.Config(), info.url, "http")
+	s.blockPage(w, info, s.o.Config(), info.url, info.source())
 }
 
 // pageWriter collects a block page for goproxy, which wants a Response.
@@ -360,10 +381,17 @@ func (p *pageWriter) response(req *http.Request) *http.Response {
 	}
 }
 
-// plain handles an HTTP request with an absolute URL.
+// plain is the per-request path every request the proxy sees in the clear
+// takes once info.dec holds its decision (Engine.Decide on the full URL):
+// plain-HTTP proxy requests (ServeHTTP) and requests on decrypted HTTPS
+// connections (serveDecrypted, info.tls). It answers blocks with the block
+// page, applies rewrites, forwards the rest and records the events. Hooks
+// that look at or change requests (search terms, safe search) go here, so
+// both kinds of request get them.
 func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) {
 	d := &info.dec
-	if d.Action != policy.Block && !portAllowed(cfg.Proxy.HTTP.Ports, plainPort(r.URL.Scheme, info.port)) {
+	src := info.source()
+	if d.Action != policy.Block && !info.tls && !portAllowed(cfg.Proxy.HTTP.Ports, plainPort(r.URL.Scheme, info.port)) {
 		info.url = eventURL(r.URL)
 		s.refusePort(w, info, cfg)
 		return
@@ -372,7 +400,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
-		s.blockPage(w, info, cfg, info.url, "http") // the event is durable before the page goes
+		s.blockPage(w, info, cfg, info.url, src) // the event is durable before the page goes
 		return
 	case policy.Rewrite:
 		info.rewrite = d.Rewrite
@@ -384,9 +412,12 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	r.Header.Add("Via", Via)
 	info.rw = respWriter{ResponseWriter: w, status: http.StatusOK}
 	cw := &info.rw
-	if pooled(r) {
+	switch {
+	case info.tls:
+		s.forwardTLS(cw, r, info) // decrypt.go
+	case pooled(r):
 		s.forward(cw, r, info)
-	} else {
+	default:
 		s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 	}
 	if !cfg.Proxy.Events.LogAllowed || info.refused || d.Action == policy.Block { // refused, or blocked by the site's lookup
@@ -397,7 +428,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	if d.Action == policy.Rewrite {
 		action = "rewrite"
 	}
-	s.event(info, "http", action, cw.status, cw.n)
+	s.event(info, src, action, cw.status, cw.n)
 }
 
 // eventURL is the URL as events and the block page show it: without any
@@ -503,41 +534,32 @@ func upstreamError(err error) (int, string) {
 	return http.StatusBadGateway, "502 Bad Gateway: the site could not be reached."
 }
 
-// connect handles a CONNECT request: policy, the tunnel rules, then goproxy
-// opens the tunnel through connectDial.
+// connect handles a CONNECT request: decideConnect (decrypt.go) says
+// whether to tunnel it (goproxy opens the tunnel through connectDial),
+// decrypt it, or refuse it.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, info *reqInfo, addr netip.Addr, eng *policy.Engine, cfg *config.Config) {
 	d := &info.dec
-	reason := ""
-	pc := cfg.Proxy.Connect
-	if d.Action != policy.Block {
-		if addr.IsValid() && !inPrefixes(pc.IPNetworks, addr) {
-			reason = "ip-literal"
-			if d.Matched != 0 { // on an IP list the group does not block
-				d.Category, d.HasCategory = worstOf(eng, d.Matched), true
-			}
-		} else if !portAllowed(pc.Ports, info.port) {
-			reason = "port"
-		}
-		if reason != "" {
-			d.Action, d.Bypass = policy.Block, true
-			d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
-			if d.HasCategory {
-				d.Severity, d.Route = eng.Severity(d.Category), eng.Route(d.Category)
-			}
-		}
-	}
+	plan, reason := s.decideConnect(info, addr, eng, cfg)
 	if d.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
-		if s.decryptBlock(w, info, reason, cfg) { // decrypt.go: the block page over HTTPS
+		if plan == PlanDecrypt && s.decrypt(w, info, addr, reason) { // the block page over HTTPS
 			return
 		}
-		s.refuseConnect(w, info, cfg.School.Name, connectWhy(d, reason), reason) // likewise
+		s.refuseConnect(w, info, cfg.School.Name, connectWhy(d, reason), reason) // the event is durable before the answer
+		return
+	}
+	if plan == PlanRefuse { // a search engine this device keeps failing the handshake for
+		d.Severity, d.Route = bl.SeverityLow, bl.RouteIT
+		s.refuseConnect(w, info, cfg.School.Name, connectWhy(d, reason), reason)
+		return
+	}
+	s.metrics.connectAllow.Inc()
+	if plan == PlanDecrypt && s.decrypt(w, info, addr, "") {
 		return
 	}
 	if d.Action == policy.Rewrite {
 		info.rewrite = d.Rewrite
 	}
-	s.metrics.connectAllow.Inc()
 	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 }
 
@@ -547,6 +569,8 @@ func connectWhy(d *policy.Decision, reason string) string {
 		return "going to a bare IP address instead of a site name can get around the filter"
 	case reason == "port":
 		return "that port is not used for normal web browsing"
+	case reason == "pinned":
+		return "this device does not accept the web filter's certificate, which the school needs to check this site"
 	case d.Restricted:
 		return "this site is not available"
 	case d.HasCategory:

@@ -115,10 +115,16 @@ func (u *upstream) roundTrip(req *http.Request, info *reqInfo) (*http.Response, 
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) {
 	r.RequestURI = ""
 	resp, err := s.up.roundTrip(r, info)
+	s.relay(w, r, info, resp, err)
+}
+
+// relay writes a site's answer to r (or the error that stood in for it)
+// to w: forward's and forwardTLS's common part.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, info *reqInfo, resp *http.Response, err error) {
 	if err != nil {
 		if ie := asInternal(err); ie != nil {
 			info.url = eventURL(r.URL)
-			body, ref := s.refuseInternal(info, "http", ie)
+			body, ref := s.refuseInternal(info, info.source(), ie)
 			h := w.Header()
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 			h.Set("Via", Via)
@@ -143,6 +149,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) 
 	}
 	defer resp.Body.Close()
 	stream := s.prepareResponse(resp, r.Method)
+	if info.tls {
+		// net/http's server frames the body itself, and Alt-Svc would
+		// send the browser to HTTP/3 (QUIC), around the proxy.
+		delete(resp.Header, "Transfer-Encoding")
+		delete(resp.Header, "Alt-Svc")
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			s.relayUpgrade(w, resp)
+			return
+		}
+	}
 	h := w.Header()
 	for k, vs := range resp.Header {
 		h[k] = vs
@@ -364,4 +380,51 @@ func (b *upBody) release(finished bool) {
 		return
 	}
 	_ = b.pc.c.Close()
+}
+
+// relayUpgrade completes a protocol switch (a WebSocket) on a decrypted
+// HTTP/1.1 connection: the 101 goes to the client, then bytes flow both
+// ways until either side closes or stays idle past the tunnel timeout.
+func (s *Server) relayUpgrade(w http.ResponseWriter, resp *http.Response) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		http.Error(w, "502 Bad Gateway: the site's protocol switch could not be completed.", http.StatusBadGateway)
+		return
+	}
+	defer up.Close()
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	resp.Body = nil
+	if err := resp.Write(brw); err != nil || brw.Flush() != nil {
+		return
+	}
+	done := make(chan struct{}, 2)
+	idle := s.tunnelIdle
+	pipe := func(dst io.Writer, src io.Reader, conn net.Conn) {
+		buf := make([]byte, 16<<10)
+		for {
+			if idle > 0 {
+				_ = conn.SetReadDeadline(time.Now().Add(idle))
+			}
+			n, err := src.Read(buf)
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		done <- struct{}{}
+	}
+	go pipe(up, brw.Reader, c)
+	go pipe(c, up, c)
+	<-done
+	_ = c.Close()
+	_ = up.Close()
+	<-done
 }
