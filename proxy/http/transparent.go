@@ -376,13 +376,27 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 	if reason != "no-sni" { // nameless decided the bare address
 		*d = eng.Decide(policy.Request{Client: cc.ip, Host: host, Addr: hostAddr})
 	}
-	reason = s.tunnelRules(info, hostAddr, reason == "no-sni", eng, cfg)
-	s.decideOrig(info, orig, eng)
-	if d.Action == policy.Block {
-		handedOff = s.tlsBlock(cc, raw, info, reason, cfg)
-		return
+	plan := PlanTunnel
+	if reason == "no-sni" { // let through by no_sni to its bare address
+		reason = s.tunnelRules(info, hostAddr, true, eng, cfg)
+	} else {
+		// The CONNECT rules and what to decrypt, as for the explicit proxy.
+		plan, reason = s.decideConnect(info, hostAddr, eng, cfg)
 	}
-	handedOff = s.tlsTunnel(cc, raw, info, cfg)
+	s.decideOrig(info, orig, eng)
+	switch {
+	case d.Action == policy.Block:
+		handedOff = s.tlsBlock(cc, raw, info, reason, cfg)
+	case plan == PlanDecrypt:
+		s.serveTLS(&replayConn{Conn: cc, raw: raw}, info, hostAddr, "")
+		handedOff = true // the terminator owns (or has closed) it
+	case plan == PlanRefuse: // a pinned search engine or video site
+		s.metrics.connectBlock.Inc()
+		s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, newRef())
+		tlsAlert(cc, alertAccessDenied)
+	default:
+		handedOff = s.tlsTunnel(cc, raw, info, cfg)
+	}
 }
 
 // nameless handles a ClientHello that names no site (reason "no-sni") or
@@ -477,14 +491,12 @@ func (s *Server) tunnelRules(info *reqInfo, addr netip.Addr, bareOK bool, eng *p
 // the terminator.
 func (s *Server) tlsBlock(cc *clientConn, raw []byte, info *reqInfo, reason string, cfg *config.Config) bool {
 	s.metrics.connectBlock.Inc()
-	if s.term != nil && reason != "port" && reason != "ech" && info.host != "" {
+	if s.term != nil && reason != "port" && reason != "ech" && info.host != "" && !cfg.NeverDecrypt(info.host) &&
+		!s.pins.held(info.client, info.host, s.now()) {
 		if g := cfg.Groups[info.dec.Group]; g != nil && g.DecryptMode() != config.DecryptOff {
-			s.metrics.requests.WithLabelValues("connect", "decrypt-block").Inc()
-			if err := s.term.Serve(context.Background(), &replayConn{Conn: cc, raw: raw}, info.host, info); err != nil {
-				s.metrics.requests.WithLabelValues("connect", "decrypt-failed").Inc()
-				s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, newRef())
-			}
-			return true // the terminator owns (or has closed) the connection
+			addr, _ := netip.ParseAddr(info.host)                           // a bare address (no SNI)
+			s.serveTLS(&replayConn{Conn: cc, raw: raw}, info, addr, reason) // records a failed handshake
+			return true                                                     // the terminator owns (or has closed) the connection
 		}
 	}
 	s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, newRef()) // durable before the close

@@ -262,6 +262,42 @@ func TestTransparentTLSAllowedIsTunnelled(t *testing.T) {
 	}
 }
 
+// TestTransparentTLSDecryptsLikeExplicit: an allowed site of a group that
+// decrypts everything is decrypted on transparent 443 as after a CONNECT
+// (decideConnect): the client sees the school's leaf, the request is
+// decided on its URL and forwarded over verified TLS to the site.
+func TestTransparentTLSDecryptsLikeExplicit(t *testing.T) {
+	m, pool := schoolCA(t)
+	te := newTPEnv(t, envOpts{certs: m}, true)
+	origins := x509.NewCertPool()
+	origins.AddCert(te.tlsOrig.Certificate())
+	te.s.roots = origins // the site's own CA, as proxy.upstream_ca_file gives it
+	c := *te.cur.Load()
+	c.Groups = map[string]*config.Group{}
+	for k, g := range te.cur.Load().Groups {
+		g2 := *g
+		g2.Decrypt = config.DecryptAll
+		c.Groups[k] = &g2
+	}
+	eng, err := policy.New(&c, te.ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.cur.Store(&c)
+	te.eng.Store(eng)
+	// The test origin's port stands for 443 (newTPEnv's toOrigin).
+	resp, body := get(t, te.redirected(te.tlsAddr, "", pool), "https://example.com:"+te.s.tp.tlsPort+"/decrypted")
+	if resp.StatusCode != http.StatusOK || len(body) != 1024 {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if got := resp.TLS.PeerCertificates[0].Issuer.CommonName; got != "Test Academy web filter CA" {
+		t.Fatalf("served with a certificate from %q, want the school's leaf", got)
+	}
+	if r := te.lastReq.Load(); r == nil || r.URL.Path != "/decrypted" {
+		t.Fatalf("the site did not get the decrypted request: %v", r)
+	}
+}
+
 func TestTransparentTLSBlockedWithCA(t *testing.T) {
 	m, pool := schoolCA(t)
 	te := newTPEnv(t, envOpts{certs: m})
