@@ -301,7 +301,7 @@ func liveChange(path string) bool {
 // (groups, lists, categories, clients), what the proxy reads per request,
 // the DNS front door's access settings (publish) and the log level.
 var liveSettings = []string{
-	"groups", "lists", "categories", "clients", "log.level",
+	"groups", "lists", "categories", "clients", "log.level", "watchlists",
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"admin.allow", "console.allow",

@@ -969,6 +969,16 @@ func clientStr(ev *Event) string {
 	return ev.Client.String()
 }
 
+// searchedFor words a search for alerts and digests: searched for “term”
+// on Google.
+func searchedFor(term, engine string) string {
+	s := "searched for \u201c" + term + "\u201d"
+	if engine != "" {
+		s += " on " + engine
+	}
+	return s
+}
+
 // sampleOf is what an incident keeps as an example: the search term, else
 // the URL, else the name. Nothing for the restricted tier.
 func sampleOf(ev *Event) string {
@@ -980,7 +990,7 @@ func sampleOf(ev *Event) string {
 	}
 	switch {
 	case ev.SearchTerm != "":
-		return "search: " + ev.SearchTerm
+		return searchedFor(ev.SearchTerm, ev.SearchEngine)
 	case ev.URL != "":
 		return ev.URL
 	}
