@@ -39,6 +39,9 @@ type checkResult struct {
 	Rewrite    string    `json:"rewrite,omitempty"`
 	Matched    []string  `json:"matched"`
 	At         time.Time `json:"at"`
+	// Search is the search term and its watchlist score, for a search
+	// engine's URL (cmd_check_search.go).
+	Search *checkSearch `json:"search,omitempty"`
 }
 
 func (c *cli) check(args []string) int {
@@ -114,6 +117,7 @@ func (c *cli) check(args []string) int {
 		}
 		r.Matched = append(r.Matched, m.String())
 	}
+	r.Search = searchOf(eng, d, host, pos[0])
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -154,6 +158,9 @@ func (c *cli) check(args []string) int {
 	}
 	if len(r.Matched) > 0 {
 		fmt.Fprintf(tw, "listed in\t%s\n", strings.Join(r.Matched, ", "))
+	}
+	if r.Search != nil {
+		r.Search.print(tw)
 	}
 	fmt.Fprintf(tw, "at\t%s\n", r.At.Format("Mon 2 Jan 2006 15:04 MST"))
 	_ = tw.Flush()
