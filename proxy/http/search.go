@@ -38,7 +38,7 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 	if !ok {
 		return
 	}
-	info.search.engine = se
+	info.search = &searchInfo{engine: se}
 	if info.dec.Restricted {
 		return
 	}
@@ -75,10 +75,10 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 // an immediate alert). It is recorded before the answer goes, not held
 // until durable: the search was not blocked.
 func (s *Server) flagSearch(info *reqInfo, source string) {
-	h := info.search.hit
-	if h == nil {
+	if info.search == nil || info.search.hit == nil {
 		return
 	}
+	h := info.search.hit
 	s.metrics.requests.WithLabelValues(source, "search-flag").Inc()
 	ev := s.newEvent(info, source, "flag", 0, 0, "watchlist", "")
 	ev.Category = h.theme.Category()
@@ -95,10 +95,10 @@ func (s *Server) flagSearch(info *reqInfo, source string) {
 // YouTube-Restrict) on every request to it. A client's own value for
 // either is replaced.
 func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
-	se := info.search.engine
-	if se == nil {
+	if info.search == nil {
 		return
 	}
+	se := info.search.engine
 	mode := info.engine().GroupSafeSearch(info.dec.Group)
 	if mode == policy.SafeSearchOff {
 		return

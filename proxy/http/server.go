@@ -73,7 +73,7 @@ type reqInfo struct {
 	refused bool   // answered with 403 at dial time (an internal address)
 	dec     policy.Decision
 	eng     *policy.Engine // the engine dec came from (its watchlist, search engines, safe search)
-	search  searchInfo     // search.go
+	search  *searchInfo    // search.go; nil unless the host is a search engine's
 	method  string
 	url     string
 	conn    *clientConn
@@ -795,7 +795,7 @@ func (s *Server) newEvent(info *reqInfo, source, action string, status int, byte
 		// Restricted names and URLs are never stored (reports.Redact
 		// makes sure); the matched entry's hash is.
 		ev.URL, ev.Entry = "", d.EntryHash()
-	} else if info.search.term != "" {
+	} else if info.search != nil && info.search.term != "" {
 		ev.SearchTerm, ev.SearchEngine = info.search.term, info.search.engine.Name
 	}
 	return ev
