@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/reports"
+	"github.com/gatehouse-filter/gatehouse/watchlist"
 )
 
 // TestSearchAlertReachesDSL runs a real Gatehouse: a pupil's misspelt
@@ -79,3 +84,52 @@ groups:
 		t.Fatalf("incidents %+v, %v", inc, err)
 	}
 }
+
+// TestWatchlistReload: a reload applies a changed watchlist file; a
+// broken one is refused with its file and line, and the running watchlist
+// stays in force.
+func TestWatchlistReload(t *testing.T) {
+	upstream := testUpstream(t)
+	body := `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns: {listen: ["127.0.0.1:0"], upstreams: ["` + upstream + `"]}
+watchlists:
+  files: [{theme: drugs, path: "{{dir}}/local.txt"}]
+`
+	path, dir := writeConfig(t, body, map[string]string{"local.txt": "blue sweets | 10\n"})
+	var log bytes.Buffer
+	var mu sync.Mutex
+	s := startServingLog(t, path, writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) }))
+	over := func(term string) bool {
+		r := s.engine.Load().Watchlist().NewScorer().Score(term)
+		return r.Over && r.Best == watchlist.Drugs
+	}
+	if !over("where to get blue sweets") {
+		t.Fatal("local phrase not in force")
+	}
+	local := filepath.Join(dir, "local.txt")
+	if err := os.WriteFile(local, []byte("blue sweets | 10\ngreen sweets | lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloadFile(t, s, path, dir, body)
+	mu.Lock()
+	logged := log.String()
+	mu.Unlock()
+	if !strings.Contains(logged, local+":2: weight") || !over("blue sweets") {
+		t.Fatalf("broken file: running watchlist lost or not logged:\n%s", logged)
+	}
+	if err := os.WriteFile(local, []byte("green sweets | 10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloadFile(t, s, path, dir, body)
+	if !over("green sweets") || over("blue sweets") {
+		t.Fatal("the fixed file was not applied")
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
