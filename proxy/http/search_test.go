@@ -1,9 +1,12 @@
 package httpproxy
 
 import (
+	"context"
 	"maps"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -205,5 +208,38 @@ func TestNotSearchNoTerm(t *testing.T) {
 	}
 	if n := len(e.sink.events()); n != 2 {
 		t.Errorf("%d events, want the 2 allowed requests", n)
+	}
+}
+
+// TestRestrictedSearchNoTerm: a search URL on the restricted tier's list
+// is blocked with no term anywhere: not on the block event, and no
+// watchlist flag (which would store it in plain text).
+func TestRestrictedSearchNoTerm(t *testing.T) {
+	e := searchEnv(t)
+	if err := os.WriteFile(filepath.Join(e.dir, "iwf.txt"), []byte(hashHex("bing.com/search")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sources, err := policy.Sources(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := bl.NewManager(filepath.Join(e.dir, "cache2"), sources, e.cfg.Location(), nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.ix = m.Index()
+	eng, err := policy.New(e.cfg, e.ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eng.Store(eng)
+	resp, body := get(t, e.client("", "", ""), e.originURL("www.bing.com", "/search?q=how+to+kill+myself"))
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "kill") {
+		t.Fatalf("status %d\n%s", resp.StatusCode, body)
+	}
+	e.s.events.flush(true)
+	evs := e.sink.events()
+	if len(evs) != 1 || !evs[0].Restricted || evs[0].SearchTerm != "" || evs[0].SearchEngine != "" || evs[0].URL != "" {
+		t.Errorf("events %+v", evs)
 	}
 }
