@@ -33,16 +33,19 @@ const MaxTerm = 256
 
 // DefaultEngines is the built-in table. Ecosia documents no URL parameter
 // for safe search (it is a setting kept in a cookie), so only its terms
-// are read.
+// are read. Autocomplete endpoints are left out on purpose: they send
+// every keystroke ("s", "su", "sui", ...), which would report one search
+// many times over. YouTube's hosts are those Google names for its
+// YouTube-Restrict header.
 func DefaultEngines() []Engine {
 	return []Engine{
-		{Name: "Google", Hosts: []string{"google.*"}, Paths: []string{"/search", "/webhp", "/complete/search"}, Param: "q",
+		{Name: "Google", Hosts: []string{"google.*"}, Paths: []string{"/search", "/webhp"}, Param: "q",
 			SafeParam: "safe", SafeStrict: "active", SafeModerate: "active"},
 		{Name: "Bing", Hosts: []string{"bing.com"}, Paths: []string{"/search", "/images/search", "/videos/search", "/news/search"}, Param: "q",
 			SafeParam: "adlt", SafeStrict: "strict", SafeModerate: "moderate"},
-		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite", "/ac"}, Param: "q",
+		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite"}, Param: "q",
 			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1"},
-		{Name: "YouTube", Hosts: []string{"youtube.com"}, Paths: []string{"/results"}, Param: "search_query",
+		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results"}, Param: "search_query",
 			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate"},
 		{Name: "Yahoo", Hosts: []string{"search.yahoo.com"}, Paths: []string{"/search", "/search/images", "/search/video"}, Param: "p",
 			SafeParam: "vm", SafeStrict: "r", SafeModerate: "i"},

@@ -13,7 +13,8 @@ func TestEnginesLookup(t *testing.T) {
 	for host, want := range map[string]string{
 		"www.google.com": "Google", "google.co.uk": "Google", "www.google.com.au": "Google", "google.de": "Google",
 		"www.bing.com": "Bing", "duckduckgo.com": "DuckDuckGo", "html.duckduckgo.com": "DuckDuckGo",
-		"www.youtube.com": "YouTube", "m.youtube.com": "YouTube", "uk.search.yahoo.com": "Yahoo",
+		"www.youtube.com": "YouTube", "m.youtube.com": "YouTube", "youtubei.googleapis.com": "YouTube", "www.youtube-nocookie.com": "YouTube",
+		"storage.googleapis.com": "", "uk.search.yahoo.com": "Yahoo",
 		"www.ecosia.org": "Ecosia", "en.wikipedia.org": "Wikipedia", "en.m.wikipedia.org": "Wikipedia",
 		"example.com": "", "google.example.com": "", "notgoogle.com": "", "bing.com.evil.net": "", "yahoo.com": "", "com": "", "": "",
 	} {

@@ -80,3 +80,30 @@ func BenchmarkSearchGET(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSearchHook measures what plain() adds per request for search
+// terms: for a host that is no search engine (the table lookup only) and
+// for a search (term, score, safe-search parameter).
+func BenchmarkSearchHook(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	eng := e.eng.Load()
+	for _, c := range []struct{ name, url string }{
+		{"other-host", "http://static.assets.example-cdn.co.uk/app/main.js?v=3"},
+		{"search", "http://www.bing.com/search?q=photosynthesis+for+year+7&form=QBLH"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r, _ := http.NewRequest("GET", c.url, nil)
+			raw := r.URL.RawQuery
+			info := &reqInfo{host: r.URL.Hostname(), eng: eng}
+			info.dec.Group = "students"
+			b.ReportAllocs()
+			for b.Loop() {
+				info.search = nil
+				r.URL.RawQuery = raw
+				e.s.searchRequest(r, info)
+				e.s.flagSearch(info, "http")
+				e.s.safeSearch(r, info)
+			}
+		})
+	}
+}
