@@ -152,6 +152,9 @@ func (v *validator) watchlists() {
 			v.errf(at, "%v%s", err, didYouMean(name, themes))
 			continue
 		}
+		if sev := w.Themes[name].Severity; name == watchlist.SelfHarm.String() && sev != nil && *sev < blocklists.SeverityCritical {
+			v.warnf(joinKey(at, "severity"), "suicide-related searches are then %s, not critical: the DSL may no longer get an immediate alert", sev)
+		}
 		if t := w.Themes[name].Threshold; t < 0 || t > 10_000 {
 			v.errf(joinKey(at, "threshold"), "must be between 1 and 10000 (0 or unset: the default, %d)", watchlist.DefaultThreshold)
 		}

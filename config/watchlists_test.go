@@ -108,3 +108,13 @@ func TestWatchlistFileErrors(t *testing.T) {
 		t.Errorf("ReadWatchlists: %v", err)
 	}
 }
+
+func TestWatchlistSelfHarmWarning(t *testing.T) {
+	c, err := Parse([]byte("watchlists:\n  themes:\n    self-harm: {severity: high}\n"), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "watchlists.themes.self-harm.severity: suicide-related searches are then high") {
+		t.Errorf("warnings: %q", w)
+	}
+}
