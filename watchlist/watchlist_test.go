@@ -258,3 +258,15 @@ func BenchmarkCompile10k(b *testing.B) {
 		bigWatchlist(b, 10_000)
 	}
 }
+
+// TestBigWatchlistSize bounds the memory of a 10,000-entry watchlist's
+// automaton (the README states about 30 bytes a phrase byte).
+func TestBigWatchlistSize(t *testing.T) {
+	w := bigWatchlist(t, 10_000)
+	a := w.ac
+	bytes := len(a.states)*20 + len(a.edges)*8 + len(a.root)*4
+	t.Logf("%d entries, %d phrases, %d states, %d edges: %d KiB", w.Len(), w.Phrases(), len(a.states), len(a.edges), bytes>>10)
+	if bytes > 8<<20 {
+		t.Errorf("automaton of %d bytes", bytes)
+	}
+}
