@@ -33,7 +33,7 @@ type watchHit struct {
 // engine costs one table lookup. The restricted tier's requests get no
 // term: nothing about them is stored in plain text.
 func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
-	eng := info.engine()
+	eng := s.engineOf(info)
 	se, ok := eng.SearchEngines().Lookup(info.host)
 	if !ok {
 		return
@@ -99,7 +99,7 @@ func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
 		return
 	}
 	se := info.search.engine
-	mode := info.engine().GroupSafeSearch(info.dec.Group)
+	mode := s.engineOf(info).GroupSafeSearch(info.dec.Group)
 	if mode == policy.SafeSearchOff {
 		return
 	}
@@ -112,5 +112,12 @@ func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
 	}
 }
 
-// engine is the policy engine the request was decided with.
-func (info *reqInfo) engine() *policy.Engine { return info.eng }
+// engineOf is the policy engine the request was decided with; a reqInfo
+// made without one (a front door that does not set it) gets the current
+// engine rather than a nil pointer.
+func (s *Server) engineOf(info *reqInfo) *policy.Engine {
+	if info.eng != nil {
+		return info.eng
+	}
+	return s.o.Engine()
+}

@@ -243,3 +243,17 @@ func TestRestrictedSearchNoTerm(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+// TestSearchHookWithoutEngine: a request record made without its engine
+// (another front door) is served with the current one, not a panic.
+func TestSearchHookWithoutEngine(t *testing.T) {
+	e := searchEnv(t)
+	r, _ := http.NewRequest("GET", "http://www.bing.com/search?q=how+to+k1ll+mys3lf", nil)
+	info := &reqInfo{host: "www.bing.com"}
+	info.dec.Group = "students"
+	e.s.searchRequest(r, info)
+	e.s.safeSearch(r, info)
+	if info.search == nil || info.search.term != "how to k1ll mys3lf" || info.search.hit == nil || r.URL.Query().Get("adlt") != "strict" {
+		t.Fatalf("search %+v, query %q", info.search, r.URL.RawQuery)
+	}
+}
