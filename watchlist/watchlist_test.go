@@ -147,6 +147,7 @@ func TestStarterLists(t *testing.T) {
 	for text, want := range map[string]Theme{
 		"how to kill myself":         SelfHarm,
 		"i w4nt to d1e":              SelfHarm,
+		"i just want to kms":         SelfHarm,
 		"sucide methods":             SelfHarm,
 		"how to join isis":           Extremism,
 		"im being bullied at school": Bullying,
@@ -159,7 +160,9 @@ func TestStarterLists(t *testing.T) {
 			t.Errorf("%q: best %s over %v scores %v, want %s over", text, r.Best, r.Over, r.Scores, want)
 		}
 	}
-	for _, text := range []string{"suicide squad film", "how to bake a cake", "weather in london", "photosynthesis for kids", "sex education lesson"} {
+	for _, text := range []string{"suicide squad film", "how to bake a cake", "weather in london", "photosynthesis for kids", "sex education lesson",
+		"5 kms to miles", "where to buy weed killer", "naked mole rat facts", "anne boleyn beheading", "al gore climate", "essex and sussex map",
+		"how to kill a process in linux", "the history of mein kampf"} {
 		if r := s.Score(text); r.Over {
 			t.Errorf("%q: reported as %s (%v)", text, r.Best, r.Matches)
 		}
