@@ -12,6 +12,14 @@ import (
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
+// checkOutput is the JSON form of `gatehouse check`: explain's answer
+// and, for a search engine's URL, the search the proxy would read
+// (cmd_check_search.go).
+type checkOutput struct {
+	explain.Result
+	Search *checkSearch `json:"search,omitempty"`
+}
+
 func (c *cli) check(args []string) int {
 	fs := c.flags("check")
 	client := fs.String("client", "127.0.0.1", "client IP address")
@@ -62,14 +70,18 @@ func (c *cli) check(args []string) int {
 		fmt.Fprintf(c.stderr, "gatehouse check: %v\n", err)
 		return exitUsage
 	}
+	out := checkOutput{Result: r, Search: searchOf(eng, r, pos[0])}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(r)
+		_ = enc.Encode(out)
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	for _, l := range r.Lines {
+		if l.Label == "at" && out.Search != nil {
+			out.Search.print(tw) // before the time, as the rest of the answer
+		}
 		fmt.Fprintf(tw, "%s\t%s\n", l.Label, l.Text)
 	}
 	_ = tw.Flush()

@@ -97,3 +97,28 @@ func TestCheckTellsTheTruth(t *testing.T) {
 		t.Errorf("bad --at: %d %s", code, errs)
 	}
 }
+
+// TestCheckShowsSearchTerm: `gatehouse check` on a search URL shows the
+// term the proxy reads, its watchlist score and whether it is reported,
+// and the safe-search switch the proxy adds for the client's group.
+func TestCheckShowsSearchTerm(t *testing.T) {
+	path, _ := writeConfig(t, truthConfig, map[string]string{"bets.txt": "bet.example\n", "play.txt": "play.example\n"})
+	code, out, errs := runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "--json", "https://www.bing.com/search?q=how+to+k1ll+mys3lf")
+	var full struct{ Search map[string]any }
+	if err := json.Unmarshal([]byte(out), &full); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	s := full.Search
+	if s["engine"] != "Bing" || s["term"] != "how to k1ll mys3lf" || s["theme"] != "self-harm" || s["reported"] != true ||
+		s["severity"] != "critical" || s["safe_search"] != "adlt=strict on searches" {
+		t.Errorf("search %v", s)
+	}
+	code, out, _ = runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "https://duckduckgo.com/?q=photosynthesis")
+	if code != 0 || !strings.Contains(out, `search term    "photosynthesis"`) || !strings.Contains(out, "no phrase matched") || !strings.Contains(out, "kp=1") {
+		t.Errorf("text:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "https://bet.example/?q=kill+myself")
+	if code != 0 || strings.Contains(out, "search") {
+		t.Errorf("not a search engine:\n%s", out)
+	}
+}

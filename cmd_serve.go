@@ -309,7 +309,7 @@ func liveChange(path string) bool {
 // (groups, lists, categories, clients), what the proxy reads per request,
 // the DNS front door's access settings (publish) and the log level.
 var liveSettings = []string{
-	"groups", "lists", "categories", "clients", "log.level",
+	"groups", "lists", "categories", "clients", "log.level", "watchlists",
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",

@@ -22,7 +22,7 @@ func exampleWithFiles(t *testing.T, files map[string]string) string {
 	all := map[string]string{
 		"etc/proxy-users": "jsmith:$2y$05$abcdefghijklmnopqrstuu5Qk1u4z9mYb8e0xM9S9bWmH1rN2m6a\n", "etc/secrets/iwf-password": "pw\n",
 		"etc/smtp-password": "pw\n", "etc/lists/curriculum-allow.txt": "scratch.mit.edu\n", "etc/lists/local-deny.txt": "chatroulette.com\n",
-		"var/ut1/blacklists/adult/domains": "porn.example\n",
+		"var/ut1/blacklists/adult/domains": "porn.example\n", "etc/watchlists/self-harm-local.txt": "# ours\nsad beans | 10\n",
 	}
 	for k, v := range files {
 		all[k] = v
@@ -56,7 +56,8 @@ func TestConfigExampleIsValid(t *testing.T) {
 	}
 	for _, want := range []string{"proxy.auth.users_file: cannot read users file /etc/gatehouse/proxy-users",
 		"lists[0].path: cannot read the squidGuard tree", "lists[7].path: cannot read list file /etc/gatehouse/lists/curriculum-allow.txt",
-		"reports.smtp.password.file", "lists[5].auth.password.file", "6 error(s)"} {
+		"reports.smtp.password.file", "lists[5].auth.password.file",
+		"watchlists.files[0].path: cannot read watchlist file /etc/gatehouse/watchlists/self-harm-local.txt", "7 error(s)"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("errors lack %q:\n%s", want, errs)
 		}

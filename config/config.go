@@ -24,6 +24,7 @@ type Config struct {
 	Categories map[string]CategoryPrefs `yaml:"categories"` // per-category severity/route overrides
 	Lists      []List                   `yaml:"lists"`
 	Groups     map[string]*Group        `yaml:"groups"`
+	Watchlists Watchlists               `yaml:"watchlists"` // search terms: watchlists and search engines (watchlists.go)
 
 	// Source is the file the config was read from ("" for embedded defaults).
 	Source string `yaml:"-"`

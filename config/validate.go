@@ -113,6 +113,7 @@ func (v *validator) run() {
 	v.consoleSection() // console.go
 	v.reports()
 	v.categories()
+	v.watchlists() // watchlists.go
 	lists := v.lists()
 	used := v.groups(lists)
 	v.applyManaged() // managed.go

@@ -189,6 +189,9 @@ func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 		}
 		e.users[u.Name] = usr
 	}
+	if e.search, err = searchSetFor(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -135,6 +135,7 @@ type Engine struct {
 	kind         [64]bl.Kind
 	listNames    map[bl.Category]string // list bit → list name
 	ipDeny       bool                   // some group's inline deny list has addresses
+	search       searchSet              // watchlist and search engines (watch.go)
 	clock        atomic.Pointer[clockState]
 }
 

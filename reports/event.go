@@ -26,9 +26,13 @@ type Event struct {
 	QType      string // DNS query type ("A", "HTTPS", ...)
 	URL        string // full URL (proxy only)
 	SearchTerm string // search term, where the URL carries one
-	Method     string // HTTP method (proxy only)
-	Status     int    // HTTP status returned (proxy only)
-	Bytes      int64  // bytes transferred (proxy only)
+	// SearchEngine names the engine of SearchTerm ("Google"), for the
+	// wording of alerts and digests; not a column of its own (Name holds
+	// the engine's host).
+	SearchEngine string `json:",omitempty"`
+	Method       string // HTTP method (proxy only)
+	Status       int    // HTTP status returned (proxy only)
+	Bytes        int64  // bytes transferred (proxy only)
 	// Ref is the reference code shown on the block page (proxy only); a
 	// "report a mistake" event carries the code of the page it came from.
 	Ref string

@@ -505,7 +505,7 @@ func TestDigestContent(t *testing.T) {
 	w.Record(ev(t0.Add(-2*time.Hour), "10.0.0.9", "students", "games", "roblox.com"))
 	clk.Set(t0.Add(5 * time.Hour))
 	sh := ev(t0.Add(2*time.Hour), "10.0.0.5", "students", "self-harm", "harm.example")
-	sh.User, sh.Device, sh.SearchTerm = "pupil17", "Laptop-12", "how to hurt myself"
+	sh.User, sh.Device, sh.SearchTerm, sh.SearchEngine = "pupil17", "Laptop-12", "how to hurt myself", "Google"
 	w.Record(sh)
 	w.Record(ev(t0.Add(3*time.Hour), "10.0.0.6", "students", "web-proxy", "proxy.example"))
 	w.Record(ev(t0.Add(3*time.Hour), "10.0.0.7", "students", "gambling", "bet.example"))
@@ -523,7 +523,7 @@ func TestDigestContent(t *testing.T) {
 	}
 	for _, want := range []string{"From Tue 24 Nov 07:30 to Tue 24 Nov 12:30 (Europe/London)",
 		"[CRITICAL] self-harm and suicide, 1 attempt(s)", "Who:  pupil17, device Laptop-12, 10.0.0.5 (group students)",
-		"When: Tue 24 Nov 09:30", "search: how to hurt myself", "[HIGH] a web proxy", "BY CATEGORY", "gambling: 1",
+		"When: Tue 24 Nov 09:30", "searched for “how to hurt myself” on Google", "[HIGH] a web proxy", "BY CATEGORY", "gambling: 1",
 		"BY GROUP", "students: 3", "TOP CLIENTS", "TREND: 3 attempts, up 50% on the previous period (2).", "speak to the child today"} {
 		if !strings.Contains(m.Text, want) {
 			t.Errorf("digest text lacks %q:\n%s", want, m.Text)
@@ -531,6 +531,9 @@ func TestDigestContent(t *testing.T) {
 	}
 	if strings.Index(m.Text, "self-harm") > strings.Index(m.Text, "web proxy") || strings.Contains(m.Text, "10.0.0.8") {
 		t.Errorf("order or routing wrong:\n%s", m.Text)
+	}
+	if !strings.Contains(m.HTML, "searched for “how to hurt myself” on Google") {
+		t.Errorf("digest HTML lacks the search:\n%s", m.HTML)
 	}
 	if !strings.Contains(m.HTML, `<span class="sev CRITICAL">CRITICAL</span>`) || !strings.Contains(m.HTML, "width=device-width") {
 		t.Error("HTML part is not the phone layout")

@@ -111,6 +111,7 @@ type Writer struct {
 	spare   []Event
 	seq     uint64 // the sequence number of the last queued event
 	waiters []Waiter
+	urgent  bool // the queue holds an urgent event (urgentEvent)
 	exited  bool // run has returned: nothing more is written
 	wake    chan struct{}
 	stop    chan struct{}
@@ -309,9 +310,11 @@ func (w *Writer) RecordSeq(ev Event) uint64 {
 	seq := w.seq
 	w.queue = append(w.queue, ev)
 	// The writer wakes for the first event of a quiet spell (to start the
-	// lazyDelay clock) and when a batch is full; a waiter wakes it at once
-	// (AfterDurable).
-	wake := n == 0 || n+1 >= lazyBatch
+	// lazyDelay clock), for an urgent one and when a batch is full; a
+	// waiter wakes it at once (AfterDurable).
+	urgent := urgentEvent(&ev)
+	wake := n == 0 || n+1 >= lazyBatch || (urgent && !w.urgent)
+	w.urgent = w.urgent || urgent
 	w.mu.Unlock()
 	if wake {
 		w.poke()
@@ -320,23 +323,32 @@ func (w *Writer) RecordSeq(ev Event) uint64 {
 }
 
 // Events that no answer waits for (repeat counts, later events of a kind
-// already stored, allowed requests with full logging, probes, flags) are
+// already stored, allowed requests with full logging, probes) are
 // committed together, lazyDelay after the first of them was queued or
 // once lazyBatch are queued, instead of one commit (and a rewrite of the
 // same table and index pages in the WAL) each: a flood of repeats made
 // 1,500 commits a second, as much writer CPU as the resolver's own. An
 // event a block answer waits for is committed at once (AfterDurable wakes
-// the writer), taking the lazy ones with it. So a crash loses at most
-// lazyDelay more of them (README), and an alert may leave lazyDelay later.
+// the writer), and so is an urgent one (urgentEvent), taking the lazy ones
+// with them. So a crash loses at most lazyDelay more of the lazy ones
+// (README).
 const (
 	lazyDelay = 100 * time.Millisecond
 	lazyBatch = 1024
 )
 
+// urgentEvent reports whether ev is committed at once although no answer
+// waits for it: a flag (a watchlisted search, a pinned app, a bad
+// certificate: the request itself went through) or a "report a mistake",
+// each new, so that a crash straight after it loses nothing.
+func urgentEvent(ev *Event) bool {
+	return ev.Series == 0 && (ev.Action == "flag" || ev.Action == ActionReport)
+}
+
 // due reports whether the queue should be committed now rather than at
 // the lazy deadline (w.mu held).
 func (w *Writer) due() bool {
-	return len(w.waiters) > 0 || len(w.queue) >= lazyBatch
+	return len(w.waiters) > 0 || w.urgent || len(w.queue) >= lazyBatch
 }
 
 // hardCap bounds the queue, high and critical events included: 4 ×
@@ -556,7 +568,7 @@ func (w *Writer) drain(stopping bool) {
 			}
 			return
 		}
-		w.queue, w.waiters = w.spare, nil
+		w.queue, w.waiters, w.urgent = w.spare, nil, false
 		w.mu.Unlock()
 		rest := w.store(all, stopping)
 		if len(rest) == 0 {
@@ -1033,6 +1045,16 @@ func clientStr(ev *Event) string {
 	return ev.Client.String()
 }
 
+// searchedFor words a search for alerts and digests: searched for “term”
+// on Google.
+func searchedFor(term, engine string) string {
+	s := "searched for \u201c" + term + "\u201d"
+	if engine != "" {
+		s += " on " + engine
+	}
+	return s
+}
+
 // sampleOf is what an incident keeps as an example: the search term, else
 // the URL, else the name. Nothing for the restricted tier.
 func sampleOf(ev *Event) string {
@@ -1044,7 +1066,7 @@ func sampleOf(ev *Event) string {
 	}
 	switch {
 	case ev.SearchTerm != "":
-		return "search: " + ev.SearchTerm
+		return searchedFor(ev.SearchTerm, ev.SearchEngine)
 	case ev.URL != "":
 		return ev.URL
 	}

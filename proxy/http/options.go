@@ -26,6 +26,10 @@
 //     proxy.connect.ip_networks), to a port outside proxy.connect.ports, or to
 //     a bypass service is a bypass attempt; a tunnel to port 443 whose first
 //     bytes are not a TLS ClientHello is blocked or flagged.
+//   - Search terms (search.go): a search on a known engine carries its
+//     term on every event; a term over a watchlist theme's threshold is a
+//     "flag" event with the theme's severity even when allowed; groups with
+//     safe_search get the engine's safe parameter and YouTube-Restrict.
 //   - Upstream: names are resolved through a Resolver (Gatehouse's own
 //     filtering resolver), never the system resolver; safe-search hosts are
 //     dialled at their safe endpoint; each address is checked just before

@@ -78,6 +78,8 @@ type reqInfo struct {
 	refused bool   // answered with 403 at dial time (an internal address)
 	tls     bool   // a request on a decrypted HTTPS connection (decrypt.go)
 	dec     policy.Decision
+	eng     *policy.Engine // the engine dec came from (its watchlist, search engines, safe search)
+	search  *searchInfo    // search.go; nil unless the host is a search engine's
 	method  string
 	url     string
 	conn    *clientConn
@@ -324,7 +326,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "400 Bad Request: the web filter could not read the site's address", http.StatusBadRequest)
 		return
 	}
-	info := &reqInfo{client: ip, user: user, host: nh, port: port, method: r.Method, conn: cc}
+	info := &reqInfo{client: ip, user: user, host: nh, port: port, method: r.Method, conn: cc, eng: eng}
 	var path string
 	if !connect {
 		path = r.URL.RequestURI()
@@ -391,6 +393,8 @@ func (p *pageWriter) response(req *http.Request) *http.Response {
 func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config) {
 	d := &info.dec
 	src := info.source()
+	s.searchRequest(r, info) // search.go: the term, for events and the watchlist
+	s.flagSearch(info, src)
 	if d.Action != policy.Block && !info.tls && !portAllowed(cfg.Proxy.HTTP.Ports, plainPort(r.URL.Scheme, info.port)) {
 		info.url = eventURL(r.URL)
 		s.refusePort(w, info, cfg)
@@ -409,6 +413,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 		s.metrics.httpAllow.Inc()
 	}
 	cleanHopByHop(r.Header, isUpgrade(r.Header))
+	s.safeSearch(r, info) // search.go: after hop-by-hop, so a Connection header cannot drop it
 	r.Header.Add("Via", Via)
 	info.rw = respWriter{ResponseWriter: w, status: http.StatusOK}
 	cw := &info.rw
@@ -775,6 +780,15 @@ func (s *Server) event(info *reqInfo, source, action string, status int, bytes i
 // first of its kind, for a collapsed repeat) is durable, so that the answer
 // written next never reaches a client whose block a crash could forget.
 func (s *Server) eventRef(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) {
+	ev := s.newEvent(info, source, action, status, bytes, reason, ref)
+	seq := s.events.record(ev)
+	if action == "block" {
+		s.events.durable(seq)
+	}
+}
+
+// newEvent is the event for a request as info describes it.
+func (s *Server) newEvent(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) reports.Event {
 	d := &info.dec
 	ev := reports.Event{
 		Time:       s.now().UTC(),
@@ -818,11 +832,10 @@ func (s *Server) eventRef(info *reqInfo, source, action string, status int, byte
 		// Restricted names and URLs are never stored (reports.Redact
 		// makes sure); the matched entry's hash is.
 		ev.URL, ev.Entry = "", d.EntryHash()
+	} else if info.search != nil && info.search.term != "" {
+		ev.SearchTerm, ev.SearchEngine = info.search.term, info.search.engine.Name
 	}
-	seq := s.events.record(ev)
-	if action == "block" {
-		s.events.durable(seq)
-	}
+	return ev
 }
 
 // authenticate checks the proxy login. It returns the user ("" when none)

@@ -1,0 +1,123 @@
+package httpproxy
+
+import (
+	"net/http"
+	"strings"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/watchlist"
+)
+
+// searchInfo is what a request to a search engine carries: the engine,
+// the term, and the watchlist theme the term reached, if any.
+type searchInfo struct {
+	engine *watchlist.Engine // nil: not a search engine's host
+	term   string            // "" when the request is not a search
+	hit    *watchHit         // the term reached a theme's threshold
+}
+
+// watchHit is a search term's report: its best theme over the threshold.
+type watchHit struct {
+	theme    watchlist.Theme
+	severity bl.Severity
+	score    int
+	phrases  string // the entries found, "kill myself, how to"
+}
+
+// searchRequest reads the search term of a request to a search engine and
+// scores it; every front door that sees a full URL (plain HTTP, and
+// decrypted HTTPS, which goes through the same per-request path) calls it
+// once, after the policy decision and before anything is answered, so
+// block pages and events carry the term. A host that is not a search
+// engine costs one table lookup. The restricted tier's requests get no
+// term: nothing about them is stored in plain text.
+func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
+	eng := s.engineOf(info)
+	se, ok := eng.SearchEngines().Lookup(info.host)
+	if !ok {
+		return
+	}
+	info.search = &searchInfo{engine: se}
+	if info.dec.Restricted {
+		return
+	}
+	term, ok := se.Term(r.URL.Path, r.URL.RawQuery)
+	if !ok {
+		return
+	}
+	info.search.term = term
+	w := eng.Watchlist()
+	sc := w.Get()
+	res := sc.Score(term)
+	if res.Over {
+		hit := &watchHit{theme: res.Best, severity: w.Settings(res.Best).Severity, score: res.Score()}
+		var b strings.Builder
+		for _, m := range res.Matches {
+			if m.Theme != res.Best || m.Weight <= 0 {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(m.Phrase)
+		}
+		hit.phrases = b.String()
+		info.search.hit = hit
+	}
+	w.Put(sc)
+}
+
+// flagSearch records a search whose term reached a watchlist theme's
+// threshold: an event with the theme's category and severity (Action
+// "flag"), whatever was decided about the request itself, so the DSL
+// hears about a suicide-related search even when it was allowed (critical:
+// an immediate alert). It is recorded before the answer goes, not held
+// until durable: the search was not blocked.
+func (s *Server) flagSearch(info *reqInfo, source string) {
+	if info.search == nil || info.search.hit == nil {
+		return
+	}
+	h := info.search.hit
+	s.metrics.requests.WithLabelValues(source, "search-flag").Inc()
+	ev := s.newEvent(info, source, "flag", 0, 0, "watchlist", "")
+	ev.Category = h.theme.Category()
+	ev.Severity, ev.Route = h.severity, bl.RouteDSL
+	ev.List, ev.Entry = "watchlist:"+h.theme.String(), h.phrases
+	ev.Restricted, ev.Bypass, ev.Probe = false, false, false
+	ev.Status, ev.Bytes = 0, 0
+	s.events.record(ev)
+}
+
+// safeSearch turns on the engine's own safe search for a request the
+// group's safe_search covers (the same setting as the DNS rewrite): the
+// engine's safe parameter on its search paths, and its header (YouTube's
+// YouTube-Restrict) on every request to it. A client's own value for
+// either is replaced.
+func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
+	if info.search == nil {
+		return
+	}
+	se := info.search.engine
+	mode := s.engineOf(info).GroupSafeSearch(info.dec.Group)
+	if mode == policy.SafeSearchOff {
+		return
+	}
+	strict := mode == policy.SafeSearchStrict
+	if se.SafeParam != "" && se.SearchPath(r.URL.Path) {
+		r.URL.RawQuery, _ = se.SafeQuery(r.URL.RawQuery, strict)
+	}
+	if h, v := se.SafeHeader(strict); h != "" {
+		r.Header.Set(h, v)
+	}
+}
+
+// engineOf is the policy engine the request was decided with; a reqInfo
+// made without one (a front door that does not set it) gets the current
+// engine rather than a nil pointer.
+func (s *Server) engineOf(info *reqInfo) *policy.Engine {
+	if info.eng != nil {
+		return info.eng
+	}
+	return s.o.Engine()
+}

@@ -1,0 +1,259 @@
+package httpproxy
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// searchEnv is a proxy env whose search engines' hosts (and their
+// safe-search endpoints, which the DNS-style rewrite dials) reach the
+// plain test origin.
+func searchEnv(t *testing.T) *env {
+	e := newEnv(t, envOpts{})
+	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	e.res.mu.Lock()
+	for _, h := range []string{"www.google.com", "www.google.co.uk", "www.bing.com", "duckduckgo.com", "www.youtube.com",
+		"search.yahoo.com", "www.ecosia.org", "en.wikipedia.org",
+		bl.GoogleSafe, bl.BingSafe, bl.DuckDuckGoSafe, bl.YouTubeStrict, bl.YouTubeModerate} {
+		e.res.names[h] = lo
+	}
+	e.res.mu.Unlock()
+	return e
+}
+
+// editGroup changes a group of the running config and publishes an engine
+// for it, as a reload would.
+func (e *env) editGroup(name string, edit func(g *config.Group)) {
+	c := *e.cur.Load()
+	c.Groups = maps.Clone(c.Groups)
+	g := *c.Groups[name]
+	edit(&g)
+	c.Groups[name] = &g
+	eng, err := policy.New(&c, e.ix)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.cur.Store(&c)
+	e.eng.Store(eng)
+}
+
+func isFlag(ev reports.Event) bool { return ev.Action == "flag" && ev.Reason == "watchlist" }
+
+// TestSearchTermFlagged: an allowed search whose term (misspelt, in
+// leetspeak) reaches the self-harm threshold is an event with the term,
+// the engine, the client and the theme's critical severity; the search
+// itself goes on.
+func TestSearchTermFlagged(t *testing.T) {
+	e := searchEnv(t)
+	c := e.client("", "", "")
+	resp, body := get(t, c, e.originURL("www.google.co.uk", "/search?q=how+to+k1ll+mys3lf&hl=en"))
+	if resp.StatusCode != 200 || len(body) != 1024 {
+		t.Fatalf("search not served: %d", resp.StatusCode)
+	}
+	ev := e.sink.waitEvent(t, isFlag)
+	if ev.SearchTerm != "how to k1ll mys3lf" || ev.SearchEngine != "Google" || ev.Category != "self-harm" ||
+		ev.Severity != bl.SeverityCritical || ev.Route != bl.RouteDSL || ev.Group != "students" ||
+		ev.Client != netip.MustParseAddr("127.0.0.1") || ev.Name != "www.google.co.uk" || !strings.Contains(ev.Entry, "kill myself") {
+		t.Errorf("flag event %+v", ev)
+	}
+	// A harmless search is not flagged.
+	get(t, c, e.originURL("www.google.co.uk", "/search?q=photosynthesis+ks3"))
+	e.s.events.flush(true)
+	n := 0
+	for _, ev := range e.sink.events() {
+		if isFlag(ev) {
+			n++
+			if ev.SearchTerm != "how to k1ll mys3lf" {
+				t.Errorf("flagged %q", ev.SearchTerm)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d flag events, want 1", n)
+	}
+}
+
+// TestBlockedSearchCarriesTerm: a blocked search's block event carries
+// the term, and a term over a threshold is flagged as well.
+func TestBlockedSearchCarriesTerm(t *testing.T) {
+	e := searchEnv(t)
+	e.editGroup("students", func(g *config.Group) { g.Deny = []string{"search.yahoo.com"} })
+	c := e.client("", "", "")
+	resp, _ := get(t, c, e.originURL("search.yahoo.com", "/search?p=suiside+methods"))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d, want the block page", resp.StatusCode)
+	}
+	blk := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == "block" })
+	if blk.SearchTerm != "suiside methods" || blk.SearchEngine != "Yahoo" {
+		t.Errorf("block event %+v", blk)
+	}
+	fl := e.sink.waitEvent(t, isFlag)
+	if fl.SearchTerm != "suiside methods" || fl.Category != "self-harm" || fl.Severity != bl.SeverityCritical {
+		t.Errorf("flag event %+v", fl)
+	}
+	if e.hits.Load() != 0 {
+		t.Error("the blocked search reached the origin")
+	}
+}
+
+// TestSearchThemesAndThresholds: each theme reports with its own
+// category and severity; a reload that raises a threshold applies to the
+// next search.
+func TestSearchThemesAndThresholds(t *testing.T) {
+	e := searchEnv(t)
+	c := e.client("", "", "")
+	get(t, c, e.originURL("www.bing.com", "/search?q=how+to+join+isis"))
+	ev := e.sink.waitEvent(t, isFlag)
+	if ev.Category != "extremism" || ev.Severity != bl.SeverityHigh || ev.SearchEngine != "Bing" {
+		t.Errorf("extremism event %+v", ev)
+	}
+	cur := *e.cur.Load()
+	cur.Watchlists.Themes = map[string]config.WatchlistTheme{"bullying": {Threshold: 50}}
+	eng, err := policy.New(&cur, e.ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cur.Store(&cur)
+	e.eng.Store(eng)
+	get(t, c, e.originURL("duckduckgo.com", "/?q=im+being+bullied"))
+	get(t, c, e.originURL("www.youtube.com", "/results?search_query=where+to+buy+weed"))
+	ev = e.sink.waitEvent(t, func(ev reports.Event) bool { return isFlag(ev) && ev.Category == "drugs" })
+	if ev.SearchTerm != "where to buy weed" || ev.SearchEngine != "YouTube" || ev.Severity != bl.SeverityMedium {
+		t.Errorf("drugs event %+v", ev)
+	}
+	for _, ev := range e.sink.events() {
+		if isFlag(ev) && ev.Category == "bullying" {
+			t.Errorf("bullying flagged under a threshold of 50: %+v", ev)
+		}
+	}
+}
+
+// TestSafeSearchParams: for a group with safe search on, the origin
+// receives the engine's safe parameter (the client's own value replaced)
+// and YouTube's header; moderate and off are honoured.
+func TestSafeSearchParams(t *testing.T) {
+	e := searchEnv(t)
+	c := e.client("", "", "")
+	check := func(host, path, param, want string) {
+		t.Helper()
+		e.lastReq.Store(nil)
+		get(t, c, e.originURL(host, path))
+		r := e.lastReq.Load()
+		if r == nil {
+			t.Fatalf("%s%s: origin not reached", host, path)
+		}
+		q := r.URL.Query()
+		if got := q[param]; want == "" && len(got) != 0 || want != "" && (len(got) != 1 || got[0] != want) {
+			t.Errorf("%s%s: origin saw %s=%q (query %q), want %q", host, path, param, got, r.URL.RawQuery, want)
+		}
+	}
+	header := func(want string) {
+		t.Helper()
+		e.lastReq.Store(nil)
+		req, _ := http.NewRequest("GET", e.originURL("www.youtube.com", "/results?search_query=cats"), nil)
+		req.Header.Set("YouTube-Restrict", "Off") // the client's own value is replaced
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		r := e.lastReq.Load()
+		if got := r.Header.Values("YouTube-Restrict"); want == "" && !(len(got) == 1 && got[0] == "Off") || want != "" && (len(got) != 1 || got[0] != want) {
+			t.Errorf("YouTube-Restrict %q, want %q", got, want)
+		}
+	}
+	// students: strict (the default).
+	check("www.google.com", "/search?q=cats&safe=off", "safe", "active")
+	check("www.bing.com", "/search?q=cats&adlt=off", "adlt", "strict")
+	check("duckduckgo.com", "/?q=cats&kp=-2", "kp", "1")
+	check("search.yahoo.com", "/search?p=cats", "vm", "r")
+	check("www.google.com", "/maps?q=cats", "safe", "") // not a search path
+	header("Strict")
+
+	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "moderate" })
+	check("www.bing.com", "/search?q=cats", "adlt", "moderate")
+	check("duckduckgo.com", "/?q=cats", "kp", "-1")
+	check("search.yahoo.com", "/search?p=cats", "vm", "i")
+	header("Moderate")
+
+	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "off" })
+	check("www.google.com", "/search?q=cats&safe=off", "safe", "off")
+	header("")
+}
+
+// TestNotSearchNoTerm: requests to other hosts, and to a search engine's
+// other paths, carry no term.
+func TestNotSearchNoTerm(t *testing.T) {
+	e := searchEnv(t)
+	e.editProxy(func(p *config.Proxy) { p.Events.LogAllowed = true })
+	c := e.client("", "", "")
+	get(t, c, e.originURL("site.test", "/search?q=kill+myself"))
+	get(t, c, e.originURL("www.google.com", "/maps?q=kill+myself"))
+	e.s.events.flush(true)
+	for _, ev := range e.sink.events() {
+		if ev.SearchTerm != "" || isFlag(ev) {
+			t.Errorf("event %+v", ev)
+		}
+	}
+	if n := len(e.sink.events()); n != 2 {
+		t.Errorf("%d events, want the 2 allowed requests", n)
+	}
+}
+
+// TestRestrictedSearchNoTerm: a search URL on the restricted tier's list
+// is blocked with no term anywhere: not on the block event, and no
+// watchlist flag (which would store it in plain text).
+func TestRestrictedSearchNoTerm(t *testing.T) {
+	e := searchEnv(t)
+	if err := os.WriteFile(filepath.Join(e.dir, "iwf.txt"), []byte(hashHex("bing.com/search")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sources, err := policy.Sources(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := bl.NewManager(filepath.Join(e.dir, "cache2"), sources, e.cfg.Location(), nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.ix = m.Index()
+	eng, err := policy.New(e.cfg, e.ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eng.Store(eng)
+	resp, body := get(t, e.client("", "", ""), e.originURL("www.bing.com", "/search?q=how+to+kill+myself"))
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "kill") {
+		t.Fatalf("status %d\n%s", resp.StatusCode, body)
+	}
+	e.s.events.flush(true)
+	evs := e.sink.events()
+	if len(evs) != 1 || !evs[0].Restricted || evs[0].SearchTerm != "" || evs[0].SearchEngine != "" || evs[0].URL != "" {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestSearchHookWithoutEngine: a request record made without its engine
+// (another front door) is served with the current one, not a panic.
+func TestSearchHookWithoutEngine(t *testing.T) {
+	e := searchEnv(t)
+	r, _ := http.NewRequest("GET", "http://www.bing.com/search?q=how+to+k1ll+mys3lf", nil)
+	info := &reqInfo{host: "www.bing.com"}
+	info.dec.Group = "students"
+	e.s.searchRequest(r, info)
+	e.s.safeSearch(r, info)
+	if info.search == nil || info.search.term != "how to k1ll mys3lf" || info.search.hit == nil || r.URL.Query().Get("adlt") != "strict" {
+		t.Fatalf("search %+v, query %q", info.search, r.URL.RawQuery)
+	}
+}

@@ -1,0 +1,144 @@
+package watchlist
+
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
+// Normalisation makes the different ways a pupil can spell a phrase one
+// string. Phrases and the text scored against them go through the same
+// function, so both sides always agree:
+//
+//   - letters are lower-cased; Latin accents and ligatures are folded
+//     (é → e, ß → ss, æ → ae, ł → l) and combining marks dropped, so text
+//     in NFD form folds the same as NFC;
+//   - leetspeak digits and symbols become the letters they stand for:
+//     0→o 1→i 3→e 4→a 5→s 7→t @→a $→s (other digits stay);
+//   - apostrophes are dropped ("don't" → "dont"); any other punctuation,
+//     symbol or space is a word break, and breaks collapse to one space,
+//     with none at either end;
+//   - a run of the same letter is one letter ("kiiiill" → "kil"), and a
+//     phrase is folded the same way ("kill" → "kil"), so stretched words
+//     match.
+//
+// Letters of other scripts are kept (lower-cased), so lists in other
+// languages work the same way. The result is idempotent.
+
+// asciiMap maps each ASCII byte to its normalised byte; 0 drops it and ' '
+// is a word break.
+var asciiMap = func() (m [128]byte) {
+	for c := 0; c < 128; c++ {
+		m[c] = ' '
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		m[c] = byte(c)
+		m[c-'a'+'A'] = byte(c)
+	}
+	for c := '0'; c <= '9'; c++ {
+		m[c] = byte(c)
+	}
+	for from, to := range map[byte]byte{'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', '$': 's'} {
+		m[from] = to
+	}
+	m['\''] = 0
+	m['`'] = 0
+	return m
+}()
+
+// latinFold folds Latin-1 Supplement and Latin Extended-A letters (U+00C0
+// to U+017F) to ASCII; "" means not folded.
+var latinFold = func() (t [0x180]string) {
+	for _, g := range []struct{ from, to string }{
+		{"ÀÁÂÃÄÅàáâãäåĀāĂăĄąª", "a"}, {"ÇçĆćĈĉĊċČč", "c"}, {"ĎďĐđÐð", "d"},
+		{"ÈÉÊËèéêëĒēĔĕĖėĘęĚě", "e"}, {"ĜĝĞğĠġĢģ", "g"}, {"ĤĥĦħ", "h"},
+		{"ÌÍÎÏìíîïĨĩĪīĬĭĮįİı", "i"}, {"Ĵĵ", "j"}, {"Ķķĸ", "k"}, {"ĹĺĻļĽľĿŀŁł", "l"},
+		{"ÑñŃńŅņŇňŉŊŋ", "n"}, {"ÒÓÔÕÖØòóôõöøŌōŎŏŐőº", "o"}, {"ŔŕŖŗŘř", "r"},
+		{"ŚśŜŝŞşŠšſ", "s"}, {"ŢţŤťŦŧ", "t"}, {"ÙÚÛÜùúûüŨũŪūŬŭŮůŰűŲų", "u"},
+		{"Ŵŵ", "w"}, {"ÝýÿŶŷŸ", "y"}, {"ŹźŻżŽž", "z"},
+		{"Ææ", "ae"}, {"Œœ", "oe"}, {"ß", "ss"}, {"Þþ", "th"}, {"Ĳĳ", "ij"},
+	} {
+		for _, r := range g.from {
+			t[r] = g.to
+		}
+	}
+	return t
+}()
+
+// Normalize returns s in normalised form (see the package notes).
+func Normalize(s string) string {
+	return string(AppendNormalized(nil, s))
+}
+
+// AppendNormalized appends the normalised form of s to dst. It allocates
+// only when dst is too small.
+func AppendNormalized(dst []byte, s string) []byte {
+	n := normalizer{dst: dst, last: ' '} // no leading space; runs collapse
+	start := len(dst)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			i++
+			if m := asciiMap[c]; m != 0 {
+				n.emit(rune(m))
+			}
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		n.fold(r)
+	}
+	if len(n.dst) > start && n.dst[len(n.dst)-1] == ' ' {
+		n.dst = n.dst[:len(n.dst)-1]
+	}
+	return n.dst
+}
+
+type normalizer struct {
+	dst  []byte
+	last rune
+}
+
+func (n *normalizer) emit(r rune) {
+	if r == n.last {
+		return
+	}
+	n.last = r
+	if r < utf8.RuneSelf {
+		n.dst = append(n.dst, byte(r))
+	} else {
+		n.dst = utf8.AppendRune(n.dst, r)
+	}
+}
+
+// fold emits the normalised form of a non-ASCII rune.
+func (n *normalizer) fold(r rune) {
+	switch {
+	case r == utf8.RuneError:
+		n.emit(' ')
+		return
+	case r == '’' || r == 'ʼ' || r == '‘':
+		return // apostrophes
+	case unicode.Is(unicode.Mn, r):
+		return // combining marks (accents in NFD form)
+	}
+	r = unicode.ToLower(r)
+	if r < utf8.RuneSelf {
+		if m := asciiMap[r]; m != 0 {
+			n.emit(rune(m))
+		}
+		return
+	}
+	if r < rune(len(latinFold)) {
+		if f := latinFold[r]; f != "" {
+			for i := 0; i < len(f); i++ {
+				n.emit(rune(f[i]))
+			}
+			return
+		}
+	}
+	if unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) {
+		n.emit(r)
+		return
+	}
+	n.emit(' ')
+}

@@ -1,0 +1,221 @@
+package watchlist
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// Engine is a search engine: where its URLs carry a search term, and how
+// to turn on its own safe search.
+type Engine struct {
+	Name string // "Google", as reports say it
+	// Hosts the engine answers on. "bing.com" matches bing.com and any
+	// subdomain; "google.*" matches google. followed by a country domain
+	// (google.com, google.co.uk, google.com.au), and its subdomains.
+	Hosts []string
+	Paths []string // paths whose query carries the term ("/search"), exact
+	Param string   // query parameter holding the term ("q")
+	// SafeParam, if set, is the query parameter that turns on the
+	// engine's safe search, with its values for strict and moderate
+	// (Google: safe=active for both).
+	SafeParam                string
+	SafeStrict, SafeModerate string
+	// Header, if set, is a request header that turns on safe search, with
+	// its values (YouTube: YouTube-Restrict: Strict or Moderate).
+	Header                       string
+	HeaderStrict, HeaderModerate string
+}
+
+// MaxTerm bounds a search term's length (bytes); longer terms are cut.
+const MaxTerm = 256
+
+// DefaultEngines is the built-in table. Ecosia documents no URL parameter
+// for safe search (it is a setting kept in a cookie), so only its terms
+// are read. Autocomplete endpoints are left out on purpose: they send
+// every keystroke ("s", "su", "sui", ...), which would report one search
+// many times over. YouTube's hosts are those Google names for its
+// YouTube-Restrict header.
+func DefaultEngines() []Engine {
+	return []Engine{
+		{Name: "Google", Hosts: []string{"google.*"}, Paths: []string{"/search", "/webhp"}, Param: "q",
+			SafeParam: "safe", SafeStrict: "active", SafeModerate: "active"},
+		{Name: "Bing", Hosts: []string{"bing.com"}, Paths: []string{"/search", "/images/search", "/videos/search", "/news/search"}, Param: "q",
+			SafeParam: "adlt", SafeStrict: "strict", SafeModerate: "moderate"},
+		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite"}, Param: "q",
+			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1"},
+		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results"}, Param: "search_query",
+			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate"},
+		{Name: "Yahoo", Hosts: []string{"search.yahoo.com"}, Paths: []string{"/search", "/search/images", "/search/video"}, Param: "p",
+			SafeParam: "vm", SafeStrict: "r", SafeModerate: "i"},
+		{Name: "Ecosia", Hosts: []string{"ecosia.org"}, Paths: []string{"/search", "/images", "/videos", "/news"}, Param: "q"},
+		{Name: "Wikipedia", Hosts: []string{"wikipedia.org"}, Paths: []string{"/w/index.php", "/wiki/Special:Search"}, Param: "search"},
+	}
+}
+
+// Engines is a compiled engine table, immutable.
+type Engines struct {
+	list   []Engine
+	exact  map[string]int32 // "bing.com" → engine
+	anyTLD map[string]int32 // "google" → engine (for "google.*")
+}
+
+// NewEngines compiles a table. Later entries win for the same host, so
+// a config entry can replace a built-in one.
+func NewEngines(list []Engine) (*Engines, error) {
+	t := &Engines{list: list, exact: map[string]int32{}, anyTLD: map[string]int32{}}
+	for i, e := range list {
+		if e.Name == "" || e.Param == "" || len(e.Hosts) == 0 || len(e.Paths) == 0 {
+			return nil, fmt.Errorf("search engine %d (%q): name, hosts, paths and param are required", i+1, e.Name)
+		}
+		for _, p := range e.Paths {
+			if !strings.HasPrefix(p, "/") {
+				return nil, fmt.Errorf("search engine %s: path %q must start with /", e.Name, p)
+			}
+		}
+		for _, h := range e.Hosts {
+			h = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(h), "."))
+			if base, ok := strings.CutSuffix(h, ".*"); ok && base != "" && !strings.ContainsAny(base, ".*") {
+				t.anyTLD[base] = int32(i)
+				continue
+			}
+			if h == "" || strings.Contains(h, "*") || !strings.Contains(h, ".") {
+				return nil, fmt.Errorf("search engine %s: host %q: want a domain (bing.com) or name.* (google.*)", e.Name, h)
+			}
+			t.exact[h] = int32(i)
+		}
+	}
+	return t, nil
+}
+
+// Lookup finds the engine for host (lower case, no port, no trailing
+// dot). It does not allocate; a host of no engine costs a map lookup or
+// two per label.
+func (t *Engines) Lookup(host string) (*Engine, bool) {
+	if t == nil {
+		return nil, false
+	}
+	for s := host; s != ""; {
+		if i, ok := t.exact[s]; ok {
+			return &t.list[i], true
+		}
+		j := strings.IndexByte(s, '.')
+		if j < 0 {
+			break
+		}
+		if len(t.anyTLD) > 0 && tldLike(s[j+1:]) {
+			if i, ok := t.anyTLD[s[:j]]; ok {
+				return &t.list[i], true
+			}
+		}
+		s = s[j+1:]
+	}
+	return nil, false
+}
+
+// tldLike reports whether s looks like a country or generic domain:
+// "com", "de", or two labels whose first is short ("co.uk", "com.au").
+func tldLike(s string) bool {
+	a, b, two := strings.Cut(s, ".")
+	if !two {
+		return len(a) >= 2 && len(a) <= 6
+	}
+	return len(a) >= 2 && len(a) <= 3 && len(b) == 2 && !strings.Contains(b, ".")
+}
+
+// SearchPath reports whether path (without the query) is one of e's
+// search paths.
+func (e *Engine) SearchPath(path string) bool {
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/")
+	}
+	for _, p := range e.Paths {
+		if p == path {
+			return true
+		}
+	}
+	return false
+}
+
+// Term returns the search term in a request for path?rawQuery, cut to
+// MaxTerm bytes; false when the request is not a search.
+func (e *Engine) Term(path, rawQuery string) (string, bool) {
+	if rawQuery == "" || !e.SearchPath(path) {
+		return "", false
+	}
+	for q := rawQuery; q != ""; {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k != e.Param {
+			continue
+		}
+		if u, err := url.QueryUnescape(v); err == nil {
+			v = u
+		}
+		v = strings.Join(strings.Fields(v), " ")
+		if len(v) > MaxTerm {
+			n := MaxTerm
+			for n > 0 && !utf8.RuneStart(v[n]) {
+				n--
+			}
+			v = v[:n]
+		}
+		if !utf8.ValidString(v) {
+			v = strings.ToValidUTF8(v, "\uFFFD")
+		}
+		return v, v != ""
+	}
+	return "", false
+}
+
+// SafeQuery returns rawQuery with e's safe-search parameter set (every
+// copy of it the client sent removed first), and true; false when e has
+// no such parameter.
+func (e *Engine) SafeQuery(rawQuery string, strict bool) (string, bool) {
+	if e.SafeParam == "" {
+		return rawQuery, false
+	}
+	val := e.SafeModerate
+	if strict {
+		val = e.SafeStrict
+	}
+	var b strings.Builder
+	b.Grow(len(rawQuery) + len(e.SafeParam) + len(val) + 2)
+	for q := rawQuery; q != ""; {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, _, _ := strings.Cut(kv, "=")
+		if kv == "" || safeKey(k, e.SafeParam) {
+			continue
+		}
+		b.WriteString(kv)
+		b.WriteByte('&')
+	}
+	b.WriteString(url.QueryEscape(e.SafeParam))
+	b.WriteByte('=')
+	b.WriteString(url.QueryEscape(val))
+	return b.String(), true
+}
+
+// safeKey reports whether a raw query key names param, in any escaping.
+func safeKey(k, param string) bool {
+	if k == param {
+		return true
+	}
+	u, err := url.QueryUnescape(k)
+	return err == nil && u == param
+}
+
+// SafeHeader returns the header and value that turn on e's safe search,
+// or "" when e has none.
+func (e *Engine) SafeHeader(strict bool) (string, string) {
+	if e.Header == "" {
+		return "", ""
+	}
+	if strict {
+		return e.Header, e.HeaderStrict
+	}
+	return e.Header, e.HeaderModerate
+}

@@ -1,0 +1,114 @@
+package watchlist
+
+import (
+	"net/url"
+	"testing"
+)
+
+func TestEnginesLookup(t *testing.T) {
+	tab, err := NewEngines(DefaultEngines())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]string{
+		"www.google.com": "Google", "google.co.uk": "Google", "www.google.com.au": "Google", "google.de": "Google",
+		"www.bing.com": "Bing", "duckduckgo.com": "DuckDuckGo", "html.duckduckgo.com": "DuckDuckGo",
+		"www.youtube.com": "YouTube", "m.youtube.com": "YouTube", "youtubei.googleapis.com": "YouTube", "www.youtube-nocookie.com": "YouTube",
+		"storage.googleapis.com": "", "uk.search.yahoo.com": "Yahoo",
+		"www.ecosia.org": "Ecosia", "en.wikipedia.org": "Wikipedia", "en.m.wikipedia.org": "Wikipedia",
+		"example.com": "", "google.example.com": "", "notgoogle.com": "", "bing.com.evil.net": "", "yahoo.com": "", "com": "", "": "",
+	} {
+		e, ok := tab.Lookup(host)
+		got := ""
+		if ok {
+			got = e.Name
+		}
+		if got != want {
+			t.Errorf("Lookup(%q) = %q, want %q", host, got, want)
+		}
+	}
+}
+
+func TestEngineTerm(t *testing.T) {
+	tab, _ := NewEngines(DefaultEngines())
+	for raw, want := range map[string]string{
+		"http://www.google.co.uk/search?q=how+to+kill+myself&hl=en":  "how to kill myself",
+		"http://www.bing.com/search?form=QBLH&q=k1ll%20mys3lf":       "k1ll mys3lf",
+		"http://duckduckgo.com/?q=where+to+buy+weed&t=h_":            "where to buy weed",
+		"http://www.youtube.com/results?search_query=how+to+vape":    "how to vape",
+		"http://search.yahoo.com/search?p=caf%C3%A9":                 "café",
+		"http://www.ecosia.org/search?method=index&q=tree":           "tree",
+		"http://en.wikipedia.org/w/index.php?search=Photosynthesis":  "Photosynthesis",
+		"http://en.wikipedia.org/wiki/Special:Search?search=x&go=Go": "x",
+		"http://www.google.com/maps?q=london":                        "", // not a search path
+		"http://www.google.com/search?hl=en":                         "", // no term
+		"http://www.google.com/search?q=+++":                         "",
+	} {
+		u, _ := url.Parse(raw)
+		e, ok := tab.Lookup(u.Hostname())
+		if !ok {
+			t.Fatalf("%s: no engine", raw)
+		}
+		if got, _ := e.Term(u.EscapedPath(), u.RawQuery); got != want {
+			t.Errorf("%s: term %q, want %q", raw, got, want)
+		}
+	}
+	long := make([]byte, 0, 3*MaxTerm)
+	for len(long) < 2*MaxTerm {
+		long = append(long, "é"...)
+	}
+	e, _ := tab.Lookup("google.com")
+	got, _ := e.Term("/search", "q="+url.QueryEscape(string(long)))
+	if len(got) > MaxTerm || len(got) < MaxTerm-1 {
+		t.Errorf("long term cut to %d bytes", len(got))
+	}
+}
+
+func TestSafeQuery(t *testing.T) {
+	tab, _ := NewEngines(DefaultEngines())
+	g, _ := tab.Lookup("www.google.com")
+	got, ok := g.SafeQuery("q=cats&safe=off&sa%66e=images&hl=en", true)
+	if !ok || got != "q=cats&hl=en&safe=active" {
+		t.Errorf("google: %q %v", got, ok)
+	}
+	b, _ := tab.Lookup("bing.com")
+	if got, _ := b.SafeQuery("q=x&adlt=off", false); got != "q=x&adlt=moderate" {
+		t.Errorf("bing moderate: %q", got)
+	}
+	d, _ := tab.Lookup("duckduckgo.com")
+	if got, _ := d.SafeQuery("", true); got != "kp=1" {
+		t.Errorf("ddg: %q", got)
+	}
+	y, _ := tab.Lookup("search.yahoo.com")
+	if got, _ := y.SafeQuery("p=x", true); got != "p=x&vm=r" {
+		t.Errorf("yahoo: %q", got)
+	}
+	yt, _ := tab.Lookup("www.youtube.com")
+	if _, ok := yt.SafeQuery("search_query=x", true); ok {
+		t.Error("youtube has a safe parameter")
+	}
+	if h, v := yt.SafeHeader(false); h != "YouTube-Restrict" || v != "Moderate" {
+		t.Errorf("youtube header %q: %q", h, v)
+	}
+}
+
+func TestNewEnginesErrors(t *testing.T) {
+	for _, e := range []Engine{
+		{Name: "x", Hosts: []string{"x.com"}, Paths: []string{"/s"}},
+		{Name: "x", Hosts: []string{"*.x.com"}, Paths: []string{"/s"}, Param: "q"},
+		{Name: "x", Hosts: []string{"x.com"}, Paths: []string{"s"}, Param: "q"},
+		{Name: "x", Hosts: []string{"localhost"}, Paths: []string{"/s"}, Param: "q"},
+	} {
+		if _, err := NewEngines([]Engine{e}); err == nil {
+			t.Errorf("%+v: no error", e)
+		}
+	}
+}
+
+func BenchmarkLookupMiss(b *testing.B) {
+	tab, _ := NewEngines(DefaultEngines())
+	b.ReportAllocs()
+	for b.Loop() {
+		tab.Lookup("static.assets.example-cdn.co.uk")
+	}
+}
