@@ -475,3 +475,25 @@ func TestDecryptWebSocket(t *testing.T) {
 		t.Errorf("after the upgrade: %q %v", line, err)
 	}
 }
+
+// TestDecryptedSearchTermsAndSafeSearch: a search on a decrypted
+// connection takes the same path as a plain-HTTP one (plain): its term is
+// read and scored (a watchlisted, misspelt search is flagged with the
+// term) and the engine's safe-search parameter is added before it goes to
+// the site.
+func TestDecryptedSearchTermsAndSafeSearch(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.res.mu.Lock()
+	ie.res.names["www.bing.com"] = ie.res.names["news.test"]
+	ie.res.names["strict.bing.com"] = ie.res.names["news.test"]
+	ie.res.mu.Unlock()
+	c := ie.httpsClient(ie.school, true)
+	resp, body := get(t, c, ie.url("www.bing.com", "/search?q=how+to+kil+mys3lf"))
+	if resp.StatusCode != 200 || !strings.Contains(body, "adlt=strict") || issuer(resp) != "Test Academy web filter CA" {
+		t.Fatalf("%d %q (certificate from %q)", resp.StatusCode, body, issuer(resp))
+	}
+	ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == "flag" && ev.Reason == "watchlist" })
+	if ev.SearchTerm != "how to kil mys3lf" || ev.Source != "connect" || ev.Category != "self-harm" {
+		t.Fatalf("flag event %+v", ev)
+	}
+}
