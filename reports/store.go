@@ -126,6 +126,16 @@ var migrations = []string{
 		name TEXT PRIMARY KEY,
 		ts   INTEGER NOT NULL
 	);`,
+	// 8 (identity, issue 17; renumbered at merge): which source named the
+	// person, and the directory's display name, year group and class.
+	`ALTER TABLE events ADD COLUMN id_source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN display TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN year_group TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN class TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN id_source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN display TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN year_group TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN class TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema this build writes.

@@ -689,8 +689,9 @@ func (w *Writer) forget() {
 }
 
 const insertEvent = `INSERT INTO events (ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search,
-	method, status, bytes, action, reason, category, severity, route, list, entry, flags, count, incident_id, ref, note)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	method, status, bytes, action, reason, category, severity, route, list, entry, flags, count, incident_id, ref, note,
+	id_source, display, year_group, class)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 // batchTx is one transaction of the writer.
 type batchTx struct {
@@ -751,7 +752,7 @@ const (
 var writerSQL = [...]string{
 	stmtInsert: insertEvent,
 	stmtNewIncident: `INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
-		first_ts, last_ts, count, samples) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		first_ts, last_ts, count, samples, id_source, display, year_group, class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	stmtBump:     `UPDATE events SET count = count + ? WHERE id = ?`,
 	stmtIncident: `UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
 }
@@ -811,7 +812,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 			}
 			sj, _ := json.Marshal(nonNil(samples))
 			res, err := b.newInc.Exec(who, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Category, int(sev), string(route),
-				b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj))
+				b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj), ev.IDSource, ev.Display, ev.Year, ev.Class)
 			if err != nil {
 				return err
 			}
@@ -859,7 +860,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 	}
 	res, err := b.ins.Exec(ts, kind, ev.Source, ev.Protocol, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
 		ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes, ev.Action, ev.Reason, ev.Category, int(sev), string(route),
-		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note)
+		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note, ev.IDSource, ev.Display, ev.Year, ev.Class)
 	if err != nil {
 		return err
 	}
