@@ -115,8 +115,10 @@ func (v *validator) run() {
 	lists := v.lists()
 	used := v.groups(lists)
 	v.clients()
+	v.identitySection() // identity.go
 	if v.checkFiles {
 		v.files()
+		v.identityFiles()
 	}
 	own := 0 // lists without a category: each takes one of MaxListBits bits
 	for i := range v.c.Lists {
