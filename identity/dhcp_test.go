@@ -229,3 +229,35 @@ func FuzzParseLeases(f *testing.F) {
 		}
 	})
 }
+
+func TestPeopleFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "people.csv")
+	os.WriteFile(path, []byte("user,display,year,class\namira@pupils.example,Amira Khan,Year 8,8B\n\"x\"y,bad\nbob,\n\"Ben@Pupils.Example\", \"Ben O'Neill\",Year 10,\n"), 0o600)
+	p := &People{Path: path}
+	changed, errs := p.Poll()
+	if !changed || len(errs) != 2 || !strings.HasPrefix(errs[0].Error(), path+":3:") || !strings.HasPrefix(errs[1].Error(), path+":4:") {
+		t.Fatalf("changed %t, problems %v", changed, errs)
+	}
+	if v, ok := p.Person("AMIRA@pupils.example"); !ok || v.Display != "Amira Khan" || v.Year != "Year 8" || v.Class != "8B" {
+		t.Fatalf("amira: %+v", v)
+	}
+	if v, ok := p.Person("ben@pupils.example"); !ok || v.Display != "Ben O'Neill" || v.Year != "Year 10" || v.Class != "" {
+		t.Fatalf("ben: %+v", v)
+	}
+	if changed, _ := p.Poll(); changed {
+		t.Fatal("unchanged file read as changed")
+	}
+}
+
+func FuzzParsePeople(f *testing.F) {
+	f.Add("user,display,year,class\na,A B,Year 8,8B\n")
+	f.Add("\"unterminated\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		_, errs := ParsePeople("f", []byte(data))
+		for _, e := range errs {
+			if !strings.HasPrefix(e.Error(), "f:") {
+				t.Fatalf("error without file: %v", e)
+			}
+		}
+	})
+}

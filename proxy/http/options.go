@@ -52,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -84,6 +85,11 @@ type Options struct {
 	Resolver Resolver
 	// Sink receives events; nil discards them.
 	Sink reports.Sink
+	// Identity is the per-address identity table (package identity): it
+	// names the user of a request without a login, their group and the
+	// device; a login is recorded in it for proxy.auth.login_ttl. nil:
+	// none.
+	Identity *identity.Table
 	// Certs, when set (the school's CA is loaded), lets the proxy decrypt
 	// CONNECTs per group (groups.*.decrypt): for now only those it blocks,
 	// to show the block page over HTTPS. nil: nothing is decrypted.

@@ -24,6 +24,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 	"github.com/gatehouse-filter/gatehouse/tlsinspect"
@@ -67,7 +68,8 @@ type Server struct {
 type reqInfo struct {
 	client  netip.Addr
 	user    string
-	host    string // normalised
+	who     *identity.Entry // what the identity table knows of client (nil: nothing)
+	host    string          // normalised
 	port    string
 	rewrite string // safe-search endpoint to dial instead of host
 	refused bool   // answered with 403 at dial time (an internal address)
@@ -295,7 +297,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !connect {
 		path = r.URL.RequestURI()
 	}
-	info.dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: path, Addr: addr})
+	req := policy.Request{Client: ip, User: user, Host: nh, Path: path, Addr: addr}
+	if who := s.o.Identity.Lookup(ip, s.now().UnixNano()); who != nil {
+		// The identity table names the user where the request carries no
+		// login, and the device from its lease.
+		info.who, req.Device = who, who.Device
+		if info.user == "" {
+			info.user, req.User = who.User, who.User
+		}
+		if who.User == info.user {
+			req.Group = who.Group
+		}
+	}
+	info.dec = eng.Decide(req)
 	if connect {
 		s.connect(w, r, info, addr, eng, cfg)
 		return
@@ -782,6 +796,7 @@ func (s *Server) eventRef(info *reqInfo, source, action string, status int, byte
 		// makes sure); the matched entry's hash is.
 		ev.URL, ev.Entry = "", d.EntryHash()
 	}
+	ev.IDSource = identity.Describe(&ev, info.who)
 	seq := s.events.record(ev)
 	if action == "block" {
 		s.events.durable(seq)
@@ -819,7 +834,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
 		return "", false
 	}
-	s.logins.Set(ip, name)
+	if s.logins.Set(ip, name) && s.o.Identity != nil {
+		// The login names the address for login_ttl, for the DNS front
+		// door and every other source's lookups too.
+		s.o.Identity.Set(identity.Mapping{Addr: ip, Source: identity.SourceLogin, User: name,
+			Expires: s.now().Add(cfg.Proxy.Auth.LoginTTL.D())})
+	}
 	return name, true
 }
 
