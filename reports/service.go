@@ -45,6 +45,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			AlertDedup:         r.AlertDedup.D(),
 			MistakeMailEvery:   r.MistakeMailEvery.D(),
 			QueueSize:          cfg.DNS.Events.Queue,
+			PersonWindow:       cfg.Identity.Window.D(),
 			Log:                log,
 		},
 		Roles:        Roles(r.Recipients),

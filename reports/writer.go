@@ -39,6 +39,11 @@ type Options struct {
 	AlertSeverity      bl.Severity   // default high
 	AlertDedup         time.Duration // default 10m
 	MistakeMailEvery   time.Duration // at most one "report a mistake" mail to IT per this (default 5m)
+	// PersonWindow: an open incident of an address (or device) in a
+	// category becomes a named user's when their event in that category
+	// follows within this time (a DNS lookup, then the proxy login: one
+	// person's one incident). 0: off.
+	PersonWindow time.Duration
 	QueueSize          int           // default 10000
 	MaxBatch           int           // default 5000
 	// SpillDir holds the spill files written while the database fails;
@@ -800,6 +805,11 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		}
 		who := whoKey(ev)
 		k := incKey{who, ev.Category}
+		if ev.User != "" && w.opt.PersonWindow > 0 {
+			if err := w.claim(b, ev, k, ts); err != nil {
+				return err
+			}
+		}
 		o := w.open[k]
 		if o != nil && ts-o.last > w.opt.IncidentWindow.Milliseconds() {
 			o = nil
@@ -949,6 +959,36 @@ func (w *Writer) classify(ev *Event) (kind int, route bl.Route, sev bl.Severity)
 		route = bl.RouteHeadteacher
 	}
 	return kind, route, sev
+}
+
+// claim makes the open incident of ev's device or address in ev's
+// category, last seen within PersonWindow of ts, the incident of ev's user
+// (key k), unless the user has one open already: the lookup a moment
+// before the login was the same person.
+func (w *Writer) claim(b *batchTx, ev *Event, k incKey, ts int64) error {
+	win := w.opt.PersonWindow.Milliseconds()
+	if o := w.open[k]; o != nil && ts-o.last <= w.opt.IncidentWindow.Milliseconds() {
+		return nil
+	}
+	for _, from := range []string{"device:" + ev.Device, "ip:" + clientStr(ev)} {
+		if from == "device:" || from == "ip:" {
+			continue
+		}
+		ak := incKey{from, ev.Category}
+		o := w.open[ak]
+		if o == nil || ts-o.last > win || o.last-ts > win {
+			continue
+		}
+		if _, err := b.tx.Exec(`UPDATE incidents SET who = ?, user = ?, device = ?, grp = ?, id_source = ?, display = ?,
+			year_group = ?, class = ? WHERE id = ?`, k.who, ev.User, ev.Device, ev.Group, ev.IDSource, ev.Display,
+			ev.Year, ev.Class, o.id); err != nil {
+			return err
+		}
+		delete(w.open, ak)
+		w.open[k] = o
+		return nil
+	}
+	return nil
 }
 
 // whoKey names the client: the user if known, else the device, else the
