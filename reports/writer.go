@@ -44,8 +44,8 @@ type Options struct {
 	// follows within this time (a DNS lookup, then the proxy login: one
 	// person's one incident). 0: off.
 	PersonWindow time.Duration
-	QueueSize          int           // default 10000
-	MaxBatch           int           // default 5000
+	QueueSize    int // default 10000
+	MaxBatch     int // default 5000
 	// SpillDir holds the spill files written while the database fails;
 	// default: the database's directory.
 	SpillDir string
