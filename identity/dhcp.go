@@ -22,6 +22,10 @@ const (
 	FormatDnsmasq = "dnsmasq" // dnsmasq's dnsmasq.leases
 )
 
+// leaseNever is when a lease that never ends ("ends never", dnsmasq's 0)
+// ends: far off, but within what time.Time.UnixNano can count.
+var leaseNever = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Lease is one address a DHCP server has handed out.
 type Lease struct {
 	Addr     netip.Addr
@@ -162,7 +166,7 @@ func (p *leaseParser) isc(data []byte) {
 			switch {
 			case len(stmt) >= 2 && stmt[0] == "ends":
 				if stmt[1] == "never" {
-					ends, hasEnds = time.Unix(1<<40, 0), true
+					ends, hasEnds = leaseNever, true
 				} else if t, err := iscTime(stmt[1:]); err == nil {
 					ends, hasEnds = t, true
 				} else {
@@ -421,7 +425,7 @@ func (p *leaseParser) dnsmasq(data []byte) {
 		}
 		l := Lease{Addr: a.Unmap(), Expires: time.Unix(exp, 0), Line: line}
 		if exp == 0 {
-			l.Expires = time.Unix(1<<40, 0)
+			l.Expires = leaseNever
 		}
 		if !v6 {
 			if l.MAC = NormalizeMAC(f[1]); l.MAC == "" {

@@ -168,7 +168,7 @@ func TestLeasesFollowFile(t *testing.T) {
 		}
 		os.Chtimes(path, mod, mod)
 	}
-	write("1764849600 3c:22:fb:12:34:61 10.1.4.20 LIB-LAPTOP-14 *\n1764849600 3c:22:fb:12:34:62 10.1.4.21 * *\n1764849600 3c:22:fb:12:34:63 10.1.4.22 renamed-by-pupil *\n", now)
+	write("1764849600 3c:22:fb:12:34:61 10.1.4.20 LIB-LAPTOP-14 *\n0 3c:22:fb:12:34:62 10.1.4.21 * *\n1764849600 3c:22:fb:12:34:63 10.1.4.22 renamed-by-pupil *\n", now)
 	tb := New(Options{Now: func() time.Time { return now }})
 	l := &Leases{Table: tb, Files: []LeaseFile{{Path: path, Format: FormatDnsmasq}}, Now: func() time.Time { return now },
 		StaticMACs: map[string]string{"3c:22:fb:12:34:63": "HEAD-LAPTOP"}}

@@ -38,7 +38,7 @@ func (p *People) Person(user string) (Person, bool) {
 }
 
 // Poll re-reads the file if its contents changed; changed reports whether
-// they did (the table's entries then need merging again: Table.SetRules).
+// they did (the table's entries then need merging again: Table.Remerge).
 func (p *People) Poll() (changed bool, problems []error) {
 	f, err := os.Open(p.Path)
 	if err != nil {

@@ -92,6 +92,10 @@ type Entry struct {
 
 const numShards = 64
 
+// maxExpiry is the latest a mapping may end (later ones are cut to it), so
+// that expiry times in unix nanoseconds never overflow.
+var maxExpiry = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // DefaultMaxAddrs is the default bound on addresses in the table.
 const DefaultMaxAddrs = 131072
 
@@ -223,6 +227,9 @@ func (t *Table) SetAll(ms []Mapping) int {
 		if !m.Addr.IsValid() || m.Source == SourceAddress || m.Source >= numSources || !m.Expires.After(time.Unix(0, now)) {
 			continue
 		}
+		if m.Expires.After(maxExpiry) {
+			m.Expires = maxExpiry // UnixNano stays in range
+		}
 		sh := shardOf(m.Addr)
 		s := t.slots[sh][m.Addr]
 		if s == nil {
@@ -335,12 +342,19 @@ func (t *Table) Run(stop <-chan struct{}, interval time.Duration) {
 	}
 }
 
-// SetRules replaces the user → group rules and the directory, and merges
-// every address again (a config reload).
-func (t *Table) SetRules(rules []Rule, dir Directory) {
+// SetRules replaces the user → group rules and merges every address
+// again (a config reload).
+func (t *Table) SetRules(rules []Rule) {
+	t.mu.Lock()
+	t.rules = rules
+	t.mu.Unlock()
+	t.Remerge()
+}
+
+// Remerge merges every address again: the directory's contents changed.
+func (t *Table) Remerge() {
 	now := t.now().UnixNano()
 	t.mu.Lock()
-	t.rules, t.dir = rules, dir
 	for sh := range t.slots {
 		for _, s := range t.slots[sh] {
 			t.merge(s, now)
