@@ -42,7 +42,10 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 	if reg != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gatehouse_identity_addresses", Help: "Addresses the identity table maps to a user or device.",
-		}, func() float64 { return float64(t.Len()) }))
+		}, func() float64 { return float64(t.Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "gatehouse_identity_refused_total", Help: "Mappings of new addresses refused because the identity table was full (identity.max_addresses).",
+			}, func() float64 { return float64(t.Stats().Refused) }))
 	}
 	if people != nil {
 		go func() {
