@@ -50,7 +50,7 @@ type LeaseFile struct {
 
 // Identity defaults.
 const (
-	DefaultIdentityMax    = 131072
+	DefaultIdentityMax    = 65536
 	DefaultIdentityWindow = 2 * time.Minute
 	DefaultRADIUSTimeout  = 2 * time.Hour
 )

@@ -97,7 +97,7 @@ const numShards = 64
 var maxExpiry = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // DefaultMaxAddrs is the default bound on addresses in the table.
-const DefaultMaxAddrs = 131072
+const DefaultMaxAddrs = 65536
 
 // Table is the per-address identity table. The zero value is not usable;
 // call New.

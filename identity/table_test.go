@@ -3,6 +3,7 @@ package identity
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -211,5 +212,30 @@ func BenchmarkLookup(b *testing.B) {
 		if tb.Lookup(a, now) == nil {
 			b.Fatal("missing")
 		}
+	}
+}
+
+// BenchmarkMemoryPerAddress reports the heap one address costs with a
+// RADIUS user and a lease (README's bound).
+func BenchmarkMemoryPerAddress(b *testing.B) {
+	const n = 50000
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tb := New(Options{})
+		exp := time.Now().Add(time.Hour)
+		ms := make([]Mapping, 0, 2*n)
+		for i := range n {
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			ms = append(ms, Mapping{Addr: a, Source: SourceRADIUS, Session: fmt.Sprint("10.0.0.1/sess-", i), User: fmt.Sprintf("pupil%05d@students.school.example", i), MAC: "3c:22:fb:12:34:56", Expires: exp},
+				Mapping{Addr: a, Source: SourceLease, Session: "lease:/var/lib/dhcp/dhcpd.leases", Device: fmt.Sprintf("LIB-LAPTOP-%05d", i), MAC: "3c:22:fb:12:34:56", Expires: exp})
+		}
+		tb.SetAll(ms)
+		ms = nil
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/addr")
+		runtime.KeepAlive(tb)
 	}
 }
