@@ -74,3 +74,38 @@ func TestWhoText(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityExported: the identity source, display name, year and class
+// are stored with the event and its incident and exported (CSV cells that
+// look like formulas are escaped as every other cell is).
+func TestIdentityExported(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	w, err := NewWriter(st, Options{Now: newClock(t0).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	e := ev(t0, "10.0.0.5", "students", "pornography", "a.example")
+	e.User, e.IDSource, e.Display, e.Year, e.Class = "amira", "radius", "=Amira Khan", "Year 8", "8B"
+	w.Record(e)
+	w.Flush()
+	var csv strings.Builder
+	if err := st.EventsCSV(&csv, Filter{Since: t0.Add(-time.Hour)}, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csv.String(), ",id_source,display,year,class\r\n") || !strings.Contains(csv.String(), ",radius,'=Amira Khan,Year 8,8B\r\n") {
+		t.Fatalf("events CSV:\n%s", csv.String())
+	}
+	incs, err := st.Incidents(Filter{Since: t0.Add(-time.Hour)})
+	if err != nil || len(incs) != 1 {
+		t.Fatal(incs, err)
+	}
+	csv.Reset()
+	if err := IncidentsCSV(&csv, incs, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csv.String(), ",radius,'=Amira Khan,Year 8,8B\r\n") {
+		t.Fatalf("incidents CSV:\n%s", csv.String())
+	}
+}
