@@ -18,7 +18,13 @@ const testSecret = "s3cret-for-tests"
 
 func startRADIUS(t *testing.T, tb *Table, nas ...string) *RADIUS {
 	t.Helper()
-	r := &RADIUS{Table: tb, Secret: []byte(testSecret), Timeout: time.Hour}
+	return startRADIUSAt(t, tb, nil, nas...)
+}
+
+// startRADIUSAt is startRADIUS with the listener's clock (nil: time.Now).
+func startRADIUSAt(t *testing.T, tb *Table, now func() time.Time, nas ...string) *RADIUS {
+	t.Helper()
+	r := &RADIUS{Table: tb, Secret: []byte(testSecret), Timeout: time.Hour, Now: now}
 	for _, n := range nas {
 		r.NAS = append(r.NAS, netip.MustParsePrefix(n))
 	}
@@ -88,8 +94,7 @@ func TestRADIUSStartInterimStop(t *testing.T) {
 func TestRADIUSSessionTimeoutAndIdle(t *testing.T) {
 	c := newClock()
 	tb := New(Options{Now: c.now})
-	r := startRADIUS(t, tb, "127.0.0.1/32")
-	r.Now = c.now
+	r := startRADIUSAt(t, tb, c.now, "127.0.0.1/32")
 	p := acct(testSecret, rfc2866.AcctStatusType_Value_InterimUpdate, "bob", "10.0.0.5", "S9", "")
 	rfc2865.SessionTimeout_Set(p, 600)
 	rfc2866.AcctSessionTime_Set(p, 500)
