@@ -239,3 +239,27 @@ func BenchmarkMemoryPerAddress(b *testing.B) {
 		runtime.KeepAlive(tb)
 	}
 }
+
+// TestIPv6AndMapped: IPv6 addresses are mapped apart from IPv4, and an
+// IPv4-mapped IPv6 address is its IPv4 address.
+func TestIPv6AndMapped(t *testing.T) {
+	c := newClock()
+	tb := New(Options{Now: c.now})
+	v6 := netip.MustParseAddr("fd00::5")
+	tb.Set(Mapping{Addr: v6, Source: SourceRADIUS, User: "six", Expires: c.at(time.Hour)})
+	tb.Set(Mapping{Addr: netip.MustParseAddr("::ffff:10.1.2.3"), Source: SourceRADIUS, User: "four", Expires: c.at(time.Hour)})
+	now := c.now().UnixNano()
+	if e := tb.Lookup(v6, now); e == nil || e.User != "six" {
+		t.Fatalf("v6: %+v", e)
+	}
+	if e := tb.Lookup(a1, now); e == nil || e.User != "four" {
+		t.Fatalf("mapped v4: %+v", e)
+	}
+	if e := tb.Lookup(netip.MustParseAddr("::a01:203"), now); e != nil {
+		t.Fatalf("an IPv6 address with the same low bytes: %+v", e)
+	}
+	tb.Remove(v6, SourceRADIUS, "")
+	if e := tb.Lookup(v6, now); e != nil || tb.Len() != 1 {
+		t.Fatalf("after remove: %+v, len %d", e, tb.Len())
+	}
+}
