@@ -1,8 +1,11 @@
 package httpproxy
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +44,34 @@ func TestIdentityTableNamesProxyUser(t *testing.T) {
 	w := tb.Lookup(netip.MustParseAddr("127.0.0.2"), time.Now().UnixNano())
 	if w == nil || w.User != "jsmith" || w.Source != identity.SourceLogin {
 		t.Fatalf("login not in the table: %+v", w)
+	}
+}
+
+// TestDNSBlockPageUsesIdentity: the block page a browser reaches after
+// the resolver's block answer decides as the resolver did, with the
+// identity table's user and group (a pupil on the staff network), and
+// names them; before, it decided by the address alone and said nothing
+// was blocked.
+func TestDNSBlockPageUsesIdentity(t *testing.T) {
+	tb := identity.New(identity.Options{Rules: []identity.Rule{{Match: "*@pupils.example", Group: "students"}}})
+	e := newEnv(t, envOpts{identity: tb})
+	tb.Set(identity.Mapping{Addr: netip.MustParseAddr("127.0.0.2"), Source: identity.SourceRADIUS, User: "amira@pupils.example",
+		Expires: time.Now().Add(time.Hour)})
+	admin := &http.Server{Handler: e.s.AdminHandler()}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = admin.Serve(ln) }()
+	t.Cleanup(func() { admin.Close() })
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/play", nil)
+	req.Host = "games.test" // blocked for students, not for staff (127.0.0.2's network)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "amira@pupils.example") {
+		t.Fatalf("block page: %d\n%s", resp.StatusCode, b)
 	}
 }

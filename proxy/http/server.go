@@ -297,18 +297,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !connect {
 		path = r.URL.RequestURI()
 	}
-	req := policy.Request{Client: ip, User: user, Host: nh, Path: path, Addr: addr}
-	if who := s.o.Identity.Lookup(ip, s.now().UnixNano()); who != nil {
-		// The identity table names the user where the request carries no
-		// login, and the device from its lease.
-		info.who, req.Device = who, who.Device
-		if info.user == "" {
-			info.user, req.User = who.User, who.User
-		}
-		if who.User == info.user {
-			req.Group = who.Group
-		}
-	}
+	req, who := s.whoRequest(ip, user)
+	info.who, info.user = who, req.User
+	req.Host, req.Path, req.Addr = nh, path, addr
 	info.dec = eng.Decide(req)
 	if connect {
 		s.connect(w, r, info, addr, eng, cfg)
@@ -801,6 +792,24 @@ func (s *Server) eventRef(info *reqInfo, source, action string, status int, byte
 	if action == "block" {
 		s.events.durable(seq)
 	}
+}
+
+// whoRequest is the policy request of a client with user (its login, ""
+// if none) and what the identity table knows: it names the user where the
+// request carries no login, their group, and the device from its lease.
+func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identity.Entry) {
+	req := policy.Request{Client: ip, User: user}
+	who := s.o.Identity.Lookup(ip, s.now().UnixNano())
+	if who != nil {
+		req.Device = who.Device
+		if req.User == "" {
+			req.User = who.User
+		}
+		if who.User == req.User {
+			req.Group = who.Group
+		}
+	}
+	return req, who
 }
 
 // authenticate checks the proxy login. It returns the user ("" when none)
