@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +19,8 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
+
+	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 )
 
 const e2eRADIUSSecret = "e2e-radius-secret"
@@ -189,5 +195,75 @@ identity:
 	}
 	if !named || !proxyNamed || !device || !bare {
 		t.Fatalf("stored events: named %t, proxy %t, device %t, address only %t:\n%s", named, proxyNamed, device, bare, out)
+	}
+}
+
+// TestIdentityHTTPSBlockPage: the HTTPS block page's certificate is minted
+// for a name the resolver blocked for the identity table's user (a pupil,
+// by RADIUS, on the staff network), not refused as "allowed" by the
+// address's group.
+func TestIdentityHTTPSBlockPage(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	old, oldHTTP := blockPageTLSPort, blockPagePort
+	blockPageTLSPort, blockPagePort = port, 0
+	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })
+
+	upstream := testUpstream(t)
+	path, dir := writeConfig(t, `
+school: {name: Hillside Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+clients: {allow: [127.0.0.0/8], default_group: staff}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+  block_response: blockpage
+  block_page_ip: 127.0.0.1
+lists:
+  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
+groups:
+  students: {block: [gambling]}
+  staff: {networks: [127.0.0.0/8]}
+identity:
+  groups: [{match: "*@pupils.example", group: students}]
+  radius: {listen: "127.0.0.1:0", secret: {file: "{{dir}}/radius-secret"}, nas: [127.0.0.1/32]}
+`, map[string]string{"bet.txt": "bet.example\n", "radius-secret": e2eRADIUSSecret + "\n"})
+	if code, _, errs := runCLI(t, "ca", "init", "--config", path); code != exitOK {
+		t.Fatalf("ca init: %s", errs)
+	}
+	ca, _, err := tlsinspect.LoadCert(filepath.Join(dir, "ca", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	s, _, _ := startServing(t, path)
+	get := func(from string) (int, error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+				return d.DialContext(ctx, network, "127.0.0.1:"+strconv.Itoa(port))
+			}}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://bet.example/")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// 127.0.0.9 is on the staff network: gambling is allowed there.
+	if _, err := get("127.0.0.9"); err == nil {
+		t.Fatal("a certificate for a name the client's group allows")
+	}
+	accounting(t, s.radius.Addr(), "Start") // amira@pupils.example on 127.0.0.9
+	if code, err := get("127.0.0.9"); err != nil || code != http.StatusForbidden {
+		t.Fatalf("the pupil's HTTPS block page: %d %v", code, err)
 	}
 }

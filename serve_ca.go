@@ -78,7 +78,7 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 		s.log.Error("HTTPS block page listener not started; blocked https:// sites show a browser error", "addr", addr, "err", err)
 		return
 	}
-	m, logins := s.minter, s.proxy.Logins()
+	m, p := s.minter, s.proxy
 	tcfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -98,8 +98,9 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 			if err != nil {
 				return nil, err
 			}
-			user := logins.UserFor(client)
-			d := eng.Decide(policy.Request{Client: client, User: user, Host: host})
+			req := p.WhoRequest(client) // the login or the identity table's user, as the resolver decided
+			req.Host = host
+			d := eng.Decide(req)
 			if g := cfg.Groups[d.Group]; g == nil || g.DecryptMode() == config.DecryptOff || d.Action != policy.Block {
 				return nil, errors.New("not a blocked name for this client")
 			}

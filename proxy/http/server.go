@@ -812,6 +812,14 @@ func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identi
 	return req, who
 }
 
+// WhoRequest is the policy request of a client as the proxy and the
+// resolver see it: its proxy login, else the identity table's user, with
+// their group and the device (for the HTTPS block page's certificates).
+func (s *Server) WhoRequest(ip netip.Addr) policy.Request {
+	req, _ := s.whoRequest(ip, s.logins.UserFor(ip))
+	return req
+}
+
 // authenticate checks the proxy login. It returns the user ("" when none)
 // and false after answering 407.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, bool) {
