@@ -281,8 +281,8 @@ func (r *RADIUS) handle(batch []packet) {
 		if err != nil {
 			continue
 		}
+		r.metrics.packets.WithLabelValues(rp.res).Inc() // counted before the NAS can see the answer
 		_, _ = r.conn.WriteTo(b, rp.to)
-		r.metrics.packets.WithLabelValues(rp.res).Inc()
 	}
 }
 
