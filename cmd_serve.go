@@ -24,6 +24,7 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/health"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
@@ -48,6 +49,9 @@ type server struct {
 	proxy   *httpproxy.Server // the HTTP proxy (serve_proxy.go)
 	reports *reports.Service  // the breach store, alerts and mail (serve_reports.go)
 	health  health.Registry   // what /healthz and IT's health mail report (health.go)
+
+	identity *identity.Table  // who is behind an address (serve_identity.go)
+	radius   *identity.RADIUS // the RADIUS accounting listener, if on (serve_identity.go)
 
 	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
 	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
@@ -134,6 +138,9 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	}, []string{"result"})
 	reg.MustRegister(s.reloads, &listsCollector{lists: lists})
 	if err := s.startReports(ctx, cfg, reg); err != nil { // before the front doors: they record into it
+		return err
+	}
+	if err := s.startIdentity(ctx, cfg, reg); err != nil { // serve_identity.go; before the front doors
 		return err
 	}
 	if err := s.startProxy(ctx, cfg, reg); err != nil {
@@ -263,6 +270,7 @@ func (s *server) apply(cfg *config.Config) error {
 	if s.logLevel != nil {
 		s.logLevel.Set(cfg.Log.SlogLevel())
 	}
+	s.reloadIdentity(cfg) // serve_identity.go
 	s.reloads.WithLabelValues("ok").Inc()
 	changes := config.Diff(old, cfg)
 	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
@@ -313,7 +321,7 @@ var liveSettings = []string{
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
-	"admin.allow", "console.allow",
+	"admin.allow", "console.allow", "identity.groups",
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

@@ -18,11 +18,14 @@ func exampleWithFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
-	text := strings.NewReplacer("/etc/gatehouse/", root+"/etc/", "/var/lib/gatehouse/", root+"/var/").Replace(string(config.Example))
+	text := strings.NewReplacer("/etc/gatehouse/", root+"/etc/", "/var/lib/gatehouse/", root+"/var/",
+		"/var/lib/dhcp/", root+"/dhcp/", "/var/lib/kea/", root+"/kea/").Replace(string(config.Example))
 	all := map[string]string{
 		"etc/proxy-users": "jsmith:$2y$05$abcdefghijklmnopqrstuu5Qk1u4z9mYb8e0xM9S9bWmH1rN2m6a\n", "etc/secrets/iwf-password": "pw\n",
 		"etc/smtp-password": "pw\n", "etc/lists/curriculum-allow.txt": "scratch.mit.edu\n", "etc/lists/local-deny.txt": "chatroulette.com\n",
 		"var/ut1/blacklists/adult/domains": "porn.example\n", "etc/watchlists/self-harm-local.txt": "# ours\nsad beans | 10\n",
+		"etc/people.csv": "user,display name,year,class\n", "etc/radius-secret": "s3cret\n",
+		"dhcp/dhcpd.leases": "", "kea/kea-leases4.csv": "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n",
 	}
 	for k, v := range files {
 		all[k] = v
@@ -57,7 +60,10 @@ func TestConfigExampleIsValid(t *testing.T) {
 	for _, want := range []string{"proxy.auth.users_file: cannot read users file /etc/gatehouse/proxy-users",
 		"lists[0].path: cannot read the squidGuard tree", "lists[7].path: cannot read list file /etc/gatehouse/lists/curriculum-allow.txt",
 		"reports.smtp.password.file", "lists[5].auth.password.file",
-		"watchlists.files[0].path: cannot read watchlist file /etc/gatehouse/watchlists/self-harm-local.txt", "7 error(s)"} {
+		"watchlists.files[0].path: cannot read watchlist file /etc/gatehouse/watchlists/self-harm-local.txt",
+		"identity.people: cannot read people file /etc/gatehouse/people.csv",
+		"identity.radius.secret.file", "identity.dhcp_leases[0].path: cannot read lease file /var/lib/dhcp/dhcpd.leases",
+		"identity.dhcp_leases[1].path", "11 error(s)"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("errors lack %q:\n%s", want, errs)
 		}

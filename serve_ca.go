@@ -16,7 +16,6 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
-	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 )
 
@@ -82,7 +81,7 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 		s.log.Error("HTTPS block page listener not started; blocked https:// sites show a browser error", "addr", addr, "err", err)
 		return
 	}
-	m, logins := s.minter, s.proxy.Logins()
+	m, p := s.minter, s.proxy
 	tcfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -102,10 +101,11 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 			if err != nil {
 				return nil, err
 			}
-			user := logins.UserFor(client)
-			d := eng.Decide(policy.Request{Client: client, User: user, Host: host})
-			if g := cfg.Groups[d.Group]; g == nil || g.DecryptMode() == config.DecryptOff {
-				return nil, errors.New("the client's group does not decrypt")
+			req := p.WhoRequest(client) // the login or the identity table's user, as the resolver decided
+			req.Host = host
+			d := eng.Decide(req)
+			if g := cfg.Groups[d.Group]; g == nil || g.DecryptMode() == config.DecryptOff || cfg.NeverDecrypt(host) {
+				return nil, errors.New("the client's group does not decrypt this name")
 			}
 			// A name the DNS blocked by its answer (a CNAME target or an
 			// address on an IP list) was sent here too.

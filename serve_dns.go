@@ -31,6 +31,7 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 		return err
 	}
 	opts.Engine = func() *policy.Engine { return s.engine.Load() }
+	opts.Identity = s.identity // serve_identity.go
 	if s.proxy != nil {
 		// A user who logged in to the proxy from an address is the user
 		// of that address's DNS queries too (their group, their events).

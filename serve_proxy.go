@@ -54,6 +54,7 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 		Engine:   s.engine.Load, // the config comes with it
 		Resolver: res,
 		Sink:     sink,
+		Identity: s.identity, // serve_identity.go
 		Registry: reg,
 		Log:      log,
 	}

@@ -21,6 +21,7 @@ type Config struct {
 	Admin      Admin                    `yaml:"admin"`
 	Console    Console                  `yaml:"console"` // the safeguarding console (console.go)
 	Clients    Clients                  `yaml:"clients"`
+	Identity   Identity                 `yaml:"identity"`   // who is behind an address (identity.go)
 	Categories map[string]CategoryPrefs `yaml:"categories"` // per-category severity/route overrides
 	Lists      []List                   `yaml:"lists"`
 	Groups     map[string]*Group        `yaml:"groups"`

@@ -61,6 +61,7 @@ func defaults() *Config {
 		Proxy:    defaultProxy(),
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Console:  defaultConsole(),
+		Identity: defaultIdentity(),
 		Clients: Clients{
 			Allow:        allow,
 			DefaultGroup: DefaultGroup,

@@ -100,5 +100,8 @@ func (c *Config) secrets() (paths []string, secrets []*Secret) {
 			paths, secrets = append(paths, joinKey(base, "token")), append(secrets, a.Token)
 		}
 	}
+	if r := c.Identity.RADIUS; r.Listen != "" && r.Secret != nil {
+		paths, secrets = append(paths, "identity.radius.secret"), append(secrets, r.Secret)
+	}
 	return paths, secrets
 }

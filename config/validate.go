@@ -118,8 +118,10 @@ func (v *validator) run() {
 	used := v.groups(lists)
 	v.applyManaged() // managed.go
 	v.clients()
+	v.identitySection() // identity.go
 	if v.checkFiles {
 		v.files()
+		v.identityFiles()
 	}
 	own := 0 // lists without a category: each takes one of MaxListBits bits
 	for i := range v.c.Lists {

@@ -61,7 +61,15 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // Request is one thing a client asks for.
 type Request struct {
 	Client netip.Addr
-	User   string     // authenticated user, if known
+	User   string // authenticated user, if known
+	// Group is the group the identity table decided for User (a rule or
+	// the directory; package identity): used when clients.users does not
+	// name the user, before the device's and the network's group. An
+	// unknown name is ignored.
+	Group string
+	// Device is the device's name from its DHCP lease (package identity),
+	// used when no static device names the address.
+	Device string
 	Host   string     // normalised host name (see blocklists.CanonicalHost); "" for an address alone
 	Path   string     // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
 	Addr   netip.Addr // the address asked for, if any: an IP-literal host, or an address in a DNS answer
@@ -187,17 +195,30 @@ var blockable = catalogueMask &^ bl.SetOfKind(bl.KindMarker)
 // group: an authenticated user's group wins, then a named device's, then
 // the most specific network, then the default group.
 func (e *Engine) Identify(client netip.Addr, userName string) Identity {
-	id, _ := e.identify(client, userName)
+	id, _ := e.identify(&Request{Client: client, User: userName})
 	return id
 }
 
-func (e *Engine) identify(client netip.Addr, userName string) (Identity, *group) {
-	client = client.Unmap()
-	id := Identity{Client: client, User: userName}
+// IdentifyRequest is Identify with what the identity table knows (the
+// Group and Device of r).
+func (e *Engine) IdentifyRequest(r Request) Identity {
+	id, _ := e.identify(&r)
+	return id
+}
+
+// identify: a user named in clients.users takes that group, then the
+// identity table's group for the user (r.Group), then a static device's,
+// then the most specific network's, then the default group.
+func (e *Engine) identify(r *Request) (Identity, *group) {
+	client := r.Client.Unmap()
+	id := Identity{Client: client, User: r.User, Device: r.Device}
 	var g *group
-	if userName != "" {
-		if u, ok := e.users[userName]; ok && u.group != nil {
+	if r.User != "" {
+		if u, ok := e.users[r.User]; ok && u.group != nil {
 			g = u.group
+		}
+		if g == nil && r.Group != "" {
+			g = e.groups[r.Group]
 		}
 	}
 	if d, ok := e.devices[client]; ok {
@@ -250,7 +271,7 @@ func (e *Engine) Decide(r Request) (d Decision) {
 // decide is Decide into d (zero on entry) with the canonical path apart
 // from r (whose strings may end up in the decision; path's never do).
 func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
-	id, g := e.identify(r.Client, r.User)
+	id, g := e.identify(r)
 	d.Identity = id
 	d.addrRules = e.ipDeny || ix.HasPrefixes()
 	var tr bl.Trace

@@ -329,3 +329,28 @@ lists:
 		t.Error("secret leaked")
 	}
 }
+
+// TestIdentifyFromIdentityTable: the identity table's group for a user
+// beats the device's and the network's; clients.users beats it; a static
+// device name beats a lease's; an unknown group is ignored.
+func TestIdentifyFromIdentityTable(t *testing.T) {
+	e, _ := setup(t, testConfig, testFiles)
+	for _, tt := range []struct {
+		ip, user, idGroup, lease, group, device string
+	}{
+		{"10.1.5.5", "bob", "staff", "", "staff", ""},                                      // user's group beats the subnet's
+		{"10.1.5.5", "", "staff", "", "students", ""},                                      // no user: no user group
+		{"10.1.2.3", "bob", "guests", "lease-name", "guests", "library-pc-01"},             // beats the device's group; static name kept
+		{"10.1.5.5", "alice", "guests", "", "staff", ""},                                   // clients.users beats the table
+		{"10.1.5.5", "bob", "no-such-group", "lib-laptop-12", "students", "lib-laptop-12"}, // unknown group ignored
+	} {
+		r := Request{Client: netip.MustParseAddr(tt.ip), User: tt.user, Group: tt.idGroup, Device: tt.lease, Host: "porn.example"}
+		id := e.IdentifyRequest(r)
+		if id.Group != tt.group || id.Device != tt.device {
+			t.Errorf("IdentifyRequest(%+v) = %+v, want group %s device %q", r, id, tt.group, tt.device)
+		}
+		if d := e.Decide(r); d.Group != tt.group || d.Device != tt.device {
+			t.Errorf("Decide(%+v) identity = %+v", r, d.Identity)
+		}
+	}
+}

@@ -20,6 +20,15 @@ type Event struct {
 	Device string // named device, if known
 	User   string // authenticated user, if known
 	Group  string
+	// IDSource is which source named the person or device (package
+	// identity: login, radius, directory, dhcp, device, address); ""
+	// from an older Gatehouse.
+	IDSource string `json:",omitempty"`
+	// Display, Year and Class describe the user where the directory
+	// knows them ("Amira Khan", "Year 8", "8B").
+	Display string `json:",omitempty"`
+	Year    string `json:",omitempty"`
+	Class   string `json:",omitempty"`
 
 	// What.
 	Name       string // DNS query name or request host ("" once redacted: restricted tier)

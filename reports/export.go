@@ -42,7 +42,7 @@ func safeRow(cells []string) []string {
 
 var eventHeader = []string{"id", "time", "kind", "source", "client", "device", "user", "group", "name", "qtype", "url",
 	"search_term", "action", "reason", "category", "severity", "route", "list", "restricted", "bypass", "count", "incident",
-	"entry", "ref", "note"}
+	"entry", "ref", "note", "id_source", "display", "year", "class"}
 
 // EventsCSV writes events as CSV.
 func (s *Store) EventsCSV(w io.Writer, f Filter, loc *time.Location) error {
@@ -58,7 +58,7 @@ func (s *Store) EventsCSV(w io.Writer, f Filter, loc *time.Location) error {
 		return c.Write(safeRow([]string{strconv.FormatInt(e.ID, 10), e.Time.In(loc).Format(time.RFC3339), e.Kind, e.Source,
 			e.Client, e.Device, e.User, e.Group, e.Name, e.QType, e.URL, e.SearchTerm, e.Action, e.Reason, e.Category,
 			e.Severity.String(), e.Route, e.List, strconv.FormatBool(e.Restricted), strconv.FormatBool(e.Bypass),
-			strconv.FormatInt(e.Count, 10), inc, e.Entry, e.Ref, e.Note}))
+			strconv.FormatInt(e.Count, 10), inc, e.Entry, e.Ref, e.Note, e.IDSource, e.Display, e.Year, e.Class}))
 	})
 	if err != nil {
 		return err
@@ -77,14 +77,15 @@ func (s *Store) EventsJSON(w io.Writer, f Filter) error {
 func IncidentsCSV(w io.Writer, incs []Incident, loc *time.Location) error {
 	c := newCSV(w)
 	if err := c.Write([]string{"id", "status", "severity", "category", "what", "who", "client", "device", "user", "group",
-		"route", "first", "last", "attempts", "samples"}); err != nil {
+		"route", "first", "last", "attempts", "samples", "id_source", "display", "year", "class"}); err != nil {
 		return err
 	}
 	for i := range incs {
 		in := &incs[i]
 		if err := c.Write(safeRow([]string{strconv.FormatInt(in.ID, 10), in.Status, in.Severity.String(), in.Category,
 			in.whatText(), in.Who, in.Client, in.Device, in.User, in.Group, in.Route, in.First.In(loc).Format(time.RFC3339),
-			in.Last.In(loc).Format(time.RFC3339), strconv.FormatInt(in.Count, 10), strings.Join(in.Samples, " | ")})); err != nil {
+			in.Last.In(loc).Format(time.RFC3339), strconv.FormatInt(in.Count, 10), strings.Join(in.Samples, " | "),
+			in.IDSource, in.Display, in.Year, in.Class})); err != nil {
 			return err
 		}
 	}

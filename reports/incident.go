@@ -19,6 +19,10 @@ type Incident struct {
 	Device     string      `json:"device,omitempty"`
 	User       string      `json:"user,omitempty"`
 	Group      string      `json:"group,omitempty"`
+	IDSource   string      `json:"id_source,omitempty"` // which identity source named them (Event.IDSource)
+	Display    string      `json:"display,omitempty"`
+	Year       string      `json:"year,omitempty"`
+	Class      string      `json:"class,omitempty"`
 	Category   string      `json:"category"`
 	Severity   bl.Severity `json:"severity"`
 	Route      string      `json:"route"`
@@ -42,7 +46,7 @@ const (
 	StatusAcknowledged = "acknowledged"
 )
 
-const incidentCols = `id, who, client, device, user, grp, category, severity, route, restricted, bypass, first_ts, last_ts, count, samples, status, alerted_count, last_alert_ts`
+const incidentCols = `id, who, client, device, user, grp, category, severity, route, restricted, bypass, first_ts, last_ts, count, samples, status, alerted_count, last_alert_ts, id_source, display, year_group, class`
 
 type scanner interface{ Scan(...any) error }
 
@@ -54,7 +58,8 @@ func scanIncident(r scanner, extra ...any) (Incident, error) {
 	var first, last int64
 	var samples string
 	err := r.Scan(append([]any{&i.ID, &i.Who, &i.Client, &i.Device, &i.User, &i.Group, &i.Category, &sev, &i.Route,
-		&restricted, &bypass, &first, &last, &i.Count, &samples, &i.Status, &i.alerted, &i.lastAlert}, extra...)...)
+		&restricted, &bypass, &first, &last, &i.Count, &samples, &i.Status, &i.alerted, &i.lastAlert,
+		&i.IDSource, &i.Display, &i.Year, &i.Class}, extra...)...)
 	if err != nil {
 		return i, err
 	}
@@ -148,6 +153,10 @@ type StoredEvent struct {
 	Device     string      `json:"device,omitempty"`
 	User       string      `json:"user,omitempty"`
 	Group      string      `json:"group,omitempty"`
+	IDSource   string      `json:"id_source,omitempty"`
+	Display    string      `json:"display,omitempty"`
+	Year       string      `json:"year,omitempty"`
+	Class      string      `json:"class,omitempty"`
 	Name       string      `json:"name"`
 	QType      string      `json:"qtype,omitempty"`
 	URL        string      `json:"url,omitempty"`
@@ -218,7 +227,7 @@ func (s *Store) Events(f Filter, fn func(StoredEvent) error) error {
 
 // eventCols are the columns scanEvent reads.
 const eventCols = `id, ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search, action, reason, category,
-		severity, route, list, flags, count, incident_id, entry, ref, note`
+		severity, route, list, flags, count, incident_id, entry, ref, note, id_source, display, year_group, class`
 
 // scanEvent reads a row of eventCols, replacing restricted-tier names by
 // the list's description.
@@ -229,7 +238,7 @@ func scanEvent(r scanner) (StoredEvent, error) {
 	var inc sql.NullInt64
 	if err := r.Scan(&e.ID, &ts, &kind, &e.Source, &e.Protocol, &e.Client, &e.Device, &e.User, &e.Group, &e.Name, &e.QType,
 		&e.URL, &e.SearchTerm, &e.Action, &e.Reason, &e.Category, &sev, &e.Route, &e.List, &flags, &e.Count, &inc,
-		&e.Entry, &e.Ref, &e.Note); err != nil {
+		&e.Entry, &e.Ref, &e.Note, &e.IDSource, &e.Display, &e.Year, &e.Class); err != nil {
 		return e, err
 	}
 	e.Time, e.Kind, e.Severity = fromMS(ts), kindNames[kind], bl.Severity(sev)
@@ -268,26 +277,68 @@ func categoryTitle(cat string) string {
 	return cat
 }
 
-// whoText describes an incident's client in one line.
+// whoText describes an incident's client in one line: "Amira Khan (Year
+// 8, 8B) on LIB-LAPTOP-12, 10.1.2.3, group students" where the directory
+// knows the person; plainly "only the device is known" or "only the
+// address is known" where nobody was named.
 func (i *Incident) whoText() string {
-	var parts []string
-	if i.User != "" {
-		parts = append(parts, i.User)
-	}
-	if i.Device != "" {
-		parts = append(parts, "device "+i.Device)
-	}
-	if i.Client != "" {
-		parts = append(parts, i.Client)
-	}
-	s := strings.Join(parts, ", ")
-	if s == "" {
+	s := personText(i.User, i.Display, i.Year, i.Class)
+	switch {
+	case s != "" && i.Device != "":
+		s += " on " + i.Device
+	case s == "" && i.Device != "":
+		s = "device " + i.Device + " (only the device is known, not who used it)"
+	case s == "" && i.Client != "":
+		s = i.Client + " (only the address is known)"
+	case s == "":
 		s = "unknown client"
 	}
+	if (i.User != "" || i.Device != "") && i.Client != "" {
+		s += ", " + i.Client
+	}
 	if i.Group != "" {
-		s += " (group " + i.Group + ")"
+		s += ", group " + i.Group
+	}
+	if i.IDSource != "" && i.User != "" {
+		s += ", named by " + sourceText(i.IDSource)
 	}
 	return s
+}
+
+// personText is "Amira Khan (Year 8, 8B)", "Amira Khan (amira.k)" without
+// year or class, or the bare user name without a display name.
+func personText(user, display, year, class string) string {
+	if user == "" {
+		return ""
+	}
+	if display == "" {
+		return user
+	}
+	var in []string
+	for _, p := range []string{year, class} {
+		if p != "" {
+			in = append(in, p)
+		}
+	}
+	if len(in) == 0 {
+		in = append(in, user)
+	}
+	return display + " (" + strings.Join(in, ", ") + ")"
+}
+
+// sourceText is an identity source in plain words.
+func sourceText(src string) string {
+	switch src {
+	case "login":
+		return "proxy login"
+	case "radius":
+		return "Wi-Fi login (RADIUS)"
+	case "directory":
+		return "directory"
+	case "dhcp":
+		return "DHCP lease"
+	}
+	return src
 }
 
 // whatText says what was attempted, never a restricted name.

@@ -522,7 +522,7 @@ func TestDigestContent(t *testing.T) {
 		t.Errorf("subject %q", m.Subject)
 	}
 	for _, want := range []string{"From Tue 24 Nov 07:30 to Tue 24 Nov 12:30 (Europe/London)",
-		"[CRITICAL] self-harm and suicide, 1 attempt(s)", "Who:  pupil17, device Laptop-12, 10.0.0.5 (group students)",
+		"[CRITICAL] self-harm and suicide, 1 attempt(s)", "Who:  pupil17 on Laptop-12, 10.0.0.5, group students",
 		"When: Tue 24 Nov 09:30", "searched for “how to hurt myself” on Google", "[HIGH] a web proxy", "BY CATEGORY", "gambling: 1",
 		"BY GROUP", "students: 3", "TOP CLIENTS", "TREND: 3 attempts, up 50% on the previous period (2).", "speak to the child today"} {
 		if !strings.Contains(m.Text, want) {

@@ -173,6 +173,9 @@ func (r *renderer) alert(i *Incident, attempts int64, followUp, reopened bool, l
 func shortWho(i *Incident) string {
 	switch {
 	case i.User != "":
+		if i.Display != "" {
+			return i.Display
+		}
 		return i.User
 	case i.Device != "":
 		return i.Device

@@ -49,6 +49,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			MistakeMailEvery:   r.MistakeMailEvery.D(),
 			ConsoleURL:         cfg.Console.URL,
 			QueueSize:          cfg.DNS.Events.Queue,
+			PersonWindow:       cfg.Identity.Window.D(),
 			Log:                log,
 		},
 		Roles:        Roles(r.Recipients),

@@ -161,6 +161,16 @@ var migrations = []string{
 	UPDATE outbox SET incident_id = CAST(substr(message_id, 8, instr(substr(message_id, 8), '-') - 1) AS INTEGER)
 		WHERE kind = 'alert' AND message_id LIKE '<alert-%';
 	CREATE INDEX outbox_incident ON outbox(incident_id);`,
+	// 8 (identity, issue 17): which source named the
+	// person, and the directory's display name, year group and class.
+	`ALTER TABLE events ADD COLUMN id_source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN display TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN year_group TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN class TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN id_source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN display TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN year_group TEXT NOT NULL DEFAULT '';
+	ALTER TABLE incidents ADD COLUMN class TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema this build writes.

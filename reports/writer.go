@@ -39,11 +39,16 @@ type Options struct {
 	AlertSeverity      bl.Severity   // default high
 	AlertDedup         time.Duration // default 10m
 	MistakeMailEvery   time.Duration // at most one "report a mistake" mail to IT per this (default 5m)
-	QueueSize          int           // default 10000
 	// ConsoleURL is the console's external base URL (console.url): alerts
 	// and digests link to each incident under it. "": the reference only.
 	ConsoleURL string
-	MaxBatch   int // default 5000
+	// PersonWindow: an open incident of an address (or device) in a
+	// category becomes a named user's when their event in that category
+	// follows within this time (a DNS lookup, then the proxy login: one
+	// person's one incident). 0: off.
+	PersonWindow time.Duration
+	QueueSize    int // default 10000
+	MaxBatch     int // default 5000
 	// SpillDir holds the spill files written while the database fails;
 	// default: the database's directory.
 	SpillDir string
@@ -765,8 +770,9 @@ func (w *Writer) forget() {
 }
 
 const insertEvent = `INSERT INTO events (ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search,
-	method, status, bytes, action, reason, category, severity, route, list, entry, flags, count, incident_id, ref, note)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	method, status, bytes, action, reason, category, severity, route, list, entry, flags, count, incident_id, ref, note,
+	id_source, display, year_group, class)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 // batchTx is one transaction of the writer.
 type batchTx struct {
@@ -827,7 +833,7 @@ const (
 var writerSQL = [...]string{
 	stmtInsert: insertEvent,
 	stmtNewIncident: `INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
-		first_ts, last_ts, count, samples) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		first_ts, last_ts, count, samples, id_source, display, year_group, class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	stmtBump:     `UPDATE events SET count = count + ? WHERE id = ?`,
 	stmtIncident: `UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
 }
@@ -875,6 +881,11 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		}
 		who := whoKey(ev)
 		k := incKey{who, ev.Category}
+		if ev.User != "" && w.opt.PersonWindow > 0 {
+			if err := w.claim(b, ev, k, ts); err != nil {
+				return err
+			}
+		}
 		o := w.open[k]
 		if o != nil && ts-o.last > w.opt.IncidentWindow.Milliseconds() {
 			o = nil
@@ -887,7 +898,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 			}
 			sj, _ := json.Marshal(nonNil(samples))
 			res, err := b.newInc.Exec(who, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Category, int(sev), string(route),
-				b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj))
+				b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj), ev.IDSource, ev.Display, ev.Year, ev.Class)
 			if err != nil {
 				return err
 			}
@@ -935,7 +946,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 	}
 	res, err := b.ins.Exec(ts, kind, ev.Source, ev.Protocol, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
 		ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes, ev.Action, ev.Reason, ev.Category, int(sev), string(route),
-		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note)
+		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note, ev.IDSource, ev.Display, ev.Year, ev.Class)
 	if err != nil {
 		return err
 	}
@@ -1024,6 +1035,36 @@ func (w *Writer) classify(ev *Event) (kind int, route bl.Route, sev bl.Severity)
 		route = bl.RouteHeadteacher
 	}
 	return kind, route, sev
+}
+
+// claim makes the open incident of ev's device or address in ev's
+// category, last seen within PersonWindow of ts, the incident of ev's user
+// (key k), unless the user has one open already: the lookup a moment
+// before the login was the same person.
+func (w *Writer) claim(b *batchTx, ev *Event, k incKey, ts int64) error {
+	win := w.opt.PersonWindow.Milliseconds()
+	if o := w.open[k]; o != nil && ts-o.last <= w.opt.IncidentWindow.Milliseconds() {
+		return nil
+	}
+	for _, from := range []string{"device:" + ev.Device, "ip:" + clientStr(ev)} {
+		if from == "device:" || from == "ip:" {
+			continue
+		}
+		ak := incKey{from, ev.Category}
+		o := w.open[ak]
+		if o == nil || ts-o.last > win || o.last-ts > win {
+			continue
+		}
+		if _, err := b.tx.Exec(`UPDATE incidents SET who = ?, user = ?, device = ?, grp = ?, id_source = ?, display = ?,
+			year_group = ?, class = ? WHERE id = ?`, k.who, ev.User, ev.Device, ev.Group, ev.IDSource, ev.Display,
+			ev.Year, ev.Class, o.id); err != nil {
+			return err
+		}
+		delete(w.open, ak)
+		w.open[k] = o
+		return nil
+	}
+	return nil
 }
 
 // whoKey names the client: the user if known, else the device, else the

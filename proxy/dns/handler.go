@@ -12,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -32,9 +33,10 @@ type query struct {
 	proto  string
 	opt    *mdns.OPT
 	now    time.Time
-	ups    uint8          // the client group's upstream set
-	eng    *policy.Engine // the engine deciding this query (one per query, even across a reload)
-	user   string         // the user logged in from client, if known
+	ups    uint8           // the client group's upstream set
+	eng    *policy.Engine  // the engine deciding this query (one per query, even across a reload)
+	user   string          // the user logged in from client, if known
+	who    *identity.Entry // what the identity table knows of client (nil: nothing)
 
 	waiting bool // holds a slot to wait on an upstream (startWait)
 	noH3    bool // an HTTPS query for a name the client's group decrypts: answered without h3
@@ -81,12 +83,13 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 		return
 	}
 	qr.name = normName(qr.q.Name)
-	qr.eng, qr.user = s.opts.Engine(), s.user(qr.client)
+	qr.eng = s.opts.Engine()
+	s.identify(&qr)
 	var d policy.Decision
 	if qr.name != "" && qr.q.Qclass == mdns.ClassINET {
-		d = qr.eng.Decide(policy.Request{Client: qr.client, User: qr.user, Host: qr.name, Time: qr.now})
+		d = qr.eng.Decide(qr.request(qr.name))
 	} else {
-		d.Identity = qr.eng.Identify(qr.client, qr.user)
+		d.Identity = qr.eng.IdentifyRequest(qr.request(""))
 	}
 
 	switch classifyBypass(qr.name, &d) {
@@ -202,7 +205,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt string) bool {
 	if e.chain != nil {
 		for _, t := range e.targets() {
-			d := qr.eng.Decide(policy.Request{Client: qr.client, User: qr.user, Host: t, Time: qr.now})
+			d := qr.eng.Decide(qr.request(t))
 			if d.Action == policy.Block {
 				if d.Entry == "" && !d.Restricted {
 					d.Entry = t
@@ -215,7 +218,7 @@ func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt strin
 	if !e.addrs || !d.CheckAddrs() {
 		return false
 	}
-	if bd, ok := addrsBlocked(qr.eng, policy.Request{Client: qr.client, User: qr.user, Time: qr.now}, e); ok {
+	if bd, ok := addrsBlocked(qr.eng, qr.request(""), e); ok {
 		s.block(qr, &bd, qt)
 		return true
 	}
@@ -518,12 +521,30 @@ func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
 	s.count(qt, result, group)
 }
 
-// user is the user logged in from client, if known (Options.UserFor).
-func (s *Server) user(client netip.Addr) string {
-	if s.opts.UserFor == nil {
-		return ""
+// identify looks the client up in the identity table (Options.Identity),
+// else asks Options.UserFor for a logged-in user.
+func (s *Server) identify(qr *query) {
+	if e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano()); e != nil {
+		qr.who, qr.user = e, e.User
+		if e.User != "" || s.opts.UserFor == nil {
+			return
+		}
 	}
-	return s.opts.UserFor(client)
+	if s.opts.UserFor != nil {
+		qr.user = s.opts.UserFor(qr.client)
+	}
+}
+
+// request is the policy request for host from qr's client.
+func (qr *query) request(host string) policy.Request {
+	r := policy.Request{Client: qr.client, User: qr.user, Host: host, Time: qr.now}
+	if qr.who != nil {
+		r.Device = qr.who.Device
+		if qr.who.User == qr.user {
+			r.Group = qr.who.Group
+		}
+	}
+	return r
 }
 
 func (s *Server) count(qt, result, group string) {
@@ -545,6 +566,7 @@ func (s *Server) event(qr *query, d *policy.Decision, action string) reports.Eve
 	if d.Restricted {
 		ev.Entry = d.EntryHash()
 	}
+	ev.IDSource = identity.Describe(&ev, qr.who)
 	return ev
 }
 

@@ -34,15 +34,17 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 		addrs []netip.Addr
 		err   error
 	}
-	eng, user := s.opts.Engine(), s.user(client)
-	set := s.ups.Set(eng.Identify(client, user).Group)
+	eng := s.opts.Engine()
+	qr := query{client: client.Unmap(), now: s.opts.Now()}
+	s.identify(&qr)
+	base := qr.request("")
+	set := s.ups.Set(eng.IdentifyRequest(base).Group)
 	// Addresses are checked unless the name is on the group's allow list.
-	checkIPs := eng.HasIPRules() &&
-		eng.Decide(policy.Request{Client: client, User: user, Host: name, Time: s.opts.Now()}).Reason != policy.ReasonGroupAllow
+	checkIPs := eng.HasIPRules() && eng.Decide(qr.request(name)).Reason != policy.ReasonGroupAllow
 	results := make(chan result, 2)
 	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
 		go func() {
-			a, err := s.lookupType(eng, client, user, set, name, qt, checkIPs)
+			a, err := s.lookupType(eng, base, set, name, qt, checkIPs)
 			results <- result{a, err}
 		}()
 	}
@@ -73,14 +75,15 @@ func (s *Server) LookupNetIP(ctx context.Context, client netip.Addr, host string
 
 // lookupType answers one question from the cache or the upstreams of set,
 // deciding CNAME targets (and, with checkIPs, addresses) with eng for
-// client and user.
-func (s *Server) lookupType(eng *policy.Engine, client netip.Addr, user string, set uint8, name string, qt uint16, checkIPs bool) ([]netip.Addr, error) {
+// the client of base (its identity).
+func (s *Server) lookupType(eng *policy.Engine, base policy.Request, set uint8, name string, qt uint16, checkIPs bool) ([]netip.Addr, error) {
 	now := s.opts.Now()
 	e, err := s.freshOrResolve(cacheKey{name: name, qtype: qt, edns: true, ups: set}, now.UnixNano(), nil)
 	if err != nil {
 		return nil, err
 	}
-	r := policy.Request{Client: client, User: user, Time: now}
+	r := base
+	r.Time = now
 	for _, t := range e.targets() {
 		r.Host = t
 		if d := eng.Decide(r); d.Action == policy.Block {

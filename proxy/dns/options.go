@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -33,6 +34,10 @@ type Options struct {
 	// none), e.g. the proxy's recent logins, so that a query is decided by
 	// that user's group and its events name them. nil = no users.
 	UserFor func(netip.Addr) string
+	// Identity is the per-address identity table (package identity): the
+	// user, their group, display name and device. nil = none; UserFor is
+	// asked when it names no user.
+	Identity *identity.Table
 	// Upstreams resolves allowed queries.
 	Upstreams *Upstreams
 

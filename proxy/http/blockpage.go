@@ -18,6 +18,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -535,10 +536,11 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
 	host, _ := splitHostPort(r.Host)
 	nh, addr, err := normHost(host)
-	user := s.logins.UserFor(ip)
+	req, who := s.whoRequest(ip, s.logins.UserFor(ip)) // as the resolver decided it
 	var dec policy.Decision
 	if err == nil && nh != "" {
-		dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: r.URL.RequestURI(), Addr: addr})
+		req.Host, req.Path, req.Addr = nh, r.URL.RequestURI(), addr
+		dec = eng.Decide(req)
 		if !addr.IsValid() {
 			s.LookupBlocked(r.Context(), ip, nh, &dec) // blocked by its DNS answer (dnsblock.go)
 		}
@@ -548,7 +550,7 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 		s.writePage(w, http.StatusOK, pd)
 		return
 	}
-	info := &reqInfo{client: ip, user: user, host: nh, dec: dec}
+	info := &reqInfo{client: ip, user: req.User, who: who, host: nh, dec: dec}
 	scheme := "http://"
 	if r.TLS != nil { // the HTTPS block-page listener
 		scheme = "https://"
@@ -660,7 +662,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	}
 	user := s.logins.UserFor(ip)
 	eng := s.o.Engine()
-	id := eng.Identify(ip, user)
+	req, who := s.whoRequest(ip, user)
+	id := eng.IdentifyRequest(req)
 	host, path := rawURL, ""
 	if h, err := bl.NormalizeHost(rawURL); err == nil {
 		host = h
@@ -673,14 +676,16 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 		cat = ""
 	}
 	ev := reports.Event{
-		Time: s.now().UTC(), Source: "http", Protocol: "http", Client: ip, Device: id.Device, User: user, Group: id.Group,
+		Time: s.now().UTC(), Source: "http", Protocol: "http", Client: ip, Device: id.Device, User: req.User, Group: id.Group,
 		Name: host, URL: rawURL, Method: http.MethodPost, Action: reports.ActionReport, Reason: "mistake-report", Category: cat,
 		Severity: bl.SeverityLow, Route: bl.RouteIT, Ref: ref, Note: truncate(why, 1000), Count: 1,
 	}
 	// A report about a restricted-tier site (only a hand-made form can
 	// send one: that block page has no form) is recorded by the list and
 	// the entry's hash; the store never sees the address or the note.
-	if d := eng.Decide(policy.Request{Client: ip, User: user, Host: host, Path: path}); d.Restricted {
+	ev.IDSource = identity.Describe(&ev, who)
+	req.Host, req.Path = host, path
+	if d := eng.Decide(req); d.Restricted {
 		ev.Restricted, ev.Category, ev.Entry = true, d.Category.String(), d.EntryHash()
 	}
 	reports.Redact(&ev)

@@ -27,6 +27,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -126,6 +127,7 @@ type envOpts struct {
 	sink      reports.Sink // instead of the collecting sink
 	certs     CertSource   // the school's CA's leaves (decryption); nil = none
 	perClient int          // proxy.limits.per_client; 0 = 10
+	identity  *identity.Table
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -271,6 +273,7 @@ groups:
 		Sink:     sk,
 		RootCAs:  eo.roots,
 		Certs:    eo.certs,
+		Identity: eo.identity,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -58,6 +58,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -90,6 +91,11 @@ type Options struct {
 	Resolver Resolver
 	// Sink receives events; nil discards them.
 	Sink reports.Sink
+	// Identity is the per-address identity table (package identity): it
+	// names the user of a request without a login, their group and the
+	// device; a login is recorded in it for proxy.auth.login_ttl. nil:
+	// none.
+	Identity *identity.Table
 	// Certs, when set (the school's CA is loaded), lets the proxy decrypt
 	// CONNECTs per group (groups.*.decrypt; decideConnect). nil: nothing
 	// is decrypted.

@@ -24,6 +24,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 	"github.com/gatehouse-filter/gatehouse/tlsinspect"
@@ -72,7 +73,8 @@ type Server struct {
 type reqInfo struct {
 	client  netip.Addr
 	user    string
-	host    string // normalised
+	who     *identity.Entry // what the identity table knows of client (nil: nothing)
+	host    string          // normalised
 	port    string
 	rewrite string // safe-search endpoint to dial instead of host
 	refused bool   // answered with 403 at dial time (an internal address)
@@ -331,7 +333,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !connect {
 		path = r.URL.RequestURI()
 	}
-	info.dec = eng.Decide(policy.Request{Client: ip, User: user, Host: nh, Path: path, Addr: addr})
+	req, who := s.whoRequest(ip, user)
+	info.who, info.user = who, req.User
+	req.Host, req.Path, req.Addr = nh, path, addr
+	info.dec = eng.Decide(req)
 	if connect {
 		s.connect(w, r, info, addr, eng, cfg)
 		return
@@ -835,7 +840,34 @@ func (s *Server) newEvent(info *reqInfo, source, action string, status int, byte
 	} else if info.search != nil && info.search.term != "" {
 		ev.SearchTerm, ev.SearchEngine = info.search.term, info.search.engine.Name
 	}
+	ev.IDSource = identity.Describe(&ev, info.who)
 	return ev
+}
+
+// whoRequest is the policy request of a client with user (its login, ""
+// if none) and what the identity table knows: it names the user where the
+// request carries no login, their group, and the device from its lease.
+func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identity.Entry) {
+	req := policy.Request{Client: ip, User: user}
+	who := s.o.Identity.Lookup(ip, s.now().UnixNano())
+	if who != nil {
+		req.Device = who.Device
+		if req.User == "" {
+			req.User = who.User
+		}
+		if who.User == req.User {
+			req.Group = who.Group
+		}
+	}
+	return req, who
+}
+
+// WhoRequest is the policy request of a client as the proxy and the
+// resolver see it: its proxy login, else the identity table's user, with
+// their group and the device (for the HTTPS block page's certificates).
+func (s *Server) WhoRequest(ip netip.Addr) policy.Request {
+	req, _ := s.whoRequest(ip, s.logins.UserFor(ip))
+	return req
 }
 
 // authenticate checks the proxy login. It returns the user ("" when none)
@@ -869,7 +901,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
 		return "", false
 	}
-	s.logins.Set(ip, name)
+	if s.logins.Set(ip, name) && s.o.Identity != nil {
+		// The login names the address for login_ttl, for the DNS front
+		// door and every other source's lookups too.
+		s.o.Identity.Set(identity.Mapping{Addr: ip, Source: identity.SourceLogin, User: name,
+			Expires: s.now().Add(cfg.Proxy.Auth.LoginTTL.D())})
+	}
 	return name, true
 }
 

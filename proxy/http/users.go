@@ -211,8 +211,9 @@ func (l *Logins) UserFor(ip netip.Addr) string {
 	return e.user
 }
 
-// Set records a login by user from ip.
-func (l *Logins) Set(ip netip.Addr, user string) {
+// Set records a login by user from ip. It reports whether it recorded it
+// (a repeat within a minute of the last is not).
+func (l *Logins) Set(ip netip.Addr, user string) bool {
 	ip = ip.Unmap()
 	now := l.now().UnixNano()
 	exp := now + int64(l.ttl)
@@ -222,7 +223,7 @@ func (l *Logins) Set(ip netip.Addr, user string) {
 	// Refresh at most once a minute per address: a browser logs in with
 	// every request.
 	if ok && e.user == user && e.expires-exp > -int64(time.Minute) {
-		return
+		return false
 	}
 	l.mu.Lock()
 	l.m[ip] = login{user: user, expires: exp}
@@ -236,4 +237,5 @@ func (l *Logins) Set(ip netip.Addr, user string) {
 		}
 	}
 	l.mu.Unlock()
+	return true
 }

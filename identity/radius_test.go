@@ -1,0 +1,225 @@
+package identity
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
+)
+
+const testSecret = "s3cret-for-tests"
+
+func startRADIUS(t *testing.T, tb *Table, nas ...string) *RADIUS {
+	t.Helper()
+	return startRADIUSAt(t, tb, nil, nas...)
+}
+
+// startRADIUSAt is startRADIUS with the listener's clock (nil: time.Now).
+func startRADIUSAt(t *testing.T, tb *Table, now func() time.Time, nas ...string) *RADIUS {
+	t.Helper()
+	r := &RADIUS{Table: tb, Secret: []byte(testSecret), Timeout: time.Hour, Now: now}
+	for _, n := range nas {
+		r.NAS = append(r.NAS, netip.MustParsePrefix(n))
+	}
+	if err := r.Listen("127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// acct builds an Accounting-Request.
+func acct(secret string, status rfc2866.AcctStatusType, user, addr, session, mac string) *radius.Packet {
+	p := radius.New(radius.CodeAccountingRequest, []byte(secret))
+	rfc2866.AcctStatusType_Set(p, status)
+	if user != "" {
+		rfc2865.UserName_SetString(p, user)
+	}
+	if addr != "" {
+		rfc2865.FramedIPAddress_Set(p, net.ParseIP(addr).To4())
+	}
+	rfc2866.AcctSessionID_SetString(p, session)
+	if mac != "" {
+		rfc2865.CallingStationID_SetString(p, mac)
+	}
+	rfc2865.NASIPAddress_Set(p, net.IPv4(127, 0, 0, 1).To4())
+	return p
+}
+
+func exchange(t *testing.T, r *RADIUS, p *radius.Packet) *radius.Packet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := (&radius.Client{Retry: time.Second}).Exchange(ctx, p, r.Addr().String())
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	if resp.Code != radius.CodeAccountingResponse {
+		t.Fatalf("answer code %v", resp.Code)
+	}
+	return resp
+}
+
+func TestRADIUSStartInterimStop(t *testing.T) {
+	tb := New(Options{})
+	r := startRADIUS(t, tb, "127.0.0.0/8")
+	a := netip.MustParseAddr("10.9.8.7")
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "amira@pupils.example", "10.9.8.7", "S1", "3C-22-FB-12-34-56"))
+	e := tb.Lookup(a, time.Now().UnixNano())
+	if e == nil || e.User != "amira@pupils.example" || e.MAC != "3c:22:fb:12:34:56" || e.Source != SourceRADIUS {
+		t.Fatalf("after Start: %+v", e)
+	}
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_InterimUpdate, "amira@pupils.example", "10.9.8.7", "S1", ""))
+	// A Stop of another session on the same address leaves this one.
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "someone", "10.9.8.7", "S0", ""))
+	if e := tb.Lookup(a, time.Now().UnixNano()); e == nil {
+		t.Fatal("another session's Stop ended the mapping")
+	}
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "amira@pupils.example", "10.9.8.7", "S1", ""))
+	if e := tb.Lookup(a, time.Now().UnixNano()); e != nil {
+		t.Fatalf("after Stop: %+v", e)
+	}
+	if got := r.Count(ResultAccepted); got != 4 {
+		t.Fatalf("accepted %d, want 4", got)
+	}
+}
+
+func TestRADIUSSessionTimeoutAndIdle(t *testing.T) {
+	c := newClock()
+	tb := New(Options{Now: c.now})
+	r := startRADIUSAt(t, tb, c.now, "127.0.0.1/32")
+	p := acct(testSecret, rfc2866.AcctStatusType_Value_InterimUpdate, "bob", "10.0.0.5", "S9", "")
+	rfc2865.SessionTimeout_Set(p, 600)
+	rfc2866.AcctSessionTime_Set(p, 500)
+	exchange(t, r, p)
+	a := netip.MustParseAddr("10.0.0.5")
+	if tb.Lookup(a, c.at(99*time.Second).UnixNano()) == nil || tb.Lookup(a, c.at(100*time.Second).UnixNano()) != nil {
+		t.Fatal("the mapping should end when the session's Session-Timeout does (100 s left)")
+	}
+	// Without updates, a session ends after Timeout.
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "carol", "10.0.0.6", "S10", ""))
+	b := netip.MustParseAddr("10.0.0.6")
+	if tb.Lookup(b, c.at(59*time.Minute).UnixNano()) == nil || tb.Lookup(b, c.at(time.Hour).UnixNano()) != nil {
+		t.Fatal("a session without updates should end after Timeout")
+	}
+	// Accounting-On: the NAS restarted, its sessions are gone.
+	on := radius.New(radius.CodeAccountingRequest, []byte(testSecret))
+	rfc2866.AcctStatusType_Set(on, rfc2866.AcctStatusType_Value_AccountingOn)
+	rfc2865.NASIPAddress_Set(on, net.IPv4(127, 0, 0, 1).To4())
+	exchange(t, r, on)
+	if tb.Len() != 0 {
+		t.Fatalf("after Accounting-On %d addresses remain", tb.Len())
+	}
+}
+
+// sendRaw sends b from a socket bound to from and reports whether an
+// answer came within wait.
+func sendRaw(t *testing.T, from string, to net.Addr, b []byte, wait time.Duration) bool {
+	t.Helper()
+	c, err := net.ListenPacket("udp", from+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.WriteTo(b, to); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 4096)
+	_, _, err = c.ReadFrom(buf)
+	return err == nil
+}
+
+// TestRADIUSForgedAndNotAllowed: a packet with the wrong secret, a
+// tampered packet and one from an address outside the NAS list are
+// ignored (no answer, no mapping) and counted; a good one after them
+// still works.
+func TestRADIUSForgedAndNotAllowed(t *testing.T) {
+	tb := New(Options{})
+	r := startRADIUS(t, tb, "127.0.0.1/32")
+	wrong, _ := acct("not-the-secret", rfc2866.AcctStatusType_Value_Start, "mallory", "10.0.0.66", "F1", "").Encode()
+	if sendRaw(t, "127.0.0.1", r.Addr(), wrong, 300*time.Millisecond) {
+		t.Fatal("answered a packet with the wrong secret")
+	}
+	good, _ := acct(testSecret, rfc2866.AcctStatusType_Value_Start, "mallory", "10.0.0.66", "F2", "").Encode()
+	tampered := append([]byte(nil), good...)
+	tampered[len(tampered)-1] ^= 1 // the last attribute's last byte
+	if sendRaw(t, "127.0.0.1", r.Addr(), tampered, 300*time.Millisecond) {
+		t.Fatal("answered a tampered packet")
+	}
+	if sendRaw(t, "127.0.0.3", r.Addr(), good, 300*time.Millisecond) {
+		t.Fatal("answered a NAS outside the allow list")
+	}
+	if tb.Len() != 0 {
+		t.Fatalf("a refused packet mapped an address: %d", tb.Len())
+	}
+	for deadline := time.Now().Add(10 * time.Second); r.Count(ResultForged) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the processor may still be on them
+	}
+	if r.Count(ResultForged) != 2 || r.Count(ResultNotAllowed) != 1 || r.Count(ResultAccepted) != 0 {
+		t.Fatalf("forged %d, not allowed %d, accepted %d", r.Count(ResultForged), r.Count(ResultNotAllowed), r.Count(ResultAccepted))
+	}
+	if !sendRaw(t, "127.0.0.1", r.Addr(), good, 5*time.Second) || tb.Len() != 1 {
+		t.Fatal("a good packet after the bad ones was not taken")
+	}
+}
+
+// TestRADClient speaks to the listener with FreeRADIUS's radclient
+// (Debian's freeradius-utils).
+func TestRADClient(t *testing.T) {
+	bin, err := exec.LookPath("radclient")
+	if err != nil {
+		t.Skip("radclient not installed (apt-get install freeradius-utils); the Go client tests still ran")
+	}
+	tb := New(Options{})
+	r := startRADIUS(t, tb, "127.0.0.1/32")
+	run := func(attrs string) string {
+		t.Helper()
+		cmd := exec.Command(bin, "-x", "-r", "2", "-t", "3", r.Addr().String(), "acct", testSecret)
+		cmd.Stdin = strings.NewReader(attrs)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("radclient: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	out := run("Acct-Status-Type = Start, User-Name = \"amira@pupils.example\", Framed-IP-Address = 10.20.30.40, Acct-Session-Id = \"rc-1\", Calling-Station-Id = \"3c-22-fb-12-34-56\", NAS-IP-Address = 127.0.0.1\n")
+	if !strings.Contains(out, "Accounting-Response") {
+		t.Fatalf("radclient got no Accounting-Response:\n%s", out)
+	}
+	a := netip.MustParseAddr("10.20.30.40")
+	if e := tb.Lookup(a, time.Now().UnixNano()); e == nil || e.User != "amira@pupils.example" || e.MAC != "3c:22:fb:12:34:56" {
+		t.Fatalf("after radclient Start: %+v", e)
+	}
+	run("Acct-Status-Type = Stop, User-Name = \"amira@pupils.example\", Framed-IP-Address = 10.20.30.40, Acct-Session-Id = \"rc-1\", NAS-IP-Address = 127.0.0.1\n")
+	if e := tb.Lookup(a, time.Now().UnixNano()); e != nil {
+		t.Fatalf("after radclient Stop: %+v", e)
+	}
+	// The wrong secret: radclient gives up without an answer.
+	cmd := exec.Command(bin, "-r", "1", "-t", "1", r.Addr().String(), "acct", "wrong-secret")
+	cmd.Stdin = strings.NewReader("Acct-Status-Type = Start, User-Name = \"x\", Framed-IP-Address = 10.20.30.41, Acct-Session-Id = \"rc-2\"\n")
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("radclient with the wrong secret got an answer:\n%s", out)
+	}
+	if r.Count(ResultForged) < 1 || tb.Len() != 0 {
+		t.Fatalf("wrong secret: forged %d, len %d", r.Count(ResultForged), tb.Len())
+	}
+}
+
+func TestNormalizeMAC(t *testing.T) {
+	for in, want := range map[string]string{
+		"3C-22-FB-12-34-56": "3c:22:fb:12:34:56", "3c22.fb12.3456": "3c:22:fb:12:34:56", "3c22fb123456": "3c:22:fb:12:34:56",
+		"3c:22:fb:12:34": "", "zz:22:fb:12:34:56": "", "": "",
+	} {
+		if got := NormalizeMAC(in); got != want {
+			t.Errorf("NormalizeMAC(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package reports
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPersonWindowOneIncident: a DNS block from an address, then within
+// the window the proxy block of the user logged in from it, in the same
+// category, is one incident, the user's, naming them; after the window, or
+// with the window off, they are two.
+func TestPersonWindowOneIncident(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+		gap    time.Duration
+		want   int
+	}{
+		{"within", 2 * time.Minute, 30 * time.Second, 1},
+		{"after", 2 * time.Minute, 3 * time.Minute, 2},
+		{"off", 0, 30 * time.Second, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openTemp(t)
+			w, err := NewWriter(st, Options{Now: newClock(t0).Now, PersonWindow: tc.window})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			w.Record(ev(t0, "10.0.0.5", "students", "pornography", "a.example"))
+			w.Flush()
+			u := ev(t0.Add(tc.gap), "10.0.0.5", "students", "pornography", "a.example")
+			u.Source, u.User, u.IDSource, u.Display, u.Year, u.Class = "http", "amira", "login", "Amira Khan", "Year 8", "8B"
+			w.Record(u)
+			w.Flush()
+			incs, err := st.Incidents(Filter{Since: t0.Add(-time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(incs) != tc.want {
+				t.Fatalf("%d incidents, want %d: %+v", len(incs), tc.want, incs)
+			}
+			i := incs[0] // newest first: the user's
+			if i.Who != "user:amira" || i.Display != "Amira Khan" || i.IDSource != "login" {
+				t.Fatalf("incident %+v", i)
+			}
+			if tc.want == 1 && i.Count != 2 {
+				t.Fatalf("count %d, want 2", i.Count)
+			}
+		})
+	}
+}
+
+func TestWhoText(t *testing.T) {
+	for _, tc := range []struct {
+		i    Incident
+		want string
+	}{
+		{Incident{User: "amira", Display: "Amira Khan", Year: "Year 8", Class: "8B", Device: "LIB-LAPTOP-12", Client: "10.0.0.5", Group: "students", IDSource: "radius"},
+			"Amira Khan (Year 8, 8B) on LIB-LAPTOP-12, 10.0.0.5, group students, named by Wi-Fi login (RADIUS)"},
+		{Incident{User: "amira", Display: "Amira Khan", Client: "10.0.0.5"}, "Amira Khan (amira), 10.0.0.5"},
+		{Incident{User: "amira", Client: "10.0.0.5"}, "amira, 10.0.0.5"},
+		{Incident{Device: "LIB-LAPTOP-12", Client: "10.0.0.5", Group: "students"},
+			"device LIB-LAPTOP-12 (only the device is known, not who used it), 10.0.0.5, group students"},
+		{Incident{Client: "10.0.0.5"}, "10.0.0.5 (only the address is known)"},
+	} {
+		if got := tc.i.whoText(); got != tc.want {
+			t.Errorf("whoText = %q, want %q", got, tc.want)
+		}
+		if strings.Contains(tc.want, "Amira Khan") && shortWho(&tc.i) != "Amira Khan" {
+			t.Errorf("shortWho = %q", shortWho(&tc.i))
+		}
+	}
+}
+
+// TestIdentityExported: the identity source, display name, year and class
+// are stored with the event and its incident and exported (CSV cells that
+// look like formulas are escaped as every other cell is).
+func TestIdentityExported(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	w, err := NewWriter(st, Options{Now: newClock(t0).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	e := ev(t0, "10.0.0.5", "students", "pornography", "a.example")
+	e.User, e.IDSource, e.Display, e.Year, e.Class = "amira", "radius", "=Amira Khan", "Year 8", "8B"
+	w.Record(e)
+	w.Flush()
+	var csv strings.Builder
+	if err := st.EventsCSV(&csv, Filter{Since: t0.Add(-time.Hour)}, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csv.String(), ",id_source,display,year,class\r\n") || !strings.Contains(csv.String(), ",radius,'=Amira Khan,Year 8,8B\r\n") {
+		t.Fatalf("events CSV:\n%s", csv.String())
+	}
+	incs, err := st.Incidents(Filter{Since: t0.Add(-time.Hour)})
+	if err != nil || len(incs) != 1 {
+		t.Fatal(incs, err)
+	}
+	csv.Reset()
+	if err := IncidentsCSV(&csv, incs, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(csv.String(), ",radius,'=Amira Khan,Year 8,8B\r\n") {
+		t.Fatalf("incidents CSV:\n%s", csv.String())
+	}
+}
