@@ -254,12 +254,7 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	log, err := s.o.Cases.CaseLog(c.ID)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	alerts, err := s.o.Cases.Alerts(c.ID)
+	log, alerts, err := s.caseRecord(c.ID)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -487,12 +482,7 @@ func (s *Server) evidenceHTML(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	log, err := s.o.Cases.CaseLog(c.ID)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	alerts, err := s.o.Cases.Alerts(c.ID)
+	log, alerts, err := s.caseRecord(c.ID)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -514,4 +504,14 @@ func (s *Server) evidenceCSV(w http.ResponseWriter, r *http.Request) {
 	if err := writeEvidenceCSV(w, c, evs, s.o.Location); err != nil {
 		s.o.Log.Error("console: writing an evidence CSV", "incident", c.ID, "err", err)
 	}
+}
+
+// caseRecord is an incident's case log and the alerts sent about it.
+func (s *Server) caseRecord(id int64) ([]reports.CaseEntry, []reports.SentAlert, error) {
+	log, err := s.o.Cases.CaseLog(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	alerts, err := s.o.Cases.Alerts(id)
+	return log, alerts, err
 }

@@ -181,7 +181,11 @@ func (s *Store) mistakes(q querier, f Filter) ([]Mistake, error) {
 	if f.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := q.Query(query, args...)
+	return collectMistakes(q.Query(query, args...))
+}
+
+// collectMistakes reads the rows of a query of mistakeCols.
+func collectMistakes(rows *sql.Rows, err error) ([]Mistake, error) {
 	if err != nil {
 		return nil, err
 	}

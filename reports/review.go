@@ -40,20 +40,7 @@ func (s *Store) PendingMistakes(limit int) ([]Mistake, error) {
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	rows, err := s.db.Query(q, kindReport)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Mistake
-	for rows.Next() {
-		m, err := scanMistake(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return collectMistakes(s.db.Query(q, kindReport))
 }
 
 // PendingMistakeCount counts the mistake reports not reviewed yet.
