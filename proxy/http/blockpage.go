@@ -216,7 +216,10 @@ func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Con
 		host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
 	})
 	if proto != "" {
-		s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref)
+		if first := s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref); first != ref {
+			replaceRef(b, ref, first) // a repeat quotes the stored event's reference
+			ref = first
+		}
 	}
 	n := sendPage(w, http.StatusForbidden, b, ref)
 	if cap(b) <= 64<<10 {
@@ -301,7 +304,10 @@ func (s *Server) refuseConnect(w http.ResponseWriter, info *reqInfo, school, why
 	b = append(append(b, school...), "'s web filter ("...)
 	b = append(append(b, why...), "). Reference "...)
 	b = append(append(b, ref...), ".\n"...)
-	s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(b)), reason, ref)
+	if first := s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(b)), reason, ref); first != ref {
+		replaceRef(b, ref, first) // a repeat quotes the stored event's reference
+		ref = first
+	}
 	h := w.Header()
 	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(textHeaderLines) {
 		h["Content-Type"] = hdrText[:1:1]
@@ -315,6 +321,23 @@ func (s *Server) refuseConnect(w http.ResponseWriter, info *reqInfo, school, why
 	_, _ = w.Write(b)
 	*bp = b
 	pageBufs.Put(bp)
+}
+
+// replaceRef writes ref in place of every occurrence of old in page (both
+// are reference codes, of one length; old is fresh and random, so it
+// stands nowhere else).
+func replaceRef(page []byte, old, ref string) {
+	if len(old) != len(ref) {
+		return
+	}
+	for i := 0; ; {
+		j := bytes.Index(page[i:], []byte(old))
+		if j < 0 {
+			return
+		}
+		copy(page[i+j:], ref)
+		i += j + len(ref)
+	}
 }
 
 var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}

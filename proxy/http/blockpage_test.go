@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // TestBlockPageLayout checks that the block page built from a layout is
@@ -245,5 +247,36 @@ func TestFrontBlockedAllocs(t *testing.T) {
 		if n > tc.max {
 			t.Errorf("%s: a blocked request over the front allocates %.0f times, want at most %.0f", tc.name, n, tc.max)
 		}
+	}
+}
+
+// TestRepeatQuotesFirstReference: repeats of a block within the collapse
+// window are stored as the first event's count, so their pages quote the
+// first event's reference code, the one IT can find (a "report a
+// mistake" from a repeat's page names a stored event), in the page, the
+// form and the header alike.
+func TestRepeatQuotesFirstReference(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.client("", "", "")
+	var refs []string
+	for range 3 {
+		resp, err := c.Get(e.originURL("adult.test", "/again"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ref := resp.Header.Get("X-Gatehouse-Ref")
+		if resp.StatusCode != http.StatusForbidden || ref == "" || strings.Count(string(body), ref) < 2 {
+			t.Fatalf("%d, ref %q:\n%s", resp.StatusCode, ref, body)
+		}
+		refs = append(refs, ref)
+	}
+	if refs[1] != refs[0] || refs[2] != refs[0] {
+		t.Fatalf("references %v: repeats must quote the first", refs)
+	}
+	ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == "block" && ev.Count == 1 })
+	if ev.Ref != refs[0] {
+		t.Fatalf("stored reference %q, pages quoted %q", ev.Ref, refs[0])
 	}
 }

@@ -39,6 +39,7 @@ type pending struct {
 	first   time.Time
 	repeats int    // not yet sent
 	seq     uint64 // the first event's sequence number (DurableSink), 0 if none
+	ref     string // the first event's reference code (block page), which its repeats show
 	last    reports.Event
 }
 
@@ -71,12 +72,21 @@ func (l *eventLog) sendLocked(ev reports.Event) uint64 {
 }
 
 func (l *eventLog) record(ev reports.Event) uint64 {
+	seq, _ := l.recordRef(ev)
+	return seq
+}
+
+// recordRef is record, also returning the reference code stored for ev:
+// its own, or for a repeat collapsed into the first event of its kind,
+// the first one's, so that the page a repeat gets quotes a reference IT
+// can find (a "report a mistake" names it).
+func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	if l.sink == nil {
-		return 0
+		return 0, ev.Ref
 	}
 	w := l.window()
 	if w <= 0 || ev.Action == "allow" || ev.Action == "report" {
-		return l.send(ev)
+		return l.send(ev), ev.Ref
 	}
 	k := eventKey{ev.Client, ev.User, ev.Source, ev.Name, ev.URL, ev.Action, ev.Reason, ev.Category, ev.Method, ev.Status}
 	now := l.now()
@@ -85,9 +95,12 @@ func (l *eventLog) record(ev reports.Event) uint64 {
 	if ok && now.Sub(p.first) < w {
 		p.repeats++
 		p.last = ev
-		seq := p.seq
+		seq, ref := p.seq, p.ref
 		l.mu.Unlock()
-		return seq
+		if ref == "" {
+			ref = ev.Ref
+		}
+		return seq, ref
 	}
 	var ended reports.Event
 	if ok && p.repeats > 0 {
@@ -97,17 +110,18 @@ func (l *eventLog) record(ev reports.Event) uint64 {
 		// Full: this key is not collapsed (its event goes as it is) until
 		// the flush has made room. Nothing is lost; the map stays bounded.
 		l.mu.Unlock()
-		return l.send(ev)
+		return l.send(ev), ev.Ref
 	}
-	p = &pending{first: now}
+	p = &pending{first: now, ref: ev.Ref}
 	l.seen[k] = p
 	// Sent under the lock, so that a repeat sees the sequence number.
 	p.seq = l.sendLocked(ev)
+	seq := p.seq
 	l.mu.Unlock()
 	if ended.Count > 0 {
 		l.send(ended)
 	}
-	return p.seq
+	return seq, ev.Ref
 }
 
 // followUp is the event for p's unsent repeats.

@@ -783,13 +783,16 @@ func (s *Server) event(info *reqInfo, source, action string, status int, bytes i
 
 // eventRef records an event; for a block it returns once the event (or the
 // first of its kind, for a collapsed repeat) is durable, so that the answer
-// written next never reaches a client whose block a crash could forget.
-func (s *Server) eventRef(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) {
+// written next never reaches a client whose block a crash could forget. It
+// returns the reference code stored for it: ref, or for a collapsed
+// repeat the first event's, which the answer should quote.
+func (s *Server) eventRef(info *reqInfo, source, action string, status int, bytes int64, reason, ref string) string {
 	ev := s.newEvent(info, source, action, status, bytes, reason, ref)
-	seq := s.events.record(ev)
+	seq, stored := s.events.recordRef(ev)
 	if action == "block" {
 		s.events.durable(seq)
 	}
+	return stored
 }
 
 // newEvent is the event for a request as info describes it.
