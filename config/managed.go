@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/internal/atomicfile"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -209,14 +210,7 @@ func WriteManaged(path string, m *Managed) error {
 	if err := enc.Close(); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b.Bytes(), 0o600)
 }
 
 // applyManaged reads the managed file and gives each group its managed

@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/atomicfile"
 )
 
 // SelfSigned loads the certificate at certFile/keyFile, creating a
@@ -59,10 +61,10 @@ func SelfSigned(certFile, keyFile string, hosts []string, now time.Time) (tls.Ce
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+	if err := atomicfile.Write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
 		return tls.Certificate{}, fmt.Errorf("writing console key: %w", err)
 	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		return tls.Certificate{}, fmt.Errorf("writing console certificate: %w", err)
 	}
 	return tls.LoadX509KeyPair(certFile, keyFile)

@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/atomicfile"
 )
 
 // DefaultValidity is the CA's lifetime when ca init is given none: two
@@ -111,10 +113,10 @@ func Init(certFile, keyFile string, o InitOptions) (*CA, error) {
 	}
 	// Key first: a certificate without its key is useless, the reverse is
 	// caught by Load.
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := atomicfile.Write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
@@ -122,32 +124,6 @@ func Init(certFile, keyFile string, o InitOptions) (*CA, error) {
 		return nil, err
 	}
 	return &CA{Cert: cert, Key: key, DER: der}, nil
-}
-
-// writeFile writes through a temporary file and a rename, so a reader never
-// sees half a key, and sets the mode whatever the umask.
-func writeFile(name string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
 }
 
 // LoadCert reads only the CA certificate (PEM), for export and health.
