@@ -292,6 +292,14 @@ var (
 	hdrVia  = []string{Via}
 )
 
+// appendConnectBlock appends the text of a blocked CONNECT's answer.
+func appendConnectBlock(b []byte, host, school, why, ref string) []byte {
+	b = append(append(append(b, "403 Forbidden: "...), host...), " is blocked by "...)
+	b = append(append(b, school...), "'s web filter ("...)
+	b = append(append(b, why...), "). Reference "...)
+	return append(append(b, ref...), ".\n"...)
+}
+
 // refuseConnect answers a blocked CONNECT with a line of plain text (a
 // browser shows its own error for a refused tunnel; tools print it), once
 // the block's event (reason: why the tunnel was refused) is durable. The
@@ -299,11 +307,7 @@ var (
 func (s *Server) refuseConnect(w http.ResponseWriter, info *reqInfo, school, why, reason string) {
 	ref := newRef()
 	bp := pageBufs.Get().(*[]byte)
-	b := append((*bp)[:0], "403 Forbidden: "...)
-	b = append(append(b, info.host...), " is blocked by "...)
-	b = append(append(b, school...), "'s web filter ("...)
-	b = append(append(b, why...), "). Reference "...)
-	b = append(append(b, ref...), ".\n"...)
+	b := appendConnectBlock((*bp)[:0], info.host, school, why, ref)
 	if first := s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(b)), reason, ref); first != ref {
 		replaceRef(b, ref, first) // a repeat quotes the stored event's reference
 		ref = first

@@ -623,8 +623,12 @@ func (s *Server) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		info.takeBlock(be)
 		s.metrics.connectBlock.Inc()
 		ref := newRef()
-		body := fmt.Sprintf("403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, s.o.Config().School.Name, connectWhy(&info.dec, ""), ref)
-		s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(body)), "", ref) // durable before the answer
+		b := appendConnectBlock(nil, info.host, s.o.Config().School.Name, connectWhy(&info.dec, ""), ref)
+		if first := s.eventRef(info, "connect", "block", http.StatusForbidden, int64(len(b)), "", ref); first != ref { // durable before the answer
+			replaceRef(b, ref, first)
+			ref = first
+		}
+		body := string(b)
 		_, _ = fmt.Fprintf(w, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Gatehouse-Ref: %s\r\nVia: %s\r\nConnection: close\r\n\r\n%s",
 			len(body), ref, Via, body)
 		return
