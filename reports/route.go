@@ -22,8 +22,15 @@ func ReportRoute(cfg *config.Config, group string, route bl.Route, restricted bo
 		return route, ""
 	}
 	r := cfg.Reports
-	if r.StaffToHeadteacher && route == bl.RouteDSL && slices.Contains(r.StaffGroups, group) {
-		route = bl.RouteHeadteacher
-	}
+	route = staffRule(route, group, r.StaffToHeadteacher, r.StaffGroups)
 	return route, Roles(r.Recipients).resolve(string(route))
+}
+
+// staffRule sends to the headteacher a breach by one of the staff groups
+// that would go to the DSL, when reports.staff_to_headteacher is on.
+func staffRule(route bl.Route, group string, on bool, staff []string) bl.Route {
+	if on && route == bl.RouteDSL && slices.Contains(staff, group) {
+		return bl.RouteHeadteacher
+	}
+	return route
 }

@@ -1031,10 +1031,7 @@ func (w *Writer) classify(ev *Event) (kind int, route bl.Route, sev bl.Severity)
 			route = bl.RouteDSL
 		}
 	}
-	if w.opt.StaffToHeadteacher && route == bl.RouteDSL && slices.Contains(w.opt.StaffGroups, ev.Group) {
-		route = bl.RouteHeadteacher
-	}
-	return kind, route, sev
+	return kind, staffRule(route, ev.Group, w.opt.StaffToHeadteacher, w.opt.StaffGroups), sev
 }
 
 // claim makes the open incident of ev's device or address in ev's
