@@ -18,7 +18,10 @@
 # the default, and gatehouse-base). Env: C (50), DUR (15), RUNS (3),
 # BLOCKED_NAME (picked from the lists), GATEHOUSE_BIN (a prebuilt binary
 # instead of building this tree), BASE_BIN (another build, run as
-# gatehouse-base beside it: a same-run before/after).
+# gatehouse-base beside it: a same-run before/after). The target bare-page
+# (bench/cmd/barepage) is bare-list answering with a copy of Gatehouse's
+# block page and its header fields: the same bytes on the wire, and
+# nothing else; it needs the gatehouse target too (its page is copied).
 set -euo pipefail
 [ $# -gt 0 ] || set -- gatehouse bare-list squid-list
 cd "$(dirname "$0")/.."
@@ -27,12 +30,13 @@ DATA=${DATA:-/tmp/gatehouse-peers/data}
 OUT=${OUT:-/tmp/gatehouse-block-bench}
 C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3}
 # Ports apart from http_bench.sh's, so both can run on one machine.
-GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140
+GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140 PAGE_PORT=3138
 mkdir -p "$OUT"
 for f in "$BIN/baregoproxy" "$DATA/blocklist-1m.txt.gz" "$DATA/squid-1m.txt"; do
   [ -e "$f" ] || { echo "missing $f: see ../shared/bench/README.md" >&2; exit 1; }
 done
 go build -o "$OUT/blockload" ./bench/cmd/blockload
+go build -o "$OUT/barepage" ./bench/cmd/barepage
 GH=${GATEHOUSE_BIN:-}
 if [ -z "$GH" ]; then go build -o "$OUT/gatehouse" . && GH=$OUT/gatehouse; fi
 LIST=$(go run ./bench/cmd/mix1m)
@@ -106,6 +110,7 @@ for t in "$@"; do
       PORT[$t]=$BASE_PORT; "$BASE_BIN" serve --config "$OUT/base.yaml" 2>"$OUT/base.log" & PID[$t]=$! ;;
     bare-list) PORT[$t]=$BARE_PORT; "$BIN/baregoproxy" -addr 127.0.0.1:$BARE_PORT -list "$DATA/blocklist-1m.txt.gz" & PID[$t]=$! ;;
     squid-list) PORT[$t]=$SQUID_PORT; squid -N -f "$OUT/squid.conf" >"$OUT/squid.out" 2>&1 & PID[$t]=$! ;;
+    bare-page) PORT[$t]=$PAGE_PORT; names+=("$t"); continue ;; # started once Gatehouse answers (its page)
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
   PIDS+=("${PID[$t]}"); names+=("$t")
@@ -118,6 +123,11 @@ for t in "${names[@]}"; do  # a listening port is not a loaded list: wait for a 
     sleep 0.1
   done
   [ -n "$ok" ] || { echo "$t never answered 403 for $URL" >&2; exit 1; }
+  if [[ $t == gatehouse && " ${names[*]} " == *" bare-page "* ]]; then
+    curl -s -x "http://127.0.0.1:$GH_PORT" "$URL" -o "$OUT/page.html"
+    "$OUT/barepage" -addr 127.0.0.1:$PAGE_PORT -list "$DATA/blocklist-1m.txt.gz" -page "$OUT/page.html" & PID[bare-page]=$!
+    PIDS+=("${PID[bare-page]}")
+  fi
 done
 sleep 2
 declare -A IDLE ROWS PEAK
