@@ -70,7 +70,7 @@ func (s *Server) startRemote() error {
 	for _, a := range o.DoTListen {
 		cfg := o.TLSConfig.Clone()
 		cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
-		cfg.NextProtos = []string{"dot"}
+		cfg.NextProtos = nil // any ALPN a DoT client offers (or none) is fine
 		cfg.GetConfigForClient = r.checkHello
 		ln, err := tls.Listen("tcp", a, cfg)
 		if err != nil {
