@@ -55,6 +55,9 @@ func remoteTLS(r config.DNSRemote) (*tls.Config, error) {
 		static = &c
 	}
 	if !r.ACME {
+		if static == nil {
+			return nil, errors.New("dns.remote: cert and key are needed (or acme: true)")
+		}
 		return &tls.Config{Certificates: []tls.Certificate{*static}, MinVersion: tls.VersionTLS12}, nil
 	}
 	host := strings.TrimSuffix(strings.ToLower(r.Host), ".")

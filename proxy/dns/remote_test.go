@@ -297,3 +297,46 @@ func TestRemoteRateLimits(t *testing.T) {
 		t.Errorf("per-address limit: %v, want 200 200 429", codes)
 	}
 }
+
+// TestRemoteBadRequests: malformed DoH requests with a valid token are
+// answered 4xx, counted, and never reach the resolver.
+func TestRemoteBadRequests(t *testing.T) {
+	rt := startRemote(t, nil)
+	base := "https://" + rt.doh + "/dns-query/" + rt.student
+	notDNS, _ := (&mdns.Msg{MsgHdr: mdns.MsgHdr{Response: true}, Question: []mdns.Question{{Name: "bad.example.", Qtype: mdns.TypeA, Qclass: mdns.ClassINET}}}).Pack()
+	for _, c := range []struct {
+		method, url, ctype string
+		body               []byte
+		want               int
+	}{
+		{http.MethodGet, base, "", nil, http.StatusBadRequest},
+		{http.MethodGet, base + "?dns=***", "", nil, http.StatusBadRequest},
+		{http.MethodGet, base + "?dns=" + base64.RawURLEncoding.EncodeToString([]byte{1, 2, 3}), "", nil, http.StatusBadRequest},
+		{http.MethodGet, base + "?dns=" + base64.RawURLEncoding.EncodeToString(notDNS), "", nil, http.StatusBadRequest},
+		{http.MethodPost, base, "text/plain", []byte("x"), http.StatusUnsupportedMediaType},
+		{http.MethodPost, base, "application/dns-message", bytes.Repeat([]byte{0}, dohMaxBody+1), http.StatusBadRequest},
+		{http.MethodPut, base, "application/dns-message", nil, http.StatusMethodNotAllowed},
+		{http.MethodGet, "https://" + rt.doh + "/dns-query", "", nil, http.StatusNotFound},
+		{http.MethodGet, base + "/extra", "", nil, http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(c.method, c.url, bytes.NewReader(c.body))
+		if c.ctype != "" {
+			req.Header.Set("Content-Type", c.ctype)
+		}
+		resp, err := rt.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s (%s): %d, want %d", c.method, strings.TrimPrefix(c.url, base), c.ctype, resp.StatusCode, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(rt.metrics.remoteRefused.WithLabelValues("doh", "bad")); got != 6 {
+		t.Errorf("bad requests counted %v, want 6", got)
+	}
+	if n := rt.up.count("bad.example."); n != 0 {
+		t.Errorf("a response message was resolved %d times", n)
+	}
+}
