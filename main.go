@@ -51,6 +51,8 @@ Usage:
   gatehouse ca init [--name N] [--days D] [--force]
                                             create the school's CA for HTTPS block pages
   gatehouse ca export [--der]               print the CA certificate (PEM, or DER)
+  gatehouse devices add NAME --group GROUP  enrol a school device for off-site filtering (prints its DoH URL and DoT name)
+  gatehouse devices list | revoke NAME      list enrolled devices (no tokens), or revoke one
   gatehouse version                         print the version
 
 Every command takes --config FILE; without it the embedded defaults apply.
@@ -122,6 +124,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.audit(args)
 	case "ca":
 		return c.ca(args) // cmd_ca.go
+	case "devices":
+		return c.devices(args) // cmd_devices.go
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gatehouse %s\n", version)
 		return exitOK

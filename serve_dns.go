@@ -30,6 +30,9 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 	if err != nil {
 		return err
 	}
+	if err := s.remoteDNS(ctx, cfg, &opts, log); err != nil { // serve_devices.go
+		return err
+	}
 	opts.Engine = func() *policy.Engine { return s.engine.Load() }
 	opts.Identity = s.identity // serve_identity.go
 	if s.proxy != nil {

@@ -45,6 +45,7 @@ type DNS struct {
 	MemoryLimitMiB int `yaml:"memory_limit_mib"`
 
 	TLS       DNSTLS       `yaml:"tls"`
+	Remote    DNSRemote    `yaml:"remote"` // off-site devices (remote.go)
 	Cache     DNSCache     `yaml:"cache"`
 	RateLimit DNSRateLimit `yaml:"rate_limit"`
 	Events    DNSEvents    `yaml:"events"`
@@ -137,6 +138,7 @@ func defaultDNS() DNS {
 		},
 		RateLimit: DNSRateLimit{QPS: DefaultRateQPS, Burst: DefaultRateBurst},
 		Events:    DNSEvents{Collapse: Duration(DefaultEventCollapse), Queue: DefaultEventQueue},
+		Remote:    defaultRemote(),
 	}
 }
 
@@ -218,6 +220,7 @@ func (v *validator) dnsSection() {
 			}
 		}
 	}
+	v.remoteSection()
 	if m := d.MemoryLimitMiB; m != 0 && (m < 32 || m > 1<<20) {
 		v.errf("dns.memory_limit_mib", "must be 0 (Go's default) or between 32 and 1048576")
 	}

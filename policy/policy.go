@@ -70,10 +70,15 @@ type Request struct {
 	// Device is the device's name from its DHCP lease (package identity),
 	// used when no static device names the address.
 	Device string
-	Host   string     // normalised host name (see blocklists.CanonicalHost); "" for an address alone
-	Path   string     // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
-	Addr   netip.Addr // the address asked for, if any: an IP-literal host, or an address in a DNS answer
-	Time   time.Time  // zero: now
+	// DeviceGroup is the group of a device enrolled with a token (package
+	// devices, the off-site DoH/DoT listeners): it decides unless a user's
+	// group does, and the address (a home network's) names no static
+	// device. An unknown name is ignored.
+	DeviceGroup string
+	Host        string     // normalised host name (see blocklists.CanonicalHost); "" for an address alone
+	Path        string     // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
+	Addr        netip.Addr // the address asked for, if any: an IP-literal host, or an address in a DNS answer
+	Time        time.Time  // zero: now
 }
 
 // Identity is who is asking.
@@ -221,7 +226,10 @@ func (e *Engine) identify(r *Request) (Identity, *group) {
 			g = e.groups[r.Group]
 		}
 	}
-	if d, ok := e.devices[client]; ok {
+	if g == nil && r.DeviceGroup != "" {
+		g = e.groups[r.DeviceGroup]
+	}
+	if d, ok := e.devices[client]; ok && r.DeviceGroup == "" {
 		id.Device = d.name
 		if g == nil {
 			g = d.group

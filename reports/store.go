@@ -171,6 +171,21 @@ var migrations = []string{
 	ALTER TABLE incidents ADD COLUMN display TEXT NOT NULL DEFAULT '';
 	ALTER TABLE incidents ADD COLUMN year_group TEXT NOT NULL DEFAULT '';
 	ALTER TABLE incidents ADD COLUMN class TEXT NOT NULL DEFAULT '';`,
+	// 9 (school devices off-site, issue 17; package devices): enrolled
+	// devices with the SHA-256 of their token (never the token). rev grows
+	// with every add or revoke, so a running serve sees a change by
+	// reading max(rev).
+	`CREATE TABLE devices (
+		id           INTEGER PRIMARY KEY,
+		name         TEXT NOT NULL,
+		grp          TEXT NOT NULL,
+		token_sha256 BLOB NOT NULL UNIQUE,
+		created      INTEGER NOT NULL,
+		revoked      INTEGER NOT NULL DEFAULT 0,
+		rev          INTEGER NOT NULL
+	);
+	CREATE UNIQUE INDEX devices_active_name ON devices(name) WHERE revoked = 0;
+	CREATE INDEX devices_rev ON devices(rev);`,
 }
 
 // SchemaVersion is the schema this build writes.

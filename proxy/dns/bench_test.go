@@ -45,12 +45,12 @@ func benchQuery(b *testing.B, ts *testServer, name string, from string) {
 	m := new(mdns.Msg)
 	m.SetQuestion(name, mdns.TypeA)
 	m.SetEdns0(1232, false)
-	ts.serve(w, m, "udp") // warm the cache
+	ts.serve(w, m, "udp", nil) // warm the cache
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m.Id = uint16(i)
-		ts.serve(w, m, "udp")
+		ts.serve(w, m, "udp", nil)
 	}
 	if w.n == 0 {
 		b.Fatal("no answer")
@@ -186,12 +186,12 @@ func BenchmarkServeBlockedStore(b *testing.B) {
 			wr := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(student), Port: 40000}}
 			m := new(mdns.Msg)
 			m.SetQuestion(names[b.N], mdns.TypeA)
-			ts.serve(wr, m, "udp")
+			ts.serve(wr, m, "udp", nil)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				m.Question[0].Name = names[i]
-				ts.serve(wr, m, "udp")
+				ts.serve(wr, m, "udp", nil)
 			}
 			if wr.n != b.N+1 {
 				b.Fatalf("%d answers for %d queries", wr.n, b.N+1)
@@ -209,12 +209,12 @@ func BenchmarkServeCachedHTTPS(b *testing.B) {
 	m := new(mdns.Msg)
 	m.SetQuestion("vimeo.com.", mdns.TypeHTTPS)
 	m.SetEdns0(1232, false)
-	ts.serve(w, m, "udp") // warm the cache
+	ts.serve(w, m, "udp", nil) // warm the cache
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m.Id = uint16(i)
-		ts.serve(w, m, "udp")
+		ts.serve(w, m, "udp", nil)
 	}
 	if w.n == 0 {
 		b.Fatal("no answer")

@@ -40,7 +40,7 @@ func FuzzServe(f *testing.F) {
 				w.remote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000}
 			}
 			done := make(chan struct{})
-			go func() { defer close(done); ts.serve(w, m.Copy(), proto) }()
+			go func() { defer close(done); ts.serve(w, m.Copy(), proto, nil) }()
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):

@@ -96,6 +96,8 @@ func answered(w mdns.ResponseWriter) bool {
 		return w.wrote
 	case *trackedWriter:
 		return w.wrote
+	case *dohWriter:
+		return w.out != nil
 	}
 	return true
 }

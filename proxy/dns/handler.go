@@ -12,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/devices"
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
@@ -37,6 +38,7 @@ type query struct {
 	eng    *policy.Engine  // the engine deciding this query (one per query, even across a reload)
 	user   string          // the user logged in from client, if known
 	who    *identity.Entry // what the identity table knows of client (nil: nothing)
+	dev    *devices.Device // the enrolled device of an off-site DoH/DoT query (remote.go); nil: on-site
 
 	waiting bool // holds a slot to wait on an upstream (startWait)
 	noH3    bool // an HTTPS query for a name the client's group decrypts: answered without h3
@@ -50,12 +52,15 @@ type protoHandler struct {
 }
 
 func (h protoHandler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
-	h.s.serve(&trackedWriter{ResponseWriter: w}, r, h.proto)
+	h.s.serve(&trackedWriter{ResponseWriter: w}, r, h.proto, nil)
 }
 
-func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
+// serve answers r. dev is the enrolled device of an off-site query, whose
+// token the remote listener checked (remote.go): the token is its access
+// control, in place of clients.allow, and it names the device and its group.
+func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string, dev *devices.Device) {
 	s.inflight.Add(1)
-	qr := query{w: w, r: r, proto: proto, client: remoteAddr(w)}
+	qr := query{w: w, r: r, proto: proto, client: remoteAddr(w), dev: dev}
 	defer s.finish(&qr) // recovers a panic: it costs only this query
 	if r.Response {
 		return // never answer answers
@@ -72,15 +77,17 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string) {
 	qr.q = r.Question[0]
 	qr.opt = r.IsEdns0()
 	qt := qtypeLabel(qr.q.Qtype)
-	ac := s.access.Load()
-	if !ac.acl.allowed(qr.client) {
-		s.rcode(&qr, mdns.RcodeRefused, qt, "refused", "")
-		return
-	}
-	if !ac.rl.allow(qr.client, qr.now) {
-		s.metrics.rateLimited.Inc()
-		s.rcode(&qr, mdns.RcodeRefused, qt, "ratelimited", "")
-		return
+	if dev == nil {
+		ac := s.access.Load()
+		if !ac.acl.allowed(qr.client) {
+			s.rcode(&qr, mdns.RcodeRefused, qt, "refused", "")
+			return
+		}
+		if !ac.rl.allow(qr.client, qr.now) {
+			s.metrics.rateLimited.Inc()
+			s.rcode(&qr, mdns.RcodeRefused, qt, "ratelimited", "")
+			return
+		}
 	}
 	qr.name = normName(qr.q.Name)
 	qr.eng = s.opts.Engine()
@@ -524,6 +531,9 @@ func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
 // identify looks the client up in the identity table (Options.Identity),
 // else asks Options.UserFor for a logged-in user.
 func (s *Server) identify(qr *query) {
+	if qr.dev != nil {
+		return // the token names the device; the home address names nobody
+	}
 	if e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano()); e != nil {
 		qr.who, qr.user = e, e.User
 		if e.User != "" || s.opts.UserFor == nil {
@@ -538,6 +548,9 @@ func (s *Server) identify(qr *query) {
 // request is the policy request for host from qr's client.
 func (qr *query) request(host string) policy.Request {
 	r := policy.Request{Client: qr.client, User: qr.user, Host: host, Time: qr.now}
+	if qr.dev != nil {
+		r.Device, r.DeviceGroup = qr.dev.Name, qr.dev.Group
+	}
 	if qr.who != nil {
 		r.Device = qr.who.Device
 		if qr.who.User == qr.user {
@@ -567,6 +580,9 @@ func (s *Server) event(qr *query, d *policy.Decision, action string) reports.Eve
 		ev.Entry = d.EntryHash()
 	}
 	ev.IDSource = identity.Describe(&ev, qr.who)
+	if qr.dev != nil {
+		ev.IDSource = IDSourceToken
+	}
 	return ev
 }
 

@@ -21,6 +21,7 @@ type metrics struct {
 	rateLimited   prometheus.Counter
 	upstreamBusy  prometheus.Counter
 	panics        prometheus.Counter
+	remoteRefused *prometheus.CounterVec
 
 	// The queries counters by label values, so that counting a query is a
 	// map lookup without the vector's label hashing and lock. Copied on
@@ -78,10 +79,12 @@ func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
 			Help: "Cache misses answered without waiting (stale or SERVFAIL) because too many queries already waited on upstreams."}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_panics_total",
 			Help: "Queries (or prefetches) whose answering panicked; each cost only itself."}),
+		remoteRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_remote_refused_total",
+			Help: "Off-site DoH/DoT requests refused, by listener and reason (token: unknown, revoked or malformed; ratelimited; bad: not a DNS request)."}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
-			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited, m.upstreamBusy, m.panics,
+			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited, m.upstreamBusy, m.panics, m.remoteRefused,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_cache_entries", Help: "Answers in the cache."},
 				func() float64 { return float64(cacheLen()) }))
 	}

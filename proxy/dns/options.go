@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-filter/gatehouse/devices"
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
@@ -27,6 +28,9 @@ type Options struct {
 	Listen    []string    // host:port, UDP and TCP
 	TLSListen []string    // host:port for DNS-over-TLS (needs TLSConfig)
 	TLSConfig *tls.Config // certificate for the DoT listener
+
+	// Remote is the off-site listeners for enrolled devices (remote.go).
+	Remote RemoteOptions
 
 	// Engine returns the current policy engine (swapped on reload).
 	Engine func() *policy.Engine
@@ -125,4 +129,21 @@ func DefaultACL() []netip.Prefix {
 		out = append(out, netip.MustParsePrefix(s))
 	}
 	return out
+}
+
+// RemoteOptions configures the listeners for school devices off-site:
+// DNS-over-HTTPS at /dns-query/<token> and DNS-over-TLS with the token as
+// the first label of the server name. They serve any address (the token is
+// their access control), never clients.allow.
+type RemoteOptions struct {
+	DoHListen []string // host:port for DoH (HTTP/2 and HTTP/1.1 over TLS)
+	DoTListen []string // host:port for DoT (853)
+	// TLSConfig holds the certificate (Certificates or GetCertificate);
+	// the listeners clone it.
+	TLSConfig *tls.Config
+	Devices   *devices.Registry // enrolled devices; nil: every token is refused
+	// Per token (device) and per source address: sustained queries per
+	// second and burst. 0 QPS = no limit.
+	TokenQPS, TokenBurst int
+	AddrQPS, AddrBurst   int
 }

@@ -29,6 +29,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	servers  []*mdns.Server
+	remote   *remote        // off-site DoH/DoT (remote.go); nil: none
 	udp      []*udpListener // UDP sockets served by our own workers (udp.go)
 	addrs    []net.Addr
 	inflight atomic.Int64 // queries being answered
@@ -101,6 +102,10 @@ func (s *Server) Start(ctx context.Context) error {
 		s.add(&mdns.Server{Listener: ln, Net: "tcp-tls", Handler: protoHandler{s, "dot"}, ReadTimeout: 5 * time.Second,
 			IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
+	if err := s.startRemote(); err != nil {
+		s.Shutdown(context.Background())
+		return err
+	}
 	s.mu.Lock()
 	servers := append([]*mdns.Server(nil), s.servers...)
 	s.mu.Unlock()
@@ -153,6 +158,9 @@ func (s *Server) shutdown(ctx context.Context) {
 	s.mu.Unlock()
 	for _, l := range udp {
 		l.close()
+	}
+	if s.remote != nil {
+		s.remote.shutdown(ctx)
 	}
 	for _, srv := range servers {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)

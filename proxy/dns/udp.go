@@ -130,7 +130,7 @@ func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte) {
 		_ = w.WriteMsg(m)
 		return
 	}
-	s.serve(w, r, "udp")
+	s.serve(w, r, "udp", nil)
 }
 
 // udpWriter answers one datagram at a time for a worker.

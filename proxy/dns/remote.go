@@ -1,0 +1,299 @@
+package dns
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/gatehouse-filter/gatehouse/devices"
+)
+
+// IDSourceToken is the identity source of events from an enrolled device
+// off-site (Event.IDSource).
+const IDSourceToken = "device token"
+
+// Off-site listeners for enrolled school devices (Options.Remote):
+//
+//   - DoH (RFC 8484): GET ?dns= and POST application/dns-message on
+//     /dns-query/<token>, HTTP/2 or HTTP/1.1 over TLS. An unknown, revoked
+//     or malformed token gets 403; a client over its rate 429.
+//   - DoT: the token is the first label of the TLS server name
+//     (<token>.HOST). An unknown token fails the handshake (a TLS alert);
+//     a token revoked while the connection is open gets REFUSED.
+//
+// A query with a valid token goes through the resolver's own path (serve)
+// as its device: the device's group decides, its events name it.
+// Refusals are counted in gatehouse_dns_remote_refused_total; nothing is
+// resolved for them. The token never reaches a log line.
+type remote struct {
+	s        *Server
+	reg      *devices.Registry
+	addrRL   *rateLimiter
+	tokQPS   float64
+	tokBurst float64
+	https    []*http.Server
+}
+
+// errNotEnrolled fails a DoT handshake without naming the token.
+var errNotEnrolled = errors.New("gatehouse: not an enrolled device")
+
+// dohMaxBody bounds a POSTed DNS message (the largest DNS message).
+const dohMaxBody = 65535
+
+func (s *Server) startRemote() error {
+	o := s.opts.Remote
+	if len(o.DoHListen)+len(o.DoTListen) == 0 {
+		return nil
+	}
+	if o.TLSConfig == nil {
+		return errors.New("dns: off-site listeners without a certificate")
+	}
+	tb := o.TokenBurst
+	if tb < o.TokenQPS {
+		tb = o.TokenQPS
+	}
+	r := &remote{s: s, reg: o.Devices, addrRL: newRateLimiter(o.AddrQPS, o.AddrBurst, s.opts.Log),
+		tokQPS: float64(o.TokenQPS), tokBurst: float64(tb)}
+	s.remote = r
+	for _, a := range o.DoTListen {
+		cfg := o.TLSConfig.Clone()
+		cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
+		cfg.NextProtos = nil // any ALPN a DoT client offers (or none) is fine
+		cfg.GetConfigForClient = r.checkHello
+		ln, err := tls.Listen("tcp", a, cfg)
+		if err != nil {
+			return fmt.Errorf("dns listener off-site dot %s: %w", a, err)
+		}
+		s.add(&mdns.Server{Listener: ln, Net: "tcp-tls", Handler: remoteDoT{r}, ReadTimeout: 5 * time.Second,
+			IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
+	}
+	for _, a := range o.DoHListen {
+		cfg := o.TLSConfig.Clone()
+		cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("dns listener doh %s: %w", a, err)
+		}
+		hs := &http.Server{Handler: r, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
+			// Handshake and protocol errors from the internet: debug only (they
+			// never carry the token, which is in the path).
+			ErrorLog: slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
+		r.https = append(r.https, hs)
+		s.mu.Lock()
+		s.addrs = append(s.addrs, ln.Addr())
+		s.mu.Unlock()
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.opts.Log.Error("dns doh listener stopped", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// shutdown closes the DoH listeners, letting requests in flight finish
+// until ctx ends.
+func (r *remote) shutdown(ctx context.Context) {
+	for _, hs := range r.https {
+		if err := hs.Shutdown(ctx); err != nil {
+			_ = hs.Close()
+		}
+	}
+}
+
+// refused counts a refusal.
+func (r *remote) refused(listener, reason string) {
+	r.s.metrics.remoteRefused.WithLabelValues(listener, reason).Inc()
+}
+
+// device checks a request from addr with token: the source address's rate,
+// the token, the device's rate. It returns the device, or the reason for
+// refusing.
+func (r *remote) device(addr netip.Addr, token string, now time.Time) (*devices.Device, string) {
+	if !r.addrRL.allow(addr, now) {
+		return nil, "ratelimited"
+	}
+	d := r.reg.Lookup(token)
+	if d == nil {
+		return nil, "token"
+	}
+	if !d.Allow(now, r.tokQPS, r.tokBurst) {
+		return nil, "ratelimited"
+	}
+	return d, ""
+}
+
+// firstLabel is the token in a DoT server name (<token>.HOST).
+func firstLabel(sni string) string {
+	if i := strings.IndexByte(sni, '.'); i >= 0 {
+		return sni[:i]
+	}
+	return sni
+}
+
+// checkHello refuses the TLS handshake of an unknown token or a source
+// address over its rate: the client gets a TLS alert, nothing is served.
+func (r *remote) checkHello(h *tls.ClientHelloInfo) (*tls.Config, error) {
+	addr := addrOf(h.Conn.RemoteAddr())
+	if !r.addrRL.allow(addr, r.s.opts.Now()) {
+		r.refused("dot", "ratelimited")
+		return nil, errNotEnrolled
+	}
+	if r.reg.Lookup(firstLabel(h.ServerName)) == nil {
+		r.refused("dot", "token")
+		return nil, errNotEnrolled
+	}
+	return nil, nil
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// remoteDoT serves the off-site DoT listener: every query is checked
+// again, so a token revoked while its connection is open is refused.
+type remoteDoT struct{ r *remote }
+
+func (h remoteDoT) ServeDNS(w mdns.ResponseWriter, m *mdns.Msg) {
+	var sni string
+	if cs, ok := w.(mdns.ConnectionStater); ok {
+		if st := cs.ConnectionState(); st != nil {
+			sni = st.ServerName
+		}
+	}
+	d, why := h.r.device(addrOf(w.RemoteAddr()), firstLabel(sni), h.r.s.opts.Now())
+	if d == nil {
+		h.r.refused("dot", why)
+		resp := new(mdns.Msg)
+		resp.SetRcode(m, mdns.RcodeRefused)
+		_ = w.WriteMsg(resp)
+		return
+	}
+	h.r.s.serve(&trackedWriter{ResponseWriter: w}, m, "dot", d)
+}
+
+// ServeHTTP is the DoH endpoint: /dns-query/<token>.
+func (r *remote) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	token, ok := strings.CutPrefix(req.URL.Path, "/dns-query/")
+	if !ok || strings.Contains(token, "/") {
+		http.NotFound(w, req)
+		return
+	}
+	ap, _ := netip.ParseAddrPort(req.RemoteAddr)
+	d, why := r.device(ap.Addr().Unmap(), token, r.s.opts.Now())
+	if d == nil {
+		r.refused("doh", why)
+		if why == "ratelimited" {
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
+		http.Error(w, "not an enrolled device", http.StatusForbidden)
+		return
+	}
+	var wire []byte
+	switch req.Method {
+	case http.MethodGet:
+		q := req.URL.Query().Get("dns")
+		if q == "" || len(q) > base64.RawURLEncoding.EncodedLen(dohMaxBody) {
+			r.refused("doh", "bad")
+			http.Error(w, "missing or oversized dns parameter", http.StatusBadRequest)
+			return
+		}
+		var err error
+		if wire, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(q, "=")); err != nil {
+			r.refused("doh", "bad")
+			http.Error(w, "dns parameter is not base64url", http.StatusBadRequest)
+			return
+		}
+	case http.MethodPost:
+		if ct := req.Header.Get("Content-Type"); ct != "application/dns-message" {
+			r.refused("doh", "bad")
+			http.Error(w, "content type must be application/dns-message", http.StatusUnsupportedMediaType)
+			return
+		}
+		var err error
+		wire, err = io.ReadAll(io.LimitReader(req.Body, dohMaxBody+1))
+		if err != nil || len(wire) > dohMaxBody {
+			r.refused("doh", "bad")
+			http.Error(w, "unreadable or oversized body", http.StatusBadRequest)
+			return
+		}
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	m := new(mdns.Msg)
+	if err := m.Unpack(wire); err != nil || m.Response {
+		r.refused("doh", "bad")
+		http.Error(w, "not a DNS query", http.StatusBadRequest)
+		return
+	}
+	dw := &dohWriter{remote: net.TCPAddrFromAddrPort(ap), local: localAddr(req)}
+	r.s.serve(dw, m, "doh", d)
+	if dw.out == nil {
+		http.Error(w, "no answer", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/dns-message")
+	w.Header().Set("Content-Length", strconv.Itoa(len(dw.out)))
+	_, _ = w.Write(dw.out)
+}
+
+func localAddr(req *http.Request) net.Addr {
+	if a, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a
+	}
+	return &net.TCPAddr{}
+}
+
+// dohWriter collects the resolver's answer for the HTTP response.
+type dohWriter struct {
+	remote, local net.Addr
+	out           []byte
+}
+
+func (w *dohWriter) LocalAddr() net.Addr  { return w.local }
+func (w *dohWriter) RemoteAddr() net.Addr { return w.remote }
+func (w *dohWriter) Network() string      { return "tcp" }
+
+func (w *dohWriter) WriteMsg(m *mdns.Msg) error {
+	b, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	w.out = b
+	return nil
+}
+
+func (w *dohWriter) Write(b []byte) (int, error) {
+	w.out = append([]byte(nil), b...) // b is a pooled buffer
+	return len(b), nil
+}
+
+func (w *dohWriter) Close() error        { return nil }
+func (w *dohWriter) TsigStatus() error   { return nil }
+func (w *dohWriter) TsigTimersOnly(bool) {}
+func (w *dohWriter) Hijack()             {}
