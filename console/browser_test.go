@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -743,4 +745,41 @@ func TestBrowserWeakPasswordRefused(t *testing.T) {
 	tb.wantAt("/signin", "do not match")
 	tb.signIn(br.rig, "dsl@school.example", "lantern otter meadow brick", secret)
 	tb.wantAt("/", "Designated Safeguarding Lead")
+}
+
+// TestBrowserOIDCSignIn: "Sign in with Microsoft" against the OpenID
+// provider in the test process (its HTTPS certificate trusted by its key's
+// pin alone), then the authenticator code, in chromium.
+func TestBrowserOIDCSignIn(t *testing.T) {
+	chromiumPath(t)
+	r, p, _ := oidcRig(t, false)
+	secret := r.add("it@school.example", RoleIT, goodPass, true)
+	cert := p.srv.Certificate()
+	pin := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	b := newBrowser(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(pin[:])))
+	p.set("IT@School.Example", "", "")
+	tb := b.newTab()
+	tb.open(r.http.URL + "/signin")
+	tb.click(`form[action="/signin/oidc"] button[type=submit]`)
+	tb.wantAt("/signin/code", "6-digit code")
+	code, err := TOTPCode(secret, r.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.fill("#code", code)
+	tb.click(`form[action="/signin/code"] button[type=submit]`)
+	tb.wantAt("/", "it@school.example (IT)")
+	log, _ := r.st.AuditLog()
+	if last := log[len(log)-1]; last.Action != "signin" || !strings.Contains(last.Detail, "oidc "+p.srv.URL+" and code") {
+		t.Errorf("sign-in audited as %+v", last)
+	}
+
+	// No console account: refused in the browser too, and none is made.
+	p.set("newteacher@school.example", "", "")
+	nb := b.newTab()
+	nb.open(r.http.URL + "/signin")
+	if st := nb.click(`form[action="/signin/oidc"] button[type=submit]`); st != http.StatusForbidden {
+		t.Errorf("no account: status %d, want 403", st)
+	}
+	nb.wantAt("/signin/oidc/callback", "has no console account")
 }

@@ -164,7 +164,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHT
 func headers(tls bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+		h.Set("Content-Security-Policy", cspPolicy) // oidc_csp.go
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -365,6 +365,9 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, data map
 	data["School"] = s.o.School
 	if (page == "signin" || page == "oidc_continue") && s.o.OIDC != nil {
 		data["OIDC"] = s.o.OIDC.Label // oidc.go
+	}
+	if page == "signin" {
+		s.signinPolicy(w) // oidc_csp.go: the provider's button may lead there
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
