@@ -376,6 +376,9 @@ func (tb *tab) accessible(src, name string) {
 	if _, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](src+";true")); err != nil {
 		tb.t.Fatalf("injecting axe-core into %s: %v", name, err)
 	}
+	if v := evalIn[string](tb, "axe.version"); v != axeVersion {
+		tb.t.Fatalf("axe-core %s was loaded; the test pins %s (GATEHOUSE_AXE, .ci/run's AXE_VERSION)", v, axeVersion)
+	}
 	vs := evalIn[[]axeViolation](tb, `axe.run(document, {resultTypes: ["violations"]}).then(r => r.violations)`, chromedp.EvalAwaitPromise)
 	for _, v := range vs {
 		if v.Impact != "serious" && v.Impact != "critical" {
