@@ -104,7 +104,7 @@ func (c *cli) printTOTP(cfg *config.Config, email, secret string) {
 
 func (c *cli) accounts(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(c.stderr, "gatehouse accounts: want add, passwd, totp, disable or list\n")
+		fmt.Fprint(c.stderr, "gatehouse accounts: want add, passwd, totp, disable, enable or list\n")
 		return exitUsage
 	}
 	sub, args := args[0], args[1:]
@@ -116,7 +116,7 @@ func (c *cli) accounts(args []string) int {
 		return exitUsage
 	}
 	switch sub {
-	case "add", "passwd", "totp", "disable":
+	case "add", "passwd", "totp", "disable", "enable":
 		if len(pos) != 1 {
 			fmt.Fprintf(c.stderr, "usage: gatehouse accounts %s EMAIL%s\n", sub, map[bool]string{true: " --role ROLE"}[sub == "add"])
 			return exitUsage
@@ -127,7 +127,7 @@ func (c *cli) accounts(args []string) int {
 			return exitUsage
 		}
 	default:
-		fmt.Fprintf(c.stderr, "gatehouse accounts: unknown subcommand %q (want add, passwd, totp, disable or list)\n", sub)
+		fmt.Fprintf(c.stderr, "gatehouse accounts: unknown subcommand %q (want add, passwd, totp, disable, enable or list)\n", sub)
 		return exitUsage
 	}
 	if sub == "add" && !console.ValidRole(*role) {
@@ -203,6 +203,16 @@ func (c *cli) accounts(args []string) int {
 			return fail(err)
 		}
 		fmt.Fprintf(c.stdout, "account %s disabled; its sessions have ended\n", console.NormalEmail(pos[0]))
+	case "enable":
+		changed, err := st.Enable(actor, "cli", pos[0], now)
+		if err != nil {
+			return fail(err)
+		}
+		if !changed {
+			fmt.Fprintf(c.stdout, "account %s is already active\n", console.NormalEmail(pos[0]))
+			break
+		}
+		fmt.Fprintf(c.stdout, "account %s enabled: it can sign in again\n", console.NormalEmail(pos[0]))
 	case "list":
 		list, err := st.Accounts()
 		if err != nil {

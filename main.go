@@ -44,8 +44,8 @@ Usage:
                                             render a digest now, or send it (and move its period on)
   gatehouse accounts add EMAIL --role dsl|headteacher|it|auditor
                                             add a console account (password on stdin; prints the authenticator key)
-  gatehouse accounts passwd|totp|disable EMAIL
-                                            new password (stdin) or authenticator key, or disable the account
+  gatehouse accounts passwd|totp|disable|enable EMAIL
+                                            new password (stdin) or authenticator key, or disable or enable the account
   gatehouse accounts list                   list console accounts
   gatehouse audit [--csv] | audit verify    print the console's audit log, or check its hash chain
   gatehouse ca init [--name N] [--days D] [--force]

@@ -165,9 +165,15 @@ func themeChart(counts []reports.DayCount, from time.Time, days int) (template.H
 				float64(left)+float64(d)*bar+1, y, bar-2, bh, rows[i].Colour,
 				template.HTMLEscapeString(from.AddDate(0, 0, d).Format("2 Jan")), template.HTMLEscapeString(rows[i].Theme), n)
 		}
-		if d%7 == 0 || d == days-1 {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="middle" fill="#1b1b1b">%s</text>`,
-				float64(left)+(float64(d)+0.5)*bar, h-6, from.AddDate(0, 0, d).Format("2 Jan"))
+		// A label a week, counted back from today's (the last, set flush
+		// with the right edge so it is not cut off).
+		if (days-1-d)%7 == 0 {
+			x, anchor := float64(left)+(float64(d)+0.5)*bar, "middle"
+			if d == days-1 {
+				x, anchor = w, "end"
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" text-anchor="%s" fill="#1b1b1b">%s</text>`,
+				x, h-6, anchor, from.AddDate(0, 0, d).Format("2 Jan"))
 		}
 	}
 	b.WriteString(`</svg>`)

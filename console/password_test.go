@@ -77,3 +77,25 @@ func TestTOTPVectors(t *testing.T) {
 		t.Errorf("uri %s", uri)
 	}
 }
+
+// TestEnableSignsInAgain: a disabled account cannot sign in; enabled, it
+// can, and failures from before are forgotten.
+func TestEnableSignsInAgain(t *testing.T) {
+	r := newRig(t, false)
+	r.add("gov@school.example", RoleAuditor, goodPass, false)
+	if err := r.st.Disable("cli:test", "cli", "gov@school.example", r.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.signIn(r.client(), "gov@school.example", goodPass, ""); p.status != 401 {
+		t.Fatalf("disabled account signed in: %d at %s", p.status, p.url)
+	}
+	if ok, err := r.st.Enable("cli:test", "cli", "gov@school.example", r.clock.Now()); !ok || err != nil {
+		t.Fatalf("enable: %v %v", ok, err)
+	}
+	if p := r.signIn(r.client(), "gov@school.example", goodPass, ""); p.status != 200 || p.url != "/" {
+		t.Fatalf("enabled account: %d at %s", p.status, p.url)
+	}
+	if ok, err := r.st.Enable("cli:test", "cli", "gov@school.example", r.clock.Now()); ok || err != nil {
+		t.Fatalf("enable an active account: %v %v", ok, err)
+	}
+}

@@ -109,7 +109,7 @@ func New(o Options) (*Server, error) {
 		"when": func(t time.Time) string { return t.In(o.Location).Format("Mon 2 Jan 15:04") },
 	}
 	maps.Copy(funcs, s.incidentFuncs())
-	for _, p := range append([]string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message"}, itPages...) {
+	for _, p := range append([]string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message", "continue", "password"}, itPages...) {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", p, err)
@@ -130,6 +130,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /audit", s.audit)
 	mux.HandleFunc("GET /audit.csv", s.auditCSV)
 	s.incidentRoutes(mux)
+	s.accountRoutes(mux) // account.go
 	// The IT pages (it.go) and the identity provider's sign-in (oidc.go).
 	s.itRoutes(mux)
 	if err := s.oidcRoutes(mux); err != nil {
@@ -163,7 +164,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHT
 func headers(tls bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+		h.Set("Content-Security-Policy", cspPolicy) // oidc_csp.go
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -364,6 +365,9 @@ func (s *Server) render(w http.ResponseWriter, status int, page string, data map
 	data["School"] = s.o.School
 	if (page == "signin" || page == "oidc_continue") && s.o.OIDC != nil {
 		data["OIDC"] = s.o.OIDC.Label // oidc.go
+	}
+	if page == "signin" {
+		s.signinPolicy(w) // oidc_csp.go: the provider's button may lead there
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)

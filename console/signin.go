@@ -24,6 +24,10 @@ func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
+	if crossSiteNavigation(r) { // samesite.go
+		s.sameSiteContinue(w, r)
+		return
+	}
 	note := expiredText[r.URL.Query().Get("expired")]
 	if note == "" && r.URL.Query().Has("expired") {
 		note = "Please sign in again."
