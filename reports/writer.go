@@ -117,6 +117,8 @@ type Writer struct {
 	seq     uint64 // the sequence number of the last queued event
 	waiters []Waiter
 	urgent  bool // the queue holds an urgent event (urgentEvent)
+	// lazyAfter is lazyDelay (nanoseconds); tests lengthen it.
+	lazyAfter atomic.Int64
 	exited  bool // run has returned: nothing more is written
 	wake    chan struct{}
 	stop    chan struct{}
@@ -239,6 +241,7 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 	// those in a spill file never meet those of a later run.
 	w.seq = uint64(time.Now().UnixNano())
 	w.durable.Store(w.seq)
+	w.lazyAfter.Store(int64(lazyDelay))
 	conn, err := st.db.Conn(context.Background())
 	if err != nil {
 		return nil, err
@@ -488,7 +491,7 @@ func (w *Writer) run() {
 				w.mu.Unlock()
 				if !due && queued && !w.dbFailing && !w.spillFailing {
 					if !lazyArmed { // committed with the next waited-for event, or at the deadline
-						lazy.Reset(lazyDelay)
+						lazy.Reset(time.Duration(w.lazyAfter.Load()))
 						lazyArmed = true
 					}
 					continue
@@ -516,7 +519,7 @@ func (w *Writer) run() {
 		left := len(w.queue) > 0
 		w.mu.Unlock()
 		if left && !stopping && !w.dbFailing && !w.spillFailing {
-			lazy.Reset(lazyDelay)
+			lazy.Reset(time.Duration(w.lazyAfter.Load()))
 			lazyArmed = true
 		}
 		if !stopping && w.replayDue() {
