@@ -108,41 +108,11 @@ access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
 `, dir, AdminDN, Base, AdminPassword)
 	write(t, filepath.Join(dir, "slapd.conf"), []byte(conf))
-	ldapPort, ldapsPort := freePort(t), freePort(t)
-	s.LDAPURL = "ldap://127.0.0.1:" + strconv.Itoa(ldapPort)
-	s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(ldapsPort)
-	cmd := exec.Command(slapd, "-f", filepath.Join(dir, "slapd.conf"), "-h", s.LDAPURL+"/ "+s.LDAPSURL+"/", "-d", "0")
-	logf, err := os.Create(filepath.Join(dir, "slapd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start slapd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		logf.Close()
-	})
+	// The ports are picked free, then slapd binds them: another process
+	// may take one in between, so a slapd that exits at once is retried.
 	var conn *ldap.Conn
-	for i := 0; ; i++ {
-		select {
-		case <-done:
-			log, _ := os.ReadFile(filepath.Join(dir, "slapd.log"))
-			t.Fatalf("slapd exited:\n%s", log)
-		default:
-		}
-		conn, err = ldap.DialURL(s.LDAPURL)
-		if err == nil {
-			break
-		}
-		if i > 200 {
-			t.Fatalf("slapd did not listen: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	for attempt := 1; conn == nil; attempt++ {
+		conn = s.run(t, slapd, attempt == 3)
 	}
 	defer conn.Close()
 	if err := conn.Bind(AdminDN, AdminPassword); err != nil {
@@ -183,6 +153,52 @@ access to * by users read by * none
 		add(g, map[string][]string{"objectClass": {"groupOfNames"}, "cn": {cn}, "member": members[g]})
 	}
 	return s
+}
+
+// run starts slapd on two free ports and returns a connection to it, or
+// nil if slapd exited before it listened (then, if last, the test fails).
+func (s *Server) run(t testing.TB, slapd string, last bool) *ldap.Conn {
+	dir := s.Dir
+	s.LDAPURL = "ldap://127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(freePort(t))
+	cmd := exec.Command(slapd, "-f", filepath.Join(dir, "slapd.conf"), "-h", s.LDAPURL+"/ "+s.LDAPSURL+"/", "-d", "0")
+	logf, err := os.Create(filepath.Join(dir, "slapd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start slapd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			logf.Close()
+			if last {
+				log, _ := os.ReadFile(filepath.Join(dir, "slapd.log"))
+				t.Fatalf("slapd exited:\n%s", log)
+			}
+			return nil
+		default:
+		}
+		conn, err := ldap.DialURL(s.LDAPURL)
+		if err == nil {
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				<-done
+				logf.Close()
+			})
+			return conn
+		}
+		if i > 200 {
+			_ = cmd.Process.Kill()
+			<-done
+			t.Fatalf("slapd did not listen: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // UserDN is the DN of a test user.
