@@ -283,3 +283,10 @@ func certs(t testing.TB) (caPEM, certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
 }
+
+// CAPEM is a freshly made CA certificate (PEM), for configs that need a
+// CA file to read.
+func CAPEM(t testing.TB) []byte {
+	ca, _, _ := certs(t)
+	return ca
+}
