@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -140,5 +142,21 @@ func TestLDAPSecretNotDumped(t *testing.T) {
 	}
 	if w := strings.Join(c.Warnings(), "\n"); strings.Contains(w, "hunter2") {
 		t.Fatal(w)
+	}
+}
+
+// TestLDAPCAFileChecked: config check reads identity.ldap.ca_file; a file
+// that holds no certificate is an error at its line.
+func TestLDAPCAFileChecked(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("not a certificate\n"), 0o600)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte("school: {name: Test}\ndatabase: "+dir+"/g.db\nidentity:\n  ldap:\n    url: ldaps://dc1\n    ca_file: "+dir+"/ca.pem\n    bind_dn: \"%s@school.example\"\n"), 0o600)
+	if _, err := Load(path); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	_, err := LoadChecked(path)
+	if err == nil || !strings.Contains(err.Error(), "gatehouse.yaml:6:14: identity.ldap.ca_file:") || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Fatalf("LoadChecked: %v", err)
 	}
 }
