@@ -176,3 +176,21 @@ func TestLDAPCacheBound(t *testing.T) {
 		t.Fatalf("remembered amira %v, jones %v; want only the newest", a, j)
 	}
 }
+
+// A wrong service account password is the directory's problem, not the
+// user's: an error naming the account's bind, never either password.
+func TestLDAPServiceBindError(t *testing.T) {
+	srv := ldaptest.Start(t)
+	l := newLDAP(srv, srv.LDAPSURL)
+	l.ServicePassword = "stale-service-pw"
+	_, err := l.Login("amira.khan", "Amira-pw-1")
+	if err == nil || errors.Is(err, identity.ErrBadLogin) || !strings.Contains(err.Error(), "service account") {
+		t.Fatalf("got %v, want a service account error", err)
+	}
+	if strings.Contains(err.Error(), "stale-service-pw") || strings.Contains(err.Error(), "Amira-pw-1") {
+		t.Fatalf("the error shows a password: %v", err)
+	}
+	if _, ok := l.Person("amira.khan"); ok {
+		t.Fatal("remembered a login the directory did not check")
+	}
+}
