@@ -55,6 +55,15 @@ func TestProxyLDAPLogin(t *testing.T) {
 	if ev.User != "amira.khan" || ev.Display != "Amira Khan" || ev.Year != "Year 8" || ev.Class != "8B" || ev.Group != "students" || ev.IDSource != "login" {
 		t.Fatalf("event: %+v", ev)
 	}
+	// The directory compares names without case; the login is recorded
+	// in lower case, so a pupil typing her name in capitals is still
+	// herself (her clients.users entry, her incidents).
+	if resp, _ := get(t, e.client("127.0.0.6", "AMIRA.Khan", "Amira-pw-1"), e.originURL("games.test", "/")); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("capitals: %d", resp.StatusCode)
+	}
+	if ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Name == "games.test" && ev.Client == netip.MustParseAddr("127.0.0.6") }); ev.User != "amira.khan" {
+		t.Fatalf("capitals recorded as %q", ev.User)
+	}
 	jones := e.client("127.0.0.3", "mr.jones", "Jones-pw-2")
 	if resp, _ := get(t, jones, e.originURL("games.test", "/")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("a Staff member was blocked from games: %d", resp.StatusCode)

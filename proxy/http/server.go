@@ -899,7 +899,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 	var person *identity.Person
 	if ok {
 		var err error
-		if ok, person, err = s.verify(name, pass); err != nil {
+		if name, ok, person, err = s.verify(name, pass); err != nil {
 			if errors.Is(err, ErrBusy) {
 				s.metrics.refused.WithLabelValues("auth-busy").Inc()
 			} else {
@@ -936,29 +936,33 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 }
 
 // verify checks a login: against the users file if it lists the name,
-// else against the directory. person is the directory's answer (nil for
-// the file's users). err is ErrBusy when too many checks are running, or
-// the directory's failure.
-func (s *Server) verify(name, pass string) (ok bool, person *identity.Person, err error) {
+// else against the directory. user is the name the login is recorded
+// under: as typed for the file's users; in lower case for the
+// directory's, which compares names without case (else "Amira.Khan"
+// would be another user than "amira.khan", and escape her clients.users
+// entry). person is the directory's answer (nil for the file's users).
+// err is ErrBusy when too many checks are running, or the directory's
+// failure.
+func (s *Server) verify(name, pass string) (user string, ok bool, person *identity.Person, err error) {
 	if s.users != nil && (s.dir == nil || s.users.Knows(name)) {
 		ok, err = s.users.Verify(name, pass)
-		return ok, nil, err
+		return name, ok, nil, err
 	}
 	if s.dir == nil {
-		return false, nil, nil
+		return name, false, nil, nil
 	}
 	var p identity.Person
 	var lerr error
 	if err := s.dirCap.do(func() { p, lerr = s.dir.Login(name, pass) }); err != nil {
-		return false, nil, err
+		return name, false, nil, err
 	}
 	switch {
 	case lerr == nil:
-		return true, &p, nil
+		return strings.ToLower(name), true, &p, nil
 	case errors.Is(lerr, identity.ErrBadLogin):
-		return false, nil, nil
+		return name, false, nil, nil
 	}
-	return false, nil, lerr
+	return name, false, nil, lerr
 }
 
 func (s *Server) challenge(w http.ResponseWriter, cfg *config.Config, msg string) {
