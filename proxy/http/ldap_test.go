@@ -61,7 +61,9 @@ func TestProxyLDAPLogin(t *testing.T) {
 	if resp, _ := get(t, e.client("127.0.0.6", "AMIRA.Khan", "Amira-pw-1"), e.originURL("games.test", "/")); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("capitals: %d", resp.StatusCode)
 	}
-	if ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Name == "games.test" && ev.Client == netip.MustParseAddr("127.0.0.6") }); ev.User != "amira.khan" {
+	if ev := e.sink.waitEvent(t, func(ev reports.Event) bool {
+		return ev.Name == "games.test" && ev.Client == netip.MustParseAddr("127.0.0.6")
+	}); ev.User != "amira.khan" {
 		t.Fatalf("capitals recorded as %q", ev.User)
 	}
 	jones := e.client("127.0.0.3", "mr.jones", "Jones-pw-2")
