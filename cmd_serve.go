@@ -52,6 +52,7 @@ type server struct {
 
 	identity *identity.Table  // who is behind an address (serve_identity.go)
 	radius   *identity.RADIUS // the RADIUS accounting listener, if on (serve_identity.go)
+	ldap     *identity.LDAP   // directory logins for the proxy, if on (serve_identity.go)
 
 	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
 	caErr         error              // why the school's CA could not be loaded (serve_ca.go)

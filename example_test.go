@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity/ldaptest"
 )
 
 // exampleWithFiles writes the example config with its /etc/gatehouse and
@@ -25,6 +26,7 @@ func exampleWithFiles(t *testing.T, files map[string]string) string {
 		"etc/smtp-password": "pw\n", "etc/lists/curriculum-allow.txt": "scratch.mit.edu\n", "etc/lists/local-deny.txt": "chatroulette.com\n",
 		"var/ut1/blacklists/adult/domains": "porn.example\n", "etc/watchlists/self-harm-local.txt": "# ours\nsad beans | 10\n",
 		"etc/people.csv": "user,display name,year,class\n", "etc/radius-secret": "s3cret\n",
+		"etc/school-root-ca.pem": string(ldaptest.CAPEM(t)), "etc/ldap-password": "pw\n",
 		"dhcp/dhcpd.leases": "", "kea/kea-leases4.csv": "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n",
 	}
 	for k, v := range files {
@@ -63,7 +65,8 @@ func TestConfigExampleIsValid(t *testing.T) {
 		"watchlists.files[0].path: cannot read watchlist file /etc/gatehouse/watchlists/self-harm-local.txt",
 		"identity.people: cannot read people file /etc/gatehouse/people.csv",
 		"identity.radius.secret.file", "identity.dhcp_leases[0].path: cannot read lease file /var/lib/dhcp/dhcpd.leases",
-		"identity.dhcp_leases[1].path", "11 error(s)"} {
+		"identity.dhcp_leases[1].path", "identity.ldap.ca_file: cannot read CA file /etc/gatehouse/school-root-ca.pem",
+		"identity.ldap.service_password.file", "13 error(s)"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("errors lack %q:\n%s", want, errs)
 		}

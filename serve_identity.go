@@ -14,9 +14,10 @@ import (
 )
 
 // startIdentity builds the identity table (who is behind an address) and
-// starts its sources from identity: the people file, the DHCP lease files
-// and the RADIUS accounting listener. It runs before the front doors,
-// which read the table on every query and request.
+// starts its sources from identity: the people file, the DHCP lease files,
+// the RADIUS accounting listener and the directory logins (identity.ldap).
+// It runs before the front doors, which read the table on every query and
+// request.
 func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
 	id := cfg.Identity
 	log := s.log.With("part", "identity")
@@ -27,6 +28,18 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 				log.Warn("identity table full: new addresses are not mapped until mappings end", "max_addresses", id.MaxAddresses)
 			}
 		}}
+	var dirs identity.Directories
+	if id.LDAP.URL != "" {
+		l, err := newLDAP(id.LDAP)
+		if err != nil {
+			return err
+		}
+		s.ldap = l
+		dirs = append(dirs, l) // what a directory login brought, before the people file
+		if id.LDAP.Plain {
+			log.Warn("PLAIN LDAP: proxy passwords cross the network unencrypted (identity.ldap.plain); a lab only", "url", id.LDAP.URL)
+		}
+	}
 	var people *identity.People
 	if id.People != "" {
 		people = &identity.People{Path: id.People}
@@ -34,7 +47,10 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 		for _, p := range problems {
 			log.Warn("people file", "problem", p.Error())
 		}
-		opts.Directory = people
+		dirs = append(dirs, people)
+	}
+	if len(dirs) > 0 {
+		opts.Directory = dirs
 	}
 	t := identity.New(opts)
 	s.identity = t
@@ -93,6 +109,32 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 		log.Info("radius accounting listening", "addr", rs.Addr().String(), "nas", len(r.NAS))
 	}
 	return nil
+}
+
+// newLDAP builds the directory login checker from identity.ldap; the
+// service account's password is read here and kept in memory only.
+func newLDAP(c config.IdentityLDAP) (*identity.LDAP, error) {
+	l := &identity.LDAP{URL: c.URL, StartTLS: c.StartTLS, Plain: c.Plain, BaseDN: c.BaseDN, UserFilter: c.UserFilter,
+		BindDN: c.BindDN, ServiceDN: c.ServiceDN, DisplayAttr: c.Attributes.Display, YearAttr: c.Attributes.Year,
+		ClassAttr: c.Attributes.Class, TTL: c.CacheTTL.D(), Timeout: c.Timeout.D()}
+	if c.CAFile != "" {
+		pool, err := config.LoadCertPool(c.CAFile) // the system roots and the file
+		if err != nil {
+			return nil, fmt.Errorf("identity.ldap.ca_file: %w", err)
+		}
+		l.RootCAs = pool
+	}
+	if c.ServicePassword != nil {
+		pw, err := c.ServicePassword.Read()
+		if err != nil {
+			return nil, fmt.Errorf("identity.ldap.service_password: %w", err) // names the source, never the value
+		}
+		l.ServicePassword = pw
+	}
+	for _, g := range c.Groups {
+		l.Groups = append(l.Groups, identity.LDAPGroup{DN: g.DN, Group: g.Group})
+	}
+	return l, nil
 }
 
 // reloadIdentity applies identity.groups from a reloaded config.

@@ -58,6 +58,9 @@ func (s *server) startProxy(ctx context.Context, cfg *config.Config, reg prometh
 		Registry: reg,
 		Log:      log,
 	}
+	if s.ldap != nil {
+		opts.Directory = s.ldap // serve_identity.go
+	}
 	if m := s.loadCA(cfg, log); m != nil { // serve_ca.go
 		opts.Certs = m
 	}

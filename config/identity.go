@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -25,6 +26,49 @@ type Identity struct {
 	Window     Duration       `yaml:"window"`
 	RADIUS     IdentityRADIUS `yaml:"radius"`
 	DHCPLeases []LeaseFile    `yaml:"dhcp_leases"`
+	// LDAP checks proxy logins against the school's directory.
+	LDAP IdentityLDAP `yaml:"ldap"`
+}
+
+// IdentityLDAP checks proxy logins (beside or instead of
+// proxy.auth.users_file) by binding to LDAP or Active Directory as the
+// user, always over TLS (ldaps:// or start_tls) verified against the
+// system roots and ca_file; plain ldap:// only with plain: true (a lab).
+type IdentityLDAP struct {
+	URL      string `yaml:"url"`       // ldaps://dc1.school.example (or ldap:// with start_tls); empty: off
+	StartTLS bool   `yaml:"start_tls"` // upgrade ldap:// with StartTLS
+	Plain    bool   `yaml:"plain"`     // ldap:// without TLS: passwords in clear, a lab only
+	CAFile   string `yaml:"ca_file"`   // PEM CAs trusted besides the system roots
+	BaseDN   string `yaml:"base_dn"`   // where users are searched
+	// UserFilter finds a user's entry, %s standing for the (escaped)
+	// user name: "(sAMAccountName=%s)".
+	UserFilter string `yaml:"user_filter"`
+	// BindDN, without a service account: what the user binds as, %s for
+	// the user name ("uid=%s,ou=people,dc=school,dc=example" or
+	// "%s@school.example").
+	BindDN string `yaml:"bind_dn"`
+	// ServiceDN and ServicePassword (file: or env:): an account that may
+	// search for users, bound before the search.
+	ServiceDN       string      `yaml:"service_dn"`
+	ServicePassword *Secret     `yaml:"service_password"`
+	Groups          []LDAPGroup `yaml:"groups"`     // memberOf DN → Gatehouse group, first match wins
+	Attributes      LDAPAttrs   `yaml:"attributes"` // which attributes name the person
+	CacheTTL        Duration    `yaml:"cache_ttl"`  // how long a good login is remembered
+	Timeout         Duration    `yaml:"timeout"`    // per directory operation
+}
+
+// LDAPGroup maps a directory group (its DN, as memberOf lists it) to a
+// Gatehouse group.
+type LDAPGroup struct {
+	DN    string `yaml:"dn"`
+	Group string `yaml:"group"`
+}
+
+// LDAPAttrs name the directory attributes read for a person.
+type LDAPAttrs struct {
+	Display string `yaml:"display"` // e.g. displayName
+	Year    string `yaml:"year"`    // e.g. extensionAttribute1, employeeType
+	Class   string `yaml:"class"`   // e.g. department
 }
 
 // IdentityGroup maps user names matching Match (a shell pattern such as
@@ -53,11 +97,15 @@ const (
 	DefaultIdentityMax    = 65536
 	DefaultIdentityWindow = 2 * time.Minute
 	DefaultRADIUSTimeout  = 2 * time.Hour
+	DefaultLDAPCacheTTL   = 10 * time.Minute
+	DefaultLDAPTimeout    = 10 * time.Second
 )
 
 func defaultIdentity() Identity {
 	return Identity{MaxAddresses: DefaultIdentityMax, Window: Duration(DefaultIdentityWindow),
-		RADIUS: IdentityRADIUS{Timeout: Duration(DefaultRADIUSTimeout)}}
+		RADIUS: IdentityRADIUS{Timeout: Duration(DefaultRADIUSTimeout)},
+		LDAP: IdentityLDAP{CacheTTL: Duration(DefaultLDAPCacheTTL), Timeout: Duration(DefaultLDAPTimeout),
+			Attributes: LDAPAttrs{Display: "displayName"}}}
 }
 
 func (v *validator) identitySection() {
@@ -100,6 +148,7 @@ func (v *validator) identitySection() {
 			v.errf(at, "%s would take accounting from anyone; list the controllers", n)
 		}
 	}
+	v.ldapSection()
 	seen := map[string]string{}
 	for i, f := range id.DHCPLeases {
 		at := joinIndex("identity.dhcp_leases", i)
@@ -118,11 +167,86 @@ func (v *validator) identitySection() {
 	}
 }
 
+func (v *validator) ldapSection() {
+	l := &v.c.Identity.LDAP
+	if strings.TrimSpace(l.URL) == "" {
+		if l.BaseDN != "" || l.ServiceDN != "" || l.BindDN != "" || l.UserFilter != "" || len(l.Groups) > 0 {
+			v.warnf("identity.ldap", "settings without url: directory logins are off")
+		}
+		return
+	}
+	u, err := url.Parse(l.URL)
+	switch {
+	case err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
+		v.errf("identity.ldap.url", "invalid directory address %q (want ldaps://host[:port] or ldap://host[:port])", l.URL)
+	case u.Scheme == "ldaps":
+		if l.StartTLS {
+			v.errf("identity.ldap.start_tls", "ldaps:// is TLS already; start_tls is for ldap://")
+		}
+		if l.Plain {
+			v.errf("identity.ldap.plain", "ldaps:// is TLS; plain is for a lab's ldap:// only")
+		}
+	case u.Scheme == "ldap":
+		if l.StartTLS && l.Plain {
+			v.errf("identity.ldap.plain", "start_tls and plain together: choose start_tls")
+		} else if !l.StartTLS && !l.Plain {
+			v.errf("identity.ldap.url", "ldap:// sends passwords in clear: use ldaps://, or start_tls: true (plain: true only in a lab)")
+		} else if l.Plain {
+			v.warnf("identity.ldap.plain", "PLAIN LDAP: pupils' and staff passwords cross the network unencrypted; use this in a lab only, never on a school network")
+		}
+	default:
+		v.errf("identity.ldap.url", "unknown scheme %q (want ldaps:// or ldap://)", u.Scheme)
+	}
+	if l.BaseDN == "" && (l.ServiceDN != "" || l.UserFilter != "") {
+		v.errf("identity.ldap.base_dn", "needed to search for users (e.g. \"OU=Users,DC=school,DC=example\")")
+	}
+	if l.UserFilter != "" && (!strings.Contains(l.UserFilter, "%s") || !strings.HasPrefix(l.UserFilter, "(") || !strings.HasSuffix(l.UserFilter, ")")) {
+		v.errf("identity.ldap.user_filter", "must be a filter in parentheses with %%s for the user name, e.g. \"(sAMAccountName=%%s)\"")
+	}
+	if l.BindDN != "" && !strings.Contains(l.BindDN, "%s") {
+		v.errf("identity.ldap.bind_dn", "must hold %%s for the user name, e.g. \"uid=%%s,ou=people,dc=school,dc=example\" or \"%%s@school.example\"")
+	}
+	switch {
+	case l.ServiceDN != "":
+		if l.UserFilter == "" {
+			v.errf("identity.ldap.user_filter", "the service account needs a filter to find users, e.g. \"(sAMAccountName=%%s)\"")
+		}
+		if l.ServicePassword == nil {
+			v.errf("identity.ldap.service_password", "the service account needs its password (file: or env:)")
+		} else {
+			v.secret("identity.ldap.service_password", l.ServicePassword)
+		}
+	case l.BindDN == "":
+		v.errf("identity.ldap", "set service_dn with user_filter (search, then bind as the user) or bind_dn (bind as the user directly)")
+	}
+	if l.ServiceDN == "" && l.ServicePassword != nil {
+		v.errf("identity.ldap.service_dn", "service_password without service_dn")
+	}
+	for i, g := range l.Groups {
+		at := joinIndex("identity.ldap.groups", i)
+		if !strings.Contains(g.DN, "=") {
+			v.errf(joinKey(at, "dn"), "want a group's DN as memberOf lists it, e.g. \"CN=Students,OU=Groups,DC=school,DC=example\"")
+		}
+		if _, ok := v.c.Groups[g.Group]; !ok {
+			v.errf(joinKey(at, "group"), "no group named %q", g.Group)
+		}
+	}
+	v.between("identity.ldap.cache_ttl", l.CacheTTL, 0, 24*time.Hour)
+	v.between("identity.ldap.timeout", l.Timeout, time.Second, time.Minute)
+}
+
 // identityFiles checks, for config check, that the files named can be read.
 func (v *validator) identityFiles() {
 	id := &v.c.Identity
 	if p := strings.TrimSpace(id.People); p != "" {
 		v.readable("identity.people", p, "people file")
+	}
+	if l := id.LDAP; l.URL != "" && strings.TrimSpace(l.CAFile) != "" {
+		if v.readable("identity.ldap.ca_file", l.CAFile, "CA file") {
+			if _, err := LoadCertPool(l.CAFile); err != nil {
+				v.errf("identity.ldap.ca_file", "%v", err)
+			}
+		}
 	}
 	for i, f := range id.DHCPLeases {
 		if strings.TrimSpace(f.Path) != "" {

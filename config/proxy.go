@@ -215,8 +215,8 @@ func (v *validator) proxySection() {
 	}
 	// The users file is read when the proxy starts (and on reload), as
 	// list files are; here only its presence is checked.
-	if strings.TrimSpace(a.UsersFile) == "" && len(login) > 0 {
-		v.errf(joinKey(joinKey("groups", login[0]), "proxy_login"), "needs proxy.auth.users_file (the users who can log in)")
+	if strings.TrimSpace(a.UsersFile) == "" && strings.TrimSpace(v.c.Identity.LDAP.URL) == "" && len(login) > 0 {
+		v.errf(joinKey(joinKey("groups", login[0]), "proxy_login"), "needs proxy.auth.users_file or identity.ldap (the users who can log in)")
 	}
 	if strings.TrimSpace(a.Realm) == "" || strings.ContainsAny(a.Realm, "\"\\\r\n") {
 		v.errf("proxy.auth.realm", "must be a short name without quotes, backslashes or line breaks")

@@ -103,5 +103,8 @@ func (c *Config) secrets() (paths []string, secrets []*Secret) {
 	if r := c.Identity.RADIUS; r.Listen != "" && r.Secret != nil {
 		paths, secrets = append(paths, "identity.radius.secret"), append(secrets, r.Secret)
 	}
+	if l := c.Identity.LDAP; l.URL != "" && l.ServicePassword != nil {
+		paths, secrets = append(paths, "identity.ldap.service_password"), append(secrets, l.ServicePassword)
+	}
 	return paths, secrets
 }

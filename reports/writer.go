@@ -119,12 +119,12 @@ type Writer struct {
 	urgent  bool // the queue holds an urgent event (urgentEvent)
 	// lazyAfter is lazyDelay (nanoseconds); tests lengthen it.
 	lazyAfter atomic.Int64
-	exited  bool // run has returned: nothing more is written
-	wake    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-	closed  atomic.Bool
-	once    sync.Once
+	exited    bool // run has returned: nothing more is written
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closed    atomic.Bool
+	once      sync.Once
 
 	flushReq chan chan struct{}
 

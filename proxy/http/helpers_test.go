@@ -128,6 +128,7 @@ type envOpts struct {
 	certs     CertSource   // the school's CA's leaves (decryption); nil = none
 	perClient int          // proxy.limits.per_client; 0 = 10
 	identity  *identity.Table
+	directory DirectoryLogin // identity.ldap's logins
 }
 
 func newEnv(t testing.TB, eo envOpts) *env {
@@ -268,12 +269,13 @@ groups:
 	}
 	e.eng.Store(eng)
 	s, err := New(Options{
-		Engine:   e.eng.Load, // the config comes with it, as in serve
-		Resolver: cmp.Or[Resolver](eo.resolver, e.res),
-		Sink:     sk,
-		RootCAs:  eo.roots,
-		Certs:    eo.certs,
-		Identity: eo.identity,
+		Engine:    e.eng.Load, // the config comes with it, as in serve
+		Resolver:  cmp.Or[Resolver](eo.resolver, e.res),
+		Sink:      sk,
+		RootCAs:   eo.roots,
+		Certs:     eo.certs,
+		Identity:  eo.identity,
+		Directory: eo.directory,
 	})
 	if err != nil {
 		t.Fatal(err)

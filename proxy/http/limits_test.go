@@ -166,7 +166,7 @@ func TestUsersBcryptBound(t *testing.T) {
 		}()
 	}
 	eventually(t, "the refusals", func() bool {
-		return busy.Load()+u.waiting.Load() == attempts && running.Load() == bcryptWorkers
+		return busy.Load()+u.limit.waiting.Load() == attempts && running.Load() == bcryptWorkers
 	})
 	if got := busy.Load(); got != attempts-bcryptWorkers-bcryptQueue {
 		t.Fatalf("%d attempts refused, want %d", got, attempts-bcryptWorkers-bcryptQueue)
@@ -176,8 +176,8 @@ func TestUsersBcryptBound(t *testing.T) {
 	if most.Load() != bcryptWorkers {
 		t.Errorf("%d bcrypt checks ran at once, want %d", most.Load(), bcryptWorkers)
 	}
-	if b, w := busy.Load(), wrong.Load(); b+w != attempts || w != bcryptWorkers+bcryptQueue || u.waiting.Load() != 0 {
-		t.Errorf("busy %d + wrong %d != %d; still waiting %d", b, w, attempts, u.waiting.Load())
+	if b, w := busy.Load(), wrong.Load(); b+w != attempts || w != bcryptWorkers+bcryptQueue || u.limit.waiting.Load() != 0 {
+		t.Errorf("busy %d + wrong %d != %d; still waiting %d", b, w, attempts, u.limit.waiting.Load())
 	}
 	// A password that passed bcrypt once is checked without it.
 	if ok, err := u.Verify("jsmith", password); !ok || err != nil {
@@ -192,7 +192,7 @@ func TestUsersBcryptBound(t *testing.T) {
 // A login that finds the bcrypt queue full gets 503 with Retry-After.
 func TestProxyLoginBusy(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.s.users.waiting.Store(bcryptWorkers + bcryptQueue)
+	e.s.users.limit.waiting.Store(bcryptWorkers + bcryptQueue)
 	c := e.dial("127.0.0.2")
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	auth := base64.StdEncoding.EncodeToString([]byte("jsmith:" + password))
@@ -205,7 +205,7 @@ func TestProxyLoginBusy(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	e.s.users.waiting.Store(0)
+	e.s.users.limit.waiting.Store(0)
 	if resp, _ := get(t, e.client("127.0.0.2", "jsmith", password), e.originURL("site.test", "/")); resp.StatusCode != 200 {
 		t.Fatalf("after the queue drained: %d", resp.StatusCode)
 	}

@@ -16,7 +16,9 @@
 //     keep-alive connections, dials, upstream responses and idle tunnels
 //     all have timeouts.
 //   - Identity: optional Basic proxy login against a users file of bcrypt
-//     hashes, required for groups with proxy_login; a login maps the client
+//     hashes and/or the school's directory (identity.ldap, Options.Directory),
+//     required for groups with proxy_login; ten wrong logins a minute from
+//     one address and its logins are refused unchecked; a login maps the client
 //     address to the user for proxy.auth.login_ttl (see Logins.UserFor, which
 //     the DNS resolver uses so its events carry the name too). Identity
 //     order: user → device → IP, as policy.Engine.Identify does.
@@ -73,6 +75,13 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, client netip.Addr, host string) ([]netip.Addr, error)
 }
 
+// DirectoryLogin checks logins against the school's directory
+// (*identity.LDAP). Login returns identity.ErrBadLogin for a wrong name or
+// password and another error when the directory cannot be asked.
+type DirectoryLogin interface {
+	Login(name, password string) (identity.Person, error)
+}
+
 // Options configures a Server.
 type Options struct {
 	// Engine returns the current policy engine (swapped on reload). A
@@ -96,6 +105,9 @@ type Options struct {
 	// device; a login is recorded in it for proxy.auth.login_ttl. nil:
 	// none.
 	Identity *identity.Table
+	// Directory, if set, checks proxy logins the users file does not list
+	// (identity.ldap); the groups' proxy_login applies as with the file.
+	Directory DirectoryLogin
 	// Certs, when set (the school's CA is loaded), lets the proxy decrypt
 	// CONNECTs per group (groups.*.decrypt; decideConnect). nil: nothing
 	// is decrypted.

@@ -46,6 +46,9 @@ type Server struct {
 	front   *front
 	limits  *connLimits
 	users   *Users
+	dir     DirectoryLogin // nil: no directory logins
+	dirCap  *checkLimit    // bounds directory binds at once
+	fails   loginFailures  // wrong logins per client address
 	logins  *Logins
 	events  *eventLog
 	reports *mistakeReports
@@ -122,6 +125,8 @@ func New(o Options) (*Server, error) {
 		o:          o,
 		limits:     newConnLimits(p.Limits.Connections, p.Limits.PerClient),
 		logins:     NewLogins(p.Auth.LoginTTL.D(), o.Now),
+		dir:        o.Directory,
+		dirCap:     newCheckLimit(dirWorkers, dirQueue),
 		log:        o.Log,
 		now:        o.Now,
 		tunnelIdle: p.Timeouts.Tunnel.D(),
@@ -881,7 +886,7 @@ func (s *Server) WhoRequest(ip netip.Addr) policy.Request {
 // and false after answering 407.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, bool) {
 	h := r.Header.Get("Proxy-Authorization")
-	if s.users == nil {
+	if s.users == nil && s.dir == nil {
 		return "", true // no logins configured: credentials are ignored (and never forwarded)
 	}
 	if h == "" {
@@ -893,28 +898,78 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		return "", false
 	}
 	name, pass, ok := parseBasic(h)
+	if ok && s.fails.blocked(ip, s.now()) {
+		s.metrics.refused.WithLabelValues("auth-limit").Inc()
+		s.challenge(w, cfg, "Too many wrong logins from this computer. Please wait a minute and try again.")
+		return "", false
+	}
+	var person *identity.Person
 	if ok {
 		var err error
-		if ok, err = s.users.Verify(name, pass); err != nil {
-			s.metrics.refused.WithLabelValues("auth-busy").Inc()
+		if name, ok, person, err = s.verify(name, pass); err != nil {
+			if errors.Is(err, ErrBusy) {
+				s.metrics.refused.WithLabelValues("auth-busy").Inc()
+			} else {
+				// The directory could not be asked (down, TLS refused): the
+				// error names the server and the reason, never the password.
+				s.metrics.refused.WithLabelValues("auth-directory").Inc()
+				s.log.Warn("directory login could not be checked", "error", err.Error())
+			}
 			w.Header().Set("Retry-After", "2")
 			w.Header().Set("Via", Via)
-			http.Error(w, "503 Service Unavailable: the web filter is checking many logins at once. Please try again in a moment.", http.StatusServiceUnavailable)
+			http.Error(w, "503 Service Unavailable: the web filter cannot check logins at the moment. Please try again in a moment.", http.StatusServiceUnavailable)
 			return "", false
 		}
 	}
 	if !ok {
+		s.fails.add(ip, s.now())
 		s.metrics.refused.WithLabelValues("auth").Inc()
 		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
 		return "", false
 	}
 	if s.logins.Set(ip, name) && s.o.Identity != nil {
 		// The login names the address for login_ttl, for the DNS front
-		// door and every other source's lookups too.
-		s.o.Identity.Set(identity.Mapping{Addr: ip, Source: identity.SourceLogin, User: name,
-			Expires: s.now().Add(cfg.Proxy.Auth.LoginTTL.D())})
+		// door and every other source's lookups too; a directory login
+		// brings the group its membership decides (the table's Directory
+		// gives the display name, year and class).
+		m := identity.Mapping{Addr: ip, Source: identity.SourceLogin, User: name,
+			Expires: s.now().Add(cfg.Proxy.Auth.LoginTTL.D())}
+		if person != nil {
+			m.Group = person.Group
+		}
+		s.o.Identity.Set(m)
 	}
 	return name, true
+}
+
+// verify checks a login: against the users file if it lists the name,
+// else against the directory. user is the name the login is recorded
+// under: as typed for the file's users; in lower case for the
+// directory's, which compares names without case (else "Amira.Khan"
+// would be another user than "amira.khan", and escape her clients.users
+// entry). person is the directory's answer (nil for the file's users).
+// err is ErrBusy when too many checks are running, or the directory's
+// failure.
+func (s *Server) verify(name, pass string) (user string, ok bool, person *identity.Person, err error) {
+	if s.users != nil && (s.dir == nil || s.users.Knows(name)) {
+		ok, err = s.users.Verify(name, pass)
+		return name, ok, nil, err
+	}
+	if s.dir == nil {
+		return name, false, nil, nil
+	}
+	var p identity.Person
+	var lerr error
+	if err := s.dirCap.do(func() { p, lerr = s.dir.Login(name, pass) }); err != nil {
+		return name, false, nil, err
+	}
+	switch {
+	case lerr == nil:
+		return strings.ToLower(name), true, &p, nil
+	case errors.Is(lerr, identity.ErrBadLogin):
+		return name, false, nil, nil
+	}
+	return name, false, nil, lerr
 }
 
 func (s *Server) challenge(w http.ResponseWriter, cfg *config.Config, msg string) {

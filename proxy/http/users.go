@@ -38,15 +38,46 @@ type Users struct {
 	mtime   time.Time
 	checked time.Time
 
-	sem     chan struct{} // bounds concurrent bcrypt work (a login flood is CPU)
-	waiting atomic.Int32  // checks running or waiting for sem
+	limit   *checkLimit // bounds concurrent bcrypt work (a login flood is CPU)
 	compare func(hash, password []byte) error
+}
+
+// checkLimit bounds slow login checks (bcrypt, directory binds): at most
+// cap(sem) run at once and at most queue more wait; past that do answers
+// ErrBusy at once instead of parking more goroutines.
+type checkLimit struct {
+	sem     chan struct{}
+	queue   int32
+	waiting atomic.Int32 // checks running or waiting for sem
+}
+
+func newCheckLimit(workers, queue int) *checkLimit {
+	return &checkLimit{sem: make(chan struct{}, workers), queue: int32(queue)}
+}
+
+// do runs f within the bound, or returns ErrBusy without running it.
+func (l *checkLimit) do(f func()) error {
+	if l.waiting.Add(1) > int32(cap(l.sem))+l.queue {
+		l.waiting.Add(-1)
+		return ErrBusy
+	}
+	l.sem <- struct{}{}
+	defer func() {
+		<-l.sem
+		l.waiting.Add(-1)
+	}()
+	f()
+	return nil
 }
 
 // Bounds on bcrypt work (see Users).
 const (
 	bcryptWorkers = 2
 	bcryptQueue   = 64
+	// Directory binds wait on the network, not the CPU: a few more run
+	// at once (the cache answers most logins without one).
+	dirWorkers = 4
+	dirQueue   = 64
 )
 
 // ErrBusy is Verify's answer when too many logins are being checked.
@@ -54,7 +85,7 @@ var ErrBusy = errors.New("too many logins are being checked")
 
 // LoadUsers reads a users file.
 func LoadUsers(path string) (*Users, error) {
-	u := &Users{path: path, sem: make(chan struct{}, bcryptWorkers), compare: bcrypt.CompareHashAndPassword}
+	u := &Users{path: path, limit: newCheckLimit(bcryptWorkers, bcryptQueue), compare: bcrypt.CompareHashAndPassword}
 	if err := u.reload(); err != nil {
 		return nil, err
 	}
@@ -138,14 +169,10 @@ func (u *Users) Verify(name, password string) (bool, error) {
 	if cached {
 		return subtle.ConstantTimeCompare(good[:], digest[:]) == 1, nil
 	}
-	if u.waiting.Add(1) > bcryptWorkers+bcryptQueue {
-		u.waiting.Add(-1)
-		return false, ErrBusy
+	var err error
+	if lerr := u.limit.do(func() { err = u.compare(hash, []byte(password)) }); lerr != nil {
+		return false, lerr
 	}
-	u.sem <- struct{}{}
-	err := u.compare(hash, []byte(password))
-	<-u.sem
-	u.waiting.Add(-1)
 	if err != nil {
 		return false, nil
 	}
@@ -155,6 +182,72 @@ func (u *Users) Verify(name, password string) (bool, error) {
 	}
 	u.mu.Unlock()
 	return true, nil
+}
+
+// Knows reports whether the file lists name (its password is checked
+// there, never against the directory).
+func (u *Users) Knows(name string) bool {
+	u.maybeReload()
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	_, ok := u.hashes[name]
+	return ok
+}
+
+// Failed logins per client address (loginFailures).
+const (
+	maxLoginFailures = 10          // wrong logins from one address within failWindow
+	failWindow       = time.Minute //
+	maxFailAddrs     = 4096        // addresses counted at once
+)
+
+// loginFailures counts wrong logins per client address: after
+// maxLoginFailures within failWindow of the first, the address's logins
+// are refused unchecked until the window ends (a pupil guessing a
+// teacher's password gets 10 tries a minute, and never locks the
+// teacher's directory account for them). At most maxFailAddrs addresses
+// are counted; with that many failing at once, ended windows are swept
+// and a new address is not counted until there is room.
+type loginFailures struct {
+	mu sync.Mutex
+	m  map[netip.Addr]failCount
+}
+
+type failCount struct {
+	n     int
+	since time.Time
+}
+
+func (f *loginFailures) blocked(ip netip.Addr, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.m[ip.Unmap()]
+	return ok && c.n >= maxLoginFailures && now.Sub(c.since) < failWindow
+}
+
+func (f *loginFailures) add(ip netip.Addr, now time.Time) {
+	ip = ip.Unmap()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[netip.Addr]failCount{}
+	}
+	c, ok := f.m[ip]
+	if !ok || now.Sub(c.since) >= failWindow {
+		if !ok && len(f.m) >= maxFailAddrs {
+			for k, v := range f.m {
+				if now.Sub(v.since) >= failWindow {
+					delete(f.m, k)
+				}
+			}
+			if len(f.m) >= maxFailAddrs {
+				return
+			}
+		}
+		c = failCount{since: now}
+	}
+	c.n++
+	f.m[ip] = c
 }
 
 // parseBasic reads a "Basic base64(name:password)" credential.
