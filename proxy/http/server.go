@@ -417,13 +417,21 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	r.Header.Add("Via", Via)
 	info.rw = respWriter{ResponseWriter: w, status: http.StatusOK}
 	cw := &info.rw
+	var out http.ResponseWriter = cw
+	cc := s.contentCheck(cw, r, info, cfg) // content.go: nil when the answer is not scored
+	if cc != nil {
+		out = cc
+	}
 	switch {
 	case info.tls:
-		s.forwardTLS(cw, r, info) // decrypt.go
+		s.forwardTLS(out, r, info) // decrypt.go
 	case pooled(r):
-		s.forward(cw, r, info)
+		s.forward(out, r, info)
 	default:
-		s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		s.gp.ServeHTTP(out, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+	}
+	if cc != nil && cc.finish() {
+		return // the rest of the answer was blocked: its event is recorded
 	}
 	if !cfg.Proxy.Events.LogAllowed || info.refused || d.Action == policy.Block { // refused, or blocked by the site's lookup
 		return
