@@ -318,9 +318,9 @@ func (c *contentWriter) block(t watchlist.Theme, before *textState) {
 }
 
 type noticeData struct {
-	Close                                                                 template.HTML
+	Close                                                                     template.HTML
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, Action, Category string
-	SelfHarm                                                              bool
+	SelfHarm                                                                  bool
 }
 
 // noticeTmpl is the HTML block notice: styled inline (the page's own
