@@ -50,12 +50,21 @@ func (s *Scorer) Feed(p []byte) {
 		s.stream.npend = 0
 		s.foldRune(r)
 	}
+	a := s.w.ac
 	for i < len(p) {
 		c := p[i]
 		if c < utf8.RuneSelf {
+			// The hot path, inlined: ASCII text.
 			i++
-			if m := asciiMap[c]; m != 0 {
-				s.emit(rune(m))
+			m := asciiMap[c]
+			if m == 0 || rune(m) == s.stream.last {
+				continue
+			}
+			s.stream.last = rune(m)
+			st := a.step(s.stream.st, m)
+			s.stream.st = st
+			if x := &a.states[st]; x.out >= 0 || x.dict >= 0 {
+				s.matched(x)
 			}
 			continue
 		}
@@ -123,7 +132,12 @@ func (s *Scorer) step(b byte) {
 	a := s.w.ac
 	st := a.step(s.stream.st, b)
 	s.stream.st = st
-	x := &a.states[st]
+	s.matched(&a.states[st])
+}
+
+// matched counts the patterns ending at state x.
+func (s *Scorer) matched(x *acState) {
+	a := s.w.ac
 	if x.out >= 0 {
 		s.found(&s.res, x.out)
 	}

@@ -11,6 +11,7 @@ package httpproxy
 // content_report is a flag event for the DSL.
 
 import (
+	"bytes"
 	"errors"
 	"html/template"
 	"io"
@@ -66,9 +67,9 @@ var contentWriters = sync.Pool{New: func() any { return new(contentWriter) }}
 // check applies to groups with content_check on, allowed GET and POST
 // requests that are no upgrade, hosts that are neither exempt (support
 // services) nor on the never-decrypt list, and requests a browser makes
-// for a page, a frame or a script's fetch (Sec-Fetch-Dest document,
-// iframe, frame, empty, or none sent): images, scripts, styles, fonts and
-// media are not. For those requests Accept-Encoding is removed, so the
+// for a page or a frame (Sec-Fetch-Dest document, iframe, frame, or none
+// sent), or a script's fetch (empty) from an AI chat service: images,
+// scripts, styles, fonts, media and other sites' fetches are not. For those requests Accept-Encoding is removed, so the
 // site answers uncompressed (a compressed answer it sends anyway passes
 // unscored, counted as content-unscored). The restricted tier never gets
 // here: its requests are blocked.
@@ -77,8 +78,13 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 		(r.Method != http.MethodGet && r.Method != http.MethodPost) || isUpgrade(r.Header) {
 		return nil
 	}
+	ai := cfg.AIHost(info.host)
 	switch r.Header.Get("Sec-Fetch-Dest") {
-	case "", "document", "iframe", "frame", "empty":
+	case "", "document", "iframe", "frame":
+	case "empty": // a script's fetch: only an AI chat service's is read
+		if !ai {
+			return nil
+		}
 	default:
 		return nil
 	}
@@ -91,7 +97,7 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 	}
 	delete(r.Header, "Accept-Encoding") // identity: the text can be read
 	c := contentWriters.Get().(*contentWriter)
-	*c = contentWriter{w: w, s: s, info: info, r: r, cfg: cfg, wl: wl, ai: cfg.AIHost(info.host), left: cfg.ContentMaxBytes()}
+	*c = contentWriter{w: w, s: s, info: info, r: r, cfg: cfg, wl: wl, ai: ai, left: cfg.ContentMaxBytes()}
 	return c
 }
 
@@ -428,6 +434,21 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 		b := p[i]
 		switch x.st {
 		case hData:
+			if b != '<' && b != '&' {
+				// Skip the run of text to the next '<' or '&' at once.
+				if start < 0 {
+					start = i
+				}
+				j := bytes.IndexByte(p[i:], '<')
+				if j < 0 {
+					j = len(p) - i
+				}
+				if k := bytes.IndexByte(p[i:i+j], '&'); k >= 0 {
+					j = k
+				}
+				i += j - 1
+				continue
+			}
 			switch b {
 			case '<':
 				flush(i)
@@ -489,9 +510,13 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 				x.st, x.quote = hAttrQuote, b
 			}
 		case hAttrQuote:
-			if b == x.quote {
-				x.st = hTag
+			j := bytes.IndexByte(p[i:], x.quote)
+			if j < 0 {
+				i = len(p)
+				continue
 			}
+			i += j
+			x.st = hTag
 		case hMarkup:
 			if b == '-' {
 				x.st = hMarkupDash
@@ -522,6 +547,15 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 				sc.Break()
 			}
 		case hRaw:
+			if x.raw == 0 && b != '<' {
+				j := bytes.IndexByte(p[i:], '<')
+				if j < 0 {
+					i = len(p)
+					continue
+				}
+				i += j
+				b = '<'
+			}
 			end := rawEnds[x.rawOf]
 			switch {
 			case lower(b) == end[x.raw]:
