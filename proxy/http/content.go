@@ -12,6 +12,7 @@ package httpproxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"html/template"
 	"io"
@@ -63,15 +64,16 @@ type contentWriter struct {
 var contentWriters = sync.Pool{New: func() any { return new(contentWriter) }}
 
 // contentCheck decides, before a request goes upstream, whether its answer
-// may be scored, and if so returns the writer to answer it through. The
-// check applies to groups with content_check on, allowed GET and POST
-// requests that are no upgrade, hosts that are neither exempt (support
-// services) nor on the never-decrypt list, and requests a browser makes
-// for a page or a frame (Sec-Fetch-Dest document, iframe, frame, or none
-// sent), or a script's fetch (empty) from an AI chat service: images,
-// scripts, styles, fonts, media and other sites' fetches are not. For those requests Accept-Encoding is removed, so the
-// site answers uncompressed (a compressed answer it sends anyway passes
-// unscored, counted as content-unscored). The restricted tier never gets
+// may be scored, and if so returns the writer to answer it through: for
+// groups with content_check on, allowed GET and POST requests that are no
+// upgrade, to hosts that are neither exempt (support services) nor on the
+// never-decrypt list. Whether the answer is read is then up to its
+// Content-Type (WriteHeader). For a page or a frame (Sec-Fetch-Dest
+// document, iframe, frame, or none sent) and an AI chat service's fetches
+// (empty), Accept-Encoding is removed, so the site answers uncompressed;
+// other requests (images, scripts, styles, other sites' fetches) keep
+// gzip only, which decode reads. An answer in another encoding passes
+// unscored, counted as content-unscored. The restricted tier never gets
 // here: its requests are blocked.
 func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg *config.Config) *contentWriter {
 	if info.dec.Restricted || !cfg.ContentCheck(info.dec.Group) ||
@@ -79,15 +81,6 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 		return nil
 	}
 	ai := cfg.AIHost(info.host)
-	switch r.Header.Get("Sec-Fetch-Dest") {
-	case "", "document", "iframe", "frame":
-	case "empty": // a script's fetch: only an AI chat service's is read
-		if !ai {
-			return nil
-		}
-	default:
-		return nil
-	}
 	if cfg.ContentExempt(info.host) {
 		return nil
 	}
@@ -95,10 +88,105 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 	if wl == nil || wl.Len() == 0 {
 		return nil
 	}
-	delete(r.Header, "Accept-Encoding") // identity: the text can be read
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "", "document", "iframe", "frame":
+		delete(r.Header, "Accept-Encoding") // identity: the text can be read
+	case "empty": // a script's fetch: an AI chat service's is read
+		if ai {
+			delete(r.Header, "Accept-Encoding")
+			break
+		}
+		fallthrough
+	default:
+		// Images, scripts, styles, other sites' fetches: compression
+		// stays, but only one the proxy can read (a client claiming a
+		// page is an image still has it scored).
+		gzipOnly(r.Header)
+	}
 	c := contentWriters.Get().(*contentWriter)
 	*c = contentWriter{w: w, s: s, info: info, r: r, cfg: cfg, wl: wl, ai: ai, left: cfg.ContentMaxBytes()}
+	info.content = c
 	return c
+}
+
+var hdrGzip = []string{"gzip"}
+
+// gzipOnly keeps gzip as the only encoding a request accepts, if it
+// accepted gzip at all (br, zstd and deflate the proxy does not decode).
+func gzipOnly(h http.Header) {
+	vs, ok := h["Accept-Encoding"]
+	if !ok {
+		return
+	}
+	gz := false
+	for _, v := range vs {
+		for t := range strings.SplitSeq(v, ",") {
+			name, q, _ := strings.Cut(strings.TrimSpace(t), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !strings.Contains(strings.ReplaceAll(q, " ", ""), "q=0") {
+				gz = true
+			}
+		}
+	}
+	if gz {
+		h["Accept-Encoding"] = hdrGzip[:1:1]
+		return
+	}
+	delete(h, "Accept-Encoding")
+}
+
+// decode makes a gzip answer of a scored type readable before its header
+// is relayed: the body is decompressed on its way (a pooled gzip reader)
+// and sent without Content-Encoding and Content-Length. It reports whether
+// it did. A nil check does nothing.
+func (c *contentWriter) decode(resp *http.Response) bool {
+	if c == nil || resp.Body == nil || resp.Body == http.NoBody || c.r.Method == http.MethodHead {
+		return false
+	}
+	ce := resp.Header.Get("Content-Encoding")
+	if !strings.EqualFold(ce, "gzip") && !strings.EqualFold(ce, "x-gzip") {
+		return false
+	}
+	if kindOf(resp.Header.Get("Content-Type"), c.ai) == kindNone {
+		return false
+	}
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(resp.Body)
+	} else {
+		err = zr.Reset(resp.Body)
+	}
+	if err != nil {
+		return false // not gzip after all: passed on as it came, unscored
+	}
+	resp.Body = &gzipBody{zr: zr, orig: resp.Body}
+	delete(resp.Header, "Content-Encoding")
+	delete(resp.Header, "Content-Length")
+	resp.ContentLength = -1
+	return true
+}
+
+var gzipReaders sync.Pool
+
+// gzipBody decompresses a site's gzip answer.
+type gzipBody struct {
+	zr   *gzip.Reader
+	orig io.ReadCloser
+}
+
+func (b *gzipBody) Read(p []byte) (int, error) {
+	if b.zr == nil {
+		return 0, io.EOF
+	}
+	return b.zr.Read(p)
+}
+
+func (b *gzipBody) Close() error {
+	if b.zr != nil {
+		gzipReaders.Put(b.zr)
+		b.zr = nil
+	}
+	return b.orig.Close()
 }
 
 func (c *contentWriter) Header() http.Header { return c.w.Header() }
@@ -235,6 +323,7 @@ func (c *contentWriter) over(block bool) (watchlist.Theme, bool) {
 // (a search results page names what was searched for).
 func (c *contentWriter) finish() (blocked bool) {
 	blocked = c.blocked
+	c.info.content = nil
 	if c.sc != nil {
 		if !c.blocked {
 			c.sc.Result() // the last word ends the text

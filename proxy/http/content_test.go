@@ -243,22 +243,6 @@ func TestContentNotScored(t *testing.T) {
 	if body != hidden {
 		t.Errorf("page with hidden text changed: %q", body)
 	}
-	// An image request (Sec-Fetch-Dest: image) keeps its Accept-Encoding
-	// and is not read, whatever comes back; so is another site's fetch.
-	for _, dest := range []string{"image", "script", "empty"} {
-		req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", "/bad"), nil)
-		req.Header.Set("Sec-Fetch-Dest", dest)
-		req.Header.Set("Accept-Encoding", "gzip, br")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if ae, _ := ce.lastAE.Load().(string); ae != "gzip, br" || strings.Contains(string(b), "blocked") {
-			t.Errorf("Sec-Fetch-Dest %s: Accept-Encoding %q upstream, body %q", dest, ae, b)
-		}
-	}
 	for _, p := range []string{"/img", "/bin", "/none", "/json"} {
 		_, body := get(t, c, ce.url("pages.test", p))
 		want := string(bin)
@@ -268,28 +252,6 @@ func TestContentNotScored(t *testing.T) {
 		if body != want {
 			t.Errorf("%s changed", p)
 		}
-	}
-	// A site that compresses although asked not to: passed on as it came,
-	// unscored (counted as content-unscored).
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = io.WriteString(zw, htmlHead+"<p>"+harmful7+"</p></body></html>")
-	_ = zw.Close()
-	ce.mux.HandleFunc("/gz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		w.Header().Set("Content-Encoding", "gzip")
-		_, _ = w.Write(gz.Bytes())
-	})
-	req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", "/gz"), nil)
-	req.Header.Set("Accept-Encoding", "gzip")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !bytes.Equal(raw, gz.Bytes()) || resp.Header.Get("Content-Encoding") != "gzip" {
-		t.Errorf("gzip answer changed")
 	}
 	// Staff (content_check off by default) get the page whole.
 	staff := ce.client("127.0.0.2", "jsmith", password)
@@ -308,6 +270,80 @@ func TestContentNotScored(t *testing.T) {
 	}
 	if _, body = get(t, c, ce.url("pages.test", "/bad")); !strings.Contains(body, harmful7) {
 		t.Errorf("students with content_check off: %q", body)
+	}
+}
+
+// TestContentCompression: a page or frame is asked for uncompressed; a
+// request claiming to be for an image, a script or another site's fetch
+// keeps gzip only (br, zstd and deflate dropped), and an HTML answer to it
+// is still scored; a gzip answer of a scored type (asked for or not) is
+// decompressed on its way, scored and sent without Content-Encoding;
+// anything else compressed passes as it came.
+func TestContentCompression(t *testing.T) {
+	ce := newContentEnv(t, "")
+	ce.page("/bad", "text/html", htmlHead+"<p>"+harmful7+"</p></body></html>")
+	c := ce.client("", "", "")
+	for _, dest := range []string{"image", "script", "empty"} {
+		req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", "/bad?"+dest), nil)
+		req.Header.Set("Sec-Fetch-Dest", dest)
+		req.Header.Set("Accept-Encoding", "gzip, br, zstd")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if ae, _ := ce.lastAE.Load().(string); ae != "gzip" || !strings.Contains(string(b), "The rest of this page is blocked") {
+			t.Errorf("Sec-Fetch-Dest %s: Accept-Encoding %q upstream, body %q", dest, ae, b)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", "/bad?br"), nil)
+	req.Header.Set("Sec-Fetch-Dest", "image")
+	req.Header.Set("Accept-Encoding", "br")
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	if ae, ok := ce.lastAE.Load().(string); !ok || ae != "" {
+		t.Errorf("Accept-Encoding br only: %q upstream, want none", ae)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = io.WriteString(zw, htmlHead+"<p>"+harmful7+"</p><p>TAIL</p></body></html>")
+	_ = zw.Close()
+	for path, ctype := range map[string]string{"/gz": "text/html", "/gzbin": "application/octet-stream"} {
+		ce.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ctype)
+			w.Header().Set("Content-Encoding", "gzip")
+			_, _ = w.Write(gz.Bytes())
+		})
+	}
+	for _, dest := range []string{"", "image"} {
+		req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", "/gz?"+dest), nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		req.Header.Set("Sec-Fetch-Dest", dest)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("Content-Encoding") != "" || !strings.Contains(string(raw), "The rest of this page is blocked") || strings.Contains(string(raw), "TAIL") {
+			t.Errorf("gzip page (dest %q): %v %q", dest, resp.Header, raw)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, ce.url("pages.test", "/gzbin"), nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(raw, gz.Bytes()) || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("compressed binary answer changed")
+	}
+	if n := len(ce.contentEvents()); n != 6 { // three dests, br, two gzip pages
+		t.Errorf("%d content events, want 6", n)
 	}
 }
 

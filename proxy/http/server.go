@@ -80,6 +80,7 @@ type reqInfo struct {
 	dec     policy.Decision
 	eng     *policy.Engine // the engine dec came from (its watchlist, search engines, safe search)
 	search  *searchInfo    // search.go; nil unless the host is a search engine's
+	content *contentWriter // content.go; nil unless the answer may be scored
 	method  string
 	url     string
 	conn    *clientConn
@@ -509,6 +510,9 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Re
 		return r
 	}
 	s.prepareResponse(resp, ctx.Req.Method)
+	if info := infoOf(ctx.Req); info != nil {
+		info.content.decode(resp) // content.go: a gzip answer the check reads
+	}
 	return resp
 }
 

@@ -149,6 +149,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, info *reqInfo, re
 	}
 	defer resp.Body.Close()
 	stream := s.prepareResponse(resp, r.Method)
+	if info.content.decode(resp) { // content.go: a gzip answer the check reads
+		stream = true
+	}
 	if info.tls {
 		// net/http's server frames the body itself, and Alt-Svc would
 		// send the browser to HTTP/3 (QUIC), around the proxy.
