@@ -11,6 +11,7 @@ package httpproxy
 // content_report is a flag event for the DSL.
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -149,36 +150,55 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 	if kindOf(resp.Header.Get("Content-Type"), c.ai) == kindNone {
 		return false
 	}
+	br := gzipBufs.Get().(*bufio.Reader)
+	br.Reset(resp.Body)
+	gb := &gzipBody{br: br, orig: resp.Body}
+	resp.Body = gb
+	if m, err := br.Peek(2); err != nil || m[0] != 0x1f || m[1] != 0x8b {
+		return false // not gzip after all: passed on as it came (through br), unscored
+	}
 	zr, _ := gzipReaders.Get().(*gzip.Reader)
 	var err error
 	if zr == nil {
-		zr, err = gzip.NewReader(resp.Body)
+		zr, err = gzip.NewReader(br)
 	} else {
-		err = zr.Reset(resp.Body)
+		err = zr.Reset(br)
 	}
 	if err != nil {
-		return false // not gzip after all: passed on as it came, unscored
+		gb.err = err // a broken gzip header: the answer ends here
+		return true
 	}
-	resp.Body = &gzipBody{zr: zr, orig: resp.Body}
+	gb.zr = zr
 	delete(resp.Header, "Content-Encoding")
 	delete(resp.Header, "Content-Length")
 	resp.ContentLength = -1
 	return true
 }
 
-var gzipReaders sync.Pool
+var (
+	gzipReaders sync.Pool
+	gzipBufs    = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
 
-// gzipBody decompresses a site's gzip answer.
+// gzipBody decompresses a site's gzip answer (zr), or passes on one that
+// turned out not to be gzip (br).
 type gzipBody struct {
+	br   *bufio.Reader
 	zr   *gzip.Reader
+	err  error
 	orig io.ReadCloser
 }
 
 func (b *gzipBody) Read(p []byte) (int, error) {
-	if b.zr == nil {
-		return 0, io.EOF
+	switch {
+	case b.err != nil:
+		return 0, b.err
+	case b.zr != nil:
+		return b.zr.Read(p)
+	case b.br != nil:
+		return b.br.Read(p)
 	}
-	return b.zr.Read(p)
+	return 0, io.EOF
 }
 
 func (b *gzipBody) Close() error {
@@ -186,6 +206,12 @@ func (b *gzipBody) Close() error {
 		gzipReaders.Put(b.zr)
 		b.zr = nil
 	}
+	if b.br != nil {
+		b.br.Reset(nil)
+		gzipBufs.Put(b.br)
+		b.br = nil
+	}
+	b.err = io.ErrUnexpectedEOF
 	return b.orig.Close()
 }
 

@@ -342,6 +342,23 @@ func TestContentCompression(t *testing.T) {
 	if !bytes.Equal(raw, gz.Bytes()) || resp.Header.Get("Content-Encoding") != "gzip" {
 		t.Errorf("compressed binary answer changed")
 	}
+	// Labelled gzip but not gzip: passed on whole, as it came.
+	fake := htmlHead + "<p>" + harmful7 + "</p></body></html>"
+	ce.mux.HandleFunc("/fakegz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Encoding", "gzip")
+		_, _ = io.WriteString(w, fake)
+	})
+	req, _ = http.NewRequest(http.MethodGet, ce.url("pages.test", "/fakegz"), nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(raw) != fake {
+		t.Errorf("mislabelled answer changed: %q", raw)
+	}
 	if n := len(ce.contentEvents()); n != 6 { // three dests, br, two gzip pages
 		t.Errorf("%d content events, want 6", n)
 	}
