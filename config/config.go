@@ -138,6 +138,10 @@ type Group struct {
 	// Decrypt is what HTTPS the proxy decrypts for the group once the
 	// school's CA exists: off or blocks (default); see ProxyInspect.
 	Decrypt string `yaml:"decrypt"`
+	// ContentCheck scores the group's pages as they stream (on or off;
+	// default on for students, off for the other groups): see
+	// ProxyContentCheck.
+	ContentCheck string `yaml:"content_check"`
 
 	// Name is the map key, filled in on load.
 	Name string `yaml:"-"`

@@ -125,6 +125,7 @@ func (c *Config) normalize() {
 		}
 	}
 	c.Proxy.Inspect.hosts = newDecryptHosts(c.Proxy.Inspect.NeverDecrypt, c.Proxy.Inspect.SearchHosts)
+	c.Proxy.ContentCheck.hosts = newContentHosts(c.Proxy.ContentCheck.AIHosts, c.Proxy.ContentCheck.Exempt)
 	for name, g := range c.Groups {
 		if g == nil {
 			delete(c.Groups, name)

@@ -25,6 +25,8 @@ type Proxy struct {
 	PAC       ProxyPAC       `yaml:"pac"`
 	Events    ProxyEvents    `yaml:"events"`
 	Inspect   ProxyInspect   `yaml:"inspect"`
+	// ContentCheck: the real-time content check (content.go).
+	ContentCheck ProxyContentCheck `yaml:"content_check"`
 	// Transparent: listeners for traffic the firewall redirects (transparent.go).
 	Transparent ProxyTransparent `yaml:"transparent"`
 	// UpstreamCAFile is a PEM file of extra CAs (the school's intranet CA)
@@ -163,6 +165,8 @@ func defaultProxy() Proxy {
 		BlockPage: ProxyBlockPage{ReportsPerHour: DefaultProxyReportsPerHour},
 		Events:    ProxyEvents{Collapse: Duration(DefaultEventCollapse)},
 		Inspect:   ProxyInspect{LeafCache: DefaultLeafCache},
+
+		ContentCheck: ProxyContentCheck{MaxBytes: DefaultContentMaxBytes},
 
 		Transparent: defaultTransparent(),
 	}

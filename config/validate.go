@@ -108,6 +108,7 @@ func (v *validator) run() {
 	v.blockPage() // blockpage.go
 	v.proxySection()
 	v.inspect()
+	v.contentCheck() // content.go
 	v.transparent()
 	v.adminSection()
 	v.consoleSection() // console.go

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"maps"
 	"os"
 	"slices"
@@ -37,6 +38,10 @@ type WatchlistFile struct {
 type WatchlistTheme struct {
 	Severity  *blocklists.Severity `yaml:"severity"`
 	Threshold int                  `yaml:"threshold"` // 0: the default (10)
+	// ContentReport and ContentBlock are the page thresholds of the
+	// proxy's content check (defaults 30 and 60); -1 turns one off.
+	ContentReport int `yaml:"content_report"`
+	ContentBlock  int `yaml:"content_block"`
 }
 
 // SearchEngine is a search-engine table entry (watchlist.Engine).
@@ -70,6 +75,18 @@ func (c *Config) WatchlistSettings() [watchlist.NumThemes]watchlist.Settings {
 		}
 		if t.Threshold > 0 {
 			s[th].Threshold = t.Threshold
+		}
+		switch {
+		case t.ContentReport > 0:
+			s[th].ContentReport = t.ContentReport
+		case t.ContentReport < 0:
+			s[th].ContentReport = 0
+		}
+		switch {
+		case t.ContentBlock > 0:
+			s[th].ContentBlock = t.ContentBlock
+		case t.ContentBlock < 0:
+			s[th].ContentBlock = 0
 		}
 	}
 	return s
@@ -157,6 +174,15 @@ func (v *validator) watchlists() {
 		}
 		if t := w.Themes[name].Threshold; t < 0 || t > 10_000 {
 			v.errf(joinKey(at, "threshold"), "must be between 1 and 10000 (0 or unset: the default, %d)", watchlist.DefaultThreshold)
+		}
+		th := w.Themes[name]
+		if t := th.ContentReport; t < -1 || t > 10_000 {
+			v.errf(joinKey(at, "content_report"), "must be between 1 and 10000, or -1 for off (0 or unset: the default, %d)", watchlist.DefaultContentReport)
+		}
+		if t := th.ContentBlock; t < -1 || t > 10_000 {
+			v.errf(joinKey(at, "content_block"), "must be between 1 and 10000, or -1 for off (0 or unset: the default, %d)", watchlist.DefaultContentBlock)
+		} else if rep := cmp.Or(th.ContentReport, watchlist.DefaultContentReport); th.ContentBlock != -1 && rep > 0 && cmp.Or(th.ContentBlock, watchlist.DefaultContentBlock) <= rep {
+			v.errf(joinKey(at, "content_block"), "must be higher than content_report (%d): a page is reported before its rest is blocked", rep)
 		}
 	}
 	for i, e := range w.SearchEngines {

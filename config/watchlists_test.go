@@ -47,6 +47,7 @@ func TestWatchlistsSettingsAndEngines(t *testing.T) {
   starter: false
   themes:
     bullying: {severity: high, threshold: 20}
+    drugs: {content_report: 40, content_block: -1}
   search_engines:
     - name: Startpage
       hosts: [startpage.com]
@@ -57,8 +58,11 @@ func TestWatchlistsSettingsAndEngines(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := c.WatchlistSettings()
-	if s[watchlist.Bullying] != (watchlist.Settings{Severity: blocklists.SeverityHigh, Threshold: 20}) {
+	if s[watchlist.Bullying] != (watchlist.Settings{Severity: blocklists.SeverityHigh, Threshold: 20, ContentReport: 30, ContentBlock: 60}) {
 		t.Errorf("bullying: %+v", s[watchlist.Bullying])
+	}
+	if d := s[watchlist.Drugs]; d.ContentReport != 40 || d.ContentBlock != 0 {
+		t.Errorf("drugs: %+v", d)
 	}
 	if s[watchlist.SelfHarm].Severity != blocklists.SeverityCritical || s[watchlist.SelfHarm].Threshold != watchlist.DefaultThreshold {
 		t.Errorf("self-harm: %+v", s[watchlist.SelfHarm])

@@ -87,13 +87,25 @@ func ParseTheme(s string) (Theme, error) {
 type Settings struct {
 	Severity  bl.Severity
 	Threshold int // a score at or above it is reported; at least 1
+	// ContentReport and ContentBlock are the thresholds of the proxy's
+	// content check for a page's text (a page scores higher than a search
+	// term): at ContentReport the page is reported, at ContentBlock the
+	// rest of it is blocked. 0 turns either off.
+	ContentReport int
+	ContentBlock  int
 }
+
+// Default page thresholds of the content check.
+const (
+	DefaultContentReport = 30
+	DefaultContentBlock  = 60
+)
 
 // DefaultSettings returns every theme's default settings.
 func DefaultSettings() [NumThemes]Settings {
 	var s [NumThemes]Settings
 	for i := range s {
-		s[i] = Settings{Severity: themes[i].severity, Threshold: DefaultThreshold}
+		s[i] = Settings{Severity: themes[i].severity, Threshold: DefaultThreshold, ContentReport: DefaultContentReport, ContentBlock: DefaultContentBlock}
 	}
 	return s
 }
@@ -307,6 +319,10 @@ type Scorer struct {
 	seen    []uint32 // entry → gen when counted
 	gen     uint32
 	matches []Match
+
+	stream streamState // a streamed text (stream.go)
+	res    Result
+	fold   []byte
 }
 
 // NewScorer makes a Scorer for w.
@@ -359,8 +375,15 @@ func (s *Scorer) Score(text string) Result {
 		}
 	}
 	r.Matches = s.matches
+	s.best(&r)
+	return r
+}
+
+// best sets r.Best and r.Over from r.Scores.
+func (s *Scorer) best(r *Result) {
+	w := s.w
 	if len(r.Matches) == 0 {
-		return r
+		return
 	}
 	best, bestOver := Theme(0), false
 	for t := Theme(0); t < NumThemes; t++ {
@@ -378,7 +401,6 @@ func (s *Scorer) Score(text string) Result {
 		}
 	}
 	r.Best, r.Over = best, bestOver
-	return r
 }
 
 func (s *Scorer) found(r *Result, p int32) {

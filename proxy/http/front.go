@@ -475,16 +475,17 @@ type frontWriter struct {
 	req     *http.Request
 	h       http.Header
 	status  int
-	wrote   bool   // the status is set
-	sent    bool   // the header is in the write buffer
-	noBody  bool   // HEAD, 1xx, 204, 304
-	chunked bool   // body sent in chunks
-	length  int64  // declared Content-Length, -1 when unknown
-	n       int64  // body bytes written
-	close   bool   // close the connection after this response
-	failed  bool   // a write to the client failed
-	held    []byte // body held back before the header (holdMax)
-	fixed   string // header lines written as they are after the map's (setFixedHeader)
+	wrote   bool    // the status is set
+	sent    bool    // the header is in the write buffer
+	noBody  bool    // HEAD, 1xx, 204, 304
+	chunked bool    // body sent in chunks
+	length  int64   // declared Content-Length, -1 when unknown
+	n       int64   // body bytes written
+	close   bool    // close the connection after this response
+	failed  bool    // a write to the client failed
+	held    []byte  // body held back before the header (holdMax)
+	heldp   *[]byte // held's pooled buffer
+	fixed   string  // header lines written as they are after the map's (setFixedHeader)
 
 	hijacked bool
 	trailers []string
@@ -610,7 +611,8 @@ func (w *frontWriter) Write(p []byte) (int, error) {
 		}
 		if w.canHold() && len(w.held)+len(p) <= holdMax {
 			if w.held == nil {
-				w.held = make([]byte, 0, holdMax)
+				w.heldp = heldBufs.Get().(*[]byte)
+				w.held = (*w.heldp)[:0]
 			}
 			w.held = append(w.held, p...)
 			return len(p), nil
@@ -639,9 +641,17 @@ func (w *frontWriter) sendHeld() error {
 	}
 	b := w.held
 	w.held = nil
-	_, err := w.writeBody(b)
+	_, err := w.writeBody(b) // copied into the connection's buffer
+	if w.heldp != nil {
+		heldBufs.Put(w.heldp)
+		w.heldp = nil
+	}
 	return err
 }
+
+// heldBufs are the hold-back buffers, pooled: a keep-alive connection
+// keeps none between answers.
+var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, holdMax); return &b }}
 
 // writeBody writes p after the header, framed.
 func (w *frontWriter) writeBody(p []byte) (int, error) {

@@ -85,6 +85,7 @@ type reqInfo struct {
 	dec     policy.Decision
 	eng     *policy.Engine // the engine dec came from (its watchlist, search engines, safe search)
 	search  *searchInfo    // search.go; nil unless the host is a search engine's
+	content *contentWriter // content.go; nil unless the answer may be scored
 	method  string
 	url     string
 	conn    *clientConn
@@ -427,13 +428,21 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	r.Header.Add("Via", Via)
 	info.rw = respWriter{ResponseWriter: w, status: http.StatusOK}
 	cw := &info.rw
+	var out http.ResponseWriter = cw
+	cc := s.contentCheck(cw, r, info, cfg) // content.go: nil when the answer is not scored
+	if cc != nil {
+		out = cc
+	}
 	switch {
 	case info.tls:
-		s.forwardTLS(cw, r, info) // decrypt.go
+		s.forwardTLS(out, r, info) // decrypt.go
 	case pooled(r):
-		s.forward(cw, r, info)
+		s.forward(out, r, info)
 	default:
-		s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		s.gp.ServeHTTP(out, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+	}
+	if cc != nil && cc.finish() {
+		return // the rest of the answer was blocked: its event is recorded
 	}
 	if !cfg.Proxy.Events.LogAllowed || info.refused || d.Action == policy.Block { // refused, or blocked by the site's lookup
 		return
@@ -511,6 +520,9 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Re
 		return r
 	}
 	s.prepareResponse(resp, ctx.Req.Method)
+	if info := infoOf(ctx.Req); info != nil {
+		info.content.decode(resp) // content.go: a gzip answer the check reads
+	}
 	return resp
 }
 

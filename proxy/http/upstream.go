@@ -147,8 +147,9 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, info *reqInfo, re
 		_, _ = io.WriteString(w, msg+"\n")
 		return
 	}
+	decoded := info.content.decode(resp) // content.go: a gzip answer the check reads
 	defer resp.Body.Close()
-	stream := s.prepareResponse(resp, r.Method)
+	stream := s.prepareResponse(resp, r.Method) || decoded
 	if info.tls {
 		// net/http's server frames the body itself, and Alt-Svc would
 		// send the browser to HTTP/3 (QUIC), around the proxy.

@@ -1,0 +1,924 @@
+package httpproxy
+
+// The real-time content check: the text of an answer (HTML, plain text,
+// and the JSON or event stream of an AI chat service) is scored against
+// the watchlists while it streams to the client. Nothing is held: each
+// piece the site sends is scanned (visible text only, fed to a streaming
+// Aho-Corasick scorer whose state carries over from piece to piece) and
+// then written on. A page whose score for a theme reaches the theme's
+// content_block threshold gets, instead of the rest of it, the block
+// notice (the block event is durable first); one that ends over
+// content_report is a flag event for the DSL.
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"html/template"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/watchlist"
+)
+
+// contentKind is how an answer's body is read.
+type contentKind uint8
+
+const (
+	kindNone contentKind = iota // not scored
+	kindHTML
+	kindText
+	kindJSON // an AI chat service's JSON or event stream: string values of text fields
+)
+
+// errContentBlocked ends the copy of an answer whose rest was blocked.
+var errContentBlocked = errors.New("the rest of the answer was blocked by the content check")
+
+// contentWriter scores an answer's body on its way to the client. It sits
+// between the forwarders (forward, forwardTLS, goproxy) and the request's
+// respWriter.
+type contentWriter struct {
+	w    *respWriter
+	s    *Server
+	info *reqInfo
+	r    *http.Request
+	cfg  *config.Config
+	wl   *watchlist.Watchlist
+	sc   *watchlist.Scorer
+	ai   bool  // the host is an AI chat service
+	left int64 // bytes still to score (the size cap)
+
+	kind    contentKind
+	started bool // WriteHeader seen
+	blocked bool
+	scored  int64 // bytes scanned
+
+	x textState // the text extractor's state between pieces
+}
+
+var contentWriters = sync.Pool{New: func() any { return new(contentWriter) }}
+
+// contentCheck decides, before a request goes upstream, whether its answer
+// may be scored, and if so returns the writer to answer it through: for
+// groups with content_check on, allowed GET and POST requests that are no
+// upgrade, to hosts that are neither exempt (support services) nor on the
+// never-decrypt list. Whether the answer is read is then up to its
+// Content-Type (WriteHeader). For a page or a frame (Sec-Fetch-Dest
+// document, iframe, frame, or none sent) and an AI chat service's fetches
+// (empty), Accept-Encoding is removed, so the site answers uncompressed;
+// other requests (images, scripts, styles, other sites' fetches) keep
+// gzip only, which decode reads. An answer in another encoding passes
+// unscored, counted as content-unscored. The restricted tier never gets
+// here: its requests are blocked.
+func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg *config.Config) *contentWriter {
+	if info.dec.Restricted || !cfg.ContentCheck(info.dec.Group) ||
+		(r.Method != http.MethodGet && r.Method != http.MethodPost) || isUpgrade(r.Header) {
+		return nil
+	}
+	ai := cfg.AIHost(info.host)
+	if cfg.ContentExempt(info.host) {
+		return nil
+	}
+	wl := s.engineOf(info).Watchlist()
+	if wl == nil || wl.Len() == 0 {
+		return nil
+	}
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "", "document", "iframe", "frame":
+		delete(r.Header, "Accept-Encoding") // identity: the text can be read
+	case "empty": // a script's fetch: an AI chat service's is read
+		if ai {
+			delete(r.Header, "Accept-Encoding")
+			break
+		}
+		fallthrough
+	default:
+		// Images, scripts, styles, other sites' fetches: compression
+		// stays, but only one the proxy can read (a client claiming a
+		// page is an image still has it scored).
+		gzipOnly(r.Header)
+	}
+	c := contentWriters.Get().(*contentWriter)
+	*c = contentWriter{w: w, s: s, info: info, r: r, cfg: cfg, wl: wl, ai: ai, left: cfg.ContentMaxBytes()}
+	info.content = c
+	return c
+}
+
+var hdrGzip = []string{"gzip"}
+
+// gzipOnly keeps gzip as the only encoding a request accepts, if it
+// accepted gzip at all (br, zstd and deflate the proxy does not decode).
+func gzipOnly(h http.Header) {
+	vs, ok := h["Accept-Encoding"]
+	if !ok {
+		return
+	}
+	gz := false
+	for _, v := range vs {
+		for t := range strings.SplitSeq(v, ",") {
+			name, q, _ := strings.Cut(strings.TrimSpace(t), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !strings.Contains(strings.ReplaceAll(q, " ", ""), "q=0") {
+				gz = true
+			}
+		}
+	}
+	if gz {
+		h["Accept-Encoding"] = hdrGzip[:1:1]
+		return
+	}
+	delete(h, "Accept-Encoding")
+}
+
+// decode makes a gzip answer of a scored type readable before its header
+// is relayed: the body is decompressed on its way (a pooled gzip reader)
+// and sent without Content-Encoding and Content-Length. It reports whether
+// it did. A nil check does nothing.
+func (c *contentWriter) decode(resp *http.Response) bool {
+	if c == nil || resp.Body == nil || resp.Body == http.NoBody || c.r.Method == http.MethodHead {
+		return false
+	}
+	ce := resp.Header.Get("Content-Encoding")
+	if !strings.EqualFold(ce, "gzip") && !strings.EqualFold(ce, "x-gzip") {
+		return false
+	}
+	if kindOf(resp.Header.Get("Content-Type"), c.ai) == kindNone {
+		return false
+	}
+	br := gzipBufs.Get().(*bufio.Reader)
+	br.Reset(resp.Body)
+	gb := &gzipBody{br: br, orig: resp.Body}
+	resp.Body = gb
+	if m, err := br.Peek(2); err != nil || m[0] != 0x1f || m[1] != 0x8b {
+		return false // not gzip after all: passed on as it came (through br), unscored
+	}
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(br)
+	} else {
+		err = zr.Reset(br)
+	}
+	if err != nil {
+		gb.err = err // a broken gzip header: the answer ends here
+		return true
+	}
+	gb.zr = zr
+	delete(resp.Header, "Content-Encoding")
+	delete(resp.Header, "Content-Length")
+	resp.ContentLength = -1
+	return true
+}
+
+var (
+	gzipReaders sync.Pool
+	gzipBufs    = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
+
+// gzipBody decompresses a site's gzip answer (zr), or passes on one that
+// turned out not to be gzip (br).
+type gzipBody struct {
+	br   *bufio.Reader
+	zr   *gzip.Reader
+	err  error
+	orig io.ReadCloser
+}
+
+func (b *gzipBody) Read(p []byte) (int, error) {
+	switch {
+	case b.err != nil:
+		return 0, b.err
+	case b.zr != nil:
+		return b.zr.Read(p)
+	case b.br != nil:
+		return b.br.Read(p)
+	}
+	return 0, io.EOF
+}
+
+func (b *gzipBody) Close() error {
+	if b.zr != nil {
+		gzipReaders.Put(b.zr)
+		b.zr = nil
+	}
+	if b.br != nil {
+		b.br.Reset(nil)
+		gzipBufs.Put(b.br)
+		b.br = nil
+	}
+	b.err = io.ErrUnexpectedEOF
+	return b.orig.Close()
+}
+
+func (c *contentWriter) Header() http.Header { return c.w.Header() }
+
+// WriteHeader decides from the answer's header whether its body is
+// scored: HTML (text/html, application/xhtml+xml), text/plain, and for AI
+// chat services JSON (application/json, application/x-ndjson) and event
+// streams. Anything else (images, video, binary, unknown types, and any
+// body with a Content-Encoding) passes untouched. A scored body loses its
+// Content-Length, since the block notice may change its length: it is
+// sent chunked (HTTP/1.1) or framed by HTTP/2.
+func (c *contentWriter) WriteHeader(code int) {
+	if c.started {
+		return
+	}
+	c.started = true
+	h := c.w.Header()
+	if code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified && c.r.Method != http.MethodHead {
+		c.kind = kindOf(h.Get("Content-Type"), c.ai)
+	}
+	if c.kind != kindNone {
+		if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+			c.kind = kindNone // asked for identity, got something else: not read
+			c.s.metrics.requests.WithLabelValues(c.info.source(), "content-unscored").Inc()
+		}
+	}
+	if c.kind != kindNone {
+		delete(h, "Content-Length")
+		c.sc = c.wl.Get()
+		c.sc.Begin()
+	}
+	c.w.WriteHeader(code)
+}
+
+// kindOf reads a Content-Type without allocating.
+func kindOf(ct string, ai bool) contentKind {
+	switch {
+	case hasPrefixFold(ct, "text/html"), hasPrefixFold(ct, "application/xhtml+xml"):
+		return kindHTML
+	case hasPrefixFold(ct, "text/plain"):
+		return kindText
+	case ai && (hasPrefixFold(ct, "application/json") || hasPrefixFold(ct, "text/event-stream") || hasPrefixFold(ct, "application/x-ndjson")):
+		return kindJSON
+	}
+	return kindNone
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// Write scans p (up to the size cap) and writes it on, unless the page
+// reached a block threshold in p: then the block notice is written
+// instead (its event durable first) and errContentBlocked returned.
+func (c *contentWriter) Write(p []byte) (int, error) {
+	if c.blocked {
+		return 0, errContentBlocked
+	}
+	if !c.started {
+		c.WriteHeader(http.StatusOK)
+	}
+	if c.kind == kindNone || c.left <= 0 {
+		return c.w.Write(p)
+	}
+	q := p
+	if int64(len(q)) > c.left {
+		q = q[:c.left]
+	}
+	c.left -= int64(len(q))
+	c.scored += int64(len(q))
+	before := c.x // to close what the client saw, if this piece is not sent
+	c.scan(q)
+	if t, ok := c.over(true); ok {
+		c.block(t, &before)
+		return 0, errContentBlocked
+	}
+	return c.w.Write(p)
+}
+
+// ReadFrom copies a body through a pooled buffer (io.Copy would allocate
+// 32 KiB per answer).
+func (c *contentWriter) ReadFrom(src io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			m, werr := c.Write(buf[:k])
+			n += int64(m)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func (c *contentWriter) Flush() { c.w.Flush() }
+
+func (c *contentWriter) Unwrap() http.ResponseWriter { return c.w }
+
+// over reports the theme whose score reached its block threshold (block)
+// or report threshold (!block), the most severe if several did.
+func (c *contentWriter) over(block bool) (watchlist.Theme, bool) {
+	scores := c.sc.Scores()
+	best, found := watchlist.Theme(0), false
+	for t := watchlist.Theme(0); t < watchlist.NumThemes; t++ {
+		set := c.wl.Settings(t)
+		limit := set.ContentReport
+		if block {
+			limit = set.ContentBlock
+		}
+		if limit <= 0 || scores[t] < limit {
+			continue
+		}
+		if !found || set.Severity > c.wl.Settings(best).Severity ||
+			set.Severity == c.wl.Settings(best).Severity && scores[t] > scores[best] {
+			best, found = t, true
+		}
+	}
+	return best, found
+}
+
+// finish ends the check once the answer has been relayed (or abandoned):
+// a page that ended over a theme's report threshold, unblocked, is a flag
+// event. Unless its search term already was flagged for the same theme
+// (a search results page names what was searched for).
+func (c *contentWriter) finish() (blocked bool) {
+	blocked = c.blocked
+	c.info.content = nil
+	if c.sc != nil {
+		if !c.blocked {
+			c.sc.Result() // the last word ends the text
+			if t, ok := c.over(false); ok {
+				if h := c.info.search; h == nil || h.hit == nil || h.hit.theme != t {
+					_ = c.event(t, "flag")
+				}
+			}
+		}
+		c.wl.Put(c.sc)
+	}
+	*c = contentWriter{}
+	contentWriters.Put(c)
+	return blocked
+}
+
+// event records the content check's event for theme t: a flag (the page
+// went through) or a block (durable before the notice is written).
+func (c *contentWriter) event(t watchlist.Theme, action string) (ref string) {
+	info := c.info
+	info.url = eventURL(c.r.URL)
+	src := info.source()
+	c.s.metrics.requests.WithLabelValues(src, "content-"+action).Inc()
+	ev := c.s.newEvent(info, src, action, c.w.status, c.w.n, "content", "")
+	set := c.wl.Settings(t)
+	ev.Category = t.Category()
+	ev.Severity, ev.Route = set.Severity, bl.RouteDSL
+	ev.List, ev.Entry = "watchlist:"+t.String(), c.phrases(t)
+	ev.Restricted, ev.Bypass, ev.Probe = false, false, false
+	if action == "block" {
+		ev.Ref = newRef()
+	}
+	seq := c.s.events.record(ev)
+	if action == "block" {
+		c.s.events.durable(seq)
+	}
+	return ev.Ref
+}
+
+// phrases lists the entries of theme t found so far ("kill myself, suicide").
+func (c *contentWriter) phrases(t watchlist.Theme) string {
+	r := c.sc.Result()
+	var b strings.Builder
+	for _, m := range r.Matches {
+		if m.Theme != t || m.Weight <= 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		if b.Len() > 400 {
+			b.WriteString("…")
+			break
+		}
+		b.WriteString(m.Phrase)
+	}
+	return b.String()
+}
+
+// block ends the answer with the block notice for theme t: for HTML, what
+// the client's parser has open (a tag, a quoted attribute, a comment, a
+// script or style) is closed as before says, then the notice covers the
+// page; for text, a paragraph saying so. The event is durable first.
+func (c *contentWriter) block(t watchlist.Theme, before *textState) {
+	c.blocked = true
+	ref := c.event(t, "block")
+	cfg := c.cfg
+	nd := noticeData{
+		School: cfg.School.Name, Host: c.info.host, URL: truncate(eventURL(c.r.URL), 200), Title: t.Title(),
+		When: c.s.now().In(cfg.Location()).Format(whenLayout), Who: who(&c.info.dec, c.info.user, c.info.client),
+		Ref: ref, Contact: cfg.Proxy.BlockPage.Contact, Action: reportPath, SelfHarm: t == watchlist.SelfHarm,
+		Category: t.Category(),
+	}
+	nd.Rule = defaultRules[bl.KindInappropriate]
+	if r := cfg.Proxy.BlockPage.Rules[t.Category()]; r != "" {
+		nd.Rule = r
+	}
+	var b strings.Builder
+	if c.kind == kindHTML {
+		nd.Close = template.HTML(before.closer())
+		_ = noticeTmpl.Execute(&b, nd)
+	} else {
+		_ = textNoticeTmpl.Execute(&b, nd)
+	}
+	_, _ = io.WriteString(c.w, b.String())
+	c.w.Flush()
+}
+
+type noticeData struct {
+	Close                                                                     template.HTML
+	School, Host, URL, Title, Rule, When, Who, Ref, Contact, Action, Category string
+	SelfHarm                                                                  bool
+}
+
+// noticeTmpl is the HTML block notice: styled inline (the page's own
+// style sheet is not ours), covering the window, and hiding the rest of
+// the page already shown.
+var noticeTmpl = template.Must(template.New("notice").Parse(`{{.Close}}<div id="gatehouse-block" role="alert" lang="en-GB" style="all:initial;display:block;position:fixed;top:0;left:0;right:0;bottom:0;z-index:2147483647;overflow:auto;background:#f3f4f6;color:#111;font:1.1rem/1.5 system-ui,-apple-system,'Segoe UI',Arial,sans-serif">
+<div style="max-width:38rem;margin:0 auto;padding:1.5rem 1rem">
+<p style="font-weight:600;color:#1f3a5f;margin:0">{{.School}}</p>
+<h1 style="font-size:1.6rem;margin:.2rem 0 1rem">The rest of this page is blocked</h1>
+<p>The school's web filter stopped the rest of this page on <strong>{{.Host}}</strong> because it contains content about <strong>{{.Title}}</strong>.</p>
+<p>{{.Rule}}</p>
+{{if .SelfHarm}}<p>If you are finding things hard, talk to a member of staff you trust, or call Childline free on 0800 1111.</p>
+{{end}}<p>Address: {{.URL}}<br>Time: {{.When}}<br>Computer or user: {{.Who}}<br>Reference: <strong>{{.Ref}}</strong></p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="ref" value="{{.Ref}}"><input type="hidden" name="url" value="{{.URL}}"><input type="hidden" name="category" value="{{.Category}}">
+<label for="gatehouse-why" style="display:block;font-weight:600">Is this a mistake? Say why you need this page:</label>
+<textarea id="gatehouse-why" name="why" maxlength="1000" required style="width:100%;min-height:5rem"></textarea>
+<button type="submit">Report a mistake</button>
+</form>
+{{if .Contact}}<p>For help, contact {{.Contact}}.</p>{{end}}
+</div></div><style>body *{visibility:hidden!important}#gatehouse-block,#gatehouse-block *{visibility:visible!important}</style>
+`))
+
+// textNoticeTmpl ends a blocked plain-text or JSON answer (an AI app shows
+// it as an error or a cut-off answer).
+var textNoticeTmpl = template.Must(template.New("text").Parse(`
+
+[{{.School}}'s web filter blocked the rest of this answer from {{.Host}}: it contains content about {{.Title}}. Reference {{.Ref}}.{{if .Contact}} For help, contact {{.Contact}}.{{end}}]
+`))
+
+// scan feeds the visible text of p to the scorer.
+func (c *contentWriter) scan(p []byte) {
+	switch c.kind {
+	case kindHTML:
+		c.x.html(c.sc, p)
+	case kindJSON:
+		c.x.json(c.sc, p)
+	default:
+		c.sc.Feed(p)
+	}
+}
+
+// textState is the text extractor's state between pieces of a body: a
+// few bytes, no copy of the page. HTML: text is scored; tags, attribute
+// values, comments and script and style contents are not; the common
+// character references are decoded; a tag breaks words unless it is an
+// inline one (b, i, span, a, …), so "sui<b>cide</b>" is one word. JSON:
+// the string values of text fields (content, text, delta, parts, …) are
+// scored, joined as they stream.
+type textState struct {
+	st    uint8
+	quote byte     // the open attribute quote
+	end   bool     // the tag is an end tag
+	name  [10]byte // tag name, lower case (truncated)
+	nlen  uint8
+	raw   uint8    // script/style: bytes of "</script" matched so far
+	rawOf uint8    // 1 script, 2 style
+	dash  uint8    // comment: dashes seen before '>'
+	ent   [10]byte // an unfinished character reference
+	elen  uint8
+	// JSON
+	esc    uint8 // 0 none; 1 after '\\'; 2..5 reading \uXXXX digits
+	uni    rune
+	key    [12]byte
+	klen   uint8
+	inKey  bool
+	depth  uint8
+	objs   uint64 // bit d set: depth d is an object
+	colon  bool   // a ':' since the last key: the next string is a value
+	textOK bool   // the current value belongs to a text field
+}
+
+// HTML tokenizer states.
+const (
+	hData uint8 = iota
+	hEntity
+	hTagOpen    // after '<'
+	hTagName    // reading the name
+	hTag        // inside a tag, after its name
+	hAttrQuote  // inside a quoted attribute value
+	hMarkup     // after "<!"
+	hComment    // inside <!-- -->
+	hBogus      // <!DOCTYPE …>, <?xml …?>: up to '>'
+	hRaw        // script or style contents
+	hMarkupDash // after "<!-"
+)
+
+// JSON states.
+const (
+	jOut uint8 = iota
+	jString
+)
+
+var rawEnds = [3]string{"", "</script", "</style"}
+
+func (x *textState) html(sc *watchlist.Scorer, p []byte) {
+	start := -1 // start of the current run of text in p
+	flush := func(i int) {
+		if start >= 0 {
+			sc.Feed(p[start:i])
+			start = -1
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		switch x.st {
+		case hData:
+			if b != '<' && b != '&' {
+				// Skip the run of text to the next '<' or '&' at once.
+				if start < 0 {
+					start = i
+				}
+				j := bytes.IndexByte(p[i:], '<')
+				if j < 0 {
+					j = len(p) - i
+				}
+				if k := bytes.IndexByte(p[i:i+j], '&'); k >= 0 {
+					j = k
+				}
+				i += j - 1
+				continue
+			}
+			switch b {
+			case '<':
+				flush(i)
+				x.st = hTagOpen
+			case '&':
+				flush(i)
+				x.st, x.elen = hEntity, 0
+			default:
+				if start < 0 {
+					start = i
+				}
+			}
+		case hEntity:
+			if b == ';' || int(x.elen) == len(x.ent) || !(isAlnum(b) || b == '#') {
+				x.entity(sc)
+				x.st = hData
+				if b != ';' {
+					i-- // not part of the reference: read it again as text
+				}
+				continue
+			}
+			x.ent[x.elen] = b
+			x.elen++
+		case hTagOpen:
+			switch {
+			case b == '!':
+				x.st = hMarkup
+			case b == '/':
+				x.st, x.end, x.nlen = hTagName, true, 0
+			case b == '?':
+				x.st = hBogus
+			case isAlpha(b):
+				x.st, x.end, x.nlen = hTagName, false, 0
+				x.name[0], x.nlen = b|0x20, 1
+			default: // a lone '<' is text
+				sc.Break()
+				x.st = hData
+				i--
+			}
+		case hTagName:
+			switch {
+			case b == '>':
+				x.tagEnd(sc)
+			case b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\f' || b == '/':
+				x.st = hTag
+			default:
+				if int(x.nlen) < len(x.name) {
+					x.name[x.nlen] = b | 0x20
+				}
+				if x.nlen < 255 {
+					x.nlen++
+				}
+			}
+		case hTag:
+			switch b {
+			case '>':
+				x.tagEnd(sc)
+			case '"', '\'':
+				x.st, x.quote = hAttrQuote, b
+			}
+		case hAttrQuote:
+			j := bytes.IndexByte(p[i:], x.quote)
+			if j < 0 {
+				i = len(p)
+				continue
+			}
+			i += j
+			x.st = hTag
+		case hMarkup:
+			if b == '-' {
+				x.st = hMarkupDash
+			} else {
+				x.st = hBogus
+				i--
+			}
+		case hMarkupDash:
+			if b == '-' {
+				x.st, x.dash = hComment, 0
+			} else {
+				x.st = hBogus
+				i--
+			}
+		case hComment:
+			switch {
+			case b == '-':
+				x.dash++
+			case b == '>' && x.dash >= 2:
+				x.st = hData
+				sc.Break()
+			default:
+				x.dash = 0
+			}
+		case hBogus:
+			if b == '>' {
+				x.st = hData
+				sc.Break()
+			}
+		case hRaw:
+			if x.raw == 0 && b != '<' {
+				j := bytes.IndexByte(p[i:], '<')
+				if j < 0 {
+					i = len(p)
+					continue
+				}
+				i += j
+				b = '<'
+			}
+			end := rawEnds[x.rawOf]
+			switch {
+			case lower(b) == end[x.raw]:
+				x.raw++
+				if int(x.raw) == len(end) {
+					x.st, x.end, x.nlen = hTag, true, 0 // the rest of the end tag
+				}
+			case b == '<':
+				x.raw = 1
+			default:
+				x.raw = 0
+			}
+		}
+	}
+	flush(len(p))
+}
+
+// tagEnd is the '>' of a tag.
+func (x *textState) tagEnd(sc *watchlist.Scorer) {
+	x.st = hData
+	n := x.name[:min(int(x.nlen), len(x.name))]
+	if int(x.nlen) > len(x.name) {
+		n = nil
+	}
+	if !x.end {
+		switch string(n) { // no allocation: the compiler compares in place
+		case "script":
+			x.st, x.rawOf, x.raw = hRaw, 1, 0
+		case "style":
+			x.st, x.rawOf, x.raw = hRaw, 2, 0
+		}
+	}
+	if !inlineTag(n) {
+		sc.Break()
+	}
+	x.nlen = 0
+}
+
+// inlineTag reports whether a tag leaves a word whole.
+func inlineTag(n []byte) bool {
+	switch string(n) {
+	case "a", "b", "i", "u", "s", "em", "strong", "span", "small", "sub", "sup", "mark", "font", "abbr", "code", "q", "cite", "del", "ins", "wbr", "bdi", "bdo", "kbd", "samp", "var", "tt", "big":
+		return true
+	}
+	return false
+}
+
+// entity decodes the character reference in x.ent (without & and ;).
+func (x *textState) entity(sc *watchlist.Scorer) {
+	e := x.ent[:x.elen]
+	x.elen = 0
+	if len(e) > 1 && e[0] == '#' {
+		var r rune
+		hex := e[1] == 'x' || e[1] == 'X'
+		digits := e[1:]
+		if hex {
+			digits = e[2:]
+		}
+		for _, d := range digits {
+			v := rune(-1)
+			switch {
+			case d >= '0' && d <= '9':
+				v = rune(d - '0')
+			case hex && d|0x20 >= 'a' && d|0x20 <= 'f':
+				v = rune(d|0x20-'a') + 10
+			}
+			if v < 0 || r > utf8.MaxRune {
+				sc.Break()
+				return
+			}
+			if hex {
+				r = r*16 + v
+			} else {
+				r = r*10 + v
+			}
+		}
+		var b [utf8.UTFMax]byte
+		n := utf8.EncodeRune(b[:], r)
+		sc.Feed(b[:n])
+		return
+	}
+	var b [1]byte
+	switch string(e) {
+	case "amp":
+		b[0] = '&'
+	case "apos", "rsquo", "lsquo":
+		return // an apostrophe: dropped, as the normaliser drops it
+	case "shy", "zwj", "zwnj":
+		return // invisible: the word goes on
+	default: // lt, gt, quot, nbsp and the rest: a word break
+		sc.Break()
+		return
+	}
+	sc.Feed(b[:])
+}
+
+// closer is what closes whatever the client's HTML parser has open at
+// this state, so that the notice after it is read as markup.
+func (x *textState) closer() string {
+	switch x.st {
+	case hAttrQuote:
+		if x.quote == '\'' {
+			return "'>"
+		}
+		return `">`
+	case hTagName, hTag, hBogus:
+		return ">"
+	case hComment, hMarkup, hMarkupDash:
+		return "-->"
+	case hRaw:
+		return rawEnds[x.rawOf] + ">"
+	}
+	return ""
+}
+
+// textKeys are the JSON fields whose string values carry the words of an
+// AI chat (OpenAI's content, Anthropic's text and delta, Gemini's text,
+// ChatGPT's parts and v, …).
+func textKey(k []byte) bool {
+	switch string(k) {
+	case "content", "text", "delta", "parts", "message", "response", "answer", "completion", "output", "prompt", "v", "query":
+		return true
+	}
+	return false
+}
+
+// json feeds the string values of text fields in p.
+func (x *textState) json(sc *watchlist.Scorer, p []byte) {
+	start := -1
+	flush := func(i int) {
+		if start >= 0 {
+			sc.Feed(p[start:i])
+			start = -1
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		if x.st == jOut {
+			switch b {
+			case '{':
+				if x.depth < 63 {
+					x.depth++
+					x.objs |= 1 << x.depth
+				}
+				x.colon = false
+			case '[':
+				if x.depth < 63 {
+					x.depth++
+					x.objs &^= 1 << x.depth
+				}
+			case '}', ']':
+				if x.depth > 0 {
+					x.depth--
+				}
+				x.colon = false
+			case ',':
+				if x.objs&(1<<x.depth) != 0 {
+					x.colon = false
+				}
+			case ':':
+				x.colon = true
+			case '"':
+				x.st, x.esc = jString, 0
+				x.inKey = x.objs&(1<<x.depth) != 0 && !x.colon
+				if x.inKey {
+					x.klen = 0
+				} else {
+					x.textOK = textKey(x.key[:min(int(x.klen), len(x.key))]) && int(x.klen) <= len(x.key)
+				}
+			}
+			continue
+		}
+		// In a string.
+		if x.esc == 1 {
+			x.esc = 0
+			switch b {
+			case 'u':
+				x.esc, x.uni = 2, 0
+			case 'n', 't', 'r', 'b', 'f':
+				if x.textOK && !x.inKey {
+					sc.Break()
+				}
+			default: // \" \\ \/
+				if x.textOK && !x.inKey {
+					sc.Feed(p[i : i+1])
+				}
+			}
+			start = -1
+			continue
+		}
+		if x.esc >= 2 {
+			v := rune(-1)
+			switch {
+			case b >= '0' && b <= '9':
+				v = rune(b - '0')
+			case b|0x20 >= 'a' && b|0x20 <= 'f':
+				v = rune(b|0x20-'a') + 10
+			}
+			if v < 0 {
+				x.esc = 0
+				i--
+				continue
+			}
+			x.uni = x.uni*16 + v
+			if x.esc++; x.esc == 6 {
+				x.esc = 0
+				if x.textOK && !x.inKey {
+					var u [utf8.UTFMax]byte
+					n := utf8.EncodeRune(u[:], x.uni)
+					sc.Feed(u[:n])
+				}
+			}
+			continue
+		}
+		switch b {
+		case '\\':
+			flush(i)
+			x.esc = 1
+		case '"':
+			flush(i)
+			x.st = jOut
+			if x.inKey {
+				x.colon = false
+			}
+		default:
+			switch {
+			case x.inKey:
+				if int(x.klen) < len(x.key) {
+					x.key[x.klen] = b
+				}
+				if x.klen < 255 {
+					x.klen++
+				}
+			case x.textOK && start < 0:
+				start = i
+			}
+		}
+	}
+	if x.st == jString && !x.inKey && x.textOK {
+		flush(len(p))
+	}
+}
+
+func isAlpha(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
+func isAlnum(b byte) bool { return isAlpha(b) || b >= '0' && b <= '9' }
+func lower(b byte) byte {
+	if b >= 'A' && b <= 'Z' {
+		return b | 0x20
+	}
+	return b
+}
