@@ -234,8 +234,14 @@ func TestReloadNeverFailsOpen(t *testing.T) {
 	if dnsAsked.Load() == 0 || webAsked.Load() == 0 {
 		t.Errorf("a front door never answered: %d DNS, %d proxy", dnsAsked.Load(), webAsked.Load())
 	}
-	if ok := testutil.ToFloat64(s.reloads.WithLabelValues("ok")); ok != rounds {
-		t.Errorf("%v reloads applied, want %d", ok, rounds)
+	// The server's own config watcher may apply a file the test wrote as
+	// well (a busy machine lets it see one before the test's reload): at
+	// least every one of the test's reloads applied, none failed.
+	if ok := testutil.ToFloat64(s.reloads.WithLabelValues("ok")); ok < rounds {
+		t.Errorf("%v reloads applied, want at least %d", ok, rounds)
+	}
+	if bad := testutil.ToFloat64(s.reloads.WithLabelValues("rejected")); bad != 0 {
+		t.Errorf("%v reloads rejected", bad)
 	}
 	for _, f := range failures {
 		t.Error(f)
