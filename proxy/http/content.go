@@ -382,11 +382,11 @@ func (c *contentWriter) event(t watchlist.Theme, action string) (ref string) {
 	if action == "block" {
 		ev.Ref = newRef()
 	}
-	seq := c.s.events.record(ev)
+	seq, stored := c.s.events.recordRef(ev) // a collapsed repeat: the first event's reference
 	if action == "block" {
 		c.s.events.durable(seq)
 	}
-	return ev.Ref
+	return stored
 }
 
 // phrases lists the entries of theme t found so far ("kill myself, suicide").
