@@ -694,3 +694,18 @@ func FuzzContentText(f *testing.F) {
 }
 
 func watchlistDefault() (*watchlist.Watchlist, error) { return watchlist.Default() }
+
+// TestContentRepeatQuotesFirstReference: a repeat of a content block within
+// the collapse window is stored as the first event's count, so its notice
+// quotes the first event's reference, the one IT can find.
+func TestContentRepeatQuotesFirstReference(t *testing.T) {
+	ce := newContentEnv(t, "")
+	ce.page("/bad", "text/html; charset=utf-8", htmlHead, "<p>"+harmful7+"</p>", "</div></body></html>")
+	c := ce.client("", "", "")
+	_, first := get(t, c, ce.url("pages.test", "/bad"))
+	_, again := get(t, c, ce.url("pages.test", "/bad"))
+	evs := ce.contentEvents()
+	if len(evs) == 0 || evs[0].Ref == "" || !strings.Contains(first, evs[0].Ref) || !strings.Contains(again, evs[0].Ref) {
+		t.Fatalf("stored %+v; the pages must quote its reference", evs)
+	}
+}
