@@ -65,6 +65,8 @@ func TestWhoText(t *testing.T) {
 		{Incident{Device: "LIB-LAPTOP-12", Client: "10.0.0.5", Group: "students"},
 			"device LIB-LAPTOP-12 (only the device is known, not who used it), 10.0.0.5, group students"},
 		{Incident{Client: "10.0.0.5"}, "10.0.0.5 (only the address is known)"},
+		{Incident{Device: "Laptop-12", Client: "203.0.113.9", Group: "students", IDSource: SourceDeviceToken},
+			"device Laptop-12 (a school device off-site, through its own DNS link; not who used it), 203.0.113.9, group students"},
 	} {
 		if got := tc.i.whoText(); got != tc.want {
 			t.Errorf("whoText = %q, want %q", got, tc.want)

@@ -286,6 +286,8 @@ func (i *Incident) whoText() string {
 	switch {
 	case s != "" && i.Device != "":
 		s += " on " + i.Device
+	case s == "" && i.Device != "" && i.IDSource == SourceDeviceToken:
+		s = "device " + i.Device + " (a school device off-site, through its own DNS link; not who used it)"
 	case s == "" && i.Device != "":
 		s = "device " + i.Device + " (only the device is known, not who used it)"
 	case s == "" && i.Client != "":
@@ -327,8 +329,14 @@ func personText(user, display, year, class string) string {
 }
 
 // sourceText is an identity source in plain words.
+// SourceDeviceToken is the identity source of events from an enrolled
+// school device off-site (DoH/DoT with its device token).
+const SourceDeviceToken = "device token"
+
 func sourceText(src string) string {
 	switch src {
+	case SourceDeviceToken:
+		return "the school device's own DNS link (off-site)"
 	case "login":
 		return "proxy login"
 	case "radius":

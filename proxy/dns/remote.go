@@ -18,11 +18,12 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gatehouse-filter/gatehouse/devices"
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // IDSourceToken is the identity source of events from an enrolled device
 // off-site (Event.IDSource).
-const IDSourceToken = "device token"
+const IDSourceToken = reports.SourceDeviceToken
 
 // Off-site listeners for enrolled school devices (Options.Remote):
 //
