@@ -111,3 +111,17 @@ func TestIdentityExported(t *testing.T) {
 		t.Fatalf("incidents CSV:\n%s", csv.String())
 	}
 }
+
+// TestContentSample: an incident's sample for a page the real-time
+// content check flagged or blocked says what the page held, not only its
+// address.
+func TestContentSample(t *testing.T) {
+	ev := Event{Reason: "content", Entry: "kill myself, want to die", URL: "https://forum.example/t/1", Category: "self-harm"}
+	if got, want := sampleOf(&ev), "read a page with “kill myself, want to die” (https://forum.example/t/1)"; got != want {
+		t.Fatalf("sample %q, want %q", got, want)
+	}
+	ev.Entry = strings.Repeat("phrase, ", 20)
+	if got := sampleOf(&ev); !strings.Contains(got, "…”") || len(got) > 160 {
+		t.Fatalf("long phrase list not shortened: %q", got)
+	}
+}

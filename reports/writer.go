@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 )
@@ -1108,10 +1109,24 @@ func sampleOf(ev *Event) string {
 	switch {
 	case ev.SearchTerm != "":
 		return searchedFor(ev.SearchTerm, ev.SearchEngine)
+	case ev.Reason == "content" && ev.Entry != "" && ev.URL != "":
+		// The real-time content check: the phrases it found (Entry).
+		return "read a page with “" + shorten(ev.Entry, 80) + "” (" + ev.URL + ")"
 	case ev.URL != "":
 		return ev.URL
 	}
 	return ev.Name
+}
+
+// shorten cuts s to at most n bytes at a rune boundary, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func b2i(b bool) int {
