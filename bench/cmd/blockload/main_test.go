@@ -36,7 +36,7 @@ func TestRunCountsOnly403s(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	pu, _ := url.Parse(srv.URL)
-	cfg := config{proxy: pu, clients: 3, duration: time.Minute, perConn: 20}
+	cfg := config{proxy: pu, clients: 3, duration: time.Minute, perConn: 20, status: http.StatusForbidden}
 
 	cfg.target = "http://blocked.test/x"
 	r := run(cfg)
