@@ -130,7 +130,7 @@ for t in "$@"; do  # up, decrypting with the school's CA and the leaf cached
 done
 sleep 2
 declare -A IDLE ROWS PEAK
-for t in "$@"; do IDLE[$t]=$(rss_mib "${PID[$t]}"); PEAK[$t]=0; for m in $MODES; do ROWS[$t.$m]=; done; done
+for t in "$@"; do IDLE[$t]=$(rss_mib "${PID[$t]}"); for m in $MODES; do ROWS[$t.$m]=; PEAK[$t.$m]=0; done; done
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "URL $URL; $C clients, ${RUNS} rounds of ${DUR}s; modes $MODES; load average before: $load0" >&2
 for r in $(seq 1 "$RUNS"); do
@@ -145,7 +145,7 @@ for r in $(seq 1 "$RUNS"); do
       c1=$(cpu_ticks "$p"); wait $sp || true
       conns=$(sed -n 's/.* \([0-9]*\) connections opened.*/\1/p' "$OUT/stderr-$t")
       rss=$({ grep -v '^$' "$OUT/rss-$t" || true; } | sort -n | tail -1)
-      [ "${rss:-0}" -gt "${PEAK[$t]}" ] && PEAK[$t]=$rss
+      [ "${rss:-0}" -gt "${PEAK[$t.$m]}" ] && PEAK[$t.$m]=$rss
       IFS=, read -r _ _ rps p50 p99 errs body <<<"$line"
       cpu=$(echo "scale=1; ($c1 - $c0) * 10000 / ($rps * $DUR + 1)" | bc)
       echo "round $r $m $t: $rps req/s, p50 $p50 ms, p99 $p99 ms, $errs errors, $conns connections, ${rss} MiB, $cpu µs CPU/req" >&2
@@ -162,7 +162,7 @@ CSV=/tmp/gatehouse-https-$(date -u +%Y%m%d-%H%M%S).csv
     for t in "$@"; do
       best=$(printf '%s' "${ROWS[$t.$m]}" | sort -t, -k1 -n | sed -n "$(( (RUNS + 1) / 2 ))p")
       IFS=, read -r rps p50 p99 errs body conns cpu <<<"$best"
-      echo "$t,$m,$rps,$p50,$p99,$errs,$body,$conns,${IDLE[$t]},${PEAK[$t]},$cpu"
+      echo "$t,$m,$rps,$p50,$p99,$errs,$body,$conns,${IDLE[$t]},${PEAK[$t.$m]},$cpu"
     done
   done
 } | tee "$CSV"
