@@ -81,7 +81,6 @@ func run(cfg config) result {
 				},
 				MaxIdleConnsPerHost: 1,
 				DisableCompression:  true,
-				DisableKeepAlives:   cfg.newConn,
 				TLSClientConfig:     &tls.Config{RootCAs: cfg.roots},
 			}
 			defer tr.CloseIdleConnections()
@@ -96,6 +95,12 @@ func run(cfg config) result {
 					continue
 				}
 				mine = append(mine, time.Since(t))
+				if cfg.newConn {
+					// Closed by the client after the answer, as a browser
+					// drops a connection: no "Connection: close" in the
+					// request, which a proxy could pass on upstream.
+					tr.CloseIdleConnections()
+				}
 			}
 			mu.Lock()
 			res.lat = append(res.lat, mine...)

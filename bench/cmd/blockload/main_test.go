@@ -65,7 +65,11 @@ func TestRunCountsOnly403s(t *testing.T) {
 // tunnel; with -newconn every request opens its own; without the CA every
 // request fails certificate verification.
 func TestRunHTTPSThroughConnect(t *testing.T) {
-	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	var closeAsked atomic.Int32
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Close {
+			closeAsked.Add(1) // a browser dropping a connection does not ask
+		}
 		_, _ = w.Write([]byte("page"))
 	}))
 	defer origin.Close()
@@ -105,6 +109,9 @@ func TestRunHTTPSThroughConnect(t *testing.T) {
 	cfg.newConn = true
 	if r := run(cfg); r.blocked != 10 || r.errors != 0 || r.dials != 10 || tunnels.Load() != 10 {
 		t.Errorf("new connections: %d counted, %d errors, %d dials, %d tunnels", r.blocked, r.errors, r.dials, tunnels.Load())
+	}
+	if n := closeAsked.Load(); n != 0 {
+		t.Errorf("%d requests carried Connection: close; want none", n)
 	}
 	cfg.roots = nil
 	if r := run(cfg); r.blocked != 0 || r.errors != 10 {
