@@ -14,7 +14,9 @@
 #              GET after GET over it);
 #   newconn:   every request on a new connection (CONNECT + TLS handshake with
 #              a leaf the proxy already holds: one warm-up request per proxy
-#              before the rounds mints it).
+#              before the rounds mints it). The client closes the connection
+#              after the answer, as a browser does, without sending
+#              "Connection: close".
 # Runs alternate between targets and modes (RUNS rounds of DUR seconds), so
 # a busy machine weighs on all alike; each row is the median-rps run, RSS is
 # the largest once-a-second sample under load, CPU is the proxy process's
