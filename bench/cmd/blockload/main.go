@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,7 +35,10 @@ type config struct {
 	target   string // the blocked URL
 	clients  int
 	duration time.Duration
-	perConn  int // stop each client after this many requests (0: run for duration)
+	perConn  int            // stop each client after this many requests (0: run for duration)
+	status   int            // the answer that counts (403: blocked)
+	newConn  bool           // a new connection (and CONNECT + TLS for https) per request
+	roots    *x509.CertPool // trusted for https URLs (nil: the system's)
 }
 
 // result is what a run measured.
@@ -76,6 +81,7 @@ func run(cfg config) result {
 				},
 				MaxIdleConnsPerHost: 1,
 				DisableCompression:  true,
+				TLSClientConfig:     &tls.Config{RootCAs: cfg.roots},
 			}
 			defer tr.CloseIdleConnections()
 			cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -83,12 +89,18 @@ func run(cfg config) result {
 			bad := 0
 			for n := 0; (cfg.perConn == 0 || n < cfg.perConn) && time.Now().Before(deadline); n++ {
 				t := time.Now()
-				err := get(cl, cfg.target, &bodySize)
+				err := get(cl, cfg.target, cfg.status, &bodySize)
 				if err != nil {
 					bad++
 					continue
 				}
 				mine = append(mine, time.Since(t))
+				if cfg.newConn {
+					// Closed by the client after the answer, as a browser
+					// drops a connection: no "Connection: close" in the
+					// request, which a proxy could pass on upstream.
+					tr.CloseIdleConnections()
+				}
 			}
 			mu.Lock()
 			res.lat = append(res.lat, mine...)
@@ -108,10 +120,10 @@ func run(cfg config) result {
 	return res
 }
 
-var errNotBlocked = errors.New("not a 403")
+var errNotBlocked = errors.New("not the expected status")
 
-// get asks for u once; only a 403 whose body arrived whole is a success.
-func get(cl *http.Client, u string, size *atomic.Int64) error {
+// get asks for u once; only a want answer whose body arrived whole is a success.
+func get(cl *http.Client, u string, want int, size *atomic.Int64) error {
 	resp, err := cl.Get(u)
 	if err != nil {
 		return err
@@ -121,7 +133,7 @@ func get(cl *http.Client, u string, size *atomic.Int64) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusForbidden {
+	if resp.StatusCode != want {
 		return fmt.Errorf("%w: %d", errNotBlocked, resp.StatusCode)
 	}
 	size.Store(n)
@@ -135,15 +147,33 @@ func main() {
 	conc := flag.Int("c", 50, "concurrent clients, one keep-alive connection each")
 	dur := flag.Duration("duration", 15*time.Second, "how long to run")
 	perConn := flag.Int("n", 0, "stop each client after this many requests (0: run for -duration)")
+	status := flag.Int("status", http.StatusForbidden, "the answer that counts (200 for a page the proxy passes)")
+	newConn := flag.Bool("newconn", false, "open a new connection for every request (no keep-alive)")
+	caFile := flag.String("cafile", "", "PEM CAs trusted for https URLs (e.g. the proxy's decrypting CA) instead of the system's")
+	mode := flag.String("mode", "blocked-keepalive", "label for the CSV line's mode field")
 	flag.Parse()
+	var roots *x509.CertPool
+	if *caFile != "" {
+		b, err := os.ReadFile(*caFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "blockload:", err)
+			os.Exit(2)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(b) {
+			fmt.Fprintf(os.Stderr, "blockload: %s: no PEM certificate\n", *caFile)
+			os.Exit(2)
+		}
+	}
 	pu, err := url.Parse(*proxy)
 	if err != nil || pu.Host == "" || *target == "" || *conc < 1 {
 		fmt.Fprintln(os.Stderr, "blockload: need -proxy http://host:port, -url and -c ≥ 1")
 		os.Exit(2)
 	}
-	r := run(config{proxy: pu, target: *target, clients: *conc, duration: *dur, perConn: *perConn})
-	fmt.Fprintf(os.Stderr, "blockload %s: %d blocked, %d errors, %d connections opened, %d-byte block answer\n",
-		*name, r.blocked, r.errors, r.dials, r.bodySize)
-	fmt.Printf("blocked-keepalive,%s,%.0f,%.2f,%.2f,%d,%d\n", *name, float64(r.blocked)/r.elapsed.Seconds(),
+	r := run(config{proxy: pu, target: *target, clients: *conc, duration: *dur, perConn: *perConn,
+		status: *status, newConn: *newConn, roots: roots})
+	fmt.Fprintf(os.Stderr, "blockload %s: %d counted (status %d), %d errors, %d connections opened, %d-byte answer\n",
+		*name, r.blocked, *status, r.errors, r.dials, r.bodySize)
+	fmt.Printf("%s,%s,%.0f,%.2f,%.2f,%d,%d\n", *mode, *name, float64(r.blocked)/r.elapsed.Seconds(),
 		r.pct(0.5), r.pct(0.99), r.errors, r.bodySize)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -36,7 +38,7 @@ func TestRunCountsOnly403s(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	pu, _ := url.Parse(srv.URL)
-	cfg := config{proxy: pu, clients: 3, duration: time.Minute, perConn: 20}
+	cfg := config{proxy: pu, clients: 3, duration: time.Minute, perConn: 20, status: http.StatusForbidden}
 
 	cfg.target = "http://blocked.test/x"
 	r := run(cfg)
@@ -55,5 +57,64 @@ func TestRunCountsOnly403s(t *testing.T) {
 	cfg.target = "http://blocked.test/close"
 	if r := run(cfg); r.blocked != 60 || r.dials != 60 {
 		t.Errorf("closing proxy: %d blocked, %d dials; want 60 and 60", r.blocked, r.dials)
+	}
+}
+
+// TestRunHTTPSThroughConnect drives an https URL through a loopback CONNECT
+// proxy: with the origin's CA trusted, 200s count and each client keeps its
+// tunnel; with -newconn every request opens its own; without the CA every
+// request fails certificate verification.
+func TestRunHTTPSThroughConnect(t *testing.T) {
+	var closeAsked atomic.Int32
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Close {
+			closeAsked.Add(1) // a browser dropping a connection does not ask
+		}
+		_, _ = w.Write([]byte("page"))
+	}))
+	defer origin.Close()
+	var tunnels atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect || r.Host != origin.Listener.Addr().String() {
+			http.Error(w, "only CONNECT to the origin", http.StatusForbidden)
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		tunnels.Add(1)
+		w.WriteHeader(http.StatusOK)
+		c, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		go func() { _, _ = io.Copy(up, buf); up.Close() }()
+		_, _ = io.Copy(c, up)
+		c.Close()
+	}))
+	defer proxy.Close()
+	pu, _ := url.Parse(proxy.URL)
+	roots := x509.NewCertPool()
+	roots.AddCert(origin.Certificate())
+	cfg := config{proxy: pu, target: origin.URL + "/", clients: 2, duration: time.Minute, perConn: 5,
+		status: http.StatusOK, roots: roots}
+
+	if r := run(cfg); r.blocked != 10 || r.errors != 0 || r.dials != 2 || tunnels.Load() != 2 || r.bodySize != 4 {
+		t.Errorf("keep-alive: %d counted, %d errors, %d dials, %d tunnels, body %d", r.blocked, r.errors, r.dials, tunnels.Load(), r.bodySize)
+	}
+	tunnels.Store(0)
+	cfg.newConn = true
+	if r := run(cfg); r.blocked != 10 || r.errors != 0 || r.dials != 10 || tunnels.Load() != 10 {
+		t.Errorf("new connections: %d counted, %d errors, %d dials, %d tunnels", r.blocked, r.errors, r.dials, tunnels.Load())
+	}
+	if n := closeAsked.Load(); n != 0 {
+		t.Errorf("%d requests carried Connection: close; want none", n)
+	}
+	cfg.roots = nil
+	if r := run(cfg); r.blocked != 0 || r.errors != 10 {
+		t.Errorf("untrusted origin: %d counted, %d errors; want 0 and 10", r.blocked, r.errors)
 	}
 }
