@@ -296,7 +296,12 @@ func (s *Server) forwardTLS(w http.ResponseWriter, r *http.Request, info *reqInf
 		r.Body = http.NoBody
 	}
 	tr := s.tlsTransport(info.rewrite)
-	resp, err := tr.RoundTrip(r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+	out := r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+	// A client's "Connection: close" is about its own connection to the
+	// proxy: the connection to the site stays for the next request (else
+	// every such request paid a new TLS handshake to the site).
+	out.Close = false
+	resp, err := tr.RoundTrip(out)
 	if err != nil && isCertError(err) {
 		s.badCertificate(w, r, info, err)
 		return

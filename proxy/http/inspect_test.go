@@ -497,3 +497,24 @@ func TestDecryptedSearchTermsAndSafeSearch(t *testing.T) {
 		t.Fatalf("flag event %+v", ev)
 	}
 }
+
+// TestDecryptedCloseKeepsSiteConnection: a client that closes its
+// connection after each request ("Connection: close") does not make the
+// proxy open a new connection, and TLS handshake, to the site each time:
+// the site's connection is dialled once (the name resolved once).
+func TestDecryptedCloseKeepsSiteConnection(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.setDecrypt(config.DecryptAll)
+	c := ie.httpsClient(ie.school, false)
+	c.Transport.(*http.Transport).DisableKeepAlives = true // sends Connection: close
+	before := ie.res.count("news.test")
+	for i := range 3 {
+		resp, _ := get(t, c, ie.url("news.test", fmt.Sprintf("/close-%d", i)))
+		if resp.StatusCode != 200 || issuer(resp) != "Test Academy web filter CA" {
+			t.Fatalf("request %d: %d, certificate from %q", i, resp.StatusCode, issuer(resp))
+		}
+	}
+	if n := ie.res.count("news.test") - before; n != 1 {
+		t.Fatalf("the site was dialled %d times for 3 requests, want once", n)
+	}
+}
