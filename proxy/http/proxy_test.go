@@ -593,3 +593,27 @@ func TestLoopAndURLCredentials(t *testing.T) {
 		t.Errorf("credentials kept: event URL %q", ev.URL)
 	}
 }
+
+// TestClientCloseKeepsSiteConnection: a client that closes its connection
+// after each request ("Connection: close") still gets its answers, its
+// own connection is closed each time, and the proxy's pooled connection
+// to the site is kept for the next request instead of redialled.
+func TestClientCloseKeepsSiteConnection(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.client("", "", "")
+	c.Transport.(*http.Transport).DisableKeepAlives = true // sends Connection: close
+	for i := 0; i < 3; i++ {
+		resp, err := c.Get(e.originURL("site.test", "/small"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 1024 || !resp.Close {
+			t.Fatalf("status %d, %d bytes, close %v", resp.StatusCode, len(b), resp.Close)
+		}
+	}
+	if n := e.originNC.Load(); n != 1 {
+		t.Errorf("origin saw %d connections for 3 requests, want 1 (the proxy's pool kept it)", n)
+	}
+}

@@ -114,7 +114,15 @@ func (u *upstream) roundTrip(req *http.Request, info *reqInfo) (*http.Response, 
 // its per-request context, log formatting and header copies.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, info *reqInfo) {
 	r.RequestURI = ""
-	resp, err := s.up.roundTrip(r, info)
+	out := r
+	if r.Close {
+		// "Connection: close" is about the client's connection to the
+		// proxy: the pooled connection to the site stays for the next
+		// request (a copy, so the front still closes the client's).
+		out = r.WithContext(r.Context())
+		out.Close = false
+	}
+	resp, err := s.up.roundTrip(out, info)
 	s.relay(w, r, info, resp, err)
 }
 
