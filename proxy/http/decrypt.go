@@ -76,24 +76,7 @@ func (p ConnectPlan) String() string {
 // Transparent mode calls it for port 443 with the host from the SNI.
 func (s *Server) decideConnect(info *reqInfo, addr netip.Addr, eng *policy.Engine, cfg *config.Config) (plan ConnectPlan, reason string) {
 	d := &info.dec
-	pc := cfg.Proxy.Connect
-	if d.Action != policy.Block {
-		if addr.IsValid() && !inPrefixes(pc.IPNetworks, addr) {
-			reason = "ip-literal"
-			if d.Matched != 0 { // on an IP list the group does not block
-				d.Category, d.HasCategory = worstOf(eng, d.Matched), true
-			}
-		} else if !portAllowed(pc.Ports, info.port) {
-			reason = "port"
-		}
-		if reason != "" {
-			d.Action, d.Bypass = policy.Block, true
-			d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
-			if d.HasCategory {
-				d.Severity, d.Route = eng.Severity(d.Category), eng.Route(d.Category)
-			}
-		}
-	}
+	reason = s.tunnelRules(info, addr, false, eng, cfg)
 	pinned := s.term != nil && s.pins.held(info.client, info.host, s.now())
 	if d.Action == policy.Block {
 		if s.term == nil || reason == "port" || pinned || cfg.NeverDecrypt(info.host) {

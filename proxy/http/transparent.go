@@ -454,11 +454,13 @@ func (s *Server) refuseNameless(cc *clientConn, info *reqInfo, reason string) {
 	tlsAlert(cc, alertAccessDenied)
 }
 
-// tunnelRules applies the rules of a CONNECT (server.go's connect) to a
-// transparent connection's decision: a bare address outside
-// proxy.connect.ip_networks and a port outside proxy.connect.ports are
-// bypass attempts (bareOK: a nameless connection no_sni let through goes
-// to its bare address). It returns the reason, if one applied.
+// tunnelRules applies the tunnel rules to an allowed decision, for a
+// CONNECT (decideConnect) and a transparent connection alike: a bare
+// address outside proxy.connect.ip_networks and a port outside
+// proxy.connect.ports are bypass attempts (bareOK: a nameless connection
+// no_sni let through goes to its bare address). On an IP list the group
+// does not block, the address's category is the block's. It returns the
+// reason, if one applied.
 func (s *Server) tunnelRules(info *reqInfo, addr netip.Addr, bareOK bool, eng *policy.Engine, cfg *config.Config) string {
 	d := &info.dec
 	if d.Action == policy.Block {
