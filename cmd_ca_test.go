@@ -200,7 +200,9 @@ groups:
 			},
 		}
 		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + name + "/some/page")
+		req, _ := http.NewRequest("GET", "https://"+name+"/some/page", nil)
+		req.Header.Set("Accept", browserAccept) // a page load: the block page, not its one-line form
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
 		if err != nil {
 			return nil, "", err
 		}

@@ -22,6 +22,10 @@ import (
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
+// browserAccept is Chromium's Accept for a page load: requests with it get
+// the block page (one line of text otherwise).
+const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer

@@ -219,7 +219,9 @@ groups:
 	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
 
-	resp, err := hc.Get("http://www.games.example/maths-puzzles")
+	req, _ := http.NewRequest("GET", "http://www.games.example/maths-puzzles", nil)
+	req.Header.Set("Accept", browserAccept)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,9 +75,17 @@ groups:
 		}
 	}
 	search("how do we freeze them out")
-	if code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--csv"); code != 0 ||
-		!strings.Contains(out, "how to kil mys3lf") || !strings.Contains(out, "how do we freeze them out") || !strings.Contains(out, "bullying") {
-		t.Fatalf("events: %d\n%s\n%s", code, out, errs)
+	// A flag's answer does not wait for its event: the writer stores it
+	// a moment later.
+	for i := 0; ; i++ {
+		code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--csv")
+		if code == 0 && strings.Contains(out, "how to kil mys3lf") && strings.Contains(out, "how do we freeze them out") && strings.Contains(out, "bullying") {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("events: %d\n%s\n%s", code, out, errs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	inc, err := s.reports.Store.Incidents(reports.Filter{Since: time.Now().Add(-time.Hour)})
 	if err != nil || len(inc) != 2 {

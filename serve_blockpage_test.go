@@ -63,6 +63,7 @@ groups:
 			LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
 		req, _ := http.NewRequest("GET", "http://"+net.JoinHostPort(a.A.String(), strconv.Itoa(port))+"/some/page", nil)
 		req.Host = "www.porn.example"
+		req.Header.Set("Accept", browserAccept)
 		if len(host) > 0 {
 			req.Host = host[0]
 		}

@@ -57,7 +57,7 @@ groups:
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /page HTTP/1.1\r\nHost: www.porn.example\r\n\r\n")
+	fmt.Fprintf(c, "GET /page HTTP/1.1\r\nHost: www.porn.example\r\nAccept: %s\r\n\r\n", browserAccept)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ groups:
 	}
 	defer tc.Close()
 	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(tc, "GET /secure HTTP/1.1\r\nHost: www.porn.example\r\n\r\n")
+	fmt.Fprintf(tc, "GET /secure HTTP/1.1\r\nHost: www.porn.example\r\nAccept: %s\r\n\r\n", browserAccept)
 	resp, err = http.ReadResponse(bufio.NewReader(tc), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -22,13 +22,18 @@
 # (bench/cmd/barepage) is bare-list answering with a copy of Gatehouse's
 # block page and its header fields: the same bytes on the wire, and
 # nothing else; it needs the gatehouse target too (its page is copied).
+# ACCEPT sets the clients' Accept header: empty (the default) sends none,
+# as a tool retrying or an image or script from a page would, and
+# Gatehouse answers with its one line of text; ACCEPT=page sends
+# Chromium's for a page load, which gets the block page (compare it with
+# bare-page).
 set -euo pipefail
 [ $# -gt 0 ] || set -- gatehouse bare-list squid-list
 cd "$(dirname "$0")/.."
 BIN=${BIN:-/tmp/gatehouse-peers/bin}
 DATA=${DATA:-/tmp/gatehouse-peers/data}
 OUT=${OUT:-/tmp/gatehouse-block-bench}
-C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3}
+C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3} ACCEPT=${ACCEPT:-}
 # Ports apart from http_bench.sh's, so both can run on one machine.
 GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140 PAGE_PORT=3138
 mkdir -p "$OUT"
@@ -124,7 +129,7 @@ for t in "${names[@]}"; do  # a listening port is not a loaded list: wait for a 
   done
   [ -n "$ok" ] || { echo "$t never answered 403 for $URL" >&2; exit 1; }
   if [[ $t == gatehouse && " ${names[*]} " == *" bare-page "* ]]; then
-    curl -s -x "http://127.0.0.1:$GH_PORT" "$URL" -o "$OUT/page.html"
+    curl -s -x "http://127.0.0.1:$GH_PORT" -H "Accept: text/html" "$URL" -o "$OUT/page.html"
     "$OUT/barepage" -addr 127.0.0.1:$PAGE_PORT -list "$DATA/blocklist-1m.txt.gz" -page "$OUT/page.html" & PID[bare-page]=$!
     PIDS+=("${PID[bare-page]}")
   fi
@@ -139,7 +144,7 @@ for r in $(seq 1 "$RUNS"); do
     p=${PID[$t]}
     ( for _ in $(seq 1 "$DUR"); do sleep 1; rss_mib "$p"; echo; done ) >"$OUT/rss-$t" & sp=$!
     c0=$(cpu_ticks "$p")
-    line=$("$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" 2>"$OUT/stderr-$t")
+    line=$("$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" -accept "$ACCEPT" 2>"$OUT/stderr-$t")
     c1=$(cpu_ticks "$p"); wait $sp || true
     conns=$(sed -n 's/.* \([0-9]*\) connections opened.*/\1/p' "$OUT/stderr-$t")
     rss=$({ grep -v '^$' "$OUT/rss-$t" || true; } | sort -n | tail -1)

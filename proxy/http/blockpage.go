@@ -206,27 +206,82 @@ func truncate(s string, n int) string {
 // With proto set, the block's event is recorded first and the page goes
 // only once the event is durable (eventRef), so a block the pupil saw is
 // never lost to a crash.
-func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Config, displayURL, proto string) (int, string) {
+//
+// A request that is not a page load (wantsPage: an image, script or
+// fetch from a page, or a tool such as curl) gets one line of plain text
+// with the same reference instead: nobody sees an HTML page there, and a
+// page full of blocked ad hosts or a tool retrying costs ~100 bytes a
+// request rather than ~2.4 KB.
+func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config, displayURL, proto string) (int, string) {
 	d := &info.dec
-	lays := s.layouts(cfg)
-	lay := lays.get(cfg, d)
 	ref := newRef()
 	bp := pageBufs.Get().(*[]byte)
-	b := lay.render((*bp)[:0], &pageFields{
-		host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
-	})
+	page := wantsPage(r)
+	var b []byte
+	if page {
+		lays := s.layouts(cfg)
+		b = lays.get(cfg, d).render((*bp)[:0], &pageFields{
+			host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
+		})
+	} else {
+		b = appendConnectBlock((*bp)[:0], info.host, cfg.School.Name, connectWhy(d, ""), ref)
+	}
 	if proto != "" {
 		if first := s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref); first != ref {
 			replaceRef(b, ref, first) // a repeat quotes the stored event's reference
 			ref = first
 		}
 	}
-	n := sendPage(w, http.StatusForbidden, b, ref)
+	var n int
+	if page {
+		n = sendPage(w, http.StatusForbidden, b, ref)
+	} else {
+		n = sendText(w, http.StatusForbidden, b, ref)
+	}
 	if cap(b) <= 64<<10 {
 		*bp = b
 		pageBufs.Put(bp)
 	}
 	return n, ref
+}
+
+// wantsPage tells whether r is a page load that a person will see (a
+// browser's navigation: Sec-Fetch-Dest document or a frame, or, from a
+// browser that does not send Sec-Fetch-*, an Accept naming HTML). An
+// image, script, style sheet or fetch from a page, and a tool that asks
+// for anything (curl's "*/*", no Accept at all) get plain text. nil: a
+// page.
+func wantsPage(r *http.Request) bool {
+	if r == nil {
+		return true
+	}
+	if v := r.Header["Sec-Fetch-Dest"]; len(v) > 0 {
+		switch strings.ToLower(strings.TrimSpace(v[0])) {
+		case "document", "iframe", "frame", "embed", "object":
+			return true
+		}
+		return false
+	}
+	if v := r.Header["Sec-Fetch-Mode"]; len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), "navigate") {
+		return true
+	}
+	for _, a := range r.Header["Accept"] {
+		if containsFold(a, "text/html") || containsFold(a, "application/xhtml+xml") {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII sub, in
+// any case, without allocating.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // writePage renders pd with the template (messages and tests; block pages
@@ -312,19 +367,25 @@ func (s *Server) refuseConnect(w http.ResponseWriter, info *reqInfo, school, why
 		replaceRef(b, ref, first) // a repeat quotes the stored event's reference
 		ref = first
 	}
+	sendText(w, http.StatusForbidden, b, ref)
+	*bp = b
+	pageBufs.Put(bp)
+}
+
+// sendText writes a plain-text answer with the block page's reference.
+func sendText(w http.ResponseWriter, status int, body []byte, ref string) int {
 	h := w.Header()
 	if fw, ok := w.(*frontWriter); !ok || !fw.setFixedHeader(textHeaderLines) {
 		h["Content-Type"] = hdrText[:1:1]
 		h["Via"] = hdrVia[:1:1]
 	}
 	vals := make([]string, 2)
-	vals[0], vals[1] = strconv.Itoa(len(b)), ref
+	vals[0], vals[1] = strconv.Itoa(len(body)), ref
 	h["Content-Length"] = vals[0:1:1]
 	h["X-Gatehouse-Ref"] = vals[1:2:2]
-	w.WriteHeader(http.StatusForbidden)
-	_, _ = w.Write(b)
-	*bp = b
-	pageBufs.Put(bp)
+	w.WriteHeader(status)
+	n, _ := w.Write(body)
+	return n
 }
 
 // replaceRef writes ref in place of every occurrence of old in page (both
@@ -582,7 +643,7 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil { // the HTTPS block-page listener
 		scheme = "https://"
 	}
-	s.blockPage(w, info, cfg, scheme+host+r.URL.RequestURI(), "") // the DNS resolver recorded it
+	s.blockPage(w, r, info, cfg, scheme+host+r.URL.RequestURI(), "") // the DNS resolver recorded it
 }
 
 // pac serves the proxy auto-config file.

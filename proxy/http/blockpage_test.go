@@ -86,7 +86,7 @@ func TestBlockedKeepAlive(t *testing.T) {
 	r := e.raw(t)
 	blocked := e.originURL("adult.test", "/x?y=1")
 	for i := 0; i < 3; i++ {
-		r.send("GET " + blocked + " HTTP/1.1\r\nHost: adult.test\r\n\r\n")
+		r.send("GET " + blocked + " HTTP/1.1\r\nHost: adult.test\r\nAccept: " + browserAccept + "\r\n\r\n")
 		resp, body := r.read(http.MethodGet)
 		if resp.StatusCode != http.StatusForbidden || resp.Close || resp.ContentLength != int64(len(body)) {
 			t.Fatalf("block %d: status %d, close %v, length %d for %d bytes", i, resp.StatusCode, resp.Close, resp.ContentLength, len(body))
@@ -152,32 +152,97 @@ func (w *discardWriter) WriteHeader(c int)           { w.code = c }
 func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
 
 // TestBlockedRequestAllocs bounds the garbage of answering a repeated
-// blocked request (decision, page, event): the template and its
-// reflection took about 120 allocations.
+// blocked request (decision, answer, event): the template and its
+// reflection took about 120 allocations. A page load gets the page; a
+// request that is not one (no Accept naming HTML) gets one line of text.
 func TestBlockedRequestAllocs(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(
-		"GET " + e.originURL("adult.test", "/x") + " HTTP/1.1\r\nHost: adult.test\r\n\r\n")))
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name, accept string
+		min, max     int // bytes of the answer
+	}{
+		{"page", "Accept: " + browserAccept + "\r\n", 1000, 4000},
+		{"text", "", 40, 200},
+		{"image", "Accept: image/avif,image/webp,*/*\r\nSec-Fetch-Dest: image\r\n", 40, 200},
+	} {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(
+			"GET " + e.originURL("adult.test", "/x") + " HTTP/1.1\r\nHost: adult.test\r\n" + tc.accept + "\r\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.RemoteAddr = "127.0.0.1:40000"
+		w := &discardWriter{h: http.Header{}}
+		serve := func() {
+			clear(w.h)
+			w.n = 0
+			e.s.ServeHTTP(w, req)
+		}
+		serve()
+		if w.code != http.StatusForbidden || w.n < tc.min || w.n > tc.max {
+			t.Fatalf("%s: status %d, %d bytes, want %d to %d", tc.name, w.code, w.n, tc.min, tc.max)
+		}
+		// reqInfo, host, URL, reference, header values: a handful.
+		if n := testing.AllocsPerRun(200, serve); n > 12 {
+			t.Errorf("%s: a repeated blocked request allocates %.0f times, want at most 12", tc.name, n)
+		}
+		if testing.Verbose() {
+			t.Logf("%s: %.0f allocations; answer %d bytes", tc.name, testing.AllocsPerRun(200, serve), w.n)
+		}
 	}
-	req.RemoteAddr = "127.0.0.1:40000"
-	w := &discardWriter{h: http.Header{}}
-	serve := func() {
-		clear(w.h)
-		w.n = 0
-		e.s.ServeHTTP(w, req)
-	}
-	serve()
-	if w.code != http.StatusForbidden || w.n < 1000 {
-		t.Fatalf("status %d, %d bytes", w.code, w.n)
-	}
-	// reqInfo, host, URL, reference, header values: a handful.
-	if n := testing.AllocsPerRun(200, serve); n > 12 {
-		t.Errorf("a repeated blocked request allocates %.0f times, want at most 12", n)
-	}
-	if testing.Verbose() {
-		t.Logf("%.0f allocations; page %d bytes", testing.AllocsPerRun(200, serve), w.n)
+}
+
+// TestBlockAnswerForm: a browser's page load gets the block page; an
+// image, script or fetch from a page, and a tool asking for anything,
+// get one line of text with the same reference, category and school.
+// Both are blocks with their event.
+func TestBlockAnswerForm(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		page    bool
+	}{
+		{"chromium page load", map[string]string{"Accept": browserAccept, "Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate"}, true},
+		{"frame", map[string]string{"Accept": browserAccept, "Sec-Fetch-Dest": "iframe"}, true},
+		{"browser without Sec-Fetch", map[string]string{"Accept": "TEXT/HTML,*/*"}, true},
+		{"navigate only", map[string]string{"Sec-Fetch-Mode": "navigate"}, true},
+		{"image", map[string]string{"Accept": "image/avif,image/webp,*/*;q=0.8", "Sec-Fetch-Dest": "image"}, false},
+		{"script with HTML in Accept", map[string]string{"Accept": "text/html", "Sec-Fetch-Dest": "script"}, false},
+		{"fetch", map[string]string{"Accept": "*/*", "Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors"}, false},
+		{"curl", map[string]string{"Accept": "*/*"}, false},
+		{"no Accept", nil, false},
+	} {
+		// A path of its own: repeats of one URL are collapsed into the first event.
+		req, _ := http.NewRequest("GET", e.originURL("adult.test", "/"+strings.ReplaceAll(tc.name, " ", "-")), nil)
+		for k, v := range tc.headers {
+			req.Header.Set(k, v)
+		}
+		c := e.client("", "", "").Transport.(browser).Transport // sends the headers as they are
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body, ref := string(b), resp.Header.Get("X-Gatehouse-Ref")
+		if resp.StatusCode != http.StatusForbidden || ref == "" || !strings.Contains(body, ref) || resp.ContentLength != int64(len(b)) {
+			t.Fatalf("%s: %d, ref %q, %d of %d bytes\n%s", tc.name, resp.StatusCode, ref, len(b), resp.ContentLength, body)
+		}
+		ct := resp.Header.Get("Content-Type")
+		if tc.page {
+			if ct != "text/html; charset=utf-8" || !strings.Contains(body, "<h1>This site is blocked</h1>") || !strings.Contains(body, "Report a mistake") {
+				t.Errorf("%s: want the page, got %s\n%s", tc.name, ct, body)
+			}
+		} else {
+			want := "403 Forbidden: adult.test is blocked by Test Academy's web filter (pornography). Reference " + ref + ".\n"
+			if ct != "text/plain; charset=utf-8" || body != want {
+				t.Errorf("%s: got %s %q, want %q", tc.name, ct, body, want)
+			}
+		}
+		ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Ref == ref })
+		if ev.Action != "block" || ev.Bytes != int64(len(b)) {
+			t.Errorf("%s: event %+v", tc.name, ev)
+		}
 	}
 }
 

@@ -233,7 +233,7 @@ func (s *Server) serveDecrypted(w http.ResponseWriter, r *http.Request) {
 	r.URL.Scheme, r.URL.Host = "https", hostport
 	if dc.info.dec.Action == policy.Block {
 		info.url = eventURL(r.URL)
-		s.blockPage(w, &info, s.o.Config(), info.url, "connect") // the event is durable before the page goes
+		s.blockPage(w, r, &info, s.o.Config(), info.url, "connect") // the event is durable before the page goes
 		return
 	}
 	if !sameHost(r.Host, info.host, info.port) {

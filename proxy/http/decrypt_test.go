@@ -48,7 +48,7 @@ func (e *env) httpsClient(roots *x509.CertPool, h2 bool) *http.Client {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	e.t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	return &http.Client{Transport: browser{tr}, Timeout: 5 * time.Second}
 }
 
 func TestDecryptBlockPageHTTP2AndHTTP1(t *testing.T) {

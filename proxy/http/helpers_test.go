@@ -360,7 +360,22 @@ func (e *env) client(src, user, pass string) *http.Client {
 		TLSClientConfig: e.tlsOrig.Client().Transport.(*http.Transport).TLSClientConfig.Clone(),
 	}
 	e.t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	return &http.Client{Transport: browser{tr}, Timeout: 5 * time.Second}
+}
+
+// browser sends requests as a browser's page loads: with an Accept that
+// names HTML, so that blocks answer with the block page (wantsPage).
+type browser struct{ *http.Transport }
+
+// browserAccept is Chromium's Accept for a page load.
+const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
+func (b browser) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Accept") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Accept", browserAccept)
+	}
+	return b.Transport.RoundTrip(r)
 }
 
 func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {

@@ -65,6 +65,7 @@ func TestDNSBlockPageUsesIdentity(t *testing.T) {
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
 	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/play", nil)
 	req.Host = "games.test" // blocked for students, not for staff (127.0.0.2's network)
+	req.Header.Set("Accept", browserAccept)
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

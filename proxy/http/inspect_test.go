@@ -506,7 +506,7 @@ func TestDecryptedCloseKeepsSiteConnection(t *testing.T) {
 	ie := newInspectEnv(t, "")
 	ie.setDecrypt(config.DecryptAll)
 	c := ie.httpsClient(ie.school, false)
-	c.Transport.(*http.Transport).DisableKeepAlives = true // sends Connection: close
+	c.Transport.(browser).DisableKeepAlives = true // sends Connection: close
 	before := ie.res.count("news.test")
 	for i := range 3 {
 		resp, _ := get(t, c, ie.url("news.test", fmt.Sprintf("/close-%d", i)))

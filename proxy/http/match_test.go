@@ -21,7 +21,7 @@ func (e *env) rawRequest(method, target, host string) (int, string) {
 	e.t.Helper()
 	c := e.dial("")
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, target, host)
+	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, target, host, browserAccept)
 	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, target, err)

@@ -459,6 +459,7 @@ func TestAdminPages(t *testing.T) {
 	// The DNS resolver's block-page address: Host is the blocked site.
 	req, _ := http.NewRequest("GET", base+"/videos", nil)
 	req.Host = "adult.test"
+	req.Header.Set("Accept", browserAccept)
 	r2, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -601,7 +602,7 @@ func TestLoopAndURLCredentials(t *testing.T) {
 func TestClientCloseKeepsSiteConnection(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.client("", "", "")
-	c.Transport.(*http.Transport).DisableKeepAlives = true // sends Connection: close
+	c.Transport.(browser).DisableKeepAlives = true // sends Connection: close
 	for i := 0; i < 3; i++ {
 		resp, err := c.Get(e.originURL("site.test", "/small"))
 		if err != nil {

@@ -367,7 +367,7 @@ func (s *Server) lookupBlocked(w http.ResponseWriter, req *http.Request, info *r
 	info.takeBlock(be)
 	info.url = eventURL(req.URL)
 	s.metrics.httpBlock.Inc()
-	s.blockPage(w, info, s.o.Config(), info.url, info.source())
+	s.blockPage(w, req, info, s.o.Config(), info.url, info.source())
 }
 
 // pageWriter collects a block page for goproxy, which wants a Response.
@@ -415,7 +415,7 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
 		info.url = eventURL(r.URL)
-		s.blockPage(w, info, cfg, info.url, src) // the event is durable before the page goes
+		s.blockPage(w, r, info, cfg, info.url, src) // the event is durable before the page goes
 		return
 	case policy.Rewrite:
 		info.rewrite = d.Rewrite

@@ -93,7 +93,7 @@ func (te *tpEnv) redirected(addr, src string, roots *x509.CertPool) *http.Client
 		ForceAttemptHTTP2: true,
 	}
 	te.t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	return &http.Client{Transport: browser{tr}, Timeout: 5 * time.Second}
 }
 
 func TestTransparentHTTP(t *testing.T) {
@@ -304,8 +304,8 @@ func TestTransparentTLSBlockedWithCA(t *testing.T) {
 	for _, h2 := range []bool{true, false} {
 		c := te.redirected(te.tlsAddr, "", pool)
 		if !h2 {
-			c.Transport.(*http.Transport).ForceAttemptHTTP2 = false
-			c.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			c.Transport.(browser).ForceAttemptHTTP2 = false
+			c.Transport.(browser).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
 		path := fmt.Sprintf("/page-h2-%v", h2)
 		resp, body := get(t, c, "https://adult.test"+path)

@@ -39,6 +39,7 @@ type config struct {
 	status   int            // the answer that counts (403: blocked)
 	newConn  bool           // a new connection (and CONNECT + TLS for https) per request
 	roots    *x509.CertPool // trusted for https URLs (nil: the system's)
+	accept   string         // the requests' Accept header ("": none, as a tool's retry loop sends)
 }
 
 // result is what a run measured.
@@ -89,7 +90,7 @@ func run(cfg config) result {
 			bad := 0
 			for n := 0; (cfg.perConn == 0 || n < cfg.perConn) && time.Now().Before(deadline); n++ {
 				t := time.Now()
-				err := get(cl, cfg.target, cfg.status, &bodySize)
+				err := get(cl, cfg.target, cfg.accept, cfg.status, &bodySize)
 				if err != nil {
 					bad++
 					continue
@@ -123,8 +124,15 @@ func run(cfg config) result {
 var errNotBlocked = errors.New("not the expected status")
 
 // get asks for u once; only a want answer whose body arrived whole is a success.
-func get(cl *http.Client, u string, want int, size *atomic.Int64) error {
-	resp, err := cl.Get(u)
+func get(cl *http.Client, u, accept string, want int, size *atomic.Int64) error {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := cl.Do(req)
 	if err != nil {
 		return err
 	}
@@ -151,6 +159,7 @@ func main() {
 	newConn := flag.Bool("newconn", false, "open a new connection for every request (no keep-alive)")
 	caFile := flag.String("cafile", "", "PEM CAs trusted for https URLs (e.g. the proxy's decrypting CA) instead of the system's")
 	mode := flag.String("mode", "blocked-keepalive", "label for the CSV line's mode field")
+	accept := flag.String("accept", "", `the requests' Accept header: "" (none, as a tool retrying), "page" (Chromium's for a page load) or any value`)
 	flag.Parse()
 	var roots *x509.CertPool
 	if *caFile != "" {
@@ -171,9 +180,17 @@ func main() {
 		os.Exit(2)
 	}
 	r := run(config{proxy: pu, target: *target, clients: *conc, duration: *dur, perConn: *perConn,
-		status: *status, newConn: *newConn, roots: roots})
+		status: *status, newConn: *newConn, roots: roots, accept: acceptHeader(*accept)})
 	fmt.Fprintf(os.Stderr, "blockload %s: %d counted (status %d), %d errors, %d connections opened, %d-byte answer\n",
 		*name, r.blocked, *status, r.errors, r.dials, r.bodySize)
 	fmt.Printf("%s,%s,%.0f,%.2f,%.2f,%d,%d\n", *mode, *name, float64(r.blocked)/r.elapsed.Seconds(),
 		r.pct(0.5), r.pct(0.99), r.errors, r.bodySize)
+}
+
+// acceptHeader turns -accept into the header's value.
+func acceptHeader(v string) string {
+	if v == "page" {
+		return "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+	}
+	return v
 }
