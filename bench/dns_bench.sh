@@ -63,6 +63,12 @@ if [ "$1" = tail ]; then
   # shellcheck source=/dev/null
   source "$HARNESS/lib.sh"
   BURST=${BURST:-60} ROUNDS=${ROUNDS:-4} ROUND=${ROUND:-10} QPS=${QPS_P99:-10000}
+  hist() { curl -s "http://127.0.0.1:${ADMIN_PORT:-19153}/metrics" | grep -E '^gatehouse_dns_udp_(wait|answer)_seconds_bucket' >"$1" || true; }
+  p99() {  # p99 bucket bound of gatehouse_dns_udp_$1_seconds between m0 and m1
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_udp_$1_seconds" 'index($1, h) == 1 {
+      le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $4 - $2 }
+      END { tot = c[n]; for (i = 1; i <= n; i++) if (c[i] >= 0.99 * tot) { printf "≤ %s s", b[i]; exit } }'
+  }
   $RTP "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
   wait_dns "$UP_PORT"
   for t in ${TAIL_TARGETS:-limit custom}; do
@@ -83,9 +89,13 @@ if [ "$1" = tail ]; then
     burst=$($RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
     echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
+      [ $t = limit ] || hist "$OUT/m0"
       $RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
         awk '$1 == ">" {print $NF * 1000}' | sort -n |
         awk -v t="$t" -v r="$r" '{a[NR]=$1} END {if (NR) printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR}'
+      # Inside Gatehouse over the same round: waiting in the socket, and
+      # read to answer (the histograms' p99 bucket bounds).
+      [ $t = limit ] || { hist "$OUT/m1"; echo "  inside: $(p99 wait) in the socket, $(p99 answer) read to answer (p99 bucket)"; }
     done
     echo "$t rss after: $(rss_mib $tpid) MiB"
     kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true; sleep 1

@@ -22,6 +22,8 @@ type metrics struct {
 	upstreamBusy  prometheus.Counter
 	panics        prometheus.Counter
 	remoteRefused *prometheus.CounterVec
+	udpWait       prometheus.Histogram // kernel receipt of a datagram → a worker read it
+	udpAnswer     prometheus.Histogram // read → answer written (not held for its event)
 
 	// The queries counters by label values, so that counting a query is a
 	// map lookup without the vector's label hashing and lock. Copied on
@@ -29,6 +31,9 @@ type metrics struct {
 	queryMu  sync.Mutex
 	queryCtr atomic.Pointer[map[queryLabels]prometheus.Counter]
 }
+
+// latencyBuckets are the UDP latency histograms' buckets, 25 µs to 100 ms.
+var latencyBuckets = []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3}
 
 type queryLabels struct{ qtype, result, group string }
 
@@ -66,6 +71,12 @@ func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
 		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_misses_total", Help: "Queries the cache could not answer."}),
 		cacheStale:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_stale_served_total", Help: "Expired answers served because upstreams failed (RFC 8767)."}),
 		prefetches:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_cache_prefetches_total", Help: "Popular names refreshed before expiry."}),
+		udpWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_dns_udp_wait_seconds",
+			Help:    "How long a UDP query waited in the socket before a worker read it (from the kernel's receive time).",
+			Buckets: latencyBuckets}),
+		udpAnswer: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_dns_udp_answer_seconds",
+			Help:    "How long a UDP query took from being read to its answer being written (upstream waits included; answers held for their event's commit not).",
+			Buckets: latencyBuckets}),
 		upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "gatehouse_dns_upstream_duration_seconds",
 			Help: "Upstream exchange latency.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"upstream"}),
 		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_upstream_errors_total",
@@ -83,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
 			Help: "Off-site DoH/DoT requests refused, by listener and reason (token: unknown, revoked or malformed; ratelimited; bad: not a DNS request)."}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
+		reg.MustRegister(m.udpWait, m.udpAnswer, m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
 			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited, m.upstreamBusy, m.panics, m.remoteRefused,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_cache_entries", Help: "Answers in the cache."},
 				func() float64 { return float64(cacheLen()) }))

@@ -47,6 +47,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) (l *udpListener, ok bool) {
 		}
 		l.pktinfo = true
 	}
+	enableTimestamp(conn)
 	for range 2 * runtime.GOMAXPROCS(0) {
 		l.spawn()
 	}
@@ -70,10 +71,7 @@ func (l *udpListener) worker() {
 	defer l.wg.Done()
 	defer l.workers.Add(-1)
 	buf := make([]byte, EDNSSize)
-	var oob []byte
-	if l.pktinfo {
-		oob = make([]byte, pktinfoSpace)
-	}
+	oob := make([]byte, oobSpace) // destination address and receive time
 	w := &udpWriter{l: l, conn: l.conn, local: l.conn.LocalAddr()}
 	fails := 0
 	for {
@@ -90,11 +88,18 @@ func (l *udpListener) worker() {
 			continue
 		}
 		fails = 0
-		w.peer, w.oob, w.wrote = peer, nil, false
+		read := time.Now()
+		if rx := rxTime(oob[:oobn]); rx != 0 {
+			l.s.metrics.udpWait.Observe(float64(max(read.UnixNano()-rx, 0)) / 1e9)
+		}
+		w.peer, w.oob, w.wrote, w.held = peer, nil, false, false
 		if l.pktinfo {
 			w.oob = replyPktinfo(oob[:oobn], w.oobBuf[:0])
 		}
 		l.s.servePacket(w, buf[:n])
+		if w.wrote && !w.held {
+			l.s.metrics.udpAnswer.Observe(time.Since(read).Seconds())
+		}
 		if w.detached {
 			return // its replacement is already reading
 		}
@@ -138,6 +143,7 @@ type udpWriter struct {
 	l        *udpListener
 	detached bool // a replacement worker reads the socket; this one exits after the answer
 	wrote    bool // the datagram has been answered
+	held     bool // its answer waits for its event's commit (hold)
 	conn     *net.UDPConn
 	local    net.Addr
 	peer     netip.AddrPort
@@ -193,6 +199,7 @@ func (w *udpWriter) WriteMsg(m *mdns.Msg) error {
 func (w *udpWriter) hold(b []byte) *heldReply {
 	h := heldReplies.Get().(*heldReply)
 	w.wrote = true // answered, later: a panic after this sends no SERVFAIL
+	w.held = true
 	h.conn, h.peer = w.conn, w.peer
 	h.oob = append(h.oobBuf[:0], w.oob...)
 	h.buf = append(h.buf[:0], b...)

@@ -9,6 +9,58 @@ import (
 // pktinfoSpace holds an IP_PKTINFO or IPV6_PKTINFO control message.
 const pktinfoSpace = 64
 
+// oobSpace holds a datagram's control messages: its destination address
+// and its receive time (SO_TIMESTAMPNS).
+const oobSpace = 128
+
+// enableTimestamp asks the kernel for each datagram's receive time, so
+// that the time a query waited in the socket can be measured.
+func enableTimestamp(conn *net.UDPConn) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+	})
+}
+
+// rxTime is the receive time in a datagram's control messages (unix
+// nanoseconds), or 0.
+func rxTime(oob []byte) int64 {
+	for len(oob) >= syscall.SizeofCmsghdr {
+		l, level, typ, data := cmsg(oob)
+		if l == 0 {
+			return 0
+		}
+		if level == syscall.SOL_SOCKET && typ == syscall.SO_TIMESTAMPNS && len(data) >= 16 {
+			return int64(binary.NativeEndian.Uint64(data))*1e9 + int64(binary.NativeEndian.Uint64(data[8:]))
+		}
+		next := syscall.CmsgSpace(l - syscall.CmsgLen(0))
+		if next >= len(oob) {
+			return 0
+		}
+		oob = oob[next:]
+	}
+	return 0
+}
+
+// cmsg splits off the control message at the start of oob: its length
+// (0: malformed), level, type and data.
+func cmsg(oob []byte) (l int, level, typ int32, data []byte) {
+	if syscall.SizeofCmsghdr == 16 {
+		l = int(binary.NativeEndian.Uint64(oob))
+	} else {
+		l = int(binary.NativeEndian.Uint32(oob))
+	}
+	if l < syscall.SizeofCmsghdr || l > len(oob) {
+		return 0, 0, 0, nil
+	}
+	level = int32(binary.NativeEndian.Uint32(oob[syscall.SizeofCmsghdr-8:]))
+	typ = int32(binary.NativeEndian.Uint32(oob[syscall.SizeofCmsghdr-4:]))
+	return l, level, typ, oob[syscall.CmsgLen(0):l]
+}
+
 // enablePktinfo asks the kernel for each datagram's destination address
 // (IP_PKTINFO, or IPV6_RECVPKTINFO on an IPv6 socket, which covers IPv4
 // clients of a dual-stack socket too).
@@ -40,18 +92,10 @@ func enablePktinfo(conn *net.UDPConn) error {
 // there is none.
 func replyPktinfo(oob, dst []byte) []byte {
 	for len(oob) >= syscall.SizeofCmsghdr {
-		var l int
-		if syscall.SizeofCmsghdr == 16 {
-			l = int(binary.NativeEndian.Uint64(oob))
-		} else {
-			l = int(binary.NativeEndian.Uint32(oob))
-		}
-		if l < syscall.SizeofCmsghdr || l > len(oob) {
+		l, level, typ, data := cmsg(oob)
+		if l == 0 {
 			return nil
 		}
-		level := int32(binary.NativeEndian.Uint32(oob[syscall.SizeofCmsghdr-8:]))
-		typ := int32(binary.NativeEndian.Uint32(oob[syscall.SizeofCmsghdr-4:]))
-		data := oob[syscall.CmsgLen(0):l]
 		switch {
 		case level == syscall.IPPROTO_IP && typ == syscall.IP_PKTINFO && len(data) >= syscall.SizeofInet4Pktinfo:
 			// in_pktinfo{ifindex, spec_dst, addr}: send from addr.

@@ -14,3 +14,9 @@ const pktinfoSpace = 64
 func enablePktinfo(*net.UDPConn) error { return errors.New("no IP_PKTINFO support") }
 
 func replyPktinfo(_, _ []byte) []byte { return nil }
+
+const oobSpace = pktinfoSpace
+
+func enableTimestamp(*net.UDPConn) {}
+
+func rxTime([]byte) int64 { return 0 }

@@ -3,11 +3,14 @@ package dns
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestWildcardRepliesFromQueriedAddress: on a wildcard address each reply
@@ -182,4 +185,41 @@ func FuzzServePacket(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUDPLatencyMetrics: every UDP query is timed from the kernel's
+// receive time to the read (gatehouse_dns_udp_wait_seconds, Linux) and
+// from the read to the answer (gatehouse_dns_udp_answer_seconds); an
+// answer held for its event's commit is not counted as answered there.
+func TestUDPLatencyMetrics(t *testing.T) {
+	ts := startServer(t, nil)
+	const n = 20
+	for i := range n {
+		if m := ask(t, "udp", ts.udp, "127.0.0.1", fmt.Sprintf("n%d.example.org", i), mdns.TypeA, false); m.Rcode != mdns.RcodeSuccess {
+			t.Fatalf("query %d: %v", i, m)
+		}
+	}
+	count := func(h prometheus.Histogram) (uint64, float64) {
+		var m dto.Metric
+		if err := h.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	// A worker times its answer just after writing it: the last one may
+	// still be on its way to the histogram when the client has it.
+	for i := 0; ; i++ {
+		c, sum := count(ts.metrics.udpAnswer)
+		if c == n && sum > 0 {
+			break
+		}
+		if c > n || i == 1000 {
+			t.Fatalf("answer histogram: %d samples (sum %v), want %d", c, sum, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c, sum := count(ts.metrics.udpWait)
+	if runtime.GOOS == "linux" && (c != n || sum < 0) {
+		t.Errorf("wait histogram: %d samples (sum %v), want %d", c, sum, n)
+	}
 }
