@@ -142,6 +142,7 @@ func TestUpstreamWaitsBounded(t *testing.T) {
 	ts := startServer(t, func(o *Options) {
 		setUpstreamTimeout(o.Upstreams, 30*time.Second)
 		o.Listen = []string{"127.0.0.1:0", "127.0.0.1:0"}
+		o.UDPSockets = 1 // one socket per address, read by several workers
 		o.MaxWaitingPerSocket, o.MaxWaiting = perSocket, overall
 		o.Cache.Prefetch = false
 	})

@@ -45,7 +45,7 @@ type testUpstream struct {
 func startUpstream(t testing.TB, a string) *testUpstream {
 	t.Helper()
 	u := &testUpstream{hits: map[string]int{}, a: net.ParseIP(a)}
-	pc, ln, err := listenBoth("127.0.0.1:0")
+	pc, ln, err := listenBoth("127.0.0.1:0", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,13 @@ type Options struct {
 	Queue    int           // event queue size (default 10,000)
 	QueryLog bool          // record allowed queries too
 
+	// UDPSockets is how many UDP sockets serve each listen address (Linux,
+	// SO_REUSEPORT: the kernel spreads clients over them by address and
+	// port), each read by one worker that answers what it reads. Default
+	// 2 × GOMAXPROCS; 1 gives one socket read by 2 × GOMAXPROCS workers
+	// in turn, as where SO_REUSEPORT is not available.
+	UDPSockets int
+
 	// MiekgUDP serves UDP with miekg/dns's server (a goroutine per
 	// datagram) instead of Gatehouse's worker pool: for comparison in
 	// benchmarks and tests.

@@ -70,15 +70,20 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cancel = cancel
 	s.events = newEvents(s.opts.Sink, s.opts.Queue, s.opts.Collapse, s.metrics, s.opts.Log)
 	for _, a := range s.opts.Listen {
-		pc, ln, err := listenBoth(a)
+		pc, ln, err := listenBoth(a, s.udpSockets() > 1)
 		if err != nil {
 			s.Shutdown(context.Background())
 			return err
 		}
 		if uc, ok := pc.(*net.UDPConn); ok && !s.opts.MiekgUDP {
-			if l, ok := s.serveUDP(uc); ok {
+			if ls, err := s.serveUDPAddr(uc); err != nil {
+				pc.Close()
+				ln.Close()
+				s.Shutdown(context.Background())
+				return err
+			} else if ls != nil {
 				s.mu.Lock()
-				s.udp = append(s.udp, l)
+				s.udp = append(s.udp, ls...)
 				s.addrs = append(s.addrs, pc.LocalAddr())
 				s.mu.Unlock()
 				pc = nil
@@ -219,10 +224,14 @@ func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 
 // listenBoth binds UDP and TCP on the same address. With port 0 it retries
 // until both get the same free port.
-func listenBoth(a string) (net.PacketConn, net.Listener, error) {
+func listenBoth(a string, reuse bool) (net.PacketConn, net.Listener, error) {
 	_, port, _ := net.SplitHostPort(a)
+	lc := net.ListenConfig{}
+	if reuse {
+		lc.Control = reusePort
+	}
 	for try := 0; ; try++ {
-		pc, err := net.ListenPacket("udp", a)
+		pc, err := lc.ListenPacket(context.Background(), "udp", a)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns listener udp %s: %w", a, err)
 		}

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -36,10 +37,61 @@ type udpListener struct {
 	waiting atomic.Int32 // detached workers waiting on an upstream
 }
 
+// udpSockets is how many sockets serve each UDP address (Options.UDPSockets).
+func (s *Server) udpSockets() int {
+	if !reusePortSupported || s.opts.MiekgUDP {
+		return 1
+	}
+	if s.opts.UDPSockets > 0 {
+		return s.opts.UDPSockets
+	}
+	return 2 * runtime.GOMAXPROCS(0)
+}
+
+// serveUDPAddr serves conn's address with udpSockets sockets: conn (bound
+// with SO_REUSEPORT when there are more) and the others bound to the same
+// address and port, each read by one worker. A worker that reads,
+// answers and reads again is never handed the socket by another (Go lets
+// one goroutine at a time read a socket: with several workers on one,
+// every datagram woke the next reader, twice the context switches per
+// query), and the kernel queues datagrams per socket. nil, nil: the
+// caller serves conn with miekg/dns's server (a wildcard address without
+// IP_PKTINFO).
+func (s *Server) serveUDPAddr(conn *net.UDPConn) ([]*udpListener, error) {
+	n := s.udpSockets()
+	workers := 1
+	if n == 1 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	l, ok := s.serveUDP(conn, workers)
+	if !ok {
+		return nil, nil
+	}
+	ls := []*udpListener{l}
+	lc := net.ListenConfig{Control: reusePort}
+	for len(ls) < n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", conn.LocalAddr().String())
+		if err == nil {
+			if l, ok = s.serveUDP(pc.(*net.UDPConn), workers); !ok {
+				pc.Close()
+				err = errors.New("no IP_PKTINFO")
+			}
+		}
+		if err != nil {
+			for _, l := range ls {
+				l.close()
+			}
+			return nil, fmt.Errorf("dns listener udp %s: socket %d of %d: %w", conn.LocalAddr(), len(ls)+1, n, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
 // serveUDP starts workers on conn. A wildcard address needs the query's
 // destination address (IP_PKTINFO); where that is not available, ok is
 // false and the caller uses miekg/dns's server instead.
-func (s *Server) serveUDP(conn *net.UDPConn) (l *udpListener, ok bool) {
+func (s *Server) serveUDP(conn *net.UDPConn, workers int) (l *udpListener, ok bool) {
 	l = &udpListener{s: s, conn: conn}
 	if la, _ := conn.LocalAddr().(*net.UDPAddr); la == nil || la.IP.IsUnspecified() {
 		if err := enablePktinfo(conn); err != nil {
@@ -48,7 +100,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) (l *udpListener, ok bool) {
 		l.pktinfo = true
 	}
 	enableTimestamp(conn)
-	for range 2 * runtime.GOMAXPROCS(0) {
+	for range workers {
 		l.spawn()
 	}
 	return l, true

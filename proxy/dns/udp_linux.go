@@ -6,6 +6,25 @@ import (
 	"syscall"
 )
 
+// reusePortSupported: several sockets can share an address and port,
+// the kernel spreading datagrams over them (SO_REUSEPORT, Linux 3.9).
+const reusePortSupported = true
+
+// reusePort sets SO_REUSEPORT on a socket before it is bound. Only
+// sockets of the same user can join the group.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, soReusePort, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// soReusePort is SO_REUSEPORT (syscall does not name it).
+const soReusePort = 0xf
+
 // pktinfoSpace holds an IP_PKTINFO or IPV6_PKTINFO control message.
 const pktinfoSpace = 64
 

@@ -5,6 +5,7 @@ package dns
 import (
 	"errors"
 	"net"
+	"syscall"
 )
 
 const pktinfoSpace = 64
@@ -16,6 +17,11 @@ func enablePktinfo(*net.UDPConn) error { return errors.New("no IP_PKTINFO suppor
 func replyPktinfo(_, _ []byte) []byte { return nil }
 
 const oobSpace = pktinfoSpace
+
+// reusePortSupported: one socket per address here (see udp_linux.go).
+const reusePortSupported = false
+
+func reusePort(_, _ string, _ syscall.RawConn) error { return nil }
 
 func enableTimestamp(*net.UDPConn) {}
 

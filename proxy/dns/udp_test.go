@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -24,7 +25,7 @@ func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
 				t.Fatal("no UDP listener")
 			}
 			_, port, _ := net.SplitHostPort(ts.udp)
-			if len(ts.Server.udp) != 1 {
+			if len(ts.Server.udp) != ts.Server.udpSockets() {
 				t.Fatalf("wildcard address not served by the worker pool (%d)", len(ts.Server.udp))
 			}
 			for _, to := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.1"} {
@@ -222,4 +223,79 @@ func TestUDPLatencyMetrics(t *testing.T) {
 	if runtime.GOOS == "linux" && (c != n || sum < 0) {
 		t.Errorf("wait histogram: %d samples (sum %v), want %d", c, sum, n)
 	}
+}
+
+// TestUDPSocketsShareAnAddress: each UDP address is served by
+// Options.UDPSockets sockets bound with SO_REUSEPORT, one worker each;
+// queries from many client ports are all answered, the address is listed
+// once, and shutdown stops every worker and frees the port.
+func TestUDPSocketsShareAnAddress(t *testing.T) {
+	if !reusePortSupported {
+		t.Skip("one socket per address on this system")
+	}
+	const sockets, clients, each = 4, 40, 5
+	ts := startServer(t, func(o *Options) { o.UDPSockets = sockets })
+	if len(ts.Server.udp) != sockets {
+		t.Fatalf("%d UDP sockets, want %d", len(ts.Server.udp), sockets)
+	}
+	n := 0
+	for _, a := range ts.Addrs() {
+		if _, ok := a.(*net.UDPAddr); ok {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("addresses %v: the UDP address should be listed once", ts.Addrs())
+	}
+	for _, l := range ts.Server.udp {
+		if w := l.workers.Load(); w != 1 {
+			t.Fatalf("%d workers on a socket, want 1", w)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*each)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One client socket (one source port) per client.
+			co, err := (&mdns.Client{Net: "udp", Timeout: 10 * time.Second}).Dial(ts.udp)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer co.Close()
+			for i := range each {
+				m := new(mdns.Msg)
+				m.SetQuestion(fmt.Sprintf("c%d-%d.example.org.", c, i), mdns.TypeA)
+				if err := co.WriteMsg(m); err != nil {
+					errs <- err
+					return
+				}
+				r, err := co.ReadMsg()
+				if err != nil || r.Id != m.Id || r.Rcode != mdns.RcodeSuccess {
+					errs <- fmt.Errorf("client %d query %d: %v %v", c, i, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ts.Server.Shutdown(ctx)
+	for i, l := range ts.Server.udp {
+		if w := l.workers.Load(); w != 0 {
+			t.Errorf("socket %d: %d workers left after shutdown", i, w)
+		}
+	}
+	c, err := net.ListenPacket("udp", ts.udp) // no socket of the group is left
+	if err != nil {
+		t.Fatalf("port still held after shutdown: %v", err)
+	}
+	c.Close()
 }
