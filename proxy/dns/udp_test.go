@@ -299,3 +299,30 @@ func TestUDPSocketsShareAnAddress(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestSecondServerCannotShareThePort: SO_REUSEPORT would let a second
+// Gatehouse (a stale one, another config) join the UDP sockets and
+// answer half the queries; its TCP listener on the same port (bound
+// without SO_REUSEPORT) fails, so its start fails and it leaves the
+// group at once.
+func TestSecondServerCannotShareThePort(t *testing.T) {
+	ts := startServer(t, nil)
+	up := startUpstream(t, "192.0.2.7")
+	ups, err := NewUpstreams([]UpstreamSpec{{Addr: up.addr}}, nil, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(Options{Listen: []string{ts.udp}, Upstreams: ups, Engine: ts.opts.Engine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(context.Background()); err == nil {
+		s2.Shutdown(context.Background())
+		t.Fatalf("a second server started on %s", ts.udp)
+	}
+	for i := range 20 { // every answer is the first server's
+		if r := ask(t, "udp", ts.udp, staff, fmt.Sprintf("s%d.example.org", i), mdns.TypeA, false); firstA(r) != "192.0.2.1" {
+			t.Fatalf("answer from the second server: %v", r)
+		}
+	}
+}
