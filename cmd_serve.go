@@ -54,6 +54,8 @@ type server struct {
 	radius   *identity.RADIUS // the RADIUS accounting listener, if on (serve_identity.go)
 	ldap     *identity.LDAP   // directory logins for the proxy, if on (serve_identity.go)
 
+	remoteCert *remoteCert // the off-site listeners' certificate, if on (serve_devices.go)
+
 	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
 	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
 	minter        *tlsinspect.Minter // the school's CA's leaves, when it is loaded (serve_ca.go)
