@@ -177,6 +177,7 @@ func TestACMEEndToEnd(t *testing.T) {
 school: {name: Test School}
 database: {{dir}}/gatehouse.db
 admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["`+upstream+`"]

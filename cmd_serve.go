@@ -333,6 +333,7 @@ var liveSettings = []string{
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
 	"admin.allow", "console.allow", "identity.groups",
 	"identity.ldap", "identity.people", "identity.dhcp_leases", // serve_identity_live.go
+	"identity.radius.secret", "identity.radius.nas", "identity.radius.timeout",
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +16,11 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
 
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/identity/ldaptest"
 )
 
@@ -225,6 +232,7 @@ func TestReloadAppliesPeopleAndLeases(t *testing.T) {
 school: {name: Test School}
 database: {{dir}}/gatehouse.db
 admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["` + upstream + `"]
@@ -286,5 +294,102 @@ identity:
 	reloadFile(t, s, path, dir, conf("nonexistent.csv", "    - {path: \"{{dir}}/kea.csv\", format: kea}\n", ""))
 	if d, _, _ := who("127.0.0.9"); d != "Amira Khan-Ali" {
 		t.Fatalf("after a rejected reload: %q", d)
+	}
+}
+
+// TestReloadAppliesRADIUS: a reload's new shared secret (a rotated secret
+// file), NAS list and timeout apply to the running RADIUS listener: the
+// old secret's packets are then counted as forged and map nothing, the new
+// one's are answered; a NAS no longer listed is not read at all.
+func TestReloadAppliesRADIUS(t *testing.T) {
+	upstream := testUpstream(t)
+	conf := func(nas, timeout string) string {
+		return `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["` + upstream + `"]
+groups:
+  staff:
+    networks: [127.0.0.0/8]
+clients:
+  default_group: staff
+identity:
+  radius:
+    listen: "127.0.0.1:0"
+    secret: {file: "{{dir}}/radius-secret"}
+    nas: [` + nas + `]
+    timeout: ` + timeout + `
+`
+	}
+	path, dir := writeConfig(t, conf("127.0.0.1/32", "2h"), map[string]string{"radius-secret": "old-secret\n"})
+	var logs bytes.Buffer
+	s := startServingLog(t, path, &syncWriter{w: &logs})
+	// start sends a Start and reports whether it was answered (waiting
+	// long for a packet that should be, briefly for one that should not).
+	start := func(secret, user, ip string, answered bool) bool {
+		t.Helper()
+		p := radius.New(radius.CodeAccountingRequest, []byte(secret))
+		rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType_Value_Start)
+		rfc2865.UserName_SetString(p, user)
+		rfc2865.FramedIPAddress_Set(p, net.ParseIP(ip).To4())
+		rfc2866.AcctSessionID_SetString(p, user)
+		wait := time.Second
+		if answered {
+			wait = 10 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_, err := radius.Exchange(ctx, p, s.radius.Addr().String())
+		return err == nil
+	}
+	user := func(ip string) (string, time.Time) {
+		e := s.identity.Lookup(netip.MustParseAddr(ip), time.Now().UnixNano())
+		if e == nil {
+			return "", time.Time{}
+		}
+		return e.User, time.Unix(0, e.Until)
+	}
+	if !start("old-secret", "amira", "127.0.0.51", true) {
+		t.Fatal("Start with the running secret was not answered")
+	}
+	if u, until := user("127.0.0.51"); u != "amira" || time.Until(until) < time.Hour {
+		t.Fatalf("before the reload: %q until %v", u, until)
+	}
+	// The secret file is rotated and the timeout shortened.
+	if err := os.WriteFile(filepath.Join(dir, "radius-secret"), []byte("new-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloadFile(t, s, path, dir, conf("127.0.0.1/32", "30m"))
+	forged := s.radius.Count(identity.ResultForged)
+	if start("old-secret", "bob", "127.0.0.52", false) {
+		t.Fatal("a Start with the old secret was answered after the reload")
+	}
+	for i := 0; i < 50 && s.radius.Count(identity.ResultForged) == forged; i++ {
+		time.Sleep(100 * time.Millisecond) // the processing goroutine counts it
+	}
+	if u, _ := user("127.0.0.52"); u != "" || s.radius.Count(identity.ResultForged) == forged {
+		t.Fatalf("old secret: mapped %q, forged count %d → %d", u, forged, s.radius.Count(identity.ResultForged))
+	}
+	if !start("new-secret", "carol", "127.0.0.53", true) {
+		t.Fatal("a Start with the new secret was not answered")
+	}
+	if u, until := user("127.0.0.53"); u != "carol" || time.Until(until) > 30*time.Minute {
+		t.Fatalf("after the reload: %q until %v (want the 30m timeout)", u, until)
+	}
+	// 127.0.0.1 is no longer a NAS.
+	reloadFile(t, s, path, dir, conf("10.0.0.1/32", "30m"))
+	refused := s.radius.Count(identity.ResultNotAllowed)
+	if start("new-secret", "dave", "127.0.0.54", false) {
+		t.Fatal("a Start from an address no longer listed in nas was answered")
+	}
+	if s.radius.Count(identity.ResultNotAllowed) == refused {
+		t.Fatal("the packet from a NAS no longer listed was not counted")
+	}
+	if strings.Contains(logs.String(), "new-secret") || strings.Contains(logs.String(), "old-secret") {
+		t.Fatal("a RADIUS secret reached the log")
 	}
 }

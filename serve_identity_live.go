@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/identity"
@@ -17,8 +19,9 @@ import (
 // directory logins (identity.ldap), the people file and the DHCP lease
 // files are each behind one pointer or lock that a reload swaps, so a
 // proxy login or a lookup during a reload is decided by the old settings
-// or the new, never by none. The RADIUS listener, identity.max_addresses
-// and identity.radius need a restart.
+// or the new, never by none. identity.radius's secret (read again at
+// every reload), nas and timeout apply to the running listener; its
+// address and identity.max_addresses need a restart.
 
 // liveLDAP is identity.ldap as the last reload left it: the directory the
 // proxy checks logins against and a Directory naming logged-in users for
@@ -75,6 +78,11 @@ type identityPlan struct {
 	leasesChanged bool
 	leaseFiles    []identity.LeaseFile
 	staticMACs    map[string]string
+
+	radius        bool // the running RADIUS listener takes these
+	radiusSecret  []byte
+	radiusNAS     []netip.Prefix
+	radiusTimeout time.Duration
 }
 
 // prepareIdentity reads what cfg's identity: names that differs from old's.
@@ -97,6 +105,13 @@ func (s *server) prepareIdentity(old, cfg *config.Config) (*identityPlan, error)
 				s.log.Warn("people file", "part", "identity", "problem", e)
 			}
 		}
+	}
+	if r := cfg.Identity.RADIUS; s.radius != nil && r.Listen != "" && r.Secret != nil {
+		secret, err := r.Secret.Read()
+		if err != nil {
+			return nil, fmt.Errorf("identity.radius.secret: %w", err) // names the source, never the value
+		}
+		p.radius, p.radiusSecret, p.radiusNAS, p.radiusTimeout = true, []byte(secret), r.NAS, r.Timeout.D()
 	}
 	p.leaseFiles, p.staticMACs = leaseSettings(cfg)
 	oldFiles, oldMACs := leaseSettings(old)
@@ -190,6 +205,11 @@ func (s *server) applyIdentity(p *identityPlan) {
 		s.people.cur.Store(p.people)
 		if p.people != nil {
 			log.Info("people file", "file", p.people.Path)
+		}
+	}
+	if p.radius {
+		if err := s.radius.Reconfigure(p.radiusSecret, p.radiusNAS, p.radiusTimeout); err != nil {
+			log.Error("radius: keeping the running settings", "err", err) // an empty secret: validation refuses it first
 		}
 	}
 	if p.leasesChanged && s.leases != nil {
