@@ -273,6 +273,10 @@ func (s *server) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	swapRemoteCert, err := s.prepareRemoteCert(cfg) // serve_devices.go
+	if err != nil {
+		return err
+	}
 	if _, err := s.lists.SetSources(sources, func(ix *bl.Index) error { return s.publish(cfg, ix) }); err != nil {
 		return err
 	}
@@ -280,7 +284,8 @@ func (s *server) apply(cfg *config.Config) error {
 		s.logLevel.Set(cfg.Log.SlogLevel())
 	}
 	s.applyIdentity(idPlan) // serve_identity_live.go
-	s.reloadIdentity(cfg)   // serve_identity.go: the rules, then every address merged again
+	swapRemoteCert()
+	s.reloadIdentity(cfg) // serve_identity.go: the rules, then every address merged again
 	s.reloads.WithLabelValues("ok").Inc()
 	changes := config.Diff(old, cfg)
 	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
@@ -288,7 +293,7 @@ func (s *server) apply(cfg *config.Config) error {
 		s.log.Warn("config warning", "warning", w)
 	}
 	for _, c := range changes {
-		if liveChange(c.Path) {
+		if liveChange(c.Path) && !s.startedWithout(c.Path) {
 			s.log.Info("config change", "change", c.Text, "status", "applied")
 		} else {
 			s.log.Warn("config change", "change", c.Text, "status", "needs a restart")
@@ -334,6 +339,7 @@ var liveSettings = []string{
 	"admin.allow", "console.allow", "identity.groups",
 	"identity.ldap", "identity.people", "identity.dhcp_leases", // serve_identity_live.go
 	"identity.radius.secret", "identity.radius.nas", "identity.radius.timeout",
+	"dns.remote.cert", "dns.remote.key", // serve_devices.go
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +137,48 @@ func (c *remoteCert) getCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, e
 		return nil, errors.New("dns.remote: no certificate")
 	}
 	return static, nil // <token>.HOST (and HOST without acme): the configured *.HOST certificate
+}
+
+// prepareRemoteCert re-reads dns.remote's certificate files for a reload
+// (a certificate renewed at the same path too). The returned func makes
+// it the one new handshakes get; connections already open keep theirs.
+// A pair that does not load rejects the reload.
+func (s *server) prepareRemoteCert(cfg *config.Config) (func(), error) {
+	rc, r := s.remoteCert, cfg.DNS.Remote
+	if rc == nil {
+		return func() {}, nil // started without dns.remote: a restart brings it
+	}
+	var kp *tls.Certificate
+	if r.Cert != "" || r.Key != "" {
+		c, err := tls.LoadX509KeyPair(r.Cert, r.Key)
+		if err != nil {
+			return nil, fmt.Errorf("dns.remote.cert: %w", err)
+		}
+		kp = &c
+	} else if rc.acme == nil {
+		return nil, errors.New("dns.remote.cert: the off-site listeners need a certificate (or acme: true, which takes a restart)")
+	}
+	return func() {
+		old := rc.static.Swap(kp)
+		if kp != nil && (old == nil || !bytes.Equal(old.Certificate[0], kp.Certificate[0])) {
+			if leaf, err := x509.ParseCertificate(kp.Certificate[0]); err == nil {
+				s.log.Info("off-site certificate loaded", "part", "dns", "file", r.Cert, "expires", leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+	}, nil
+}
+
+// startedWithout reports whether a reload's change at path cannot apply
+// because serve started without the part that takes it (dns.remote,
+// the RADIUS listener): a restart starts it.
+func (s *server) startedWithout(path string) bool {
+	switch {
+	case strings.HasPrefix(path, "dns.remote."):
+		return s.remoteCert == nil
+	case strings.HasPrefix(path, "identity.radius."):
+		return s.radius == nil
+	}
+	return false
 }
 
 // warm gets HOST's ACME certificate once the listeners are up (from the
