@@ -171,3 +171,47 @@ func mustParse(t *testing.T, dir string) *x509.Certificate {
 	}
 	return c
 }
+
+// TestReloadLogsPartsNotStarted: settings that apply live to a running
+// RADIUS listener or off-site listener are logged as needing a restart
+// when serve started without that part, and the part is not started.
+func TestReloadLogsPartsNotStarted(t *testing.T) {
+	upstream := testUpstream(t)
+	head := `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["` + upstream + `"]
+`
+	path, dir := writeConfig(t, head, map[string]string{"radius-secret": "s3cret\n"})
+	wildcardPEM(t, dir, "filter.test")
+	var logs bytes.Buffer
+	s := startServingLog(t, path, &syncWriter{w: &logs})
+	reloadFile(t, s, path, dir, head+`  remote:
+    host: filter.test
+    doh_listen: ["127.0.0.1:0"]
+    cert: {{dir}}/cert.pem
+    key: {{dir}}/key.pem
+identity:
+  radius:
+    listen: "127.0.0.1:0"
+    secret: {file: "{{dir}}/radius-secret"}
+    nas: [127.0.0.1/32]
+`)
+	l := logs.String()
+	for _, want := range []string{
+		`change="dns.remote.cert: changed" status="needs a restart"`,
+		`change="identity.radius.secret: changed" status="needs a restart"`,
+		`change="identity.radius.listen: changed" status="needs a restart"`,
+	} {
+		if !strings.Contains(l, want) {
+			t.Errorf("the reload log lacks %s:\n%s", want, l)
+		}
+	}
+	if s.radius != nil || s.remoteCert != nil {
+		t.Fatal("a reload started a part that needs a restart")
+	}
+}

@@ -259,7 +259,8 @@ identity:
 		"kea.csv": "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n" +
 			"127.0.0.40,00:11:22:33:44:55,,3600,4102444800,1,0,0,art-pc-3,0\n",
 	})
-	s := startServingLog(t, path, &syncWriter{w: &bytes.Buffer{}})
+	var logs bytes.Buffer
+	s := startServingLog(t, path, &syncWriter{w: &logs})
 	accounting(t, s.radius.Addr(), "Start") // amira@pupils.example at 127.0.0.9
 	who := func(addr string) (display, year, device string) {
 		e := s.identity.Lookup(netip.MustParseAddr(addr), time.Now().UnixNano())
@@ -288,6 +289,10 @@ identity:
 		"  devices:\n    - {name: ART-PC-3-STATIC, mac: \"00:11:22:33:44:55\"}\n"))
 	if _, _, dev := who("127.0.0.40"); dev != "ART-PC-3-STATIC" {
 		t.Fatalf("a static device's MAC added by a reload does not name its lease: %q", dev)
+	}
+	if l := logs.String(); !strings.Contains(l, `change="identity.people: changed" status=applied`) ||
+		!strings.Contains(l, `change="identity.dhcp_leases: changed" status=applied`) {
+		t.Fatalf("the reload log does not say the changes applied:\n%s", l)
 	}
 	// A people file that cannot be read rejects the reload: the running
 	// one stays.
@@ -388,6 +393,14 @@ identity:
 	}
 	if s.radius.Count(identity.ResultNotAllowed) == refused {
 		t.Fatal("the packet from a NAS no longer listed was not counted")
+	}
+	// The socket stays: a new address needs a restart, and the log says so.
+	reloadFile(t, s, path, dir, strings.Replace(conf("10.0.0.1/32", "30m"), `    listen: "127.0.0.1:0"
+    secret`, `    listen: "127.0.0.2:0"
+    secret`, 1))
+	if !strings.Contains(logs.String(), `change="identity.radius.listen: changed" status="needs a restart"`) ||
+		!strings.Contains(logs.String(), `change="identity.radius.nas: changed" status=applied`) {
+		t.Fatalf("the reload log:\n%s", logs.String())
 	}
 	if strings.Contains(logs.String(), "new-secret") || strings.Contains(logs.String(), "old-secret") {
 		t.Fatal("a RADIUS secret reached the log")

@@ -393,7 +393,7 @@ func (t *Table) Regroup(src Source, group func(user string) (string, bool)) int 
 			if !ok || g == m.Group {
 				continue
 			}
-			c := *m // mappings are shared with no one, but a copy keeps them immutable
+			c := *m
 			c.Group = g
 			s.ms[src] = &c
 			t.merge(s, now)
