@@ -21,7 +21,7 @@ import (
 // proxy login or a lookup during a reload is decided by the old settings
 // or the new, never by none. identity.radius's secret (read again at
 // every reload), nas and timeout apply to the running listener; its
-// address and identity.max_addresses need a restart.
+// address, identity.max_addresses and identity.window need a restart.
 
 // liveLDAP is identity.ldap as the last reload left it: the directory the
 // proxy checks logins against and a Directory naming logged-in users for
