@@ -275,6 +275,15 @@ clients:
 	if len(names) != 2 || !strings.Contains(strings.Join(names, " "), host) {
 		t.Fatalf("acme_cache holds %q, want the account key and %s's certificate", names, host)
 	}
+	// A token's name is never sent to the CA (certificates are public in
+	// CT logs): the handshake fails and no order is placed.
+	if c, err := tls.Dial("tcp", doh, &tls.Config{RootCAs: peb.root, ServerName: token + "." + host}); err == nil {
+		c.Close()
+		t.Fatal("a handshake for a token's name succeeded")
+	}
+	if n := peb.orders.Load(); n != 1 {
+		t.Fatalf("%d orders after a handshake for a token's name, want 1", n)
+	}
 	// The certificate was asked for at start, not only at the first
 	// device's connection (the two share the one order).
 	for i := 0; i < 200 && !strings.Contains(logs.String(), "ACME certificate ready"); i++ {
