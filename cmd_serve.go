@@ -52,7 +52,11 @@ type server struct {
 
 	identity *identity.Table  // who is behind an address (serve_identity.go)
 	radius   *identity.RADIUS // the RADIUS accounting listener, if on (serve_identity.go)
-	ldap     *identity.LDAP   // directory logins for the proxy, if on (serve_identity.go)
+	ldap     *liveLDAP        // directory logins for the proxy, swapped by reloads (serve_identity_live.go)
+	people   *livePeople      // the people file, swapped by reloads (serve_identity_live.go)
+	leases   *identity.Leases // the DHCP lease files (serve_identity.go)
+
+	remoteCert *remoteCert // the off-site listeners' certificate, if on (serve_devices.go)
 
 	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
 	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
@@ -265,13 +269,23 @@ func (s *server) apply(cfg *config.Config) error {
 		return err
 	}
 	old := s.engine.Load().Config()
+	idPlan, err := s.prepareIdentity(old, cfg) // serve_identity_live.go: before anything changes
+	if err != nil {
+		return err
+	}
+	swapRemoteCert, err := s.prepareRemoteCert(cfg) // serve_devices.go
+	if err != nil {
+		return err
+	}
 	if _, err := s.lists.SetSources(sources, func(ix *bl.Index) error { return s.publish(cfg, ix) }); err != nil {
 		return err
 	}
 	if s.logLevel != nil {
 		s.logLevel.Set(cfg.Log.SlogLevel())
 	}
-	s.reloadIdentity(cfg) // serve_identity.go
+	s.applyIdentity(idPlan) // serve_identity_live.go
+	swapRemoteCert()
+	s.reloadIdentity(cfg) // serve_identity.go: the rules, then every address merged again
 	s.reloads.WithLabelValues("ok").Inc()
 	changes := config.Diff(old, cfg)
 	s.log.Info("config reloaded", "file", s.cfgPath, "owner", fileOwner(s.cfgPath), "changes", len(changes))
@@ -279,7 +293,7 @@ func (s *server) apply(cfg *config.Config) error {
 		s.log.Warn("config warning", "warning", w)
 	}
 	for _, c := range changes {
-		if liveChange(c.Path) {
+		if liveChange(c.Path) && !s.startedWithout(c.Path) {
 			s.log.Info("config change", "change", c.Text, "status", "applied")
 		} else {
 			s.log.Warn("config change", "change", c.Text, "status", "needs a restart")
@@ -323,6 +337,9 @@ var liveSettings = []string{
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
 	"admin.allow", "console.allow", "identity.groups",
+	"identity.ldap", "identity.people", "identity.dhcp_leases", // serve_identity_live.go
+	"identity.radius.secret", "identity.radius.nas", "identity.radius.timeout",
+	"dns.remote.cert", "dns.remote.key", // serve_devices.go
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

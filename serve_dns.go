@@ -63,6 +63,7 @@ func (s *server) startDNS(ctx context.Context, cfg *config.Config, reg prometheu
 		return err
 	}
 	s.dns = srv
+	s.remoteCert.warm(log) // serve_devices.go: ACME, once the listeners are up
 	if s.proxy != nil {
 		for _, a := range srv.Addrs() {
 			s.proxy.AddOwnListener(a) // never reached through the proxy

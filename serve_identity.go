@@ -28,30 +28,29 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 				log.Warn("identity table full: new addresses are not mapped until mappings end", "max_addresses", id.MaxAddresses)
 			}
 		}}
-	var dirs identity.Directories
+	// The directory and the people file are swapped by reloads
+	// (serve_identity_live.go).
+	s.ldap, s.people = &liveLDAP{}, &livePeople{}
 	if id.LDAP.URL != "" {
 		l, err := newLDAP(id.LDAP)
 		if err != nil {
 			return err
 		}
-		s.ldap = l
-		dirs = append(dirs, l) // what a directory login brought, before the people file
+		s.ldap.cur.Store(l)
 		if id.LDAP.Plain {
 			log.Warn("PLAIN LDAP: proxy passwords cross the network unencrypted (identity.ldap.plain); a lab only", "url", id.LDAP.URL)
 		}
 	}
-	var people *identity.People
 	if id.People != "" {
-		people = &identity.People{Path: id.People}
+		people := &identity.People{Path: id.People}
 		_, problems := people.Poll()
 		for _, p := range problems {
 			log.Warn("people file", "problem", p.Error())
 		}
-		dirs = append(dirs, people)
+		s.people.cur.Store(people)
 	}
-	if len(dirs) > 0 {
-		opts.Directory = dirs
-	}
+	// What a directory login brought, before the people file.
+	opts.Directory = identity.Directories{s.ldap, s.people}
 	t := identity.New(opts)
 	s.identity = t
 	go t.Run(ctx.Done(), time.Second) // ended sessions and leases leave the table
@@ -63,38 +62,32 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 				Name: "gatehouse_identity_refused_total", Help: "Mappings of new addresses refused because the identity table was full (identity.max_addresses).",
 			}, func() float64 { return float64(t.Stats().Refused) }))
 	}
-	if people != nil {
-		go func() {
-			tk := time.NewTicker(5 * time.Second)
-			defer tk.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tk.C:
-				}
-				changed, problems := people.Poll()
-				for _, p := range problems {
-					log.Warn("people file", "problem", p.Error())
-				}
-				if changed {
-					t.Remerge()
-				}
+	go func() { // the people file (the one the last reload named), re-read when it changes
+		tk := time.NewTicker(5 * time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
 			}
-		}()
-	}
-	if len(id.DHCPLeases) > 0 {
-		l := &identity.Leases{Table: t, Log: log, StaticMACs: map[string]string{}}
-		for _, f := range id.DHCPLeases {
-			l.Files = append(l.Files, identity.LeaseFile{Path: f.Path, Format: f.Format})
-		}
-		for _, d := range cfg.Clients.Devices {
-			if m := identity.NormalizeMAC(d.MAC); m != "" {
-				l.StaticMACs[m] = d.Name
+			people := s.people.cur.Load()
+			if people == nil {
+				continue
+			}
+			changed, problems := people.Poll()
+			for _, p := range problems {
+				log.Warn("people file", "problem", p.Error())
+			}
+			if changed {
+				t.Remerge()
 			}
 		}
-		go l.Run(ctx, 5*time.Second)
-	}
+	}()
+	// The lease files, always polled: a reload may add some (Reconfigure).
+	s.leases = &identity.Leases{Table: t, Log: log}
+	s.leases.Files, s.leases.StaticMACs = leaseSettings(cfg) // serve_identity_live.go
+	go s.leases.Run(ctx, 5*time.Second)
 	if r := id.RADIUS; r.Listen != "" {
 		secret, err := r.Secret.Read()
 		if err != nil {

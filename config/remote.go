@@ -1,7 +1,10 @@
 package config
 
 import (
+	"net"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -16,11 +19,21 @@ type DNSRemote struct {
 	// Cert and Key: a certificate for HOST and *.HOST (the DoT names).
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
-	// ACME gets HOST's certificate from Let's Encrypt (autocert, TLS-ALPN-01
-	// on a DoH listener on port 443), cached in ACMECache. Never for token
-	// names (certificates are public in CT logs), so DoT needs Cert/Key.
+	// ACME gets HOST's certificate from an ACME CA (Let's Encrypt unless
+	// ACMEDirectory says otherwise) by the TLS-ALPN-01 challenge, which the
+	// CA makes to HOST's public port 443: that port must reach a DoH
+	// listener (directly, or forwarded by the school's firewall). Cached in
+	// ACMECache (account key and certificate; directory 0700, files 0600).
+	// Never for token names (certificates are public in CT logs), so DoT
+	// needs Cert/Key.
 	ACME      bool   `yaml:"acme"`
 	ACMECache string `yaml:"acme_cache"`
+	// ACMEDirectory is the CA's ACME directory URL (https): Let's Encrypt's
+	// production by default; its staging, or another CA, for a trial.
+	ACMEDirectory string `yaml:"acme_directory"`
+	// ACMECAFile (PEM) is trusted besides the system roots for the ACME
+	// directory's own HTTPS (a CA run inside the school or a test CA).
+	ACMECAFile string `yaml:"acme_ca_file"`
 	// RateLimit per device token, AddressRateLimit per source address.
 	RateLimit        DNSRateLimit `yaml:"rate_limit"`
 	AddressRateLimit DNSRateLimit `yaml:"address_rate_limit"`
@@ -36,6 +49,8 @@ const (
 	DefaultRemoteAddrQPS    = 200
 	DefaultRemoteAddrBurst  = 800
 	DefaultRemoteReload     = Duration(2e9) // 2 s
+	// DefaultACMEDirectory is Let's Encrypt's production directory.
+	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 )
 
 func defaultRemote() DNSRemote {
@@ -43,6 +58,7 @@ func defaultRemote() DNSRemote {
 		RateLimit:        DNSRateLimit{QPS: DefaultRemoteTokenQPS, Burst: DefaultRemoteTokenBurst},
 		AddressRateLimit: DNSRateLimit{QPS: DefaultRemoteAddrQPS, Burst: DefaultRemoteAddrBurst},
 		Reload:           DefaultRemoteReload,
+		ACMEDirectory:    DefaultACMEDirectory,
 	}
 }
 
@@ -75,11 +91,26 @@ func (v *validator) remoteSection() {
 			v.errf("dns.remote.acme_cache", "a directory for the ACME account and certificates is needed with acme: true")
 		}
 		if len(r.DoHListen) == 0 {
-			v.errf("dns.remote.acme", "needs a doh_listen address on port 443 (the ACME TLS-ALPN-01 challenge)")
+			v.errf("dns.remote.acme", "needs a doh_listen address: the CA's TLS-ALPN-01 challenge comes to HOST's port 443, which must reach a DoH listener")
+		} else if !slices.ContainsFunc(r.DoHListen, func(a string) bool { _, p, _ := net.SplitHostPort(a); return p == "443" }) {
+			// Port 443 may be forwarded to another port (NAT), so this is
+			// no error; without that, no certificate is ever issued.
+			v.warnf("dns.remote.doh_listen", "no DoH listener on port 443: ACME's TLS-ALPN-01 challenge comes to %s:443, so the school's firewall must forward public port 443 to one of %s, or no certificate is issued", r.Host, strings.Join(r.DoHListen, ", "))
+		}
+		if u, err := url.Parse(r.ACMEDirectory); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.errf("dns.remote.acme_directory", "want the CA's ACME directory as an https:// URL (default %s), not %q", DefaultACMEDirectory, r.ACMEDirectory)
+		}
+		if r.ACMECAFile != "" {
+			if _, err := LoadCertPool(r.ACMECAFile); err != nil {
+				v.errf("dns.remote.acme_ca_file", "%v", err)
+			}
 		}
 		if len(r.DoTListen) > 0 && (r.Cert == "" || r.Key == "") {
 			v.errf("dns.remote.dot_listen", "DoT names are <token>.HOST and need a certificate for *.HOST (cert and key); ACME is never asked for token names, which certificate transparency logs would publish")
 		}
+	}
+	if !r.ACME && r.ACMECAFile != "" {
+		v.warnf("dns.remote.acme_ca_file", "set without acme: true, so it is not used")
 	}
 	if !r.ACME || r.Cert != "" || r.Key != "" {
 		for _, k := range []struct{ path, file string }{{"dns.remote.cert", r.Cert}, {"dns.remote.key", r.Key}} {

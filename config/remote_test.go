@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +50,55 @@ func TestRemoteConfig(t *testing.T) {
 		filepath.Join(dir, "c.pem")+"\n    key: "+filepath.Join(dir, "k.pem")+"\n"), testFile)
 	if err != nil || !c.DNS.Remote.Enabled() {
 		t.Fatalf("valid remote config: %v", err)
+	}
+}
+
+// TestRemoteACMEConfig: the ACME directory must be https, its CA file must
+// hold certificates, and a DoH listener off port 443 is a warning (port
+// 443 may be forwarded to it), not an error.
+func TestRemoteACMEConfig(t *testing.T) {
+	if d := Default(); d.DNS.Remote.ACMEDirectory != DefaultACMEDirectory {
+		t.Fatalf("default acme_directory %q", d.DNS.Remote.ACMEDirectory)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	if err := os.WriteFile(bad, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkErrors(t, `dns:
+  remote:
+    host: filter.school.example
+    doh_listen: [":443"]
+    acme: true
+    acme_cache: /var/lib/gatehouse/acme
+    acme_directory: http://ca.school.example/dir
+    acme_ca_file: `+bad+`
+`, []want{
+		{"7:21", "dns.remote.acme_directory", "https:// URL"},
+		{"8:19", "dns.remote.acme_ca_file", "does not parse"},
+	})
+	c, err := Parse([]byte(`dns:
+  remote:
+    host: filter.school.example
+    doh_listen: ["127.0.0.1:8443"]
+    acme: true
+    acme_cache: /var/lib/gatehouse/acme
+    acme_directory: https://acme-staging-v02.api.letsencrypt.org/directory
+`), testFile)
+	if err != nil {
+		t.Fatalf("ACME on port 8443: %v", err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "dns.remote.doh_listen") || !strings.Contains(w, "forward public port 443") {
+		t.Fatalf("warnings %q", w)
+	}
+	c, err = Parse([]byte(`dns:
+  remote:
+    host: filter.school.example
+    doh_listen: [":443"]
+    acme: true
+    acme_cache: /var/lib/gatehouse/acme
+`), testFile)
+	if err != nil || len(c.Warnings()) != 0 || c.DNS.Remote.ACMEDirectory != DefaultACMEDirectory {
+		t.Fatalf("ACME on :443: %v %q", err, c.Warnings())
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -462,6 +464,7 @@ type Leases struct {
 	Log        *slog.Logger
 	Now        func() time.Time
 
+	mu    sync.Mutex // Poll and Reconfigure; Files and StaticMACs change under it
 	state []fileState
 }
 
@@ -481,6 +484,40 @@ func leaseSession(file string) string { return "lease:" + file }
 // the problems found (bad lines, unreadable files), each naming file and
 // line.
 func (l *Leases) Poll() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.poll()
+}
+
+// Reconfigure replaces the files and the static devices' MACs (a config
+// reload) and reads the files at once. A file still listed in the same
+// format keeps its mappings throughout (re-read if the static names
+// changed); the mappings of a file no longer listed, or listed in another
+// format, end or are replaced by its new reading.
+func (l *Leases) Reconfigure(files []LeaseFile, staticMACs map[string]string) []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sameMACs := maps.Equal(staticMACs, l.StaticMACs)
+	old := map[LeaseFile]fileState{}
+	for i, f := range l.Files {
+		if i < len(l.state) {
+			old[f] = l.state[i]
+		}
+	}
+	state := make([]fileState, len(files))
+	keep := map[string]bool{}
+	for i, f := range files {
+		keep[leaseSession(f.Path)] = true
+		if st, ok := old[f]; ok && sameMACs {
+			state[i] = st
+		}
+	}
+	l.Files, l.StaticMACs, l.state = files, staticMACs, state
+	l.Table.RemoveSource(SourceLease, func(m *Mapping) bool { return keep[m.Session] })
+	return l.poll()
+}
+
+func (l *Leases) poll() []error {
 	if l.Now == nil {
 		l.Now = time.Now
 	}

@@ -261,3 +261,45 @@ func FuzzParsePeople(f *testing.F) {
 		}
 	})
 }
+
+// TestLeasesReconfigure: a reload's new lease files apply at once; a file
+// kept keeps its mappings throughout, a dropped one's end, and new static
+// MACs rename leases.
+func TestLeasesReconfigure(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1764840000, 0)
+	a, b := filepath.Join(dir, "a.leases"), filepath.Join(dir, "b.leases")
+	if err := os.WriteFile(a, []byte("1764849600 3c:22:fb:12:34:61 10.1.4.20 LIB-LAPTOP-14 *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("1764849600 3c:22:fb:12:34:70 10.1.5.20 ART-PC-3 *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tb := New(Options{Now: func() time.Time { return now }})
+	l := &Leases{Table: tb, Files: []LeaseFile{{Path: a, Format: FormatDnsmasq}}, Now: func() time.Time { return now }}
+	if errs := l.Poll(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	dev := func(addr string) string {
+		if e := tb.Lookup(netip.MustParseAddr(addr), now.UnixNano()); e != nil {
+			return e.Device
+		}
+		return ""
+	}
+	sets := tb.Stats().Sets
+	if errs := l.Reconfigure([]LeaseFile{{Path: a, Format: FormatDnsmasq}, {Path: b, Format: FormatDnsmasq}}, nil); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if dev("10.1.4.20") != "LIB-LAPTOP-14" || dev("10.1.5.20") != "ART-PC-3" {
+		t.Fatalf("after adding b: %q %q", dev("10.1.4.20"), dev("10.1.5.20"))
+	}
+	if got := tb.Stats().Sets - sets; got != 1 {
+		t.Fatalf("%d mappings set, want only b's (a was read already)", got)
+	}
+	if errs := l.Reconfigure([]LeaseFile{{Path: b, Format: FormatDnsmasq}}, map[string]string{"3c:22:fb:12:34:70": "ART-PC-3-STATIC"}); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if dev("10.1.4.20") != "" || dev("10.1.5.20") != "ART-PC-3-STATIC" {
+		t.Fatalf("after dropping a and naming b's MAC: %q %q", dev("10.1.4.20"), dev("10.1.5.20"))
+	}
+}

@@ -71,7 +71,10 @@ type LDAPGroup struct {
 type ldapCached struct {
 	digest  [32]byte
 	person  Person
+	member  []string  // memberOf, for a reload's group mapping (Adopt)
+	since   time.Time // when the directory answered
 	expires time.Time
+	recheck bool // a reload changed the directory's settings: ask it again at the next login
 }
 
 // DefaultLDAPCache bounds the users an LDAP remembers.
@@ -153,10 +156,10 @@ func (l *LDAP) Login(name, password string) (Person, error) {
 	l.mu.Lock()
 	c, ok := l.cache[key]
 	l.mu.Unlock()
-	if ok && now.Before(c.expires) && subtle.ConstantTimeCompare(c.digest[:], d[:]) == 1 {
+	if ok && !c.recheck && now.Before(c.expires) && subtle.ConstantTimeCompare(c.digest[:], d[:]) == 1 {
 		return c.person, nil
 	}
-	p, err := l.ask(name, password)
+	p, member, err := l.ask(name, password)
 	if err != nil {
 		if errors.Is(err, ErrBadLogin) {
 			l.mu.Lock()
@@ -169,7 +172,7 @@ func (l *LDAP) Login(name, password string) (Person, error) {
 	if _, held := l.cache[key]; !held && len(l.cache) >= l.MaxCached {
 		l.evict(now)
 	}
-	l.cache[key] = ldapCached{digest: d, person: p, expires: now.Add(l.TTL)}
+	l.cache[key] = ldapCached{digest: d, person: p, member: member, since: now, expires: now.Add(l.TTL)}
 	l.mu.Unlock()
 	return p, nil
 }
@@ -249,34 +252,46 @@ func (l *LDAP) attrs() []string {
 	return a
 }
 
-func (l *LDAP) ask(name, password string) (Person, error) {
+func (l *LDAP) ask(name, password string) (Person, []string, error) {
+	entry, err := l.askEntry(name, password)
+	if err != nil {
+		return Person{}, nil, err
+	}
+	member := entry.GetEqualFoldAttributeValues("memberOf")
+	p := l.person(entry)
+	p.Group = l.groupOf(member)
+	return p, member, nil
+}
+
+// askEntry binds as the user and reads the user's entry.
+func (l *LDAP) askEntry(name, password string) (*ldap.Entry, error) {
 	conn, err := l.dial()
 	if err != nil {
-		return Person{}, err
+		return nil, err
 	}
 	defer conn.Close()
 	filter := strings.ReplaceAll(l.UserFilter, "%s", ldap.EscapeFilter(name))
 	var entry *ldap.Entry
 	if l.ServiceDN != "" {
 		if err := l.bind(conn, l.ServiceDN, l.ServicePassword); err != nil {
-			return Person{}, fmt.Errorf("ldap: service account bind: %w", err)
+			return nil, fmt.Errorf("ldap: service account bind: %w", err)
 		}
 		if entry, err = l.search(conn, l.BaseDN, ldap.ScopeWholeSubtree, filter); err != nil {
-			return Person{}, err
+			return nil, err
 		}
 		if err := l.bind(conn, entry.DN, password); err != nil {
 			if badCredentials(err) {
-				return Person{}, ErrBadLogin
+				return nil, ErrBadLogin
 			}
-			return Person{}, fmt.Errorf("ldap: user bind: %w", err)
+			return nil, fmt.Errorf("ldap: user bind: %w", err)
 		}
 	} else {
 		dn := strings.ReplaceAll(l.BindDN, "%s", ldap.EscapeDN(name))
 		if err := l.bind(conn, dn, password); err != nil {
 			if badCredentials(err) {
-				return Person{}, ErrBadLogin
+				return nil, ErrBadLogin
 			}
-			return Person{}, fmt.Errorf("ldap: user bind: %w", err)
+			return nil, fmt.Errorf("ldap: user bind: %w", err)
 		}
 		if l.UserFilter != "" {
 			entry, err = l.search(conn, l.BaseDN, ldap.ScopeWholeSubtree, filter)
@@ -284,10 +299,10 @@ func (l *LDAP) ask(name, password string) (Person, error) {
 			entry, err = l.search(conn, dn, ldap.ScopeBaseObject, "(objectClass=*)")
 		}
 		if err != nil {
-			return Person{}, err
+			return nil, err
 		}
 	}
-	return l.person(entry), nil
+	return entry, nil
 }
 
 // search finds exactly one entry; none (or several) is ErrBadLogin.
@@ -317,22 +332,63 @@ func (l *LDAP) person(e *ldap.Entry) Person {
 	if l.ClassAttr != "" {
 		p.Class = e.GetAttributeValue(l.ClassAttr)
 	}
-	member := e.GetEqualFoldAttributeValues("memberOf")
+	return p
+}
+
+// groupOf is the Gatehouse group of the first of l.Groups whose DN is in
+// member (memberOf values), or "".
+func (l *LDAP) groupOf(member []string) string {
 	for _, g := range l.Groups {
 		want, err := ldap.ParseDN(g.DN)
 		for _, m := range member {
 			if err == nil {
 				if have, err := ldap.ParseDN(m); err == nil && want.EqualFold(have) {
-					p.Group = g.Group
-					return p
+					return g.Group
 				}
 			} else if strings.EqualFold(g.DN, m) {
-				p.Group = g.Group
-				return p
+				return g.Group
 			}
 		}
 	}
-	return p
+	return ""
+}
+
+// Adopt takes over the logins old remembers, for a config reload that
+// replaces old by l; call it before l is used. Their groups are decided
+// again by l.Groups and their time by l.TTL (from when the directory
+// answered). With recheck (the directory's address, TLS, accounts, search
+// or attributes changed) each is asked of the directory again at its
+// next login; until then Person still names the user. It returns the
+// group l.Groups gives each user old knows the membership of (expired
+// logins too), for Table.Regroup.
+func (l *LDAP) Adopt(old *LDAP, recheck bool) map[string]string {
+	groups := map[string]string{}
+	if old == nil {
+		return groups
+	}
+	l.init()
+	old.init()
+	old.mu.Lock()
+	held := make(map[string]ldapCached, len(old.cache))
+	for k, c := range old.cache {
+		held[k] = c
+	}
+	old.mu.Unlock()
+	now := l.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.salt = old.salt // the digests were made with it
+	for k, c := range held {
+		c.person.Group = l.groupOf(c.member)
+		groups[k] = c.person.Group
+		c.expires = c.since.Add(l.TTL)
+		if !now.Before(c.expires) || len(l.cache) >= l.MaxCached {
+			continue
+		}
+		c.recheck = c.recheck || recheck
+		l.cache[k] = c
+	}
+	return groups
 }
 
 // Directories asks each Directory in turn; the first that knows the user

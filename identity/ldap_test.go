@@ -194,3 +194,43 @@ func TestLDAPServiceBindError(t *testing.T) {
 		t.Fatal("remembered a login the directory did not check")
 	}
 }
+
+// TestLDAPAdopt: a reload's new directory takes over the remembered
+// logins: a new group mapping applies to them without a bind; with
+// recheck, or past the new TTL, the next login binds again.
+func TestLDAPAdopt(t *testing.T) {
+	srv := ldaptest.Start(t)
+	old := newLDAP(srv, srv.LDAPSURL)
+	if _, err := old.Login("amira.khan", "Amira-pw-1"); err != nil {
+		t.Fatal(err)
+	}
+	regrouped := newLDAP(srv, srv.LDAPSURL)
+	regrouped.Groups = []identity.LDAPGroup{{DN: ldaptest.StudentsDN, Group: "year8"}}
+	if g := regrouped.Adopt(old, false); g["amira.khan"] != "year8" {
+		t.Fatalf("Adopt's groups: %v", g)
+	}
+	p, err := regrouped.Login("amira.khan", "Amira-pw-1")
+	if err != nil || p.Group != "year8" || p.Display != "Amira Khan" || regrouped.Binds() != 0 {
+		t.Fatalf("adopted login: %+v %v, %d binds", p, err, regrouped.Binds())
+	}
+	if _, err := regrouped.Login("amira.khan", "wrong"); !errors.Is(err, identity.ErrBadLogin) {
+		t.Fatalf("a wrong password after Adopt: %v", err)
+	}
+
+	rechecked := newLDAP(srv, srv.LDAPURL)
+	rechecked.StartTLS = true
+	rechecked.Adopt(old, true)
+	if p, ok := rechecked.Person("amira.khan"); !ok || p.Display != "Amira Khan" {
+		t.Fatalf("a login to check again still names the user: %+v %v", p, ok)
+	}
+	if _, err := rechecked.Login("amira.khan", "Amira-pw-1"); err != nil || rechecked.Binds() == 0 {
+		t.Fatalf("recheck: %v, %d binds", err, rechecked.Binds())
+	}
+
+	short := newLDAP(srv, srv.LDAPSURL)
+	short.TTL = 0
+	short.Adopt(old, false)
+	if _, ok := short.Person("amira.khan"); ok {
+		t.Fatal("a login past the new TTL is still remembered")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,18 +36,41 @@ import (
 // A packet arriving with the queue full is dropped and counted: the NAS
 // sends it again, as RFC 2866 has it do until it is answered.
 type RADIUS struct {
-	Table   *Table
+	Table *Table
+	// Secret, NAS and Timeout are read by Listen; Reconfigure changes
+	// them afterwards.
 	Secret  []byte
 	NAS     []netip.Prefix // allowed NAS addresses; empty: none
 	Timeout time.Duration  // a session without an update for this long ends (default 2h)
 	Log     *slog.Logger
 	Now     func() time.Time
 
+	cur     atomic.Pointer[radiusConf] // Secret, NAS and Timeout in use (Reconfigure)
 	conn    net.PacketConn
 	queue   chan packet
 	metrics *radiusMetrics
 	done    chan struct{}
 	once    sync.Once
+}
+
+type radiusConf struct {
+	secret  []byte
+	nas     []netip.Prefix
+	timeout time.Duration
+}
+
+// Reconfigure replaces the shared secret, the allowed NAS addresses and
+// the session timeout of a listening RADIUS (a config reload); each
+// packet is checked with the old settings or the new ones.
+func (r *RADIUS) Reconfigure(secret []byte, nas []netip.Prefix, timeout time.Duration) error {
+	if len(secret) == 0 {
+		return errors.New("radius: no shared secret")
+	}
+	if timeout <= 0 {
+		timeout = DefaultRADIUSTimeout
+	}
+	r.cur.Store(&radiusConf{secret: secret, nas: nas, timeout: timeout})
+	return nil
 }
 
 // QueueLen bounds the accounting packets waiting to be processed.
@@ -104,6 +128,7 @@ func (r *RADIUS) Listen(addr string, reg prometheus.Registerer) error {
 	if r.Timeout <= 0 {
 		r.Timeout = DefaultRADIUSTimeout
 	}
+	r.cur.Store(&radiusConf{secret: r.Secret, nas: r.NAS, timeout: r.Timeout})
 	if r.Log == nil {
 		r.Log = slog.New(slog.DiscardHandler)
 	}
@@ -169,7 +194,7 @@ func (r *RADIUS) read() {
 }
 
 func (r *RADIUS) allowed(a netip.Addr) bool {
-	for _, p := range r.NAS {
+	for _, p := range r.cur.Load().nas {
 		if p.Contains(a) {
 			return true
 		}
@@ -211,6 +236,7 @@ func (r *RADIUS) process() {
 // ones.
 func (r *RADIUS) handle(batch []packet) {
 	now := r.Now()
+	c := r.cur.Load()
 	var sets []Mapping
 	var replies []reply
 	type stop struct {
@@ -224,11 +250,11 @@ func (r *RADIUS) handle(batch []packet) {
 			r.metrics.packets.WithLabelValues(ResultMalformed).Inc()
 			continue
 		}
-		if !radius.IsAuthenticRequest(p.b, r.Secret) {
+		if !radius.IsAuthenticRequest(p.b, c.secret) {
 			r.metrics.packets.WithLabelValues(ResultForged).Inc()
 			continue
 		}
-		pkt, err := radius.Parse(p.b, r.Secret)
+		pkt, err := radius.Parse(p.b, c.secret)
 		if err != nil {
 			r.metrics.packets.WithLabelValues(ResultMalformed).Inc()
 			continue
@@ -244,7 +270,7 @@ func (r *RADIUS) handle(batch []packet) {
 			if !addr.IsValid() || addr.IsUnspecified() || user == "" {
 				break
 			}
-			exp := now.Add(r.Timeout)
+			exp := now.Add(c.timeout)
 			if st := rfc2865.SessionTimeout_Get(pkt); st > 0 {
 				end := now.Add(time.Duration(st)*time.Second - time.Duration(rfc2866.AcctSessionTime_Get(pkt))*time.Second)
 				if end.Before(exp) {

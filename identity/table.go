@@ -372,6 +372,38 @@ func (t *Table) SetRules(rules []Rule) {
 	t.Remerge()
 }
 
+// Regroup decides again the group of every src mapping whose user group
+// answers for (a reload changed how directory groups map to Gatehouse
+// groups) and merges the addresses it changed. It returns how many.
+// group is called with the table locked, as a Directory is.
+func (t *Table) Regroup(src Source, group func(user string) (string, bool)) int {
+	if src >= numSources {
+		return 0
+	}
+	now := t.now().UnixNano()
+	n := 0
+	t.mu.Lock()
+	for sh := range t.slots {
+		for _, s := range t.slots[sh] {
+			m := s.ms[src]
+			if m == nil || m.User == "" {
+				continue
+			}
+			g, ok := group(m.User)
+			if !ok || g == m.Group {
+				continue
+			}
+			c := *m
+			c.Group = g
+			s.ms[src] = &c
+			t.merge(s, now)
+			n++
+		}
+	}
+	t.mu.Unlock()
+	return n
+}
+
 // Remerge merges every address again: the directory's contents changed.
 func (t *Table) Remerge() {
 	now := t.now().UnixNano()

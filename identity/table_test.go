@@ -263,3 +263,32 @@ func TestIPv6AndMapped(t *testing.T) {
 		t.Fatalf("after remove: %+v, len %d", e, tb.Len())
 	}
 }
+
+// TestRegroup: a reload's new directory group mapping reaches the
+// addresses already named by logins; other users and sources keep theirs.
+func TestRegroup(t *testing.T) {
+	c := newClock()
+	tb := New(Options{Now: c.now})
+	a2 := netip.MustParseAddr("10.1.2.4")
+	tb.Set(Mapping{Addr: a1, Source: SourceLogin, User: "amira", Group: "students", Expires: c.at(time.Hour)})
+	tb.Set(Mapping{Addr: a2, Source: SourceLogin, User: "bob", Group: "staff", Expires: c.at(time.Hour)})
+	tb.Set(Mapping{Addr: a2, Source: SourceRADIUS, User: "amira", Group: "", Expires: c.at(time.Hour)})
+	n := tb.Regroup(SourceLogin, func(u string) (string, bool) {
+		if u == "amira" {
+			return "sixth-form", true
+		}
+		return "", false
+	})
+	if n != 1 {
+		t.Fatalf("regrouped %d, want 1", n)
+	}
+	if e := tb.Lookup(a1, c.now().UnixNano()); e.Group != "sixth-form" || e.User != "amira" {
+		t.Fatalf("amira's address: %+v", e)
+	}
+	if e := tb.Lookup(a2, c.now().UnixNano()); e.Group != "staff" || e.User != "bob" {
+		t.Fatalf("bob's address: %+v", e)
+	}
+	if n := tb.Regroup(SourceLogin, func(string) (string, bool) { return "sixth-form", true }); n != 1 {
+		t.Fatalf("second regroup changed %d, want only bob's", n)
+	}
+}

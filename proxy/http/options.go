@@ -77,7 +77,9 @@ type Resolver interface {
 
 // DirectoryLogin checks logins against the school's directory
 // (*identity.LDAP). Login returns identity.ErrBadLogin for a wrong name or
-// password and another error when the directory cannot be asked.
+// password and another error when the directory cannot be asked. One that
+// also has an Enabled() bool method (serve's, which a reload turns on and
+// off) counts as set only while Enabled is true.
 type DirectoryLogin interface {
 	Login(name, password string) (identity.Person, error)
 }

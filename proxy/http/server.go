@@ -47,6 +47,7 @@ type Server struct {
 	limits  *connLimits
 	users   *Users
 	dir     DirectoryLogin // nil: no directory logins
+	dirOn   func() bool    // nil: dir is always on (see DirectoryLogin)
 	dirCap  *checkLimit    // bounds directory binds at once
 	fails   loginFailures  // wrong logins per client address
 	logins  *Logins
@@ -127,6 +128,7 @@ func New(o Options) (*Server, error) {
 		limits:     newConnLimits(p.Limits.Connections, p.Limits.PerClient),
 		logins:     NewLogins(p.Auth.LoginTTL.D(), o.Now),
 		dir:        o.Directory,
+		dirOn:      directoryOn(o.Directory),
 		dirCap:     newCheckLimit(dirWorkers, dirQueue),
 		log:        o.Log,
 		now:        o.Now,
@@ -898,7 +900,7 @@ func (s *Server) WhoRequest(ip netip.Addr) policy.Request {
 // and false after answering 407.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, bool) {
 	h := r.Header.Get("Proxy-Authorization")
-	if s.users == nil && s.dir == nil {
+	if s.users == nil && s.directory() == nil {
 		return "", true // no logins configured: credentials are ignored (and never forwarded)
 	}
 	if h == "" {
@@ -963,16 +965,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 // err is ErrBusy when too many checks are running, or the directory's
 // failure.
 func (s *Server) verify(name, pass string) (user string, ok bool, person *identity.Person, err error) {
-	if s.users != nil && (s.dir == nil || s.users.Knows(name)) {
+	dir := s.directory()
+	if s.users != nil && (dir == nil || s.users.Knows(name)) {
 		ok, err = s.users.Verify(name, pass)
 		return name, ok, nil, err
 	}
-	if s.dir == nil {
+	if dir == nil {
 		return name, false, nil, nil
 	}
 	var p identity.Person
 	var lerr error
-	if err := s.dirCap.do(func() { p, lerr = s.dir.Login(name, pass) }); err != nil {
+	if err := s.dirCap.do(func() { p, lerr = dir.Login(name, pass) }); err != nil {
 		return name, false, nil, err
 	}
 	switch {
@@ -982,6 +985,21 @@ func (s *Server) verify(name, pass string) (user string, ok bool, person *identi
 		return name, false, nil, nil
 	}
 	return name, false, nil, lerr
+}
+
+// directory is the directory logins are checked against, nil when off.
+func (s *Server) directory() DirectoryLogin {
+	if s.dirOn != nil && !s.dirOn() {
+		return nil
+	}
+	return s.dir
+}
+
+func directoryOn(d DirectoryLogin) func() bool {
+	if e, ok := d.(interface{ Enabled() bool }); ok {
+		return e.Enabled
+	}
+	return nil
 }
 
 func (s *Server) challenge(w http.ResponseWriter, cfg *config.Config, msg string) {
