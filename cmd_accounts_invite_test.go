@@ -1,0 +1,53 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAccountsInviteCommand: `accounts add --invite` makes an account with
+// no password and mails a one-time link to the console over the configured
+// SMTP relay (a go-smtp server here); without console.url it refuses,
+// saying what to set; `accounts list` shows the link outstanding and
+// `accounts passwd --invite` sends a fresh one.
+func TestAccountsInviteCommand(t *testing.T) {
+	ib := newInbox(t)
+	noURL, _ := writeConfig(t, consoleConfig+ib.smtpConfig(), cliFiles)
+	code, out, errs := runCLI(t, "--config", noURL, "accounts", "add", "teacher@school.example", "--role", "dsl", "--invite")
+	if code != exitUsage || !strings.Contains(errs, "console.url is not set in "+noURL) {
+		t.Fatalf("without console.url: %d %q %q", code, out, errs)
+	}
+	path, _ := writeConfig(t, cliConfig+`console: {listen: "127.0.0.1:0", url: "https://filter.school.example:8080"}
+`+ib.smtpConfig(), cliFiles)
+	code, out, errs = runCLI(t, "--config", path, "accounts", "add", "Teacher@school.example", "--role", "dsl", "--invite", "--by", "Sam Jones (IT)")
+	if code != exitOK || !strings.Contains(out, "account teacher@school.example added (dsl) with no password yet") || strings.Contains(out, "otpauth") {
+		t.Fatalf("add --invite: %d %q %q", code, out, errs)
+	}
+	mail := decodeMail(ib.waitFor(t, 0, "Your account on the safeguarding console", 10*time.Second))
+	link := regexp.MustCompile(`https://filter\.school\.example:8080/invite\?t=[A-Za-z0-9_-]{43}`).FindString(mail)
+	if link == "" || !strings.Contains(mail, "Sam Jones (IT) has made you an account (teacher@school.example) on Test School's") ||
+		!strings.Contains(mail, "teacher@school.example") {
+		t.Fatalf("invitation:\n%s", mail)
+	}
+	code, out, _ = runCLI(t, "--config", path, "accounts", "list")
+	if code != exitOK || !regexp.MustCompile(`teacher@school.example\s+dsl\s+none\s+link sent, until`).MatchString(out) {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	code, out, errs = runCLI(t, "--config", path, "accounts", "passwd", "teacher@school.example", "--invite")
+	if code != exitOK {
+		t.Fatalf("passwd --invite: %d %q %q", code, out, errs)
+	}
+	again := decodeMail(ib.waitFor(t, 1, "safeguarding console", 10*time.Second))
+	if link2 := regexp.MustCompile(`https://\S+/invite\?t=\S+`).FindString(again); link2 == "" || link2 == link {
+		t.Fatalf("second link %q (first %q)", link2, link)
+	}
+	if code, _, errs = runCLI(t, "--config", path, "accounts", "disable", "teacher@school.example", "--invite"); code != exitUsage || !strings.Contains(errs, "--invite goes with add or passwd") {
+		t.Fatalf("disable --invite: %d %q", code, errs)
+	}
+	code, out, _ = runCLI(t, "--config", path, "audit")
+	if code != exitOK || strings.Count(out, "invite.sent") != 2 {
+		t.Fatalf("audit:\n%s", out)
+	}
+}
