@@ -57,7 +57,9 @@ func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
 // database begun by another part of Gatehouse (the console's invitations),
 // so the mail is queued if and only if the change it reports commits. key
 // makes its Message-ID (see enqueue).
-func Enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error { return enqueue(tx, m, key, now) }
+func Enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
+	return enqueue(tx, m, key, now)
+}
 
 // KindInvite is a console invitation: its body holds a one-time link, so
 // once the message is delivered the outbox keeps only a note in its place
