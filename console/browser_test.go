@@ -421,6 +421,27 @@ func (r *rig) download(c *http.Client, path string) string {
 	return "file://" + f
 }
 
+// checkPage runs axe (src; none when "") at laptop and phone widths,
+// checks the page fits a phone and, when shot, saves screenshots at both
+// widths in shots.
+func (tb *tab) checkPage(src, shots, name string, shot bool) {
+	tb.t.Helper()
+	for _, v := range viewports {
+		if err := chromedp.Do(tb.ctx, chromedp.EmulateViewport(v.w, v.h, v.opts...)); err != nil {
+			tb.t.Fatalf("viewport %s: %v", v.label, err)
+		}
+		if src != "" {
+			tb.accessible(src, name+" ("+v.label+")")
+		}
+		if v.label == "phone" {
+			tb.fitsPhone(name)
+		}
+		if shot {
+			tb.screenshot(shots, name+"-"+v.label)
+		}
+	}
+}
+
 // browserRig is a console with the incident and IT pages, an SMTP sink
 // for its alert mail and a chromium.
 type browserRig struct {
@@ -640,22 +661,9 @@ func TestBrowserPagesAccessible(t *testing.T) {
 	dslSecret := br.add("dsl@school.example", RoleDSL, goodPass, true)
 	itSecret := br.add("it@school.example", RoleIT, goodPass, true)
 	br.add("auditor@school.example", RoleAuditor, goodPass, false)
-	// check runs axe at laptop and phone widths, checks the page fits a
-	// phone and, for the main pages, saves screenshots at both widths.
 	check := func(tb *tab, name string, shot bool) {
 		t.Helper()
-		for _, v := range viewports {
-			if err := chromedp.Do(tb.ctx, chromedp.EmulateViewport(v.w, v.h, v.opts...)); err != nil {
-				t.Fatalf("viewport %s: %v", v.label, err)
-			}
-			tb.accessible(src, name+" ("+v.label+")")
-			if v.label == "phone" {
-				tb.fitsPhone(name)
-			}
-			if shot {
-				tb.screenshot(shots, name+"-"+v.label)
-			}
-		}
+		tb.checkPage(src, shots, name, shot)
 	}
 
 	// The DSL.
