@@ -414,7 +414,7 @@ func (s *Server) invitePassword(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.inviteDone(w, r, iv, used, addr.String(), now)
+	s.inviteDone(w, iv, used, addr.String(), now)
 }
 
 // renderInviteCode shows the authenticator app's key and asks for its
@@ -460,11 +460,11 @@ func (s *Server) inviteCode(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.inviteDone(w, r, iv, used, addr.String(), now)
+	s.inviteDone(w, iv, used, addr.String(), now)
 }
 
 // inviteDone audits a used link and sends the person to sign in.
-func (s *Server) inviteDone(w http.ResponseWriter, _ *http.Request, iv Invitation, used bool, addr string, now time.Time) {
+func (s *Server) inviteDone(w http.ResponseWriter, iv Invitation, used bool, addr string, now time.Time) {
 	a := iv.Account
 	if !used {
 		s.message(w, http.StatusNotFound, "This link does not work", "This link has just been used or replaced. Ask IT to send you a new one.")
