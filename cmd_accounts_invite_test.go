@@ -22,7 +22,8 @@ func TestAccountsInviteCommand(t *testing.T) {
 	path, _ := writeConfig(t, cliConfig+`console: {listen: "127.0.0.1:0", url: "https://filter.school.example:8080"}
 `+ib.smtpConfig(), cliFiles)
 	code, out, errs = runCLI(t, "--config", path, "accounts", "add", "Teacher@school.example", "--role", "dsl", "--invite", "--by", "Sam Jones (IT)")
-	if code != exitOK || !strings.Contains(out, "account teacher@school.example added (dsl) with no password yet") || strings.Contains(out, "otpauth") {
+	if code != exitOK || !strings.Contains(out, "account teacher@school.example added (dsl) with no password yet") || strings.Contains(out, "otpauth") ||
+		!strings.Contains(out, "this is the first account: restart gatehouse serve") {
 		t.Fatalf("add --invite: %d %q %q", code, out, errs)
 	}
 	mail := decodeMail(ib.waitFor(t, 0, "Your account on the safeguarding console", 10*time.Second))
@@ -42,6 +43,19 @@ func TestAccountsInviteCommand(t *testing.T) {
 	again := decodeMail(ib.waitFor(t, 1, "safeguarding console", 10*time.Second))
 	if link2 := regexp.MustCompile(`https://\S+/invite\?t=\S+`).FindString(again); link2 == "" || link2 == link {
 		t.Fatalf("second link %q (first %q)", link2, link)
+	}
+	if strings.Contains(out, "first account") {
+		t.Errorf("a second link called the account the first: %q", out)
+	}
+	// A relay that does not answer: the command says so and leaves the
+	// mail queued for gatehouse serve to retry.
+	down, _ := writeConfig(t, cliConfig+`console: {listen: "127.0.0.1:0", url: "https://filter.school.example:8080"}
+reports:
+  smtp: {host: 127.0.0.1, port: 9, tls: none, from: gatehouse@school.example, timeout: 2s}
+`, cliFiles)
+	code, out, errs = runCLI(t, "--config", down, "accounts", "add", "head@school.example", "--role", "headteacher", "--invite")
+	if code != exitFailure || !strings.Contains(errs, "the mail is not delivered yet") || !strings.Contains(errs, "gatehouse serve will keep retrying") {
+		t.Fatalf("relay down: %d %q %q", code, out, errs)
 	}
 	if code, _, errs = runCLI(t, "--config", path, "accounts", "disable", "teacher@school.example", "--invite"); code != exitUsage || !strings.Contains(errs, "--invite goes with add or passwd") {
 		t.Fatalf("disable --invite: %d %q", code, errs)

@@ -400,8 +400,14 @@ func (c *cli) invite(cfg *config.Config, rep *reports.Store, st *console.Store, 
 		fmt.Fprintf(c.stderr, "gatehouse accounts %s: %v\n", sub, err)
 		return exitFailure
 	}
-	if _, err := st.NewInvite(actor, "cli", email, role, reset, withTOTP, console.InviteMail{ConsoleURL: cfg.Console.URL, School: cfg.School.Name,
-		By: by, Location: cfg.Location()}, now); err != nil {
+	before, err := st.Accounts()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse accounts %s: %v\n", sub, err)
+		return exitFailure
+	}
+	id, err := st.NewInvite(actor, "cli", email, role, reset, withTOTP, console.InviteMail{ConsoleURL: cfg.Console.URL, School: cfg.School.Name,
+		By: by, Location: cfg.Location()}, now)
+	if err != nil {
 		fmt.Fprintf(c.stderr, "gatehouse accounts %s: %v\n", sub, err)
 		return exitFailure
 	}
@@ -412,19 +418,24 @@ func (c *cli) invite(cfg *config.Config, rep *reports.Store, st *console.Store, 
 		fmt.Fprintf(c.stdout, "account %s added (%s) with no password yet; ", email, role)
 	}
 	fmt.Fprintf(c.stdout, "a one-time link to choose one is mailed to %s and works until %s\n", email, now.Add(console.InviteTTL).In(cfg.Location()).Format("2006-01-02 15:04"))
+	if len(before) == 0 && !cfg.ConsoleOff() {
+		fmt.Fprintln(c.stdout, "this is the first account: restart gatehouse serve so the console starts and the link works")
+	}
+	// Only this message: the rest of the outbox is gatehouse serve's.
 	m := reports.NewMailer(rep, p.Mail, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := m.DeliverDue(ctx); err != nil {
+	sent, err := m.DeliverOne(ctx, id)
+	if err != nil {
 		fmt.Fprintf(c.stderr, "gatehouse accounts %s: delivering mail: %v\n", sub, err)
 		return exitFailure
 	}
-	if pending, _ := m.Pending(); pending > 0 {
+	if !sent {
 		why := ""
 		if _, err := m.Healthy(); err != nil {
 			why = " (" + err.Error() + ")"
 		}
-		fmt.Fprintf(c.stderr, "%d message(s) not delivered yet%s; gatehouse serve will keep retrying (see the log)\n", pending, why)
+		fmt.Fprintf(c.stderr, "the mail is not delivered yet%s; gatehouse serve will keep retrying (see the log)\n", why)
 		return exitFailure
 	}
 	if p.Mail.Host == "" {

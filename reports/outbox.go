@@ -216,6 +216,28 @@ func (m *Mailer) DeliverDue(ctx context.Context) (time.Time, error) {
 	return fromMS(next.Int64), nil
 }
 
+// DeliverOne tries the message id now, whether or not its retry is due,
+// and reports whether it has been delivered (or written, without SMTP).
+// The CLI uses it for the one message it queued, leaving the rest of the
+// outbox to gatehouse serve.
+func (m *Mailer) DeliverOne(ctx context.Context, id int64) (bool, error) {
+	rows, err := m.st.db.Query(`SELECT id, kind, role, recipients, subject, text_body, html_body, message_id, created_ts, attempts, eml_path
+		FROM outbox WHERE id = ? AND sent_ts = 0`, id)
+	if err != nil {
+		return false, err
+	}
+	msgs, err := scanOutRows(rows)
+	if err != nil {
+		return false, err
+	}
+	for _, msg := range msgs {
+		m.deliver(ctx, msg)
+	}
+	var sent int64
+	err = m.st.db.QueryRow(`SELECT sent_ts FROM outbox WHERE id = ?`, id).Scan(&sent)
+	return sent > 0, err
+}
+
 type outRow struct {
 	Message
 	attempts int
@@ -228,6 +250,11 @@ func (m *Mailer) due() ([]outRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	return scanOutRows(rows)
+}
+
+// scanOutRows reads the rows of a query of the outbox's delivery columns.
+func scanOutRows(rows *sql.Rows) ([]outRow, error) {
 	defer rows.Close()
 	var out []outRow
 	for rows.Next() {
