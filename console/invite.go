@@ -441,6 +441,21 @@ func (s *Server) inviteCode(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusOK, "invite", s.inviteData(iv, tok))
 		return
 	}
+	// Codes are guessed against the account as at sign-in (5 a window).
+	until, err := s.lockedUntil("account:"+a.Email, s.o.AccountFailures, now)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if !until.IsZero() {
+		if err := s.o.Store.Audit(Entry{Time: now, Actor: a.Email, Addr: addr.String(), Action: "invite.locked", Target: a.Email, Detail: "too many wrong codes"}); err != nil {
+			s.fail(w, err)
+			return
+		}
+		s.message(w, http.StatusTooManyRequests, "Too many attempts",
+			fmt.Sprintf("Too many wrong codes have been entered for this account. Try again after %s with the same link, or ask IT.", until.In(s.o.Location).Format("15:04")))
+		return
+	}
 	step := totpMatch(iv.totpSecret, r.PostFormValue("code"), now)
 	if step < 0 {
 		if err := s.failed(a.Email, addr, now); err != nil {

@@ -132,7 +132,7 @@ func TestInviteLinkSetsPasswordAndTOTP(t *testing.T) {
 	if p := ir.get(ir.client(), ir.path(link)); keyOf(t, p.body) != key {
 		t.Fatalf("the link's second visit shows another key")
 	}
-	if p = ir.post(c, "/invite/code", url.Values{"t": {tok}, "code": {"000000"}}); p.status != 401 || !strings.Contains(p.body, "That code is not right") {
+	if p = ir.post(c, "/invite/code", url.Values{"t": {tok}, "code": {"00000x"}}); p.status != 401 || !strings.Contains(p.body, "That code is not right") {
 		t.Fatalf("wrong code: %d\n%s", p.status, p.body)
 	}
 	code, _ := TOTPCode(key, ir.clock.Now())
@@ -284,5 +284,31 @@ func TestInviteRefusals(t *testing.T) {
 	}
 	if accts, _ := ir.st.Accounts(); len(accts) != 1 {
 		t.Errorf("%d accounts after refusals", len(accts))
+	}
+}
+
+// TestInviteWrongCodesLockAccount: wrong authenticator codes on the link's
+// page count against the account as at sign-in; at the limit even the
+// right code waits for the window to pass.
+func TestInviteWrongCodesLockAccount(t *testing.T) {
+	ir := newInviteRig(t)
+	_, link := ir.invite("dsl@school.example", RoleDSL, false)
+	tok := tokenOf(link)
+	c := ir.client()
+	p := ir.post(c, "/invite", url.Values{"t": {tok}, "new": {"lantern otter meadow brick"}, "again": {"lantern otter meadow brick"}})
+	key := keyOf(t, p.body)
+	for i := range DefaultAccountFailures {
+		if p := ir.post(c, "/invite/code", url.Values{"t": {tok}, "code": {"00000x"}}); p.status != 401 {
+			t.Fatalf("wrong code %d: %d", i, p.status)
+		}
+	}
+	code, _ := TOTPCode(key, ir.clock.Now())
+	if p := ir.post(c, "/invite/code", url.Values{"t": {tok}, "code": {code}}); p.status != 429 || !strings.Contains(p.body, "Too many wrong codes") {
+		t.Fatalf("right code after %d wrong: %d\n%s", DefaultAccountFailures, p.status, p.body)
+	}
+	ir.clock.Add(DefaultFailureWindow + time.Second)
+	code, _ = TOTPCode(key, ir.clock.Now())
+	if p := ir.post(c, "/invite/code", url.Values{"t": {tok}, "code": {code}}); p.status != 200 || !strings.Contains(p.body, "Your password is set") {
+		t.Fatalf("right code after the window: %d\n%s", p.status, p.body)
 	}
 }
