@@ -312,6 +312,22 @@ func (tb *tab) fitsPhone(name string) {
 		for (const c of document.querySelectorAll("caption")) {
 			if (c.getBoundingClientRect().right > w + 1) out.push("caption runs off the screen: " + c.textContent.trim());
 		}
+		// A table shown as cards: every value's text is right of its label.
+		for (const cell of document.querySelectorAll("table.cards td, table.cards tbody th")) {
+			const cs = getComputedStyle(cell);
+			if (cs.display !== "block") continue;
+			const min = cell.getBoundingClientRect().left + parseFloat(cs.paddingLeft) - 1;
+			const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+			for (let n; (n = walk.nextNode());) {
+				if (!n.textContent.trim()) continue;
+				const r = document.createRange();
+				r.selectNodeContents(n);
+				if ([...r.getClientRects()].some(b => b.left < min)) {
+					out.push("text over its label " + cell.dataset.label + ": " + n.textContent.trim().slice(0, 60));
+					break;
+				}
+			}
+		}
 		return out;
 	})()`)
 	for _, b := range bad {
