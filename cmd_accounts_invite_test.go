@@ -1,6 +1,10 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -63,5 +67,67 @@ reports:
 	code, out, _ = runCLI(t, "--config", path, "audit")
 	if code != exitOK || strings.Count(out, "invite.sent") != 2 {
 		t.Fatalf("audit:\n%s", out)
+	}
+}
+
+// TestServeInviteLinkWorks: with gatehouse serve running, a link mailed by
+// `accounts add --invite` opens its page on the real console, sets the
+// password there and the person signs in.
+func TestServeInviteLinkWorks(t *testing.T) {
+	ib := newInbox(t)
+	path, _ := writeConfig(t, cliConfig+`console: {listen: "127.0.0.1:0", url: "http://filter.school.example/"}
+`+ib.smtpConfig(), cliFiles)
+	var code int
+	withStdin("copper kettle violin harbour\n", func() {
+		code, _, _ = runCLI(t, "--config", path, "accounts", "add", "gov@school.example", "--role", "auditor")
+	})
+	if code != exitOK {
+		t.Fatal("first account")
+	}
+	s, _, _ := startServing(t, path)
+	if s.consoleAddr == nil {
+		t.Fatal("the console did not start")
+	}
+	code, out, errs := runCLI(t, "--config", path, "accounts", "add", "clerk@school.example", "--role", "auditor", "--invite")
+	if code != exitOK || strings.Contains(out, "first account") {
+		t.Fatalf("add --invite: %d %q %q", code, out, errs)
+	}
+	mail := decodeMail(ib.waitFor(t, 0, "Your account on the safeguarding console", 10*time.Second))
+	tok := regexp.MustCompile(`http://filter\.school\.example/invite\?t=([A-Za-z0-9_-]+)`).FindStringSubmatch(mail)
+	if tok == nil {
+		t.Fatalf("no link in:\n%s", mail)
+	}
+	base := "http://" + s.consoleAddr.String()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	get := func(u string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	post := func(u string, form url.Values) (int, string) {
+		t.Helper()
+		resp, err := c.PostForm(u, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := get(base + "/invite?t=" + tok[1]); st != 200 || !strings.Contains(body, "clerk@school.example") {
+		t.Fatalf("link page: %d\n%s", st, body)
+	}
+	const pass = "lantern otter meadow brick"
+	if st, body := post(base+"/invite", url.Values{"t": {tok[1]}, "new": {pass}, "again": {pass}}); st != 200 || !strings.Contains(body, "Your password is set") {
+		t.Fatalf("set password: %d\n%s", st, body)
+	}
+	if st, body := post(base+"/signin", url.Values{"email": {"clerk@school.example"}, "password": {pass}}); st != 200 || !strings.Contains(body, "clerk@school.example (Auditor)") {
+		t.Fatalf("sign-in: %d\n%s", st, body)
 	}
 }
