@@ -755,6 +755,14 @@ func TestBrowserPagesAccessible(t *testing.T) {
 	check(it, "why-blocked", true)
 	it.open(br.http.URL + "/it/lists")
 	check(it, "allow-deny", false)
+	// With an entry, the table of entries (a card with its Remove form on a
+	// phone).
+	it.choose("#group", "students")
+	it.fill("#entry", "a-rather-long-site-name-for-a-phone.example/with/a/path")
+	it.fill("#reason", "maths lesson on probability")
+	it.click(`form[action="/it/lists"] button[type=submit]`)
+	it.wantAt("/it/lists", "a-rather-long-site-name-for-a-phone.example/with/a/path")
+	check(it, "allow-deny-entry", true)
 	it.open(br.http.URL + "/it/queue")
 	it.wantAt("/it/queue", "GH-AAAA-1111")
 	check(it, "queue", true)
