@@ -24,6 +24,9 @@ import (
 // as failed sign-ins of the address (the same lockout), and every link
 // sent, used, expired or refused is audited.
 
+// noAccount is the audit log's actor for a link not (yet) matched to an account.
+const noAccount = "(invitation link)"
+
 // InviteTTL is how long an emailed link works.
 const InviteTTL = 72 * time.Hour
 
@@ -277,7 +280,7 @@ func (s *Server) openInvite(w http.ResponseWriter, r *http.Request, tok string) 
 		return Invitation{}, false
 	}
 	if !until.IsZero() {
-		if err := s.o.Store.Audit(Entry{Time: now, Actor: "", Addr: addr.String(), Action: "invite.locked", Target: "", Detail: "too many failed attempts from this address"}); err != nil {
+		if err := s.o.Store.Audit(Entry{Time: now, Actor: noAccount, Addr: addr.String(), Action: "invite.locked", Target: "", Detail: "too many failed attempts from this address"}); err != nil {
 			s.fail(w, err)
 			return Invitation{}, false
 		}
@@ -296,7 +299,7 @@ func (s *Server) openInvite(w http.ResponseWriter, r *http.Request, tok string) 
 			s.fail(w, err)
 			return Invitation{}, false
 		}
-		if err := s.o.Store.Audit(Entry{Time: now, Actor: "", Addr: addr.String(), Action: "invite.fail", Target: "", Detail: "unknown, used or replaced link"}); err != nil {
+		if err := s.o.Store.Audit(Entry{Time: now, Actor: noAccount, Addr: addr.String(), Action: "invite.fail", Target: "", Detail: "unknown, used or replaced link"}); err != nil {
 			s.fail(w, err)
 			return Invitation{}, false
 		}
