@@ -111,6 +111,8 @@ func (c *cli) accounts(args []string) int {
 	fs := c.flags("accounts " + sub)
 	role := fs.String("role", "", "dsl, headteacher, it or auditor (add)")
 	withTOTP := fs.Bool("totp", false, "give an auditor account a second factor too (add; the other roles always have one)")
+	invite := fs.Bool("invite", false, "add, passwd: mail the person a one-time link (console.url) to choose the password, instead of reading it on stdin")
+	by := fs.String("by", "", "with --invite: who the mail says sent it (default \"IT at SCHOOL\")")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitUsage
@@ -150,6 +152,13 @@ func (c *cli) accounts(args []string) int {
 			return exitUsage
 		}
 		return exitFailure
+	}
+	if *invite {
+		if sub != "add" && sub != "passwd" {
+			fmt.Fprintf(c.stderr, "gatehouse accounts %s: --invite goes with add or passwd\n", sub)
+			return exitUsage
+		}
+		return c.invite(cfg, rep, st, sub == "passwd", pos[0], *role, *withTOTP, *by, actor, now)
 	}
 	switch sub {
 	case "add":
@@ -220,9 +229,19 @@ func (c *cli) accounts(args []string) int {
 		}
 		loc := cfg.Location()
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		invites, err := st.Invitations()
+		if err != nil {
+			return fail(err)
+		}
 		fmt.Fprintln(tw, "EMAIL\tROLE\tSECOND FACTOR\tSTATE\tCHANGED")
 		for _, a := range list {
 			state := "active"
+			if exp, ok := invites[a.ID]; ok {
+				state = "link sent, until " + exp.In(loc).Format("2006-01-02 15:04")
+				if !now.Before(exp) {
+					state = "link expired"
+				}
+			}
 			if a.Disabled {
 				state = "disabled"
 			}
@@ -364,4 +383,63 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 	}
 	log.Info("console listening", "url", scheme+"://"+ln.Addr().String()+"/", "accounts", len(accts), "self_signed", selfSigned)
 	return nil
+}
+
+// invite creates an account (or, reset, clears one's password) and mails
+// its owner a one-time link to choose the password, through the reports
+// outbox and the configured SMTP relay; delivery is tried now, and
+// gatehouse serve retries it if the relay is down.
+func (c *cli) invite(cfg *config.Config, rep *reports.Store, st *console.Store, reset bool, email, role string, withTOTP bool, by, actor string, now time.Time) int {
+	sub := map[bool]string{true: "passwd", false: "add"}[reset]
+	if cfg.Console.URL == "" {
+		fmt.Fprintf(c.stderr, "gatehouse accounts %s --invite: console.url is not set in %s, so the mail cannot link to the console; set it to the console's address as staff reach it (e.g. https://filter.school.example:8080)\n", sub, c.cfgPath)
+		return exitUsage
+	}
+	p, err := reports.FromConfig(cfg, nil) // reads the SMTP password
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse accounts %s: %v\n", sub, err)
+		return exitFailure
+	}
+	before, err := st.Accounts()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse accounts %s: %v\n", sub, err)
+		return exitFailure
+	}
+	id, err := st.NewInvite(actor, "cli", email, role, reset, withTOTP, console.InviteMail{ConsoleURL: cfg.Console.URL, School: cfg.School.Name,
+		By: by, Location: cfg.Location()}, now)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse accounts %s: %v\n", sub, err)
+		return exitFailure
+	}
+	email = console.NormalEmail(email)
+	if reset {
+		fmt.Fprintf(c.stdout, "password of %s cleared and its sessions ended; ", email)
+	} else {
+		fmt.Fprintf(c.stdout, "account %s added (%s) with no password yet; ", email, role)
+	}
+	fmt.Fprintf(c.stdout, "a one-time link to choose one is mailed to %s and works until %s\n", email, now.Add(console.InviteTTL).In(cfg.Location()).Format("2006-01-02 15:04"))
+	if len(before) == 0 && !cfg.ConsoleOff() {
+		fmt.Fprintln(c.stdout, "this is the first account: restart gatehouse serve so the console starts and the link works")
+	}
+	// Only this message: the rest of the outbox is gatehouse serve's.
+	m := reports.NewMailer(rep, p.Mail, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sent, err := m.DeliverOne(ctx, id)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gatehouse accounts %s: delivering mail: %v\n", sub, err)
+		return exitFailure
+	}
+	if !sent {
+		why := ""
+		if _, err := m.Healthy(); err != nil {
+			why = " (" + err.Error() + ")"
+		}
+		fmt.Fprintf(c.stderr, "the mail is not delivered yet%s; gatehouse serve will keep retrying (see the log)\n", why)
+		return exitFailure
+	}
+	if p.Mail.Host == "" {
+		fmt.Fprintf(c.stdout, "no reports.smtp relay is set: the mail is an .eml file in %s for you to send on\n", p.Mail.Dir)
+	}
+	return exitOK
 }

@@ -175,7 +175,7 @@ func TestConsoleManagedEntryIsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := readAll(t, resp)
-	for _, want := range []string{`<th scope="row">adult</th><td>1</td>`, `<th scope="row">iwf</th><td>1</td>`, "default: all 1 answering",
+	for _, want := range []string{`<th scope="row" data-label="List">adult</th><td data-label="Entries">1</td>`, `<th scope="row" data-label="List">iwf</th><td data-label="Entries">1</td>`, "default: all 1 answering",
 		filepath.Join(dir, "gatehouse.db") + ": ", "Update lists now"} {
 		if !strings.Contains(html.UnescapeString(status), want) {
 			t.Errorf("status page lacks %q:\n%s", want, status)

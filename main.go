@@ -42,10 +42,13 @@ Usage:
                                             list (or acknowledge) incidents
   gatehouse report preview|send --schedule daily [--out digest.html]
                                             render a digest now, or send it (and move its period on)
-  gatehouse accounts add EMAIL --role dsl|headteacher|it|auditor
-                                            add a console account (password on stdin; prints the authenticator key)
+  gatehouse accounts add EMAIL --role dsl|headteacher|it|auditor [--invite [--by NAME]]
+                                            add a console account (password on stdin; prints the authenticator key),
+                                            or with --invite mail its owner a one-time link to choose the password
+                                            and set up the authenticator app (console.url; works once, for 72 hours)
   gatehouse accounts passwd|totp|disable|enable EMAIL
-                                            new password (stdin) or authenticator key, or disable or enable the account
+                                            new password (stdin, or --invite: a mailed one-time link) or
+                                            authenticator key, or disable or enable the account
   gatehouse accounts list                   list console accounts
   gatehouse audit [--csv] | audit verify    print the console's audit log, or check its hash chain
   gatehouse ca init [--name N] [--days D] [--force]

@@ -263,14 +263,15 @@ func shotsDir(t *testing.T) string {
 }
 
 // viewports are the widths pages are checked and shown at: a phone
-// (390x844, as an iPhone 12 to 15) and a laptop (1366x768).
+// (375x812, the narrowest common one: iPhone SE, mini and X) and a laptop
+// (1366x768).
 var viewports = []struct {
 	label string
 	w, h  int64
 	opts  []chromedp.EmulateViewportOption
 }{
 	{"laptop", 1366, 768, nil},
-	{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile, chromedp.EmulatePortrait}},
+	{"phone", 375, 812, []chromedp.EmulateViewportOption{chromedp.EmulateMobile, chromedp.EmulatePortrait}},
 }
 
 // screenshot saves the whole page as dir/name.png.
@@ -285,28 +286,52 @@ func (tb *tab) screenshot(dir, name string) {
 	}
 }
 
-// fitsPhone checks, at phone width, that nothing makes the page wider
-// than the screen (wide tables scroll inside themselves) and that every
-// table's caption can be read without scrolling the table.
+// fitsPhone checks, at phone width, that the page is read without
+// scrolling sideways: the page is no wider than the screen
+// (document.scrollingElement.scrollWidth <= clientWidth) and nothing in it
+// (a table above all) scrolls sideways inside itself; every caption is on
+// the screen.
 func (tb *tab) fitsPhone(name string) {
 	tb.t.Helper()
 	bad := evalIn[[]string](tb, `(() => {
-		const out = [], w = 390;
-		if (document.documentElement.scrollWidth > w) {
+		const out = [], doc = document.scrollingElement, w = doc.clientWidth;
+		if (doc.scrollWidth > doc.clientWidth) {
 			let widest = null;
 			for (const el of document.body.querySelectorAll("*")) {
 				const r = el.getBoundingClientRect();
-				if (r.right > w && el.children.length === 0 && !el.closest("table")) { widest = el; break; }
+				if (r.right > w && el.children.length === 0) { widest = el; break; }
 			}
-			out.push("page is " + document.documentElement.scrollWidth + "px wide" + (widest ? ": " + widest.outerHTML.slice(0, 200) : ""));
+			out.push("page is " + doc.scrollWidth + "px wide in a " + doc.clientWidth + "px screen" + (widest ? ": " + widest.outerHTML.slice(0, 200) : ""));
+		}
+		for (const el of document.body.querySelectorAll("*")) {
+			const ox = getComputedStyle(el).overflowX;
+			if ((ox === "auto" || ox === "scroll") && el.scrollWidth > el.clientWidth + 1) {
+				out.push("<" + el.tagName.toLowerCase() + (el.className ? " class=" + el.className : "") + "> scrolls sideways (" + el.scrollWidth + "px in " + el.clientWidth + "px): " + el.textContent.trim().slice(0, 80));
+			}
 		}
 		for (const c of document.querySelectorAll("caption")) {
 			if (c.getBoundingClientRect().right > w + 1) out.push("caption runs off the screen: " + c.textContent.trim());
 		}
+		// A table shown as cards: every value's text is right of its label.
+		for (const cell of document.querySelectorAll("table.cards td, table.cards tbody th")) {
+			const cs = getComputedStyle(cell);
+			if (cs.display !== "block") continue;
+			const min = cell.getBoundingClientRect().left + parseFloat(cs.paddingLeft) - 1;
+			const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+			for (let n; (n = walk.nextNode());) {
+				if (!n.textContent.trim()) continue;
+				const r = document.createRange();
+				r.selectNodeContents(n);
+				if ([...r.getClientRects()].some(b => b.left < min)) {
+					out.push("text over its label " + cell.dataset.label + ": " + n.textContent.trim().slice(0, 60));
+					break;
+				}
+			}
+		}
 		return out;
 	})()`)
 	for _, b := range bad {
-		tb.t.Errorf("%s at 390px: %s", name, b)
+		tb.t.Errorf("%s at %dpx: %s", name, evalIn[int](tb, "document.scrollingElement.clientWidth"), b)
 	}
 }
 
@@ -389,6 +414,47 @@ func (tb *tab) accessible(src, name string) {
 			where = append(where, fmt.Sprint(n.Target)+" "+n.HTML)
 		}
 		tb.t.Errorf("%s (%s, %dpx wide): %s violation %s: %s\n  %s", name, tb.path(), evalIn[int](tb, "window.innerWidth"), v.Impact, v.ID, v.Help, strings.Join(where, "\n  "))
+	}
+}
+
+// download saves what path answers to the signed-in client c in a file
+// and returns its file:// URL, for opening as a downloaded file is.
+func (r *rig) download(c *http.Client, path string) string {
+	r.t.Helper()
+	p := r.get(c, path)
+	if p.status != http.StatusOK {
+		r.t.Fatalf("download %s: %d\n%s", path, p.status, p.body)
+	}
+	_, name, _ := strings.Cut(p.header.Get("Content-Disposition"), `filename="`)
+	name = strings.TrimSuffix(name, `"`)
+	if name == "" || strings.ContainsAny(name, "/\\") {
+		r.t.Fatalf("download %s: file name %q", path, name)
+	}
+	f := filepath.Join(r.t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(p.body), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	return "file://" + f
+}
+
+// checkPage runs axe (src; none when "") at laptop and phone widths,
+// checks the page fits a phone and, when shot, saves screenshots at both
+// widths in shots.
+func (tb *tab) checkPage(src, shots, name string, shot bool) {
+	tb.t.Helper()
+	for _, v := range viewports {
+		if err := chromedp.Do(tb.ctx, chromedp.EmulateViewport(v.w, v.h, v.opts...)); err != nil {
+			tb.t.Fatalf("viewport %s: %v", v.label, err)
+		}
+		if src != "" {
+			tb.accessible(src, name+" ("+v.label+")")
+		}
+		if v.label == "phone" {
+			tb.fitsPhone(name)
+		}
+		if shot {
+			tb.screenshot(shots, name+"-"+v.label)
+		}
 	}
 }
 
@@ -611,22 +677,9 @@ func TestBrowserPagesAccessible(t *testing.T) {
 	dslSecret := br.add("dsl@school.example", RoleDSL, goodPass, true)
 	itSecret := br.add("it@school.example", RoleIT, goodPass, true)
 	br.add("auditor@school.example", RoleAuditor, goodPass, false)
-	// check runs axe at laptop and phone widths, checks the page fits a
-	// phone and, for the main pages, saves screenshots at both widths.
 	check := func(tb *tab, name string, shot bool) {
 		t.Helper()
-		for _, v := range viewports {
-			if err := chromedp.Do(tb.ctx, chromedp.EmulateViewport(v.w, v.h, v.opts...)); err != nil {
-				t.Fatalf("viewport %s: %v", v.label, err)
-			}
-			tb.accessible(src, name+" ("+v.label+")")
-			if v.label == "phone" {
-				tb.fitsPhone(name)
-			}
-			if shot {
-				tb.screenshot(shots, name+"-"+v.label)
-			}
-		}
+		tb.checkPage(src, shots, name, shot)
 	}
 
 	// The DSL.
@@ -656,8 +709,25 @@ func TestBrowserPagesAccessible(t *testing.T) {
 	check(tb, "incident", true)
 	tb.open(br.http.URL + "/incidents/" + itoa(iwf))
 	check(tb, "incident-restricted", false)
+	// The evidence export is a file the DSL downloads and opens from disk.
+	br.clock.Add(30 * time.Second) // a fresh code for a second sign-in
+	dl := br.client()
+	br.signIn(dl, "dsl@school.example", goodPass, dslSecret)
+	for _, e := range []struct {
+		id   int64
+		name string
+	}{{pupil, "evidence"}, {iwf, "evidence-restricted"}} {
+		tb.open(br.download(dl, "/incidents/"+itoa(e.id)+"/evidence"))
+		if txt := tb.text(); !strings.Contains(txt, "Evidence: incident #"+itoa(e.id)) {
+			t.Fatalf("evidence file:\n%s", txt)
+		}
+		if bg := evalIn[string](tb, `getComputedStyle(document.querySelector("header")).backgroundColor`); bg != "rgb(11, 61, 92)" {
+			t.Errorf("%s: the file opened from disk is not styled (header background %s)", e.name, bg)
+		}
+		check(tb, e.name, e.id == pupil)
+	}
 	tb.open(br.http.URL + "/history?who=user:alice")
-	check(tb, "history", false)
+	check(tb, "history", true)
 	tb.open(br.http.URL + "/audit")
 	check(tb, "audit", true)
 	tb.open(br.http.URL + "/incidents/999999")
@@ -685,6 +755,14 @@ func TestBrowserPagesAccessible(t *testing.T) {
 	check(it, "why-blocked", true)
 	it.open(br.http.URL + "/it/lists")
 	check(it, "allow-deny", false)
+	// With an entry, the table of entries (a card with its Remove form on a
+	// phone).
+	it.choose("#group", "students")
+	it.fill("#entry", "a-rather-long-site-name-for-a-phone.example/with/a/path")
+	it.fill("#reason", "maths lesson on probability")
+	it.click(`form[action="/it/lists"] button[type=submit]`)
+	it.wantAt("/it/lists", "a-rather-long-site-name-for-a-phone.example/with/a/path")
+	check(it, "allow-deny-entry", true)
 	it.open(br.http.URL + "/it/queue")
 	it.wantAt("/it/queue", "GH-AAAA-1111")
 	check(it, "queue", true)

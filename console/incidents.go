@@ -490,6 +490,14 @@ func (s *Server) evidenceHTML(w http.ResponseWriter, r *http.Request) {
 	// A file on its own: no navigation (Account is for the text only).
 	data := map[string]any{"Account": "", "Exporter": sess.account.Email}
 	data["C"], data["Events"], data["Log"], data["Alerts"], data["Made"] = c, evs, log, alerts, s.o.Now()
+	// The file is opened from disk, away from the console: its style is
+	// in it (the console's own stylesheet, embedded in the binary).
+	css, err := assets.ReadFile("static/console.css")
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	data["CSS"] = template.CSS(css)
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="gatehouse-incident-%d.html"`, c.ID))
 	s.render(w, http.StatusOK, "evidence", data)
 }

@@ -124,7 +124,7 @@ func TestStatusPage(t *testing.T) {
 	r, f := newITRig(t, nil)
 	c := r.signInIT("it@school.example")
 	p := c.get("/it/status")
-	for _, want := range []string{`<th scope="row">bets</th><td>2</td>`, `<th scope="row">iwf</th><td>1</td>`, "1 of 2 down (192.0.2.53:53)",
+	for _, want := range []string{`<th scope="row" data-label="List">bets</th><td data-label="Entries">2</td>`, `<th scope="row" data-label="List">iwf</th><td data-label="Entries">1</td>`, "1 of 2 down (192.0.2.53:53)",
 		"4096 bytes", "console (console-cert.pem): expires", "in 20 days", "No problems"} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("status lacks %q", want)
@@ -144,7 +144,7 @@ func TestStatusPage(t *testing.T) {
 		}
 		sleepBriefly()
 	}
-	if p := c.get("/it/status"); !strings.Contains(p.body, `<th scope="row">bets</th><td>3</td>`) {
+	if p := c.get("/it/status"); !strings.Contains(p.body, `<th scope="row" data-label="List">bets</th><td data-label="Entries">3</td>`) {
 		t.Errorf("after the update:\n%s", p.body)
 	}
 	if d := f.decide("10.1.2.3", "stake.example"); d.Action != "block" {

@@ -109,7 +109,7 @@ func New(o Options) (*Server, error) {
 		"when": func(t time.Time) string { return t.In(o.Location).Format("Mon 2 Jan 15:04") },
 	}
 	maps.Copy(funcs, s.incidentFuncs())
-	for _, p := range append([]string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message", "continue", "password"}, itPages...) {
+	for _, p := range append([]string{"signin", "code", "home_dsl", "home_counts", "home_other", "audit", "message", "continue", "password", "invite", "invite_code"}, itPages...) {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", p, err)
@@ -131,6 +131,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /audit.csv", s.auditCSV)
 	s.incidentRoutes(mux)
 	s.accountRoutes(mux) // account.go
+	s.inviteRoutes(mux)  // invite.go
 	// The IT pages (it.go) and the identity provider's sign-in (oidc.go).
 	s.itRoutes(mux)
 	if err := s.oidcRoutes(mux); err != nil {

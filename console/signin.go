@@ -63,14 +63,19 @@ func (s *Server) lockedUntil(key string, max int, now time.Time) (time.Time, err
 	return time.Time{}, nil
 }
 
-// failed counts a failed sign-in against the account and the address.
+// failed counts a failed sign-in against the account (none when email
+// is "": a wrong invitation link) and the address.
 func (s *Server) failed(email string, addr netip.Addr, now time.Time) error {
 	db := s.o.Store.db
 	n, start := now.UnixMilli(), now.Add(-s.o.FailureWindow).UnixMilli()
 	if _, err := db.Exec(`DELETE FROM console_failures WHERE first_ts <= ?`, start); err != nil {
 		return err
 	}
-	for _, k := range []string{"account:" + email, addrKey(addr)} {
+	keys := []string{addrKey(addr)}
+	if email != "" {
+		keys = append(keys, "account:"+email)
+	}
+	for _, k := range keys {
 		if _, err := db.Exec(`INSERT INTO console_failures (key, count, first_ts) VALUES (?, 1, ?)
 			ON CONFLICT (key) DO UPDATE SET count = count + 1`, k, n); err != nil {
 			return err

@@ -64,6 +64,19 @@ var migrations = []string{
 		BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 	CREATE TRIGGER console_audit_no_delete BEFORE DELETE ON console_audit
 		BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
+	// 2: emailed one-time links to set a password (invite.go). One per
+	// account: a new link replaces the old one.
+	`CREATE TABLE console_invites (
+		account_id  INTEGER PRIMARY KEY REFERENCES console_accounts(id) ON DELETE CASCADE,
+		token_hash  TEXT NOT NULL UNIQUE, -- SHA-256 of the link's token; the token itself is not kept
+		purpose     TEXT NOT NULL,        -- new (first password) or reset
+		by_name     TEXT NOT NULL,        -- who sent it, as the mail said
+		want_totp   INTEGER NOT NULL,     -- enrol an authenticator app on the link's page
+		created_ts  INTEGER NOT NULL,
+		expires_ts  INTEGER NOT NULL,
+		pass_hash   TEXT NOT NULL DEFAULT '', -- the password chosen, held until the app's first code
+		totp_secret TEXT NOT NULL DEFAULT ''  -- the app being enrolled
+	);`,
 }
 
 // NewStore brings the console tables in db up to date.

@@ -53,6 +53,22 @@ func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
 	return nil
 }
 
+// Enqueue stores m in the outbox inside tx, a transaction on the store's
+// database begun by another part of Gatehouse (the console's invitations),
+// so the mail is queued if and only if the change it reports commits. key
+// makes its Message-ID (see enqueue).
+func Enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
+	return enqueue(tx, m, key, now)
+}
+
+// KindInvite is a console invitation: its body holds a one-time link, so
+// once the message is delivered the outbox keeps only a note in its place
+// (markSent).
+const KindInvite = "invite"
+
+// inviteSentBody replaces an invitation's body once it is delivered.
+const inviteSentBody = "(a console invitation: its one-time link is not kept after delivery)"
+
 // idHost is the host name as a Message-ID's right-hand side: letters,
 // digits, dots and hyphens only ("gatehouse" if there is none).
 func idHost() string {
@@ -200,6 +216,28 @@ func (m *Mailer) DeliverDue(ctx context.Context) (time.Time, error) {
 	return fromMS(next.Int64), nil
 }
 
+// DeliverOne tries the message id now, whether or not its retry is due,
+// and reports whether it has been delivered (or written, without SMTP).
+// The CLI uses it for the one message it queued, leaving the rest of the
+// outbox to gatehouse serve.
+func (m *Mailer) DeliverOne(ctx context.Context, id int64) (bool, error) {
+	rows, err := m.st.db.Query(`SELECT id, kind, role, recipients, subject, text_body, html_body, message_id, created_ts, attempts, eml_path
+		FROM outbox WHERE id = ? AND sent_ts = 0`, id)
+	if err != nil {
+		return false, err
+	}
+	msgs, err := scanOutRows(rows)
+	if err != nil {
+		return false, err
+	}
+	for _, msg := range msgs {
+		m.deliver(ctx, msg)
+	}
+	var sent int64
+	err = m.st.db.QueryRow(`SELECT sent_ts FROM outbox WHERE id = ?`, id).Scan(&sent)
+	return sent > 0, err
+}
+
 type outRow struct {
 	Message
 	attempts int
@@ -212,6 +250,11 @@ func (m *Mailer) due() ([]outRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	return scanOutRows(rows)
+}
+
+// scanOutRows reads the rows of a query of the outbox's delivery columns.
+func scanOutRows(rows *sql.Rows) ([]outRow, error) {
 	defer rows.Close()
 	var out []outRow
 	for rows.Next() {
@@ -244,7 +287,7 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 		if len(r.Recipients) == 0 && m.cfg.Host != "" {
 			m.log.Warn("no address for role: message written to the outbox directory only", "role", r.Role, "file", p)
 		}
-		m.markSent(r.ID, p)
+		m.markSent(r.ID, r.Kind, p)
 		if m.cfg.Host == "" { // the .eml file is how mail leaves: it works
 			m.Failing.Store(false)
 			m.health.ok()
@@ -255,7 +298,7 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 		m.fail(r, err)
 		return
 	}
-	m.markSent(r.ID, r.emlPath)
+	m.markSent(r.ID, r.Kind, r.emlPath)
 	m.health.ok()
 	if m.Failing.Swap(false) {
 		m.log.Info("mail is being delivered again", "host", m.cfg.Host)
@@ -265,8 +308,14 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 // markSent records acceptance. A crash between the server's acceptance and
 // this update sends the message again at restart: at most one duplicate,
 // with the same Message-ID.
-func (m *Mailer) markSent(id int64, eml string) {
-	if _, err := m.st.db.Exec(`UPDATE outbox SET sent_ts = ?, eml_path = ?, last_error = '' WHERE id = ?`, ms(m.now()), eml, id); err != nil {
+func (m *Mailer) markSent(id int64, kind, eml string) {
+	q := `UPDATE outbox SET sent_ts = ?, eml_path = ?, last_error = '' WHERE id = ?`
+	args := []any{ms(m.now()), eml, id}
+	if kind == KindInvite { // the one-time link is not kept once delivered
+		q = `UPDATE outbox SET sent_ts = ?, eml_path = ?, last_error = '', text_body = ?, html_body = '' WHERE id = ?`
+		args = []any{ms(m.now()), eml, inviteSentBody, id}
+	}
+	if _, err := m.st.db.Exec(q, args...); err != nil {
 		m.log.Error("marking mail sent", "id", id, "err", err)
 		return
 	}
