@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/health"
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/identity/signin"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
@@ -53,6 +54,8 @@ type server struct {
 	identity *identity.Table  // who is behind an address (serve_identity.go)
 	radius   *identity.RADIUS // the RADIUS accounting listener, if on (serve_identity.go)
 	ldap     *identity.LDAP   // directory logins for the proxy, if on (serve_identity.go)
+	signin   *signin.Service  // the sign-in page, if on (serve_identity.go)
+	signinAt net.Addr         // its listener's address, once started
 
 	proxyResolver *proxyResolver     // how the proxy resolves names (serve_proxy.go)
 	caErr         error              // why the school's CA could not be loaded (serve_ca.go)
@@ -145,6 +148,9 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if err := s.startProxy(ctx, cfg, reg); err != nil {
+		return err
+	}
+	if err := s.startSignin(ctx, cfg, reg); err != nil { // serve_identity.go; after the proxy, which must never reach it
 		return err
 	}
 	if err := s.startAdmin(ctx, cfg.Admin.Listen, reg); err != nil {
@@ -322,7 +328,7 @@ var liveSettings = []string{
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
-	"admin.allow", "console.allow", "identity.groups",
+	"admin.allow", "console.allow", "identity.groups", "identity.signin.allow",
 }
 
 // fileOwner names the owner of path (for the audit log of reloads).

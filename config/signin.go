@@ -37,6 +37,9 @@ type IdentitySignin struct {
 	ClientID     string  `yaml:"client_id"`
 	ClientSecret *Secret `yaml:"client_secret"`
 	RedirectURL  string  `yaml:"redirect_url"`
+	// CAFile is PEM CAs trusted for the provider besides the system roots
+	// (an on-premises provider such as AD FS with the school's own CA).
+	CAFile string `yaml:"ca_file"`
 	// Domains are the email domains that may sign in (lower case).
 	Domains []string `yaml:"domains"`
 	// User is how the ID token's email becomes the Gatehouse user name:
@@ -194,7 +197,15 @@ func (v *validator) signinSection() {
 // signinFiles checks, for config check, that the certificate can be read.
 func (v *validator) signinFiles() {
 	s := &v.c.Identity.Signin
-	if s.Listen == "" || s.Cert == "" || s.Key == "" {
+	if s.Listen == "" {
+		return
+	}
+	if s.CAFile != "" && v.readable("identity.signin.ca_file", s.CAFile, "CA file") {
+		if _, err := LoadCertPool(s.CAFile); err != nil {
+			v.errf("identity.signin.ca_file", "%v", err)
+		}
+	}
+	if s.Cert == "" || s.Key == "" {
 		return
 	}
 	if v.readable("identity.signin.cert", s.Cert, "certificate") && v.readable("identity.signin.key", s.Key, "key") {

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -90,6 +91,11 @@ func New(t testing.TB, clientID, secret string) *Provider {
 
 // Client trusts the provider's certificate (and nothing else).
 func (p *Provider) Client() *http.Client { return p.srv.Client() }
+
+// CertPEM is the provider's certificate, for a ca_file.
+func (p *Provider) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})
+}
 
 // Set replaces who the provider signs in.
 func (p *Provider) Set(c Claims) {

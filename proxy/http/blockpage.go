@@ -41,7 +41,32 @@ const securityRule = "This site may harm your device or trick you into giving aw
 type pageData struct {
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
 	Restricted, Form, Sent, Mailed                                                             bool
+	// SignIn is the paragraph pointing to the sign-in page
+	// (identity.signin), shown where nobody is known at the address (no
+	// user, no device): a pupil's own device learns what to do.
+	SignIn template.HTML
+	signin template.HTML // that paragraph, for the config ("" when the page is off)
 }
+
+var signinTmpl = template.Must(template.New("signin").Parse(`<p>Using your own phone or laptop? <a href="{{.}}">Sign in with your school account</a> so that the school's web filter knows it is you.</p>
+`))
+
+// signinPara is the block page's sign-in paragraph for cfg ("" when the
+// sign-in page is off).
+func signinPara(cfg *config.Config) template.HTML {
+	u := cfg.SigninURL()
+	if u == "" {
+		return ""
+	}
+	var b strings.Builder
+	if err := signinTmpl.Execute(&b, u); err != nil {
+		return ""
+	}
+	return template.HTML(b.String())
+}
+
+// nobodyKnown reports whether a block names neither a user nor a device.
+func nobodyKnown(d *policy.Decision, user string) bool { return user == "" && d.Device == "" }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <html lang="en-GB">
@@ -89,7 +114,7 @@ a{color:#1f3a5f}
 <dt>Computer or user</dt><dd>{{.Who}}</dd>
 <dt>Reference</dt><dd>{{.Ref}}</dd>
 </dl>
-{{if .Form}}<form method="post" action="{{.Action}}">
+{{.SignIn}}{{if .Form}}<form method="post" action="{{.Action}}">
 <h2>Is this a mistake?</h2>
 <p>If you need this site for your work, say why below. Your report goes to IT with the reference; the site stays blocked unless they unblock it.</p>
 <input type="hidden" name="ref" value="{{.Ref}}">
@@ -145,6 +170,9 @@ func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) p
 	pd.Host = info.host
 	pd.When = s.now().In(cfg.Location()).Format(whenLayout)
 	pd.Who = who(d, info.user, info.client)
+	if nobodyKnown(d, info.user) {
+		pd.SignIn = pd.signin
+	}
 	pd.Ref = newRef()
 	if !d.Restricted {
 		pd.URL = truncate(displayURL, 200)
@@ -166,6 +194,7 @@ func staticPage(cfg *config.Config, d *policy.Decision) pageData {
 		Restricted: d.Restricted,
 		Action:     reportPath,
 		Form:       true,
+		signin:     signinPara(cfg),
 	}
 	if d.Restricted {
 		pd.Form = false
@@ -355,6 +384,7 @@ const (
 	slotWhen
 	slotWho
 	slotRef
+	slotSignin // the sign-in paragraph, where nobody is known
 	numSlots
 )
 
@@ -365,8 +395,9 @@ const (
 // html/template escapes with the same table as appendHTML, so the page is
 // byte for byte what the template would write (TestBlockPageLayout).
 type pageLayout struct {
-	parts []string
-	slots []pageSlot
+	parts  []string
+	slots  []pageSlot
+	signin string // slotSignin's text, when nobody is known
 }
 
 // pageFields are the per-request fields of a block page.
@@ -402,6 +433,10 @@ func (l *pageLayout) render(b []byte, f *pageFields) []byte {
 			b = appendWho(b, f.dec, f.user, f.client)
 		case slotRef:
 			b = append(b, f.ref...) // refAlphabet and '-' only
+		case slotSignin:
+			if nobodyKnown(f.dec, f.user) {
+				b = append(b, l.signin...)
+			}
 		}
 	}
 	return append(b, l.parts[len(l.parts)-1]...)
@@ -509,6 +544,9 @@ var slotMarker = fmt.Sprintf("gh%016xz", rand.Uint64())
 func buildLayout(pd pageData) *pageLayout {
 	mark := func(s pageSlot) string { return slotMarker + string(rune('a'+s)) }
 	pd.Host, pd.When, pd.Who, pd.Ref = mark(slotHost), mark(slotWhen), mark(slotWho), mark(slotRef)
+	if pd.signin != "" {
+		pd.SignIn = template.HTML(mark(slotSignin))
+	}
 	if !pd.Restricted {
 		pd.URL = mark(slotURL)
 	}
@@ -517,7 +555,7 @@ func buildLayout(pd pageData) *pageLayout {
 		panic("httpproxy: the block page template failed on fixed data: " + err.Error())
 	}
 	out := buf.String()
-	l := &pageLayout{}
+	l := &pageLayout{signin: string(pd.signin)}
 	for {
 		i := strings.Index(out, slotMarker)
 		if i < 0 || i+len(slotMarker) >= len(out) {

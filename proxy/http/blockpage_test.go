@@ -29,6 +29,10 @@ func TestBlockPageLayout(t *testing.T) {
 	odd.Proxy.BlockPage.AUPURL = "https://school.example/aup?a=1&b=<2>"
 	odd.Proxy.BlockPage.Rules = map[string]string{"games": `Games & "fun" <after> school`}
 	cfgs = append(cfgs, &odd)
+	withSignin := base // the sign-in page on: its link where nobody is known
+	withSignin.Identity.Signin.Listen = "10.0.0.5:443"
+	withSignin.Identity.Signin.RedirectURL = `https://signin.school.example/callback`
+	cfgs = append(cfgs, &withSignin)
 
 	decs := []policy.Decision{
 		{Restricted: true, HasCategory: true, Category: bl.Pornography},
@@ -58,6 +62,9 @@ func TestBlockPageLayout(t *testing.T) {
 					f.dec, f.when, f.ref = &d, when.In(lays.loc), newRef()
 					pd := staticPage(cfg, &d)
 					pd.Host, pd.When, pd.Who, pd.Ref = f.host, f.when.Format(whenLayout), who(&d, f.user, f.client), f.ref
+					if f.user == "" && device == "" {
+						pd.SignIn = pd.signin
+					}
 					if !d.Restricted {
 						pd.URL = truncate(f.url, 200)
 					}
@@ -73,6 +80,14 @@ func TestBlockPageLayout(t *testing.T) {
 				}
 			}
 		}
+	}
+	// The link is there exactly where nobody is known.
+	lays := e.s.layouts(&withSignin)
+	d := policy.Decision{HasCategory: true, Category: bl.Pornography}
+	anon := string(lays.get(&withSignin, &d).render(nil, &pageFields{host: "x.test", dec: &d, client: netip.MustParseAddr("10.1.2.3"), when: time.Now()}))
+	named := string(lays.get(&withSignin, &d).render(nil, &pageFields{host: "x.test", dec: &d, user: "amira", client: netip.MustParseAddr("10.1.2.3"), when: time.Now()}))
+	if !strings.Contains(anon, `<a href="https://signin.school.example/">Sign in with your school account</a>`) || strings.Contains(named, "signin.school.example") {
+		t.Errorf("sign-in link: unknown address %t, named user %t", strings.Contains(anon, "signin.school.example"), strings.Contains(named, "signin.school.example"))
 	}
 	if e.s.layouts(cfgs[1]) == e.s.layouts(cfgs[0]) {
 		t.Error("a new config kept the old layouts")
