@@ -37,13 +37,13 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Arial,sans-serif;font-size:1
 main{max-width:34rem;margin:0 auto;padding:1.5rem 1rem}
 h1{font-size:1.6rem;margin:.2rem 0 1rem}
 .school{font-weight:600;color:#1f3a5f;margin:0}
-.box{background:#fff;border:1px solid #bbb;border-radius:.4rem;padding:1rem;margin:1rem 0}
+.box{overflow-wrap:anywhere;background:#fff;border:1px solid #bbb;border-radius:.4rem;padding:1rem;margin:1rem 0}
 .error{border-color:#a61b1b;border-width:2px}
 button{font:inherit;font-weight:600;padding:.7rem 1.3rem;background:#1f3a5f;color:#fff;border:0;border-radius:.3rem;cursor:pointer;min-height:44px}
 button.quiet{background:#fff;color:#1f3a5f;border:2px solid #1f3a5f}
 button:focus,a:focus{outline:3px solid #b35c00;outline-offset:2px}
 a{color:#1f3a5f}
-.small{font-size:1rem;color:#333}
+.small{font-size:1rem;color:#333;overflow-wrap:anywhere}
 </style>
 </head>
 <body>
