@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -200,8 +201,9 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 	}
 	svc, err := signin.New(signin.Options{Table: s.identity, Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: secret,
 		RedirectURL: c.RedirectURL, Domains: c.Domains, LocalPart: c.User == "local_part", Groups: groups, TTL: cfg.SigninTTL(),
-		Allowed: func(a netip.Addr) bool { return clientAllowed(s.engine.Load().Config().SigninAllow(), a) },
-		School:  cfg.School.Name, Label: c.Label, Location: cfg.Location(), Secure: c.Cert != "", Store: store,
+		HostedDomain: strings.TrimSuffix(c.Issuer, "/") == "https://accounts.google.com",
+		Allowed:      func(a netip.Addr) bool { return clientAllowed(s.engine.Load().Config().SigninAllow(), a) },
+		School:       cfg.School.Name, Label: c.Label, Location: cfg.Location(), Secure: c.Cert != "", Store: store,
 		Client: client, Log: log, Registry: reg})
 	if err != nil {
 		return err

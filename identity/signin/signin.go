@@ -51,7 +51,12 @@ type Options struct {
 	// (otherwise the whole address), lower case.
 	LocalPart bool
 	Groups    []ClaimGroup
-	TTL       time.Duration // how long a sign-in names its address
+	// HostedDomain requires the ID token's "hd" claim (Google Workspace's
+	// hosted domain) to be the email's domain, so that a consumer Google
+	// account made with a school address is refused. serve sets it for
+	// Google's issuer.
+	HostedDomain bool
+	TTL          time.Duration // how long a sign-in names its address
 	// Allowed says who may reach the page; read per request (nil: all).
 	Allowed  func(netip.Addr) bool
 	School   string
@@ -422,6 +427,7 @@ type claims struct {
 	EmailVerified     *bool  `json:"email_verified"`
 	PreferredUsername string `json:"preferred_username"`
 	Name              string `json:"name"`
+	HD                string `json:"hd"`
 }
 
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
@@ -509,7 +515,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	case cl.EmailVerified != nil && !*cl.EmailVerified:
 		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your email address is not verified, so it cannot be used to sign in here.")
 		return
-	case !slices.Contains(s.o.Domains, domain):
+	case !slices.Contains(s.o.Domains, domain), s.o.HostedDomain && !strings.EqualFold(cl.HD, domain):
 		s.refuse(w, addr, http.StatusForbidden, "refused-domain", email+" is not a school account. Please sign in with your school account.")
 		return
 	}

@@ -337,6 +337,25 @@ func TestSignInRefused(t *testing.T) {
 	}
 }
 
+// TestGoogleHostedDomain: with HostedDomain (Google's issuer), a school
+// address from a consumer Google account (no "hd" claim, or another
+// domain's) is refused; the school's Workspace account is taken.
+func TestGoogleHostedDomain(t *testing.T) {
+	r := newRig(t, func(o *Options) { o.HostedDomain = true })
+	r.p.Set(oidctest.Claims{Email: "amira@school.example"})
+	if pg := r.signIn(r.browser("127.0.0.42")); pg.status != 403 || r.who("127.0.0.42") != nil {
+		t.Fatalf("consumer account: %d", pg.status)
+	}
+	r.p.Set(oidctest.Claims{Email: "amira@school.example", Extra: map[string]any{"hd": "other.example"}})
+	if pg := r.signIn(r.browser("127.0.0.43")); pg.status != 403 || r.who("127.0.0.43") != nil {
+		t.Fatalf("another domain's hd: %d", pg.status)
+	}
+	r.p.Set(oidctest.Claims{Email: "amira@school.example", Extra: map[string]any{"hd": "school.example"}})
+	if pg := r.signIn(r.browser("127.0.0.44")); pg.status != 200 || r.who("127.0.0.44") == nil {
+		t.Fatalf("workspace account: %d\n%s", pg.status, pg.body)
+	}
+}
+
 // TestForgedForwardedFor: the address is the TCP peer's; a client's
 // X-Forwarded-For, X-Real-IP or Forwarded header names nobody.
 func TestForgedForwardedFor(t *testing.T) {
