@@ -65,8 +65,13 @@ func signinPara(cfg *config.Config) template.HTML {
 	return template.HTML(b.String())
 }
 
-// nobodyKnown reports whether a block names neither a user nor a device.
-func nobodyKnown(d *policy.Decision, user string) bool { return user == "" && d.Device == "" }
+// offerSignin reports whether a block's page offers the sign-in page: no
+// user is known, and no school device by address (clients.devices; a
+// shared computer must not be signed in as one pupil for hours). A device
+// only named by its DHCP lease (a pupil's own phone) is offered it.
+func offerSignin(d *policy.Decision, user string, who *identity.Entry) bool {
+	return user == "" && (d.Device == "" || (who != nil && who.Device == d.Device))
+}
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <html lang="en-GB">
@@ -170,7 +175,7 @@ func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) p
 	pd.Host = info.host
 	pd.When = s.now().In(cfg.Location()).Format(whenLayout)
 	pd.Who = who(d, info.user, info.client)
-	if nobodyKnown(d, info.user) {
+	if offerSignin(d, info.user, info.who) {
 		pd.SignIn = pd.signin
 	}
 	pd.Ref = newRef()
@@ -243,6 +248,7 @@ func (s *Server) blockPage(w http.ResponseWriter, info *reqInfo, cfg *config.Con
 	bp := pageBufs.Get().(*[]byte)
 	b := lay.render((*bp)[:0], &pageFields{
 		host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
+		signin: lay.signin != "" && offerSignin(d, info.user, info.who),
 	})
 	if proto != "" {
 		if first := s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref); first != ref {
@@ -408,6 +414,7 @@ type pageFields struct {
 	user      string
 	client    netip.Addr
 	ref       string
+	signin    bool // offer the sign-in page (offerSignin)
 }
 
 func (l *pageLayout) render(b []byte, f *pageFields) []byte {
@@ -434,7 +441,7 @@ func (l *pageLayout) render(b []byte, f *pageFields) []byte {
 		case slotRef:
 			b = append(b, f.ref...) // refAlphabet and '-' only
 		case slotSignin:
-			if nobodyKnown(f.dec, f.user) {
+			if f.signin {
 				b = append(b, l.signin...)
 			}
 		}
