@@ -509,7 +509,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	local, domain, _ := strings.Cut(email, "@")
 	switch {
-	case local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n<>\",;()\\*") || len(email) > 254:
+	case local == "" || domain == "" || len(email) > 254 || strings.ContainsFunc(email, badEmailRune):
 		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your account did not give an email address, so the school cannot tell who you are. Ask IT.")
 		return
 	case cl.EmailVerified != nil && !*cl.EmailVerified:
@@ -534,6 +534,12 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	d.Token = s.signoutToken(addr, rec.Session)
 	d.Done = true
 	s.render(w, http.StatusOK, d)
+}
+
+// badEmailRune: what no school account's address holds (spaces, control
+// characters, quotes, brackets, wildcards).
+func badEmailRune(r rune) bool {
+	return r <= ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || strings.ContainsRune("<>\",;()\\*", r)
 }
 
 // subtle reports whether the nonces differ.

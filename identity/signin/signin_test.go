@@ -273,6 +273,8 @@ func TestSignInRefused(t *testing.T) {
 		{"another app's token", oidctest.Claims{Email: "x@school.example", Audience: "another-app"}, 401, "refused-token"},
 		{"expired token", oidctest.Claims{Email: "x@school.example", Expired: true}, 401, "refused-token"},
 		{"no email", oidctest.Claims{}, 403, "refused-token"},
+		{"control character", oidctest.Claims{Email: "x\x00y@school.example"}, 403, "refused-token"},
+		{"wildcard", oidctest.Claims{Email: "*@school.example"}, 403, "refused-token"},
 	}
 	for i, c := range cases {
 		from := netip.AddrFrom4([4]byte{127, 0, 0, byte(30 + i)}).String()
