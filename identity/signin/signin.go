@@ -300,6 +300,9 @@ func (s *Service) Handler() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer") // the callback's URL holds the code
 		h.Set("X-Frame-Options", "DENY")
+		if s.o.Secure {
+			h.Set("Strict-Transport-Security", "max-age=31536000") // the page is HTTPS from then on
+		}
 		a := peer(r)
 		if !a.IsValid() || (s.o.Allowed != nil && !s.o.Allowed(a)) {
 			s.results.WithLabelValues("refused-address").Inc()

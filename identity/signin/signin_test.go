@@ -537,3 +537,25 @@ func TestCertReload(t *testing.T) {
 		t.Fatalf("not reloaded: %v", second.Leaf.DNSNames)
 	}
 }
+
+// TestHeaders: the page is never cached, framed or referred from, and
+// over HTTPS tells the browser to stay on HTTPS.
+func TestHeaders(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		r := newRig(t, func(o *Options) { o.Secure = secure })
+		resp, err := r.browser("127.0.0.45").Get(r.url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := resp.Header
+		if h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Frame-Options") != "DENY" ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "form-action 'self' "+r.p.URL) {
+			t.Errorf("secure %t: headers %v", secure, h)
+		}
+		if (h.Get("Strict-Transport-Security") != "") != secure {
+			t.Errorf("secure %t: HSTS %q", secure, h.Get("Strict-Transport-Security"))
+		}
+	}
+}
