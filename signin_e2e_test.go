@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -238,4 +240,61 @@ func waitPortFree(t *testing.T, addr string) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	t.Fatalf("%s still in use", addr)
+}
+
+// TestSigninHTTPS: with cert and key the page is HTTPS only, with its
+// certificate (HSTS on); the client secret never reaches the log.
+func TestSigninHTTPS(t *testing.T) {
+	upstream := testUpstream(t)
+	p := oidctest.New(t, "gatehouse-signin", "signin-client-secret-xyz")
+	port := strconv.Itoa(freePort(t))
+	dir := t.TempDir()
+	pool := wildcardPEM(t, dir, "signin.school.example")
+	path, _ := writeConfig(t, `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+identity:
+  signin:
+    listen: "127.0.0.1:`+port+`"
+    cert: "`+dir+`/cert.pem"
+    key: "`+dir+`/key.pem"
+    issuer: "`+p.URL+`"
+    ca_file: "{{dir}}/provider.pem"
+    client_id: gatehouse-signin
+    client_secret: {file: "{{dir}}/signin-secret"}
+    redirect_url: "https://signin.school.example:`+port+`/callback"
+    domains: [pupils.example]
+`, map[string]string{"signin-secret": "signin-client-secret-xyz\n", "provider.pem": string(p.CertPEM())})
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	startServingLog(t, path, logs)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "signin.school.example"}}}
+	resp, err := c.Get("https://127.0.0.1:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Sign in with your school account") || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("HTTPS page: %d %v\n%s", resp.StatusCode, resp.Header, body)
+	}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := plain.Get("http://127.0.0.1:" + port + "/"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "Sign in") {
+			t.Fatal("the page answered plain HTTP")
+		}
+	}
+	if strings.Contains(logs.String(), "signin-client-secret-xyz") {
+		t.Fatal("the client secret is in the log")
+	}
+	if !strings.Contains(logs.String(), "sign-in page listening") {
+		t.Fatalf("no start line:\n%s", logs.String())
+	}
 }
