@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/health"
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/identity/signin"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	dnsproxy "github.com/gatehouse-filter/gatehouse/proxy/dns"
 	httpproxy "github.com/gatehouse-filter/gatehouse/proxy/http"
@@ -55,6 +56,8 @@ type server struct {
 	ldap     *liveLDAP        // directory logins for the proxy, swapped by reloads (serve_identity_live.go)
 	people   *livePeople      // the people file, swapped by reloads (serve_identity_live.go)
 	leases   *identity.Leases // the DHCP lease files (serve_identity.go)
+	signin   *signin.Service  // the sign-in page, if on (serve_identity.go)
+	signinAt net.Addr         // its listener's address, once started
 
 	remoteCert *remoteCert // the off-site listeners' certificate, if on (serve_devices.go)
 
@@ -149,6 +152,9 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if err := s.startProxy(ctx, cfg, reg); err != nil {
+		return err
+	}
+	if err := s.startSignin(ctx, cfg, reg); err != nil { // serve_identity.go; after the proxy, which must never reach it
 		return err
 	}
 	if err := s.startAdmin(ctx, cfg.Admin.Listen, reg); err != nil {
@@ -336,7 +342,7 @@ var liveSettings = []string{
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
-	"admin.allow", "console.allow", "identity.groups",
+	"admin.allow", "console.allow", "identity.groups", "identity.signin.allow",
 	"identity.ldap", "identity.people", "identity.dhcp_leases", // serve_identity_live.go
 	"identity.radius.secret", "identity.radius.nas", "identity.radius.timeout",
 	"dns.remote.cert", "dns.remote.key", // serve_devices.go

@@ -27,7 +27,17 @@ func exampleWithFiles(t *testing.T, files map[string]string) string {
 		"var/ut1/blacklists/adult/domains": "porn.example\n", "etc/watchlists/self-harm-local.txt": "# ours\nsad beans | 10\n",
 		"etc/people.csv": "user,display name,year,class\n", "etc/radius-secret": "s3cret\n",
 		"etc/school-root-ca.pem": string(ldaptest.CAPEM(t)), "etc/ldap-password": "pw\n",
+		"etc/signin-secret": "s3cret\n",
 		"dhcp/dhcpd.leases": "", "kea/kea-leases4.csv": "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n",
+	}
+	certDir := t.TempDir() // the sign-in page's certificate
+	wildcardPEM(t, certDir, "signin.school.example")
+	for name, file := range map[string]string{"etc/signin.crt": "cert.pem", "etc/signin.key": "key.pem"} {
+		b, err := os.ReadFile(filepath.Join(certDir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all[name] = string(b)
 	}
 	for k, v := range files {
 		all[k] = v
@@ -66,7 +76,8 @@ func TestConfigExampleIsValid(t *testing.T) {
 		"identity.people: cannot read people file /etc/gatehouse/people.csv",
 		"identity.radius.secret.file", "identity.dhcp_leases[0].path: cannot read lease file /var/lib/dhcp/dhcpd.leases",
 		"identity.dhcp_leases[1].path", "identity.ldap.ca_file: cannot read CA file /etc/gatehouse/school-root-ca.pem",
-		"identity.ldap.service_password.file", "13 error(s)"} {
+		"identity.ldap.service_password.file", "identity.signin.cert: cannot read certificate /etc/gatehouse/signin.crt",
+		"identity.signin.client_secret.file", "15 error(s)"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("errors lack %q:\n%s", want, errs)
 		}

@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/identity/signin"
 )
 
 // startIdentity builds the identity table (who is behind an address) and
@@ -144,3 +151,88 @@ func identityRules(cfg *config.Config) []identity.Rule {
 	}
 	return rules
 }
+
+// startSignin starts the sign-in page for devices without proxy settings
+// (identity.signin) on its own listener: HTTPS with the configured
+// certificate (re-read when renewed), or plain HTTP where config allows
+// it. Only signin.allow (else clients.allow, read per request) reach it.
+// Sign-ins kept in the database are put back in the table first; with the
+// page off, any kept ones are deleted (they would name nobody now).
+func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg prometheus.Registerer) error {
+	c := cfg.Identity.Signin
+	var store *signin.Store
+	if s.reports != nil {
+		store = &signin.Store{DB: s.reports.Store.DB()}
+	}
+	if c.Listen == "" {
+		if store != nil {
+			if n, err := store.Clear(ctx); err != nil {
+				s.log.Warn("sign-in page off: deleting kept sign-ins failed", "err", err)
+			} else if n > 0 {
+				s.log.Info("sign-in page off: kept sign-ins deleted", "count", n)
+			}
+		}
+		return nil
+	}
+	log := s.log.With("part", "signin")
+	secret, err := c.ClientSecret.Read()
+	if err != nil {
+		return fmt.Errorf("identity.signin.client_secret: %w", err) // names the source, never the value
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	if c.CAFile != "" {
+		pool, err := config.LoadCertPool(c.CAFile) // the system roots and the file
+		if err != nil {
+			return fmt.Errorf("identity.signin.ca_file: %w", err)
+		}
+		client.Transport = &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second}
+	}
+	var groups []signin.ClaimGroup
+	for _, g := range c.Groups {
+		groups = append(groups, signin.ClaimGroup{Claim: g.Claim, Value: g.Value, Group: g.Group})
+	}
+	svc, err := signin.New(signin.Options{Table: s.identity, Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: secret,
+		RedirectURL: c.RedirectURL, Domains: c.Domains, LocalPart: c.User == "local_part", Groups: groups, TTL: cfg.SigninTTL(),
+		HostedDomain: strings.TrimSuffix(c.Issuer, "/") == "https://accounts.google.com",
+		Allowed:      func(a netip.Addr) bool { return clientAllowed(s.engine.Load().Config().SigninAllow(), a) },
+		School:       cfg.School.Name, Label: c.Label, Location: cfg.Location(), Secure: c.Cert != "", Store: store,
+		Client: client, Log: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	if n, err := svc.Restore(ctx); err != nil {
+		log.Warn("kept sign-ins could not be read; pupils sign in again", "err", err)
+	} else if n > 0 {
+		log.Info("kept sign-ins restored", "count", n)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("identity.signin.listen: %w", err)
+	}
+	if s.proxy != nil {
+		s.proxy.AddOwnListener(ln.Addr()) // through the proxy, the page would name the proxy's own address
+	}
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	if c.Cert != "" {
+		cert := &signin.Cert{CertFile: c.Cert, KeyFile: c.Key}
+		if err := cert.Load(); err != nil {
+			ln.Close()
+			return fmt.Errorf("identity.signin.cert: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	} else if !config.ConsoleLoopback(c.Listen) {
+		log.Warn("PLAIN HTTP sign-in page (identity.signin.plain_http): a lab only", "addr", ln.Addr().String())
+	}
+	serveUntil(ctx, srv, netutil.LimitListener(ln, signinMaxConns), log, "sign-in page")
+	go svc.Run(ctx, time.Minute)
+	s.signin, s.signinAt = svc, ln.Addr()
+	log.Info("sign-in page listening", "addr", ln.Addr().String(), "tls", c.Cert != "", "ttl", cfg.SigninTTL().String())
+	return nil
+}
+
+// signinMaxConns bounds the sign-in page's open connections; more wait
+// in the kernel's accept queue.
+const signinMaxConns = 1024

@@ -28,6 +28,9 @@ type Identity struct {
 	DHCPLeases []LeaseFile    `yaml:"dhcp_leases"`
 	// LDAP checks proxy logins against the school's directory.
 	LDAP IdentityLDAP `yaml:"ldap"`
+	// Signin is the sign-in page for devices without proxy settings
+	// (signin.go).
+	Signin IdentitySignin `yaml:"signin"`
 }
 
 // IdentityLDAP checks proxy logins (beside or instead of
@@ -105,7 +108,8 @@ func defaultIdentity() Identity {
 	return Identity{MaxAddresses: DefaultIdentityMax, Window: Duration(DefaultIdentityWindow),
 		RADIUS: IdentityRADIUS{Timeout: Duration(DefaultRADIUSTimeout)},
 		LDAP: IdentityLDAP{CacheTTL: Duration(DefaultLDAPCacheTTL), Timeout: Duration(DefaultLDAPTimeout),
-			Attributes: LDAPAttrs{Display: "displayName"}}}
+			Attributes: LDAPAttrs{Display: "displayName"}},
+		Signin: IdentitySignin{User: DefaultSigninUser, Label: DefaultSigninLabel}}
 }
 
 func (v *validator) identitySection() {
@@ -149,6 +153,7 @@ func (v *validator) identitySection() {
 		}
 	}
 	v.ldapSection()
+	v.signinSection() // signin.go
 	seen := map[string]string{}
 	for i, f := range id.DHCPLeases {
 		at := joinIndex("identity.dhcp_leases", i)
@@ -248,6 +253,7 @@ func (v *validator) identityFiles() {
 			}
 		}
 	}
+	v.signinFiles() // signin.go
 	for i, f := range id.DHCPLeases {
 		if strings.TrimSpace(f.Path) != "" {
 			v.readable(joinKey(joinIndex("identity.dhcp_leases", i), "path"), f.Path, "lease file")

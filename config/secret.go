@@ -106,5 +106,8 @@ func (c *Config) secrets() (paths []string, secrets []*Secret) {
 	if l := c.Identity.LDAP; l.URL != "" && l.ServicePassword != nil {
 		paths, secrets = append(paths, "identity.ldap.service_password"), append(secrets, l.ServicePassword)
 	}
+	if si := c.Identity.Signin; si.Listen != "" && si.ClientSecret != nil {
+		paths, secrets = append(paths, "identity.signin.client_secret"), append(secrets, si.ClientSecret)
+	}
 	return paths, secrets
 }

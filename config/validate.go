@@ -236,6 +236,9 @@ func (v *validator) listeners() {
 	if !v.c.ConsoleOff() {
 		check("console.listen", c.Console.Listen)
 	}
+	if l := c.Identity.Signin.Listen; l != "" {
+		check("identity.signin.listen", l)
+	}
 	if ttl := c.DNS.BlockTTL.D(); ttl > 24*time.Hour {
 		v.errf("dns.block_ttl", "must be at most 24h")
 	}

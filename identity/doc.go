@@ -3,7 +3,7 @@
 // accounting from the Wi-Fi, the directory, DHCP leases) into one table,
 // per address, with a clear precedence:
 //
-//	login > RADIUS > directory > DHCP lease > static device > address
+//	proxy login > sign-in page > RADIUS > directory > DHCP lease > static device > address
 //
 // Each source gives at most one Mapping per address (a newer one from the
 // same source replaces it), and each mapping lives only as long as its
@@ -25,6 +25,6 @@
 //
 // Sources plug in by calling Table.Set and Table.Remove: the RADIUS
 // listener (radius.go), the DHCP lease files (dhcp.go), the proxy's
-// logins (package main); a directory (LDAP) or a sign-in page adds a
-// Source and calls the same.
+// logins (package httpproxy) and the sign-in page (package
+// identity/signin).
 package identity

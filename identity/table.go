@@ -18,14 +18,15 @@ const (
 	SourceLease                   // a DHCP lease (host name, MAC)
 	SourceDirectory               // the school's directory
 	SourceRADIUS                  // RADIUS accounting (802.1X Wi-Fi or wired)
-	SourceLogin                   // a proxy login or the sign-in page
+	SourceSignin                  // the sign-in page (OpenID Connect; package identity/signin)
+	SourceLogin                   // a proxy login
 	numSources
 )
 
-var sourceNames = [...]string{"address", "device", "dhcp", "directory", "radius", "login"}
+var sourceNames = [...]string{"address", "device", "dhcp", "directory", "radius", "signin", "login"}
 
 // String is the name events record for the source: address, device,
-// dhcp, directory, radius or login.
+// dhcp, directory, radius, signin or login.
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
 		return sourceNames[s]
@@ -46,7 +47,10 @@ type Mapping struct {
 	MAC     string // the device's MAC, lower case with colons
 	// Group, if set, is the group the source decided for the user (a
 	// directory's group membership); otherwise Rules decide.
-	Group   string
+	Group string
+	// Display names the user where no Directory does (the sign-in page's
+	// ID token "name" claim); a Directory's display name comes first.
+	Display string
 	Expires time.Time // the end of the session or lease; zero is not allowed
 }
 
@@ -464,6 +468,9 @@ func (t *Table) merge(s *slot, now int64) {
 					e.Group = p.Group
 				}
 			}
+		}
+		if e.Display == "" {
+			e.Display = person.Display
 		}
 		if e.Group == "" {
 			e.Group = matchRules(t.rules, person.User)

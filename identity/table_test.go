@@ -292,3 +292,38 @@ func TestRegroup(t *testing.T) {
 		t.Fatalf("second regroup changed %d, want only bob's", n)
 	}
 }
+
+// TestSigninSource: a sign-in page mapping beats RADIUS and is beaten by a
+// proxy login; its Display names a user no directory knows, and a
+// directory's display name comes first.
+func TestSigninSource(t *testing.T) {
+	c := newClock()
+	tb := New(Options{Now: c.now, Directory: dir{"amira@school.example": {Display: "Amira Khan", Year: "Year 8"}}})
+	now := func() int64 { return c.now().UnixNano() }
+	tb.Set(Mapping{Addr: a1, Source: SourceRADIUS, User: "wifi-user", Expires: c.at(time.Hour)})
+	tb.Set(Mapping{Addr: a1, Source: SourceSignin, Session: "x", User: "ben@school.example", Display: "Ben Ode", Expires: c.at(time.Hour)})
+	if e := tb.Lookup(a1, now()); e == nil || e.User != "ben@school.example" || e.Source != SourceSignin || e.Display != "Ben Ode" ||
+		e.Source.String() != "signin" {
+		t.Fatalf("sign-in over radius: %+v", e)
+	}
+	tb.Set(Mapping{Addr: a1, Source: SourceSignin, Session: "y", User: "amira@school.example", Display: "A. Khan (token)", Expires: c.at(time.Hour)})
+	if e := tb.Lookup(a1, now()); e.User != "amira@school.example" || e.Display != "Amira Khan" || e.Year != "Year 8" {
+		t.Fatalf("the directory's name comes first: %+v", e)
+	}
+	tb.Set(Mapping{Addr: a1, Source: SourceLogin, User: "teacher1", Expires: c.at(time.Minute)})
+	if e := tb.Lookup(a1, now()); e.User != "teacher1" || e.Source != SourceLogin {
+		t.Fatalf("proxy login over sign-in: %+v", e)
+	}
+	if tb.Remove(a1, SourceSignin, "x") {
+		t.Fatal("removed another session's sign-in")
+	}
+	c.add(2 * time.Minute)
+	tb.Expire()
+	if e := tb.Lookup(a1, now()); e == nil || e.User != "amira@school.example" {
+		t.Fatalf("after the login: %+v", e)
+	}
+	tb.Remove(a1, SourceSignin, "y")
+	if e := tb.Lookup(a1, now()); e == nil || e.User != "wifi-user" {
+		t.Fatalf("after sign-out: %+v", e)
+	}
+}

@@ -339,6 +339,8 @@ func sourceText(src string) string {
 		return "the school device's own DNS link (off-site)"
 	case "login":
 		return "proxy login"
+	case "signin":
+		return "sign-in page (school account)"
 	case "radius":
 		return "Wi-Fi login (RADIUS)"
 	case "directory":

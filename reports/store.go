@@ -186,6 +186,19 @@ var migrations = []string{
 	);
 	CREATE UNIQUE INDEX devices_active_name ON devices(name) WHERE revoked = 0;
 	CREATE INDEX devices_rev ON devices(rev);`,
+	// 10 (the sign-in page, issue 17; package identity/signin): current
+	// sign-ins, one per address, kept only until they end, so a restart
+	// does not forget who is behind an address.
+	`CREATE TABLE signins (
+		addr      TEXT PRIMARY KEY,
+		user      TEXT NOT NULL,
+		display   TEXT NOT NULL DEFAULT '',
+		grp       TEXT NOT NULL DEFAULT '',
+		session   TEXT NOT NULL,
+		signed_in INTEGER NOT NULL,
+		expires   INTEGER NOT NULL
+	);
+	CREATE INDEX signins_expires ON signins(expires);`,
 }
 
 // SchemaVersion is the schema this build writes.

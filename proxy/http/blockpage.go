@@ -41,6 +41,36 @@ const securityRule = "This site may harm your device or trick you into giving aw
 type pageData struct {
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
 	Restricted, Form, Sent, Mailed                                                             bool
+	// SignIn is the paragraph pointing to the sign-in page
+	// (identity.signin), shown where nobody is known at the address (no
+	// user, no device): a pupil's own device learns what to do.
+	SignIn template.HTML
+	signin template.HTML // that paragraph, for the config ("" when the page is off)
+}
+
+var signinTmpl = template.Must(template.New("signin").Parse(`<p>Using your own phone or laptop? <a href="{{.}}">Sign in with your school account</a> so that the school's web filter knows it is you.</p>
+`))
+
+// signinPara is the block page's sign-in paragraph for cfg ("" when the
+// sign-in page is off).
+func signinPara(cfg *config.Config) template.HTML {
+	u := cfg.SigninURL()
+	if u == "" {
+		return ""
+	}
+	var b strings.Builder
+	if err := signinTmpl.Execute(&b, u); err != nil {
+		return ""
+	}
+	return template.HTML(b.String())
+}
+
+// offerSignin reports whether a block's page offers the sign-in page: no
+// user is known, and no school device by address (clients.devices; a
+// shared computer must not be signed in as one pupil for hours). A device
+// only named by its DHCP lease (a pupil's own phone) is offered it.
+func offerSignin(d *policy.Decision, user string, who *identity.Entry) bool {
+	return user == "" && (d.Device == "" || (who != nil && who.Device == d.Device))
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -89,7 +119,7 @@ a{color:#1f3a5f}
 <dt>Computer or user</dt><dd>{{.Who}}</dd>
 <dt>Reference</dt><dd>{{.Ref}}</dd>
 </dl>
-{{if .Form}}<form method="post" action="{{.Action}}">
+{{.SignIn}}{{if .Form}}<form method="post" action="{{.Action}}">
 <h2>Is this a mistake?</h2>
 <p>If you need this site for your work, say why below. Your report goes to IT with the reference; the site stays blocked unless they unblock it.</p>
 <input type="hidden" name="ref" value="{{.Ref}}">
@@ -145,6 +175,9 @@ func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) p
 	pd.Host = info.host
 	pd.When = s.now().In(cfg.Location()).Format(whenLayout)
 	pd.Who = who(d, info.user, info.client)
+	if offerSignin(d, info.user, info.who) {
+		pd.SignIn = pd.signin
+	}
 	pd.Ref = newRef()
 	if !d.Restricted {
 		pd.URL = truncate(displayURL, 200)
@@ -166,6 +199,7 @@ func staticPage(cfg *config.Config, d *policy.Decision) pageData {
 		Restricted: d.Restricted,
 		Action:     reportPath,
 		Form:       true,
+		signin:     signinPara(cfg),
 	}
 	if d.Restricted {
 		pd.Form = false
@@ -220,8 +254,10 @@ func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo
 	var b []byte
 	if page {
 		lays := s.layouts(cfg)
-		b = lays.get(cfg, d).render((*bp)[:0], &pageFields{
+		lay := lays.get(cfg, d)
+		b = lay.render((*bp)[:0], &pageFields{
 			host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
+			signin: lay.signin != "" && offerSignin(d, info.user, info.who),
 		})
 	} else {
 		b = appendConnectBlock((*bp)[:0], info.host, cfg.School.Name, connectWhy(d, ""), ref)
@@ -416,6 +452,7 @@ const (
 	slotWhen
 	slotWho
 	slotRef
+	slotSignin // the sign-in paragraph, where nobody is known
 	numSlots
 )
 
@@ -426,8 +463,9 @@ const (
 // html/template escapes with the same table as appendHTML, so the page is
 // byte for byte what the template would write (TestBlockPageLayout).
 type pageLayout struct {
-	parts []string
-	slots []pageSlot
+	parts  []string
+	slots  []pageSlot
+	signin string // slotSignin's text, when nobody is known
 }
 
 // pageFields are the per-request fields of a block page.
@@ -438,6 +476,7 @@ type pageFields struct {
 	user      string
 	client    netip.Addr
 	ref       string
+	signin    bool // offer the sign-in page (offerSignin)
 }
 
 func (l *pageLayout) render(b []byte, f *pageFields) []byte {
@@ -463,6 +502,10 @@ func (l *pageLayout) render(b []byte, f *pageFields) []byte {
 			b = appendWho(b, f.dec, f.user, f.client)
 		case slotRef:
 			b = append(b, f.ref...) // refAlphabet and '-' only
+		case slotSignin:
+			if f.signin {
+				b = append(b, l.signin...)
+			}
 		}
 	}
 	return append(b, l.parts[len(l.parts)-1]...)
@@ -570,6 +613,9 @@ var slotMarker = fmt.Sprintf("gh%016xz", rand.Uint64())
 func buildLayout(pd pageData) *pageLayout {
 	mark := func(s pageSlot) string { return slotMarker + string(rune('a'+s)) }
 	pd.Host, pd.When, pd.Who, pd.Ref = mark(slotHost), mark(slotWhen), mark(slotWho), mark(slotRef)
+	if pd.signin != "" {
+		pd.SignIn = template.HTML(mark(slotSignin))
+	}
 	if !pd.Restricted {
 		pd.URL = mark(slotURL)
 	}
@@ -578,7 +624,7 @@ func buildLayout(pd pageData) *pageLayout {
 		panic("httpproxy: the block page template failed on fixed data: " + err.Error())
 	}
 	out := buf.String()
-	l := &pageLayout{}
+	l := &pageLayout{signin: string(pd.signin)}
 	for {
 		i := strings.Index(out, slotMarker)
 		if i < 0 || i+len(slotMarker) >= len(out) {

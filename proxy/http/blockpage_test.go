@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -29,6 +31,10 @@ func TestBlockPageLayout(t *testing.T) {
 	odd.Proxy.BlockPage.AUPURL = "https://school.example/aup?a=1&b=<2>"
 	odd.Proxy.BlockPage.Rules = map[string]string{"games": `Games & "fun" <after> school`}
 	cfgs = append(cfgs, &odd)
+	withSignin := base // the sign-in page on: its link where nobody is known
+	withSignin.Identity.Signin.Listen = "10.0.0.5:443"
+	withSignin.Identity.Signin.RedirectURL = `https://signin.school.example/callback`
+	cfgs = append(cfgs, &withSignin)
 
 	decs := []policy.Decision{
 		{Restricted: true, HasCategory: true, Category: bl.Pornography},
@@ -58,6 +64,10 @@ func TestBlockPageLayout(t *testing.T) {
 					f.dec, f.when, f.ref = &d, when.In(lays.loc), newRef()
 					pd := staticPage(cfg, &d)
 					pd.Host, pd.When, pd.Who, pd.Ref = f.host, f.when.Format(whenLayout), who(&d, f.user, f.client), f.ref
+					if f.user == "" && device == "" {
+						pd.SignIn = pd.signin
+						f.signin = true
+					}
 					if !d.Restricted {
 						pd.URL = truncate(f.url, 200)
 					}
@@ -72,6 +82,32 @@ func TestBlockPageLayout(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+	// The link is there where nobody is known (a lease names only a device).
+	d := policy.Decision{HasCategory: true, Category: bl.Pornography}
+	page := func(user, device string, who *identity.Entry) string {
+		d := d
+		d.Device = device
+		info := &reqInfo{host: "x.test", dec: d, user: user, who: who, client: netip.MustParseAddr("10.1.2.3")}
+		rec := httptest.NewRecorder()
+		e.s.blockPage(rec, nil, info, &withSignin, "http://x.test/", "")
+		return rec.Body.String()
+	}
+	link := `<a href="https://signin.school.example/">Sign in with your school account</a>`
+	for _, c := range []struct {
+		name, user, device string
+		who                *identity.Entry
+		want               bool
+	}{
+		{"nobody known", "", "", nil, true},
+		{"a device named by its lease only", "", "amiras-phone", &identity.Entry{Device: "amiras-phone"}, true},
+		{"a named user", "amira", "", nil, false},
+		{"a school device (clients.devices)", "", "LIB-PC-01", nil, false},
+		{"a named user on a leased device", "amira", "amiras-phone", &identity.Entry{User: "amira", Device: "amiras-phone"}, false},
+	} {
+		if got := strings.Contains(page(c.user, c.device, c.who), link); got != c.want {
+			t.Errorf("%s: sign-in link %t, want %t", c.name, got, c.want)
 		}
 	}
 	if e.s.layouts(cfgs[1]) == e.s.layouts(cfgs[0]) {

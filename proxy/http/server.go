@@ -141,6 +141,7 @@ func New(o Options) (*Server, error) {
 	s.own.add(p.Transparent.HTTPListen)
 	s.own.add(p.Transparent.HTTPSListen)
 	s.own.add(cfg.Admin.Listen)
+	s.own.add(cfg.Identity.Signin.Listen) // through the proxy, the page would name the proxy's address
 	for _, a := range cfg.DNS.Listen {
 		s.own.add(a)
 	}
