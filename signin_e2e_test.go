@@ -49,7 +49,9 @@ func signinFetch(t *testing.T, c *http.Client, method, u string, form url.Values
 	if method == "POST" {
 		resp, err = c.PostForm(u, form)
 	} else {
-		resp, err = c.Get(u)
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Accept", browserAccept) // as a browser's page load: block pages come as pages
+		resp, err = c.Do(req)
 	}
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, u, err)
