@@ -336,3 +336,43 @@ func TestLazyEventsShareCommits(t *testing.T) {
 		t.Fatalf("after the waited-for commit: durable %v, written %d, want %d", w.IsDurable(blocked), w.Written(), n+5)
 	}
 }
+
+// TestQueueKeptBetweenBatches: the writer keeps its event buffers between
+// lazy commits, so a steady stream of repeat counts (the DNS resolver's
+// follow-ups every half second) appends into them without allocating;
+// they were dropped whenever the writer went idle and regrown from
+// nothing for every batch, which was most of what the DNS path's events
+// allocated after a burst.
+func TestQueueKeptBetweenBatches(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	first := w.RecordSeq(ev(at, "10.0.0.5", "students", "pornography", "adult.example"))
+	WaitDurable(w, first)
+	repeat := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
+	repeat.Series, repeat.Count = first, 1
+	const batch = 500
+	written := w.Written()
+	allocs := make([]float64, 0, 4)
+	for range 4 {
+		allocs = append(allocs, testing.AllocsPerRun(1, func() {
+			for range batch {
+				if w.RecordSeq(repeat) == 0 {
+					t.Fatal("event refused")
+				}
+			}
+		}))
+		written += 2 * batch // AllocsPerRun runs it once more to warm up
+		waitFor(t, "the batch committed", func() bool { return w.Written() == written })
+	}
+	// The first batch grows the buffers; after it, appending is free.
+	for i, a := range allocs[2:] {
+		if a > 0 {
+			t.Errorf("batch %d: %v allocations to queue %d events, want 0 (all batches: %v)", i+3, a, batch, allocs)
+		}
+	}
+}

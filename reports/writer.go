@@ -346,6 +346,10 @@ const (
 	lazyBatch = 1024
 )
 
+// idleKeep is the largest event buffer (in events; 464 bytes each) the
+// writer keeps while idle: two of them, at most ~1.9 MiB.
+const idleKeep = 2 * lazyBatch
+
 // urgentEvent reports whether ev is committed at once although no answer
 // waits for it: a flag (a watchlisted search, a pinned app, a bad
 // certificate: the request itself went through) or a "report a mistake",
@@ -560,7 +564,15 @@ func (w *Writer) drain(stopping bool) {
 		w.mu.Lock()
 		all, ws, last := w.queue, w.waiters, w.seq
 		if len(all) == 0 && len(ws) == 0 {
-			w.queue, w.spare = nil, nil // idle: hold no buffer
+			// Idle: keep buffers of a usual batch for the next one (one
+			// each lazy commit: regrowing them from nothing was most of
+			// what the DNS path's events allocated), not a flood's.
+			if cap(w.queue) > idleKeep {
+				w.queue = nil
+			}
+			if cap(w.spare) > idleKeep {
+				w.spare = nil
+			}
 			w.mu.Unlock()
 			return
 		}

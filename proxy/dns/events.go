@@ -335,66 +335,78 @@ func (e *events) flushEvery() time.Duration {
 // budget events are handed on (all, if all); the rest wait for a later
 // tick, except keys a whole window overdue.
 func (e *events) flush(now time.Time, all bool, buf []reports.Event, budget int) []reports.Event {
-	nowNs := now.UnixNano()
-	cut := nowNs - int64(e.window)
-	overdue := cut - int64(e.window)
 	start := int(e.start.Add(1)) // no shard waits behind the others
 	for j := range e.shards {
-		sh := &e.shards[(start+j)%len(e.shards)]
-		buf = buf[:0]
-		removed := 0
-		sh.mu.Lock()
-		for k, until := range sh.recent {
-			if until <= nowNs {
-				delete(sh.recent, k)
-			}
-		}
-		for k, p := range sh.m {
-			end := all || p.first <= cut
-			if p.count > 0 && (end || e.dsink != nil) {
-				if !all && budget <= 0 && p.first > overdue {
-					continue // a later tick; its count keeps growing
-				}
-				budget--
-				buf = append(buf, sh.event(&p))
-				p.count, p.time = 0, 0
-				if !end {
-					sh.m[k] = p
-				}
-			}
-			if end {
-				removed++
-				delete(sh.m, k)
-				if !all && p.seq != 0 && e.dsink.IsDurable(p.seq) {
-					sh.recent[k] = nowNs + int64(e.window)
-				}
-			}
-		}
-		sh.compactLocked()
-		sh.mu.Unlock()
-		e.pending.Add(-int64(removed))
-		for _, ev := range buf {
-			e.send(ev)
-		}
+		buf, budget = e.flushShard(&e.shards[(start+j)%len(e.shards)], now, all, buf, budget)
 	}
 	return buf
 }
 
+// flushShard is flush for one shard; it returns the budget left.
+func (e *events) flushShard(sh *evShard, now time.Time, all bool, buf []reports.Event, budget int) ([]reports.Event, int) {
+	nowNs := now.UnixNano()
+	cut := nowNs - int64(e.window)
+	overdue := cut - int64(e.window)
+	buf = buf[:0]
+	removed := 0
+	sh.mu.Lock()
+	for k, until := range sh.recent {
+		if until <= nowNs {
+			delete(sh.recent, k)
+		}
+	}
+	for k, p := range sh.m {
+		end := all || p.first <= cut
+		if p.count > 0 && (end || e.dsink != nil) {
+			if !all && budget <= 0 && p.first > overdue {
+				continue // a later tick; its count keeps growing
+			}
+			budget--
+			buf = append(buf, sh.event(&p))
+			p.count, p.time = 0, 0
+			if !end {
+				sh.m[k] = p
+			}
+		}
+		if end {
+			removed++
+			delete(sh.m, k)
+			if !all && p.seq != 0 && e.dsink.IsDurable(p.seq) {
+				sh.recent[k] = nowNs + int64(e.window)
+			}
+		}
+	}
+	sh.compactLocked()
+	sh.mu.Unlock()
+	e.pending.Add(-int64(removed))
+	for i := range buf {
+		e.send(buf[i])
+		buf[i] = reports.Event{} // drop its strings
+	}
+	return buf, budget
+}
+
+// run flushes one shard per tick, each shard every `every`: a flush of
+// every shard at once held a processor for milliseconds (thousands of
+// keys after a burst, and the garbage of their follow-ups), and the DNS
+// workers waiting behind it made the tail after a burst; one shard at a
+// time is a sixteenth of that, as often.
 func (e *events) run() {
 	defer close(e.done)
 	every := e.flushEvery()
 	if e.dsink != nil {
 		every = max(min(e.window/4, persistEvery), 50*time.Millisecond)
 	}
-	budget := max(int(followUpRate*every/time.Second), 1)
-	t := time.NewTicker(every)
+	tick := every / time.Duration(len(e.shards))
+	budget := max(int(followUpRate*tick/time.Second), 1)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	lastDropLog := time.Now()
 	var buf []reports.Event
-	for {
+	for i := 0; ; i++ {
 		select {
 		case <-t.C:
-			buf = e.flush(time.Now(), false, buf, budget)
+			buf, _ = e.flushShard(&e.shards[i%len(e.shards)], time.Now(), false, buf, budget)
 			if n := e.dropped.Load(); n > 0 && time.Since(lastDropLog) >= time.Minute {
 				e.dropped.Add(-n)
 				lastDropLog = time.Now()
