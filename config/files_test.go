@@ -97,3 +97,31 @@ lists:
 		}
 	}
 }
+
+// TestCheckReadsConsoleOIDCSecret: config check reads the console's
+// OpenID client secret file as it does every other secret: one that
+// cannot be read is an error at its key, not a console that fails at the
+// first sign-in.
+func TestCheckReadsConsoleOIDCSecret(t *testing.T) {
+	dir := t.TempDir()
+	body := `school: {name: Test}
+database: ` + dir + `/g.db
+console:
+  oidc:
+    issuer: https://login.example.org/tenant/v2.0
+    client_id: console-app
+    client_secret: {file: ` + dir + `/no-such-secret}
+    redirect_url: https://console.school.example/signin/oidc/callback
+    domains: [school.example]
+`
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(body), 0o600)
+	_, err := LoadChecked(path)
+	if err == nil || !strings.Contains(err.Error(), "console.oidc.client_secret") || !strings.Contains(err.Error(), "no-such-secret") {
+		t.Fatalf("config check with an unreadable console client secret: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "no-such-secret"), []byte("s3cret\n"), 0o600)
+	if _, err := LoadChecked(path); err != nil {
+		t.Fatalf("with the secret file: %v", err)
+	}
+}

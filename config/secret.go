@@ -109,5 +109,8 @@ func (c *Config) secrets() (paths []string, secrets []*Secret) {
 	if si := c.Identity.Signin; si.Listen != "" && si.ClientSecret != nil {
 		paths, secrets = append(paths, "identity.signin.client_secret"), append(secrets, si.ClientSecret)
 	}
+	if o := c.Console.OIDC; o != nil && o.ClientSecret != nil {
+		paths, secrets = append(paths, "console.oidc.client_secret"), append(secrets, o.ClientSecret)
+	}
 	return paths, secrets
 }
