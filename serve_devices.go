@@ -145,8 +145,11 @@ func (c *remoteCert) getCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, e
 // A pair that does not load rejects the reload.
 func (s *server) prepareRemoteCert(cfg *config.Config) (func(), error) {
 	rc, r := s.remoteCert, cfg.DNS.Remote
-	if rc == nil {
-		return func() {}, nil // started without dns.remote: a restart brings it
+	if rc == nil || !r.Enabled() {
+		// Started without dns.remote, or it is being turned off: the
+		// listeners stay as they are until a restart (the reload log
+		// says it needs one), with the certificate they have.
+		return func() {}, nil
 	}
 	var kp *tls.Certificate
 	if r.Cert != "" || r.Key != "" {

@@ -162,7 +162,13 @@ func (v *validator) signinSection() {
 		}
 	}
 	switch s.User {
-	case "email", "local_part":
+	case "email":
+	case "local_part":
+		// j.smith@school.example and j.smith@students.school.example
+		// would be one user: one's name, group and history the other's.
+		if len(s.Domains) > 1 {
+			v.errf(at+".user", "local_part names two people with the same name in different domains as one user; with %d domains use email", len(s.Domains))
+		}
 	default:
 		v.errf(at+".user", "unknown user name form %q (want email or local_part)%s", s.User, didYouMean(s.User, []string{"email", "local_part"}))
 	}

@@ -90,6 +90,20 @@ identity:
 `), testFile); err != nil {
 		t.Fatal(err)
 	}
+	// local_part with two domains would make two people one user.
+	checkErrors(t, `identity:
+  signin:
+    listen: "127.0.0.1:8443"
+    plain_http: true
+    issuer: https://accounts.google.com
+    client_id: abc
+    client_secret: {env: SIGNIN_SECRET}
+    redirect_url: http://127.0.0.1:8443/callback
+    domains: [school.example, students.school.example]
+    user: local_part
+`, []want{
+		{"10:11", "identity.signin.user", "with 2 domains use email"},
+	})
 }
 
 // TestSigninSecretNotDumped: the change log shows where the client secret

@@ -49,6 +49,7 @@ const (
 type oidcState struct {
 	mu       sync.Mutex
 	provider *oidc.Provider
+	verifier *oidc.IDTokenVerifier  // the provider's, with its keys cached
 	pending  map[string]oidcPending // by state
 }
 
@@ -97,8 +98,11 @@ func (s *Server) oidcProvider(ctx context.Context) (*oidc.Provider, *oauth2.Conf
 		if p, err = oidc.NewProvider(ctx, s.o.OIDC.Issuer); err != nil {
 			return nil, nil, err
 		}
+		// One verifier for all sign-ins, caching the provider's keys; its
+		// context is for those fetches, so it outlives any request.
+		v := p.VerifierContext(s.oidcCtx(context.Background()), &oidc.Config{ClientID: s.o.OIDC.ClientID, Now: s.o.Now})
 		s.oidc.mu.Lock()
-		s.oidc.provider = p
+		s.oidc.provider, s.oidc.verifier = p, v
 		s.oidc.mu.Unlock()
 	}
 	o := s.o.OIDC
@@ -178,7 +182,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.oidcRefuse(w, r, http.StatusUnauthorized, "", "provider said "+oneLine(q.Get("error")), "The provider did not sign you in ("+oneLine(q.Get("error"))+"). Please try again.")
 		return
 	}
-	prov, conf, err := s.oidcProvider(r.Context())
+	_, conf, err := s.oidcProvider(r.Context())
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -196,7 +200,10 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.oidcRefuse(w, r, http.StatusUnauthorized, "", "no ID token", again)
 		return
 	}
-	idt, err := prov.VerifierContext(ctx, &oidc.Config{ClientID: s.o.OIDC.ClientID, Now: s.o.Now}).Verify(ctx, raw)
+	s.oidc.mu.Lock()
+	verifier := s.oidc.verifier
+	s.oidc.mu.Unlock()
+	idt, err := verifier.Verify(ctx, raw)
 	if err != nil {
 		s.o.Log.Warn("console: OIDC ID token refused", "err", err)
 		s.oidcRefuse(w, r, http.StatusUnauthorized, "", "ID token refused", again)

@@ -95,6 +95,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	provider *oidc.Provider
+	verifier *oidc.IDTokenVerifier     // the provider's, with its keys cached
 	pending  map[string]pending        // by state
 	who      map[netip.Addr]record     // current sign-ins, by address
 	limited  map[netip.Addr]*rateCount // per address, this minute
@@ -277,8 +278,13 @@ func (s *Service) discover(ctx context.Context) (*oidc.Provider, *oauth2.Config,
 		if p, err = oidc.NewProvider(ctx, s.o.Issuer); err != nil {
 			return nil, nil, err
 		}
+		// One verifier for all sign-ins: it caches the provider's keys (a
+		// verifier made per sign-in fetched them every time, a request to
+		// the provider for each pupil in a morning rush). Its context is
+		// for those fetches, so it outlives any request.
+		v := p.VerifierContext(s.ctx(context.Background()), &oidc.Config{ClientID: s.o.ClientID, Now: s.o.Now})
 		s.mu.Lock()
-		s.provider = p
+		s.provider, s.verifier = p, v
 		s.mu.Unlock()
 	}
 	return p, &oauth2.Config{ClientID: s.o.ClientID, ClientSecret: s.o.ClientSecret, RedirectURL: s.o.RedirectURL,
@@ -465,7 +471,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, addr, http.StatusUnauthorized, "refused-provider", "The school's sign-in service did not sign you in. Please try again.")
 		return
 	}
-	prov, conf, err := s.discover(r.Context())
+	_, conf, err := s.discover(r.Context())
 	if err != nil {
 		s.o.Log.Error("sign-in page: the provider could not be discovered", "issuer", s.o.Issuer, "err", err)
 		s.refuse(w, addr, http.StatusBadGateway, "refused-provider", again)
@@ -486,7 +492,10 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	// go-oidc checks the signature against the provider's keys, the
 	// issuer, the audience (our client ID) and the expiry.
-	idt, err := prov.VerifierContext(ctx, &oidc.Config{ClientID: s.o.ClientID, Now: s.o.Now}).Verify(ctx, raw)
+	s.mu.Lock()
+	verifier := s.verifier
+	s.mu.Unlock()
+	idt, err := verifier.Verify(ctx, raw)
 	if err != nil {
 		s.o.Log.Warn("sign-in page: ID token refused", "err", err)
 		s.refuse(w, addr, http.StatusUnauthorized, "refused-token", again)

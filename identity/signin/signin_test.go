@@ -3,6 +3,7 @@ package signin
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -557,5 +558,22 @@ func TestHeaders(t *testing.T) {
 		if (h.Get("Strict-Transport-Security") != "") != secure {
 			t.Errorf("secure %t: HSTS %q", secure, h.Get("Strict-Transport-Security"))
 		}
+	}
+}
+
+// TestProviderKeysCached: the provider's signing keys are fetched once for
+// many sign-ins (a verifier made per sign-in fetched them every time: one
+// more request to the provider for each pupil of a morning rush, and a
+// refused sign-in whenever it was slow).
+func TestProviderKeysCached(t *testing.T) {
+	r := newRig(t, nil)
+	for i, addr := range []string{"127.0.0.31", "127.0.0.32", "127.0.0.33"} {
+		r.p.Set(oidctest.Claims{Email: fmt.Sprintf("pupil%d@students.school.example", i), Name: fmt.Sprintf("Pupil %d", i)})
+		if pg := r.signIn(r.browser(addr)); pg.status != 200 {
+			t.Fatalf("sign-in %d: %d\n%s", i, pg.status, pg.body)
+		}
+	}
+	if n := r.p.KeyFetches(); n != 1 {
+		t.Fatalf("the provider's keys were fetched %d times for 3 sign-ins, want 1", n)
 	}
 }

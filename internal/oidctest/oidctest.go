@@ -42,6 +42,14 @@ type Provider struct {
 	codes  map[string]grant
 	claims Claims
 	tokens int
+	jwks   int
+}
+
+// KeyFetches is how many times the provider's keys (JWKS) were fetched.
+func (p *Provider) KeyFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.jwks
 }
 
 // Claims is who the provider signs in, and how it may misbehave.
@@ -78,6 +86,9 @@ func New(t testing.TB, clientID, secret string) *Provider {
 			"response_types_supported": []string{"code"}, "code_challenge_methods_supported": []string{"S256"}})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.jwks++
+		p.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
 	})
