@@ -406,3 +406,61 @@ identity:
 		t.Fatal("a RADIUS secret reached the log")
 	}
 }
+
+// TestReloadNeverDropsProxyLogins: a group that must log in to the proxy
+// is never let through unnamed. A reload that turns identity.ldap off and
+// adds proxy.auth.users_file (read only at start) leaves the running
+// proxy with no login source until a restart: its clients get 503 "tell
+// IT", not browsing without a login.
+func TestReloadNeverDropsProxyLogins(t *testing.T) {
+	srv := ldaptest.Start(t)
+	upstream := testUpstream(t)
+	conf := func(ldap, auth string) string {
+		c := `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"` + auth + `}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["` + upstream + `"]
+  rate_limit: {qps: 0}
+lists:
+  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
+groups:
+  students:
+    networks: [127.0.0.0/8]
+    proxy_login: true
+    block: [gambling]
+`
+		if ldap != "" {
+			c += "identity:\n  ldap:\n" + ldap
+		}
+		return c
+	}
+	files := map[string]string{"bet.txt": "bet.example\n", "ldap-password": ldaptest.ServicePass + "\n",
+		"users": "nobody:$2y$10$abcdefghijklmnopqrstuu5Zr8DyJYwlGvGvTgzUq2nYdTbS0Q9Ce\n"}
+	path, dir := writeConfig(t, conf(ldapSettings(srv, srv.LDAPURL, "students", "10m"), ""), files)
+	s, _, _ := startServing(t, path)
+	const from = "127.0.0.41"
+	get := func() int { // no credentials
+		t.Helper()
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			Proxy:       http.ProxyURL(&url.URL{Scheme: "http", Host: s.proxyAddr.String()}),
+			DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("http://www.bet.example/")
+		if err != nil {
+			t.Fatalf("proxy request: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusProxyAuthRequired {
+		t.Fatalf("with the directory: %d, want 407", code)
+	}
+	reloadFile(t, s, path, dir, conf("", `, auth: {users_file: "{{dir}}/users"}`))
+	if code := get(); code != http.StatusServiceUnavailable {
+		t.Fatalf("no login source running after the reload: %d, want 503 (never let through unnamed)", code)
+	}
+}

@@ -36,6 +36,7 @@ const Via = "1.1 gatehouse"
 // Server is the filtering proxy.
 type Server struct {
 	o       Options
+	noLogin atomic.Int64 // unix seconds of the last "no login source" log line (authenticate)
 	gp      *goproxy.ProxyHttpServer
 	tr      *http.Transport
 	up      *upstream
@@ -902,6 +903,19 @@ func (s *Server) WhoRequest(ip netip.Addr) policy.Request {
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, bool) {
 	h := r.Header.Get("Proxy-Authorization")
 	if s.users == nil && s.directory() == nil {
+		// No login source is running. Config check refuses a proxy_login
+		// group without one, but a reload can turn the directory off
+		// while the users file it adds waits for a restart: such a group
+		// is refused, never let through unnamed.
+		if g := cfg.Groups[eng.Identify(ip, "").Group]; g != nil && g.ProxyLogin {
+			s.metrics.refused.WithLabelValues("auth-unavailable").Inc()
+			if now, last := s.now().Unix(), s.noLogin.Load(); now-last >= 60 && s.noLogin.CompareAndSwap(last, now) { // a line a minute
+				s.log.Error("proxy login needed but no login source is running: clients of groups with proxy_login get 503 (restart Gatehouse to load proxy.auth.users_file)", "client", ip.String())
+			}
+			w.Header().Set("Via", Via)
+			http.Error(w, "503 Service Unavailable: the web filter cannot check logins at the moment. Please tell IT.", http.StatusServiceUnavailable)
+			return "", false
+		}
 		return "", true // no logins configured: credentials are ignored (and never forwarded)
 	}
 	if h == "" {
