@@ -585,3 +585,60 @@ func TestAlertPassSkipsWindowWithoutLocking(t *testing.T) {
 		t.Fatalf("inside the window: %d alerts, %v (a pass that waits for the write lock fails)", n, err)
 	}
 }
+
+// TestInviteFallbackCopyRemoved: while the relay refuses mail, an
+// invitation gets its .eml fallback copy like any message; once the relay
+// takes it, that copy (which holds the live one-time link) is removed and
+// the outbox keeps only a note, so the link is in no file anyone else can
+// read. Other messages keep their copies.
+func TestInviteFallbackCopyRemoved(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	srv.set(func(s *testSMTP) { s.down = true })
+	dir := t.TempDir()
+	p := testParts(t, srv.mailConfig(dir), nil)
+	now := time.Now().UTC()
+	tx, err := st.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kind := range []string{KindInvite, "alert"} {
+		msg := &Message{Kind: kind, Role: "dsl", Recipients: []string{"new.dsl@school.example"}, Subject: "Your console account",
+			Text: "Set your password: https://console.school.example/invite?t=SECRETLINK" + fmt.Sprint(i), Created: now}
+		if err := Enqueue(tx, msg, fmt.Sprintf("invite-test-%d", i), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMailer(st, p.Mail, p.Options.Log, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(readEMLs(t, dir)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(readEMLs(t, dir)); got != 2 {
+		t.Fatalf("%d .eml fallback copies while the relay is down, want 2", got)
+	}
+	srv.set(func(s *testSMTP) { s.down = false })
+	srv.wait(t, 2, 20*time.Second)
+	for time.Now().Before(deadline.Add(10 * time.Second)) {
+		if n, _ := m.Pending(); n == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	emls := readEMLs(t, dir)
+	if len(emls) != 1 {
+		t.Fatalf("%d .eml files after delivery, want only the alert's", len(emls))
+	}
+	for _, e := range emls {
+		if strings.Contains(decoded(t, e), "SECRETLINK0") {
+			t.Fatal("the invitation's .eml copy with its link is still on disk")
+		}
+	}
+}

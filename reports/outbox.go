@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"fmt"
 	"log/slog"
 	"os"
@@ -298,7 +299,17 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 		m.fail(r, err)
 		return
 	}
-	m.markSent(r.ID, r.Kind, r.emlPath)
+	eml := r.emlPath
+	if r.Kind == KindInvite && eml != "" {
+		// The fallback copy written while the relay failed holds the
+		// live one-time link: delivered now, it goes too.
+		if err := os.Remove(eml); err == nil || errors.Is(err, fs.ErrNotExist) {
+			eml = ""
+		} else {
+			m.log.Error("an invitation was delivered but its .eml copy (with its link) could not be removed", "file", eml, "err", err)
+		}
+	}
+	m.markSent(r.ID, r.Kind, eml)
 	m.health.ok()
 	if m.Failing.Swap(false) {
 		m.log.Info("mail is being delivered again", "host", m.cfg.Host)
