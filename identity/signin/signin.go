@@ -94,6 +94,10 @@ type Service struct {
 	key [32]byte // signs the sign-out forms' tokens (per process)
 
 	mu       sync.Mutex
+	// storeMu orders the database's copy of the sign-ins as the table's:
+	// held from the table's change to the row's (two sign-ins at one
+	// address, behind NAT, were written in either order).
+	storeMu sync.Mutex
 	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier     // the provider's, with its keys cached
 	pending  map[string]pending        // by state
@@ -608,6 +612,8 @@ func lastRune(s string) (rune, int) {
 // false: the table is full.
 func (s *Service) set(ctx context.Context, addr netip.Addr, rec record) bool {
 	m := saved{Addr: addr, record: rec}.mapping()
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
 	s.mu.Lock()
 	old, had := s.who[addr]
 	if !s.o.Table.Set(m) {
@@ -628,7 +634,9 @@ func (s *Service) set(ctx context.Context, addr netip.Addr, rec record) bool {
 		s.results.WithLabelValues("signed-in").Inc()
 	}
 	if s.o.Store != nil {
-		if err := s.o.Store.Save(ctx, saved{Addr: addr, record: rec}); err != nil {
+		// Not the request's context: a browser that goes away must not
+		// leave the database behind the table.
+		if err := s.o.Store.Save(context.WithoutCancel(ctx), saved{Addr: addr, record: rec}); err != nil {
 			s.o.Log.Warn("sign-in page: the sign-in could not be kept in the database (it holds until a restart)", "err", err)
 		}
 	}
@@ -662,6 +670,8 @@ func (s *Service) signout(w http.ResponseWriter, r *http.Request) {
 
 // Remove ends addr's sign-in if it is still session's.
 func (s *Service) Remove(ctx context.Context, addr netip.Addr, session string) {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
 	s.mu.Lock()
 	if r, ok := s.who[addr]; ok && r.Session == session {
 		delete(s.who, addr)
@@ -669,7 +679,7 @@ func (s *Service) Remove(ctx context.Context, addr netip.Addr, session string) {
 	s.o.Table.Remove(addr, identity.SourceSignin, session)
 	s.mu.Unlock()
 	if s.o.Store != nil {
-		if err := s.o.Store.Delete(ctx, addr, session); err != nil {
+		if err := s.o.Store.Delete(context.WithoutCancel(ctx), addr, session); err != nil {
 			s.o.Log.Warn("sign-in page: a sign-out could not be written to the database", "err", err)
 		}
 	}

@@ -577,3 +577,31 @@ func TestProviderKeysCached(t *testing.T) {
 		t.Fatalf("the provider's keys were fetched %d times for 3 sign-ins, want 1", n)
 	}
 }
+
+// TestSignOutKeptWhenBrowserGoes: a sign-out whose request is cancelled
+// (the browser closed as the answer came) is still written to the
+// database, so the pupil is not signed in again after a restart.
+func TestSignOutKeptWhenBrowserGoes(t *testing.T) {
+	r := newRig(t, nil)
+	r.p.Set(oidctest.Claims{Email: "amira.khan@students.school.example", Name: "Amira Khan"})
+	if pg := r.signIn(r.browser("127.0.0.35")); pg.status != 200 {
+		t.Fatalf("sign-in: %d", pg.status)
+	}
+	addr := netip.MustParseAddr("127.0.0.35")
+	rec, ok := r.s.current(addr, r.clock.now())
+	if !ok {
+		t.Fatal("not signed in")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.s.Remove(ctx, addr, rec.Session)
+	kept, err := (&Store{DB: r.st.DB()}).Load(context.Background(), r.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range kept {
+		if k.Addr == addr {
+			t.Fatalf("the sign-out was not written: %+v is restored after a restart", k)
+		}
+	}
+}
