@@ -93,11 +93,11 @@ type Service struct {
 	o   Options
 	key [32]byte // signs the sign-out forms' tokens (per process)
 
-	mu       sync.Mutex
+	mu sync.Mutex
 	// storeMu orders the database's copy of the sign-ins as the table's:
 	// held from the table's change to the row's (two sign-ins at one
 	// address, behind NAT, were written in either order).
-	storeMu sync.Mutex
+	storeMu  sync.Mutex
 	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier     // the provider's, with its keys cached
 	pending  map[string]pending        // by state
