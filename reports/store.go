@@ -198,7 +198,11 @@ var migrations = []string{
 		signed_in INTEGER NOT NULL,
 		expires   INTEGER NOT NULL
 	);
-	CREATE INDEX signins_expires ON signins(expires);`,
+	CREATE INDEX signins_expires ON signins(expires);
+	CREATE TABLE signin_settings (
+		id          INTEGER PRIMARY KEY CHECK (id = 1),
+		fingerprint TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema this build writes.

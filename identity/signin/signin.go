@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -158,10 +159,33 @@ func New(o Options) (*Service, error) {
 }
 
 // Restore puts the sign-ins kept in the store back in the table (ended
-// ones are deleted, never loaded). It returns how many.
+// ones are deleted, never loaded). It returns how many. Sign-ins kept
+// under other settings (provider, domains, user form, claim groups, TTL)
+// are dropped instead: their group or name came from rules IT has since
+// changed (a claim mapping that put pupils in a staff group, a domain no
+// longer allowed), so those people sign in again.
 func (s *Service) Restore(ctx context.Context) (int, error) {
 	if s.o.Store == nil {
 		return 0, nil
+	}
+	fp := s.fingerprint()
+	old, err := s.o.Store.Fingerprint(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if old != "" && old != fp {
+		n, err := s.o.Store.Clear(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			s.o.Log.Info("sign-in page: its settings changed, so the sign-ins kept from before are dropped (those people sign in again)", "dropped", n)
+		}
+	}
+	if old != fp {
+		if err := s.o.Store.SetFingerprint(ctx, fp); err != nil {
+			return 0, err
+		}
 	}
 	saved, err := s.o.Store.Load(ctx, s.o.Now())
 	if err != nil {
@@ -177,6 +201,17 @@ func (s *Service) Restore(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// fingerprint digests the settings that decide who a sign-in names and
+// for how long.
+func (s *Service) fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %q %v %v %v %d", s.o.Issuer, s.o.ClientID, s.o.Domains, s.o.LocalPart, s.o.HostedDomain, s.o.TTL)
+	for _, g := range s.o.Groups {
+		fmt.Fprintf(h, " %q=%q>%q", g.Claim, g.Value, g.Group)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Run drops ended sign-ins, pending sign-ins and rate counts every

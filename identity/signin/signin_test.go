@@ -605,3 +605,49 @@ func TestSignOutKeptWhenBrowserGoes(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartWithChangedSettings: sign-ins kept in the database come back
+// after a restart with the same settings; after one with changed settings
+// (here a claim mapping IT corrected) they are dropped, so nobody keeps a
+// group the old rules gave them until their sign-in ends.
+func TestRestartWithChangedSettings(t *testing.T) {
+	r := newRig(t, nil)
+	if _, err := r.s.Restore(context.Background()); err != nil { // serve's start: records the settings
+		t.Fatal(err)
+	}
+	r.p.Set(oidctest.Claims{Email: "j.smith@school.example", Name: "John Smith", Extra: map[string]any{"groups": []string{"g-sixth-form"}}})
+	if pg := r.signIn(r.browser("127.0.0.36")); pg.status != 200 {
+		t.Fatalf("sign-in: %d", pg.status)
+	}
+	restart := func(edit func(*Options)) (*identity.Table, int) {
+		t.Helper()
+		o := r.s.o
+		o.Table = identity.New(identity.Options{Now: r.clock.now})
+		o.Registry = nil
+		if edit != nil {
+			edit(&o)
+		}
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Restore(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Table, n
+	}
+	addr := netip.MustParseAddr("127.0.0.36")
+	if tb, n := restart(nil); n != 1 || tb.Lookup(addr, r.clock.now().UnixNano()).Group != "sixthform" {
+		t.Fatalf("same settings: %d restored", n)
+	}
+	tb, n := restart(func(o *Options) { o.Groups = []ClaimGroup{{Claim: "groups", Value: "g-sixth-form-2026", Group: "sixthform"}} })
+	if n != 0 || tb.Lookup(addr, r.clock.now().UnixNano()) != nil {
+		t.Fatalf("changed claim mapping: %d restored", n)
+	}
+	var rows int
+	r.st.DB().QueryRow(`SELECT count(*) FROM signins`).Scan(&rows)
+	if rows != 0 {
+		t.Fatalf("%d sign-ins still kept", rows)
+	}
+}

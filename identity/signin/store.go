@@ -3,6 +3,7 @@ package signin
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -81,4 +82,21 @@ func (st *Store) Load(ctx context.Context, now time.Time) ([]saved, error) {
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// Fingerprint returns the settings fingerprint the kept sign-ins were
+// made under ("" if none is recorded).
+func (st *Store) Fingerprint(ctx context.Context) (string, error) {
+	var fp string
+	err := st.DB.QueryRowContext(ctx, `SELECT fingerprint FROM signin_settings WHERE id = 1`).Scan(&fp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return fp, err
+}
+
+// SetFingerprint records the settings the kept sign-ins are made under.
+func (st *Store) SetFingerprint(ctx context.Context, fp string) error {
+	_, err := st.DB.ExecContext(ctx, `INSERT OR REPLACE INTO signin_settings (id, fingerprint) VALUES (1, ?)`, fp)
+	return err
 }
