@@ -641,7 +641,9 @@ func TestRestartWithChangedSettings(t *testing.T) {
 	if tb, n := restart(nil); n != 1 || tb.Lookup(addr, r.clock.now().UnixNano()).Group != "sixthform" {
 		t.Fatalf("same settings: %d restored", n)
 	}
-	tb, n := restart(func(o *Options) { o.Groups = []ClaimGroup{{Claim: "groups", Value: "g-sixth-form-2026", Group: "sixthform"}} })
+	tb, n := restart(func(o *Options) {
+		o.Groups = []ClaimGroup{{Claim: "groups", Value: "g-sixth-form-2026", Group: "sixthform"}}
+	})
 	if n != 0 || tb.Lookup(addr, r.clock.now().UnixNano()) != nil {
 		t.Fatalf("changed claim mapping: %d restored", n)
 	}
