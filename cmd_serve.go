@@ -279,7 +279,7 @@ func (s *server) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	swapRemoteCert, err := s.prepareRemoteCert(cfg) // serve_devices.go
+	swapRemoteCert, err := s.prepareRemoteCert(old, cfg) // serve_devices.go
 	if err != nil {
 		return err
 	}

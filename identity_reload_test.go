@@ -464,3 +464,59 @@ groups:
 		t.Fatalf("no login source running after the reload: %d, want 503 (never let through unnamed)", code)
 	}
 }
+
+// TestReloadGoesOnWhileSecretUnreadable: a secret file caught mid-rotation
+// (here: gone for a moment) rejects a reload only if its own section
+// changed. A reload of something else (a block rule, or an allow entry
+// made in the console) goes on, and the running RADIUS secret stays.
+func TestReloadGoesOnWhileSecretUnreadable(t *testing.T) {
+	upstream := testUpstream(t)
+	conf := func(block string) string {
+		return `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["` + upstream + `"]
+  rate_limit: {qps: 0}
+lists:
+  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
+groups:
+  staff:
+    networks: [127.0.0.0/8]
+    block: [` + block + `]
+clients:
+  default_group: staff
+identity:
+  radius:
+    listen: "127.0.0.1:0"
+    secret: {file: "{{dir}}/radius-secret"}
+    nas: [127.0.0.1/32]
+`
+	}
+	path, dir := writeConfig(t, conf(""), map[string]string{"radius-secret": "the-secret\n", "bet.txt": "bet.example\n"})
+	s, _, _ := startServing(t, path)
+	dnsAddr := s.dns.Addrs()[0].String()
+	if rc := askFrom(t, dnsAddr, "127.0.0.61", "bet.example"); rc == mdns.RcodeNameError {
+		t.Fatal("blocked before the rule")
+	}
+	if err := os.Remove(filepath.Join(dir, "radius-secret")); err != nil {
+		t.Fatal(err)
+	}
+	reloadFile(t, s, path, dir, conf("gambling"))
+	if rc := askFrom(t, dnsAddr, "127.0.0.61", "bet.example"); rc != mdns.RcodeNameError {
+		t.Fatalf("the new block rule was not applied (the reload was refused for the unreadable secret): rcode %d", rc)
+	}
+	p := radius.New(radius.CodeAccountingRequest, []byte("the-secret"))
+	rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType_Value_Start)
+	rfc2865.UserName_SetString(p, "amira")
+	rfc2865.FramedIPAddress_Set(p, net.ParseIP("127.0.0.62").To4())
+	rfc2866.AcctSessionID_SetString(p, "s1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := radius.Exchange(ctx, p, s.radius.Addr().String()); err != nil {
+		t.Fatalf("the running secret did not stay: %v", err)
+	}
+}

@@ -142,8 +142,9 @@ func (c *remoteCert) getCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, e
 // prepareRemoteCert re-reads dns.remote's certificate files for a reload
 // (a certificate renewed at the same path too). The returned func makes
 // it the one new handshakes get; connections already open keep theirs.
-// A pair that does not load rejects the reload.
-func (s *server) prepareRemoteCert(cfg *config.Config) (func(), error) {
+// A pair that does not load rejects the reload if its paths changed; at
+// the same paths the running certificate stays.
+func (s *server) prepareRemoteCert(old, cfg *config.Config) (func(), error) {
 	rc, r := s.remoteCert, cfg.DNS.Remote
 	if rc == nil || !r.Enabled() {
 		// Started without dns.remote, or it is being turned off: the
@@ -155,6 +156,12 @@ func (s *server) prepareRemoteCert(cfg *config.Config) (func(), error) {
 	if r.Cert != "" || r.Key != "" {
 		c, err := tls.LoadX509KeyPair(r.Cert, r.Key)
 		if err != nil {
+			if old.DNS.Remote.Cert == r.Cert && old.DNS.Remote.Key == r.Key {
+				// The same files, caught mid-renewal: the running
+				// certificate stays, and the reload goes on.
+				s.log.Warn("dns.remote.cert could not be read again; the running certificate stays", "part", "dns", "err", err)
+				return func() {}, nil
+			}
 			return nil, fmt.Errorf("dns.remote.cert: %w", err)
 		}
 		kp = &c

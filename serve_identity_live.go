@@ -91,8 +91,18 @@ func (s *server) prepareIdentity(old, cfg *config.Config) (*identityPlan, error)
 	if s.identity == nil {
 		return p, nil
 	}
-	if err := p.prepareLDAP(s.ldap.cur.Load(), old.Identity.LDAP, cfg.Identity.LDAP); err != nil {
-		return nil, err
+	// A file that cannot be read now (a secret or certificate being
+	// rotated) rejects the reload only if its section changed: otherwise
+	// the running settings stay and the reload goes on, so that an
+	// unrelated change (a list, an allow entry made in the console) is
+	// never refused for it.
+	cur := s.ldap.cur.Load()
+	if err := p.prepareLDAP(cur, old.Identity.LDAP, cfg.Identity.LDAP); err != nil {
+		if cur == nil || !reflect.DeepEqual(old.Identity.LDAP, cfg.Identity.LDAP) {
+			return nil, err
+		}
+		s.log.Warn("identity.ldap: its files could not be read again; the running directory settings stay", "part", "identity", "err", err)
+		p.ldapChanged, p.ldap = false, nil
 	}
 	if path := cfg.Identity.People; path != old.Identity.People {
 		p.peopleChanged = true
@@ -108,10 +118,14 @@ func (s *server) prepareIdentity(old, cfg *config.Config) (*identityPlan, error)
 	}
 	if r := cfg.Identity.RADIUS; s.radius != nil && r.Listen != "" && r.Secret != nil {
 		secret, err := r.Secret.Read()
-		if err != nil {
+		switch {
+		case err == nil:
+			p.radius, p.radiusSecret, p.radiusNAS, p.radiusTimeout = true, []byte(secret), r.NAS, r.Timeout.D()
+		case reflect.DeepEqual(old.Identity.RADIUS, r):
+			s.log.Warn("identity.radius.secret could not be read again; the running secret stays", "part", "identity", "err", err)
+		default:
 			return nil, fmt.Errorf("identity.radius.secret: %w", err) // names the source, never the value
 		}
-		p.radius, p.radiusSecret, p.radiusNAS, p.radiusTimeout = true, []byte(secret), r.NAS, r.Timeout.D()
 	}
 	p.leaseFiles, p.staticMACs = leaseSettings(cfg)
 	oldFiles, oldMACs := leaseSettings(old)
