@@ -82,7 +82,8 @@ const (
 	PendingLimit = 10 * time.Minute
 	// RateLimit sign-in steps (start, callback, sign-out) per address a
 	// minute; beyond that 429 until the minute ends. At most
-	// MaxLimited addresses are counted at once.
+	// MaxLimited addresses are counted at once (past that, one count is
+	// forgotten for each new address).
 	RateLimit  = 10
 	MaxLimited = 65536
 )
@@ -285,8 +286,15 @@ func (s *Service) allow(addr netip.Addr, now time.Time) bool {
 					delete(s.limited, a)
 				}
 			}
-			if len(s.limited) >= MaxLimited {
-				return false
+			// Still full within the minute (many addresses: IPv6
+			// privacy addresses churned by one device can do it): forget
+			// one count rather than refuse every new address, so the
+			// page stays open to everyone else.
+			for a := range s.limited {
+				if len(s.limited) < MaxLimited {
+					break
+				}
+				delete(s.limited, a)
 			}
 		}
 		c = &rateCount{start: now}

@@ -653,3 +653,26 @@ func TestRestartWithChangedSettings(t *testing.T) {
 		t.Fatalf("%d sign-ins still kept", rows)
 	}
 }
+
+// TestRateCountsFullStaysOpen: with MaxLimited addresses counted within
+// the minute (one device churning IPv6 privacy addresses), a new address
+// is still let in: one count is forgotten for it, the map stays bounded.
+func TestRateCountsFullStaysOpen(t *testing.T) {
+	r := newRig(t, nil)
+	now := r.clock.now()
+	base := netip.MustParseAddr("2001:db8::").As16()
+	for i := range MaxLimited {
+		a := base
+		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		r.s.allow(netip.AddrFrom16(a), now)
+	}
+	if !r.s.allow(netip.MustParseAddr("127.0.0.37"), now) {
+		t.Fatal("a new address was refused because the rate counts were full")
+	}
+	r.s.mu.Lock()
+	n := len(r.s.limited)
+	r.s.mu.Unlock()
+	if n > MaxLimited {
+		t.Fatalf("%d addresses counted, bound %d", n, MaxLimited)
+	}
+}
