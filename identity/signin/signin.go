@@ -103,6 +103,7 @@ type Service struct {
 	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier     // the provider's, with its keys cached
 	pending  map[string]pending        // by state
+	order    []string                  // pending's states, oldest first (some may be gone from it)
 	who      map[netip.Addr]record     // current sign-ins, by address
 	limited  map[netip.Addr]*rateCount // per address, this minute
 
@@ -242,6 +243,15 @@ func (s *Service) sweep(ctx context.Context) {
 		if now.Sub(p.started) > PendingLimit {
 			delete(s.pending, k)
 		}
+	}
+	for len(s.order) > 0 { // what the sweep and the callbacks ended
+		if _, ok := s.pending[s.order[0]]; ok {
+			break
+		}
+		s.order = s.order[1:]
+	}
+	if len(s.pending) == 0 {
+		s.order = nil
 	}
 	for a, c := range s.limited {
 		if now.Sub(c.start) >= time.Minute {
@@ -442,21 +452,29 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	}
 	state, nonce, verifier, browser := randomToken(), randomToken(), oauth2.GenerateVerifier(), randomToken()
 	s.mu.Lock()
-	for k, p := range s.pending {
-		if now.Sub(p.started) > PendingLimit {
-			delete(s.pending, k)
+	// Oldest first: drop those used already, ended, or (when full) the
+	// oldest, without looking at the others (a full scan per start was
+	// 10,000 entries under the lock in a flood).
+	for len(s.order) > 0 {
+		k := s.order[0]
+		p, ok := s.pending[k]
+		if ok && now.Sub(p.started) <= PendingLimit && len(s.pending) < MaxPending {
+			break
 		}
+		delete(s.pending, k)
+		s.order = s.order[1:]
 	}
-	for len(s.pending) >= MaxPending {
-		oldest, at := "", now
-		for k, p := range s.pending {
-			if !p.started.After(at) {
-				oldest, at = k, p.started
+	if len(s.order) > 2*MaxPending { // mostly used ones behind a live oldest: rebuild
+		live := s.order[:0:0]
+		for _, k := range s.order {
+			if _, ok := s.pending[k]; ok {
+				live = append(live, k)
 			}
 		}
-		delete(s.pending, oldest)
+		s.order = live
 	}
 	s.pending[state] = pending{nonce: nonce, verifier: verifier, browser: sha256.Sum256([]byte(browser)), addr: addr, started: now}
+	s.order = append(s.order, state)
 	s.mu.Unlock()
 	// The state is bound to this browser by a cookie, so a sign-in
 	// started elsewhere cannot be finished here. Lax: the provider's

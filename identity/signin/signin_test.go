@@ -503,7 +503,9 @@ func TestPendingBound(t *testing.T) {
 	now := r.clock.now()
 	r.s.mu.Lock()
 	for i := range MaxPending {
-		r.s.pending[string(rune(i))+"x"] = pending{started: now.Add(time.Duration(i) * time.Millisecond)}
+		k := string(rune(i)) + "x"
+		r.s.pending[k] = pending{started: now.Add(time.Duration(i) * time.Millisecond)}
+		r.s.order = append(r.s.order, k)
 	}
 	r.s.mu.Unlock()
 	r.clock.add(time.Second)
@@ -674,5 +676,32 @@ func TestRateCountsFullStaysOpen(t *testing.T) {
 	r.s.mu.Unlock()
 	if n > MaxLimited {
 		t.Fatalf("%d addresses counted, bound %d", n, MaxLimited)
+	}
+}
+
+// TestPendingOrderBounded: the oldest-first list of pending sign-ins never
+// grows past twice the bound, even when sign-ins finished behind one that
+// is still under way (they leave the map at once, the list lazily).
+func TestPendingOrderBounded(t *testing.T) {
+	r := newRig(t, nil)
+	if _, _, err := r.s.discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := r.clock.now()
+	r.s.mu.Lock()
+	r.s.pending["live"] = pending{started: now}
+	r.s.order = append(r.s.order, "live")
+	for i := range 2 * MaxPending {
+		r.s.order = append(r.s.order, fmt.Sprintf("used-%d", i)) // finished: gone from the map
+	}
+	r.s.mu.Unlock()
+	c := r.browser("127.0.0.38")
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	do(t, c, "POST", r.url+"/start", url.Values{})
+	r.s.mu.Lock()
+	n, p := len(r.s.order), len(r.s.pending)
+	r.s.mu.Unlock()
+	if n != p || p != 2 {
+		t.Fatalf("order %d for %d pending, want both 2", n, p)
 	}
 }
