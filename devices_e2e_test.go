@@ -66,6 +66,7 @@ school: {name: Test School}
 database: {{dir}}/gatehouse.db
 log: {level: debug}
 admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["`+upstream+`"]
