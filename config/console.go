@@ -146,22 +146,30 @@ func (v *validator) consoleSection() {
 	}
 }
 
+// oidcClient checks what the console's and the sign-in page's OpenID
+// Connect settings share: the https issuer, the client ID of app ("the
+// console's") and its secret (from a file such as /etc/gatehouse/FILE, or
+// a variable).
+func (v *validator) oidcClient(at, issuer, clientID string, secret *Secret, app, file string) {
+	if u, err := url.Parse(strings.TrimSpace(issuer)); issuer == "" || err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		v.errf(at+".issuer", "want the provider's https issuer URL (e.g. https://login.microsoftonline.com/TENANT-ID/v2.0 or https://accounts.google.com)")
+	}
+	if strings.TrimSpace(clientID) == "" {
+		v.errf(at+".client_id", "want %s client (application) ID at the provider", app)
+	}
+	if secret == nil {
+		v.errf(at+".client_secret", `want the client secret from a file or variable: {file: /etc/gatehouse/%s} or {env: NAME}`, file)
+	} else {
+		v.secret(at+".client_secret", secret)
+	}
+}
+
 // OIDCCallbackPath is where the provider sends the browser back.
 const OIDCCallbackPath = "/signin/oidc/callback"
 
 func (v *validator) consoleOIDC(o *ConsoleOIDC) {
 	const at = "console.oidc"
-	if u, err := url.Parse(strings.TrimSpace(o.Issuer)); o.Issuer == "" || err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		v.errf(at+".issuer", "want the provider's https issuer URL (e.g. https://login.microsoftonline.com/TENANT-ID/v2.0 or https://accounts.google.com)")
-	}
-	if strings.TrimSpace(o.ClientID) == "" {
-		v.errf(at+".client_id", "want the console's client (application) ID at the provider")
-	}
-	if o.ClientSecret == nil {
-		v.errf(at+".client_secret", `want the client secret from a file or variable: {file: /etc/gatehouse/oidc-secret} or {env: NAME}`)
-	} else {
-		v.secret(at+".client_secret", o.ClientSecret)
-	}
+	v.oidcClient(at, o.Issuer, o.ClientID, o.ClientSecret, "the console's", "oidc-secret")
 	u, err := url.Parse(strings.TrimSpace(o.RedirectURL))
 	switch {
 	case o.RedirectURL == "" || err != nil || u.Host == "":

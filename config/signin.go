@@ -130,17 +130,7 @@ func (v *validator) signinSection() {
 	case s.Cert == "" && !loopback:
 		v.warnf(at+".plain_http", "PLAIN HTTP sign-in page: the sign-in can be watched and tampered with on the network, and providers refuse http redirect URLs off localhost; a lab only")
 	}
-	if u, err := url.Parse(strings.TrimSpace(s.Issuer)); s.Issuer == "" || err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
-		v.errf(at+".issuer", "want the provider's https issuer URL (e.g. https://login.microsoftonline.com/TENANT-ID/v2.0 or https://accounts.google.com)")
-	}
-	if strings.TrimSpace(s.ClientID) == "" {
-		v.errf(at+".client_id", "want the sign-in page's client (application) ID at the provider")
-	}
-	if s.ClientSecret == nil {
-		v.errf(at+".client_secret", `want the client secret from a file or variable: {file: /etc/gatehouse/signin-secret} or {env: NAME}`)
-	} else {
-		v.secret(at+".client_secret", s.ClientSecret)
-	}
+	v.oidcClient(at, s.Issuer, s.ClientID, s.ClientSecret, "the sign-in page's", "signin-secret")
 	u, err := url.Parse(strings.TrimSpace(s.RedirectURL))
 	switch {
 	case s.RedirectURL == "" || err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
