@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/browsertest"
 )
 
 // TestBrowserInviteLink: a new DSL opens the mailed one-time link from
@@ -14,7 +16,7 @@ import (
 // link and an expired one are refused. Every page passes axe-core and fits
 // a phone; the link's pages are saved at phone and laptop widths.
 func TestBrowserInviteLink(t *testing.T) {
-	src, skip, err := axeSource()
+	src, skip, err := browsertest.AxeSource()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/gatehouse-filter/gatehouse/internal/browsertest"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -335,54 +335,6 @@ func (tb *tab) fitsPhone(name string) {
 	}
 }
 
-// axeVersion is the axe-core release the accessibility test runs (npm's
-// axe-core, MPL-2.0; fetched by .ci/run or the test, never committed).
-const axeVersion = "4.14.1"
-
-var axeOnce struct {
-	sync.Once
-	src, skip string
-	err       error
-}
-
-// axeSource is axe.min.js: from $GATEHOUSE_AXE (.ci/run installs it with
-// npm), else installed with npm into the user's cache directory. It
-// returns a reason to skip when neither is possible.
-func axeSource() (src, skip string, err error) {
-	axeOnce.Do(func() {
-		path := os.Getenv("GATEHOUSE_AXE")
-		if path == "" {
-			npm, lerr := exec.LookPath("npm")
-			if lerr != nil {
-				axeOnce.skip = "axe-core not available: set GATEHOUSE_AXE to axe.min.js or install npm (.ci/run does)"
-				return
-			}
-			cache, cerr := os.UserCacheDir()
-			if cerr != nil {
-				cache = os.TempDir()
-			}
-			dir := filepath.Join(cache, "gatehouse-test", "axe-core-"+axeVersion)
-			path = filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
-			if _, serr := os.Stat(path); serr != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				out, ierr := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--prefix", dir, "axe-core@"+axeVersion).CombinedOutput()
-				if ierr != nil {
-					axeOnce.skip = fmt.Sprintf("axe-core could not be installed with npm (%v): %s", ierr, out)
-					return
-				}
-			}
-		}
-		b, rerr := os.ReadFile(path)
-		if rerr != nil {
-			axeOnce.err = fmt.Errorf("axe-core: %w", rerr)
-			return
-		}
-		axeOnce.src = string(b)
-	})
-	return axeOnce.src, axeOnce.skip, axeOnce.err
-}
-
 // axeViolation is one of axe's findings.
 type axeViolation struct {
 	ID     string `json:"id"`
@@ -401,8 +353,8 @@ func (tb *tab) accessible(src, name string) {
 	if _, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](src+";true")); err != nil {
 		tb.t.Fatalf("injecting axe-core into %s: %v", name, err)
 	}
-	if v := evalIn[string](tb, "axe.version"); v != axeVersion {
-		tb.t.Fatalf("axe-core %s was loaded; the test pins %s (GATEHOUSE_AXE, .ci/run's AXE_VERSION)", v, axeVersion)
+	if v := evalIn[string](tb, "axe.version"); v != browsertest.AxeVersion {
+		tb.t.Fatalf("axe-core %s was loaded; the test pins %s (GATEHOUSE_AXE, .ci/run's AXE_VERSION)", v, browsertest.AxeVersion)
 	}
 	vs := evalIn[[]axeViolation](tb, `axe.run(document, {resultTypes: ["violations"]}).then(r => r.violations)`, chromedp.EvalAwaitPromise)
 	for _, v := range vs {
@@ -662,7 +614,7 @@ func TestBrowserITCannotOpenIncident(t *testing.T) {
 // main pages at phone and laptop widths as PNG to $GATEHOUSE_SCREENSHOTS
 // (default: the test's temporary directory).
 func TestBrowserPagesAccessible(t *testing.T) {
-	src, skip, err := axeSource()
+	src, skip, err := browsertest.AxeSource()
 	if err != nil {
 		t.Fatal(err)
 	}

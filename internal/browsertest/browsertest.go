@@ -186,11 +186,11 @@ var axeOnce struct {
 	err       error
 }
 
-// Axe is axe.min.js: from $GATEHOUSE_AXE (.ci/run installs it with npm),
-// else installed with npm into the user's cache directory. It skips the
-// test when neither is possible.
-func Axe(t testing.TB) string {
-	t.Helper()
+// AxeSource is axe.min.js: from $GATEHOUSE_AXE (.ci/run installs it with
+// npm), else installed with npm into the user's cache directory. It
+// returns a reason to skip when neither is possible (for a test that goes
+// on without the check).
+func AxeSource() (src, skip string, err error) {
 	axeOnce.Do(func() {
 		path := os.Getenv("GATEHOUSE_AXE")
 		if path == "" {
@@ -222,13 +222,20 @@ func Axe(t testing.TB) string {
 		}
 		axeOnce.src = string(b)
 	})
-	if axeOnce.skip != "" {
-		t.Skip(axeOnce.skip)
+	return axeOnce.src, axeOnce.skip, axeOnce.err
+}
+
+// Axe is AxeSource for a test that skips without it.
+func Axe(t testing.TB) string {
+	t.Helper()
+	src, skip, err := AxeSource()
+	if skip != "" {
+		t.Skip(skip)
 	}
-	if axeOnce.err != nil {
-		t.Fatal(axeOnce.err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return axeOnce.src
+	return src
 }
 
 type axeViolation struct {
