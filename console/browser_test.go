@@ -787,7 +787,7 @@ func TestBrowserOIDCSignIn(t *testing.T) {
 	chromiumPath(t)
 	r, p, _ := oidcRig(t, false)
 	secret := r.add("it@school.example", RoleIT, goodPass, true)
-	cert := p.srv.Certificate()
+	cert := p.Certificate()
 	pin := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	b := newBrowser(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(pin[:])))
 	p.set("IT@School.Example", "", "")
@@ -803,7 +803,7 @@ func TestBrowserOIDCSignIn(t *testing.T) {
 	tb.click(`form[action="/signin/code"] button[type=submit]`)
 	tb.wantAt("/", "it@school.example (IT)")
 	log, _ := r.st.AuditLog()
-	if last := log[len(log)-1]; last.Action != "signin" || !strings.Contains(last.Detail, "oidc "+p.srv.URL+" and code") {
+	if last := log[len(log)-1]; last.Action != "signin" || !strings.Contains(last.Detail, "oidc "+p.URL+" and code") {
 		t.Errorf("sign-in audited as %+v", last)
 	}
 

@@ -1,45 +1,24 @@
 package console
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
+	"github.com/gatehouse-filter/gatehouse/internal/oidctest"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
-// provider is a minimal OpenID provider in the test process: discovery,
-// JWKS, an authorisation endpoint that signs in Email at once, and a
-// token endpoint that checks the client secret and PKCE and returns an
-// RS256-signed ID token. It serves HTTPS with httptest's certificate,
-// which only its own client trusts.
-type provider struct {
-	t      *testing.T
-	srv    *httptest.Server
-	key    *rsa.PrivateKey
-	now    func() time.Time
-	mu     sync.Mutex
-	codes  map[string]grant
-	Email  string
-	Nonce  string // when set, the ID token carries this nonce instead
-	Aud    string // when set, the ID token's audience
-	tokens int    // ID tokens issued
-}
-
-type grant struct{ challenge, nonce, redirect, email string }
+// provider is the OpenID provider of the tests (internal/oidctest) for
+// the console's client: discovery, JWKS, an authorisation endpoint that
+// signs in the email set at once, and a token endpoint that checks the
+// client secret and PKCE and returns an RS256-signed ID token, over HTTPS
+// that only its own client trusts.
+type provider struct{ *oidctest.Provider }
 
 const (
 	testClientID     = "gatehouse-console"
@@ -48,90 +27,15 @@ const (
 
 func newProvider(t *testing.T, now func() time.Time) *provider {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &provider{t: t, key: key, now: now, codes: map[string]grant{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"issuer": p.srv.URL, "authorization_endpoint": p.srv.URL + "/authorize",
-			"token_endpoint": p.srv.URL + "/token", "jwks_uri": p.srv.URL + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
-			"response_types_supported": []string{"code"}, "code_challenge_methods_supported": []string{"S256"}})
-	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	})
-	mux.HandleFunc("GET /authorize", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		if q.Get("client_id") != testClientID || q.Get("response_type") != "code" || q.Get("code_challenge_method") != "S256" ||
-			q.Get("code_challenge") == "" || q.Get("state") == "" || q.Get("nonce") == "" || !strings.Contains(q.Get("scope"), "openid") {
-			http.Error(w, "bad authorisation request: "+r.URL.RawQuery, http.StatusBadRequest)
-			return
-		}
-		code := randomToken()
-		p.mu.Lock()
-		p.codes[code] = grant{q.Get("code_challenge"), q.Get("nonce"), q.Get("redirect_uri"), p.Email}
-		p.mu.Unlock()
-		http.Redirect(w, r, q.Get("redirect_uri")+"?"+url.Values{"code": {code}, "state": {q.Get("state")}}.Encode(), http.StatusFound)
-	})
-	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
-		id, secret, ok := r.BasicAuth()
-		if !ok {
-			id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
-		}
-		p.mu.Lock()
-		g, found := p.codes[r.PostFormValue("code")]
-		delete(p.codes, r.PostFormValue("code"))
-		p.mu.Unlock()
-		sum := sha256.Sum256([]byte(r.PostFormValue("code_verifier")))
-		switch {
-		case id != testClientID || secret != testClientSecret:
-			w.WriteHeader(http.StatusUnauthorized)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client"})
-			return
-		case !found || r.PostFormValue("grant_type") != "authorization_code" || r.PostFormValue("redirect_uri") != g.redirect ||
-			base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge:
-			w.WriteHeader(http.StatusBadRequest)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant"})
-			return
-		}
-		p.mu.Lock()
-		nonce, aud := g.nonce, testClientID
-		if p.Nonce != "" {
-			nonce = p.Nonce
-		}
-		if p.Aud != "" {
-			aud = p.Aud
-		}
-		p.tokens++
-		p.mu.Unlock()
-		now := p.now()
-		claims, _ := json.Marshal(map[string]any{"iss": p.srv.URL, "sub": "user-" + g.email, "aud": aud, "iat": now.Unix(),
-			"exp": now.Add(5 * time.Minute).Unix(), "nonce": nonce, "email": g.email, "email_verified": true})
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: p.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		obj, err := signer.Sign(claims)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		tok, _ := obj.CompactSerialize()
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"access_token": randomToken(), "token_type": "Bearer", "expires_in": 300, "id_token": tok})
-	})
-	p.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(p.srv.Close)
-	return p
+	p := oidctest.New(t, testClientID, testClientSecret)
+	p.Now = now
+	return &provider{p}
 }
 
+// set is who the provider signs in next, with the nonce and audience it
+// puts in the ID token instead of the right ones ("": the right ones).
 func (p *provider) set(email, nonce, aud string) {
-	p.mu.Lock()
-	p.Email, p.Nonce, p.Aud = email, nonce, aud
-	p.mu.Unlock()
+	p.Set(oidctest.Claims{Email: email, Nonce: nonce, Audience: aud})
 }
 
 // oidcRig is a console whose OIDC provider is p.
@@ -142,7 +46,7 @@ func oidcRig(t *testing.T, trustMFA bool) (*rig, *provider, *OIDC) {
 		TrustIdPMFA: trustMFA, Label: "Microsoft"}
 	r := newRigWith(t, false, func(o *Options, dir string, rep *reports.Store) {
 		p = newProvider(t, o.Now)
-		conf.Issuer, conf.Client = p.srv.URL, p.srv.Client()
+		conf.Issuer, conf.Client = p.URL, p.Client()
 		o.OIDC = conf
 	})
 	conf.RedirectURL = r.http.URL + "/signin/oidc/callback" // known once the console listens; before any request
@@ -185,7 +89,7 @@ func TestOIDCSignIn(t *testing.T) {
 		t.Fatalf("after the code: %s %d", pg.url, pg.status)
 	}
 	log, _ := r.st.AuditLog()
-	if last := log[len(log)-1]; last.Action != "signin" || last.Actor != "it@school.example" || !strings.Contains(last.Detail, "oidc "+p.srv.URL) {
+	if last := log[len(log)-1]; last.Action != "signin" || last.Actor != "it@school.example" || !strings.Contains(last.Detail, "oidc "+p.URL) {
 		t.Errorf("sign-in audited as %+v", last)
 	}
 
@@ -269,5 +173,5 @@ func TestOIDCTrustsProviderMFA(t *testing.T) {
 // the provider's certificate.
 func (p *provider) browser() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Transport: p.srv.Client().Transport, Jar: jar}
+	return &http.Client{Transport: p.Client().Transport, Jar: jar}
 }

@@ -38,7 +38,7 @@ func TestSignInPolicyAllowsProvider(t *testing.T) {
 	r, p, _ := oidcRig(t, false)
 	c := r.client()
 	pg := r.get(c, "/signin")
-	if got := pg.header.Get("Content-Security-Policy"); !strings.Contains(got, "form-action 'self' "+p.srv.URL+";") {
+	if got := pg.header.Get("Content-Security-Policy"); !strings.Contains(got, "form-action 'self' "+p.URL+";") {
 		t.Errorf("sign-in page's policy: %s", got)
 	}
 	if got := r.get(c, "/static/console.css").header.Get("Content-Security-Policy"); got != cspPolicy {

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -102,6 +103,9 @@ func New(t testing.TB, clientID, secret string) *Provider {
 
 // Client trusts the provider's certificate (and nothing else).
 func (p *Provider) Client() *http.Client { return p.srv.Client() }
+
+// Certificate is the provider's TLS certificate.
+func (p *Provider) Certificate() *x509.Certificate { return p.srv.Certificate() }
 
 // CertPEM is the provider's certificate, for a ca_file.
 func (p *Provider) CertPEM() []byte {
