@@ -57,6 +57,45 @@ func accounting(t *testing.T, addr net.Addr, status string) {
 	}
 }
 
+// identityConfig is the config of the identity end-to-end tests: lists
+// harm, adult and bet (withIdentityLists), students blocked from all
+// three, 127.0.0.0/8 on the staff network by default, proxy (its YAML;
+// "" for a listener on a free port) and identity (the lines under
+// "identity:").
+func identityConfig(upstream, proxy, identity string) string {
+	if proxy == "" {
+		proxy = `proxy: {listen: "127.0.0.1:0"}`
+	}
+	return `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+` + proxy + `
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["` + upstream + `"]
+lists:
+  - {name: harm, path: "{{dir}}/harm.txt", category: self-harm}
+  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
+  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
+groups:
+  students:
+    block: [self-harm, pornography, gambling]
+  staff:
+    networks: [127.0.0.0/8]
+    block: [self-harm, pornography]
+clients:
+  default_group: staff
+identity:
+` + identity
+}
+
+// withIdentityLists adds identityConfig's list files to files.
+func withIdentityLists(files map[string]string) map[string]string {
+	files["harm.txt"], files["adult.txt"], files["bet.txt"] = "harm.example\n", "porn.example\n", "bet.example\n"
+	return files
+}
+
 // askFrom asks the resolver for name from the loopback address from.
 func askFrom(t *testing.T, server, from, name string) int {
 	t.Helper()
@@ -79,27 +118,7 @@ func askFrom(t *testing.T, server, from, name string) int {
 func TestIdentityEndToEnd(t *testing.T) {
 	upstream := testUpstream(t)
 	ib := newInbox(t)
-	path, _ := writeConfig(t, `
-school: {name: Test School}
-database: {{dir}}/gatehouse.db
-admin: {listen: "127.0.0.1:0"}
-proxy: {listen: "127.0.0.1:0"}
-dns:
-  listen: ["127.0.0.1:0"]
-  upstreams: ["`+upstream+`"]
-lists:
-  - {name: harm, path: "{{dir}}/harm.txt", category: self-harm}
-  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
-  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
-groups:
-  students:
-    block: [self-harm, pornography, gambling]
-  staff:
-    networks: [127.0.0.0/8]
-    block: [self-harm, pornography]
-clients:
-  default_group: staff
-identity:
+	path, _ := writeConfig(t, identityConfig(upstream, "", `
   groups:
     - {match: "*@pupils.example", group: students}
   people: "{{dir}}/people.csv"
@@ -109,12 +128,11 @@ identity:
     nas: [127.0.0.1/32]
   dhcp_leases:
     - {path: "{{dir}}/dnsmasq.leases", format: dnsmasq}
-`+ib.smtpConfig(), map[string]string{
-		"harm.txt": "harm.example\n", "adult.txt": "porn.example\n", "bet.txt": "bet.example\n",
+`)+ib.smtpConfig(), withIdentityLists(map[string]string{
 		"people.csv":     "user,display name,year,class\namira@pupils.example,Amira Khan,Year 8,8B\n",
 		"radius-secret":  e2eRADIUSSecret + "\n",
 		"dnsmasq.leases": "0 3c:22:fb:12:34:56 127.0.0.10 LIB-LAPTOP-12 *\n",
-	})
+	}))
 	s, _, stop := startServing(t, path)
 	dnsAddr := s.dns.Addrs()[0].String()
 

@@ -24,27 +24,7 @@ func TestLDAPEndToEnd(t *testing.T) {
 	srv := ldaptest.Start(t)
 	upstream := testUpstream(t)
 	ib := newInbox(t)
-	path, _ := writeConfig(t, `
-school: {name: Test School}
-database: {{dir}}/gatehouse.db
-admin: {listen: "127.0.0.1:0"}
-proxy: {listen: "127.0.0.1:0"}
-dns:
-  listen: ["127.0.0.1:0"]
-  upstreams: ["`+upstream+`"]
-lists:
-  - {name: harm, path: "{{dir}}/harm.txt", category: self-harm}
-  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
-  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
-groups:
-  students:
-    block: [self-harm, pornography, gambling]
-  staff:
-    networks: [127.0.0.0/8]
-    block: [self-harm, pornography]
-clients:
-  default_group: staff
-identity:
+	path, _ := writeConfig(t, identityConfig(upstream, "", `
   ldap:
     url: "`+srv.LDAPURL+`"
     start_tls: true
@@ -57,10 +37,9 @@ identity:
       - {dn: "`+ldaptest.StaffDN+`", group: staff}
       - {dn: "`+ldaptest.StudentsDN+`", group: students}
     attributes: {display: displayName, year: employeeType, class: departmentNumber}
-`+ib.smtpConfig(), map[string]string{
-		"harm.txt": "harm.example\n", "adult.txt": "porn.example\n", "bet.txt": "bet.example\n",
+`)+ib.smtpConfig(), withIdentityLists(map[string]string{
 		"ldap-password": ldaptest.ServicePass + "\n",
-	})
+	}))
 	s, _, stop := startServing(t, path)
 	dnsAddr := s.dns.Addrs()[0].String()
 	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())

@@ -75,29 +75,9 @@ func TestSigninEndToEnd(t *testing.T) {
 	p := oidctest.New(t, "gatehouse-signin", "signin-client-secret")
 	port := strconv.Itoa(freePort(t))
 	page := "http://127.0.0.1:" + port
-	path, _ := writeConfig(t, `
-school: {name: Test School}
-database: {{dir}}/gatehouse.db
-admin: {listen: "127.0.0.1:0"}
-proxy:
+	path, _ := writeConfig(t, identityConfig(upstream, `proxy:
   listen: "127.0.0.1:0"
-  http: {ip_networks: [127.0.0.0/8], ports: [80, `+port+`]}
-dns:
-  listen: ["127.0.0.1:0"]
-  upstreams: ["`+upstream+`"]
-lists:
-  - {name: harm, path: "{{dir}}/harm.txt", category: self-harm}
-  - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
-  - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
-groups:
-  students:
-    block: [self-harm, pornography, gambling]
-  staff:
-    networks: [127.0.0.0/8]
-    block: [self-harm, pornography]
-clients:
-  default_group: staff
-identity:
+  http: {ip_networks: [127.0.0.0/8], ports: [80, `+port+`]}`, `
   groups:
     - {match: "*@pupils.example", group: students}
   people: "{{dir}}/people.csv"
@@ -111,12 +91,11 @@ identity:
     redirect_url: "`+page+`/callback"
     domains: [pupils.example]
     ttl: 1h
-`+ib.smtpConfig(), map[string]string{
-		"harm.txt": "harm.example\n", "adult.txt": "porn.example\n", "bet.txt": "bet.example\n",
+`)+ib.smtpConfig(), withIdentityLists(map[string]string{
 		"people.csv":    "user,display name,year,class\namira@pupils.example,Amira Khan,Year 8,8B\n",
 		"signin-secret": "signin-client-secret\n",
 		"provider.pem":  string(p.CertPEM()),
-	})
+	}))
 	s, _, stop := startServing(t, path)
 	dnsAddr := s.dns.Addrs()[0].String()
 
