@@ -2,8 +2,9 @@ package main
 
 import (
 	"net/http"
-	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 )
 
 // adminACL guards the admin listener as the other front doors are guarded:
@@ -12,7 +13,7 @@ import (
 // mistake") answer clients.allow, and anyone else gets 403 and nothing
 // more. The lists are read per request, so a reload applies at once.
 func (s *server) adminACL(next http.Handler) http.Handler {
-	var lastLog atomic.Int64
+	var logged lograte.Limit
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := remoteAddr(r)
 		cfg := s.engine.Load().Config()
@@ -24,8 +25,7 @@ func (s *server) adminACL(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		now := time.Now().UnixNano()
-		if last := lastLog.Load(); now-last > int64(10*time.Second) && lastLog.CompareAndSwap(last, now) {
+		if logged.Allow(time.Now(), 10*time.Second) {
 			s.log.Warn("admin: refused a client outside the allow list (logged at most every 10s)", "client", ip.String(), "path", r.URL.Path)
 		}
 		w.Header().Set("Connection", "close")

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 )
 
 // Event kinds as stored.
@@ -137,8 +139,8 @@ type Writer struct {
 	lost     atomic.Uint64
 	spilled  atomic.Int64 // events in spill files not yet in the database
 	health   atomic.Pointer[writerHealth]
-	lastLoss atomic.Int64 // unix nanos of the last lost event
-	lossLog  atomic.Int64 // unix nanos of the last "events lost" log line
+	lastLoss atomic.Int64  // unix nanos of the last lost event
+	lossLog  lograte.Limit // the "events lost" log line
 
 	// Alertable, if set, is called (from the writer goroutine) after a
 	// batch that holds events at or above the alert severity.
@@ -398,9 +400,9 @@ func (w *Writer) AfterDurable(seq uint64, wt Waiter) bool {
 // every 10 s).
 func (w *Writer) loseLoudly(n int, why string) {
 	total := w.lost.Add(uint64(n))
-	now := time.Now().UnixNano()
-	w.lastLoss.Store(now)
-	if last := w.lossLog.Load(); now-last >= int64(10*time.Second) && w.lossLog.CompareAndSwap(last, now) {
+	now := time.Now()
+	w.lastLoss.Store(now.UnixNano())
+	if w.lossLog.Allow(now, 10*time.Second) {
 		w.opt.Log.Error("EVENTS LOST: "+why, "lost_total", total)
 	}
 }

@@ -28,6 +28,8 @@ import (
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 	"github.com/gatehouse-filter/gatehouse/tlsinspect"
+
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 )
 
 // Via is the pseudonym Gatehouse adds to Via headers.
@@ -36,7 +38,7 @@ const Via = "1.1 gatehouse"
 // Server is the filtering proxy.
 type Server struct {
 	o       Options
-	noLogin atomic.Int64 // unix seconds of the last "no login source" log line (authenticate)
+	noLogin lograte.Limit // the "no login source" log line (authenticate)
 	gp      *goproxy.ProxyHttpServer
 	tr      *http.Transport
 	up      *upstream
@@ -66,7 +68,7 @@ type Server struct {
 	tlsPort    string // tunnels to this port must start with a ClientHello
 	dialAddr   func(ctx context.Context, network, addr string) (net.Conn, error)
 	listenPort string
-	lastRefuse atomic.Int64
+	lastRefuse lograte.Limit               // the "refused a client" lines (logRefused, the transparent loop)
 	pages      atomic.Pointer[pageLayouts] // block page layouts for the current config
 	stop       chan struct{}
 	stopOnce   sync.Once
@@ -266,8 +268,7 @@ func (s *Server) allowedClient(ip netip.Addr) bool {
 }
 
 func (s *Server) logRefused(ip netip.Addr) {
-	now := time.Now().UnixNano()
-	if last := s.lastRefuse.Load(); now-last > int64(10*time.Second) && s.lastRefuse.CompareAndSwap(last, now) {
+	if s.lastRefuse.Allow(time.Now(), 10*time.Second) {
 		s.log.Warn("proxy: refused a client outside clients.allow (logged at most every 10s)", "client", ip.String())
 	}
 }
@@ -909,7 +910,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		// is refused, never let through unnamed.
 		if g := cfg.Groups[eng.Identify(ip, "").Group]; g != nil && g.ProxyLogin {
 			s.metrics.refused.WithLabelValues("auth-unavailable").Inc()
-			if now, last := s.now().Unix(), s.noLogin.Load(); now-last >= 60 && s.noLogin.CompareAndSwap(last, now) { // a line a minute
+			if s.noLogin.Allow(s.now(), time.Minute) {
 				s.log.Error("proxy login needed but no login source is running: clients of groups with proxy_login get 503 (restart Gatehouse to load proxy.auth.users_file)", "client", ip.String())
 			}
 			w.Header().Set("Via", Via)

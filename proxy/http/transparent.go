@@ -346,7 +346,7 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 		// The ClientHello is one this proxy is replaying: its own
 		// upstream connection came back through the redirect.
 		s.metrics.refused.WithLabelValues("loop").Inc()
-		if now, last := time.Now().UnixNano(), s.lastRefuse.Load(); now-last > int64(10*time.Second) && s.lastRefuse.CompareAndSwap(last, now) {
+		if s.lastRefuse.Allow(time.Now(), 10*time.Second) {
 			s.log.Warn("proxy: Gatehouse's own HTTPS connection was redirected back to its transparent listener; exclude Gatehouse's traffic from the firewall's redirect rule (README: Transparent mode)")
 		}
 		return

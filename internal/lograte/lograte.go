@@ -1,0 +1,19 @@
+// Package lograte keeps a log line that could repeat for every request or
+// packet (a refused client, lost events) to at most one an interval.
+package lograte
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Limit allows one line an interval. The zero value allows the first at
+// once; it is safe for concurrent use.
+type Limit struct{ last atomic.Int64 } // unix nanos of the last line allowed
+
+// Allow reports whether a line may be logged at now: none was allowed in
+// the interval every before it.
+func (l *Limit) Allow(now time.Time, every time.Duration) bool {
+	n, last := now.UnixNano(), l.last.Load()
+	return n-last >= int64(every) && l.last.CompareAndSwap(last, n)
+}
