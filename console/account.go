@@ -26,12 +26,8 @@ func (s *Server) passwordForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
-	sess := s.signedIn(w, r)
+	sess := s.signedInPost(w, r)
 	if sess == nil {
-		return
-	}
-	if !checkCSRF(r, sess) {
-		s.message(w, http.StatusForbidden, "Request refused", "The form had expired. Please try again.")
 		return
 	}
 	now, addr, a := s.o.Now(), clientAddr(r), sess.account

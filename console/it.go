@@ -136,7 +136,18 @@ func (s *Server) itUser(w http.ResponseWriter, r *http.Request, dsl bool) *sessi
 
 // itPost is itUser for a form: the form token must match too.
 func (s *Server) itPost(w http.ResponseWriter, r *http.Request, dsl bool) *session {
-	sess := s.itUser(w, r, dsl)
+	return s.formChecked(w, r, s.itUser(w, r, dsl))
+}
+
+// signedInPost is signedIn for a form: the form token must match too.
+func (s *Server) signedInPost(w http.ResponseWriter, r *http.Request) *session {
+	return s.formChecked(w, r, s.signedIn(w, r))
+}
+
+// formChecked returns sess if the form's token is its own; else it
+// answers "the form had expired" and returns nil (nil sess: already
+// answered).
+func (s *Server) formChecked(w http.ResponseWriter, r *http.Request, sess *session) *session {
 	if sess == nil {
 		return nil
 	}

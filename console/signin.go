@@ -298,12 +298,8 @@ func (s *Server) endSession(sess *session) error {
 }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
-	sess := s.signedIn(w, r)
+	sess := s.signedInPost(w, r)
 	if sess == nil {
-		return
-	}
-	if !checkCSRF(r, sess) {
-		s.message(w, http.StatusForbidden, "Request refused", "The form had expired. Please try again.")
 		return
 	}
 	if err := s.endSession(sess); err != nil {
