@@ -89,6 +89,7 @@ func (c *cli) serve(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go tuneGC(ctx)
+	writerProc()
 	s := &server{log: log, logLevel: level, cfgPath: c.cfgPath}
 	if c.cfgPath != "" {
 		s.watcher = config.NewWatcher(c.cfgPath) // edits from now on are seen

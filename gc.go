@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -117,5 +118,23 @@ func tuneGC(ctx context.Context) {
 		case <-tick.C:
 			set()
 		}
+	}
+}
+
+// writerProc gives the event writer processors to spare: two Ps more
+// than the runtime's default (the CPUs it may use). The writer commits on
+// a thread of idle priority (reports.Options.Background) that the kernel
+// preempts whenever a query's thread wants the CPU, so its P may be held
+// by a thread that is not running, and SQLite's reads (alerts, digests,
+// the console) hold theirs in C code; without spare Ps the DNS workers and
+// the proxy would have fewer. On two cores, the DNS p99 in the rounds
+// after a burst was 0.37 / 0.26 / 0.27 ms with one spare P and 0.25 /
+// 0.22 / 0.21 with two (bare miekg/dns 0.20 / 0.25 / 0.17 in the same
+// run). GOMAXPROCS in the environment is kept. (Setting it stops Go
+// following a container's CPU limit as it changes; the limit at start is
+// used.)
+func writerProc() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 2)
 	}
 }

@@ -50,6 +50,7 @@ func FromConfig(cfg *config.Config, log *slog.Logger) (Parts, error) {
 			ConsoleURL:         cfg.Console.URL,
 			QueueSize:          cfg.DNS.Events.Queue,
 			PersonWindow:       cfg.Identity.Window.D(),
+			Background:         true,
 			Log:                log,
 		},
 		Roles:        Roles(r.Recipients),

@@ -14,8 +14,8 @@ import (
 	"unicode/utf8"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
-
 	"github.com/gatehouse-filter/gatehouse/internal/lograte"
+	"github.com/gatehouse-filter/gatehouse/internal/lowprio"
 )
 
 // Event kinds as stored.
@@ -55,8 +55,13 @@ type Options struct {
 	// SpillDir holds the spill files written while the database fails;
 	// default: the database's directory.
 	SpillDir string
-	Log      *slog.Logger
-	Now      func() time.Time // for tests; default time.Now
+	// Background commits on an OS thread of idle CPU priority (Linux
+	// SCHED_IDLE, see internal/lowprio), so that a query's thread never
+	// waits for a commit's time slice; while that thread is starved (the
+	// CPU saturated) commits run at the normal priority.
+	Background bool
+	Log        *slog.Logger
+	Now        func() time.Time // for tests; default time.Now
 }
 
 func (o *Options) fill() {
@@ -137,10 +142,16 @@ type Writer struct {
 	commits  atomic.Uint64
 	failures atomic.Uint64
 	lost     atomic.Uint64
-	spilled  atomic.Int64 // events in spill files not yet in the database
-	health   atomic.Pointer[writerHealth]
-	lastLoss atomic.Int64  // unix nanos of the last lost event
-	lossLog  lograte.Limit // the "events lost" log line
+	// jobs and jobDone hand batches to the committer (Options.Background).
+	jobs    chan commitJob
+	jobDone chan []Event
+	// threadMoves counts the committer's moves from its idle thread to a
+	// normal one.
+	threadMoves atomic.Uint64
+	spilled     atomic.Int64 // events in spill files not yet in the database
+	health      atomic.Pointer[writerHealth]
+	lastLoss    atomic.Int64  // unix nanos of the last lost event
+	lossLog     lograte.Limit // the "events lost" log line
 
 	// Alertable, if set, is called (from the writer goroutine) after a
 	// batch that holds events at or above the alert severity.
@@ -262,6 +273,10 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 	if err := w.findSpills(); err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if opt.Background {
+		w.jobs, w.jobDone = make(chan commitJob), make(chan []Event)
+		go w.committer(&committerState{}, true)
 	}
 	go w.run()
 	return w, nil
@@ -552,9 +567,104 @@ func (w *Writer) run() {
 				x.Durable()
 			}
 			w.sp.rotate()
+			if w.jobs != nil {
+				close(w.jobs)
+			}
 			return
 		}
 	}
+}
+
+// commitJob is a batch for the committer.
+type commitJob struct {
+	batch    []Event
+	stopping bool
+}
+
+// storeBatch is store, run by the committer with Options.Background while
+// the writer's goroutine waits. Only the SQLite work moves to the thread
+// of idle priority: the queue's lock, the waiters (which send held DNS
+// answers on the resolver's sockets) and everything else the front doors
+// share stay on the writer's goroutine, so that a commit preempted while
+// the CPU is busy never holds up a query (a lock held by a thread of idle
+// priority is released only when the CPU has nothing else to do).
+func (w *Writer) storeBatch(batch []Event, stopping bool) []Event {
+	if w.jobs == nil {
+		return w.store(batch, stopping)
+	}
+	w.jobs <- commitJob{batch, stopping}
+	return <-w.jobDone
+}
+
+// committerState is the committer's thread, carried over when it moves
+// (moveThread).
+type committerState struct {
+	idle        bool          // on a thread of idle priority
+	since       time.Time     // start of the thread, or of the starvation check
+	delay       time.Duration // the idle thread's run delay at since
+	idleRefused bool          // the system refused idle priority: do not ask again
+}
+
+// committer runs the batches of storeBatch: on a thread of idle priority
+// when idle is true and the system allows it. It returns when the writer
+// stops, or once it has started its successor on a thread of the other
+// priority (moveThread); the goroutine of an idle thread exits locked to
+// it, which ends the thread.
+func (w *Writer) committer(st *committerState, idle bool) {
+	st.idle = idle && !st.idleRefused && lowprio.Enter()
+	st.idleRefused = st.idleRefused || (idle && !st.idle)
+	st.since = time.Now()
+	if st.idle {
+		st.delay, _ = lowprio.RunDelay()
+	}
+	for job := range w.jobs {
+		w.jobDone <- w.store(job.batch, job.stopping)
+		if w.moveThread(st) {
+			go w.committer(st, !st.idle)
+			return
+		}
+	}
+}
+
+// The committer's threads: a thread of idle priority that waited for a
+// CPU more than starvedShare of a window of at least starvedWindow is
+// starved (the CPU is saturated), and commits run at the normal priority
+// for normalFor, so that events are stored at the pace they come even
+// then; then it tries idle priority again.
+const (
+	starvedWindow = time.Second
+	starvedShare  = 4 // a quarter
+	normalFor     = 5 * time.Second
+)
+
+// moveThread reports whether the committer should move to a thread of the
+// other priority: to the normal one when the idle thread is starved, back
+// to idle priority after normalFor.
+func (w *Writer) moveThread(st *committerState) bool {
+	if st.idleRefused {
+		return false
+	}
+	now := time.Now()
+	el := now.Sub(st.since)
+	if !st.idle {
+		return el >= normalFor
+	}
+	if el < starvedWindow {
+		return false
+	}
+	d, ok := lowprio.RunDelay()
+	if !ok {
+		return false
+	}
+	waited := d - st.delay
+	st.since, st.delay = now, d
+	if waited > el/starvedShare {
+		w.threadMoves.Add(1)
+		w.opt.Log.Info("event writer: the CPU is saturated; committing at normal priority for a while",
+			"waited", waited.Round(time.Millisecond), "of", el.Round(time.Millisecond), "for", normalFor)
+		return true
+	}
+	return false
 }
 
 // drain stores everything queued, and what arrives meanwhile, then tells
@@ -593,7 +703,7 @@ func (w *Writer) drain(stopping bool) {
 		}
 		w.queue, w.waiters, w.urgent = w.spare, nil, false
 		w.mu.Unlock()
-		rest := w.store(all, stopping)
+		rest := w.storeBatch(all, stopping)
 		if len(rest) == 0 {
 			w.durable.Store(last)
 		} else if stopping {

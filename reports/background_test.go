@@ -1,0 +1,101 @@
+package reports
+
+import (
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/lowprio"
+)
+
+// TestBackgroundWriterThread: with Options.Background the writer commits
+// on one thread of idle priority, which ends with the writer.
+func TestBackgroundWriterThread(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("idle priority is Linux's SCHED_IDLE")
+	}
+	before := lowprio.Lowered()
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Background: true, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	WaitDurable(w, w.RecordSeq(ev(at, "10.0.0.5", "students", "pornography", "adult.example")))
+	if w.Written() != 1 {
+		t.Fatalf("written %d, want 1", w.Written())
+	}
+	var added []int
+	for _, tid := range lowprio.Lowered() {
+		if !slices.Contains(before, tid) {
+			added = append(added, tid)
+		}
+	}
+	if len(added) != 1 {
+		t.Fatalf("threads at idle priority: %v before the writer, %v with it; want one more", before, lowprio.Lowered())
+	}
+	w.Close()
+	if added[0] == os.Getpid() {
+		return // the main thread: parked for ever by Go, never reused
+	}
+	waitFor(t, "the writer's thread ended", func() bool { return !slices.Contains(lowprio.Lowered(), added[0]) })
+}
+
+// TestBackgroundWriterStarved: while threads of normal priority keep every
+// CPU busy, the writer's idle thread would hardly run; it notices, moves to
+// a thread of normal priority, and every event is committed.
+func TestBackgroundWriterStarved(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("idle priority is Linux's SCHED_IDLE")
+	}
+	if _, ok := lowprio.RunDelay(); !ok {
+		t.Skip("no schedstat here")
+	}
+	// A P for the writer beside one busy thread per CPU (as serve adds).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 2))
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Background: true, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	WaitDurable(w, w.RecordSeq(ev(at, "10.0.0.5", "students", "pornography", "adult.example")))
+	stop := make(chan struct{})
+	var busy sync.WaitGroup
+	for range runtime.NumCPU() {
+		busy.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		})
+	}
+	// Events keep coming; each is waited for as a block answer would be.
+	sent := 1
+	for i := 0; w.threadMoves.Load() == 0; i++ {
+		if i == 600 {
+			close(stop)
+			t.Fatal("after 60 s of saturated CPUs the writer had not moved off its idle thread")
+		}
+		e := ev(at.Add(time.Duration(i)*time.Second), "10.0.0.6", "students", "pornography", "adult.example")
+		e.Name = "n" + time.Duration(i).String() + ".example"
+		w.RecordSeq(e)
+		sent++
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	busy.Wait()
+	w.Flush()
+	if got := w.Written(); got != uint64(sent) {
+		t.Fatalf("written %d, want all %d", got, sent)
+	}
+}
