@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,18 +65,13 @@ func TestBackgroundWriterStarved(t *testing.T) {
 	defer w.Close()
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	WaitDurable(w, w.RecordSeq(ev(at, "10.0.0.5", "students", "pornography", "adult.example")))
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	var busy sync.WaitGroup
 	for range runtime.NumCPU() {
 		busy.Go(func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 			}
 		})
 	}
@@ -83,7 +79,7 @@ func TestBackgroundWriterStarved(t *testing.T) {
 	sent := 1
 	for i := 0; w.threadMoves.Load() == 0; i++ {
 		if i == 600 {
-			close(stop)
+			stop.Store(true)
 			t.Fatal("after 60 s of saturated CPUs the writer had not moved off its idle thread")
 		}
 		e := ev(at.Add(time.Duration(i)*time.Second), "10.0.0.6", "students", "pornography", "adult.example")
@@ -92,7 +88,7 @@ func TestBackgroundWriterStarved(t *testing.T) {
 		sent++
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(stop)
+	stop.Store(true)
 	busy.Wait()
 	w.Flush()
 	if got := w.Written(); got != uint64(sent) {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -86,23 +87,19 @@ func TestRunDelayGrows(t *testing.T) {
 		d0, _ := RunDelay()
 		// Busy threads of normal priority, one per CPU, while this one
 		// (idle priority) wants the CPU too: it waits.
-		stop := make(chan struct{})
+		var stop atomic.Bool
 		for range runtime.NumCPU() {
 			go func() {
 				runtime.LockOSThread()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
+				defer runtime.UnlockOSThread()
+				for !stop.Load() {
 				}
 			}()
 		}
 		for d := d0; ; {
 			d, _ = RunDelay()
 			if d-d0 >= 10*time.Millisecond {
-				close(stop)
+				stop.Store(true)
 				got <- d - d0
 				break
 			}
