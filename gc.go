@@ -128,9 +128,10 @@ func tuneGC(ctx context.Context) {
 // by a thread that is not running, and SQLite's reads (alerts, digests,
 // the console) hold theirs in C code; without spare Ps the DNS workers and
 // the proxy would have fewer. On two cores, the DNS p99 in the rounds
-// after a burst was 0.37 / 0.26 / 0.27 ms with one spare P and 0.25 /
-// 0.22 / 0.21 with two (bare miekg/dns 0.20 / 0.25 / 0.17 in the same
-// run). GOMAXPROCS in the environment is kept. (Setting it stops Go
+// after a burst was 0.33 / 0.38 / 0.18 ms with one spare P and 0.25 /
+// 0.24 / 0.21 with two (bare miekg/dns 0.20 / 0.21 / 0.18 in the same
+// run); blocked proxy requests 44,793 and 43,829 req/s (bare-list 45,476).
+// GOMAXPROCS in the environment is kept. (Setting it stops Go
 // following a container's CPU limit as it changes; the limit at start is
 // used.)
 func writerProc() {
