@@ -47,7 +47,8 @@ func TestBackgroundWriterThread(t *testing.T) {
 
 // TestBackgroundWriterStarved: while threads of normal priority keep every
 // CPU busy, the writer's idle thread would hardly run; it notices, moves to
-// a thread of normal priority, and every event is committed.
+// a thread of normal priority, goes back to idle priority once the CPUs are
+// free, and every event is committed.
 func TestBackgroundWriterStarved(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("idle priority is Linux's SCHED_IDLE")
@@ -90,6 +91,17 @@ func TestBackgroundWriterStarved(t *testing.T) {
 	}
 	stop.Store(true)
 	busy.Wait()
+	// The CPU has room again: commits go back to a thread of idle priority.
+	for i := 0; w.idleThreads.Load() < 2; i++ {
+		if i == 600 {
+			t.Fatal("60 s after the CPUs were freed the writer had not gone back to idle priority")
+		}
+		e := ev(at.Add(time.Hour+time.Duration(i)*time.Second), "10.0.0.7", "students", "pornography", "adult.example")
+		e.Name = "m" + time.Duration(i).String() + ".example"
+		w.RecordSeq(e)
+		sent++
+		time.Sleep(100 * time.Millisecond)
+	}
 	w.Flush()
 	if got := w.Written(); got != uint64(sent) {
 		t.Fatalf("written %d, want all %d", got, sent)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -146,8 +147,9 @@ type Writer struct {
 	jobs    chan commitJob
 	jobDone chan []Event
 	// threadMoves counts the committer's moves from its idle thread to a
-	// normal one.
+	// normal one; idleThreads the idle threads it took.
 	threadMoves atomic.Uint64
+	idleThreads atomic.Uint64
 	spilled     atomic.Int64 // events in spill files not yet in the database
 	health      atomic.Pointer[writerHealth]
 	lastLoss    atomic.Int64  // unix nanos of the last lost event
@@ -613,10 +615,15 @@ type committerState struct {
 func (w *Writer) committer(st *committerState, idle bool) {
 	st.idle = idle && !st.idleRefused && lowprio.Enter()
 	st.idleRefused = st.idleRefused || (idle && !st.idle)
-	st.since = time.Now()
 	if st.idle {
-		st.delay, _ = lowprio.RunDelay()
+		w.idleThreads.Add(1)
+	} else if !st.idleRefused {
+		// Kept, so that its run delay is this goroutine's (moveThread);
+		// the thread ends with the goroutine.
+		runtime.LockOSThread()
 	}
+	st.since = time.Now()
+	st.delay, _ = lowprio.RunDelay()
 	for job := range w.jobs {
 		w.jobDone <- w.store(job.batch, job.stopping)
 		if w.moveThread(st) {
@@ -628,40 +635,43 @@ func (w *Writer) committer(st *committerState, idle bool) {
 
 // The committer's threads: a thread of idle priority that waited for a
 // CPU more than starvedShare of a window of at least starvedWindow is
-// starved (the CPU is saturated), and commits run at the normal priority
-// for normalFor, so that events are stored at the pace they come even
-// then; then it tries idle priority again.
+// starved (the CPU is saturated), and commits run at the normal priority,
+// so that events are stored at the pace they come even then; once that
+// thread waits less than calmShare of a window (the CPU has room again),
+// commits go back to idle priority. Without the run delay (no schedstat)
+// the normal thread is kept for normalFor.
 const (
 	starvedWindow = time.Second
-	starvedShare  = 4 // a quarter
+	starvedShare  = 4  // a quarter
+	calmShare     = 20 // 5%
 	normalFor     = 5 * time.Second
 )
 
 // moveThread reports whether the committer should move to a thread of the
 // other priority: to the normal one when the idle thread is starved, back
-// to idle priority after normalFor.
+// to idle priority when the normal one no longer waits for a CPU.
 func (w *Writer) moveThread(st *committerState) bool {
 	if st.idleRefused {
 		return false
 	}
 	now := time.Now()
 	el := now.Sub(st.since)
-	if !st.idle {
-		return el >= normalFor
-	}
 	if el < starvedWindow {
 		return false
 	}
 	d, ok := lowprio.RunDelay()
 	if !ok {
-		return false
+		return !st.idle && el >= normalFor
 	}
 	waited := d - st.delay
 	st.since, st.delay = now, d
+	if !st.idle {
+		return waited < el/calmShare
+	}
 	if waited > el/starvedShare {
 		w.threadMoves.Add(1)
-		w.opt.Log.Info("event writer: the CPU is saturated; committing at normal priority for a while",
-			"waited", waited.Round(time.Millisecond), "of", el.Round(time.Millisecond), "for", normalFor)
+		w.opt.Log.Info("event writer: the CPU is saturated; committing at normal priority until it has room",
+			"waited", waited.Round(time.Millisecond), "of", el.Round(time.Millisecond))
 		return true
 	}
 	return false
