@@ -603,7 +603,7 @@ func (w *Writer) storeBatch(batch []Event, stopping bool) []Event {
 type committerState struct {
 	idle        bool          // on a thread of idle priority
 	since       time.Time     // start of the thread, or of the starvation check
-	delay       time.Duration // the idle thread's run delay at since
+	delay       time.Duration // the thread's run delay at since
 	idleRefused bool          // the system refused idle priority: do not ask again
 }
 
