@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -135,7 +136,12 @@ func tuneGC(ctx context.Context) {
 // following a container's CPU limit as it changes; the limit at start is
 // used.)
 func writerProc() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 2)
-	}
+	writerProcOnce.Do(func() {
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 2)
+		}
+	})
 }
+
+// writerProcOnce: the spare processors are added once per process.
+var writerProcOnce sync.Once

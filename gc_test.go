@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -101,5 +102,25 @@ func TestGCHeadroomIsWhatItSays(t *testing.T) {
 	}
 	if got := int64(g - live); got < headroom*95/100 || got > headroom*105/100 {
 		t.Errorf("heap goal %d over a live heap of %d (globals %d): headroom %d, want %d", g, live, globals, got, headroom)
+	}
+}
+
+// TestWriterProcOnce: serve's spare processors are added once per process,
+// however often it is called.
+func TestWriterProcOnce(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS is set: kept as is")
+	}
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	writerProc()
+	first := runtime.GOMAXPROCS(0)
+	// +2, or nothing when an earlier run in this process added them.
+	if d := first - before; d != 2 && d != 0 {
+		t.Fatalf("GOMAXPROCS %d → %d, want 2 more (or none the second time)", before, first)
+	}
+	writerProc()
+	if got := runtime.GOMAXPROCS(0); got != first {
+		t.Fatalf("a second call changed GOMAXPROCS %d → %d", first, got)
 	}
 }
