@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gatehouse-filter/gatehouse/console"
+	"github.com/gatehouse-filter/gatehouse/internal/browsertest"
 )
 
 // TestBrowserServeAlertToIncident is the whole path in a real Gatehouse:
@@ -26,10 +24,7 @@ import (
 // authenticator code and landing on the incident that names the site.
 // Skipped where chromium is not installed (.ci/run installs it).
 func TestBrowserServeAlertToIncident(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium not installed: apt-get install chromium (.ci/run installs it)")
-	}
+	browsertest.Chromium(t) // skip before building anything
 	// console.url must name the console's port before it listens.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,27 +78,7 @@ groups:
 	}))
 	defer webmail.Close()
 
-	dir, err := os.MkdirTemp("", "gatehouse-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for range 50 { // chromium's helpers may write for a moment after it exits
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer stop()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.UserDataDir(dir))
-	defer cancelAlloc()
-	tab, cancelTab := chromedp.NewContext(alloc)
-	defer cancelTab()
+	tab := browsertest.Start(t)
 	text := func() string {
 		v, _ := chromedp.Run(tab, chromedp.Evaluate[string](`location.pathname + "\n" + document.body.innerText`))
 		return v

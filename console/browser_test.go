@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -27,72 +26,17 @@ import (
 // browser's own cross-origin headers. They are skipped, saying so, only
 // when chromium is not installed (.ci/run installs it).
 
-// browserTimeout bounds one browser test (a safety net, not an assertion).
-const browserTimeout = 3 * time.Minute
-
-// chromiumPath finds Debian's chromium, or skips the test.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium is not installed: apt-get install chromium (.ci/run installs it) to run the console's browser tests")
-	return ""
-}
-
 // browserProc is one headless chromium for a test; tabs made from it with
 // newTab each have their own cookie jar (a separate browser context).
 type browserProc struct {
-	t     *testing.T
-	alloc context.Context
-	root  context.Context // the browser itself (its first, blank tab)
+	t    *testing.T
+	root context.Context // the browser itself (its first, blank tab)
 }
 
 // newBrowser starts chromium with a fresh, empty profile.
 func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browserProc {
 	t.Helper()
-	path := chromiumPath(t)
-	dir, err := os.MkdirTemp("", "gatehouse-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1366, 768),
-	}
-	ctx, stop := context.WithTimeout(context.Background(), browserTimeout)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(opts, extra...)...)
-	root, cancelRoot := chromedp.NewContext(alloc)
-	t.Cleanup(func() {
-		cancelRoot()
-		cancelAlloc()
-		stop()
-		// Chromium's helpers may write in the profile for a moment after
-		// the browser exits.
-		for range 50 {
-			if err := os.RemoveAll(dir); err == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	if err := chromedp.Do(root); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	return &browserProc{t: t, alloc: alloc, root: root}
+	return &browserProc{t: t, root: browsertest.Start(t, extra...)}
 }
 
 // tab is one page in its own browser context (its own cookies).
@@ -423,7 +367,7 @@ type browserRig struct {
 
 func newBrowserRig(t *testing.T, opt func(*Options), extra ...chromedp.ExecAllocatorOption) *browserRig {
 	t.Helper()
-	chromiumPath(t) // skip before building anything
+	browsertest.Chromium(t) // skip before building anything
 	r, f := newITRig(t, func(o *Options) {
 		o.Cases = o.Incidents.(*reports.Store)
 		if opt != nil {
@@ -784,7 +728,7 @@ func TestBrowserWeakPasswordRefused(t *testing.T) {
 // provider in the test process (its HTTPS certificate trusted by its key's
 // pin alone), then the authenticator code, in chromium.
 func TestBrowserOIDCSignIn(t *testing.T) {
-	chromiumPath(t)
+	browsertest.Chromium(t)
 	r, p, _ := oidcRig(t, false)
 	secret := r.add("it@school.example", RoleIT, goodPass, true)
 	cert := p.Certificate()

@@ -57,8 +57,11 @@ type Tab struct {
 	ctx context.Context
 }
 
-// New starts chromium and opens a tab; both end with the test.
-func New(t testing.TB, extra ...chromedp.ExecAllocatorOption) *Tab {
+// Start starts a headless chromium with a fresh, empty profile and
+// returns the browser's context (its first, blank tab). The browser ends
+// and its profile is removed with the test; the whole test is bounded by
+// Timeout. It skips the test where chromium is not installed.
+func Start(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := Chromium(t)
 	dir, err := os.MkdirTemp("", "gatehouse-chromium-")
@@ -82,9 +85,9 @@ func New(t testing.TB, extra ...chromedp.ExecAllocatorOption) *Tab {
 	}
 	ctx, stop := context.WithTimeout(context.Background(), Timeout)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(opts, extra...)...)
-	tab, cancelTab := chromedp.NewContext(alloc)
+	root, cancelRoot := chromedp.NewContext(alloc)
 	t.Cleanup(func() {
-		cancelTab()
+		cancelRoot()
 		cancelAlloc()
 		stop()
 		for range 50 { // chromium's helpers may write in the profile for a moment after it exits
@@ -94,10 +97,16 @@ func New(t testing.TB, extra ...chromedp.ExecAllocatorOption) *Tab {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	if err := chromedp.Do(tab); err != nil {
+	if err := chromedp.Do(root); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	return &Tab{t: t, ctx: tab}
+	return root
+}
+
+// New starts chromium (Start) and returns its tab.
+func New(t testing.TB, extra ...chromedp.ExecAllocatorOption) *Tab {
+	t.Helper()
+	return &Tab{t: t, ctx: Start(t, extra...)}
 }
 
 // Open loads url and returns the HTTP status of the page shown.
