@@ -282,6 +282,18 @@ func peer(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+// step starts a sign-in step: the request's peer address and the time,
+// with the step counted against the address (allow); when it is over the
+// limit the request is refused (429) and ok is false.
+func (s *Service) step(w http.ResponseWriter, r *http.Request) (addr netip.Addr, now time.Time, ok bool) {
+	addr, now = peer(r), s.o.Now()
+	if !s.allow(addr, now) {
+		s.refuse(w, addr, http.StatusTooManyRequests, "ratelimited", "Too many sign-ins from this device. Please wait a minute and try again.")
+		return addr, now, false
+	}
+	return addr, now, true
+}
+
 // allow counts a sign-in step from addr; false when the address is over
 // RateLimit this minute, or when MaxLimited addresses are counted and
 // none has finished its minute.
@@ -438,10 +450,8 @@ func (s *Service) describe(addr netip.Addr, rec record) string {
 const timeLayout = "15:04 on Monday 2 January"
 
 func (s *Service) start(w http.ResponseWriter, r *http.Request) {
-	addr := peer(r)
-	now := s.o.Now()
-	if !s.allow(addr, now) {
-		s.refuse(w, addr, http.StatusTooManyRequests, "ratelimited", "Too many sign-ins from this device. Please wait a minute and try again.")
+	addr, now, ok := s.step(w, r)
+	if !ok {
 		return
 	}
 	_, conf, err := s.discover(r.Context())
@@ -505,13 +515,11 @@ type claims struct {
 }
 
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
-	addr := peer(r)
-	now := s.o.Now()
-	again := "Signing in did not finish. Please start again."
-	if !s.allow(addr, now) {
-		s.refuse(w, addr, http.StatusTooManyRequests, "ratelimited", "Too many sign-ins from this device. Please wait a minute and try again.")
+	addr, now, ok := s.step(w, r)
+	if !ok {
 		return
 	}
+	again := "Signing in did not finish. Please start again."
 	q := r.URL.Query()
 	state := q.Get("state")
 	s.mu.Lock()
@@ -705,10 +713,8 @@ func (s *Service) set(ctx context.Context, addr netip.Addr, rec record) bool {
 }
 
 func (s *Service) signout(w http.ResponseWriter, r *http.Request) {
-	addr := peer(r)
-	now := s.o.Now()
-	if !s.allow(addr, now) {
-		s.refuse(w, addr, http.StatusTooManyRequests, "ratelimited", "Too many sign-ins from this device. Please wait a minute and try again.")
+	addr, now, ok := s.step(w, r)
+	if !ok {
 		return
 	}
 	rec, ok := s.current(addr, now)
