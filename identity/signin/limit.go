@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // MaxConnsPerAddr bounds one address's open connections to the page (a
@@ -15,14 +17,13 @@ const MaxConnsPerAddr = 64
 // LimitPerAddr returns ln with at most n open connections per client
 // address: a connection beyond that is closed at once.
 func LimitPerAddr(ln net.Listener, n int) net.Listener {
-	return &perAddr{Listener: ln, max: n, open: map[netip.Addr]int{}}
+	return &perAddr{Listener: ln, max: int64(n)}
 }
 
 type perAddr struct {
 	net.Listener
-	max  int
-	mu   sync.Mutex
-	open map[netip.Addr]int // bounded by the listener's own connection bound
+	max  int64
+	open peraddr.Counts // bounded by the listener's own connection bound
 }
 
 func (l *perAddr) Accept() (net.Conn, error) {
@@ -36,14 +37,11 @@ func (l *perAddr) Accept() (net.Conn, error) {
 			return c, nil // not an IP peer (a test pipe): not counted
 		}
 		a := ap.Addr().Unmap()
-		l.mu.Lock()
-		if l.open[a] >= l.max {
-			l.mu.Unlock()
+		if l.open.Add(a) > l.max {
+			l.open.Done(a)
 			c.Close()
 			continue
 		}
-		l.open[a]++
-		l.mu.Unlock()
 		return &countedConn{Conn: c, l: l, addr: a}, nil
 	}
 }
@@ -57,12 +55,6 @@ type countedConn struct {
 
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		if c.l.open[c.addr]--; c.l.open[c.addr] <= 0 {
-			delete(c.l.open, c.addr)
-		}
-		c.l.mu.Unlock()
-	})
+	c.once.Do(func() { c.l.open.Done(c.addr) })
 	return err
 }

@@ -8,40 +8,32 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // connLimits counts open client connections, overall and per address.
 type connLimits struct {
 	max, perClient int64
 	total          atomic.Int64
-	mu             sync.Mutex
-	per            map[netip.Addr]int64
+	per            peraddr.Counts
 }
 
 func newConnLimits(max, perClient int) *connLimits {
-	return &connLimits{max: int64(max), perClient: int64(perClient), per: map[netip.Addr]int64{}}
+	return &connLimits{max: int64(max), perClient: int64(perClient)}
 }
 
 // acquire counts a new connection from ip and reports whether it is over a
 // cap (it is counted either way, and released on close).
 func (l *connLimits) acquire(ip netip.Addr) (over bool, total int64) {
 	total = l.total.Add(1)
-	l.mu.Lock()
-	n := l.per[ip] + 1
-	l.per[ip] = n
-	l.mu.Unlock()
+	n := l.per.Add(ip)
 	return total > l.max || n > l.perClient, total
 }
 
 func (l *connLimits) release(ip netip.Addr) {
 	l.total.Add(-1)
-	l.mu.Lock()
-	if n := l.per[ip] - 1; n <= 0 {
-		delete(l.per, ip)
-	} else {
-		l.per[ip] = n
-	}
-	l.mu.Unlock()
+	l.per.Done(ip)
 }
 
 // listener admits only allowed clients and counts connections.
