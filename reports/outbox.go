@@ -222,8 +222,7 @@ func (m *Mailer) DeliverDue(ctx context.Context) (time.Time, error) {
 // The CLI uses it for the one message it queued, leaving the rest of the
 // outbox to gatehouse serve.
 func (m *Mailer) DeliverOne(ctx context.Context, id int64) (bool, error) {
-	rows, err := m.st.db.Query(`SELECT id, kind, role, recipients, subject, text_body, html_body, message_id, created_ts, attempts, eml_path
-		FROM outbox WHERE id = ? AND sent_ts = 0`, id)
+	rows, err := m.st.db.Query(selectOut+` WHERE id = ? AND sent_ts = 0`, id)
 	if err != nil {
 		return false, err
 	}
@@ -246,15 +245,18 @@ type outRow struct {
 }
 
 func (m *Mailer) due() ([]outRow, error) {
-	rows, err := m.st.db.Query(`SELECT id, kind, role, recipients, subject, text_body, html_body, message_id, created_ts, attempts, eml_path
-		FROM outbox WHERE sent_ts = 0 AND next_ts <= ? ORDER BY id LIMIT 100`, ms(m.now()))
+	rows, err := m.st.db.Query(selectOut+` WHERE sent_ts = 0 AND next_ts <= ? ORDER BY id LIMIT 100`, ms(m.now()))
 	if err != nil {
 		return nil, err
 	}
 	return scanOutRows(rows)
 }
 
-// scanOutRows reads the rows of a query of the outbox's delivery columns.
+// selectOut selects the outbox's delivery columns, in scanOutRows' order.
+const selectOut = `SELECT id, kind, role, recipients, subject, text_body, html_body, message_id, created_ts, attempts, eml_path
+	FROM outbox`
+
+// scanOutRows reads the rows of a selectOut query.
 func scanOutRows(rows *sql.Rows) ([]outRow, error) {
 	defer rows.Close()
 	var out []outRow
