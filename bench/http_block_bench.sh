@@ -8,8 +8,9 @@
 # at a time with C keep-alive clients asking for http://NAME/ (a name on all
 # three lists), counting only 403s. Runs alternate between the targets
 # (RUNS rounds of DUR seconds each), so a busy machine weighs on all of
-# them alike; each target's row is its median-rps run, RSS is the largest
-# of the once-a-second samples taken while it was under load. Nothing is
+# them alike; each target's row is its median-rps run (its median-p99 run
+# at a fixed RATE), RSS is the largest of the once-a-second samples taken
+# while it was under load. Nothing is
 # resolved or dialled upstream: every answer is the proxy's own.
 #
 # Needs: apt-get install -y squid bc curl; in ../shared/bench:
@@ -26,14 +27,19 @@
 # as a tool retrying or an image or script from a page would, and
 # Gatehouse answers with its one line of text; ACCEPT=page sends
 # Chromium's for a page load, which gets the block page (compare it with
-# bare-page).
+# bare-page). RATE=R fixes the offered load at R requests a second over
+# all clients (blockload -rate; latency counted from when each request was
+# due): in the default closed loop a faster proxy is asked more, so the
+# load tool, which shares the machine with it, is busier and its clients
+# wait longer for a CPU; at one RATE every target can sustain, the p99s
+# compare the proxies under the same load.
 set -euo pipefail
 [ $# -gt 0 ] || set -- gatehouse bare-list squid-list
 cd "$(dirname "$0")/.."
 BIN=${BIN:-/tmp/gatehouse-peers/bin}
 DATA=${DATA:-/tmp/gatehouse-peers/data}
 OUT=${OUT:-/tmp/gatehouse-block-bench}
-C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3} ACCEPT=${ACCEPT:-}
+C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3} ACCEPT=${ACCEPT:-} RATE=${RATE:-0}
 # Ports apart from http_bench.sh's, so both can run on one machine.
 GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140 PAGE_PORT=3138
 mkdir -p "$OUT"
@@ -138,13 +144,13 @@ sleep 2
 declare -A IDLE ROWS PEAK
 for t in "${names[@]}"; do IDLE[$t]=$(rss_mib "${PID[$t]}"); PEAK[$t]=0; ROWS[$t]=; done
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "blocked URL $URL; $C clients, ${RUNS} rounds of ${DUR}s; load average before: $load0" >&2
+echo "blocked URL $URL; $C clients, rate ${RATE} (0: closed loop), ${RUNS} rounds of ${DUR}s; load average before: $load0" >&2
 for r in $(seq 1 "$RUNS"); do
   for t in "${names[@]}"; do
     p=${PID[$t]}
     ( for _ in $(seq 1 "$DUR"); do sleep 1; rss_mib "$p"; echo; done ) >"$OUT/rss-$t" & sp=$!
     c0=$(cpu_ticks "$p")
-    line=$("$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" -accept "$ACCEPT" 2>"$OUT/stderr-$t")
+    line=$("$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" -accept "$ACCEPT" -rate "$RATE" 2>"$OUT/stderr-$t")
     c1=$(cpu_ticks "$p"); wait $sp || true
     conns=$(sed -n 's/.* \([0-9]*\) connections opened.*/\1/p' "$OUT/stderr-$t")
     rss=$({ grep -v '^$' "$OUT/rss-$t" || true; } | sort -n | tail -1)
@@ -158,12 +164,16 @@ done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 CSV=$OUT/block-$(date -u +%Y%m%d-%H%M%S).csv
 {
-  echo "# $(date -u '+%F %H:%M UTC'); $(nproc) cores; load average before $load0, after $load1; URL $URL; C=$C DUR=$DUR RUNS=$RUNS"
+  echo "# $(date -u '+%F %H:%M UTC'); $(nproc) cores; load average before $load0, after $load1; URL $URL; C=$C DUR=$DUR RUNS=$RUNS RATE=$RATE"
+  mode=; [ "$RATE" = 0 ] || mode="-rate$RATE"
   echo "target,mode,rps,p50_ms,p99_ms,errors,body_bytes,conns_opened,rss_idle_mib,rss_load_mib,cpu_us_per_req"
   for t in "${names[@]}"; do
-    best=$(printf '%s' "${ROWS[$t]}" | sort -t, -k1 -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+    # The median run: by throughput, or at a fixed RATE (every run the
+    # same throughput) by p99.
+    key=1; [ "$RATE" = 0 ] || key=3
+    best=$(printf '%s' "${ROWS[$t]}" | sort -t, -k$key -g | sed -n "$(( (RUNS + 1) / 2 ))p")
     IFS=, read -r rps p50 p99 errs body conns cpu <<<"$best"
-    echo "$t,blocked-keepalive,$rps,$p50,$p99,$errs,$body,$conns,${IDLE[$t]},${PEAK[$t]},$cpu"
+    echo "$t,blocked-keepalive$mode,$rps,$p50,$p99,$errs,$body,$conns,${IDLE[$t]},${PEAK[$t]},$cpu"
   done
 } | tee "$CSV"
 echo "results: $CSV" >&2

@@ -9,6 +9,15 @@
 // plus, on stderr, how many new connections the clients had to open
 // (a proxy that closes the connection after each block answer makes its
 // clients pay a new TCP handshake per request).
+//
+// By default each client asks again as soon as it has its answer (a closed
+// loop: a faster proxy is asked more, so its clients, which share the
+// machine, are busier too). -rate R fixes the offered load instead: each
+// client sends on its own schedule, R/C requests a second, and a request's
+// latency counts from when it was due, not when it was sent, so a proxy
+// that falls behind is charged for the wait (no coordinated omission).
+// Comparing proxies at one rate they all sustain compares their latency
+// under the same load.
 package main
 
 import (
@@ -40,6 +49,7 @@ type config struct {
 	newConn  bool           // a new connection (and CONNECT + TLS for https) per request
 	roots    *x509.CertPool // trusted for https URLs (nil: the system's)
 	accept   string         // the requests' Accept header ("": none, as a tool's retry loop sends)
+	rate     float64        // requests a second over all clients (0: closed loop)
 }
 
 // result is what a run measured.
@@ -67,8 +77,12 @@ func run(cfg config) result {
 	var res result
 	deadline := time.Now().Add(cfg.duration)
 	start := time.Now()
+	var every time.Duration // one client's interval at a fixed rate
+	if cfg.rate > 0 {
+		every = time.Duration(float64(cfg.clients) / cfg.rate * float64(time.Second))
+	}
 	var wg sync.WaitGroup
-	for range cfg.clients {
+	for i := range cfg.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -88,8 +102,17 @@ func run(cfg config) result {
 			cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 			var mine []time.Duration
 			bad := 0
-			for n := 0; (cfg.perConn == 0 || n < cfg.perConn) && time.Now().Before(deadline); n++ {
+			// The clients' schedules are spread over one interval.
+			due := start.Add(every * time.Duration(i) / time.Duration(cfg.clients))
+			for n := 0; (cfg.perConn == 0 || n < cfg.perConn) && time.Now().Before(deadline) && (every == 0 || due.Before(deadline)); n++ {
 				t := time.Now()
+				if every > 0 {
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+					t = due
+					due = due.Add(every)
+				}
 				err := get(cl, cfg.target, cfg.accept, cfg.status, &bodySize)
 				if err != nil {
 					bad++
@@ -160,6 +183,7 @@ func main() {
 	caFile := flag.String("cafile", "", "PEM CAs trusted for https URLs (e.g. the proxy's decrypting CA) instead of the system's")
 	mode := flag.String("mode", "blocked-keepalive", "label for the CSV line's mode field")
 	accept := flag.String("accept", "", `the requests' Accept header: "" (none, as a tool retrying), "page" (Chromium's for a page load) or any value`)
+	rate := flag.Float64("rate", 0, "requests a second over all clients, each on its own schedule (0: each asks again at once)")
 	flag.Parse()
 	var roots *x509.CertPool
 	if *caFile != "" {
@@ -175,12 +199,12 @@ func main() {
 		}
 	}
 	pu, err := url.Parse(*proxy)
-	if err != nil || pu.Host == "" || *target == "" || *conc < 1 {
-		fmt.Fprintln(os.Stderr, "blockload: need -proxy http://host:port, -url and -c ≥ 1")
+	if err != nil || pu.Host == "" || *target == "" || *conc < 1 || *rate < 0 {
+		fmt.Fprintln(os.Stderr, "blockload: need -proxy http://host:port, -url, -c ≥ 1 and -rate ≥ 0")
 		os.Exit(2)
 	}
 	r := run(config{proxy: pu, target: *target, clients: *conc, duration: *dur, perConn: *perConn,
-		status: *status, newConn: *newConn, roots: roots, accept: acceptHeader(*accept)})
+		status: *status, newConn: *newConn, roots: roots, accept: acceptHeader(*accept), rate: *rate})
 	fmt.Fprintf(os.Stderr, "blockload %s: %d counted (status %d), %d errors, %d connections opened, %d-byte answer\n",
 		*name, r.blocked, *status, r.errors, r.dials, r.bodySize)
 	fmt.Printf("%s,%s,%.0f,%.2f,%.2f,%d,%d\n", *mode, *name, float64(r.blocked)/r.elapsed.Seconds(),
