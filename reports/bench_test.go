@@ -50,6 +50,7 @@ func BenchmarkStoreEvents(b *testing.B) {
 	for i := range events {
 		events[i] = benchEvent(i, t0)
 	}
+	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -66,6 +67,46 @@ func BenchmarkStoreEvents(b *testing.B) {
 	st.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	if fi, err := os.Stat(path); err == nil && b.N >= 10_000 {
 		b.ReportMetric(float64(fi.Size())/float64(b.N), "bytes/event")
+	}
+}
+
+// BenchmarkStoreRepeats is the repeat counts the front doors send every
+// half second (Event.Series): each event adds its count to one of 5,000
+// series' rows (the first of each inserts it). Allocations include the
+// queue's and the transaction's.
+func BenchmarkStoreRepeats(b *testing.B) {
+	st, err := Open(filepath.Join(b.TempDir(), "g.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	w, err := NewWriter(st, Options{QueueSize: 50_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now().UTC().Add(-time.Hour)
+	events := make([]Event, 5000)
+	for i := range events {
+		events[i] = benchEvent(i, t0)
+		events[i].Series, events[i].Count = uint64(i+1), 3
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := events[i%len(events)]
+		e.Time = t0.Add(time.Duration(i) * time.Millisecond)
+		for !w.Record(e) {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	w.Close()
+	b.StopTimer()
+	var rows, total int
+	if err := st.db.QueryRow("SELECT count(*), coalesce(sum(count),0) FROM events").Scan(&rows, &total); err != nil {
+		b.Fatal(err)
+	}
+	if total != 3*b.N || rows > min(b.N, 5000)*2 {
+		b.Fatalf("%d repeats of 3 stored as %d rows counting %d", b.N, rows, total)
 	}
 }
 

@@ -161,6 +161,9 @@ type Writer struct {
 
 	open   map[incKey]*openIncident // incidents still inside the window
 	series map[uint64]seriesRow     // Event.Series → its stored row
+	// txSeries is batchTx.series, kept from one transaction to the next:
+	// a new map each commit was a quarter of the writer's garbage.
+	txSeries map[uint64]seriesRow
 
 	// Failure state (writer goroutine only).
 	sp           *spill
@@ -1100,10 +1103,19 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 
 func (b *batchTx) setSeries(k uint64, r seriesRow) {
 	if b.series == nil {
-		b.series = map[uint64]seriesRow{}
+		w := b.w
+		if w.txSeries == nil || len(w.txSeries) > maxKeptSeries {
+			w.txSeries = map[uint64]seriesRow{} // not one a burst grew
+		}
+		clear(w.txSeries)
+		b.series = w.txSeries
 	}
 	b.series[k] = r
 }
+
+// maxKeptSeries: a transaction's series map that held more is not kept
+// for the next one (clearing a map costs its size).
+const maxKeptSeries = 4096
 
 // finish writes the touched incidents and commits. On failure the
 // transaction is rolled back and the in-memory incidents are re-read by

@@ -125,6 +125,7 @@ func (l *udpListener) worker() {
 	buf := make([]byte, EDNSSize)
 	oob := make([]byte, oobSpace) // destination address and receive time
 	w := &udpWriter{l: l, conn: l.conn, local: l.conn.LocalAddr()}
+	qb := new(queryBuf)
 	fails := 0
 	for {
 		n, oobn, _, peer, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
@@ -148,7 +149,7 @@ func (l *udpListener) worker() {
 		if l.pktinfo {
 			w.oob = replyPktinfo(oob[:oobn], w.oobBuf[:0])
 		}
-		l.s.servePacket(w, buf[:n])
+		l.s.servePacket(w, buf[:n], qb)
 		if w.wrote && !w.held {
 			l.s.metrics.udpAnswer.Observe(time.Since(read).Seconds())
 		}
@@ -161,8 +162,11 @@ func (l *udpListener) worker() {
 // servePacket parses a datagram and answers it, as miekg/dns's server
 // does: responses are ignored, unparsable headers get no answer (any reply
 // could be used for amplification), other malformed queries FORMERR and
-// unknown opcodes NOTIMP.
-func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte) {
+// unknown opcodes NOTIMP. An ordinary query is read into qb, the worker's
+// reusable request, which nothing keeps once the query is answered (a
+// worker that waits on an upstream keeps it until then, and serves no
+// other datagram meanwhile); qb may be nil.
+func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte, qb *queryBuf) {
 	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
 		return
 	}
@@ -173,6 +177,12 @@ func (s *Server) servePacket(w mdns.ResponseWriter, pkt []byte) {
 				"stack", string(debug.Stack()))
 		}
 	}()
+	if qb != nil {
+		if r := qb.parseQuery(pkt); r != nil {
+			s.serve(w, r, "udp", nil)
+			return
+		}
+	}
 	r := new(mdns.Msg)
 	if err := r.Unpack(pkt); err != nil || len(r.Question) != 1 || len(r.Answer) > 1 || len(r.Ns) > 1 || len(r.Extra) > 2 {
 		opcode := int(pkt[2]>>3) & 0xF

@@ -167,10 +167,11 @@ func FuzzServePacket(f *testing.F) {
 	f.Add([]byte{0x12, 0x34, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 7, 5 << 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1})
 	ts := startServer(f, func(o *Options) { setUpstreamTimeout(o.Upstreams, 200*time.Millisecond) })
+	qb := new(queryBuf) // one worker's: reused across datagrams
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000}}
 		done := make(chan struct{})
-		go func() { defer close(done); ts.servePacket(w, pkt) }()
+		go func() { defer close(done); ts.servePacket(w, pkt, qb) }()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
