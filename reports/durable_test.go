@@ -249,6 +249,43 @@ func TestSeriesAddsToOneRow(t *testing.T) {
 	}
 }
 
+// TestSeriesBounded: the writer remembers at most maxSeries series (a
+// flood of distinct repeated names cannot grow it without limit), and
+// the repeats of a forgotten series are stored all the same, in a new row.
+func TestSeriesBounded(t *testing.T) {
+	defer func(n int) { maxSeries = n }(maxSeries)
+	maxSeries = 100
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC()
+	const n = 300
+	var want int64
+	for round := range 2 {
+		for i := range n {
+			e := ev(t0, "10.1.0.1", "students", "games", fmt.Sprintf("g%d.example", i))
+			e.Series, e.Count = uint64(i+1), round+2
+			w.Record(e)
+			want += int64(round + 2)
+			if i%50 == 49 {
+				w.Flush()
+				if len(w.series) > maxSeries {
+					t.Fatalf("round %d, %d series: %d remembered, bound %d", round, i+1, len(w.series), maxSeries)
+				}
+			}
+		}
+	}
+	w.Close()
+	if c := count(t, st, "SELECT SUM(count) FROM events"); c != want {
+		t.Errorf("stored count %d, want %d", c, want)
+	}
+	if c := count(t, st, "SELECT count(*) FROM events"); c <= n || c >= 2*n {
+		t.Errorf("%d rows for %d series sent twice: want some forgotten (a second row), none lost", c, n)
+	}
+}
+
 // TestAfterDurable: a waiter is told once its event is in the database.
 func TestAfterDurable(t *testing.T) {
 	st := openTemp(t)

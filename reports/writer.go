@@ -894,7 +894,8 @@ func (w *Writer) reload() {
 }
 
 // forget drops incidents whose window has ended and series unused for 10
-// minutes (a later repeat then starts a new row: counts stay exact).
+// minutes (a later repeat then starts a new row: counts stay exact; see
+// also maxSeries).
 func (w *Writer) forget() {
 	cut := ms(w.opt.Now().Add(-w.opt.IncidentWindow))
 	for k, o := range w.open {
@@ -1149,7 +1150,36 @@ func (w *Writer) finish(b *batchTx) (err error) {
 		r.used = now
 		w.series[k] = r
 	}
+	if len(w.series) > maxSeries {
+		w.trimSeries(now)
+	}
 	return nil
+}
+
+// maxSeries bounds the series the writer remembers (about 40 bytes each,
+// so under 3 MiB): a flood of distinct blocked names, each repeated, adds
+// one a name. Past it, trimSeries forgets those unused for a minute, then
+// any, down to three quarters. A later repeat of a forgotten series
+// starts a new row: its count is stored all the same.
+var maxSeries = 65_536
+
+func (w *Writer) trimSeries(now int64) {
+	keep := maxSeries * 3 / 4
+	idle := now - time.Minute.Milliseconds()
+	for k, r := range w.series {
+		if len(w.series) <= keep {
+			return
+		}
+		if r.used < idle {
+			delete(w.series, k)
+		}
+	}
+	for k := range w.series {
+		if len(w.series) <= keep {
+			return
+		}
+		delete(w.series, k)
+	}
 }
 
 // classify works out an event's kind, report route and severity.
