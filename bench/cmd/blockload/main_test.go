@@ -118,3 +118,37 @@ func TestRunHTTPSThroughConnect(t *testing.T) {
 		t.Errorf("untrusted origin: %d counted, %d errors; want 0 and 10", r.blocked, r.errors)
 	}
 }
+
+// TestRunFixedRate: with -rate each client keeps its own schedule, and a
+// request counts from when it was due: when the proxy holds the first
+// answer 200 ms, the requests that fell due meanwhile are charged that
+// wait (in the closed loop only the held one would be slow). The schedule
+// also bounds how many are sent.
+func TestRunFixedRate(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer srv.Close()
+	pu, _ := url.Parse(srv.URL)
+	// One client, every 20 ms for 1 s: at most 50 requests.
+	r := run(config{proxy: pu, target: "http://blocked.test/", clients: 1, duration: time.Second,
+		status: http.StatusForbidden, rate: 50})
+	if r.blocked < 10 || r.blocked > 50 || r.errors != 0 {
+		t.Fatalf("%d blocked, %d errors; want 10-50 and none", r.blocked, r.errors)
+	}
+	// Due at 0, 20, ..., 100 ms and all answered after 200 ms: at least
+	// six of at least 100 ms.
+	slow := 0
+	for _, d := range r.lat {
+		if d >= 100*time.Millisecond {
+			slow++
+		}
+	}
+	if slow < 6 {
+		t.Errorf("%d latencies of 100 ms or more, want at least 6 (the requests due while the first was held): %v", slow, r.lat)
+	}
+}
