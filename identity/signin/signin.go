@@ -33,6 +33,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // ClaimGroup maps an ID token claim's value to a Gatehouse group.
@@ -101,11 +102,11 @@ type Service struct {
 	// address, behind NAT, were written in either order).
 	storeMu  sync.Mutex
 	provider *oidc.Provider
-	verifier *oidc.IDTokenVerifier     // the provider's, with its keys cached
-	pending  map[string]pending        // by state
-	order    []string                  // pending's states, oldest first (some may be gone from it)
-	who      map[netip.Addr]record     // current sign-ins, by address
-	limited  map[netip.Addr]*rateCount // per address, this minute
+	verifier *oidc.IDTokenVerifier // the provider's, with its keys cached
+	pending  map[string]pending    // by state
+	order    []string              // pending's states, oldest first (some may be gone from it)
+	who      map[netip.Addr]record // current sign-ins, by address
+	limited  peraddr.Window        // sign-in steps per address, this minute
 
 	results *prometheus.CounterVec
 }
@@ -121,11 +122,6 @@ type pending struct {
 type record struct {
 	User, Display, Group, Session string
 	Since, Expires                time.Time
-}
-
-type rateCount struct {
-	start time.Time
-	n     int
 }
 
 // New makes the service. Load the kept sign-ins with Restore before
@@ -146,7 +142,8 @@ func New(o Options) (*Service, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{o: o, pending: map[string]pending{}, who: map[netip.Addr]record{}, limited: map[netip.Addr]*rateCount{}}
+	s := &Service{o: o, pending: map[string]pending{}, who: map[netip.Addr]record{},
+		limited: peraddr.Window{Span: time.Minute, Max: MaxLimited, ForgetWhenFull: true}}
 	if _, err := rand.Read(s.key[:]); err != nil {
 		return nil, err
 	}
@@ -253,12 +250,8 @@ func (s *Service) sweep(ctx context.Context) {
 	if len(s.pending) == 0 {
 		s.order = nil
 	}
-	for a, c := range s.limited {
-		if now.Sub(c.start) >= time.Minute {
-			delete(s.limited, a)
-		}
-	}
 	s.mu.Unlock()
+	s.limited.Sweep(now)
 	if s.o.Store != nil {
 		if err := s.o.Store.Sweep(ctx, now); err != nil {
 			s.o.Log.Warn("sign-in page: deleting ended sign-ins from the database failed", "err", err)
@@ -295,35 +288,13 @@ func (s *Service) step(w http.ResponseWriter, r *http.Request) (addr netip.Addr,
 }
 
 // allow counts a sign-in step from addr; false when the address is over
-// RateLimit this minute, or when MaxLimited addresses are counted and
-// none has finished its minute.
+// RateLimit this minute. With MaxLimited addresses counted and none at
+// the end of its minute, another address's count is forgotten (many
+// addresses: IPv6 privacy addresses churned by one device can do it)
+// rather than every new address refused, so the page stays open to
+// everyone else.
 func (s *Service) allow(addr netip.Addr, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.limited[addr]
-	if c == nil || now.Sub(c.start) >= time.Minute {
-		if c == nil && len(s.limited) >= MaxLimited {
-			for a, o := range s.limited {
-				if now.Sub(o.start) >= time.Minute {
-					delete(s.limited, a)
-				}
-			}
-			// Still full within the minute (many addresses: IPv6
-			// privacy addresses churned by one device can do it): forget
-			// one count rather than refuse every new address, so the
-			// page stays open to everyone else.
-			for a := range s.limited {
-				if len(s.limited) < MaxLimited {
-					break
-				}
-				delete(s.limited, a)
-			}
-		}
-		c = &rateCount{start: now}
-		s.limited[addr] = c
-	}
-	c.n++
-	return c.n <= RateLimit
+	return s.limited.Add(addr, now) <= RateLimit
 }
 
 func (s *Service) ctx(ctx context.Context) context.Context {

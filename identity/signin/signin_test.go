@@ -671,10 +671,7 @@ func TestRateCountsFullStaysOpen(t *testing.T) {
 	if !r.s.allow(netip.MustParseAddr("127.0.0.37"), now) {
 		t.Fatal("a new address was refused because the rate counts were full")
 	}
-	r.s.mu.Lock()
-	n := len(r.s.limited)
-	r.s.mu.Unlock()
-	if n > MaxLimited {
+	if n := r.s.limited.Len(); n > MaxLimited {
 		t.Fatalf("%d addresses counted, bound %d", n, MaxLimited)
 	}
 }

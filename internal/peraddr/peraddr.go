@@ -1,6 +1,7 @@
-// Package peraddr counts what each client address has open (connections),
-// for the listeners that bound it: the proxy's per-client connection cap
-// and the sign-in page's connections per address.
+// Package peraddr counts per client address: what each has open
+// (Counts: the proxy's per-client connection cap and the sign-in page's
+// connections per address) and how many events each had in a window
+// (Window: the proxy's wrong logins and the sign-in page's steps).
 package peraddr
 
 import (

@@ -52,7 +52,7 @@ type Server struct {
 	dir     DirectoryLogin // nil: no directory logins
 	dirOn   func() bool    // nil: dir is always on (see DirectoryLogin)
 	dirCap  *checkLimit    // bounds directory binds at once
-	fails   loginFailures  // wrong logins per client address
+	fails   *loginFailures // wrong logins per client address
 	logins  *Logins
 	events  *eventLog
 	reports *mistakeReports
@@ -130,6 +130,7 @@ func New(o Options) (*Server, error) {
 		o:          o,
 		limits:     newConnLimits(p.Limits.Connections, p.Limits.PerClient),
 		logins:     NewLogins(p.Auth.LoginTTL.D(), o.Now),
+		fails:      newLoginFailures(),
 		dir:        o.Directory,
 		dirOn:      directoryOn(o.Directory),
 		dirCap:     newCheckLimit(dirWorkers, dirQueue),

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // Users is the proxy's users file: "name:bcrypt-hash" lines, as
@@ -208,47 +210,17 @@ const (
 // teacher's directory account for them). At most maxFailAddrs addresses
 // are counted; with that many failing at once, ended windows are swept
 // and a new address is not counted until there is room.
-type loginFailures struct {
-	mu sync.Mutex
-	m  map[netip.Addr]failCount
-}
+type loginFailures struct{ w peraddr.Window }
 
-type failCount struct {
-	n     int
-	since time.Time
+func newLoginFailures() *loginFailures {
+	return &loginFailures{w: peraddr.Window{Span: failWindow, Max: maxFailAddrs}}
 }
 
 func (f *loginFailures) blocked(ip netip.Addr, now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.m[ip.Unmap()]
-	return ok && c.n >= maxLoginFailures && now.Sub(c.since) < failWindow
+	return f.w.Count(ip.Unmap(), now) >= maxLoginFailures
 }
 
-func (f *loginFailures) add(ip netip.Addr, now time.Time) {
-	ip = ip.Unmap()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m == nil {
-		f.m = map[netip.Addr]failCount{}
-	}
-	c, ok := f.m[ip]
-	if !ok || now.Sub(c.since) >= failWindow {
-		if !ok && len(f.m) >= maxFailAddrs {
-			for k, v := range f.m {
-				if now.Sub(v.since) >= failWindow {
-					delete(f.m, k)
-				}
-			}
-			if len(f.m) >= maxFailAddrs {
-				return
-			}
-		}
-		c = failCount{since: now}
-	}
-	c.n++
-	f.m[ip] = c
-}
+func (f *loginFailures) add(ip netip.Addr, now time.Time) { f.w.Add(ip.Unmap(), now) }
 
 // parseBasic reads a "Basic base64(name:password)" credential.
 func parseBasic(h string) (name, password string, ok bool) {
