@@ -39,11 +39,13 @@ func (w *Window) Add(a netip.Addr, now time.Time) int {
 	if !ok || now.Sub(c.since) >= w.Span {
 		if !ok && len(w.m) >= w.Max {
 			w.sweepLocked(now)
-			for k := range w.m {
-				if len(w.m) < w.Max || !w.ForgetWhenFull {
-					break
+			if w.ForgetWhenFull {
+				for k := range w.m {
+					if len(w.m) < w.Max {
+						break
+					}
+					delete(w.m, k)
 				}
-				delete(w.m, k)
 			}
 			if len(w.m) >= w.Max {
 				return 0
