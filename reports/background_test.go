@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"slices"
@@ -105,5 +106,38 @@ func TestBackgroundWriterStarved(t *testing.T) {
 	w.Flush()
 	if got := w.Written(); got != uint64(sent) {
 		t.Fatalf("written %d, want all %d", got, sent)
+	}
+}
+
+// TestBackgroundWaitedBatchNotIdle: with Options.Background, a batch that
+// an answer waits for is committed at the normal priority (not handed to
+// the committer's idle thread, where it waited for a free CPU and the held
+// answer with it); a batch nobody waits for goes to the committer.
+func TestBackgroundWaitedBatchNotIdle(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Background: true, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	for i := range 20 {
+		e := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
+		e.Name = fmt.Sprintf("n%d.adult.example", i)
+		WaitDurable(w, w.RecordSeq(e))
+	}
+	if n := w.committed.Load(); n != 0 {
+		t.Fatalf("%d of 20 waited-for batches went to the idle committer", n)
+	}
+	// Repeat counts: no answer waits for them.
+	rep := ev(at, "10.0.0.5", "students", "pornography", "n0.adult.example")
+	rep.Series, rep.Count = 1, 5
+	w.Record(rep)
+	w.Flush()
+	if w.committed.Load() == 0 {
+		t.Fatal("a batch nobody waits for did not go to the committer")
+	}
+	if c := count(t, st, "SELECT SUM(count) FROM events"); c != 25 {
+		t.Fatalf("stored count %d, want 25", c)
 	}
 }
