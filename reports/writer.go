@@ -599,8 +599,8 @@ type commitJob struct {
 // when the CPU has nothing else to do). A batch an answer waits for
 // (waited) is stored here, at the normal priority: at idle priority its
 // commit waited for a free CPU, and the held block answers with it (the
-// slowest in a round after a burst 9-53 ms, against 7-18 ms this way in
-// the same runs; README, Performance).
+// slowest in a round after a burst 5.6-52.7 ms, against 2.8-17.7 ms this
+// way in the same runs; README, Performance).
 func (w *Writer) storeBatch(batch []Event, stopping, waited bool) []Event {
 	if w.jobs == nil || waited {
 		return w.store(batch, stopping)
