@@ -120,6 +120,9 @@ func TestBackgroundWaitedBatchNotIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	// No lazy commit of an event before its waiter is registered: only a
+	// waiter or Flush commits here.
+	w.lazyAfter.Store(int64(time.Hour))
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	for i := range 20 {
 		e := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
