@@ -1160,7 +1160,7 @@ func (w *Writer) finish(b *batchTx) (err error) {
 		w.series[k] = r
 	}
 	if len(w.series) > maxSeries {
-		w.trimSeries(now)
+		w.trimSeries(now, b.series)
 	}
 	return nil
 }
@@ -1168,26 +1168,24 @@ func (w *Writer) finish(b *batchTx) (err error) {
 // maxSeries bounds the series the writer remembers (about 40 bytes each,
 // so under 3 MiB): a flood of distinct blocked names, each repeated, adds
 // one a name. Past it, trimSeries forgets those unused for a minute, then
-// any, down to three quarters. A later repeat of a forgotten series
-// starts a new row: its count is stored all the same.
+// any but those of the transaction just committed (the likeliest to
+// repeat again), then any, down to three quarters. A later repeat of a
+// forgotten series starts a new row: its count is stored all the same.
 var maxSeries = 65_536
 
-func (w *Writer) trimSeries(now int64) {
+func (w *Writer) trimSeries(now int64, current map[uint64]seriesRow) {
 	keep := maxSeries * 3 / 4
 	idle := now - time.Minute.Milliseconds()
-	for k, r := range w.series {
-		if len(w.series) <= keep {
-			return
+	for pass := range 3 {
+		for k, r := range w.series {
+			if len(w.series) <= keep {
+				return
+			}
+			_, cur := current[k]
+			if pass == 2 || !cur && (pass == 1 || r.used < idle) {
+				delete(w.series, k)
+			}
 		}
-		if r.used < idle {
-			delete(w.series, k)
-		}
-	}
-	for k := range w.series {
-		if len(w.series) <= keep {
-			return
-		}
-		delete(w.series, k)
 	}
 }
 
