@@ -101,7 +101,8 @@ if [ "$1" = tail ]; then
       # Inside Gatehouse over the same round: waiting in the socket, and
       # read to answer (the histograms' p99 bucket bounds).
       # The slowest inside Gatehouse too: an answer dnsperf saw take longer
-      # than both together waited outside (the load tool or the kernel).
+      # than both together was a block answer held for its event's commit
+      # (not in the answer histogram), or waited outside Gatehouse.
       [ $t = limit ] || { hist "$OUT/m1"; echo "  inside: $(p99 wait) in the socket, $(p99 answer) read to answer (p99 bucket); slowest $(top wait) in the socket, $(top answer) read to answer"; }
     done
     echo "$t rss after: $(rss_mib $tpid) MiB"

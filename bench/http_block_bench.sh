@@ -10,8 +10,8 @@
 # (RUNS rounds of DUR seconds each), so a busy machine weighs on all of
 # them alike; each target's row is its median-rps run (its median-p99 run
 # at a fixed RATE), RSS is the largest of the once-a-second samples taken
-# while it was under load. Nothing is
-# resolved or dialled upstream: every answer is the proxy's own.
+# while it was under load. Nothing is resolved or dialled upstream: every
+# answer is the proxy's own.
 #
 # Needs: apt-get install -y squid bc curl; in ../shared/bench:
 # go build -o /tmp/gatehouse-peers/bin/ ./cmd/... && python3 gen_data.py
