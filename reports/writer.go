@@ -56,10 +56,12 @@ type Options struct {
 	// SpillDir holds the spill files written while the database fails;
 	// default: the database's directory.
 	SpillDir string
-	// Background commits on an OS thread of idle CPU priority (Linux
-	// SCHED_IDLE, see internal/lowprio), so that a query's thread never
-	// waits for a commit's time slice; while that thread is starved (the
-	// CPU saturated) commits run at the normal priority.
+	// Background commits the batches no answer waits for on an OS thread
+	// of idle CPU priority (Linux SCHED_IDLE, see internal/lowprio), so
+	// that a query's thread never waits for their time slice; while that
+	// thread is starved (the CPU saturated) they run at the normal
+	// priority. A batch an answer waits for is always committed at the
+	// normal priority (storeBatch).
 	Background bool
 	Log        *slog.Logger
 	Now        func() time.Time // for tests; default time.Now
