@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -362,17 +363,22 @@ func TestLazyEventsShareCommits(t *testing.T) {
 		t.Fatalf("attempts stored for adult.example = %d, want %d", got, 1+n/2)
 	}
 	// From here the lazy clock never strikes: only an urgent event or a
-	// waiter gets anything committed.
+	// waiter gets anything committed, and only that.
 	w.lazyAfter.Store(int64(time.Hour))
-	w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed-more.example"))
-	// A flag (a watchlisted search that went through) is urgent, and takes
-	// the lazy event along.
+	lazy := w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed-more.example"))
+	// A flag (a watchlisted search that went through) is urgent: it is
+	// committed at once, on its own, ahead of the lazy event before it.
 	flag := ev(at, "10.0.0.8", "students", "self-harm", "search.example")
 	flag.Action = "flag"
-	w.RecordSeq(flag)
-	waitFor(t, "the flag (and the lazy event before it) committed", func() bool { return w.Written() == n+3 })
-	// A new block answer's event does not wait for the lazy clock.
-	w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed-again.example"))
+	fseq := w.RecordSeq(flag)
+	waitFor(t, "the flag committed", func() bool { return w.Written() == n+2 })
+	if !w.IsDurable(fseq) || w.IsDurable(lazy) {
+		t.Fatalf("after the flag's commit: flag durable %v (want true), the lazy event before it %v (want false)",
+			w.IsDurable(fseq), w.IsDurable(lazy))
+	}
+	// A new block answer's event does not wait for the lazy clock, nor for
+	// the lazy events queued before it.
+	lazy2 := w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed-again.example"))
 	blocked := w.RecordSeq(ev(at, "10.0.0.7", "students", "pornography", "other-adult.example"))
 	if w.IsDurable(blocked) {
 		t.Fatal("durable before any commit")
@@ -382,8 +388,138 @@ func TestLazyEventsShareCommits(t *testing.T) {
 		t.Fatal("nothing to wait for")
 	}
 	<-p.ch // never returns if the waiter sat behind the lazy clock for ever
-	if !w.IsDurable(blocked) || w.Written() != n+5 {
-		t.Fatalf("after the waited-for commit: durable %v, written %d, want %d", w.IsDurable(blocked), w.Written(), n+5)
+	if !w.IsDurable(blocked) || w.Written() != n+3 || w.IsDurable(lazy) || w.IsDurable(lazy2) {
+		t.Fatalf("after the waited-for commit: durable %v, written %d (want %d), lazy ones durable %v %v (want false)",
+			w.IsDurable(blocked), w.Written(), n+3, w.IsDurable(lazy), w.IsDurable(lazy2))
+	}
+	if got := count(t, st, `SELECT count(*) FROM events WHERE name IN ('allowed-more.example', 'allowed-again.example')`); got != 0 {
+		t.Fatalf("%d lazy events were committed with the held ones", got)
+	}
+	// Flush writes the lazy ones too, and durable then covers everything.
+	w.Flush()
+	if !w.IsDurable(lazy2) || w.Written() != n+5 || w.earlyN.Load() != 0 {
+		t.Fatalf("after Flush: lazy durable %v, written %d (want %d), early %d (want 0)", w.IsDurable(lazy2), w.Written(), n+5, w.earlyN.Load())
+	}
+}
+
+// writtenAt is a Waiter that notes how many events the writer had written
+// when it was told.
+type writtenAt struct {
+	w    *Writer
+	n    chan uint64
+	seen atomic.Bool
+}
+
+func (x *writtenAt) Durable() {
+	if !x.seen.Swap(true) {
+		x.n <- x.w.Written()
+	}
+}
+
+// TestHeldPreemptsLazyCommit: a block answer that starts waiting while a
+// large lazy batch (repeat counts, log lines) is being committed waits for
+// at most preemptAfter of its events: the lazy commit stops there, the
+// held event is committed on its own, and the lazy batch goes on after.
+// Before, the held event was committed after the whole lazy batch and any
+// queued behind it (1-15 ms of held DNS answers after a burst).
+func TestHeldPreemptsLazyCommit(t *testing.T) {
+	for _, bg := range []bool{false, true} {
+		t.Run(fmt.Sprintf("background=%v", bg), func(t *testing.T) {
+			st := openTemp(t)
+			w, err := NewWriter(st, Options{Log: testLog(t), Background: bg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			w.lazyAfter.Store(int64(time.Hour))
+			at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+			const lazyN = 500
+			for i := range lazyN {
+				if w.RecordSeq(ev(at, "10.0.0.6", "students", "", fmt.Sprintf("allowed%d.example", i))) == 0 {
+					t.Fatal("event refused")
+				}
+			}
+			const at100 = 100
+			x := &writtenAt{w: w, n: make(chan uint64, 1)}
+			var blocked uint64
+			w.onAdd = func(i int) {
+				if i == at100 && blocked == 0 {
+					blocked = w.RecordSeq(ev(at, "10.0.0.7", "students", "pornography", "adult.example"))
+					if !w.AfterDurable(blocked, x) {
+						t.Error("nothing to wait for")
+					}
+				}
+			}
+			w.Flush()
+			var got uint64
+			select {
+			case got = <-x.n:
+			default:
+				t.Fatal("the waiter was never told")
+			}
+			// The lazy commit stopped after the event it was adding when the
+			// waiter came (at100+1 written), then the held one alone.
+			if want := uint64(at100 + 2); got != want {
+				t.Fatalf("the held event was durable after %d events were written, want %d (the lazy batch is %d)", got, want, lazyN)
+			}
+			if !w.IsDurable(blocked) || w.Written() != lazyN+1 {
+				t.Fatalf("after Flush: durable %v, written %d, want %d", w.IsDurable(blocked), w.Written(), lazyN+1)
+			}
+			if n := count(t, st, `SELECT count(*) FROM events`); n != lazyN+1 {
+				t.Fatalf("%d events stored, want %d", n, lazyN+1)
+			}
+		})
+	}
+}
+
+// TestHeldStreamDoesNotStarveLazy: while block answers keep waiting (a
+// flood of new blocked names), the lazy events (repeat counts) are still
+// committed at their deadline. The held commits once pushed the lazy
+// deadline back each time, and a SIGKILL lost every repeat count.
+func TestHeldStreamDoesNotStarveLazy(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.lazyAfter.Store(int64(20 * time.Millisecond))
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	lazy := w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed.example"))
+	const most = 3000 // held commits: each takes far longer than 20 ms / most
+	for i := 0; !w.IsDurable(lazy); i++ {
+		if i == most {
+			t.Fatalf("the lazy event was not committed during %d held commits", most)
+		}
+		WaitDurable(w, w.RecordSeq(ev(at, "10.0.0.7", "students", "pornography", fmt.Sprintf("adult%d.example", i))))
+	}
+}
+
+// TestHeldFirstKeepsIncidentStart: a held event committed ahead of an
+// earlier lazy one of the same incident does not move the incident's
+// start to its own time.
+func TestHeldFirstKeepsIncidentStart(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.lazyAfter.Store(int64(time.Hour))
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	early := ev(at, "10.0.0.5", "students", "pornography", "one.example")
+	early.Series = 1 // a repeat count whose row is gone: lazy, and a row of its own
+	w.RecordSeq(early)
+	WaitDurable(w, w.RecordSeq(ev(at.Add(time.Minute), "10.0.0.5", "students", "pornography", "two.example")))
+	if n := count(t, st, `SELECT count(*) FROM events`); n != 1 {
+		t.Fatalf("%d events stored before the lazy one, want 1 (the held one)", n)
+	}
+	w.Flush()
+	if got := count(t, st, `SELECT first_ts FROM incidents`); got != at.UnixMilli() {
+		t.Fatalf("incident starts at %d, want %d (the earlier lazy event)", got, at.UnixMilli())
+	}
+	if n := count(t, st, `SELECT count(*) FROM incidents`); n != 1 {
+		t.Fatalf("%d incidents, want 1", n)
 	}
 }
 

@@ -70,6 +70,12 @@ type Event struct {
 	// within a second without a row each time. (The sequence number of the
 	// window's first event, so unique per writer run.)
 	Series uint64 `json:",omitempty"`
+
+	// Set by the writer only: its sequence number of the event, and
+	// whether the event is committed ahead of the lazy ones (an answer
+	// waits for it, or it is urgent: Writer.takeHeld).
+	seq  uint64
+	held bool
 }
 
 // Sink receives events from the front doors. Record must not block the

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,9 +104,14 @@ func (o *Options) fill() {
 // sends the block answer. Events are durable once committed (a batch that
 // holds breach events is committed with synchronous=FULL, so it survives a
 // power cut, not only a crash) or, while the database fails, once appended
-// and fsynced to a spill file beside it. The writer drains whatever has
+// and fsynced to a spill file beside it. Events an answer waits for (and
+// urgent ones) are committed at once, in a transaction of their own ahead
+// of the lazy ones queued before them; the lazy ones (repeat counts, log
+// lines, events of a kind already stored) together, within lazyDelay. So
+// durability is a watermark (every event up to durable) plus the few held
+// events committed above it (early). The writer drains whatever has
 // queued while it was committing, so commits group themselves: a lone
-// event is committed at once, a burst in one transaction.
+// held event is committed at once, a burst in one transaction.
 //
 // Bounds: low-severity events are dropped (and counted) when QueueSize are
 // queued; high and critical ones are queued up to 4 × QueueSize (at least
@@ -123,11 +129,27 @@ type Writer struct {
 	busy  time.Duration             // conn's busy timeout
 
 	mu      sync.Mutex
-	queue   []Event
+	queue   []Event // in sequence order
 	spare   []Event
+	heldBuf []Event
 	seq     uint64 // the sequence number of the last queued event
-	waiters []Waiter
+	waiters []seqWaiter
 	urgent  bool // the queue holds an urgent event (urgentEvent)
+	// lazySince is when the oldest event in the queue was queued: the
+	// lazy ones are committed lazyDelay after it at the latest, however
+	// many held commits run meanwhile.
+	lazySince time.Time
+	// early lists, in order, the events committed ahead of lazy ones
+	// queued before them (takeHeld) that durable has not reached yet;
+	// earlyN is its length, read without the lock.
+	early  []uint64
+	earlyN atomic.Int32
+	// preempt tells a lazy commit in progress that an answer waits (or an
+	// urgent event came): it commits what it has added and leaves the rest
+	// for after the held events (commit).
+	preempt atomic.Bool
+	// onAdd, if set (tests only), is called before each event of a commit.
+	onAdd func(i int)
 	// lazyAfter is lazyDelay (nanoseconds); tests lengthen it.
 	lazyAfter atomic.Int64
 	exited    bool // run has returned: nothing more is written
@@ -147,7 +169,7 @@ type Writer struct {
 	lost     atomic.Uint64
 	// jobs and jobDone hand batches to the committer (Options.Background).
 	jobs    chan commitJob
-	jobDone chan []Event
+	jobDone chan storeResult
 	// threadMoves counts the committer's moves from its idle thread to a
 	// normal one; idleThreads the idle threads it took; committed the
 	// batches handed to it.
@@ -182,6 +204,12 @@ type Writer struct {
 // Waiter is told when an event it waits for is durable (AfterDurable).
 // Durable is called from the writer's goroutine and must not block.
 type Waiter interface{ Durable() }
+
+// seqWaiter is a Waiter and the sequence number of the event it waits for.
+type seqWaiter struct {
+	seq uint64
+	w   Waiter
+}
 
 // DurableSink is a Sink that tells when an event is durable, so that a
 // front door can send a block answer only once its event will survive a
@@ -229,6 +257,7 @@ type incKey struct{ who, category string }
 
 type openIncident struct {
 	id       int64
+	first    int64 // earliest event joined in this run (held events commit ahead of lazy ones)
 	last     int64
 	count    int64
 	severity bl.Severity
@@ -284,7 +313,7 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 		return nil, err
 	}
 	if opt.Background {
-		w.jobs, w.jobDone = make(chan commitJob), make(chan []Event)
+		w.jobs, w.jobDone = make(chan commitJob), make(chan storeResult)
 		go w.committer(&committerState{}, true)
 	}
 	go w.run()
@@ -295,7 +324,7 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 // after a restart join them.
 func (w *Writer) loadOpen() error {
 	since := ms(w.opt.Now().Add(-w.opt.IncidentWindow))
-	rows, err := w.st.db.Query(`SELECT id, who, category, last_ts, count, severity, samples FROM incidents WHERE last_ts >= ?`, since)
+	rows, err := w.st.db.Query(`SELECT id, who, category, first_ts, last_ts, count, severity, samples FROM incidents WHERE last_ts >= ?`, since)
 	if err != nil {
 		return err
 	}
@@ -304,7 +333,7 @@ func (w *Writer) loadOpen() error {
 		var o openIncident
 		var who, cat, samples string
 		var sev int
-		if err := rows.Scan(&o.id, &who, &cat, &o.last, &o.count, &sev, &samples); err != nil {
+		if err := rows.Scan(&o.id, &who, &cat, &o.first, &o.last, &o.count, &sev, &samples); err != nil {
 			return err
 		}
 		o.severity = bl.Severity(sev)
@@ -341,16 +370,23 @@ func (w *Writer) RecordSeq(ev Event) uint64 {
 		w.loseLoudly(1, "the event queue is full: the database and the spill directory are both failing")
 		return 0
 	}
+	if n == 0 {
+		w.lazySince = time.Now()
+	}
 	w.seq++
 	seq := w.seq
+	urgent := urgentEvent(&ev)
+	ev.seq, ev.held = seq, urgent
 	w.queue = append(w.queue, ev)
 	// The writer wakes for the first event of a quiet spell (to start the
 	// lazyDelay clock), for an urgent one and when a batch is full; a
 	// waiter wakes it at once (AfterDurable).
-	urgent := urgentEvent(&ev)
 	wake := n == 0 || n+1 >= lazyBatch || (urgent && !w.urgent)
 	w.urgent = w.urgent || urgent
 	w.mu.Unlock()
+	if urgent {
+		w.preempt.Store(true)
+	}
 	if wake {
 		w.poke()
 	}
@@ -364,12 +400,18 @@ func (w *Writer) RecordSeq(ev Event) uint64 {
 // same table and index pages in the WAL) each: a flood of repeats made
 // 1,500 commits a second, as much writer CPU as the resolver's own. An
 // event a block answer waits for is committed at once (AfterDurable wakes
-// the writer), and so is an urgent one (urgentEvent), taking the lazy ones
-// with them. So a crash loses at most lazyDelay more of the lazy ones
-// (README).
+// the writer), and so is an urgent one (urgentEvent), in a transaction of
+// their own ahead of the lazy ones queued before them (takeHeld); a lazy
+// commit under way when one comes stops after preemptAfter events or more
+// and leaves the rest for after it. So a crash loses at most lazyDelay
+// more of the lazy ones (README), and a held answer waits for a commit of
+// the held events only: when it took the lazy ones with it, the answers
+// held in the round after a burst waited 1-15 ms for up to a thousand
+// repeat counts and log lines.
 const (
-	lazyDelay = 100 * time.Millisecond
-	lazyBatch = 1024
+	lazyDelay    = 100 * time.Millisecond
+	lazyBatch    = 1024
+	preemptAfter = 64 // about a millisecond of SQLite work
 )
 
 // idleKeep is the largest event buffer (in events; 464 bytes each) the
@@ -385,9 +427,18 @@ func urgentEvent(ev *Event) bool {
 }
 
 // due reports whether the queue should be committed now rather than at
-// the lazy deadline (w.mu held).
+// the lazy deadline (w.mu held): held events wait (drain commits them on
+// their own), the queue is a full batch, or its deadline has passed.
 func (w *Writer) due() bool {
-	return len(w.waiters) > 0 || w.urgent || len(w.queue) >= lazyBatch
+	return len(w.waiters) > 0 || w.urgent || len(w.queue) >= lazyBatch || w.lazyLeft() <= 0
+}
+
+// lazyLeft is the time left until the queue's lazy deadline (w.mu held).
+func (w *Writer) lazyLeft() time.Duration {
+	if len(w.queue) == 0 {
+		return time.Duration(w.lazyAfter.Load())
+	}
+	return time.Duration(w.lazyAfter.Load()) - time.Since(w.lazySince)
 }
 
 // hardCap bounds the queue, high and critical events included: 4 ×
@@ -402,7 +453,26 @@ func (w *Writer) poke() {
 }
 
 // IsDurable reports whether the event numbered seq is committed or spilled.
-func (w *Writer) IsDurable(seq uint64) bool { return seq <= w.durable.Load() }
+func (w *Writer) IsDurable(seq uint64) bool {
+	if seq <= w.durable.Load() {
+		return true
+	}
+	if w.earlyN.Load() == 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.durableLocked(seq)
+}
+
+// durableLocked is IsDurable with w.mu held.
+func (w *Writer) durableLocked(seq uint64) bool {
+	if seq <= w.durable.Load() {
+		return true
+	}
+	_, ok := slices.BinarySearch(w.early, seq)
+	return ok
+}
 
 // AfterDurable: see DurableSink.
 func (w *Writer) AfterDurable(seq uint64, wt Waiter) bool {
@@ -410,12 +480,13 @@ func (w *Writer) AfterDurable(seq uint64, wt Waiter) bool {
 		return false
 	}
 	w.mu.Lock()
-	if seq <= w.durable.Load() || w.exited {
+	if w.durableLocked(seq) || w.exited {
 		w.mu.Unlock()
 		return false
 	}
-	w.waiters = append(w.waiters, wt)
+	w.waiters = append(w.waiters, seqWaiter{seq, wt})
 	w.mu.Unlock()
+	w.preempt.Store(true)
 	w.poke()
 	return true
 }
@@ -518,11 +589,11 @@ func (w *Writer) run() {
 			select {
 			case <-w.wake:
 				w.mu.Lock()
-				due, queued := w.due(), len(w.queue) > 0
+				due, queued, left := w.due(), len(w.queue) > 0, w.lazyLeft()
 				w.mu.Unlock()
 				if !due && queued && !w.dbFailing && !w.spillFailing {
-					if !lazyArmed { // committed with the next waited-for event, or at the deadline
-						lazy.Reset(time.Duration(w.lazyAfter.Load()))
+					if !lazyArmed { // committed at the deadline
+						lazy.Reset(left)
 						lazyArmed = true
 					}
 					continue
@@ -545,12 +616,12 @@ func (w *Writer) run() {
 			lazy.Stop()
 			lazyArmed = false
 		}
-		w.drain(stopping)
+		w.drain(stopping, flushed != nil)
 		w.mu.Lock()
-		left := len(w.queue) > 0
+		queued, left := len(w.queue) > 0, w.lazyLeft()
 		w.mu.Unlock()
-		if left && !stopping && !w.dbFailing && !w.spillFailing {
-			lazy.Reset(time.Duration(w.lazyAfter.Load()))
+		if queued && !stopping && !w.dbFailing && !w.spillFailing {
+			lazy.Reset(max(left, 0))
 			lazyArmed = true
 		}
 		if !stopping && w.replayDue() {
@@ -573,7 +644,7 @@ func (w *Writer) run() {
 			w.waiters = nil
 			w.mu.Unlock()
 			for _, x := range ws {
-				x.Durable()
+				x.w.Durable()
 			}
 			w.sp.rotate()
 			if w.jobs != nil {
@@ -590,6 +661,14 @@ type commitJob struct {
 	stopping bool
 }
 
+// storeResult is what store did with a batch: left is the part (its tail)
+// neither committed nor spilled; preempted tells that it was left because
+// held events wait (not for a failure).
+type storeResult struct {
+	left      []Event
+	preempted bool
+}
+
 // storeBatch is store. With Options.Background, a batch that no answer
 // waits for (repeat counts, later events of a kind already stored) is
 // run by the committer, on its thread of idle priority, while the
@@ -599,13 +678,14 @@ type commitJob struct {
 // goroutine, so that a commit preempted while the CPU is busy never holds
 // up a query (a lock held by a thread of idle priority is released only
 // when the CPU has nothing else to do). A batch an answer waits for
-// (waited) is stored here, at the normal priority: at idle priority its
-// commit waited for a free CPU, and the held block answers with it (the
-// slowest in a round after a burst 5.6-52.7 ms, against 2.8-17.7 ms this
-// way in the same runs; README, Performance).
-func (w *Writer) storeBatch(batch []Event, stopping, waited bool) []Event {
-	if w.jobs == nil || waited {
-		return w.store(batch, stopping)
+// (held: takeHeld) is stored here, at the normal priority: at idle
+// priority its commit waited for a free CPU, and the held block answers
+// with it (the slowest in a round after a burst 5.6-52.7 ms, against
+// 2.8-17.7 ms this way in the same runs; README, Performance). Any other
+// batch may be preempted (commit).
+func (w *Writer) storeBatch(batch []Event, stopping, held bool) storeResult {
+	if w.jobs == nil || held {
+		return w.store(batch, stopping, !held && !stopping)
 	}
 	w.committed.Add(1)
 	w.jobs <- commitJob{batch, stopping}
@@ -639,7 +719,7 @@ func (w *Writer) committer(st *committerState, idle bool) {
 	st.since = time.Now()
 	st.delay, _ = lowprio.RunDelay()
 	for job := range w.jobs {
-		w.jobDone <- w.store(job.batch, job.stopping)
+		w.jobDone <- w.store(job.batch, job.stopping, !job.stopping)
 		if w.moveThread(st) {
 			go w.committer(st, !st.idle)
 			return
@@ -691,15 +771,17 @@ func (w *Writer) moveThread(st *committerState) bool {
 	return false
 }
 
-// drain stores everything queued, and what arrives meanwhile, then tells
-// the waiters. While the database and the spill directory both fail (and
-// neither is due a retry) it only tells the waiters, so that answers are
-// not held.
-func (w *Writer) drain(stopping bool) {
+// drain stores what is due, and what arrives meanwhile, then tells the
+// waiters: first the held events (takeHeld), then the lazy ones if they
+// are due (or force: stopping, Flush). While the database and the spill
+// directory both fail (and neither is due a retry) it only tells the
+// waiters, so that answers are not held.
+func (w *Writer) drain(stopping, force bool) {
+	resume := false // a preempted lazy batch goes on after the held one
+	var ready []seqWaiter
 	for i := 0; ; i++ {
 		w.mu.Lock()
-		all, ws, last := w.queue, w.waiters, w.seq
-		if len(all) == 0 && len(ws) == 0 {
+		if len(w.queue) == 0 && len(w.waiters) == 0 {
 			// Idle: keep buffers of a usual batch for the next one (one
 			// each lazy commit: regrowing them from nothing was most of
 			// what the DNS path's events allocated), not a flood's.
@@ -709,75 +791,209 @@ func (w *Writer) drain(stopping bool) {
 			if cap(w.spare) > idleKeep {
 				w.spare = nil
 			}
+			if cap(w.heldBuf) > idleKeep {
+				w.heldBuf = nil
+			}
 			w.mu.Unlock()
 			return
 		}
-		if i > 0 && !stopping && !w.due() {
-			w.mu.Unlock()
-			return // lazy events that came meanwhile: run arms the clock
-		}
-		stuck := !stopping && w.stuck(time.Now())
-		if stuck {
+		if !stopping && w.stuck(time.Now()) {
+			ws := w.waiters
 			w.waiters = nil
 			w.mu.Unlock()
 			for _, x := range ws {
-				x.Durable()
+				x.w.Durable()
 			}
 			return
 		}
-		w.queue, w.waiters, w.urgent = w.spare, nil, false
+		batch := w.takeHeld()
+		held := batch != nil
+		since := w.lazySince
+		if !held {
+			if i > 0 && !stopping && !force && !resume && !w.due() {
+				w.mu.Unlock()
+				return // lazy events that came meanwhile: run arms the clock
+			}
+			batch = w.queue
+			w.queue, w.urgent, w.lazySince = w.spare, false, time.Time{}
+			w.spare = nil
+		}
 		w.mu.Unlock()
-		rest := w.storeBatch(all, stopping, len(ws) > 0)
-		if len(rest) == 0 {
-			w.durable.Store(last)
-		} else if stopping {
-			w.loseLoudly(len(rest), "at shutdown the database and the spill directory both refused them")
-		} else {
-			w.requeue(rest)
+		r := w.storeBatch(batch, stopping, held)
+		stored, lost := len(batch)-len(r.left), 0
+		if len(r.left) > 0 && stopping && !r.preempted {
+			lost, r.left = len(r.left), nil
 		}
-		for _, x := range ws {
-			x.Durable()
+		w.mu.Lock()
+		var low, over int
+		switch {
+		case r.preempted:
+			w.putBack(batch, r.left)
+		case len(r.left) > 0:
+			low, over = w.requeueLocked(r.left)
 		}
+		if len(r.left) > 0 && (w.lazySince.IsZero() || since.Before(w.lazySince)) {
+			w.lazySince = since // the deadline of the events put back
+		}
+		if held {
+			for i := range stored {
+				j, _ := slices.BinarySearch(w.early, batch[i].seq)
+				w.early = slices.Insert(w.early, j, batch[i].seq)
+			}
+		}
+		ready = w.advance(ready[:0])
+		if len(r.left) > 0 && !r.preempted {
+			// Tried and failed (both the database and the spill file):
+			// the answers go now rather than be held until a retry works.
+			ready = append(ready, w.waiters...)
+			clear(w.waiters)
+			w.waiters = w.waiters[:0]
+		}
+		w.mu.Unlock()
+		if lost > 0 {
+			w.loseLoudly(lost, "at shutdown the database and the spill directory both refused them")
+		}
+		w.dropped.Add(uint64(low))
+		if over > 0 {
+			w.loseLoudly(over, "the event queue is full: the database and the spill directory are both failing")
+		}
+		for _, x := range ready {
+			x.w.Durable()
+		}
+		clear(ready)
 		// Reuse a well-filled buffer for the next drain.
-		w.spare = nil
-		if len(rest) == 0 && len(all) >= cap(all)/4 && cap(all) <= w.opt.QueueSize {
-			clear(all) // drop the strings
-			w.spare = all[:0]
+		switch {
+		case held:
+			clear(batch)
+			if cap(batch) <= idleKeep {
+				w.heldBuf = batch[:0]
+			}
+		case r.preempted: // batch's buffer is the queue now
+		case len(r.left) == 0 && len(batch) >= cap(batch)/4 && cap(batch) <= w.opt.QueueSize:
+			clear(batch) // drop the strings
+			w.spare = batch[:0]
 		}
-		if len(rest) > 0 {
+		resume = r.preempted
+		if len(r.left) > 0 && !r.preempted {
 			return // wait for the retry timer
 		}
 	}
 }
 
-// requeue puts rest, which could be neither committed nor spilled, first
-// in line for the next attempt, within the hard cap: low-severity events go
-// first (counted as dropped), then the newest (lost, loudly).
-func (w *Writer) requeue(rest []Event) {
-	w.mu.Lock()
+// takeHeld moves the events an answer waits for, and urgent ones, out of
+// the queue, in order, for a transaction of their own (w.mu held); nil if
+// there are none. A held answer then waits for its own event's commit,
+// not for those of the lazy events queued before it. It also clears
+// preempt: a lazy commit that starts after it is preempted only by
+// waiters that come later.
+func (w *Writer) takeHeld() []Event {
+	w.preempt.Store(false)
+	q := w.queue
+	marked := 0
+	for _, x := range w.waiters {
+		j := sort.Search(len(q), func(i int) bool { return q[i].seq >= x.seq })
+		if j < len(q) && q[j].seq == x.seq && !q[j].held {
+			q[j].held = true
+			marked++
+		}
+	}
+	if marked == 0 && !w.urgent {
+		return nil
+	}
+	hb, k := w.heldBuf[:0], 0
+	for i := range q {
+		if q[i].held {
+			hb = append(hb, q[i])
+			continue
+		}
+		if k != i {
+			q[k] = q[i]
+		}
+		k++
+	}
+	clear(q[k:])
+	w.queue, w.heldBuf, w.urgent = q[:k], nil, false
+	return hb
+}
+
+// putBack puts left, the tail of batch that a preempted commit did not
+// reach, back at the head of the queue, in batch's buffer (w.mu held):
+// events queued since batch was taken all come after it.
+func (w *Writer) putBack(batch, left []Event) {
+	n := copy(batch, left)
+	clear(batch[n:])
+	q := append(batch[:n], w.queue...)
+	clear(w.queue)
+	if w.spare == nil && cap(w.queue) <= w.opt.QueueSize {
+		w.spare = w.queue[:0]
+	}
+	w.queue = q
+}
+
+// advance moves durable up to the event before the first still queued
+// (on the writer's goroutine, between commits, every event not yet
+// committed or spilled is in the queue), forgets the early events it
+// passed, and appends to ready the waiters whose event is durable (w.mu
+// held).
+func (w *Writer) advance(ready []seqWaiter) []seqWaiter {
+	to := w.seq
+	if len(w.queue) > 0 {
+		to = w.queue[0].seq - 1
+	}
+	if to > w.durable.Load() {
+		w.durable.Store(to)
+	}
+	to = w.durable.Load()
+	k := 0
+	for k < len(w.early) && w.early[k] <= to {
+		k++
+	}
+	w.early = slices.Delete(w.early, 0, k)
+	w.earlyN.Store(int32(len(w.early)))
+	j := 0
+	for _, x := range w.waiters {
+		if w.durableLocked(x.seq) {
+			ready = append(ready, x)
+			continue
+		}
+		w.waiters[j] = x
+		j++
+	}
+	clear(w.waiters[j:])
+	w.waiters = w.waiters[:j]
+	return ready
+}
+
+// requeueLocked merges rest, which could be neither committed nor
+// spilled, back into the queue in sequence order for the next attempt,
+// within the hard cap: low-severity events go first (counted as dropped,
+// low), then the newest (lost, over; to be reported loudly). w.mu held.
+func (w *Writer) requeueLocked(rest []Event) (low, over int) {
 	q := make([]Event, 0, min(len(rest)+len(w.queue), w.hardCap()))
-	low, lost := 0, 0
-	over := len(rest) + len(w.queue) - w.hardCap()
-	for _, part := range [][]Event{rest, w.queue} {
-		for i := range part {
-			ev := &part[i]
-			switch {
-			case over > 0 && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport:
-				over--
-				low++
-			case len(q) >= w.hardCap():
-				lost++
-			default:
-				q = append(q, *ev)
-			}
+	excess := len(rest) + len(w.queue) - w.hardCap()
+	i, j := 0, 0
+	for i < len(rest) || j < len(w.queue) {
+		var ev *Event
+		if j == len(w.queue) || (i < len(rest) && rest[i].seq < w.queue[j].seq) {
+			ev = &rest[i]
+			i++
+		} else {
+			ev = &w.queue[j]
+			j++
+		}
+		switch {
+		case excess > 0 && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport:
+			excess--
+			low++
+		case len(q) >= w.hardCap():
+			over++
+		default:
+			q = append(q, *ev)
 		}
 	}
 	w.queue = q
-	w.mu.Unlock()
-	w.dropped.Add(uint64(low))
-	if lost > 0 {
-		w.loseLoudly(lost, "the event queue is full: the database and the spill directory are both failing")
-	}
+	w.urgent = slices.ContainsFunc(q, func(ev Event) bool { return ev.held })
+	return low, over
 }
 
 // stuck reports whether neither the database nor the spill file may be
@@ -787,22 +1003,26 @@ func (w *Writer) stuck(now time.Time) bool {
 }
 
 // store commits batch to the database in MaxBatch transactions or, while
-// the database fails, appends it to a spill file. It returns what neither
-// took.
-func (w *Writer) store(batch []Event, stopping bool) []Event {
+// the database fails, appends it to a spill file. A preemptible batch
+// stops early when held events wait (commit). It returns what it left.
+func (w *Writer) store(batch []Event, stopping, preemptible bool) storeResult {
 	now := time.Now()
 	if !w.dbFailing || !now.Before(w.retryAt) || stopping {
 		for len(batch) > 0 {
 			n := min(len(batch), w.opt.MaxBatch)
-			if err := w.commit(batch[:n]); err != nil {
+			k, err := w.commit(batch[:n], preemptible)
+			if err != nil {
 				w.dbFailed(err)
 				break
 			}
 			w.dbOK()
-			batch = batch[n:]
+			batch = batch[k:]
+			if k < n {
+				return storeResult{batch, true}
+			}
 		}
 		if len(batch) == 0 {
-			return nil
+			return storeResult{}
 		}
 	}
 	if !w.spillFailing || !now.Before(w.spillRetryAt) || stopping {
@@ -812,13 +1032,13 @@ func (w *Writer) store(batch []Event, stopping bool) []Event {
 			w.spillRetryAt = time.Now().Add(w.spillBackoff)
 			w.opt.Log.Error("writing events to the spill file failed too; they are held in memory", "dir", w.sp.dir, "events", len(batch), "err", err)
 			w.setHealth(err)
-			return batch
+			return storeResult{left: batch}
 		}
 		w.spilled.Add(int64(len(batch)))
 		w.spillFailing, w.spillBackoff = false, 0
-		return nil
+		return storeResult{}
 	}
-	return batch
+	return storeResult{left: batch}
 }
 
 func nextBackoff(d time.Duration) time.Duration {
@@ -856,27 +1076,37 @@ func (w *Writer) dbOK() {
 	w.opt.Log.Info("writing events works again; spilled events are being replayed", "spilled", w.spilled.Load())
 }
 
-// commit writes a batch in one transaction.
-func (w *Writer) commit(batch []Event) error {
+// commit writes a batch in one transaction and returns how many of its
+// events that took: all, unless it is preemptible and held events came
+// (preempt) once it had added preemptAfter.
+func (w *Writer) commit(batch []Event, preemptible bool) (int, error) {
 	b, err := w.begin(needsFull(batch))
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := len(batch)
 	for i := range batch {
+		if preemptible && i >= preemptAfter && w.preempt.Load() {
+			n = i
+			break
+		}
+		if w.onAdd != nil {
+			w.onAdd(i)
+		}
 		if err := w.add(b, &batch[i]); err != nil {
 			b.tx.Rollback()
-			return err
+			return 0, err
 		}
 	}
 	if err := w.finish(b); err != nil {
-		return err
+		return 0, err
 	}
-	w.written.Add(uint64(len(batch)))
+	w.written.Add(uint64(n))
 	w.commits.Add(1)
 	if b.alert && w.Alertable != nil {
 		w.Alertable()
 	}
-	return nil
+	return n, nil
 }
 
 // needsFull reports whether batch holds a new breach event, committed
@@ -988,7 +1218,7 @@ var writerSQL = [...]string{
 	stmtNewIncident: `INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
 		first_ts, last_ts, count, samples, id_source, display, year_group, class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	stmtBump:     `UPDATE events SET count = count + ? WHERE id = ?`,
-	stmtIncident: `UPDATE incidents SET last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
+	stmtIncident: `UPDATE incidents SET first_ts = min(first_ts, ?), last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
 }
 
 // stmt returns statement i for this transaction: the writer's prepared
@@ -1059,11 +1289,11 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 			if err != nil {
 				return err
 			}
-			o = &openIncident{id: id, last: ts, count: n, severity: sev, samples: samples}
+			o = &openIncident{id: id, first: ts, last: ts, count: n, severity: sev, samples: samples}
 			w.open[k] = o
 		} else {
 			o.count += n
-			o.last = max(o.last, ts)
+			o.first, o.last = min(o.first, ts), max(o.last, ts)
 			o.severity = max(o.severity, sev)
 			if sample != "" && len(o.samples) < w.opt.Samples && !slices.Contains(o.samples, sample) {
 				o.samples = append(o.samples, sample)
@@ -1145,7 +1375,7 @@ func (w *Writer) finish(b *batchTx) (err error) {
 		}
 		for _, o := range b.touched {
 			sj, _ := json.Marshal(nonNil(o.samples))
-			if _, err := upd.Exec(o.last, o.count, int(o.severity), string(sj), o.id); err != nil {
+			if _, err := upd.Exec(o.first, o.last, o.count, int(o.severity), string(sj), o.id); err != nil {
 				return err
 			}
 		}
