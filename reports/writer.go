@@ -773,14 +773,19 @@ func (w *Writer) moveThread(st *committerState) bool {
 
 // drain stores what is due, and what arrives meanwhile, then tells the
 // waiters: first the held events (takeHeld), then the lazy ones if they
-// are due (or force: stopping, Flush). While the database and the spill
-// directory both fail (and neither is due a retry) it only tells the
-// waiters, so that answers are not held.
+// are due, or when stopping (everything), or with force (Flush: everything
+// queued before the call). While the database and the spill directory
+// both fail (and neither is due a retry) it only tells the waiters, so
+// that answers are not held.
 func (w *Writer) drain(stopping, force bool) {
-	resume := false // a preempted lazy batch goes on after the held one
+	resume := false // a preempted lazy batch goes on after the held ones
 	var ready []seqWaiter
+	var target uint64 // force: the last event queued before the call
 	for i := 0; ; i++ {
 		w.mu.Lock()
+		if i == 0 {
+			target = w.seq
+		}
 		if len(w.queue) == 0 && len(w.waiters) == 0 {
 			// Idle: keep buffers of a usual batch for the next one (one
 			// each lazy commit: regrowing them from nothing was most of
@@ -810,7 +815,7 @@ func (w *Writer) drain(stopping, force bool) {
 		held := batch != nil
 		since := w.lazySince
 		if !held {
-			if i > 0 && !stopping && !force && !resume && !w.due() {
+			if i > 0 && !stopping && !resume && !w.due() && !(force && w.durable.Load() < target) {
 				w.mu.Unlock()
 				return // lazy events that came meanwhile: run arms the clock
 			}
@@ -873,7 +878,9 @@ func (w *Writer) drain(stopping, force bool) {
 			clear(batch) // drop the strings
 			w.spare = batch[:0]
 		}
-		resume = r.preempted
+		if !held {
+			resume = r.preempted
+		}
 		if len(r.left) > 0 && !r.preempted {
 			return // wait for the retry timer
 		}
