@@ -551,10 +551,12 @@ func TestQueueKeptBetweenBatches(t *testing.T) {
 	WaitDurable(w, first)
 	repeat := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
 	repeat.Series, repeat.Count = first, 1
-	const batch = 500
+	// Large batches, then small ones: a small batch taken from a grown
+	// buffer must not drop it (the queue then regrew from nothing).
+	sizes := []int{500, 500, 500, 500, 50, 50, 50}
 	written := w.Written()
-	allocs := make([]float64, 0, 4)
-	for range 4 {
+	allocs := make([]float64, 0, len(sizes))
+	for _, batch := range sizes {
 		allocs = append(allocs, testing.AllocsPerRun(1, func() {
 			for range batch {
 				if w.RecordSeq(repeat) == 0 {
@@ -562,13 +564,13 @@ func TestQueueKeptBetweenBatches(t *testing.T) {
 				}
 			}
 		}))
-		written += 2 * batch // AllocsPerRun runs it once more to warm up
+		written += 2 * uint64(batch) // AllocsPerRun runs it once more to warm up
 		waitFor(t, "the batch committed", func() bool { return w.Written() == written })
 	}
 	// The first batch grows the buffers; after it, appending is free.
 	for i, a := range allocs[2:] {
 		if a > 0 {
-			t.Errorf("batch %d: %v allocations to queue %d events, want 0 (all batches: %v)", i+3, a, batch, allocs)
+			t.Errorf("batch %d: %v allocations to queue %d events, want 0 (all batches: %v)", i+3, a, sizes[i+2], allocs)
 		}
 	}
 }

@@ -874,7 +874,11 @@ func (w *Writer) drain(stopping, force bool) {
 				w.heldBuf = batch[:0]
 			}
 		case r.preempted: // batch's buffer is the queue now
-		case len(r.left) == 0 && len(batch) >= cap(batch)/4 && cap(batch) <= w.opt.QueueSize:
+		case len(r.left) == 0 && (cap(batch) <= idleKeep || len(batch) >= cap(batch)/4 && cap(batch) <= w.opt.QueueSize):
+			// Any buffer up to idleKeep, a larger one while it is well
+			// used: a small batch taken from a grown buffer dropped it,
+			// and the queue regrew from nothing (in the round after a
+			// burst, a quarter of what the process allocated).
 			clear(batch) // drop the strings
 			w.spare = batch[:0]
 		}
