@@ -2,7 +2,6 @@ package reports
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -161,39 +160,36 @@ func (w *Writer) replay(path string) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	b, err := w.begin(true)
+	lines, written, alert := 0, 0, false
+	err = w.inTx(true, func(b *batchTx) error {
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines++
+			var ev Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				w.opt.Log.Warn("skipping a damaged line of a spill file", "file", path, "line", lines, "err", err)
+				continue
+			}
+			if err := w.add(b, &ev); err != nil {
+				return err
+			}
+			written++
+		}
+		if err := sc.Err(); err != nil {
+			return err
+		}
+		if _, err := b.execSQL(`INSERT OR IGNORE INTO spills (name, ts) VALUES (?, ?)`, filepath.Base(path), ms(time.Now())); err != nil {
+			return err
+		}
+		alert = b.alert
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	lines, written := 0, 0
-	for sc.Scan() {
-		lines++
-		var ev Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			w.opt.Log.Warn("skipping a damaged line of a spill file", "file", path, "line", lines, "err", err)
-			continue
-		}
-		if err := w.add(b, &ev); err != nil {
-			b.tx.Rollback()
-			return 0, err
-		}
-		written++
-	}
-	if err := sc.Err(); err != nil {
-		b.tx.Rollback()
-		return 0, err
-	}
-	if _, err := b.tx.ExecContext(context.Background(), `INSERT OR IGNORE INTO spills (name, ts) VALUES (?, ?)`, filepath.Base(path), ms(time.Now())); err != nil {
-		b.tx.Rollback()
-		return 0, err
-	}
-	if err := w.finish(b); err != nil {
-		return 0, err
-	}
 	w.written.Add(uint64(written))
-	if b.alert && w.Alertable != nil {
+	if alert && w.Alertable != nil {
 		w.Alertable()
 	}
 	return lines, nil
