@@ -619,3 +619,49 @@ func TestCommitAllocsBounded(t *testing.T) {
 		t.Fatalf("%.1f allocations, %.0f bytes an event stored, want at most 24 and 1,024", allocs, bytes)
 	}
 }
+
+// TestCommitsLeaveCheckpointsToCheckpointer: the writer's commits never
+// checkpoint the WAL (SQLite's automatic checkpoint ran inside the commit
+// that took the WAL past 1,000 pages, milliseconds of copying and an
+// fsync, possibly while a block answer waited for it); the checkpointer
+// does, on its own, so the WAL stays small.
+func TestCommitsLeaveCheckpointsToCheckpointer(t *testing.T) {
+	walAfter := func(every time.Duration) (int64, uint64) {
+		defer func(e time.Duration) { checkpointEvery = e }(checkpointEvery)
+		checkpointEvery = every
+		st := openTemp(t)
+		w, err := NewWriter(st, Options{Log: testLog(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+		for b := range 100 {
+			for i := range 1000 {
+				w.RecordSeq(ev(at, "10.0.0.6", "students", "", fmt.Sprintf("allowed-%d-%d.example", b, i)))
+			}
+			w.Flush()
+			if every < time.Second {
+				n := w.checkpoints.Load()
+				waitFor(t, "a checkpoint", func() bool { return w.checkpoints.Load() > n })
+			}
+		}
+		fi, err := os.Stat(st.Path() + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size(), w.checkpoints.Load()
+	}
+	// No checkpointer: the WAL holds every commit (100,000 events), far
+	// past the 1,000 pages at which a commit used to checkpoint.
+	size, _ := walAfter(time.Hour)
+	if size < 3000*4096 {
+		t.Fatalf("WAL %d bytes after 100,000 events with no checkpointer: a commit checkpointed it", size)
+	}
+	// With it, the WAL is reused from its start after each checkpoint.
+	size2, n := walAfter(10 * time.Millisecond)
+	if n == 0 || size2 > size/4 {
+		t.Fatalf("with the checkpointer: %d checkpoints, WAL %d bytes (%d without)", n, size2, size)
+	}
+	t.Logf("WAL %d bytes without the checkpointer, %d with it (%d checkpoints)", size, size2, n)
+}

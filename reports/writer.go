@@ -183,6 +183,11 @@ type Writer struct {
 	health      atomic.Pointer[writerHealth]
 	lastLoss    atomic.Int64  // unix nanos of the last lost event
 	lossLog     lograte.Limit // the "events lost" log line
+	// The checkpointer (checkpoint.go): done when it has stopped; its
+	// checkpoints run; its failure log line.
+	ckptDone    chan struct{}
+	checkpoints atomic.Uint64
+	ckptLog     lograte.Limit
 
 	// Alertable, if set, is called (from the writer goroutine) after a
 	// batch that holds events at or above the alert severity.
@@ -302,6 +307,10 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 		return nil, err
 	}
 	w.conn = conn
+	if _, err := conn.ExecContext(context.Background(), "PRAGMA wal_autocheckpoint = 0"); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	dir := opt.SpillDir
 	if dir == "" {
 		dir = filepath.Dir(st.path)
@@ -315,6 +324,8 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 		conn.Close()
 		return nil, err
 	}
+	w.ckptDone = make(chan struct{})
+	go w.checkpointer(checkpointEvery)
 	if opt.Background {
 		w.jobs, w.jobDone = make(chan commitJob), make(chan storeResult)
 		go w.committer(&committerState{}, true)
@@ -560,6 +571,7 @@ func (w *Writer) Close() {
 		w.closed.Store(true)
 		close(w.stop)
 		<-w.done
+		<-w.ckptDone
 		_ = w.conn.Raw(func(any) error {
 			w.closeStmts()
 			return nil
