@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,8 +296,14 @@ func TestSlowLorisCutOff(t *testing.T) {
 	}()
 	_, err := io.ReadAll(c)
 	c.Close()
-	if n := <-sent; err != nil || n == lines {
-		t.Fatalf("slow client sent %d of %d header lines before the connection ended (err %v); header timeout is 1s", n, lines, err)
+	n := <-sent
+	// Closed with header lines it had not read, the proxy's socket is
+	// reset by the kernel rather than shut: that ends the connection too.
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading from the proxy: %v (after %d header lines)", err, n)
+	}
+	if n == lines {
+		t.Fatalf("slow client sent all %d header lines before the connection ended; header timeout is 1s", lines)
 	}
 	if e.hits.Load() != 0 {
 		t.Error("the slow request reached the origin")
