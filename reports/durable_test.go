@@ -328,8 +328,9 @@ func TestAfterDurable(t *testing.T) {
 // repeat counts and an allowed-request log, one every millisecond) are
 // committed together, about once per lazyDelay, not one commit each (the
 // old writer committed each as it came: hundreds of commits, each
-// rewriting the same pages in the WAL). A block answer's event that
-// arrives meanwhile is still committed at once, taking them along.
+// rewriting the same pages in the WAL). A block answer's event (or a
+// flag) that arrives meanwhile is still committed at once, on its own:
+// the lazy events queued before it wait for their deadline.
 func TestLazyEventsShareCommits(t *testing.T) {
 	st := openTemp(t)
 	w, err := NewWriter(st, Options{Log: testLog(t)})
@@ -403,6 +404,23 @@ func TestLazyEventsShareCommits(t *testing.T) {
 	}
 }
 
+// heldOffWriter opens a store and a writer on it whose lazy clock never
+// strikes: only held and urgent events, full batches and Flush commit.
+func heldOffWriter(t *testing.T, opt Options) (*Store, *Writer) {
+	t.Helper()
+	st := openTemp(t)
+	if opt.Log == nil {
+		opt.Log = testLog(t)
+	}
+	w, err := NewWriter(st, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	w.lazyAfter.Store(int64(time.Hour))
+	return st, w
+}
+
 // writtenAt is a Waiter that notes how many events the writer had written
 // when it was told.
 type writtenAt struct {
@@ -429,13 +447,7 @@ func TestHeldPreemptsLazyCommit(t *testing.T) {
 		lazyN int // lazyBatch: the full batch starts the commit; fewer: Flush does
 	}{{false, 500}, {true, 500}, {false, lazyBatch}, {true, lazyBatch}} {
 		t.Run(fmt.Sprintf("background=%v,lazy=%d", c.bg, c.lazyN), func(t *testing.T) {
-			st := openTemp(t)
-			w, err := NewWriter(st, Options{Log: testLog(t), Background: c.bg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
-			w.lazyAfter.Store(int64(time.Hour))
+			st, w := heldOffWriter(t, Options{Background: c.bg})
 			at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 			const at100 = 100
 			x := &writtenAt{w: w, n: make(chan uint64, 1)}
@@ -510,13 +522,7 @@ func TestHeldStreamDoesNotStarveLazy(t *testing.T) {
 // earlier lazy one of the same incident does not move the incident's
 // start to its own time.
 func TestHeldFirstKeepsIncidentStart(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.lazyAfter.Store(int64(time.Hour))
+	st, w := heldOffWriter(t, Options{})
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	early := ev(at, "10.0.0.5", "students", "pornography", "one.example")
 	early.Series = 1 // a repeat count whose row is gone: lazy, and a row of its own
@@ -583,13 +589,7 @@ func TestQueueKeptBetweenBatches(t *testing.T) {
 // an event stored, against 305 bytes in 16 through the driver connection
 // (batchTx.exec).
 func TestCommitAllocsBounded(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.lazyAfter.Store(int64(time.Hour))
+	_, w := heldOffWriter(t, Options{})
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	const n = 500
 	evs := make([]Event, 0, 4*n)
