@@ -428,8 +428,9 @@ const (
 	preemptAfter = 64 // about a millisecond of SQLite work
 )
 
-// idleKeep is the largest event buffer (in events; 464 bytes each) the
-// writer keeps while idle: two of them, at most ~1.9 MiB.
+// idleKeep is the largest event buffer (in events; 480 bytes each) the
+// writer keeps while idle: three of them (the queue, its spare and the
+// held events' buffer), at most ~2.8 MiB.
 const idleKeep = 2 * lazyBatch
 
 // urgentEvent reports whether ev is committed at once although no answer
@@ -456,7 +457,8 @@ func (w *Writer) lazyLeft() time.Duration {
 }
 
 // hardCap bounds the queue, high and critical events included: 4 ×
-// QueueSize, at least 65,536 events (~20 MiB).
+// QueueSize, at least 65,536 events (~30 MiB: 480 bytes each, and their
+// strings).
 func (w *Writer) hardCap() int { return max(4*w.opt.QueueSize, 1<<16) }
 
 func (w *Writer) poke() {
