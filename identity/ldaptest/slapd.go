@@ -205,7 +205,10 @@ func (s *Server) run(t testing.TB, slapd string, last bool) *ldap.Conn {
 func UserDN(uid string) string { return "uid=" + ldap.EscapeDN(uid) + ",ou=people," + Base }
 
 // Binds reads how many binds the server has completed (its monitor
-// backend), counting the bind this read makes itself.
+// backend), counting the bind this read makes itself. slapd counts a bind
+// as completed a moment after it has answered it, so the read waits until
+// no bind is under way (as many initiated as completed): a client that has
+// had its answer is then counted.
 func (s *Server) Binds(t testing.TB) int {
 	t.Helper()
 	conn, err := ldap.DialURL(s.LDAPURL)
@@ -216,16 +219,23 @@ func (s *Server) Binds(t testing.TB) int {
 	if err := conn.Bind(AdminDN, AdminPassword); err != nil {
 		t.Fatal(err)
 	}
-	res, err := conn.Search(ldap.NewSearchRequest("cn=Bind,cn=Operations,cn=Monitor", ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		0, 0, false, "(objectClass=*)", []string{"monitorOpCompleted"}, nil))
-	if err != nil || len(res.Entries) != 1 {
-		t.Fatalf("read the monitor's bind count: %v", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := conn.Search(ldap.NewSearchRequest("cn=Bind,cn=Operations,cn=Monitor", ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+			0, 0, false, "(objectClass=*)", []string{"monitorOpInitiated", "monitorOpCompleted"}, nil))
+		if err != nil || len(res.Entries) != 1 {
+			t.Fatalf("read the monitor's bind count: %v", err)
+		}
+		started, err1 := strconv.Atoi(res.Entries[0].GetAttributeValue("monitorOpInitiated"))
+		done, err2 := strconv.Atoi(res.Entries[0].GetAttributeValue("monitorOpCompleted"))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("read the monitor's bind count: %v %v", err1, err2)
+		}
+		if started == done || time.Now().After(deadline) {
+			return done
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	n, err := strconv.Atoi(res.Entries[0].GetAttributeValue("monitorOpCompleted"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func cutRDN(dn string) (string, string, bool) {
