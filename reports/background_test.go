@@ -59,12 +59,7 @@ func TestBackgroundWriterStarved(t *testing.T) {
 	}
 	// A P for the writer beside one busy thread per CPU (as serve adds).
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 2))
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Background: true, Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	_, w := testWriter(t, Options{Background: true})
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	WaitDurable(w, w.RecordSeq(ev(at, "10.0.0.5", "students", "pornography", "adult.example")))
 	var stop atomic.Bool
@@ -114,15 +109,9 @@ func TestBackgroundWriterStarved(t *testing.T) {
 // the committer's idle thread, where it waited for a free CPU and the held
 // answer with it); a batch nobody waits for goes to the committer.
 func TestBackgroundWaitedBatchNotIdle(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Background: true, Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
 	// No lazy commit of an event before its waiter is registered: only a
 	// waiter or Flush commits here.
-	w.lazyAfter.Store(int64(time.Hour))
+	st, w := heldOffWriter(t, Options{Background: true})
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	for i := range 20 {
 		e := ev(at, "10.0.0.5", "students", "pornography", "adult.example")

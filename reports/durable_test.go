@@ -68,12 +68,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // keeps its queue bounded by spilling to disk, and once the lock goes every
 // high and critical event (and every low one it took) is in the database.
 func TestLockedStoreSpillsBounded(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{QueueSize: 100, MaxBatch: 500, Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	st, w := testWriter(t, Options{QueueSize: 100, MaxBatch: 500})
 	unlock := lockDB(t, st.Path())
 	t0 := time.Now().UTC()
 	w.Record(ev(t0, "10.9.0.1", "students", "self-harm", "first.example"))
@@ -303,12 +298,7 @@ func TestSeriesBounded(t *testing.T) {
 
 // TestAfterDurable: a waiter is told once its event is in the database.
 func TestAfterDurable(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	st, w := testWriter(t, Options{})
 	for i := range 200 {
 		seq := w.RecordSeq(ev(time.Now().UTC(), "10.1.0.1", "students", "pornography", fmt.Sprintf("p%d.example", i)))
 		if seq == 0 {
@@ -332,12 +322,7 @@ func TestAfterDurable(t *testing.T) {
 // flag) that arrives meanwhile is still committed at once, on its own:
 // the lazy events queued before it wait for their deadline.
 func TestLazyEventsShareCommits(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	st, w := testWriter(t, Options{})
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	first := ev(at, "10.0.0.5", "students", "pornography", "adult.example")
 	seq := w.RecordSeq(first)
@@ -408,15 +393,7 @@ func TestLazyEventsShareCommits(t *testing.T) {
 // strikes: only held and urgent events, full batches and Flush commit.
 func heldOffWriter(t *testing.T, opt Options) (*Store, *Writer) {
 	t.Helper()
-	st := openTemp(t)
-	if opt.Log == nil {
-		opt.Log = testLog(t)
-	}
-	w, err := NewWriter(st, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
+	st, w := testWriter(t, opt)
 	w.lazyAfter.Store(int64(time.Hour))
 	return st, w
 }
@@ -500,12 +477,7 @@ func TestHeldPreemptsLazyCommit(t *testing.T) {
 // committed at their deadline. The held commits once pushed the lazy
 // deadline back each time, and a SIGKILL lost every repeat count.
 func TestHeldStreamDoesNotStarveLazy(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	_, w := testWriter(t, Options{})
 	w.lazyAfter.Store(int64(20 * time.Millisecond))
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	lazy := w.RecordSeq(ev(at, "10.0.0.6", "students", "", "allowed.example"))
@@ -547,12 +519,7 @@ func TestHeldFirstKeepsIncidentStart(t *testing.T) {
 // nothing for every batch, which was most of what the DNS path's events
 // allocated after a burst.
 func TestQueueKeptBetweenBatches(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	_, w := testWriter(t, Options{})
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	first := w.RecordSeq(ev(at, "10.0.0.5", "students", "pornography", "adult.example"))
 	WaitDurable(w, first)

@@ -53,6 +53,22 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// testWriter opens a store and a writer on it, closed when the test ends
+// (Log: testLog, unless opt has one).
+func testWriter(t *testing.T, opt Options) (*Store, *Writer) {
+	t.Helper()
+	st := openTemp(t)
+	if opt.Log == nil {
+		opt.Log = testLog(t)
+	}
+	w, err := NewWriter(st, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return st, w
+}
+
 func openTemp(t *testing.T) *Store {
 	t.Helper()
 	st, err := Open(filepath.Join(t.TempDir(), "gatehouse.db"))
