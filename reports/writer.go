@@ -1206,6 +1206,10 @@ func (w *Writer) inTx(full bool, f func(b *batchTx) error) error {
 		return err
 	}
 	return w.conn.Raw(func(dc any) error {
+		if dc != w.dconn { // statements are prepared again on another connection
+			w.closeStmts()
+			w.dconn = dc
+		}
 		bt, ok := dc.(driver.ConnBeginTx)
 		if !ok {
 			return fmt.Errorf("the database driver %T cannot begin a transaction", dc)
@@ -1267,13 +1271,9 @@ var writerSQL = [...]string{
 }
 
 // exec runs the writer's statement i in b, prepared once on the driver
-// connection (again if database/sql ever hands over another one).
+// connection (again on another one: inTx).
 func (b *batchTx) exec(i int, args ...any) (driver.Result, error) {
 	w := b.w
-	if b.dc != w.dconn {
-		w.closeStmts()
-		w.dconn = b.dc
-	}
 	if w.stmts[i] == nil {
 		pc, ok := b.dc.(driver.ConnPrepareContext)
 		if !ok {
