@@ -66,11 +66,7 @@ func FuzzServe(f *testing.F) {
 // the server survives and still answers.
 func TestRawPacketsOverUDP(t *testing.T) {
 	ts := startServer(t, nil)
-	c, err := net.Dial("udp", ts.udp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ts.udpClient(t)
 	for _, p := range [][]byte{{}, {1}, make([]byte, 11), make([]byte, 12), {0, 1, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 'a'},
 		{0, 1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0}} {
 		_, _ = c.Write(p)

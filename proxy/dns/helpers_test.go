@@ -241,6 +241,18 @@ func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // startServer runs a Gatehouse resolver on a random loopback port with a
 // loopback upstream; mod adjusts the options.
+// udpClient is one UDP socket to ts's resolver (one source port, so its
+// queries reach one worker), closed when the test ends.
+func (ts *testServer) udpClient(t testing.TB) net.Conn {
+	t.Helper()
+	c, err := net.Dial("udp", ts.udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func startServer(t testing.TB, mod func(*Options)) *testServer {
 	t.Helper()
 	up := startUpstream(t, "192.0.2.1")

@@ -117,11 +117,7 @@ func TestServePacketAllocs(t *testing.T) {
 // before it.
 func TestWorkerBufferNoCarryOver(t *testing.T) {
 	ts := startServer(t, nil)
-	c, err := net.Dial("udp", ts.udp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ts.udpClient(t)
 	ex := func(edns bool) *mdns.Msg {
 		m := new(mdns.Msg)
 		m.SetQuestion("www.example.org.", mdns.TypeA)

@@ -93,11 +93,7 @@ func TestSlowUpstreamDoesNotStallUDP(t *testing.T) {
 // unknown opcode, silence for responses and runt packets.
 func TestMalformedDatagrams(t *testing.T) {
 	ts := startServer(t, nil)
-	c, err := net.Dial("udp", ts.udp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := ts.udpClient(t)
 	// exchange sends p and returns the reply with p's ID. When no reply is
 	// wanted, a probe query follows p and the reply to p is nil if the
 	// probe's comes first: silence is told by order, not by a short wait.
