@@ -160,7 +160,7 @@ func (w *Writer) replay(path string) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	lines, written, alert := 0, 0, false
+	lines, written := 0, 0
 	err = w.inTx(true, func(b *batchTx) error {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -182,15 +182,11 @@ func (w *Writer) replay(path string) (int, error) {
 		if _, err := b.execSQL(`INSERT OR IGNORE INTO spills (name, ts) VALUES (?, ?)`, filepath.Base(path), ms(time.Now())); err != nil {
 			return err
 		}
-		alert = b.alert
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	w.written.Add(uint64(written))
-	if alert && w.Alertable != nil {
-		w.Alertable()
-	}
 	return lines, nil
 }

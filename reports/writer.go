@@ -1107,7 +1107,7 @@ func (w *Writer) dbOK() {
 // events that took: all, unless it is preemptible and held events came
 // (preempt) once it had added preemptAfter.
 func (w *Writer) commit(batch []Event, preemptible bool) (int, error) {
-	n, alert := len(batch), false
+	n := len(batch)
 	err := w.inTx(needsFull(batch), func(b *batchTx) error {
 		for i := range batch {
 			if preemptible && i >= preemptAfter && w.preempt.Load() {
@@ -1121,7 +1121,6 @@ func (w *Writer) commit(batch []Event, preemptible bool) (int, error) {
 				return err
 			}
 		}
-		alert = b.alert
 		return nil
 	})
 	if err != nil {
@@ -1129,9 +1128,6 @@ func (w *Writer) commit(batch []Event, preemptible bool) (int, error) {
 	}
 	w.written.Add(uint64(n))
 	w.commits.Add(1)
-	if alert && w.Alertable != nil {
-		w.Alertable()
-	}
 	return n, nil
 }
 
@@ -1194,9 +1190,10 @@ type batchTx struct {
 	alert   bool
 }
 
-// inTx runs f in one transaction and commits it (finish); on an error the
-// transaction is rolled back and the in-memory incidents are re-read by
-// the caller's dbFailed. The transaction runs on the driver connection
+// inTx runs f in one transaction and commits it (finish), then calls
+// Alertable if the transaction held an event to alert on (or a "report a
+// mistake"); on an error the transaction is rolled back and the in-memory
+// incidents are re-read by the caller's dbFailed. The transaction runs on the driver connection
 // (database/sql's Conn.Raw), so that each statement reuses one argument
 // slice (exec): through database/sql every Exec built a slice of its
 // arguments (31 for an event, 1.3 KiB) and a result wrapper, a third of
@@ -1205,7 +1202,8 @@ func (w *Writer) inTx(full bool, f func(b *batchTx) error) error {
 	if err := w.pragmas(full); err != nil {
 		return err
 	}
-	return w.conn.Raw(func(dc any) error {
+	var b *batchTx
+	err := w.conn.Raw(func(dc any) error {
 		if dc != w.dconn { // statements are prepared again on another connection
 			w.closeStmts()
 			w.dconn = dc
@@ -1218,13 +1216,17 @@ func (w *Writer) inTx(full bool, f func(b *batchTx) error) error {
 		if err != nil {
 			return err
 		}
-		b := &batchTx{w: w, dc: dc, tx: tx}
+		b = &batchTx{w: w, dc: dc, tx: tx}
 		if err := f(b); err != nil {
 			tx.Rollback()
 			return err
 		}
 		return w.finish(b)
 	})
+	if err == nil && b.alert && w.Alertable != nil {
+		w.Alertable()
+	}
+	return err
 }
 
 // pragmas sets the connection's busy timeout (short while the database
