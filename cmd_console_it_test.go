@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
@@ -225,11 +228,22 @@ func TestConsoleManagedEntryIsLive(t *testing.T) {
 // with no restart.
 func TestMistakeReportApprovedInConsole(t *testing.T) {
 	upstream := testUpstream(t)
+	// Once approved, the site is fetched from an origin on loopback
+	// (testUpstream answers "origin..." names with 127.0.0.1): any other
+	// address is outside this machine, and a dial there may hang.
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "maths puzzles")
+	}))
+	defer origin.Close()
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	site := "http://origin.games.example:" + port
 	path, _ := writeConfig(t, `
 school: {name: Test School}
 database: {{dir}}/gatehouse.db
 admin: {listen: "127.0.0.1:0"}
-proxy: {listen: "127.0.0.1:0"}
+proxy:
+  listen: "127.0.0.1:0"
+  http: {ports: [`+port+`], ip_networks: [127.0.0.1/32]}
 console: {listen: "127.0.0.1:0"}
 dns:
   listen: ["127.0.0.1:0"]
@@ -251,7 +265,7 @@ groups:
 	// The pupil's side: the block page and its form, through the proxy.
 	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
-	resp, err := hc.Get("http://www.games.example/maths-puzzles")
+	resp, err := hc.Get(site + "/maths-puzzles")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +275,8 @@ groups:
 		t.Fatalf("block page: %d %q", resp.StatusCode, ref)
 	}
 	const why = "We use the maths puzzles in year 5 lessons"
-	resp, err = hc.PostForm("http://www.games.example/.gatehouse/report", url.Values{"ref": {ref},
-		"url": {"http://www.games.example/maths-puzzles"}, "category": {"games"}, "why": {why}})
+	resp, err = hc.PostForm(site+"/.gatehouse/report", url.Values{"ref": {ref},
+		"url": {site + "/maths-puzzles"}, "category": {"games"}, "why": {why}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,21 +309,21 @@ groups:
 	if !strings.Contains(queue, ref) || !strings.Contains(queue, why) || action == nil {
 		t.Fatalf("queue:\n%s", queue)
 	}
-	if d := s.engine.Load().Decide(policyRequest("www.games.example")); d.Action.String() != "block" {
+	if d := s.engine.Load().Decide(policyRequest("origin.games.example")); d.Action.String() != "block" {
 		t.Fatalf("before approval: %v", d.Action)
 	}
 	resp, err = c.PostForm(base+action[1], url.Values{"csrf": {csrfRE.FindStringSubmatch(queue)[1]}, "decision": {"approved"},
-		"entry": {"www.games.example"}, "reason": {"used in year 5 maths"}})
+		"entry": {"origin.games.example"}, "reason": {"used in year 5 maths"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "Nothing is waiting") {
 		t.Fatalf("approve: %d\n%s", resp.StatusCode, body)
 	}
-	if d := s.engine.Load().Decide(policyRequest("www.games.example")); d.Action.String() != "allow" {
+	if d := s.engine.Load().Decide(policyRequest("origin.games.example")); d.Action.String() != "allow" {
 		t.Errorf("after approval, no restart: %v %v", d.Action, d.Reason)
 	}
-	resp, err = hc.Get("http://www.games.example/maths-puzzles")
+	resp, err = hc.Get(site + "/maths-puzzles")
 	if err != nil {
 		t.Fatal(err)
 	}
