@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,9 +145,16 @@ func TestEventsCollapseBounded(t *testing.T) {
 		l.record(reports.Event{Client: netip.MustParseAddr("10.0.0.9"), Source: "http", Name: "x.test", URL: fmt.Sprintf("http://x.test/%d", i),
 			Action: "block", Reason: "category", Category: "pornography", Status: 403})
 	}
-	l.mu.Lock()
-	held := len(l.seen)
-	l.mu.Unlock()
+	held := 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		held += len(sh.seen)
+		sh.mu.Unlock()
+	}
+	if held > maxSeen || int64(held) != l.keys.Load() {
+		t.Errorf("%d keys held (counted %d), bound %d", held, l.keys.Load(), maxSeen)
+	}
 	if held > maxSeen {
 		t.Errorf("%d keys held, bound %d", held, maxSeen)
 	}
@@ -155,4 +164,73 @@ func TestEventsCollapseBounded(t *testing.T) {
 	if got != n {
 		t.Errorf("%d events reached the sink, want %d", got, n)
 	}
+}
+
+// TestEventsCollapseConcurrent: connections counting repeats of the same
+// few kinds at once, while windows end (some before the flush sees them)
+// and the flush runs beside them, lose no count and count none twice; the
+// reference a repeat quotes is one the stored events carry.
+func TestEventsCollapseConcurrent(t *testing.T) {
+	var clock atomic.Int64
+	start := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	now := func() time.Time { return start.Add(time.Duration(clock.Load())) }
+	s := &sink{}
+	l := newEventLog(s, func() time.Duration { return time.Second }, now)
+	const workers, each = 8, 2000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() { // the flush, as run does it
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				l.flush(false)
+				runtime.Gosched()
+			}
+		}
+	}()
+	quoted := make([]map[string]bool, workers)
+	for w := range workers {
+		quoted[w] = map[string]bool{}
+		wg.Go(func() {
+			for i := range each {
+				ev := reports.Event{Source: "http", Client: netip.MustParseAddr("10.1.0.1"), Name: "adult.test",
+					URL: fmt.Sprintf("http://adult.test/%d", (w+i)%3), Action: "block", Category: "pornography",
+					Status: 403, Count: 1, Ref: fmt.Sprintf("R-%d-%d", w, i), Time: now()}
+				_, ref := l.recordRef(ev)
+				quoted[w][ref] = true
+				clock.Add(int64(time.Millisecond)) // 16 windows in all
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-flushed
+	l.flush(true)
+	total, stored := 0, map[string]bool{}
+	evs := s.events()
+	for _, e := range evs {
+		total += e.Count
+		stored[e.Ref] = true
+	}
+	if total != workers*each {
+		t.Errorf("counted %d of %d requests in %d events", total, workers*each, len(evs))
+	}
+	for _, q := range quoted {
+		for ref := range q {
+			if !stored[ref] {
+				t.Fatalf("an answer quoted %s, which no event carries", ref)
+			}
+		}
+	}
+	if len(evs) < 3*16 {
+		t.Errorf("%d events: want at least one for each of 3 kinds in each of 16 windows", len(evs))
+	}
+	if n := l.keys.Load(); n != 0 {
+		t.Errorf("%d keys counted after the last flush", n)
+	}
+	t.Logf("%d requests in %d events", workers*each, len(evs))
 }

@@ -1,8 +1,10 @@
 package httpproxy
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/reports"
@@ -24,8 +26,20 @@ type eventLog struct {
 	dsink  reports.DurableSink // sink, when it tells durability
 	window func() time.Duration
 	now    func() time.Time
-	mu     sync.Mutex
-	seen   map[eventKey]*pending
+	seed   maphash.Seed
+	keys   atomic.Int64 // in all shards, at most maxSeen
+	shards [16]logShard
+}
+
+// logShard holds the open windows by a 64-bit hash of their key. A repeat
+// (by far the commonest event: a tool retrying, a page's blocked images)
+// takes the read lock only and counts with atomics, so the proxy's
+// connections do not queue behind one another on it; a new window, a
+// window ended early and the flush take the write lock.
+type logShard struct {
+	mu   sync.RWMutex
+	seen map[uint64]*pending
+	_    [32]byte // one cache line each
 }
 
 type eventKey struct {
@@ -35,35 +49,39 @@ type eventKey struct {
 	status                                  int
 }
 
+// pending is an open window. All but repeats and last are fixed when it
+// opens.
 type pending struct {
+	key     eventKey
 	first   time.Time
-	repeats int    // not yet sent
-	seq     uint64 // the first event's sequence number (DurableSink), 0 if none
-	ref     string // the first event's reference code (block page), which its repeats show
-	last    reports.Event
+	seq     uint64        // the first event's sequence number (DurableSink), 0 if none
+	ev      reports.Event // the first event; its reference code is the one its repeats show
+	repeats atomic.Int64  // not yet sent
+	last    atomic.Int64  // the latest repeat's time, unix nanos (0: none)
 }
 
 // persistEvery is how often repeat counts go to a DurableSink.
 const persistEvery = 500 * time.Millisecond
 
 func newEventLog(sink reports.Sink, window func() time.Duration, now func() time.Time) *eventLog {
-	l := &eventLog{sink: sink, window: window, now: now, seen: map[eventKey]*pending{}}
+	l := &eventLog{sink: sink, window: window, now: now, seed: maphash.MakeSeed()}
 	l.dsink, _ = sink.(reports.DurableSink)
+	for i := range l.shards {
+		l.shards[i].seen = map[uint64]*pending{}
+	}
 	return l
 }
 
-// record sends or counts ev. It returns the sequence number an answer to
-// ev waits for before it is written (0: none).
-// maxSeen bounds the keys being collapsed (about 200 bytes each).
+// maxSeen bounds the keys being collapsed (about 700 bytes each).
 const maxSeen = 1 << 16
 
-// sendLocked is send with l.mu held: a sink that panics releases the lock
+// sendLocked is send with sh.mu held: a sink that panics releases the lock
 // on the way out, so the panic costs only its connection.
-func (l *eventLog) sendLocked(ev reports.Event) uint64 {
+func (l *eventLog) sendLocked(sh *logShard, ev reports.Event) uint64 {
 	sent := false
 	defer func() {
 		if !sent {
-			l.mu.Unlock()
+			sh.mu.Unlock()
 		}
 	}()
 	seq := l.send(ev)
@@ -71,6 +89,8 @@ func (l *eventLog) sendLocked(ev reports.Event) uint64 {
 	return seq
 }
 
+// record sends or counts ev. It returns the sequence number an answer to
+// ev waits for before it is written (0: none).
 func (l *eventLog) record(ev reports.Event) uint64 {
 	seq, _ := l.recordRef(ev)
 	return seq
@@ -89,45 +109,77 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 		return l.send(ev), ev.Ref
 	}
 	k := eventKey{ev.Client, ev.User, ev.Source, ev.Name, ev.URL, ev.Action, ev.Reason, ev.Category, ev.Method, ev.Status}
+	h := maphash.Comparable(l.seed, k)
+	sh := &l.shards[h%uint64(len(l.shards))]
 	now := l.now()
-	l.mu.Lock()
-	p, ok := l.seen[k]
-	if ok && now.Sub(p.first) < w {
-		p.repeats++
-		p.last = ev
-		seq, ref := p.seq, p.ref
-		l.mu.Unlock()
-		if ref == "" {
-			ref = ev.Ref
-		}
+	sh.mu.RLock()
+	p := sh.seen[h]
+	if p != nil && p.key == k && now.Sub(p.first) < w {
+		seq, ref := p.repeat(&ev)
+		sh.mu.RUnlock()
 		return seq, ref
 	}
-	var ended reports.Event
-	if ok && p.repeats > 0 {
-		ended = p.followUp() // the window ended before the flush saw it
-	}
-	if !ok && len(l.seen) >= maxSeen {
+	sh.mu.RUnlock()
+
+	sh.mu.Lock()
+	p = sh.seen[h]
+	switch {
+	case p != nil && p.key != k:
+		// A hash collision (vanishingly rare): this event goes uncollapsed.
+		sh.mu.Unlock()
+		return l.send(ev), ev.Ref
+	case p != nil && now.Sub(p.first) < w:
+		seq, ref := p.repeat(&ev) // opened since the read lock was let go
+		sh.mu.Unlock()
+		return seq, ref
+	case p == nil && l.keys.Load() >= maxSeen:
 		// Full: this key is not collapsed (its event goes as it is) until
 		// the flush has made room. Nothing is lost; the map stays bounded.
-		l.mu.Unlock()
+		sh.mu.Unlock()
 		return l.send(ev), ev.Ref
 	}
-	p = &pending{first: now, ref: ev.Ref}
-	l.seen[k] = p
+	var ended reports.Event
+	if p != nil {
+		if n := p.repeats.Load(); n > 0 {
+			ended = p.followUp(n) // the window ended before the flush saw it
+		}
+	} else {
+		l.keys.Add(1)
+	}
+	p = &pending{key: k, first: now, ev: ev}
+	sh.seen[h] = p
 	// Sent under the lock, so that a repeat sees the sequence number.
-	p.seq = l.sendLocked(ev)
+	p.seq = l.sendLocked(sh, ev)
 	seq := p.seq
-	l.mu.Unlock()
+	sh.mu.Unlock()
 	if ended.Count > 0 {
 		l.send(ended)
 	}
 	return seq, ev.Ref
 }
 
-// followUp is the event for p's unsent repeats.
-func (p *pending) followUp() reports.Event {
-	ev := p.last
-	ev.Count, ev.Series = p.repeats, p.seq
+// repeat counts ev as a repeat of p (sh.mu held, read or write) and
+// returns what its answer waits for and quotes.
+func (p *pending) repeat(ev *reports.Event) (uint64, string) {
+	p.repeats.Add(1)
+	if !ev.Time.IsZero() {
+		p.last.Store(ev.Time.UnixNano())
+	}
+	ref := p.ev.Ref
+	if ref == "" {
+		ref = ev.Ref
+	}
+	return p.seq, ref
+}
+
+// followUp is the event for n of p's unsent repeats: the first event's
+// details (the key's, and its reference code), at the latest repeat's time.
+func (p *pending) followUp(n int64) reports.Event {
+	ev := p.ev
+	if t := p.last.Load(); t != 0 {
+		ev.Time = time.Unix(0, t).UTC()
+	}
+	ev.Count, ev.Series = int(n), p.seq
 	return ev
 }
 
@@ -148,18 +200,24 @@ func (l *eventLog) flush(all bool) {
 	w := l.window()
 	now := l.now()
 	var out []reports.Event
-	l.mu.Lock()
-	for k, p := range l.seen {
-		end := all || now.Sub(p.first) >= w
-		if p.repeats > 0 && (end || l.dsink != nil) {
-			out = append(out, p.followUp())
-			p.repeats = 0
+	for i := range l.shards {
+		sh := &l.shards[i]
+		removed := 0
+		sh.mu.Lock() // no repeat is being counted
+		for h, p := range sh.seen {
+			end := all || now.Sub(p.first) >= w
+			if n := p.repeats.Load(); n > 0 && (end || l.dsink != nil) {
+				out = append(out, p.followUp(n))
+				p.repeats.Store(0)
+			}
+			if end {
+				delete(sh.seen, h)
+				removed++
+			}
 		}
-		if end {
-			delete(l.seen, k)
-		}
+		sh.mu.Unlock()
+		l.keys.Add(-int64(removed))
 	}
-	l.mu.Unlock()
 	for _, ev := range out {
 		l.send(ev)
 	}

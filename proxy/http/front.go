@@ -40,12 +40,12 @@ type front struct {
 
 	mu      sync.Mutex
 	ln      net.Listener
-	conns   map[*frontConn]bool // value: a request is being served
+	conns   map[*frontConn]struct{}
 	closing atomic.Bool
 }
 
 func newFront(s *Server, header, idle time.Duration, maxHeader int) *front {
-	return &front{s: s, handler: s, header: header, idle: idle, maxHeader: int64(maxHeader), conns: map[*frontConn]bool{}}
+	return &front{s: s, handler: s, header: header, idle: idle, maxHeader: int64(maxHeader), conns: map[*frontConn]struct{}{}}
 }
 
 // serve accepts connections from ln until shutdown.
@@ -94,21 +94,13 @@ func (f *front) track(fc *frontConn) bool {
 	if f.closing.Load() {
 		return false
 	}
-	f.conns[fc] = false
+	f.conns[fc] = struct{}{}
 	return true
 }
 
 func (f *front) untrack(fc *frontConn) {
 	f.mu.Lock()
 	delete(f.conns, fc)
-	f.mu.Unlock()
-}
-
-func (f *front) setActive(fc *frontConn, active bool) {
-	f.mu.Lock()
-	if _, ok := f.conns[fc]; ok {
-		f.conns[fc] = active
-	}
 	f.mu.Unlock()
 }
 
@@ -140,8 +132,8 @@ func (f *front) shutdown(ctx context.Context) error {
 func (f *front) closeIdle() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for fc, active := range f.conns {
-		if !active {
+	for fc := range f.conns {
+		if fc.state.CompareAndSwap(connIdle, connClosing) {
 			_ = fc.c.Conn.Close() // the connection's goroutine releases it
 		}
 	}
@@ -157,6 +149,10 @@ type frontConn struct {
 	bw       *bufio.Writer
 	remote   string
 	hijacked bool
+	// state is connIdle, connActive or connClosing: a connection's own
+	// goroutine and closeIdle change it without a shared lock, so that
+	// busy connections do not queue on one (each request changes it twice).
+	state atomic.Int32
 
 	contMu     sync.Mutex // orders "100 Continue" against the response
 	started    bool       // the response has begun
@@ -168,6 +164,13 @@ type frontConn struct {
 	w frontWriter
 	h http.Header
 }
+
+// frontConn.state values.
+const (
+	connIdle    = iota // waiting for a request
+	connActive         // a request is being served
+	connClosing        // closed by closeIdle
+)
 
 var (
 	frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -212,7 +215,9 @@ func (fc *frontConn) serve() {
 		if _, err := fc.br.Peek(1); err != nil {
 			return
 		}
-		f.setActive(fc, true)
+		if !fc.state.CompareAndSwap(connIdle, connActive) {
+			return // closeIdle got there first: shutting down
+		}
 		if !first {
 			deadline(c, f.header)
 		}
@@ -233,7 +238,7 @@ func (fc *frontConn) serve() {
 		if !fc.serveRequest(req) {
 			return
 		}
-		f.setActive(fc, false)
+		fc.state.Store(connIdle)
 	}
 }
 
