@@ -63,16 +63,19 @@ if [ "$1" = tail ]; then
   # shellcheck source=/dev/null
   source "$HARNESS/lib.sh"
   BURST=${BURST:-60} ROUNDS=${ROUNDS:-4} ROUND=${ROUND:-10} QPS=${QPS_P99:-10000}
-  hist() { curl -s "http://127.0.0.1:${ADMIN_PORT:-19153}/metrics" | grep -E '^gatehouse_dns_udp_(wait|answer)_seconds_bucket' >"$1" || true; }
-  p99() {  # p99 bucket bound of gatehouse_dns_udp_$1_seconds between m0 and m1
-    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_udp_$1_seconds" 'index($1, h) == 1 {
+  hist() { curl -s "http://127.0.0.1:${ADMIN_PORT:-19153}/metrics" | grep -E '^gatehouse_dns_(udp_wait|udp_answer|held)_seconds_bucket' >"$1" || true; }
+  p99() {  # p99 bucket bound of gatehouse_dns_$1_seconds between m0 and m1
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_$1_seconds" 'index($1, h) == 1 {
       le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $4 - $2 }
       END { tot = c[n]; for (i = 1; i <= n; i++) if (c[i] >= 0.99 * tot) { printf "≤ %s s", b[i]; exit } }'
   }
-  top() {  # the bucket bound of the slowest in gatehouse_dns_udp_$1_seconds between m0 and m1
-    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_udp_$1_seconds" 'index($1, h) == 1 {
+  top() {  # the bucket bound of the slowest in gatehouse_dns_$1_seconds between m0 and m1
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_$1_seconds" 'index($1, h) == 1 {
       le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $4 - $2 }
-      END { tot = c[n]; for (i = 1; i <= n; i++) if (c[i] >= tot) { printf "≤ %s s", b[i]; exit } }'
+      END { tot = c[n]; if (tot == 0) { printf "(none)"; exit } for (i = 1; i <= n; i++) if (c[i] >= tot) { printf "≤ %s s", b[i]; exit } }'
+  }
+  held() {  # how many answers gatehouse_dns_held_seconds counted between m0 and m1
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk 'index($1, "gatehouse_dns_held_seconds_bucket{le=\"+Inf\"}") == 1 { n = $4 - $2 } END { print n + 0 }'
   }
   $RTP "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
   wait_dns "$UP_PORT"
@@ -103,7 +106,8 @@ if [ "$1" = tail ]; then
       # The slowest inside Gatehouse too: an answer dnsperf saw take longer
       # than both together was a block answer held for its event's commit
       # (not in the answer histogram), or waited outside Gatehouse.
-      [ $t = limit ] || { hist "$OUT/m1"; echo "  inside: $(p99 wait) in the socket, $(p99 answer) read to answer (p99 bucket); slowest $(top wait) in the socket, $(top answer) read to answer"; }
+      [ $t = limit ] || { hist "$OUT/m1"; echo "  inside: $(p99 udp_wait) in the socket, $(p99 udp_answer) read to answer (p99 bucket); slowest $(top udp_wait) in the socket, $(top udp_answer) read to answer"
+        echo "  held for their event's commit: $(held) block answers, slowest $(top held)"; }
     done
     echo "$t rss after: $(rss_mib $tpid) MiB"
     kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true; sleep 1

@@ -33,13 +33,19 @@
 # load tool, which shares the machine with it, is busier and its clients
 # wait longer for a CPU; at one RATE every target can sustain, the p99s
 # compare the proxies under the same load.
+# PIN=1 runs every proxy on CPU 0 and the load tool on CPU 1 (taskset), so
+# the load tool's work is not in the proxies' latency: on two cores a
+# closed loop otherwise fills both, and the faster proxy's clients wait
+# longest for a CPU. (Go sizes GOMAXPROCS from the CPUs it may use: one.)
 set -euo pipefail
 [ $# -gt 0 ] || set -- gatehouse bare-list squid-list
 cd "$(dirname "$0")/.."
 BIN=${BIN:-/tmp/gatehouse-peers/bin}
 DATA=${DATA:-/tmp/gatehouse-peers/data}
 OUT=${OUT:-/tmp/gatehouse-block-bench}
-C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3} ACCEPT=${ACCEPT:-} RATE=${RATE:-0}
+C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3} ACCEPT=${ACCEPT:-} RATE=${RATE:-0} PIN=${PIN:-}
+SRV=() LOAD=()
+if [ -n "$PIN" ]; then SRV=(taskset -c 0) LOAD=(taskset -c 1); fi
 # Ports apart from http_bench.sh's, so both can run on one machine.
 GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140 PAGE_PORT=3138
 mkdir -p "$OUT"
@@ -116,11 +122,11 @@ cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null; }
 names=()
 for t in "$@"; do
   case $t in
-    gatehouse) PORT[$t]=$GH_PORT; "$GH" serve --config "$OUT/bench.yaml" 2>"$OUT/gatehouse.log" & PID[$t]=$! ;;
+    gatehouse) PORT[$t]=$GH_PORT; "${SRV[@]}" "$GH" serve --config "$OUT/bench.yaml" 2>"$OUT/gatehouse.log" & PID[$t]=$! ;;
     gatehouse-base) [ -n "${BASE_BIN:-}" ] || { echo "gatehouse-base needs BASE_BIN" >&2; exit 2; }
-      PORT[$t]=$BASE_PORT; "$BASE_BIN" serve --config "$OUT/base.yaml" 2>"$OUT/base.log" & PID[$t]=$! ;;
-    bare-list) PORT[$t]=$BARE_PORT; "$BIN/baregoproxy" -addr 127.0.0.1:$BARE_PORT -list "$DATA/blocklist-1m.txt.gz" & PID[$t]=$! ;;
-    squid-list) PORT[$t]=$SQUID_PORT; squid -N -f "$OUT/squid.conf" >"$OUT/squid.out" 2>&1 & PID[$t]=$! ;;
+      PORT[$t]=$BASE_PORT; "${SRV[@]}" "$BASE_BIN" serve --config "$OUT/base.yaml" 2>"$OUT/base.log" & PID[$t]=$! ;;
+    bare-list) PORT[$t]=$BARE_PORT; "${SRV[@]}" "$BIN/baregoproxy" -addr 127.0.0.1:$BARE_PORT -list "$DATA/blocklist-1m.txt.gz" & PID[$t]=$! ;;
+    squid-list) PORT[$t]=$SQUID_PORT; "${SRV[@]}" squid -N -f "$OUT/squid.conf" >"$OUT/squid.out" 2>&1 & PID[$t]=$! ;;
     bare-page) PORT[$t]=$PAGE_PORT; names+=("$t"); continue ;; # started once Gatehouse answers (its page)
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
@@ -136,7 +142,7 @@ for t in "${names[@]}"; do  # a listening port is not a loaded list: wait for a 
   [ -n "$ok" ] || { echo "$t never answered 403 for $URL" >&2; exit 1; }
   if [[ $t == gatehouse && " ${names[*]} " == *" bare-page "* ]]; then
     curl -s -x "http://127.0.0.1:$GH_PORT" -H "Accept: text/html" "$URL" -o "$OUT/page.html"
-    "$OUT/barepage" -addr 127.0.0.1:$PAGE_PORT -list "$DATA/blocklist-1m.txt.gz" -page "$OUT/page.html" & PID[bare-page]=$!
+    "${SRV[@]}" "$OUT/barepage" -addr 127.0.0.1:$PAGE_PORT -list "$DATA/blocklist-1m.txt.gz" -page "$OUT/page.html" & PID[bare-page]=$!
     PIDS+=("${PID[bare-page]}")
   fi
 done
@@ -144,13 +150,13 @@ sleep 2
 declare -A IDLE ROWS PEAK
 for t in "${names[@]}"; do IDLE[$t]=$(rss_mib "${PID[$t]}"); PEAK[$t]=0; ROWS[$t]=; done
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "blocked URL $URL; $C clients, rate ${RATE} (0: closed loop), ${RUNS} rounds of ${DUR}s; load average before: $load0" >&2
+echo "blocked URL $URL; $C clients, rate ${RATE} (0: closed loop), pinned: ${PIN:-no}, ${RUNS} rounds of ${DUR}s; load average before: $load0" >&2
 for r in $(seq 1 "$RUNS"); do
   for t in "${names[@]}"; do
     p=${PID[$t]}
     ( for _ in $(seq 1 "$DUR"); do sleep 1; rss_mib "$p"; echo; done ) >"$OUT/rss-$t" & sp=$!
     c0=$(cpu_ticks "$p")
-    line=$("$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" -accept "$ACCEPT" -rate "$RATE" 2>"$OUT/stderr-$t")
+    line=$("${LOAD[@]}" "$OUT/blockload" -proxy "http://127.0.0.1:${PORT[$t]}" -url "$URL" -name "$t" -c "$C" -duration "${DUR}s" -accept "$ACCEPT" -rate "$RATE" 2>"$OUT/stderr-$t")
     c1=$(cpu_ticks "$p"); wait $sp || true
     conns=$(sed -n 's/.* \([0-9]*\) connections opened.*/\1/p' "$OUT/stderr-$t")
     rss=$({ grep -v '^$' "$OUT/rss-$t" || true; } | sort -n | tail -1)
@@ -164,7 +170,7 @@ done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 CSV=$OUT/block-$(date -u +%Y%m%d-%H%M%S).csv
 {
-  echo "# $(date -u '+%F %H:%M UTC'); $(nproc) cores; load average before $load0, after $load1; URL $URL; C=$C DUR=$DUR RUNS=$RUNS RATE=$RATE"
+  echo "# $(date -u '+%F %H:%M UTC'); $(nproc) cores; load average before $load0, after $load1; URL $URL; C=$C DUR=$DUR RUNS=$RUNS RATE=$RATE PIN=${PIN:-0}"
   mode=; [ "$RATE" = 0 ] || mode="-rate$RATE"
   echo "target,mode,rps,p50_ms,p99_ms,errors,body_bytes,conns_opened,rss_idle_mib,rss_load_mib,cpu_us_per_req"
   for t in "${names[@]}"; do

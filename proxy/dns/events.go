@@ -65,9 +65,10 @@ type evShard struct {
 	detailN map[reports.Event]uint32
 	// recent holds, for one more window, the keys whose window ended with
 	// their first event durable: the next event of such a key starts a
-	// new window but its answer does not wait (the kind is already
-	// stored, as for a repeat; a crash loses at most the last second of
-	// it). Value: when to forget it (unix nanos).
+	// new window, but neither its answer nor its repeats' wait (the kind
+	// is already stored, as for a repeat; a crash loses at most the new
+	// window's first event and last second of count, never the kind).
+	// Value: when to forget it (unix nanos).
 	recent map[uint64]int64
 }
 
@@ -94,6 +95,7 @@ type pending struct {
 	count    int32  // repeats not yet sent
 	seq      uint64 // the first event's sequence number (DurableSink), 0 if none
 	detail   uint32
+	free     bool  // opened on a recent key: no answer in the window waits
 	entry    int16 // Entry is the last `entry` bytes of Name (-1: in detail)
 	severity bl.Severity
 }
@@ -147,6 +149,9 @@ func (e *events) record(ev reports.Event) uint64 {
 		p.severity = max(p.severity, ev.Severity)
 		sh.m[k] = p
 		sh.mu.Unlock()
+		if p.free {
+			return 0
+		}
 		return p.seq
 	}
 	n := e.pending.Load()
@@ -166,19 +171,19 @@ func (e *events) record(ev reports.Event) uint64 {
 	// Remember the key with no repeats yet; the event itself goes now,
 	// under the lock, so that a repeat sees its sequence number.
 	p := sh.newPending(&ev)
+	if until, ok := sh.recent[k]; ok {
+		delete(sh.recent, k)
+		p.free = until > p.first
+	}
 	p.seq = e.sendLocked(sh, ev)
 	sh.m[k] = p
 	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
-	wait := p.seq
-	if until, ok := sh.recent[k]; ok {
-		delete(sh.recent, k)
-		if until > p.first {
-			wait = 0
-		}
-	}
 	sh.mu.Unlock()
-	return wait
+	if p.free {
+		return 0
+	}
+	return p.seq
 }
 
 // sendLocked is send with sh.mu held: a sink that panics releases the

@@ -507,13 +507,16 @@ func (s *Server) sendAfter(qr *query, b []byte, seq uint64) {
 	}
 	if uw, ok := qr.w.(*udpWriter); ok {
 		h := uw.hold(b)
+		h.since, h.held = time.Now(), s.metrics.held
 		if !s.events.dsink.AfterDurable(seq, h) {
 			h.Durable()
 		}
 		return
 	}
+	since := time.Now()
 	reports.WaitDurable(s.events.dsink, seq)
 	_, _ = qr.w.Write(b)
+	s.metrics.held.Observe(time.Since(since).Seconds())
 }
 
 // rcode answers with just an rcode.

@@ -21,6 +21,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -374,4 +375,14 @@ func setUpstreamTimeout(u *Upstreams, d time.Duration) {
 			}
 		}
 	}
+}
+
+// histCount is a histogram's sample count and sum.
+func histCount(t testing.TB, h prometheus.Histogram) (uint64, float64) {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // udpListener serves one UDP socket. miekg/dns's server starts a goroutine
@@ -275,6 +276,8 @@ type heldReply struct {
 	oob    []byte
 	oobBuf [pktinfoSpace]byte
 	buf    []byte
+	since  time.Time            // when it was held
+	held   prometheus.Histogram // observes how long (nil: not)
 }
 
 var heldReplies = sync.Pool{New: func() any { return &heldReply{buf: make([]byte, 0, 512)} }}
@@ -282,7 +285,10 @@ var heldReplies = sync.Pool{New: func() any { return &heldReply{buf: make([]byte
 // Durable sends the answer (reports.Waiter), from the writer's goroutine.
 func (h *heldReply) Durable() {
 	_, _, _ = h.conn.WriteMsgUDPAddrPort(h.buf, h.oob, h.peer)
-	h.conn = nil
+	if h.held != nil {
+		h.held.Observe(time.Since(h.since).Seconds())
+	}
+	h.conn, h.held = nil, nil
 	if cap(h.buf) <= 4096 {
 		heldReplies.Put(h)
 	}

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // TestWildcardRepliesFromQueriedAddress: on a wildcard address each reply
@@ -197,17 +195,10 @@ func TestUDPLatencyMetrics(t *testing.T) {
 			t.Fatalf("query %d: %v", i, m)
 		}
 	}
-	count := func(h prometheus.Histogram) (uint64, float64) {
-		var m dto.Metric
-		if err := h.Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
-	}
 	// A worker times its answer just after writing it: the last one may
 	// still be on its way to the histogram when the client has it.
 	for i := 0; ; i++ {
-		c, sum := count(ts.metrics.udpAnswer)
+		c, sum := histCount(t, ts.metrics.udpAnswer)
 		if c == n && sum > 0 {
 			break
 		}
@@ -216,7 +207,7 @@ func TestUDPLatencyMetrics(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	c, sum := count(ts.metrics.udpWait)
+	c, sum := histCount(t, ts.metrics.udpWait)
 	if runtime.GOOS == "linux" && (c != n || sum < 0) {
 		t.Errorf("wait histogram: %d samples (sum %v), want %d", c, sum, n)
 	}
