@@ -50,9 +50,8 @@ type eventKey struct {
 }
 
 // pending is an open window. All but repeats and last are fixed when it
-// opens.
+// opens. (Its key is the first event's fields: see is.)
 type pending struct {
-	key     eventKey
 	first   time.Time
 	seq     uint64        // the first event's sequence number (DurableSink), 0 if none
 	ev      reports.Event // the first event; its reference code is the one its repeats show
@@ -72,7 +71,8 @@ func newEventLog(sink reports.Sink, window func() time.Duration, now func() time
 	return l
 }
 
-// maxSeen bounds the keys being collapsed (about 700 bytes each).
+// maxSeen bounds the keys being collapsed (about 600 bytes each, and
+// their URLs).
 const maxSeen = 1 << 16
 
 // sendLocked is send with sh.mu held: a sink that panics releases the lock
@@ -114,7 +114,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	now := l.now()
 	sh.mu.RLock()
 	p := sh.seen[h]
-	if p != nil && p.key == k && now.Sub(p.first) < w {
+	if p != nil && p.is(&ev) && now.Sub(p.first) < w {
 		seq, ref := p.repeat(&ev)
 		sh.mu.RUnlock()
 		return seq, ref
@@ -124,7 +124,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	sh.mu.Lock()
 	p = sh.seen[h]
 	switch {
-	case p != nil && p.key != k:
+	case p != nil && !p.is(&ev):
 		// A hash collision (vanishingly rare): this event goes uncollapsed.
 		sh.mu.Unlock()
 		return l.send(ev), ev.Ref
@@ -146,7 +146,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	} else {
 		l.keys.Add(1)
 	}
-	p = &pending{key: k, first: now, ev: ev}
+	p = &pending{first: now, ev: ev}
 	sh.seen[h] = p
 	// Sent under the lock, so that a repeat sees the sequence number.
 	p.seq = l.sendLocked(sh, ev)
@@ -156,6 +156,13 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 		l.send(ended)
 	}
 	return seq, ev.Ref
+}
+
+// is reports whether ev has p's key (its first event's eventKey fields).
+func (p *pending) is(ev *reports.Event) bool {
+	f := &p.ev
+	return f.Client == ev.Client && f.User == ev.User && f.Source == ev.Source && f.Name == ev.Name && f.URL == ev.URL &&
+		f.Action == ev.Action && f.Reason == ev.Reason && f.Category == ev.Category && f.Method == ev.Method && f.Status == ev.Status
 }
 
 // repeat counts ev as a repeat of p (sh.mu held, read or write) and
