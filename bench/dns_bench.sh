@@ -75,7 +75,8 @@ if [ "$1" = tail ]; then
       END { tot = c[n]; if (tot == 0) { printf "(none)"; exit } for (i = 1; i <= n; i++) if (c[i] >= tot) { printf "≤ %s s", b[i]; exit } }'
   }
   held() {  # how many answers gatehouse_dns_held_seconds counted between m0 and m1
-    paste -d' ' "$OUT/m0" "$OUT/m1" | awk 'index($1, "gatehouse_dns_held_seconds_bucket{le=\"+Inf\"}") == 1 { n = $4 - $2 } END { print n + 0 }'
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk 'index($1, "gatehouse_dns_held_seconds_bucket{le=\"+Inf\"}") == 1 { n = $4 - $2; ok = 1 }
+      END { if (ok) print n; else print "(no such metric: a build before it)" }'
   }
   $RTP "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
   wait_dns "$UP_PORT"
