@@ -184,9 +184,12 @@ type Writer struct {
 	lastLoss    atomic.Int64  // unix nanos of the last lost event
 	lossLog     lograte.Limit // the "events lost" log line
 	// The checkpointer (checkpoint.go): done when it has stopped; its
-	// checkpoints run; its failure log line.
+	// checkpoints run; its idle threads and moves off them; its failure
+	// log line.
 	ckptDone    chan struct{}
 	checkpoints atomic.Uint64
+	ckptIdle    atomic.Uint64 // threads of idle priority it took
+	ckptMoves   atomic.Uint64 // moves from such a thread to a normal one
 	ckptLog     lograte.Limit
 
 	// Alertable, if set, is called (from the writer goroutine) after a
@@ -325,7 +328,7 @@ func NewWriter(st *Store, opt Options) (*Writer, error) {
 		return nil, err
 	}
 	w.ckptDone = make(chan struct{})
-	go w.checkpointer(checkpointEvery)
+	go w.checkpointer(&checkpointState{background: opt.Background}, true, checkpointEvery)
 	if opt.Background {
 		w.jobs, w.jobDone = make(chan commitJob), make(chan storeResult)
 		go w.committer(&committerState{}, true)
@@ -723,17 +726,9 @@ type committerState struct {
 // priority (moveThread); the goroutine of an idle thread exits locked to
 // it, which ends the thread.
 func (w *Writer) committer(st *committerState, idle bool) {
-	st.idle = idle && !st.idleRefused && lowprio.Enter()
-	st.idleRefused = st.idleRefused || (idle && !st.idle)
-	if st.idle {
+	if st.enter(idle) {
 		w.idleThreads.Add(1)
-	} else if !st.idleRefused {
-		// Kept, so that its run delay is this goroutine's (moveThread);
-		// the thread ends with the goroutine.
-		runtime.LockOSThread()
 	}
-	st.since = time.Now()
-	st.delay, _ = lowprio.RunDelay()
 	for job := range w.jobs {
 		w.jobDone <- w.store(job.batch, job.stopping, !job.stopping)
 		if w.moveThread(st) {
@@ -761,30 +756,54 @@ const (
 // other priority: to the normal one when the idle thread is starved, back
 // to idle priority when the normal one no longer waits for a CPU.
 func (w *Writer) moveThread(st *committerState) bool {
-	if st.idleRefused {
-		return false
-	}
-	now := time.Now()
-	el := now.Sub(st.since)
-	if el < starvedWindow {
-		return false
-	}
-	d, ok := lowprio.RunDelay()
-	if !ok {
-		return !st.idle && el >= normalFor
-	}
-	waited := d - st.delay
-	st.since, st.delay = now, d
-	if !st.idle {
-		return waited < el/calmShare
-	}
-	if waited > el/starvedShare {
+	move, waited, el := st.move()
+	if move && st.idle {
 		w.threadMoves.Add(1)
 		w.opt.Log.Info("event writer: the CPU is saturated; committing at normal priority until it has room",
 			"waited", waited.Round(time.Millisecond), "of", el.Round(time.Millisecond))
-		return true
 	}
-	return false
+	return move
+}
+
+// move is moveThread's decision, for any goroutine that keeps a thread as
+// the committer does (the checkpointer too): whether to move, and on an
+// idle thread how long it waited for a CPU in how long.
+func (st *committerState) move() (move bool, waited, el time.Duration) {
+	if st.idleRefused {
+		return false, 0, 0
+	}
+	now := time.Now()
+	el = now.Sub(st.since)
+	if el < starvedWindow {
+		return false, 0, el
+	}
+	d, ok := lowprio.RunDelay()
+	if !ok {
+		return !st.idle && el >= normalFor, 0, el
+	}
+	waited = d - st.delay
+	st.since, st.delay = now, d
+	if !st.idle {
+		return waited < el/calmShare, waited, el
+	}
+	return waited > el/starvedShare, waited, el
+}
+
+// enter takes the calling goroutine's thread for st: at idle priority when
+// idle is true and the system allows it, else at the normal priority
+// (locked all the same, so that its run delay is the goroutine's). It
+// reports whether the thread is at idle priority.
+func (st *committerState) enter(idle bool) bool {
+	st.idle = idle && !st.idleRefused && lowprio.Enter()
+	st.idleRefused = st.idleRefused || (idle && !st.idle)
+	if !st.idle && !st.idleRefused {
+		// Kept, so that its run delay is this goroutine's (move); the
+		// thread ends with the goroutine.
+		runtime.LockOSThread()
+	}
+	st.since = time.Now()
+	st.delay, _ = lowprio.RunDelay()
+	return st.idle
 }
 
 // drain stores what is due, and what arrives meanwhile, then tells the
