@@ -22,6 +22,11 @@
 # builds with -tags pprof (127.0.0.1:6060). For an A/B of two builds, the
 # target "base" runs $BASE_BIN (e.g. built from main) with the same config.
 # GATEHOUSE_BIN uses a prebuilt binary instead of building this tree.
+# TAIL_RUNS=N repeats the whole measurement N times, the targets' order
+# reversed every other run (ABBA, so a drift in the machine's speed weighs
+# on each alike), and ends with each round's ratio to the first target's
+# p99 in the same run: one run's rounds move by up to 1.4 × for bare
+# miekg/dns against itself, so one run says little about a 1.5 × bound.
 # PRIO=1 runs the servers and dnsperf at nice -19, so that on a machine
 # shared with builds and tests they get the cores first (both targets
 # alike; needs root or CAP_SYS_NICE). Not SCHED_FIFO: Go's spinning
@@ -80,7 +85,13 @@ if [ "$1" = tail ]; then
   }
   $RTP "$BIN/limitdns" -addr 127.0.0.1:$UP_PORT & PIDS+=($!)
   wait_dns "$UP_PORT"
-  for t in ${TAIL_TARGETS:-limit custom}; do
+  TARGETS=(${TAIL_TARGETS:-limit custom})
+  rm -f "$OUT"/tailp99-*
+  for run in $(seq 1 "${TAIL_RUNS:-1}"); do
+  order=("${TARGETS[@]}")
+  if (( run % 2 == 0 )); then order=(); for ((i = ${#TARGETS[@]} - 1; i >= 0; i--)); do order+=("${TARGETS[i]}"); done; fi
+  [ "${TAIL_RUNS:-1}" = 1 ] || echo "run $run of ${TAIL_RUNS}: ${order[*]}"
+  for t in "${order[@]}"; do
     case $t in
       limit) port=${LIMIT_PORT:-5390}; $RTP "$BIN/limitdns" -addr 127.0.0.1:$port & tpid=$! ;;
       custom | base) port=$PORT; rm -f "$OUT"/gatehouse.db*; bin=$OUT/gatehouse; [ $t = base ] && bin=$BASE_BIN
@@ -89,19 +100,27 @@ if [ "$1" = tail ]; then
     esac
     PIDS+=($tpid)
     blocked=$(head -1 "$DATA/blocklist-1m.txt")
+    up=
     for _ in $(seq 1 600); do  # up when a blocked name no longer resolves to the upstream's answer
-      a=$(dig +short +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null || true)
-      [[ -n $a && ( $t == limit || $a != 192.0.2.1 ) ]] && break
-      [[ -z $a && $t != limit ]] && dig +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null | grep -q NXDOMAIN && break
+      # (dig's exit status, not its output: +short prints "connection
+      # refused" to stdout, which once let the burst start before
+      # Gatehouse listened)
+      if a=$(dig +short +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null); then
+        [[ -n $a && ( $t == limit || $a != 192.0.2.1 ) ]] && { up=1; break; }
+        [[ -z $a && $t != limit ]] && dig +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null | grep -q NXDOMAIN && { up=1; break; }
+      fi
       sleep 0.1
     done
+    [ -n "$up" ] || { echo "tail: $t never answered on port $port" >&2; exit 1; }
     burst=$($RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
     echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
       [ $t = limit ] || hist "$OUT/m0"
-      $RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
+      line=$($RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
         awk '$1 == ">" {print $NF * 1000}' | sort -n |
-        awk -v t="$t" -v r="$r" '{a[NR]=$1} END {if (NR) printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR}'
+        awk -v t="$t" -v r="$r" '{a[NR]=$1} END {if (NR) printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR}')
+      echo "$line"
+      [ -z "$line" ] || awk -v run="$run" '{sub(/:$/, "", $3); print run, $3, $5, $8}' <<<"$line" >>"$OUT/tailp99-$t"
       # Inside Gatehouse over the same round: waiting in the socket, and
       # read to answer (the histograms' p99 bucket bounds).
       # The slowest inside Gatehouse too: an answer dnsperf saw take longer
@@ -112,6 +131,17 @@ if [ "$1" = tail ]; then
     done
     echo "$t rss after: $(rss_mib $tpid) MiB"
     kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true; sleep 1
+  done
+  done
+  ref=${TARGETS[0]}
+  for t in "${TARGETS[@]:1}"; do  # each round's p99 over the reference's in the same run
+    [ -s "$OUT/tailp99-$t" ] && [ -s "$OUT/tailp99-$ref" ] || continue
+    awk -v t="$t" -v ref="$ref" 'NR == FNR { p[$1 " " $2] = $3; next }
+      ($1 " " $2) in p && p[$1 " " $2] > 0 { x = $3 / p[$1 " " $2]; n++; if (x <= 1.5) ok++; if (x > worst) worst = x
+        line[$1] = line[$1] sprintf(" %.2f", x); if ($4 > slow) slow = $4; if ($1 > runs) runs = $1 }
+      END { for (r = 1; r <= runs; r++) if (r in line) printf "%s p99 / %s p99, run %d, rounds 1-:%s\n", t, ref, r, line[r]
+        printf "%s: %d of %d rounds within 1.5 × %s in the same run (worst %.2f ×); slowest answer %.2f ms\n", t, ok, n, ref, worst, slow }' \
+      "$OUT/tailp99-$ref" "$OUT/tailp99-$t"
   done
   echo "gatehouse logs: $OUT/tail-*.log"; uptime
   exit 0
