@@ -108,8 +108,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	if w <= 0 || ev.Action == "allow" || ev.Action == "report" {
 		return l.send(ev), ev.Ref
 	}
-	k := eventKey{ev.Client, ev.User, ev.Source, ev.Name, ev.URL, ev.Action, ev.Reason, ev.Category, ev.Method, ev.Status}
-	h := maphash.Comparable(l.seed, k)
+	h := maphash.Comparable(l.seed, keyOf(&ev))
 	sh := &l.shards[h%uint64(len(l.shards))]
 	now := l.now()
 	sh.mu.RLock()
@@ -158,12 +157,13 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	return seq, ev.Ref
 }
 
-// is reports whether ev has p's key (its first event's eventKey fields).
-func (p *pending) is(ev *reports.Event) bool {
-	f := &p.ev
-	return f.Client == ev.Client && f.User == ev.User && f.Source == ev.Source && f.Name == ev.Name && f.URL == ev.URL &&
-		f.Action == ev.Action && f.Reason == ev.Reason && f.Category == ev.Category && f.Method == ev.Method && f.Status == ev.Status
+// keyOf is the fields of ev that make its collapse key.
+func keyOf(ev *reports.Event) eventKey {
+	return eventKey{ev.Client, ev.User, ev.Source, ev.Name, ev.URL, ev.Action, ev.Reason, ev.Category, ev.Method, ev.Status}
 }
+
+// is reports whether ev has p's key (its first event's).
+func (p *pending) is(ev *reports.Event) bool { return keyOf(&p.ev) == keyOf(ev) }
 
 // repeat counts ev as a repeat of p (sh.mu held, read or write) and
 // returns what its answer waits for and quotes.
