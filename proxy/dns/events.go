@@ -149,10 +149,7 @@ func (e *events) record(ev reports.Event) uint64 {
 		p.severity = max(p.severity, ev.Severity)
 		sh.m[k] = p
 		sh.mu.Unlock()
-		if p.free {
-			return 0
-		}
-		return p.seq
+		return p.wait()
 	}
 	n := e.pending.Load()
 	if n >= maxOverflow || (n >= e.max && ev.Severity < bl.SeverityHigh) {
@@ -180,6 +177,11 @@ func (e *events) record(ev reports.Event) uint64 {
 	sh.peak = max(sh.peak, len(sh.m))
 	e.pending.Add(1)
 	sh.mu.Unlock()
+	return p.wait()
+}
+
+// wait is the sequence number an answer in p's window waits for (record).
+func (p *pending) wait() uint64 {
 	if p.free {
 		return 0
 	}
