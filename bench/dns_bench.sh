@@ -116,11 +116,12 @@ if [ "$1" = tail ]; then
     echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
       [ $t = limit ] || hist "$OUT/m0"
-      line=$($RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
+      # (and "run round p99 max" to tailp99-TARGET for the summary)
+      $RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
         awk '$1 == ">" {print $NF * 1000}' | sort -n |
-        awk -v t="$t" -v r="$r" '{a[NR]=$1} END {if (NR) printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR}')
-      echo "$line"
-      [ -z "$line" ] || awk -v run="$run" '{sub(/:$/, "", $3); print run, $3, $5, $8}' <<<"$line" >>"$OUT/tailp99-$t"
+        awk -v t="$t" -v r="$r" -v run="$run" -v f="$OUT/tailp99-$t" '{a[NR]=$1} END {if (NR) {
+          printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR
+          printf "%d %d %.2f %.2f\n", run, r, a[int(NR*0.99)], a[NR] >>f }}'
       # Inside Gatehouse over the same round: waiting in the socket, and
       # read to answer (the histograms' p99 bucket bounds).
       # The slowest inside Gatehouse too: an answer dnsperf saw take longer
