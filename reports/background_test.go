@@ -144,3 +144,54 @@ func TestBackgroundWaitedBatchNotIdle(t *testing.T) {
 		t.Fatalf("stored count %d, want 25", c)
 	}
 }
+
+// TestBackgroundIdleSmallTransactions: on the committer's idle thread a
+// batch is committed in transactions of at most idleBatch events, so that
+// no single SQLite call (COMMIT writes every page its transaction changed)
+// keeps a CPU for milliseconds: Linux may leave a thread that wants the
+// CPU waiting behind an idle one until its next tick. Every event is
+// stored all the same.
+func TestBackgroundIdleSmallTransactions(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("idle priority is Linux's SCHED_IDLE")
+	}
+	st, w := heldOffWriter(t, Options{Background: true})
+	var most atomic.Int64 // the largest transaction, in events
+	var fullAt []bool     // per transaction: at synchronous=FULL (the committer's goroutine alone)
+	w.mu.Lock()           // the hook is read by the writer's goroutine
+	w.onAdd = func(i int) {
+		for m := most.Load(); int64(i+1) > m && !most.CompareAndSwap(m, int64(i+1)); m = most.Load() {
+		}
+		if i == 0 {
+			fullAt = append(fullAt, w.full)
+		}
+	}
+	w.mu.Unlock()
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	const n = 1000 // one lazy batch (under lazyBatch), which Flush hands to the committer
+	for i := range n {
+		// Blocked names: breach events, which a power cut must not lose.
+		if w.RecordSeq(ev(at, "10.0.0.6", "students", "pornography", fmt.Sprintf("n%d.adult.example", i))) == 0 {
+			t.Fatal("event refused")
+		}
+	}
+	c0 := w.Commits()
+	w.Flush()
+	if w.idleThreads.Load() == 0 {
+		t.Skip("the system refused idle priority")
+	}
+	if m := most.Load(); m > idleBatch {
+		t.Fatalf("a transaction on the idle thread held %d events, want at most %d", m, idleBatch)
+	}
+	if got, want := w.Commits()-c0, uint64((n+idleBatch-1)/idleBatch); got < want {
+		t.Fatalf("%d commits for %d events, want at least %d", got, n, want)
+	}
+	if c := count(t, st, "SELECT count(*) FROM events"); c != n {
+		t.Fatalf("%d events stored, want %d", c, n)
+	}
+	// One fsync for the batch, as in one transaction: the last one is
+	// FULL (it syncs the WAL, the earlier ones with it), the others not.
+	if len(fullAt) < 2 || fullAt[0] || !fullAt[len(fullAt)-1] || w.owesFull {
+		t.Fatalf("synchronous=FULL per transaction: %v (owed after: %v); want only the last", fullAt, w.owesFull)
+	}
+}

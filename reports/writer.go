@@ -122,14 +122,15 @@ func (o *Options) fill() {
 // (log, Failures, Healthy); meanwhile batches go to spill files, replayed
 // into the database when it takes writes again (also after a restart).
 type Writer struct {
-	st    *Store
-	opt   Options
-	conn  *sql.Conn                   // the writer's own connection: short busy timeout, synchronous per batch
-	full  bool                        // conn is at synchronous=FULL
-	dconn any                         // conn's driver connection, which stmts were prepared on
-	stmts [len(writerSQL)]driver.Stmt // prepared on dconn
-	nv    []driver.NamedValue         // one statement's arguments (batchTx.exec)
-	busy  time.Duration               // conn's busy timeout
+	st       *Store
+	opt      Options
+	conn     *sql.Conn                   // the writer's own connection: short busy timeout, synchronous per batch
+	full     bool                        // conn is at synchronous=FULL
+	owesFull bool                        // a breach event went in a NORMAL transaction: the next commit is FULL (store)
+	dconn    any                         // conn's driver connection, which stmts were prepared on
+	stmts    [len(writerSQL)]driver.Stmt // prepared on dconn
+	nv       []driver.NamedValue         // one statement's arguments (batchTx.exec)
+	busy     time.Duration               // conn's busy timeout
 
 	mu      sync.Mutex
 	queue   []Event // in sequence order
@@ -704,7 +705,7 @@ type storeResult struct {
 // batch may be preempted (commit).
 func (w *Writer) storeBatch(batch []Event, stopping, held bool) storeResult {
 	if w.jobs == nil || held {
-		return w.store(batch, stopping, !held && !stopping)
+		return w.store(batch, stopping, !held && !stopping, false)
 	}
 	w.committed.Add(1)
 	w.jobs <- commitJob{batch, stopping}
@@ -730,7 +731,7 @@ func (w *Writer) committer(st *committerState, idle bool) {
 		w.idleThreads.Add(1)
 	}
 	for job := range w.jobs {
-		w.jobDone <- w.store(job.batch, job.stopping, !job.stopping)
+		w.jobDone <- w.store(job.batch, job.stopping, !job.stopping, st.idle)
 		if w.moveThread(st) {
 			go w.committer(st, !st.idle)
 			return
@@ -1048,15 +1049,46 @@ func (w *Writer) stuck(now time.Time) bool {
 	return w.dbFailing && now.Before(w.retryAt) && w.spillFailing && now.Before(w.spillRetryAt)
 }
 
-// store commits batch to the database in MaxBatch transactions or, while
-// the database fails, appends it to a spill file. A preemptible batch
-// stops early when held events wait (commit). It returns what it left.
-func (w *Writer) store(batch []Event, stopping, preemptible bool) storeResult {
+// idleBatch is the most events the committer commits in one transaction
+// on its thread of idle priority, and between two of them it sleeps for a
+// moment (lowprio.Pause). Linux does not always take the CPU from an idle
+// thread when another wants it: after a burst the DNS resolver's threads
+// and the load tool waited 2-4 ms, up to a scheduler tick, while the
+// committer wrote a transaction of hundreds of repeat counts (most of it
+// in one call, SQLite's COMMIT writing every changed page), and the
+// resolver's p99 in the round after a burst was up to twice bare
+// miekg/dns's. A transaction of idleBatch events writes at most a few
+// dozen pages, and the pause hands the CPU to whatever waits for it.
+const idleBatch = 64
+
+// store commits batch to the database in MaxBatch transactions (idleBatch
+// on the committer's idle thread, idle) or, while the database fails,
+// appends it to a spill file. A preemptible batch stops early when held
+// events wait (commit; on the idle thread, between its transactions). It
+// returns what it left. Its calls never overlap (storeBatch waits for the
+// committer), so it alone uses owesFull.
+func (w *Writer) store(batch []Event, stopping, preemptible, idle bool) storeResult {
 	now := time.Now()
 	if !w.dbFailing || !now.Before(w.retryAt) || stopping {
-		for len(batch) > 0 {
+		for first := true; len(batch) > 0; first = false {
 			n := min(len(batch), w.opt.MaxBatch)
-			k, err := w.commit(batch[:n], preemptible)
+			if idle && !stopping {
+				if !first {
+					if preemptible && w.preempt.Load() {
+						return storeResult{batch, true} // held events wait: they go first
+					}
+					lowprio.Pause()
+				}
+				n = min(n, idleBatch)
+			}
+			full := w.owesFull || needsFull(batch[:n])
+			if full && n < len(batch) && idle && !stopping {
+				// Not the batch's last transaction: the next FULL commit
+				// (its last, or the held events' that cut in) syncs the
+				// WAL and this one with it, one fsync a batch as before.
+				w.owesFull, full = true, false
+			}
+			k, err := w.commit(batch[:n], preemptible, full)
 			if err != nil {
 				w.dbFailed(err)
 				break
@@ -1122,12 +1154,12 @@ func (w *Writer) dbOK() {
 	w.opt.Log.Info("writing events works again; spilled events are being replayed", "spilled", w.spilled.Load())
 }
 
-// commit writes a batch in one transaction and returns how many of its
-// events that took: all, unless it is preemptible and held events came
-// (preempt) once it had added preemptAfter.
-func (w *Writer) commit(batch []Event, preemptible bool) (int, error) {
+// commit writes a batch in one transaction (synchronous=FULL if full) and
+// returns how many of its events that took: all, unless it is preemptible
+// and held events came (preempt) once it had added preemptAfter.
+func (w *Writer) commit(batch []Event, preemptible, full bool) (int, error) {
 	n := len(batch)
-	err := w.inTx(needsFull(batch), func(b *batchTx) error {
+	err := w.inTx(full, func(b *batchTx) error {
 		for i := range batch {
 			if preemptible && i >= preemptAfter && w.preempt.Load() {
 				n = i
@@ -1144,6 +1176,9 @@ func (w *Writer) commit(batch []Event, preemptible bool) (int, error) {
 	})
 	if err != nil {
 		return 0, err
+	}
+	if full {
+		w.owesFull = false
 	}
 	w.written.Add(uint64(n))
 	w.commits.Add(1)

@@ -35,6 +35,13 @@ func Enter() bool { return enter() }
 // not known.
 func RunDelay() (d time.Duration, ok bool) { return runDelay() }
 
+// Pause sleeps the calling thread for a moment (tens of microseconds),
+// so that the kernel runs any thread waiting for this CPU. A thread at
+// idle priority calls it between pieces of its work: Linux does not
+// always preempt an idle thread for one that wants the CPU, and until the
+// next scheduler tick (4 ms at 250 Hz) that thread waits.
+func Pause() { pause() }
+
 // Lowered lists the process's threads at idle priority (thread ids), for
 // tests and diagnostics; nil where that is not known.
 func Lowered() []int { return lowered() }

@@ -11,3 +11,5 @@ func policy() int { return -1 }
 func runDelay() (time.Duration, bool) { return 0, false }
 
 func lowered() []int { return nil }
+
+func pause() { time.Sleep(time.Microsecond) }
