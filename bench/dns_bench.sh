@@ -27,6 +27,9 @@
 # on each alike), and ends with each round's ratio to the first target's
 # p99 in the same run: one run's rounds move by up to 1.4 × for bare
 # miekg/dns against itself, so one run says little about a 1.5 × bound.
+# The target limit2 is the same bare server again, run as a target of its
+# own: TAIL_TARGETS="limit limit2 custom" measures how often bare miekg/dns
+# misses the bound against itself, beside Gatehouse's count.
 # PRIO=1 runs the servers and dnsperf at nice -19, so that on a machine
 # shared with builds and tests they get the cores first (both targets
 # alike; needs root or CAP_SYS_NICE). Not SCHED_FIFO: Go's spinning
@@ -93,7 +96,7 @@ if [ "$1" = tail ]; then
   [ "${TAIL_RUNS:-1}" = 1 ] || echo "run $run of ${TAIL_RUNS}: ${order[*]}"
   for t in "${order[@]}"; do
     case $t in
-      limit) port=${LIMIT_PORT:-5390}; $RTP "$BIN/limitdns" -addr 127.0.0.1:$port & tpid=$! ;;
+      limit | limit2) port=${LIMIT_PORT:-5390}; $RTP "$BIN/limitdns" -addr 127.0.0.1:$port & tpid=$! ;;
       custom | base) port=$PORT; rm -f "$OUT"/gatehouse.db*; bin=$OUT/gatehouse; [ $t = base ] && bin=$BASE_BIN
         $RTP "$bin" serve --config "$OUT/bench.yaml" 2>"$OUT/tail-$t.log" & tpid=$! ;;
       *) echo "tail: unknown target $t" >&2; exit 2 ;;
@@ -106,8 +109,8 @@ if [ "$1" = tail ]; then
       # refused" to stdout, which once let the burst start before
       # Gatehouse listened)
       if a=$(dig +short +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null); then
-        [[ -n $a && ( $t == limit || $a != 192.0.2.1 ) ]] && { up=1; break; }
-        [[ -z $a && $t != limit ]] && dig +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null | grep -q NXDOMAIN && { up=1; break; }
+        [[ -n $a && ( $t == limit* || $a != 192.0.2.1 ) ]] && { up=1; break; }
+        [[ -z $a && $t != limit* ]] && dig +time=1 +tries=1 @127.0.0.1 -p $port "$blocked" 2>/dev/null | grep -q NXDOMAIN && { up=1; break; }
       fi
       sleep 0.1
     done
@@ -115,7 +118,7 @@ if [ "$1" = tail ]; then
     burst=$($RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$BURST" 2>/dev/null | awk '/Queries per second/ {print $4}')
     echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
-      [ $t = limit ] || hist "$OUT/m0"
+      [[ $t == limit* ]] || hist "$OUT/m0"
       # (and "run round p99 max" to tailp99-TARGET for the summary)
       $RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
         awk '$1 == ">" {print $NF * 1000}' | sort -n |
@@ -127,7 +130,7 @@ if [ "$1" = tail ]; then
       # The slowest inside Gatehouse too: an answer dnsperf saw take longer
       # than both together was a block answer held for its event's commit
       # (not in the answer histogram), or waited outside Gatehouse.
-      [ $t = limit ] || { hist "$OUT/m1"; echo "  inside: $(p99 udp_wait) in the socket, $(p99 udp_answer) read to answer (p99 bucket); slowest $(top udp_wait) in the socket, $(top udp_answer) read to answer"
+      [[ $t == limit* ]] || { hist "$OUT/m1"; echo "  inside: $(p99 udp_wait) in the socket, $(p99 udp_answer) read to answer (p99 bucket); slowest $(top udp_wait) in the socket, $(top udp_answer) read to answer"
         echo "  held for their event's commit: $(held) block answers, slowest $(top held)"; }
     done
     echo "$t rss after: $(rss_mib $tpid) MiB"

@@ -16,7 +16,9 @@
 # Needs: apt-get install -y squid bc curl; in ../shared/bench:
 # go build -o /tmp/gatehouse-peers/bin/ ./cmd/... && python3 gen_data.py
 # Usage: bench/http_block_bench.sh [TARGET...]   (gatehouse bare-list squid-list,
-# the default, and gatehouse-base). Env: C (50), DUR (15), RUNS (3),
+# the default; gatehouse-base; squid-list2, a second squid the same in
+# every way, for how often squid's p99 is above its own). The run ends with
+# each target's p99 over squid-list's, round by round. Env: C (50), DUR (15), RUNS (3),
 # BLOCKED_NAME (picked from the lists), GATEHOUSE_BIN (a prebuilt binary
 # instead of building this tree), BASE_BIN (another build, run as
 # gatehouse-base beside it: a same-run before/after). The target bare-page
@@ -47,7 +49,7 @@ C=${C:-50} DUR=${DUR:-15} RUNS=${RUNS:-3} ACCEPT=${ACCEPT:-} RATE=${RATE:-0} PIN
 SRV=() LOAD=()
 if [ -n "$PIN" ]; then SRV=(taskset -c 0) LOAD=(taskset -c 1); fi
 # Ports apart from http_bench.sh's, so both can run on one machine.
-GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140 PAGE_PORT=3138
+GH_PORT=3142 BASE_PORT=3143 BARE_PORT=3139 SQUID_PORT=3140 SQUID2_PORT=3137 PAGE_PORT=3138
 mkdir -p "$OUT"
 for f in "$BIN/baregoproxy" "$DATA/blocklist-1m.txt.gz" "$DATA/squid-1m.txt"; do
   [ -e "$f" ] || { echo "missing $f: see ../shared/bench/README.md" >&2; exit 1; }
@@ -96,9 +98,11 @@ if [ -n "${BASE_BIN:-}" ]; then
   "$BASE_BIN" config check "$OUT/base.yaml" >/dev/null
 fi
 
-# squid as the shared harness configures it (../shared/bench/http_bench.sh).
-cat >"$OUT/squid.conf" <<C
-http_port 127.0.0.1:$SQUID_PORT
+# squid as the shared harness configures it (../shared/bench/http_bench.sh);
+# squid-list2 is a second squid with the same list and settings.
+squidconf() {  # $1 file, $2 port, $3 name for its log and pid files
+cat >"$1" <<C
+http_port 127.0.0.1:$2
 acl lo src 127.0.0.0/8
 acl blocked dstdomain "$DATA/squid-1m.txt"
 http_access deny blocked
@@ -107,12 +111,15 @@ http_access deny all
 cache deny all
 cache_mem 8 MB
 access_log none
-cache_log $OUT/squid.log
-pid_filename $OUT/squid.pid
+cache_log $OUT/$3.log
+pid_filename $OUT/$3.pid
 coredump_dir /tmp
 max_filedescriptors 16384
 shutdown_lifetime 1 seconds
 C
+}
+squidconf "$OUT/squid.conf" $SQUID_PORT squid
+squidconf "$OUT/squid2.conf" $SQUID2_PORT squid2
 
 PIDS=()
 trap 'for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null; done' EXIT
@@ -127,6 +134,7 @@ for t in "$@"; do
       PORT[$t]=$BASE_PORT; "${SRV[@]}" "$BASE_BIN" serve --config "$OUT/base.yaml" 2>"$OUT/base.log" & PID[$t]=$! ;;
     bare-list) PORT[$t]=$BARE_PORT; "${SRV[@]}" "$BIN/baregoproxy" -addr 127.0.0.1:$BARE_PORT -list "$DATA/blocklist-1m.txt.gz" & PID[$t]=$! ;;
     squid-list) PORT[$t]=$SQUID_PORT; "${SRV[@]}" squid -N -f "$OUT/squid.conf" >"$OUT/squid.out" 2>&1 & PID[$t]=$! ;;
+    squid-list2) PORT[$t]=$SQUID2_PORT; "${SRV[@]}" squid -N -f "$OUT/squid2.conf" >"$OUT/squid2.out" 2>&1 & PID[$t]=$! ;;
     bare-page) PORT[$t]=$PAGE_PORT; names+=("$t"); continue ;; # started once Gatehouse answers (its page)
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
@@ -152,7 +160,13 @@ for t in "${names[@]}"; do IDLE[$t]=$(rss_mib "${PID[$t]}"); PEAK[$t]=0; ROWS[$t
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "blocked URL $URL; $C clients, rate ${RATE} (0: closed loop), pinned: ${PIN:-no}, ${RUNS} rounds of ${DUR}s; load average before: $load0" >&2
 for r in $(seq 1 "$RUNS"); do
-  for t in "${names[@]}"; do
+  # Each round starts one target further on, so that every target is
+  # measured in every place: a target measured right after another pays
+  # for what that one still does once its load stops (a collection, its
+  # event writer), and one squid measured straight after another was
+  # slower in 4 of 5 rounds.
+  k=$(( (r - 1) % ${#names[@]} ))
+  for t in "${names[@]:k}" "${names[@]:0:k}"; do
     p=${PID[$t]}
     ( for _ in $(seq 1 "$DUR"); do sleep 1; rss_mib "$p"; echo; done ) >"$OUT/rss-$t" & sp=$!
     c0=$(cpu_ticks "$p")
@@ -183,3 +197,13 @@ CSV=$OUT/block-$(date -u +%Y%m%d-%H%M%S).csv
   done
 } | tee "$CSV"
 echo "results: $CSV" >&2
+# Round by round, how often each target's p99 was at most squid-list's
+# (the issue's bound); squid-list2 shows how often squid itself is.
+if [[ " ${names[*]} " == *" squid-list "* ]]; then
+  for t in "${names[@]}"; do
+    [ "$t" = squid-list ] && continue
+    paste -d, <(printf '%s' "${ROWS[squid-list]}" | cut -d, -f3) <(printf '%s' "${ROWS[$t]}" | cut -d, -f3) |
+      awk -F, -v t="$t" '{ n++; if ($2 <= $1) ok++; r = r sprintf(" %.2f", $2 / $1) }
+        END { printf "%s: p99 at most squid-list'"'"'s in %d of %d rounds; p99 / squid-list'"'"'s, round by round:%s\n", t, ok, n, r }' >&2
+  done
+fi
