@@ -18,7 +18,9 @@
 // at the normal priority again hands its work to a new goroutine and
 // exits. RunDelay tells such a goroutine when the CPU is so busy that the
 // thread is starved (SCHED_IDLE gets the CPU only when nothing else
-// wants it).
+// wants it). Pause hands the CPU over between pieces of work: Linux does
+// not always preempt an idle thread at once, so long pieces still delay
+// other threads, by up to a scheduler tick.
 package lowprio
 
 import "time"
