@@ -731,7 +731,7 @@ func (w *Writer) committer(st *committerState, idle bool) {
 		w.idleThreads.Add(1)
 	}
 	for job := range w.jobs {
-		w.jobDone <- w.store(job.batch, job.stopping, !job.stopping, st.idle)
+		w.jobDone <- w.store(job.batch, job.stopping, !job.stopping, st.idle && !job.stopping)
 		if w.moveThread(st) {
 			go w.committer(st, !st.idle)
 			return
@@ -1061,18 +1061,19 @@ func (w *Writer) stuck(now time.Time) bool {
 // dozen pages, and the pause hands the CPU to whatever waits for it.
 const idleBatch = 64
 
-// store commits batch to the database in MaxBatch transactions (idleBatch
-// on the committer's idle thread, idle) or, while the database fails,
-// appends it to a spill file. A preemptible batch stops early when held
-// events wait (commit; on the idle thread, between its transactions). It
-// returns what it left. Its calls never overlap (storeBatch waits for the
-// committer), so it alone uses owesFull.
-func (w *Writer) store(batch []Event, stopping, preemptible, idle bool) storeResult {
+// store commits batch to the database in MaxBatch transactions (if small,
+// on the committer's idle thread when not stopping: idleBatch ones with a
+// pause between them) or, while the database fails, appends it to a spill
+// file. A preemptible batch stops early when held events wait (commit; if
+// small, between its transactions). It returns what it left. Its calls
+// never overlap (storeBatch waits for the committer), so it alone uses
+// owesFull.
+func (w *Writer) store(batch []Event, stopping, preemptible, small bool) storeResult {
 	now := time.Now()
 	if !w.dbFailing || !now.Before(w.retryAt) || stopping {
 		for first := true; len(batch) > 0; first = false {
 			n := min(len(batch), w.opt.MaxBatch)
-			if idle && !stopping {
+			if small {
 				if !first {
 					if preemptible && w.preempt.Load() {
 						return storeResult{batch, true} // held events wait: they go first
@@ -1082,7 +1083,7 @@ func (w *Writer) store(batch []Event, stopping, preemptible, idle bool) storeRes
 				n = min(n, idleBatch)
 			}
 			full := w.owesFull || needsFull(batch[:n])
-			if full && n < len(batch) && idle && !stopping {
+			if full && n < len(batch) && small {
 				// Not the batch's last transaction: the next FULL commit
 				// (its last, or the held events' that cut in) syncs the
 				// WAL and this one with it, one fsync a batch as before.
