@@ -93,7 +93,7 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string, dev *de
 	qr.eng = s.opts.Engine()
 	s.identify(&qr)
 	var d policy.Decision
-	if qr.name != "" && qr.q.Qclass == mdns.ClassINET {
+	if qr.name != "" { // every class: an upstream may answer class ANY with IN data
 		d = qr.eng.Decide(qr.request(qr.name))
 	} else {
 		d.Identity = qr.eng.IdentifyRequest(qr.request(""))
