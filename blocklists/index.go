@@ -248,7 +248,7 @@ func (ix *Index) hashedPrefixes(host, path string) CategorySet {
 	var set CategorySet
 	var buf [512]byte
 	for j := 1; j <= len(path); j++ {
-		if j == len(path) || path[j] == '/' || path[j] == '?' {
+		if j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';' {
 			b := append(append(buf[:0], host...), path[:j]...)
 			if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
 				set |= ix.combos[c].sub | ix.combos[c].exact
@@ -277,7 +277,7 @@ func trimWWW(name string) string {
 // canonical path ("/a/b?q", see AppendCanonicalPath; policy.Engine.Decide
 // makes it): URL-list rules whose host is the host or a parent and whose
 // path is a prefix of path, plus hashed URL entries (the SHA-256 of
-// host/path for every prefix of path ending before a '/' or '?', and of
+// host/path for every prefix of path ending before a '/', '?' or ';', and of
 // the whole, with and without a leading "www."). It does not allocate.
 func (ix *Index) LookupURL(host, path string) CategorySet {
 	if ix == nil {
@@ -318,6 +318,12 @@ func (ix *Index) LookupIP(addr netip.Addr) CategorySet {
 	}
 	addr = addr.Unmap()
 	var set CategorySet
+	if v4, ok := EmbeddedIPv4(addr); ok {
+		// NAT64, 6to4 or IPv4-compatible: the IPv4 address inside is where
+		// the connection goes (the dial guard judges it so too), and the
+		// IPv6 form's own entries still apply.
+		set = ix.LookupIP(v4)
+	}
 	if addr.Is4() {
 		for m := ix.ip4Lens; m != 0; m &= m - 1 {
 			p, _ := addr.Prefix(bits.TrailingZeros64(m))
@@ -436,7 +442,7 @@ func (ix *Index) ExplainURL(host, path string, want CategorySet) (Match, bool) {
 // hash matched, as hashedURL and hashedName try them; "" if none in want.
 func (ix *Index) hashedURLEntry(host, path string, want CategorySet) string {
 	for j := 1; j <= len(path); j++ {
-		if j == len(path) || path[j] == '/' || path[j] == '?' {
+		if j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';' {
 			e := host + path[:j]
 			if c, ok := ix.hashes[sha256.Sum256([]byte(e))]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
 				return e
@@ -468,12 +474,45 @@ func EntryHash(entry string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+	v4compat  = netip.MustParsePrefix("::/96")
+)
+
+// EmbeddedIPv4 returns the IPv4 address an IPv6 address carries as a
+// NAT64 (64:ff9b::/96), 6to4 (2002::/16) or IPv4-compatible (::a.b.c.d)
+// address: where the host has such a route, a connection to it reaches
+// that IPv4 host, so lists and the proxy's dial guard judge it by the IPv4
+// address. IPv4-mapped addresses are for Unmap; :: and ::1 carry none.
+func EmbeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() || a.Is4In6() {
+		return netip.Addr{}, false
+	}
+	a = a.WithZone("")
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	case v4compat.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	}
+	return netip.Addr{}, false
+}
+
 // ExplainIP is Explain for LookupIP.
 func (ix *Index) ExplainIP(addr netip.Addr, want CategorySet) (Match, bool) {
 	if ix == nil || len(ix.ips) == 0 || !addr.IsValid() {
 		return Match{}, false
 	}
 	addr = addr.Unmap()
+	if v4, ok := EmbeddedIPv4(addr); ok {
+		if m, ok := ix.ExplainIP(v4, want); ok {
+			return m, true
+		}
+	}
 	maxBits := 32
 	if addr.Is6() {
 		maxBits = 128

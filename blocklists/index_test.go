@@ -145,13 +145,20 @@ func TestIndexURLsAndIPs(t *testing.T) {
 	}{
 		{"1.1.1.1", SetOf(DoH)}, {"1.1.1.2", 0}, {"9.9.9.9", SetOf(DoH)}, {"9.9.10.1", 0},
 		{"2606:4700:4700::1111", SetOf(DoH)}, {"::ffff:1.1.1.1", SetOf(DoH)}, {"8.8.8.8", SetOf(DoH)},
+		// IPv6 spellings that carry a listed IPv4 address: NAT64, 6to4,
+		// IPv4-compatible; and ones that carry none.
+		{"64:ff9b::9.9.9.9", SetOf(DoH)}, {"64:ff9b::101:101", SetOf(DoH)}, {"2002:909:909::1", SetOf(DoH)},
+		{"::9.9.9.9", SetOf(DoH)}, {"64:ff9b::101:102", 0}, {"2002:101:102::", 0}, {"::1", 0}, {"::", 0},
+		{"64:ff9b:1::101:101", 0}, // local-use NAT64 (RFC 8215) maps as the network chooses, not always so
 	} {
 		if got := ix.LookupIP(netip.MustParseAddr(tt.ip)); got != tt.want {
 			t.Errorf("LookupIP(%s) = %v, want %v", tt.ip, got, tt.want)
 		}
 	}
-	if m, ok := ix.ExplainIP(netip.MustParseAddr("9.9.9.9"), SetOf(DoH)); !ok || m.Entry != "9.9.9.0/24" {
-		t.Errorf("ExplainIP = %+v %v", m, ok)
+	for _, a := range []string{"9.9.9.9", "64:ff9b::909:909", "2002:909:909::"} {
+		if m, ok := ix.ExplainIP(netip.MustParseAddr(a), SetOf(DoH)); !ok || m.Entry != "9.9.9.0/24" {
+			t.Errorf("ExplainIP(%s) = %+v %v", a, m, ok)
+		}
 	}
 }
 
@@ -172,6 +179,20 @@ func TestIndexHashed(t *testing.T) {
 	}
 	if got := ix.LookupURL("host.example", "/path/other.html"); got != 0 {
 		t.Errorf("hashed URL matched another page: %v", got)
+	}
+	// Path parameters: Java servers (Tomcat, Jetty) serve /page.html;x as
+	// /page.html, and a plain entry matches it as a prefix; a hashed one
+	// must too. Not a longer name, though.
+	for _, p := range []string{"/path/page.html;jsessionid=1", "/path/page.html;x/y", "/path/page.html/sub"} {
+		if got := ix.LookupURL("host.example", p); got != SetOf(IWF) {
+			t.Errorf("hashed URL with %s: got %v", p, got)
+		}
+	}
+	if got := ix.LookupURL("host.example", "/path/page.htmlx"); got != 0 {
+		t.Errorf("hashed URL matched a longer name: %v", got)
+	}
+	if e := ix.hashedURLEntry("host.example", "/path/page.html;x", SetOf(IWF)); e != "host.example/path/page.html" {
+		t.Errorf("hashedURLEntry = %q", e)
 	}
 	// Hashed names are Lookup's (policy asks both): LookupURL hashes only
 	// host/path prefixes, so no name is hashed twice per decision.

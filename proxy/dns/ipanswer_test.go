@@ -86,6 +86,11 @@ func TestAnswerAddressBlocked(t *testing.T) {
 	if r := ask(t, "udp", ts.udp, student, "doh.resolver.example", mdns.TypeAAAA, true); r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Errorf("AAAA: %v", r)
 	}
+	// A DNS64 answer carries the listed IPv4 address inside 64:ff9b::/96:
+	// where the network has NAT64, that is where the pupil's connection goes.
+	if r := ask(t, "udp", ts.udp, student, "dns64.resolver.example", mdns.TypeAAAA, true); r.Rcode != mdns.RcodeNameError || edeCode(r) != 15 || len(r.Answer) != 0 {
+		t.Errorf("DNS64 AAAA: %v", r)
+	}
 	// A name on the group's allow list keeps its answer.
 	if r := ask(t, "udp", ts.udp, student, "allowed.example", mdns.TypeA, true); firstA(r) != "192.0.2.1" {
 		t.Errorf("allowed name: %v", r)

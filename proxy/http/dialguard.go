@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 )
 
 // addrClass is what kind of network an address is on.
@@ -45,10 +47,7 @@ var (
 		netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
 		netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64
 	}
-	never4    = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("240.0.0.0/4")} // "this network"; reserved and broadcast
-	nat64     = netip.MustParsePrefix("64:ff9b::/96")
-	sixToFour = netip.MustParsePrefix("2002::/16")
-	v4compat  = netip.MustParsePrefix("::/96")
+	never4 = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("240.0.0.0/4")} // "this network"; reserved and broadcast
 )
 
 // classify says what kind of network a is on. An IPv6 address that carries
@@ -56,16 +55,8 @@ var (
 // the IPv4 address, which is returned as eff.
 func classify(a netip.Addr) (c addrClass, eff netip.Addr) {
 	a = a.WithZone("").Unmap()
-	if a.Is6() {
-		b := a.As16()
-		switch {
-		case nat64.Contains(a):
-			a = netip.AddrFrom4([4]byte(b[12:16]))
-		case sixToFour.Contains(a):
-			a = netip.AddrFrom4([4]byte(b[2:6]))
-		case v4compat.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():
-			a = netip.AddrFrom4([4]byte(b[12:16]))
-		}
+	if v4, ok := bl.EmbeddedIPv4(a); ok {
+		a = v4
 	}
 	switch {
 	case !a.IsValid(), a.IsUnspecified(), a.IsMulticast(), inPrefixes(never4, a):
