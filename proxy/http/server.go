@@ -1028,9 +1028,19 @@ func (s *Server) challenge(w http.ResponseWriter, cfg *config.Config, msg string
 // splitHostPort splits "host:port", "[v6]:port" or a bare host.
 func splitHostPort(hp string) (host, port string) {
 	if h, p, err := net.SplitHostPort(hp); err == nil {
-		return h, p
+		return h, canonicalPort(p)
 	}
 	return strings.Trim(hp, "[]"), ""
+}
+
+// canonicalPort drops a port's leading zeros: the dialler reads "0443" as
+// 443, so every check that compares ports (the non-TLS check on tunnels
+// to 443, decryption, the 421 for another site) must see "443" too.
+func canonicalPort(p string) string {
+	for len(p) > 1 && p[0] == '0' {
+		p = p[1:]
+	}
+	return p
 }
 
 // normHost normalises a request host as a browser's URL parser would;
