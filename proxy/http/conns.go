@@ -198,33 +198,42 @@ func (c *targetConn) Close() error {
 // errNotTLS ends a tunnel whose first bytes were not TLS.
 var errNotTLS = errors.New("tunnel traffic is not TLS")
 
+// errSNIBlocked ends a tunnel whose ClientHello names a blocked site.
+var errSNIBlocked = errors.New("tunnel's server name is blocked")
+
 func (c *targetConn) ReadFrom(src io.Reader) (int64, error) {
 	t := c.tun
 	var total int64
 	if t.checkTLS {
-		var buf [16]byte
 		if t.client != nil {
 			_ = t.client.SetReadDeadline(time.Now().Add(t.idle))
 		}
-		n, err := io.ReadAtLeast(src, buf[:], 1)
-		if n > 0 && n < 6 && err == nil {
-			m, _ := io.ReadAtLeast(src, buf[n:], 6-n)
-			n += m
-		}
-		if n == 0 {
+		// The whole ClientHello (clienthello.go, at most 64 KiB, across
+		// records): its first bytes for the non-TLS rule, its server name
+		// for the policy (sniBlocked).
+		raw, hello, err := readClientHello(src)
+		if len(raw) == 0 {
 			return 0, err
 		}
 		t.last.Store(time.Now().UnixNano())
-		if !isClientHello(buf[:n]) {
-			if t.s.nonTLS(t, buf[:n]) {
+		switch {
+		case errors.Is(err, errHelloNotTLS), errors.Is(err, errBadHello):
+			if t.s.nonTLS(t, raw) {
 				return 0, errNotTLS
 			}
+		case err == nil:
+			if t.s.sniBlocked(t, hello.sni) {
+				return 0, errSNIBlocked
+			}
 		}
-		w, werr := c.Conn.Write(buf[:n])
+		w, werr := c.Conn.Write(raw)
 		total += int64(w)
 		t.up.Add(int64(w))
 		if werr != nil {
 			return total, werr
+		}
+		if err != nil && !errors.Is(err, errHelloNotTLS) && !errors.Is(err, errBadHello) {
+			return total, err // the client went away, or was too slow, mid-hello
 		}
 	}
 	if cc, ok := src.(*clientConn); ok && c.tcp != nil && cc.tcp != nil {

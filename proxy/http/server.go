@@ -683,6 +683,35 @@ func (s *Server) nonTLS(t *tunnel, first []byte) bool {
 	return block
 }
 
+// sniBlocked decides the server name of a tunnel's ClientHello when it is
+// not the CONNECT's host: a CDN serves whichever site the SNI names, so a
+// CONNECT to an allowed name could otherwise carry a blocked one (domain
+// fronting by SNI). A blocked name is recorded as a bypass attempt (reason
+// "sni", durable before the tunnel closes) and the tunnel closed.
+func (s *Server) sniBlocked(t *tunnel, sni string) bool {
+	info := t.info
+	if sni == "" {
+		return false
+	}
+	nh, addr, err := normHost(sni)
+	if err != nil || nh == info.host || (info.rewrite != "" && nh == info.rewrite) {
+		return false
+	}
+	eng := s.o.Engine()
+	req, _ := s.whoRequest(info.client, info.user)
+	req.Host, req.Addr = nh, addr
+	d := eng.Decide(req)
+	if d.Action != policy.Block {
+		return false
+	}
+	s.metrics.connectBlock.Inc()
+	ev := *info
+	ev.host, ev.dec = nh, d
+	ev.dec.Bypass = true
+	s.eventRef(&ev, "connect", "block", http.StatusForbidden, 0, "sni", newRef())
+	return true
+}
+
 // finish records an allowed tunnel when full logging is on.
 func (t *tunnel) finish() {
 	if !t.s.o.Config().Proxy.Events.LogAllowed {
