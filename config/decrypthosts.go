@@ -110,7 +110,7 @@ func (c *Config) DecryptsAllowed(group, host string) bool {
 	switch mode {
 	case DecryptAll:
 	case DecryptSearch:
-		if !h.search.has(host) {
+		if !h.isSearch(host) {
 			return false
 		}
 	default:
@@ -135,5 +135,17 @@ func (v *validator) checkHostList(path string, hosts []string) {
 // SearchHost reports whether host is a search engine or video site (the
 // built-in table or proxy.inspect.search_hosts).
 func (c *Config) SearchHost(host string) bool {
-	return c.decryptHosts().search.has(host)
+	return c.decryptHosts().isSearch(host)
+}
+
+// isSearch reports whether host is on the search table or is one of
+// Google's search domains in any country (google.ie, www.google.de: the
+// safe-search table's Google rows), which the proxy reads search terms
+// on as it does www.google.com's.
+func (h *decryptHosts) isSearch(host string) bool {
+	if h.search.has(host) {
+		return true
+	}
+	t, ok := blocklists.SafeSearchRow(host)
+	return ok && t.Strict == blocklists.GoogleSafe
 }
