@@ -11,7 +11,8 @@ import (
 //
 //   - letters are lower-cased; Latin accents and ligatures are folded
 //     (é → e, ß → ss, æ → ae, ł → l) and combining marks dropped, so text
-//     in NFD form folds the same as NFC;
+//     in NFD form folds the same as NFC; fullwidth forms (ｋｉｌｌ) are
+//     their ASCII letters, digits and symbols;
 //   - leetspeak digits and symbols become the letters they stand for:
 //     0→o 1→i 3→e 4→a 5→s 7→t @→a $→s (other digits stay);
 //   - apostrophes are dropped ("don't" → "dont"); any other punctuation,
@@ -120,6 +121,9 @@ func (n *normalizer) fold(r rune) {
 		return // apostrophes
 	case unicode.Is(unicode.Mn, r):
 		return // combining marks (accents in NFD form)
+	}
+	if r >= 0xFF01 && r <= 0xFF5E {
+		r -= 0xFEE0 // fullwidth ASCII (ｋｉｌｌ): search engines fold it (NFKC)
 	}
 	r = unicode.ToLower(r)
 	if r < utf8.RuneSelf {

@@ -17,6 +17,10 @@ type Engine struct {
 	Hosts []string
 	Paths []string // paths whose query carries the term ("/search"), exact
 	Param string   // query parameter holding the term ("q")
+	// AltParams are other parameters the engine reads the words of a
+	// search from when Param is absent or empty (Google's advanced
+	// search: as_q, as_epq, as_oq); their values are joined.
+	AltParams []string
 	// SafeParam, if set, is the query parameter that turns on the
 	// engine's safe search, with its values for strict and moderate
 	// (Google: safe=active for both).
@@ -39,7 +43,7 @@ const MaxTerm = 256
 // YouTube-Restrict header.
 func DefaultEngines() []Engine {
 	return []Engine{
-		{Name: "Google", Hosts: []string{"google.*"}, Paths: []string{"/search", "/webhp"}, Param: "q",
+		{Name: "Google", Hosts: []string{"google.*"}, Paths: []string{"/search", "/webhp"}, Param: "q", AltParams: []string{"as_q", "as_epq", "as_oq"},
 			SafeParam: "safe", SafeStrict: "active", SafeModerate: "active"},
 		{Name: "Bing", Hosts: []string{"bing.com"}, Paths: []string{"/search", "/images/search", "/videos/search", "/news/search"}, Param: "q",
 			SafeParam: "adlt", SafeStrict: "strict", SafeModerate: "moderate"},
@@ -144,30 +148,57 @@ func (e *Engine) Term(path, rawQuery string) (string, bool) {
 	if rawQuery == "" || !e.SearchPath(path) {
 		return "", false
 	}
+	var alt []string
 	for q := rawQuery; q != ""; {
 		var kv string
 		kv, q, _ = strings.Cut(q, "&")
 		k, v, _ := strings.Cut(kv, "=")
-		if k != e.Param {
+		// A server decodes a parameter's name as it decodes its value:
+		// ?%71= is ?q=.
+		if safeKey(k, e.Param) {
+			if v := termValue(v); v != "" {
+				return v, true
+			}
 			continue
 		}
-		if u, err := url.QueryUnescape(v); err == nil {
-			v = u
-		}
-		v = strings.Join(strings.Fields(v), " ")
-		if len(v) > MaxTerm {
-			n := MaxTerm
-			for n > 0 && !utf8.RuneStart(v[n]) {
-				n--
+		for _, p := range e.AltParams {
+			if safeKey(k, p) {
+				if v := termValue(v); v != "" {
+					alt = append(alt, v)
+				}
+				break
 			}
-			v = v[:n]
 		}
-		if !utf8.ValidString(v) {
-			v = strings.ToValidUTF8(v, "\uFFFD")
-		}
-		return v, v != ""
+	}
+	if len(alt) > 0 {
+		return cleanTerm(strings.Join(alt, " ")), true
 	}
 	return "", false
+}
+
+// termValue is a raw query value as a term (cleanTerm of it unescaped).
+func termValue(v string) string {
+	if u, err := url.QueryUnescape(v); err == nil {
+		v = u
+	}
+	return cleanTerm(v)
+}
+
+// cleanTerm collapses a term's spaces and cuts it to MaxTerm bytes of
+// valid UTF-8.
+func cleanTerm(v string) string {
+	v = strings.Join(strings.Fields(v), " ")
+	if len(v) > MaxTerm {
+		n := MaxTerm
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		v = v[:n]
+	}
+	if !utf8.ValidString(v) {
+		v = strings.ToValidUTF8(v, "\uFFFD")
+	}
+	return v
 }
 
 // SafeQuery returns rawQuery with e's safe-search parameter set (every

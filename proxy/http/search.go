@@ -1,6 +1,8 @@
 package httpproxy
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"strings"
 
@@ -43,6 +45,10 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 		return
 	}
 	term, ok := se.Term(r.URL.Path, r.URL.RawQuery)
+	if !ok && r.Method == http.MethodPost && se.SearchPath(r.URL.Path) {
+		// A search form that posts (DuckDuckGo's html and lite pages).
+		term, ok = se.Term(r.URL.Path, formBody(r))
+	}
 	if !ok {
 		return
 	}
@@ -66,6 +72,41 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 		info.search.hit = hit
 	}
 	w.Put(sc)
+}
+
+// maxFormPeek bounds the part of a POSTed search form read for its term.
+const maxFormPeek = 8 << 10
+
+// formBody returns the start (up to maxFormPeek bytes) of a request's
+// URL-encoded form body, and puts it back in front of the rest of the
+// body for the site.
+func formBody(r *http.Request) string {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return ""
+	}
+	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	if !strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded") {
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(b), errReader{err}, r.Body), r.Body}
+	return string(b)
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// errReader gives a read error of the peeked part to the body's reader
+// (nil: reading goes on to the rest).
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
 }
 
 // flagSearch records a search whose term reached a watchlist theme's
