@@ -222,7 +222,7 @@ func (c *targetConn) ReadFrom(src io.Reader) (int64, error) {
 				return 0, errNotTLS
 			}
 		case err == nil:
-			if t.s.sniBlocked(t, hello.sni) {
+			if t.s.sniBlocked(t, hello) {
 				return 0, errSNIBlocked
 			}
 		}

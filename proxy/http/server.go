@@ -687,28 +687,48 @@ func (s *Server) nonTLS(t *tunnel, first []byte) bool {
 // not the CONNECT's host: a CDN serves whichever site the SNI names, so a
 // CONNECT to an allowed name could otherwise carry a blocked one (domain
 // fronting by SNI). A blocked name is recorded as a bypass attempt (reason
-// "sni", durable before the tunnel closes) and the tunnel closed.
-func (s *Server) sniBlocked(t *tunnel, sni string) bool {
+// "sni", durable before the tunnel closes) and the tunnel closed. An outer
+// name that is an ECH front (proxy.transparent.ech_names) with Encrypted
+// Client Hello hides the real one: that follows proxy.transparent.no_sni
+// for the group, as on the transparent listener (reason "ech"; a browser
+// puts the real site in the outer name, with GREASE ECH, and in the
+// CONNECT, so only a tool fronting another site gets here).
+func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	info := t.info
-	if sni == "" {
+	if hello.sni == "" {
 		return false
 	}
-	nh, addr, err := normHost(sni)
+	nh, addr, err := normHost(hello.sni)
 	if err != nil || nh == info.host || (info.rewrite != "" && nh == info.rewrite) {
 		return false
 	}
 	eng := s.o.Engine()
+	cfg := eng.Config()
 	req, _ := s.whoRequest(info.client, info.user)
 	req.Host, req.Addr = nh, addr
 	d := eng.Decide(req)
+	reason := "sni"
 	if d.Action != policy.Block {
-		return false
+		if !hello.ech || !cfg.Proxy.Transparent.IsECHName(nh) {
+			return false
+		}
+		reason = "ech"
+		d.Bypass = true
+		d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+		if cfg.Proxy.Transparent.NoSNIFor(d.Group) != config.NoSNIBlock {
+			s.metrics.requests.WithLabelValues("connect", "ech-flag").Inc()
+			ev := *info
+			ev.host, ev.dec = nh, d
+			s.eventRef(&ev, "connect", "flag", 0, 0, reason, "")
+			return false
+		}
+		d.Action = policy.Block
 	}
 	s.metrics.connectBlock.Inc()
 	ev := *info
 	ev.host, ev.dec = nh, d
 	ev.dec.Bypass = true
-	s.eventRef(&ev, "connect", "block", http.StatusForbidden, 0, "sni", newRef())
+	s.eventRef(&ev, "connect", "block", http.StatusForbidden, 0, reason, newRef())
 	return true
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -63,4 +64,68 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// TestConnectECHFront: a tunnel whose ClientHello carries Encrypted Client
+// Hello with an ECH front as its outer name (cloudflare-ech.com) hides the
+// site it is for, behind whatever the CONNECT named: proxy.transparent.no_sni
+// decides it, as on the transparent listener (block by default: closed,
+// a bypass event with reason ech; allow: a flag, and it goes on). A
+// browser's GREASE ECH, with the real site as the outer name, goes on.
+func TestConnectECHFront(t *testing.T) {
+	for _, tc := range []struct {
+		name, sni string
+		allow     bool   // no_sni: allow for students
+		want      string // the event's action, "" for none; closed with no answer when "block"
+	}{
+		{"front", "cloudflare-ech.com", false, "block"},
+		{"front, no_sni allow", "cloudflare-ech.com", true, "flag"},
+		{"GREASE", "site.test", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ie := newInspectEnv(t, "")
+			ie.setDecrypt(config.DecryptOff)
+			if tc.allow {
+				c := *ie.cur.Load()
+				c.Proxy.Transparent.NoSNIGroups = map[string]string{"students": config.NoSNIAllow}
+				eng, err := policy.New(&c, ie.ix)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ie.cur.Store(&c)
+				ie.eng.Store(eng)
+			}
+			ie.s.tlsPort = ie.port
+			code, c, br := ie.connect("", "site.test:"+ie.port, "")
+			if code != http.StatusOK || br.Buffered() != 0 {
+				t.Fatalf("CONNECT: %d", code)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write(buildHello(tc.sni, true, 1)); err != nil {
+				t.Fatal(err)
+			}
+			// The origin answers any hello it gets (this one is not one it
+			// can use: an alert); a tunnel closed by the proxy says nothing.
+			b, _ := io.ReadAll(br)
+			if tc.want == "block" && len(b) != 0 {
+				t.Errorf("the hello reached the origin (%d bytes back)", len(b))
+			}
+			if tc.want != "block" && len(b) == 0 {
+				t.Error("the tunnel was closed before the origin answered")
+			}
+			if tc.want == "" {
+				for _, ev := range ie.sink.events() {
+					if ev.Reason == "ech" || ev.Reason == "sni" {
+						t.Errorf("GREASE ECH recorded: %+v", ev)
+					}
+				}
+				return
+			}
+			ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "ech" })
+			if ev.Action != tc.want || !ev.Bypass || !strings.HasPrefix(ev.Name, "cloudflare-ech.com:") {
+				t.Errorf("event %+v", ev)
+			}
+		})
+	}
 }
