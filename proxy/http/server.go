@@ -690,26 +690,30 @@ func (s *Server) nonTLS(t *tunnel, first []byte) bool {
 // "sni", durable before the tunnel closes) and the tunnel closed. An outer
 // name that is an ECH front (proxy.transparent.ech_names) with Encrypted
 // Client Hello hides the real one: that follows proxy.transparent.no_sni
-// for the group, as on the transparent listener (reason "ech"; a browser
-// puts the real site in the outer name, with GREASE ECH, and in the
-// CONNECT, so only a tool fronting another site gets here).
+// for the group, as on the transparent listener (reason "ech"), whatever
+// the CONNECT named: a browser puts the real site in the outer name, with
+// GREASE ECH, and in the CONNECT, so only a tool hiding a site gets here.
 func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	info := t.info
 	if hello.sni == "" {
 		return false
 	}
 	nh, addr, err := normHost(hello.sni)
-	if err != nil || nh == info.host || (info.rewrite != "" && nh == info.rewrite) {
+	if err != nil {
 		return false
 	}
 	eng := s.o.Engine()
 	cfg := eng.Config()
+	front := hello.ech && cfg.Proxy.Transparent.IsECHName(nh) // a CONNECT to the front itself hides the site as well
+	if !front && (nh == info.host || (info.rewrite != "" && nh == info.rewrite)) {
+		return false
+	}
 	req, _ := s.whoRequest(info.client, info.user)
 	req.Host, req.Addr = nh, addr
 	d := eng.Decide(req)
 	reason := "sni"
 	if d.Action != policy.Block {
-		if !hello.ech || !cfg.Proxy.Transparent.IsECHName(nh) {
+		if !front {
 			return false
 		}
 		reason = "ech"

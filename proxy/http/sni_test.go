@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -74,13 +75,14 @@ func firstLine(s string) string {
 // browser's GREASE ECH, with the real site as the outer name, goes on.
 func TestConnectECHFront(t *testing.T) {
 	for _, tc := range []struct {
-		name, sni string
-		allow     bool   // no_sni: allow for students
-		want      string // the event's action, "" for none; closed with no answer when "block"
+		name, connect, sni string
+		allow              bool   // no_sni: allow for students
+		want               string // the event's action, "" for none; closed with no answer when "block"
 	}{
-		{"front", "cloudflare-ech.com", false, "block"},
-		{"front, no_sni allow", "cloudflare-ech.com", true, "flag"},
-		{"GREASE", "site.test", false, ""},
+		{"front", "site.test", "cloudflare-ech.com", false, "block"},
+		{"CONNECT to the front", "cloudflare-ech.com", "cloudflare-ech.com", false, "block"},
+		{"front, no_sni allow", "site.test", "cloudflare-ech.com", true, "flag"},
+		{"GREASE", "site.test", "site.test", false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ie := newInspectEnv(t, "")
@@ -96,7 +98,10 @@ func TestConnectECHFront(t *testing.T) {
 				ie.eng.Store(eng)
 			}
 			ie.s.tlsPort = ie.port
-			code, c, br := ie.connect("", "site.test:"+ie.port, "")
+			ie.res.mu.Lock()
+			ie.res.names["cloudflare-ech.com"] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+			ie.res.mu.Unlock()
+			code, c, br := ie.connect("", tc.connect+":"+ie.port, "")
 			if code != http.StatusOK || br.Buffered() != 0 {
 				t.Fatalf("CONNECT: %d", code)
 			}
