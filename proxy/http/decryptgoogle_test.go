@@ -6,11 +6,11 @@ import (
 )
 
 // TestDecryptSearchEveryGoogleDomain: students' default decrypt: search
-// must decrypt every host the proxy reads search terms on. The search
-// table reads google.* (any country domain), but only www.google.com and
-// www.google.co.uk are decrypted: https://www.google.ie/search?q=... (or
-// .de, .fr, .com.au, ...) is tunnelled, its term never read, and a
-// self-harm search there never reaches the DSL.
+// decrypts every host the proxy reads search terms on. The search table
+// reads google.* (any country domain), so https://www.google.ie/search
+// (.de, .com.au, ...) is decrypted as www.google.com is: tunnelled, its
+// term would never be read and a self-harm search there never reach the
+// DSL.
 func TestDecryptSearchEveryGoogleDomain(t *testing.T) {
 	ie := newInspectEnv(t, "")
 	ie.res.mu.Lock()
