@@ -161,6 +161,19 @@ func (e *env) setDecrypt(mode string, deny ...string) {
 	e.eng.Store(eng)
 }
 
+// setConfig applies f to a copy of the running config and publishes it
+// with an engine built from it, as a reload does.
+func (e *env) setConfig(f func(*config.Config)) {
+	c := *e.cur.Load()
+	f(&c)
+	eng, err := policy.New(&c, e.ix)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.cur.Store(&c)
+	e.eng.Store(eng)
+}
+
 // url is an https URL of the origin under a name.
 func (ie *inspectEnv) url(host, path string) string { return "https://" + host + ":" + ie.port + path }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
-	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -88,14 +87,9 @@ func TestConnectECHFront(t *testing.T) {
 			ie := newInspectEnv(t, "")
 			ie.setDecrypt(config.DecryptOff)
 			if tc.allow {
-				c := *ie.cur.Load()
-				c.Proxy.Transparent.NoSNIGroups = map[string]string{"students": config.NoSNIAllow}
-				eng, err := policy.New(&c, ie.ix)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ie.cur.Store(&c)
-				ie.eng.Store(eng)
+				ie.setConfig(func(c *config.Config) {
+					c.Proxy.Transparent.NoSNIGroups = map[string]string{"students": config.NoSNIAllow}
+				})
 			}
 			ie.s.tlsPort = ie.port
 			ie.res.mu.Lock()

@@ -497,14 +497,9 @@ func TestTransparentTLSECH(t *testing.T) {
 // a redirect there is still nowhere to send a nameless connection.
 func TestTransparentNoSNIAllowedGroup(t *testing.T) {
 	te := newTPEnv(t, envOpts{})
-	c := *te.cur.Load()
-	c.Proxy.Transparent.NoSNIGroups = map[string]string{"students": config.NoSNIAllow}
-	eng, err := policy.New(&c, te.ix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	te.cur.Store(&c)
-	te.eng.Store(eng)
+	te.setConfig(func(c *config.Config) {
+		c.Proxy.Transparent.NoSNIGroups = map[string]string{"students": config.NoSNIAllow}
+	})
 	rawHello(t, te.tlsAddr, "cloudflare-ech.com", true)
 	ev := te.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "ech" })
 	if ev.Action != "flag" || !ev.Bypass {
