@@ -611,12 +611,16 @@ func TestCommitsLeaveCheckpointsToCheckpointer(t *testing.T) {
 		defer w.Close()
 		at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 		for b := range 100 {
+			// Counted before the batch: its last commit comes after this,
+			// and the checkpointer checkpoints after a commit it has not
+			// seen. (Counted after the Flush, a checkpoint that came in
+			// between was the last one, and the wait never ended.)
+			n := w.checkpoints.Load()
 			for i := range 1000 {
 				w.RecordSeq(ev(at, "10.0.0.6", "students", "", fmt.Sprintf("allowed-%d-%d.example", b, i)))
 			}
 			w.Flush()
 			if every < time.Second {
-				n := w.checkpoints.Load()
 				waitFor(t, "a checkpoint", func() bool { return w.checkpoints.Load() > n })
 			}
 		}
