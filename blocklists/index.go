@@ -244,11 +244,18 @@ func (ix *Index) hashedURL(host, path string) CategorySet {
 	return set
 }
 
+// prefixEnds reports whether path[:j] is a prefix a hashed URL entry may
+// name: the whole path, or a part ending before a '/', '?' or ';' (Java
+// servers serve /page.html;jsessionid=x as /page.html).
+func prefixEnds(path string, j int) bool {
+	return j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';'
+}
+
 func (ix *Index) hashedPrefixes(host, path string) CategorySet {
 	var set CategorySet
 	var buf [512]byte
 	for j := 1; j <= len(path); j++ {
-		if j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';' {
+		if prefixEnds(path, j) {
 			b := append(append(buf[:0], host...), path[:j]...)
 			if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
 				set |= ix.combos[c].sub | ix.combos[c].exact
@@ -442,7 +449,7 @@ func (ix *Index) ExplainURL(host, path string, want CategorySet) (Match, bool) {
 // hash matched, as hashedURL and hashedName try them; "" if none in want.
 func (ix *Index) hashedURLEntry(host, path string, want CategorySet) string {
 	for j := 1; j <= len(path); j++ {
-		if j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';' {
+		if prefixEnds(path, j) {
 			e := host + path[:j]
 			if c, ok := ix.hashes[sha256.Sum256([]byte(e))]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
 				return e
