@@ -3,32 +3,10 @@ package httpproxy
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 )
-
-// TestTunnelPortLeadingZero: a tunnel to the TLS-checked port written with
-// a leading zero ("site.test:0443") is the same port to the dialler and to
-// proxy.connect.ports, so it gets the same non-TLS check (the port is
-// made canonical where the request is read).
-func TestTunnelPortLeadingZero(t *testing.T) {
-	e := newEnv(t, envOpts{tlsPort: true})
-	_, oport, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
-	code, c, br := e.connect("", "site.test:0"+oport, "")
-	if code != 200 {
-		t.Fatalf("status %d", code)
-	}
-	fmt.Fprintf(c, "GET /small HTTP/1.1\r\nHost: site.test\r\n\r\n")
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if resp, err := http.ReadResponse(br, nil); err == nil {
-		t.Errorf("plain HTTP went through a tunnel to port 0%s (= %s, the TLS-checked port): %s", oport, oport, resp.Status)
-	}
-	if e.hits.Load() != 0 {
-		t.Error("origin served the non-TLS tunnel")
-	}
-}
 
 // TestIPListEmbeddedIPv4: an IPv6 literal carrying a listed IPv4 address
 // (NAT64 64:ff9b::/96, 6to4) is blocked as the IPv4 address is: where the

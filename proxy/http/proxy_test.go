@@ -170,23 +170,30 @@ func TestConnectBypassAttempts(t *testing.T) {
 	}
 }
 
+// TestNonTLSTunnel: plain HTTP through a tunnel to the TLS-checked port is
+// closed and recorded, the port written as it is or with a leading zero
+// ("site.test:0443" is 443 to the dialler and to proxy.connect.ports; the
+// port is made canonical where the request is read).
 func TestNonTLSTunnel(t *testing.T) {
-	e := newEnv(t, envOpts{tlsPort: true})
-	_, oport, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
-	code, c, br := e.connect("", "site.test:"+oport, "")
-	if code != 200 {
-		t.Fatalf("status %d", code)
-	}
-	fmt.Fprintf(c, "GET /small HTTP/1.1\r\nHost: site.test\r\n\r\n")
-	if _, err := http.ReadResponse(br, nil); err == nil {
-		t.Error("plain HTTP went through a tunnel that should carry TLS")
-	}
-	ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "not-tls" })
-	if !ev.Bypass || ev.Action != "block" || ev.Source != "connect" {
-		t.Errorf("event = %+v", ev)
-	}
-	if e.hits.Load() != 0 {
-		t.Error("origin served the non-TLS tunnel")
+	for _, zero := range []string{"", "0"} {
+		e := newEnv(t, envOpts{tlsPort: true})
+		_, oport, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+		code, c, br := e.connect("", "site.test:"+zero+oport, "")
+		if code != 200 {
+			t.Fatalf("port %s%s: status %d", zero, oport, code)
+		}
+		fmt.Fprintf(c, "GET /small HTTP/1.1\r\nHost: site.test\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if resp, err := http.ReadResponse(br, nil); err == nil {
+			t.Errorf("port %s%s: plain HTTP went through a tunnel that should carry TLS: %s", zero, oport, resp.Status)
+		}
+		ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "not-tls" })
+		if !ev.Bypass || ev.Action != "block" || ev.Source != "connect" {
+			t.Errorf("port %s%s: event = %+v", zero, oport, ev)
+		}
+		if e.hits.Load() != 0 {
+			t.Errorf("port %s%s: origin served the non-TLS tunnel", zero, oport)
+		}
 	}
 	// A real ClientHello on the same port passes the check.
 	e2 := newEnv(t, envOpts{tlsPort: true})
