@@ -30,6 +30,14 @@ type ProxyInspect struct {
 	// video sites (config/hosts/search_hosts.txt) that decrypt: search
 	// decrypts.
 	SearchHosts []string `yaml:"search_hosts"`
+	// PinnedApps says what happens once a client has failed the handshake
+	// with the school's certificate for a host 3 times in 10 minutes (an
+	// app that pins its certificates, or a device without the CA):
+	// PinnedReport (the default) records an event for IT and goes on
+	// decrypting, PinnedTunnel also tunnels the host for that client for
+	// 6 hours. Any device can fail handshakes on purpose, so tunnel lets a
+	// pupil switch decryption off for a site of their choosing.
+	PinnedApps string `yaml:"pinned_apps"`
 
 	hosts *decryptHosts // the built-in tables plus the two above (normalize)
 }
@@ -45,6 +53,16 @@ const (
 	DecryptSearch = "search" // blocks + search engines and video sites (the search table)
 	DecryptAll    = "all"    // everything not on the never-decrypt list
 )
+
+// proxy.inspect.pinned_apps values.
+const (
+	PinnedReport = "report" // an event for IT; the host is still decrypted
+	PinnedTunnel = "tunnel" // an event for IT, and the host tunnelled for the client for 6 hours
+)
+
+// PinnedTunnels reports whether a client that keeps failing the handshake
+// for a host gets that host tunnelled (proxy.inspect.pinned_apps: tunnel).
+func (c *Config) PinnedTunnels() bool { return c.Proxy.Inspect.PinnedApps == PinnedTunnel }
 
 // DecryptDefaultGroup is the group whose default, once a CA exists, is
 // search; every other group's is blocks.
@@ -95,6 +113,14 @@ func (v *validator) inspect() {
 	if in.LeafCache < 100 || in.LeafCache > 1_000_000 {
 		v.errf("proxy.inspect.leaf_cache", "must be between 100 and 1000000")
 	}
+	switch in.PinnedApps = strings.ToLower(strings.TrimSpace(in.PinnedApps)); in.PinnedApps {
+	case "":
+		in.PinnedApps = PinnedReport
+	case PinnedReport, PinnedTunnel:
+	default:
+		v.errf("proxy.inspect.pinned_apps", "unknown value %q (want report or tunnel)", in.PinnedApps)
+	}
+	var all []string // groups that decrypt everything
 	for _, name := range slices.Sorted(maps.Keys(v.c.Groups)) {
 		g := v.c.Groups[name]
 		if g == nil {
@@ -103,10 +129,16 @@ func (v *validator) inspect() {
 		g.Decrypt = strings.ToLower(strings.TrimSpace(g.Decrypt))
 		at := joinKey(joinKey("groups", name), "decrypt")
 		switch g.Decrypt {
-		case "", DecryptOff, DecryptBlocks, DecryptSearch, DecryptAll:
+		case "", DecryptOff, DecryptBlocks, DecryptSearch:
+		case DecryptAll:
+			all = append(all, name)
 		default:
 			v.errf(at, "unknown decrypt mode %q (want off, blocks, search or all)", g.Decrypt)
 		}
+	}
+	if in.PinnedApps == PinnedTunnel && len(all) > 0 {
+		v.warnf("proxy.inspect.pinned_apps", "tunnel: any device can fail the handshake 3 times on purpose to stop a site being decrypted for it for 6 hours, and %s decrypt all: for them that switches off URL lists and content checks on a site of the pupil's choosing (report is the safe setting)",
+			strings.Join(all, ", "))
 	}
 	v.checkHostList("proxy.inspect.never_decrypt", in.NeverDecrypt)
 	v.checkHostList("proxy.inspect.search_hosts", in.SearchHosts)

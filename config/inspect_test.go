@@ -42,11 +42,39 @@ func TestInspectValidation(t *testing.T) {
 		{"groups:\n  students:\n    decrypt: everything\n", `t.yaml:3:14: groups.students.decrypt: unknown decrypt mode "everything"`},
 		{"proxy:\n  inspect:\n    never_decrypt: [mybank.example, \"bad host!\"]\n", "t.yaml:3:37: proxy.inspect.never_decrypt[1]:"},
 		{"proxy:\n  inspect:\n    search_hosts: [co.uk]\n", "proxy.inspect.search_hosts[0]: \"co.uk\" is not a site's domain name"},
+		{"proxy:\n  inspect:\n    pinned_apps: always\n", `t.yaml:3:18: proxy.inspect.pinned_apps: unknown value "always" (want report or tunnel)`},
 	} {
 		_, err := Parse([]byte(tc.src), "t.yaml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// TestPinnedAppsSetting: report by default; tunnel is accepted, with a
+// warning naming the groups that decrypt all.
+func TestPinnedAppsSetting(t *testing.T) {
+	c, err := Parse([]byte("database: /tmp/g.db\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Proxy.Inspect.PinnedApps != PinnedReport || c.PinnedTunnels() {
+		t.Errorf("default pinned_apps %q", c.Proxy.Inspect.PinnedApps)
+	}
+	c, err = Parse([]byte("proxy:\n  inspect:\n    pinned_apps: Tunnel\ngroups:\n  students:\n    decrypt: all\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	if !c.PinnedTunnels() || !strings.Contains(w, "t.yaml:3:18: proxy.inspect.pinned_apps: tunnel: any device") || !strings.Contains(w, "students decrypt all") {
+		t.Errorf("pinned_apps: tunnel %v, warnings:\n%s", c.PinnedTunnels(), w)
+	}
+	c, err = Parse([]byte("proxy:\n  inspect:\n    pinned_apps: tunnel\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("no group decrypts all, yet warned: %v", w)
 	}
 }
 

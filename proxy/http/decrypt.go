@@ -63,21 +63,24 @@ func (p ConnectPlan) String() string {
 //   - blocked: decrypted to show the block page when the school's CA is
 //     loaded, the group's decrypt is not off, the host is not on the
 //     never-decrypt list, its client has not been failing handshakes for
-//     it (a pinned app) and the reason is not the port (the connection
-//     need not be TLS); refused otherwise.
+//     it (a pinned app, with proxy.inspect.pinned_apps: tunnel) and the
+//     reason is not the port (the connection need not be TLS); refused
+//     otherwise.
 //   - allowed: decrypted when the CA is loaded and the group decrypts the
 //     host (config.DecryptsAllowed: search engines and video sites for
 //     search, everything but the never-decrypt list for all; never a host
 //     written as an address), unless its client has been failing the
-//     handshake for it: then tunnelled, or refused for a search engine or
-//     video site (safe search and search terms must hold there);
-//     tunnelled otherwise.
+//     handshake for it and proxy.inspect.pinned_apps is tunnel: then
+//     tunnelled, or refused for a search engine or video site (safe search
+//     and search terms must hold there); tunnelled otherwise. With
+//     pinned_apps: report (the default) the failures are only reported: a
+//     pupil could fail handshakes on purpose to have a site tunnelled.
 //
 // Transparent mode calls it for port 443 with the host from the SNI.
 func (s *Server) decideConnect(info *reqInfo, addr netip.Addr, eng *policy.Engine, cfg *config.Config) (plan ConnectPlan, reason string) {
 	d := &info.dec
 	reason = s.tunnelRules(info, addr, false, eng, cfg)
-	pinned := s.term != nil && s.pins.held(info.client, info.host, s.now())
+	pinned := s.term != nil && cfg.PinnedTunnels() && s.pins.held(info.client, info.host, s.now())
 	if d.Action == policy.Block {
 		if s.term == nil || reason == "port" || pinned || cfg.NeverDecrypt(info.host) {
 			return PlanRefuse, reason
@@ -197,7 +200,8 @@ func (s *Server) serveTLS(c net.Conn, info *reqInfo, addr netip.Addr, reason str
 
 // pinnedEvent records, once per hold, that a client kept failing the TLS
 // handshake with the school's leaf for a host: an app that pins its
-// certificates, or a device without the school's CA. For IT.
+// certificates, or a device without the school's CA. For IT, who add a
+// genuine app's domain to proxy.inspect.never_decrypt.
 func (s *Server) pinnedEvent(info *reqInfo) {
 	ev := *info
 	d := &ev.dec

@@ -366,6 +366,7 @@ func TestDecryptDialGuard(t *testing.T) {
 func TestPinnedAppTunnelled(t *testing.T) {
 	ie := newInspectEnv(t, "")
 	ie.setDecrypt(config.DecryptAll)
+	ie.setConfig(func(c *config.Config) { c.Proxy.Inspect.PinnedApps = config.PinnedTunnel })
 	// An app that trusts only the origin's CA (it pins it): its first
 	// handshakes with the school's leaf fail.
 	app := ie.httpsClient(ie.originPool, false)
@@ -418,6 +419,49 @@ func TestPinnedAppTunnelled(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d pinned events for news.test, want 1", n)
+	}
+}
+
+// TestPinnedAppReported: by default (proxy.inspect.pinned_apps: report) a
+// client that keeps failing the handshake for a host is reported to IT and
+// the host is still decrypted for it. Before, three failed handshakes on
+// purpose (curl without the CA) had the host tunnelled for that client for
+// 6 hours: under decrypt: all, its browser then reached a URL the school
+// blocks on that host, past the URL lists and the content check.
+func TestPinnedAppReported(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.setDecrypt(config.DecryptAll, "news.test/secret")
+	if ie.cur.Load().Proxy.Inspect.PinnedApps != config.PinnedReport {
+		t.Fatalf("pinned_apps defaults to %q, want report", ie.cur.Load().Proxy.Inspect.PinnedApps)
+	}
+	app := ie.httpsClient(ie.originPool, false) // trusts only the origin's CA
+	target := ie.url("news.test", "/feed")
+	for i := range pinFailures + 2 {
+		if resp, err := app.Get(target); err == nil {
+			resp.Body.Close()
+			t.Fatalf("attempt %d: got through with the certificate from %q, want the school's leaf refused", i+1, issuer(resp))
+		}
+		app.CloseIdleConnections()
+	}
+	ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "pinned" })
+	if ev.Action != "flag" || ev.Route != "it" || ev.Entry != "news.test" {
+		t.Errorf("pinned event %+v", ev)
+	}
+	// The same device's browser (it would accept either certificate) still
+	// gets the school's leaf, and the URL the school blocks.
+	browser := ie.httpsClient(ie.both, true)
+	resp, body := get(t, browser, ie.url("news.test", "/secret/page"))
+	if issuer(resp) != "Test Academy web filter CA" || resp.StatusCode != http.StatusForbidden || strings.Contains(body, "origin says") {
+		t.Errorf("blocked URL after the failures: %d from %q: %.200s", resp.StatusCode, issuer(resp), body)
+	}
+	n := 0
+	for _, ev := range ie.sink.events() {
+		if ev.Reason == "pinned" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d pinned events, want 1 (once per hold)", n)
 	}
 }
 

@@ -8,12 +8,13 @@ import (
 
 // Clients that keep failing the TLS handshake with the school's leaf for a
 // host (an app that pins its certificates, or a device without the
-// school's CA) are remembered, so that the host is tunnelled for them for
-// a while instead of failing again and again (decideConnect).
+// school's CA) are remembered: IT hears of it once per hold, and with
+// proxy.inspect.pinned_apps: tunnel the host is tunnelled for them for a
+// while instead of failing again and again (decideConnect).
 const (
 	pinFailures  = 3                // failures within pinWindow that make a host held
 	pinWindow    = 10 * time.Minute // from the first counted failure
-	pinHold      = 6 * time.Hour    // how long a held host is tunnelled for the client
+	pinHold      = 6 * time.Hour    // how long a held host is tunnelled for the client (and not reported again)
 	pinClients   = 4096             // clients remembered at once
 	pinPerClient = 32               // hosts remembered per client
 )
