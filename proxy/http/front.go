@@ -821,7 +821,9 @@ func contains(list []string, s string) bool {
 // hasToken reports whether a comma-separated field lists token.
 func hasToken(vs []string, token string) bool {
 	for _, v := range vs {
-		for _, t := range strings.Split(v, ",") {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -395,6 +396,67 @@ func TestWebSocketPassThrough(t *testing.T) {
 	line, err := br.ReadString('\n')
 	if err != nil || line != "echo: hello\n" {
 		t.Fatalf("echo = %q, %v", line, err)
+	}
+}
+
+// TestUpgradeOnlyWebSocket: a protocol switch other than WebSocket is not
+// passed on. With Upgrade: h2c relayed, an origin that speaks h2c switched
+// the connection to HTTP/2 after an allowed first request, and every later
+// request on it went by unread: a path the URL lists block included.
+func TestUpgradeOnlyWebSocket(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var sawUpgrade atomic.Value
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		sawUpgrade.Store(r.Header.Get("Upgrade") + "|" + r.Header.Get("Http2-Settings"))
+		if r.Header.Get("Upgrade") == "" {
+			io.WriteString(w, "plain answer")
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", r.Header.Get("Upgrade"))
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n')
+		fmt.Fprintf(brw, "switched: %s", line)
+		_ = brw.Flush()
+	})
+	srv := &http.Server{Handler: mux}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	e.allowPort(port)
+	for _, up := range []string{"h2c", "H2C", "websocket, h2c", "TLS/1.2", "websocket2"} {
+		c := e.dial("")
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET http://site.test:%s/allowed HTTP/1.1\r\nHost: site.test:%s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: %s\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", port, port, up)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("Upgrade: %s: %v", up, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+		c.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "plain answer" || sawUpgrade.Load() != "|" {
+			t.Errorf("Upgrade: %s: %d %q, the site saw Upgrade|HTTP2-Settings %q", up, resp.StatusCode, body, sawUpgrade.Load())
+		}
+	}
+	// WebSocket (any case) is still relayed.
+	c := e.dial("")
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET http://site.test:%s/ws HTTP/1.1\r\nHost: site.test:%s\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", port, port)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("websocket: %v %v", err, resp)
+	}
+	fmt.Fprintf(c, "hello\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "switched: hello\n" {
+		t.Fatalf("websocket relay: %q, %v", line, err)
 	}
 }
 

@@ -1169,13 +1169,29 @@ func cleanHopByHop(h http.Header, upgrade bool) {
 	}
 }
 
+// isUpgrade reports whether a request asks to switch to WebSocket, the
+// only protocol switch relayed. Any other (h2c above all: HTTP/2 requests
+// on the switched connection would never be decided, each free to ask for
+// a path the URL lists block) has its Upgrade dropped with the other
+// hop-by-hop fields, and the request is answered as an ordinary one.
 func isUpgrade(h http.Header) bool {
-	for _, v := range h["Connection"] {
-		if strings.Contains(strings.ToLower(v), "upgrade") {
-			return h.Get("Upgrade") != ""
+	if !hasToken(h["Connection"], "upgrade") {
+		return false
+	}
+	ws := false
+	for _, v := range h["Upgrade"] {
+		for v != "" {
+			var p string
+			p, v, _ = strings.Cut(v, ",")
+			switch p = strings.TrimSpace(p); {
+			case strings.EqualFold(p, "websocket"):
+				ws = true
+			case p != "":
+				return false
+			}
 		}
 	}
-	return false
+	return ws
 }
 
 // respWriter is the ResponseWriter responses are written through (by
