@@ -8,7 +8,12 @@ import (
 
 // stripECH removes the ech parameter from HTTPS and SVCB records (types 65
 // and 64), keeping the rest: Encrypted Client Hello hides the server name
-// that SNI-based filtering relies on. It reports whether anything changed.
+// that SNI-based filtering relies on. It removes ipv4hint and ipv6hint too:
+// a client may connect to a hint before (or instead of) asking for A and
+// AAAA, and only those answers are checked against the IP lists
+// (answerBlocked), so a hint could point an allowed name at a listed
+// address; without hints the client asks, as RFC 9460 lets it. It reports
+// whether anything changed.
 func stripECH(m *mdns.Msg) bool {
 	changed := false
 	for _, sec := range [][]mdns.RR{m.Answer, m.Extra} {
@@ -24,7 +29,7 @@ func stripECH(m *mdns.Msg) bool {
 			}
 			kept := s.Value[:0]
 			for _, kv := range s.Value {
-				if kv.Key() == mdns.SVCB_ECHCONFIG {
+				if k := kv.Key(); k == mdns.SVCB_ECHCONFIG || k == mdns.SVCB_IPV4HINT || k == mdns.SVCB_IPV6HINT {
 					changed = true
 					continue
 				}

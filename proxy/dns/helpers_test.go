@@ -131,7 +131,8 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 		}
 	case q.Qtype == mdns.TypeHTTPS:
 		rr := &mdns.HTTPS{SVCB: mdns.SVCB{Hdr: hdr(q.Name, mdns.TypeHTTPS, 300), Priority: 1, Target: ".",
-			Value: []mdns.SVCBKeyValue{&mdns.SVCBAlpn{Alpn: []string{"h2", "h3"}}, &mdns.SVCBECHConfig{ECH: []byte{0, 4, 1, 2, 3, 4}}}}}
+			Value: []mdns.SVCBKeyValue{&mdns.SVCBAlpn{Alpn: []string{"h2", "h3"}}, &mdns.SVCBECHConfig{ECH: []byte{0, 4, 1, 2, 3, 4}},
+				&mdns.SVCBIPv4Hint{Hint: []net.IP{u.a}}, &mdns.SVCBIPv6Hint{Hint: []net.IP{net.ParseIP("2001:db8::1")}}}}}
 		m.Answer = append(m.Answer, rr)
 	case q.Qtype == mdns.TypeA:
 		ttl := uint32(300)

@@ -198,6 +198,8 @@ func TestBypassNames(t *testing.T) {
 	}
 }
 
+// TestECHStripped: HTTPS records keep alpn but lose ech, ipv4hint and
+// ipv6hint (a hint is an address the A/AAAA check never saw).
 func TestECHStripped(t *testing.T) {
 	ts := startServer(t, nil)
 	for i := 0; i < 2; i++ {
