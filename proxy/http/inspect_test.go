@@ -41,6 +41,7 @@ type inspectEnv struct {
 	lastProto  atomic.Value // the origin's last request's protocol
 	lastHost   atomic.Value
 	lastHeader atomic.Pointer[http.Header]
+	lastBody   atomic.Value // the origin's last POST's body
 }
 
 func newInspectEnv(t testing.TB, extra string) *inspectEnv {
@@ -76,6 +77,10 @@ func newInspectEnv(t testing.TB, extra string) *inspectEnv {
 		ie.lastHost.Store(r.Host)
 		h := r.Header.Clone()
 		ie.lastHeader.Store(&h)
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			ie.lastBody.Store(string(b))
+		}
 		w.Header().Set("Alt-Svc", `h3=":443"; ma=86400`)
 		w.Header().Set("X-Origin", "yes")
 		if r.URL.Path == "/ws" && r.Header.Get("Upgrade") == "websocket" {
@@ -552,6 +557,36 @@ func TestDecryptedSearchTermsAndSafeSearch(t *testing.T) {
 	ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == "flag" && ev.Reason == "watchlist" })
 	if ev.SearchTerm != "how to kil mys3lf" || ev.Source != "connect" || ev.Category != "self-harm" {
 		t.Fatalf("flag event %+v", ev)
+	}
+}
+
+// TestDecryptedSafeSearchPostedForm: a search form POSTed on a decrypted
+// connection (DuckDuckGo's html page over HTTPS) reaches the site with the
+// safe-search value in its body, over HTTP/2 and HTTP/1.1 from the client.
+func TestDecryptedSafeSearchPostedForm(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.res.mu.Lock()
+	for _, h := range []string{"html.duckduckgo.com", "safe.duckduckgo.com"} {
+		ie.res.names[h] = ie.res.names["news.test"]
+	}
+	ie.res.mu.Unlock()
+	for _, h2 := range []bool{true, false} {
+		ie.lastBody.Store("")
+		c := ie.httpsClient(ie.school, h2)
+		req, _ := http.NewRequest(http.MethodPost, ie.url("html.duckduckgo.com", "/html/"), strings.NewReader("q=cats&kp=-2"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || issuer(resp) != "Test Academy web filter CA" || !strings.Contains(string(body), "kp=1") {
+			t.Fatalf("h2=%v: %d %q (certificate from %q)", h2, resp.StatusCode, body, issuer(resp))
+		}
+		if got := ie.lastBody.Load(); got != "q=cats&kp=1" {
+			t.Errorf("h2=%v: the site received the body %q, want q=cats&kp=1", h2, got)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
@@ -17,6 +18,22 @@ type searchInfo struct {
 	engine *watchlist.Engine // nil: not a search engine's host
 	term   string            // "" when the request is not a search
 	hit    *watchHit         // the term reached a theme's threshold
+	// The start of a POSTed URL-encoded form (formBody), read once for
+	// the term and for safe search: formRead once read, formWhole when
+	// form is the whole body.
+	form                string
+	formRead, formWhole bool
+}
+
+// formOf returns the start of r's URL-encoded form body, reading it (and
+// putting it back) the first time it is asked for, and whether it is the
+// whole body.
+func (si *searchInfo) formOf(r *http.Request) (string, bool) {
+	if !si.formRead {
+		si.formRead = true
+		si.form, si.formWhole = formBody(r)
+	}
+	return si.form, si.formWhole
 }
 
 // watchHit is a search term's report: its best theme over the threshold.
@@ -47,7 +64,8 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 	term, ok := se.Term(r.URL.Path, r.URL.RawQuery)
 	if !ok && r.Method == http.MethodPost && se.SearchPath(r.URL.Path) {
 		// A search form that posts (DuckDuckGo's html and lite pages).
-		term, ok = se.Term(r.URL.Path, formBody(r))
+		form, _ := info.search.formOf(r)
+		term, ok = se.Term(r.URL.Path, form)
 	}
 	if !ok {
 		return
@@ -79,18 +97,25 @@ const maxFormPeek = 8 << 10
 
 // formBody returns the start (up to maxFormPeek bytes) of a request's
 // URL-encoded form body, and puts it back in front of the rest of the
-// body for the site.
-func formBody(r *http.Request) string {
+// body for the site; whole reports that it is all of the body (its
+// declared length, or, for a chunked body, less than maxFormPeek bytes
+// before the end).
+func formBody(r *http.Request) (form string, whole bool) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return ""
+		return "", false
 	}
 	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
 	if !strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded") {
-		return ""
+		return "", false
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(b), errReader{err}, r.Body), r.Body}
-	return string(b)
+	if r.ContentLength > 0 {
+		whole = int64(len(b)) == r.ContentLength
+	} else {
+		whole = len(b) < maxFormPeek
+	}
+	return string(b), whole && err == nil
 }
 
 type readCloser struct {
@@ -132,7 +157,8 @@ func (s *Server) flagSearch(info *reqInfo, source string) {
 
 // safeSearch turns on the engine's own safe search for a request the
 // group's safe_search covers (the same setting as the DNS rewrite): the
-// engine's safe parameter on its search paths, and its header (YouTube's
+// engine's safe parameter on its search paths (in the URL, and in a
+// POSTed URL-encoded form: safeForm), and its header (YouTube's
 // YouTube-Restrict) on every request to it. A client's own value for
 // either is replaced.
 func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
@@ -147,10 +173,36 @@ func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
 	strict := mode == policy.SafeSearchStrict
 	if se.SafeParam != "" && se.SearchPath(r.URL.Path) {
 		r.URL.RawQuery, _ = se.SafeQuery(r.URL.RawQuery, strict)
+		if r.Method == http.MethodPost {
+			safeForm(r, info.search, strict)
+		}
 	}
 	if h, v := se.SafeHeader(strict); h != "" {
 		r.Header.Set(h, v)
 	}
+}
+
+// safeForm sets the engine's safe-search parameter in a search form
+// POSTed to its search path (DuckDuckGo's html and lite pages post theirs,
+// and a body field such as kp=-2 would otherwise turn safe search off):
+// every copy the client sent is removed, the safe value added, and the
+// body's length fixed. A body that is not URL-encoded, or longer than the
+// part formBody reads (maxFormPeek), is passed on as it is; the parameter
+// in the URL still holds for it.
+func safeForm(r *http.Request, si *searchInfo, strict bool) {
+	form, whole := si.formOf(r)
+	if !whole {
+		return
+	}
+	safe, _ := si.engine.SafeQuery(form, strict)
+	body := r.Body // the peeked part put back (and the end of the client's body): closed with it
+	r.Body = readCloser{strings.NewReader(safe), body}
+	r.ContentLength = int64(len(safe))
+	r.TransferEncoding = nil
+	if _, ok := r.Header["Content-Length"]; ok {
+		r.Header.Set("Content-Length", strconv.Itoa(len(safe)))
+	}
+	si.form = safe
 }
 
 // engineOf is the policy engine the request was decided with; a reqInfo

@@ -2,9 +2,11 @@ package httpproxy
 
 import (
 	"context"
+	"io"
 	"maps"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,5 +257,108 @@ func TestSearchHookWithoutEngine(t *testing.T) {
 	e.s.safeSearch(r, info)
 	if info.search == nil || info.search.term != "how to k1ll mys3lf" || info.search.hit == nil || r.URL.Query().Get("adlt") != "strict" {
 		t.Fatalf("search %+v, query %q", info.search, r.URL.RawQuery)
+	}
+}
+
+// TestSafeSearchPostedForm: a search form POSTed to a search path (as
+// DuckDuckGo's html and lite pages send theirs) reaches the site with the
+// engine's safe-search value in its body, whatever the pupil's form said
+// (kp=-2 is DuckDuckGo's "off"), and a Content-Length that fits the new
+// body. A body that is not URL-encoded, or longer than the part the proxy
+// reads, is passed on as it came.
+func TestSafeSearchPostedForm(t *testing.T) {
+	e := searchEnv(t)
+	type seen struct {
+		query, body string
+		length      int64
+	}
+	got := make(chan seen, 1)
+	base := e.extraOrigin("duckduckgo.com", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("origin reading the body: %v", err)
+		}
+		got <- seen{r.URL.RawQuery, string(b), r.ContentLength}
+	})
+	e.res.mu.Lock()
+	for _, h := range []string{"html.duckduckgo.com", "lite.duckduckgo.com"} {
+		e.res.names[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	e.res.mu.Unlock()
+	port := base[strings.LastIndexByte(base, ':'):]
+	c := e.client("", "", "")
+	post := func(host, path, ctype, body string, chunked bool) seen {
+		t.Helper()
+		var rd io.Reader = strings.NewReader(body)
+		if chunked {
+			rd = io.MultiReader(rd) // length unknown: sent chunked
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+host+port+path, rd)
+		req.Header.Set("Content-Type", ctype)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s%s: %d", host, path, resp.StatusCode)
+		}
+		select {
+		case s := <-got:
+			if s.length >= 0 && s.length != int64(len(s.body)) {
+				t.Errorf("POST %s%s: Content-Length %d for a body of %d bytes", host, path, s.length, len(s.body))
+			}
+			return s
+		default:
+			t.Fatalf("POST %s%s: the origin was not reached", host, path)
+			return seen{}
+		}
+	}
+	form := "application/x-www-form-urlencoded"
+	kp := func(s seen) []string {
+		v, err := url.ParseQuery(s.body)
+		if err != nil {
+			t.Fatalf("origin's body %q: %v", s.body, err)
+		}
+		if v.Get("q") != "cats" {
+			t.Errorf("origin's body %q lost the search", s.body)
+		}
+		return v["kp"]
+	}
+	for _, tc := range []struct {
+		name, host, path, body string
+		chunked                bool
+	}{
+		{"html, kp=-2", "html.duckduckgo.com", "/html/", "q=cats&kp=-2&b=", false},
+		{"lite, no kp", "lite.duckduckgo.com", "/lite/", "q=cats", false},
+		{"escaped and repeated", "duckduckgo.com", "/html", "kp=-2&q=cats&%6Bp=-2&kp=-1", false},
+		{"chunked", "html.duckduckgo.com", "/html/", "q=cats&kp=-2", true},
+	} {
+		s := post(tc.host, tc.path, form+"; charset=UTF-8", tc.body, tc.chunked)
+		if v := kp(s); len(v) != 1 || v[0] != "1" {
+			t.Errorf("%s: the site received %q (kp=%q), want kp=1 alone", tc.name, s.body, v)
+		}
+		if !strings.Contains(s.query, "kp=1") {
+			t.Errorf("%s: URL query %q", tc.name, s.query)
+		}
+	}
+	// Passed on as they came: not a form, and a form longer than the part
+	// read (the URL's kp=1 still goes).
+	if s := post("html.duckduckgo.com", "/html/", "text/plain", "q=cats&kp=-2", false); s.body != "q=cats&kp=-2" {
+		t.Errorf("text/plain body changed to %q", s.body)
+	}
+	long := "q=cats&kp=-2&pad=" + strings.Repeat("x", maxFormPeek)
+	if s := post("html.duckduckgo.com", "/html/", form, long, false); s.body != long || !strings.Contains(s.query, "kp=1") {
+		t.Errorf("long form: body changed (%d bytes) or query %q", len(s.body), s.query)
+	}
+
+	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "moderate" })
+	if v := kp(post("html.duckduckgo.com", "/html/", form, "q=cats&kp=-2", false)); len(v) != 1 || v[0] != "-1" {
+		t.Errorf("moderate: kp=%q, want -1", v)
+	}
+	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "off" })
+	if s := post("html.duckduckgo.com", "/html/", form, "q=cats&kp=-2", false); s.body != "q=cats&kp=-2" {
+		t.Errorf("safe search off: body changed to %q", s.body)
 	}
 }
