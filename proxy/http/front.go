@@ -221,8 +221,19 @@ func (fc *frontConn) serve() {
 		if !first {
 			deadline(c, f.header)
 		}
-		host := hasHost(fc.br)
+		host, known := hasHost(fc.br)
+		var tee *headerTee
+		if !known {
+			// A header longer than the buffer (rare): keep a copy of it
+			// as it is read, and look for Host once it is whole.
+			tee = newHeaderTee(fc.br, c)
+			fc.lr.R = tee
+		}
 		req, err := http.ReadRequest(fc.br)
+		if tee != nil {
+			fc.lr.R = c
+			host, _ = scanHost(tee.b)
+		}
 		if err != nil {
 			fc.refuse(err)
 			return
@@ -361,22 +372,42 @@ func drained(c net.Conn, body io.Reader, d time.Duration) bool {
 // hasHost reports whether the request at the front of br has a Host
 // header field. It looks at the header as far as br's buffer holds it
 // (4 KiB), reading more from the connection only while the header is
-// incomplete; a header longer than that without a Host field in its first
-// 4 KiB is given the benefit of the doubt.
-func hasHost(br *bufio.Reader) bool {
+// incomplete, and allocates nothing. known is false when the header is
+// longer than the buffer and no Host field came first: the caller decides
+// once the whole header is read (headerTee).
+func hasHost(br *bufio.Reader) (found, known bool) {
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		found, done := scanHost(buf)
-		if done {
-			return found
+		if f, done := scanHost(buf); done {
+			return f, true
 		}
 		if br.Buffered() >= br.Size() {
-			return true
+			return false, false
 		}
 		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			return true // http.ReadRequest reports it
+			return true, true // http.ReadRequest reports it
 		}
 	}
+}
+
+// headerTee keeps a copy of a request header too long for the front's
+// buffer: the part already buffered, then every byte read from the
+// connection while http.ReadRequest reads the rest (bounded by the
+// header cap, fc.lr), so that scanHost can see the whole header.
+type headerTee struct {
+	r io.Reader
+	b []byte
+}
+
+func newHeaderTee(br *bufio.Reader, r io.Reader) *headerTee {
+	buf, _ := br.Peek(br.Buffered())
+	return &headerTee{r: r, b: append(make([]byte, 0, 2*len(buf)), buf...)}
+}
+
+func (t *headerTee) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.b = append(t.b, p[:n]...)
+	return n, err
 }
 
 // scanHost looks for a Host field in the header lines at the front of buf;

@@ -152,6 +152,14 @@ func TestFrontBadRequests(t *testing.T) {
 		{"absolute URL, no host", "GET http://site.test/ HTTP/1.1\r\nX-Host: site.test\r\nHostname: site.test\r\n\r\n", 400},
 		{"POST, no host", "POST http://site.test/ HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 400},
 		{"CONNECT, no host", "CONNECT site.test:443 HTTP/1.1\r\n\r\n", 400},
+		// A header longer than the front's 4 KiB buffer is decided once
+		// it is whole: 6 KiB of other fields do not hide a missing Host.
+		// (The origin's own URL and port: without the rule these would
+		// reach it.)
+		{"long header, no host", "GET " + e.originURL("site.test", "/") + " HTTP/1.1\r\n" + longFields + "\r\n", 400},
+		{"long header, no host, CONNECT", "CONNECT " + e.origin.Listener.Addr().String() + " HTTP/1.1\r\n" + longFields + "\r\n", 400},
+		{"long URL, no host", "GET " + e.originURL("site.test", "/"+strings.Repeat("p", 6<<10)) + " HTTP/1.1\r\nX-Host: site.test\r\n\r\n", 400},
+		{"long header, host in the body", "POST " + e.originURL("site.test", "/") + " HTTP/1.1\r\n" + longFields + "Content-Length: 17\r\n\r\nHost: site.test\r\n", 400},
 		{"HTTP/2 text", "GET http://site.test/ HTTP/2.0\r\nHost: site.test\r\n\r\n", 505},
 		{"huge header", "GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n", 431},
 		{"odd expect", "POST http://site.test/ HTTP/1.1\r\nHost: site.test\r\nExpect: magic\r\nContent-Length: 1\r\n\r\nx", 417},
@@ -174,24 +182,55 @@ func TestFrontBadRequests(t *testing.T) {
 	}
 }
 
-// hasHost finds the Host field however the header arrives, and lets a
-// header too long to hold in the buffer through to http.ReadRequest.
+// longFields is 6 KiB of header fields (none of them Host), each line
+// ending in CRLF.
+var longFields = strings.Repeat("X-Padding: "+strings.Repeat("p", 500)+"\r\n", 12)
+
+// TestFrontLongHeaderHost: a header longer than the front's buffer with
+// its Host field anywhere (after 6 KiB of other fields, or across the
+// buffer's end) is served, as are the requests after it on the connection.
+func TestFrontLongHeaderHost(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	u := e.originURL("site.test", "/small")
+	r := e.raw(t)
+	line := "GET " + u + " HTTP/1.1\r\n"
+	for off := 4096 - 24; off <= 4096+2; off++ {
+		// The Host line starts at off: in the buffer, across its end, or
+		// just after it.
+		pad := strings.Repeat("q", off-len(line)-len("X-Pad: \r\n"))
+		r.send(line + "X-Pad: " + pad + "\r\nHost: site.test\r\n" + longFields + "\r\n")
+		if resp, body := r.read("GET"); resp.StatusCode != 200 || len(body) != 1024 {
+			t.Fatalf("Host at %d: %d, %d bytes", off, resp.StatusCode, len(body))
+		}
+	}
+	r.send("GET " + u + " HTTP/1.1\r\n" + longFields + "Host: site.test\r\n\r\nGET " + u + " HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	for range 2 {
+		if resp, body := r.read("GET"); resp.StatusCode != 200 || len(body) != 1024 {
+			t.Fatalf("Host after 6 KiB: %d, %d bytes", resp.StatusCode, len(body))
+		}
+	}
+}
+
+// hasHost finds the Host field however the header arrives, and leaves a
+// header too long to hold in the buffer, with no Host field in it, to be
+// decided once it is whole.
 func TestFrontHasHost(t *testing.T) {
 	for _, tc := range []struct {
-		req  string
-		want bool
+		req         string
+		want, known bool
 	}{
-		{"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", true},
-		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\nhost:a\r\n\r\nGET http://b/ HTTP/1.1\r\n\r\n", true},
-		{"\r\nGET http://a/ HTTP/1.1\nHOST: a\n\n", true},
-		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n", false},
-		{"GET http://a/ HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n", false},
-		{"GET http://a/ HTTP/1.1\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\n\r\n", true}, // longer than the buffer
-		{"GET http://a/ HTTP/1.1\r\nAccept", true},                                           // cut short: ReadRequest reports it
+		{"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", true, true},
+		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\nhost:a\r\n\r\nGET http://b/ HTTP/1.1\r\n\r\n", true, true},
+		{"\r\nGET http://a/ HTTP/1.1\nHOST: a\n\n", true, true},
+		{"GET http://a/ HTTP/1.1\r\nAccept: */*\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n", false, true},
+		{"GET http://a/ HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n", false, true},
+		{"GET http://a/ HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\n\r\n", true, true},
+		{"GET http://a/ HTTP/1.1\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\n\r\n", false, false}, // longer than the buffer
+		{"GET http://a/ HTTP/1.1\r\nAccept", true, true},                                             // cut short: ReadRequest reports it
 	} {
 		br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(tc.req)), 4096)
-		if got := hasHost(br); got != tc.want {
-			t.Errorf("hasHost(%.60q) = %v, want %v", tc.req, got, tc.want)
+		if got, known := hasHost(br); got != tc.want || known != tc.known {
+			t.Errorf("hasHost(%.60q) = %v, %v, want %v, %v", tc.req, got, known, tc.want, tc.known)
 		}
 		if b, _ := br.Peek(1); len(b) == 0 || b[0] != tc.req[0] {
 			t.Errorf("hasHost(%.60q) consumed input", tc.req)
