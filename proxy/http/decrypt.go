@@ -178,11 +178,8 @@ func (s *Server) serveTLS(c net.Conn, info *reqInfo, addr netip.Addr, reason str
 			// Not TLS at all (a VPN or SSH through port 443): the tunnel
 			// rule for non-TLS tunnels, closed.
 			ev := *info
-			ev.dec.Bypass = true
-			ev.dec.Severity, ev.dec.Route = bl.SeverityMedium, bl.RouteDSL
-			if !blocked {
-				ev.dec.Action = policy.Block
-			}
+			ev.dec.Action = policy.Block // blocked or not
+			markBypass(&ev.dec)
 			s.eventRef(&ev, "connect", "block", 0, 0, "not-tls", "")
 			return
 		}

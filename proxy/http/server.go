@@ -677,10 +677,18 @@ func (s *Server) nonTLS(t *tunnel, first []byte) bool {
 	}
 	s.metrics.requests.WithLabelValues("connect", "not-tls-"+action).Inc()
 	info := *t.info
-	info.dec.Bypass = true
-	info.dec.Severity, info.dec.Route = bl.SeverityMedium, bl.RouteDSL
+	markBypass(&info.dec)
 	s.eventRef(&info, "connect", action, 0, 0, "not-tls", "") // a block waits until durable, then the tunnel closes
 	return block
+}
+
+// markBypass marks a decision as a bypass attempt found by one of the
+// proxy's own rules (a non-TLS tunnel, a port, a nameless or ECH-hidden
+// connection): severity medium, routed to the DSL. Whether it blocks is
+// the caller's to set.
+func markBypass(d *policy.Decision) {
+	d.Bypass = true
+	d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
 }
 
 // sniBlocked decides the server name of a tunnel's ClientHello when it is
@@ -717,8 +725,7 @@ func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 			return false
 		}
 		reason = "ech"
-		d.Bypass = true
-		d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+		markBypass(&d)
 		if cfg.Proxy.Transparent.NoSNIFor(d.Group) != config.NoSNIBlock {
 			s.metrics.requests.WithLabelValues("connect", "ech-flag").Inc()
 			ev := *info
@@ -824,8 +831,8 @@ func plainPort(scheme, port string) string {
 // proxy.connect.ports gets.
 func (s *Server) refusePort(w http.ResponseWriter, info *reqInfo, cfg *config.Config) {
 	d := &info.dec
-	d.Action, d.Bypass = policy.Block, true
-	d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+	d.Action = policy.Block
+	markBypass(d)
 	s.metrics.httpBlock.Inc()
 	ref := newRef()
 	h := w.Header()

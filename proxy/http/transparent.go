@@ -33,7 +33,6 @@ import (
 	"sync"
 	"time"
 
-	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
@@ -427,8 +426,8 @@ func (s *Server) nameless(cc *clientConn, raw []byte, info *reqInfo, orig netip.
 		if reason == "no-sni" {
 			// The bare address's block page (a browser sends no server
 			// name for https://192.0.2.1/) when the group decrypts.
-			d.Action, d.Bypass = policy.Block, true
-			d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+			d.Action = policy.Block
+			markBypass(d)
 			return "", addr, false, s.tlsBlock(cc, raw, info, reason, cfg)
 		}
 		s.refuseNameless(cc, info, reason)
@@ -437,8 +436,7 @@ func (s *Server) nameless(cc *clientConn, raw []byte, info *reqInfo, orig netip.
 	// Allowed by policy: recorded for IT all the same.
 	s.metrics.requests.WithLabelValues("connect", reason+"-flag").Inc()
 	ev := *info
-	ev.dec.Bypass = true
-	ev.dec.Severity, ev.dec.Route = bl.SeverityMedium, bl.RouteDSL
+	markBypass(&ev.dec)
 	s.eventRef(&ev, "connect", "flag", 0, 0, reason, "")
 	return host, addr, true, false
 }
@@ -447,8 +445,8 @@ func (s *Server) nameless(cc *clientConn, raw []byte, info *reqInfo, orig netip.
 // a TLS alert.
 func (s *Server) refuseNameless(cc *clientConn, info *reqInfo, reason string) {
 	d := &info.dec
-	d.Action, d.Bypass = policy.Block, true
-	d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+	d.Action = policy.Block
+	markBypass(d)
 	s.metrics.connectBlock.Inc()
 	s.eventRef(info, "connect", "block", http.StatusForbidden, 0, reason, newRef()) // durable before the close
 	tlsAlert(cc, alertAccessDenied)
@@ -477,8 +475,8 @@ func (s *Server) tunnelRules(info *reqInfo, addr netip.Addr, bareOK bool, eng *p
 		reason = "port"
 	}
 	if reason != "" {
-		d.Action, d.Bypass = policy.Block, true
-		d.Severity, d.Route = bl.SeverityMedium, bl.RouteDSL
+		d.Action = policy.Block
+		markBypass(d)
 		if d.HasCategory {
 			d.Severity, d.Route = eng.Severity(d.Category), eng.Route(d.Category)
 		}
@@ -605,8 +603,8 @@ func (s *Server) transparentNonTLS(cc *clientConn, raw []byte, info *reqInfo, or
 		info.host = orig.Addr().String()
 	}
 	ev := *info
-	ev.dec.Action, ev.dec.Bypass = policy.Block, true
-	ev.dec.Severity, ev.dec.Route = bl.SeverityMedium, bl.RouteDSL
+	ev.dec.Action = policy.Block
+	markBypass(&ev.dec)
 	s.eventRef(&ev, "connect", action, 0, 0, "not-tls", "")
 	if block {
 		return false
