@@ -56,6 +56,9 @@ type SearchEngine struct {
 	Header         string   `yaml:"header"`
 	HeaderStrict   string   `yaml:"header_strict"`
 	HeaderModerate string   `yaml:"header_moderate"`
+	// PostsForm: the engine's pages POST their search form; a POST to a
+	// search path the proxy cannot read whole is refused.
+	PostsForm bool `yaml:"posts_form"`
 }
 
 // StarterWatchlists reports whether the embedded starter lists are used.
@@ -101,6 +104,7 @@ func (c *Config) SearchEngineTable() []watchlist.Engine {
 			Name: e.Name, Hosts: e.Hosts, Paths: e.Paths, Param: e.Param,
 			SafeParam: e.SafeParam, SafeStrict: e.SafeStrict, SafeModerate: e.SafeModerate,
 			Header: e.Header, HeaderStrict: e.HeaderStrict, HeaderModerate: e.HeaderModerate,
+			PostsForm: e.PostsForm,
 		})
 	}
 	return out

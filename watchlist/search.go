@@ -30,6 +30,12 @@ type Engine struct {
 	// its values (YouTube: YouTube-Restrict: Strict or Moderate).
 	Header                       string
 	HeaderStrict, HeaderModerate string
+	// PostsForm: the engine's own pages POST their search form
+	// (DuckDuckGo's html and lite pages), so a POST to a search path is a
+	// search; the proxy refuses one it cannot read whole (a body that is
+	// not a URL-encoded form, or longer than it reads), whose term it
+	// could neither score nor make safe.
+	PostsForm bool
 }
 
 // MaxTerm bounds a search term's length (bytes); longer terms are cut.
@@ -48,7 +54,7 @@ func DefaultEngines() []Engine {
 		{Name: "Bing", Hosts: []string{"bing.com"}, Paths: []string{"/search", "/images/search", "/videos/search", "/news/search"}, Param: "q",
 			SafeParam: "adlt", SafeStrict: "strict", SafeModerate: "moderate"},
 		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite"}, Param: "q",
-			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1"},
+			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1", PostsForm: true},
 		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results"}, Param: "search_query",
 			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate"},
 		{Name: "Yahoo", Hosts: []string{"search.yahoo.com"}, Paths: []string{"/search", "/search/images", "/search/video"}, Param: "p",

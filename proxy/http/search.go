@@ -2,12 +2,14 @@ package httpproxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/watchlist"
 )
@@ -23,6 +25,9 @@ type searchInfo struct {
 	// form is the whole body.
 	form                string
 	formRead, formWhole bool
+	// unread: a POST to the search path of an engine that posts its
+	// searches whose form could not be read whole (refuseSearchForm).
+	unread bool
 }
 
 // formOf returns the start of r's URL-encoded form body, reading it (and
@@ -62,10 +67,15 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 		return
 	}
 	term, ok := se.Term(r.URL.Path, r.URL.RawQuery)
-	if !ok && r.Method == http.MethodPost && se.SearchPath(r.URL.Path) {
+	if r.Method == http.MethodPost && se.SearchPath(r.URL.Path) {
 		// A search form that posts (DuckDuckGo's html and lite pages).
-		form, _ := info.search.formOf(r)
-		term, ok = se.Term(r.URL.Path, form)
+		form, whole := info.search.formOf(r)
+		if se.PostsForm && !whole && !emptyBody(r) {
+			info.search.unread = true
+		}
+		if !ok {
+			term, ok = se.Term(r.URL.Path, form)
+		}
 	}
 	if !ok {
 		return
@@ -90,6 +100,33 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 		info.search.hit = hit
 	}
 	w.Put(sc)
+}
+
+// emptyBody reports whether a request declares no body.
+func emptyBody(r *http.Request) bool {
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+}
+
+// refuseSearchForm answers a POST to the search path of an engine that
+// posts its searches (DuckDuckGo) whose form could not be read whole: not
+// a URL-encoded form, or longer than maxFormPeek. Neither its term could
+// be scored nor its safe-search field forced, and the engine's own pages
+// never send one, so it goes no further: 403 and a bypass event (reason
+// "search-form").
+func (s *Server) refuseSearchForm(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config, source string) {
+	info.url = eventURL(r.URL)
+	d := &info.dec
+	d.Action = policy.Block
+	markBypass(d)
+	s.metrics.httpBlock.Inc()
+	ref := newRef()
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Gatehouse-Ref", ref)
+	h.Set("Via", Via)
+	w.WriteHeader(http.StatusForbidden)
+	n, _ := fmt.Fprintf(w, "403 Forbidden: %s's web filter could not check this search (the form sent was too long or of an unknown kind). Search from the page itself. Reference %s.\n", cfg.School.Name, ref)
+	s.eventRef(info, source, "block", http.StatusForbidden, int64(n), "search-form", ref)
 }
 
 // maxFormPeek bounds the part of a POSTed search form read for its term.

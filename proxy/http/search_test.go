@@ -343,14 +343,41 @@ func TestSafeSearchPostedForm(t *testing.T) {
 			t.Errorf("%s: URL query %q", tc.name, s.query)
 		}
 	}
-	// Passed on as they came: not a form, and a form longer than the part
-	// read (the URL's kp=1 still goes).
-	if s := post("html.duckduckgo.com", "/html/", "text/plain", "q=cats&kp=-2", false); s.body != "q=cats&kp=-2" {
-		t.Errorf("text/plain body changed to %q", s.body)
+	// Refused: a body that is not a URL-encoded form, and a form longer
+	// than the part read (padding, then kp=-2 and the search): neither
+	// could be scored nor made safe. Before, both went to the site as
+	// they came.
+	long := "pad=" + strings.Repeat("x", maxFormPeek) + "&q=cats&kp=-2"
+	for _, tc := range []struct{ name, url, ctype, body string }{ // distinct URLs: not collapsed into one event
+		{"text/plain", "html.duckduckgo.com" + port + "/html/", "text/plain", "q=cats&kp=-2"},
+		{"multipart", "lite.duckduckgo.com" + port + "/lite/", "multipart/form-data; boundary=b", "--b\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\ncats\r\n--b--\r\n"},
+		{"long form", "duckduckgo.com" + port + "/html", form, long},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+tc.url, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ctype)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "could not check this search") {
+			t.Errorf("%s: %d %q, want 403", tc.name, resp.StatusCode, b)
+		}
+		select {
+		case s := <-got:
+			t.Errorf("%s: the site received %q", tc.name, s.body)
+		default:
+		}
+		ref := resp.Header.Get("X-Gatehouse-Ref")
+		ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "search-form" && ev.Ref == ref })
+		if ev.Action != "block" || !ev.Bypass || ev.Route != "dsl" {
+			t.Errorf("%s: event %+v", tc.name, ev)
+		}
 	}
-	long := "q=cats&kp=-2&pad=" + strings.Repeat("x", maxFormPeek)
-	if s := post("html.duckduckgo.com", "/html/", form, long, false); s.body != long || !strings.Contains(s.query, "kp=1") {
-		t.Errorf("long form: body changed (%d bytes) or query %q", len(s.body), s.query)
+	// An empty POST is no search: passed on.
+	if s := post("html.duckduckgo.com", "/html/", "text/plain", "", false); s.body != "" {
+		t.Errorf("empty POST: body %q", s.body)
 	}
 
 	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "moderate" })
@@ -360,5 +387,9 @@ func TestSafeSearchPostedForm(t *testing.T) {
 	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "off" })
 	if s := post("html.duckduckgo.com", "/html/", form, "q=cats&kp=-2", false); s.body != "q=cats&kp=-2" {
 		t.Errorf("safe search off: body changed to %q", s.body)
+	}
+	// Bing's pages do not post their searches: a long POST there is passed on.
+	if s := post("www.bing.com", "/search", "text/plain", long, false); s.body != long {
+		t.Errorf("bing: body changed (%d bytes)", len(s.body))
 	}
 }

@@ -412,6 +412,10 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	src := info.source()
 	s.searchRequest(r, info) // search.go: the term, for events and the watchlist
 	s.flagSearch(info, src)
+	if info.search != nil && info.search.unread && d.Action != policy.Block {
+		s.refuseSearchForm(w, r, info, cfg, src)
+		return
+	}
 	if d.Action != policy.Block && !info.tls && !portAllowed(cfg.Proxy.HTTP.Ports, plainPort(r.URL.Scheme, info.port)) {
 		info.url = eventURL(r.URL)
 		s.refusePort(w, info, cfg)
