@@ -223,6 +223,9 @@ func (e *Engine) SafeQuery(rawQuery string, strict bool) (string, bool) {
 	for q := rawQuery; q != ""; {
 		var kv string
 		kv, q, _ = strings.Cut(q, "&")
+		if strings.IndexByte(kv, ';') >= 0 {
+			kv = dropSafe(kv, e.SafeParam) // servers that split on ';' too
+		}
 		k, _, _ := strings.Cut(kv, "=")
 		if kv == "" || safeKey(k, e.SafeParam) {
 			continue
@@ -236,13 +239,33 @@ func (e *Engine) SafeQuery(rawQuery string, strict bool) (string, bool) {
 	return b.String(), true
 }
 
-// safeKey reports whether a raw query key names param, in any escaping.
+// dropSafe removes the ';'-separated pairs of kv that name param: some
+// servers split a query on ';' as well as '&' (the old HTML 4 advice), so
+// "q=x;kp=-2" could carry a safe-search value past the '&' pairs.
+func dropSafe(kv, param string) string {
+	var b strings.Builder
+	for kv != "" {
+		var p string
+		p, kv, _ = strings.Cut(kv, ";")
+		if k, _, _ := strings.Cut(p, "="); safeKey(k, param) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(';')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// safeKey reports whether a raw query key names param, in any escaping
+// and any case (a server may read names without case).
 func safeKey(k, param string) bool {
-	if k == param {
+	if strings.EqualFold(k, param) {
 		return true
 	}
 	u, err := url.QueryUnescape(k)
-	return err == nil && u == param
+	return err == nil && strings.EqualFold(u, param)
 }
 
 // SafeHeader returns the header and value that turn on e's safe search,

@@ -79,6 +79,11 @@ func TestSafeQuery(t *testing.T) {
 	if got, _ := d.SafeQuery("", true); got != "kp=1" {
 		t.Errorf("ddg: %q", got)
 	}
+	// Copies after a ';' (servers that split on it too) and in another
+	// case are dropped; the search itself stays.
+	if got, _ := d.SafeQuery("q=cats;kp=-2&KP=-2&x=1;%6b%50=-2;y=2", true); got != "q=cats&x=1;y=2&kp=1" {
+		t.Errorf("ddg with ';' and case: %q", got)
+	}
 	y, _ := tab.Lookup("search.yahoo.com")
 	if got, _ := y.SafeQuery("p=x", true); got != "p=x&vm=r" {
 		t.Errorf("yahoo: %q", got)
