@@ -55,6 +55,8 @@ func TestCheckCanonicalAndIP(t *testing.T) {
 		{"http://BANK.example/x/../%6Cogin?next=1", "block", "phishing", "phish-urls"},
 		{"http://bank.example//LOGIN", "block", "phishing", "phish-urls"},
 		{"http://abuse.example/Dir/./%70age.html", "block", "iwf", "restricted"},
+		{"http://abuse.example/dir;jsessionid=1/page.html", "block", "iwf", "restricted"},
+		{"http://bank.example/x/..;y/LOGIN", "block", "phishing", "phish-urls"},
 		{"http://3325256711/dns-query", "block", "doh", "doh-ips"},
 		{"0xC6336407", "block", "doh", "doh-ips"},
 		{"[::ffff:198.51.100.7]", "block", "doh", "doh-ips"},

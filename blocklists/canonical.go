@@ -15,14 +15,19 @@ import (
 //     "3232235777", hex "0xC0A80101", octal "0300.0250.01.01", short
 //     "192.168.257") as dotted decimal; IPv6 in its usual compressed form
 //     without brackets, an IPv4-mapped IPv6 address as IPv4.
-//   - path: percent-encoded printable ASCII decoded, except '%', '?' and '#',
-//     whose escapes stay, with upper-case hex; an encoded slash (%2F) and a
-//     backslash (literal or %5C) are read as '/', as servers that decode
-//     them do, so they can neither hide a segment nor split one differently
-//     from the server; dot segments ("." and "..", encoded or not) resolved;
-//     repeated slashes collapsed; ASCII letters lower-cased (squidGuard
-//     compares paths without case); spaces, control characters and
-//     non-ASCII bytes percent-encoded.
+//   - path: percent-encoded printable ASCII decoded, except '%', '?', '#'
+//     and ';', whose escapes stay, with upper-case hex; an encoded slash
+//     (%2F) and a backslash (literal or %5C) are read as '/', as servers
+//     that decode them do, so they can neither hide a segment nor split one
+//     differently from the server; path parameters (a literal ';' and what
+//     follows it up to the next '/', '\', %2F or %5C) dropped from every
+//     segment, as Java servers (Tomcat, Jetty) serve "/dir;jsessionid=x/a"
+//     as "/dir/a" and "/x/..;/a" as "/a" (an encoded ";", %3B, is part of
+//     the segment's name for them, so it stays); dot segments ("." and "..",
+//     encoded or not, with or without parameters) resolved; repeated
+//     slashes collapsed; ASCII letters lower-cased (squidGuard compares
+//     paths without case); spaces, control characters and non-ASCII bytes
+//     percent-encoded.
 //   - query: kept (prefix matching ignores it unless the entry has one),
 //     lower-cased, escapes of unreserved characters decoded and the rest in
 //     upper-case hex; a bare "?" is dropped. The fragment is dropped.
@@ -201,8 +206,9 @@ func AppendCanonicalPath(dst []byte, raw string) []byte {
 	return appendCanonPath(dst, raw)
 }
 
-// canonPathClass says what a decoded path byte becomes: 0 literal (lower
-// case), 1 separator, 2 escaped.
+// canonPathClass says what a path byte becomes: 0 literal (lower case),
+// 1 separator, 2 escaped, 3 (a literal ';') the start of path parameters,
+// dropped; a decoded ';' (%3B) is escaped.
 var canonPathClass = func() (t [256]uint8) {
 	for c := 0; c < 256; c++ {
 		switch {
@@ -210,10 +216,25 @@ var canonPathClass = func() (t [256]uint8) {
 			t[c] = 2
 		case c == '/' || c == '\\':
 			t[c] = 1
+		case c == ';':
+			t[c] = 3
 		}
 	}
 	return t
 }()
+
+// isPathSep reports whether raw[i:] starts with what the canonical path
+// reads as a separator: '/', '\', %2F or %5C (either case), within end.
+func isPathSep(raw string, i, end int) bool {
+	switch raw[i] {
+	case '/', '\\':
+		return true
+	case '%':
+		return i+2 < end && raw[i+1] == '2' && (raw[i+2] == 'F' || raw[i+2] == 'f') ||
+			i+2 < end && raw[i+1] == '5' && (raw[i+2] == 'C' || raw[i+2] == 'c')
+	}
+	return false
+}
 
 func isUnreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
@@ -258,6 +279,9 @@ func appendCanonPath(dst []byte, raw string) []byte {
 				if i+2 < pathEnd && hexVal(raw[i+1]) < 16 && hexVal(raw[i+2]) < 16 {
 					c = hexVal(raw[i+1])<<4 | hexVal(raw[i+2])
 					class = canonPathClass[c]
+					if class == 3 {
+						class = 2 // %3B: a ';' in the segment's name
+					}
 					i += 2
 				}
 			}
@@ -289,6 +313,12 @@ func appendCanonPath(dst []byte, raw string) []byte {
 				dst, lastNormal = append(dst, '/'), i == pathEnd
 			}
 			seg = len(dst)
+		case 3:
+			// Path parameters: skip to the next separator, which ends
+			// the segment as usual.
+			for i+1 < pathEnd && !isPathSep(raw, i+1, pathEnd) {
+				i++
+			}
 		}
 	}
 	if lastNormal {

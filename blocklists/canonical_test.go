@@ -166,6 +166,22 @@ func TestCanonicalPath(t *testing.T) {
 		{"/a/../b?c/../d", "/b?c/../d"},
 		{"?q", "/?q"},
 		{"a/b", "/a/b"},
+		// Path parameters (";" to the next separator) are dropped from
+		// every segment, as Java servers do; an encoded ";" is a literal.
+		{"/dir;x/page.html", "/dir/page.html"},
+		{"/dir;jsessionid=1/Page.html;y=2", "/dir/page.html"},
+		{"/a;b", "/a"},
+		{"/a;x/", "/a/"},
+		{"/;x/a", "/a"},
+		{"/a/..;x/b", "/b"},
+		{"/a/.;x/b", "/a/b"},
+		{"/a;x%2Fb", "/a/b"},
+		{"/a;x\\b", "/a/b"},
+		{"/a;x%5cb", "/a/b"},
+		{"/a;x?q;y", "/a?q;y"},
+		{"/a;x#f", "/a"},
+		{"/a%3Bb/c", "/a%3Bb/c"},
+		{"/a%3bb", "/a%3Bb"},
 	} {
 		got := string(AppendCanonicalPath(nil, tt.in))
 		if got != tt.want {
@@ -266,6 +282,36 @@ func TestCanonicalURLMatch(t *testing.T) {
 			{"abuse.example", "/dir/page.html?utm=1", SetOf(IWF)},
 			{"abuse.example", "/dir/page.html/more", SetOf(IWF)},
 			{"abuse.example", "/dir/other.html", 0},
+		} {
+			if got := lookupRaw(ix, tt.host, tt.path); got != tt.want {
+				t.Errorf("entry %q: %s%s = %v, want %v", entry, tt.host, tt.path, got, tt.want)
+			}
+		}
+	}
+}
+
+// TestCanonicalURLPathParams: Java servers (Tomcat, Jetty) serve
+// /dir;jsessionid=x/page.html as /dir/page.html and /x/..;/page.html as
+// /page.html, so path parameters in any segment must not hide a plain or
+// a hashed entry, and an entry's own are dropped at load. An encoded ";"
+// is part of the segment's name for those servers, so it stays.
+func TestCanonicalURLPathParams(t *testing.T) {
+	for _, entry := range []string{"bad.example/dir/page.html", "bad.example/dir;v=1/page.html;x"} {
+		ix := canonIndex(t, entry, "abuse.example/dir/page.html")
+		for _, tt := range []struct {
+			host, path string
+			want       CategorySet
+		}{
+			{"bad.example", "/dir;x/page.html", SetOf(Phishing)},
+			{"bad.example", "/DIR;jsessionid=AB12/page.html;y", SetOf(Phishing)},
+			{"bad.example", "/other/..;x/dir;/page.html", SetOf(Phishing)},
+			{"bad.example", "/dir;x/./page.html", SetOf(Phishing)},
+			{"bad.example", "/dir%3Bx/page.html", 0},
+			{"abuse.example", "/dir;x/page.html", SetOf(IWF)},
+			{"abuse.example", "/dir;jsessionid=AB12/page.html;y", SetOf(IWF)},
+			{"www.abuse.example", "/x/..;/dir;a=b/page.html?q=1", SetOf(IWF)},
+			{"abuse.example", "/;x/dir/;y/page.html", SetOf(IWF)},
+			{"abuse.example", "/dir%3Bx/page.html", 0},
 		} {
 			if got := lookupRaw(ix, tt.host, tt.path); got != tt.want {
 				t.Errorf("entry %q: %s%s = %v, want %v", entry, tt.host, tt.path, got, tt.want)

@@ -245,8 +245,9 @@ func (ix *Index) hashedURL(host, path string) CategorySet {
 }
 
 // prefixEnds reports whether path[:j] is a prefix a hashed URL entry may
-// name: the whole path, or a part ending before a '/', '?' or ';' (Java
-// servers serve /page.html;jsessionid=x as /page.html).
+// name: the whole path, or a part ending before a '/', '?' or ';'. (The
+// canonical path has no ';': path parameters are dropped, as Java servers
+// drop /page.html;jsessionid=x; one in the query still ends a prefix.)
 func prefixEnds(path string, j int) bool {
 	return j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';'
 }
