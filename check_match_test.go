@@ -33,7 +33,7 @@ groups:
   students:
     networks: [10.1.0.0/16]
     block: [phishing, doh]
-    allow: [allowed.example]
+    allow: [allowed.example, "bank.example/login/help"]
   staff:
     networks: [10.2.0.0/16]
     block: []
@@ -61,6 +61,12 @@ func TestCheckCanonicalAndIP(t *testing.T) {
 		{"0xC6336407", "block", "doh", "doh-ips"},
 		{"[::ffff:198.51.100.7]", "block", "doh", "doh-ips"},
 		{"http://bank.example/about", "allow", "", ""},
+		// An allow entry allows its page and what lies under it, not every
+		// URL it is a prefix of; the block entry matches by prefix.
+		{"http://bank.example/login/help?q=1", "allow", "", "group/students/allow"},
+		{"http://bank.example/Login/Help/faq", "allow", "", "group/students/allow"},
+		{"http://bank.example/login/helpdesk-phish", "block", "phishing", "phish-urls"},
+		{"http://bank.example/loginx", "block", "phishing", "phish-urls"},
 	} {
 		code, out, errs := runCLI(t, "check", "--config", path, "--json", "--client", "10.1.2.3", tt.target)
 		if code != 0 {

@@ -283,22 +283,44 @@ func trimWWW(name string) string {
 
 // LookupURL returns the categories of a URL given as normalised host and
 // canonical path ("/a/b?q", see AppendCanonicalPath; policy.Engine.Decide
-// makes it): URL-list rules whose host is the host or a parent and whose
-// path is a prefix of path, plus hashed URL entries (the SHA-256 of
+// makes it), as a block list matches it: URL-list rules whose host is the
+// host or a parent and whose path is a prefix of path (squidGuard's rule;
+// over-blocking is the safe side), plus hashed URL entries (the SHA-256 of
 // host/path for every prefix of path ending before a '/', '?' or ';', and of
 // the whole, with and without a leading "www."). It does not allocate.
 func (ix *Index) LookupURL(host, path string) CategorySet {
+	set, _ := ix.LookupURLBounded(host, path)
+	return set
+}
+
+// LookupAllowURL is LookupURL as an allow list matches: a plain rule's
+// path must end at a boundary of path (see urlBoundary), so that allowing
+// example.com/edu does not allow example.com/education-adult, nor
+// youtube.com/watch?v=abc youtube.com/watch?v=abcdef. Hashed entries match
+// as in LookupURL (their prefixes already end at a boundary). It does not
+// allocate.
+func (ix *Index) LookupAllowURL(host, path string) CategorySet {
+	_, set := ix.LookupURLBounded(host, path)
+	return set
+}
+
+// LookupURLBounded is LookupURL (prefix) and LookupAllowURL (bounded) in
+// one walk, for an index whose lists serve both as block lists and as
+// allow lists. bounded is always within prefix.
+func (ix *Index) LookupURLBounded(host, path string) (prefix, bounded CategorySet) {
 	if ix == nil {
-		return 0
+		return 0, 0
 	}
-	var set CategorySet
 	if len(ix.urls) > 0 {
 		for i := 0; ; {
 			suffix := host[i:]
 			for _, r := range ix.urls[suffix] {
 				if strings.HasPrefix(path, r.path) {
 					cb := &ix.combos[r.combo]
-					set |= cb.sub | cb.exact
+					prefix |= cb.sub | cb.exact
+					if urlBoundary(path, r.path) {
+						bounded |= cb.sub | cb.exact
+					}
 				}
 			}
 			j := strings.IndexByte(suffix, '.')
@@ -311,9 +333,33 @@ func (ix *Index) LookupURL(host, path string) CategorySet {
 	if len(ix.hashes) > 0 && path != "" {
 		// Hashed names (host and parents) are Lookup's: only URL entries here,
 		// so a policy decision hashes each name once.
-		set |= ix.hashedURL(host, path)
+		h := ix.hashedURL(host, path)
+		prefix |= h
+		bounded |= h
 	}
-	return set
+	return prefix, bounded
+}
+
+// urlBoundary reports whether path, a canonical request path that starts
+// with entry (a URL rule's canonical path), matches it at a boundary, as
+// allow lists require: the two are equal; or entry has no query and ends
+// in '/' (or is empty: a bare host), or path continues after it with '/',
+// '?' or ';'; or entry has a query and path's query continues after it
+// with '&' (or entry's ends in '&').
+func urlBoundary(path, entry string) bool {
+	j := len(entry)
+	if j == len(path) || j == 0 {
+		return true
+	}
+	last := entry[j-1]
+	if strings.IndexByte(entry, '?') >= 0 {
+		return path[j] == '&' || last == '&'
+	}
+	switch path[j] {
+	case '/', '?', ';':
+		return true
+	}
+	return last == '/'
 }
 
 // HasPrefixes reports whether the index holds IP prefixes.
@@ -416,13 +462,23 @@ func (ix *Index) explainHashed(name string, want CategorySet) (Match, bool) {
 
 // ExplainURL is Explain for LookupURL.
 func (ix *Index) ExplainURL(host, path string, want CategorySet) (Match, bool) {
+	return ix.explainURL(host, path, want, false)
+}
+
+// ExplainAllowURL is Explain for LookupAllowURL: only rules that match at
+// a boundary.
+func (ix *Index) ExplainAllowURL(host, path string, want CategorySet) (Match, bool) {
+	return ix.explainURL(host, path, want, true)
+}
+
+func (ix *Index) explainURL(host, path string, want CategorySet, bounded bool) (Match, bool) {
 	if ix == nil || want == 0 {
 		return Match{}, false
 	}
 	for i := 0; ; {
 		suffix := host[i:]
 		for _, r := range ix.urls[suffix] {
-			if strings.HasPrefix(path, r.path) {
+			if strings.HasPrefix(path, r.path) && (!bounded || urlBoundary(path, r.path)) {
 				if m, ok := ix.explainCombo(r.combo, want, true); ok {
 					m.Entry = suffix + r.path
 					return m, true

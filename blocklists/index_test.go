@@ -298,3 +298,73 @@ func BenchmarkLookupHashedURL(b *testing.B) {
 		}
 	}
 }
+
+// TestURLAllowBoundary: an allow list matches a URL entry only at a
+// boundary of the request's canonical path (equal, or going on with '/',
+// '?' or ';'; for an entry with a query, its query going on with '&'),
+// while a block list keeps matching every path the entry is a prefix of.
+func TestURLAllowBoundary(t *testing.T) {
+	b := NewBuilder(0)
+	_, s, _ := b.AddList(ListInfo{Name: "allow", Category: FirstListBit})
+	for _, e := range []string{"example.com/edu", "example.com/docs/", "youtube.com/watch?v=abc", "yt.example/w?a=1&", "bare.example"} {
+		hp, err := NormalizeURL(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e == "bare.example" {
+			hp = e // a URL list's bare host: a rule with no path
+		}
+		s.URL([]byte(hp), false)
+	}
+	ix, _ := b.Build()
+	all := SetOf(FirstListBit)
+	for _, tt := range []struct {
+		host, path      string
+		prefix, bounded bool
+	}{
+		{"example.com", "/edu", true, true},
+		{"www.example.com", "/edu/", true, true},
+		{"example.com", "/edu/maths", true, true},
+		{"example.com", "/edu?x=1", true, true},
+		{"example.com", "/edu;x", true, true},
+		{"example.com", "/education-adult-stuff", true, false},
+		{"example.com", "/edux", true, false},
+		{"example.com", "/ed", false, false},
+		{"example.com", "/docs/", true, true},
+		{"example.com", "/docs/a", true, true},
+		{"example.com", "/docs", false, false},
+		{"youtube.com", "/watch?v=abc", true, true},
+		{"youtube.com", "/watch?v=abc&t=10", true, true},
+		{"youtube.com", "/watch?v=abcdef", true, false},
+		{"youtube.com", "/watch?v=abc%26t=1", true, false},
+		{"youtube.com", "/watch?v=abc/x", true, false},
+		{"youtube.com", "/watch", false, false},
+		{"yt.example", "/w?a=1&b=2", true, true},
+		{"bare.example", "/anything?at=all", true, true},
+	} {
+		path := string(AppendCanonicalPath(nil, tt.path))
+		wantP, wantB := CategorySet(0), CategorySet(0)
+		if tt.prefix {
+			wantP = all
+		}
+		if tt.bounded {
+			wantB = all
+		}
+		p, bd := ix.LookupURLBounded(tt.host, path)
+		if p != wantP || bd != wantB {
+			t.Errorf("LookupURLBounded(%s%s) = %v, %v; want %v, %v", tt.host, path, p, bd, wantP, wantB)
+		}
+		if got := ix.LookupURL(tt.host, path); got != wantP {
+			t.Errorf("LookupURL(%s%s) = %v, want %v (block lists match by prefix)", tt.host, path, got, wantP)
+		}
+		if got := ix.LookupAllowURL(tt.host, path); got != wantB {
+			t.Errorf("LookupAllowURL(%s%s) = %v, want %v", tt.host, path, got, wantB)
+		}
+		if _, ok := ix.ExplainAllowURL(tt.host, path, all); ok != tt.bounded {
+			t.Errorf("ExplainAllowURL(%s%s) = %v, want %v", tt.host, path, ok, tt.bounded)
+		}
+		if _, ok := ix.ExplainURL(tt.host, path, all); ok != tt.prefix {
+			t.Errorf("ExplainURL(%s%s) = %v, want %v", tt.host, path, ok, tt.prefix)
+		}
+	}
+}

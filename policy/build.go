@@ -255,9 +255,10 @@ func buildGroup(name string, cg *config.Group, lbits map[string]bl.Category) (*g
 }
 
 // inlineIndex indexes a group's own allow or deny entries: domains (which
-// cover their subdomains; "*." is accepted), host/path URL prefixes, and
-// IP addresses and CIDR prefixes (an address also as a host name, for
-// URLs that name it).
+// cover their subdomains; "*." is accepted), host/path URLs (a deny entry
+// matches as a prefix, an allow entry only at a boundary: Decide asks
+// LookupURL and LookupAllowURL), and IP addresses and CIDR prefixes (an
+// address also as a host name, for URLs that name it).
 func inlineIndex(name string, entries []string) (*bl.Index, error) {
 	if len(entries) == 0 {
 		return nil, nil

@@ -152,3 +152,52 @@ func TestDecideURLAndIPAllocations(t *testing.T) {
 		t.Errorf("DecideAddrs (allowed) allocates %.1f times", n)
 	}
 }
+
+// TestDecideAllowURLBoundary: a group's allow URL entries (inline and in an
+// allow list) allow the page and what lies under it, not every URL the
+// entry's text is a prefix of; block and deny URL entries still match by
+// prefix.
+func TestDecideAllowURLBoundary(t *testing.T) {
+	cfg := strings.Replace(testConfig, "allow: [abuse.example, teach.games.example]",
+		`allow: [abuse.example, teach.games.example, "tube.example/edu", "tube.example/watch?v=abc", "tube.example/docs/"]`, 1)
+	files := map[string]string{}
+	for k, v := range testFiles {
+		files[k] = v
+	}
+	files["adult.txt"] += "tube.example\n"
+	files["allow.txt"] += "tube.example/kids\n"
+	e, _ := setup(t, cfg, files)
+	student := netip.MustParseAddr("10.1.5.5")
+	for _, tt := range []struct {
+		host, path  string
+		action      Action
+		reason      Reason
+		list, entry string
+	}{
+		{"tube.example", "/edu", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/edu"},
+		{"tube.example", "/EDU/maths?x=1", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/edu"},
+		{"www.tube.example", "/edu?x=1", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/edu"},
+		{"tube.example", "/edu;jsessionid=1/x", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/edu"},
+		{"tube.example", "/watch?v=abc", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/watch?v=abc"},
+		{"tube.example", "/watch?v=ABC&t=10", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/watch?v=abc"},
+		{"tube.example", "/docs/a", Allow, ReasonGroupAllow, "group/students/allow", "tube.example/docs/"},
+		{"tube.example", "/kids", Allow, ReasonGroupAllow, "school-allow", "tube.example/kids"},
+		{"tube.example", "/kids/songs", Allow, ReasonGroupAllow, "school-allow", "tube.example/kids"},
+		{"tube.example", "/education-adult-stuff", Block, ReasonCategory, "adult", "tube.example"},
+		{"tube.example", "/edux", Block, ReasonCategory, "adult", "tube.example"},
+		{"tube.example", "/edu/..;x/adult", Block, ReasonCategory, "adult", "tube.example"},
+		{"tube.example", "/watch?v=abcdef", Block, ReasonCategory, "adult", "tube.example"},
+		{"tube.example", "/docs", Block, ReasonCategory, "adult", "tube.example"},
+		{"tube.example", "/kidsxxx", Block, ReasonCategory, "adult", "tube.example"},
+		// Block and deny URL entries keep matching by prefix.
+		{"bank.example", "/loginx", Block, ReasonCategory, "phishing-urls", "bank.example/login"},
+		{"bank.example", "/login-help", Block, ReasonCategory, "phishing-urls", "bank.example/login"},
+		{"video.example", "/badge", Block, ReasonGroupDeny, "group/students/deny", "video.example/bad"},
+	} {
+		d := e.Decide(Request{Client: student, Host: tt.host, Path: tt.path, Time: eveningTime})
+		if d.Action != tt.action || d.Reason != tt.reason || d.List != tt.list || d.Entry != tt.entry {
+			t.Errorf("%s%s: %s/%s list %q entry %q, want %s/%s list %q entry %q", tt.host, tt.path,
+				d.Action, d.Reason, d.List, d.Entry, tt.action, tt.reason, tt.list, tt.entry)
+		}
+	}
+}

@@ -284,12 +284,20 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	d.addrRules = e.ipDeny || ix.HasPrefixes()
 	var tr bl.Trace
 	cats := ix.LookupTrace(r.Host, &tr)
+	// allowCats is cats as allow lists match: a URL entry only at a
+	// boundary of the path (blocklists.Index.LookupAllowURL), where block
+	// and deny lists match any path it is a prefix of.
+	allowCats := cats
 	if path != "" {
-		cats |= ix.LookupURL(r.Host, path)
+		prefix, bounded := ix.LookupURLBounded(r.Host, path)
+		cats |= prefix
+		allowCats |= bounded
 	}
 	ip := r.Addr.IsValid()
 	if ip {
-		cats |= ix.LookupIP(r.Addr)
+		ipCats := ix.LookupIP(r.Addr)
+		cats |= ipCats
+		allowCats |= ipCats
 	}
 	d.Matched = cats & blockable
 
@@ -300,7 +308,7 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	if cats&g.denyBits != 0 || g.deny.Lookup(r.Host) != 0 || (path != "" && g.deny.LookupURL(r.Host, path) != 0) ||
 		(ip && g.deny.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Block, ReasonGroupDeny
-		e.explainList(d, ix, &tr, g.deny, *r, path, cats&g.denyBits)
+		e.explainList(d, ix, &tr, g.deny, *r, path, cats&g.denyBits, false)
 		if d.Matched != 0 {
 			c := e.worst(d.Matched)
 			d.Category, d.HasCategory = c, true
@@ -310,10 +318,10 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 		}
 		return
 	}
-	if cats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (path != "" && g.allow.LookupURL(r.Host, path) != 0) ||
+	if allowCats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (path != "" && g.allow.LookupAllowURL(r.Host, path) != 0) ||
 		(ip && g.allow.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Allow, ReasonGroupAllow
-		e.explainList(d, ix, &tr, g.allow, *r, path, cats&g.allowBits)
+		e.explainList(d, ix, &tr, g.allow, *r, path, allowCats&g.allowBits, true)
 		return
 	}
 	if bc := cats & (g.blockedAt(e.minute(r.Time)) | alwaysBlocked) & blockable; bc != 0 {
@@ -418,8 +426,9 @@ func (e *Engine) classify(d *Decision, c bl.Category) {
 	d.Probe = kind == bl.KindProbe
 }
 
-// explainList names the group list behind an allow or deny decision.
-func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl.Index, r Request, path string, bits bl.CategorySet) {
+// explainList names the group list behind an allow or deny decision
+// (allow: URL entries as allow lists match them).
+func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl.Index, r Request, path string, bits bl.CategorySet, allow bool) {
 	if bits != 0 {
 		for v := bits; v != 0; v &= v - 1 {
 			c := bl.Category(trailingZeros(uint64(v)))
@@ -427,7 +436,7 @@ func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl
 				d.List, d.Entry = e.listNames[c], m.Entry
 				return
 			}
-			if m, ok := ix.ExplainURL(r.Host, path, bl.SetOf(c)); ok {
+			if m, ok := explainURL(ix, r.Host, path, bl.SetOf(c), allow); ok {
 				d.List, d.Entry = e.listNames[c], m.Entry
 				return
 			}
@@ -441,11 +450,19 @@ func (e *Engine) explainList(d *Decision, ix *bl.Index, tr *bl.Trace, inline *bl
 	all := bl.CategorySet(1) << inlineBit
 	if m, ok := inline.Explain(r.Host, all); ok {
 		d.List, d.Entry = inline.List(m.List).Name, m.Entry
-	} else if m, ok := inline.ExplainURL(r.Host, path, all); ok {
+	} else if m, ok := explainURL(inline, r.Host, path, all, allow); ok {
 		d.List, d.Entry = inline.List(m.List).Name, m.Entry
 	} else if m, ok := inline.ExplainIP(r.Addr, all); ok {
 		d.List, d.Entry = inline.List(m.List).Name, addrEntry(r.Addr, m.Entry)
 	}
+}
+
+// explainURL is ix.ExplainURL, or with allow ix.ExplainAllowURL.
+func explainURL(ix *bl.Index, host, path string, want bl.CategorySet, allow bool) (bl.Match, bool) {
+	if allow {
+		return ix.ExplainAllowURL(host, path, want)
+	}
+	return ix.ExplainURL(host, path, want)
 }
 
 // addrEntry names an address and the prefix that matched it: "9.9.9.9",
