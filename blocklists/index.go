@@ -245,18 +245,39 @@ func (ix *Index) hashedURL(host, path string) CategorySet {
 }
 
 // prefixEnds reports whether path[:j] is a prefix a hashed URL entry may
-// name: the whole path, or a part ending before a '/', '?' or ';'. (The
-// canonical path has no ';': path parameters are dropped, as Java servers
-// drop /page.html;jsessionid=x; one in the query still ends a prefix.)
-func prefixEnds(path string, j int) bool {
-	return j == len(path) || path[j] == '/' || path[j] == '?' || path[j] == ';'
+// name: the whole path, or a part ending before a '/', '?' or ';', or,
+// in the query (from q, the index of its '?', on), before a '&', so that
+// an entry for page?id=5 is not dodged with page?id=5&x=1, as a plain
+// entry is not. (The canonical path has no ';': path parameters are
+// dropped, as Java servers drop /page.html;jsessionid=x; one in the query
+// still ends a prefix.)
+func prefixEnds(path string, j, q int) bool {
+	if j == len(path) {
+		return true
+	}
+	switch path[j] {
+	case '/', '?', ';':
+		return true
+	case '&':
+		return j > q
+	}
+	return false
+}
+
+// queryAt is the index of path's '?', or len(path).
+func queryAt(path string) int {
+	if q := strings.IndexByte(path, '?'); q >= 0 {
+		return q
+	}
+	return len(path)
 }
 
 func (ix *Index) hashedPrefixes(host, path string) CategorySet {
 	var set CategorySet
 	var buf [512]byte
+	q := queryAt(path)
 	for j := 1; j <= len(path); j++ {
-		if prefixEnds(path, j) {
+		if prefixEnds(path, j, q) {
 			b := append(append(buf[:0], host...), path[:j]...)
 			if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
 				set |= ix.combos[c].sub | ix.combos[c].exact
@@ -286,8 +307,9 @@ func trimWWW(name string) string {
 // makes it), as a block list matches it: URL-list rules whose host is the
 // host or a parent and whose path is a prefix of path (squidGuard's rule;
 // over-blocking is the safe side), plus hashed URL entries (the SHA-256 of
-// host/path for every prefix of path ending before a '/', '?' or ';', and of
-// the whole, with and without a leading "www."). It does not allocate.
+// host/path for every prefix of path ending before a '/', '?' or ';', or a
+// '&' in the query, and of the whole, with and without a leading "www.").
+// It does not allocate.
 func (ix *Index) LookupURL(host, path string) CategorySet {
 	set, _ := ix.LookupURLBounded(host, path)
 	return set
@@ -505,8 +527,9 @@ func (ix *Index) explainURL(host, path string, want CategorySet, bounded bool) (
 // hashedURLEntry is the host/path prefix (or the host or parent) whose
 // hash matched, as hashedURL and hashedName try them; "" if none in want.
 func (ix *Index) hashedURLEntry(host, path string, want CategorySet) string {
+	q := queryAt(path)
 	for j := 1; j <= len(path); j++ {
-		if prefixEnds(path, j) {
+		if prefixEnds(path, j, q) {
 			e := host + path[:j]
 			if c, ok := ix.hashes[sha256.Sum256([]byte(e))]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
 				return e

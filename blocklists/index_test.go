@@ -167,6 +167,7 @@ func TestIndexHashed(t *testing.T) {
 	_, s, _ := b.AddList(ListInfo{Name: "iwf", Category: IWF, Restricted: true, Format: FormatSHA256})
 	s.Hash(sha256Of("abuse.example"))
 	s.Hash(sha256Of("host.example/path/page.html"))
+	s.Hash(sha256Of("host.example/gallery.php?id=5"))
 	ix, _ := b.Build()
 	if got := ix.Lookup("www.abuse.example"); got != SetOf(IWF) {
 		t.Errorf("hashed host: got %v", got)
@@ -193,6 +194,17 @@ func TestIndexHashed(t *testing.T) {
 	}
 	if e := ix.hashedURLEntry("host.example", "/path/page.html;x", SetOf(IWF)); e != "host.example/path/page.html" {
 		t.Errorf("hashedURLEntry = %q", e)
+	}
+	// An entry with a query: more parameters after it do not dodge it (a
+	// plain entry is a prefix too); another value does not match.
+	for p, want := range map[string]CategorySet{"/gallery.php?id=5": SetOf(IWF), "/gallery.php?id=5&x=1": SetOf(IWF),
+		"/gallery.php?id=5&": SetOf(IWF), "/gallery.php?id=55": 0, "/gallery.php?x=1&id=5": 0, "/gallery.php&id=5": 0} {
+		if got := ix.LookupURL("host.example", p); got != want {
+			t.Errorf("hashed URL with a query, %s: got %v, want %v", p, got, want)
+		}
+	}
+	if e := ix.hashedURLEntry("host.example", "/gallery.php?id=5&x=1", SetOf(IWF)); e != "host.example/gallery.php?id=5" {
+		t.Errorf("hashedURLEntry with a query = %q", e)
 	}
 	// Hashed names are Lookup's (policy asks both): LookupURL hashes only
 	// host/path prefixes, so no name is hashed twice per decision.
