@@ -138,6 +138,10 @@ func syntaxError(err error, data []byte, file string) Error {
 		e.Line >= 1 && e.Line <= len(lines) && strings.Contains(lines[e.Line-1], "\t"):
 		e.Column = strings.IndexByte(lines[e.Line-1], '\t') + 1
 		msg += " (a tab: YAML indentation must use spaces)"
+	case strings.HasPrefix(msg, "did not find expected ',' or") && e.Line >= 1 && e.Line <= len(lines) &&
+		strings.Contains(lines[e.Line-1], "?"):
+		// yaml.v3 reads a '?' in a [flow, list] as the start of a key.
+		msg += " (an entry with a '?' in a [a, b] list must be quoted, \"site.example/watch?v=x\", or written one per line with \"- \")"
 	case strings.Contains(msg, "end of stream") || strings.Contains(msg, "quoted scalar"):
 		if l, c, ok := unclosedQuote(data); ok {
 			e.Line, e.Column = l, c

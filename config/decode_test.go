@@ -36,6 +36,11 @@ func TestSyntaxErrors(t *testing.T) {
 			want: "school.yaml:3:",
 		},
 		{
+			name: "a '?' in a flow list",
+			src:  "groups:\n  students:\n    allow: [tube.example/edu, tube.example/watch?v=abc]\n",
+			want: "school.yaml:3: invalid YAML: did not find expected ',' or ']' (an entry with a '?' in a [a, b] list must be quoted",
+		},
+		{
 			name: "unclosed flow mapping",
 			src:  "school: {name: Hillside\nlog:\n  level: info\n",
 			want: "school.yaml:2: invalid YAML: did not find expected ',' or '}'",
