@@ -44,7 +44,11 @@ type Mapping struct {
 	Session string
 	User    string // the user name ("" for a lease)
 	Device  string // a host name (leases)
-	MAC     string // the device's MAC, lower case with colons
+	// MAC is the device's MAC, lower case with colons. For a mapping that
+	// names only a person (a login, a sign-in) the table sets it to the
+	// device at the address when the mapping is made (bindDevice): when
+	// another device is given the address, the mapping ends.
+	MAC string
 	// Group, if set, is the group the source decided for the user (a
 	// directory's group membership); otherwise Rules decide.
 	Group string
@@ -271,6 +275,7 @@ func (t *Table) SetAll(ms []Mapping) int {
 			t.pending[sh] = true
 			t.gen++
 		}
+		t.stats.Removes += uint64(bindDevice(s, &m))
 		s.ms[m.Source] = &m
 		t.stats.Sets++
 		taken++
@@ -280,6 +285,56 @@ func (t *Table) SetAll(ms []Mapping) int {
 	t.mu.Unlock()
 	t.publish(gen)
 	return taken
+}
+
+// bindDevice ties what is said about an address to the device behind it
+// (t.mu held). A mapping that names only a person (a proxy login, the
+// sign-in page, an 802.1X session without Calling-Station-Id) is bound to
+// the MAC of the device at the address when it is made, kept in its MAC;
+// one made while no device is known there is bound to the first device
+// seen. A mapping that names a device (a lease, a RADIUS session) which
+// is new at the address ends the mappings of the sources above it that
+// are bound to another device: the address has been handed to another
+// device, so the person who signed in, logged in or had an 802.1X session
+// from the old one no longer names it (nor gives it their group). Only a
+// change ends anything: a lease read again or an Interim-Update of the
+// same device does not. It returns how many mappings it ended.
+func bindDevice(s *slot, m *Mapping) int {
+	if m.MAC == "" {
+		if m.Device == "" {
+			m.MAC = slotMAC(s, m.Source)
+		}
+		return 0
+	}
+	if old := s.ms[m.Source]; old != nil && old.MAC == m.MAC {
+		return 0
+	}
+	n := 0
+	for src := range s.ms {
+		o := s.ms[src]
+		switch {
+		case o == nil || Source(src) == m.Source:
+		case o.MAC == "" && o.Device == "":
+			c := *o // mappings are shared with nobody, but kept immutable
+			c.MAC = m.MAC
+			s.ms[src] = &c
+		case Source(src) > m.Source && o.MAC != "" && o.MAC != m.MAC:
+			s.ms[src] = nil
+			n++
+		}
+	}
+	return n
+}
+
+// slotMAC is the device MAC another source than src holds for the
+// address, the highest source's first ("" when none is known).
+func slotMAC(s *slot, src Source) string {
+	for i := numSources - 1; i > SourceAddress; i-- {
+		if o := s.ms[i]; o != nil && i != src && o.MAC != "" {
+			return o.MAC
+		}
+	}
+	return ""
 }
 
 // Remove ends the mapping of src for addr; with a session, only if the

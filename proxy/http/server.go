@@ -141,6 +141,7 @@ func New(o Options) (*Server, error) {
 		own:        newOwnListeners(),
 		stop:       make(chan struct{}),
 	}
+	s.logins.table = o.Identity // a login names its address while the table holds it
 	s.own.add(p.Listen)
 	s.own.add(p.Transparent.HTTPListen)
 	s.own.add(p.Transparent.HTTPSListen)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
@@ -246,6 +247,10 @@ type Logins struct {
 	m   map[netip.Addr]login
 	n   int         // sets since the last sweep
 	any atomic.Bool // a login was ever recorded: until then UserFor takes no lock
+	// table, when set, is the identity table logins are recorded in too: a
+	// login it no longer holds (the address went to another device) is
+	// not answered here either, and a repeat of it is recorded again.
+	table *identity.Table
 }
 
 type login struct {
@@ -270,10 +275,19 @@ func (l *Logins) UserFor(ip netip.Addr) string {
 	l.mu.RLock()
 	e, ok := l.m[ip]
 	l.mu.RUnlock()
-	if !ok || l.now().UnixNano() >= e.expires {
+	if now := l.now().UnixNano(); !ok || now >= e.expires || !l.held(ip, e.user, now) {
 		return ""
 	}
 	return e.user
+}
+
+// held reports whether the identity table (if any) still names ip as user.
+func (l *Logins) held(ip netip.Addr, user string, now int64) bool {
+	if l.table == nil {
+		return true
+	}
+	w := l.table.Lookup(ip, now)
+	return w != nil && w.User == user
 }
 
 // Set records a login by user from ip. It reports whether it recorded it
@@ -287,7 +301,7 @@ func (l *Logins) Set(ip netip.Addr, user string) bool {
 	l.mu.RUnlock()
 	// Refresh at most once a minute per address: a browser logs in with
 	// every request.
-	if ok && e.user == user && e.expires-exp > -int64(time.Minute) {
+	if ok && e.user == user && e.expires-exp > -int64(time.Minute) && l.held(ip, user, now) {
 		return false
 	}
 	l.mu.Lock()
