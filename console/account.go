@@ -41,19 +41,19 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "That password is too long.")
 		return
 	}
-	if s.locked(w, a.Email, addr, now) {
+	if !s.attempt(w, a.Email, addr, now) {
 		return
 	}
-	if !checkHash(a.passHash, current) {
-		if err := s.failed(a.Email, addr, now); err != nil {
-			s.fail(w, err)
-			return
-		}
+	if !checkHash(a.passHash, current) { // counted as failed already (attempt)
 		if err := s.o.Store.Audit(Entry{Time: now, Actor: a.Email, Addr: addr.String(), Action: "account.passwd.fail", Target: a.Email, Detail: "wrong current password"}); err != nil {
 			s.fail(w, err)
 			return
 		}
 		refuse(http.StatusUnauthorized, "Your current password is not right, so the password was not changed.")
+		return
+	}
+	if err := s.refund(a.Email, addr); err != nil {
+		s.fail(w, err)
 		return
 	}
 	if next != again {
