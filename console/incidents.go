@@ -267,6 +267,12 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, err)
 			return
 		}
+		if route, _ := routeFor(sess.account.Role); route != "" {
+			// The headteacher sees staff incidents only: around one, the
+			// member of staff's own browsing, never a pupil's from the
+			// same address (a shared PC, an address handed on).
+			around = slices.DeleteFunc(around, func(e reports.StoredEvent) bool { return !sameSubject(c, &e) })
+		}
 		data["Around"] = makeTimeline(around, maxAround)
 	}
 	var assignees []string
@@ -291,6 +297,16 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 	data["Act"], data["Assignees"], data["Outcomes"] = mayAct(sess.account, c), assignees, reports.Outcomes
 	data["Histories"] = histories(c)
 	s.render(w, http.StatusOK, "incident", data)
+}
+
+// sameSubject reports whether e is the incident's own person's: the
+// same user, or, for an incident known only by its device or address,
+// an event naming no user in the incident's group.
+func sameSubject(c *reports.Case, e *reports.StoredEvent) bool {
+	if c.User != "" {
+		return e.User == c.User
+	}
+	return e.User == "" && e.Group == c.Group
 }
 
 // histLink is a link to a person's, device's or address's history.
