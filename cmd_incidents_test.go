@@ -140,7 +140,7 @@ groups:
 	if at != incPath || !strings.Contains(body, "www.porn.example") {
 		t.Fatalf("after sign-in: at %s\n%s", at, body)
 	}
-	_, body = post(base+incPath+"/state", url.Values{"csrf": {field(body, "csrf")}, "state": {"closed"}, "outcome": {"spoken to pupil"}})
+	_, body = post(base+incPath+"/state", url.Values{"csrf": {field(body, "csrf")}, "seen": {field(body, "seen")}, "state": {"closed"}, "outcome": {"spoken to pupil"}})
 	if !strings.Contains(body, "Status: <strong>closed</strong>") {
 		t.Fatalf("not closed:\n%s", body)
 	}

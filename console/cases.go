@@ -36,7 +36,10 @@ type Cases interface {
 	// Changes return what was there before, for the audit log.
 	Assign(id int64, author, to string, now time.Time) (before string, err error)
 	AddNote(id int64, author, text string, now time.Time) error
-	SetState(id int64, author, state, outcome string, now time.Time) (before, after string, err error)
+	// SetStateSeen opens or closes; closing is refused with
+	// reports.ErrNewAttempts when the incident has more attempts than
+	// seen, the count on the page the DSL closed it from.
+	SetStateSeen(id int64, author, state, outcome string, seen int64, now time.Time) (before, after string, err error)
 }
 
 var _ Cases = (*reports.Store)(nil)

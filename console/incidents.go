@@ -407,7 +407,22 @@ func (s *Server) incidentState(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "Not changed", "Choose open or closed.")
 		return
 	}
-	before, after, err := s.o.Cases.SetState(c.ID, sess.account.Email, state, outcome, s.o.Now())
+	// Closing deals with the attempts the page showed, no more: one made
+	// while it was open must be seen first (and is, on the page again).
+	seen := int64(-1)
+	if state == reports.CaseClosed {
+		var err error
+		if seen, err = strconv.ParseInt(r.PostFormValue("seen"), 10, 64); err != nil || seen < 0 {
+			s.message(w, http.StatusBadRequest, "Not closed", "The form had expired. Open the incident again and retry.")
+			return
+		}
+	}
+	before, after, err := s.o.Cases.SetStateSeen(c.ID, sess.account.Email, state, outcome, seen, s.o.Now())
+	if errors.Is(err, reports.ErrNewAttempts) {
+		s.message(w, http.StatusConflict, "Not closed: new attempts",
+			fmt.Sprintf("There are new attempts since you opened this incident (%d now, %d on your page), so it was not closed. Open the incident again to see them, then close it.", c.Count, seen))
+		return
+	}
 	if err != nil {
 		s.fail(w, err)
 		return

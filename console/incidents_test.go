@@ -186,6 +186,9 @@ func (r *rig) act(c *http.Client, id int64, what string, v url.Values) page {
 	r.t.Helper()
 	p := r.get(c, fmt.Sprintf("/incidents/%d", id))
 	v.Set("csrf", csrf(r.t, p.body))
+	if seen, ok := hiddenField(p.body, "seen"); ok && !v.Has("seen") {
+		v.Set("seen", seen) // the attempts the page showed (closing)
+	}
 	return r.post(c, fmt.Sprintf("/incidents/%d/%s", id, what), v)
 }
 

@@ -281,6 +281,19 @@ func (s *Store) AddNote(id int64, author, text string, now time.Time) error {
 // alerted (Alerter.Check). Reopening by hand keeps the alerts as they are.
 // It returns the state and outcome before and after ("closed: outcome").
 func (s *Store) SetState(id int64, author, state, outcome string, now time.Time) (before, after string, err error) {
+	return s.SetStateSeen(id, author, state, outcome, -1, now)
+}
+
+// ErrNewAttempts is SetStateSeen's refusal to close an incident that has
+// attempts the closing page did not show.
+var ErrNewAttempts = errors.New("the incident has new attempts since it was shown")
+
+// SetStateSeen is SetState from a page that showed seen attempts:
+// closing marks the attempts so far as dealt with, so it is refused with
+// ErrNewAttempts when the incident has more than seen (an attempt made
+// while the page was open would be closed unseen and never alerted).
+// seen < 0 closes whatever the count (the command line's --ack).
+func (s *Store) SetStateSeen(id int64, author, state, outcome string, seen int64, now time.Time) (before, after string, err error) {
 	switch {
 	case state == CaseClosed && !ValidOutcome(outcome):
 		return "", "", fmt.Errorf("closing needs an outcome, one of: %s", strings.Join(Outcomes, "; "))
@@ -289,6 +302,9 @@ func (s *Store) SetState(id int64, author, state, outcome string, now time.Time)
 	}
 	return s.caseChange(id, author, "status", now, func(tx *sql.Tx, c *Case) (string, string, error) {
 		before := stateText(c.State(), c.Outcome)
+		if state == CaseClosed && seen >= 0 && c.Count != seen {
+			return "", "", fmt.Errorf("%w (%d shown, %d now)", ErrNewAttempts, seen, c.Count)
+		}
 		var err error
 		if state == CaseClosed {
 			_, err = tx.Exec(`UPDATE incidents SET status = ?, alerted_count = count, acked_ts = ?, closed_ts = ?, outcome = ? WHERE id = ?`,
