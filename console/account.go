@@ -75,8 +75,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if err := s.newSession(w, r, a, stageFull); err != nil {
+	a, err := s.o.Store.Account(a.Email) // as changed: the new session is the new password's
+	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	if err := s.newSession(w, r, a, stageFull); err != nil {
+		s.sessionFailed(w, err)
 		return
 	}
 	s.message(w, http.StatusOK, "Password changed",

@@ -256,14 +256,14 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := s.newSession(w, r, a, stageCodeOIDC); err != nil {
-			s.fail(w, err)
+			s.sessionFailed(w, err)
 			return
 		}
 		s.oidcContinue(w, "/signin/code", "Now enter the code from your authenticator app.")
 		return
 	}
 	if err := s.newSession(w, r, a, stageFull); err != nil {
-		s.fail(w, err)
+		s.sessionFailed(w, err)
 		return
 	}
 	how := "oidc " + s.o.OIDC.Issuer

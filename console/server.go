@@ -252,17 +252,46 @@ const (
 	stageFull     = "full"
 )
 
-// newSession stores a session and sets its cookie.
+// errCredentialsChanged: the account's password, second factor or state
+// changed after a was read (while its password or code was checked).
+var errCredentialsChanged = errors.New("console: the account changed during sign-in")
+
+// newSession stores a session and sets its cookie. The session is written
+// only if the account is still as a was read (the same password hash,
+// whose salt is new at every change, and second-factor key), enabled: a
+// password, second-factor or disable change ends the account's sessions,
+// and a sign-in checked against the old password must not write one just
+// after (argon2 takes tens of milliseconds: someone signing in over and
+// over with a stolen password kept a session past the change). Otherwise
+// it returns errCredentialsChanged.
 func (s *Server) newSession(w http.ResponseWriter, r *http.Request, a Account, stage string) error {
 	tok := randomToken()
 	now := s.o.Now().UnixMilli()
-	_, err := s.o.Store.db.Exec(`INSERT INTO console_sessions (id_hash, account_id, stage, csrf, addr, created_ts, seen_ts) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		hashToken(tok), a.ID, stage, randomToken(), clientAddr(r).String(), now, now)
+	res, err := s.o.Store.db.Exec(`INSERT INTO console_sessions (id_hash, account_id, stage, csrf, addr, created_ts, seen_ts)
+		SELECT ?, id, ?, ?, ?, ?, ? FROM console_accounts WHERE id = ? AND pass_hash = ? AND totp_secret = ? AND disabled = 0`,
+		hashToken(tok), stage, randomToken(), clientAddr(r).String(), now, now, a.ID, a.passHash, a.totpSecret)
 	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if err == nil {
+			err = errCredentialsChanged
+		}
 		return err
 	}
 	s.setCookie(w, tok, 0)
 	return nil
+}
+
+// sessionFailed answers a sign-in whose session could not be written: the
+// account changed meanwhile (sign in again, with the new password), or
+// the database failed.
+func (s *Server) sessionFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, errCredentialsChanged) {
+		s.render(w, http.StatusConflict, "signin", map[string]any{"Error": "This account's password or sign-in settings changed while you were signing in. Please sign in again."})
+		return
+	}
+	s.fail(w, err)
 }
 
 // session finds the request's session at the stage wanted, ending it

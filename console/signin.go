@@ -254,7 +254,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		stage = stageCode
 	}
 	if err := s.newSession(w, r, a, stage); err != nil {
-		s.fail(w, err)
+		s.sessionFailed(w, err)
 		return
 	}
 	next := nextPage(r.PostFormValue("next"))
@@ -365,7 +365,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.newSession(w, r, a, stageFull); err != nil {
-		s.fail(w, err)
+		s.sessionFailed(w, err)
 		return
 	}
 	how := "password and code"
