@@ -51,6 +51,18 @@ type RADIUS struct {
 	metrics *radiusMetrics
 	done    chan struct{}
 	once    sync.Once
+
+	// where is the address each live session named last and until when
+	// (read and written by the processing goroutine only): an update
+	// naming a new address ends the old one's mapping, and a Stop without
+	// Framed-IP-Address ends the session where it was.
+	where     map[string]sessionAt
+	lastSweep time.Time
+}
+
+type sessionAt struct {
+	addr netip.Addr
+	exp  time.Time
 }
 
 type radiusConf struct {
@@ -237,6 +249,17 @@ func (r *RADIUS) process() {
 func (r *RADIUS) handle(batch []packet) {
 	now := r.Now()
 	c := r.cur.Load()
+	if r.where == nil {
+		r.where = map[string]sessionAt{}
+	}
+	if now.Sub(r.lastSweep) > time.Minute { // sessions ended by their time leave the index
+		r.lastSweep = now
+		for k, v := range r.where {
+			if !now.Before(v.exp) {
+				delete(r.where, k)
+			}
+		}
+	}
 	var sets []Mapping
 	var replies []reply
 	type stop struct {
@@ -279,14 +302,30 @@ func (r *RADIUS) handle(batch []packet) {
 			}
 			sets = append(sets, Mapping{Addr: addr, Source: SourceRADIUS, Session: session, User: cleanName(user),
 				MAC: NormalizeMAC(rfc2865.CallingStationID_GetString(pkt)), Expires: exp})
+			if was, ok := r.where[session]; ok && was.addr != addr {
+				stops = append(stops, stop{was.addr, session}) // the session moved: its old address is free
+			}
+			r.where[session] = sessionAt{addr, exp}
 			res = ResultAccepted
 		case rfc2866.AcctStatusType_Value_Stop:
+			if was, ok := r.where[session]; ok {
+				if was.addr != addr {
+					stops = append(stops, stop{was.addr, session})
+				}
+				delete(r.where, session)
+				res = ResultAccepted
+			}
 			if addr.IsValid() {
 				stops = append(stops, stop{addr, session})
 				res = ResultAccepted
 			}
 		case rfc2866.AcctStatusType_Value_AccountingOn, rfc2866.AcctStatusType_Value_AccountingOff:
 			nasOn = append(nasOn, nas+"/") // the NAS restarted: its sessions are gone
+			for k := range r.where {
+				if strings.HasPrefix(k, nas+"/") {
+					delete(r.where, k)
+				}
+			}
 			res = ResultAccepted
 		}
 		replies = append(replies, reply{p: pkt.Response(radius.CodeAccountingResponse), to: p.from, res: res})

@@ -91,3 +91,39 @@ func TestAddressReusedByAnotherDevice(t *testing.T) {
 		t.Fatalf("after the address went to another device: %+v", e)
 	}
 }
+
+// TestRADIUSSessionMovesOrStopsWithoutAddress: an 802.1X session whose
+// Interim-Update reports a new address no longer names the old one (the
+// DHCP server may give it to another device), and a Stop without
+// Framed-IP-Address (some controllers leave it out) ends the session at
+// the address it had. Before, both left the user named at the old
+// address until identity.radius.timeout (2 h by default).
+func TestRADIUSSessionMovesOrStopsWithoutAddress(t *testing.T) {
+	c := newClock()
+	tb := New(Options{Now: c.now})
+	r := startRADIUSAt(t, tb, c.now, "127.0.0.1/32")
+	who := func(a string) string {
+		if e := tb.Lookup(netip.MustParseAddr(a), c.now().UnixNano()); e != nil {
+			return e.User
+		}
+		return ""
+	}
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "amira@pupils.example", "10.9.8.7", "S1", "3c:22:fb:12:34:56"))
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "k.smith@staff.example", "10.9.8.20", "S2", "3c:22:fb:12:34:57"))
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_InterimUpdate, "amira@pupils.example", "10.9.8.8", "S1", "3c:22:fb:12:34:56"))
+	if who("10.9.8.8") != "amira@pupils.example" || who("10.9.8.7") != "" {
+		t.Fatalf("after the session moved: old %q, new %q", who("10.9.8.7"), who("10.9.8.8"))
+	}
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "k.smith@staff.example", "", "S2", "3c:22:fb:12:34:57"))
+	if u := who("10.9.8.20"); u != "" {
+		t.Fatalf("a Stop without Framed-IP-Address left %q named", u)
+	}
+	if who("10.9.8.8") != "amira@pupils.example" {
+		t.Fatal("another session's Stop ended this one")
+	}
+	// A Stop naming the address as well still works, and ends the session's record.
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "amira@pupils.example", "10.9.8.8", "S1", ""))
+	if who("10.9.8.8") != "" {
+		t.Fatal("Stop did not end the session")
+	}
+}

@@ -302,7 +302,11 @@ func (t *Table) SetAll(ms []Mapping) int {
 func bindDevice(s *slot, m *Mapping) int {
 	if m.MAC == "" {
 		if m.Device == "" {
-			m.MAC = slotMAC(s, m.Source)
+			if old := s.ms[m.Source]; old != nil && old.Session == m.Session && old.User == m.User {
+				m.MAC = old.MAC // the same session or login again: the same device
+			} else {
+				m.MAC = slotMAC(s, m.Source)
+			}
 		}
 		return 0
 	}
