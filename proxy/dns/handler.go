@@ -535,7 +535,13 @@ func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
 // else asks Options.UserFor for a logged-in user.
 func (s *Server) identify(qr *query) {
 	if qr.dev != nil {
-		return // the token names the device; the home address names nobody
+		// The token names the device; a home address names nobody. An
+		// address the table names a person at is on site: the person is
+		// named and their group decides, token or not.
+		if e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano()); e != nil && e.User != "" {
+			qr.who, qr.user = e, e.User
+		}
+		return
 	}
 	if e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano()); e != nil {
 		qr.who, qr.user = e, e.User
@@ -552,10 +558,15 @@ func (s *Server) identify(qr *query) {
 func (qr *query) request(host string) policy.Request {
 	r := policy.Request{Client: qr.client, User: qr.user, Host: host, Time: qr.now}
 	if qr.dev != nil {
-		r.Device, r.DeviceGroup = qr.dev.Name, qr.dev.Group
+		r.Device = qr.dev.Name
+		if qr.who == nil { // on site (a person named) the token's group does not decide
+			r.DeviceGroup = qr.dev.Group
+		}
 	}
 	if qr.who != nil {
-		r.Device = qr.who.Device
+		if qr.who.Device != "" || qr.dev == nil {
+			r.Device = qr.who.Device
+		}
 		if qr.who.User == qr.user {
 			r.Group = qr.who.Group
 		}
@@ -583,7 +594,7 @@ func (s *Server) event(qr *query, d *policy.Decision, action string) reports.Eve
 		ev.Entry = d.EntryHash()
 	}
 	ev.IDSource = identity.Describe(&ev, qr.who)
-	if qr.dev != nil {
+	if qr.dev != nil && qr.who == nil {
 		ev.IDSource = IDSourceToken
 	}
 	return ev
