@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -102,5 +103,8 @@ func consoleOIDC(cfg *config.Config) (*console.OIDC, error) {
 		return nil, errors.New("console.oidc.client_secret: " + err.Error())
 	}
 	return &console.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: o.RedirectURL,
-		Domains: o.Domains, TrustIdPMFA: o.TrustIdPMFA, Label: o.Label, Client: &http.Client{Timeout: 30 * time.Second}}, nil
+		Domains: o.Domains, TrustIdPMFA: o.TrustIdPMFA, Label: o.Label, Client: &http.Client{Timeout: 30 * time.Second},
+		// Google: only the school's Workspace accounts, not consumer
+		// accounts made with a school address (as identity.signin).
+		HostedDomain: strings.TrimSuffix(o.Issuer, "/") == "https://accounts.google.com"}, nil
 }

@@ -335,3 +335,22 @@ groups:
 func policyRequest(host string) policy.Request {
 	return policy.Request{Client: netip.MustParseAddr("127.0.0.1"), Host: host}
 }
+
+// TestConsoleOIDCGoogleHostedDomain: with Google's issuer the console asks
+// for the school's Workspace account (the ID token's hd), as the sign-in
+// page does; with another provider it does not.
+func TestConsoleOIDCGoogleHostedDomain(t *testing.T) {
+	t.Setenv("GATEHOUSE_TEST_OIDC_SECRET", "s3cret")
+	for issuer, want := range map[string]bool{"https://accounts.google.com": true, "https://accounts.google.com/": true,
+		"https://login.microsoftonline.com/tenant/v2.0": false} {
+		cfg := &config.Config{}
+		cfg.Console.OIDC = &config.ConsoleOIDC{Issuer: issuer, ClientSecret: &config.Secret{Env: "GATEHOUSE_TEST_OIDC_SECRET"}}
+		o, err := consoleOIDC(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.HostedDomain != want {
+			t.Errorf("%s: HostedDomain %v, want %v", issuer, o.HostedDomain, want)
+		}
+	}
+}

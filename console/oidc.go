@@ -30,6 +30,12 @@ type OIDC struct {
 	Domains      []string // email domains that may sign in this way (lower case)
 	TrustIdPMFA  bool     // the provider enforces MFA: no TOTP code after it
 	Label        string   // the button's text, e.g. "Microsoft"
+	// HostedDomain requires the ID token's "hd" claim (Google Workspace's
+	// hosted domain) to be the email's domain: a consumer Google account
+	// made with a school address (verified once by a code sent to that
+	// mailbox, kept after the person left) has the address but no hd.
+	// serve sets it for Google's issuer, as the sign-in page does.
+	HostedDomain bool
 	// Client makes the console's requests to the provider (nil:
 	// http.DefaultClient, with the system's trusted roots).
 	Client *http.Client
@@ -216,6 +222,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	var claims struct {
 		Email         string `json:"email"`
 		EmailVerified *bool  `json:"email_verified"`
+		HD            string `json:"hd"`
 	}
 	if err := idt.Claims(&claims); err != nil || claims.Email == "" {
 		s.oidcRefuse(w, r, http.StatusForbidden, "", "no email in the ID token",
@@ -231,6 +238,10 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	case !slices.Contains(s.o.OIDC.Domains, domain):
 		s.oidcRefuse(w, r, http.StatusForbidden, email, "domain not allowed",
 			fmt.Sprintf("%s is not in a domain allowed to sign in here. Use your school account.", email))
+		return
+	case s.o.OIDC.HostedDomain && !strings.EqualFold(claims.HD, domain):
+		s.oidcRefuse(w, r, http.StatusForbidden, email, fmt.Sprintf("hd %q is not the email's domain (not the school's Workspace account)", oneLine(claims.HD)),
+			"That is not your school's "+s.o.OIDC.Label+" account (it may be a personal account using your school address). Sign in with the school account.")
 		return
 	}
 	if s.locked(w, email, addr, now) {
