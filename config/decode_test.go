@@ -90,7 +90,7 @@ lists:
 `,
 			want: []want{
 				{"1:1", "", `unknown key "shcool" (did you mean "school"?)`},
-				{"4:3", "dns", `unknown key "foo" (known keys: block_page_http, block_page_ip, block_response, block_ttl, cache, events, forward, group_upstreams, health_check, listen, memory_limit_mib, query_log, rate_limit, remote, tls, tls_upstreams, upstream_timeout, upstreams)`},
+				{"4:3", "dns", `unknown key "foo" (known keys: block_page_http, block_page_ip, block_response, block_ttl, cache, events, forward, group_upstreams, health_check, listen, memory_limit_mib, query_log, rate_limit, remote, tls, tls_upstreams, tunnel, upstream_timeout, upstreams)`},
 				// url was never set, so the list has neither path nor url.
 				{"6:5", "lists[0]", "a list needs path:"},
 				{"7:5", "lists[0]", `unknown key "urll" (did you mean "url"?)`},

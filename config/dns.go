@@ -1,6 +1,7 @@
 package config
 
 import (
+	_ "embed"
 	"maps"
 	"net"
 	"net/netip"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"time"
 )
+
+//go:embed hosts/dns_tunnel_allow.txt
+var builtinTunnelAllowText string
 
 // DNS configures the filtering resolver.
 type DNS struct {
@@ -50,6 +54,7 @@ type DNS struct {
 	RateLimit DNSRateLimit `yaml:"rate_limit"`
 	Events    DNSEvents    `yaml:"events"`
 	QueryLog  DNSQueryLog  `yaml:"query_log"`
+	Tunnel    DNSTunnel    `yaml:"tunnel"`
 }
 
 // TLSUpstream is a DNS-over-TLS upstream.
@@ -106,6 +111,45 @@ type DNSQueryLog struct {
 	Enabled bool `yaml:"enabled"`
 }
 
+// DNSTunnel configures the detection of VPNs over DNS (iodine, dnscat2
+// and the apps built on them): a client asking for Threshold distinct
+// tunnel-like names (a long part left of the registrable domain, or type
+// NULL or a private-use type) under one registrable domain within Window.
+type DNSTunnel struct {
+	// Action is block (report it, and answer that client's queries under
+	// the domain with the block answer for BlockFor), flag (report only)
+	// or off.
+	Action    string   `yaml:"action"`
+	Threshold int      `yaml:"threshold"`
+	Window    Duration `yaml:"window"`
+	BlockFor  Duration `yaml:"block_for"`
+	// Allow adds domains (each covering its subdomains) whose names are
+	// never counted to the built-in list (hosts/dns_tunnel_allow.txt).
+	Allow []string `yaml:"allow"`
+}
+
+// dns.tunnel actions.
+const (
+	TunnelBlock = "block"
+	TunnelFlag  = "flag"
+	TunnelOff   = "off"
+)
+
+// dns.tunnel defaults.
+const (
+	DefaultTunnelThreshold = 30
+	DefaultTunnelWindow    = time.Minute
+	DefaultTunnelBlockFor  = time.Hour
+	// MaxTunnelThreshold bounds the names remembered per client and
+	// domain (8 bytes each; see proxy/dns/tunnel.go).
+	MaxTunnelThreshold = 100
+)
+
+// BuiltinTunnelAllow is the built-in list of domains whose names are never
+// counted as a DNS tunnel (services that legitimately send long names or
+// data over DNS), in file order.
+func BuiltinTunnelAllow() []string { return hostLines(builtinTunnelAllowText) }
+
 // DNS defaults.
 const (
 	DefaultUpstreamTimeout = 2 * time.Second
@@ -139,6 +183,8 @@ func defaultDNS() DNS {
 		RateLimit: DNSRateLimit{QPS: DefaultRateQPS, Burst: DefaultRateBurst},
 		Events:    DNSEvents{Collapse: Duration(DefaultEventCollapse), Queue: DefaultEventQueue},
 		Remote:    defaultRemote(),
+		Tunnel: DNSTunnel{Action: TunnelBlock, Threshold: DefaultTunnelThreshold,
+			Window: Duration(DefaultTunnelWindow), BlockFor: Duration(DefaultTunnelBlockFor)},
 	}
 }
 
@@ -255,6 +301,23 @@ func (v *validator) dnsSection() {
 	if q := d.Events.Queue; q < 100 || q > 1_000_000 {
 		v.errf("dns.events.queue", "must be between 100 and 1000000")
 	}
+	v.tunnelSection()
+}
+
+// tunnelSection validates dns.tunnel.
+func (v *validator) tunnelSection() {
+	t := &v.c.DNS.Tunnel
+	switch t.Action {
+	case TunnelBlock, TunnelFlag, TunnelOff:
+	default:
+		v.errf("dns.tunnel.action", "unknown action %q (want block, flag or off)", t.Action)
+	}
+	if t.Threshold < 5 || t.Threshold > MaxTunnelThreshold {
+		v.errf("dns.tunnel.threshold", "must be between 5 and %d names", MaxTunnelThreshold)
+	}
+	v.between("dns.tunnel.window", t.Window, time.Second, time.Hour)
+	v.between("dns.tunnel.block_for", t.BlockFor, time.Minute, 7*24*time.Hour)
+	v.checkHostList("dns.tunnel.allow", t.Allow)
 }
 
 // validIPPort reports whether s is IP:port or a bare IP (which gets def).

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -15,6 +16,46 @@ func TestDNSDefaults(t *testing.T) {
 		d.UpstreamTimeout.D() != 2*time.Second || d.HealthCheck.D() != 30*time.Second {
 		t.Fatalf("defaults: %+v", d)
 	}
+	if tu := d.Tunnel; tu.Action != TunnelBlock || tu.Threshold != 30 || tu.Window.D() != time.Minute ||
+		tu.BlockFor.D() != time.Hour || len(tu.Allow) != 0 {
+		t.Fatalf("tunnel defaults: %+v", tu)
+	}
+	if a := BuiltinTunnelAllow(); !slices.Contains(a, "sophosxl.net") || !slices.Contains(a, "spamhaus.org") {
+		t.Fatalf("built-in tunnel allow list: %v", a)
+	}
+}
+
+func TestDNSTunnelSettings(t *testing.T) {
+	c, err := Parse([]byte(`dns:
+  tunnel:
+    action: flag
+    threshold: 50
+    window: 2m
+    block_for: 30m
+    allow: [Tunnel-Service.Example]
+`), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tu := c.DNS.Tunnel; tu.Action != TunnelFlag || tu.Threshold != 50 || tu.Window.D() != 2*time.Minute ||
+		tu.BlockFor.D() != 30*time.Minute || !slices.Equal(tu.Allow, []string{"Tunnel-Service.Example"}) {
+		t.Fatalf("parsed: %+v", tu)
+	}
+	checkErrors(t, `dns:
+  tunnel:
+    action: deny
+    threshold: 1
+    window: 0s
+    block_for: 10s
+    allow: [com, "a b.example"]
+`, []want{
+		{"3:13", "dns.tunnel.action", "want block, flag or off"},
+		{"4:16", "dns.tunnel.threshold", "between 5 and 100"},
+		{"5:13", "dns.tunnel.window", "between 1s and 1h"},
+		{"6:16", "dns.tunnel.block_for", "between 1m and 7d"},
+		{"7:13", "dns.tunnel.allow[0]", "not a site's domain name"},
+		{"7:18", "dns.tunnel.allow[1]", "not a domain name"},
+	})
 }
 
 func TestDNSSettingsParse(t *testing.T) {
