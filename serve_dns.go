@@ -105,6 +105,8 @@ func dnsOptions(cfg *config.Config, admin net.Addr, log *slog.Logger) (dnsproxy.
 		Collapse:    d.Events.Collapse.D(),
 		Queue:       d.Events.Queue,
 		QueryLog:    d.QueryLog.Enabled,
+		Tunnel: dnsproxy.TunnelOptions{Action: d.Tunnel.Action, Threshold: d.Tunnel.Threshold,
+			Window: d.Tunnel.Window.D(), BlockFor: d.Tunnel.BlockFor.D(), Allow: d.Tunnel.Allow},
 	}
 	o.BlockPageIP, _ = cfg.BlockPageAddr() // served on port 80 there (serve_blockpage.go)
 	plain, err := cfg.Upstreams()

@@ -125,3 +125,12 @@ func TestContentSample(t *testing.T) {
 		t.Fatalf("long phrase list not shortened: %q", got)
 	}
 }
+
+// TestTunnelSample: a DNS tunnel the resolver detected is worded as a VPN
+// over DNS in the incident's samples (and so in the DSL's alert).
+func TestTunnelSample(t *testing.T) {
+	ev := Event{Reason: "dns-tunnel", Name: "tunnel.test", Category: "vpn", Bypass: true}
+	if got, want := sampleOf(&ev), "used a VPN over DNS (a DNS tunnel) through tunnel.test"; got != want {
+		t.Fatalf("sample %q, want %q", got, want)
+	}
+}

@@ -1659,7 +1659,8 @@ func searchedFor(term, engine string) string {
 }
 
 // sampleOf is what an incident keeps as an example: the search term, else
-// the URL, else the name. Nothing for the restricted tier.
+// the URL, else the name (for a DNS tunnel, saying so). Nothing for the
+// restricted tier.
 func sampleOf(ev *Event) string {
 	if ev.Restricted {
 		return ""
@@ -1673,6 +1674,10 @@ func sampleOf(ev *Event) string {
 	case ev.Reason == "content" && ev.Entry != "" && ev.URL != "":
 		// The real-time content check: the phrases it found (Entry).
 		return "read a page with “" + shorten(ev.Entry, 80) + "” (" + ev.URL + ")"
+	case ev.Reason == "dns-tunnel":
+		// The resolver's DNS tunnel detection (proxy/dns/tunnel.go): Name
+		// is the tunnel's registrable domain.
+		return "used a VPN over DNS (a DNS tunnel) through " + ev.Name
 	case ev.URL != "":
 		return ev.URL
 	}

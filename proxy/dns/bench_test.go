@@ -12,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -218,5 +219,50 @@ func BenchmarkServeCachedHTTPS(b *testing.B) {
 	}
 	if w.n == 0 {
 		b.Fatal("no answer")
+	}
+}
+
+// BenchmarkServeCachedTunnelBlock is BenchmarkServeCached while a DNS
+// tunnel block is in force for another client (tunnel.go): the cost of
+// the blocked-domain lookup on the hot path once a block exists.
+func BenchmarkServeCachedTunnelBlock(b *testing.B) {
+	ts := startServer(b, nil)
+	now := ts.clock.now().UnixNano()
+	ts.tunnel.mu.Lock()
+	ts.tunnel.addBlockLocked(netip.MustParseAddr(student), "tunnel.test", now+int64(time.Hour), now)
+	ts.tunnel.mu.Unlock()
+	benchQuery(b, ts, "www.example.org.", staff)
+}
+
+// BenchmarkTunnelCheck is the DNS tunnel step alone for an allowed query
+// (tunnel.go): "short" is an ordinary name with no block in force (the
+// hot path: an atomic load and a length test), "long" a long name under
+// an allowed domain (public suffix lookup and allow list), "blocked" an
+// ordinary name of another client while a block is in force.
+func BenchmarkTunnelCheck(b *testing.B) {
+	for _, tc := range []struct{ name, mode string }{
+		{"www.example.org", "short"},
+		{"0.0.0.0.1.0.0.4e.13cj7qqc7dp3nfeb9ddxvupeek.ih.sophosxl.net", "long"},
+		{"www.example.org", "blocked"},
+	} {
+		b.Run(tc.mode, func(b *testing.B) {
+			ts := startServer(b, nil)
+			if tc.mode == "blocked" {
+				now := ts.clock.now().UnixNano()
+				ts.tunnel.mu.Lock()
+				ts.tunnel.addBlockLocked(netip.MustParseAddr(student), "tunnel.test", now+int64(time.Hour), now)
+				ts.tunnel.mu.Unlock()
+			}
+			qr := query{q: mdns.Question{Name: tc.name + ".", Qtype: mdns.TypeA, Qclass: mdns.ClassINET}, name: tc.name,
+				client: netip.MustParseAddr(staff), now: ts.clock.now()}
+			var d policy.Decision
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if ts.tunnelCheck(&qr, &d, "A") {
+					b.Fatal("answered")
+				}
+			}
+		})
 	}
 }

@@ -20,6 +20,9 @@ import (
 //   - A DoH provider's name is the same: the device has a DoH setting on.
 //   - VPN, web proxy and Tor services are bypass attempts at their
 //     configured severity (default high), through the normal block path.
+//   - A VPN over DNS (a DNS tunnel under a domain on no list) is found by
+//     the names a client asks for, and reported and blocked as a VPN
+//     (tunnel.go).
 
 // bypassKind classifies a decision for the bypass handling.
 type bypassKind uint8

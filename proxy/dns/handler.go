@@ -21,7 +21,7 @@ import (
 // Request flow (one function per step, in this order):
 //
 //	checks (opcode, one question) → ACL → rate limit → identity + policy
-//	→ bypass (DDR, canary, Private Relay, DoH) → block → safe-search rewrite
+//	→ bypass (DDR, canary, Private Relay, DoH) → DNS tunnel → block → safe-search rewrite
 //	→ cache / upstream (CNAME chain checked, ECH stripped) → reply.
 
 // query is the per-request state.
@@ -137,6 +137,9 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string, dev *de
 	qr.ups = s.ups.Set(d.Group)
 	if qr.q.Qtype == mdns.TypeHTTPS && s.opts.Decrypting != nil && s.opts.Decrypting() {
 		qr.noH3 = qr.eng.Config().DecryptsAllowed(d.Group, qr.name)
+	}
+	if d.Action == policy.Allow && s.tunnelCheck(&qr, &d, qt) {
+		return // a DNS tunnel (tunnel.go): blocked
 	}
 	switch d.Action {
 	case policy.Block:

@@ -77,6 +77,10 @@ type Options struct {
 	Queue    int           // event queue size (default 10,000)
 	QueryLog bool          // record allowed queries too
 
+	// Tunnel is the DNS tunnel detection (tunnel.go); the zero value
+	// blocks at the defaults.
+	Tunnel TunnelOptions
+
 	// UDPSockets is how many UDP sockets serve each listen address (Linux,
 	// SO_REUSEPORT: the kernel spreads clients over them by address and
 	// port), each read by one worker that answers what it reads. Default

@@ -24,6 +24,7 @@ type Server struct {
 	ups         *Upstreams
 	metrics     *metrics
 	events      *events
+	tunnel      *tunnels // DNS tunnel detection (tunnel.go)
 	flight      flight
 	bufs        sync.Pool
 
@@ -58,6 +59,7 @@ func New(o Options) (*Server, error) {
 	s.cache = newCache(o.Cache)
 	s.metrics = newMetrics(o.Registry, s.cache.len)
 	s.ups.metrics = s.metrics
+	s.tunnel = newTunnels(o.Tunnel, o.Registry)
 	s.bufs.New = func() any { b := make([]byte, 0, 1232); return &b }
 	s.flight.calls = map[cacheKey]*call{}
 	return s, nil
