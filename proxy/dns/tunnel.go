@@ -68,6 +68,10 @@ const (
 	tunnelLabelLen   = 40 // any single label
 	tunnelMaxClients = 4096
 	tunnelMaxDomains = 16
+	// tunnelMaxBlocks bounds the blocks in force (about 64 bytes each;
+	// each detection copies them, so the bound also bounds its cost):
+	// past it, the one that ends first makes room.
+	tunnelMaxBlocks = 4096
 	// tunnelMinName is the shortest name the length rule can match: a
 	// 40-character label, a dot and a registrable domain of at least
 	// three ("a.b"). Shorter names skip the check after one comparison.
@@ -365,8 +369,33 @@ func (t *tunnels) addBlockLocked(client netip.Addr, reg string, until, now int64
 	if next == nil {
 		next = map[netip.Addr][]tunBlock{}
 	}
+	if t.nblocks.Load() >= tunnelMaxBlocks {
+		dropEarliest(next) // a flood of detections from ever new addresses
+	}
 	next[client] = append(next[client], tunBlock{reg: reg, until: until})
 	t.publishLocked(next)
+}
+
+// dropEarliest removes the block of m that ends first.
+func dropEarliest(m map[netip.Addr][]tunBlock) {
+	var at netip.Addr
+	i, first := -1, int64(1<<63-1)
+	for a, bs := range m {
+		for j, b := range bs {
+			if b.until < first {
+				at, i, first = a, j, b.until
+			}
+		}
+	}
+	if i < 0 {
+		return
+	}
+	bs := append(m[at][:i:i], m[at][i+1:]...)
+	if len(bs) == 0 {
+		delete(m, at)
+	} else {
+		m[at] = bs
+	}
 }
 
 // liveBlocks copies the blocks still in force at now (nil for none).

@@ -390,3 +390,26 @@ func TestTunnelBounds(t *testing.T) {
 		t.Fatalf("%d domains for one client, cap %d", doms, tunnelMaxDomains)
 	}
 }
+
+// TestTunnelBlocksBounded: blocks from ever new addresses stay within
+// tunnelMaxBlocks; the one that ends first makes room, the newest holds.
+func TestTunnelBlocksBounded(t *testing.T) {
+	tn := newTunnels(TunnelOptions{}, nil)
+	now := int64(1_000_000)
+	tn.mu.Lock()
+	for i := range tunnelMaxBlocks + 10 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		tn.addBlockLocked(a, "tunnel.test", now+int64(time.Hour)+int64(i), now)
+	}
+	tn.mu.Unlock()
+	if n := tn.nblocks.Load(); n != tunnelMaxBlocks {
+		t.Fatalf("%d blocks in force, cap %d", n, tunnelMaxBlocks)
+	}
+	if _, ok := tn.blocked(netip.AddrFrom4([4]byte{10, 0, 0, 0}), "a.tunnel.test", now); ok {
+		t.Error("the block ending first was kept past the cap")
+	}
+	last := tunnelMaxBlocks + 9
+	if _, ok := tn.blocked(netip.AddrFrom4([4]byte{10, byte(last >> 16), byte(last >> 8), byte(last)}), "a.tunnel.test", now); !ok {
+		t.Error("the newest block was dropped")
+	}
+}
