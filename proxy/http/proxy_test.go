@@ -358,49 +358,8 @@ func TestClientACL(t *testing.T) {
 	}
 }
 
-func TestWebSocketPassThrough(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	ws := http.NewServeMux()
-	ws.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "no upgrade", 400)
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
-		line, _ := brw.ReadString('\n')
-		fmt.Fprintf(brw, "echo: %s", line)
-		_ = brw.Flush()
-	})
-	srv := &http.Server{Handler: ws}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close() })
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	e.allowPort(port)
-
-	c := e.dial("")
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET http://site.test:%s/ws HTTP/1.1\r\nHost: site.test:%s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", port, port)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", err, resp)
-	}
-	fmt.Fprintf(c, "hello\n")
-	line, err := br.ReadString('\n')
-	if err != nil || line != "echo: hello\n" {
-		t.Fatalf("echo = %q, %v", line, err)
-	}
-}
-
-// TestUpgradeOnlyWebSocket: a protocol switch other than WebSocket is not
-// passed on. With Upgrade: h2c relayed, an origin that speaks h2c switched
+// TestUpgradeOnlyWebSocket: a WebSocket upgrade is relayed both ways; any
+// other protocol switch is not passed on. With Upgrade: h2c relayed, an origin that speaks h2c switched
 // the connection to HTTP/2 after an allowed first request, and every later
 // request on it went by unread: a path the URL lists block included.
 func TestUpgradeOnlyWebSocket(t *testing.T) {
@@ -444,19 +403,21 @@ func TestUpgradeOnlyWebSocket(t *testing.T) {
 			t.Errorf("Upgrade: %s: %d %q, the site saw Upgrade|HTTP2-Settings %q", up, resp.StatusCode, body, sawUpgrade.Load())
 		}
 	}
-	// WebSocket (any case) is still relayed.
-	c := e.dial("")
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET http://site.test:%s/ws HTTP/1.1\r\nHost: site.test:%s\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", port, port)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("websocket: %v %v", err, resp)
-	}
-	fmt.Fprintf(c, "hello\n")
-	if line, err := br.ReadString('\n'); err != nil || line != "switched: hello\n" {
-		t.Fatalf("websocket relay: %q, %v", line, err)
+	// WebSocket (any case) is still relayed, both ways.
+	for _, up := range []string{"websocket", "WebSocket"} {
+		c := e.dial("")
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET http://site.test:%s/ws HTTP/1.1\r\nHost: site.test:%s\r\nConnection: keep-alive, Upgrade\r\nUpgrade: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", port, port, up)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || sawUpgrade.Load() != up+"|" {
+			t.Fatalf("%s: %v %v, the site saw %q", up, err, resp, sawUpgrade.Load())
+		}
+		fmt.Fprintf(c, "hello\n")
+		if line, err := br.ReadString('\n'); err != nil || line != "switched: hello\n" {
+			t.Fatalf("%s relay: %q, %v", up, line, err)
+		}
+		c.Close()
 	}
 }
 

@@ -115,18 +115,9 @@ func emptyBody(r *http.Request) bool {
 // "search-form").
 func (s *Server) refuseSearchForm(w http.ResponseWriter, r *http.Request, info *reqInfo, cfg *config.Config, source string) {
 	info.url = eventURL(r.URL)
-	d := &info.dec
-	d.Action = policy.Block
-	markBypass(d)
-	s.metrics.httpBlock.Inc()
-	ref := newRef()
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Gatehouse-Ref", ref)
-	h.Set("Via", Via)
-	w.WriteHeader(http.StatusForbidden)
-	n, _ := fmt.Fprintf(w, "403 Forbidden: %s's web filter could not check this search (the form sent was too long or of an unknown kind). Search from the page itself. Reference %s.\n", cfg.School.Name, ref)
-	s.eventRef(info, source, "block", http.StatusForbidden, int64(n), "search-form", ref)
+	s.refuseBypass(w, info, source, "search-form", func(ref string) string {
+		return fmt.Sprintf("403 Forbidden: %s's web filter could not check this search (the form sent was too long or of an unknown kind). Search from the page itself. Reference %s.\n", cfg.School.Name, ref)
+	})
 }
 
 // maxFormPeek bounds the part of a POSTed search form read for its term.

@@ -835,6 +835,15 @@ func plainPort(scheme, port string) string {
 // with 403 and a bypass event, as a tunnel to a port outside
 // proxy.connect.ports gets.
 func (s *Server) refusePort(w http.ResponseWriter, info *reqInfo, cfg *config.Config) {
+	s.refuseBypass(w, info, "http", "port", func(ref string) string {
+		return fmt.Sprintf("403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(&info.dec, "port"), ref)
+	})
+}
+
+// refuseBypass answers a request refused as a bypass attempt with a plain
+// 403 (body from msg, given the reference code) and records the block
+// with reason.
+func (s *Server) refuseBypass(w http.ResponseWriter, info *reqInfo, source, reason string, msg func(ref string) string) {
 	d := &info.dec
 	d.Action = policy.Block
 	markBypass(d)
@@ -845,8 +854,8 @@ func (s *Server) refusePort(w http.ResponseWriter, info *reqInfo, cfg *config.Co
 	h.Set("X-Gatehouse-Ref", ref)
 	h.Set("Via", Via)
 	w.WriteHeader(http.StatusForbidden)
-	n, _ := fmt.Fprintf(w, "403 Forbidden: %s is blocked by %s's web filter (%s). Reference %s.\n", info.host, cfg.School.Name, connectWhy(d, "port"), ref)
-	s.eventRef(info, "http", "block", http.StatusForbidden, int64(n), "port", ref)
+	n, _ := io.WriteString(w, msg(ref))
+	s.eventRef(info, source, "block", http.StatusForbidden, int64(n), reason, ref)
 }
 
 // refuseInternal records a request refused at dial time because its site
