@@ -138,7 +138,7 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string, dev *de
 	if qr.q.Qtype == mdns.TypeHTTPS && s.opts.Decrypting != nil && s.opts.Decrypting() {
 		qr.noH3 = qr.eng.Config().DecryptsAllowed(d.Group, qr.name)
 	}
-	if d.Action == policy.Allow && s.tunnelCheck(&qr, &d, qt) {
+	if d.Action == policy.Allow && s.tunnel.mayApply(qr.name, qr.q.Qtype) && s.tunnelCheck(&qr, &d, qt) {
 		return // a DNS tunnel (tunnel.go): blocked
 	}
 	switch d.Action {

@@ -192,7 +192,7 @@ func under(name, domain string) bool {
 // of type qtype is tunnel-like and not allowed ("" otherwise). Names
 // shorter than tunnelMinName of ordinary types return after one test.
 func (t *tunnels) tunnelLike(name string, qtype uint16) string {
-	odd := qtype == 10 || (qtype >= 65280 && qtype <= 65534) // NULL, private use
+	odd := oddType(qtype)
 	if !odd {
 		if len(name) < tunnelMinName {
 			return ""
@@ -450,6 +450,17 @@ func (t *tunnels) expire(now int64) {
 	}
 	t.publishLocked(t.liveBlocks(now))
 }
+
+// mayApply reports whether tunnelCheck could do anything for a name of
+// qtype: a block is in force, or the name is long or of an odd type. Small
+// enough to inline, so that most queries pay one atomic load and a length
+// test, no call.
+func (t *tunnels) mayApply(name string, qtype uint16) bool {
+	return t.blocks.Load() != nil || (!t.off && (len(name) >= tunnelMinName || oddType(qtype)))
+}
+
+// oddType: NULL and the private-use types, tunnel-like with any subdomain.
+func oddType(qtype uint16) bool { return qtype == 10 || (qtype >= 65280 && qtype <= 65534) }
 
 // tunnelCheck runs the detection for a query the policy allowed: a block
 // in force answers it with the block answer; a tunnel-like name is counted,
