@@ -128,6 +128,9 @@ func (v *validator) consoleSection() {
 			v.errf("console.url", "%q: give the console's base address only (no user, query or #fragment)", c.URL)
 		}
 	}
+	if len(c.Allow) == 0 && !v.c.ConsoleOff() && !loopbackListen(c.Listen) {
+		v.warnf("console.listen", "console.allow is not set, so every client in clients.allow (pupils' networks too) can reach the console's sign-in page, and five wrong passwords lock a DSL's account for 15 minutes; list the staff networks in console.allow")
+	}
 	for i, n := range c.Allow {
 		path := joinIndex("console.allow", i)
 		if !n.IsValid() {
@@ -144,6 +147,19 @@ func (v *validator) consoleSection() {
 	if c.SessionLimit < c.IdleTimeout {
 		v.errf("console.session_limit", "must not be shorter than console.idle_timeout (%s)", fmtDur(c.IdleTimeout.D()))
 	}
+}
+
+// loopbackListen reports whether a listen address is on loopback only.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(strings.TrimSpace(listen))
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // oidcClient checks what the console's and the sign-in page's OpenID

@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +43,32 @@ console:
 	}
 	if c, err := Parse([]byte("console: {listen: \"off\"}\nadmin: {listen: \"127.0.0.1:9153\"}\n"), testFile); err != nil || !c.ConsoleOff() {
 		t.Errorf("off: %v", err)
+	}
+}
+
+// TestConsoleAllowWarning: a console listening beyond loopback without
+// console.allow is open to every client in clients.allow, pupils too:
+// config check says so. On loopback, or with console.allow, it does not.
+func TestConsoleAllowWarning(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		warn bool
+	}{
+		{"console:\n  listen: 0.0.0.0:8443\n", true},
+		{"console:\n  listen: 10.0.0.5:8443\n", true},
+		{"console:\n  listen: 10.0.0.5:8443\n  allow: [10.20.0.0/16]\n", false},
+		{"console:\n  listen: 127.0.0.1:8080\n", false},
+		{"console:\n  listen: \"[::1]:8080\"\n", false},
+		{"console:\n  listen: \"off\"\n", false},
+		{"database: /tmp/g.db\n", false},
+	} {
+		c, err := Parse([]byte(tc.src), "t.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		w := strings.Join(c.Warnings(), "\n")
+		if got := strings.Contains(w, "console.listen: console.allow is not set"); got != tc.warn {
+			t.Errorf("%q: warned %v, want %v:\n%s", tc.src, got, tc.warn, w)
+		}
 	}
 }
