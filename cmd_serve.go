@@ -343,6 +343,7 @@ var liveSettings = []string{
 	"dns.rate_limit",
 	"proxy.connect", "proxy.http", "proxy.block_page", "proxy.pac", "proxy.events", "proxy.auth.realm",
 	"proxy.transparent.allow", "proxy.transparent.no_sni", "proxy.transparent.no_sni_groups", "proxy.transparent.ech_names",
+	"proxy.inspect.pinned_apps", // read per connection from the engine's config
 	"admin.allow", "console.allow", "identity.groups", "identity.signin.allow",
 	"identity.ldap", "identity.people", "identity.dhcp_leases", // serve_identity_live.go
 	"identity.radius.secret", "identity.radius.nas", "identity.radius.timeout",
