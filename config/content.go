@@ -57,13 +57,13 @@ func BuiltinAIHosts() []string { return hostLines(builtinAIText) }
 func BuiltinContentExempt() []string { return hostLines(builtinExemptText) }
 
 type contentHosts struct {
-	ai, exempt hostSet
+	ai, exempt HostSet
 }
 
 func newContentHosts(ai, exempt []string) *contentHosts {
 	return &contentHosts{
-		ai:     newDecryptHosts(append(BuiltinAIHosts(), ai...), nil).never,
-		exempt: newDecryptHosts(append(BuiltinContentExempt(), exempt...), nil).never,
+		ai:     NewHostSet(BuiltinAIHosts(), ai),
+		exempt: NewHostSet(BuiltinContentExempt(), exempt),
 	}
 }
 
@@ -91,13 +91,13 @@ func (c *Config) ContentCheck(group string) bool {
 // support service (the built-in list or proxy.content_check.exempt) or a
 // host on the never-decrypt list. It does not allocate.
 func (c *Config) ContentExempt(host string) bool {
-	return c.contentHosts().exempt.has(host) || c.NeverDecrypt(host)
+	return c.contentHosts().exempt.Has(host) || c.NeverDecrypt(host)
 }
 
 // AIHost reports whether host is an AI chat service whose JSON answers are
 // scored. It does not allocate.
 func (c *Config) AIHost(host string) bool {
-	return c.contentHosts().ai.has(host)
+	return c.contentHosts().ai.Has(host)
 }
 
 // ContentMaxBytes is proxy.content_check.max_bytes.

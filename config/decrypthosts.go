@@ -36,12 +36,26 @@ func hostLines(text string) []string {
 	return out
 }
 
-// hostSet is a set of domains, each covering its subdomains.
-type hostSet map[string]struct{}
+// HostSet is a set of domains, each covering its subdomains.
+type HostSet map[string]struct{}
 
-// has reports whether host (normalised) is a domain of the set or under
+// NewHostSet makes a set of the domains in lists; entries that do not
+// normalise are left out (the validator reports them).
+func NewHostSet(lists ...[]string) HostSet {
+	s := HostSet{}
+	for _, l := range lists {
+		for _, h := range l {
+			if n, err := blocklists.NormalizeHost(strings.TrimSpace(h)); err == nil && n != "" {
+				s[n] = struct{}{}
+			}
+		}
+	}
+	return s
+}
+
+// Has reports whether host (normalised) is a domain of the set or under
 // one. It does not allocate.
-func (s hostSet) has(host string) bool {
+func (s HostSet) Has(host string) bool {
 	for {
 		if _, ok := s[host]; ok {
 			return true
@@ -57,26 +71,14 @@ func (s hostSet) has(host string) bool {
 // decryptHosts are the never-decrypt list and the search table, the
 // built-in ones with the config's additions.
 type decryptHosts struct {
-	never, search hostSet
+	never, search HostSet
 }
 
-// newDecryptHosts builds the tables; entries that do not normalise are
-// left out (the validator reports them).
+// newDecryptHosts builds the tables (NewHostSet).
 func newDecryptHosts(never, search []string) *decryptHosts {
-	set := func(lists ...[]string) hostSet {
-		s := hostSet{}
-		for _, l := range lists {
-			for _, h := range l {
-				if n, err := blocklists.NormalizeHost(strings.TrimSpace(h)); err == nil && n != "" {
-					s[n] = struct{}{}
-				}
-			}
-		}
-		return s
-	}
 	return &decryptHosts{
-		never:  set(BuiltinNeverDecrypt(), never),
-		search: set(BuiltinSearchHosts(), search),
+		never:  NewHostSet(BuiltinNeverDecrypt(), never),
+		search: NewHostSet(BuiltinSearchHosts(), search),
 	}
 }
 
@@ -91,7 +93,7 @@ func (c *Config) decryptHosts() *decryptHosts {
 // tunnelled untouched: it is on the built-in never-decrypt list or
 // proxy.inspect.never_decrypt.
 func (c *Config) NeverDecrypt(host string) bool {
-	return c.decryptHosts().never.has(host)
+	return c.decryptHosts().never.Has(host)
 }
 
 // DecryptsAllowed reports whether the group decrypts an HTTPS connection
@@ -116,7 +118,7 @@ func (c *Config) DecryptsAllowed(group, host string) bool {
 	default:
 		return false
 	}
-	return !h.never.has(host)
+	return !h.never.Has(host)
 }
 
 // checkHostList validates a list of domains at path.
@@ -143,7 +145,7 @@ func (c *Config) SearchHost(host string) bool {
 // safe-search table's Google rows), which the proxy reads search terms
 // on as it does www.google.com's.
 func (h *decryptHosts) isSearch(host string) bool {
-	if h.search.has(host) {
+	if h.search.Has(host) {
 		return true
 	}
 	t, ok := blocklists.SafeSearchRow(host)

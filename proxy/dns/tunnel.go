@@ -86,7 +86,7 @@ type tunnels struct {
 	threshold int
 	window    int64 // nanoseconds
 	blockFor  int64
-	allow     map[string]struct{}
+	allow     config.HostSet // never counted: the built-in list and Allow
 	seed      maphash.Seed
 
 	mu        sync.Mutex
@@ -123,7 +123,7 @@ type tunBlock struct {
 
 func newTunnels(o TunnelOptions, reg prometheus.Registerer) *tunnels {
 	t := &tunnels{action: o.Action, threshold: o.Threshold, window: int64(o.Window), blockFor: int64(o.BlockFor),
-		allow: map[string]struct{}{}, seed: maphash.MakeSeed(), clients: map[netip.Addr]*tunClient{}}
+		allow: config.NewHostSet(config.BuiltinTunnelAllow(), o.Allow), seed: maphash.MakeSeed(), clients: map[netip.Addr]*tunClient{}}
 	if t.action == "" {
 		t.action = TunnelBlock
 	}
@@ -137,13 +137,6 @@ func newTunnels(o TunnelOptions, reg prometheus.Registerer) *tunnels {
 	}
 	if t.blockFor <= 0 {
 		t.blockFor = int64(config.DefaultTunnelBlockFor)
-	}
-	for _, l := range [][]string{config.BuiltinTunnelAllow(), o.Allow} {
-		for _, h := range l {
-			if n, err := bl.NormalizeHost(strings.TrimSpace(h)); err == nil && n != "" {
-				t.allow[n] = struct{}{}
-			}
-		}
 	}
 	t.detections = prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_tunnel_detections_total",
 		Help: "DNS tunnels detected (a client asking for many distinct tunnel-like names under one domain)."})
@@ -209,7 +202,7 @@ func (t *tunnels) tunnelLike(name string, qtype uint16) string {
 			return ""
 		}
 	}
-	if under(name, "arpa") || t.allowed(name) {
+	if under(name, "arpa") || t.allow.Has(name) {
 		return "" // reverse lookups (ip6.arpa names are always long); allowed
 	}
 	// (A long name costs one 48-byte allocation here: the public suffix
@@ -237,21 +230,6 @@ func hasLongLabel(s string) bool {
 		}
 	}
 	return false
-}
-
-// allowed reports whether name is on the allow list or under an entry. It
-// does not allocate.
-func (t *tunnels) allowed(name string) bool {
-	for {
-		if _, ok := t.allow[name]; ok {
-			return true
-		}
-		i := strings.IndexByte(name, '.')
-		if i < 0 {
-			return false
-		}
-		name = name[i+1:]
-	}
 }
 
 // observe counts a tunnel-like name of client under reg; it reports
