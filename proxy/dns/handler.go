@@ -537,16 +537,17 @@ func (s *Server) rcode(qr *query, rcode int, qt, result, group string) {
 // identify looks the client up in the identity table (Options.Identity),
 // else asks Options.UserFor for a logged-in user.
 func (s *Server) identify(qr *query) {
+	e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano())
 	if qr.dev != nil {
 		// The token names the device; a home address names nobody. An
 		// address the table names a person at is on site: the person is
 		// named and their group decides, token or not.
-		if e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano()); e != nil && e.User != "" {
+		if e != nil && e.User != "" {
 			qr.who, qr.user = e, e.User
 		}
 		return
 	}
-	if e := s.opts.Identity.Lookup(qr.client, qr.now.UnixNano()); e != nil {
+	if e != nil {
 		qr.who, qr.user = e, e.User
 		if e.User != "" || s.opts.UserFor == nil {
 			return
