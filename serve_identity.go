@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -194,7 +193,7 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 	}
 	svc, err := signin.New(signin.Options{Table: s.identity, Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: secret,
 		RedirectURL: c.RedirectURL, Domains: c.Domains, LocalPart: c.User == "local_part", Groups: groups, TTL: cfg.SigninTTL(),
-		HostedDomain: strings.TrimSuffix(c.Issuer, "/") == "https://accounts.google.com",
+		HostedDomain: config.GoogleIssuer(c.Issuer),
 		Allowed:      func(a netip.Addr) bool { return clientAllowed(s.engine.Load().Config().SigninAllow(), a) },
 		School:       cfg.School.Name, Label: c.Label, Location: cfg.Location(), Secure: c.Cert != "", Store: store,
 		Client: client, Log: log, Registry: reg})

@@ -128,7 +128,7 @@ func (v *validator) consoleSection() {
 			v.errf("console.url", "%q: give the console's base address only (no user, query or #fragment)", c.URL)
 		}
 	}
-	if len(c.Allow) == 0 && !v.c.ConsoleOff() && !loopbackListen(c.Listen) {
+	if len(c.Allow) == 0 && !v.c.ConsoleOff() && !ConsoleLoopback(strings.TrimSpace(c.Listen)) {
 		v.warnf("console.listen", "console.allow is not set, so every client in clients.allow (pupils' networks too) can reach the console's sign-in page, and five wrong passwords lock a DSL's account for 15 minutes; list the staff networks in console.allow")
 	}
 	for i, n := range c.Allow {
@@ -149,17 +149,12 @@ func (v *validator) consoleSection() {
 	}
 }
 
-// loopbackListen reports whether a listen address is on loopback only.
-func loopbackListen(listen string) bool {
-	host, _, err := net.SplitHostPort(strings.TrimSpace(listen))
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
+// GoogleIssuer reports whether an OpenID Connect issuer is Google's, whose
+// ID tokens name a Workspace account's domain in "hd" (a consumer account
+// made with a school address has none): the console and the sign-in page
+// both require it then.
+func GoogleIssuer(issuer string) bool {
+	return strings.TrimSuffix(issuer, "/") == "https://accounts.google.com"
 }
 
 // oidcClient checks what the console's and the sign-in page's OpenID
