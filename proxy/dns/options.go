@@ -81,11 +81,19 @@ type Options struct {
 	// blocks at the defaults.
 	Tunnel TunnelOptions
 
-	// UDPSockets is how many UDP sockets serve each listen address (Linux,
-	// SO_REUSEPORT: the kernel spreads clients over them by address and
-	// port), each read by one worker that answers what it reads. Default
-	// 2 × GOMAXPROCS; 1 gives one socket read by 2 × GOMAXPROCS workers
-	// in turn, as where SO_REUSEPORT is not available.
+	// UDPPoller serves UDP through Go's network poller, as where blocking
+	// sockets are not available (anywhere but Linux), instead of one
+	// socket per listen address read by 2 × GOMAXPROCS workers blocked in
+	// recvmsg (udp_blocking_linux.go): for comparison in benchmarks and
+	// tests.
+	UDPPoller bool
+
+	// UDPSockets is how many UDP sockets serve each listen address through
+	// the poller (Linux, SO_REUSEPORT: the kernel spreads clients over them
+	// by address and port), each read by one worker that answers what it
+	// reads. Default 2 × GOMAXPROCS; 1 gives one socket read by
+	// 2 × GOMAXPROCS workers in turn, as where SO_REUSEPORT is not
+	// available.
 	UDPSockets int
 
 	// MiekgUDP serves UDP with miekg/dns's server (a goroutine per

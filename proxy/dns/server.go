@@ -72,7 +72,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cancel = cancel
 	s.events = newEvents(s.opts.Sink, s.opts.Queue, s.opts.Collapse, s.metrics, s.opts.Log)
 	for _, a := range s.opts.Listen {
-		pc, ln, err := listenBoth(a, s.udpSockets() > 1)
+		pc, ln, err := listenBoth(a, s.udpSockets() > 1 || s.udpBlocking())
 		if err != nil {
 			s.Shutdown(context.Background())
 			return err

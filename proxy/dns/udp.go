@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -30,7 +31,7 @@ import (
 // SERVFAIL), so the socket keeps being read and the workers stay bounded.
 type udpListener struct {
 	s       *Server
-	conn    *net.UDPConn
+	conn    udpConn
 	pktinfo bool // wildcard address: each reply leaves from the address its query came to
 	wg      sync.WaitGroup
 	closed  atomic.Bool
@@ -38,9 +39,24 @@ type udpListener struct {
 	waiting atomic.Int32 // detached workers waiting on an upstream
 }
 
+// udpConn is a UDP socket as the workers use it: *net.UDPConn, or
+// *blockingUDP on Linux.
+type udpConn interface {
+	ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error)
+	WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// udpBlocking: UDP is served by workers blocked in recvmsg on one socket
+// per address (blockingUDP), not through Go's network poller.
+func (s *Server) udpBlocking() bool {
+	return blockingSupported && !s.opts.UDPPoller && !s.opts.MiekgUDP
+}
+
 // udpSockets is how many sockets serve each UDP address (Options.UDPSockets).
 func (s *Server) udpSockets() int {
-	if !reusePortSupported || s.opts.MiekgUDP {
+	if !reusePortSupported || s.opts.MiekgUDP || s.udpBlocking() {
 		return 1
 	}
 	if s.opts.UDPSockets > 0 {
@@ -49,9 +65,11 @@ func (s *Server) udpSockets() int {
 	return 2 * runtime.GOMAXPROCS(0)
 }
 
-// serveUDPAddr serves conn's address with udpSockets sockets: conn (bound
-// with SO_REUSEPORT when there are more) and the others bound to the same
-// address and port, each read by one worker. A worker that reads,
+// serveUDPAddr serves conn's address: on Linux with one blocking socket
+// (serveBlockingUDP); else, or if that fails, through the poller with
+// udpSockets sockets: conn (bound with SO_REUSEPORT when there are more)
+// and the others bound to the same address and port, each read by one
+// worker. A worker that reads,
 // answers and reads again is never handed the socket by another (Go lets
 // one goroutine at a time read a socket: with several workers on one,
 // every datagram woke the next reader, twice the context switches per
@@ -63,6 +81,13 @@ func (s *Server) serveUDPAddr(conn *net.UDPConn) ([]*udpListener, error) {
 	workers := 1
 	if n == 1 {
 		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if s.udpBlocking() {
+		l, err := s.serveBlockingUDP(conn)
+		if err == nil {
+			return []*udpListener{l}, nil
+		}
+		s.opts.Log.Warn("dns: UDP served through Go's poller instead of blocking sockets", "addr", conn.LocalAddr().String(), "err", err)
 	}
 	l, ok := s.serveUDP(conn, workers)
 	if !ok {
@@ -87,6 +112,25 @@ func (s *Server) serveUDPAddr(conn *net.UDPConn) ([]*udpListener, error) {
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+// serveBlockingUDP serves conn's address with a blocking socket read by
+// 2 × GOMAXPROCS workers. The socket joins conn's SO_REUSEPORT group and
+// conn is closed: only a datagram that reached conn in between (while
+// Start runs, before the address is announced) goes unanswered.
+func (s *Server) serveBlockingUDP(conn *net.UDPConn) (*udpListener, error) {
+	la, _ := conn.LocalAddr().(*net.UDPAddr)
+	pktinfo := la == nil || la.IP.IsUnspecified()
+	bc, err := listenBlockingUDP(conn, pktinfo)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.Close()
+	l := &udpListener{s: s, conn: bc, pktinfo: pktinfo}
+	for range 2 * runtime.GOMAXPROCS(0) {
+		l.spawn()
+	}
+	return l, nil
 }
 
 // serveUDP starts workers on conn. A wildcard address needs the query's
@@ -133,6 +177,9 @@ func (l *udpListener) worker() {
 		if err != nil {
 			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+				continue // a blocking socket's read timeout
 			}
 			// e.g. ICMP port unreachable from an earlier reply; back off if
 			// the socket keeps failing rather than spin.
@@ -207,7 +254,7 @@ type udpWriter struct {
 	detached bool // a replacement worker reads the socket; this one exits after the answer
 	wrote    bool // the datagram has been answered
 	held     bool // its answer waits for its event's commit (hold)
-	conn     *net.UDPConn
+	conn     udpConn
 	local    net.Addr
 	peer     netip.AddrPort
 	oob      []byte // the reply's source address (IP_PKTINFO), or nil
@@ -271,7 +318,7 @@ func (w *udpWriter) hold(b []byte) *heldReply {
 
 // heldReply is a UDP answer waiting for its event to be durable.
 type heldReply struct {
-	conn   *net.UDPConn
+	conn   udpConn
 	peer   netip.AddrPort
 	oob    []byte
 	oobBuf [pktinfoSpace]byte

@@ -26,3 +26,10 @@ func reusePort(_, _ string, _ syscall.RawConn) error { return nil }
 func enableTimestamp(*net.UDPConn) {}
 
 func rxTime([]byte) int64 { return 0 }
+
+// blockingSupported: UDP goes through Go's poller here.
+const blockingSupported = false
+
+func listenBlockingUDP(*net.UDPConn, bool) (udpConn, error) {
+	return nil, errors.New("blocking UDP sockets are Linux-only here")
+}

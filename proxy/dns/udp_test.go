@@ -16,9 +16,13 @@ import (
 // leaves from the address the query was sent to. The client's socket is
 // connected, so a reply from another address would never reach it.
 func TestWildcardRepliesFromQueriedAddress(t *testing.T) {
-	for _, listen := range []string{"0.0.0.0:0", "[::]:0"} {
-		t.Run(listen, func(t *testing.T) {
-			ts := startServer(t, func(o *Options) { o.Listen = []string{listen} })
+	for _, c := range []struct {
+		listen string
+		poller bool
+	}{{"0.0.0.0:0", false}, {"[::]:0", false}, {"0.0.0.0:0", true}, {"[::]:0", true}} {
+		listen := c.listen
+		t.Run(fmt.Sprintf("%s/poller=%v", listen, c.poller), func(t *testing.T) {
+			ts := startServer(t, func(o *Options) { o.Listen, o.UDPPoller = []string{listen}, c.poller })
 			if len(ts.udp) == 0 {
 				t.Fatal("no UDP listener")
 			}
@@ -213,16 +217,30 @@ func TestUDPLatencyMetrics(t *testing.T) {
 	}
 }
 
-// TestUDPSocketsShareAnAddress: each UDP address is served by
-// Options.UDPSockets sockets bound with SO_REUSEPORT, one worker each;
-// queries from many client ports are all answered, the address is listed
-// once, and shutdown stops every worker and frees the port.
+// TestUDPSocketsShareAnAddress: through the poller each UDP address is
+// served by Options.UDPSockets sockets bound with SO_REUSEPORT, one worker
+// each; with blocking sockets (Linux's default) by one socket read by
+// 2 × GOMAXPROCS workers. Either way queries from many client ports are
+// all answered, the address is listed once, and shutdown stops every
+// worker (blocked in recvmsg or not) and frees the port.
 func TestUDPSocketsShareAnAddress(t *testing.T) {
 	if !reusePortSupported {
 		t.Skip("one socket per address on this system")
 	}
-	const sockets, clients, each = 4, 40, 5
-	ts := startServer(t, func(o *Options) { o.UDPSockets = sockets })
+	t.Run("poller", func(t *testing.T) {
+		testUDPLayout(t, func(o *Options) { o.UDPSockets, o.UDPPoller = 4, true }, 4, 1)
+	})
+	t.Run("blocking", func(t *testing.T) {
+		if !blockingSupported {
+			t.Skip("no blocking sockets on this system")
+		}
+		testUDPLayout(t, nil, 1, int32(2*runtime.GOMAXPROCS(0)))
+	})
+}
+
+func testUDPLayout(t *testing.T, opts func(*Options), sockets int, workers int32) {
+	const clients, each = 40, 5
+	ts := startServer(t, opts)
 	if len(ts.Server.udp) != sockets {
 		t.Fatalf("%d UDP sockets, want %d", len(ts.Server.udp), sockets)
 	}
@@ -236,8 +254,11 @@ func TestUDPSocketsShareAnAddress(t *testing.T) {
 		t.Fatalf("addresses %v: the UDP address should be listed once", ts.Addrs())
 	}
 	for _, l := range ts.Server.udp {
-		if w := l.workers.Load(); w != 1 {
-			t.Fatalf("%d workers on a socket, want 1", w)
+		if w := l.workers.Load(); w != workers {
+			t.Fatalf("%d workers on a socket, want %d", w, workers)
+		}
+		if _, blocking := l.conn.(*net.UDPConn); blocking == (opts == nil) {
+			t.Fatalf("socket %T, want blocking %v", l.conn, opts == nil)
 		}
 	}
 	var wg sync.WaitGroup
