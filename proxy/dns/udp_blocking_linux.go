@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,7 +63,11 @@ func listenBlockingUDP(conn *net.UDPConn, pktinfo bool) (*blockingUDP, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := [][3]int{{syscall.SOL_SOCKET, soReusePort, 1}, {syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1}}
+	// One socket now queues what the poller layout's 2 × GOMAXPROCS queued:
+	// ask for 1 MiB of receive buffer (the kernel caps it at
+	// net.core.rmem_max, often 208 KiB, the default).
+	opts := [][3]int{{syscall.SOL_SOCKET, soReusePort, 1}, {syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1},
+		{syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1 << 20}}
 	if family == syscall.AF_INET6 {
 		opts = append(opts, [3]int{syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, v6only})
 		if pktinfo {
@@ -137,7 +142,11 @@ func (c *blockingUDP) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, add
 		addr = netip.AddrPortFrom(netip.AddrFrom4(p.Addr), port(p.Port))
 	case syscall.AF_INET6:
 		p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&rsa))
-		addr = netip.AddrPortFrom(netip.AddrFrom16(p.Addr), port(p.Port))
+		a := netip.AddrFrom16(p.Addr)
+		if p.Scope_id != 0 { // a link-local peer: the interface, as a number
+			a = a.WithZone(strconv.FormatUint(uint64(p.Scope_id), 10))
+		}
+		addr = netip.AddrPortFrom(a, port(p.Port))
 	default:
 		return 0, 0, 0, addr, errors.New("datagram from an address of unknown family")
 	}
@@ -166,6 +175,9 @@ func (c *blockingUDP) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n
 		p.Family = syscall.AF_INET6
 		p.Addr = a.As16() // an IPv4 peer as its mapped address
 		setPort(&p.Port, addr.Port())
+		if z := a.Zone(); z != "" {
+			p.Scope_id = zoneIndex(z)
+		}
 		namelen = syscall.SizeofSockaddrInet6
 	case a.Unmap().Is4():
 		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&rsa))
@@ -191,6 +203,18 @@ func (c *blockingUDP) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n
 		return 0, 0, e
 	}
 	return int(r), len(oob), nil
+}
+
+// zoneIndex is the interface index of an IPv6 zone, a number or an
+// interface name (0: unknown).
+func zoneIndex(z string) uint32 {
+	if n, err := strconv.ParseUint(z, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(z); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 func setPort(dst *uint16, p uint16) {

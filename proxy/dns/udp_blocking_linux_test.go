@@ -128,3 +128,17 @@ func TestBlockingUDPClose(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestZoneIndex: an IPv6 zone, as read (a number) or as written by hand
+// (an interface name), gives the interface index a reply is sent on.
+func TestZoneIndex(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skip(err)
+	}
+	for z, want := range map[string]uint32{"7": 7, "lo": uint32(lo.Index), "no-such-interface": 0} {
+		if got := zoneIndex(z); got != want {
+			t.Errorf("zoneIndex(%q) = %d, want %d", z, got, want)
+		}
+	}
+}
