@@ -83,9 +83,9 @@ type Options struct {
 
 	// UDPPoller serves UDP through Go's network poller, as where blocking
 	// sockets are not available (anywhere but Linux), instead of one
-	// socket per listen address read by 2 × GOMAXPROCS workers blocked in
-	// recvmsg (udp_blocking_linux.go): for comparison in benchmarks and
-	// tests.
+	// socket per listen address read by GOMAXPROCS (at least 2) workers
+	// blocked in recvmsg (udp_blocking_linux.go): for comparison in
+	// benchmarks and tests.
 	UDPPoller bool
 
 	// UDPSockets is how many UDP sockets serve each listen address through

@@ -115,7 +115,7 @@ func (s *Server) serveUDPAddr(conn *net.UDPConn) ([]*udpListener, error) {
 }
 
 // serveBlockingUDP serves conn's address with a blocking socket read by
-// 2 × GOMAXPROCS workers. The socket joins conn's SO_REUSEPORT group and
+// blockingReaders workers. The socket joins conn's SO_REUSEPORT group and
 // conn is closed: only a datagram that reached conn in between (while
 // Start runs, before the address is announced) goes unanswered.
 func (s *Server) serveBlockingUDP(conn *net.UDPConn) (*udpListener, error) {
@@ -127,11 +127,19 @@ func (s *Server) serveBlockingUDP(conn *net.UDPConn) (*udpListener, error) {
 	}
 	_ = conn.Close()
 	l := &udpListener{s: s, conn: bc, pktinfo: pktinfo}
-	for range 2 * runtime.GOMAXPROCS(0) {
+	for range blockingReaders() {
 		l.spawn()
 	}
 	return l, nil
 }
+
+// blockingReaders is how many workers read a blocking socket: one per P
+// (GOMAXPROCS), at least 2. More readers than Ps lowered the p99 at a
+// steady 10,000 q/s a little but cost a third of the throughput under a
+// burst: a datagram woke a reader that had no P to run on, only to sleep
+// again (bench/dns_bench.sh tail, 2 Ps: 61,000-66,000 q/s with 2 readers,
+// 42,000-49,000 with 4).
+func blockingReaders() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // serveUDP starts workers on conn. A wildcard address needs the query's
 // destination address (IP_PKTINFO); where that is not available, ok is

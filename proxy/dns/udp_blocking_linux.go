@@ -13,11 +13,11 @@ import (
 
 // blockingUDP is a UDP socket read and written with blocking system calls
 // on the worker's own thread, outside Go's network poller. A datagram
-// wakes the one thread blocked in recvmsg on the socket directly; through
-// the poller it wakes the thread in epoll_wait, which then wakes another
-// to run the reading goroutine (2.5 context switches a query against about
-// one). On a virtual machine where a context switch is dear that is most
-// of the CPU a cached answer costs.
+// wakes one thread blocked in recvmsg on the socket directly; through the
+// poller it wakes the thread in epoll_wait, which then wakes another to
+// run the reading goroutine. On a virtual machine where a context switch
+// is dear that is most of the CPU a cached answer costs (see the package
+// README).
 type blockingUDP struct {
 	fd     int
 	v6     bool // AF_INET6 (IPv4 peers as mapped addresses)
@@ -28,9 +28,6 @@ type blockingUDP struct {
 
 // blockingSupported: UDP is served with blocking sockets (Server.udpBlocking).
 const blockingSupported = true
-
-// errBlockingClosed is a read or write on a closed blockingUDP.
-var errBlockingClosed = net.ErrClosed
 
 // listenBlockingUDP opens a blocking socket joined to conn's address (conn
 // must have SO_REUSEPORT): same family, address and port, same dual-stack
@@ -102,7 +99,7 @@ func (c *blockingUDP) LocalAddr() net.Addr { return c.local }
 // is in it.
 func (c *blockingUDP) Close() error {
 	if c.closed.Swap(true) {
-		return errBlockingClosed
+		return net.ErrClosed
 	}
 	_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR) // ENOTCONN on UDP, but readers wake
 	c.mu.Lock()
@@ -116,7 +113,7 @@ func (c *blockingUDP) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, add
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed.Load() {
-		return 0, 0, 0, addr, errBlockingClosed
+		return 0, 0, 0, addr, net.ErrClosed
 	}
 	var rsa syscall.RawSockaddrAny
 	var iov syscall.Iovec
@@ -134,7 +131,7 @@ func (c *blockingUDP) ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, add
 		return 0, 0, 0, addr, e
 	}
 	if c.closed.Load() {
-		return 0, 0, 0, addr, errBlockingClosed
+		return 0, 0, 0, addr, net.ErrClosed
 	}
 	switch rsa.Addr.Family {
 	case syscall.AF_INET:
@@ -164,7 +161,7 @@ func (c *blockingUDP) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed.Load() {
-		return 0, 0, errBlockingClosed
+		return 0, 0, net.ErrClosed
 	}
 	var rsa syscall.RawSockaddrAny
 	var namelen uint32
