@@ -1,22 +1,19 @@
 package dns
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"encoding/base32"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/gatehouse-filter/gatehouse/bench/benchdata"
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -256,40 +253,17 @@ func TestTunnelUmbrellaTop(t *testing.T) {
 	t.Logf("%d of %d names tunnel-like (not allowed), no tunnel", tunnelLike, len(names))
 }
 
-// umbrellaTop reads the first n names of the Umbrella top list in
+// umbrellaTop is the first n names of the Umbrella top list in
 // ../shared/data (not in the repository; the test is skipped without it).
 func umbrellaTop(t *testing.T, n int) []string {
-	var path string
-	for dir, _ := os.Getwd(); ; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "..", "shared", "data", "blocklists", "umbrella-top", "umbrella-top-100k.txt.gz")
-		if _, err := os.Stat(p); err == nil {
-			path = p
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("shared/data/blocklists/umbrella-top not found")
-		}
+	if _, ok := benchdata.SharedData(); !ok {
+		t.Skip("shared/data/blocklists not found")
 	}
-	f, err := os.Open(path)
+	names, err := benchdata.Popular()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	sc := bufio.NewScanner(z)
-	for sc.Scan() && len(out) < n {
-		if s := strings.TrimSpace(sc.Text()); s != "" && !strings.HasPrefix(s, "#") {
-			out = append(out, s)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return names[:min(n, len(names))]
 }
 
 // TestTunnelAllowList: anti-virus lookups over DNS (Sophos: a file's hash

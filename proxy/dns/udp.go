@@ -77,17 +77,17 @@ func (s *Server) udpSockets() int {
 // caller serves conn with miekg/dns's server (a wildcard address without
 // IP_PKTINFO).
 func (s *Server) serveUDPAddr(conn *net.UDPConn) ([]*udpListener, error) {
-	n := s.udpSockets()
-	workers := 1
-	if n == 1 {
-		workers = 2 * runtime.GOMAXPROCS(0)
-	}
 	if s.udpBlocking() {
 		l, err := s.serveBlockingUDP(conn)
 		if err == nil {
 			return []*udpListener{l}, nil
 		}
 		s.opts.Log.Warn("dns: UDP served through Go's poller instead of blocking sockets", "addr", conn.LocalAddr().String(), "err", err)
+	}
+	n := s.udpSockets()
+	workers := 1
+	if n == 1 {
+		workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	l, ok := s.serveUDP(conn, workers)
 	if !ok {
