@@ -134,11 +134,10 @@ func (s *Server) serveBlockingUDP(conn *net.UDPConn) (*udpListener, error) {
 }
 
 // blockingReaders is how many workers read a blocking socket: one per P
-// (GOMAXPROCS), at least 2. More readers than Ps lowered the p99 at a
-// steady 10,000 q/s a little but cost a third of the throughput under a
-// burst: a datagram woke a reader that had no P to run on, only to sleep
-// again (bench/dns_bench.sh tail, 2 Ps: 61,000-66,000 q/s with 2 readers,
-// 42,000-49,000 with 4).
+// (GOMAXPROCS), at least 2; under serve, which adds two Ps to the CPUs,
+// 4 on two cores. Two per P lowered the p99 at a fixed rate a little but
+// cost a quarter of the throughput under a burst (a datagram woke a
+// reader with no P to run on); see the package README.
 func blockingReaders() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // serveUDP starts workers on conn. A wildcard address needs the query's
