@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/console"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -53,6 +55,61 @@ func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) 
 		}
 	}
 	return time.Time{}, fmt.Errorf("invalid time %q (want a duration such as 24h or 7d, or a date such as 2026-11-20)", s)
+}
+
+// auditCLI writes what the person at the command line is about to see,
+// or has changed, to the console's audit log, as the console does for its
+// pages: an auditor sees every look at a pupil's record, whichever door
+// it came through. A record is not shown when its entry cannot be written.
+func (c *cli) auditCLI(db *sql.DB, action, target, detail string) bool {
+	st, err := console.NewStore(db)
+	if err == nil {
+		err = st.Audit(console.Entry{Time: time.Now(), Actor: cliActor(), Addr: "cli", Action: action, Target: target, Detail: detail})
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "nothing shown: the audit log could not be written (%v)\n", err)
+		return false
+	}
+	return true
+}
+
+// lookDetail describes an export's filter for the audit log.
+func lookDetail(what string, f *exportFlags, extra ...string) string {
+	d := what + " since " + f.since
+	if f.until != "" {
+		d += " until " + f.until
+	}
+	if f.category != "" {
+		d += " category " + f.category
+	}
+	for _, e := range extra {
+		if e != "" {
+			d += " " + e
+		}
+	}
+	switch {
+	case f.csv:
+		d += " as CSV"
+	case f.json:
+		d += " as JSON"
+	}
+	return d
+}
+
+// lookTarget is an export's audit target: whose record, or "all".
+func lookTarget(what string, f *exportFlags) string {
+	if f.client != "" {
+		return what + ":" + f.client
+	}
+	return what + ":all"
+}
+
+// lookAction is "export" for a file format, "view" for the table.
+func lookAction(f *exportFlags) string {
+	if f.csv || f.json {
+		return "export"
+	}
+	return "view"
 }
 
 type exportFlags struct {
@@ -115,6 +172,16 @@ func (c *cli) events(args []string) int {
 		return code
 	}
 	defer svc.Close()
+	kind := ""
+	switch {
+	case *all:
+		kind = "(all kinds)"
+	case *mistakes:
+		kind = "(mistake reports)"
+	}
+	if !c.auditCLI(svc.Store.DB(), lookAction(&f), lookTarget("events", &f), lookDetail("events", &f, kind)) {
+		return exitFailure
+	}
 	var err error
 	switch {
 	case f.csv:
@@ -184,10 +251,21 @@ func (c *cli) incidents(args []string) int {
 			}
 			ids = append(ids, id)
 		}
-		n, err := svc.Store.Acknowledge(ids...)
-		if err != nil {
-			fmt.Fprintln(c.stderr, err)
-			return exitFailure
+		var n int64
+		for _, id := range ids {
+			k, err := svc.Store.Acknowledge(id)
+			if err != nil {
+				fmt.Fprintln(c.stderr, err)
+				return exitFailure
+			}
+			if k == 0 {
+				continue
+			}
+			n += k
+			// As the console audits a status change (after it).
+			if !c.auditCLI(svc.Store.DB(), "incident.status", "incident:"+strconv.FormatInt(id, 10), `after="acknowledged"`) {
+				return exitFailure
+			}
 		}
 		fmt.Fprintf(c.stdout, "%d incident(s) acknowledged\n", n)
 		if n != int64(len(ids)) {
@@ -201,6 +279,13 @@ func (c *cli) incidents(args []string) int {
 		return exitUsage
 	}
 	flt.Status = *status
+	st := ""
+	if *status != "" {
+		st = "status " + *status
+	}
+	if !c.auditCLI(svc.Store.DB(), lookAction(&f), lookTarget("incidents", &f), lookDetail("incidents", &f, st)) {
+		return exitFailure
+	}
 	incs, err := svc.Store.Incidents(flt)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)

@@ -43,6 +43,11 @@ func (c *cli) report(args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if sub == "preview" {
+		// The preview shows what the digest would tell its recipients:
+		// pupils' records, so the look is audited as the console's pages are.
+		if !c.auditCLI(svc.Store.DB(), "view", "digest:"+*schedule, "digest preview") {
+			return exitFailure
+		}
 		msgs, err := svc.Digester.Preview(ctx, *schedule)
 		if err != nil {
 			fmt.Fprintln(c.stderr, err)
@@ -64,6 +69,9 @@ func (c *cli) report(args []string) int {
 			fmt.Fprintf(c.stderr, "HTML written to %s (not sent; the schedule's period was not moved)\n", *out)
 		}
 		return exitOK
+	}
+	if !c.auditCLI(svc.Store.DB(), "digest.send", "digest:"+*schedule, "sent now from the command line") {
+		return exitFailure
 	}
 	msgs, err := svc.Digester.SendNow(ctx, *schedule)
 	if err != nil {

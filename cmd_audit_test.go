@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/csv"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/reports"
+)
+
+// TestCLILooksAudited: a pupil's record read at the command line (events,
+// incidents, a digest preview) and an incident acknowledged there are in
+// the console's audit log, named by the OS user, as they are when read
+// in the console; and when the audit log cannot be written, nothing is
+// shown. Before, only account changes from the command line were audited.
+func TestCLILooksAudited(t *testing.T) {
+	path, dir := writeConfig(t, cliConfig, cliFiles)
+	st, err := reports.Open(filepath.Join(dir, "gatehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := bl.ParseCategory("pornography")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := cat.Info()
+	reports.WaitDurable(w, w.RecordSeq(reports.Event{Time: time.Now().Add(-time.Minute), Source: "dns", Protocol: "udp",
+		Client: netip.MustParseAddr("10.1.0.5"), User: "pupil.one", Group: "students", Name: "porn.example", QType: "A",
+		Action: "block", Reason: "category", Category: "pornography", Severity: info.Severity, Route: info.Route, Count: 1}))
+	w.Close()
+	st.Close()
+
+	steps := []struct {
+		args               []string
+		action, target, in string
+	}{
+		{[]string{"events", "--since", "1h"}, "view", "events:all", "events since 1h"},
+		{[]string{"events", "--since", "1h", "--client", "pupil.one", "--csv"}, "export", "events:pupil.one", "as CSV"},
+		{[]string{"events", "--since", "1h", "--mistakes"}, "view", "events:all", "(mistake reports)"},
+		{[]string{"incidents", "--since", "1h", "--json"}, "export", "incidents:all", "incidents since 1h as JSON"},
+		{[]string{"incidents", "--ack", "1"}, "incident.status", "incident:1", `after="acknowledged"`},
+		{[]string{"report", "preview", "--schedule", "daily"}, "view", "digest:daily", "digest preview"},
+	}
+	for _, s := range steps {
+		code, out, errs := runCLI(t, append([]string{"--config", path}, s.args...)...)
+		if code != exitOK {
+			t.Fatalf("%v: %d\n%s\n%s", s.args, code, out, errs)
+		}
+		if s.args[0] == "events" && s.args[len(s.args)-1] != "--mistakes" && !strings.Contains(out, "porn.example") {
+			t.Fatalf("%v shows no event:\n%s", s.args, out)
+		}
+	}
+	code, out, errs := runCLI(t, "audit", "--config", path, "--csv")
+	if code != exitOK {
+		t.Fatalf("audit: %d %s", code, errs)
+	}
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(rows) != len(steps)+1 {
+		t.Fatalf("audit log: %v, %d rows (want %d):\n%s", err, len(rows)-1, len(steps), out)
+	}
+	for i, s := range steps {
+		r := rows[i+1] // id, time, actor, address, action, target, detail, hash
+		if !strings.HasPrefix(r[2], "cli:") || r[3] != "cli" || r[4] != s.action || r[5] != s.target || !strings.Contains(r[6], s.in) {
+			t.Errorf("audit row for %v: %q; want actor cli:…, action %s, target %s, detail with %q", s.args, r, s.action, s.target, s.in)
+		}
+	}
+	if code, out, _ := runCLI(t, "audit", "--config", path, "verify"); code != exitOK {
+		t.Fatalf("audit verify: %s", out)
+	}
+
+	// The audit log refuses writes: nothing is shown.
+	st, err = reports.Open(filepath.Join(dir, "gatehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON console_audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, args := range [][]string{
+		{"events", "--config", path, "--since", "1h", "--csv"},
+		{"incidents", "--config", path, "--since", "1h"},
+		{"report", "preview", "--config", path, "--schedule", "daily"},
+	} {
+		code, out, errs := runCLI(t, args...)
+		if code == exitOK || strings.Contains(out, "porn.example") || strings.Contains(out, "pupil.one") ||
+			!strings.Contains(errs, "audit log could not be written") {
+			t.Errorf("%v with the audit log refusing writes: %d\n%s\n%s", args, code, out, errs)
+		}
+	}
+}
