@@ -141,7 +141,11 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	lists.Start(ctx)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The scheduler's metrics too (go_sched_*): how long goroutines waited
+	// to run and how long each garbage collection stopped them, for a DNS
+	// or proxy tail that the answer histograms alone cannot place.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_config_reloads_total", Help: "Config reloads by result (ok or rejected).",
 	}, []string{"result"})

@@ -235,7 +235,9 @@ func TestServeReload(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`gatehouse_blocklist_entries{category="pornography",list="adult"} 1`, "gatehouse_blocklist_index_built_timestamp_seconds"} {
+	for _, want := range []string{`gatehouse_blocklist_entries{category="pornography",list="adult"} 1`, "gatehouse_blocklist_index_built_timestamp_seconds",
+		// Go's scheduler and GC stops, for IT placing a slow answer.
+		"go_sched_latencies_seconds_bucket", "go_sched_pauses_total_gc_seconds_bucket"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

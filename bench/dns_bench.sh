@@ -71,14 +71,18 @@ if [ "$1" = tail ]; then
   # shellcheck source=/dev/null
   source "$HARNESS/lib.sh"
   BURST=${BURST:-60} ROUNDS=${ROUNDS:-4} ROUND=${ROUND:-10} QPS=${QPS_P99:-10000}
-  hist() { curl -s "http://127.0.0.1:${ADMIN_PORT:-19153}/metrics" | grep -E '^gatehouse_dns_(udp_wait|udp_answer|held)_seconds_bucket' >"$1" || true; }
+  hist() { curl -s "http://127.0.0.1:${ADMIN_PORT:-19153}/metrics" | grep -E '^(gatehouse_dns_(udp_wait|udp_answer|held)|go_sched_(pauses_total_gc|latencies))_seconds_bucket' >"$1" || true; }
   p99() {  # p99 bucket bound of gatehouse_dns_$1_seconds between m0 and m1
     paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_$1_seconds" 'index($1, h) == 1 {
       le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $4 - $2 }
       END { tot = c[n]; for (i = 1; i <= n; i++) if (c[i] >= 0.99 * tot) { printf "≤ %s s", b[i]; exit } }'
   }
-  top() {  # the bucket bound of the slowest in gatehouse_dns_$1_seconds between m0 and m1
-    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="gatehouse_dns_$1_seconds" 'index($1, h) == 1 {
+  gcstops() {  # GC stops of the world between m0 and m1
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk 'index($1, "go_sched_pauses_total_gc_seconds_bucket{le=\"+Inf\"}") == 1 { n = $4 - $2 } END { print n + 0 }'
+  }
+  top() {  # the bucket bound of the slowest in gatehouse_dns_$1_seconds (or metric $1 if go_*) between m0 and m1
+    local h=gatehouse_dns_$1_seconds; [[ $1 == go_* ]] && h=$1
+    paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="$h" 'index($1, h) == 1 {
       le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $4 - $2 }
       END { tot = c[n]; if (tot == 0) { printf "(none)"; exit } for (i = 1; i <= n; i++) if (c[i] >= tot) { printf "≤ %s s", b[i]; exit } }'
   }
@@ -131,7 +135,12 @@ if [ "$1" = tail ]; then
       # than both together was a block answer held for its event's commit
       # (not in the answer histogram), or waited outside Gatehouse.
       [[ $t == limit* ]] || { hist "$OUT/m1"; echo "  inside: $(p99 udp_wait) in the socket, $(p99 udp_answer) read to answer (p99 bucket); slowest $(top udp_wait) in the socket, $(top udp_answer) read to answer"
-        echo "  held for their event's commit: $(held) block answers, slowest $(top held)"; }
+        echo "  held for their event's commit: $(held) block answers, slowest $(top held)"
+        # Go's own view (go_sched_*; a build before them prints "(none)"):
+        # GC stops of the world (timed on the thread that stopped it, so a
+        # stop whose thread waited for a CPU reads longer than it was) and
+        # the longest a goroutine waited, runnable, for a processor (sampled).
+        echo "  Go runtime: $(gcstops) GC stops, longest $(top go_sched_pauses_total_gc_seconds); slowest wait to run $(top go_sched_latencies_seconds)"; }
     done
     echo "$t rss after: $(rss_mib $tpid) MiB"
     kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true; sleep 1
