@@ -84,7 +84,8 @@ if [ "$1" = tail ]; then
     local h=gatehouse_dns_$1_seconds; [[ $1 == go_* ]] && h=$1
     paste -d' ' "$OUT/m0" "$OUT/m1" | awk -v h="$h" 'index($1, h) == 1 {
       le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $4 - $2 }
-      END { tot = c[n]; if (tot == 0) { printf "(none)"; exit } for (i = 1; i <= n; i++) if (c[i] >= tot) { printf "≤ %s s", b[i]; exit } }'
+      END { tot = c[n]; if (tot == 0) { printf "(none)"; exit } for (i = 1; i <= n; i++) if (c[i] >= tot) {
+        if (b[i] == "+Inf") printf "over the last bucket"; else printf "≤ %.3g s", b[i]; exit } }'
   }
   held() {  # how many answers gatehouse_dns_held_seconds counted between m0 and m1
     paste -d' ' "$OUT/m0" "$OUT/m1" | awk 'index($1, "gatehouse_dns_held_seconds_bucket{le=\"+Inf\"}") == 1 { n = $4 - $2; ok = 1 }
