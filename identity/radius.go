@@ -16,6 +16,7 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
+	"layeh.com/radius/rfc2869"
 )
 
 // RADIUS is the RADIUS accounting listener (RFC 2866): the school's Wi-Fi
@@ -58,12 +59,29 @@ type RADIUS struct {
 	// Framed-IP-Address ends the session where it was.
 	where     map[string]sessionAt
 	lastSweep time.Time
+	// ended holds the sessions that stopped, each until Timeout after its
+	// Stop (processing goroutine only, at most endedMax): a Start or
+	// Interim-Update of one of them is a replay.
+	ended map[string]time.Time
+	// replayLogAt is when a replay was last logged; replayQuiet counts
+	// those not logged since (processing goroutine only).
+	replayLogAt time.Time
+	replayQuiet int
 }
 
 type sessionAt struct {
 	addr netip.Addr
 	exp  time.Time
+	secs uint32 // the highest Acct-Session-Time seen
 }
+
+// endedMax bounds the stopped sessions remembered against replays; at
+// the bound, an arbitrary one is forgotten for each new Stop.
+const endedMax = 65536
+
+// staleSkew is how far in the future an Event-Timestamp may be (the NAS's
+// clock ahead of this one) before the packet is taken for a replay.
+const staleSkew = 5 * time.Minute
 
 type radiusConf struct {
 	secret  []byte
@@ -109,6 +127,7 @@ const (
 	ResultMalformed  = "malformed"   // not a RADIUS packet
 	ResultIgnored    = "ignored"     // valid, answered, but nothing to map (no address, not accounting)
 	ResultDropped    = "dropped"     // the queue was full
+	ResultReplayed   = "replayed"    // authentic but stale: a session that already stopped, an older update, an old Event-Timestamp
 )
 
 // NewRADIUSMetrics registers the listener's metrics with reg (nil: not
@@ -116,9 +135,9 @@ const (
 func newRADIUSMetrics(reg prometheus.Registerer) *radiusMetrics {
 	m := &radiusMetrics{packets: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_identity_radius_packets_total",
-		Help: "RADIUS accounting packets by result: accepted, not-allowed (NAS not listed), forged (bad authenticator or wrong secret), malformed, ignored (valid, nothing to map), dropped (queue full; the NAS retries).",
+		Help: "RADIUS accounting packets by result: accepted, not-allowed (NAS not listed), forged (bad authenticator or wrong secret), malformed, ignored (valid, nothing to map), dropped (queue full; the NAS retries), replayed (authentic but stale: answered, not applied).",
 	}, []string{"result"})}
-	for _, r := range []string{ResultAccepted, ResultNotAllowed, ResultForged, ResultMalformed, ResultIgnored, ResultDropped} {
+	for _, r := range []string{ResultAccepted, ResultNotAllowed, ResultForged, ResultMalformed, ResultIgnored, ResultDropped, ResultReplayed} {
 		m.packets.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -250,13 +269,18 @@ func (r *RADIUS) handle(batch []packet) {
 	now := r.Now()
 	c := r.cur.Load()
 	if r.where == nil {
-		r.where = map[string]sessionAt{}
+		r.where, r.ended = map[string]sessionAt{}, map[string]time.Time{}
 	}
 	if now.Sub(r.lastSweep) > time.Minute { // sessions ended by their time leave the index
 		r.lastSweep = now
 		for k, v := range r.where {
 			if !now.Before(v.exp) {
 				delete(r.where, k)
+			}
+		}
+		for k, until := range r.ended {
+			if !now.Before(until) {
+				delete(r.ended, k)
 			}
 		}
 	}
@@ -287,7 +311,24 @@ func (r *RADIUS) handle(batch []packet) {
 		session := nas + "/" + rfc2866.AcctSessionID_GetString(pkt)
 		addr, _ := netip.AddrFromSlice(rfc2865.FramedIPAddress_Get(pkt))
 		addr = addr.Unmap()
-		switch rfc2866.AcctStatusType_Get(pkt) {
+		status := rfc2866.AcctStatusType_Get(pkt)
+		if why := r.replayed(pkt, status, session, now, c.timeout); why != "" {
+			// Authentic (the secret signed it) but stale: someone sending
+			// a captured packet again, for example a teacher's Start so
+			// that their own address gets the teacher's filtering. The NAS
+			// is answered all the same, so that a real one stops resending.
+			if now.Sub(r.replayLogAt) >= time.Minute { // at most once a minute: replays can come in floods
+				r.Log.Warn("radius: a replayed or stale accounting packet was not applied", "nas", nas, "from", p.at.String(),
+					"session", session, "user", cleanName(rfc2865.UserName_GetString(pkt)), "address", addr.String(), "why", why,
+					"more_not_logged", r.replayQuiet)
+				r.replayLogAt, r.replayQuiet = now, 0
+			} else {
+				r.replayQuiet++
+			}
+			replies = append(replies, reply{p: pkt.Response(radius.CodeAccountingResponse), to: p.from, res: ResultReplayed})
+			continue
+		}
+		switch status {
 		case rfc2866.AcctStatusType_Value_Start, rfc2866.AcctStatusType_Value_InterimUpdate:
 			user := rfc2865.UserName_GetString(pkt)
 			if !addr.IsValid() || addr.IsUnspecified() || user == "" {
@@ -305,9 +346,10 @@ func (r *RADIUS) handle(batch []packet) {
 			if was, ok := r.where[session]; ok && was.addr != addr {
 				stops = append(stops, stop{was.addr, session}) // the session moved: its old address is free
 			}
-			r.where[session] = sessionAt{addr, exp}
+			r.where[session] = sessionAt{addr, exp, uint32(rfc2866.AcctSessionTime_Get(pkt))}
 			res = ResultAccepted
 		case rfc2866.AcctStatusType_Value_Stop:
+			r.endSession(session, now.Add(c.timeout))
 			if was, ok := r.where[session]; ok {
 				if was.addr != addr {
 					stops = append(stops, stop{was.addr, session})
@@ -324,6 +366,11 @@ func (r *RADIUS) handle(batch []packet) {
 			for k := range r.where {
 				if strings.HasPrefix(k, nas+"/") {
 					delete(r.where, k)
+				}
+			}
+			for k := range r.ended { // and it may number new ones as it did the old
+				if strings.HasPrefix(k, nas+"/") {
+					delete(r.ended, k)
 				}
 			}
 			res = ResultAccepted
@@ -349,6 +396,51 @@ func (r *RADIUS) handle(batch []packet) {
 		r.metrics.packets.WithLabelValues(rp.res).Inc() // counted before the NAS can see the answer
 		_, _ = r.conn.WriteTo(b, rp.to)
 	}
+}
+
+// replayed says why an authentic Start, Interim-Update or Stop must not
+// be applied ("" when it may): its Event-Timestamp (RFC 2869, when the
+// NAS sends one) is older than the session timeout or too far ahead; or
+// it starts or updates a session that already stopped; or it updates a
+// live session with an Acct-Session-Time below one already seen (an
+// older packet of the session, perhaps naming an address it has left).
+// A NAS numbers each session afresh (RFC 2866), and Accounting-On or -Off
+// (the NAS restarted) forgets its stopped sessions.
+func (r *RADIUS) replayed(pkt *radius.Packet, status rfc2866.AcctStatusType, session string, now time.Time, timeout time.Duration) string {
+	switch status {
+	case rfc2866.AcctStatusType_Value_Start, rfc2866.AcctStatusType_Value_InterimUpdate, rfc2866.AcctStatusType_Value_Stop:
+	default:
+		return ""
+	}
+	if ts, err := rfc2869.EventTimestamp_Lookup(pkt); err == nil {
+		switch {
+		case ts.Before(now.Add(-timeout)):
+			return "its Event-Timestamp " + ts.UTC().Format(time.RFC3339) + " is older than the session timeout"
+		case ts.After(now.Add(staleSkew)):
+			return "its Event-Timestamp " + ts.UTC().Format(time.RFC3339) + " is in the future"
+		}
+	}
+	if status == rfc2866.AcctStatusType_Value_Stop {
+		return ""
+	}
+	if until, ok := r.ended[session]; ok && now.Before(until) {
+		return "the session already stopped"
+	}
+	if was, ok := r.where[session]; ok && uint32(rfc2866.AcctSessionTime_Get(pkt)) < was.secs {
+		return "an older update of the session (Acct-Session-Time below one already seen)"
+	}
+	return ""
+}
+
+// endSession remembers a stopped session until until.
+func (r *RADIUS) endSession(session string, until time.Time) {
+	if _, ok := r.ended[session]; !ok && len(r.ended) >= endedMax {
+		for k := range r.ended { // full: forget one (Go's map order is random)
+			delete(r.ended, k)
+			break
+		}
+	}
+	r.ended[session] = until
 }
 
 // nasOf names the NAS a session belongs to: its NAS-IP-Address or

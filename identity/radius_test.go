@@ -12,6 +12,7 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
+	"layeh.com/radius/rfc2869"
 )
 
 const testSecret = "s3cret-for-tests"
@@ -221,5 +222,89 @@ func TestNormalizeMAC(t *testing.T) {
 		if got := NormalizeMAC(in); got != want {
 			t.Errorf("NormalizeMAC(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRADIUSReplay: an authentic accounting packet sent again later (a
+// pupil who captured a teacher's Start, to have the teacher's filtering on
+// their own address) is answered but not applied and is counted: a Start
+// or update of a session that has stopped, an update older than one
+// already applied (naming an address the session has left), a packet whose
+// Event-Timestamp is older than the session timeout or ahead of the clock.
+// A NAS that restarts (Accounting-On) may number its sessions afresh.
+// Before, each of them mapped the address again.
+func TestRADIUSReplay(t *testing.T) {
+	tb := New(Options{})
+	r := startRADIUS(t, tb, "127.0.0.0/8")
+	now := func() int64 { return time.Now().UnixNano() }
+	teacherAt := netip.MustParseAddr("10.2.0.7")
+
+	start := acct(testSecret, rfc2866.AcctStatusType_Value_Start, "teacher@staff.example", "10.2.0.7", "T1", "")
+	exchange(t, r, start)
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "teacher@staff.example", "10.2.0.7", "T1", ""))
+	if tb.Lookup(teacherAt, now()) != nil {
+		t.Fatal("mapped after Stop")
+	}
+	exchange(t, r, start) // the same bytes again
+	if e := tb.Lookup(teacherAt, now()); e != nil {
+		t.Fatalf("a replayed Start of a stopped session mapped %v to %s", teacherAt, e.User)
+	}
+	interim := acct(testSecret, rfc2866.AcctStatusType_Value_InterimUpdate, "teacher@staff.example", "10.2.0.7", "T1", "")
+	rfc2866.AcctSessionTime_Set(interim, 900)
+	exchange(t, r, interim)
+	if tb.Lookup(teacherAt, now()) != nil {
+		t.Fatal("an update of a stopped session mapped the address")
+	}
+	if got := r.Count(ResultReplayed); got != 2 {
+		t.Fatalf("replayed %d, want 2", got)
+	}
+
+	// A live session that moved: its older update names the old address.
+	s2 := func(addr string, secs rfc2866.AcctSessionTime) *radius.Packet {
+		p := acct(testSecret, rfc2866.AcctStatusType_Value_InterimUpdate, "head@staff.example", addr, "T2", "")
+		rfc2866.AcctSessionTime_Set(p, secs)
+		return p
+	}
+	old := s2("10.2.0.8", 300)
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "head@staff.example", "10.2.0.8", "T2", ""))
+	exchange(t, r, old)
+	exchange(t, r, s2("10.2.0.9", 600)) // roamed
+	exchange(t, r, old)
+	if e := tb.Lookup(netip.MustParseAddr("10.2.0.8"), now()); e != nil {
+		t.Fatalf("an older update mapped the address the session left: %+v", e)
+	}
+	if e := tb.Lookup(netip.MustParseAddr("10.2.0.9"), now()); e == nil || e.User != "head@staff.example" {
+		t.Fatalf("the session's address: %+v", e)
+	}
+
+	// Event-Timestamp: older than the session timeout (an hour here), or
+	// ahead of the clock, is stale; a recent one is not.
+	stamped := func(addr, session string, at time.Time) *radius.Packet {
+		p := acct(testSecret, rfc2866.AcctStatusType_Value_Start, "dep@staff.example", addr, session, "")
+		if err := rfc2869.EventTimestamp_Set(p, at); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	exchange(t, r, stamped("10.2.0.10", "T3", time.Now().Add(-2*time.Hour)))
+	exchange(t, r, stamped("10.2.0.11", "T4", time.Now().Add(time.Hour)))
+	exchange(t, r, stamped("10.2.0.12", "T5", time.Now().Add(-time.Minute)))
+	for a, want := range map[string]bool{"10.2.0.10": false, "10.2.0.11": false, "10.2.0.12": true} {
+		if got := tb.Lookup(netip.MustParseAddr(a), now()) != nil; got != want {
+			t.Errorf("%s mapped %v, want %v", a, got, want)
+		}
+	}
+	if got := r.Count(ResultReplayed); got != 5 {
+		t.Fatalf("replayed %d, want 5", got)
+	}
+
+	// The NAS restarted: session T1 may be a new one.
+	on := radius.New(radius.CodeAccountingRequest, []byte(testSecret))
+	rfc2866.AcctStatusType_Set(on, rfc2866.AcctStatusType_Value_AccountingOn)
+	rfc2865.NASIPAddress_Set(on, net.IPv4(127, 0, 0, 1).To4())
+	exchange(t, r, on)
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "teacher@staff.example", "10.2.0.7", "T1", ""))
+	if e := tb.Lookup(teacherAt, now()); e == nil {
+		t.Fatal("after Accounting-On a session numbered afresh was refused")
 	}
 }
