@@ -63,8 +63,11 @@ func TestCLILooksAudited(t *testing.T) {
 		t.Fatalf("audit: %d %s", code, errs)
 	}
 	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-	if err != nil || len(rows) != len(steps)+1 {
-		t.Fatalf("audit log: %v, %d rows (want %d):\n%s", err, len(rows)-1, len(steps), out)
+	if err != nil || len(rows) != len(steps)+2 {
+		t.Fatalf("audit log: %v, %d rows (want %d and this reading):\n%s", err, len(rows)-1, len(steps), out)
+	}
+	if r := rows[len(rows)-1]; !strings.HasPrefix(r[2], "cli:") || r[4] != "export" || r[5] != "audit" {
+		t.Errorf("reading the audit log is not in it: %q", r)
 	}
 	for i, s := range steps {
 		r := rows[i+1] // id, time, actor, address, action, target, detail, hash
@@ -86,6 +89,7 @@ func TestCLILooksAudited(t *testing.T) {
 	}
 	st.Close()
 	for _, args := range [][]string{
+		{"audit", "--config", path},
 		{"events", "--config", path, "--since", "1h", "--csv"},
 		{"incidents", "--config", path, "--since", "1h"},
 		{"report", "preview", "--config", path, "--schedule", "daily"},

@@ -286,6 +286,14 @@ func (c *cli) audit(args []string) int {
 		fmt.Fprintln(c.stdout, "audit log: hash chain intact")
 		return exitOK
 	}
+	// Reading the log is itself written to it first, as in the console.
+	action, detail := "view", "audit log"
+	if *asCSV {
+		action, detail = "export", "audit log CSV"
+	}
+	if !c.auditCLI(rep.DB(), action, "audit", detail) {
+		return exitFailure
+	}
 	log, err := st.AuditLog()
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
