@@ -308,11 +308,12 @@ func (r *RADIUS) handle(batch []packet) {
 		}
 		res := ResultIgnored
 		nas := nasOf(pkt, p.at)
-		session := nas + "/" + rfc2866.AcctSessionID_GetString(pkt)
+		sid := rfc2866.AcctSessionID_GetString(pkt)
+		session := nas + "/" + sid
 		addr, _ := netip.AddrFromSlice(rfc2865.FramedIPAddress_Get(pkt))
 		addr = addr.Unmap()
 		status := rfc2866.AcctStatusType_Get(pkt)
-		if why := r.replayed(pkt, status, session, now, c.timeout); why != "" {
+		if why := r.replayed(pkt, status, session, sid != "", now, c.timeout); why != "" {
 			// Authentic (the secret signed it) but stale: someone sending
 			// a captured packet again, for example a teacher's Start so
 			// that their own address gets the teacher's filtering. The NAS
@@ -349,7 +350,9 @@ func (r *RADIUS) handle(batch []packet) {
 			r.where[session] = sessionAt{addr, exp, uint32(rfc2866.AcctSessionTime_Get(pkt))}
 			res = ResultAccepted
 		case rfc2866.AcctStatusType_Value_Stop:
-			r.endSession(session, now.Add(c.timeout))
+			if sid != "" { // (RFC 2866 requires one; without it sessions cannot be told apart)
+				r.endSession(session, now.Add(c.timeout))
+			}
 			if was, ok := r.where[session]; ok {
 				if was.addr != addr {
 					stops = append(stops, stop{was.addr, session})
@@ -405,8 +408,9 @@ func (r *RADIUS) handle(batch []packet) {
 // live session with an Acct-Session-Time below one already seen (an
 // older packet of the session, perhaps naming an address it has left).
 // A NAS numbers each session afresh (RFC 2866), and Accounting-On or -Off
-// (the NAS restarted) forgets its stopped sessions.
-func (r *RADIUS) replayed(pkt *radius.Packet, status rfc2866.AcctStatusType, session string, now time.Time, timeout time.Duration) string {
+// (the NAS restarted) forgets its stopped sessions. Sessions without an
+// Acct-Session-Id (named false) are not remembered as stopped.
+func (r *RADIUS) replayed(pkt *radius.Packet, status rfc2866.AcctStatusType, session string, named bool, now time.Time, timeout time.Duration) string {
 	switch status {
 	case rfc2866.AcctStatusType_Value_Start, rfc2866.AcctStatusType_Value_InterimUpdate, rfc2866.AcctStatusType_Value_Stop:
 	default:
@@ -423,7 +427,7 @@ func (r *RADIUS) replayed(pkt *radius.Packet, status rfc2866.AcctStatusType, ses
 	if status == rfc2866.AcctStatusType_Value_Stop {
 		return ""
 	}
-	if until, ok := r.ended[session]; ok && now.Before(until) {
+	if until, ok := r.ended[session]; ok && named && now.Before(until) {
 		return "the session already stopped"
 	}
 	if was, ok := r.where[session]; ok && uint32(rfc2866.AcctSessionTime_Get(pkt)) < was.secs {

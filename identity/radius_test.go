@@ -298,6 +298,15 @@ func TestRADIUSReplay(t *testing.T) {
 		t.Fatalf("replayed %d, want 5", got)
 	}
 
+	// A controller that sends no Acct-Session-Id (RFC 2866 requires one):
+	// its sessions cannot be told apart, so a Stop does not refuse the next.
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "a@staff.example", "10.2.0.20", "", ""))
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "a@staff.example", "10.2.0.20", "", ""))
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Start, "b@staff.example", "10.2.0.21", "", ""))
+	if e := tb.Lookup(netip.MustParseAddr("10.2.0.21"), now()); e == nil || e.User != "b@staff.example" {
+		t.Fatalf("a session without an id after another's Stop: %+v", e)
+	}
+
 	// The NAS restarted: session T1 may be a new one.
 	on := radius.New(radius.CodeAccountingRequest, []byte(testSecret))
 	rfc2866.AcctStatusType_Set(on, rfc2866.AcctStatusType_Value_AccountingOn)
