@@ -6,7 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -266,12 +269,11 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 			s.count(qt, "servfail", d.Group)
 			return
 		}
-		m := new(mdns.Msg)
-		if err := m.Unpack(e.wire); err == nil {
-			resp.Rcode = m.Rcode
-			resp.Answer = append(resp.Answer, m.Answer...)
-			if len(m.Answer) == 0 {
-				resp.Ns = m.Ns
+		if u := s.safeAnswers.of(e); u != nil {
+			resp.Rcode = u.rcode
+			resp.Answer = append(resp.Answer, u.answer...)
+			if len(u.answer) == 0 {
+				resp.Ns = u.ns
 			}
 		}
 	}
@@ -280,6 +282,49 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 	if s.opts.QueryLog {
 		s.events.record(s.event(qr, d, "rewrite"))
 	}
+}
+
+// safeAnswers holds the unpacked answers of the cached entries that safe
+// search rewrites to (a few names, such as forcesafesearch.google.com,
+// in a few shapes), so that a rewritten query does not unpack the
+// endpoint's cached message again: a search engine's names are a large
+// share of a school's queries, and unpacking was half of what a rewrite
+// allocated. An entry is never changed once cached, so its unpacked
+// answer is shared read-only by every reply built from it. At most
+// safeAnswersMax entries are held; then the set starts again empty.
+type safeAnswers struct {
+	m atomic.Pointer[sync.Map] // *entry → *unpackedAnswer
+	n atomic.Int32             // entries stored in m
+}
+
+type unpackedAnswer struct {
+	rcode      int
+	answer, ns []mdns.RR // capacity clipped: an append to a reply's copy reallocates
+}
+
+const safeAnswersMax = 256
+
+// of returns e's answer unpacked, or nil when it does not unpack.
+func (a *safeAnswers) of(e *entry) *unpackedAnswer {
+	m := a.m.Load()
+	if m != nil {
+		if u, ok := m.Load(e); ok {
+			return u.(*unpackedAnswer)
+		}
+	}
+	msg := new(mdns.Msg)
+	if err := msg.Unpack(e.wire); err != nil {
+		return nil
+	}
+	u := &unpackedAnswer{rcode: msg.Rcode, answer: slices.Clip(msg.Answer), ns: slices.Clip(msg.Ns)}
+	if m == nil || a.n.Add(1) > safeAnswersMax {
+		// Expired entries' answers go with the old set.
+		m = new(sync.Map)
+		a.m.Store(m)
+		a.n.Store(1)
+	}
+	m.Store(e, u)
+	return u
 }
 
 // freshOrResolve returns the unexpired cached entry for k (class IN), or

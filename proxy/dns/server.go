@@ -24,7 +24,8 @@ type Server struct {
 	ups         *Upstreams
 	metrics     *metrics
 	events      *events
-	tunnel      *tunnels // DNS tunnel detection (tunnel.go)
+	tunnel      *tunnels    // DNS tunnel detection (tunnel.go)
+	safeAnswers safeAnswers // safe-search endpoints' answers, unpacked once (handler.go)
 	flight      flight
 	bufs        sync.Pool
 

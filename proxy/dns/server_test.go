@@ -150,6 +150,43 @@ func TestSafeSearchRewrite(t *testing.T) {
 	}
 }
 
+// TestSafeSearchConcurrent: rewritten answers built at once from the same
+// cached endpoint (its unpacked answer is shared, safeAnswers) are each
+// whole and right, with and without EDNS, over UDP and TCP (run with -race).
+func TestSafeSearchConcurrent(t *testing.T) {
+	ts := startServer(t, nil)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			proto := []string{"udp", "tcp"}[g%2]
+			addr := ts.udp
+			if proto == "tcp" {
+				addr = ts.tcp
+			}
+			for i := range 25 {
+				r := ask(t, proto, addr, student, "www.google.co.uk", mdns.TypeA, (g+i)%3 != 0)
+				c, ok := r.Answer[0].(*mdns.CNAME)
+				if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 2 || !ok || c.Target != "forcesafesearch.google.com." ||
+					firstA(r) != "192.0.2.1" || r.Answer[1].Header().Name != "forcesafesearch.google.com." {
+					errs <- r.String()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("rewritten answer: %s", e)
+	}
+	if n := ts.up.count("forcesafesearch.google.com."); n != 2 {
+		t.Errorf("the endpoint was asked upstream %d times, want 2 (cached, with EDNS and without)", n)
+	}
+}
+
 func TestBypassNames(t *testing.T) {
 	ts := startServer(t, nil)
 	for _, n := range []string{"use-application-dns.net", "mask.icloud.com", "mask-h2.icloud.com"} {
