@@ -1,12 +1,17 @@
 package reports
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"time"
 )
 
-// Purge deletes breach events, incidents and "report a mistake" forms
-// older than breaches, and
+// Purge deletes breach events, incidents, "report a mistake" forms and
+// sent mail (with its .eml file) older than breaches, and
 // probes and query-log events older than queryLog, in small batches so the
 // writer is never held up for long, then returns the freed pages to the
 // file system (incremental vacuum: no full VACUUM, no stall). It returns
@@ -26,9 +31,6 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 2 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 3 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
 		{`DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE last_ts < ? AND case_ts = 0 LIMIT 5000)`, ms(now.Add(-breaches))},
-		// Sent mail is kept as long as breaches (it is the record of who
-		// was told what).
-		{`DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_ts > 0 AND sent_ts < ? LIMIT 5000)`, ms(now.Add(-breaches))},
 	}
 	for _, st := range steps {
 		for {
@@ -46,12 +48,90 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 			}
 		}
 	}
+	n, err := s.purgeOutbox(ctx, ms(now.Add(-breaches)))
+	total += n
 	if total > 0 {
-		if _, err := s.db.ExecContext(ctx, `PRAGMA incremental_vacuum(2000)`); err != nil {
-			return total, err
+		if _, verr := s.db.ExecContext(ctx, `PRAGMA incremental_vacuum(2000)`); verr != nil && err == nil {
+			err = verr
 		}
 	}
-	return total, nil
+	return total, err
+}
+
+// purgeOutbox deletes sent mail sent before cut (it is kept as long as
+// breaches: the record of who was told what) and its .eml file, the file
+// first: a crash in between leaves a row to try again, never a file with
+// a pupil's name in it that nothing removes. A file that cannot be removed
+// keeps its row (the next day's purge tries again) and is the error.
+func (s *Store) purgeOutbox(ctx context.Context, cut int64) (int64, error) {
+	var total, after int64
+	var ferr error
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT id, eml_path FROM outbox WHERE sent_ts > 0 AND sent_ts < ? AND id > ? ORDER BY id LIMIT 5000`, cut, after)
+		if err != nil {
+			return total, err
+		}
+		var ids []int64
+		var n int
+		for rows.Next() {
+			var id int64
+			var eml string
+			if err := rows.Scan(&id, &eml); err != nil {
+				rows.Close()
+				return total, err
+			}
+			n, after = n+1, id
+			if eml != "" {
+				if err := os.Remove(eml); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					ferr = cmp.Or(ferr, fmt.Errorf("removing sent mail's .eml copy: %w", err))
+					continue
+				}
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, err
+		}
+		d, err := s.deleteOutbox(ctx, ids)
+		total += d
+		if err != nil {
+			return total, err
+		}
+		if n < 5000 {
+			return total, ferr
+		}
+	}
+}
+
+// deleteOutbox deletes the outbox rows ids in one transaction.
+func (s *Store) deleteOutbox(ctx context.Context, ids []int64) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM outbox WHERE id = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer del.Close()
+	var n int64
+	for _, id := range ids {
+		res, err := del.ExecContext(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		d, _ := res.RowsAffected()
+		n += d
+	}
+	return n, tx.Commit()
 }
 
 // PurgeCases deletes the case records (incidents the DSL acted on: an

@@ -365,3 +365,45 @@ func TestCSVExportEscapesFormulas(t *testing.T) {
 		t.Errorf("JSON export: %v\n%s", err, js.String())
 	}
 }
+
+// TestRetentionPurgeRemovesEML: without SMTP (the default) every alert and
+// digest is an .eml file in the outbox directory, with the pupil's name in
+// it. The purge that deletes sent mail older than breaches removes its file
+// too; newer mail keeps its file.
+func TestRetentionPurgeRemovesEML(t *testing.T) {
+	st := openTemp(t)
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-400 * 24 * time.Hour)
+	for i, at := range []time.Time{old, now.Add(-time.Hour)} {
+		tx, err := st.db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := &Message{Kind: "alert", Role: "dsl", Recipients: []string{"dsl@school.example"},
+			Subject: "Self-harm: pupil17", Text: "pupil17 searched for harm.example"}
+		if err := Enqueue(tx, msg, fmt.Sprintf("purge-test-%d", i), at); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		clk := at
+		if _, err := NewMailer(st, MailConfig{Dir: dir}, nil, func() time.Time { return clk }).DeliverDue(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(readEMLs(t, dir)); got != 2 {
+		t.Fatalf("%d .eml files written, want 2", got)
+	}
+	if _, err := st.Purge(context.Background(), now, 365*24*time.Hour, 30*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox"); c != 1 {
+		t.Errorf("%d outbox rows left, want 1", c)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if len(files) != 1 || !strings.Contains(filepath.Base(files[0]), now.Add(-time.Hour).Format("20060102")) {
+		t.Errorf(".eml files left after the purge: %v, want only the recent one", files)
+	}
+}
