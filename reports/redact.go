@@ -105,18 +105,14 @@ func isSHA256Hex(s string) bool {
 const redactedSchema = 3
 
 // scrubRestricted redacts the restricted-tier events stored before Redact
-// existed, as Redact would have, with SQLite's secure_delete on so the old
-// text is overwritten, and then truncates the WAL.
+// existed, as Redact would have (secure_delete is on for every connection,
+// see Open, so the old text is overwritten), and then truncates the WAL.
 func (s *Store) scrubRestricted(ctx context.Context) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
-		return err
-	}
-	defer conn.ExecContext(context.Background(), `PRAGMA secure_delete = OFF`)
 	rows, err := conn.QueryContext(ctx, `SELECT id, category, name, url, entry, note FROM events
 		WHERE ((flags & ?) != 0 OR category IN ('iwf', 'ctiru')) AND (name != '' OR url != '' OR search != '' OR note != '')`, flagRestricted)
 	if err != nil {

@@ -237,6 +237,11 @@ func Open(path string) (*Store, error) {
 	q.Set("_synchronous", "NORMAL")
 	q.Set("_txlock", "immediate")
 	q.Set("_auto_vacuum", "incremental")
+	// Deleted rows are overwritten with zeros, so what the retention
+	// purge deletes is gone from the file too, not left in free space.
+	// It costs writes where whole pages are freed, which is mostly the
+	// purge.
+	q.Set("_secure_delete", "on")
 	db, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, err

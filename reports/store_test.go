@@ -407,3 +407,39 @@ func TestRetentionPurgeRemovesEML(t *testing.T) {
 		t.Errorf(".eml files left after the purge: %v, want only the recent one", files)
 	}
 }
+
+// TestRetentionPurgeOverwrites: a purged pupil's events are gone from the
+// database file, not only from its tables. Without secure_delete SQLite
+// leaves deleted rows' bytes in free space, where any tool that reads the
+// file finds them long after retention.
+func TestRetentionPurgeOverwrites(t *testing.T) {
+	st := openTemp(t)
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	w, _ := NewWriter(st, Options{Now: func() time.Time { return now }})
+	old := now.Add(-400 * 24 * time.Hour)
+	for i := range 3000 {
+		e := ev(old.Add(time.Duration(i)*time.Second), "10.0.0.1", "students", "gambling", "bet.example")
+		e.User = "formerpupil"
+		w.Record(e)
+		e = ev(now.Add(-time.Hour+time.Duration(i)*time.Millisecond), "10.0.0.2", "students", "gambling", "bet.example")
+		e.User = "currentpupil"
+		w.Record(e)
+	}
+	w.Close()
+	if _, err := st.Purge(context.Background(), now, 365*24*time.Hour, 30*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM events WHERE user = 'formerpupil'"); c != 0 {
+		t.Fatalf("%d purged events still in the table", c)
+	}
+	st.Close()
+	for _, p := range []string{st.Path(), st.Path() + "-wal"} {
+		b, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(b, []byte("formerpupil")); n > 0 {
+			t.Errorf("%s still holds the purged pupil's name %d times", filepath.Base(p), n)
+		}
+	}
+}
