@@ -1,8 +1,10 @@
 package reports
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -639,6 +641,38 @@ func TestInviteFallbackCopyRemoved(t *testing.T) {
 	for _, e := range emls {
 		if strings.Contains(decoded(t, e), "SECRETLINK0") {
 			t.Fatal("the invitation's .eml copy with its link is still on disk")
+		}
+	}
+}
+
+// TestMailFailingLogNamesNobody: while mail fails, the log says so at
+// every retry, but the log is kept by the system, not by Gatehouse's
+// retention: it names the message (its ID, kind and incident), never the
+// pupil or what they searched for, which an alert's subject carries.
+func TestMailFailingLogNamesNobody(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	srv.set(func(s *testSMTP) { s.down = true })
+	p := testParts(t, srv.mailConfig(t.TempDir()), nil)
+	w, _ := NewWriter(st, p.Options)
+	e := ev(time.Now().UTC(), "10.0.0.5", "students", "self-harm", "harm.example")
+	e.User, e.SearchTerm = "pupil17", "how to hurt myself"
+	w.Record(e)
+	w.Close()
+	if n, _ := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil).Check(context.Background()); n != 1 {
+		t.Fatalf("%d alerts, want 1", n)
+	}
+	var logs bytes.Buffer
+	m := NewMailer(st, p.Mail, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	if _, err := m.DeliverDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "MAIL IS FAILING") {
+		t.Fatalf("no MAIL IS FAILING in the log:\n%s", logs.String())
+	}
+	for _, s := range []string{"pupil17", "hurt myself", "harm.example"} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("the log names %q:\n%s", s, logs.String())
 		}
 	}
 }

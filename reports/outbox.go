@@ -350,7 +350,9 @@ func (m *Mailer) fail(r outRow, err error) {
 			}
 		}
 	}
-	m.log.Error("MAIL IS FAILING: message not delivered, will retry", "id", r.ID, "kind", r.Kind, "subject", r.Subject,
+	// Not the subject: an alert's names the pupil, and the log is kept
+	// by the system, not by reports.retention.
+	m.log.Error("MAIL IS FAILING: message not delivered, will retry", "id", r.ID, "kind", r.Kind, "role", r.Role,
 		"attempts", attempts, "retry_in", delay.String(), "eml", eml, "err", err)
 	if _, uerr := m.st.db.Exec(`UPDATE outbox SET attempts = ?, next_ts = ?, last_error = ?, eml_path = ? WHERE id = ?`,
 		attempts, ms(m.now().Add(delay)), err.Error(), eml, r.ID); uerr != nil {
