@@ -832,7 +832,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 		return
 	}
 	s.metrics.reports.Inc()
-	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String(), "user", user, "url", ev.URL, "restricted", ev.Restricted)
+	// The reference only: the report (who, which page, the note) is in the
+	// store, kept as long as breaches; the log is kept by the system.
+	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String())
 	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been recorded for IT", Ref: ref,
 		Sent: true, Mailed: cfg.Reports.SMTP.Host != "", Contact: cfg.Proxy.BlockPage.Contact})
 }

@@ -2,18 +2,21 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -655,4 +658,65 @@ func TestClientCloseKeepsSiteConnection(t *testing.T) {
 	if n := e.originNC.Load(); n != 1 {
 		t.Errorf("origin saw %d connections for 3 requests, want 1 (the proxy's pool kept it)", n)
 	}
+}
+
+// TestMistakeReportLogNamesNoSite: a "report a mistake" form is stored
+// for IT (kept as long as breaches); the log, which the system keeps by
+// its own policy, says only that one came, with its reference, never the
+// page the pupil was on.
+func TestMistakeReportLogNamesNoSite(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var logs syncBuffer
+	e.s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	admin := &http.Server{Handler: e.s.AdminHandler()}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = admin.Serve(ln) }()
+	t.Cleanup(func() { admin.Close() })
+	base := "http://" + ln.Addr().String()
+	req, _ := http.NewRequest("GET", base+"/help-page", nil)
+	req.Host = "adult.test"
+	req.Header.Set("Accept", browserAccept)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	ref := r.Header.Get("X-Gatehouse-Ref")
+	form := url.Values{"ref": {ref}, "url": {"http://adult.test/help-page"}, "category": {"pornography"}, "why": {"It is a biology resource"}}
+	resp, err := http.PostForm(base+reportPath, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("report: status %d", resp.StatusCode)
+	}
+	e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == "report" })
+	got := logs.String()
+	if !strings.Contains(got, ref) {
+		t.Errorf("the log does not give the report's reference %s:\n%s", ref, got)
+	}
+	for _, s := range []string{"adult.test", "help-page", "biology"} {
+		if strings.Contains(got, s) {
+			t.Errorf("the log names %q:\n%s", s, got)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer the server's goroutines may log into.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
