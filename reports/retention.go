@@ -148,12 +148,11 @@ func (s *Store) PurgeCases(ctx context.Context, now time.Time, keep time.Duratio
 func (s *Store) RunPurge(ctx context.Context, opt Options, breaches, queryLog, caseRecords time.Duration) {
 	opt.fill()
 	for {
+		// Case records are purged even when the rest failed (an .eml file
+		// that cannot be removed must not keep them past their time).
 		n, err := s.Purge(ctx, opt.Now(), breaches, queryLog)
-		if err == nil {
-			var c int64
-			c, err = s.PurgeCases(ctx, opt.Now(), caseRecords)
-			n += c
-		}
+		c, cerr := s.PurgeCases(ctx, opt.Now(), caseRecords)
+		n, err = n+c, errors.Join(err, cerr)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			opt.Log.Error("retention purge failed", "err", err)

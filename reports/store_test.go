@@ -443,3 +443,51 @@ func TestRetentionPurgeOverwrites(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionPurgeUnremovableEML: sent mail whose .eml file cannot be
+// removed keeps its row (the next purge tries again) and the purge says
+// so; the daily run still purges case records past their time.
+func TestRetentionPurgeUnremovableEML(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2024, 3, 4, 10, 0, 0, 0, time.UTC)
+	w, _ := NewWriter(st, Options{Now: func() time.Time { return t0 }})
+	w.Record(ev(t0, "10.0.0.5", "students", "self-harm", "harm.example"))
+	w.Close()
+	var caseID int64
+	st.db.QueryRow(`SELECT id FROM incidents`).Scan(&caseID)
+	if err := st.AddNote(caseID, "dsl@school.example", "Spoke to her.", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// A non-empty directory where the .eml file should be: os.Remove
+	// fails whoever runs the test (root may remove a read-only file).
+	stuck := filepath.Join(t.TempDir(), "stuck.eml")
+	if err := os.MkdirAll(filepath.Join(stuck, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, sent_ts, eml_path)
+		VALUES ('alert', ?, 'dsl', '[]', 's', 't', '', '<stuck@test>', ?, ?)`, ms(t0), ms(t0), stuck); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.AddDate(3, 0, 0)
+	if _, err := st.Purge(context.Background(), later, 365*24*time.Hour, 30*24*time.Hour); err == nil {
+		t.Error("the purge did not report the .eml file it could not remove")
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox"); c != 1 {
+		t.Errorf("%d outbox rows, want the one whose file is still there", c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		st.RunPurge(ctx, Options{Now: func() time.Time { return later }}, 365*24*time.Hour, 30*24*time.Hour, 2*365*24*time.Hour)
+		close(done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, st, "SELECT count(*) FROM incidents") != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if c := count(t, st, "SELECT count(*) FROM incidents"); c != 0 {
+		t.Errorf("the case record past case_records is still there (%d incidents) while an .eml file could not be removed", c)
+	}
+}
