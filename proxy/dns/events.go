@@ -47,9 +47,15 @@ type events struct {
 	stop    chan struct{}
 	once    sync.Once
 
-	capMu sync.Mutex
-	caps  map[capKey]int64 // "bypass capability" seen: client+category → day number
+	capMu    sync.Mutex
+	caps     map[capKey]int64 // "bypass capability" seen: client+category → day number (at most maxCaps)
+	capSwept int64            // the day caps was last swept of other days' entries
 }
+
+// maxCaps bounds the "bypass capability" keys remembered (client address
+// and category, about 80 bytes each: about 5 MiB). Made-up source
+// addresses (a UDP query's can be any) must not grow it without limit.
+const maxCaps = 1 << 16
 
 // evShard holds the pending keys by a 64-bit hash of their collapseKey.
 // The key's parts other than the name live in the interned first-event
@@ -308,13 +314,24 @@ func (e *events) firstToday(client netip.Addr, cat bl.Category, now time.Time) b
 	if e.caps[k] == day {
 		return false
 	}
-	if len(e.caps) > 100_000 {
-		for k2, d := range e.caps {
-			if d != day {
-				delete(e.caps, k2)
+	if len(e.caps) >= maxCaps {
+		if e.capSwept != day { // other days' keys go, once a day
+			e.capSwept = day
+			for k2, d := range e.caps {
+				if d != day {
+					delete(e.caps, k2)
+				}
 			}
 		}
+		for k2 := range e.caps { // still full: forget one (Go's map order is random)
+			if len(e.caps) < maxCaps {
+				break
+			}
+			delete(e.caps, k2)
+		}
 	}
+	// A forgotten key's client may send a second event today: one too
+	// many, never one lost.
 	e.caps[k] = day
 	return true
 }

@@ -782,3 +782,36 @@ func TestSetAccess(t *testing.T) {
 		t.Fatalf("limit removed: %s", mdns.RcodeToString[rc])
 	}
 }
+
+// TestBypassCapabilityKeysBounded: "bypass capability" events are one per
+// client and category a day, remembered per client address; made-up
+// source addresses (a UDP query's can be any) must not grow that memory
+// without limit, and none of their events may go missing for it.
+func TestBypassCapabilityKeysBounded(t *testing.T) {
+	e := newEvents(&sink{}, 100, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	defer e.close()
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	first := netip.MustParseAddr("fd00::1")
+	if !e.firstToday(first, bl.PrivateRelay, now) {
+		t.Fatal("the first client's first event was not the first")
+	}
+	base := netip.MustParseAddr("fd00:1::").As16()
+	for i := range maxCaps + 1000 {
+		a := base
+		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		if !e.firstToday(netip.AddrFrom16(a), bl.PrivateRelay, now) {
+			t.Fatalf("client %d's first event today was not sent", i)
+		}
+	}
+	e.capMu.Lock()
+	n := len(e.caps)
+	e.capMu.Unlock()
+	if n > maxCaps {
+		t.Fatalf("%d keys remembered, want at most %d", n, maxCaps)
+	}
+	// Tomorrow every client's first event goes again, and yesterday's
+	// keys make room.
+	if !e.firstToday(first, bl.PrivateRelay, now.Add(24*time.Hour)) {
+		t.Fatal("tomorrow's first event was not the first")
+	}
+}
