@@ -498,3 +498,29 @@ func TestDialerControl(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestUpstreamResolverCacheBounded: a client asking the proxy for ever new
+// names (random subdomains, each answered and cached) must not grow the
+// resolver's cache past its bound within the names' TTL; names past the
+// bound are still answered (asked again).
+func TestUpstreamResolverCacheBounded(t *testing.T) {
+	r := newTestDNS(t, map[string][]string{"known.example": {"192.0.2.7"}})
+	r.ttl, r.neg = time.Hour, time.Hour // nothing expires during the test
+	r.maxCache = 64
+	ctx := context.Background()
+	for i := range 4 * r.maxCache {
+		if _, err := r.LookupNetIP(ctx, netip.Addr{}, fmt.Sprintf("x%d.random.example", i)); err == nil {
+			t.Fatalf("x%d.random.example resolved", i)
+		}
+	}
+	r.mu.Lock()
+	n := len(r.cache)
+	r.mu.Unlock()
+	if n > r.maxCache {
+		t.Fatalf("%d names cached, want at most %d", n, r.maxCache)
+	}
+	addrs, err := r.LookupNetIP(ctx, netip.Addr{}, "known.example")
+	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.0.2.7") {
+		t.Fatalf("known.example at the bound: %v %v", addrs, err)
+	}
+}

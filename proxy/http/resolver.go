@@ -13,17 +13,26 @@ import (
 // UpstreamResolver resolves names by asking the configured upstream DNS
 // servers directly (Go's own DNS client, not the system resolver; names in
 // /etc/hosts still answer from there), with a small
-// cache. It is the proxy's resolver until it is given the DNS resolver's
+// cache: at most maxCache names (resolverCacheMax). It is the proxy's resolver until it is given the DNS resolver's
 // own (see Resolver); the policy, including safe-search rewrites, is
 // applied by the proxy before it asks.
 type UpstreamResolver struct {
-	r     *net.Resolver
-	ttl   time.Duration
-	neg   time.Duration
-	next  atomic.Uint32
-	mu    sync.Mutex
-	cache map[string]cached
+	r        *net.Resolver
+	ttl      time.Duration
+	neg      time.Duration
+	next     atomic.Uint32
+	mu       sync.Mutex
+	cache    map[string]cached
+	maxCache int       // names cached at most
+	swept    time.Time // the cache's last sweep of expired names
 }
+
+// resolverCacheMax bounds the names the UpstreamResolver caches (each
+// about 100 bytes plus the name and its addresses: about 4 MiB). A client
+// asking for ever new names (random subdomains) must not grow it without
+// limit within the TTL. At the bound expired names are swept (at most once
+// a second), else a name is forgotten at random: it is asked again.
+const resolverCacheMax = 10_000
 
 type cached struct {
 	addrs   []netip.Addr
@@ -36,7 +45,7 @@ func NewUpstreamResolver(servers []string, timeout time.Duration) (*UpstreamReso
 	if len(servers) == 0 {
 		return nil, errors.New("no upstream DNS servers")
 	}
-	u := &UpstreamResolver{ttl: 30 * time.Second, neg: 5 * time.Second, cache: map[string]cached{}}
+	u := &UpstreamResolver{ttl: 30 * time.Second, neg: 5 * time.Second, cache: map[string]cached{}, maxCache: resolverCacheMax}
 	d := net.Dialer{Timeout: timeout}
 	u.r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		s := servers[int(u.next.Add(1))%len(servers)]
@@ -63,11 +72,20 @@ func (u *UpstreamResolver) LookupNetIP(ctx context.Context, _ netip.Addr, host s
 		ttl = u.neg
 	}
 	u.mu.Lock()
-	if len(u.cache) > 50_000 {
-		for k, v := range u.cache {
-			if now.After(v.expires) {
-				delete(u.cache, k)
+	if _, ok := u.cache[host]; !ok && len(u.cache) >= u.maxCache {
+		if now.Sub(u.swept) >= time.Second {
+			u.swept = now
+			for k, v := range u.cache {
+				if now.After(v.expires) {
+					delete(u.cache, k)
+				}
 			}
+		}
+		for k := range u.cache { // still full: forget one (Go's map order is random)
+			if len(u.cache) < u.maxCache {
+				break
+			}
+			delete(u.cache, k)
 		}
 	}
 	u.cache[host] = cached{addrs: addrs, err: err, expires: now.Add(ttl)}
