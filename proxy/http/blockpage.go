@@ -734,15 +734,27 @@ func PAC(addr string, direct []string) string {
 
 // mistakeReports rate-limits "report a mistake" forms per client
 // address. The forms themselves go to the breach store (reports), which
-// keeps them, mails them to IT and lists them in IT's digest.
+// keeps them, mails them to IT and lists them in IT's digest. At most max
+// addresses are counted (mistakeAddrsMax).
 type mistakeReports struct {
-	now  func() time.Time
-	mu   sync.Mutex
-	hits map[netip.Addr][]time.Time
+	now   func() time.Time
+	mu    sync.Mutex
+	hits  map[netip.Addr][]time.Time
+	max   int
+	swept time.Time // the last sweep of addresses quiet for an hour
 }
 
+// mistakeAddrsMax bounds the addresses whose reports are counted (each
+// holds at most reports_per_hour times of 24 bytes: about 3 MiB in all
+// with the default 10, about 240 MiB at the largest setting, 1,000). Many source addresses (an IPv6 device's can be any in its /64)
+// must not grow it without limit. At the bound, addresses quiet for an
+// hour are swept (at most once a second), else one address's count is
+// forgotten at random: it may send its hour's reports again, and no
+// other address is refused for the flood.
+const mistakeAddrsMax = 10_000
+
 func newMistakeReports(now func() time.Time) *mistakeReports {
-	return &mistakeReports{now: now, hits: map[netip.Addr][]time.Time{}}
+	return &mistakeReports{now: now, hits: map[netip.Addr][]time.Time{}, max: mistakeAddrsMax}
 }
 
 // allow takes one report from ip if it is under perHour.
@@ -750,11 +762,20 @@ func (m *mistakeReports) allow(ip netip.Addr, perHour int) bool {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.hits) > 10_000 {
-		for k, v := range m.hits {
-			if now.Sub(v[len(v)-1]) > time.Hour {
-				delete(m.hits, k)
+	if _, ok := m.hits[ip]; !ok && len(m.hits) >= m.max {
+		if now.Sub(m.swept) >= time.Second {
+			m.swept = now
+			for k, v := range m.hits {
+				if len(v) == 0 || now.Sub(v[len(v)-1]) > time.Hour {
+					delete(m.hits, k)
+				}
 			}
+		}
+		for k := range m.hits { // still full: forget one (Go's map order is random)
+			if len(m.hits) < m.max {
+				break
+			}
+			delete(m.hits, k)
 		}
 	}
 	kept := m.hits[ip][:0]

@@ -381,3 +381,39 @@ func TestRepeatQuotesFirstReference(t *testing.T) {
 		t.Fatalf("stored reference %q, pages quoted %q", ev.Ref, refs[0])
 	}
 }
+
+// TestMistakeReportsBounded: "report a mistake" forms are counted per
+// client address for an hour; many source addresses (an IPv6 device's can
+// be any in its /64) must not grow the count without limit, and the
+// flood refuses no one else.
+func TestMistakeReportsBounded(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	m := newMistakeReports(func() time.Time { return now })
+	m.max = 64
+	pupil := netip.MustParseAddr("10.0.0.7")
+	for range 3 {
+		if !m.allow(pupil, 3) {
+			t.Fatal("a report within the hour's 3 was refused")
+		}
+	}
+	if m.allow(pupil, 3) {
+		t.Fatal("a fourth report within the hour was taken")
+	}
+	base := netip.MustParseAddr("fd00::").As16()
+	for i := range 4 * m.max {
+		a := base
+		a[14], a[15] = byte(i>>8), byte(i)
+		if !m.allow(netip.AddrFrom16(a), 3) {
+			t.Fatalf("address %d's first report was refused", i)
+		}
+	}
+	m.mu.Lock()
+	n := len(m.hits)
+	m.mu.Unlock()
+	if n > m.max {
+		t.Fatalf("%d addresses counted, want at most %d", n, m.max)
+	}
+	if !m.allow(netip.MustParseAddr("10.0.0.8"), 3) {
+		t.Fatal("another pupil's first report was refused after the flood")
+	}
+}
