@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -229,4 +230,33 @@ func testUsers(t *testing.T) *Users {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestLoginsBounded: one person's credentials sent from ever new source
+// addresses (an IPv6 device's can be any in its /64) must not grow the
+// remembered logins past their bound within login_ttl; the newest login
+// is still answered.
+func TestLoginsBounded(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	l := NewLogins(8*time.Hour, func() time.Time { return now })
+	l.max = 64
+	base := netip.MustParseAddr("fd00::").As16()
+	var last netip.Addr
+	for i := range 4 * l.max {
+		a := base
+		a[14], a[15] = byte(i>>8), byte(i)
+		last = netip.AddrFrom16(a)
+		if !l.Set(last, "amy") {
+			t.Fatalf("address %d's first login was not recorded", i)
+		}
+	}
+	l.mu.RLock()
+	n := len(l.m)
+	l.mu.RUnlock()
+	if n > l.max {
+		t.Fatalf("%d addresses remembered, want at most %d", n, l.max)
+	}
+	if u := l.UserFor(last); u != "amy" {
+		t.Fatalf("the newest login answers %q", u)
+	}
 }

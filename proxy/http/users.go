@@ -239,13 +239,15 @@ func parseBasic(h string) (name, password string, ok bool) {
 
 // Logins remembers which user last logged in from each client address, for
 // a fixed time. The DNS resolver asks UserFor so that its events from that
-// address carry the user's name.
+// address carry the user's name. At most max addresses are remembered
+// (loginAddrsMax).
 type Logins struct {
 	ttl time.Duration
 	now func() time.Time
 	mu  sync.RWMutex
 	m   map[netip.Addr]login
-	n   int         // sets since the last sweep
+	n   int // sets since the last sweep
+	max int
 	any atomic.Bool // a login was ever recorded: until then UserFor takes no lock
 	// table, when set, is the identity table logins are recorded in too: a
 	// login it no longer holds (the address went to another device) is
@@ -263,8 +265,17 @@ func NewLogins(ttl time.Duration, now func() time.Time) *Logins {
 	if now == nil {
 		now = time.Now
 	}
-	return &Logins{ttl: ttl, now: now, m: map[netip.Addr]login{}}
+	return &Logins{ttl: ttl, now: now, m: map[netip.Addr]login{}, max: loginAddrsMax}
 }
+
+// loginAddrsMax bounds the addresses Logins remembers (about 100 bytes
+// each: about 6 MiB), as identity.max_addresses does the table's: one
+// person's credentials sent from ever new source addresses (an IPv6
+// device's can be any in its /64) must not grow it without limit within
+// login_ttl. Expired logins are swept every 1,024 logins recorded; at the
+// bound one address is forgotten at random: its browser's next request
+// (each carries the login) records it again.
+const loginAddrsMax = 1 << 16
 
 // UserFor returns the user logged in from ip, or "" if none (or expired).
 func (l *Logins) UserFor(ip netip.Addr) string {
@@ -305,8 +316,6 @@ func (l *Logins) Set(ip netip.Addr, user string) bool {
 		return false
 	}
 	l.mu.Lock()
-	l.m[ip] = login{user: user, expires: exp}
-	l.any.Store(true)
 	if l.n++; l.n > 1024 {
 		l.n = 0
 		for k, v := range l.m {
@@ -315,6 +324,16 @@ func (l *Logins) Set(ip netip.Addr, user string) bool {
 			}
 		}
 	}
+	if _, ok := l.m[ip]; !ok {
+		for k := range l.m { // full: forget one (Go's map order is random)
+			if len(l.m) < l.max {
+				break
+			}
+			delete(l.m, k)
+		}
+	}
+	l.m[ip] = login{user: user, expires: exp}
+	l.any.Store(true)
 	l.mu.Unlock()
 	return true
 }
