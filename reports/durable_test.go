@@ -643,3 +643,35 @@ func TestCommitsLeaveCheckpointsToCheckpointer(t *testing.T) {
 	}
 	t.Logf("WAL %d bytes without the checkpointer, %d with it (%d checkpoints)", size, size2, n)
 }
+
+// TestOpenIncidentsBounded: blocked requests from ever new client
+// addresses (a UDP query's source can be any) open an incident each; the
+// incidents held open in memory stay within their bound, and every event
+// and incident is stored all the same.
+func TestOpenIncidentsBounded(t *testing.T) {
+	defer func(n int) { maxOpen = n }(maxOpen)
+	maxOpen = 100
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC()
+	const n = 400
+	for i := range n {
+		w.Record(ev(t0, fmt.Sprintf("10.2.%d.%d", i/256, i%256), "students", "pornography", "porn.example"))
+		if i%50 == 49 {
+			w.Flush()
+			if len(w.open) > maxOpen {
+				t.Fatalf("%d clients: %d incidents held open, bound %d", i+1, len(w.open), maxOpen)
+			}
+		}
+	}
+	w.Close()
+	if c := count(t, st, "SELECT count(*) FROM events"); c != n {
+		t.Errorf("%d events stored, want %d", c, n)
+	}
+	if c := count(t, st, "SELECT count(*) FROM incidents"); c != n {
+		t.Errorf("%d incidents stored, want %d", c, n)
+	}
+}

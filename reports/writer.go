@@ -1540,7 +1540,37 @@ func (w *Writer) finish(b *batchTx) error {
 	if len(w.series) > maxSeries {
 		w.trimSeries(now, b.series)
 	}
+	if len(w.open) > maxOpen {
+		w.trimOpen()
+	}
 	return nil
+}
+
+// maxOpen bounds the incidents the writer holds open in memory (about
+// 200 bytes each plus their samples): blocked requests from ever new
+// client addresses (a UDP query's source can be any) open one each, and
+// must not grow them without limit within the incident window. Past it,
+// trimOpen forgets those whose window has ended, then any, down to three
+// quarters. A later event of a forgotten incident opens a new one: it is
+// stored and reported all the same.
+var maxOpen = 65_536
+
+func (w *Writer) trimOpen() {
+	keep := maxOpen * 3 / 4
+	cut := ms(w.opt.Now().Add(-w.opt.IncidentWindow))
+	for pass := range 2 {
+		for k, o := range w.open {
+			if len(w.open) <= keep {
+				return
+			}
+			if o.dirty { // not written yet (none is, after a commit)
+				continue
+			}
+			if pass == 1 || o.last < cut {
+				delete(w.open, k)
+			}
+		}
+	}
 }
 
 // maxSeries bounds the series the writer remembers (about 40 bytes each,
