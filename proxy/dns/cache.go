@@ -132,14 +132,40 @@ const cacheShardBits = 5
 type cache struct {
 	opts   CacheOptions
 	seed   maphash.Seed
-	per    int // entries per shard
+	per    int   // entries per shard
+	bytes  int64 // bytes of entries per shard (cacheBytesPerEntry)
 	shards [1 << cacheShardBits]cacheShard
 	count  atomic.Int64
 }
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[uint64]*entry // by hash of the key (see cache.hash); entry.is checks it
+	mu    sync.RWMutex
+	m     map[uint64]*entry // by hash of the key (see cache.hash); entry.is checks it
+	bytes int64             // the entries' size (entry.size)
+}
+
+// cacheBytesPerEntry bounds the cache's bytes as well as its entries: on
+// average an entry may hold this much (a typical answer is 100–300
+// bytes), so dns.cache.entries (100,000) answers take at most about
+// 49 MiB. Counting entries alone let ever new names whose answers are
+// large (up to 64 KiB over TCP: a domain of the client's own) hold
+// gigabytes. A shard holds at least cacheMinShardBytes, so that any one
+// answer fits.
+const (
+	cacheBytesPerEntry = 512
+	cacheMinShardBytes = 160 << 10
+)
+
+// size is what e holds: the entry, its message and TTL offsets, and its
+// CNAME chain.
+func (e *entry) size() int64 {
+	n := int64(64 + cap(e.wire))
+	if e.chain != nil {
+		for _, t := range *e.chain {
+			n += 16 + int64(len(t))
+		}
+	}
+	return n
 }
 
 func newCache(o CacheOptions) *cache {
@@ -154,6 +180,7 @@ func newCache(o CacheOptions) *cache {
 	}
 	c := &cache{opts: o, seed: maphash.MakeSeed()}
 	c.per = (o.Entries + len(c.shards) - 1) / len(c.shards)
+	c.bytes = max(int64(c.per)*cacheBytesPerEntry, cacheMinShardBytes)
 	for i := range c.shards {
 		c.shards[i].m = make(map[uint64]*entry)
 	}
@@ -194,14 +221,22 @@ func (c *cache) put(k cacheKey, e *entry) {
 	e.shape, e.ups = k.shape(), k.ups
 	h := c.hash(&k)
 	s := c.shard(h)
+	size := e.size()
+	if size > c.bytes {
+		return // larger than a shard may hold (not with a message of at most 64 KiB)
+	}
 	s.mu.Lock()
-	if _, ok := s.m[h]; !ok {
-		if len(s.m) >= c.per {
-			c.evictLocked(s, e.stored())
-		}
-		c.count.Add(1)
+	if old, ok := s.m[h]; ok {
+		delete(s.m, h)
+		s.bytes -= old.size()
+		c.count.Add(-1)
+	}
+	for len(s.m) > 0 && (len(s.m) >= c.per || s.bytes+size > c.bytes) {
+		c.evictLocked(s, e.stored())
 	}
 	s.m[h] = e
+	s.bytes += size
+	c.count.Add(1)
 	s.mu.Unlock()
 }
 
@@ -223,6 +258,7 @@ func (c *cache) evictLocked(s *cacheShard, now int64) {
 			break
 		}
 	}
+	s.bytes -= s.m[victim].size()
 	delete(s.m, victim)
 	c.count.Add(-1)
 }

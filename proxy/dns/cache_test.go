@@ -1,6 +1,8 @@
 package dns
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +70,58 @@ func TestCacheKeys(t *testing.T) {
 		if _, ok := wireNameIs(b, 12, tc.name); ok != tc.ok {
 			t.Errorf("wireNameIs(www.example.org, %q) = %v", tc.name, ok)
 		}
+	}
+}
+
+// TestCacheBytesBounded: ever new names whose answers are large (up to
+// 64 KiB over TCP, from a domain of the client's own) must not make the
+// cache hold more than its byte bound, however few entries that is; a
+// small answer put after them is cached and found.
+func TestCacheBytesBounded(t *testing.T) {
+	c := newCache(CacheOptions{Entries: 32 * 100}) // 100 entries a shard
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC).UnixNano()
+	big := make([]string, 240)
+	for i := range big {
+		big[i] = strings.Repeat("x", 250)
+	}
+	for i := range 2000 {
+		name := fmt.Sprintf("n%d.big.example", i)
+		m := new(mdns.Msg)
+		m.SetQuestion(name+".", mdns.TypeTXT)
+		m.Response = true
+		m.Answer = append(m.Answer, &mdns.TXT{Hdr: mdns.RR_Header{Name: name + ".", Rrtype: mdns.TypeTXT, Class: mdns.ClassINET, Ttl: 300}, Txt: big})
+		e, err := newEntry(m, 300, nil, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.put(cacheKey{name: name, qtype: mdns.TypeTXT}, e)
+	}
+	limit := int64(len(c.shards)) * max(100*cacheBytesPerEntry, cacheMinShardBytes)
+	var held, n int64
+	for i := range c.shards {
+		for _, e := range c.shards[i].m {
+			held += int64(cap(e.wire))
+			n++
+		}
+	}
+	if held > limit {
+		t.Fatalf("%d answers of about 60 KiB hold %d bytes, bound %d", n, held, limit)
+	}
+	if int64(c.len()) != n {
+		t.Fatalf("len %d, %d entries held", c.len(), n)
+	}
+	k := cacheKey{name: "www.example.org", qtype: mdns.TypeA}
+	m := new(mdns.Msg)
+	m.SetQuestion(k.name+".", k.qtype)
+	m.Response = true
+	rr, _ := mdns.NewRR(k.name + ". 300 IN A 192.0.2.1")
+	m.Answer = append(m.Answer, rr)
+	e, err := newEntry(m, 300, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.put(k, e)
+	if c.get(k, now) != e {
+		t.Fatal("a small answer after the flood was not cached")
 	}
 }
