@@ -204,8 +204,9 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 	if s.proxy != nil {
 		s.proxy.AddOwnListener(ln.Addr()) // never reached through the proxy
 	}
-	srv := &http.Server{Handler: s.adminACL(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
-	serveUntil(ctx, srv, ln, s.log, "admin listener")
+	srv := &http.Server{Handler: s.adminACL(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxHeaderBytes: 16 << 10}
+	serveUntil(ctx, srv, limitPageConns(ln), s.log, "admin listener") // serve_blockpage.go
 	return nil
 }
 

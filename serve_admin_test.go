@@ -111,3 +111,63 @@ clients:
 		}
 	}
 }
+
+// TestAdminListenerBounds: pupils' browsers reach the admin listener (the
+// PAC file, the block page) directly, not through the proxy's connection
+// caps; one address cannot hold more than its share of connections open,
+// and a header is read up to 16 KiB, not net/http's 1 MiB.
+func TestAdminListenerBounds(t *testing.T) {
+	upstream := testUpstream(t)
+	path, _ := writeConfig(t, `
+database: {{dir}}/gatehouse.db
+admin:
+  listen: "127.0.0.1:0"
+proxy:
+  listen: "127.0.0.1:0"
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+clients:
+  allow: [127.0.0.2/32, 127.0.0.5/32]
+`, nil)
+	s, _, _ := startServing(t, path)
+	dial := func(src string) net.Conn {
+		t.Helper()
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}).Dial("tcp", s.admin.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Connections: each is served (a request answered) while one address
+	// is under its share; the next is closed without an answer.
+	get := func(c net.Conn) (string, error) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /proxy.pac HTTP/1.1\r\nHost: gatehouse\r\n\r\n"); err != nil {
+			return "", err
+		}
+		b := make([]byte, 12)
+		_, err := io.ReadFull(c, b)
+		return string(b), err
+	}
+	for i := range pageMaxConnsPerAddr {
+		if line, err := get(dial("127.0.0.2")); err != nil || line != "HTTP/1.1 200" {
+			t.Fatalf("connection %d from one address: %q %v", i+1, line, err)
+		}
+	}
+	if line, err := get(dial("127.0.0.2")); err == nil {
+		t.Fatalf("connection %d from one address was answered: %q", pageMaxConnsPerAddr+1, line)
+	}
+	if line, err := get(dial("127.0.0.5")); err != nil || line != "HTTP/1.1 200" {
+		t.Fatalf("another address while the first holds its share: %q %v", line, err)
+	}
+	// Headers: 64 KiB of them are refused (431), not read.
+	c := dial("127.0.0.5")
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	go io.WriteString(c, "GET /proxy.pac HTTP/1.1\r\nHost: gatehouse\r\nX-Pad: "+strings.Repeat("a", 64<<10)+"\r\n\r\n")
+	b := make([]byte, 12)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "HTTP/1.1 431" {
+		t.Fatalf("64 KiB of headers: %q %v", b, err)
+	}
+}

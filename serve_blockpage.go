@@ -11,7 +11,10 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity/signin"
 )
 
 // blockPagePort is where browsers sent to the block-page address arrive
@@ -39,9 +42,27 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 	}
 	page := s.proxy.AdminHandler()
 	srv := &http.Server{Handler: s.clientsOnly(page), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
-	serveUntil(ctx, srv, ln, s.log, "block page listener")
+	serveUntil(ctx, srv, limitPageConns(ln), s.log, "block page listener")
 	s.log.Info("block page listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// Pupils' browsers reach the admin listener (PAC file, block page,
+// "report a mistake") and the block-page address's ports 80 and 443
+// directly, not through the proxy's connection caps, so each of these
+// listeners bounds its own: at most pageMaxConns open connections (more
+// wait in the kernel's accept queue) and pageMaxConnsPerAddr of them from
+// one address (more are closed at once, so one device cannot take them
+// all; a classroom behind one NAT address opens a few per browser), each
+// with headers of at most 16 KiB.
+const (
+	pageMaxConns        = 4096
+	pageMaxConnsPerAddr = 256
+)
+
+// limitPageConns applies the bounds above to ln.
+func limitPageConns(ln net.Listener) net.Listener {
+	return netutil.LimitListener(signin.LimitPerAddr(ln, pageMaxConnsPerAddr), pageMaxConns)
 }
 
 // clientsOnly serves h to clients.allow (read per request, so a reload
