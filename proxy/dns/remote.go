@@ -73,10 +73,11 @@ func (s *Server) startRemote() error {
 		cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
 		cfg.NextProtos = nil // any ALPN a DoT client offers (or none) is fine
 		cfg.GetConfigForClient = r.checkHello
-		ln, err := tls.Listen("tcp", a, cfg)
+		raw, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("dns listener off-site dot %s: %w", a, err)
 		}
+		ln := tls.NewListener(limitTCP(raw), cfg) // server.go
 		s.add(&mdns.Server{Listener: ln, Net: "tcp-tls", Handler: remoteDoT{r}, ReadTimeout: 5 * time.Second,
 			IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
@@ -102,7 +103,7 @@ func (s *Server) startRemote() error {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			if err := hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := hs.ServeTLS(limitTCP(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.opts.Log.Error("dns doh listener stopped", "err", err)
 			}
 		}()

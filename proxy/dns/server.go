@@ -11,6 +11,9 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/net/netutil"
+
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // Server is the filtering resolver.
@@ -95,18 +98,19 @@ func (s *Server) Start(ctx context.Context) error {
 		if pc != nil {
 			s.add(&mdns.Server{PacketConn: pc, Handler: protoHandler{s, "udp"}, UDPSize: EDNSSize}, pc.LocalAddr())
 		}
-		s.add(&mdns.Server{Listener: ln, Handler: protoHandler{s, "tcp"}, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
+		s.add(&mdns.Server{Listener: limitTCP(ln), Handler: protoHandler{s, "tcp"}, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
 	for _, a := range s.opts.TLSListen {
 		if s.opts.TLSConfig == nil {
 			s.Shutdown(context.Background())
 			return errors.New("dns: DoT listener without a certificate")
 		}
-		ln, err := tls.Listen("tcp", a, s.opts.TLSConfig)
+		raw, err := net.Listen("tcp", a)
 		if err != nil {
 			s.Shutdown(context.Background())
 			return fmt.Errorf("dns listener dot %s: %w", a, err)
 		}
+		ln := tls.NewListener(limitTCP(raw), s.opts.TLSConfig)
 		s.add(&mdns.Server{Listener: ln, Net: "tcp-tls", Handler: protoHandler{s, "dot"}, ReadTimeout: 5 * time.Second,
 			IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
@@ -223,6 +227,20 @@ func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 	}()
 	c.e, c.err = fn()
 	return c.e, c.err
+}
+
+// DNS over TCP and DoT hold a goroutine and buffers per connection, for
+// as long as the client keeps asking (idle 10 s between queries). Each
+// TCP and DoT listener holds at most tcpMaxConns connections (more wait
+// in the kernel's accept queue) and tcpMaxConnsPerAddr from one address
+// (more are closed at once, so one device cannot take them all).
+const (
+	tcpMaxConns        = 4096
+	tcpMaxConnsPerAddr = 256
+)
+
+func limitTCP(ln net.Listener) net.Listener {
+	return netutil.LimitListener(peraddr.LimitListener(ln, tcpMaxConnsPerAddr), tcpMaxConns)
 }
 
 // listenBoth binds UDP and TCP on the same address. With port 0 it retries

@@ -815,3 +815,40 @@ func TestBypassCapabilityKeysBounded(t *testing.T) {
 		t.Fatal("tomorrow's first event was not the first")
 	}
 }
+
+// TestTCPConnsBounded: DNS over TCP holds a goroutine and buffers per
+// connection for as long as the client keeps asking; one address cannot
+// hold more than its share open, and another is still answered.
+func TestTCPConnsBounded(t *testing.T) {
+	ts := startServer(t, nil)
+	dial := func(from string) *mdns.Conn {
+		t.Helper()
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}).Dial("tcp", ts.tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &mdns.Conn{Conn: c}
+	}
+	exchange := func(c *mdns.Conn) (*mdns.Msg, error) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		m := new(mdns.Msg)
+		m.SetQuestion("www.example.org.", mdns.TypeA)
+		if err := c.WriteMsg(m); err != nil {
+			return nil, err
+		}
+		return c.ReadMsg()
+	}
+	for i := range tcpMaxConnsPerAddr {
+		if r, err := exchange(dial(student)); err != nil || firstA(r) != "192.0.2.1" {
+			t.Fatalf("connection %d from one address: %v %v", i+1, r, err)
+		}
+	}
+	if r, err := exchange(dial(student)); err == nil {
+		t.Fatalf("connection %d from one address was answered: %v", tcpMaxConnsPerAddr+1, r)
+	}
+	r := ask(t, "tcp", ts.tcp, "127.0.0.9", "www.example.org", mdns.TypeA, false)
+	if firstA(r) != "192.0.2.1" {
+		t.Fatalf("another address while the first holds its share: %v", r)
+	}
+}
