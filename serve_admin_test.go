@@ -131,43 +131,78 @@ clients:
   allow: [127.0.0.2/32, 127.0.0.5/32]
 `, nil)
 	s, _, _ := startServing(t, path)
+	checkConnBounds(t, s.admin.String(), "/proxy.pac", "127.0.0.2", "127.0.0.5")
+}
+
+// checkConnBounds checks a listener's bounds (limitPageConns and a 16 KiB
+// header): from holds pageMaxConnsPerAddr connections, each answered
+// (GET path), its next is closed unanswered, other is still answered, and
+// a 64 KiB header gets 431.
+func checkConnBounds(t *testing.T, addr, path, from, other string) {
+	t.Helper()
 	dial := func(src string) net.Conn {
 		t.Helper()
-		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}).Dial("tcp", s.admin.String())
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}).Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	// Connections: each is served (a request answered) while one address
-	// is under its share; the next is closed without an answer.
 	get := func(c net.Conn) (string, error) {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "GET /proxy.pac HTTP/1.1\r\nHost: gatehouse\r\n\r\n"); err != nil {
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: gatehouse\r\n\r\n"); err != nil {
 			return "", err
 		}
-		b := make([]byte, 12)
+		b := make([]byte, 9)
 		_, err := io.ReadFull(c, b)
 		return string(b), err
 	}
 	for i := range pageMaxConnsPerAddr {
-		if line, err := get(dial("127.0.0.2")); err != nil || line != "HTTP/1.1 200" {
+		if line, err := get(dial(from)); err != nil || line != "HTTP/1.1 " {
 			t.Fatalf("connection %d from one address: %q %v", i+1, line, err)
 		}
 	}
-	if line, err := get(dial("127.0.0.2")); err == nil {
+	if line, err := get(dial(from)); err == nil {
 		t.Fatalf("connection %d from one address was answered: %q", pageMaxConnsPerAddr+1, line)
 	}
-	if line, err := get(dial("127.0.0.5")); err != nil || line != "HTTP/1.1 200" {
+	if line, err := get(dial(other)); err != nil || line != "HTTP/1.1 " {
 		t.Fatalf("another address while the first holds its share: %q %v", line, err)
 	}
-	// Headers: 64 KiB of them are refused (431), not read.
-	c := dial("127.0.0.5")
+	c := dial(other)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	go io.WriteString(c, "GET /proxy.pac HTTP/1.1\r\nHost: gatehouse\r\nX-Pad: "+strings.Repeat("a", 64<<10)+"\r\n\r\n")
+	go io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: gatehouse\r\nX-Pad: "+strings.Repeat("a", 64<<10)+"\r\n\r\n")
 	b := make([]byte, 12)
 	if _, err := io.ReadFull(c, b); err != nil || string(b) != "HTTP/1.1 431" {
 		t.Fatalf("64 KiB of headers: %q %v", b, err)
 	}
+}
+
+// TestConsoleListenerBounds: any address can connect to the console
+// (console.allow is read per request), so its listener bounds connections
+// as the admin listener's does.
+func TestConsoleListenerBounds(t *testing.T) {
+	upstream := testUpstream(t)
+	path, _ := writeConfig(t, `
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+console: {listen: "127.0.0.1:0"}
+dns:
+  listen: ["127.0.0.1:0"]
+  upstreams: ["`+upstream+`"]
+`, nil)
+	var code int
+	var out string
+	withStdin("copper kettle violin harbour\n", func() {
+		code, out, _ = runCLI(t, "--config", path, "accounts", "add", "dsl@school.example", "--role", "dsl")
+	})
+	if code != exitOK {
+		t.Fatalf("accounts add: %d %q", code, out)
+	}
+	s, _, _ := startServing(t, path)
+	if s.consoleAddr == nil {
+		t.Fatal("the console did not start")
+	}
+	checkConnBounds(t, s.consoleAddr.String(), "/signin", "127.0.0.2", "127.0.0.5")
 }
