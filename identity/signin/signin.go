@@ -683,6 +683,10 @@ func (s *Service) set(ctx context.Context, addr netip.Addr, rec record) bool {
 	return true
 }
 
+// maxSignoutForm bounds the sign-out form's body (a token of 64 hex
+// digits): a longer one is refused as out of date.
+const maxSignoutForm = 4 << 10
+
 func (s *Service) signout(w http.ResponseWriter, r *http.Request) {
 	addr, now, ok := s.step(w, r)
 	if !ok {
@@ -695,6 +699,8 @@ func (s *Service) signout(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusOK, d)
 		return
 	}
+	// The form is one token: net/http would read up to 10 MB of it.
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignoutForm)
 	if !hmac.Equal([]byte(r.PostFormValue("token")), []byte(s.signoutToken(addr, rec.Session))) {
 		s.refuse(w, addr, http.StatusBadRequest, "refused-state", "That sign-out form is out of date. Please use the button on this page.")
 		return

@@ -702,3 +702,29 @@ func TestPendingOrderBounded(t *testing.T) {
 		t.Fatalf("order %d for %d pending, want both 2", n, p)
 	}
 }
+
+// TestSignOutFormBounded: the sign-out form is one token; a body padded
+// past 4 KiB is not read (net/http would read up to 10 MB of it) and
+// signs nobody out, and the plain form still does.
+func TestSignOutFormBounded(t *testing.T) {
+	r := newRig(t, nil)
+	r.p.Set(oidctest.Claims{Email: "Amira.Khan@Students.School.Example", Name: "Amira Khan"})
+	amira := r.browser("127.0.0.21")
+	if pg := r.signIn(amira); pg.status != 200 {
+		t.Fatalf("sign-in: %d\n%s", pg.status, pg.body)
+	}
+	m := tokenRE.FindStringSubmatch(do(t, amira, "GET", r.url+"/", nil).body)
+	if m == nil {
+		t.Fatal("no sign-out form")
+	}
+	padded := url.Values{"pad": {strings.Repeat("a", 1<<20)}, "token": {m[1]}}
+	if pg := do(t, amira, "POST", r.url+"/signout", padded); pg.status != 400 {
+		t.Fatalf("a 1 MiB sign-out form: %d", pg.status)
+	}
+	if r.who("127.0.0.21") == nil {
+		t.Fatal("a 1 MiB sign-out form signed out")
+	}
+	if pg := do(t, amira, "POST", r.url+"/signout", url.Values{"token": {m[1]}}); pg.status != 200 {
+		t.Fatalf("sign-out: %d", pg.status)
+	}
+}
