@@ -378,7 +378,7 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("console.listen: %w", err)
 	}
-	ln = limitPageConns(ln) // serve_blockpage.go: any address can connect (console.allow is read per request)
+	ln = limitConns(ln, consoleMaxConns, consoleMaxConnsPerAddr) // serve_blockpage.go: any address can connect (console.allow is read per request)
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}

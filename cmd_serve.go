@@ -162,7 +162,7 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	if err := s.startSignin(ctx, cfg, reg); err != nil { // serve_identity.go; after the proxy, which must never reach it
 		return err
 	}
-	if err := s.startAdmin(ctx, cfg.Admin.Listen, reg); err != nil {
+	if err := s.startAdmin(ctx, cfg, reg); err != nil {
 		return err
 	}
 	if err := s.startConsole(ctx, cfg); err != nil { // cmd_console.go
@@ -183,7 +183,8 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 
 // startAdmin serves metrics and health on the admin listener, to the
 // clients adminACL lets in.
-func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Registry) error {
+func (s *server) startAdmin(ctx context.Context, cfg *config.Config, reg *prometheus.Registry) error {
+	addr := cfg.Admin.Listen
 	if addr == "" {
 		return nil
 	}
@@ -206,7 +207,7 @@ func (s *server) startAdmin(ctx context.Context, addr string, reg *prometheus.Re
 	}
 	srv := &http.Server{Handler: s.adminACL(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second,
 		MaxHeaderBytes: 16 << 10}
-	serveUntil(ctx, srv, limitPageConns(ln), s.log, "admin listener") // serve_blockpage.go
+	serveUntil(ctx, srv, limitPageConns(ln, cfg), s.log, "admin listener") // serve_blockpage.go
 	return nil
 }
 

@@ -124,6 +124,7 @@ admin:
   listen: "127.0.0.1:0"
 proxy:
   listen: "127.0.0.1:0"
+  limits: {connections: 100, per_client: 20} # the page listeners follow the proxy's limits
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["`+upstream+`"]
@@ -131,14 +132,14 @@ clients:
   allow: [127.0.0.2/32, 127.0.0.5/32]
 `, nil)
 	s, _, _ := startServing(t, path)
-	checkConnBounds(t, s.admin.String(), "/proxy.pac", "127.0.0.2", "127.0.0.5")
+	checkConnBounds(t, s.admin.String(), "/proxy.pac", "127.0.0.2", "127.0.0.5", 20) // proxy.limits.per_client
 }
 
 // checkConnBounds checks a listener's bounds (limitPageConns and a 16 KiB
-// header): from holds pageMaxConnsPerAddr connections, each answered
+// header): from holds perAddr connections, each answered
 // (GET path), its next is closed unanswered, other is still answered, and
 // a 64 KiB header gets 431.
-func checkConnBounds(t *testing.T, addr, path, from, other string) {
+func checkConnBounds(t *testing.T, addr, path, from, other string, perAddr int) {
 	t.Helper()
 	dial := func(src string) net.Conn {
 		t.Helper()
@@ -158,13 +159,13 @@ func checkConnBounds(t *testing.T, addr, path, from, other string) {
 		_, err := io.ReadFull(c, b)
 		return string(b), err
 	}
-	for i := range pageMaxConnsPerAddr {
+	for i := range perAddr {
 		if line, err := get(dial(from)); err != nil || line != "HTTP/1.1 " {
 			t.Fatalf("connection %d from one address: %q %v", i+1, line, err)
 		}
 	}
 	if line, err := get(dial(from)); err == nil {
-		t.Fatalf("connection %d from one address was answered: %q", pageMaxConnsPerAddr+1, line)
+		t.Fatalf("connection %d from one address was answered: %q", perAddr+1, line)
 	}
 	if line, err := get(dial(other)); err != nil || line != "HTTP/1.1 " {
 		t.Fatalf("another address while the first holds its share: %q %v", line, err)
@@ -204,5 +205,5 @@ dns:
 	if s.consoleAddr == nil {
 		t.Fatal("the console did not start")
 	}
-	checkConnBounds(t, s.consoleAddr.String(), "/signin", "127.0.0.2", "127.0.0.5")
+	checkConnBounds(t, s.consoleAddr.String(), "/signin", "127.0.0.2", "127.0.0.5", consoleMaxConnsPerAddr)
 }

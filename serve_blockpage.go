@@ -42,7 +42,7 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 	}
 	page := s.proxy.AdminHandler()
 	srv := &http.Server{Handler: s.clientsOnly(page), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
-	serveUntil(ctx, srv, limitPageConns(ln), s.log, "block page listener")
+	serveUntil(ctx, srv, limitPageConns(ln, cfg), s.log, "block page listener")
 	s.log.Info("block page listening", "addr", ln.Addr().String())
 	return nil
 }
@@ -50,19 +50,27 @@ func (s *server) startBlockPage(ctx context.Context, cfg *config.Config) error {
 // Pupils' browsers reach the admin listener (PAC file, block page,
 // "report a mistake") and the block-page address's ports 80 and 443
 // directly, not through the proxy's connection caps, so each of these
-// listeners bounds its own: at most pageMaxConns open connections (more
-// wait in the kernel's accept queue) and pageMaxConnsPerAddr of them from
-// one address (more are closed at once, so one device cannot take them
-// all; a classroom behind one NAT address opens a few per browser), each
-// with headers of at most 16 KiB.
+// listeners bounds its own, with the proxy's limits
+// (proxy.limits.connections and per_client, 20,000 and 2,000 by default:
+// a school behind one NAT address, and a page with dozens of blocked hosts
+// sent to the block-page address, open many): more than the total wait in
+// the kernel's accept queue, more from one address are closed at once, so
+// one device cannot take them all; each with headers of at most 16 KiB.
+// The console's listener (staff) has consoleMaxConns and
+// consoleMaxConnsPerAddr.
 const (
-	pageMaxConns        = 4096
-	pageMaxConnsPerAddr = 256
+	consoleMaxConns        = 4096
+	consoleMaxConnsPerAddr = 256
 )
 
-// limitPageConns applies the bounds above to ln.
-func limitPageConns(ln net.Listener) net.Listener {
-	return netutil.LimitListener(signin.LimitPerAddr(ln, pageMaxConnsPerAddr), pageMaxConns)
+// limitPageConns bounds a page listener with the proxy's limits in cfg.
+func limitPageConns(ln net.Listener, cfg *config.Config) net.Listener {
+	return limitConns(ln, cfg.Proxy.Limits.Connections, cfg.Proxy.Limits.PerClient)
+}
+
+// limitConns bounds ln to total connections, perAddr from one address.
+func limitConns(ln net.Listener, total, perAddr int) net.Listener {
+	return netutil.LimitListener(signin.LimitPerAddr(ln, perAddr), total)
 }
 
 // clientsOnly serves h to clients.allow (read per request, so a reload

@@ -117,6 +117,6 @@ func (s *server) startBlockPageTLS(ctx context.Context, cfg *config.Config) {
 	}
 	srv := &http.Server{Handler: s.clientsOnly(s.proxy.AdminHandler()), TLSConfig: tcfg, ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: log.New(io.Discard, "", 0)}
-	serveUntil(ctx, srv, limitPageConns(ln), s.log, "HTTPS block page listener")
+	serveUntil(ctx, srv, limitPageConns(ln, cfg), s.log, "HTTPS block page listener")
 	s.log.Info("HTTPS block page listening", "addr", ln.Addr().String())
 }
