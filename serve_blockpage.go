@@ -11,10 +11,8 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/net/netutil"
-
 	"github.com/gatehouse-filter/gatehouse/config"
-	"github.com/gatehouse-filter/gatehouse/identity/signin"
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // blockPagePort is where browsers sent to the block-page address arrive
@@ -70,7 +68,7 @@ func limitPageConns(ln net.Listener, cfg *config.Config) net.Listener {
 
 // limitConns bounds ln to total connections, perAddr from one address.
 func limitConns(ln net.Listener, total, perAddr int) net.Listener {
-	return netutil.LimitListener(signin.LimitPerAddr(ln, perAddr), total)
+	return peraddr.Limit(ln, total, perAddr)
 }
 
 // clientsOnly serves h to clients.allow (read per request, so a reload

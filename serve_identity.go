@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/identity/signin"
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
 // startIdentity builds the identity table (who is behind an address) and
@@ -225,7 +225,7 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 	} else if !config.ConsoleLoopback(c.Listen) {
 		log.Warn("PLAIN HTTP sign-in page (identity.signin.plain_http): a lab only", "addr", ln.Addr().String())
 	}
-	serveUntil(ctx, srv, netutil.LimitListener(signin.LimitPerAddr(ln, signin.MaxConnsPerAddr), signinMaxConns), log, "sign-in page")
+	serveUntil(ctx, srv, peraddr.Limit(ln, signinMaxConns, signin.MaxConnsPerAddr), log, "sign-in page")
 	go svc.Run(ctx, time.Minute)
 	s.signin, s.signinAt = svc, ln.Addr()
 	log.Info("sign-in page listening", "addr", ln.Addr().String(), "tls", c.Cert != "", "ttl", cfg.SigninTTL().String())

@@ -1,19 +1,7 @@
 package signin
 
-import (
-	"net"
-
-	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
-)
-
 // MaxConnsPerAddr bounds one address's open connections to the page (a
 // browser opens a few; a small NAT behind one address a few dozen). More
 // are closed as they are accepted, so one client cannot take the
 // listener's whole connection bound (serve's 1,024).
 const MaxConnsPerAddr = 64
-
-// LimitPerAddr returns ln with at most n open connections per client
-// address: a connection beyond that is closed at once.
-func LimitPerAddr(ln net.Listener, n int) net.Listener {
-	return peraddr.LimitListener(ln, n)
-}

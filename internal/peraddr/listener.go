@@ -4,7 +4,16 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"golang.org/x/net/netutil"
 )
+
+// Limit returns ln with at most total open connections (more wait in the
+// kernel's accept queue) and at most perAddr from one client address (more
+// are closed at once, so one client cannot take them all).
+func Limit(ln net.Listener, total, perAddr int) net.Listener {
+	return netutil.LimitListener(LimitListener(ln, perAddr), total)
+}
 
 // LimitListener returns ln with at most n open connections per client
 // address: a connection beyond that is closed at once (the sign-in page's

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"golang.org/x/net/netutil"
 
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
@@ -240,7 +239,7 @@ const (
 )
 
 func limitTCP(ln net.Listener) net.Listener {
-	return netutil.LimitListener(peraddr.LimitListener(ln, tcpMaxConnsPerAddr), tcpMaxConns)
+	return peraddr.Limit(ln, tcpMaxConns, tcpMaxConnsPerAddr)
 }
 
 // listenBoth binds UDP and TCP on the same address. With port 0 it retries

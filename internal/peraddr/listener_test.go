@@ -1,4 +1,4 @@
-package signin
+package peraddr
 
 import (
 	"io"
@@ -7,15 +7,15 @@ import (
 	"time"
 )
 
-// TestLimitPerAddr: one address holds at most n connections to the page;
+// TestLimitListener: one address holds at most n connections;
 // the next is closed at once, another address still gets in, and a closed
 // connection makes room.
-func TestLimitPerAddr(t *testing.T) {
+func TestLimitListener(t *testing.T) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := LimitPerAddr(raw, 3)
+	ln := LimitListener(raw, 3)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 16)
 	go func() {
