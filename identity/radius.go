@@ -17,6 +17,8 @@ import (
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
 	"layeh.com/radius/rfc2869"
+
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 )
 
 // RADIUS is the RADIUS accounting listener (RFC 2866): the school's Wi-Fi
@@ -438,11 +440,8 @@ func (r *RADIUS) replayed(pkt *radius.Packet, status rfc2866.AcctStatusType, ses
 
 // endSession remembers a stopped session until until.
 func (r *RADIUS) endSession(session string, until time.Time) {
-	if _, ok := r.ended[session]; !ok && len(r.ended) >= endedMax {
-		for k := range r.ended { // full: forget one (Go's map order is random)
-			delete(r.ended, k)
-			break
-		}
+	if _, ok := r.ended[session]; !ok {
+		maproom.Make(r.ended, endedMax)
 	}
 	r.ended[session] = until
 }

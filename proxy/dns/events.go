@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -323,12 +324,7 @@ func (e *events) firstToday(client netip.Addr, cat bl.Category, now time.Time) b
 				}
 			}
 		}
-		for k2 := range e.caps { // still full: forget one (Go's map order is random)
-			if len(e.caps) < maxCaps {
-				break
-			}
-			delete(e.caps, k2)
-		}
+		maproom.Make(e.caps, maxCaps) // still full: forget one
 	}
 	// A forgotten key's client may send a second event today: one too
 	// many, never one lost.

@@ -19,6 +19,7 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -771,12 +772,7 @@ func (m *mistakeReports) allow(ip netip.Addr, perHour int) bool {
 				}
 			}
 		}
-		for k := range m.hits { // still full: forget one (Go's map order is random)
-			if len(m.hits) < m.max {
-				break
-			}
-			delete(m.hits, k)
-		}
+		maproom.Make(m.hits, m.max) // still full: forget one
 	}
 	kept := m.hits[ip][:0]
 	for _, t := range m.hits[ip] {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 )
 
 // UpstreamResolver resolves names by asking the configured upstream DNS
@@ -81,12 +83,7 @@ func (u *UpstreamResolver) LookupNetIP(ctx context.Context, _ netip.Addr, host s
 				}
 			}
 		}
-		for k := range u.cache { // still full: forget one (Go's map order is random)
-			if len(u.cache) < u.maxCache {
-				break
-			}
-			delete(u.cache, k)
-		}
+		maproom.Make(u.cache, u.maxCache) // still full: forget one
 	}
 	u.cache[host] = cached{addrs: addrs, err: err, expires: now.Add(ttl)}
 	u.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
@@ -325,12 +326,7 @@ func (l *Logins) Set(ip netip.Addr, user string) bool {
 		}
 	}
 	if _, ok := l.m[ip]; !ok {
-		for k := range l.m { // full: forget one (Go's map order is random)
-			if len(l.m) < l.max {
-				break
-			}
-			delete(l.m, k)
-		}
+		maproom.Make(l.m, l.max)
 	}
 	l.m[ip] = login{user: user, expires: exp}
 	l.any.Store(true)
