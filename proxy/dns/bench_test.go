@@ -17,16 +17,21 @@ import (
 )
 
 // fakeWriter is an in-memory ResponseWriter for benchmarks and fuzzing.
+// It packs into a buffer of its own, as the UDP workers' writer does.
 type fakeWriter struct {
 	remote net.Addr
 	n      int
 	last   []byte
+	pack   []byte
 }
 
 func (w *fakeWriter) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
 func (w *fakeWriter) RemoteAddr() net.Addr { return w.remote }
 func (w *fakeWriter) WriteMsg(m *mdns.Msg) error {
-	b, err := m.Pack()
+	if w.pack == nil {
+		w.pack = make([]byte, mdns.MaxMsgSize)
+	}
+	b, err := m.PackBuffer(w.pack)
 	if err != nil {
 		return err
 	}
@@ -269,7 +274,9 @@ func BenchmarkTunnelCheck(b *testing.B) {
 
 // BenchmarkServeSafeSearch is a search engine's name for a group with safe
 // search: decision, the CNAME to the safe endpoint and the endpoint's
-// cached answer (a large share of a school's queries).
+// cached answer (a large share of a school's queries). It allocated 19
+// times a rewrite, then 9 (the endpoint's answer unpacked once), now none
+// (the reply's own parts reused).
 func BenchmarkServeSafeSearch(b *testing.B) {
 	ts := startServer(b, nil)
 	runtime.GC()

@@ -1,9 +1,12 @@
 package dns
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	mdns "github.com/miekg/dns"
 )
@@ -44,12 +47,13 @@ func parseSeeds(t testing.TB) [][]byte {
 }
 
 // FuzzParseQuery: whatever parseQuery takes, it reads as miekg/dns's
-// Unpack does, with the reused buffer holding a different query before.
+// Unpack does, with the reused buffer holding a different query before,
+// and its name read once from the datagram and once from the name table.
 func FuzzParseQuery(f *testing.F) {
 	for _, b := range parseSeeds(f) {
 		f.Add(b)
 	}
-	qb := new(queryBuf)
+	qb := &queryBuf{names: newNameTable()}
 	other := new(mdns.Msg)
 	other.SetQuestion("before.example.net.", mdns.TypeMX)
 	other.SetEdns0(1232, true)
@@ -69,6 +73,9 @@ func FuzzParseQuery(f *testing.F) {
 		if !reflect.DeepEqual(m, want) {
 			t.Fatalf("%x:\nparseQuery %#v\nUnpack     %#v", pkt, m, want)
 		}
+		if m = qb.parseQuery(pkt); !reflect.DeepEqual(m, want) { // the name from the table
+			t.Fatalf("%x again:\nparseQuery %#v\nUnpack     %#v", pkt, m, want)
+		}
 	})
 }
 
@@ -87,12 +94,13 @@ func TestParseQueryShapes(t *testing.T) {
 }
 
 // TestServePacketAllocs: an ordinary cached query read through a worker's
-// buffer allocates only its name (miekg/dns's Unpack: the message, the
-// question slice and, with EDNS, the OPT and its slice too).
+// buffer allocates nothing once its name is in the name table (miekg/dns's
+// Unpack: the message, the question slice, the name and, with EDNS, the
+// OPT and its slice too).
 func TestServePacketAllocs(t *testing.T) {
 	ts := startServer(t, nil)
 	w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}
-	qb := new(queryBuf)
+	qb := &queryBuf{names: ts.names}
 	for _, edns := range []bool{false, true} {
 		m := new(mdns.Msg)
 		m.SetQuestion("www.example.org.", mdns.TypeA)
@@ -106,8 +114,8 @@ func TestServePacketAllocs(t *testing.T) {
 		if w.n != n+201 {
 			t.Fatalf("edns %v: %d answers for 201 queries", edns, w.n-n)
 		}
-		if allocs > 1 {
-			t.Errorf("edns %v: %.1f allocations per cached query, want at most 1 (its name)", edns, allocs)
+		if allocs > 0 {
+			t.Errorf("edns %v: %.1f allocations per cached query, want none", edns, allocs)
 		}
 	}
 }
@@ -142,6 +150,80 @@ func TestWorkerBufferNoCarryOver(t *testing.T) {
 		}
 		if edns && !r.IsEdns0().Do() {
 			t.Fatalf("query %d: DO not echoed", i)
+		}
+	}
+}
+
+// TestNameTableBounded: names are read as UnpackDomainName reads them,
+// the same string is returned for a name asked again, however many
+// different names are asked the table holds at most nameShards ×
+// nameShardMax, and a full shard starts again once nameRefresh has passed.
+func TestNameTableBounded(t *testing.T) {
+	nt := newNameTable()
+	query := func(i int) []byte {
+		m := new(mdns.Msg)
+		m.SetQuestion(fmt.Sprintf("Host-%d.Example.ORG.", i), mdns.TypeA)
+		return packed(t, m)
+	}
+	ask := func(pkt []byte) string {
+		t.Helper()
+		want, wantOff, err := mdns.UnpackDomainName(pkt, 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, off, err := nt.name(pkt, 12)
+		if err != nil || got != want || off != wantOff {
+			t.Fatalf("%q: got %q, %d, %v; want %q, %d", want, got, off, err, want, wantOff)
+		}
+		return got
+	}
+	for i := range 1000 { // room for all: asked again, the same string
+		pkt := query(i)
+		if first := ask(pkt); unsafe.StringData(ask(pkt)) != unsafe.StringData(first) {
+			t.Fatalf("%q asked again: a new string", first)
+		}
+	}
+	for i := range 3 * nameShards * nameShardMax {
+		ask(query(1000 + i))
+		ask(query(1000 + i))
+	}
+	held := func() int {
+		n := 0
+		for i := range nt.shards {
+			n += len(nt.shards[i].m)
+		}
+		return n
+	}
+	if n := held(); n != nameShards*nameShardMax {
+		t.Errorf("%d names held, want %d (every shard full, none emptied within nameRefresh)", n, nameShards*nameShardMax)
+	}
+	pkt := query(-1)
+	first := ask(pkt)
+	if unsafe.StringData(ask(pkt)) == unsafe.StringData(first) {
+		t.Fatal("a new name went into a full shard")
+	}
+	for i := range nt.shards {
+		nt.shards[i].emptied -= int64(nameRefresh)
+	}
+	first = ask(pkt)
+	if unsafe.StringData(ask(pkt)) != unsafe.StringData(first) {
+		t.Fatal("a full shard did not start again after nameRefresh")
+	}
+	if n := held(); n > (nameShards-1)*nameShardMax+1 {
+		t.Errorf("%d names held after one shard started again", n)
+	}
+	// Escaped, pointer and over-long names are read as they come.
+	for _, pkt := range [][]byte{
+		append([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}, 3, 'a', '.', 'b', 0, 0, 1, 0, 1),
+		append([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}, 0xC0, 12, 0, 1, 0, 1),
+		append(append([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}, bytes.Repeat([]byte{63}, 1)...), make([]byte, 300)...),
+	} {
+		want, wantOff, wantErr := mdns.UnpackDomainName(pkt, 12)
+		for range 2 {
+			got, off, err := nt.name(pkt, 12)
+			if got != want || off != wantOff || (err == nil) != (wantErr == nil) {
+				t.Fatalf("%x: got %q, %d, %v; want %q, %d, %v", pkt, got, off, err, want, wantOff, wantErr)
+			}
 		}
 	}
 }

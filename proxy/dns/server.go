@@ -28,6 +28,7 @@ type Server struct {
 	events      *events
 	tunnel      *tunnels    // DNS tunnel detection (tunnel.go)
 	safeAnswers safeAnswers // safe-search endpoints' answers, unpacked once (handler.go)
+	names       *nameTable  // recent question names (parse.go)
 	flight      flight
 	bufs        sync.Pool
 
@@ -60,6 +61,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, ups: o.Upstreams}
 	s.SetAccess(o.ACL, o.RateQPS, o.RateBurst)
 	s.cache = newCache(o.Cache)
+	s.names = newNameTable()
 	s.metrics = newMetrics(o.Registry, s.cache.len)
 	s.ups.metrics = s.metrics
 	s.tunnel = newTunnels(o.Tunnel, o.Registry)

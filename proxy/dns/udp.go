@@ -177,7 +177,7 @@ func (l *udpListener) worker() {
 	buf := make([]byte, EDNSSize)
 	oob := make([]byte, oobSpace) // destination address and receive time
 	w := &udpWriter{l: l, conn: l.conn, local: l.conn.LocalAddr()}
-	qb := new(queryBuf)
+	qb := &queryBuf{names: l.s.names}
 	fails := 0
 	for {
 		n, oobn, _, peer, err := l.conn.ReadMsgUDPAddrPort(buf, oob)
