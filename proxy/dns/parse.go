@@ -39,7 +39,7 @@ type nameTable struct {
 }
 
 const (
-	nameShards   = 16
+	nameShards   = 8
 	nameShardMax = 1024
 	nameRefresh  = time.Minute
 )
