@@ -1420,11 +1420,13 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		flags |= flagProbe
 	}
 	var incID sql.NullInt64
+	var client string // clientStr(ev), made once
 	if kind == kindBreach && route != bl.RouteNone {
 		if sev >= w.opt.AlertSeverity {
 			b.alert = true
 		}
-		who := whoKey(ev)
+		client = clientStr(ev)
+		who := whoKey(ev, client)
 		k := incKey{who, ev.Category}
 		if ev.User != "" && w.opt.PersonWindow > 0 {
 			if err := w.claim(b, ev, k, ts); err != nil {
@@ -1442,7 +1444,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 				samples = []string{sample}
 			}
 			sj, _ := json.Marshal(nonNil(samples))
-			res, err := b.exec(stmtNewIncident, who, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Category, int(sev), string(route),
+			res, err := b.exec(stmtNewIncident, who, client, ev.Device, ev.User, ev.Group, ev.Category, int(sev), string(route),
 				b2i(ev.Restricted), b2i(ev.Bypass), ts, ts, n, string(sj), ev.IDSource, ev.Display, ev.Year, ev.Class)
 			if err != nil {
 				return err
@@ -1483,7 +1485,10 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 			}
 		}
 	}
-	res, err := b.exec(stmtInsert, ts, kind, ev.Source, ev.Protocol, clientStr(ev), ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
+	if client == "" {
+		client = clientStr(ev)
+	}
+	res, err := b.exec(stmtInsert, ts, kind, ev.Source, ev.Protocol, client, ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
 		ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes, ev.Action, ev.Reason, ev.Category, int(sev), string(route),
 		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note, ev.IDSource, ev.Display, ev.Year, ev.Class)
 	if err != nil {
@@ -1660,15 +1665,15 @@ func (w *Writer) claim(b *batchTx, ev *Event, k incKey, ts int64) error {
 }
 
 // whoKey names the client: the user if known, else the device, else the
-// IP address.
-func whoKey(ev *Event) string {
+// IP address; client is clientStr(ev).
+func whoKey(ev *Event, client string) string {
 	switch {
 	case ev.User != "":
 		return "user:" + ev.User
 	case ev.Device != "":
 		return "device:" + ev.Device
 	}
-	return "ip:" + clientStr(ev)
+	return "ip:" + client
 }
 
 func clientStr(ev *Event) string {
