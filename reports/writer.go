@@ -130,6 +130,7 @@ type Writer struct {
 	dconn    any                         // conn's driver connection, which stmts were prepared on
 	stmts    [len(writerSQL)]driver.Stmt // prepared on dconn
 	nv       []driver.NamedValue         // one statement's arguments (batchTx.exec)
+	boxes    map[string]any              // boxed strings for statements' arguments (box)
 	busy     time.Duration               // conn's busy timeout
 
 	mu      sync.Mutex
@@ -1363,6 +1364,31 @@ func (b *batchTx) execSQL(query string, args ...any) (driver.Result, error) {
 	return ec.ExecContext(context.Background(), query, nv)
 }
 
+// box returns s as a statement argument, the same interface value each
+// time for the same string: putting a string in an interface allocates,
+// and a stored event repeats a few strings from a small set (its source,
+// protocol, query type, group, action, reason, category, route, list and
+// identity source) in every row, thousands of rows a second after a burst.
+// Only those go through box, never a name, URL or person; at most boxMax
+// are kept, then the set starts again. Like nv, only the writer's
+// transaction uses it.
+func (w *Writer) box(s string) any {
+	if s == "" {
+		return s // no allocation
+	}
+	if v, ok := w.boxes[s]; ok {
+		return v
+	}
+	if w.boxes == nil || len(w.boxes) >= boxMax {
+		w.boxes = make(map[string]any)
+	}
+	v := any(s)
+	w.boxes[s] = v
+	return v
+}
+
+const boxMax = 1024
+
 // namedValues puts args in the writer's argument slice as the driver takes
 // them (int as int64, sql.NullInt64 as int64 or nil: what database/sql's
 // default converter did).
@@ -1488,9 +1514,10 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 	if client == "" {
 		client = clientStr(ev)
 	}
-	res, err := b.exec(stmtInsert, ts, kind, ev.Source, ev.Protocol, client, ev.Device, ev.User, ev.Group, ev.Name, ev.QType,
-		ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes, ev.Action, ev.Reason, ev.Category, int(sev), string(route),
-		ev.List, ev.Entry, flags, n, incID, ev.Ref, ev.Note, ev.IDSource, ev.Display, ev.Year, ev.Class)
+	res, err := b.exec(stmtInsert, ts, kind, w.box(ev.Source), w.box(ev.Protocol), client, ev.Device, ev.User,
+		w.box(ev.Group), ev.Name, w.box(ev.QType), ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes,
+		w.box(ev.Action), w.box(ev.Reason), w.box(ev.Category), int(sev), w.box(string(route)), w.box(ev.List),
+		ev.Entry, flags, n, incID, ev.Ref, ev.Note, w.box(ev.IDSource), ev.Display, ev.Year, ev.Class)
 	if err != nil {
 		return err
 	}
