@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -131,6 +132,7 @@ type Writer struct {
 	stmts    [len(writerSQL)]driver.Stmt // prepared on dconn
 	nv       []driver.NamedValue         // one statement's arguments (batchTx.exec)
 	boxes    map[string]any              // boxed strings for statements' arguments (box)
+	ipKeys   map[netip.Addr]string       // "ip:" and the address (ipKey)
 	busy     time.Duration               // conn's busy timeout
 
 	mu      sync.Mutex
@@ -1446,13 +1448,13 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		flags |= flagProbe
 	}
 	var incID sql.NullInt64
-	var client string // clientStr(ev), made once
+	ipk := w.ipKey(ev.Client)
+	client := ipk[len("ip:"):] // clientStr(ev)
 	if kind == kindBreach && route != bl.RouteNone {
 		if sev >= w.opt.AlertSeverity {
 			b.alert = true
 		}
-		client = clientStr(ev)
-		who := whoKey(ev, client)
+		who := whoKey(ev, ipk)
 		k := incKey{who, ev.Category}
 		if ev.User != "" && w.opt.PersonWindow > 0 {
 			if err := w.claim(b, ev, k, ts); err != nil {
@@ -1510,9 +1512,6 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 				return nil
 			}
 		}
-	}
-	if client == "" {
-		client = clientStr(ev)
 	}
 	res, err := b.exec(stmtInsert, ts, kind, w.box(ev.Source), w.box(ev.Protocol), client, ev.Device, ev.User,
 		w.box(ev.Group), ev.Name, w.box(ev.QType), ev.URL, ev.SearchTerm, ev.Method, ev.Status, ev.Bytes,
@@ -1692,16 +1691,39 @@ func (w *Writer) claim(b *batchTx, ev *Event, k incKey, ts int64) error {
 }
 
 // whoKey names the client: the user if known, else the device, else the
-// IP address; client is clientStr(ev).
-func whoKey(ev *Event, client string) string {
+// IP address; ipk is w.ipKey(ev.Client).
+func whoKey(ev *Event, ipk string) string {
 	switch {
 	case ev.User != "":
 		return "user:" + ev.User
 	case ev.Device != "":
 		return "device:" + ev.Device
 	}
-	return "ip:" + client
+	return ipk
 }
+
+// ipKey returns "ip:" and a's text (clientStr), the same string for the
+// same address: most stored events add a repeat count to their client's
+// open incident, which is looked up by this key, and making it anew was
+// two of the few allocations such an event costs. At most ipKeysMax
+// addresses are kept, then the set starts again. Like nv, only the
+// writer's transaction uses it.
+func (w *Writer) ipKey(a netip.Addr) string {
+	if !a.IsValid() {
+		return "ip:"
+	}
+	if k, ok := w.ipKeys[a]; ok {
+		return k
+	}
+	if w.ipKeys == nil || len(w.ipKeys) >= ipKeysMax {
+		w.ipKeys = make(map[netip.Addr]string)
+	}
+	k := "ip:" + a.String()
+	w.ipKeys[a] = k
+	return k
+}
+
+const ipKeysMax = 4096
 
 func clientStr(ev *Event) string {
 	if !ev.Client.IsValid() {
