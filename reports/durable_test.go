@@ -561,8 +561,9 @@ func TestQueueKeptBetweenBatches(t *testing.T) {
 // burst feels). Through database/sql each insert built a slice of its 31
 // arguments (1.3 KiB) and a result wrapper: 1,636 bytes in 19 allocations
 // an event stored, against 305 bytes in 16 through the driver connection
-// (batchTx.exec), and 185 in 8 with the strings most rows repeat boxed
-// once (Writer.box; 8.9 allocations and 280 bytes under the race detector).
+// (batchTx.exec), 193 in 9 with the strings most rows repeat boxed once
+// (Writer.box) and 185 in 8 with the address's text kept (Writer.ipKey;
+// 8.9 allocations and 280 bytes under the race detector).
 // A blocked name's event that joins its client's open incident (most of
 // what the DNS path stores after a burst) made the client's address and
 // incident key again each time too: 18 allocations and 265 bytes, now 6
