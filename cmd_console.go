@@ -291,7 +291,7 @@ func (c *cli) audit(args []string) int {
 	if *asCSV {
 		action, detail = "export", "audit log CSV"
 	}
-	if !c.auditCLI(rep.DB(), action, "audit", detail) {
+	if !c.auditCLI(st, action, "audit", detail) {
 		return exitFailure
 	}
 	log, err := st.AuditLog()

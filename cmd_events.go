@@ -58,19 +58,34 @@ func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) 
 }
 
 // auditCLI writes what the person at the command line is about to see,
-// or has changed, to the console's audit log, as the console does for its
-// pages: an auditor sees every look at a pupil's record, whichever door
-// it came through. A record is not shown when its entry cannot be written.
-func (c *cli) auditCLI(db *sql.DB, action, target, detail string) bool {
-	st, err := console.NewStore(db)
-	if err == nil {
-		err = st.Audit(console.Entry{Time: time.Now(), Actor: cliActor(), Addr: "cli", Action: action, Target: target, Detail: detail})
+// or has changed, to the console's audit log st, as the console does for
+// its pages: an auditor sees every look at a pupil's record, whichever
+// door it came through. A record is not shown when its entry cannot be
+// written, nor when st is nil (auditLog could not open it, and said so).
+func (c *cli) auditCLI(st *console.Store, action, target, detail string) bool {
+	if st == nil {
+		return false
 	}
-	if err != nil {
-		fmt.Fprintf(c.stderr, "nothing shown: the audit log could not be written (%v)\n", err)
+	if err := st.Audit(console.Entry{Time: time.Now(), Actor: cliActor(), Addr: "cli", Action: action, Target: target, Detail: detail}); err != nil {
+		c.auditFailed(err)
 		return false
 	}
 	return true
+}
+
+// auditLog opens the console's audit log in db for auditCLI; nil, once
+// it has said why, when it cannot.
+func (c *cli) auditLog(db *sql.DB) *console.Store {
+	st, err := console.NewStore(db)
+	if err != nil {
+		c.auditFailed(err)
+		return nil
+	}
+	return st
+}
+
+func (c *cli) auditFailed(err error) {
+	fmt.Fprintf(c.stderr, "nothing shown: the audit log could not be written (%v)\n", err)
 }
 
 // lookDetail describes an export's filter for the audit log.
@@ -179,7 +194,7 @@ func (c *cli) events(args []string) int {
 	case *mistakes:
 		kind = "(mistake reports)"
 	}
-	if !c.auditCLI(svc.Store.DB(), lookAction(&f), lookTarget("events", &f), lookDetail("events", &f, kind)) {
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("events", &f), lookDetail("events", &f, kind)) {
 		return exitFailure
 	}
 	var err error
@@ -252,6 +267,7 @@ func (c *cli) incidents(args []string) int {
 			ids = append(ids, id)
 		}
 		var n int64
+		var audit *console.Store // opened for the first change
 		for _, id := range ids {
 			k, err := svc.Store.Acknowledge(id)
 			if err != nil {
@@ -263,7 +279,10 @@ func (c *cli) incidents(args []string) int {
 			}
 			n += k
 			// As the console audits a status change (after it).
-			if !c.auditCLI(svc.Store.DB(), "incident.status", "incident:"+strconv.FormatInt(id, 10), `after="acknowledged"`) {
+			if audit == nil {
+				audit = c.auditLog(svc.Store.DB())
+			}
+			if !c.auditCLI(audit, "incident.status", "incident:"+strconv.FormatInt(id, 10), `after="acknowledged"`) {
 				return exitFailure
 			}
 		}
@@ -283,7 +302,7 @@ func (c *cli) incidents(args []string) int {
 	if *status != "" {
 		st = "status " + *status
 	}
-	if !c.auditCLI(svc.Store.DB(), lookAction(&f), lookTarget("incidents", &f), lookDetail("incidents", &f, st)) {
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("incidents", &f), lookDetail("incidents", &f, st)) {
 		return exitFailure
 	}
 	incs, err := svc.Store.Incidents(flt)

@@ -45,7 +45,7 @@ func (c *cli) report(args []string) int {
 	if sub == "preview" {
 		// The preview shows what the digest would tell its recipients:
 		// pupils' records, so the look is audited as the console's pages are.
-		if !c.auditCLI(svc.Store.DB(), "view", "digest:"+*schedule, "digest preview") {
+		if !c.auditCLI(c.auditLog(svc.Store.DB()), "view", "digest:"+*schedule, "digest preview") {
 			return exitFailure
 		}
 		msgs, err := svc.Digester.Preview(ctx, *schedule)
@@ -70,7 +70,7 @@ func (c *cli) report(args []string) int {
 		}
 		return exitOK
 	}
-	if !c.auditCLI(svc.Store.DB(), "digest.send", "digest:"+*schedule, "sent now from the command line") {
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), "digest.send", "digest:"+*schedule, "sent now from the command line") {
 		return exitFailure
 	}
 	msgs, err := svc.Digester.SendNow(ctx, *schedule)
