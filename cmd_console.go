@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/console"
+	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -378,7 +379,7 @@ func (s *server) startConsole(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("console.listen: %w", err)
 	}
-	ln = limitConns(ln, consoleMaxConns, consoleMaxConnsPerAddr) // serve_blockpage.go: any address can connect (console.allow is read per request)
+	ln = peraddr.Limit(ln, consoleMaxConns, consoleMaxConnsPerAddr) // serve_blockpage.go: any address can connect (console.allow is read per request)
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}

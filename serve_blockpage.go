@@ -63,12 +63,7 @@ const (
 
 // limitPageConns bounds a page listener with the proxy's limits in cfg.
 func limitPageConns(ln net.Listener, cfg *config.Config) net.Listener {
-	return limitConns(ln, cfg.Proxy.Limits.Connections, cfg.Proxy.Limits.PerClient)
-}
-
-// limitConns bounds ln to total connections, perAddr from one address.
-func limitConns(ln net.Listener, total, perAddr int) net.Listener {
-	return peraddr.Limit(ln, total, perAddr)
+	return peraddr.Limit(ln, cfg.Proxy.Limits.Connections, cfg.Proxy.Limits.PerClient)
 }
 
 // clientsOnly serves h to clients.allow (read per request, so a reload
