@@ -763,16 +763,10 @@ func (m *mistakeReports) allow(ip netip.Addr, perHour int) bool {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.hits[ip]; !ok && len(m.hits) >= m.max {
-		if now.Sub(m.swept) >= time.Second {
-			m.swept = now
-			for k, v := range m.hits {
-				if len(v) == 0 || now.Sub(v[len(v)-1]) > time.Hour {
-					delete(m.hits, k)
-				}
-			}
-		}
-		maproom.Make(m.hits, m.max) // still full: forget one
+	if _, ok := m.hits[ip]; !ok {
+		maproom.SweepAndMake(m.hits, m.max, &m.swept, now, func(v []time.Time) bool {
+			return len(v) == 0 || now.Sub(v[len(v)-1]) > time.Hour
+		})
 	}
 	kept := m.hits[ip][:0]
 	for _, t := range m.hits[ip] {

@@ -74,16 +74,8 @@ func (u *UpstreamResolver) LookupNetIP(ctx context.Context, _ netip.Addr, host s
 		ttl = u.neg
 	}
 	u.mu.Lock()
-	if _, ok := u.cache[host]; !ok && len(u.cache) >= u.maxCache {
-		if now.Sub(u.swept) >= time.Second {
-			u.swept = now
-			for k, v := range u.cache {
-				if now.After(v.expires) {
-					delete(u.cache, k)
-				}
-			}
-		}
-		maproom.Make(u.cache, u.maxCache) // still full: forget one
+	if _, ok := u.cache[host]; !ok {
+		maproom.SweepAndMake(u.cache, u.maxCache, &u.swept, now, func(v cached) bool { return now.After(v.expires) })
 	}
 	u.cache[host] = cached{addrs: addrs, err: err, expires: now.Add(ttl)}
 	u.mu.Unlock()
