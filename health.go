@@ -49,13 +49,23 @@ func (s *server) registerHealth() {
 }
 
 // listProblems reports every configured list that is not in the index in
-// use (never loaded, or not downloaded yet).
+// use (never loaded, or not downloaded yet), and as a warning every list
+// whose last load or download failed while an earlier copy stays in use.
 func listProblems(lists *bl.Manager) []health.Problem {
 	if lists.Index() == nil {
 		return []health.Problem{{Key: "lists", Part: "lists", Message: "no blocklists are loaded yet"}}
 	}
 	var out []health.Problem
 	for _, st := range lists.Status() {
+		if st.Loaded && st.Failing() {
+			// The copy in use still filters, but the list as it is now (a
+			// failed refresh, a file that no longer loads or was refused)
+			// is not what is applied.
+			out = append(out, health.Problem{Key: "lists/" + st.Name, Part: "lists", Warning: true,
+				Message: fmt.Sprintf("warning: list %s: the last load or refresh failed, so the copy loaded %s is still in use: %s",
+					st.Name, st.LastSuccess.UTC().Format(time.RFC3339), st.LastError)})
+			continue
+		}
 		if st.Loaded {
 			continue
 		}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +158,61 @@ reports:
 	if strings.Contains(string(body), `gatehouse_blocklist_last_success_timestamp_seconds{list="adult"} 0`) {
 		t.Error("a loaded list has no last success time")
 	}
+}
+
+// TestShrunkListKeepsRunningLists: IT's local list emptied (or caught half
+// written) when a reload or refresh re-reads it must not unblock its names:
+// the rebuild is refused, the running lists keep blocking, and /healthz
+// warns, naming the list and why, until a good file is back.
+func TestShrunkListKeepsRunningLists(t *testing.T) {
+	upstream := testUpstream(t)
+	body := `
+school: {name: Test School}
+database: {{dir}}/gatehouse.db
+admin: {listen: "127.0.0.1:0"}
+proxy: {listen: "127.0.0.1:0"}
+dns: {listen: ["127.0.0.1:0"], upstreams: ["` + upstream + `"], health_check: 0s}
+clients: {allow: [127.0.0.0/8]}
+lists:
+  - {name: school-deny, path: "{{dir}}/school-deny.txt", category: pornography}
+`
+	var full strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&full, "porn%d.example\n", i)
+	}
+	path, dir := writeConfig(t, body, map[string]string{"school-deny.txt": full.String()})
+	s, _, _ := startServing(t, path)
+	dnsAddr := s.dns.Addrs()[0].String()
+	blocked := func(when string) {
+		t.Helper()
+		for _, rr := range askDNS(t, dnsAddr, "porn39.example").Answer {
+			if a, ok := rr.(*mdns.A); ok && a.A.String() == "192.0.2.1" {
+				t.Fatalf("%s: porn39.example resolved through the upstream", when)
+			}
+		}
+	}
+	blocked("started")
+	if code, _ := getHealth(t, s); code != http.StatusOK {
+		t.Fatalf("healthy start: %d", code)
+	}
+	list := filepath.Join(dir, "school-deny.txt")
+	if err := os.WriteFile(list, nil, 0o600); err != nil { // an editor's or script's truncation
+		t.Fatal(err)
+	}
+	reloadFile(t, s, path, dir, body)
+	blocked("after a reload with the file empty")
+	// The running copy still blocks: a warning (200), which IT is mailed.
+	code, rep := getHealth(t, s)
+	if code != http.StatusOK || rep.Status != "warning" || problemKeys(rep) != "lists/school-deny" ||
+		!rep.Problems[0].Warning || !strings.Contains(rep.Problems[0].Message, "previously 40") {
+		t.Fatalf("health with the list refused: %d %+v", code, rep)
+	}
+	if err := os.WriteFile(list, []byte(full.String()+"porn40.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloadFile(t, s, path, dir, body)
+	if code, rep := getHealth(t, s); code != http.StatusOK || rep.Status != "ok" {
+		t.Fatalf("health with the list back: %d %+v", code, rep)
+	}
+	blocked("the list back")
 }

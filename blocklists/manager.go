@@ -32,8 +32,28 @@ type Source struct {
 	// (nil: UT1Categories).
 	SquidCategories map[string]Category
 	Format          Format
-	Refresh         string  // cron spec; "" = never
-	MinRatio        float64 // refuse refreshes below this share of the last count (0 = 0.5)
+	Refresh         string   // cron spec; "" = never
+	MinRatio        *float64 // refuse a list that shrinks below this share of its last count (nil: 0.5; 0: never)
+}
+
+// minRatio is the share of its last count below which the source is
+// refused (Source.MinRatio).
+func (s *Source) minRatio() float64 {
+	if s.MinRatio == nil {
+		return 0.5
+	}
+	return *s.MinRatio
+}
+
+// origin names where a local source's entries come from: a list keeps its
+// last count across a reload only while its file and format stay the same.
+func (s *Source) origin() string {
+	return s.Path + "|" + string(s.Format)
+}
+
+// shrunk reports whether n entries are too few after prev at ratio.
+func shrunk(n, prev int, ratio float64) bool {
+	return prev > 0 && float64(n) < ratio*float64(prev)
 }
 
 // Restricted reports whether the source feeds the restricted tier.
@@ -84,6 +104,7 @@ type Manager struct {
 type listState struct {
 	Entries int       `json:"entries"`
 	Updated time.Time `json:"updated"`
+	Origin  string    `json:"origin,omitempty"` // a local source's Source.origin at that count
 }
 
 // NewManager prepares a manager whose feed cache lives in cacheDir. It does
@@ -283,10 +304,7 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 	start := time.Now()
 	prev := m.state[s.Name].Entries
 	r := UpdateResult{Name: s.Name, Previous: prev, Entries: prev}
-	ratio := s.MinRatio
-	if ratio == 0 {
-		ratio = 0.5
-	}
+	ratio := s.minRatio()
 	validate := func(tmp string) error {
 		var c countSink
 		res, err := ParseFile(tmp, s.Format, &c)
@@ -296,7 +314,7 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 		if res.Entries == 0 {
 			return fmt.Errorf("list %s: download has no entries", s.Name)
 		}
-		if prev > 0 && float64(res.Entries) < ratio*float64(prev) {
+		if shrunk(res.Entries, prev, ratio) {
 			return fmt.Errorf("list %s: refresh refused: %d entries, previously %d (under %.0f%%); keeping the last good copy",
 				s.Name, res.Entries, prev, ratio*100)
 		}
@@ -346,6 +364,22 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 			continue
 		}
 		st := m.state[s.Name]
+		if err := localShrunk(s, st, n); err != nil && !strict {
+			// At start there are no running lists to keep: load what is there.
+			m.log.Warn("list loaded smaller than when last loaded", "list", s.Name, "err", err)
+		} else if err != nil {
+			// A local file or squidGuard tree that lost most of its entries is
+			// most likely being written, or was emptied by mistake: loading it
+			// would unblock what it held until the next rebuild.
+			errs[s.Name] = err
+			m.log.Error("list not loaded", "list", s.Name, "err", err)
+			failed = append(failed, err.Error())
+			newState[s.Name] = st
+			continue
+		}
+		if s.Feed == nil {
+			st.Origin = s.origin()
+		}
 		if st.Entries != n || st.Updated.IsZero() {
 			st.Updated = time.Now().UTC()
 		}
@@ -375,6 +409,19 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
 		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))
 	return ix, bs, nil
+}
+
+// localShrunk refuses a local source (file or squidGuard tree) read with
+// n entries that is under its minimum ratio of the count it last loaded
+// with from the same path and format. A feed's downloads are checked when
+// they arrive (update).
+func localShrunk(s Source, st listState, n int) error {
+	if s.Feed != nil || st.Origin != s.origin() || !shrunk(n, st.Entries, s.minRatio()) {
+		return nil
+	}
+	return fmt.Errorf("list %s: %s has %d entries, previously %d (under %.0f%%): refused, keeping the running lists "+
+		"(a file being written or emptied by mistake would unblock its entries; to accept the smaller list set min_ratio: 0 on it)",
+		s.Name, s.Path, n, st.Entries, s.minRatio()*100)
 }
 
 // built is what a build would record once its index is published.

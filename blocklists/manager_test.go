@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -409,4 +410,111 @@ func TestManagerRefreshNeverPublishesOldSources(t *testing.T) {
 	if n := bad.Load(); n > 0 {
 		t.Errorf("%d indexes published for sources other than the configured ones", n)
 	}
+}
+
+// TestManagerRefusesShrunkLocalList: a local list read while it is being
+// written (empty, or cut short) or emptied by mistake must not unblock
+// what it held: a rebuild or a reload that finds it under min_ratio of its
+// last count is refused and the running index stays, for plain and hashed
+// (restricted) lists and squidGuard trees alike; min_ratio: 0, another
+// file or a modest shrink is accepted.
+func TestManagerRefusesShrunkLocalList(t *testing.T) {
+	hashes := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "%x\n", sha256.Sum256(fmt.Appendf(nil, "csam%d.example", i)))
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, file string
+		src        func(path string) Source
+		list       func(n int) string
+		probe      string // held by the full list, not by a cut one
+		cat        Category
+	}{
+		{"plain", "adult.txt", func(p string) Source { return Source{Name: "adult", Path: p, Category: Pornography} },
+			func(n int) string { return domains("porn", n) }, "porn99.example", Pornography},
+		{"hashed restricted", "iwf.txt", func(p string) Source { return Source{Name: "iwf", Path: p, Format: FormatSHA256, Category: IWF} },
+			hashes, "csam99.example", IWF},
+		{"squidguard", "domains", func(p string) Source {
+			return Source{Name: "ut1", Path: filepath.Dir(filepath.Dir(p)), Format: FormatSquidGuard}
+		}, func(n int) string { return domains("bet", n) }, "bet99.example", Gambling},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, tc.file)
+			if tc.file == "domains" {
+				path = filepath.Join(dir, "blacklists", "gambling", "domains")
+				if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write := func(data string) {
+				t.Helper()
+				if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(tc.list(100))
+			src := tc.src(path)
+			m := NewManager(filepath.Join(dir, "cache"), []Source{src}, nil, nil)
+			if _, err := m.Load(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			held := func(when string) {
+				t.Helper()
+				if got := m.Index().Lookup(tc.probe); !got.Has(tc.cat) {
+					t.Fatalf("%s: %s no longer blocked (%v)", when, tc.probe, got)
+				}
+			}
+			held("loaded")
+			for _, cut := range []struct {
+				name string
+				data string
+			}{{"empty", ""}, {"cut short", tc.list(30)}} {
+				write(cut.data)
+				if _, err := m.Rebuild(); err == nil || !strings.Contains(err.Error(), "previously 100") {
+					t.Errorf("%s file: rebuild accepted (%v)", cut.name, err)
+				}
+				held(cut.name + " file, rebuild")
+				if _, err := m.SetSources([]Source{src}, nil); err == nil {
+					t.Errorf("%s file: reload accepted", cut.name)
+				}
+				held(cut.name + " file, reload")
+			}
+			// 60 of 100 is over the default half.
+			write(tc.list(60))
+			if _, err := m.Rebuild(); err != nil {
+				t.Fatalf("a modest shrink refused: %v", err)
+			}
+			// The 60 are now the count to keep; min_ratio: 0 accepts any size.
+			write(tc.list(5))
+			if _, err := m.Rebuild(); err == nil {
+				t.Fatal("5 of 60 accepted")
+			}
+			zero := 0.0
+			open := src
+			open.MinRatio = &zero
+			if _, err := m.SetSources([]Source{open}, nil); err != nil {
+				t.Fatalf("min_ratio 0: %v", err)
+			}
+			if m.Index().Lookup(tc.probe).Has(tc.cat) {
+				t.Fatal("min_ratio 0: the smaller list was not loaded")
+			}
+		})
+	}
+	t.Run("another file", func(t *testing.T) {
+		dir := t.TempDir()
+		big, small := filepath.Join(dir, "big.txt"), filepath.Join(dir, "small.txt")
+		os.WriteFile(big, []byte(domains("porn", 100)), 0o600)
+		os.WriteFile(small, []byte(domains("porn", 3)), 0o600)
+		m := NewManager(filepath.Join(dir, "cache"), []Source{{Name: "adult", Path: big, Category: Pornography}}, nil, nil)
+		if _, err := m.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.SetSources([]Source{{Name: "adult", Path: small, Category: Pornography}}, nil); err != nil {
+			t.Fatalf("a list pointed at another file was refused: %v", err)
+		}
+	})
 }

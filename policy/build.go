@@ -52,9 +52,7 @@ func Sources(cfg *config.Config) ([]bl.Source, error) {
 			errs = append(errs, fmt.Errorf("lists %s: %w", l.Name, err))
 			continue
 		}
-		if l.MinRatio != nil {
-			s.MinRatio = *l.MinRatio
-		}
+		s.MinRatio = l.MinRatio
 		if l.Category != "" {
 			if s.Category, err = bl.ParseCategory(l.Category); err != nil {
 				errs = append(errs, fmt.Errorf("lists %s: %w", l.Name, err))
