@@ -19,7 +19,7 @@ import (
 // part at shutdown does not race with a health request.
 func (s *server) registerHealth() {
 	lists := s.lists
-	s.health.Register("lists", func() []health.Problem { return listProblems(lists) })
+	s.health.Register("lists", func() []health.Problem { return listProblems(lists, time.Now()) })
 	if s.dns != nil {
 		ups := s.dns.Upstreams()
 		s.health.Register("dns", func() []health.Problem {
@@ -48,22 +48,29 @@ func (s *server) registerHealth() {
 	s.health.Ready()
 }
 
+// staleFeedAfter is how old a feed's copy in use may get while its
+// downloads fail before /healthz warns.
+const staleFeedAfter = 24 * time.Hour
+
 // listProblems reports every configured list that is not in the index in
 // use (never loaded, or not downloaded yet), and as a warning every list
-// whose last load or download failed while an earlier copy stays in use.
-func listProblems(lists *bl.Manager) []health.Problem {
+// whose last load failed while an earlier copy stays in use: a local list
+// at once (IT's change is not applied), a feed once its copy is
+// staleFeedAfter old (one failed download is retried at its next refresh).
+func listProblems(lists *bl.Manager, now time.Time) []health.Problem {
 	if lists.Index() == nil {
 		return []health.Problem{{Key: "lists", Part: "lists", Message: "no blocklists are loaded yet"}}
 	}
 	var out []health.Problem
 	for _, st := range lists.Status() {
-		if st.Loaded && st.Failing() {
-			// The copy in use still filters, but the list as it is now (a
-			// failed refresh, a file that no longer loads or was refused)
-			// is not what is applied.
+		if st.Loaded && st.Failing() && (!st.Feed || now.Sub(st.LastSuccess) >= staleFeedAfter) {
+			since := "earlier"
+			if !st.LastSuccess.IsZero() {
+				since = "at " + st.LastSuccess.UTC().Format(time.RFC3339)
+			}
 			out = append(out, health.Problem{Key: "lists/" + st.Name, Part: "lists", Warning: true,
 				Message: fmt.Sprintf("warning: list %s: the last load or refresh failed, so the copy loaded %s is still in use: %s",
-					st.Name, st.LastSuccess.UTC().Format(time.RFC3339), st.LastError)})
+					st.Name, since, st.LastError)})
 			continue
 		}
 		if st.Loaded {

@@ -1,19 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/health"
 )
 
@@ -215,4 +219,43 @@ lists:
 		t.Fatalf("health with the list back: %d %+v", code, rep)
 	}
 	blocked("the list back")
+}
+
+// TestFeedRefreshFailureWarnsWhenStale: a feed whose downloads fail keeps
+// filtering with its last copy; /healthz says nothing while that copy is
+// fresh (the next refresh retries) and warns once it is a day old, naming
+// the list, when the copy is from and the error.
+func TestFeedRefreshFailureWarnsWhenStale(t *testing.T) {
+	var down atomic.Bool
+	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "bet1.example\nbet2.example\n")
+	}))
+	defer feed.Close()
+	m := bl.NewManager(t.TempDir(), []bl.Source{{Name: "gambling", Category: bl.Gambling,
+		Feed: &bl.Feed{Name: "gambling", URL: feed.URL, Timeout: 5 * time.Second}}}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p := listProblems(m, time.Now()); len(p) != 0 {
+		t.Fatalf("fresh feed: %+v", p)
+	}
+	down.Store(true)
+	if res, _ := m.Update(context.Background(), nil, nil); len(res) != 1 || res[0].Err == nil {
+		t.Fatalf("refresh with the feed down: %+v", res)
+	}
+	if p := listProblems(m, time.Now()); len(p) != 0 {
+		t.Fatalf("one failed refresh of a fresh copy: %+v", p)
+	}
+	p := listProblems(m, time.Now().Add(staleFeedAfter+time.Minute))
+	if len(p) != 1 || p[0].Key != "lists/gambling" || !p[0].Warning || !strings.Contains(p[0].Message, "502") {
+		t.Fatalf("a day-old copy with failing downloads: %+v", p)
+	}
+	if m.Index().Lookup("bet2.example") == 0 {
+		t.Fatal("the last copy stopped filtering")
+	}
 }

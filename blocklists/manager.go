@@ -420,7 +420,7 @@ func localShrunk(s Source, st listState, n int) error {
 		return nil
 	}
 	return fmt.Errorf("list %s: %s has %d entries, previously %d (under %.0f%%): refused, keeping the running lists "+
-		"(a file being written or emptied by mistake would unblock its entries; to accept the smaller list set min_ratio: 0 on it)",
+		"(an empty or half-written file would otherwise replace it; to accept the smaller list set min_ratio: 0 on it)",
 		s.Name, s.Path, n, st.Entries, s.minRatio()*100)
 }
 

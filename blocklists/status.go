@@ -11,6 +11,7 @@ import (
 // health checks.
 type ListStatus struct {
 	Name    string
+	Feed    bool // a downloaded feed (else a local file or squidGuard tree)
 	Loaded  bool // its entries are in the index in use
 	Entries int  // entries in the index in use (0 when not loaded)
 	// LastSuccess is when a local list last loaded, or a feed was last
@@ -68,7 +69,7 @@ func (b *statusBook) built(names []string, loaded map[string]loadedList, failed 
 	}
 	for name, l := range loaded {
 		s := b.get(name)
-		s.Loaded, s.Entries = true, l.entries
+		s.Loaded, s.Entries, s.Feed = true, l.entries, l.feed
 		switch {
 		case !l.feed:
 			s.LastSuccess = now
