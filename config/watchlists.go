@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -141,7 +142,13 @@ func readWatchlistFile(f WatchlistFile) ([]watchlist.Entry, error) {
 		return nil, err
 	}
 	defer r.Close()
-	return watchlist.Parse(r, f.Path, th)
+	es, err := watchlist.Parse(r, f.Path, th)
+	if err == nil && len(es) == 0 {
+		// Most likely caught while being written (truncated first), or
+		// emptied by mistake: taking it would drop the theme's phrases.
+		return nil, fmt.Errorf("%s has no phrases: refused, as a file being written would drop its theme's words (remove it from watchlists.files instead)", f.Path)
+	}
+	return es, err
 }
 
 // watchlists validates watchlists:. With checkFiles the files are read and

@@ -49,6 +49,16 @@ func TestWatchlistSnapshot(t *testing.T) {
 	if _, err := New(cfg2, nil); err == nil || !strings.Contains(err.Error(), list+":2: weight") {
 		t.Fatalf("broken file: %v", err)
 	}
+	// Emptied (or caught half written, truncated first): refused too, so
+	// the running words stay rather than the theme losing them.
+	for _, data := range []string{"", "# ours\n\n"} {
+		if err := os.WriteFile(list, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(cfg2, nil); err == nil || !strings.Contains(err.Error(), list+" has no phrases") {
+			t.Fatalf("empty file %q: %v", data, err)
+		}
+	}
 }
 
 func TestGroupSafeSearch(t *testing.T) {
