@@ -2,8 +2,9 @@ package httpproxy
 
 // The real-time content check: the text of an answer (HTML, plain text,
 // and the JSON or event stream of an AI chat service) is scored against
-// the watchlists while it streams to the client. Nothing is held: each
-// piece the site sends is scanned (visible text only, fed to a streaming
+// the watchlists while it streams to the client. Nothing is held (a
+// compressed answer is decoded as it streams): each piece the site sends
+// is scanned (visible text only, fed to a streaming
 // Aho-Corasick scorer whose state carries over from piece to piece) and
 // then written on. A page whose score for a theme reaches the theme's
 // content_block threshold gets, instead of the rest of it, the block
@@ -13,7 +14,9 @@ package httpproxy
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
+	"compress/zlib"
 	"errors"
 	"html/template"
 	"io"
@@ -21,6 +24,9 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -73,9 +79,10 @@ var contentWriters = sync.Pool{New: func() any { return new(contentWriter) }}
 // document, iframe, frame, or none sent) and an AI chat service's fetches
 // (empty), Accept-Encoding is removed, so the site answers uncompressed;
 // other requests (images, scripts, styles, other sites' fetches) keep
-// gzip only, which decode reads. An answer in another encoding passes
-// unscored, counted as content-unscored. The restricted tier never gets
-// here: its requests are blocked.
+// gzip only, the cheapest to decode. A site that answers compressed all
+// the same has its answer decoded (decode); one in an encoding decode
+// cannot undo passes unscored, counted as content-unscored. The
+// restricted tier never gets here: its requests are blocked.
 func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg *config.Config) *contentWriter {
 	if info.dec.Restricted || !cfg.ContentCheck(info.dec.Group) ||
 		(r.Method != http.MethodGet && r.Method != http.MethodPost) || isUpgrade(r.Header) {
@@ -113,7 +120,9 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 var hdrGzip = []string{"gzip"}
 
 // gzipOnly keeps gzip as the only encoding a request accepts, if it
-// accepted gzip at all (br, zstd and deflate the proxy does not decode).
+// accepted gzip at all (decode reads br, zstd and deflate too, should a
+// site send them unasked; gzip alone is asked for, as every site offers
+// it and it is cheap to decode).
 func gzipOnly(h http.Header) {
 	vs, ok := h["Accept-Encoding"]
 	if !ok {
@@ -135,82 +144,234 @@ func gzipOnly(h http.Header) {
 	delete(h, "Accept-Encoding")
 }
 
-// decode makes a gzip answer of a scored type readable before its header
-// is relayed: the body is decompressed on its way (a pooled gzip reader)
-// and sent without Content-Encoding and Content-Length. It reports whether
-// it did. A nil check does nothing.
+// coding is a content coding the check can undo, as browsers do.
+type coding uint8
+
+const (
+	codingGzip    coding = iota + 1 // gzip, x-gzip
+	codingDeflate                   // deflate: zlib-wrapped, or raw as browsers also accept
+	codingBr                        // Brotli (RFC 7932), windows up to 16 MiB
+	codingZstd                      // Zstandard (RFC 9659), windows up to 8 MiB as for browsers
+)
+
+// maxCodings bounds the encodings stacked on one answer ("gzip, br" is
+// two) that are undone: an answer with more passes unscored.
+const maxCodings = 2
+
+// zstdMaxWindow is the largest Zstandard window decoded: RFC 9659's limit
+// for the zstd content coding, which browsers enforce too.
+const zstdMaxWindow = 8 << 20
+
+// parseCodings reads an answer's Content-Encoding values, in the order the
+// site applied them (identity and empty entries skipped). ok is false for
+// an encoding the check cannot undo, or more than maxCodings.
+func parseCodings(vs []string) (cs [maxCodings]coding, n int, ok bool) {
+	for _, v := range vs {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.Trim(t, " \t")
+			var c coding
+			switch {
+			case t == "" || strings.EqualFold(t, "identity"):
+				continue
+			case strings.EqualFold(t, "gzip") || strings.EqualFold(t, "x-gzip"):
+				c = codingGzip
+			case strings.EqualFold(t, "deflate"):
+				c = codingDeflate
+			case strings.EqualFold(t, "br"):
+				c = codingBr
+			case strings.EqualFold(t, "zstd"):
+				c = codingZstd
+			default:
+				return cs, 0, false
+			}
+			if n == maxCodings {
+				return cs, 0, false
+			}
+			cs[n] = c
+			n++
+		}
+	}
+	return cs, n, true
+}
+
+// decode makes a compressed answer of a scored type readable before its
+// header is relayed: the body is decompressed on its way, as the browser
+// would (gzip, deflate, br, zstd, and up to maxCodings of them stacked,
+// the last applied undone first, each through a pooled decoder that
+// streams), and sent without Content-Encoding and Content-Length. It reports whether it did. An encoding it cannot undo
+// is left as it came, as is a gzip answer that is not gzip after all; both
+// then pass unscored (WriteHeader). A stream that breaks (a corrupt or
+// truncated one, a Zstandard window over 8 MiB) ends the answer there, as
+// it ends in the browser: nothing undecoded goes on. A nil check does
+// nothing.
 func (c *contentWriter) decode(resp *http.Response) bool {
-	if c == nil || resp.Body == nil || resp.Body == http.NoBody || c.r.Method == http.MethodHead {
+	if c == nil || resp.Body == nil || resp.Body == http.NoBody || !bodyAllowed(c.r.Method, resp.StatusCode) {
 		return false
 	}
-	ce := resp.Header.Get("Content-Encoding")
-	if !strings.EqualFold(ce, "gzip") && !strings.EqualFold(ce, "x-gzip") {
+	vs := resp.Header["Content-Encoding"]
+	if len(vs) == 0 {
+		return false
+	}
+	cs, n, ok := parseCodings(vs)
+	if !ok || n == 0 {
 		return false
 	}
 	if kindOf(resp.Header.Get("Content-Type"), c.ai) == kindNone {
 		return false
 	}
-	br := gzipBufs.Get().(*bufio.Reader)
-	br.Reset(resp.Body)
-	gb := &gzipBody{br: br, orig: resp.Body}
-	resp.Body = gb
-	if m, err := br.Peek(2); err != nil || m[0] != 0x1f || m[1] != 0x8b {
-		return false // not gzip after all: passed on as it came (through br), unscored
+	db := &decodedBody{orig: resp.Body}
+	resp.Body = db
+	var src io.Reader = db.orig
+	for i := n - 1; i >= 0; i-- {
+		l := &db.layers[db.n]
+		db.n++
+		l.c = cs[i]
+		var err error
+		switch cs[i] {
+		case codingGzip:
+			l.buf = decodeBuf(src)
+			if i == n-1 {
+				if m, err := l.buf.Peek(2); err != nil || m[0] != 0x1f || m[1] != 0x8b {
+					db.r = l.buf
+					return false // not gzip after all: passed on as it came (through buf), unscored
+				}
+			}
+			zr, _ := gzipReaders.Get().(*gzip.Reader)
+			if zr == nil {
+				zr, err = gzip.NewReader(l.buf)
+			} else {
+				err = zr.Reset(l.buf)
+			}
+			if zr != nil {
+				l.dec = zr
+			}
+		case codingDeflate:
+			l.buf = decodeBuf(src)
+			l.dec, l.zlib, err = deflateReader(l.buf)
+		case codingBr:
+			brr := brReaders.Get().(*brotli.Reader)
+			err = brr.Reset(src)
+			l.dec = brr
+		case codingZstd:
+			var zd *zstd.Decoder
+			if zd, _ = zstdReaders.Get().(*zstd.Decoder); zd != nil {
+				err = zd.Reset(src)
+			} else {
+				zd, err = zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
+			}
+			if zd != nil {
+				l.dec = zd
+			}
+		}
+		if err != nil {
+			db.err = err // a broken header: the answer ends here
+			break
+		}
+		src = l.dec
 	}
-	zr, _ := gzipReaders.Get().(*gzip.Reader)
-	var err error
-	if zr == nil {
-		zr, err = gzip.NewReader(br)
-	} else {
-		err = zr.Reset(br)
-	}
-	if err != nil {
-		gb.err = err // a broken gzip header: the answer ends here
-		return true
-	}
-	gb.zr = zr
+	db.r = src
 	delete(resp.Header, "Content-Encoding")
 	delete(resp.Header, "Content-Length")
 	resp.ContentLength = -1
 	return true
 }
 
-var (
-	gzipReaders sync.Pool
-	gzipBufs    = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
-)
-
-// gzipBody decompresses a site's gzip answer (zr), or passes on one that
-// turned out not to be gzip (br).
-type gzipBody struct {
-	br   *bufio.Reader
-	zr   *gzip.Reader
-	err  error
-	orig io.ReadCloser
+// deflateReader reads the deflate coding: zlib-wrapped as the standard
+// says, or raw deflate, which browsers accept too (told apart by the zlib
+// header, as they do).
+func deflateReader(b *bufio.Reader) (io.Reader, bool, error) {
+	if m, err := b.Peek(2); err == nil && m[0]&0x0f == 8 && m[0]>>4 <= 7 && (uint(m[0])<<8|uint(m[1]))%31 == 0 {
+		if zr, ok := zlibReaders.Get().(io.ReadCloser); ok {
+			return zr, true, zr.(zlib.Resetter).Reset(b, nil)
+		}
+		zr, err := zlib.NewReader(b)
+		if err != nil {
+			return nil, true, err
+		}
+		return zr, true, nil
+	}
+	if fr, ok := flateReaders.Get().(io.ReadCloser); ok {
+		return fr, false, fr.(flate.Resetter).Reset(b, nil)
+	}
+	return flate.NewReader(b), false, nil
 }
 
-func (b *gzipBody) Read(p []byte) (int, error) {
+func decodeBuf(src io.Reader) *bufio.Reader {
+	b := decodeBufs.Get().(*bufio.Reader)
+	b.Reset(src)
+	return b
+}
+
+// The decoders, pooled: a Brotli reader keeps its ring buffer (up to
+// 16 MiB) and a Zstandard decoder its window and tables from one answer
+// to the next.
+var (
+	gzipReaders  sync.Pool // *gzip.Reader
+	zlibReaders  sync.Pool // zlib's io.ReadCloser
+	flateReaders sync.Pool // flate's io.ReadCloser
+	zstdReaders  sync.Pool // *zstd.Decoder
+	brReaders    = sync.Pool{New: func() any { return brotli.NewReader(nil) }}
+	decodeBufs   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+)
+
+// decodedBody decompresses a site's answer through its layers (the last
+// encoding applied first), or passes on one that turned out not to be
+// gzip (r is then the buffer).
+type decodedBody struct {
+	r      io.Reader // the innermost layer: what Read reads
+	err    error
+	orig   io.ReadCloser
+	n      int
+	layers [maxCodings]decodeLayer
+}
+
+// decodeLayer is one encoding undone: its decoder and, for gzip and
+// deflate, the buffer it reads through.
+type decodeLayer struct {
+	c    coding
+	buf  *bufio.Reader
+	dec  io.Reader
+	zlib bool // deflate: zlib-wrapped
+}
+
+func (b *decodedBody) Read(p []byte) (int, error) {
 	switch {
 	case b.err != nil:
 		return 0, b.err
-	case b.zr != nil:
-		return b.zr.Read(p)
-	case b.br != nil:
-		return b.br.Read(p)
+	case b.r != nil:
+		return b.r.Read(p)
 	}
 	return 0, io.EOF
 }
 
-func (b *gzipBody) Close() error {
-	if b.zr != nil {
-		gzipReaders.Put(b.zr)
-		b.zr = nil
+func (b *decodedBody) Close() error {
+	for i := range b.layers[:b.n] {
+		l := &b.layers[i]
+		if l.dec != nil {
+			switch l.c {
+			case codingGzip:
+				gzipReaders.Put(l.dec)
+			case codingDeflate:
+				if l.zlib {
+					zlibReaders.Put(l.dec)
+				} else {
+					flateReaders.Put(l.dec)
+				}
+			case codingBr:
+				_ = l.dec.(*brotli.Reader).Reset(nil) // let go of the site's body
+				brReaders.Put(l.dec)
+			case codingZstd:
+				_ = l.dec.(*zstd.Decoder).Reset(nil)
+				zstdReaders.Put(l.dec)
+			}
+		}
+		if l.buf != nil {
+			l.buf.Reset(nil)
+			decodeBufs.Put(l.buf)
+		}
+		*l = decodeLayer{}
 	}
-	if b.br != nil {
-		b.br.Reset(nil)
-		gzipBufs.Put(b.br)
-		b.br = nil
-	}
+	b.n, b.r = 0, nil
 	b.err = io.ErrUnexpectedEOF
 	return b.orig.Close()
 }
@@ -221,21 +382,22 @@ func (c *contentWriter) Header() http.Header { return c.w.Header() }
 // scored: HTML (text/html, application/xhtml+xml), text/plain, and for AI
 // chat services JSON (application/json, application/x-ndjson) and event
 // streams. Anything else (images, video, binary, unknown types, and any
-// body with a Content-Encoding) passes untouched. A scored body loses its
-// Content-Length, since the block notice may change its length: it is
-// sent chunked (HTTP/1.1) or framed by HTTP/2.
+// body still encoded: an encoding decode could not undo) passes
+// untouched. A scored body loses its Content-Length, since the block
+// notice may change its length: it is sent chunked (HTTP/1.1) or framed
+// by HTTP/2.
 func (c *contentWriter) WriteHeader(code int) {
 	if c.started {
 		return
 	}
 	c.started = true
 	h := c.w.Header()
-	if code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified && c.r.Method != http.MethodHead {
+	if bodyAllowed(c.r.Method, code) {
 		c.kind = kindOf(h.Get("Content-Type"), c.ai)
 	}
 	if c.kind != kindNone {
-		if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-			c.kind = kindNone // asked for identity, got something else: not read
+		if _, n, ok := parseCodings(h["Content-Encoding"]); !ok || n > 0 {
+			c.kind = kindNone // still encoded: not read
 			c.s.metrics.requests.WithLabelValues(c.info.source(), "content-unscored").Inc()
 		}
 	}

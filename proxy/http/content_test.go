@@ -43,7 +43,7 @@ type contentEnv struct {
 	written atomic.Int64 // bytes /big has written
 }
 
-func newContentEnv(t *testing.T, extra string) *contentEnv {
+func newContentEnv(t testing.TB, extra string) *contentEnv {
 	ce := &contentEnv{env: newEnv(t, envOpts{extra: extra}), mux: http.NewServeMux()}
 	ce.pages = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ce.lastAE.Store(r.Header.Get("Accept-Encoding"))

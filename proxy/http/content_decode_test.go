@@ -1,0 +1,444 @@
+package httpproxy
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// compress applies the encodings in order (as a site lists them in
+// Content-Encoding). "deflate" is zlib-wrapped, "deflate-raw" raw deflate
+// (both sent as deflate).
+func compress(t testing.TB, body []byte, encs ...string) []byte {
+	t.Helper()
+	for _, enc := range encs {
+		var b bytes.Buffer
+		var w io.WriteCloser
+		var err error
+		switch enc {
+		case "gzip", "x-gzip":
+			w = gzip.NewWriter(&b)
+		case "deflate":
+			w = zlib.NewWriter(&b)
+		case "deflate-raw":
+			w, err = flate.NewWriter(&b, flate.DefaultCompression)
+		case "br":
+			w = brotli.NewWriterLevel(&b, 5)
+		case "zstd":
+			w, err = zstd.NewWriter(&b)
+		default:
+			t.Fatalf("no encoder for %q", enc)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		body = b.Bytes()
+	}
+	return body
+}
+
+// encHeader is the Content-Encoding a site sends for encs.
+func encHeader(encs []string) string {
+	return strings.ReplaceAll(strings.Join(encs, ", "), "deflate-raw", "deflate")
+}
+
+// serveRaw serves body as it is under path with the given headers, in two
+// flushed pieces (a Content-Type of nil means none at all).
+func (ce *contentEnv) serveRaw(path string, h http.Header, body []byte) {
+	ce.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		for k, vs := range h {
+			w.Header()[k] = vs
+		}
+		if _, ok := h["Content-Type"]; !ok {
+			w.Header()["Content-Type"] = nil // no sniffing by the origin's server
+		}
+		half := len(body) / 2
+		_, _ = w.Write(body[:half])
+		w.(http.Flusher).Flush()
+		_, _ = w.Write(body[half:])
+	})
+}
+
+// fetch GETs u as a browser would, accepting every encoding (the proxy
+// strips that for a page), and reads the answer as it came: the client
+// does not decode it.
+func fetch(t *testing.T, c *http.Client, method, u string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, nil)
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body) // a broken stream ends the answer: what came is checked
+	return resp, b
+}
+
+func (ce *contentEnv) unscored() float64 {
+	return testutil.ToFloat64(ce.s.metrics.requests.WithLabelValues("http", "content-unscored"))
+}
+
+// TestContentEncodings: a site that ignores the stripped Accept-Encoding
+// and answers gzip, deflate (zlib-wrapped or raw), br, zstd or two of them
+// stacked (in one header or two) has its page decoded, scored and sent
+// without Content-Encoding: over the block threshold it gets the notice
+// and a block event, over the report threshold it passes whole and is
+// flagged.
+func TestContentEncodings(t *testing.T) {
+	ce := newContentEnv(t, "")
+	c := ce.client("", "", "")
+	bad := []byte(htmlHead + "<p>" + harmful7 + "</p><p>THE TAIL</p></div></body></html>")
+	flag := []byte(htmlHead + "<p>" + harmful4 + "</p></div></body></html>")
+	before := ce.unscored()
+	events := 0
+	for _, tc := range []struct {
+		name  string
+		encs  []string
+		lines bool // one Content-Encoding line per encoding
+	}{
+		{"gzip", []string{"gzip"}, false},
+		{"x-gzip", []string{"x-gzip"}, false},
+		{"zlib", []string{"deflate"}, false},
+		{"raw-deflate", []string{"deflate-raw"}, false},
+		{"br", []string{"br"}, false},
+		{"zstd", []string{"zstd"}, false},
+		{"gzip-br", []string{"gzip", "br"}, false},
+		{"br-zstd", []string{"br", "zstd"}, false},
+		{"deflate-gzip-lines", []string{"deflate", "gzip"}, true},
+	} {
+		h := http.Header{"Content-Type": {"text/html; charset=utf-8"}, "Content-Encoding": {encHeader(tc.encs)}}
+		if tc.lines {
+			h["Content-Encoding"] = tc.encs
+		}
+		ce.serveRaw("/bad/"+tc.name, h, compress(t, bad, tc.encs...))
+		ce.serveRaw("/flag/"+tc.name, h, compress(t, flag, tc.encs...))
+
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/bad/"+tc.name))
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" ||
+			!strings.Contains(string(body), "The rest of this page is blocked") || strings.Contains(string(body), "THE TAIL") {
+			t.Errorf("%s: page over the block threshold: %d %v %q", tc.name, resp.StatusCode, resp.Header, body)
+		}
+		evs := ce.contentEvents()
+		if len(evs) != events+1 || evs[events].Action != "block" || evs[events].URL != ce.url("pages.test", "/bad/"+tc.name) ||
+			!strings.Contains(string(body), evs[events].Ref) {
+			t.Fatalf("%s: block event: %+v", tc.name, evs)
+		}
+		events++
+
+		resp, body = fetch(t, c, http.MethodGet, ce.url("pages.test", "/flag/"+tc.name))
+		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(body, flag) {
+			t.Errorf("%s: flagged page: %v %q", tc.name, resp.Header, body)
+		}
+		evs = ce.contentEvents()
+		if len(evs) != events+1 || evs[events].Action != "flag" || evs[events].URL != ce.url("pages.test", "/flag/"+tc.name) {
+			t.Fatalf("%s: flag event: %+v", tc.name, evs)
+		}
+		events++
+	}
+	if n := ce.unscored() - before; n != 0 {
+		t.Errorf("%v answers counted unscored", n)
+	}
+}
+
+// TestContentEncodingUndecodable: an encoding the proxy cannot undo (an
+// unknown one, or more than two stacked) is passed on as it came (a
+// browser cannot render it either), unscored and counted; a compressed
+// image is left compressed.
+func TestContentEncodingUndecodable(t *testing.T) {
+	ce := newContentEnv(t, "")
+	c := ce.client("", "", "")
+	bad := []byte(htmlHead + "<p>" + harmful7 + "</p></div></body></html>")
+	three := compress(t, bad, "gzip", "br", "zstd")
+	ce.serveRaw("/three", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"gzip, br, zstd"}}, three)
+	ce.serveRaw("/compress", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"compress"}}, bad)
+	png := compress(t, append([]byte("\x89PNG\r\n\x1a\n"), bad...), "br")
+	ce.serveRaw("/png", http.Header{"Content-Type": {"image/png"}, "Content-Encoding": {"br"}}, png)
+	before := ce.unscored()
+	for path, want := range map[string][]byte{"/three": three, "/compress": bad, "/png": png} {
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", path))
+		if !bytes.Equal(body, want) || resp.Header.Get("Content-Encoding") == "" {
+			t.Errorf("%s changed: %v %q", path, resp.Header, body)
+		}
+	}
+	if n := ce.unscored() - before; n != 2 {
+		t.Errorf("%v answers counted unscored, want 2 (not the image)", n)
+	}
+	if evs := ce.contentEvents(); len(evs) != 0 {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestContentEncodingCorrupt: a stream that breaks (truncated, or not in
+// its encoding at all) ends the answer where it breaks, as in a browser:
+// what was decoded before went on (scored), nothing undecoded does.
+func TestContentEncodingCorrupt(t *testing.T) {
+	ce := newContentEnv(t, "")
+	c := ce.client("", "", "")
+	page := []byte(htmlHead + "<p>" + strings.Repeat("Rocks and minerals, lava and ash. ", 2000) + "</p><p>" + harmful7 + "</p></div></body></html>")
+	for _, encs := range [][]string{{"br"}, {"zstd"}, {"gzip"}, {"deflate"}, {"deflate-raw"}, {"gzip", "br"}} {
+		z := compress(t, page, encs...)
+		name := strings.Join(encs, "-")
+		ce.serveRaw("/cut/"+name, http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {encHeader(encs)}}, z[:len(z)/3])
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/cut/"+name))
+		if resp.Header.Get("Content-Encoding") != "" || !bytes.HasPrefix(page, body) || len(body) == len(page) {
+			t.Errorf("%s cut short: %v, %d bytes, a prefix of the page: %v", name, resp.Header, len(body), bytes.HasPrefix(page, body))
+		}
+	}
+	// A page labelled br (or zstd, or deflate) that is no such thing: no
+	// phrase of it goes on.
+	bad := []byte(htmlHead + "<p>" + harmful7 + "</p></div></body></html>")
+	for _, enc := range []string{"br", "zstd", "deflate", "gzip, br"} {
+		path := "/plain/" + strings.ReplaceAll(enc, ", ", "-")
+		ce.serveRaw(path, http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {enc}}, bad)
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", path))
+		if resp.Header.Get("Content-Encoding") != "" || bytes.Contains(body, []byte("kill myself")) || bytes.Contains(body, []byte("volcanoes")) {
+			t.Errorf("plain page labelled %s: %v %q", enc, resp.Header, body)
+		}
+	}
+	if evs := ce.contentEvents(); len(evs) != 0 {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestContentDecompressionBomb: 1 GiB of zeros sent as about 200 KiB of
+// br or 115 KiB of zstd is decoded as it streams: while the client reads
+// the first 32 MiB of it, the process's heap does not grow by more than a
+// bounded amount (decoders, buffers, windows), far from the 1 GiB.
+func TestContentDecompressionBomb(t *testing.T) {
+	ce := newContentEnv(t, "")
+	zero := make([]byte, 1<<20)
+	var brb bytes.Buffer
+	bw := brotli.NewWriterOptions(&brb, brotli.WriterOptions{Quality: 1, LGWin: 24})
+	for range 1024 {
+		_, _ = bw.Write(zero)
+	}
+	if err := bw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	frame := compress(t, zero, "zstd") // frames concatenate: 1,024 of them are 1 GiB
+	zst := bytes.Repeat(frame, 1024)
+	t.Logf("1 GiB of zeros: %d bytes of br, %d of zstd", brb.Len(), len(zst))
+	for enc, body := range map[string][]byte{"br": brb.Bytes(), "zstd": zst} {
+		ce.serveRaw("/bomb/"+enc, http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {enc}}, body)
+	}
+	for _, enc := range []string{"br", "zstd"} {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapInuse
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			var m runtime.MemStats
+			for {
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		})
+		c := ce.client("", "", "")
+		c.Timeout = 2 * time.Minute // the race detector is slow; the read ends by itself
+		req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", "/bomb/"+enc), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const want = 32 << 20
+		buf := make([]byte, 32<<10)
+		var n int64
+		for n < want {
+			k, err := resp.Body.Read(buf)
+			if bytes.ContainsFunc(buf[:k], func(r rune) bool { return r != 0 }) {
+				t.Fatalf("%s: not zeros", enc)
+			}
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
+		resp.Body.Close()
+		close(stop)
+		wg.Wait()
+		if n < want || resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("%s: read %d bytes, %v", enc, n, resp.Header)
+		}
+		if grew := int64(peak.Load()) - int64(base); grew > 200<<20 {
+			t.Errorf("%s: the heap grew by %d MiB while the client read %d MiB of the bomb", enc, grew>>20, n>>20)
+		} else {
+			t.Logf("%s: the heap grew by at most %d MiB while the client read %d MiB", enc, grew>>20, n>>20)
+		}
+	}
+}
+
+// TestParseCodings: the Content-Encoding parser, in the order applied.
+func TestParseCodings(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []coding
+		ok   bool
+	}{
+		{nil, nil, true},
+		{[]string{""}, nil, true},
+		{[]string{"identity"}, nil, true},
+		{[]string{"GZIP"}, []coding{codingGzip}, true},
+		{[]string{"x-gzip"}, []coding{codingGzip}, true},
+		{[]string{" br "}, []coding{codingBr}, true},
+		{[]string{"gzip, br"}, []coding{codingGzip, codingBr}, true},
+		{[]string{"deflate", "zstd"}, []coding{codingDeflate, codingZstd}, true},
+		{[]string{"identity, zstd,,"}, []coding{codingZstd}, true},
+		{[]string{"gzip, br, zstd"}, nil, false},
+		{[]string{"gzip", "gzip", "gzip"}, nil, false},
+		{[]string{"compress"}, nil, false},
+		{[]string{"x-deflate"}, nil, false},
+		{[]string{"gzip;q=1"}, nil, false},
+		{[]string{"br, bogus"}, nil, false},
+	} {
+		cs, n, ok := parseCodings(tc.in)
+		if ok != tc.ok || (ok && !slicesEqual(cs[:n], tc.want)) {
+			t.Errorf("%q: %v %v, want %v %v", tc.in, cs[:n], ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func slicesEqual(a, b []coding) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzParseCodings: any header parses without panic, to at most
+// maxCodings known codings.
+func FuzzParseCodings(f *testing.F) {
+	f.Add("gzip, br")
+	f.Add("identity,,zstd , deflate")
+	f.Fuzz(func(t *testing.T, v string) {
+		cs, n, ok := parseCodings([]string{v})
+		if n < 0 || n > maxCodings || (!ok && n != 0) {
+			t.Fatalf("%q: %d codings, ok %v", v, n, ok)
+		}
+		for _, c := range cs[:n] {
+			if c < codingGzip || c > codingZstd {
+				t.Fatalf("%q: coding %d", v, c)
+			}
+		}
+	})
+}
+
+// BenchmarkContentDecode50K measures decoding a 50 KiB HTML page sent
+// compressed and scanning its text, no network: the decoders come from
+// their pools (compare BenchmarkContentScan50K, the scan alone).
+func BenchmarkContentDecode50K(b *testing.B) {
+	e := newEnv(b, envOpts{})
+	wl := e.eng.Load().Watchlist()
+	page := benchPage(50 << 10)
+	req := httptest.NewRequest(http.MethodGet, "http://pages.test/", nil)
+	for _, encs := range [][]string{{"gzip"}, {"deflate"}, {"br"}, {"zstd"}, {"gzip", "br"}} {
+		z := compress(b, page, encs...)
+		b.Run(strings.Join(encs, "-"), func(b *testing.B) {
+			sc := wl.Get()
+			defer wl.Put(sc)
+			c := &contentWriter{r: req}
+			buf := make([]byte, 32<<10)
+			body := &bytes.Reader{}
+			b.SetBytes(int64(len(page)))
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset(z)
+				resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {encHeader(encs)}}, Body: io.NopCloser(body)}
+				if !c.decode(resp) {
+					b.Fatal("not decoded")
+				}
+				var x textState
+				sc.Begin()
+				n := 0
+				for {
+					k, err := resp.Body.Read(buf)
+					x.html(sc, buf[:k])
+					n += k
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				sc.Result()
+				resp.Body.Close()
+				if n != len(page) {
+					b.Fatalf("%d bytes", n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkContentCheck50KEncoded measures keep-alive GETs of the 50 KiB
+// page through the proxy by a client with the check on, from a site that
+// answers compressed whatever it is asked for: the proxy decodes, scores
+// and sends it on decoded.
+func BenchmarkContentCheck50KEncoded(b *testing.B) {
+	ce := newContentEnv(b, "")
+	page := benchPage(50 << 10)
+	c := ce.client("", "", "")
+	for _, enc := range []string{"identity", "gzip", "br", "zstd"} {
+		var body []byte
+		h := http.Header{"Content-Type": {"text/html; charset=utf-8"}}
+		if enc == "identity" {
+			body = page
+		} else {
+			body = compress(b, page, enc)
+			h["Content-Encoding"] = []string{enc}
+		}
+		ce.serveRaw("/"+enc, h, body)
+		u := ce.url("pages.test", "/"+enc)
+		b.Run(enc, func(b *testing.B) {
+			b.SetBytes(int64(len(page)))
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := c.Get(u)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if n != int64(len(page)) {
+					b.Fatalf("%d bytes", n)
+				}
+			}
+		})
+	}
+}
