@@ -2,9 +2,10 @@ package httpproxy
 
 // The real-time content check: the text of an answer (HTML, plain text,
 // and the JSON or event stream of an AI chat service) is scored against
-// the watchlists while it streams to the client. Nothing is held (a
-// compressed answer is decoded as it streams): each piece the site sends
-// is scanned (visible text only, fed to a streaming
+// the watchlists while it streams to the client. Nothing is held (but
+// the first 512 bytes of an untyped answer, sniffed as browsers sniff
+// them; a compressed answer is decoded as it streams): each piece the
+// site sends is scanned (visible text only, fed to a streaming
 // Aho-Corasick scorer whose state carries over from piece to piece) and
 // then written on. A page whose score for a theme reaches the theme's
 // content_block threshold gets, instead of the rest of it, the block
@@ -58,12 +59,20 @@ type contentWriter struct {
 	wl   *watchlist.Watchlist
 	sc   *watchlist.Scorer
 	ai   bool  // the host is an AI chat service
+	doc  bool  // a page's request: an untyped answer is sniffed (rendered)
 	left int64 // bytes still to score (the size cap)
 
 	kind    contentKind
 	started bool // WriteHeader seen
 	blocked bool
 	scored  int64 // bytes scanned
+
+	// An untyped answer (sniffable): its header and first bytes are held
+	// until sniffed decides.
+	sniff bool
+	code  int // the status held
+	nheld int
+	held  [sniffLen]byte
 
 	x textState // the text extractor's state between pieces
 }
@@ -96,7 +105,8 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 	if wl == nil || wl.Len() == 0 {
 		return nil
 	}
-	switch r.Header.Get("Sec-Fetch-Dest") {
+	dest := r.Header.Get("Sec-Fetch-Dest")
+	switch dest {
 	case "", "document", "iframe", "frame":
 		delete(r.Header, "Accept-Encoding") // identity: the text can be read
 	case "empty": // a script's fetch: an AI chat service's is read
@@ -112,9 +122,21 @@ func (s *Server) contentCheck(w *respWriter, r *http.Request, info *reqInfo, cfg
 		gzipOnly(r.Header)
 	}
 	c := contentWriters.Get().(*contentWriter)
-	*c = contentWriter{w: w, s: s, info: info, r: r, cfg: cfg, wl: wl, ai: ai, left: cfg.ContentMaxBytes()}
+	*c = contentWriter{w: w, s: s, info: info, r: r, cfg: cfg, wl: wl, ai: ai, left: cfg.ContentMaxBytes(), doc: rendered(dest)}
 	info.content = c
 	return c
+}
+
+// rendered reports whether a request's answer is one a browser renders as
+// a page when it sniffs it as HTML or text (Sec-Fetch-Dest: none sent, a
+// page, a frame, an object or embed): those of images, scripts, styles
+// and scripts' fetches it does not, so they are not sniffed.
+func rendered(dest string) bool {
+	switch dest {
+	case "", "document", "iframe", "frame", "object", "embed":
+		return true
+	}
+	return false
 }
 
 var hdrGzip = []string{"gzip"}
@@ -194,11 +216,12 @@ func parseCodings(vs []string) (cs [maxCodings]coding, n int, ok bool) {
 	return cs, n, true
 }
 
-// decode makes a compressed answer of a scored type readable before its
-// header is relayed: the body is decompressed on its way, as the browser
-// would (gzip, deflate, br, zstd, and up to maxCodings of them stacked,
-// the last applied undone first, each through a pooled decoder that
-// streams), and sent without Content-Encoding and Content-Length. It reports whether it did. An encoding it cannot undo
+// decode makes a compressed answer that is to be scored (by its type, or
+// sniffed) readable before its header is relayed: the body is decompressed
+// on its way, as the browser would (gzip, deflate, br, zstd, and up to
+// maxCodings of them stacked, the last applied undone first, each through
+// a pooled decoder that streams), and sent without Content-Encoding and
+// Content-Length. It reports whether it did. An encoding it cannot undo
 // is left as it came, as is a gzip answer that is not gzip after all; both
 // then pass unscored (WriteHeader). A stream that breaks (a corrupt or
 // truncated one, a Zstandard window over 8 MiB) ends the answer there, as
@@ -216,7 +239,7 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 	if !ok || n == 0 {
 		return false
 	}
-	if kindOf(resp.Header.Get("Content-Type"), c.ai) == kindNone {
+	if ct := resp.Header.Get("Content-Type"); kindOf(ct, c.ai) == kindNone && !(c.doc && sniffable(ct, resp.Header)) {
 		return false
 	}
 	db := &decodedBody{orig: resp.Body}
@@ -381,11 +404,13 @@ func (c *contentWriter) Header() http.Header { return c.w.Header() }
 // WriteHeader decides from the answer's header whether its body is
 // scored: HTML (text/html, application/xhtml+xml), text/plain, and for AI
 // chat services JSON (application/json, application/x-ndjson) and event
-// streams. Anything else (images, video, binary, unknown types, and any
-// body still encoded: an encoding decode could not undo) passes
-// untouched. A scored body loses its Content-Length, since the block
-// notice may change its length: it is sent chunked (HTTP/1.1) or framed
-// by HTTP/2.
+// streams. Anything else (images, video, binary, and any body still
+// encoded: an encoding decode could not undo) passes untouched. An answer
+// without a type, or with one of the types a browser sniffs (sniffable),
+// to a page's request (rendered), waits for its first bytes: the header
+// is held until sniffed decides. A
+// scored body loses its Content-Length, since the block notice may change
+// its length: it is sent chunked (HTTP/1.1) or framed by HTTP/2.
 func (c *contentWriter) WriteHeader(code int) {
 	if c.started {
 		return
@@ -393,20 +418,81 @@ func (c *contentWriter) WriteHeader(code int) {
 	c.started = true
 	h := c.w.Header()
 	if bodyAllowed(c.r.Method, code) {
-		c.kind = kindOf(h.Get("Content-Type"), c.ai)
+		ct := h.Get("Content-Type")
+		c.kind = kindOf(ct, c.ai)
+		c.sniff = c.kind == kindNone && c.doc && sniffable(ct, h)
 	}
-	if c.kind != kindNone {
+	if c.kind != kindNone || c.sniff {
 		if _, n, ok := parseCodings(h["Content-Encoding"]); !ok || n > 0 {
-			c.kind = kindNone // still encoded: not read
+			c.kind, c.sniff = kindNone, false // still encoded: not read
 			c.s.metrics.requests.WithLabelValues(c.info.source(), "content-unscored").Inc()
 		}
 	}
+	if c.sniff {
+		c.code = code
+		return
+	}
+	c.begin(code)
+}
+
+// begin starts the scorer for a scored kind and sends the header on.
+func (c *contentWriter) begin(code int) {
 	if c.kind != kindNone {
-		delete(h, "Content-Length")
+		delete(c.w.Header(), "Content-Length")
 		c.sc = c.wl.Get()
 		c.sc.Begin()
 	}
 	c.w.WriteHeader(code)
+}
+
+// sniffLen is how much of an untyped answer is held to sniff its type: as
+// much as browsers read for it.
+const sniffLen = 512
+
+// sniffable reports whether a browser sniffs an answer with this
+// Content-Type (the WHATWG MIME Sniffing Standard's "unknown" types: none,
+// one that is no type/subtype, unknown/unknown, application/unknown, */*)
+// and headers (no X-Content-Type-Options: nosniff).
+func sniffable(ct string, h http.Header) bool {
+	essence, _, _ := strings.Cut(ct, ";")
+	essence = strings.Trim(essence, " \t")
+	typ, sub, slash := strings.Cut(essence, "/")
+	if essence != "" && slash && typ != "" && sub != "" && !strings.EqualFold(essence, "unknown/unknown") &&
+		!strings.EqualFold(essence, "application/unknown") && essence != "*/*" {
+		return false
+	}
+	if vs := h["X-Content-Type-Options"]; len(vs) > 0 {
+		first, _, _ := strings.Cut(vs[0], ",")
+		if strings.EqualFold(strings.Trim(first, " \t"), "nosniff") {
+			return false
+		}
+	}
+	return true
+}
+
+// sniffed ends the hold of an untyped answer: its first bytes (up to
+// sniffLen; fewer if the body ended or was flushed first) are classified
+// as the browser classifies them (net/http.DetectContentType implements
+// the standard's rules for an unknown type), the header goes on unchanged
+// (the browser sniffs the same bytes), and the bytes held are scored and
+// written as any piece of an HTML or text answer.
+func (c *contentWriter) sniffed() error {
+	c.sniff = false
+	held := c.held[:c.nheld]
+	if len(held) > 0 {
+		switch ct := http.DetectContentType(held); {
+		case hasPrefixFold(ct, "text/html"):
+			c.kind = kindHTML
+		case hasPrefixFold(ct, "text/plain"):
+			c.kind = kindText
+		}
+	}
+	c.begin(c.code)
+	if len(held) == 0 {
+		return nil
+	}
+	_, err := c.write(held)
+	return err
 }
 
 // kindOf reads a Content-Type without allocating.
@@ -435,6 +521,26 @@ func (c *contentWriter) Write(p []byte) (int, error) {
 	}
 	if !c.started {
 		c.WriteHeader(http.StatusOK)
+	}
+	if c.sniff {
+		k := copy(c.held[c.nheld:], p)
+		c.nheld += k
+		if c.nheld < sniffLen {
+			return len(p), nil
+		}
+		if err := c.sniffed(); err != nil {
+			return 0, err
+		}
+		m, err := c.write(p[k:])
+		return k + m, err
+	}
+	return c.write(p)
+}
+
+// write is Write once the answer's kind is known.
+func (c *contentWriter) write(p []byte) (int, error) {
+	if c.blocked {
+		return 0, errContentBlocked
 	}
 	if c.kind == kindNone || c.left <= 0 {
 		return c.w.Write(p)
@@ -479,7 +585,17 @@ func (c *contentWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 }
 
-func (c *contentWriter) Flush() { c.w.Flush() }
+// Flush sends what was written. An untyped answer being held is sniffed
+// on what has come so far; with nothing yet, there is nothing to send.
+func (c *contentWriter) Flush() {
+	if c.sniff {
+		if c.nheld == 0 {
+			return
+		}
+		_ = c.sniffed() // blocked: Write says so next
+	}
+	c.w.Flush()
+}
 
 func (c *contentWriter) Unwrap() http.ResponseWriter { return c.w }
 
@@ -510,6 +626,9 @@ func (c *contentWriter) over(block bool) (watchlist.Theme, bool) {
 // event. Unless its search term already was flagged for the same theme
 // (a search results page names what was searched for).
 func (c *contentWriter) finish() (blocked bool) {
+	if c.sniff {
+		_ = c.sniffed() // the body ended within sniffLen
+	}
 	blocked = c.blocked
 	c.info.content = nil
 	if c.sc != nil {

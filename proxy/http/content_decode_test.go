@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,17 +173,18 @@ func TestContentEncodingUndecodable(t *testing.T) {
 	three := compress(t, bad, "gzip", "br", "zstd")
 	ce.serveRaw("/three", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"gzip, br, zstd"}}, three)
 	ce.serveRaw("/compress", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"compress"}}, bad)
+	ce.serveRaw("/sniffed-compress", http.Header{"Content-Encoding": {"x-bzip2"}}, bad)
 	png := compress(t, append([]byte("\x89PNG\r\n\x1a\n"), bad...), "br")
 	ce.serveRaw("/png", http.Header{"Content-Type": {"image/png"}, "Content-Encoding": {"br"}}, png)
 	before := ce.unscored()
-	for path, want := range map[string][]byte{"/three": three, "/compress": bad, "/png": png} {
+	for path, want := range map[string][]byte{"/three": three, "/compress": bad, "/sniffed-compress": bad, "/png": png} {
 		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", path))
 		if !bytes.Equal(body, want) || resp.Header.Get("Content-Encoding") == "" {
 			t.Errorf("%s changed: %v %q", path, resp.Header, body)
 		}
 	}
-	if n := ce.unscored() - before; n != 2 {
-		t.Errorf("%v answers counted unscored, want 2 (not the image)", n)
+	if n := ce.unscored() - before; n != 3 {
+		t.Errorf("%v answers counted unscored, want 3 (not the image)", n)
 	}
 	if evs := ce.contentEvents(); len(evs) != 0 {
 		t.Errorf("events %+v", evs)
@@ -298,6 +300,101 @@ func TestContentDecompressionBomb(t *testing.T) {
 	}
 }
 
+// TestContentSniffed: an answer with no Content-Type, or one of the
+// unknown types browsers sniff, is sniffed as they do (its first 512
+// bytes, or fewer if it ends or flushes first): HTML and plain text are
+// scored (blocked, flagged) and the header is left as it came; with
+// X-Content-Type-Options: nosniff, when it sniffs as an image, or when
+// it answers a script's, an image's or a fetch's request, it passes
+// untouched. HEAD, 204 and 304 answers pass at once.
+func TestContentSniffed(t *testing.T) {
+	ce := newContentEnv(t, "")
+	c := ce.client("", "", "")
+	filler := "<p>" + strings.Repeat("Rocks and minerals. ", 40) + "</p>" // over 512 bytes before the phrases
+	bad := htmlHead + filler + "<p>" + harmful7 + "</p><p>THE TAIL</p></div></body></html>"
+	flag := htmlHead + filler + "<p>" + harmful4 + "</p></div></body></html>"
+	ce.page("/bad", "", bad)
+	ce.page("/flag", "", flag)
+	ce.page("/unknown", "unknown/unknown", bad)
+	ce.page("/app-unknown", "application/unknown; charset=utf-8", bad)
+	ce.page("/any", "*/*", bad)
+	ce.page("/notype", "html", bad)                                            // no type/subtype: none
+	ce.mux.HandleFunc("/short", func(w http.ResponseWriter, r *http.Request) { // ends within 512 bytes, not flushed
+		w.Header()["Content-Type"] = nil
+		_, _ = io.WriteString(w, htmlHead+"<p>"+harmful7+"</p>THE TAIL")
+	})
+	ce.page("/pieces", "", strings.SplitAfter(bad, " ")...)               // flushed a word at a time
+	ce.page("/text", "", harmful7+" THE TAIL "+strings.Repeat("x ", 300)) // plain text
+	ce.serveRaw("/br", http.Header{"Content-Encoding": {"br"}}, compress(t, []byte(bad), "br"))
+	blocked := []string{"/bad", "/unknown", "/app-unknown", "/any", "/notype", "/short", "/pieces", "/text", "/br"}
+	for i, p := range blocked {
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", p))
+		if resp.StatusCode != 200 || !(strings.Contains(string(body), "The rest of this page is blocked") || strings.Contains(string(body), "web filter blocked the rest")) ||
+			strings.Contains(string(body), "THE TAIL") {
+			t.Errorf("%s: %d %q", p, resp.StatusCode, body)
+		}
+		if p == "/bad" && (resp.Header.Get("Content-Type") != "" || !strings.Contains(string(body), `<div id="gatehouse-block"`)) {
+			t.Errorf("%s: the HTML notice, the header as it came: %v", p, resp.Header)
+		}
+		evs := ce.contentEvents()
+		if len(evs) != i+1 || evs[i].Action != "block" || evs[i].URL != ce.url("pages.test", p) {
+			t.Fatalf("%s: events %+v", p, evs)
+		}
+	}
+	if _, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/flag")); string(body) != flag {
+		t.Errorf("flagged page changed: %q", body)
+	}
+	if evs := ce.contentEvents(); len(evs) != len(blocked)+1 || evs[len(blocked)].Action != "flag" {
+		t.Fatalf("flag event: %+v", evs)
+	}
+
+	// Left alone: nosniff, an image, no body.
+	ce.serveRaw("/nosniff", http.Header{"X-Content-Type-Options": {"nosniff"}}, []byte(bad))
+	img := append([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), bad...)
+	ce.serveRaw("/png", http.Header{}, img)
+	for p, want := range map[string][]byte{"/nosniff": []byte(bad), "/png": img} {
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", p))
+		if !bytes.Equal(body, want) || resp.Header.Get("Content-Type") != "" {
+			t.Errorf("%s changed: %v %q", p, resp.Header, body)
+		}
+	}
+	// A script's or an image's request: a browser does not render the
+	// answer as a page, so it is not sniffed (nor decoded).
+	brBad := compress(t, []byte(bad), "br")
+	for _, dest := range []string{"script", "image", "empty"} {
+		for p, want := range map[string][]byte{"/bad": []byte(bad), "/br": brBad} {
+			req, _ := http.NewRequest(http.MethodGet, ce.url("pages.test", p+"?"+dest), nil)
+			req.Header.Set("Sec-Fetch-Dest", dest)
+			req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !bytes.Equal(body, want) {
+				t.Errorf("%s for Sec-Fetch-Dest %s changed: %v %q", p, dest, resp.Header, body)
+			}
+		}
+	}
+	resp, body := fetch(t, c, http.MethodHead, ce.url("pages.test", "/bad"))
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Errorf("HEAD: %d %q", resp.StatusCode, body)
+	}
+	for _, code := range []int{http.StatusNoContent, http.StatusNotModified} {
+		ce.mux.HandleFunc("/status/"+strconv.Itoa(code), func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Content-Type"] = nil
+			w.WriteHeader(code)
+		})
+		if resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/status/"+strconv.Itoa(code))); resp.StatusCode != code || len(body) != 0 {
+			t.Errorf("%d: %d %q", code, resp.StatusCode, body)
+		}
+	}
+	if evs := ce.contentEvents(); len(evs) != len(blocked)+1 {
+		t.Errorf("events after the answers left alone: %+v", evs)
+	}
+}
+
 // TestParseCodings: the Content-Encoding parser, in the order applied.
 func TestParseCodings(t *testing.T) {
 	for _, tc := range []struct {
@@ -356,6 +453,23 @@ func FuzzParseCodings(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSniffable: which types a browser sniffs.
+func TestSniffable(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"": true, "unknown/unknown": true, "Application/Unknown": true, "*/*": true, " */* ; q": true, "html": true, "text/": true,
+		"text/html": false, "image/png": false, "application/octet-stream": false, "text/plain; charset=utf-8": false,
+	} {
+		if got := sniffable(ct, http.Header{}); got != want {
+			t.Errorf("%q: %v", ct, got)
+		}
+	}
+	for v, want := range map[string]bool{"nosniff": false, "NoSniff ": false, "nosniff, other": false, "other": true} {
+		if got := sniffable("", http.Header{"X-Content-Type-Options": {v}}); got != want {
+			t.Errorf("X-Content-Type-Options %q: %v", v, got)
+		}
+	}
 }
 
 // BenchmarkContentDecode50K measures decoding a 50 KiB HTML page sent
