@@ -19,6 +19,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatehouse-filter/gatehouse/config"
 )
 
 // compress applies the encodings in order (as a site lists them in
@@ -554,5 +556,60 @@ func BenchmarkContentCheck50KEncoded(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestContentDecryptedEncodedAndSniffed: on decrypted HTTPS (HTTP/2 and
+// HTTP/1.1), a zstd page and an untyped page are scored and blocked, and
+// an untyped one with nosniff passes untouched, still untyped (net/http's
+// server would sniff a type for it); an untyped page answering a POST
+// (relayed through goproxy on plain HTTP) is blocked too.
+func TestContentDecryptedEncodedAndSniffed(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.setDecrypt(config.DecryptAll)
+	mux := ie.origin.Config.Handler.(*http.ServeMux)
+	bad := []byte(htmlHead + "<p>" + harmful7 + "</p><p>THE TAIL</p></body></html>")
+	z := compress(t, bad, "zstd")
+	mux.HandleFunc("/content/zstd", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Encoding", "zstd")
+		_, _ = w.Write(z)
+	})
+	mux.HandleFunc("/content/untyped", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil
+		_, _ = w.Write(bad)
+	})
+	mux.HandleFunc("/content/nosniff", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(bad)
+	})
+	for _, h2 := range []bool{true, false} {
+		// nosniff: passed untouched, and no type is added on the way.
+		resp, body := get(t, ie.httpsClient(ie.school, h2), ie.url("news.test", "/content/nosniff?h2="+strconv.FormatBool(h2)))
+		if body != string(bad) || resp.Header.Get("Content-Type") != "" {
+			t.Errorf("nosniff, h2=%v: %v %q", h2, resp.Header, body)
+		}
+		for _, p := range []string{"/content/zstd", "/content/untyped"} {
+			path := p + "?h2=" + strconv.FormatBool(h2)
+			resp, body := get(t, ie.httpsClient(ie.school, h2), ie.url("news.test", path))
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" ||
+				!strings.Contains(body, "The rest of this page is blocked") || strings.Contains(body, "THE TAIL") {
+				t.Errorf("%s: %d %v %q", path, resp.StatusCode, resp.Header, body)
+			}
+		}
+	}
+
+	ce := newContentEnv(t, "")
+	ce.page("/post", "", string(bad))
+	req, _ := http.NewRequest(http.MethodPost, ce.url("pages.test", "/post"), strings.NewReader("q=1"))
+	resp, err := ce.client("", "", "").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "The rest of this page is blocked") || strings.Contains(string(body), "THE TAIL") {
+		t.Errorf("POST: %q", body)
 	}
 }

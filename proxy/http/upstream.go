@@ -172,6 +172,12 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, info *reqInfo, re
 	for k, vs := range resp.Header {
 		h[k] = vs
 	}
+	if _, ok := h["Content-Type"]; !ok {
+		// net/http's server (decrypted HTTPS) would add one it sniffed,
+		// even past X-Content-Type-Options: nosniff: the browser sniffs
+		// for itself, as without the proxy (and the check as it does).
+		h["Content-Type"] = nil
+	}
 	if len(resp.Trailer) > 0 {
 		names := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
