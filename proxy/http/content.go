@@ -272,7 +272,10 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 			l.buf = decodeBuf(src)
 			l.dec, l.zlib, err = deflateReader(l.buf)
 		case codingBr:
-			brr := brReaders.Get().(*brotli.Reader)
+			brr, ok := brReaders.Get().(*brotli.Reader)
+			if !ok {
+				brr = brotli.NewReader(nil)
+			}
 			err = brr.Reset(src)
 			l.dec = brr
 		case codingZstd:
@@ -304,8 +307,8 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 // header, as they do).
 func deflateReader(b *bufio.Reader) (io.Reader, bool, error) {
 	if m, err := b.Peek(2); err == nil && m[0]&0x0f == 8 && m[0]>>4 <= 7 && (uint(m[0])<<8|uint(m[1]))%31 == 0 {
-		if zr, ok := zlibReaders.Get().(io.ReadCloser); ok {
-			return zr, true, zr.(zlib.Resetter).Reset(b, nil)
+		if zr, ok := zlibReaders.Get().(zlibReader); ok {
+			return zr, true, zr.Reset(b, nil)
 		}
 		zr, err := zlib.NewReader(b)
 		if err != nil {
@@ -313,11 +316,24 @@ func deflateReader(b *bufio.Reader) (io.Reader, bool, error) {
 		}
 		return zr, true, nil
 	}
-	if fr, ok := flateReaders.Get().(io.ReadCloser); ok {
-		return fr, false, fr.(flate.Resetter).Reset(b, nil)
+	if fr, ok := flateReaders.Get().(flateReader); ok {
+		return fr, false, fr.Reset(b, nil)
 	}
 	return flate.NewReader(b), false, nil
 }
+
+// zlibReader and flateReader are what zlib.NewReader and flate.NewReader
+// return: readers that can be reset for the next answer.
+type (
+	zlibReader interface {
+		io.Reader
+		zlib.Resetter
+	}
+	flateReader interface {
+		io.Reader
+		flate.Resetter
+	}
+)
 
 func decodeBuf(src io.Reader) *bufio.Reader {
 	b := decodeBufs.Get().(*bufio.Reader)
@@ -330,8 +346,8 @@ func decodeBuf(src io.Reader) *bufio.Reader {
 // to the next.
 var (
 	gzipReaders  sync.Pool // *gzip.Reader
-	zlibReaders  sync.Pool // zlib's io.ReadCloser
-	flateReaders sync.Pool // flate's io.ReadCloser
+	zlibReaders  sync.Pool // zlibReader
+	flateReaders sync.Pool // flateReader
 	zstdReaders  sync.Pool // *zstd.Decoder
 	brReaders    = sync.Pool{New: func() any { return brotli.NewReader(nil) }}
 	decodeBufs   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -381,11 +397,15 @@ func (b *decodedBody) Close() error {
 					flateReaders.Put(l.dec)
 				}
 			case codingBr:
-				_ = l.dec.(*brotli.Reader).Reset(nil) // let go of the site's body
-				brReaders.Put(l.dec)
+				if brr, ok := l.dec.(*brotli.Reader); ok {
+					_ = brr.Reset(nil) // let go of the site's body
+					brReaders.Put(brr)
+				}
 			case codingZstd:
-				_ = l.dec.(*zstd.Decoder).Reset(nil)
-				zstdReaders.Put(l.dec)
+				if zd, ok := l.dec.(*zstd.Decoder); ok {
+					_ = zd.Reset(nil)
+					zstdReaders.Put(zd)
+				}
 			}
 		}
 		if l.buf != nil {
