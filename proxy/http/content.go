@@ -22,6 +22,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -244,6 +245,16 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 	}
 	db := &decodedBody{orig: resp.Body}
 	resp.Body = db
+	if slices.ContainsFunc(cs[:n], func(c coding) bool { return c == codingBr || c == codingZstd }) {
+		// Their windows are large: wait for one of maxBigDecoders.
+		select {
+		case bigDecoders <- struct{}{}:
+			db.big = true
+		case <-c.r.Context().Done():
+			db.err = c.r.Context().Err() // the client went away: the answer ends
+			n = 0
+		}
+	}
 	var src io.Reader = db.orig
 	for i := n - 1; i >= 0; i-- {
 		l := &db.layers[db.n]
@@ -341,6 +352,16 @@ func decodeBuf(src io.Reader) *bufio.Reader {
 	return b
 }
 
+// maxBigDecoders bounds the answers decoded from Brotli or Zstandard at
+// once: each may need a window of up to 16 MiB (Brotli) plus 8 MiB
+// (Zstandard), so at most about 400 MiB at work; another such answer waits
+// for one of them to end, or ends with its request. Sites send these only
+// when they ignore the Accept-Encoding the check strips, so few answers
+// ever wait.
+const maxBigDecoders = 16
+
+var bigDecoders = make(chan struct{}, maxBigDecoders)
+
 // The decoders, pooled: a Brotli reader keeps its ring buffer (up to
 // 16 MiB) and a Zstandard decoder its window and tables from one answer
 // to the next.
@@ -359,6 +380,7 @@ var (
 type decodedBody struct {
 	r      io.Reader // the innermost layer: what Read reads
 	err    error
+	big    bool // holds one of bigDecoders until Close
 	orig   io.ReadCloser
 	n      int
 	layers [maxCodings]decodeLayer
@@ -415,6 +437,10 @@ func (b *decodedBody) Close() error {
 		*l = decodeLayer{}
 	}
 	b.n, b.r = 0, nil
+	if b.big {
+		b.big = false
+		<-bigDecoders
+	}
 	b.err = io.ErrUnexpectedEOF
 	return b.orig.Close()
 }

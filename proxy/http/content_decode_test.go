@@ -5,6 +5,9 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -611,5 +614,79 @@ func TestContentDecryptedEncodedAndSniffed(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "The rest of this page is blocked") || strings.Contains(string(body), "THE TAIL") {
 		t.Errorf("POST: %q", body)
+	}
+}
+
+// TestContentBigDecodersBounded: Brotli and Zstandard answers (windows of
+// up to 16 and 8 MiB) are decoded at most maxBigDecoders at a time; with
+// every slot taken another waits, and ends with its request rather than
+// pass undecoded or unscored; once a slot frees it is decoded and scored,
+// and its slot is given back; gzip does not wait for one.
+func TestContentBigDecodersBounded(t *testing.T) {
+	ce := newContentEnv(t, "")
+	c := ce.client("", "", "")
+	bad := []byte(htmlHead + "<p>" + harmful7 + "</p><p>THE TAIL</p></div></body></html>")
+	served := make(chan struct{}, 4)
+	for _, enc := range []string{"br", "zstd", "gzip"} {
+		body := compress(t, bad, enc)
+		ce.mux.HandleFunc("/bad/"+enc, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Header().Set("Content-Encoding", enc)
+			_, _ = w.Write(body)
+			served <- struct{}{}
+		})
+	}
+	for range maxBigDecoders {
+		bigDecoders <- struct{}{} // every slot taken
+	}
+	held := maxBigDecoders
+	defer func() {
+		for range held {
+			<-bigDecoders
+		}
+	}()
+	for _, enc := range []string{"br", "zstd"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ce.url("pages.test", "/bad/"+enc), nil)
+		done := make(chan error, 1)
+		go func() {
+			resp, err := c.Do(req)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				err = fmt.Errorf("answered while every slot was taken: %d %q", resp.StatusCode, b)
+			}
+			done <- err
+		}()
+		<-served // the site has answered; the proxy waits for a slot
+		// An answer relayed without a slot would reach the client in
+		// milliseconds: give it a second to show, then end the request.
+		select {
+		case err := <-done:
+			t.Fatalf("%s: %v", enc, err)
+		case <-time.After(time.Second):
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: %v", enc, err)
+		}
+	}
+	if got := len(bigDecoders); got != maxBigDecoders {
+		t.Fatalf("a waiting answer that ended took or gave a slot: %d in use", got)
+	}
+	// gzip's window is 32 KiB: it never waits.
+	if resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/bad/gzip")); !strings.Contains(string(body), "The rest of this page is blocked") {
+		t.Fatalf("gzip with the slots taken: %d %q", resp.StatusCode, body)
+	}
+	<-served
+	<-bigDecoders // one slot free
+	held--
+	for _, enc := range []string{"br", "zstd"} {
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/bad/"+enc))
+		<-served
+		if resp.Header.Get("Content-Encoding") != "" || !strings.Contains(string(body), "The rest of this page is blocked") || strings.Contains(string(body), "THE TAIL") {
+			t.Fatalf("%s with a slot free: %v %q", enc, resp.Header, body)
+		}
+		eventually(t, "the slot given back", func() bool { return len(bigDecoders) == maxBigDecoders-1 })
 	}
 }
