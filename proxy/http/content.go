@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -154,8 +155,8 @@ func gzipOnly(h http.Header) {
 	gz := false
 	for _, v := range vs {
 		for t := range strings.SplitSeq(v, ",") {
-			name, q, _ := strings.Cut(strings.TrimSpace(t), ";")
-			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !strings.Contains(strings.ReplaceAll(q, " ", ""), "q=0") {
+			name, params, _ := strings.Cut(strings.TrimSpace(t), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !refused(params) {
 				gz = true
 			}
 		}
@@ -165,6 +166,19 @@ func gzipOnly(h http.Header) {
 		return
 	}
 	delete(h, "Accept-Encoding")
+}
+
+// refused reports whether an Accept-Encoding entry's parameters give it
+// a weight of 0 (q=0, q=0.0, q=0.000; RFC 9110 12.4.2).
+func refused(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && q == 0
+		}
+	}
+	return false
 }
 
 // coding is a content coding the check can undo, as browsers do.

@@ -690,3 +690,24 @@ func TestContentBigDecodersBounded(t *testing.T) {
 		eventually(t, "the slot given back", func() bool { return len(bigDecoders) == maxBigDecoders-1 })
 	}
 }
+
+// TestGzipOnly: a request that is not a page keeps gzip if it accepted
+// it with any weight above 0, and no encoding otherwise.
+func TestGzipOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"gzip, deflate, br, zstd": "gzip",
+		"br;q=1.0, gzip;q=0.5":    "gzip", // once read as q=0
+		"gzip;q=0.05":             "gzip",
+		"gzip; q=0":               "",
+		"gzip;q=0.000, br":        "",
+		"GZIP;Q=0.8":              "gzip",
+		"br, zstd":                "",
+		"identity":                "",
+	} {
+		h := http.Header{"Accept-Encoding": {in}}
+		gzipOnly(h)
+		if got := h.Get("Accept-Encoding"); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
