@@ -225,7 +225,7 @@ func FuzzCanonicalPath(f *testing.F) {
 
 // canonIndex builds an index with a plain URL entry (through the urls
 // parser) and a hashed restricted entry.
-func canonIndex(t *testing.T, plain, hashed string) *Index {
+func canonIndex(t testing.TB, plain, hashed string) *Index {
 	t.Helper()
 	b := NewBuilder(0)
 	_, s, _ := b.AddList(ListInfo{Name: "urls", Category: Phishing})
@@ -376,5 +376,70 @@ func BenchmarkCanonicalPath(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		AppendCanonicalPath(buf[:0], "/2026/11/Photo%20One.jpg?w=640&h=%34%38%30")
+	}
+}
+
+// TestURLQueryOrder: a site reads its query parameters in any order, so an
+// entry with a query must not be dodged by reordering them or putting
+// others between: a plain entry's parameters are looked for among the
+// request's; a hashed entry is tried against each of the request's
+// parameters alone too, so one with a single parameter is found wherever
+// it is (one with several only first and in order: the hash hides them).
+// Allow lists keep the order.
+func TestURLQueryOrder(t *testing.T) {
+	ix := canonIndex(t, "bad.example/view.php?img=123&size=big", "abuse.example/gallery.php?id=5")
+	for _, tt := range []struct {
+		host, path string
+		want       CategorySet
+	}{
+		{"bad.example", "/view.php?img=123&size=big", SetOf(Phishing)},
+		{"bad.example", "/view.php?size=big&img=123", SetOf(Phishing)},
+		{"bad.example", "/view.php?x=1&img=123&y=2&size=big", SetOf(Phishing)},
+		{"bad.example", "/view.php?size=bigger&img=123", SetOf(Phishing)}, // the last may be a prefix, as before
+		{"bad.example", "/view.php?SIZE=big&%69mg=123", SetOf(Phishing)},
+		{"bad.example", "/view.php?img=123", 0},
+		{"bad.example", "/view.php?img=1234&size=big", 0},
+		{"bad.example", "/other.php?size=big&img=123", 0},
+		{"abuse.example", "/gallery.php?id=5", SetOf(IWF)},
+		{"abuse.example", "/gallery.php?page=2&id=5", SetOf(IWF)},
+		{"www.abuse.example", "/gallery.php?x=1&y=2&id=5&page=2", SetOf(IWF)},
+		{"abuse.example", "/gallery.php?PAGE=2&%69d=5", SetOf(IWF)},
+		{"abuse.example", "/gallery.php?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&id=5", SetOf(IWF)},
+		{"abuse.example", "/gallery.php?x=1&id=55", 0},
+		{"abuse.example", "/gallery.php?x=1&xid=5", 0},
+		{"abuse.example", "/other.php?x=1&id=5", 0},
+	} {
+		if got := lookupRaw(ix, tt.host, tt.path); got != tt.want {
+			t.Errorf("%s%s = %v, want %v", tt.host, tt.path, got, tt.want)
+		}
+	}
+	// The entry an event records, reordered.
+	if m, ok := ix.ExplainURL("bad.example", "/view.php?size=big&img=123", SetOf(Phishing)); !ok || m.Entry != "bad.example/view.php?img=123&size=big" {
+		t.Errorf("ExplainURL reordered: %+v %v", m, ok)
+	}
+	if e := ix.hashedURLEntry("www.abuse.example", "/gallery.php?page=2&x=1&id=5", SetOf(IWF)); e != "abuse.example/gallery.php?id=5" {
+		t.Errorf("hashedURLEntry reordered = %q", e)
+	}
+	// An allow entry keeps the order and its boundary.
+	if _, bd := ix.LookupURLBounded("bad.example", "/view.php?size=big&img=123"); bd != 0 {
+		t.Errorf("allow match reordered: %v", bd)
+	}
+}
+
+// BenchmarkHashedURLQuery: a URL decision with the restricted tier's
+// hashed list loaded, on a host with a www. (two hosts tried), for a
+// query of four parameters (three forms more a host than its prefixes)
+// and for none.
+func BenchmarkHashedURLQuery(b *testing.B) {
+	ix := canonIndex(b, "bad.example/view.php?img=123", "abuse.example/gallery.php?id=5")
+	for _, p := range []string{"/search?q=volcano&hl=en&start=10&num=20", "/2026/11/photo.jpg"} {
+		b.Run(p, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if ix.LookupURL("www.news.example", p) != 0 {
+					b.Fatal("matched")
+				}
+			}
+		})
 	}
 }

@@ -237,11 +237,17 @@ func (ix *Index) hashedName(host string) CategorySet {
 // or the whole path) against the hashed entries, for the host as asked and
 // without a leading "www." (list publishers hash either).
 func (ix *Index) hashedURL(host, path string) CategorySet {
-	set := ix.hashedPrefixes(host, path)
-	if h := trimWWW(host); len(h) != len(host) {
-		set |= ix.hashedPrefixes(h, path)
+	var set CategorySet
+	var buf [512]byte
+	for v := newURLForms(host, path); ; {
+		b, ok := v.next(buf[:0])
+		if !ok {
+			return set
+		}
+		if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
+			set |= ix.combos[c].sub | ix.combos[c].exact
+		}
 	}
-	return set
 }
 
 // prefixEnds reports whether path[:j] is a prefix a hashed URL entry may
@@ -272,19 +278,68 @@ func queryAt(path string) int {
 	return len(path)
 }
 
-func (ix *Index) hashedPrefixes(host, path string) CategorySet {
-	var set CategorySet
-	var buf [512]byte
-	q := queryAt(path)
-	for j := 1; j <= len(path); j++ {
-		if prefixEnds(path, j, q) {
-			b := append(append(buf[:0], host...), path[:j]...)
-			if c, ok := ix.hashes[sha256.Sum256(b)]; ok {
-				set |= ix.combos[c].sub | ix.combos[c].exact
+// urlForms yields the host/path forms of a request that a hashed URL
+// entry may name, on the host as asked and without a leading "www.":
+// every prefix of the path that prefixEnds allows, then each query
+// parameter alone after the path, so that an entry with one parameter
+// ("page?id=5") is not dodged by putting others before it
+// ("page?x=1&id=5"): a site reads its parameters in any order. (An entry
+// with several is matched only with them first and in its order: the hash
+// hides which they are, and trying every choice and order of a request's
+// parameters would cost 2^n hashes.) A query of n parameters adds n-1
+// forms per host.
+type urlForms struct {
+	hosts [2]string
+	nh, h int // hosts to try; the one being tried
+	path  string
+	q     int // index of path's '?'
+	phase int
+	j     int // phase 0: the prefix's end; phase 1: where the next parameter starts
+}
+
+func newURLForms(host, path string) urlForms {
+	v := urlForms{hosts: [2]string{host, trimWWW(host)}, nh: 1, path: path, q: queryAt(path)}
+	if len(v.hosts[1]) != len(host) {
+		v.nh = 2
+	}
+	return v
+}
+
+// next appends the next form to dst and returns it; false when there are
+// no more.
+func (v *urlForms) next(dst []byte) ([]byte, bool) {
+	for v.h < v.nh {
+		host := v.hosts[v.h]
+		switch v.phase {
+		case 0: // prefixes of the path as asked
+			for v.j++; v.j <= len(v.path); v.j++ {
+				if prefixEnds(v.path, v.j, v.q) {
+					return append(append(dst, host...), v.path[:v.j]...), true
+				}
 			}
+			v.phase, v.j = 1, v.q+1
+		case 1: // each parameter alone, but the first (a prefix already)
+			for v.j < len(v.path) {
+				i := v.j
+				end := strings.IndexByte(v.path[i:], '&')
+				if end < 0 {
+					end = len(v.path)
+				} else {
+					end += i
+				}
+				v.j = end + 1
+				if i > v.q+1 && end > i {
+					dst = append(append(dst, host...), v.path[:v.q+1]...)
+					return append(dst, v.path[i:end]...), true
+				}
+			}
+			v.phase++
+		default:
+			v.h++
+			v.phase, v.j = 0, 0
 		}
 	}
-	return set
+	return dst, false
 }
 
 // trimWWW is stripWWW for a string, without copying.
@@ -343,6 +398,9 @@ func (ix *Index) LookupURLBounded(host, path string) (prefix, bounded CategorySe
 					if urlBoundary(path, r.path) {
 						bounded |= cb.sub | cb.exact
 					}
+				} else if paramsWithin(path, r.path) {
+					cb := &ix.combos[r.combo]
+					prefix |= cb.sub | cb.exact // not an allow list's match: that keeps the order
 				}
 			}
 			j := strings.IndexByte(suffix, '.')
@@ -360,6 +418,40 @@ func (ix *Index) LookupURLBounded(host, path string) (prefix, bounded CategorySe
 		bounded |= h
 	}
 	return prefix, bounded
+}
+
+// paramsWithin reports whether entry, a URL rule's canonical path with a
+// query, names path's page with each of its parameters among path's, in
+// any order and with others between (a site reads its parameters in any
+// order, so page?x=1&id=5 must not dodge page?id=5); its last may be the
+// start of one of path's, as a block rule's query is a prefix.
+func paramsWithin(path, entry string) bool {
+	qe := strings.IndexByte(entry, '?')
+	if qe < 0 || len(path) <= qe || path[:qe+1] != entry[:qe+1] {
+		return false
+	}
+	query, params := path[qe+1:], strings.TrimRight(entry[qe+1:], "&")
+	for params != "" {
+		p, rest, more := strings.Cut(params, "&")
+		params = rest
+		if p != "" && !hasParam(query, p, !more) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasParam reports whether query holds the parameter p (or, with prefix,
+// one that starts with it).
+func hasParam(query, p string, prefix bool) bool {
+	for query != "" {
+		q, rest, _ := strings.Cut(query, "&")
+		query = rest
+		if q == p || prefix && strings.HasPrefix(q, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // urlBoundary reports whether path, a canonical request path that starts
@@ -500,7 +592,9 @@ func (ix *Index) explainURL(host, path string, want CategorySet, bounded bool) (
 	for i := 0; ; {
 		suffix := host[i:]
 		for _, r := range ix.urls[suffix] {
-			if strings.HasPrefix(path, r.path) && (!bounded || urlBoundary(path, r.path)) {
+			hit := strings.HasPrefix(path, r.path) && (!bounded || urlBoundary(path, r.path)) ||
+				!bounded && paramsWithin(path, r.path)
+			if hit {
 				if m, ok := ix.explainCombo(r.combo, want, true); ok {
 					m.Entry = suffix + r.path
 					return m, true
@@ -527,13 +621,14 @@ func (ix *Index) explainURL(host, path string, want CategorySet, bounded bool) (
 // hashedURLEntry is the host/path prefix (or the host or parent) whose
 // hash matched, as hashedURL and hashedName try them; "" if none in want.
 func (ix *Index) hashedURLEntry(host, path string, want CategorySet) string {
-	q := queryAt(path)
-	for j := 1; j <= len(path); j++ {
-		if prefixEnds(path, j, q) {
-			e := host + path[:j]
-			if c, ok := ix.hashes[sha256.Sum256([]byte(e))]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
-				return e
-			}
+	var buf [512]byte
+	for v := newURLForms(host, path); ; {
+		b, ok := v.next(buf[:0])
+		if !ok {
+			break
+		}
+		if c, ok := ix.hashes[sha256.Sum256(b)]; ok && (ix.combos[c].sub|ix.combos[c].exact)&want != 0 {
+			return string(b)
 		}
 	}
 	for i := 0; ; {

@@ -195,16 +195,24 @@ func TestIndexHashed(t *testing.T) {
 	if e := ix.hashedURLEntry("host.example", "/path/page.html;x", SetOf(IWF)); e != "host.example/path/page.html" {
 		t.Errorf("hashedURLEntry = %q", e)
 	}
-	// An entry with a query: more parameters after it do not dodge it (a
-	// plain entry is a prefix too); another value does not match.
+	// An entry with a query: more parameters before or after it do not
+	// dodge it (a site reads them in any order; a plain entry is a prefix
+	// too), however many; another value does not match.
 	for p, want := range map[string]CategorySet{"/gallery.php?id=5": SetOf(IWF), "/gallery.php?id=5&x=1": SetOf(IWF),
-		"/gallery.php?id=5&": SetOf(IWF), "/gallery.php?id=55": 0, "/gallery.php?x=1&id=5": 0, "/gallery.php&id=5": 0} {
+		"/gallery.php?id=5&": SetOf(IWF), "/gallery.php?id=55": 0, "/gallery.php?x=1&id=5": SetOf(IWF), "/gallery.php&id=5": 0,
+		"/gallery.php?a=1&b=2&c=3&d=4&e=5&f=6&g=7&id=5&h=8": SetOf(IWF), "/gallery.php?x=1&id=55": 0, "/other.php?x=1&id=5": 0} {
 		if got := ix.LookupURL("host.example", p); got != want {
 			t.Errorf("hashed URL with a query, %s: got %v, want %v", p, got, want)
 		}
 	}
-	if e := ix.hashedURLEntry("host.example", "/gallery.php?id=5&x=1", SetOf(IWF)); e != "host.example/gallery.php?id=5" {
-		t.Errorf("hashedURLEntry with a query = %q", e)
+	for _, p := range []string{"/gallery.php?id=5&x=1", "/gallery.php?x=1&id=5"} {
+		if e := ix.hashedURLEntry("host.example", p, SetOf(IWF)); e != "host.example/gallery.php?id=5" {
+			t.Errorf("hashedURLEntry(%s) = %q", p, e)
+		}
+	}
+	// The entry a match is recorded by, also when the host had a www.
+	if e := ix.hashedURLEntry("www.host.example", "/path/page.html", SetOf(IWF)); e != "host.example/path/page.html" {
+		t.Errorf("hashedURLEntry without www. = %q", e)
 	}
 	// Hashed names are Lookup's (policy asks both): LookupURL hashes only
 	// host/path prefixes, so no name is hashed twice per decision.
