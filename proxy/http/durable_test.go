@@ -231,3 +231,48 @@ func TestEventsCollapseConcurrent(t *testing.T) {
 	}
 	t.Logf("%d requests in %d events", workers*each, len(evs))
 }
+
+// TestSearchFlagDurable: a pupil's suicide-related search is allowed, but
+// when its results reach the pupil the critical flag (the DSL's alert) is
+// already in the database, so a crash then cannot lose it; and each term
+// searched for within the collapse window is an event of its own (a
+// second term was once counted as a repeat of the first, its words lost).
+func TestSearchFlagDurable(t *testing.T) {
+	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() })
+	e := searchEnv(t, envOpts{sink: w})
+	c := e.client("", "", "")
+	for i := range 10 {
+		q := fmt.Sprintf("how+to+k1ll+mys3lf+%d", i) // a new term: a new event each time
+		resp, body := get(t, c, e.originURL("www.google.co.uk", "/search?q="+q))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("search not served: %d %s", resp.StatusCode, body)
+		}
+		var n int
+		if err := st.DB().QueryRow(`SELECT count(*) FROM events WHERE action = 'flag' AND search = ?`,
+			fmt.Sprintf("how to k1ll mys3lf %d", i)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("search %d answered with %d flag events stored", i, n)
+		}
+	}
+	// The same term again is a repeat of its event (counted, not stored
+	// anew); each other term was its own event, not a repeat of the first.
+	get(t, c, e.originURL("www.google.co.uk", "/search?q=how+to+k1ll+mys3lf+0"))
+	e.s.events.flush(true)
+	var rows, terms int
+	if err := st.DB().QueryRow(`SELECT count(*), count(DISTINCT search) FROM events WHERE action = 'flag'`).Scan(&rows, &terms); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 10 || terms != 10 {
+		t.Errorf("%d flag rows, %d terms; want 10 and 10", rows, terms)
+	}
+}

@@ -47,6 +47,7 @@ type eventKey struct {
 	user, source, name, url, action, reason string
 	category, method                        string
 	status                                  int
+	term                                    string // a search's: each term searched for is its own event
 }
 
 // pending is an open window. All but repeats and last are fixed when it
@@ -159,7 +160,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 
 // keyOf is the fields of ev that make its collapse key.
 func keyOf(ev *reports.Event) eventKey {
-	return eventKey{ev.Client, ev.User, ev.Source, ev.Name, ev.URL, ev.Action, ev.Reason, ev.Category, ev.Method, ev.Status}
+	return eventKey{ev.Client, ev.User, ev.Source, ev.Name, ev.URL, ev.Action, ev.Reason, ev.Category, ev.Method, ev.Status, ev.SearchTerm}
 }
 
 // is reports whether ev has p's key (its first event's).

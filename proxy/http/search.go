@@ -166,8 +166,10 @@ func (e errReader) Read([]byte) (int, error) {
 // threshold: an event with the theme's category and severity (Action
 // "flag"), whatever was decided about the request itself, so the DSL
 // hears about a suicide-related search even when it was allowed (critical:
-// an immediate alert). It is recorded before the answer goes, not held
-// until durable: the search was not blocked.
+// an immediate alert). It is recorded before the answer goes; one of high
+// or critical severity (an alert) is also durable by then, as a block
+// is, so a crash right after cannot lose it (a repeat in its collapse
+// window waits for nothing: the first is stored).
 func (s *Server) flagSearch(info *reqInfo, source string) {
 	if info.search == nil || info.search.hit == nil {
 		return
@@ -180,7 +182,9 @@ func (s *Server) flagSearch(info *reqInfo, source string) {
 	ev.List, ev.Entry = "watchlist:"+h.theme.String(), h.phrases
 	ev.Restricted, ev.Bypass, ev.Probe = false, false, false
 	ev.Status, ev.Bytes = 0, 0
-	s.events.record(ev)
+	if seq := s.events.record(ev); ev.Severity >= bl.SeverityHigh {
+		s.events.durable(seq)
+	}
 }
 
 // safeSearch turns on the engine's own safe search for a request the

@@ -21,8 +21,8 @@ import (
 // searchEnv is a proxy env whose search engines' hosts (and their
 // safe-search endpoints, which the DNS-style rewrite dials) reach the
 // plain test origin.
-func searchEnv(t *testing.T) *env {
-	e := newEnv(t, envOpts{})
+func searchEnv(t *testing.T, opts ...envOpts) *env {
+	e := newEnv(t, append(opts, envOpts{})[0])
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	e.res.mu.Lock()
 	for _, h := range []string{"www.google.com", "www.google.co.uk", "www.bing.com", "duckduckgo.com", "www.youtube.com",
