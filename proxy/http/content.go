@@ -708,7 +708,8 @@ func (c *contentWriter) finish() (blocked bool) {
 }
 
 // event records the content check's event for theme t: a flag (the page
-// went through) or a block (durable before the notice is written).
+// went through; durable before its end when high or critical) or a block
+// (durable before the notice is written).
 func (c *contentWriter) event(t watchlist.Theme, action string) (ref string) {
 	info := c.info
 	info.url = eventURL(c.r.URL)
@@ -724,7 +725,9 @@ func (c *contentWriter) event(t watchlist.Theme, action string) (ref string) {
 		ev.Ref = newRef()
 	}
 	seq, stored := c.s.events.recordRef(ev) // a collapsed repeat: the first event's reference
-	if action == "block" {
+	if action == "block" || ev.Severity >= bl.SeverityHigh {
+		// A flag of high or critical severity (an alert) is durable before
+		// the page's end goes (finish runs before the handler returns).
 		c.s.events.durable(seq)
 	}
 	return stored

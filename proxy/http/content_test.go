@@ -44,7 +44,11 @@ type contentEnv struct {
 }
 
 func newContentEnv(t testing.TB, extra string) *contentEnv {
-	ce := &contentEnv{env: newEnv(t, envOpts{extra: extra}), mux: http.NewServeMux()}
+	return newContentEnvOpts(t, envOpts{extra: extra})
+}
+
+func newContentEnvOpts(t testing.TB, opts envOpts) *contentEnv {
+	ce := &contentEnv{env: newEnv(t, opts), mux: http.NewServeMux()}
 	ce.pages = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ce.lastAE.Store(r.Header.Get("Accept-Encoding"))
 		ce.mux.ServeHTTP(w, r)

@@ -276,3 +276,35 @@ func TestSearchFlagDurable(t *testing.T) {
 		t.Errorf("%d flag rows, %d terms; want 10 and 10", rows, terms)
 	}
 }
+
+// TestContentFlagDurable: a page over the self-harm report threshold goes
+// through, and by the time its end reaches the pupil the critical flag
+// (the DSL's alert) is in the database.
+func TestContentFlagDurable(t *testing.T) {
+	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() })
+	ce := newContentEnvOpts(t, envOpts{sink: w})
+	c := ce.client("", "", "")
+	for i := range 10 {
+		path := fmt.Sprintf("/flag%d", i) // a new page: a new event each time
+		ce.page(path, "text/html; charset=utf-8", htmlHead, "<p>"+harmful4+"</p>", "</div></body></html>")
+		resp, _ := get(t, c, ce.url("pages.test", path))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("page not served: %d", resp.StatusCode)
+		}
+		var n int
+		if err := st.DB().QueryRow(`SELECT count(*) FROM events WHERE action = 'flag' AND url LIKE ?`, "%"+path).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("page %d ended with %d flag events stored", i, n)
+		}
+	}
+}
