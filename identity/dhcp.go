@@ -474,6 +474,8 @@ type fileState struct {
 	sum   [32]byte
 	polls int
 	read  bool
+	count int      // leases taken at the last read
+	held  [32]byte // contents with under half the leases, not taken yet (heldBack)
 }
 
 // session names a lease mapping by its file, so a file's re-read removes
@@ -560,8 +562,14 @@ func (l *Leases) poll() []error {
 		if more > 0 {
 			problems = append(problems, fmt.Errorf("%s: %d more bad lines", f.Path, more))
 		}
+		if st.read && heldBack(len(leases), st.count, sum, &st.held) {
+			st.mod = time.Time{} // read again at the next poll
+			problems = append(problems, fmt.Errorf("%s: %d leases, previously %d: the leases read before are kept until the file reads the same again (it may be being written)",
+				f.Path, len(leases), st.count))
+			continue
+		}
 		l.apply(f.Path, leases)
-		st.sum, st.read = sum, true
+		st.sum, st.read, st.count = sum, true, len(leases)
 		l.Log.Info("dhcp leases read", "file", f.Path, "leases", len(leases), "bad_lines", len(errs)+more)
 	}
 	return problems

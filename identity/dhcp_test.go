@@ -184,8 +184,24 @@ func TestLeasesFollowFile(t *testing.T) {
 	if dev("10.1.4.20") != "LIB-LAPTOP-14" || dev("10.1.4.21") != "3c:22:fb:12:34:62" || dev("10.1.4.22") != "HEAD-LAPTOP" {
 		t.Fatalf("devices: %q %q %q", dev("10.1.4.20"), dev("10.1.4.21"), dev("10.1.4.22"))
 	}
-	write("1764849600 3c:22:fb:12:34:61 10.1.4.30 LIB-LAPTOP-14 *\nbroken line\n", now.Add(time.Second))
+	// dnsmasq rewrites its file in place: a read that finds it empty (or
+	// cut short) while it is being written keeps the leases read before.
+	write("", now.Add(time.Second))
+	if errs := l.Poll(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "0 leases, previously 3") {
+		t.Fatalf("problems: %v", errs)
+	}
+	if dev("10.1.4.20") != "LIB-LAPTOP-14" || dev("10.1.4.22") != "HEAD-LAPTOP" {
+		t.Fatalf("a file caught empty forgot its devices: %q %q", dev("10.1.4.20"), dev("10.1.4.22"))
+	}
+	// Under half as many leases, read the same twice in a row (the file
+	// has stopped changing): taken at the second read.
+	write("1764849600 3c:22:fb:12:34:61 10.1.4.30 LIB-LAPTOP-14 *\nbroken line\n", now.Add(2*time.Second))
 	errs := l.Poll()
+	if len(errs) != 2 || !strings.HasPrefix(errs[0].Error(), path+":2:") || !strings.Contains(errs[1].Error(), "1 leases, previously 3") ||
+		dev("10.1.4.20") != "LIB-LAPTOP-14" {
+		t.Fatalf("problems at the first read: %v", errs)
+	}
+	errs = l.Poll()
 	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), path+":2:") {
 		t.Fatalf("problems: %v", errs)
 	}
@@ -246,6 +262,35 @@ func TestPeopleFile(t *testing.T) {
 	}
 	if changed, _ := p.Poll(); changed {
 		t.Fatal("unchanged file read as changed")
+	}
+	// The MIS export rewrites the file: a read that finds it empty keeps
+	// the people read before; the whole file is taken when it comes.
+	os.WriteFile(path, nil, 0o600)
+	if changed, errs := p.Poll(); changed || len(errs) != 1 || !strings.Contains(errs[0].Error(), "0 people, previously 2") {
+		t.Fatalf("a file caught empty: changed %t, problems %v", changed, errs)
+	}
+	if _, ok := p.Person("amira@pupils.example"); !ok {
+		t.Fatal("a file caught empty forgot amira")
+	}
+	os.WriteFile(path, []byte("amira@pupils.example,Amira Khan,Year 8,8C\nben@pupils.example,Ben O'Neill,Year 10,\n"+
+		"cara@pupils.example,Cara Diaz,Year 7,7A\ndev@pupils.example,Dev Patel,Year 9,9D\n"), 0o600)
+	if changed, errs := p.Poll(); !changed || len(errs) != 0 {
+		t.Fatalf("the whole file back: changed %t, problems %v", changed, errs)
+	}
+	if v, _ := p.Person("amira@pupils.example"); v.Class != "8C" {
+		t.Fatalf("amira after the export: %+v", v)
+	}
+	// Under half the people, read the same twice in a row (the file has
+	// stopped changing): taken at the second read.
+	os.WriteFile(path, []byte("ben@pupils.example,Ben O'Neill,Year 10,\n"), 0o600)
+	if changed, _ := p.Poll(); changed {
+		t.Fatal("half the people taken at the first read")
+	}
+	if changed, _ := p.Poll(); !changed {
+		t.Fatal("half the people not taken at the second read")
+	}
+	if _, ok := p.Person("amira@pupils.example"); ok {
+		t.Fatal("amira still known after she left the file")
 	}
 }
 

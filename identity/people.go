@@ -24,6 +24,7 @@ type People struct {
 	m    map[string]Person
 	sum  [32]byte
 	read bool
+	held [32]byte // contents with under half the people, not taken yet (heldBack)
 }
 
 // maxPeopleFile bounds the people file (about 200,000 pupils and staff).
@@ -61,9 +62,28 @@ func (p *People) Poll() (changed bool, problems []error) {
 	}
 	m, problems := ParsePeople(p.Path, data)
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.read && heldBack(len(m), len(p.m), sum, &p.held) {
+		return false, append(problems, fmt.Errorf("%s: %d people, previously %d: the people read before are kept until the file reads the same again (it may be being written)",
+			p.Path, len(m), len(p.m)))
+	}
 	p.m, p.sum, p.read = m, sum, true
-	p.mu.Unlock()
 	return true, problems
+}
+
+// heldBack reports whether contents (sum) that hold n entries, where the
+// last taken held prev, are to wait: a file re-read with under half its
+// entries was most likely caught while being rewritten in place (an MIS
+// export, dnsmasq's lease file), and taking it would forget people or
+// devices until the next read. Such contents are taken once they read the
+// same twice in a row (the file has stopped changing); held remembers them.
+func heldBack(n, prev int, sum [32]byte, held *[32]byte) bool {
+	if n*2 >= prev || sum == *held {
+		*held = [32]byte{}
+		return false
+	}
+	*held = sum
+	return true
 }
 
 // ParsePeople reads a people CSV file's contents (see People).
