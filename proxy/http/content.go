@@ -30,6 +30,8 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/transform"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -75,6 +77,13 @@ type contentWriter struct {
 	code  int // the status held
 	nheld int
 	held  [sniffLen]byte
+
+	// An HTML or text answer waits for its first bytes (at most a byte
+	// order mark's) before its header goes: a UTF-16 one (by its BOM, or
+	// by its charset when it has none) is read, and sent on, as UTF-8.
+	bom bool    // the header is held until the first bytes say whether a BOM starts the body
+	cs  textEnc // what the Content-Type's charset says (encAsIs: not UTF-16)
+	u16 *utf16Dec
 
 	x textState // the text extractor's state between pieces
 }
@@ -492,6 +501,10 @@ func (c *contentWriter) WriteHeader(code int) {
 		c.code = code
 		return
 	}
+	if c.kind == kindHTML || c.kind == kindText {
+		c.bom, c.cs, c.code = true, charsetOf(h.Get("Content-Type")), code
+		return
+	}
 	c.begin(code)
 }
 
@@ -547,11 +560,15 @@ func (c *contentWriter) sniffed() error {
 			c.kind = kindText
 		}
 	}
+	strip := 0
+	if c.kind == kindHTML || c.kind == kindText {
+		strip, _ = c.decide(held, true)
+	}
 	c.begin(c.code)
-	if len(held) == 0 {
+	if len(held) == strip {
 		return nil
 	}
-	_, err := c.write(held)
+	_, err := c.body(held[strip:])
 	return err
 }
 
@@ -591,10 +608,13 @@ func (c *contentWriter) Write(p []byte) (int, error) {
 		if err := c.sniffed(); err != nil {
 			return 0, err
 		}
-		m, err := c.write(p[k:])
+		m, err := c.body(p[k:])
 		return k + m, err
 	}
-	return c.write(p)
+	if c.bom {
+		return c.bomWrite(p)
+	}
+	return c.body(p)
 }
 
 // write is Write once the answer's kind is known.
@@ -649,10 +669,13 @@ func (c *contentWriter) ReadFrom(src io.Reader) (int64, error) {
 // on what has come so far; with nothing yet, there is nothing to send.
 func (c *contentWriter) Flush() {
 	if c.sniff {
-		if c.nheld == 0 {
-			return
+		if c.nheld == 0 || c.nheld == 1 && (c.held[0] == 0xfe || c.held[0] == 0xff) {
+			return // nothing yet, or half a UTF-16 byte order mark: wait, as the browser does
 		}
 		_ = c.sniffed() // blocked: Write says so next
+	}
+	if c.bom {
+		return // the start of a byte order mark, or nothing yet: wait, as the browser does
 	}
 	c.w.Flush()
 }
@@ -688,6 +711,16 @@ func (c *contentWriter) over(block bool) (watchlist.Theme, bool) {
 func (c *contentWriter) finish() (blocked bool) {
 	if c.sniff {
 		_ = c.sniffed() // the body ended within sniffLen
+	}
+	if c.bom {
+		_ = c.bomEnd() // the body ended within a byte order mark's length
+	}
+	if d := c.u16; d != nil {
+		if d.ntail > 0 && !c.blocked {
+			_, _ = c.utf16(nil, true) // a broken last code unit: U+FFFD, as in the browser
+		}
+		c.u16 = nil
+		utf16Decs.Put(d)
 	}
 	blocked = c.blocked
 	c.info.content = nil
@@ -1265,4 +1298,267 @@ func lower(b byte) byte {
 		return b | 0x20
 	}
 	return b
+}
+
+// textEnc is how a scored answer's bytes are read: as they come (UTF-8,
+// or a single-byte charset read byte by byte), or as UTF-16, which is
+// transcoded to UTF-8 on its way (the browser reads it the same).
+type textEnc uint8
+
+const (
+	encAsIs textEnc = iota
+	encUTF16LE
+	encUTF16BE
+)
+
+// charsetOf reads a Content-Type's charset parameter, as far as UTF-16
+// goes: the WHATWG Encoding Standard's labels of UTF-16LE (utf-16 among
+// them) and UTF-16BE. Without allocating.
+func charsetOf(ct string) textEnc {
+	_, params, _ := strings.Cut(ct, ";")
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || !strings.EqualFold(strings.Trim(k, " \t"), "charset") {
+			continue
+		}
+		v = strings.Trim(v, " \t")
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		switch {
+		case strings.EqualFold(v, "utf-16"), strings.EqualFold(v, "utf-16le"), strings.EqualFold(v, "unicode"),
+			strings.EqualFold(v, "ucs-2"), strings.EqualFold(v, "csunicode"), strings.EqualFold(v, "iso-10646-ucs-2"),
+			strings.EqualFold(v, "unicodefeff"):
+			return encUTF16LE
+		case strings.EqualFold(v, "utf-16be"), strings.EqualFold(v, "unicodefffe"):
+			return encUTF16BE
+		}
+		return encAsIs // the first charset is the one read
+	}
+	return encAsIs
+}
+
+// bomPrefix reports whether b could still become a byte order mark.
+func bomPrefix(b []byte) bool {
+	switch len(b) {
+	case 0:
+		return true
+	case 1:
+		return b[0] == 0xfe || b[0] == 0xff || b[0] == 0xef
+	case 2:
+		return b[0] == 0xef && b[1] == 0xbb
+	}
+	return false
+}
+
+// decide reads the start of an HTML or text answer's body as browsers do
+// (the Encoding Standard's BOM sniff, which wins over the header): a
+// UTF-16 byte order mark says UTF-16 of its byte order, a UTF-8 one
+// UTF-8; without one the charset decides. strip is the length of a
+// UTF-16 BOM, dropped. Unless final, b that may yet be a BOM is not
+// enough (ok false). For UTF-16 the transcoder is set up and the header
+// (not yet sent) says charset=utf-8 instead.
+func (c *contentWriter) decide(b []byte, final bool) (strip int, ok bool) {
+	c.bom = false
+	enc := c.cs
+	switch {
+	case len(b) >= 2 && b[0] == 0xfe && b[1] == 0xff:
+		enc, strip = encUTF16BE, 2
+	case len(b) >= 2 && b[0] == 0xff && b[1] == 0xfe:
+		enc, strip = encUTF16LE, 2
+	case len(b) >= 3 && b[0] == 0xef && b[1] == 0xbb && b[2] == 0xbf:
+		enc = encAsIs
+	case !final && bomPrefix(b):
+		c.bom = true
+		return 0, false
+	}
+	if enc == encAsIs {
+		return 0, true
+	}
+	d := utf16Decs.Get().(*utf16Dec)
+	d.t = d.le
+	if enc == encUTF16BE {
+		d.t = d.be
+	}
+	d.t.Reset()
+	d.ntail = 0
+	c.u16 = d
+	h := c.w.Header()
+	if ct := h.Get("Content-Type"); kindOf(ct, c.ai) != kindNone {
+		h.Set("Content-Type", withCharsetUTF8(ct))
+	} else if c.kind == kindHTML { // sniffed: the type it was sniffed as, said
+		h.Set("Content-Type", "text/html; charset=utf-8")
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	return strip, true
+}
+
+// bomWrite is Write while the header waits for the body's first bytes:
+// a piece that decides goes on at once; the start of a BOM (at most two
+// bytes) is held.
+func (c *contentWriter) bomWrite(p []byte) (int, error) {
+	if c.nheld == 0 {
+		if strip, ok := c.decide(p, false); ok {
+			c.begin(c.code)
+			m, err := c.body(p[strip:])
+			return strip + m, err
+		}
+	}
+	k := copy(c.held[c.nheld:3], p)
+	c.nheld += k
+	strip, ok := c.decide(c.held[:c.nheld], false)
+	if !ok {
+		return len(p), nil // k == len(p): what may be a BOM is held
+	}
+	return k, c.bomSend(strip, p[k:])
+}
+
+// bomEnd sends what was held when the body ended (or was cut short)
+// within a byte order mark's length.
+func (c *contentWriter) bomEnd() error {
+	strip, _ := c.decide(c.held[:c.nheld], true)
+	return c.bomSend(strip, nil)
+}
+
+// bomSend sends the header, then the bytes held (less a UTF-16 BOM) and
+// rest.
+func (c *contentWriter) bomSend(strip int, rest []byte) error {
+	held := c.held[strip:c.nheld]
+	c.nheld = 0
+	c.begin(c.code)
+	if len(held) > 0 {
+		if _, err := c.body(held); err != nil {
+			return err
+		}
+	}
+	if len(rest) > 0 {
+		_, err := c.body(rest)
+		return err
+	}
+	return nil
+}
+
+// body is write for a body whose encoding is decided: UTF-16 is
+// transcoded first.
+func (c *contentWriter) body(p []byte) (int, error) {
+	if c.u16 != nil {
+		return c.utf16(p, false)
+	}
+	return c.write(p)
+}
+
+// utf16Dec transcodes a UTF-16 answer to UTF-8 as it streams: a code unit
+// or surrogate pair cut by the end of a piece waits in tail for the
+// next; anything broken (a lone surrogate, an odd last byte) becomes
+// U+FFFD, as in the browser. Pooled with its buffer.
+type utf16Dec struct {
+	le, be transform.Transformer
+	t      transform.Transformer // le or be
+	tail   [4]byte
+	ntail  int
+	out    [16 << 10]byte
+}
+
+var utf16Decs = sync.Pool{New: func() any {
+	return &utf16Dec{
+		le: unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder(),
+		be: unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder(),
+	}
+}}
+
+// utf16 transcodes p and writes the UTF-8 on (scored by write); atEOF
+// ends the body, the tail with it. It returns how much of p was read.
+func (c *contentWriter) utf16(p []byte, atEOF bool) (int, error) {
+	d := c.u16
+	n := 0
+	for d.ntail > 0 {
+		// Complete the tail from p (four bytes always make progress).
+		k := copy(d.tail[d.ntail:], p)
+		src := d.tail[:d.ntail+k]
+		nDst, nSrc, err := d.t.Transform(d.out[:], src, atEOF && k == len(p))
+		if nSrc == 0 && nDst == 0 && (err != transform.ErrShortSrc || k < len(p)) {
+			nDst, nSrc = copy(d.out[:], "\uFFFD"), 1 // cannot happen with this decoder: skip a byte rather than loop
+		}
+		if nDst > 0 {
+			if _, err := c.write(d.out[:nDst]); err != nil {
+				return n, err
+			}
+		}
+		switch {
+		case nSrc >= d.ntail: // the tail is done, and some of p with it
+			used := nSrc - d.ntail
+			n += used
+			p = p[used:]
+			d.ntail = 0
+		case k == len(p): // still short: all of p waits in the tail
+			d.ntail = copy(d.tail[:], src[nSrc:])
+			return n + len(p), nil
+		default: // part of the old tail left (a lone surrogate went): p's bytes not taken yet
+			d.ntail = copy(d.tail[:], d.tail[nSrc:d.ntail])
+		}
+	}
+	for len(p) > 0 {
+		nDst, nSrc, err := d.t.Transform(d.out[:], p, atEOF)
+		short := err == transform.ErrShortSrc && len(p)-nSrc < len(d.tail)
+		if nSrc == 0 && nDst == 0 && !short {
+			nDst, nSrc = copy(d.out[:], "\uFFFD"), 1 // cannot happen with this decoder: skip a byte rather than loop
+		}
+		n += nSrc
+		p = p[nSrc:]
+		if short {
+			d.ntail = copy(d.tail[:], p) // a code unit or pair cut short: with the next piece
+			n += len(p)
+			p = nil
+		}
+		if nDst > 0 {
+			if _, err := c.write(d.out[:nDst]); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// withCharsetUTF8 is a Content-Type with its charset parameters (outside
+// quoted values) said as utf-8, the type and the other parameters as they
+// came; one without a charset gets it.
+func withCharsetUTF8(ct string) string {
+	var b strings.Builder
+	found := false
+	quoted, esc := false, false
+	start := 0
+	param := func(seg string, first bool) {
+		if !first {
+			b.WriteByte(';')
+			k, _, _ := strings.Cut(seg, "=")
+			if strings.EqualFold(strings.Trim(k, " \t"), "charset") {
+				found = true
+				b.WriteString(" charset=utf-8")
+				return
+			}
+		}
+		b.WriteString(seg)
+	}
+	first := true
+	for i := 0; i < len(ct); i++ {
+		switch ch := ct[i]; {
+		case esc:
+			esc = false
+		case quoted && ch == '\\':
+			esc = true
+		case ch == '"':
+			quoted = !quoted
+		case ch == ';' && !quoted:
+			param(ct[start:i], first)
+			first, start = false, i+1
+		}
+	}
+	param(ct[start:], first)
+	if !found {
+		b.WriteString("; charset=utf-8")
+	}
+	return b.String()
 }
