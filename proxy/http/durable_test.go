@@ -82,15 +82,7 @@ func TestEventsCollapseCountsExact(t *testing.T) {
 // CONNECT 403), the event is in the database, and a repeat's count gets
 // there long before the collapse window ends.
 func TestBlockPageAfterDurable(t *testing.T) {
-	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := reports.NewWriter(st, reports.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(); st.Close() })
+	st, w := storeWriter(t)
 	e := newEnv(t, envOpts{sink: w})
 	c := e.client("", "", "")
 	stored := func(q string, args ...any) int {
@@ -238,15 +230,7 @@ func TestEventsCollapseConcurrent(t *testing.T) {
 // searched for within the collapse window is an event of its own (a
 // second term was once counted as a repeat of the first, its words lost).
 func TestSearchFlagDurable(t *testing.T) {
-	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := reports.NewWriter(st, reports.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(); st.Close() })
+	st, w := storeWriter(t)
 	e := searchEnv(t, envOpts{sink: w})
 	c := e.client("", "", "")
 	for i := range 10 {
@@ -281,15 +265,7 @@ func TestSearchFlagDurable(t *testing.T) {
 // through, and by the time its end reaches the pupil the critical flag
 // (the DSL's alert) is in the database.
 func TestContentFlagDurable(t *testing.T) {
-	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := reports.NewWriter(st, reports.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(); st.Close() })
+	st, w := storeWriter(t)
 	ce := newContentEnvOpts(t, envOpts{sink: w})
 	c := ce.client("", "", "")
 	for i := range 10 {
@@ -307,4 +283,20 @@ func TestContentFlagDurable(t *testing.T) {
 			t.Fatalf("page %d ended with %d flag events stored", i, n)
 		}
 	}
+}
+
+// storeWriter opens a breach store in a temp dir and its writer, closed
+// when the test ends.
+func storeWriter(t *testing.T) (*reports.Store, *reports.Writer) {
+	t.Helper()
+	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() })
+	return st, w
 }
