@@ -81,9 +81,9 @@ type contentWriter struct {
 	// An HTML or text answer waits for its first bytes (at most a byte
 	// order mark's) before its header goes: a UTF-16 one (by its BOM, or
 	// by its charset when it has none) is read, and sent on, as UTF-8.
-	bom bool    // the header is held until the first bytes say whether a BOM starts the body
-	cs  textEnc // what the Content-Type's charset says (encAsIs: not UTF-16)
-	u16 *utf16Dec
+	bom bool              // the header is held until the first bytes say whether a BOM starts the body
+	cs  textEnc           // what the Content-Type's charset says (encAsIs: not UTF-16)
+	u16 *transform.Writer // a UTF-16 answer's decoder: its UTF-8 goes on to write (scoredText)
 
 	x textState // the text extractor's state between pieces
 }
@@ -564,12 +564,7 @@ func (c *contentWriter) sniffed() error {
 	if c.kind == kindHTML || c.kind == kindText {
 		strip, _ = c.decide(held, true)
 	}
-	c.begin(c.code)
-	if len(held) == strip {
-		return nil
-	}
-	_, err := c.body(held[strip:])
-	return err
+	return c.release(strip, nil)
 }
 
 // kindOf reads a Content-Type without allocating.
@@ -715,12 +710,11 @@ func (c *contentWriter) finish() (blocked bool) {
 	if c.bom {
 		_ = c.bomEnd() // the body ended within a byte order mark's length
 	}
-	if d := c.u16; d != nil {
-		if d.ntail > 0 && !c.blocked {
-			_, _ = c.utf16(nil, true) // a broken last code unit: U+FFFD, as in the browser
+	if c.u16 != nil {
+		if !c.blocked {
+			_ = c.u16.Close() // a broken last code unit: U+FFFD, as in the browser
 		}
 		c.u16 = nil
-		utf16Decs.Put(d)
 	}
 	blocked = c.blocked
 	c.info.content = nil
@@ -1315,10 +1309,10 @@ const (
 // goes: the WHATWG Encoding Standard's labels of UTF-16LE (utf-16 among
 // them) and UTF-16BE. Without allocating.
 func charsetOf(ct string) textEnc {
-	_, params, _ := strings.Cut(ct, ";")
-	for params != "" {
+	_, params, more := cutParam(ct)
+	for more {
 		var p string
-		p, params, _ = strings.Cut(params, ";")
+		p, params, more = cutParam(params)
 		k, v, ok := strings.Cut(p, "=")
 		if !ok || !strings.EqualFold(strings.Trim(k, " \t"), "charset") {
 			continue
@@ -1338,6 +1332,26 @@ func charsetOf(ct string) textEnc {
 		return encAsIs // the first charset is the one read
 	}
 	return encAsIs
+}
+
+// cutParam cuts a Content-Type at its first ';' outside a quoted string:
+// before is the type (or a parameter), after the parameters that follow;
+// found is false when there is no such ';'.
+func cutParam(s string) (before, after string, found bool) {
+	quoted, esc := false, false
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case esc:
+			esc = false
+		case quoted && ch == '\\':
+			esc = true
+		case ch == '"':
+			quoted = !quoted
+		case ch == ';' && !quoted:
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
 }
 
 // bomPrefix reports whether b could still become a byte order mark.
@@ -1377,14 +1391,13 @@ func (c *contentWriter) decide(b []byte, final bool) (strip int, ok bool) {
 	if enc == encAsIs {
 		return 0, true
 	}
-	d := utf16Decs.Get().(*utf16Dec)
-	d.t = d.le
+	order := unicode.LittleEndian
 	if enc == encUTF16BE {
-		d.t = d.be
+		order = unicode.BigEndian
 	}
-	d.t.Reset()
-	d.ntail = 0
-	c.u16 = d
+	// The writer keeps a code unit or surrogate pair cut by the end of a
+	// piece for the next; a lone surrogate becomes U+FFFD.
+	c.u16 = transform.NewWriter(scoredText{c}, unicode.UTF16(order, unicode.IgnoreBOM).NewDecoder())
 	h := c.w.Header()
 	if ct := h.Get("Content-Type"); kindOf(ct, c.ai) != kindNone {
 		h.Set("Content-Type", withCharsetUTF8(ct))
@@ -1413,19 +1426,19 @@ func (c *contentWriter) bomWrite(p []byte) (int, error) {
 	if !ok {
 		return len(p), nil // k == len(p): what may be a BOM is held
 	}
-	return k, c.bomSend(strip, p[k:])
+	return k, c.release(strip, p[k:])
 }
 
 // bomEnd sends what was held when the body ended (or was cut short)
 // within a byte order mark's length.
 func (c *contentWriter) bomEnd() error {
 	strip, _ := c.decide(c.held[:c.nheld], true)
-	return c.bomSend(strip, nil)
+	return c.release(strip, nil)
 }
 
-// bomSend sends the header, then the bytes held (less a UTF-16 BOM) and
-// rest.
-func (c *contentWriter) bomSend(strip int, rest []byte) error {
+// release ends a hold (sniffed, a byte order mark): it sends the header,
+// then the bytes held (less a UTF-16 BOM's strip) and rest.
+func (c *contentWriter) release(strip int, rest []byte) error {
 	held := c.held[strip:c.nheld]
 	c.nheld = 0
 	c.begin(c.code)
@@ -1445,81 +1458,19 @@ func (c *contentWriter) bomSend(strip int, rest []byte) error {
 // transcoded first.
 func (c *contentWriter) body(p []byte) (int, error) {
 	if c.u16 != nil {
-		return c.utf16(p, false)
+		return c.u16.Write(p)
 	}
 	return c.write(p)
 }
 
-// utf16Dec transcodes a UTF-16 answer to UTF-8 as it streams: a code unit
-// or surrogate pair cut by the end of a piece waits in tail for the
-// next; anything broken (a lone surrogate, an odd last byte) becomes
-// U+FFFD, as in the browser. Pooled with its buffer.
-type utf16Dec struct {
-	le, be transform.Transformer
-	t      transform.Transformer // le or be
-	tail   [4]byte
-	ntail  int
-	out    [16 << 10]byte
-}
+// scoredText is write as an io.Writer, for the UTF-16 decoder's output.
+type scoredText struct{ c *contentWriter }
 
-var utf16Decs = sync.Pool{New: func() any {
-	return &utf16Dec{
-		le: unicode.UTF16(unicode.LittleEndian, unicode.IgnoreBOM).NewDecoder(),
-		be: unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewDecoder(),
+func (s scoredText) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
 	}
-}}
-
-// utf16 transcodes p and writes the UTF-8 on (scored by write); atEOF
-// ends the body, the tail with it. It returns how much of p was read.
-func (c *contentWriter) utf16(p []byte, atEOF bool) (int, error) {
-	d := c.u16
-	n := 0
-	for d.ntail > 0 {
-		// Complete the tail from p (four bytes always make progress).
-		k := copy(d.tail[d.ntail:], p)
-		src := d.tail[:d.ntail+k]
-		nDst, nSrc, err := d.t.Transform(d.out[:], src, atEOF && k == len(p))
-		if nSrc == 0 && nDst == 0 && (err != transform.ErrShortSrc || k < len(p)) {
-			nDst, nSrc = copy(d.out[:], "\uFFFD"), 1 // cannot happen with this decoder: skip a byte rather than loop
-		}
-		if nDst > 0 {
-			if _, err := c.write(d.out[:nDst]); err != nil {
-				return n, err
-			}
-		}
-		switch {
-		case nSrc >= d.ntail: // the tail is done, and some of p with it
-			used := nSrc - d.ntail
-			n += used
-			p = p[used:]
-			d.ntail = 0
-		case k == len(p): // still short: all of p waits in the tail
-			d.ntail = copy(d.tail[:], src[nSrc:])
-			return n + len(p), nil
-		default: // part of the old tail left (a lone surrogate went): p's bytes not taken yet
-			d.ntail = copy(d.tail[:], d.tail[nSrc:d.ntail])
-		}
-	}
-	for len(p) > 0 {
-		nDst, nSrc, err := d.t.Transform(d.out[:], p, atEOF)
-		short := err == transform.ErrShortSrc && len(p)-nSrc < len(d.tail)
-		if nSrc == 0 && nDst == 0 && !short {
-			nDst, nSrc = copy(d.out[:], "\uFFFD"), 1 // cannot happen with this decoder: skip a byte rather than loop
-		}
-		n += nSrc
-		p = p[nSrc:]
-		if short {
-			d.ntail = copy(d.tail[:], p) // a code unit or pair cut short: with the next piece
-			n += len(p)
-			p = nil
-		}
-		if nDst > 0 {
-			if _, err := c.write(d.out[:nDst]); err != nil {
-				return n, err
-			}
-		}
-	}
-	return n, nil
+	return s.c.write(p)
 }
 
 // withCharsetUTF8 is a Content-Type with its charset parameters (outside
@@ -1528,35 +1479,19 @@ func (c *contentWriter) utf16(p []byte, atEOF bool) (int, error) {
 func withCharsetUTF8(ct string) string {
 	var b strings.Builder
 	found := false
-	quoted, esc := false, false
-	start := 0
-	param := func(seg string, first bool) {
-		if !first {
-			b.WriteByte(';')
-			k, _, _ := strings.Cut(seg, "=")
-			if strings.EqualFold(strings.Trim(k, " \t"), "charset") {
-				found = true
-				b.WriteString(" charset=utf-8")
-				return
-			}
+	typ, params, more := cutParam(ct)
+	b.WriteString(typ)
+	for more {
+		var p string
+		p, params, more = cutParam(params)
+		b.WriteByte(';')
+		if k, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.Trim(k, " \t"), "charset") {
+			found = true
+			b.WriteString(" charset=utf-8")
+			continue
 		}
-		b.WriteString(seg)
+		b.WriteString(p)
 	}
-	first := true
-	for i := 0; i < len(ct); i++ {
-		switch ch := ct[i]; {
-		case esc:
-			esc = false
-		case quoted && ch == '\\':
-			esc = true
-		case ch == '"':
-			quoted = !quoted
-		case ch == ';' && !quoted:
-			param(ct[start:i], first)
-			first, start = false, i+1
-		}
-	}
-	param(ct[start:], first)
 	if !found {
 		b.WriteString("; charset=utf-8")
 	}

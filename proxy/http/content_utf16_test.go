@@ -163,14 +163,15 @@ func TestContentUTF8Untouched(t *testing.T) {
 // TestCharsetUTF16: the charset parameter read, and rewritten.
 func TestCharsetUTF16(t *testing.T) {
 	for ct, want := range map[string]textEnc{
-		"text/html":                                  encAsIs,
-		"text/html; charset=utf-8":                   encAsIs,
-		"text/html; charset=utf-16":                  encUTF16LE,
-		"text/html;charset=\"UTF-16LE\"":             encUTF16LE,
-		"text/plain; format=x; charset=ucs-2":        encUTF16LE,
-		"text/html; charset=utf-16be":                encUTF16BE,
-		"text/html; charset=utf-8; charset=utf-16be": encAsIs,
-		"text/html; x=\"a;charset=utf-16\"":          encAsIs, // not a charset: a quoted value's text
+		"text/html":                                      encAsIs,
+		"text/html; charset=utf-8":                       encAsIs,
+		"text/html; charset=utf-16":                      encUTF16LE,
+		"text/html;charset=\"UTF-16LE\"":                 encUTF16LE,
+		"text/plain; format=x; charset=ucs-2":            encUTF16LE,
+		"text/html; charset=utf-16be":                    encUTF16BE,
+		"text/html; charset=utf-8; charset=utf-16be":     encAsIs,
+		"text/html; x=\"a;charset=utf-16\"":              encAsIs,    // not a charset: a quoted value's text
+		"text/plain; q=\"x;charset=y\"; charset=unicode": encUTF16LE, // the charset after a quoted ';'
 	} {
 		if got := charsetOf(ct); got != want {
 			t.Errorf("charsetOf(%q) = %d, want %d", ct, got, want)
