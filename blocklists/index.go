@@ -321,16 +321,11 @@ func (v *urlForms) next(dst []byte) ([]byte, bool) {
 		case 1: // each parameter alone, but the first (a prefix already)
 			for v.j < len(v.path) {
 				i := v.j
-				end := strings.IndexByte(v.path[i:], '&')
-				if end < 0 {
-					end = len(v.path)
-				} else {
-					end += i
-				}
-				v.j = end + 1
-				if i > v.q+1 && end > i {
+				p, _, _ := strings.Cut(v.path[i:], "&")
+				v.j = i + len(p) + 1
+				if i > v.q+1 && p != "" {
 					dst = append(append(dst, host...), v.path[:v.q+1]...)
-					return append(dst, v.path[i:end]...), true
+					return append(dst, p...), true
 				}
 			}
 			v.phase++
