@@ -85,13 +85,7 @@ func TestBlockPageAfterDurable(t *testing.T) {
 	st, w := storeWriter(t)
 	e := newEnv(t, envOpts{sink: w})
 	c := e.client("", "", "")
-	stored := func(q string, args ...any) int {
-		var n int
-		if err := st.DB().QueryRow(q, args...).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	stored := func(q string, args ...any) int { return storedInt(t, st, q, args...) }
 	for i := range 30 {
 		resp, _ := get(t, c, e.originURL("adult.test", fmt.Sprintf("/p%d", i)))
 		ref := resp.Header.Get("X-Gatehouse-Ref")
@@ -239,12 +233,8 @@ func TestSearchFlagDurable(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("search not served: %d %s", resp.StatusCode, body)
 		}
-		var n int
-		if err := st.DB().QueryRow(`SELECT count(*) FROM events WHERE action = 'flag' AND search = ?`,
-			fmt.Sprintf("how to k1ll mys3lf %d", i)).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != 1 {
+		if n := storedInt(t, st, `SELECT count(*) FROM events WHERE action = 'flag' AND search = ?`,
+			fmt.Sprintf("how to k1ll mys3lf %d", i)); n != 1 {
 			t.Fatalf("search %d answered with %d flag events stored", i, n)
 		}
 	}
@@ -275,11 +265,7 @@ func TestContentFlagDurable(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("page not served: %d", resp.StatusCode)
 		}
-		var n int
-		if err := st.DB().QueryRow(`SELECT count(*) FROM events WHERE action = 'flag' AND url LIKE ?`, "%"+path).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != 1 {
+		if n := storedInt(t, st, `SELECT count(*) FROM events WHERE action = 'flag' AND url LIKE ?`, "%"+path); n != 1 {
 			t.Fatalf("page %d ended with %d flag events stored", i, n)
 		}
 	}
@@ -299,4 +285,14 @@ func storeWriter(t *testing.T) (*reports.Store, *reports.Writer) {
 	}
 	t.Cleanup(func() { w.Close(); st.Close() })
 	return st, w
+}
+
+// storedInt is the one number query q (with args) reads from the store.
+func storedInt(t *testing.T, st *reports.Store, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := st.DB().QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
