@@ -296,6 +296,49 @@ func TestSeriesBounded(t *testing.T) {
 	}
 }
 
+// TestSeriesEndForgotten: a series whose window has ended (its last
+// follow-up marked SeriesEnd, or the mark alone when no repeats came since,
+// EndOfSeries) is forgotten once committed, and the map that held a burst's
+// series gives its room back; the mark alone stores no row, and the counts
+// are exact.
+func TestSeriesEndForgotten(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC()
+	const n = 2000
+	for i := range n {
+		e := ev(t0, "10.1.0.1", "students", "games", fmt.Sprintf("g%d.example", i))
+		e.Series, e.Count = uint64(i+1), 2
+		w.Record(e)
+	}
+	w.Flush()
+	if len(w.series) != n {
+		t.Fatalf("%d series remembered while their windows are open, want %d", len(w.series), n)
+	}
+	for i := range n {
+		e := ev(t0, "10.1.0.1", "students", "games", fmt.Sprintf("g%d.example", i))
+		e.Series, e.Count, e.SeriesEnd = uint64(i+1), 3, true
+		if i%2 == 1 {
+			e = EndOfSeries(uint64(i + 1))
+		}
+		w.Record(e)
+	}
+	w.Flush()
+	if len(w.series) != 0 || w.seriesPeak >= n/2 {
+		t.Errorf("after every series ended: %d remembered (room for %d), want none and the map rebuilt smaller", len(w.series), w.seriesPeak)
+	}
+	w.Close()
+	if c := count(t, st, "SELECT count(*) FROM events"); c != n {
+		t.Errorf("%d rows, want one a series (the mark alone stores none)", c)
+	}
+	if c := count(t, st, "SELECT SUM(count) FROM events"); c != n*2+n/2*3 {
+		t.Errorf("stored count %d, want %d", c, n*2+n/2*3)
+	}
+}
+
 // TestAfterDurable: a waiter is told once its event is in the database.
 func TestAfterDurable(t *testing.T) {
 	st, w := testWriter(t, Options{})

@@ -70,6 +70,11 @@ type Event struct {
 	// within a second without a row each time. (The sequence number of the
 	// window's first event, so unique per writer run.)
 	Series uint64 `json:",omitempty"`
+	// SeriesEnd marks the last event of its Series (the window has
+	// ended): the writer then forgets the series' row, which it would
+	// otherwise keep for ten minutes in case more repeats came. With Count
+	// 0 the event is only that mark (no repeats came since the last).
+	SeriesEnd bool `json:",omitempty"`
 
 	// Set by the writer only: its sequence number of the event, and
 	// whether the event is committed ahead of the lazy ones (an answer
@@ -86,3 +91,12 @@ type Event struct {
 type Sink interface {
 	Record(Event) bool
 }
+
+// EndOfSeries tells a DurableSink that the series of the first event
+// numbered seq has ended with no repeats since its last event: not an
+// event (Count 0), so that the writer forgets the series' row.
+func EndOfSeries(seq uint64) Event { return Event{Series: seq, SeriesEnd: true} }
+
+// seriesEndOnly reports whether ev only marks the end of its series
+// (SeriesEnd with no count): not an event to store.
+func (ev *Event) seriesEndOnly() bool { return ev.SeriesEnd && ev.Count == 0 && ev.Series != 0 }

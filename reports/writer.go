@@ -20,6 +20,7 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 	"github.com/gatehouse-filter/gatehouse/internal/lowprio"
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 )
 
 // Event kinds as stored.
@@ -200,11 +201,14 @@ type Writer struct {
 	// batch that holds events at or above the alert severity.
 	Alertable func()
 
-	open   map[incKey]*openIncident // incidents still inside the window
-	series map[uint64]seriesRow     // Event.Series → its stored row
+	open       map[incKey]*openIncident // incidents still inside the window
+	series     map[uint64]seriesRow     // Event.Series → its stored row
+	seriesPeak int                      // most series since the map was last rebuilt (maproom.Shrink)
 	// txSeries is batchTx.series, kept from one transaction to the next:
-	// a new map each commit was a quarter of the writer's garbage.
+	// a new map each commit was a quarter of the writer's garbage; and
+	// txEnded batchTx.ended.
 	txSeries map[uint64]seriesRow
+	txEnded  []uint64
 
 	// Failure state (writer goroutine only).
 	sp           *spill
@@ -381,6 +385,12 @@ func (w *Writer) RecordSeq(ev Event) uint64 {
 	Redact(&ev)
 	w.mu.Lock()
 	n := len(w.queue)
+	if ev.seriesEndOnly() && (n >= w.opt.QueueSize || w.exited) {
+		// Not an event, and it takes no room one needs: the series is
+		// then forgotten after ten minutes unused instead.
+		w.mu.Unlock()
+		return 0
+	}
 	if n >= w.opt.QueueSize && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport {
 		w.mu.Unlock()
 		w.dropped.Add(1)
@@ -866,7 +876,12 @@ func (w *Writer) drain(stopping, force bool) {
 		r := w.storeBatch(batch, stopping, held)
 		stored, lost := len(batch)-len(r.left), 0
 		if len(r.left) > 0 && stopping && !r.preempted {
-			lost, r.left = len(r.left), nil
+			for i := range r.left {
+				if !r.left[i].seriesEndOnly() {
+					lost++
+				}
+			}
+			r.left = nil
 		}
 		w.mu.Lock()
 		var low, over int
@@ -1032,6 +1047,8 @@ func (w *Writer) requeueLocked(rest []Event) (low, over int) {
 			j++
 		}
 		switch {
+		case excess > 0 && ev.seriesEndOnly():
+			excess-- // not an event: its series is forgotten later instead
 		case excess > 0 && ev.Severity < bl.SeverityHigh && !ev.Restricted && ev.Action != ActionReport:
 			excess--
 			low++
@@ -1230,6 +1247,7 @@ func (w *Writer) forget() {
 			delete(w.series, k)
 		}
 	}
+	w.series = maproom.Shrink(w.series, &w.seriesPeak)
 }
 
 const insertEvent = `INSERT INTO events (ts, kind, source, protocol, client, device, user, grp, name, qtype, url, search,
@@ -1245,6 +1263,7 @@ type batchTx struct {
 	tx      driver.Tx
 	touched []*openIncident
 	series  map[uint64]seriesRow // rows inserted in this transaction
+	ended   []uint64             // series whose last event (SeriesEnd) is in this transaction
 	alert   bool
 }
 
@@ -1274,7 +1293,7 @@ func (w *Writer) inTx(full bool, f func(b *batchTx) error) error {
 		if err != nil {
 			return err
 		}
-		b = &batchTx{w: w, dc: dc, tx: tx}
+		b = &batchTx{w: w, dc: dc, tx: tx, ended: w.txEnded[:0]}
 		if err := f(b); err != nil {
 			tx.Rollback()
 			return err
@@ -1428,6 +1447,12 @@ func (w *Writer) closeStmts() {
 // add writes ev in b: a new row, or for a later event of a series, its
 // count added to the series' row.
 func (w *Writer) add(b *batchTx, ev *Event) error {
+	if ev.Series != 0 && ev.SeriesEnd {
+		b.ended = append(b.ended, ev.Series) // forgotten once committed (finish)
+		if ev.seriesEndOnly() {
+			return nil
+		}
+	}
 	kind, route, sev := w.classify(ev)
 	if kind == kindReport {
 		b.alert = true // mailed to IT by the alerter (mistakes.go)
@@ -1568,9 +1593,17 @@ func (w *Writer) finish(b *batchTx) error {
 		r.used = now
 		w.series[k] = r
 	}
+	for _, k := range b.ended {
+		delete(w.series, k)
+	}
+	if cap(b.ended) <= maxKeptSeries {
+		w.txEnded = b.ended[:0]
+	}
+	w.seriesPeak = max(w.seriesPeak, len(w.series))
 	if len(w.series) > maxSeries {
 		w.trimSeries(now, b.series)
 	}
+	w.series = maproom.Shrink(w.series, &w.seriesPeak)
 	if len(w.open) > maxOpen {
 		w.trimOpen()
 	}

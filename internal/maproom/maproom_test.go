@@ -55,3 +55,34 @@ func TestSweepAndMake(t *testing.T) {
 		t.Fatalf("map below its bound: %d left, swept %v", len(m), swept)
 	}
 }
+
+// TestShrink: a map that fell under half of its peak is copied and its
+// peak reset; one at half or more, or small, is kept.
+func TestShrink(t *testing.T) {
+	m := map[int]int{}
+	peak := 0
+	for i := range 4000 {
+		m[i] = i
+		peak = max(peak, len(m))
+	}
+	for i := range 2000 {
+		delete(m, i)
+	}
+	if got := Shrink(m, &peak); len(got) != 2000 || peak != 4000 {
+		t.Fatalf("half left: %d entries, peak %d; want the map kept (2000, 4000)", len(got), peak)
+	}
+	delete(m, 2000)
+	got := Shrink(m, &peak)
+	if len(got) != 1999 || peak != 1999 || got[3500] != 3500 {
+		t.Fatalf("under half: %d entries, peak %d, got[3500]=%d; want a copy of 1999, peak 1999", len(got), peak, got[3500])
+	}
+	got[-1] = -1
+	if _, ok := m[-1]; ok {
+		t.Fatal("the copy shares the old map")
+	}
+	small := map[int]int{1: 1}
+	p := 1000
+	if Shrink(small, &p); p != 1000 {
+		t.Fatalf("a map whose peak is under the minimum was rebuilt (peak now %d)", p)
+	}
+}

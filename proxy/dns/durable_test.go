@@ -110,7 +110,7 @@ func TestNewWindowOfStoredKindDoesNotWait(t *testing.T) {
 	// sees the end by polling, so a window shorter than a busy machine's
 	// scheduling delays let it be forgotten first (it failed once so with
 	// 50 ms, "wait for 3").
-	e := newEvents(ds, 1000, time.Second, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	e := newEvents(ds, 1000, time.Second, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
 	defer e.close()
 	ev := reports.Event{Client: netip.MustParseAddr("10.1.0.1"), Name: "a.porn.example", QType: "A", Action: "block", Category: "pornography", Count: 1}
 	if w := e.record(ev); w != 1 {
@@ -141,5 +141,51 @@ func TestNewWindowOfStoredKindDoesNotWait(t *testing.T) {
 	other.Name = "b.porn.example"
 	if w := e.record(other); w == 0 {
 		t.Error("a new kind did not wait")
+	}
+}
+
+// TestSeriesEndTold: the end of a window whose repeats went to the store
+// as a series is told once, after its last follow-up (on it, or alone when
+// no repeats came since), so that the store can forget the series; a
+// window with no repeats tells nothing.
+func TestSeriesEndTold(t *testing.T) {
+	ds := &durableSink{}
+	e := newEvents(ds, 1000, 2*time.Second, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
+	defer e.close()
+	ev := reports.Event{Client: netip.MustParseAddr("10.1.0.1"), Name: "a.porn.example", QType: "A", Action: "block", Category: "pornography", Count: 1}
+	quiet := ev
+	quiet.Name = "b.porn.example"
+	first := e.record(ev)
+	e.record(ev)
+	e.record(quiet)
+	ds.durable.Store(ds.seq.Load())
+	deadline := time.Now().Add(30 * time.Second)
+	for e.pending.Load() != 0 { // the windows end (the run loop flushes)
+		if time.Now().After(deadline) {
+			t.Fatal("windows never ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var series []reports.Event
+	for _, x := range ds.events() {
+		if x.Series != 0 {
+			series = append(series, x)
+		}
+	}
+	if len(series) == 0 {
+		t.Fatal("the repeat was never sent as a follow-up")
+	}
+	count := 0
+	for i, x := range series {
+		if x.Series != first {
+			t.Errorf("follow-up of series %d, want %d (the quiet window has no series)", x.Series, first)
+		}
+		count += x.Count
+		if x.SeriesEnd != (i == len(series)-1) {
+			t.Errorf("follow-up %d of %d: SeriesEnd %v", i+1, len(series), x.SeriesEnd)
+		}
+	}
+	if count != 1 {
+		t.Errorf("follow-ups count %d repeats, want 1", count)
 	}
 }

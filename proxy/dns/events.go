@@ -76,7 +76,8 @@ type evShard struct {
 	// is already stored, as for a repeat; a crash loses at most the new
 	// window's first event and last second of count, never the kind).
 	// Value: when to forget it (unix nanos).
-	recent map[uint64]int64
+	recent     map[uint64]int64
+	recentPeak int
 }
 
 type collapseKey struct {
@@ -99,12 +100,13 @@ type pending struct {
 	name     string
 	first    int64  // unix nanos (real clock) of the first event
 	time     int64  // unix nanos (event clock) of the first repeat
-	count    int32  // repeats not yet sent
 	seq      uint64 // the first event's sequence number (DurableSink), 0 if none
+	count    int32  // repeats not yet sent
 	detail   uint32
-	free     bool  // opened on a recent key: no answer in the window waits
 	entry    int16 // Entry is the last `entry` bytes of Name (-1: in detail)
+	free     bool  // opened on a recent key: no answer in the window waits
 	severity bl.Severity
+	followed bool // a follow-up (of Series seq) was sent: the window's end is told (reports.EndOfSeries)
 }
 
 // maxOverflow bounds the pending events when high and critical ones keep
@@ -185,6 +187,14 @@ func (e *events) record(ev reports.Event) uint64 {
 	e.pending.Add(1)
 	sh.mu.Unlock()
 	return p.wait()
+}
+
+// len is how many keys are pending (0 before Start).
+func (e *events) len() int {
+	if e == nil {
+		return 0
+	}
+	return int(e.pending.Load())
 }
 
 // wait is the sequence number an answer in p's window waits for (record).
@@ -273,17 +283,13 @@ func (sh *evShard) event(p *pending) reports.Event {
 	return ev
 }
 
-// compactLocked rebuilds the map when it holds a quarter of its peak
-// (Go maps keep their size), and drops the interned details no pending key
-// uses any more (sh.mu held); called after a flush.
+// compactLocked rebuilds the maps when they hold under half of their
+// peak (Go maps keep their size: after a burst, the room of its tens of
+// thousands of names), and drops the interned details no pending key uses
+// any more (sh.mu held); called after a flush.
 func (sh *evShard) compactLocked() {
-	if sh.peak >= 1024 && len(sh.m) < sh.peak/4 {
-		m := make(map[uint64]pending, len(sh.m))
-		for k, p := range sh.m {
-			m[k] = p
-		}
-		sh.m, sh.peak = m, len(m)
-	}
+	sh.m = maproom.Shrink(sh.m, &sh.peak)
+	sh.recent = maproom.Shrink(sh.recent, &sh.recentPeak)
 	if len(sh.details) < 64 || len(sh.details) < 2*len(sh.m) {
 		return
 	}
@@ -382,17 +388,22 @@ func (e *events) flushShard(sh *evShard, now time.Time, all bool, buf []reports.
 				continue // a later tick; its count keeps growing
 			}
 			budget--
-			buf = append(buf, sh.event(&p))
-			p.count, p.time = 0, 0
+			ev := sh.event(&p)
+			ev.SeriesEnd = end && p.seq != 0
+			buf = append(buf, ev)
+			p.count, p.time, p.followed = 0, 0, true
 			if !end {
 				sh.m[k] = p
 			}
+		} else if end && !all && p.followed && p.seq != 0 {
+			buf = append(buf, reports.EndOfSeries(p.seq)) // no repeats since the last follow-up
 		}
 		if end {
 			removed++
 			delete(sh.m, k)
 			if !all && p.seq != 0 && e.dsink.IsDurable(p.seq) {
 				sh.recent[k] = nowNs + int64(e.window)
+				sh.recentPeak = max(sh.recentPeak, len(sh.recent))
 			}
 		}
 	}
@@ -400,7 +411,11 @@ func (e *events) flushShard(sh *evShard, now time.Time, all bool, buf []reports.
 	sh.mu.Unlock()
 	e.pending.Add(-int64(removed))
 	for i := range buf {
-		e.send(buf[i])
+		if buf[i].Count == 0 {
+			e.dsink.RecordSeq(buf[i]) // the end of a series: not an event
+		} else {
+			e.send(buf[i])
+		}
 		buf[i] = reports.Event{} // drop its strings
 	}
 	return buf, budget

@@ -64,7 +64,7 @@ func (m *metrics) query(qtype, result, group string) prometheus.Counter {
 	return c
 }
 
-func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
+func newMetrics(reg prometheus.Registerer, cacheLen, pendingLen func() int) *metrics {
 	m := &metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_queries_total",
 			Help: "DNS queries by type, result and group."}, []string{"qtype", "result", "group"}),
@@ -101,7 +101,10 @@ func newMetrics(reg prometheus.Registerer, cacheLen func() int) *metrics {
 		reg.MustRegister(m.udpWait, m.udpAnswer, m.held, m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
 			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited, m.upstreamBusy, m.panics, m.remoteRefused,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_cache_entries", Help: "Answers in the cache."},
-				func() float64 { return float64(cacheLen()) }))
+				func() float64 { return float64(cacheLen()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_events_pending",
+				Help: "Blocked names (per client) within their collapse window, whose repeats are counted in memory before they are stored."},
+				func() float64 { return float64(pendingLen()) }))
 	}
 	return m
 }

@@ -26,9 +26,10 @@ type Server struct {
 	ups         *Upstreams
 	metrics     *metrics
 	events      *events
-	tunnel      *tunnels    // DNS tunnel detection (tunnel.go)
-	safeAnswers safeAnswers // safe-search endpoints' answers, unpacked once (handler.go)
-	names       *nameTable  // recent question names (parse.go)
+	eventsGauge atomic.Pointer[events] // events, for the pending gauge (read by a scrape while Start runs)
+	tunnel      *tunnels               // DNS tunnel detection (tunnel.go)
+	safeAnswers safeAnswers            // safe-search endpoints' answers, unpacked once (handler.go)
+	names       *nameTable             // recent question names (parse.go)
 	flight      flight
 	bufs        sync.Pool
 
@@ -62,7 +63,7 @@ func New(o Options) (*Server, error) {
 	s.SetAccess(o.ACL, o.RateQPS, o.RateBurst)
 	s.cache = newCache(o.Cache)
 	s.names = newNameTable()
-	s.metrics = newMetrics(o.Registry, s.cache.len)
+	s.metrics = newMetrics(o.Registry, s.cache.len, func() int { return s.eventsGauge.Load().len() })
 	s.ups.metrics = s.metrics
 	s.tunnel = newTunnels(o.Tunnel, o.Registry)
 	s.bufs.New = func() any { b := make([]byte, 0, 1232); return &b }
@@ -76,6 +77,7 @@ func (s *Server) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	s.events = newEvents(s.opts.Sink, s.opts.Queue, s.opts.Collapse, s.metrics, s.opts.Log)
+	s.eventsGauge.Store(s.events)
 	for _, a := range s.opts.Listen {
 		pc, ln, err := listenBoth(a, s.udpSockets() > 1 || s.udpBlocking())
 		if err != nil {

@@ -611,7 +611,7 @@ func TestBlockTemplate(t *testing.T) {
 // the name), the first repeat's time and the highest severity.
 func TestFollowUpKeepsFields(t *testing.T) {
 	sk := &sink{}
-	e := newEvents(sk, 100, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	e := newEvents(sk, 100, time.Hour, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
 	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 	base := reports.Event{Time: t0, Source: "dns", Protocol: "udp", Client: netip.MustParseAddr(student), Device: "pc-7",
 		User: "amy", Group: "students", Name: "www.porn.example", QType: "A", Action: "block", Reason: "category",
@@ -740,7 +740,7 @@ func (refusingSink) Record(reports.Event) bool { return false }
 
 // An event the sink refuses is counted as dropped, not as queued.
 func TestEventsRefusedBySinkCountAsDropped(t *testing.T) {
-	m := newMetrics(nil, func() int { return 0 })
+	m := newMetrics(nil, nil, nil)
 	e := newEvents(refusingSink{}, 100, time.Hour, m, slog.New(slog.DiscardHandler))
 	e.record(reports.Event{Client: netip.MustParseAddr(student), Name: "a.example", Action: "block", Severity: bl.SeverityLow})
 	e.close()
@@ -796,7 +796,7 @@ func TestSetAccess(t *testing.T) {
 // source addresses (a UDP query's can be any) must not grow that memory
 // without limit, and none of their events may go missing for it.
 func TestBypassCapabilityKeysBounded(t *testing.T) {
-	e := newEvents(&sink{}, 100, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	e := newEvents(&sink{}, 100, time.Hour, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
 	defer e.close()
 	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	first := netip.MustParseAddr("fd00::1")

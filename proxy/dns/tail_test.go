@@ -22,7 +22,7 @@ func TestFollowUpsPaced(t *testing.T) {
 	const names, budget = 2000, 500
 	sk := &sink{}
 	// A window of an hour: the events' own ticker finds nothing due.
-	e := newEvents(sk, 100, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	e := newEvents(sk, 100, time.Hour, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
 	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 	ev := func(i int) reports.Event {
 		return reports.Event{Time: t0, Source: "dns", Client: netip.MustParseAddr(student), Name: fmt.Sprintf("n%d.porn.example", i),
@@ -85,7 +85,7 @@ func TestFollowUpsPaced(t *testing.T) {
 func TestFlushOneShardAtATime(t *testing.T) {
 	const names = 1600
 	sk := &sink{}
-	e := newEvents(sk, 10_000, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+	e := newEvents(sk, 10_000, time.Hour, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
 	defer e.close()
 	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 	ev := func(i int) reports.Event {
@@ -145,7 +145,7 @@ func BenchmarkFlushTick(b *testing.B) {
 		one  bool
 	}{{"all-shards", false}, {"one-shard", true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := newEvents(&countSink{}, 100_000, time.Hour, newMetrics(nil, func() int { return 0 }), slog.New(slog.DiscardHandler))
+			e := newEvents(&countSink{}, 100_000, time.Hour, newMetrics(nil, nil, nil), slog.New(slog.DiscardHandler))
 			defer e.close()
 			t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 			evs := make([]reports.Event, names)

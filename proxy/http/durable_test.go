@@ -296,3 +296,61 @@ func storedInt(t *testing.T, st *reports.Store, q string, args ...any) int {
 	}
 	return n
 }
+
+// seqSink numbers events as a DurableSink does, every one durable at once.
+type seqSink struct {
+	sink
+	seq atomic.Uint64
+}
+
+func (s *seqSink) RecordSeq(ev reports.Event) uint64        { s.Record(ev); return s.seq.Add(1) }
+func (s *seqSink) IsDurable(uint64) bool                    { return true }
+func (s *seqSink) AfterDurable(uint64, reports.Waiter) bool { return false }
+
+// TestSeriesEndTold: the end of a window whose repeats went to the store
+// as a series is told once, after its last follow-up: on it when repeats
+// came since, alone (reports.EndOfSeries) when none did, whether the flush
+// or the next request finds the window ended; a window with no repeats
+// tells nothing.
+func TestSeriesEndTold(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	s := &seqSink{}
+	l := newEventLog(s, func() time.Duration { return time.Minute }, func() time.Time { return now })
+	evFor := func(path string) reports.Event {
+		return reports.Event{Source: "http", Client: netip.MustParseAddr("10.1.0.1"), Name: "adult.test",
+			URL: "http://adult.test/" + path, Action: "block", Category: "pornography", Count: 1}
+	}
+	seqs := map[string]uint64{}
+	for _, p := range []string{"quiet", "last", "flushed", "asked"} {
+		seqs[p] = l.record(evFor(p))
+	}
+	for _, p := range []string{"last", "flushed", "asked"} {
+		l.record(evFor(p))
+	}
+	l.flush(false) // the open windows' repeats go as series
+	l.record(evFor("last"))
+	now = now.Add(2 * time.Minute)
+	l.record(evFor("asked")) // a new window: the old one ends here
+	l.flush(false)
+	ends := map[uint64][]reports.Event{}
+	for _, e := range s.events() {
+		if e.Series != 0 {
+			ends[e.Series] = append(ends[e.Series], e)
+		}
+	}
+	if len(ends[seqs["quiet"]]) != 0 {
+		t.Errorf("a window with no repeats sent %v", ends[seqs["quiet"]])
+	}
+	for p, want := range map[string][]int{"last": {1, 1}, "flushed": {1, 0}, "asked": {1, 0}} {
+		got := ends[seqs[p]]
+		if len(got) != len(want) {
+			t.Errorf("%s: %d follow-ups, want %d", p, len(got), len(want))
+			continue
+		}
+		for i, e := range got {
+			if e.Count != want[i] || e.SeriesEnd != (i == len(got)-1) {
+				t.Errorf("%s: follow-up %d: count %d, SeriesEnd %v; want count %d, the end on the last", p, i+1, e.Count, e.SeriesEnd, want[i])
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -39,7 +40,8 @@ type eventLog struct {
 type logShard struct {
 	mu   sync.RWMutex
 	seen map[uint64]*pending
-	_    [32]byte // one cache line each
+	peak int      // most keys since seen was last rebuilt (maproom.Shrink)
+	_    [24]byte // one cache line each
 }
 
 type eventKey struct {
@@ -58,6 +60,9 @@ type pending struct {
 	ev      reports.Event // the first event; its reference code is the one its repeats show
 	repeats atomic.Int64  // not yet sent
 	last    atomic.Int64  // the latest repeat's time, unix nanos (0: none)
+	// followed: a follow-up (of Series seq) was sent, so the window's end
+	// is told to the sink even with no repeats since (reports.EndOfSeries).
+	followed bool
 }
 
 // persistEvery is how often repeat counts go to a DurableSink.
@@ -142,17 +147,21 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	if p != nil {
 		if n := p.repeats.Load(); n > 0 {
 			ended = p.followUp(n) // the window ended before the flush saw it
+			ended.SeriesEnd = p.seq != 0
+		} else if p.followed && p.seq != 0 {
+			ended = reports.EndOfSeries(p.seq)
 		}
 	} else {
 		l.keys.Add(1)
 	}
 	p = &pending{first: now, ev: ev}
 	sh.seen[h] = p
+	sh.peak = max(sh.peak, len(sh.seen))
 	// Sent under the lock, so that a repeat sees the sequence number.
 	p.seq = l.sendLocked(sh, ev)
 	seq := p.seq
 	sh.mu.Unlock()
-	if ended.Count > 0 {
+	if ended.Count > 0 || ended.SeriesEnd {
 		l.send(ended)
 	}
 	return seq, ev.Ref
@@ -215,14 +224,20 @@ func (l *eventLog) flush(all bool) {
 		for h, p := range sh.seen {
 			end := all || now.Sub(p.first) >= w
 			if n := p.repeats.Load(); n > 0 && (end || l.dsink != nil) {
-				out = append(out, p.followUp(n))
+				ev := p.followUp(n)
+				ev.SeriesEnd = end && p.seq != 0
+				out = append(out, ev)
 				p.repeats.Store(0)
+				p.followed = true
+			} else if end && !all && p.followed && p.seq != 0 {
+				out = append(out, reports.EndOfSeries(p.seq))
 			}
 			if end {
 				delete(sh.seen, h)
 				removed++
 			}
 		}
+		sh.seen = maproom.Shrink(sh.seen, &sh.peak)
 		sh.mu.Unlock()
 		l.keys.Add(-int64(removed))
 	}
