@@ -173,6 +173,38 @@ func TestSpillReplayedAfterRestart(t *testing.T) {
 	}
 }
 
+// TestSeriesEndNotSpilled: while the database fails, the end of a series
+// alone is not written to the spill file, nor counted as waiting there.
+func TestSeriesEndNotSpilled(t *testing.T) {
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := lockDB(t, st.Path())
+	defer unlock()
+	t0 := time.Now().UTC()
+	for i := range 10 {
+		e := ev(t0, "10.1.0.1", "students", "games", fmt.Sprintf("g%d.example", i))
+		e.Series, e.Count = uint64(i+1), 2
+		w.Record(e)
+		w.Record(EndOfSeries(uint64(i + 1)))
+	}
+	w.Close()
+	files, _ := filepath.Glob(st.Path() + ".spill-*.jsonl")
+	lines := 0
+	for _, f := range files {
+		n, err := countLines(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += n
+	}
+	if lines != 10 || w.Spilled() != 10 {
+		t.Errorf("%d lines spilled (%d counted), want the 10 repeat counts only", lines, w.Spilled())
+	}
+}
+
 // TestStoreAndSpillFailingLosesLoudly: with the database locked and the
 // spill directory unusable, memory stays bounded: events beyond the cap are
 // counted as lost (never silently), and answers are not held.
@@ -329,6 +361,9 @@ func TestSeriesEndForgotten(t *testing.T) {
 	w.Flush()
 	if len(w.series) != 0 || w.seriesPeak >= n/2 {
 		t.Errorf("after every series ended: %d remembered (room for %d), want none and the map rebuilt smaller", len(w.series), w.seriesPeak)
+	}
+	if got := w.Written(); got != n+n/2 {
+		t.Errorf("%d events counted as written, want %d (the marks alone are not events)", got, n+n/2)
 	}
 	w.Close()
 	if c := count(t, st, "SELECT count(*) FROM events"); c != n {

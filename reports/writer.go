@@ -1125,6 +1125,14 @@ func (w *Writer) store(batch []Event, stopping, preemptible, small bool) storeRe
 		}
 	}
 	if !w.spillFailing || !now.Before(w.spillRetryAt) || stopping {
+		// The end of a series is not kept through a failure: a repeat
+		// count replayed later starts a row of its own if need be.
+		if slices.ContainsFunc(batch, isSeriesEnd) { // a copy: the caller reads batch after
+			batch = slices.DeleteFunc(slices.Clone(batch), isSeriesEnd)
+		}
+		if len(batch) == 0 {
+			return storeResult{}
+		}
 		if err := w.sp.append(batch); err != nil {
 			w.spillFailing = true
 			w.spillBackoff = nextBackoff(w.spillBackoff)
@@ -1139,6 +1147,8 @@ func (w *Writer) store(batch []Event, stopping, preemptible, small bool) storeRe
 	}
 	return storeResult{left: batch}
 }
+
+func isSeriesEnd(ev Event) bool { return ev.seriesEndOnly() }
 
 func nextBackoff(d time.Duration) time.Duration {
 	if d <= 0 {
@@ -1201,7 +1211,13 @@ func (w *Writer) commit(batch []Event, preemptible, full bool) (int, error) {
 	if full {
 		w.owesFull = false
 	}
-	w.written.Add(uint64(n))
+	events := n
+	for i := range batch[:n] {
+		if batch[i].seriesEndOnly() {
+			events-- // not an event
+		}
+	}
+	w.written.Add(uint64(events))
 	w.commits.Add(1)
 	return n, nil
 }
