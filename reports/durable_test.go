@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -768,5 +769,34 @@ func TestOpenIncidentsBounded(t *testing.T) {
 	}
 	if c := count(t, st, "SELECT count(*) FROM incidents"); c != n {
 		t.Errorf("%d incidents stored, want %d", c, n)
+	}
+}
+
+// TestOpenIncidentsShrink: the room a flood of client addresses gave the
+// open incidents is given back once their window has ended.
+func TestOpenIncidentsShrink(t *testing.T) {
+	st := openTemp(t)
+	var mu sync.Mutex
+	now := time.Now().UTC()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	w, err := NewWriter(st, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const n = 3000
+	for i := range n {
+		w.Record(ev(clock(), fmt.Sprintf("10.2.%d.%d", i/256, i%256), "students", "pornography", "porn.example"))
+	}
+	w.Flush()
+	if len(w.open) != n || w.openPeak != n {
+		t.Fatalf("%d incidents open (peak %d), want %d", len(w.open), w.openPeak, n)
+	}
+	mu.Lock()
+	now = now.Add(w.opt.IncidentWindow + time.Minute)
+	mu.Unlock()
+	w.forget()
+	if len(w.open) != 0 || w.openPeak != 0 {
+		t.Errorf("after the window: %d open, room for %d; want none and the map rebuilt", len(w.open), w.openPeak)
 	}
 }

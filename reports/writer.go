@@ -202,6 +202,7 @@ type Writer struct {
 	Alertable func()
 
 	open       map[incKey]*openIncident // incidents still inside the window
+	openPeak   int                      // most open incidents at a commit since the map was last rebuilt (maproom.Shrink)
 	series     map[uint64]seriesRow     // Event.Series → its stored row
 	seriesPeak int                      // most series since the map was last rebuilt (maproom.Shrink)
 	// txSeries is batchTx.series, kept from one transaction to the next:
@@ -1241,7 +1242,7 @@ func needsFull(batch []Event) bool {
 // reload forgets the in-memory incidents after a failed transaction (their
 // ids may have been rolled back) and reads them again.
 func (w *Writer) reload() {
-	w.open = map[incKey]*openIncident{}
+	w.open, w.openPeak = map[incKey]*openIncident{}, 0
 	if err := w.loadOpen(); err != nil {
 		w.opt.Log.Error("reading open incidents", "err", err)
 	}
@@ -1257,6 +1258,7 @@ func (w *Writer) forget() {
 			delete(w.open, k)
 		}
 	}
+	w.open = maproom.Shrink(w.open, &w.openPeak)
 	old := ms(time.Now().Add(-10 * time.Minute))
 	for k, r := range w.series {
 		if r.used < old {
@@ -1620,6 +1622,7 @@ func (w *Writer) finish(b *batchTx) error {
 		w.trimSeries(now, b.series)
 	}
 	w.series = maproom.Shrink(w.series, &w.seriesPeak)
+	w.openPeak = max(w.openPeak, len(w.open))
 	if len(w.open) > maxOpen {
 		w.trimOpen()
 	}
