@@ -877,12 +877,7 @@ func (w *Writer) drain(stopping, force bool) {
 		r := w.storeBatch(batch, stopping, held)
 		stored, lost := len(batch)-len(r.left), 0
 		if len(r.left) > 0 && stopping && !r.preempted {
-			for i := range r.left {
-				if !r.left[i].seriesEndOnly() {
-					lost++
-				}
-			}
-			r.left = nil
+			lost, r.left = countEvents(r.left), nil
 		}
 		w.mu.Lock()
 		var low, over int
@@ -1128,9 +1123,7 @@ func (w *Writer) store(batch []Event, stopping, preemptible, small bool) storeRe
 	if !w.spillFailing || !now.Before(w.spillRetryAt) || stopping {
 		// The end of a series is not kept through a failure: a repeat
 		// count replayed later starts a row of its own if need be.
-		if slices.ContainsFunc(batch, isSeriesEnd) { // a copy: the caller reads batch after
-			batch = slices.DeleteFunc(slices.Clone(batch), isSeriesEnd)
-		}
+		batch = withoutSeriesEnds(batch)
 		if len(batch) == 0 {
 			return storeResult{}
 		}
@@ -1149,7 +1142,32 @@ func (w *Writer) store(batch []Event, stopping, preemptible, small bool) storeRe
 	return storeResult{left: batch}
 }
 
-func isSeriesEnd(ev Event) bool { return ev.seriesEndOnly() }
+// countEvents is len(evs) less the ends of series alone (not events).
+func countEvents(evs []Event) int {
+	n := len(evs)
+	for i := range evs {
+		if evs[i].seriesEndOnly() {
+			n--
+		}
+	}
+	return n
+}
+
+// withoutSeriesEnds returns evs, or if it holds ends of series alone a
+// copy without them (the caller still reads evs).
+func withoutSeriesEnds(evs []Event) []Event {
+	n := countEvents(evs)
+	if n == len(evs) {
+		return evs
+	}
+	out := make([]Event, 0, n)
+	for i := range evs {
+		if !evs[i].seriesEndOnly() {
+			out = append(out, evs[i])
+		}
+	}
+	return out
+}
 
 func nextBackoff(d time.Duration) time.Duration {
 	if d <= 0 {
@@ -1212,13 +1230,7 @@ func (w *Writer) commit(batch []Event, preemptible, full bool) (int, error) {
 	if full {
 		w.owesFull = false
 	}
-	events := n
-	for i := range batch[:n] {
-		if batch[i].seriesEndOnly() {
-			events-- // not an event
-		}
-	}
-	w.written.Add(uint64(events))
+	w.written.Add(uint64(countEvents(batch[:n])))
 	w.commits.Add(1)
 	return n, nil
 }
