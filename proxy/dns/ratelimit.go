@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 )
 
 // rateLimiter is a token bucket per client address, sized for a school
@@ -36,7 +38,13 @@ const (
 type rlShard struct {
 	mu      sync.Mutex
 	buckets map[netip.Addr]*bucket
+	peak    int   // most buckets since the map was last rebuilt (maproom.Shrink)
+	swept   int64 // unix nanos of the last sweep (sweepLocked)
 }
+
+// rlSweepEvery is how often a shard in use forgets the buckets that have
+// filled up again (sweepLocked).
+const rlSweepEvery = int64(time.Minute)
 
 type bucket struct {
 	tokens  float64
@@ -68,6 +76,9 @@ func (rl *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
 	s := &rl.shards[maphash.Bytes(rl.seed, b16[:])%uint64(len(rl.shards))]
 	n := now.UnixNano()
 	s.mu.Lock()
+	if n-s.swept >= rlSweepEvery {
+		rl.sweepLocked(s, n)
+	}
 	b := s.buckets[ip]
 	if b == nil {
 		if len(s.buckets) >= rlShardMax {
@@ -75,6 +86,7 @@ func (rl *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
 		}
 		b = &bucket{tokens: rl.burst, last: n}
 		s.buckets[ip] = b
+		s.peak = max(s.peak, len(s.buckets))
 	}
 	b.tokens += float64(n-b.last) / 1e9 * rl.qps
 	if b.tokens > rl.burst {
@@ -97,6 +109,22 @@ func (rl *rateLimiter) allow(ip netip.Addr, now time.Time) bool {
 		rl.log.Warn("client rate limited", "client", ip, "qps", rl.qps, "burst", rl.burst, "refused_since_last_log", count)
 	}
 	return false
+}
+
+// sweepLocked forgets the buckets that have filled up again and have no
+// "rate limited" log line pending or sent within the minute: such a client
+// is treated as a new one would be, so forgetting it changes nothing but
+// the memory (after a flood of made-up addresses, the shard's map is then
+// rebuilt smaller). Once a minute a shard, at the cost of a pass over its
+// at most rlShardMax buckets.
+func (rl *rateLimiter) sweepLocked(s *rlShard, n int64) {
+	s.swept = n
+	for k, b := range s.buckets {
+		if b.tokens+float64(n-b.last)/1e9*rl.qps >= rl.burst && b.limited == 0 && n-b.logged >= int64(time.Minute) {
+			delete(s.buckets, k)
+		}
+	}
+	s.buckets = maproom.Shrink(s.buckets, &s.peak)
 }
 
 // evictLocked forgets the least recently seen of rlSample buckets (map

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -37,5 +38,67 @@ func TestRateLimiterBounded(t *testing.T) {
 	}
 	if rl.allow(busy, at) {
 		t.Error("the busy client was forgotten and let through")
+	}
+}
+
+// TestRateLimiterSweep: once a flood of made-up addresses is over, the
+// buckets that have filled up again are forgotten (as good as new ones)
+// and the shards' maps rebuilt smaller; a client whose refusals are not
+// yet logged keeps its bucket, and so their count for the next line.
+func TestRateLimiterSweep(t *testing.T) {
+	rl := newRateLimiter(10, 20, slog.New(slog.DiscardHandler))
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	busy := netip.MustParseAddr("10.0.0.9")
+	for range 21 { // 20 allowed, the first refusal logged
+		rl.allow(busy, t0)
+	}
+	base := netip.MustParseAddr("fd00::").As16()
+	addr := func(i int) netip.Addr {
+		a := base
+		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		return netip.AddrFrom16(a)
+	}
+	for i := range 100_000 {
+		at := t0.Add(time.Duration(i) * time.Microsecond)
+		rl.allow(addr(i), at)
+		if i%1000 == 0 {
+			rl.allow(busy, at) // refused again: kept recently seen, its refusals counted
+		}
+	}
+	if n := rl.len(); n != rlBuckets {
+		t.Fatalf("%d buckets after the flood, want the bound %d", n, rlBuckets)
+	}
+	later := t0.Add(2 * time.Minute)
+	asked := 0
+	for i := 0; ; i++ { // new clients come until every shard has had a query
+		swept := 0
+		for j := range rl.shards {
+			if rl.shards[j].swept == later.UnixNano() {
+				swept++
+			}
+		}
+		if swept == len(rl.shards) {
+			break
+		}
+		if i == 100_000 {
+			t.Fatalf("after %d new clients, %d of %d shards swept", i, swept, len(rl.shards))
+		}
+		rl.allow(addr(1_000_000+i), later)
+		asked++
+	}
+	if n := rl.len(); n > asked+1 {
+		t.Errorf("%d buckets after the sweep, want at most the %d clients since and the one with a refusal to log", n, asked+1)
+	}
+	room := 0
+	for j := range rl.shards {
+		room += rl.shards[j].peak
+	}
+	if room > 2*(asked+1) {
+		t.Errorf("the shards' maps have room for %d after the sweep, want them rebuilt", room)
+	}
+	b16 := busy.As16()
+	s := &rl.shards[maphash.Bytes(rl.seed, b16[:])%uint64(len(rl.shards))]
+	if b := s.buckets[busy]; b == nil || b.limited == 0 {
+		t.Errorf("the client with refusals not yet logged lost its bucket (%v)", b)
 	}
 }
