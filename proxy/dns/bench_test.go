@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -12,8 +11,8 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/internal/storetest"
 	"github.com/gatehouse-filter/gatehouse/policy"
-	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // fakeWriter is an in-memory ResponseWriter for benchmarks and fuzzing.
@@ -171,15 +170,7 @@ func BenchmarkUDPLoopback(b *testing.B) {
 func BenchmarkServeBlockedStore(b *testing.B) {
 	for _, mode := range []string{"repeat", "new"} {
 		b.Run(mode, func(b *testing.B) {
-			st, err := reports.Open(filepath.Join(b.TempDir(), "g.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			w, err := reports.NewWriter(st, reports.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() { w.Close(); st.Close() }()
+			_, w := storetest.Open(b)
 			ts := startServer(b, func(o *Options) { o.Sink, o.Collapse = w, time.Minute })
 			if mode == "repeat" {
 				benchQuery(b, ts, "www.porn.example.", student)

@@ -5,38 +5,20 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/gatehouse-filter/gatehouse/internal/storetest"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
-// storeSink is a real breach store and writer for a test.
-func storeSink(t *testing.T) (*reports.Store, *reports.Writer) {
-	t.Helper()
-	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := reports.NewWriter(st, reports.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(); st.Close() })
-	return st, w
-}
-
+// storedCount is the count stored for name: its events and their repeats.
 func storedCount(t *testing.T, st *reports.Store, name string) int64 {
 	t.Helper()
-	var n int64
-	if err := st.DB().QueryRow(`SELECT COALESCE(SUM(count), 0) FROM events WHERE name = ?`, name).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return storetest.Int(t, st, `SELECT COALESCE(SUM(count), 0) FROM events WHERE name = ?`, name)
 }
 
 // TestBlockAnswerAfterDurable: when a client has a block answer, its event
@@ -46,7 +28,7 @@ func storedCount(t *testing.T, st *reports.Store, name string) int64 {
 func TestBlockAnswerAfterDurable(t *testing.T) {
 	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
 		t.Run(listen, func(t *testing.T) {
-			st, w := storeSink(t)
+			st, w := storetest.Open(t)
 			ts := startServer(t, func(o *Options) { o.Sink, o.Collapse, o.Listen = w, time.Hour, []string{listen} })
 			_, port, _ := net.SplitHostPort(ts.udp)
 			to := ts.udp

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/internal/storetest"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -57,17 +57,9 @@ func TestEventsCollapseCountsExact(t *testing.T) {
 		t.Errorf("plain sink: counted %d of %d requests", total, sent)
 	}
 
-	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	w, err := reports.NewWriter(st, reports.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, w := storetest.Open(t)
 	sent = run(w, true)
-	w.Close()
+	w.Close() // everything stored
 	var stored, rows int
 	if err := st.DB().QueryRow(`SELECT SUM(count), count(*) FROM events`).Scan(&stored, &rows); err != nil {
 		t.Fatal(err)
@@ -82,10 +74,10 @@ func TestEventsCollapseCountsExact(t *testing.T) {
 // CONNECT 403), the event is in the database, and a repeat's count gets
 // there long before the collapse window ends.
 func TestBlockPageAfterDurable(t *testing.T) {
-	st, w := storeWriter(t)
+	st, w := storetest.Open(t)
 	e := newEnv(t, envOpts{sink: w})
 	c := e.client("", "", "")
-	stored := func(q string, args ...any) int { return storedInt(t, st, q, args...) }
+	stored := func(q string, args ...any) int64 { return storetest.Int(t, st, q, args...) }
 	for i := range 30 {
 		resp, _ := get(t, c, e.originURL("adult.test", fmt.Sprintf("/p%d", i)))
 		ref := resp.Header.Get("X-Gatehouse-Ref")
@@ -224,7 +216,7 @@ func TestEventsCollapseConcurrent(t *testing.T) {
 // searched for within the collapse window is an event of its own (a
 // second term was once counted as a repeat of the first, its words lost).
 func TestSearchFlagDurable(t *testing.T) {
-	st, w := storeWriter(t)
+	st, w := storetest.Open(t)
 	e := searchEnv(t, envOpts{sink: w})
 	c := e.client("", "", "")
 	for i := range 10 {
@@ -233,7 +225,7 @@ func TestSearchFlagDurable(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("search not served: %d %s", resp.StatusCode, body)
 		}
-		if n := storedInt(t, st, `SELECT count(*) FROM events WHERE action = 'flag' AND search = ?`,
+		if n := storetest.Int(t, st, `SELECT count(*) FROM events WHERE action = 'flag' AND search = ?`,
 			fmt.Sprintf("how to k1ll mys3lf %d", i)); n != 1 {
 			t.Fatalf("search %d answered with %d flag events stored", i, n)
 		}
@@ -255,7 +247,7 @@ func TestSearchFlagDurable(t *testing.T) {
 // through, and by the time its end reaches the pupil the critical flag
 // (the DSL's alert) is in the database.
 func TestContentFlagDurable(t *testing.T) {
-	st, w := storeWriter(t)
+	st, w := storetest.Open(t)
 	ce := newContentEnvOpts(t, envOpts{sink: w})
 	c := ce.client("", "", "")
 	for i := range 10 {
@@ -265,36 +257,10 @@ func TestContentFlagDurable(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("page not served: %d", resp.StatusCode)
 		}
-		if n := storedInt(t, st, `SELECT count(*) FROM events WHERE action = 'flag' AND url LIKE ?`, "%"+path); n != 1 {
+		if n := storetest.Int(t, st, `SELECT count(*) FROM events WHERE action = 'flag' AND url LIKE ?`, "%"+path); n != 1 {
 			t.Fatalf("page %d ended with %d flag events stored", i, n)
 		}
 	}
-}
-
-// storeWriter opens a breach store in a temp dir and its writer, closed
-// when the test ends.
-func storeWriter(t *testing.T) (*reports.Store, *reports.Writer) {
-	t.Helper()
-	st, err := reports.Open(filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := reports.NewWriter(st, reports.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(); st.Close() })
-	return st, w
-}
-
-// storedInt is the one number query q (with args) reads from the store.
-func storedInt(t *testing.T, st *reports.Store, q string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := st.DB().QueryRow(q, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // seqSink numbers events as a DurableSink does, every one durable at once.
