@@ -306,10 +306,7 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 			l.buf = decodeBuf(src)
 			l.dec, l.zlib, err = deflateReader(l.buf)
 		case codingBr:
-			brr, ok := brReaders.Get().(*brotli.Reader)
-			if !ok {
-				brr = brotli.NewReader(nil)
-			}
+			brr := brReaders.Get().(*brotli.Reader) // the pool makes one when empty
 			err = brr.Reset(src)
 			l.dec = brr
 		case codingZstd:
