@@ -16,11 +16,12 @@ func TestGCPercentFor(t *testing.T) {
 		live, base, headroom uint64
 		want                 int
 	}{
-		{0, 0, 4 * M, 50},
+		{0, 0, 4 * M, 25},
 		{2 * M, 2 * M, 4 * M, 150},   // the runtime's 4 MiB × percent floor binds: goal 6 MiB
 		{4 * M, 4 * M, 4 * M, 100},   // goal 8 MiB
-		{8 * M, 8 * M, 4 * M, 50},    // never below 50%
-		{64 * M, 64 * M, 4 * M, 50},  //
+		{8 * M, 8 * M, 4 * M, 50},    // goal 12 MiB
+		{15 * M, 15 * M, 4 * M, 26},  // the resolver after the peer harness: 4 MiB, not 7.5
+		{64 * M, 64 * M, 4 * M, 25},  // never below 25%
 		{8 * M, 8 * M, 32 * M, 400},  // goal 40 MiB
 		{8 * M, 16 * M, 32 * M, 200}, // stacks and globals count: goal 8 + 16×2 = 40 MiB
 		{1 * M, 3 * M, 12 * M, 325},  // blocked-request load: goal max(1+3×3.25, 4×3.25) = 13 MiB
@@ -62,7 +63,7 @@ func TestGCTunerHeadroom(t *testing.T) {
 // TestTuneGC: the tuner sets the percent for this process's live heap,
 // and GOGC in the environment leaves the runtime alone.
 func TestTuneGC(t *testing.T) {
-	old := debug.SetGCPercent(37) // below anything the tuner sets
+	old := debug.SetGCPercent(17) // below anything the tuner sets
 	defer debug.SetGCPercent(old)
 	t.Setenv("GOGC", "")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -37,12 +37,13 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode %q, want wal", mode)
 	}
-	var fk, av, v int
+	var fk, av, v, cache int
 	st.db.QueryRow("PRAGMA foreign_keys").Scan(&fk)
 	st.db.QueryRow("PRAGMA auto_vacuum").Scan(&av)
 	st.db.QueryRow("PRAGMA user_version").Scan(&v)
-	if fk != 1 || av != 2 || v != SchemaVersion {
-		t.Errorf("foreign_keys %d auto_vacuum %d user_version %d", fk, av, v)
+	st.db.QueryRow("PRAGMA cache_size").Scan(&cache)
+	if fk != 1 || av != 2 || v != SchemaVersion || cache != -pageCacheKiB {
+		t.Errorf("foreign_keys %d auto_vacuum %d user_version %d cache_size %d", fk, av, v, cache)
 	}
 	st.Close()
 
