@@ -740,6 +740,62 @@ func TestCommitsLeaveCheckpointsToCheckpointer(t *testing.T) {
 	t.Logf("WAL %d bytes without the checkpointer, %d with it (%d checkpoints)", size, size2, n)
 }
 
+// TestWALTruncatedAfterStarvedCheckpointer: while the checkpointer could
+// not run (its idle-priority thread starved by a saturated CPU; here, the
+// pool's connections all taken) the WAL grew; once it runs, a WAL past
+// walTruncateFrames is truncated, not kept at its largest (SQLite reuses
+// the file from its start but never shrinks it: 117 MB after 15 s of the
+// peer harness's DNS load, for a 12 MB database).
+func TestWALTruncatedAfterStarvedCheckpointer(t *testing.T) {
+	defer func(e time.Duration, f int) { checkpointEvery, walTruncateFrames = e, f }(checkpointEvery, walTruncateFrames)
+	checkpointEvery = 5 * time.Millisecond
+	walTruncateFrames = 256 // 1 MiB
+	st := openTemp(t)
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var held []*sql.Conn // the pool's other three: the checkpointer waits
+	for range 3 {
+		c, err := st.db.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	release := func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}
+	defer release() // before w.Close, which waits for the checkpointer
+	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for b := range 20 {
+		for i := range 1000 {
+			w.RecordSeq(ev(at, "10.0.0.6", "students", "", fmt.Sprintf("allowed-%d-%d.example", b, i)))
+		}
+		w.Flush()
+	}
+	walSize := func() int64 {
+		fi, err := os.Stat(st.Path() + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	grown := walSize()
+	if grown < 2<<20 {
+		t.Fatalf("WAL %d bytes after 20,000 events with the checkpointer held off", grown)
+	}
+	release()
+	waitFor(t, "the WAL truncated", func() bool { return w.walTruncations.Load() > 0 })
+	if size := walSize(); size > 1<<20 {
+		t.Fatalf("WAL %d bytes after its truncation (%d before)", size, grown)
+	}
+	t.Logf("WAL %d bytes with the checkpointer held off, %d after", grown, walSize())
+}
+
 // TestOpenIncidentsBounded: blocked requests from ever new client
 // addresses (a UDP query's source can be any) open an incident each; the
 // incidents held open in memory stay within their bound, and every event

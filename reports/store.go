@@ -212,6 +212,9 @@ var SchemaVersion = len(migrations)
 // Gatehouse.
 var ErrNewerSchema = errors.New("database schema is newer than this Gatehouse")
 
+// busyTimeout is how long a connection waits for a lock another holds.
+const busyTimeout = 10 * time.Second
+
 // pageCacheKiB is each connection's SQLite page cache (the pool's four at
 // most, one of them the writer's).
 const pageCacheKiB = 512
@@ -236,7 +239,7 @@ func Open(path string) (*Store, error) {
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
-	q.Set("_busy_timeout", "10000")
+	q.Set("_busy_timeout", fmt.Sprint(busyTimeout.Milliseconds()))
 	q.Set("_foreign_keys", "on")
 	q.Set("_synchronous", "NORMAL")
 	q.Set("_txlock", "immediate")
