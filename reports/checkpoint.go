@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -24,14 +25,15 @@ import (
 // 10,000 queries a second clustered at the checkpoints' times).
 var checkpointEvery = time.Second
 
-// walTruncateFrames: a WAL of this many frames (64 MiB with 4 KiB pages)
-// is truncated. A PASSIVE checkpoint copies the frames into the database,
-// but the log starts again from its beginning only when a commit finds
-// every frame copied, and under a steady flood of events a commit lands
-// during each checkpoint: the peer harness's DNS load (5,000 repeat
-// counts a second) left a 138 MB WAL after two minutes, still growing, and
-// SQLite keeps the file at its largest until it is truncated.
-var walTruncateFrames = 16384
+// walTruncateBytes: a WAL file this large is truncated. SQLite reuses the
+// file from its start once a checkpoint has copied every frame, but never
+// shrinks it: the first 15 s of the peer harness's DNS load (20,000 new
+// blocked names, each a held commit, on two saturated cores, the
+// idle-priority checkpointer starved) left a 117 MB file for a 12 MB
+// database, kept at that size until restart. The file's size is what
+// counts, not the frames in use: a log started again from its beginning
+// (after a checkpoint of another connection, say) keeps the file as large.
+var walTruncateBytes int64 = 64 << 20
 
 // walTruncateWait is how long the truncating checkpoint waits for a commit
 // under way or a reader to finish: commits wait behind it that long at most,
@@ -78,7 +80,7 @@ func (w *Writer) checkpointer(st *checkpointState, idle bool, every time.Duratio
 		st.last = n
 		var busy, frames, done int
 		err := w.st.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
-		if err == nil && frames >= walTruncateFrames {
+		if fi, serr := os.Stat(w.st.path + "-wal"); err == nil && serr == nil && fi.Size() >= walTruncateBytes {
 			err = w.truncateWAL()
 		}
 		if err == nil {

@@ -743,13 +743,13 @@ func TestCommitsLeaveCheckpointsToCheckpointer(t *testing.T) {
 // TestWALTruncatedAfterStarvedCheckpointer: while the checkpointer could
 // not run (its idle-priority thread starved by a saturated CPU; here, the
 // pool's connections all taken) the WAL grew; once it runs, a WAL past
-// walTruncateFrames is truncated, not kept at its largest (SQLite reuses
+// walTruncateBytes is truncated, not kept at its largest (SQLite reuses
 // the file from its start but never shrinks it: 117 MB after 15 s of the
 // peer harness's DNS load, for a 12 MB database).
 func TestWALTruncatedAfterStarvedCheckpointer(t *testing.T) {
-	defer func(e time.Duration, f int) { checkpointEvery, walTruncateFrames = e, f }(checkpointEvery, walTruncateFrames)
+	defer func(e time.Duration, b int64) { checkpointEvery, walTruncateBytes = e, b }(checkpointEvery, walTruncateBytes)
 	checkpointEvery = 5 * time.Millisecond
-	walTruncateFrames = 256 // 1 MiB
+	walTruncateBytes = 1 << 20
 	st := openTemp(t)
 	w, err := NewWriter(st, Options{Log: testLog(t)})
 	if err != nil {

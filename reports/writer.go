@@ -196,8 +196,8 @@ type Writer struct {
 	ckptIdle    atomic.Uint64 // threads of idle priority it took
 	ckptMoves   atomic.Uint64 // moves from such a thread to a normal one
 	ckptLog     lograte.Limit
-	// walTruncations counts the checkpoints that truncated a WAL grown
-	// to walTruncateFrames (checkpoint.go).
+	// walTruncations counts the checkpoints that truncated a WAL file
+	// grown to walTruncateBytes (checkpoint.go).
 	walTruncations atomic.Uint64
 
 	// Alertable, if set, is called (from the writer goroutine) after a
