@@ -47,6 +47,7 @@ type checkpointState struct {
 	background bool // Options.Background: the thread's priority follows the CPU's load
 	thread     committerState
 	last       uint64 // commits and replayed events at the last checkpoint
+	truncate   bool   // the WAL's file is to be truncated: the last try found it locked
 }
 
 // checkpointer runs until the writer stops, or until it has handed over
@@ -74,14 +75,16 @@ func (w *Writer) checkpointer(st *checkpointState, idle bool, every time.Duratio
 			}
 		}
 		n := w.commits.Load() + w.written.Load() // replays write without counting a commit
-		if n == st.last {
+		if n == st.last && !st.truncate {
 			continue
 		}
 		st.last = n
 		var busy, frames, done int
 		err := w.st.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+		st.truncate = false
 		if fi, serr := os.Stat(w.st.path + "-wal"); err == nil && serr == nil && fi.Size() >= walTruncateBytes {
-			err = w.truncateWAL()
+			st.truncate, err = w.truncateWAL()
+			st.truncate = st.truncate || err != nil
 		}
 		if err == nil {
 			w.checkpoints.Add(1)
@@ -92,16 +95,18 @@ func (w *Writer) checkpointer(st *checkpointState, idle bool, every time.Duratio
 }
 
 // truncateWAL checkpoints the whole WAL and truncates it, on a connection
-// of the pool that waits at most walTruncateWait for the lock.
-func (w *Writer) truncateWAL() error {
+// of the pool that waits at most walTruncateWait for the lock, and
+// reports whether it was locked out (to be tried again a second later,
+// with or without commits meanwhile).
+func (w *Writer) truncateWAL() (locked bool, err error) {
 	ctx := context.Background()
 	c, err := w.st.db.Conn(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer c.Close()
 	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", walTruncateWait.Milliseconds())); err != nil {
-		return err
+		return false, err
 	}
 	var busy, frames, done int
 	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done)
@@ -111,5 +116,5 @@ func (w *Writer) truncateWAL() error {
 	if err == nil && busy == 0 {
 		w.walTruncations.Add(1)
 	}
-	return err
+	return busy != 0, err
 }

@@ -788,6 +788,28 @@ func TestWALTruncatedAfterStarvedCheckpointer(t *testing.T) {
 	if grown < 2<<20 {
 		t.Fatalf("WAL %d bytes after 20,000 events with the checkpointer held off", grown)
 	}
+	// A reader in a transaction locks the truncation out; once it has
+	// ended, the truncation is tried again with no commit since.
+	ctx := context.Background()
+	if _, err := held[0].ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := held[0].QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	c0 := w.checkpoints.Load()
+	for _, c := range held[1:] {
+		c.Close()
+	}
+	// Two: the first may have counted its commits before the last of them.
+	waitFor(t, "two checkpoints", func() bool { return w.checkpoints.Load() >= c0+2 })
+	if n := w.walTruncations.Load(); n != 0 {
+		t.Fatalf("WAL truncated %d times under a reader's transaction", n)
+	}
+	if _, err := held[0].ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
 	release()
 	waitFor(t, "the WAL truncated", func() bool { return w.walTruncations.Load() > 0 })
 	if size := walSize(); size > 1<<20 {
