@@ -177,11 +177,7 @@ func TestSpillReplayedAfterRestart(t *testing.T) {
 // TestSeriesEndNotSpilled: while the database fails, the end of a series
 // alone is not written to the spill file, nor counted as waiting there.
 func TestSeriesEndNotSpilled(t *testing.T) {
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, w := testWriter(t, Options{})
 	unlock := lockDB(t, st.Path())
 	defer unlock()
 	t0 := time.Now().UTC()
@@ -750,12 +746,7 @@ func TestWALTruncatedAfterStarvedCheckpointer(t *testing.T) {
 	defer func(e time.Duration, b int64) { checkpointEvery, walTruncateBytes = e, b }(checkpointEvery, walTruncateBytes)
 	checkpointEvery = 5 * time.Millisecond
 	walTruncateBytes = 1 << 20
-	st := openTemp(t)
-	w, err := NewWriter(st, Options{Log: testLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	st, w := testWriter(t, Options{})
 	var held []*sql.Conn // the pool's other three: the checkpointer waits
 	for range 3 {
 		c, err := st.db.Conn(context.Background())
@@ -769,7 +760,7 @@ func TestWALTruncatedAfterStarvedCheckpointer(t *testing.T) {
 			c.Close()
 		}
 	}
-	defer release() // before w.Close, which waits for the checkpointer
+	defer release() // before the cleanup's w.Close, which waits for the checkpointer
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	for b := range 20 {
 		for i := range 1000 {
