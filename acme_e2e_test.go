@@ -244,8 +244,8 @@ clients:
 	if err := os.Mkdir(filepath.Join(dir, "acme"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	s := startServingLog(t, path, &syncWriter{w: &logs})
+	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	s := startServingLog(t, path, logs)
 	doh := dohAddr(s)
 	fwd.to(doh)
 	rc, cert := query(doh, "ok.example.")
