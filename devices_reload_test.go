@@ -50,8 +50,8 @@ clients:
 		t.Fatalf("devices add: %d %s", code, errs)
 	}
 	token := regexp.MustCompile(`/dns-query/([a-z2-7]{32})\n`).FindStringSubmatch(out)[1]
-	var logs bytes.Buffer
-	s := startServingLog(t, path, &syncWriter{w: &logs})
+	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	s := startServingLog(t, path, logs)
 	addrs := s.dns.Addrs()
 	dot, doh := addrs[2].String(), addrs[3].String()
 
@@ -190,8 +190,8 @@ dns:
 `
 	path, dir := writeConfig(t, head, map[string]string{"radius-secret": "s3cret\n"})
 	wildcardPEM(t, dir, "filter.test")
-	var logs bytes.Buffer
-	s := startServingLog(t, path, &syncWriter{w: &logs})
+	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	s := startServingLog(t, path, logs)
 	reloadFile(t, s, path, dir, head+`  remote:
     host: filter.test
     doh_listen: ["127.0.0.1:0"]

@@ -104,8 +104,8 @@ func TestReloadAppliesLDAP(t *testing.T) {
 	upstream := testUpstream(t)
 	files := map[string]string{"adult.txt": "porn.example\n", "bet.txt": "bet.example\n", "ldap-password": ldaptest.ServicePass + "\n"}
 	path, dir := writeConfig(t, ldapReloadConfig(upstream, ldapSettings(srv, srv.LDAPURL, "students", "10m")), files)
-	var logs bytes.Buffer
-	s := startServingLog(t, path, &syncWriter{w: &logs})
+	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	s := startServingLog(t, path, logs)
 	dnsAddr := s.dns.Addrs()[0].String()
 	const from = "127.0.0.21"
 	login := func(pass string) int {
@@ -259,8 +259,8 @@ identity:
 		"kea.csv": "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n" +
 			"127.0.0.40,00:11:22:33:44:55,,3600,4102444800,1,0,0,art-pc-3,0\n",
 	})
-	var logs bytes.Buffer
-	s := startServingLog(t, path, &syncWriter{w: &logs})
+	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	s := startServingLog(t, path, logs)
 	accounting(t, s.radius.Addr(), "Start") // amira@pupils.example at 127.0.0.9
 	who := func(addr string) (display, year, device string) {
 		e := s.identity.Lookup(netip.MustParseAddr(addr), time.Now().UnixNano())
@@ -331,8 +331,8 @@ identity:
 `
 	}
 	path, dir := writeConfig(t, conf("127.0.0.1/32", "2h"), map[string]string{"radius-secret": "old-secret\n"})
-	var logs bytes.Buffer
-	s := startServingLog(t, path, &syncWriter{w: &logs})
+	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	s := startServingLog(t, path, logs)
 	// start sends a Start and reports whether it was answered (waiting
 	// long for a packet that should be, briefly for one that should not).
 	start := func(secret, user, ip string, answered bool) bool {
