@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"os"
 	"time"
@@ -110,8 +111,13 @@ func (w *Writer) truncateWAL() (locked bool, err error) {
 	}
 	var busy, frames, done int
 	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done)
-	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds())); rerr != nil && err == nil {
-		err = rerr
+	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds())); rerr != nil {
+		// Not back in the pool with the short wait, where a commit would
+		// give up on a lock after 100 ms: the pool drops a bad connection.
+		_ = c.Raw(func(any) error { return driver.ErrBadConn })
+		if err == nil {
+			err = rerr
+		}
 	}
 	if err == nil && busy == 0 {
 		w.walTruncations.Add(1)
