@@ -244,7 +244,7 @@ clients:
 	if err := os.Mkdir(filepath.Join(dir, "acme"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	doh := dohAddr(s)
 	fwd.to(doh)

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,8 +105,7 @@ clients:
 		t.Fatalf("second add of the same name: %d", code)
 	}
 
-	var buf bytes.Buffer
-	logs := &syncWriter{w: &buf}
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	addrs := s.dns.Addrs()
 	dot, doh := addrs[2].String(), addrs[3].String()
@@ -202,23 +200,4 @@ clients:
 			t.Errorf("the token is in %s", f)
 		}
 	}
-}
-
-// syncWriter serialises writes to w (the log handler writes from many
-// goroutines) and reads of it.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.String()
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

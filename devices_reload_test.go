@@ -50,7 +50,7 @@ clients:
 		t.Fatalf("devices add: %d %s", code, errs)
 	}
 	token := regexp.MustCompile(`/dns-query/([a-z2-7]{32})\n`).FindStringSubmatch(out)[1]
-	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	addrs := s.dns.Addrs()
 	dot, doh := addrs[2].String(), addrs[3].String()
@@ -190,7 +190,7 @@ dns:
 `
 	path, dir := writeConfig(t, head, map[string]string{"radius-secret": "s3cret\n"})
 	wildcardPEM(t, dir, "filter.test")
-	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	reloadFile(t, s, path, dir, head+`  remote:
     host: filter.test

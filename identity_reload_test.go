@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -104,7 +103,7 @@ func TestReloadAppliesLDAP(t *testing.T) {
 	upstream := testUpstream(t)
 	files := map[string]string{"adult.txt": "porn.example\n", "bet.txt": "bet.example\n", "ldap-password": ldaptest.ServicePass + "\n"}
 	path, dir := writeConfig(t, ldapReloadConfig(upstream, ldapSettings(srv, srv.LDAPURL, "students", "10m")), files)
-	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	dnsAddr := s.dns.Addrs()[0].String()
 	const from = "127.0.0.21"
@@ -190,7 +189,7 @@ func TestReloadLDAPNoGap(t *testing.T) {
 		ldapReloadConfig(upstream, ldapSettings(srv, srv.LDAPSURL, "staff", "0s")),
 	}
 	path, dir := writeConfig(t, configs[0], files)
-	s := startServingLog(t, path, &syncWriter{w: &bytes.Buffer{}})
+	s := startServingLog(t, path, new(lockedBuffer))
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var n atomic.Int64
@@ -259,7 +258,7 @@ identity:
 		"kea.csv": "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state\n" +
 			"127.0.0.40,00:11:22:33:44:55,,3600,4102444800,1,0,0,art-pc-3,0\n",
 	})
-	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	accounting(t, s.radius.Addr(), "Start") // amira@pupils.example at 127.0.0.9
 	who := func(addr string) (display, year, device string) {
@@ -331,7 +330,7 @@ identity:
 `
 	}
 	path, dir := writeConfig(t, conf("127.0.0.1/32", "2h"), map[string]string{"radius-secret": "old-secret\n"})
-	logs := &syncWriter{w: &bytes.Buffer{}} // read under its lock: the server writes meanwhile
+	logs := new(lockedBuffer)
 	s := startServingLog(t, path, logs)
 	// start sends a Start and reports whether it was answered (waiting
 	// long for a packet that should be, briefly for one that should not).

@@ -252,7 +252,8 @@ func TestReloadNeverFailsOpen(t *testing.T) {
 	t.Logf("%d engine decisions, %d DNS answers, %d proxy answers across %d reloads", decisions.Load(), dnsAsked.Load(), webAsked.Load(), rounds)
 }
 
-// lockedBuffer is a log destination safe for concurrent writers.
+// lockedBuffer is a log destination safe for concurrent writers (the
+// server logs from many goroutines) and for reading meanwhile (String).
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -108,9 +106,8 @@ watchlists:
   files: [{theme: drugs, path: "{{dir}}/local.txt"}]
 `
 	path, dir := writeConfig(t, body, map[string]string{"local.txt": "blue sweets | 10\n"})
-	var log bytes.Buffer
-	var mu sync.Mutex
-	s := startServingLog(t, path, writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) }))
+	log := new(lockedBuffer)
+	s := startServingLog(t, path, log)
 	over := func(term string) bool {
 		r := s.engine.Load().Watchlist().NewScorer().Score(term)
 		return r.Over && r.Best == watchlist.Drugs
@@ -123,9 +120,7 @@ watchlists:
 		t.Fatal(err)
 	}
 	reloadFile(t, s, path, dir, body)
-	mu.Lock()
 	logged := log.String()
-	mu.Unlock()
 	if !strings.Contains(logged, local+":2: weight") || !over("blue sweets") {
 		t.Fatalf("broken file: running watchlist lost or not logged:\n%s", logged)
 	}
@@ -137,7 +132,3 @@ watchlists:
 		t.Fatal("the fixed file was not applied")
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -251,7 +250,7 @@ identity:
     redirect_url: "https://signin.school.example:`+port+`/callback"
     domains: [pupils.example]
 `, map[string]string{"signin-secret": "signin-client-secret-xyz\n", "provider.pem": string(p.CertPEM())})
-	logs := &syncWriter{w: &bytes.Buffer{}}
+	logs := new(lockedBuffer)
 	startServingLog(t, path, logs)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "signin.school.example"}}}
