@@ -7,6 +7,9 @@ import (
 	"net/netip"
 	"syscall"
 	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
 )
 
 // blockingPair is a blocking socket on a loopback address (family per
@@ -141,4 +144,111 @@ func TestZoneIndex(t *testing.T) {
 			t.Errorf("zoneIndex(%q) = %d, want %d", z, got, want)
 		}
 	}
+}
+
+// TestSpareReadersPark: of 4 readers with a floor of 2, the spares park
+// when datagrams have waited long in the socket, and come back under a
+// light load or when the socket is idle; every datagram is answered, and
+// close ends parked readers.
+func TestSpareReadersPark(t *testing.T) {
+	ts := startServer(t, nil)
+	query := []byte{0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0} // no question: FORMERR
+	answers := func(t *testing.T, client *net.UDPConn, n int) {
+		t.Helper()
+		reply := make([]byte, 512)
+		_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for i := range n {
+			k, err := client.Read(reply)
+			if err != nil {
+				t.Fatalf("answer %d of %d: %v", i+1, n, err)
+			}
+			if k < 12 || reply[0] != 0x12 || reply[3]&0xF != 1 {
+				t.Fatalf("answer %x, want FORMERR", reply[:k])
+			}
+		}
+	}
+	// parked is a listener whose spares have parked: 100 queries wait in
+	// its socket before its readers start.
+	parked := func(t *testing.T) (*udpListener, *net.UDPConn) {
+		t.Helper()
+		bc, client := blockingPair(t, "127.0.0.1:0", false)
+		for range 100 {
+			if _, err := client.Write(query); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Millisecond) // each waits over parkAbove
+		l := ts.Server.readBlocking(bc, false, 4, 2)
+		t.Cleanup(l.close)
+		answers(t, client, 100)
+		for deadline := time.Now().Add(30 * time.Second); l.parked.Load() != 2; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d readers parked, want 2 (4 readers, floor 2; %d readers, %d workers)", l.parked.Load(), l.readers.Load(), l.workers.Load())
+			}
+		}
+		return l, client
+	}
+
+	t.Run("light load wakes", func(t *testing.T) {
+		l, client := parked(t)
+		for i := 0; l.parked.Load() > 0; i++ {
+			if i == 5000 {
+				t.Fatalf("%d readers still parked after %d queries one at a time", l.parked.Load(), i)
+			}
+			if _, err := client.Write(query); err != nil {
+				t.Fatal(err)
+			}
+			answers(t, client, 1)
+		}
+		if w := l.workers.Load(); w != 4 {
+			t.Errorf("%d workers, want 4", w)
+		}
+	})
+	t.Run("a query waiting on an upstream", func(t *testing.T) {
+		// Its worker leaves the readers and a replacement takes its place,
+		// so the spares parked stay within readers - floor.
+		l, _ := parked(t)
+		hold := make(chan struct{})
+		ts.up.holdSlow(hold)
+		slow := make(chan error, 1)
+		go func() {
+			m := new(mdns.Msg)
+			m.SetQuestion("slow-spare.example.", mdns.TypeA)
+			r, _, err := (&mdns.Client{Timeout: 60 * time.Second}).Exchange(m, l.conn.LocalAddr().String())
+			if err == nil && r.Rcode != mdns.RcodeSuccess {
+				err = errors.New(mdns.RcodeToString[r.Rcode])
+			}
+			slow <- err
+		}()
+		ts.up.waitHeld(t, 1, hold)
+		r, w, p := l.readers.Load(), l.workers.Load(), l.parked.Load()
+		close(hold)
+		if err := <-slow; err != nil {
+			t.Fatalf("the held query: %v", err)
+		}
+		if r != 4 || w != 5 || p > 2 {
+			t.Errorf("while one waited: %d readers, %d workers, %d parked; want 4, 5, at most 2", r, w, p)
+		}
+		for deadline := time.Now().Add(30 * time.Second); l.workers.Load() != 4 || l.readers.Load() != 4; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after: %d workers, %d readers; want 4, 4", l.workers.Load(), l.readers.Load())
+			}
+		}
+	})
+	t.Run("idle wakes", func(t *testing.T) {
+		l, _ := parked(t)
+		// A read times out after a second with no datagram.
+		for deadline := time.Now().Add(30 * time.Second); l.parked.Load() > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d readers still parked after 30 s idle", l.parked.Load())
+			}
+		}
+	})
+	t.Run("close ends parked readers", func(t *testing.T) {
+		l, _ := parked(t)
+		l.close()
+		if w := l.workers.Load(); w != 0 {
+			t.Errorf("%d workers after close, want 0", w)
+		}
+	})
 }
