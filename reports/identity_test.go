@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,89 @@ func TestTunnelSample(t *testing.T) {
 	ev := Event{Reason: "dns-tunnel", Name: "tunnel.test", Category: "vpn", Bypass: true}
 	if got, want := sampleOf(&ev), "used a VPN over DNS (a DNS tunnel) through tunnel.test"; got != want {
 		t.Fatalf("sample %q, want %q", got, want)
+	}
+}
+
+// TestClaimTakesPersonsRoute: a DNS block from an address, then within
+// the person window the proxy block of the user logged in from it. The
+// incident becomes the user's and goes where the user's group sends it: a
+// pupil on a PC in a staff range to the DSL (not the headteacher), a
+// member of staff on a pupil's PC to the headteacher. When the address's
+// incident was alerted already (to the other role), the role it now goes
+// to gets an alert of its own at once, not a follow-up ten minutes on.
+func TestClaimTakesPersonsRoute(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		addrGroup, person, pGroup string
+		addrRole, want            string
+	}{
+		{"pupil on a staff PC", "staff", "amira", "students", "headteacher", "dsl"},
+		{"staff on a pupil PC", "students", "mr.smith", "staff", "dsl", "headteacher"},
+	} {
+		for _, between := range []bool{false, true} {
+			name := tc.name
+			if between {
+				name += ", address alerted first"
+			}
+			t.Run(name, func(t *testing.T) {
+				t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+				clk := newClock(t0)
+				p := testParts(t, MailConfig{}, clk.Now)
+				p.Options.PersonWindow = 2 * time.Minute
+				st := openTemp(t)
+				w, err := NewWriter(st, p.Options)
+				if err != nil {
+					t.Fatal(err)
+				}
+				al := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+				w.Record(ev(t0, "10.0.0.5", tc.addrGroup, "self-harm", "a.example"))
+				w.Flush()
+				if between {
+					clk.Add(5 * time.Second)
+					if n, err := al.Check(context.Background()); err != nil || n != 1 {
+						t.Fatalf("alert for the address: %d, %v", n, err)
+					}
+				}
+				u := ev(t0.Add(20*time.Second), "10.0.0.5", tc.pGroup, "self-harm", "a.example")
+				u.Source, u.User, u.IDSource = "http", tc.person, "login"
+				w.Record(u)
+				w.Close()
+				clk.Add(30 * time.Second)
+				if _, err := al.Check(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				var who, route string
+				if err := st.db.QueryRow(`SELECT who, route FROM incidents`).Scan(&who, &route); err != nil {
+					t.Fatal(err)
+				}
+				if who != "user:"+tc.person || route != tc.want {
+					t.Errorf("incident of %s routed to %q, want user:%s routed to %q", who, route, tc.person, tc.want)
+				}
+				rows, err := st.db.Query(`SELECT role, subject FROM outbox WHERE kind = 'alert' ORDER BY id`)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				var got []string
+				for rows.Next() {
+					var role, subject string
+					if err := rows.Scan(&role, &subject); err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, role+": "+subject)
+				}
+				want := 1
+				if between {
+					want = 2
+				}
+				if len(got) != want || !strings.HasPrefix(got[len(got)-1], tc.want+": ") ||
+					(between && !strings.HasPrefix(got[0], tc.addrRole+": ")) {
+					t.Fatalf("alerts %q: want %d, the last to %s", got, want, tc.want)
+				}
+				if strings.Contains(strings.ToLower(got[len(got)-1]), "follow") {
+					t.Errorf("the %s's first alert is worded as a follow-up: %q", tc.want, got[len(got)-1])
+				}
+			})
+		}
 	}
 }

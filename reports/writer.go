@@ -1515,7 +1515,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		who := whoKey(ev, ipk)
 		k := incKey{who, ev.Category}
 		if ev.User != "" && w.opt.PersonWindow > 0 {
-			if err := w.claim(b, ev, k, ts); err != nil {
+			if err := w.claim(b, ev, k, route, ts); err != nil {
 				return err
 			}
 		}
@@ -1730,8 +1730,12 @@ func (w *Writer) classify(ev *Event) (kind int, route bl.Route, sev bl.Severity)
 // claim makes the open incident of ev's device or address in ev's
 // category, last seen within PersonWindow of ts, the incident of ev's user
 // (key k), unless the user has one open already: the lookup a moment
-// before the login was the same person.
-func (w *Writer) claim(b *batchTx, ev *Event, k incKey, ts int64) error {
+// before the login was the same person. The incident takes the person's
+// route (route, from ev's group): a pupil on a PC in a staff range is the
+// DSL's concern, not the headteacher's, and the reverse. When the route
+// changes, the incident is alerted again as a new one, to the role it now
+// goes to (an alert already sent went to the other).
+func (w *Writer) claim(b *batchTx, ev *Event, k incKey, route bl.Route, ts int64) error {
 	win := w.opt.PersonWindow.Milliseconds()
 	if o := w.open[k]; o != nil && ts-o.last <= w.opt.IncidentWindow.Milliseconds() {
 		return nil
@@ -1745,9 +1749,14 @@ func (w *Writer) claim(b *batchTx, ev *Event, k incKey, ts int64) error {
 		if o == nil || ts-o.last > win || o.last-ts > win {
 			continue
 		}
+		// SET's right-hand sides read the row as it was: route there is
+		// the old route.
 		if _, err := b.execSQL(`UPDATE incidents SET who = ?, user = ?, device = ?, grp = ?, id_source = ?, display = ?,
-			year_group = ?, class = ? WHERE id = ?`, k.who, ev.User, ev.Device, ev.Group, ev.IDSource, ev.Display,
-			ev.Year, ev.Class, o.id); err != nil {
+			year_group = ?, class = ?, route = ?,
+			alerted_count = CASE WHEN route = ? THEN alerted_count ELSE 0 END,
+			last_alert_ts = CASE WHEN route = ? THEN last_alert_ts ELSE 0 END WHERE id = ?`,
+			k.who, ev.User, ev.Device, ev.Group, ev.IDSource, ev.Display, ev.Year, ev.Class, string(route),
+			string(route), string(route), o.id); err != nil {
 			return err
 		}
 		delete(w.open, ak)
