@@ -206,6 +206,12 @@ func TestWhyBlockedSaysWhatCheckSays(t *testing.T) {
 	if !strings.Contains(p.body, "a site on the IWF list") || strings.Contains(p.body, "abuse.example") || !strings.Contains(p.body, "BLOCK") {
 		t.Errorf("restricted answer:\n%s", p.body)
 	}
+	// The same for a client outside clients.allow (a guest network, a
+	// typo): refused without filtering, but the site is still on the tier.
+	p = c.why("192.168.1.5", "", "https://abuse.example/some/page")
+	if !strings.Contains(p.body, "a site on the IWF list") || strings.Contains(p.body, "abuse.example") || !strings.Contains(p.body, "REFUSED") {
+		t.Errorf("restricted answer for a refused client:\n%s", p.body)
+	}
 	log, _ := r.st.AuditLog()
 	var whys int
 	for _, e := range log {
@@ -216,8 +222,8 @@ func TestWhyBlockedSaysWhatCheckSays(t *testing.T) {
 			whys++
 		}
 	}
-	if whys != 3 {
-		t.Errorf("%d why entries audited, want 3 (the answered questions): %v", whys, r.actions())
+	if whys != 4 {
+		t.Errorf("%d why entries audited, want 4 (the answered questions): %v", whys, r.actions())
 	}
 
 	// Not for auditors.

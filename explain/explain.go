@@ -73,17 +73,26 @@ func Run(cfg *config.Config, eng *policy.Engine, in Input) (Result, error) {
 		when = time.Now()
 	}
 	addr := in.Client.Unmap()
+	// An IP-literal host is decided as an address too (IP lists), as the
+	// proxy does.
+	hostAddr, _ := netip.ParseAddr(host)
 	if !ClientAllowed(cfg.Clients.Allow, addr) {
 		r := Result{Input: in.Target, Host: host, Path: path, Client: addr.String(), Action: "refused",
 			Reason: "acl", At: when.In(cfg.Location()), Matched: []string{}}
+		// Nothing is filtered for this client, but whoever shows or records
+		// the answer must know a site on the restricted tier (the console
+		// keeps only its hash): that tier is the same for every client.
+		if d := eng.Decide(policy.Request{Client: addr, Host: host, Path: path, Addr: hostAddr, Time: when}); d.Restricted {
+			r.Restricted = true
+			if d.HasCategory {
+				r.Category = d.Category.String()
+			}
+		}
 		r.Lines = []Line{{"client", r.Client}, {"site", r.Host + r.Path}, {"action", "REFUSED"},
 			{"why", "the client is not in clients.allow: the DNS resolver answers REFUSED and the proxy refuses it; nothing is filtered or recorded"},
 			{"at", r.At.Format("Mon 2 Jan 2006 15:04 MST")}}
 		return r, nil
 	}
-	// An IP-literal host is decided as an address too (IP lists), as the
-	// proxy does.
-	hostAddr, _ := netip.ParseAddr(host)
 	d := eng.Decide(policy.Request{Client: addr, User: in.User, Host: host, Path: path, Addr: hostAddr, Time: when})
 	r := Result{
 		Input: in.Target, Host: host, Path: path, Client: d.Client.String(), Device: d.Device, User: d.User, Group: d.Group,
