@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -782,6 +781,35 @@ func (m *mistakeReports) allow(ip netip.Addr, perHour int) bool {
 	return true
 }
 
+// reportedSite reads the address a "report a mistake" form names: an
+// http or https URL ("//host/path" too, as http), as the block page sends
+// it (cut at 200 bytes, perhaps inside an escape). It returns the
+// normalised host and the rest as sent (policy.Engine.Decide makes it
+// canonical), and false for anything else.
+func reportedSite(raw string) (host, path string, ok bool) {
+	s := raw
+	if strings.HasPrefix(s, "//") {
+		s = "http:" + s
+	}
+	i := strings.Index(s, "://")
+	if i < 0 || !(strings.EqualFold(s[:i], "http") || strings.EqualFold(s[:i], "https")) {
+		return "", "", false
+	}
+	h, err := bl.NormalizeHost(s)
+	if err != nil {
+		return "", "", false
+	}
+	rest := s[i+3:]
+	path = "/"
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		path = rest[j:]
+		if path[0] != '/' {
+			path = "/" + path
+		}
+	}
+	return h, path, true
+}
+
 // handleReport takes a "report a mistake" form.
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.Addr) {
 	cfg := s.o.Config()
@@ -809,12 +837,13 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	eng := s.o.Engine()
 	req, who := s.whoRequest(ip, user)
 	id := eng.IdentifyRequest(req)
-	host, path := rawURL, ""
-	if h, err := bl.NormalizeHost(rawURL); err == nil {
-		host = h
-		if u, err := url.Parse(rawURL); err == nil {
-			path = u.RequestURI()
-		}
+	host, path, ok := reportedSite(rawURL)
+	if !ok {
+		// The block page's form always sends the page's full address; a
+		// hand-made one that cannot be read is not stored (it could name
+		// a restricted-tier site that the lists cannot then recognise).
+		s.writePage(w, http.StatusBadRequest, pageData{School: cfg.School.Name, Message: "The report could not be read"})
+		return
 	}
 	cat := r.PostForm.Get("category")
 	if _, err := bl.ParseCategory(cat); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -415,5 +416,52 @@ func TestMistakeReportsBounded(t *testing.T) {
 	}
 	if !m.allow(netip.MustParseAddr("10.0.0.8"), 3) {
 		t.Fatal("another pupil's first report was refused after the flood")
+	}
+}
+
+// TestMistakeReportRestrictedAnySpelling: a "report a mistake" form naming
+// a page on the IWF list (a hand-made one: that block page has no form)
+// is stored by hash however its address is written, and one whose address
+// cannot be read is refused, not stored with the site in plain text.
+func TestMistakeReportRestrictedAnySpelling(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	admin := httptest.NewServer(e.s.AdminHandler())
+	t.Cleanup(admin.Close)
+	post := func(u string) int {
+		t.Helper()
+		e.s.reports.mu.Lock() // the test config's two reports an hour
+		clear(e.s.reports.hits)
+		e.s.reports.mu.Unlock()
+		resp, err := http.PostForm(admin.URL+reportPath, url.Values{"url": {u}, "why": {"for a project"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, u := range []string{
+		"http://abuse.test/dir/page.html",
+		"//abuse.test/dir/page.html",
+		"HTTP://Abuse.TEST:80/%64ir/./page.html#top",
+		"https://user@abuse.test./dir//page.html",
+	} {
+		if code := post(u); code != http.StatusOK {
+			t.Fatalf("%q: %d", u, code)
+		}
+		ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == reports.ActionReport })
+		if !ev.Restricted || strings.Contains(ev.Name+ev.URL+ev.Note, "abuse") {
+			t.Errorf("%q stored as name %q url %q note %q restricted %v", u, ev.Name, ev.URL, ev.Note, ev.Restricted)
+		}
+		e.sink.mu.Lock()
+		e.sink.ev = nil
+		e.sink.mu.Unlock()
+	}
+	for _, u := range []string{"abuse.test/dir/page.html", "https:abuse.test/dir/page.html", "ftp://abuse.test/dir/page.html", "http:///dir"} {
+		if code := post(u); code != http.StatusBadRequest {
+			t.Errorf("%q: %d, want 400", u, code)
+		}
+	}
+	if ev := e.sink.events(); len(ev) != 0 {
+		t.Errorf("unreadable reports stored: %+v", ev)
 	}
 }
