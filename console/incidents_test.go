@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -239,7 +240,7 @@ func TestIncidentActionsRecordedAndAudited(t *testing.T) {
 	}
 	want := []string{
 		fmt.Sprintf(`incident.assign incident:%d before="" after="deputy@school.example"`, pupil),
-		fmt.Sprintf(`incident.note incident:%d before="" after="Spoke to Alice with her form tutor; she is safe."`, pupil),
+		fmt.Sprintf(`incident.note incident:%d note added: 48 characters, sha256:%x`, pupil, sha256.Sum256([]byte("Spoke to Alice with her form tutor; she is safe."))),
 		fmt.Sprintf(`incident.status incident:%d before="open" after="closed: spoken to pupil"`, pupil),
 	}
 	if !slices.Equal(changes, want) {
@@ -256,6 +257,17 @@ func TestIncidentActionsRecordedAndAudited(t *testing.T) {
 	// A change without the form's token is refused.
 	if p := r.post(c, fmt.Sprintf("/incidents/%d/note", pupil), url.Values{"note": {"x"}}); p.status != 403 {
 		t.Fatalf("note without token: %d", p.status)
+	}
+	// The note goes with the case record when retention purges it: the
+	// audit log, kept for good, never held its text.
+	if n, err := r.rep.PurgeCases(context.Background(), r.clock.Now().AddDate(2, 0, 0), 365*24*time.Hour); err != nil || n == 0 {
+		t.Fatalf("purge: %d %v", n, err)
+	}
+	all, _ = r.st.AuditLog()
+	for _, e := range all {
+		if strings.Contains(e.Target+e.Detail, "form tutor") {
+			t.Errorf("the audit log keeps the purged note's text: %s %s %q", e.Action, e.Target, e.Detail)
+		}
 	}
 }
 
