@@ -109,7 +109,13 @@ func (s *Server) newTerminator(p config.Proxy) *tlsinspect.Terminator {
 		return nil
 	}
 	return tlsinspect.NewTerminator(s.o.Certs.Get, tlsinspect.TerminatorOptions{
-		Handler:          http.HandlerFunc(s.serveDecrypted),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if hasFragment(r) { // see front.go; an HTTP/2 :path too
+				http.Error(w, fragmentError, http.StatusBadRequest)
+				return
+			}
+			s.serveDecrypted(w, r)
+		}),
 		HandshakeTimeout: p.Timeouts.Header.D(),
 		HeaderTimeout:    p.Timeouts.Header.D(),
 		IdleTimeout:      p.Timeouts.Idle.D(),

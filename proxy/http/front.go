@@ -244,6 +244,10 @@ func (fc *frontConn) serve() {
 			fc.plainError(http.StatusBadRequest, "400 Bad Request: the Host header is missing")
 			return
 		}
+		if hasFragment(req) {
+			fc.plainError(http.StatusBadRequest, fragmentError)
+			return
+		}
 		fc.lr.N = math.MaxInt64 // bodies are not capped here
 		deadline(c, 0)
 		if !fc.serveRequest(req) {
@@ -252,6 +256,15 @@ func (fc *frontConn) serve() {
 		fc.state.Store(connIdle)
 	}
 }
+
+// hasFragment reports a '#' in the request-target, which RFC 9112 does
+// not allow there (browsers never send the fragment). Net/http keeps a
+// raw one in the query, where the URL lists' canonical form would take it
+// as the fragment's start and ignore what follows, while the site reads
+// the parameters after it: "?x#&img=1" is img=1 to a Go or Java server.
+func hasFragment(r *http.Request) bool { return strings.IndexByte(r.RequestURI, '#') >= 0 }
+
+const fragmentError = "400 Bad Request: the address holds a '#', which no browser sends"
 
 // deadline sets the read deadline d from now (none for 0).
 func deadline(c net.Conn, d time.Duration) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -188,5 +189,40 @@ func TestProxyLookupBlocked(t *testing.T) {
 	}
 	if n := e.hits.Load(); n != 0 {
 		t.Errorf("the site was reached %d times", n)
+	}
+}
+
+// TestFragmentInTargetRefused: a raw '#' in a request-target (which no
+// browser sends) is refused with 400, in the clear and decrypted: the URL
+// lists' canonical form would take it as the fragment's start and miss
+// the parameters after it, which the site reads ("?x#&img=1" is img=1 to
+// a Go server), so an entry for view.php?img=1 would be dodged.
+func TestFragmentInTargetRefused(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.editGroup("students", func(g *config.Group) { g.Deny = []string{"site.test/view.php?img=1"} })
+	_, port, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+	host := "site.test:" + port
+	if code, _ := e.rawRequest("GET", "http://"+host+"/view.php?x=1&img=1", host); code != http.StatusForbidden {
+		t.Fatalf("the entry's own page: %d", code)
+	}
+	for _, target := range []string{"/view.php?x#&img=1", "/view.php#x?img=1"} {
+		if code, body := e.rawRequest("GET", "http://"+host+target, host); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %q", target, code, body)
+		}
+	}
+	if n := e.hits.Load(); n != 0 {
+		t.Errorf("the site served %d requests", n)
+	}
+
+	ie := newInspectEnv(t, "")
+	ie.setDecrypt(config.DecryptAll)
+	tc := ie.tlsThrough(t, "site.test:"+ie.port, ie.school, "http/1.1")
+	fmt.Fprintf(tc, "GET /view.php?x#&img=1 HTTP/1.1\r\nHost: site.test:%s\r\n\r\n", ie.port)
+	r, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil || r.StatusCode != http.StatusBadRequest {
+		t.Errorf("decrypted: %v %v", r, err)
+	}
+	if n := ie.hits.Load(); n != 0 {
+		t.Errorf("the site served %d decrypted requests", n)
 	}
 }
