@@ -454,21 +454,45 @@ func hasParam(query, p string, prefix bool) bool {
 // allow lists require: the two are equal; or entry has no query and ends
 // in '/' (or is empty: a bare host), or path continues after it with '/',
 // '?' or ';'; or entry has a query and path's query continues after it
-// with '&' (or entry's ends in '&').
+// with '&' (or entry's ends in '&') and names none of entry's parameters
+// again: most sites read the last of a repeated parameter, so allowing
+// page?id=5 must not allow page?id=5&id=666.
 func urlBoundary(path, entry string) bool {
 	j := len(entry)
 	if j == len(path) || j == 0 {
 		return true
 	}
 	last := entry[j-1]
-	if strings.IndexByte(entry, '?') >= 0 {
-		return path[j] == '&' || last == '&'
+	if q := strings.IndexByte(entry, '?'); q >= 0 {
+		return (path[j] == '&' || last == '&') && !repeatsParam(path[j:], entry[q+1:])
 	}
 	switch path[j] {
 	case '/', '?', ';':
 		return true
 	}
 	return last == '/'
+}
+
+// repeatsParam reports whether the query rest (what follows an entry's
+// query in a request's) holds a parameter named as one in params (the
+// entry's query). It does not allocate.
+func repeatsParam(rest, params string) bool {
+	for rest != "" {
+		var p string
+		p, rest, _ = strings.Cut(rest, "&")
+		name, _, _ := strings.Cut(p, "=")
+		if name == "" {
+			continue
+		}
+		for ps := params; ps != ""; {
+			var e string
+			e, ps, _ = strings.Cut(ps, "&")
+			if en, _, _ := strings.Cut(e, "="); en == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // HasPrefixes reports whether the index holds IP prefixes.

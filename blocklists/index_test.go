@@ -321,8 +321,8 @@ func BenchmarkLookupHashedURL(b *testing.B) {
 
 // TestURLAllowBoundary: an allow list matches a URL entry only at a
 // boundary of the request's canonical path (equal, or going on with '/',
-// '?' or ';'; for an entry with a query, its query going on with '&'),
-// while a block list keeps matching every path the entry is a prefix of.
+// '?' or ';'; for an entry with a query, its query going on with '&' and
+// none of its parameters named again), while a block list keeps matching every path the entry is a prefix of.
 func TestURLAllowBoundary(t *testing.T) {
 	b := NewBuilder(0)
 	_, s, _ := b.AddList(ListInfo{Name: "allow", Category: FirstListBit})
@@ -360,6 +360,12 @@ func TestURLAllowBoundary(t *testing.T) {
 		{"youtube.com", "/watch?v=abc/x", true, false},
 		{"youtube.com", "/watch", false, false},
 		{"yt.example", "/w?a=1&b=2", true, true},
+		// A parameter of the entry's named again: sites read the last.
+		{"youtube.com", "/watch?v=abc&v=xyz", true, false},
+		{"youtube.com", "/watch?v=abc&t=1&V=xyz", true, false},
+		{"youtube.com", "/watch?v=abc&v", true, false},
+		{"youtube.com", "/watch?v=abc&vv=1&t=v", true, true},
+		{"yt.example", "/w?a=1&a=2", true, false},
 		{"bare.example", "/anything?at=all", true, true},
 	} {
 		path := string(AppendCanonicalPath(nil, tt.path))

@@ -226,3 +226,26 @@ func TestFragmentInTargetRefused(t *testing.T) {
 		t.Errorf("the site served %d decrypted requests", n)
 	}
 }
+
+// TestAllowEntryParamRepeated: a group allows one page of a blocked site
+// by its query (games.test/play.php?id=5); naming the parameter again
+// (id=5&id=666, which most sites read as 666) is not that page.
+func TestAllowEntryParamRepeated(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.editGroup("students", func(g *config.Group) { g.Allow = []string{"games.test/play.php?id=5"} })
+	c := e.client("", "", "")
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/play.php?id=5", http.StatusOK},
+		{"/play.php?id=5&t=10", http.StatusOK},
+		{"/play.php?id=6", http.StatusForbidden},
+		{"/play.php?id=5&id=666", http.StatusForbidden},
+		{"/play.php?id=5&x=1&ID=666", http.StatusForbidden},
+	} {
+		if resp, _ := get(t, c, e.originURL("games.test", tc.path)); resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.path, resp.StatusCode, tc.want)
+		}
+	}
+}
