@@ -124,7 +124,7 @@ func (s *Server) newTerminator(p config.Proxy) *tlsinspect.Terminator {
 
 // decryptConn is a decrypted connection's state, shared by its requests.
 type decryptConn struct {
-	info   reqInfo // the CONNECT's: client, user, host, port, decision
+	info   reqInfo // the CONNECT's: client, login, user, host, port, decision
 	addr   netip.Addr
 	reason string // the tunnel rule that blocked it, if any
 }
@@ -253,7 +253,14 @@ func (s *Server) serveDecrypted(w http.ResponseWriter, r *http.Request) {
 	r.Host = ""
 	eng := s.o.Engine()
 	cfg := eng.Config()
-	info.dec = eng.Decide(policy.Request{Client: info.client, User: info.user, Host: info.host, Path: r.URL.RequestURI(), Addr: dc.addr})
+	// Decided as ServeHTTP decides a request: the CONNECT's login, else
+	// the identity table's user with their group and device, looked up
+	// for each request (the table may name someone else while a
+	// keep-alive connection lives).
+	req, who := s.whoRequest(info.client, info.login)
+	info.who, info.user = who, req.User
+	req.Host, req.Path, req.Addr = info.host, r.URL.RequestURI(), dc.addr
+	info.dec = eng.Decide(req)
 	info.tls = true
 	s.plain(w, r, &info, cfg)
 }

@@ -46,6 +46,13 @@ type inspectEnv struct {
 
 func newInspectEnv(t testing.TB, extra string) *inspectEnv {
 	t.Helper()
+	return newInspectEnvOpts(t, envOpts{extra: extra})
+}
+
+// newInspectEnvOpts is newInspectEnv with the env's other options (an
+// identity table); eo.extra is appended to the proxy: section.
+func newInspectEnvOpts(t testing.TB, eo envOpts) *inspectEnv {
+	t.Helper()
 	dir := t.TempDir()
 	oca, err := tlsinspect.Init(filepath.Join(dir, "origin-ca.pem"), filepath.Join(dir, "origin-ca.key"), tlsinspect.InitOptions{Name: "Test origins CA"})
 	if err != nil {
@@ -68,7 +75,8 @@ func newInspectEnv(t testing.TB, extra string) *inspectEnv {
 	ie.originPool.AddCert(oca.Cert)
 	ie.both.AddCert(oca.Cert)
 	ie.both.AddCert(sca.Cert)
-	ie.env = newEnv(t, envOpts{certs: m, extra: "  upstream_ca_file: " + filepath.Join(dir, "origin-ca.pem") + "\n" + extra})
+	eo.certs, eo.extra = m, "  upstream_ca_file: "+filepath.Join(dir, "origin-ca.pem")+"\n"+eo.extra
+	ie.env = newEnv(t, eo)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

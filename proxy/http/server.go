@@ -79,7 +79,8 @@ type Server struct {
 // reqInfo travels with a request to the dialer and the event log.
 type reqInfo struct {
 	client  netip.Addr
-	user    string
+	user    string          // the login, else the identity table's user
+	login   string          // the request's own proxy login ("" if none): a decrypted connection's requests keep it
 	who     *identity.Entry // what the identity table knows of client (nil: nothing)
 	host    string          // normalised
 	port    string
@@ -341,7 +342,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "400 Bad Request: the web filter could not read the site's address", http.StatusBadRequest)
 		return
 	}
-	info := &reqInfo{client: ip, user: user, host: nh, port: port, method: r.Method, conn: cc, eng: eng}
+	info := &reqInfo{client: ip, user: user, login: user, host: nh, port: port, method: r.Method, conn: cc, eng: eng}
 	var path string
 	if !connect {
 		path = r.URL.RequestURI()
@@ -964,6 +965,21 @@ func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identi
 		}
 	}
 	return req, who
+}
+
+// request is the policy request of info's client as whoRequest named it
+// (info.user and info.who), without a second lookup: for the decisions a
+// connection takes after its first (its original destination, a nameless
+// connection's address).
+func (info *reqInfo) request() policy.Request {
+	req := policy.Request{Client: info.client, User: info.user}
+	if w := info.who; w != nil {
+		req.Device = w.Device
+		if w.User == req.User {
+			req.Group = w.Group
+		}
+	}
+	return req
 }
 
 // WhoRequest is the policy request of a client as the proxy and the

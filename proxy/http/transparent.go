@@ -279,7 +279,10 @@ func (s *Server) serveTransparent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &reqInfo{client: ip, host: nh, port: port, method: r.Method, conn: cc}
-	info.dec = eng.Decide(policy.Request{Client: ip, Host: nh, Path: r.URL.RequestURI(), Addr: addr})
+	req, who := s.whoRequest(ip, "") // no login: the identity table's user and group, as on the explicit proxy
+	info.who, info.user = who, req.User
+	req.Host, req.Path, req.Addr = nh, r.URL.RequestURI(), addr
+	info.dec = eng.Decide(req)
 	s.decideOrig(info, orig, eng)
 	s.plain(w, r, info, cfg)
 }
@@ -292,7 +295,7 @@ func (s *Server) decideOrig(info *reqInfo, orig netip.AddrPort, eng *policy.Engi
 	if !orig.IsValid() || d.Action == policy.Block || !d.CheckAddrs() {
 		return
 	}
-	od, i := eng.DecideAddrs(policy.Request{Client: info.client}, []netip.Addr{orig.Addr()})
+	od, i := eng.DecideAddrs(info.request(), []netip.Addr{orig.Addr()})
 	if i < 0 {
 		return
 	}
@@ -333,7 +336,9 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 		port = strconv.Itoa(int(orig.Port()))
 	}
 	info := &reqInfo{client: cc.ip, port: port, method: http.MethodConnect, conn: cc}
-	info.dec.Identity = eng.Identify(cc.ip, "")
+	req, who := s.whoRequest(cc.ip, "") // no login: the identity table's user and group, as on the explicit proxy
+	info.who, info.user = who, req.User
+	info.dec.Identity = eng.IdentifyRequest(req)
 	if errors.Is(err, errHelloNotTLS) || errors.Is(err, errBadHello) {
 		handedOff = s.transparentNonTLS(cc, raw, info, orig, eng, cfg)
 		return
@@ -373,7 +378,8 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 	info.host = host
 	d := &info.dec
 	if reason != "no-sni" { // nameless decided the bare address
-		*d = eng.Decide(policy.Request{Client: cc.ip, Host: host, Addr: hostAddr})
+		req.Host, req.Addr = host, hostAddr
+		*d = eng.Decide(req)
 	}
 	plan := PlanTunnel
 	if reason == "no-sni" { // let through by no_sni to its bare address
@@ -416,7 +422,9 @@ func (s *Server) nameless(cc *clientConn, raw []byte, info *reqInfo, orig netip.
 		}
 		addr = orig.Addr()
 		host = addr.String()
-		*d = eng.Decide(policy.Request{Client: cc.ip, Host: host, Addr: addr})
+		req := info.request()
+		req.Host, req.Addr = host, addr
+		*d = eng.Decide(req)
 		if inPrefixes(cfg.Proxy.Connect.IPNetworks, addr) {
 			return host, addr, true, false
 		}
@@ -610,7 +618,9 @@ func (s *Server) transparentNonTLS(cc *clientConn, raw []byte, info *reqInfo, or
 		return false
 	}
 	a := orig.Addr()
-	info.dec = eng.Decide(policy.Request{Client: info.client, Host: a.String(), Addr: a})
+	req := info.request()
+	req.Host, req.Addr = a.String(), a
+	info.dec = eng.Decide(req)
 	if info.dec.Action == policy.Block {
 		s.metrics.connectBlock.Inc()
 		s.eventRef(info, "connect", "block", http.StatusForbidden, 0, "", newRef())
