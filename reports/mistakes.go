@@ -57,15 +57,15 @@ func scanMistake(r scanner) (Mistake, error) {
 	return m, err
 }
 
-// mistakeView is a report as mail shows it.
+// mistakeView is a report as mail shows it: the group (whose allow list
+// would take the site), not who sent it, as the console's mis-block queue
+// shows it to IT (the reference finds the report in the console).
 type mistakeView struct {
-	When, Who, Site, Category, Ref, Note string
+	When, Group, Site, Category, Ref, Note string
 }
 
 func (r *renderer) mistakeView(m *Mistake) mistakeView {
-	v := mistakeView{When: r.local(m.Time), Ref: m.Ref, Note: m.Note}
-	i := Incident{Client: m.Client, Device: m.Device, User: m.User, Group: m.Group}
-	v.Who = i.whoText()
+	v := mistakeView{When: r.local(m.Time), Group: m.Group, Ref: m.Ref, Note: m.Note}
 	switch {
 	case m.Restricted:
 		v.Site = restrictedText(m.Category)
@@ -214,7 +214,7 @@ Pupils or staff used "Report a mistake" on the block page. Look at each
 site and unblock it (lists or a group's allow list) if it is needed.
 {{range .Reports}}
 Site:      {{.Site}}{{if .Category}} ({{.Category}}){{end}}
-Who:       {{.Who}}
+Group:     {{.Group}}
 When:      {{.When}}
 Reference: {{.Ref}}
 Why:       {{.Note}}
@@ -229,7 +229,7 @@ var mistakesHTML = htmltemplate.Must(htmltemplate.New("mistakes").Parse(htmlHead
 <h1>{{.Title}}</h1>
 <p>Pupils or staff used “Report a mistake” on the block page. Look at each site and unblock it (lists or a group's allow list) if it is needed.</p>
 {{range .Reports}}<div class="inc"><b>Site:</b> {{.Site}}{{if .Category}} <span class="muted">({{.Category}})</span>{{end}}<br>
-<b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}<br><b>Reference:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
+<b>Group:</b> {{.Group}}<br><b>When:</b> {{.When}}<br><b>Reference:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
 {{end}}{{if .More}}<p class="muted">…and {{.More}} more (<code>gatehouse events --mistakes</code> lists them all).</p>{{end}}
 <p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
 

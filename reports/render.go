@@ -255,10 +255,10 @@ WHAT TO DO
 REPORTED AS MISTAKES (from the block page)
 {{range .Mistakes}}
 {{.Site}}{{if .Category}} ({{.Category}}){{end}}
-  Who:  {{.Who}}
-  When: {{.When}}
-  Ref:  {{.Ref}}
-  Why:  {{.Note}}
+  Group: {{.Group}}
+  When:  {{.When}}
+  Ref:   {{.Ref}}
+  Why:   {{.Note}}
 {{end}}{{if .MoreMistakes}}
 ...and {{.MoreMistakes}} more (gatehouse events --mistakes lists them all).
 {{end}}{{end}}{{if .Pending}}
@@ -292,7 +292,7 @@ var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
 <div class="do"><b>What to do</b><ul>{{range .Advice}}<li>{{.}}</li>{{end}}</ul></div>
 {{end}}{{if .Mistakes}}<h2>Reported as mistakes (from the block page)</h2>
 {{range .Mistakes}}<div class="inc"><b>{{.Site}}</b>{{if .Category}} <span class="muted">({{.Category}})</span>{{end}}<br>
-<b>Who:</b> {{.Who}}<br><b>When:</b> {{.When}}<br><b>Ref:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
+<b>Group:</b> {{.Group}}<br><b>When:</b> {{.When}}<br><b>Ref:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
 {{end}}{{if .MoreMistakes}}<p class="muted">…and {{.MoreMistakes}} more (<code>gatehouse events --mistakes</code> lists them all).</p>{{end}}
 {{end}}{{if .Pending}}<p><b>Mis-block queue:</b> {{.Pending}} report(s) wait for review in the console (IT, Mis-block queue).</p>
 {{end}}<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))

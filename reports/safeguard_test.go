@@ -82,8 +82,8 @@ func TestMessageIDsUniqueAcrossInstalls(t *testing.T) {
 }
 
 func mistakeEvent(at time.Time, client, url, note string) Event {
-	return Event{Time: at, Source: "http", Protocol: "http", Client: netip.MustParseAddr(client), Name: hostOf(url), URL: url,
-		Action: ActionReport, Reason: "mistake-report", Category: "games", Route: "it", Ref: "GH-AAAA-BBBB", Note: note, Count: 1}
+	return Event{Time: at, Source: "http", Protocol: "http", Client: netip.MustParseAddr(client), User: "amira", Group: "students",
+		Name: hostOf(url), URL: url, Action: ActionReport, Reason: "mistake-report", Category: "games", Route: "it", Ref: "GH-AAAA-BBBB", Note: note, Count: 1}
 }
 
 // TestMistakeMailsBatched: the first report is mailed to IT at once; more
@@ -135,6 +135,12 @@ func TestMistakeMailsBatched(t *testing.T) {
 	if len(bodies) != 2 || !strings.Contains(bodies[0], "note one") || strings.Contains(bodies[0], "note two") ||
 		!strings.Contains(bodies[1], "note two") || !strings.Contains(bodies[1], "note three") || !strings.Contains(bodies[1], "2 blocked sites") {
 		t.Fatalf("mistake mails:\n%s", strings.Join(bodies, "\n----\n"))
+	}
+	// The group, not who sent it (as the console's mis-block queue).
+	for _, b := range bodies {
+		if !strings.Contains(b, "Group:     students") || strings.Contains(b, "amira") || strings.Contains(b, "10.0.0.") {
+			t.Errorf("a mistake mail names the sender or lacks the group:\n%s", b)
+		}
 	}
 
 	// The query log's retention does not remove them; the breaches' does.
