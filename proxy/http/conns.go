@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -134,7 +135,7 @@ type tunnel struct {
 	up, down atomic.Int64 // bytes client→site and site→client
 	client   *clientConn
 	info     *reqInfo
-	checkTLS bool
+	checkTLS bool // the TLS port (443): a tunnel there that does not start with a ClientHello is refused
 	closed   sync.Once
 }
 
@@ -203,38 +204,9 @@ var errSNIBlocked = errors.New("tunnel's server name is blocked")
 
 func (c *targetConn) ReadFrom(src io.Reader) (int64, error) {
 	t := c.tun
-	var total int64
-	if t.checkTLS {
-		if t.client != nil {
-			_ = t.client.SetReadDeadline(time.Now().Add(t.idle))
-		}
-		// The whole ClientHello (clienthello.go, at most 64 KiB, across
-		// records): its first bytes for the non-TLS rule, its server name
-		// for the policy (sniBlocked).
-		raw, hello, err := readClientHello(src)
-		if len(raw) == 0 {
-			return 0, err
-		}
-		t.last.Store(time.Now().UnixNano())
-		switch {
-		case errors.Is(err, errHelloNotTLS), errors.Is(err, errBadHello):
-			if t.s.nonTLS(t, raw) {
-				return 0, errNotTLS
-			}
-		case err == nil:
-			if t.s.sniBlocked(t, hello) {
-				return 0, errSNIBlocked
-			}
-		}
-		w, werr := c.Conn.Write(raw)
-		total += int64(w)
-		t.up.Add(int64(w))
-		if werr != nil {
-			return total, werr
-		}
-		if err != nil && !errors.Is(err, errHelloNotTLS) && !errors.Is(err, errBadHello) {
-			return total, err // the client went away, or was too slow, mid-hello
-		}
+	total, err := c.firstFlight(src)
+	if err != nil {
+		return total, err
 	}
 	if cc, ok := src.(*clientConn); ok && c.tcp != nil && cc.tcp != nil {
 		n, err := t.pipe(c.tcp, cc.tcp, &t.up)
@@ -270,6 +242,61 @@ func (c *targetConn) ReadFrom(src io.Reader) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// firstFlight reads a tunnel's first bytes from the client, decides them
+// and sends them on. The whole ClientHello (clienthello.go, at most 64
+// KiB, across records) gives its first bytes to the non-TLS rule (on the
+// TLS port) and its server name to the policy (sniBlocked) on every port:
+// a school may open others (proxy.connect.ports), and a tunnel to an
+// allowed name there could name a blocked site in its SNI. On another
+// port, a tunnel whose first byte does not start a TLS record goes on as
+// it is (its protocol's first message may be shorter than a record's
+// header, and wait for an answer).
+func (c *targetConn) firstFlight(src io.Reader) (int64, error) {
+	t := c.tun
+	if t.client != nil {
+		_ = t.client.SetReadDeadline(time.Now().Add(t.idle))
+	}
+	if !t.checkTLS {
+		var first [1]byte
+		if _, err := io.ReadFull(src, first[:]); err != nil {
+			return 0, err
+		}
+		if first[0] != 0x16 {
+			t.last.Store(time.Now().UnixNano())
+			return c.send(first[:])
+		}
+		src = io.MultiReader(bytes.NewReader(first[:]), src)
+	}
+	raw, hello, err := readClientHello(src)
+	if len(raw) == 0 {
+		return 0, err
+	}
+	t.last.Store(time.Now().UnixNano())
+	switch {
+	case errors.Is(err, errHelloNotTLS), errors.Is(err, errBadHello):
+		if t.checkTLS && t.s.nonTLS(t, raw) {
+			return 0, errNotTLS
+		}
+		err = nil
+	case err == nil:
+		if t.s.sniBlocked(t, hello) {
+			return 0, errSNIBlocked
+		}
+	}
+	total, werr := c.send(raw)
+	if werr != nil {
+		return total, werr
+	}
+	return total, err // not nil: the client went away, or was too slow, mid-hello
+}
+
+// send writes b, the client's, to the site.
+func (c *targetConn) send(b []byte) (int64, error) {
+	w, err := c.Conn.Write(b)
+	c.tun.up.Add(int64(w))
+	return int64(w), err
 }
 
 // isClientHello reports whether b starts like a TLS handshake record

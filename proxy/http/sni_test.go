@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -126,5 +127,52 @@ func TestConnectECHFront(t *testing.T) {
 				t.Errorf("event %+v", ev)
 			}
 		})
+	}
+}
+
+// TestConnectSNIOtherPort: a school may open ports besides 443 to tunnels
+// (proxy.connect.ports). A ClientHello on such a port is decided by its
+// server name as on 443, so an allowed name's tunnel there cannot carry a
+// blocked site; a tunnel there that is not TLS goes on (the non-TLS rule
+// is 443's).
+func TestConnectSNIOtherPort(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.setDecrypt(config.DecryptOff)
+	if ie.s.tlsPort == ie.port {
+		t.Fatal("the origin's port is the TLS port here")
+	}
+	code, c, br := ie.connect("", "site.test:"+ie.port, "")
+	if code != http.StatusOK || br.Buffered() != 0 {
+		t.Fatalf("CONNECT: %d", code)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	tlc := tls.Client(c, &tls.Config{ServerName: "adult.test", RootCAs: ie.originPool, NextProtos: []string{"http/1.1"}})
+	if err := tlc.Handshake(); err == nil {
+		fmt.Fprintf(tlc, "GET / HTTP/1.1\r\nHost: adult.test\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(tlc)
+		t.Fatalf("SNI adult.test through site.test's tunnel on port %s: %q", ie.port, firstLine(string(b)))
+	}
+	ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "sni" })
+	if ev.Action != "block" || !strings.HasPrefix(ev.Name, "adult.test:") || !ev.Bypass {
+		t.Errorf("event %+v", ev)
+	}
+
+	// Plain HTTP through a tunnel to another port goes on.
+	e := newEnv(t, envOpts{})
+	_, oport, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+	code, pc, pbr := e.connect("", "site.test:"+oport, "")
+	if code != http.StatusOK {
+		t.Fatalf("CONNECT to port %s: %d", oport, code)
+	}
+	defer pc.Close()
+	_ = pc.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(pc, "GET /small HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	resp, err := http.ReadResponse(pbr, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("plain HTTP through a tunnel to port %s: %v %v", oport, resp, err)
+	}
+	if n := len(e.sink.events()); n != 0 {
+		t.Errorf("events for a plain tunnel to another port: %+v", e.sink.events())
 	}
 }
