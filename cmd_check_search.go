@@ -65,7 +65,7 @@ func searchOf(eng *policy.Engine, r explain.Result, input string) *checkSearch {
 		}
 		out.SafeSearch = strings.Join(parts, ", ")
 	}
-	term, ok := se.Term(u.Path, u.RawQuery)
+	term, ok := se.Term(u.EscapedPath(), u.RawQuery)
 	if !ok {
 		return out
 	}

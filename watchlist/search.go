@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 )
 
 // Engine is a search engine: where its URLs carry a search term, and how
@@ -15,8 +17,10 @@ type Engine struct {
 	// subdomain; "google.*" matches google. followed by a country domain
 	// (google.com, google.co.uk, google.com.au), and its subdomains.
 	Hosts []string
-	Paths []string // paths whose query carries the term ("/search"), exact
-	Param string   // query parameter holding the term ("q")
+	// Paths are the paths whose query carries the term ("/search"),
+	// compared in their canonical form (SearchPath).
+	Paths []string
+	Param string // query parameter holding the term ("q")
 	// AltParams are other parameters the engine reads the words of a
 	// search from when Param is absent or empty (Google's advanced
 	// search: as_q, as_epq, as_oq); their values are joined.
@@ -134,18 +138,47 @@ func tldLike(s string) bool {
 	return len(a) >= 2 && len(a) <= 3 && len(b) == 2 && !strings.Contains(b, ".")
 }
 
-// SearchPath reports whether path (without the query) is one of e's
-// search paths.
+// SearchPath reports whether path (without the query, as sent:
+// url.URL.EscapedPath) is one of e's search paths. Both are compared in their
+// canonical form (blocklists.AppendCanonicalPath: path parameters ";..."
+// dropped, dot segments resolved, repeated slashes collapsed, no case, a
+// final slash ignored), as the engine's server reads them: Yahoo's own
+// result links ask for "/search;_ylt=...;_ylu=...?p=...". It does not
+// allocate for a path under about 680 bytes.
 func (e *Engine) SearchPath(path string) bool {
-	if len(path) > 1 {
-		path = strings.TrimSuffix(path, "/")
+	return onPaths(path, e.Paths)
+}
+
+// onPaths reports whether path's canonical form is that of one of paths.
+func onPaths(path string, paths []string) bool {
+	if len(paths) == 0 {
+		return false
 	}
-	for _, p := range e.Paths {
-		if p == path {
+	var buf [2048]byte
+	dst := buf[:0]
+	if 3*len(path)+1 > len(buf) {
+		dst = nil
+	}
+	c := trimSlash(bl.AppendCanonicalPath(dst, path))
+	for _, p := range paths {
+		var pb [256]byte
+		dst := pb[:0]
+		if 3*len(p)+1 > len(pb) {
+			dst = nil
+		}
+		if string(trimSlash(bl.AppendCanonicalPath(dst, p))) == string(c) {
 			return true
 		}
 	}
 	return false
+}
+
+// trimSlash drops a canonical path's final slash, but not the root's.
+func trimSlash(p []byte) []byte {
+	if n := len(p); n > 1 && p[n-1] == '/' {
+		return p[:n-1]
+	}
+	return p
 }
 
 // Term returns the search term in a request for path?rawQuery, cut to
@@ -154,6 +187,12 @@ func (e *Engine) Term(path, rawQuery string) (string, bool) {
 	if rawQuery == "" || !e.SearchPath(path) {
 		return "", false
 	}
+	return e.QueryTerm(rawQuery)
+}
+
+// QueryTerm returns the search term in a query (or a URL-encoded form) of
+// a request to one of e's search paths: Param, else the AltParams joined.
+func (e *Engine) QueryTerm(rawQuery string) (string, bool) {
 	var alt []string
 	for q := rawQuery; q != ""; {
 		var kv string

@@ -32,17 +32,18 @@ func TestEnginesLookup(t *testing.T) {
 func TestEngineTerm(t *testing.T) {
 	tab, _ := NewEngines(DefaultEngines())
 	for raw, want := range map[string]string{
-		"http://www.google.co.uk/search?q=how+to+kill+myself&hl=en":  "how to kill myself",
-		"http://www.bing.com/search?form=QBLH&q=k1ll%20mys3lf":       "k1ll mys3lf",
-		"http://duckduckgo.com/?q=where+to+buy+weed&t=h_":            "where to buy weed",
-		"http://www.youtube.com/results?search_query=how+to+vape":    "how to vape",
-		"http://search.yahoo.com/search?p=caf%C3%A9":                 "café",
-		"http://www.ecosia.org/search?method=index&q=tree":           "tree",
-		"http://en.wikipedia.org/w/index.php?search=Photosynthesis":  "Photosynthesis",
-		"http://en.wikipedia.org/wiki/Special:Search?search=x&go=Go": "x",
-		"http://www.google.com/maps?q=london":                        "", // not a search path
-		"http://www.google.com/search?hl=en":                         "", // no term
-		"http://www.google.com/search?q=+++":                         "",
+		"http://www.google.co.uk/search?q=how+to+kill+myself&hl=en":          "how to kill myself",
+		"http://www.bing.com/search?form=QBLH&q=k1ll%20mys3lf":               "k1ll mys3lf",
+		"http://duckduckgo.com/?q=where+to+buy+weed&t=h_":                    "where to buy weed",
+		"http://www.youtube.com/results?search_query=how+to+vape":            "how to vape",
+		"http://search.yahoo.com/search?p=caf%C3%A9":                         "café",
+		"http://www.ecosia.org/search?method=index&q=tree":                   "tree",
+		"http://en.wikipedia.org/w/index.php?search=Photosynthesis":          "Photosynthesis",
+		"http://en.wikipedia.org/wiki/Special:Search?search=x&go=Go":         "x",
+		"http://search.yahoo.com/search;_ylt=AwrFQ;_ylu=Y29sbwNiZjEE?p=cats": "cats", // Yahoo's result links
+		"http://www.google.com/maps?q=london":                                "",     // not a search path
+		"http://www.google.com/search?hl=en":                                 "",     // no term
+		"http://www.google.com/search?q=+++":                                 "",
 	} {
 		u, _ := url.Parse(raw)
 		e, ok := tab.Lookup(u.Hostname())
@@ -61,6 +62,50 @@ func TestEngineTerm(t *testing.T) {
 	got, _ := e.Term("/search", "q="+url.QueryEscape(string(long)))
 	if len(got) > MaxTerm || len(got) < MaxTerm-1 {
 		t.Errorf("long term cut to %d bytes", len(got))
+	}
+}
+
+// TestEngineSearchPath: a search path is matched in the canonical form
+// servers read it in (path parameters, dot segments, repeated slashes,
+// case, a final slash), for every engine; a path that only starts like
+// one is not.
+func TestEngineSearchPath(t *testing.T) {
+	tab, _ := NewEngines(DefaultEngines())
+	for _, tc := range []struct {
+		host, path string
+		want       bool
+	}{
+		{"search.yahoo.com", "/search", true},
+		{"search.yahoo.com", "/search;_ylt=AwrFQ;_ylu=Y29sbwNiZjEE", true},
+		{"search.yahoo.com", "/search/images;_ylt=x", true},
+		{"www.google.com", "/search;x=1", true},
+		{"www.google.com", "//search", true},
+		{"www.google.com", "/maps/../search", true},
+		{"www.google.com", "/%73earch", true},
+		{"www.google.com", "/webhp/", true},
+		{"www.bing.com", "/images/./search", true},
+		{"duckduckgo.com", "", true}, // an absolute URL with no path asks for /
+		{"duckduckgo.com", "/html;x/", true},
+		{"www.youtube.com", "/RESULTS", true},
+		{"en.wikipedia.org", "/wiki/special:search", true},
+		{"www.ecosia.org", "/search/", true},
+		{"www.google.com", "/searchx", false},
+		{"www.google.com", "/search%3Bx", false}, // an encoded ';' is part of the name
+		{"www.google.com", "/search/x", false},
+		{"www.google.com", "/maps", false},
+		{"search.yahoo.com", "/", false},
+	} {
+		e, ok := tab.Lookup(tc.host)
+		if !ok {
+			t.Fatalf("%s: no engine", tc.host)
+		}
+		if got := e.SearchPath(tc.path); got != tc.want {
+			t.Errorf("%s %q: SearchPath %v, want %v", tc.host, tc.path, got, tc.want)
+		}
+	}
+	y, _ := tab.Lookup("search.yahoo.com")
+	if n := testing.AllocsPerRun(100, func() { y.SearchPath("/search;_ylt=AwrFQ;_ylu=Y29sbwNiZjEE") }); n != 0 {
+		t.Errorf("SearchPath: %v allocations", n)
 	}
 }
 

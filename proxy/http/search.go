@@ -18,6 +18,7 @@ import (
 // the term, and the watchlist theme the term reached, if any.
 type searchInfo struct {
 	engine *watchlist.Engine // nil: not a search engine's host
+	onPath bool              // the request's path is one of the engine's search paths
 	term   string            // "" when the request is not a search
 	hit    *watchHit         // the term reached a theme's threshold
 	// The start of a POSTed URL-encoded form (formBody), read once for
@@ -62,19 +63,20 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 	if !ok {
 		return
 	}
-	info.search = &searchInfo{engine: se}
-	if info.dec.Restricted {
+	onPath := se.SearchPath(r.URL.EscapedPath())
+	info.search = &searchInfo{engine: se, onPath: onPath}
+	if info.dec.Restricted || !onPath {
 		return
 	}
-	term, ok := se.Term(r.URL.Path, r.URL.RawQuery)
-	if r.Method == http.MethodPost && se.SearchPath(r.URL.Path) {
+	term, ok := se.QueryTerm(r.URL.RawQuery)
+	if r.Method == http.MethodPost {
 		// A search form that posts (DuckDuckGo's html and lite pages).
 		form, whole := info.search.formOf(r)
 		if se.PostsForm && !whole && !emptyBody(r) {
 			info.search.unread = true
 		}
 		if !ok {
-			term, ok = se.Term(r.URL.Path, form)
+			term, ok = se.QueryTerm(form)
 		}
 	}
 	if !ok {
@@ -203,7 +205,7 @@ func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
 		return
 	}
 	strict := mode == policy.SafeSearchStrict
-	if se.SafeParam != "" && se.SearchPath(r.URL.Path) {
+	if se.SafeParam != "" && info.search.onPath {
 		r.URL.RawQuery, _ = se.SafeQuery(r.URL.RawQuery, strict)
 		if r.Method == http.MethodPost {
 			safeForm(r, info.search, strict)

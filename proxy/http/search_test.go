@@ -180,6 +180,10 @@ func TestSafeSearchParams(t *testing.T) {
 	check("www.bing.com", "/search?q=cats&adlt=off", "adlt", "strict")
 	check("duckduckgo.com", "/?q=cats&kp=-2", "kp", "1")
 	check("search.yahoo.com", "/search?p=cats", "vm", "r")
+	// Yahoo's own result links carry path parameters, which its server
+	// drops: still its search path.
+	check("search.yahoo.com", "/search;_ylt=AwrFQ;_ylu=Y29sbwNiZjEE?p=cats&vm=p", "vm", "r")
+	check("www.bing.com", "/search;x=1?q=cats&adlt=off", "adlt", "strict")
 	check("www.google.com", "/maps?q=cats", "safe", "") // not a search path
 	header("Strict")
 

@@ -31,6 +31,8 @@ func TestSearchTermSpellings(t *testing.T) {
 		// these words) and as_epq (this exact phrase) to /search.
 		{"google as_q", "GET", "www.google.com", "/search?as_q=how+to+kill+myself&as_epq=&as_oq=", ""},
 		{"google as_epq", "GET", "www.google.com", "/search?as_q=&as_epq=kill+myself", ""},
+		// Yahoo's result links put path parameters in its search path.
+		{"yahoo path parameters", "GET", "search.yahoo.com", "/search;_ylt=AwrFQ;_ylu=Y29sbwNiZjEE?p=how+to+kill+myself&vm=p", ""},
 		// DuckDuckGo's HTML and lite pages post their search form.
 		{"ddg html POST", "POST", "html.duckduckgo.com", "/html/", "q=how+to+kill+myself&b="},
 		{"ddg lite POST", "POST", "lite.duckduckgo.com", "/lite/", "q=how+to+kill+myself"},
