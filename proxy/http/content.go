@@ -719,7 +719,7 @@ func (c *contentWriter) finish() (blocked bool) {
 		if !c.blocked {
 			c.sc.Result() // the last word ends the text
 			if t, ok := c.over(false); ok {
-				if h := c.info.search; h == nil || h.hit == nil || h.hit.theme != t {
+				if h := c.info.search; h == nil || !h.flagged(t) {
 					_ = c.event(t, "flag")
 				}
 			}

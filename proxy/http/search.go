@@ -15,12 +15,15 @@ import (
 )
 
 // searchInfo is what a request to a search engine carries: the engine,
-// the term, and the watchlist theme the term reached, if any.
+// the term, and the watchlist themes its terms reached, if any.
 type searchInfo struct {
 	engine *watchlist.Engine // nil: not a search engine's host
 	onPath bool              // the request's path is one of the engine's search paths
-	term   string            // "" when the request is not a search
-	hit    *watchHit         // the term reached a theme's threshold
+	// term is the request's search term, "" when it is not a search: the
+	// worst-scoring of the terms it carries (a POSTed form's and the
+	// URL's can differ), else the form's, else the URL's.
+	term string
+	hits []watchHit // each term that reached a theme's threshold, worst first
 	// The start of a POSTed URL-encoded form (formBody), read once for
 	// the term and for safe search: formRead once read, formWhole when
 	// form is the whole body.
@@ -42,8 +45,19 @@ func (si *searchInfo) formOf(r *http.Request) (string, bool) {
 	return si.form, si.formWhole
 }
 
+// flagged reports whether a term of the search was flagged for theme t.
+func (si *searchInfo) flagged(t watchlist.Theme) bool {
+	for i := range si.hits {
+		if si.hits[i].theme == t {
+			return true
+		}
+	}
+	return false
+}
+
 // watchHit is a search term's report: its best theme over the threshold.
 type watchHit struct {
+	term     string
 	theme    watchlist.Theme
 	severity bl.Severity
 	score    int
@@ -68,40 +82,63 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 	if info.dec.Restricted || !onPath {
 		return
 	}
-	term, ok := se.QueryTerm(r.URL.RawQuery)
+	// Every term the request carries is scored: a POSTed form's (what the
+	// form searches for) and the URL's, which need not be the same.
+	var terms [2]string
+	n := 0
 	if r.Method == http.MethodPost {
 		// A search form that posts (DuckDuckGo's html and lite pages).
 		form, whole := info.search.formOf(r)
 		if se.PostsForm && !whole && !emptyBody(r) {
 			info.search.unread = true
 		}
-		if !ok {
-			term, ok = se.QueryTerm(form)
+		if t, ok := se.QueryTerm(form); ok {
+			terms[n], n = t, n+1
 		}
 	}
-	if !ok {
+	if t, ok := se.QueryTerm(r.URL.RawQuery); ok && (n == 0 || t != terms[0]) {
+		terms[n], n = t, n+1
+	}
+	if n == 0 {
 		return
 	}
-	info.search.term = term
+	info.search.term = terms[0]
 	w := eng.Watchlist()
 	sc := w.Get()
-	res := sc.Score(term)
-	if res.Over {
-		hit := &watchHit{theme: res.Best, severity: w.Settings(res.Best).Severity, score: res.Score()}
-		var b strings.Builder
-		for _, m := range res.Matches {
-			if m.Theme != res.Best || m.Weight <= 0 {
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(m.Phrase)
+	for _, term := range terms[:n] {
+		if h, ok := scoreTerm(w, sc, term); ok {
+			info.search.hits = append(info.search.hits, h)
 		}
-		hit.phrases = b.String()
-		info.search.hit = hit
 	}
 	w.Put(sc)
+	if h := info.search.hits; len(h) == 2 && (h[1].severity > h[0].severity || h[1].severity == h[0].severity && h[1].score > h[0].score) {
+		h[0], h[1] = h[1], h[0]
+	}
+	if len(info.search.hits) > 0 {
+		info.search.term = info.search.hits[0].term
+	}
+}
+
+// scoreTerm scores a search term with sc: its report when it reaches a
+// theme's threshold.
+func scoreTerm(w *watchlist.Watchlist, sc *watchlist.Scorer, term string) (watchHit, bool) {
+	res := sc.Score(term)
+	if !res.Over {
+		return watchHit{}, false
+	}
+	hit := watchHit{term: term, theme: res.Best, severity: w.Settings(res.Best).Severity, score: res.Score()}
+	var b strings.Builder
+	for _, m := range res.Matches {
+		if m.Theme != res.Best || m.Weight <= 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(m.Phrase)
+	}
+	hit.phrases = b.String()
+	return hit, true
 }
 
 // emptyBody reports whether a request declares no body.
@@ -173,19 +210,22 @@ func (e errReader) Read([]byte) (int, error) {
 // is, so a crash right after cannot lose it (a repeat in its collapse
 // window waits for nothing: the first is stored).
 func (s *Server) flagSearch(info *reqInfo, source string) {
-	if info.search == nil || info.search.hit == nil {
+	if info.search == nil {
 		return
 	}
-	h := info.search.hit
-	s.metrics.requests.WithLabelValues(source, "search-flag").Inc()
-	ev := s.newEvent(info, source, "flag", 0, 0, "watchlist", "")
-	ev.Category = h.theme.Category()
-	ev.Severity, ev.Route = h.severity, bl.RouteDSL
-	ev.List, ev.Entry = "watchlist:"+h.theme.String(), h.phrases
-	ev.Restricted, ev.Bypass, ev.Probe = false, false, false
-	ev.Status, ev.Bytes = 0, 0
-	if seq := s.events.record(ev); ev.Severity >= bl.SeverityHigh {
-		s.events.durable(seq)
+	for i := range info.search.hits {
+		h := &info.search.hits[i]
+		s.metrics.requests.WithLabelValues(source, "search-flag").Inc()
+		ev := s.newEvent(info, source, "flag", 0, 0, "watchlist", "")
+		ev.SearchTerm = h.term
+		ev.Category = h.theme.Category()
+		ev.Severity, ev.Route = h.severity, bl.RouteDSL
+		ev.List, ev.Entry = "watchlist:"+h.theme.String(), h.phrases
+		ev.Restricted, ev.Bypass, ev.Probe = false, false, false
+		ev.Status, ev.Bytes = 0, 0
+		if seq := s.events.record(ev); ev.Severity >= bl.SeverityHigh {
+			s.events.durable(seq)
+		}
 	}
 }
 

@@ -259,7 +259,7 @@ func TestSearchHookWithoutEngine(t *testing.T) {
 	info.dec.Group = "students"
 	e.s.searchRequest(r, info)
 	e.s.safeSearch(r, info)
-	if info.search == nil || info.search.term != "how to k1ll mys3lf" || info.search.hit == nil || r.URL.Query().Get("adlt") != "strict" {
+	if info.search == nil || info.search.term != "how to k1ll mys3lf" || len(info.search.hits) != 1 || r.URL.Query().Get("adlt") != "strict" {
 		t.Fatalf("search %+v, query %q", info.search, r.URL.RawQuery)
 	}
 }
@@ -395,5 +395,77 @@ func TestSafeSearchPostedForm(t *testing.T) {
 	// Bing's pages do not post their searches: a long POST there is passed on.
 	if s := post("www.bing.com", "/search", "text/plain", long, false); s.body != long {
 		t.Errorf("bing: body changed (%d bytes)", len(s.body))
+	}
+}
+
+// TestSearchFormAndURLTerms: a search POSTed with a term in its URL and
+// another in its form body has both scored, whichever is harmful: each
+// that reaches a threshold is flagged with its own term, the request's
+// own event carries the worse, and the site still gets the safe value in
+// the URL and the body.
+func TestSearchFormAndURLTerms(t *testing.T) {
+	for _, tc := range []struct {
+		name, query, body string
+		flags             map[string]string // term → category
+		term              string            // on the allowed request's event
+	}{
+		{"harmless URL, harmful form", "q=homework", "q=how+to+kill+myself&b=",
+			map[string]string{"how to kill myself": "self-harm"}, "how to kill myself"},
+		{"harmful URL, harmless form", "q=how+to+kill+myself", "q=homework",
+			map[string]string{"how to kill myself": "self-harm"}, "how to kill myself"},
+		{"both harmful", "q=how+to+join+isis", "q=how+to+kill+myself",
+			map[string]string{"how to kill myself": "self-harm", "how to join isis": "extremism"}, "how to kill myself"},
+		{"the same term twice", "q=how+to+kill+myself", "q=how+to+kill+myself",
+			map[string]string{"how to kill myself": "self-harm"}, "how to kill myself"},
+		{"neither", "q=homework", "q=photosynthesis", nil, "photosynthesis"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := searchEnv(t)
+			e.editProxy(func(p *config.Proxy) { p.Events.LogAllowed = true })
+			type seen struct{ query, body string }
+			got := make(chan seen, 1)
+			base := e.extraOrigin("html.duckduckgo.com", func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				got <- seen{r.URL.RawQuery, string(b)}
+			})
+			req, _ := http.NewRequest(http.MethodPost, base+"/html/?"+tc.query, strings.NewReader(tc.body+"&kp=-2"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := e.client("", "", "").Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			s := <-got
+			if q, err := url.ParseQuery(s.query); err != nil || q.Get("kp") != "1" {
+				t.Errorf("the site's URL query %q, want kp=1", s.query)
+			}
+			if b, err := url.ParseQuery(s.body); err != nil || len(b["kp"]) != 1 || b.Get("kp") != "1" || "q="+url.QueryEscape(b.Get("q")) != strings.SplitN(tc.body, "&", 2)[0] {
+				t.Errorf("the site's body %q, want the form's q and kp=1", s.body)
+			}
+			e.s.events.flush(true)
+			flags := map[string]string{}
+			var allowed []reports.Event
+			for _, ev := range e.sink.events() {
+				switch {
+				case isFlag(ev):
+					if _, dup := flags[ev.SearchTerm]; dup {
+						t.Errorf("%q flagged twice", ev.SearchTerm)
+					}
+					flags[ev.SearchTerm] = ev.Category
+				case ev.Action == "allow":
+					allowed = append(allowed, ev)
+				}
+			}
+			if !maps.Equal(flags, tc.flags) {
+				t.Errorf("flags %v, want %v; events %v", flags, tc.flags, terms(e.sink.events()))
+			}
+			if len(allowed) != 1 || allowed[0].SearchTerm != tc.term {
+				t.Errorf("allowed events %v, want one with %q", terms(allowed), tc.term)
+			}
+		})
 	}
 }
