@@ -1,6 +1,8 @@
 package watchlist
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -40,6 +42,12 @@ type Engine struct {
 	// not a URL-encoded form, or longer than it reads), whose term it
 	// could neither score nor make safe.
 	PostsForm bool
+	// JSONPaths are paths a search is POSTed to as a JSON object whose
+	// top-level field JSONField holds the term (YouTube's web page, after
+	// its first load, and its apps: /youtubei/v1/search with
+	// {"context":{...},"query":"..."}).
+	JSONPaths []string
+	JSONField string
 }
 
 // MaxTerm bounds a search term's length (bytes); longer terms are cut.
@@ -60,7 +68,8 @@ func DefaultEngines() []Engine {
 		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite"}, Param: "q",
 			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1", PostsForm: true},
 		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results"}, Param: "search_query",
-			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate"},
+			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate",
+			JSONPaths: []string{"/youtubei/v1/search"}, JSONField: "query"},
 		{Name: "Yahoo", Hosts: []string{"search.yahoo.com"}, Paths: []string{"/search", "/search/images", "/search/video"}, Param: "p",
 			SafeParam: "vm", SafeStrict: "r", SafeModerate: "i"},
 		{Name: "Ecosia", Hosts: []string{"ecosia.org"}, Paths: []string{"/search", "/images", "/videos", "/news"}, Param: "q"},
@@ -83,10 +92,13 @@ func NewEngines(list []Engine) (*Engines, error) {
 		if e.Name == "" || e.Param == "" || len(e.Hosts) == 0 || len(e.Paths) == 0 {
 			return nil, fmt.Errorf("search engine %d (%q): name, hosts, paths and param are required", i+1, e.Name)
 		}
-		for _, p := range e.Paths {
+		for _, p := range append(e.Paths[:len(e.Paths):len(e.Paths)], e.JSONPaths...) {
 			if !strings.HasPrefix(p, "/") {
 				return nil, fmt.Errorf("search engine %s: path %q must start with /", e.Name, p)
 			}
+		}
+		if len(e.JSONPaths) > 0 && e.JSONField == "" {
+			return nil, fmt.Errorf("search engine %s: JSON search paths need the field holding the term", e.Name)
 		}
 		for _, h := range e.Hosts {
 			h = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(h), "."))
@@ -147,6 +159,12 @@ func tldLike(s string) bool {
 // allocate for a path under about 680 bytes.
 func (e *Engine) SearchPath(path string) bool {
 	return onPaths(path, e.Paths)
+}
+
+// JSONPath reports whether path (as SearchPath takes it) is one of e's
+// JSON search paths, compared as SearchPath compares.
+func (e *Engine) JSONPath(path string) bool {
+	return onPaths(path, e.JSONPaths)
 }
 
 // onPaths reports whether path's canonical form is that of one of paths.
@@ -219,6 +237,41 @@ func (e *Engine) QueryTerm(rawQuery string) (string, bool) {
 		return cleanTerm(strings.Join(alt, " ")), true
 	}
 	return "", false
+}
+
+// JSONTerm returns the search term in the JSON body of a search POSTed to
+// one of e's JSONPaths: the string value of its top-level JSONField (of
+// every copy of it, joined), cut to MaxTerm bytes. body may be the start
+// of a longer body: the fields before the cut are read.
+func (e *Engine) JSONTerm(body []byte) (string, bool) {
+	if e.JSONField == "" {
+		return "", false
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	var vals []string
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			break
+		}
+		var raw json.RawMessage
+		if err := d.Decode(&raw); err != nil {
+			break
+		}
+		var v string
+		if k, _ := t.(string); k == e.JSONField && json.Unmarshal(raw, &v) == nil {
+			if v = cleanTerm(v); v != "" {
+				vals = append(vals, v)
+			}
+		}
+	}
+	if len(vals) == 0 {
+		return "", false
+	}
+	return cleanTerm(strings.Join(vals, " ")), true
 }
 
 // termValue is a raw query value as a term (cleanTerm of it unescaped).

@@ -109,6 +109,53 @@ func TestEngineSearchPath(t *testing.T) {
 	}
 }
 
+// TestEngineJSONTerm: YouTube's searches POSTed as JSON to
+// /youtubei/v1/search carry the term in the top-level "query" field.
+func TestEngineJSONTerm(t *testing.T) {
+	tab, _ := NewEngines(DefaultEngines())
+	yt, _ := tab.Lookup("music.youtube.com")
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/youtubei/v1/search", true},
+		{"/youtubei/v1/search/", true},
+		{"/youtubei/v1/search;x", true},
+		{"//youtubei/v1/./search", true},
+		{"/youtubei/v1/browse", false},
+		{"/youtubei/v1/search/x", false},
+		{"/results", false},
+	} {
+		if got := yt.JSONPath(tc.path); got != tc.want {
+			t.Errorf("JSONPath(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+	if g, _ := tab.Lookup("www.google.com"); g.JSONPath("/youtubei/v1/search") {
+		t.Error("Google has JSON search paths")
+	}
+	ctx := `"context":{"client":{"clientName":"WEB","clientVersion":"2.20250101","query":"nested"}}`
+	for body, want := range map[string]string{
+		`{` + ctx + `,"query":"how to kill myself"}`:        "how to kill myself",
+		`{"query":"caf\u00e9   cats",` + ctx + `}`:          "café cats",
+		` { "query" : "cats" , "params" : "EgIQAQ%3D%3D" }`: "cats",
+		`{"query":"cats","query":"kill myself"}`:            "cats kill myself", // every copy
+		`{"query":"cats",` + ctx[:40]:                       "cats",             // the start of a longer body
+		`{` + ctx[:40]:                                      "",
+		`{` + ctx + `,"continuation":"4qmFsgK"}`:            "", // the next page: no query
+		`{"query":5}`:                                       "",
+		`{"query":["cats"]}`:                                "",
+		`{"query":""}`:                                      "",
+		`[{"query":"cats"}]`:                                "",
+		"\x0a\x04cats":                                      "", // not JSON (an app's protobuf)
+		"":                                                  "",
+	} {
+		got, ok := yt.JSONTerm([]byte(body))
+		if got != want || ok != (want != "") {
+			t.Errorf("%s: term %q %v, want %q", body, got, ok, want)
+		}
+	}
+}
+
 func TestSafeQuery(t *testing.T) {
 	tab, _ := NewEngines(DefaultEngines())
 	g, _ := tab.Lookup("www.google.com")
@@ -148,6 +195,8 @@ func TestNewEnginesErrors(t *testing.T) {
 		{Name: "x", Hosts: []string{"*.x.com"}, Paths: []string{"/s"}, Param: "q"},
 		{Name: "x", Hosts: []string{"x.com"}, Paths: []string{"s"}, Param: "q"},
 		{Name: "x", Hosts: []string{"localhost"}, Paths: []string{"/s"}, Param: "q"},
+		{Name: "x", Hosts: []string{"x.com"}, Paths: []string{"/s"}, Param: "q", JSONPaths: []string{"/api/search"}},
+		{Name: "x", Hosts: []string{"x.com"}, Paths: []string{"/s"}, Param: "q", JSONPaths: []string{"api"}, JSONField: "q"},
 	} {
 		if _, err := NewEngines([]Engine{e}); err == nil {
 			t.Errorf("%+v: no error", e)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
@@ -594,6 +595,41 @@ func TestDecryptedSafeSearchPostedForm(t *testing.T) {
 		}
 		if got := ie.lastBody.Load(); got != "q=cats&kp=1" {
 			t.Errorf("h2=%v: the site received the body %q, want q=cats&kp=1", h2, got)
+		}
+	}
+}
+
+// TestDecryptedYouTubeJSONSearch: a YouTube search POSTed as JSON over
+// decrypted HTTPS (how the page and apps search), HTTP/2 and HTTP/1.1:
+// the term is flagged and the site receives the body as sent.
+func TestDecryptedYouTubeJSONSearch(t *testing.T) {
+	ie := newInspectEnv(t, "")
+	ie.res.mu.Lock()
+	for _, h := range []string{"www.youtube.com", bl.YouTubeStrict} {
+		ie.res.names[h] = ie.res.names["news.test"]
+	}
+	ie.res.mu.Unlock()
+	for _, h2 := range []bool{true, false} {
+		term := fmt.Sprintf("how to kill myself h2=%v", h2)
+		body := `{"context":{"client":{"clientName":"WEB","clientVersion":"2.20250101"}},"query":"` + term + `"}`
+		ie.lastBody.Store("")
+		req, _ := http.NewRequest(http.MethodPost, ie.url("www.youtube.com", "/youtubei/v1/search?prettyPrint=false"), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := ie.httpsClient(ie.school, h2).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || issuer(resp) != "Test Academy web filter CA" {
+			t.Fatalf("h2=%v: %d (certificate from %q)", h2, resp.StatusCode, issuer(resp))
+		}
+		if got := ie.lastBody.Load(); got != body {
+			t.Errorf("h2=%v: the site received %q, want %q", h2, got, body)
+		}
+		ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return isFlag(ev) && ev.SearchTerm == term })
+		if ev.SearchEngine != "YouTube" || ev.Category != "self-harm" || ev.Protocol != "https" {
+			t.Errorf("h2=%v: flag event %+v", h2, ev)
 		}
 	}
 }

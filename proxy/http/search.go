@@ -77,27 +77,38 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 	if !ok {
 		return
 	}
-	onPath := se.SearchPath(r.URL.EscapedPath())
+	path := r.URL.EscapedPath()
+	onPath := se.SearchPath(path)
 	info.search = &searchInfo{engine: se, onPath: onPath}
-	if info.dec.Restricted || !onPath {
+	if info.dec.Restricted {
 		return
 	}
 	// Every term the request carries is scored: a POSTed form's (what the
 	// form searches for) and the URL's, which need not be the same.
 	var terms [2]string
 	n := 0
-	if r.Method == http.MethodPost {
-		// A search form that posts (DuckDuckGo's html and lite pages).
-		form, whole := info.search.formOf(r)
-		if se.PostsForm && !whole && !emptyBody(r) {
-			info.search.unread = true
+	switch {
+	case onPath:
+		if r.Method == http.MethodPost {
+			// A search form that posts (DuckDuckGo's html and lite pages).
+			form, whole := info.search.formOf(r)
+			if se.PostsForm && !whole && !emptyBody(r) {
+				info.search.unread = true
+			}
+			if t, ok := se.QueryTerm(form); ok {
+				terms[n], n = t, n+1
+			}
 		}
-		if t, ok := se.QueryTerm(form); ok {
+		if t, ok := se.QueryTerm(r.URL.RawQuery); ok && (n == 0 || t != terms[0]) {
 			terms[n], n = t, n+1
 		}
-	}
-	if t, ok := se.QueryTerm(r.URL.RawQuery); ok && (n == 0 || t != terms[0]) {
-		terms[n], n = t, n+1
+	case r.Method == http.MethodPost && se.JSONPath(path):
+		// A search POSTed as JSON (YouTube's /youtubei/v1/search).
+		if b, _ := peekBody(r, maxJSONPeek); len(b) > 0 {
+			if t, ok := se.JSONTerm(b); ok {
+				terms[n], n = t, n+1
+			}
+		}
 	}
 	if n == 0 {
 		return
@@ -162,27 +173,45 @@ func (s *Server) refuseSearchForm(w http.ResponseWriter, r *http.Request, info *
 // maxFormPeek bounds the part of a POSTed search form read for its term.
 const maxFormPeek = 8 << 10
 
+// maxJSONPeek bounds the part of a search POSTed as JSON read for its
+// term (a YouTube search's body, its client context and the query, is a
+// few KiB).
+const maxJSONPeek = 16 << 10
+
 // formBody returns the start (up to maxFormPeek bytes) of a request's
 // URL-encoded form body, and puts it back in front of the rest of the
 // body for the site; whole reports that it is all of the body (its
 // declared length, or, for a chunked body, less than maxFormPeek bytes
 // before the end).
 func formBody(r *http.Request) (form string, whole bool) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if emptyBody(r) {
 		return "", false
 	}
 	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
 	if !strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded") {
 		return "", false
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
+	b, whole := peekBody(r, maxFormPeek)
+	return string(b), whole
+}
+
+// peekBody reads the start (up to limit bytes) of a request's body and
+// puts it back in front of the rest of the body for the site, which gets
+// it byte for byte; whole reports that it is all of the body (its
+// declared length, or, for a chunked body, less than limit bytes before
+// the end).
+func peekBody(r *http.Request, limit int) (b []byte, whole bool) {
+	if emptyBody(r) {
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)))
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(b), errReader{err}, r.Body), r.Body}
 	if r.ContentLength > 0 {
 		whole = int64(len(b)) == r.ContentLength
 	} else {
-		whole = len(b) < maxFormPeek
+		whole = len(b) < limit
 	}
-	return string(b), whole && err == nil
+	return b, whole && err == nil
 }
 
 type readCloser struct {

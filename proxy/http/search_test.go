@@ -469,3 +469,87 @@ func TestSearchFormAndURLTerms(t *testing.T) {
 		})
 	}
 }
+
+// TestYouTubeJSONSearch: YouTube's web page (after its first load) and its
+// apps search by POSTing JSON to /youtubei/v1/search; the address bar
+// shows /results?search_query= but that URL is never asked for. The
+// body's "query" is the term, read and flagged on every YouTube host, and
+// the site gets the body as it was sent.
+func TestYouTubeJSONSearch(t *testing.T) {
+	e := searchEnv(t)
+	type seen struct {
+		body     string
+		length   int64
+		restrict string
+	}
+	got := make(chan seen, 1)
+	base := e.extraOrigin("www.youtube.com", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("origin reading the body: %v", err)
+		}
+		got <- seen{string(b), r.ContentLength, r.Header.Get("YouTube-Restrict")}
+	})
+	port := base[strings.LastIndexByte(base, ':'):]
+	e.res.mu.Lock()
+	for _, h := range []string{"m.youtube.com", "music.youtube.com", "youtubei.googleapis.com", bl.YouTubeStrict} {
+		e.res.names[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	e.res.mu.Unlock()
+	c := e.client("", "", "")
+	post := func(host, body string, chunked bool) {
+		t.Helper()
+		var rd io.Reader = strings.NewReader(body)
+		if chunked {
+			rd = io.MultiReader(rd) // length unknown: sent chunked
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+host+port+"/youtubei/v1/search?prettyPrint=false", rd)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d", host, resp.StatusCode)
+		}
+		select {
+		case s := <-got:
+			if s.body != body || s.length >= 0 && s.length != int64(len(body)) {
+				t.Errorf("POST %s: the site received %d bytes (Content-Length %d), want the %d sent", host, len(s.body), s.length, len(body))
+			}
+			if s.restrict != "Strict" {
+				t.Errorf("POST %s: YouTube-Restrict %q", host, s.restrict)
+			}
+		default:
+			t.Fatalf("POST %s: the origin was not reached", host)
+		}
+	}
+	ctx := `{"context":{"client":{"clientName":"WEB","clientVersion":"2.20250101","hl":"en-GB"}},`
+	for i, host := range []string{"www.youtube.com", "m.youtube.com", "music.youtube.com", "youtubei.googleapis.com"} {
+		term := "how to kill myself " + strings.Repeat("x", i+1) // a term per host: not collapsed
+		post(host, ctx+`"query":"`+term+`"}`, i == 1)
+		ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return isFlag(ev) && ev.SearchTerm == term })
+		if ev.SearchEngine != "YouTube" || ev.Category != "self-harm" || ev.Severity != bl.SeverityCritical || ev.Name != host {
+			t.Errorf("%s: flag event %+v", host, ev)
+		}
+	}
+	// Not flagged: a harmless search, the next page of results (no
+	// query), another endpoint, a query past the part read.
+	post("www.youtube.com", ctx+`"query":"photosynthesis"}`, false)
+	post("www.youtube.com", ctx+`"continuation":"4qmFsgKbAxIPRVdhdGN"}`, false)
+	long := `{"context":{"pad":"` + strings.Repeat("x", maxJSONPeek) + `"},"query":"how to hurt myself"}`
+	post("www.youtube.com", long, false)
+	req, _ := http.NewRequest(http.MethodPost, base+"/youtubei/v1/browse", strings.NewReader(ctx+`"query":"how to hurt myself"}`))
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		<-got
+	}
+	e.s.events.flush(true)
+	for _, ev := range e.sink.events() {
+		if isFlag(ev) && !strings.HasPrefix(ev.SearchTerm, "how to kill myself ") {
+			t.Errorf("flagged %q (%s)", ev.SearchTerm, ev.URL)
+		}
+	}
+}
