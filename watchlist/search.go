@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -48,6 +49,10 @@ type Engine struct {
 	// {"context":{...},"query":"..."}).
 	JSONPaths []string
 	JSONField string
+
+	// The canonical forms of Paths and JSONPaths (canonPaths), made by
+	// NewEngines; nil for an Engine made otherwise.
+	paths, jsonPaths []string
 }
 
 // MaxTerm bounds a search term's length (bytes); longer terms are cut.
@@ -87,7 +92,11 @@ type Engines struct {
 // NewEngines compiles a table. Later entries win for the same host, so
 // a config entry can replace a built-in one.
 func NewEngines(list []Engine) (*Engines, error) {
+	list = slices.Clone(list)
 	t := &Engines{list: list, exact: map[string]int32{}, anyTLD: map[string]int32{}}
+	for i := range list {
+		list[i].paths, list[i].jsonPaths = canonPaths(list[i].Paths), canonPaths(list[i].JSONPaths)
+	}
 	for i, e := range list {
 		if e.Name == "" || e.Param == "" || len(e.Hosts) == 0 || len(e.Paths) == 0 {
 			return nil, fmt.Errorf("search engine %d (%q): name, hosts, paths and param are required", i+1, e.Name)
@@ -151,25 +160,43 @@ func tldLike(s string) bool {
 }
 
 // SearchPath reports whether path (without the query, as sent:
-// url.URL.EscapedPath) is one of e's search paths. Both are compared in their
-// canonical form (blocklists.AppendCanonicalPath: path parameters ";..."
-// dropped, dot segments resolved, repeated slashes collapsed, no case, a
-// final slash ignored), as the engine's server reads them: Yahoo's own
-// result links ask for "/search;_ylt=...;_ylu=...?p=...". It does not
-// allocate for a path under about 680 bytes.
+// url.URL.EscapedPath) is one of e's search paths. Both are compared in
+// their canonical form (blocklists.AppendCanonicalPath: path parameters
+// ";..." dropped, dot segments resolved, repeated slashes collapsed, no
+// case, a final slash ignored), as the engine's server reads them:
+// Yahoo's own result links ask for "/search;_ylt=...;_ylu=...?p=...".
+// For an Engine from NewEngines (its paths made canonical once) it does
+// not allocate for a path under about 680 bytes.
 func (e *Engine) SearchPath(path string) bool {
-	return onPaths(path, e.Paths)
+	if e.paths == nil {
+		return onPaths(path, canonPaths(e.Paths))
+	}
+	return onPaths(path, e.paths)
 }
 
 // JSONPath reports whether path (as SearchPath takes it) is one of e's
 // JSON search paths, compared as SearchPath compares.
 func (e *Engine) JSONPath(path string) bool {
-	return onPaths(path, e.JSONPaths)
+	if e.jsonPaths == nil {
+		return onPaths(path, canonPaths(e.JSONPaths))
+	}
+	return onPaths(path, e.jsonPaths)
 }
 
-// onPaths reports whether path's canonical form is that of one of paths.
-func onPaths(path string, paths []string) bool {
-	if len(paths) == 0 {
+// canonPaths returns the canonical forms of paths, each without a final
+// slash (but "/"); nil for none.
+func canonPaths(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, string(trimSlash(bl.AppendCanonicalPath(nil, p))))
+	}
+	return out
+}
+
+// onPaths reports whether path's canonical form, without a final slash,
+// is one of canon (canonPaths).
+func onPaths(path string, canon []string) bool {
+	if len(canon) == 0 {
 		return false
 	}
 	var buf [2048]byte
@@ -178,13 +205,8 @@ func onPaths(path string, paths []string) bool {
 		dst = nil
 	}
 	c := trimSlash(bl.AppendCanonicalPath(dst, path))
-	for _, p := range paths {
-		var pb [256]byte
-		dst := pb[:0]
-		if 3*len(p)+1 > len(pb) {
-			dst = nil
-		}
-		if string(trimSlash(bl.AppendCanonicalPath(dst, p))) == string(c) {
+	for _, p := range canon {
+		if p == string(c) {
 			return true
 		}
 	}

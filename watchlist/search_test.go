@@ -103,6 +103,10 @@ func TestEngineSearchPath(t *testing.T) {
 			t.Errorf("%s %q: SearchPath %v, want %v", tc.host, tc.path, got, tc.want)
 		}
 	}
+	// An engine made without NewEngines (its paths not yet canonical).
+	if e := (&Engine{Paths: []string{"/Find/"}}); !e.SearchPath("/find;x") || e.SearchPath("/finder") {
+		t.Error("an Engine made by hand: its paths not compared canonically")
+	}
 	y, _ := tab.Lookup("search.yahoo.com")
 	if n := testing.AllocsPerRun(100, func() { y.SearchPath("/search;_ylt=AwrFQ;_ylu=Y29sbwNiZjEE") }); n != 0 {
 		t.Errorf("SearchPath: %v allocations", n)
