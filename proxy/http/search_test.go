@@ -553,3 +553,39 @@ func TestYouTubeJSONSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchForRestrictedSite: a search whose term is the address of a
+// site on the restricted tier (typed into the search box, with or without
+// a scheme, in any spelling) is that site's block: the quiet page, a
+// restricted event with the entry's hash, and the term nowhere in plain
+// text (it is in the search's URL too). Other searches go on.
+func TestSearchForRestrictedSite(t *testing.T) {
+	e := searchEnv(t)
+	c := e.client("", "", "")
+	for _, q := range []string{"abuse.test/dir/page.html", "HTTP://www.Abuse.TEST/%64ir/page.html", " abuse.test/dir/page.html#x "} {
+		resp, body := get(t, c, e.originURL("www.google.co.uk", "/search?q="+url.QueryEscape(q)))
+		if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "abuse") || !strings.Contains(body, "not available") {
+			t.Fatalf("search for %q: %d\n%s", q, resp.StatusCode, body)
+		}
+	}
+	e.s.events.flush(true)
+	evs := e.sink.events()
+	if len(evs) == 0 {
+		t.Fatal("no event")
+	}
+	for _, ev := range evs {
+		if !ev.Restricted || ev.Action != "block" || ev.Entry != hashHex("abuse.test/dir/page.html") ||
+			strings.Contains(ev.Name+ev.URL+ev.SearchTerm+ev.Note, "abuse") {
+			t.Errorf("event %+v", ev)
+		}
+	}
+	if e.hits.Load() != 0 {
+		t.Error("the search reached the engine")
+	}
+	// Another page of the site, and words, are searched as usual.
+	for _, q := range []string{"abuse.test/dir/other.html", "abuse.test", "abuse test"} {
+		if resp, _ := get(t, c, e.originURL("www.google.co.uk", "/search?q="+url.QueryEscape(q))); resp.StatusCode != 200 {
+			t.Errorf("search for %q: %d", q, resp.StatusCode)
+		}
+	}
+}
