@@ -233,12 +233,14 @@ func BenchmarkServeCachedTunnelBlock(b *testing.B) {
 // BenchmarkTunnelCheck is the DNS tunnel step alone for an allowed query
 // (tunnel.go): "short" is an ordinary name with no block in force (the
 // hot path: an atomic load and a length test), "long" a long name under
-// an allowed domain (public suffix lookup and allow list), "blocked" an
-// ordinary name of another client while a block is in force.
+// an allowed domain (public suffix lookup and allow list), "reverse" an
+// IPv6 reverse lookup (long, never counted), "blocked" an ordinary name of
+// another client while a block is in force.
 func BenchmarkTunnelCheck(b *testing.B) {
 	for _, tc := range []struct{ name, mode string }{
 		{"www.example.org", "short"},
 		{"0.0.0.0.1.0.0.4e.13cj7qqc7dp3nfeb9ddxvupeek.ih.sophosxl.net", "long"},
+		{"8.7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.3.0.0.2.0.8.4.0.6.8.4.1.0.0.2.ip6.arpa", "reverse"},
 		{"www.example.org", "blocked"},
 	} {
 		b.Run(tc.mode, func(b *testing.B) {

@@ -27,9 +27,10 @@ import (
 //     (dots included) is at least tunnelPrefixLen characters or has a label
 //     of at least tunnelLabelLen, or its type is NULL or private-use
 //     (65280–65534) and it has any subdomain;
-//   - only names the policy allows count, never names under .arpa, the
-//     built-in allow list (config/hosts/dns_tunnel_allow.txt) or
-//     dns.tunnel.allow;
+//   - only names the policy allows count, never well-formed reverse
+//     lookups (reverseName: nibbles under ip6.arpa, octets under
+//     in-addr.arpa; other names under .arpa count), the built-in allow
+//     list (config/hosts/dns_tunnel_allow.txt) or dns.tunnel.allow;
 //   - threshold distinct such names (64-bit hashes) within window of the
 //     first is a tunnel: one event, a bypass attempt in the vpn category
 //     with reason dns-tunnel, named by the registrable domain; with action
@@ -202,7 +203,7 @@ func (t *tunnels) tunnelLike(name string, qtype uint16) string {
 			return ""
 		}
 	}
-	if under(name, "arpa") || t.allow.Has(name) {
+	if reverseName(name) || t.allow.Has(name) {
 		return "" // reverse lookups (ip6.arpa names are always long); allowed
 	}
 	// (A long name costs one 48-byte allocation here: the public suffix
@@ -216,6 +217,78 @@ func (t *tunnels) tunnelLike(name string, qtype uint16) string {
 		return ""
 	}
 	return reg
+}
+
+// reverseName reports whether name is a well-formed reverse lookup, never
+// counted: under ip6.arpa at most 32 labels of one hex digit each; under
+// in-addr.arpa at most 4 decimal octets (0-255), where the fourth may be
+// an RFC 2317 classless delegation label ("0/25", "0-127") with the host's
+// octet left of it; either with a DNS-SD browsing-domain prefix (RFC 6763
+// section 11: "b._dns-sd._udp." and the like, which Apple devices ask with
+// their network's reverse name). Anything else under .arpa counts as any
+// other name: a delegated reverse zone (a tunnel broker's /48 comes with
+// its ip6.arpa zone) is a domain like any other, and can carry a tunnel.
+func reverseName(name string) bool {
+	if !under(name, "arpa") {
+		return false
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 && i <= 2 && strings.HasPrefix(name[i:], "._dns-sd._udp.") {
+		switch name[:i] {
+		case "b", "db", "r", "dr", "lb":
+			name = name[i+len("._dns-sd._udp."):]
+		}
+	}
+	switch {
+	case under(name, "ip6.arpa"):
+		p := name[:len(name)-len("ip6.arpa")] // "" or ending in a dot
+		if len(p)%2 != 0 || len(p) > 64 {
+			return false
+		}
+		for ; len(p) >= 2; p = p[2:] {
+			if c := p[0]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') || p[1] != '.' {
+				return false
+			}
+		}
+		return true
+	case under(name, "in-addr.arpa"):
+		p := name[:len(name)-len("in-addr.arpa")]
+		for n, classless := 1, false; p != ""; n++ {
+			p = p[:len(p)-1] // the dot
+			i := strings.LastIndexByte(p, '.')
+			l := p[i+1:]
+			p = p[:i+1]
+			switch {
+			case n == 4 && classlessLabel(l):
+				classless = true
+			case !isOctet(l) || n > 5 || (n == 5 && !classless):
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// isOctet: a decimal 0-255 without leading zeros.
+func isOctet(s string) bool {
+	if len(s) == 0 || len(s) > 3 || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	v := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		v = v*10 + int(s[i]-'0')
+	}
+	return v <= 255
+}
+
+// classlessLabel: an RFC 2317 label, two octets joined by "/" (address and
+// prefix length) or "-" (first and last address).
+func classlessLabel(s string) bool {
+	i := strings.IndexAny(s, "/-")
+	return i > 0 && isOctet(s[:i]) && isOctet(s[i+1:])
 }
 
 func hasLongLabel(s string) bool {

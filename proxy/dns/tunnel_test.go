@@ -298,6 +298,47 @@ func TestTunnelAllowList(t *testing.T) {
 	}
 }
 
+// TestTunnelUnderReverseZone: a tunnel broker's IPv6 /48 comes with its
+// ip6.arpa zone delegated to the holder's name servers, so iodine can run
+// under it; reverse lookups (nibble names, and the DNS-SD browsing names
+// asked with them) are still never counted.
+func TestTunnelUnderReverseZone(t *testing.T) {
+	ts := startServer(t, nil)
+	for i := range 40 {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
+		rev, _ := mdns.ReverseAddr(a.String())
+		for _, n := range []string{rev, "b._dns-sd._udp." + rev, "lb._dns-sd._udp." + rev} {
+			if r := ask(t, "udp", ts.udp, student, n, mdns.TypePTR, true); r.Rcode != mdns.RcodeSuccess {
+				t.Fatalf("reverse lookup %s: %v", n, r)
+			}
+		}
+		if r := ask(t, "udp", ts.udp, student, fmt.Sprintf("%d.0/25.2.0.192.in-addr.arpa", i), mdns.TypeNULL, true); r.Rcode != mdns.RcodeSuccess {
+			t.Fatalf("classless reverse lookup %d: %v", i, r)
+		}
+	}
+	ts.tunnel.mu.Lock()
+	n := len(ts.tunnel.clients)
+	ts.tunnel.mu.Unlock()
+	if n != 0 || len(tunnelEvents(ts)) != 0 {
+		t.Fatalf("reverse lookups were counted (%d clients, events %+v)", n, tunnelEvents(ts))
+	}
+
+	zone := "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa" // the pupil's delegated /48
+	names := tunnelNames(7, 30, zone)
+	for i, n := range names[:29] {
+		if r := ask(t, "udp", ts.udp, student, n, tunnelTypes[i%3], true); r.Rcode != mdns.RcodeSuccess {
+			t.Fatalf("name %d before the threshold: %v", i, r)
+		}
+	}
+	if r := ask(t, "udp", ts.udp, student, names[29], mdns.TypeNULL, true); r.Rcode != mdns.RcodeNameError || edeCode(r) != 15 {
+		t.Fatalf("the 30th name under %s: %v", zone, r)
+	}
+	evs := waitEvents(t, ts, 1)
+	if evs[0].Reason != tunnelReason || evs[0].Name != "2.ip6.arpa" || evs[0].Category != "vpn" {
+		t.Fatalf("detection event: %+v", evs[0])
+	}
+}
+
 // TestTunnelLike: the rule for one name.
 func TestTunnelLike(t *testing.T) {
 	tu := newTunnels(TunnelOptions{}, nil)
@@ -316,6 +357,25 @@ func TestTunnelLike(t *testing.T) {
 		{strings.Repeat("abcdefghi.", 5) + "example.co.uk", mdns.TypeTXT, "example.co.uk"}, // 50 left of it
 		{strings.Repeat("abcdefgh.", 5) + "example.co.uk", mdns.TypeTXT, ""},               // 45
 		{"8.7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.3.0.0.2.0.8.4.0.6.8.4.1.0.0.2.ip6.arpa", mdns.TypePTR, ""},
+		{"0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", mdns.TypeNULL, ""},
+		{"b._dns-sd._udp.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", mdns.TypePTR, ""},
+		{"lb._dns-sd._udp.0.2.0.192.in-addr.arpa", mdns.TypeNULL, ""},
+		{"1.2.0.192.in-addr.arpa", mdns.TypeNULL, ""},
+		{"1.0/25.2.0.192.in-addr.arpa", mdns.TypeNULL, ""}, // RFC 2317
+		{"1.0-127.2.0.192.in-addr.arpa", mdns.TypeNULL, ""},
+		{"0-127.2.0.192.in-addr.arpa", mdns.TypeNULL, ""},
+		// Anything else under .arpa: a delegated reverse zone can carry a
+		// tunnel (the public suffix list makes 2.ip6.arpa the domain).
+		{long + ".t.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", mdns.TypeA, "2.ip6.arpa"},
+		{"x.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", mdns.TypeNULL, "2.ip6.arpa"},
+		{"10.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", mdns.TypeNULL, "2.ip6.arpa"},
+		{strings.Repeat("0.", 33) + "ip6.arpa", mdns.TypeNULL, "0.ip6.arpa"},
+		{"x.2.0.192.in-addr.arpa", mdns.TypeNULL, "192.in-addr.arpa"},
+		{"256.2.0.192.in-addr.arpa", mdns.TypeNULL, "192.in-addr.arpa"},
+		{"1.1.2.0.192.in-addr.arpa", mdns.TypeNULL, "192.in-addr.arpa"},
+		{"0/25.1.2.0.192.in-addr.arpa", mdns.TypeNULL, "192.in-addr.arpa"}, // classless label out of place
+		{"x._dns-sd._udp.0.2.0.192.in-addr.arpa", mdns.TypeNULL, "192.in-addr.arpa"},
+		{"x.tunnel.arpa", mdns.TypeNULL, "tunnel.arpa"},
 		{long + ".spamhaus.org", mdns.TypeA, ""},
 		{long + ".zen.spamhaus.org", mdns.TypeNULL, ""},
 	} {
