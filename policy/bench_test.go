@@ -107,3 +107,16 @@ func BenchmarkDecideMiss(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkUntilScheduled: how long until a lesson blocks games, asked
+// before it (what the DNS resolver asks for every answer of such a name).
+func BenchmarkUntilScheduled(b *testing.B) {
+	e, _ := setup(b, testConfig, testFiles)
+	at := time.Date(2026, 11, 23, 8, 40, 0, 0, time.UTC)
+	games := bl.SetOf(bl.Games)
+	for b.Loop() {
+		if _, ok := e.UntilScheduled("students", games, at); !ok {
+			b.Fatal("no lesson")
+		}
+	}
+}

@@ -223,6 +223,7 @@ func buildGroup(name string, cg *config.Group, lbits map[string]bl.Category) (*g
 			g.windows = append(g.windows, window{days: days, from: int(w.From), to: int(w.To), cats: set, schedule: s.Name})
 		}
 	}
+	g.buildStarts()
 	var err error
 	if g.safeSearch, err = ParseSafeSearch(cg.SafeSearch); err != nil {
 		errs = append(errs, fmt.Errorf("groups.%s.safe_search: %w", name, err))

@@ -108,7 +108,8 @@ type Decision struct {
 	Probe      bool   // an automatic probe (DNS canary), not a person's action
 	Rewrite    string // safe-search target host
 	Identity
-	addrRules bool // the lists deciding had IP rules (see CheckAddrs)
+	addrRules bool           // the lists deciding had IP rules (see CheckAddrs)
+	scheduled bl.CategorySet // of Matched, what a schedule of the group blocks at other times (Scheduled)
 }
 
 // EntryHash is, for a restricted-tier block, what the record keeps
@@ -176,6 +177,8 @@ type group struct {
 	allowBits  bl.CategorySet // named allow lists
 	denyBits   bl.CategorySet // named deny lists
 	safeSearch SafeSearch
+	sched      bl.CategorySet // blocked by windows, not always (schedule.go)
+	starts     []schedStart   // the windows' openings in week order (schedule.go)
 }
 
 // window blocks cats on days (bit n = time.Weekday n) from..to minutes
@@ -332,6 +335,7 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 		e.block(d, ix, &tr, *r, path, reason, bc)
 		return
 	}
+	d.scheduled = cats & g.sched
 	if cats.Has(bl.SearchEngine) {
 		if t := SafeSearchTarget(r.Host, g.safeSearch); t != "" {
 			d.Action, d.Reason, d.Rewrite = Rewrite, ReasonSafeSearch, t
@@ -496,6 +500,10 @@ type clockState struct {
 	start, end int64 // unix seconds
 	weekday    int
 	minute     int
+	// zoneEnd is when the school's UTC offset next changes (unix seconds;
+	// never: the largest int64), zoneShift by how much (seconds; positive
+	// when the clocks go forward).
+	zoneEnd, zoneShift int64
 }
 
 type weekMinute struct{ weekday, minute int }
@@ -504,15 +512,27 @@ func (e *Engine) minute(t time.Time) weekMinute {
 	if t.IsZero() {
 		t = time.Now()
 	}
+	cs := e.clockAt(t)
+	return weekMinute{cs.weekday, cs.minute}
+}
+
+// clockAt returns the clock state of the minute of t (not zero).
+func (e *Engine) clockAt(t time.Time) *clockState {
 	sec := t.Unix()
 	if cs := e.clock.Load(); cs != nil && sec >= cs.start && sec < cs.end {
-		return weekMinute{cs.weekday, cs.minute}
+		return cs
 	}
 	lt := t.In(e.loc)
-	cs := &clockState{start: sec - int64(lt.Second()), weekday: int(lt.Weekday()), minute: lt.Hour()*60 + lt.Minute()}
+	cs := &clockState{start: sec - int64(lt.Second()), weekday: int(lt.Weekday()), minute: lt.Hour()*60 + lt.Minute(),
+		zoneEnd: 1<<63 - 1}
 	cs.end = cs.start + 60
+	if _, end := lt.ZoneBounds(); !end.IsZero() {
+		_, before := lt.Zone()
+		_, after := end.Zone()
+		cs.zoneEnd, cs.zoneShift = end.Unix(), int64(after-before)
+	}
 	e.clock.Store(cs)
-	return weekMinute{cs.weekday, cs.minute}
+	return cs
 }
 
 // blockedAt returns the categories g blocks at wm.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -269,6 +270,62 @@ func TestScheduleWindows(t *testing.T) {
 		if got := cats.Has(bl.Games); got != tt.blocked {
 			t.Errorf("%s: games blocked = %v, want %v", tt.at, got, tt.blocked)
 		}
+	}
+}
+
+// TestUntilScheduled: how long until a lesson blocks what is allowed now,
+// across days, the weekend and a change of the clocks; nothing for a
+// group with no such schedule, a category always blocked or a name on the
+// allow list.
+func TestUntilScheduled(t *testing.T) {
+	files := maps.Clone(testFiles)
+	files["games.txt"] += "arcade.example\n"
+	e, _ := setup(t, testConfig, files)
+	student := netip.MustParseAddr("10.1.5.5")
+	london, _ := time.LoadLocation("Europe/London")
+	games := bl.SetOf(bl.Games)
+	for _, tt := range []struct {
+		at   string
+		want time.Duration
+	}{
+		{"2026-11-23 08:40:30", 4*time.Minute + 30*time.Second}, // Monday
+		{"2026-11-23 10:00:00", 0},                              // in the lesson
+		{"2026-11-23 15:20:00", 17*time.Hour + 25*time.Minute},  // Tuesday's
+		{"2026-11-27 16:00:00", 64*time.Hour + 45*time.Minute},  // Friday: Monday's
+		{"2026-11-29 08:45:00", 24 * time.Hour},                 // Sunday
+		// The clocks go forward at 01:00 GMT on Sunday 29 March: Monday's
+		// lesson is an hour sooner than the clock faces say.
+		{"2026-03-28 12:00:00", 43*time.Hour + 45*time.Minute},
+		// They go back on 25 October: an hour later than the faces say, and
+		// the answer is the earlier (never too late).
+		{"2026-10-24 12:00:00", 44*time.Hour + 45*time.Minute},
+	} {
+		at, _ := time.ParseInLocation(time.DateTime, tt.at, london)
+		got, ok := e.UntilScheduled("students", games, at)
+		if !ok || got != tt.want {
+			t.Errorf("%s: UntilScheduled = %v %v, want %v", tt.at, got, ok, tt.want)
+		}
+	}
+	at := time.Date(2026, 11, 23, 8, 40, 0, 0, london)
+	d := e.Decide(Request{Client: student, Host: "www.arcade.example", Time: at})
+	if d.Action != Allow || d.Scheduled() != games {
+		t.Errorf("games before the lesson: %v, scheduled %v", d.Action, d.Scheduled())
+	}
+	for _, host := range []string{"play.games.example", "www.both.example", "www.example.org"} { // allow list, always blocked, no category
+		if d := e.Decide(Request{Client: student, Host: host, Time: at}); d.Scheduled() != 0 {
+			t.Errorf("%s: scheduled %v", host, d.Scheduled())
+		}
+	}
+	for _, g := range []string{"staff", "guests", "no-such-group"} {
+		if got, ok := e.UntilScheduled(g, games, at); ok {
+			t.Errorf("%s: UntilScheduled = %v", g, got)
+		}
+	}
+	if got, ok := e.UntilScheduled("students", bl.SetOf(bl.Pornography), at); ok {
+		t.Errorf("pornography (always blocked): UntilScheduled = %v", got)
+	}
+	if n := testing.AllocsPerRun(200, func() { e.UntilScheduled("students", games, at) }); n != 0 {
+		t.Errorf("UntilScheduled allocates %.1f times", n)
 	}
 }
 

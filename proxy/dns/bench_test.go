@@ -76,6 +76,16 @@ func BenchmarkServeCached(b *testing.B) {
 	}
 }
 
+// BenchmarkServeCachedScheduled is BenchmarkServeCached for a student's
+// name that a lesson blocks a minute later (scheduleEngine): the TTLs are
+// capped at the time until then (policy.Engine.UntilScheduled).
+func BenchmarkServeCachedScheduled(b *testing.B) {
+	eng := scheduleEngine(b)
+	ts := startServer(b, func(o *Options) { o.Engine = func() *policy.Engine { return eng } })
+	runtime.GC()
+	benchQuery(b, ts, "play.games.example.", student)
+}
+
 // BenchmarkServeBlocked is a blocked name: decision, block answer, event;
 // with and without the identity table, as BenchmarkServeCached.
 func BenchmarkServeBlocked(b *testing.B) {

@@ -444,8 +444,8 @@ func (e *entry) answerAddrs(dst []netip.Addr, first int) ([]netip.Addr, int) {
 }
 
 // render writes e into dst for a query with id and flags, ages the TTLs by
-// now, and returns the message.
-func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int64) ([]byte, bool) {
+// now and caps them at maxTTL (0: no cap), and returns the message.
+func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int64, maxTTL uint32) ([]byte, bool) {
 	dst = append(dst[:0], e.wire...)
 	binary.BigEndian.PutUint16(dst, id)
 	if rd {
@@ -472,6 +472,9 @@ func (e *entry) render(dst []byte, id uint16, rd, cd bool, qname string, now int
 		t := uint32(0)
 		if orig := binary.BigEndian.Uint32(e.wire[off:]); orig > age {
 			t = orig - age
+		}
+		if maxTTL != 0 && t > maxTTL {
+			t = maxTTL
 		}
 		binary.BigEndian.PutUint32(dst[off:], t)
 	}

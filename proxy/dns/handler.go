@@ -45,6 +45,10 @@ type query struct {
 
 	waiting bool // holds a slot to wait on an upstream (startWait)
 	noH3    bool // an HTTPS query for a name the client's group decrypts: answered without h3
+	// targets is the categories of the answer's CNAME targets that a
+	// schedule of the client's group blocks at other times (answerBlocked;
+	// the name's own are the decision's): see scheduleCap.
+	targets bl.CategorySet
 }
 
 // protoHandler is the miekg/dns handler of one listener kind: tcp, dot,
@@ -177,7 +181,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 					return
 				}
 				s.maybePrefetch(key, e, now)
-				s.answer(qr, e, false)
+				s.answer(qr, d, e, false)
 				s.count(qt, "cached", d.Group)
 				s.logQuery(qr, d)
 				return
@@ -193,7 +197,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 			if s.answerBlocked(qr, d, stale, qt) {
 				return
 			}
-			s.answer(qr, stale, true)
+			s.answer(qr, d, stale, true)
 			s.count(qt, "stale", d.Group)
 			return
 		}
@@ -206,7 +210,7 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 	if s.answerBlocked(qr, d, e, qt) {
 		return
 	}
-	s.answer(qr, e, false)
+	s.answer(qr, d, e, false)
 	s.count(qt, "allowed", d.Group)
 	s.logQuery(qr, d)
 }
@@ -214,18 +218,20 @@ func (s *Server) resolveAndAnswer(qr *query, d *policy.Decision, qt string) {
 // answerBlocked checks every CNAME/DNAME target in the answer against the
 // client's policy, and every A/AAAA address in it against the IP lists
 // (unless the name itself is on the group's allow list); a blocked target
-// or address blocks the whole answer as the name would be.
+// or address blocks the whole answer as the name would be. An allowed
+// target's scheduled categories go to qr.targets.
 func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt string) bool {
 	if e.chain != nil {
 		for _, t := range e.targets() {
-			d := qr.eng.Decide(qr.request(t))
-			if d.Action == policy.Block {
-				if d.Entry == "" && !d.Restricted {
-					d.Entry = t
+			td := qr.eng.Decide(qr.request(t))
+			if td.Action == policy.Block {
+				if td.Entry == "" && !td.Restricted {
+					td.Entry = t
 				}
-				s.block(qr, &d, qt)
+				s.block(qr, &td, qt)
 				return true
 			}
+			qr.targets |= td.Scheduled()
 		}
 	}
 	if !e.addrs || !d.CheckAddrs() {
@@ -263,6 +269,10 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 	resp := rb.start(qr)
 	rb.cname = mdns.CNAME{Hdr: mdns.RR_Header{Name: qr.q.Name, Rrtype: mdns.TypeCNAME,
 		Class: mdns.ClassINET, Ttl: uint32(s.opts.BlockTTL.Seconds())}}
+	maxTTL := s.scheduleCap(qr, d)
+	if maxTTL != 0 {
+		rb.cname.Hdr.Ttl = min(rb.cname.Hdr.Ttl, maxTTL)
+	}
 	resp.Answer = append(resp.Answer, &rb.cname)
 	if qr.q.Qtype == mdns.TypeCNAME {
 		rb.cname.Target = mdns.Fqdn(target)
@@ -285,6 +295,10 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 			if len(u.answer) == 0 {
 				resp.Ns = u.ns
 			}
+			if maxTTL != 0 { // (allocates, for a search engine's name a schedule blocks)
+				resp.Answer = append(resp.Answer[:1], capTTLs(resp.Answer[1:], maxTTL)...)
+				resp.Ns = capTTLs(resp.Ns, maxTTL)
+			}
 		}
 	}
 	s.finishMsgOPT(qr, resp, nil, &rb.opt)
@@ -293,6 +307,25 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 	if s.opts.QueryLog {
 		s.events.record(s.event(qr, d, "rewrite"))
 	}
+}
+
+// capTTLs returns rrs with every TTL above maxTTL lowered to it. The
+// records (and rrs) may be shared with other replies (safeAnswers): one
+// over is replaced by a copy, in a copy of rrs.
+func capTTLs(rrs []mdns.RR, maxTTL uint32) []mdns.RR {
+	cloned := false
+	for i, rr := range rrs {
+		if rr.Header().Ttl <= maxTTL {
+			continue
+		}
+		if !cloned {
+			rrs, cloned = slices.Clone(rrs), true
+		}
+		c := mdns.Copy(rr)
+		c.Header().Ttl = maxTTL
+		rrs[i] = c
+	}
+	return rrs
 }
 
 // rewriteBuf holds a safe-search reply's own parts (the message, its
@@ -515,14 +548,33 @@ func (s *Server) maybePrefetch(k cacheKey, e *entry, now int64) {
 	}()
 }
 
-// answer writes a cached or fresh entry to the client: the fast path
-// copies the packed answer and patches ID, flags, question case and TTLs.
-func (s *Server) answer(qr *query, e *entry, stale bool) {
+// scheduleCap is the longest TTL an answer allowed by d may carry, so that
+// no device keeps using it once a schedule blocks the name: the seconds
+// until a schedule of the client's group next blocks one of the name's or
+// its CNAME targets' categories (at least 1), or 0 when none ever does
+// (max_ttl, at most 7 days, bounds it then; schedules repeat weekly).
+func (s *Server) scheduleCap(qr *query, d *policy.Decision) uint32 {
+	cats := d.Scheduled() | qr.targets
+	if cats == 0 {
+		return 0
+	}
+	until, ok := qr.eng.UntilScheduled(d.Group, cats, qr.now)
+	if !ok {
+		return 0
+	}
+	return uint32(max(until/time.Second, 1))
+}
+
+// answer writes a cached or fresh entry allowed by d to the client: the
+// fast path copies the packed answer and patches ID, flags, question case
+// and TTLs (aged, and capped at scheduleCap).
+func (s *Server) answer(qr *query, d *policy.Decision, e *entry, stale bool) {
 	wire := e.wire
+	maxTTL := s.scheduleCap(qr, d)
 	if !stale {
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
-		b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano())
+		b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano(), maxTTL)
 		if ok {
 			*bp = b
 			if qr.q.Qclass == mdns.ClassINET && (qr.proto != "udp" || len(b) <= udpSize(qr.opt)) {
@@ -554,12 +606,19 @@ func (s *Server) answer(qr *query, e *entry, stale bool) {
 		}
 		resp.Extra = append(resp.Extra, rr)
 	}
-	if stale {
+	if stale || maxTTL != 0 {
 		for _, sec := range [][]mdns.RR{resp.Answer, resp.Ns, resp.Extra} {
 			for _, rr := range sec {
-				rr.Header().Ttl = staleTTL
+				if stale {
+					rr.Header().Ttl = staleTTL
+				}
+				if maxTTL != 0 {
+					rr.Header().Ttl = min(rr.Header().Ttl, maxTTL)
+				}
 			}
 		}
+	}
+	if stale {
 		s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeStaleAnswer})
 		return
 	}

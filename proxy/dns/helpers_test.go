@@ -122,6 +122,9 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 	case name == "cdn.example.":
 		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: hdr(q.Name, mdns.TypeCNAME, 300), Target: "edge.porn.example."},
 			&mdns.A{Hdr: hdr("edge.porn.example.", mdns.TypeA, 300), A: u.a})
+	case name == "games-cdn.example." && q.Qtype == mdns.TypeA:
+		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: hdr(q.Name, mdns.TypeCNAME, 300), Target: "edge.games.example."},
+			&mdns.A{Hdr: hdr("edge.games.example.", mdns.TypeA, 300), A: u.a})
 	case name == "nx.example.":
 		m.Rcode = mdns.RcodeNameError
 		m.Ns = append(m.Ns, &mdns.SOA{Hdr: hdr("example.", mdns.TypeSOA, 900), Ns: "ns.example.", Mbox: "h.example.", Minttl: 120})
@@ -205,14 +208,20 @@ groups:
 // testEngine loads the test config and lists.
 func testEngine(t testing.TB) *policy.Engine {
 	t.Helper()
+	return engineWith(t, testConfig, map[string]string{"adult.txt": "porn.example\n", "gamble.txt": "gamble.example\n"})
+}
+
+// engineWith loads a config text ({{dir}} standing for the directory the
+// list files are written to) and its lists.
+func engineWith(t testing.TB, text string, files map[string]string) *policy.Engine {
+	t.Helper()
 	dir := t.TempDir()
-	files := map[string]string{"adult.txt": "porn.example\n", "gamble.txt": "gamble.example\n"}
 	for n, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(b), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := config.Parse([]byte(strings.ReplaceAll(testConfig, "{{dir}}", dir)), filepath.Join(dir, "g.yaml"))
+	cfg, err := config.Parse([]byte(strings.ReplaceAll(text, "{{dir}}", dir)), filepath.Join(dir, "g.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
