@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
@@ -40,8 +41,8 @@ groups:
 `
 
 var matchFiles = map[string]string{
-	"phish.txt":   "bank.example/login\n",
-	"iwf.txt":     sha("abuse.example/dir/page.html") + "\n",
+	"phish.txt":   "bank.example/login\nphish.example/\n",
+	"iwf.txt":     sha("abuse.example/dir/page.html") + "\n" + sha("whole.example/") + "\n",
 	"doh-ips.txt": "198.51.100.0/24\n",
 }
 
@@ -67,6 +68,11 @@ func TestCheckCanonicalAndIP(t *testing.T) {
 		{"http://bank.example/Login/Help/faq", "allow", "", "group/students/allow"},
 		{"http://bank.example/login/helpdesk-phish", "block", "phishing", "phish-urls"},
 		{"http://bank.example/loginx", "block", "phishing", "phish-urls"},
+		// A name alone, as the resolver and a CONNECT decide it: a block
+		// entry for the whole site blocks it.
+		{"www.phish.example", "block", "phishing", "phish-urls"},
+		{"whole.example", "block", "iwf", "restricted"},
+		{"bank.example", "allow", "", ""},
 	} {
 		code, out, errs := runCLI(t, "check", "--config", path, "--json", "--client", "10.1.2.3", tt.target)
 		if code != 0 {
@@ -79,6 +85,9 @@ func TestCheckCanonicalAndIP(t *testing.T) {
 		if r["action"] != tt.action || r["category"] != tt.category || r["list"] != tt.list {
 			t.Errorf("check %s = %s", tt.target, out)
 		}
+	}
+	if code, out, _ := runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "www.phish.example"); code != 0 || !strings.Contains(out, "phish.example/") {
+		t.Errorf("check www.phish.example does not name the entry:\n%s", out)
 	}
 }
 

@@ -365,6 +365,65 @@ func (ix *Index) LookupURL(host, path string) CategorySet {
 	return set
 }
 
+// LookupSite returns the categories of the URL entries that cover the
+// whole site host names, as a block list matches them: LookupURL for the
+// site's root, "/". That is the URL rules with no path or "/" (and no
+// query) on host or a parent, the hosts they cover in LookupURL (a URL
+// list's bare host covers the whole site), and the hashed entries of
+// "host/" for host as asked and without a leading "www." (the forms
+// hashedURL tries for "/"; not for parents, which a hashed URL entry does
+// not cover): one hash more per name, two with a "www.". A decision on a
+// name alone (a DNS query, a CONNECT), which cannot tell one page from
+// another, adds them to Lookup's, so that the resolver does not answer,
+// nor the proxy tunnel, a site a URL entry blocks. Allow lists do not
+// take it (an allow entry host/ allows pages, not the name). It does not
+// allocate.
+func (ix *Index) LookupSite(host string) CategorySet {
+	if ix == nil || host == "" {
+		return 0
+	}
+	var set CategorySet
+	if len(ix.urls) > 0 {
+		for i := 0; ; {
+			suffix := host[i:]
+			rules := ix.urls[suffix]
+			// Longest path first: the whole-site rules ("", "/") are last.
+			for k := len(rules) - 1; k >= 0 && len(rules[k].path) <= 1; k-- {
+				cb := &ix.combos[rules[k].combo]
+				set |= cb.sub | cb.exact
+			}
+			j := strings.IndexByte(suffix, '.')
+			if j < 0 {
+				break
+			}
+			i += j + 1
+		}
+	}
+	if len(ix.hashes) > 0 {
+		set |= ix.hashedSite(host)
+	}
+	return set
+}
+
+// hashedSite checks "host/" against the hashed entries, for host as asked
+// and without a leading "www.": the forms hashedURL tries for the path
+// "/" (newURLForms), without its walk.
+func (ix *Index) hashedSite(host string) CategorySet {
+	var set CategorySet
+	var buf [256]byte
+	hosts := [2]string{host, trimWWW(host)}
+	n := 1
+	if len(hosts[1]) != len(host) {
+		n = 2
+	}
+	for _, h := range hosts[:n] {
+		if c, ok := ix.hashes[sha256.Sum256(append(append(buf[:0], h...), '/'))]; ok {
+			set |= ix.combos[c].sub | ix.combos[c].exact
+		}
+	}
+	return set
+}
+
 // LookupAllowURL is LookupURL as an allow list matches: a plain rule's
 // path must end at a boundary of path (see urlBoundary), so that allowing
 // example.com/edu does not allow example.com/education-adult, nor

@@ -319,6 +319,68 @@ func BenchmarkLookupHashedURL(b *testing.B) {
 	}
 }
 
+// TestLookupSite: the URL entries a name alone is blocked by are those
+// LookupURL matches for every page of the site: a bare host or host/ (on
+// the host and its subdomains, as LookupURL matches them), and a hashed
+// host/ on the host as asked and without "www." (no subdomain: hashedURL
+// tries none). An entry with a path or a query is not one.
+func TestLookupSite(t *testing.T) {
+	for _, tt := range []struct {
+		plain, hashed, host string
+		want                CategorySet
+	}{
+		{"site.example", "x", "site.example", SetOf(Phishing)},
+		{"site.example", "x", "a.b.site.example", SetOf(Phishing)},
+		{"www.site.example/", "x", "site.example", SetOf(Phishing)},
+		{"http://site.example:8080/?", "x", "www.site.example", SetOf(Phishing)},
+		{"site.example/x", "x", "site.example", 0},
+		{"site.example/?a=1", "x", "site.example", 0},
+		{"other.example", "x", "site.example", 0},
+		{"other.example", "site.example/", "site.example", SetOf(IWF)},
+		{"other.example", "site.example/", "www.site.example", SetOf(IWF)},
+		{"other.example", "www.site.example/", "www.site.example", SetOf(IWF)},
+		{"other.example", "site.example/", "a.site.example", 0},
+		{"other.example", "site.example/a", "site.example", 0},
+	} {
+		ix := canonIndex(t, tt.plain, tt.hashed)
+		if got := ix.LookupSite(tt.host); got != tt.want {
+			t.Errorf("entries %q, hashed %q: LookupSite(%s) = %v, want %v", tt.plain, tt.hashed, tt.host, got, tt.want)
+		}
+		if got := ix.LookupURL(tt.host, "/"); got != tt.want {
+			t.Errorf("entries %q, hashed %q: LookupURL(%s, /) = %v, LookupSite's %v", tt.plain, tt.hashed, tt.host, got, tt.want)
+		}
+	}
+	var ix *Index
+	if ix.LookupSite("site.example") != 0 {
+		t.Error("nil index")
+	}
+}
+
+// BenchmarkLookupHashedName is what a policy decision for a name alone (a
+// DNS query, a CONNECT) costs the hashed part of the index: the name and
+// its parents, then host/ (as asked and without "www.") for a URL entry
+// of the whole site, each hashed once.
+func BenchmarkLookupHashedName(b *testing.B) {
+	bd := NewBuilder(0)
+	_, s, _ := bd.AddList(ListInfo{Name: "iwf", Category: IWF, Restricted: true, Format: FormatSHA256})
+	for i := range 1000 {
+		s.Hash(sha256Of(fmt.Sprintf("abuse%d.example", i)))
+		s.Hash(sha256Of(fmt.Sprintf("host%d.example/", i)))
+	}
+	ix, _ := bd.Build()
+	for _, host := range []string{"news.example", "www.news.example"} {
+		b.Run(host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var tr Trace
+				if ix.LookupTrace(host, &tr)|ix.LookupSite(host) != 0 {
+					b.Fatal("matched")
+				}
+			}
+		})
+	}
+}
+
 // TestURLAllowBoundary: an allow list matches a URL entry only at a
 // boundary of the request's canonical path (equal, or going on with '/',
 // '?' or ';'; for an entry with a query, its query going on with '&' and

@@ -2,8 +2,12 @@ package policy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -18,6 +22,21 @@ import (
 // benchEngine loads the 1,000,000-domain list as the students' pornography
 // list, with the default groups and networks for two groups.
 func benchEngine(b *testing.B) (*Engine, []string, []string) {
+	return benchEngineWith(b, "")
+}
+
+// benchHashed is a restricted-tier list of 10,000 hashed entries, half
+// names and half URLs (as IWF's), for benchEngineWith.
+const benchHashed = `
+  - name: iwf
+    path: {{dir}}/iwf.txt
+    category: iwf
+    format: sha256
+`
+
+// benchEngineWith is benchEngine with extra lists (a config fragment
+// under lists:; benchHashed writes its file).
+func benchEngineWith(b *testing.B, extra string) (*Engine, []string, []string) {
 	path, realNames, err := benchdata.Million()
 	if err != nil {
 		b.Skip("benchmark data:", err)
@@ -27,12 +46,24 @@ func benchEngine(b *testing.B) (*Engine, []string, []string) {
 		b.Skip("benchmark data:", err)
 	}
 	dir := b.TempDir()
+	if extra == benchHashed {
+		var sb strings.Builder
+		for i := range 5000 {
+			for _, s := range []string{fmt.Sprintf("abuse%d.example", i), fmt.Sprintf("host%d.example/path/page%d.html", i, i)} {
+				h := sha256.Sum256([]byte(s))
+				sb.WriteString(hex.EncodeToString(h[:]) + "\n")
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "iwf.txt"), []byte(sb.String()), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
 	cfg, err := config.Parse([]byte(strings.NewReplacer("{{dir}}", dir, "{{list}}", path).Replace(`
 database: {{dir}}/gatehouse.db
 lists:
   - name: bench-1m
     path: {{list}}
-    category: pornography
+    category: pornography`+extra+`
 groups:
   students:
     networks: [10.1.0.0/16]
@@ -118,5 +149,22 @@ func BenchmarkUntilScheduled(b *testing.B) {
 		if _, ok := e.UntilScheduled("students", games, at); !ok {
 			b.Fatal("no lesson")
 		}
+	}
+}
+
+// BenchmarkDecideMissHashed is BenchmarkDecideMiss with the restricted
+// tier's hashed list loaded: what a DNS query costs a school with IWF's
+// list.
+func BenchmarkDecideMissHashed(b *testing.B) {
+	e, _, misses := benchEngineWith(b, benchHashed)
+	client := netip.MustParseAddr("10.1.4.4")
+	now := time.Now()
+	i := 0
+	for b.Loop() {
+		d := e.Decide(Request{Client: client, Host: misses[i&4095], Time: now})
+		if d.Action != Allow {
+			b.Fatal("not allowed:", misses[i&4095], d.Reason)
+		}
+		i++
 	}
 }

@@ -201,3 +201,81 @@ func TestDecideAllowURLBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideNameByWholeSiteURL: a block or deny URL entry that covers a
+// whole site (a URL list's bare host, host/ in a URL list, a restricted
+// list loaded as URLs or hashed, a deny entry pasted from the address
+// bar) blocks the name alone (a DNS query, a CONNECT) on the hosts it
+// covers for the proxy, naming its list and entry as the proxy's block
+// does (a restricted one only by hash). An entry with a path or a query
+// does not, a hashed host/ covers no subdomain (the URL matcher tries
+// none), and an allow entry host/ does not allow the name.
+func TestDecideNameByWholeSiteURL(t *testing.T) {
+	cfg := strings.Replace(testConfig, "lists:\n", `lists:
+  - name: ctiru-urls
+    path: {{dir}}/ctiru-urls.txt
+    category: ctiru
+    format: urls
+`, 1)
+	cfg = strings.Replace(cfg, "deny: [annoying.example, video.example/bad]", `deny: [annoying.example, video.example/bad, "https://www.denied.example/"]`, 1)
+	cfg = strings.Replace(cfg, "allow: [abuse.example, teach.games.example]", `allow: [abuse.example, teach.games.example, "kids.example/"]`, 1)
+	files := map[string]string{}
+	for k, v := range testFiles {
+		files[k] = v
+	}
+	files["phish-urls.txt"] += "wholesite.example\npathsite.example/\nother.example/videos\nquery.example/?id=1\n"
+	files["iwf.txt"] += hashOf("hashsite.example/") + "\n"
+	files["ctiru-urls.txt"] = "ctiru.example/\n"
+	files["deny.txt"] += "denysite.example/\n"
+	files["allow.txt"] += "allowsite.example/\n"
+	files["adult.txt"] += "kids.example\nallowsite.example\n"
+	e, _ := setup(t, cfg, files)
+	student := netip.MustParseAddr("10.1.5.5")
+	staff := netip.MustParseAddr("10.2.0.7")
+	for _, tt := range []struct {
+		client      netip.Addr
+		host, path  string
+		action      Action
+		reason      Reason
+		list, entry string
+		hash        string // the restricted entry's
+	}{
+		{student, "wholesite.example", "", Block, ReasonCategory, "phishing-urls", "wholesite.example", ""},
+		{student, "www.wholesite.example", "", Block, ReasonCategory, "phishing-urls", "wholesite.example", ""},
+		{student, "a.b.wholesite.example", "", Block, ReasonCategory, "phishing-urls", "wholesite.example", ""},
+		{student, "pathsite.example", "", Block, ReasonCategory, "phishing-urls", "pathsite.example/", ""},
+		{student, "www.pathsite.example", "", Block, ReasonCategory, "phishing-urls", "pathsite.example/", ""},
+		{staff, "wholesite.example", "", Allow, ReasonDefault, "", "", ""}, // staff do not block phishing
+		{student, "other.example", "", Allow, ReasonDefault, "", "", ""},
+		{student, "query.example", "", Allow, ReasonDefault, "", "", ""},
+		{staff, "hashsite.example", "", Block, ReasonRestricted, "restricted", "", hashOf("hashsite.example/")},
+		{student, "www.hashsite.example", "", Block, ReasonRestricted, "restricted", "", hashOf("hashsite.example/")},
+		{student, "sub.hashsite.example", "", Allow, ReasonDefault, "", "", ""},
+		{staff, "ctiru.example", "", Block, ReasonRestricted, "restricted", "", hashOf("ctiru.example/")},
+		{student, "x.ctiru.example", "", Block, ReasonRestricted, "restricted", "", hashOf("ctiru.example/")},
+		{student, "denied.example", "", Block, ReasonGroupDeny, "group/students/deny", "denied.example/", ""},
+		{student, "www.denied.example", "", Block, ReasonGroupDeny, "group/students/deny", "denied.example/", ""},
+		{staff, "denied.example", "", Allow, ReasonDefault, "", "", ""},
+		{student, "denysite.example", "", Block, ReasonGroupDeny, "school-deny", "denysite.example/", ""},
+		// Allow entries for host/ allow pages, not the name.
+		{student, "kids.example", "", Block, ReasonCategory, "adult", "kids.example", ""},
+		{student, "kids.example", "/songs", Allow, ReasonGroupAllow, "group/students/allow", "kids.example/", ""},
+		{student, "allowsite.example", "", Block, ReasonCategory, "adult", "allowsite.example", ""},
+		{student, "allowsite.example", "/x", Allow, ReasonGroupAllow, "school-allow", "allowsite.example/", ""},
+		// The proxy's URL decisions as before.
+		{student, "pathsite.example", "/any/page", Block, ReasonCategory, "phishing-urls", "pathsite.example/", ""},
+		{student, "other.example", "/", Allow, ReasonDefault, "", "", ""},
+	} {
+		d := e.Decide(Request{Client: tt.client, Host: tt.host, Path: tt.path, Time: eveningTime})
+		if d.Action != tt.action || d.Reason != tt.reason || d.List != tt.list || d.Entry != tt.entry || d.EntryHash() != tt.hash {
+			t.Errorf("%s%s for %s: %s/%s list %q entry %q hash %q; want %s/%s list %q entry %q hash %q", tt.host, tt.path, tt.client,
+				d.Action, d.Reason, d.List, d.Entry, d.EntryHash(), tt.action, tt.reason, tt.list, tt.entry, tt.hash)
+		}
+	}
+	for _, host := range []string{"bbc.co.uk", "www.other.example"} {
+		r := Request{Client: student, Host: host, Time: eveningTime}
+		if n := testing.AllocsPerRun(200, func() { e.Decide(r) }); n != 0 {
+			t.Errorf("Decide(%s) allocates %.1f times", host, n)
+		}
+	}
+}

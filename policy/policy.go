@@ -259,7 +259,9 @@ func (e *Engine) index() *bl.Index { return e.ix }
 
 // Decide answers a request. The URL path is matched in its canonical form
 // (blocklists.AppendCanonicalPath) and an address in r.Addr against the IP
-// lists, all in the one decision order. It does not allocate (a path over
+// lists, all in the one decision order. A name without a path is blocked
+// by a block or deny list's URL entry for the whole site, as its pages are
+// (blocklists.Index.LookupSite). It does not allocate (a path over
 // about 680 bytes is the exception).
 func (e *Engine) Decide(r Request) (d Decision) {
 	if r.Path == "" {
@@ -287,6 +289,16 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	d.addrRules = e.ipDeny || ix.HasPrefixes()
 	var tr bl.Trace
 	cats := ix.LookupTrace(r.Host, &tr)
+	// bpath is the path block and deny lists judge. A name alone (a DNS
+	// query, a CONNECT) cannot be told from any page of its site, so they
+	// judge it as the site's root, "/": a URL entry for the whole site
+	// ("host", "host/"; a hashed host/, its front page) blocks the name
+	// (blocklists.Index.LookupSite). Allow lists judge only a path asked
+	// for: an allow entry host/ allows pages, not the name.
+	bpath := path
+	if bpath == "" && r.Host != "" {
+		bpath = "/"
+	}
 	// allowCats is cats as allow lists match: a URL entry only at a
 	// boundary of the path (blocklists.Index.LookupAllowURL), where block
 	// and deny lists match any path it is a prefix of.
@@ -295,6 +307,8 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 		prefix, bounded := ix.LookupURLBounded(r.Host, path)
 		cats |= prefix
 		allowCats |= bounded
+	} else if r.Host != "" {
+		cats |= ix.LookupSite(r.Host)
 	}
 	ip := r.Addr.IsValid()
 	if ip {
@@ -305,13 +319,13 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	d.Matched = cats & blockable
 
 	if rc := cats & bl.Restricted; rc != 0 {
-		e.block(d, ix, &tr, *r, path, ReasonRestricted, rc)
+		e.block(d, ix, &tr, *r, bpath, ReasonRestricted, rc)
 		return
 	}
-	if cats&g.denyBits != 0 || g.deny.Lookup(r.Host) != 0 || (path != "" && g.deny.LookupURL(r.Host, path) != 0) ||
+	if cats&g.denyBits != 0 || g.deny.Lookup(r.Host) != 0 || (bpath != "" && g.deny.LookupURL(r.Host, bpath) != 0) ||
 		(ip && g.deny.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Block, ReasonGroupDeny
-		e.explainList(d, ix, &tr, g.deny, *r, path, cats&g.denyBits, false)
+		e.explainList(d, ix, &tr, g.deny, *r, bpath, cats&g.denyBits, false)
 		if d.Matched != 0 {
 			c := e.worst(d.Matched)
 			d.Category, d.HasCategory = c, true
@@ -332,7 +346,7 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 		if bc&g.always == 0 && bc&bl.SetOf(bl.Canary) != 0 {
 			reason = ReasonAlways
 		}
-		e.block(d, ix, &tr, *r, path, reason, bc)
+		e.block(d, ix, &tr, *r, bpath, reason, bc)
 		return
 	}
 	d.scheduled = cats & g.sched

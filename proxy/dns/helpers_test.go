@@ -205,10 +205,13 @@ groups:
     safe_search: "off"
 `
 
+// testFiles are testConfig's lists.
+var testFiles = map[string]string{"adult.txt": "porn.example\n", "gamble.txt": "gamble.example\n"}
+
 // testEngine loads the test config and lists.
 func testEngine(t testing.TB) *policy.Engine {
 	t.Helper()
-	return engineWith(t, testConfig, map[string]string{"adult.txt": "porn.example\n", "gamble.txt": "gamble.example\n"})
+	return engineWith(t, testConfig, testFiles)
 }
 
 // engineWith loads a config text ({{dir}} standing for the directory the

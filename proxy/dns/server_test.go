@@ -2,9 +2,12 @@ package dns
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -71,6 +74,58 @@ func TestBlockedPerGroup(t *testing.T) {
 	if e.Client != netip.MustParseAddr(student) || e.Group != "students" || e.Name != "www.gamble.example" || e.Category != "gambling" ||
 		e.Action != "block" || e.List != "gamble" || e.Entry != "gamble.example" || e.Protocol != "udp" || e.QType != "A" || e.Count != 1 {
 		t.Fatalf("event: %+v", e)
+	}
+}
+
+// TestWholeSiteURLEntryBlocksName: a URL entry that covers a whole site (a
+// URL list's bare host, host/ in a restricted list loaded as URLs, a deny
+// entry pasted from the address bar) blocks the name, on the hosts it
+// covers in the proxy, with an event naming its list and entry (a
+// restricted one by hash): otherwise a DNS-only site, or HTTPS through an
+// undecrypted CONNECT, reaches the site. An entry with a path does not.
+func TestWholeSiteURLEntryBlocksName(t *testing.T) {
+	text := strings.Replace(testConfig, "lists:\n", `lists:
+  - name: adult-urls
+    path: {{dir}}/adult-urls.txt
+    category: pornography
+    format: urls
+  - name: iwf-urls
+    path: {{dir}}/iwf.txt
+    category: iwf
+    format: urls
+`, 1)
+	text = strings.Replace(text, "    safe_search: strict\n", "    safe_search: strict\n    deny: [\"https://www.denied.example/\"]\n", 1)
+	files := map[string]string{"adult-urls.txt": "wholesite.example\npathsite.example/\nother.example/videos\n", "iwf.txt": "abuse.example/\n"}
+	maps.Copy(files, testFiles)
+	eng := engineWith(t, text, files)
+	ts := startServer(t, func(o *Options) { o.Engine = func() *policy.Engine { return eng } })
+	sum := sha256.Sum256([]byte("abuse.example/"))
+	want := []struct {
+		name, list, entry string
+		ede               uint16
+	}{
+		{"wholesite.example", "adult-urls", "wholesite.example", mdns.ExtendedErrorCodeBlocked},
+		{"www.pathsite.example", "adult-urls", "pathsite.example/", mdns.ExtendedErrorCodeBlocked},
+		{"abuse.example", "restricted", hex.EncodeToString(sum[:]), mdns.ExtendedErrorCodeCensored},
+		{"denied.example", "group/students/deny", "denied.example/", mdns.ExtendedErrorCodeBlocked},
+		{"www.denied.example", "group/students/deny", "denied.example/", mdns.ExtendedErrorCodeBlocked},
+	}
+	for _, w := range want {
+		if r := ask(t, "udp", ts.udp, student, w.name, mdns.TypeA, true); r.Rcode != mdns.RcodeNameError || edeCode(r) != int(w.ede) {
+			t.Errorf("%s: %v", w.name, r)
+		}
+		if n := ts.up.count(w.name + "."); n != 0 {
+			t.Errorf("upstream asked for %s %d times", w.name, n)
+		}
+	}
+	if r := ask(t, "udp", ts.udp, student, "other.example", mdns.TypeA, true); r.Rcode != mdns.RcodeSuccess || firstA(r) != "192.0.2.1" {
+		t.Errorf("other.example (only /videos listed): %v", r)
+	}
+	evs := waitEvents(t, ts, len(want))
+	for i, w := range want {
+		if e := evs[i]; e.Name != w.name || e.Action != "block" || e.List != w.list || e.Entry != w.entry || e.Restricted != (w.list == "restricted") {
+			t.Errorf("event for %s: %+v", w.name, e)
+		}
 	}
 }
 
