@@ -122,3 +122,23 @@ func TestCheckShowsSearchTerm(t *testing.T) {
 		t.Errorf("not a search engine:\n%s", out)
 	}
 }
+
+// TestCheckAllowListedSearchHost: `gatehouse check` on a search host the
+// group allow-lists says what the resolver and proxy do: rewritten to the
+// safe endpoint, naming the allow entry and why it does not turn safe
+// search off.
+func TestCheckAllowListedSearchHost(t *testing.T) {
+	cfg := strings.Replace(truthConfig, "    block: [gambling]\n    schedules:", "    block: [gambling]\n    safe_search: strict\n    allow: [youtube.com]\n    schedules:", 1)
+	path, _ := writeConfig(t, cfg, map[string]string{"bets.txt": "bet.example\n", "play.txt": "play.example\n"})
+	code, out, errs := runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "--json", "www.youtube.com")
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	if r["action"] != "rewrite" || r["reason"] != "safe-search" || r["rewrite"] != "restrict.youtube.com" || r["list"] != "group/students/allow" || r["entry"] != "youtube.com" {
+		t.Errorf("check www.youtube.com = %s", out)
+	}
+	if code, out, _ := runCLI(t, "check", "--config", path, "--client", "10.1.2.3", "www.youtube.com"); code != 0 || !strings.Contains(out, "lifts blocks, not safe search") {
+		t.Errorf("text:\n%s", out)
+	}
+}

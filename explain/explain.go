@@ -208,6 +208,9 @@ func Reason(d policy.Decision) string {
 	case policy.ReasonAlways:
 		return "automatic probe answered so devices keep using the school's filter"
 	case policy.ReasonSafeSearch:
+		if d.List != "" {
+			return "group " + d.Group + " enforces safe search; its allow list lifts blocks, not safe search (safe_search: off turns it off)"
+		}
 		return "group " + d.Group + " enforces safe search"
 	}
 	return "not on any list that group " + d.Group + " blocks"

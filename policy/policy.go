@@ -4,7 +4,8 @@
 //
 // Decision order: restricted tier → group deny → group allow → category
 // blocklists (including scheduled categories) → safe-search rewrite →
-// allowed.
+// allowed. A group allow entry lifts the blocks after it, not the
+// safe-search rewrite.
 package policy
 
 import (
@@ -48,7 +49,7 @@ const (
 	ReasonGroupDeny                // the group's deny list
 	ReasonGroupAllow               // the group's allow list
 	ReasonCategory                 // a blocked category
-	ReasonSafeSearch               // safe-search rewrite
+	ReasonSafeSearch               // safe-search rewrite (List and Entry name an allow entry for the name, if any)
 	ReasonAlways                   // a category every group blocks (DNS canaries)
 )
 
@@ -339,6 +340,10 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 		(ip && g.allow.LookupIP(r.Addr) != 0) {
 		d.Action, d.Reason = Allow, ReasonGroupAllow
 		e.explainList(d, ix, &tr, g.allow, *r, path, allowCats&g.allowBits, true)
+		// An allow entry lifts blocks, not safe search: the group's
+		// safe_search is how a school turns that off. The decision keeps
+		// the allow entry that lifted any block.
+		safeSearch(d, cats, r.Host, g)
 		return
 	}
 	if bc := cats & (g.blockedAt(e.minute(r.Time)) | alwaysBlocked) & blockable; bc != 0 {
@@ -350,10 +355,16 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 		return
 	}
 	d.scheduled = cats & g.sched
+	safeSearch(d, cats, r.Host, g)
+}
+
+// safeSearch makes d the safe-search rewrite when host is a search engine
+// or video site (cats, its lookup, holds SearchEngine) and g enforces safe
+// search.
+func safeSearch(d *Decision, cats bl.CategorySet, host string, g *group) {
 	if cats.Has(bl.SearchEngine) {
-		if t := SafeSearchTarget(r.Host, g.safeSearch); t != "" {
+		if t := SafeSearchTarget(host, g.safeSearch); t != "" {
 			d.Action, d.Reason, d.Rewrite = Rewrite, ReasonSafeSearch, t
-			return
 		}
 	}
 }

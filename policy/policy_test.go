@@ -224,6 +224,49 @@ func TestDecisionDetails(t *testing.T) {
 	}
 }
 
+// TestAllowKeepsSafeSearch: an allow entry (inline or an allow list) for a
+// search engine or video site lifts blocks, not the group's safe search:
+// the name is still rewritten to the safe endpoint, naming the allow
+// entry, for names and URLs alike; only the group's safe_search: off gives
+// the real site.
+func TestAllowKeepsSafeSearch(t *testing.T) {
+	cfg := strings.Replace(testConfig, "allow: [abuse.example, teach.games.example]", "allow: [abuse.example, teach.games.example, youtube.com, google.co.uk]", 1)
+	cfg = strings.Replace(cfg, "    safe_search: \"off\"\n", "    safe_search: \"off\"\n    allow: [youtube.com]\n", 1)
+	files := map[string]string{}
+	for k, v := range testFiles {
+		files[k] = v
+	}
+	files["allow.txt"] += "bing.com\n"
+	files["adult.txt"] += "www.google.co.uk\n" // the allow entry lifts a block
+	e, _ := setup(t, cfg, files)
+	student := netip.MustParseAddr("10.1.5.5")
+	guest := netip.MustParseAddr("192.168.1.1")
+	for _, tt := range []struct {
+		client               netip.Addr
+		host, path           string
+		action               Action
+		reason               Reason
+		rewrite, list, entry string
+	}{
+		{student, "www.youtube.com", "", Rewrite, ReasonSafeSearch, "restrict.youtube.com", "group/students/allow", "youtube.com"},
+		{student, "m.youtube.com", "/watch?v=abc", Rewrite, ReasonSafeSearch, "restrict.youtube.com", "group/students/allow", "youtube.com"},
+		{student, "www.google.co.uk", "", Rewrite, ReasonSafeSearch, "forcesafesearch.google.com", "group/students/allow", "google.co.uk"},
+		{student, "www.bing.com", "", Rewrite, ReasonSafeSearch, "strict.bing.com", "school-allow", "bing.com"},
+		{student, "music.youtube.com", "", Allow, ReasonGroupAllow, "", "group/students/allow", "youtube.com"}, // no safe endpoint
+		{guest, "www.youtube.com", "", Allow, ReasonGroupAllow, "", "group/guests/allow", "youtube.com"},
+	} {
+		d := e.Decide(Request{Client: tt.client, Host: tt.host, Path: tt.path, Time: lessonTime})
+		if d.Action != tt.action || d.Reason != tt.reason || d.Rewrite != tt.rewrite || d.List != tt.list || d.Entry != tt.entry {
+			t.Errorf("%s%s for %s: %s/%s rewrite %q list %q entry %q; want %s/%s rewrite %q list %q entry %q", tt.host, tt.path, tt.client,
+				d.Action, d.Reason, d.Rewrite, d.List, d.Entry, tt.action, tt.reason, tt.rewrite, tt.list, tt.entry)
+		}
+	}
+	r := Request{Client: student, Host: "www.youtube.com", Time: lessonTime}
+	if n := testing.AllocsPerRun(200, func() { e.Decide(r) }); n != 0 {
+		t.Errorf("Decide(%s) allocates %.1f times", r.Host, n)
+	}
+}
+
 func TestIdentify(t *testing.T) {
 	e, _ := setup(t, testConfig, testFiles)
 	for _, tt := range []struct {

@@ -404,3 +404,14 @@ func histCount(t testing.TB, h prometheus.Histogram) (uint64, float64) {
 	}
 	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }
+
+// firstRR is the first record of type T in m's answer.
+func firstRR[T mdns.RR](m *mdns.Msg) (T, bool) {
+	for _, rr := range m.Answer {
+		if v, ok := rr.(T); ok {
+			return v, true
+		}
+	}
+	var zero T
+	return zero, false
+}

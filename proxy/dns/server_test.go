@@ -205,6 +205,30 @@ func TestSafeSearchRewrite(t *testing.T) {
 	}
 }
 
+// TestSafeSearchRewriteAllowListed: a group with strict safe search that
+// allow-lists YouTube and Google (to lift a block for lessons) still gets
+// the safe endpoints: an allow entry lifts blocks, not safe search.
+func TestSafeSearchRewriteAllowListed(t *testing.T) {
+	text := strings.Replace(testConfig, "    safe_search: strict\n", "    safe_search: strict\n    allow: [youtube.com, google.co.uk]\n", 1)
+	eng := configEngine(t, text, testFiles)
+	ts := startServer(t, func(o *Options) { o.Engine = func() *policy.Engine { return eng } })
+	for _, tt := range []struct{ name, target string }{
+		{"www.youtube.com", "restrict.youtube.com."},
+		{"www.google.co.uk", "forcesafesearch.google.com."},
+	} {
+		r := ask(t, "udp", ts.udp, student, tt.name, mdns.TypeA, true)
+		if c, ok := firstRR[*mdns.CNAME](r); r.Rcode != mdns.RcodeSuccess || !ok || c.Target != tt.target || firstA(r) != "192.0.2.1" {
+			t.Errorf("%s: %v", tt.name, r)
+		}
+		if n := ts.up.count(tt.name + "."); n != 0 {
+			t.Errorf("upstream asked for %s %d times", tt.name, n)
+		}
+	}
+	if r := ask(t, "udp", ts.udp, student, "music.youtube.com", mdns.TypeA, true); r.Rcode != mdns.RcodeSuccess || firstA(r) != "192.0.2.1" {
+		t.Errorf("music.youtube.com (no safe endpoint): %v", r)
+	}
+}
+
 // TestSafeSearchConcurrent: rewritten answers built at once from the same
 // cached endpoint (its unpacked answer is shared, safeAnswers) are each
 // whole and right, with and without EDNS, over UDP and TCP (run with -race).
