@@ -210,7 +210,7 @@ func TestSafeSearchRewrite(t *testing.T) {
 // the safe endpoints: an allow entry lifts blocks, not safe search.
 func TestSafeSearchRewriteAllowListed(t *testing.T) {
 	text := strings.Replace(testConfig, "    safe_search: strict\n", "    safe_search: strict\n    allow: [youtube.com, google.co.uk]\n", 1)
-	eng := configEngine(t, text, testFiles)
+	eng := engineWith(t, text, testFiles)
 	ts := startServer(t, func(o *Options) { o.Engine = func() *policy.Engine { return eng } })
 	for _, tt := range []struct{ name, target string }{
 		{"www.youtube.com", "restrict.youtube.com."},
