@@ -88,6 +88,30 @@ func newService(t *testing.T, addr, body string) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, ln, body)
+}
+
+// samePort listens on one port free on both addresses: another test may
+// hold a port on the second that was free on the first.
+func samePort(t *testing.T, a, b string) (net.Listener, net.Listener) {
+	t.Helper()
+	for range 50 {
+		la, err := net.Listen("tcp", a+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(la.Addr().String())
+		if lb, err := net.Listen("tcp", net.JoinHostPort(b, port)); err == nil {
+			return la, lb
+		}
+		la.Close()
+	}
+	t.Fatalf("no port free on both %s and %s", a, b)
+	return nil, nil
+}
+
+// serveOn answers every request on ln with body, closing each connection.
+func serveOn(t *testing.T, ln net.Listener, body string) *service {
 	sv := &service{}
 	_, sv.port, _ = net.SplitHostPort(ln.Addr().String())
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -289,14 +313,10 @@ func TestInternalAddressesRefused(t *testing.T) {
 // decides on the name without resolving it, so the only lookup is the
 // dial's own.
 func TestDNSRebindingRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	public := newService(t, "127.0.0.1:"+port, "public page")
-	inside := newService(t, "127.0.0.2:"+port, "router admin page")
+	lpub, lin := samePort(t, "127.0.0.1", "127.0.0.2")
+	public := serveOn(t, lpub, "public page")
+	inside := serveOn(t, lin, "router admin page")
+	port := public.port
 	res := newTestDNS(t, map[string][]string{"rebind.test": {"127.0.0.1", "127.0.0.2"}})
 	e := newEnv(t, envOpts{resolver: res})
 	(&dials{}).hook(e)
