@@ -280,7 +280,9 @@ func queryAt(path string) int {
 
 // urlForms yields the host/path forms of a request that a hashed URL
 // entry may name, on the host as asked and without a leading "www.":
-// every prefix of the path that prefixEnds allows, then each query
+// every prefix of the path that prefixEnds allows and every prefix
+// through one of its slashes (a directory's entry, "host/dir/", covers
+// the pages under it, as a plain entry does), then each query
 // parameter alone after the path, so that an entry with one parameter
 // ("page?id=5") is not dodged by putting others before it
 // ("page?x=1&id=5"): a site reads its parameters in any order. (An entry
@@ -294,7 +296,8 @@ type urlForms struct {
 	path  string
 	q     int // index of path's '?'
 	phase int
-	j     int // phase 0: the prefix's end; phase 1: where the next parameter starts
+	j     int  // phase 0: the prefix's end; phase 1: where the next parameter starts
+	ended bool // phase 0: the prefix ending at j was tried
 }
 
 func newURLForms(host, path string) urlForms {
@@ -312,9 +315,22 @@ func (v *urlForms) next(dst []byte) ([]byte, bool) {
 		host := v.hosts[v.h]
 		switch v.phase {
 		case 0: // prefixes of the path as asked
-			for v.j++; v.j <= len(v.path); v.j++ {
-				if prefixEnds(v.path, v.j, v.q) {
-					return append(append(dst, host...), v.path[:v.j]...), true
+			for v.j <= len(v.path) {
+				j := v.j
+				if !v.ended {
+					v.ended = true
+					if j > 0 && prefixEnds(v.path, j, v.q) {
+						return append(append(dst, host...), v.path[:j]...), true
+					}
+				}
+				v.ended = false
+				v.j++
+				// A directory's entry ("host/", "host/dir/") covers the
+				// pages under it, as a plain entry's prefix does: the
+				// prefix through each slash of the path too (unless the
+				// next position ends one, which yields it anyway).
+				if j < v.q && v.path[j] == '/' && !prefixEnds(v.path, j+1, v.q) {
+					return append(append(dst, host...), v.path[:j+1]...), true
 				}
 			}
 			v.phase, v.j = 1, v.q+1
@@ -331,7 +347,7 @@ func (v *urlForms) next(dst []byte) ([]byte, bool) {
 			v.phase++
 		default:
 			v.h++
-			v.phase, v.j = 0, 0
+			v.phase, v.j, v.ended = 0, 0, false
 		}
 	}
 	return dst, false

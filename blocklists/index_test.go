@@ -221,6 +221,40 @@ func TestIndexHashed(t *testing.T) {
 	}
 }
 
+// TestIndexHashedDirectory: a hashed entry for a directory ("host/dir/",
+// or "host/" for the whole site) covers every page under it, as a plain
+// entry's prefix does; not a longer name beside it.
+func TestIndexHashedDirectory(t *testing.T) {
+	b := NewBuilder(0)
+	_, s, _ := b.AddList(ListInfo{Name: "iwf", Category: IWF, Restricted: true, Format: FormatSHA256})
+	s.Hash(sha256Of("dir.example/gallery/"))
+	s.Hash(sha256Of("front.example/"))
+	ix, _ := b.Build()
+	for _, tc := range []struct {
+		host, path string
+		want       CategorySet
+	}{
+		{"dir.example", "/gallery/", SetOf(IWF)},
+		{"dir.example", "/gallery/img1.jpg", SetOf(IWF)},
+		{"www.dir.example", "/gallery/sub/x.jpg?id=1", SetOf(IWF)},
+		{"dir.example", "/gallery/?page=2", SetOf(IWF)},
+		{"dir.example", "/gallery", 0},
+		{"dir.example", "/galleryx/a.jpg", 0},
+		{"dir.example", "/other/gallery/a.jpg", 0},
+		{"front.example", "/", SetOf(IWF)},
+		{"front.example", "/any/page.html?x=1", SetOf(IWF)},
+		{"www.front.example", "/a", SetOf(IWF)},
+		{"sub.front.example", "/a", 0}, // a URL entry names its host (and www.)
+	} {
+		if got := ix.LookupURL(tc.host, tc.path); got != tc.want {
+			t.Errorf("%s%s: got %v, want %v", tc.host, tc.path, got, tc.want)
+		}
+	}
+	if e := ix.hashedURLEntry("dir.example", "/gallery/sub/x.jpg", SetOf(IWF)); e != "dir.example/gallery/" {
+		t.Errorf("hashedURLEntry = %q", e)
+	}
+}
+
 // TestIndexManyNames checks the hash table against a map for many names,
 // including names that are only parents or children of entries.
 func TestIndexManyNames(t *testing.T) {
