@@ -957,11 +957,22 @@ func (s *listSink) URL(hostPath []byte, exception bool) {
 	if exception {
 		return // URL exceptions are not supported; the parser counts them
 	}
-	b := s.b
 	host, path := string(hostPath), ""
 	if i := strings.IndexByte(host, '/'); i >= 0 {
 		host, path = host[:i], host[i:]
 	}
+	s.addURL(host, path)
+	if id, ok := videoID(host, path); ok {
+		// Every address of the same video (video.go).
+		for _, f := range videoForms {
+			s.addURL(f.host, f.prefix+id)
+		}
+	}
+}
+
+// addURL adds the rule host+path to the list.
+func (s *listSink) addURL(host, path string) {
+	b := s.b
 	lm := s.id<<2 | uint32(ModeSubtree)
 	rules := b.urls[host]
 	for i := range rules {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
 	"github.com/gatehouse-filter/gatehouse/reports"
@@ -247,5 +248,28 @@ func TestAllowEntryParamRepeated(t *testing.T) {
 		if resp, _ := get(t, c, e.originURL("games.test", tc.path)); resp.StatusCode != tc.want {
 			t.Errorf("%s: %d, want %d", tc.path, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestVideoEntryEveryAddress: a group's deny entry for a YouTube video
+// blocks it at its embed, short and youtu.be addresses too.
+func TestVideoEntryEveryAddress(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.editGroup("students", func(g *config.Group) { g.Deny = []string{"https://www.youtube.com/watch?v=dQw4w9WgXcQ"} })
+	e.res.mu.Lock()
+	for _, h := range []string{"www.youtube.com", "youtu.be", "www.youtube-nocookie.com", bl.YouTubeStrict, bl.YouTubeModerate} {
+		e.res.names[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	e.res.mu.Unlock()
+	c := e.client("", "", "")
+	for _, u := range []string{"www.youtube.com/embed/dQw4w9WgXcQ?autoplay=1", "www.youtube.com/shorts/dQw4w9WgXcQ",
+		"youtu.be/dQw4w9WgXcQ", "www.youtube-nocookie.com/embed/dQw4w9WgXcQ"} {
+		host, path, _ := strings.Cut(u, "/")
+		if resp, _ := get(t, c, e.originURL(host, "/"+path)); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d, want the block page", u, resp.StatusCode)
+		}
+	}
+	if resp, _ := get(t, c, e.originURL("www.youtube.com", "/embed/0000000000a")); resp.StatusCode != 200 {
+		t.Errorf("another video: %d", resp.StatusCode)
 	}
 }
