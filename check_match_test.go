@@ -73,6 +73,11 @@ func TestCheckCanonicalAndIP(t *testing.T) {
 		{"www.phish.example", "block", "phishing", "phish-urls"},
 		{"whole.example", "block", "iwf", "restricted"},
 		{"bank.example", "allow", "", ""},
+		// A search for a restricted site's address is that site's block,
+		// as the proxy decides it.
+		{"https://www.google.co.uk/search?q=abuse.example%2Fdir%2Fpage.html", "block", "iwf", "restricted"},
+		{"https://www.bing.com/search?q=HTTP://www.abuse.example/dir/page.html&form=QBLH", "block", "iwf", "restricted"},
+		{"https://www.bing.com/search?q=abuse.example%2Fdir%2Fother.html", "rewrite", "", ""}, // safe search, as any search
 	} {
 		code, out, errs := runCLI(t, "check", "--config", path, "--json", "--client", "10.1.2.3", tt.target)
 		if code != 0 {

@@ -94,6 +94,17 @@ func Run(cfg *config.Config, eng *policy.Engine, in Input) (Result, error) {
 		return r, nil
 	}
 	d := eng.Decide(policy.Request{Client: addr, User: in.User, Host: host, Path: path, Addr: hostAddr, Time: when})
+	// A search for a restricted-tier site's address is that site's block,
+	// as the proxy decides it (policy.Engine.RestrictedTerm).
+	if se, ok := eng.SearchEngines().Lookup(host); ok && d.Action != policy.Block && path != "" {
+		p, q, _ := strings.Cut(path, "?")
+		if term, ok := se.Term(p, q); ok {
+			if td, ok := eng.RestrictedTerm(policy.Request{Client: addr, User: in.User, Time: when}, term); ok {
+				td.Identity = d.Identity
+				d = td
+			}
+		}
+	}
 	r := Result{
 		Input: in.Target, Host: host, Path: path, Client: d.Client.String(), Device: d.Device, User: d.User, Group: d.Group,
 		Action: d.Action.String(), Reason: d.Reason.String(), List: d.List, Entry: d.Entry, Bypass: d.Bypass, Probe: d.Probe,

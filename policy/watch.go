@@ -2,8 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
 
+	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/watchlist"
 )
@@ -68,4 +71,37 @@ func (e *Engine) GroupSafeSearch(group string) SafeSearch {
 		return g.safeSearch
 	}
 	return SafeSearchOff
+}
+
+// RestrictedTerm decides a search term that reads as a site's address
+// ("abuse.example/dir/page.html", with or without a scheme) for r's client,
+// and returns the decision when the site is on the restricted tier: a
+// search for it is that site's block (the proxy, `gatehouse check`). A
+// term with a space or without a dot is not an address and costs two byte
+// scans.
+func (e *Engine) RestrictedTerm(r Request, term string) (Decision, bool) {
+	t := strings.TrimSpace(term)
+	if t == "" || strings.ContainsAny(t, " \t\r\n") || !strings.Contains(t, ".") {
+		return Decision{}, false
+	}
+	if i := strings.Index(t, "://"); i >= 0 {
+		t = t[i+3:]
+	} else {
+		t = strings.TrimPrefix(t, "//")
+	}
+	hostPart, path := t, "/"
+	if j := strings.IndexAny(t, "/?#"); j >= 0 {
+		hostPart, path = t[:j], t[j:]
+		if path[0] != '/' {
+			path = "/" + path
+		}
+	}
+	host, err := bl.NormalizeHost(hostPart)
+	if err != nil {
+		return Decision{}, false
+	}
+	r.Host, r.Path = host, path
+	r.Addr, _ = netip.ParseAddr(host)
+	d := e.Decide(r)
+	return d, d.Restricted
 }

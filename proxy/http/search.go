@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -115,7 +114,7 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 		return
 	}
 	for _, term := range terms[:n] {
-		if d, ok := restrictedTerm(eng, info, term); ok {
+		if d, ok := eng.RestrictedTerm(policy.Request{Client: info.client, User: info.user}, term); ok {
 			// A search for a site on the restricted tier (its address typed
 			// into the search box) is that site's block: it is never
 			// stored in plain text (the term is in the URL too), and the
@@ -139,37 +138,6 @@ func (s *Server) searchRequest(r *http.Request, info *reqInfo) {
 	if len(info.search.hits) > 0 {
 		info.search.term = info.search.hits[0].term
 	}
-}
-
-// restrictedTerm decides a search term that reads as a site's address
-// ("abuse.example/dir/page.html", with or without a scheme) for info's
-// client, and returns the decision when the site is on the restricted
-// tier. A term with a space or without a dot is not an address and costs
-// two byte scans.
-func restrictedTerm(eng *policy.Engine, info *reqInfo, term string) (policy.Decision, bool) {
-	t := strings.TrimSpace(term)
-	if t == "" || strings.ContainsAny(t, " \t\r\n") || !strings.Contains(t, ".") {
-		return policy.Decision{}, false
-	}
-	if i := strings.Index(t, "://"); i >= 0 {
-		t = t[i+3:]
-	} else {
-		t = strings.TrimPrefix(t, "//")
-	}
-	hostPart, path := t, "/"
-	if j := strings.IndexAny(t, "/?#"); j >= 0 {
-		hostPart, path = t[:j], t[j:]
-		if path[0] != '/' {
-			path = "/" + path
-		}
-	}
-	host, err := bl.NormalizeHost(hostPart)
-	if err != nil {
-		return policy.Decision{}, false
-	}
-	addr, _ := netip.ParseAddr(host)
-	d := eng.Decide(policy.Request{Client: info.client, User: info.user, Host: host, Path: path, Addr: addr})
-	return d, d.Restricted
 }
 
 // scoreTerm scores a search term with sc: its report when it reaches a
