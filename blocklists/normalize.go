@@ -174,6 +174,26 @@ func NormalizeHost(s string) (string, error) {
 	return string(b), nil
 }
 
+// NormalizeSite is NormalizeHost that also returns what follows the host
+// in s (path, query and fragment as written, starting with "/"; "/" when
+// nothing follows), for a caller that decides the page:
+// policy.Engine.Decide makes the path canonical.
+func NormalizeSite(s string) (host, path string, err error) {
+	h, v6, rest, err := splitURL([]byte(s))
+	if err != nil {
+		return "", "", err
+	}
+	b, err := appendHost(nil, h, v6)
+	if err != nil {
+		return "", "", err
+	}
+	path = string(rest)
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	return string(b), path, nil
+}
+
 // NormalizeURL reduces a URL to the canonical "host/path?query" form used
 // by URL lists and for matching requests against them (see canonical.go),
 // e.g. "http://user@WWW.Example.com:80/a/./B%41?x#top" becomes

@@ -84,19 +84,7 @@ func (e *Engine) RestrictedTerm(r Request, term string) (Decision, bool) {
 	if t == "" || strings.ContainsAny(t, " \t\r\n") || !strings.Contains(t, ".") {
 		return Decision{}, false
 	}
-	if i := strings.Index(t, "://"); i >= 0 {
-		t = t[i+3:]
-	} else {
-		t = strings.TrimPrefix(t, "//")
-	}
-	hostPart, path := t, "/"
-	if j := strings.IndexAny(t, "/?#"); j >= 0 {
-		hostPart, path = t[:j], t[j:]
-		if path[0] != '/' {
-			path = "/" + path
-		}
-	}
-	host, err := bl.NormalizeHost(hostPart)
+	host, path, err := bl.NormalizeSite(strings.TrimPrefix(t, "//"))
 	if err != nil {
 		return Decision{}, false
 	}

@@ -795,19 +795,8 @@ func reportedSite(raw string) (host, path string, ok bool) {
 	if i < 0 || !(strings.EqualFold(s[:i], "http") || strings.EqualFold(s[:i], "https")) {
 		return "", "", false
 	}
-	h, err := bl.NormalizeHost(s)
-	if err != nil {
-		return "", "", false
-	}
-	rest := s[i+3:]
-	path = "/"
-	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
-		path = rest[j:]
-		if path[0] != '/' {
-			path = "/" + path
-		}
-	}
-	return h, path, true
+	host, path, err := bl.NormalizeSite(s)
+	return host, path, err == nil
 }
 
 // handleReport takes a "report a mistake" form.
