@@ -224,9 +224,8 @@ func (c *targetConn) ReadFrom(src io.Reader) (int64, error) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			t.last.Store(time.Now().UnixNano())
-			w, werr := c.Conn.Write(buf[:n])
-			total += int64(w)
-			t.up.Add(int64(w))
+			w, werr := c.send(buf[:n])
+			total += w
 			if werr != nil {
 				return total, werr
 			}
