@@ -1423,7 +1423,10 @@ func (c *contentWriter) bomWrite(p []byte) (int, error) {
 	if !ok {
 		return len(p), nil // k == len(p): what may be a BOM is held
 	}
-	return k, c.release(strip, p[k:])
+	if err := c.release(strip, p[k:]); err != nil {
+		return k, err
+	}
+	return len(p), nil // held, then the rest: all of p
 }
 
 // bomEnd sends what was held when the body ended (or was cut short)
