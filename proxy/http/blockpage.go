@@ -406,6 +406,7 @@ func (s *Server) refuseConnect(w http.ResponseWriter, info *reqInfo, school, why
 	sendText(w, http.StatusForbidden, b, ref)
 	*bp = b
 	pageBufs.Put(bp)
+	answeredHere(w)
 }
 
 // sendText writes a plain-text answer with the block page's reference.

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"hash/maphash"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,14 @@ func (l *eventLog) sendLocked(sh *logShard, ev reports.Event) uint64 {
 	return seq
 }
 
+// detach copies the strings of ev that may point into a request's head:
+// the front reads a head into one string (reqread.go), so a host or URL
+// kept for the collapse window, in the writer's queue or in an incident
+// would keep the whole head, its cookies too (up to 4 KiB each).
+func detach(ev *reports.Event) {
+	ev.Name, ev.URL, ev.SearchTerm = strings.Clone(ev.Name), strings.Clone(ev.URL), strings.Clone(ev.SearchTerm)
+}
+
 // record sends or counts ev. It returns the sequence number an answer to
 // ev waits for before it is written (0: none).
 func (l *eventLog) record(ev reports.Event) uint64 {
@@ -112,6 +121,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 	}
 	w := l.window()
 	if w <= 0 || ev.Action == "allow" || ev.Action == "report" {
+		detach(&ev)
 		return l.send(ev), ev.Ref
 	}
 	h := maphash.Comparable(l.seed, keyOf(&ev))
@@ -125,6 +135,7 @@ func (l *eventLog) recordRef(ev reports.Event) (uint64, string) {
 		return seq, ref
 	}
 	sh.mu.RUnlock()
+	detach(&ev) // kept (pending, the writer's queue): not a repeat
 
 	sh.mu.Lock()
 	p = sh.seen[h]

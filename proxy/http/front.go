@@ -163,6 +163,13 @@ type frontConn struct {
 	// it returns; a hijacked or abandoned connection never reuses them).
 	w frontWriter
 	h http.Header
+
+	// The request's parts (reqread.go) and its reqInfo are reused after a
+	// request the proxy answered by itself (frontWriter.local): nothing
+	// else can hold them then.
+	rr       reqReader
+	info     *reqInfo
+	infoFree bool
 }
 
 // frontConn.state values.
@@ -229,7 +236,7 @@ func (fc *frontConn) serve() {
 			tee = newHeaderTee(fc.br, c)
 			fc.lr.R = tee
 		}
-		req, err := http.ReadRequest(fc.br)
+		req, err := fc.rr.read(fc.br)
 		if tee != nil {
 			fc.lr.R = c
 			host, _ = scanHost(tee.b)
@@ -342,6 +349,12 @@ func (fc *frontConn) serveRequest(req *http.Request) bool {
 	f.handler.ServeHTTP(w, req)
 	if w.hijacked {
 		return false
+	}
+	if fc.rr.fast(req) {
+		fc.rr.free = w.local && body == nil
+	}
+	if w.tookInfo {
+		fc.infoFree = w.local
 	}
 	fenced := body == nil || body.fence()
 	if !fenced {
@@ -538,6 +551,31 @@ type frontWriter struct {
 
 	hijacked bool
 	trailers []string
+
+	local    bool // answered by the proxy itself, which kept nothing of the request (answeredHere)
+	tookInfo bool // the handler took the connection's reqInfo (takeInfo)
+}
+
+// answeredHere tells the front that the handler answers the request by
+// itself (a block) and keeps no reference to it, its parts or its
+// reqInfo once it returns, so the connection may reuse them.
+func answeredHere(w http.ResponseWriter) {
+	if fw, ok := w.(*frontWriter); ok {
+		fw.local = true
+	}
+}
+
+// takeInfo returns a zeroed reqInfo for the request: the connection's
+// last one when the request before was answered here, else a new one.
+func (fc *frontConn) takeInfo() *reqInfo {
+	if fc.info == nil || !fc.infoFree {
+		fc.info = new(reqInfo)
+	} else {
+		*fc.info = reqInfo{}
+	}
+	fc.infoFree = false
+	fc.w.tookInfo = true
+	return fc.info
 }
 
 func (w *frontWriter) Header() http.Header { return w.h }
@@ -632,9 +670,8 @@ func (w *frontWriter) sendHeader() {
 	bw := w.fc.bw
 	_, _ = bw.WriteString(statusLine(req, code))
 	if _, ok := h["Date"]; !ok {
-		var b [len(http.TimeFormat) + 8]byte
 		_, _ = bw.WriteString("Date: ")
-		_, _ = bw.Write(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+		_, _ = bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), http.TimeFormat)) // in place when it fits
 		_, _ = bw.WriteString("\r\n")
 	}
 	writeFields(bw, h, w.trailers)

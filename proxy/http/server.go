@@ -295,7 +295,8 @@ func clientOf(ctx context.Context) netip.Addr {
 // requests go on to goproxy.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var cc *clientConn // nil when not served by the front (tests)
-	if fw, ok := w.(*frontWriter); ok {
+	fw, _ := w.(*frontWriter)
+	if fw != nil {
 		cc = fw.fc.c // found through the writer: no per-request context
 	}
 	var ip netip.Addr
@@ -342,7 +343,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "400 Bad Request: the web filter could not read the site's address", http.StatusBadRequest)
 		return
 	}
-	info := &reqInfo{client: ip, user: user, login: user, host: nh, port: port, method: r.Method, conn: cc, eng: eng}
+	var info *reqInfo
+	if fw != nil {
+		info = fw.fc.takeInfo()
+	} else {
+		info = new(reqInfo)
+	}
+	info.client, info.user, info.login, info.host, info.port, info.method, info.conn, info.eng = ip, user, user, nh, port, r.Method, cc, eng
 	var path string
 	if !connect {
 		path = r.URL.RequestURI()
@@ -426,8 +433,9 @@ func (s *Server) plain(w http.ResponseWriter, r *http.Request, info *reqInfo, cf
 	switch d.Action {
 	case policy.Block:
 		s.metrics.httpBlock.Inc()
-		info.url = eventURL(r.URL)
+		info.url = requestURL(w, r)
 		s.blockPage(w, r, info, cfg, info.url, src) // the event is durable before the page goes
+		answeredHere(w)
 		return
 	case policy.Rewrite:
 		info.rewrite = d.Rewrite
@@ -476,6 +484,16 @@ func eventURL(u *url.URL) string {
 	c := *u
 	c.User = nil
 	return c.String()
+}
+
+// requestURL is eventURL(r.URL), without building it again when the
+// front's fast path read r: its target is that URL's String already, with
+// no user name in it (FuzzReadRequest).
+func requestURL(w http.ResponseWriter, r *http.Request) string {
+	if fw, ok := w.(*frontWriter); ok && fw.fc.rr.fast(r) && r.URL == fw.fc.rr.u {
+		return r.RequestURI
+	}
+	return eventURL(r.URL)
 }
 
 // looped reports whether a request already passed through Gatehouse.
@@ -927,9 +945,8 @@ func (s *Server) newEvent(info *reqInfo, source, action string, status int, byte
 	}
 	if source == "connect" {
 		ev.Protocol = "https"
-		ev.Name = net.JoinHostPort(info.host, info.port)
-		if info.port == "443" {
-			ev.Name = info.host
+		if info.port != "443" {
+			ev.Name = net.JoinHostPort(info.host, info.port)
 		}
 	}
 	if reason != "" {
@@ -1142,6 +1159,9 @@ func normHost(host string) (string, netip.Addr, error) {
 	b, addr, err := bl.CanonicalHost(buf[:0], host)
 	if err != nil {
 		return "", netip.Addr{}, err
+	}
+	if string(b) == host {
+		return host, addr, nil // already canonical: no copy
 	}
 	return string(b), addr, nil
 }
