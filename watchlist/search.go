@@ -63,7 +63,8 @@ const MaxTerm = 256
 // are read. Autocomplete endpoints are left out on purpose: they send
 // every keystroke ("s", "su", "sui", ...), which would report one search
 // many times over. YouTube's hosts are those Google names for its
-// YouTube-Restrict header.
+// YouTube-Restrict header; YouTube Music's search page is
+// music.youtube.com/search?q=.
 func DefaultEngines() []Engine {
 	return []Engine{
 		{Name: "Google", Hosts: []string{"google.*"}, Paths: []string{"/search", "/webhp"}, Param: "q", AltParams: []string{"as_q", "as_epq", "as_oq"},
@@ -72,7 +73,7 @@ func DefaultEngines() []Engine {
 			SafeParam: "adlt", SafeStrict: "strict", SafeModerate: "moderate"},
 		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite"}, Param: "q",
 			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1", PostsForm: true},
-		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results"}, Param: "search_query",
+		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results", "/search"}, Param: "search_query", AltParams: []string{"q"},
 			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate",
 			JSONPaths: []string{"/youtubei/v1/search"}, JSONField: "query"},
 		{Name: "Yahoo", Hosts: []string{"search.yahoo.com"}, Paths: []string{"/search", "/search/images", "/search/video"}, Param: "p",

@@ -36,11 +36,13 @@ func TestSearchTermSpellings(t *testing.T) {
 		// DuckDuckGo's HTML and lite pages post their search form.
 		{"ddg html POST", "POST", "html.duckduckgo.com", "/html/", "q=how+to+kill+myself&b="},
 		{"ddg lite POST", "POST", "lite.duckduckgo.com", "/lite/", "q=how+to+kill+myself"},
+		// YouTube Music's search page.
+		{"youtube music", "GET", "music.youtube.com", "/search?q=how+to+kill+myself", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := searchEnv(t)
 			e.res.mu.Lock()
-			for _, h := range []string{"html.duckduckgo.com", "lite.duckduckgo.com"} {
+			for _, h := range []string{"html.duckduckgo.com", "lite.duckduckgo.com", "music.youtube.com"} {
 				e.res.names[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 			}
 			e.res.mu.Unlock()
