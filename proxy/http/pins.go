@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -104,7 +105,7 @@ func (p *pinTracker) fail(client netip.Addr, host string, now time.Time) bool {
 		}
 		list = append(list[:oldest], list[oldest+1:]...)
 	}
-	p.clients[client] = append(list, pinEntry{host: host, n: 1, first: now})
+	p.clients[client] = append(list, pinEntry{host: strings.Clone(host), n: 1, first: now}) // not the request head's (reqread.go)
 	return false
 }
 

@@ -3,8 +3,11 @@ package httpproxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -172,5 +175,38 @@ func TestEventsDetachHead(t *testing.T) {
 	}
 	if in(evs[0].Name) || in(evs[0].URL) || in(evs[0].SearchTerm) {
 		t.Error("the stored event points into the request's head")
+	}
+}
+
+// TestUpstreamKeyCopied: the pool of idle connections to sites keeps its
+// own copy of a site's name and port, not strings cut from the request
+// head that first dialled it.
+func TestUpstreamKeyCopied(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	_, port, _ := net.SplitHostPort(e.origin.Listener.Addr().String())
+	head := "GET http://site.test:" + port + "/ HTTP/1.1\r\n" + strings.Repeat("Cookie: a=b\r\n", 200) + "\r\n"
+	in := func(s string) bool {
+		p, h := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(head)))
+		return p >= h && p < h+uintptr(len(head))
+	}
+	key := siteKey{host: head[11:20], port: head[21 : 21+len(port)]}
+	if key.host != "site.test" || key.port != port || !in(key.host) || !in(key.port) {
+		t.Fatalf("key %+v", key)
+	}
+	info := &reqInfo{client: netip.MustParseAddr("127.0.0.1"), host: key.host, port: key.port}
+	pc, err := e.s.up.dial(context.Background(), info, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s.up.put(key, pc)
+	e.s.up.mu.Lock()
+	defer e.s.up.mu.Unlock()
+	if len(e.s.up.idle) != 1 {
+		t.Fatalf("idle %v", e.s.up.idle)
+	}
+	for k := range e.s.up.idle {
+		if k != key || in(k.host) || in(k.port) || in(pc.key.host) || in(pc.key.port) {
+			t.Errorf("the pool keeps the head's strings: %+v", k)
+		}
 	}
 }

@@ -262,6 +262,9 @@ func (u *upstream) dial(ctx context.Context, info *reqInfo, key siteKey) (*upCon
 	if err != nil {
 		return nil, err
 	}
+	// The pool keeps the key while the connection is idle: copies, not
+	// strings cut from a request head (reqread.go), which would keep it.
+	key.host, key.port = strings.Clone(key.host), strings.Clone(key.port)
 	return &upConn{c: c, br: bufio.NewReaderSize(c, 32<<10), bw: bufio.NewWriterSize(c, 4<<10), key: key}, nil
 }
 
@@ -277,7 +280,7 @@ func (u *upstream) get(key siteKey) (*upConn, bool) {
 		list = list[:len(list)-1]
 		u.unlink(pc)
 		if now.Sub(pc.used) < u.idleTimeout {
-			u.setIdle(key, list)
+			u.setIdle(pc.key, list) // the map takes the key it is given: the connection's copy
 			return pc, true
 		}
 		_ = pc.c.Close() // the rest are older still
@@ -315,7 +318,7 @@ func (u *upstream) put(key siteKey, pc *upConn) {
 		u.drop(u.lru.next) // the least recently used, to any site
 		list = u.idle[key]
 	}
-	u.idle[key] = append(list, pc)
+	u.idle[pc.key] = append(list, pc) // the connection's copy of key (dial)
 	pc.prev, pc.next = u.lru.prev, &u.lru
 	pc.prev.next, u.lru.prev = pc, pc
 	u.nIdle++
