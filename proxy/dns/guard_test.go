@@ -238,17 +238,19 @@ func TestUpstreamWaitsBounded(t *testing.T) {
 	if got := testutil.ToFloat64(ts.metrics.upstreamBusy); got != float64(busy) {
 		t.Errorf("gatehouse_dns_upstream_busy_total = %v, want %d", got, busy)
 	}
-	// The detached workers exit, and the slots are given back, once they
-	// have answered (just after the reply is sent).
+	// The detached workers retire (at most maxRetired a socket) or exit,
+	// and the slots are given back, once they have answered (just after
+	// the reply is sent).
+	active := func(l *udpListener) int32 { return l.workers.Load() - l.retired.Load() }
 	settled := func() bool {
-		return ts.Server.udp[0].workers.Load() == base && ts.Server.udp[1].workers.Load() == base && ts.waiting.Load() == 0
+		return active(ts.Server.udp[0]) == base && active(ts.Server.udp[1]) == base && ts.waiting.Load() == 0
 	}
 	for i := 0; !settled() && i < 3000; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !settled() {
-		t.Errorf("after: %d and %d workers (base %d), %d waiting", ts.Server.udp[0].workers.Load(),
-			ts.Server.udp[1].workers.Load(), base, ts.waiting.Load())
+	if !settled() || ts.Server.udp[0].retired.Load() > maxRetired {
+		t.Errorf("after: %d and %d workers not retired (base %d), %d retired, %d waiting", active(ts.Server.udp[0]),
+			active(ts.Server.udp[1]), base, ts.Server.udp[0].retired.Load(), ts.waiting.Load())
 	}
 }
 
@@ -289,5 +291,44 @@ func TestFlightPanicReleasesWaiters(t *testing.T) {
 	}
 	if _, err := f.do(k, func() (*entry, error) { return nil, nil }); err != nil {
 		t.Fatalf("next query: %v", err)
+	}
+}
+
+// TestMissWorkersReused: a worker whose upstream wait is over retires and
+// takes the place of the next one that waits, so a stream of cache misses
+// does not start a goroutine for each; the retired are bounded, and exit
+// when the listener closes (TestUpstreamWaitsBounded's workers count).
+func TestMissWorkersReused(t *testing.T) {
+	ts := startServer(t, func(o *Options) {
+		o.UDPSockets = 1
+		o.Cache.Prefetch = false
+	})
+	started := func() float64 { return testutil.ToFloat64(ts.metrics.udpStarted) }
+	base := started()
+	c := ts.udpClient(t)
+	buf := make([]byte, 1500)
+	for i := range 200 {
+		m := new(mdns.Msg)
+		m.SetQuestion(fmt.Sprintf("reuse-%d.example.", i), mdns.TypeA)
+		pkt, _ := m.Pack()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits := ts.up.count("reuse-199.example."); hits != 1 {
+		t.Fatalf("the last miss reached the upstream %d times", hits)
+	}
+	// One miss at a time: after the first, a retired worker is always
+	// free (it retires right after writing its answer, so at most a few
+	// misses can come before it is back).
+	if n := started() - base; n > 20 {
+		t.Errorf("200 sequential misses started %.0f workers, want a few", n)
+	}
+	if n := ts.Server.udp[0].retired.Load(); n > maxRetired {
+		t.Errorf("%d retired workers, bound %d", n, maxRetired)
 	}
 }

@@ -25,6 +25,7 @@ type metrics struct {
 	udpWait       prometheus.Histogram // kernel receipt of a datagram → a worker read it
 	udpAnswer     prometheus.Histogram // read → answer written (not held for its event)
 	udpParked     prometheus.Gauge     // spare UDP readers parked (udp.go)
+	udpStarted    prometheus.Counter   // UDP workers started (udp.go: spawn)
 	held          prometheus.Histogram // a block answer held for its event's commit: how long
 
 	// The queries counters by label values, so that counting a query is a
@@ -81,6 +82,8 @@ func newMetrics(reg prometheus.Registerer, cacheLen, pendingLen func() int) *met
 			Buckets: latencyBuckets}),
 		udpParked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_dns_udp_readers_parked",
 			Help: "Spare UDP reader threads parked because queries were queueing in the socket (a saturated resolver answers more with fewer)."}),
+		udpStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_udp_workers_started_total",
+			Help: "UDP workers started: at start, and to read in the place of one waiting on an upstream when no retired worker was free."}),
 		held: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_dns_held_seconds",
 			Help:    "How long block answers waited for their event to be committed to the breach store (only those that waited; a slow disk shows here).",
 			Buckets: latencyBuckets}),
@@ -101,7 +104,7 @@ func newMetrics(reg prometheus.Registerer, cacheLen, pendingLen func() int) *met
 			Help: "Off-site DoH/DoT requests refused, by listener and reason (token: unknown, revoked or malformed; ratelimited; bad: not a DNS request)."}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.udpWait, m.udpAnswer, m.udpParked, m.held, m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
+		reg.MustRegister(m.udpWait, m.udpAnswer, m.udpParked, m.udpStarted, m.held, m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,
 			m.eventsQueued, m.eventsDropped, m.probes, m.rateLimited, m.upstreamBusy, m.panics, m.remoteRefused,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_dns_cache_entries", Help: "Answers in the cache."},
 				func() float64 { return float64(cacheLen()) }),

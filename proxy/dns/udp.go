@@ -45,7 +45,19 @@ type udpListener struct {
 	parked  atomic.Int32
 	wake    chan struct{} // unbuffered: a send reaches a parked reader or none
 	done    chan struct{} // closed by close
+
+	// Workers whose upstream wait is over wait here (retire) to replace
+	// the next worker that detaches, rather than exit: a new goroutine
+	// would grow its stack and make its buffers again.
+	idle    chan int64 // unbuffered: the replaced worker's average wait
+	retired atomic.Int32
 }
+
+// maxRetired bounds the workers kept for replace per socket; more exit.
+// Under a stream of cache misses about as many wait on upstreams at once
+// as the miss rate times the upstream's answer time (1,000 misses a
+// second at 20 ms: 20).
+const maxRetired = 32
 
 // udpConn is a UDP socket as the workers use it: *net.UDPConn, or
 // *blockingUDP on Linux.
@@ -141,7 +153,7 @@ func (s *Server) serveBlockingUDP(conn *net.UDPConn) (*udpListener, error) {
 // beyond floor are spares that park while the socket's queue stays deep
 // (park).
 func (s *Server) readBlocking(bc *blockingUDP, pktinfo bool, readers, floor int) *udpListener {
-	l := &udpListener{s: s, conn: bc, pktinfo: pktinfo, wake: make(chan struct{}), done: make(chan struct{})}
+	l := &udpListener{s: s, conn: bc, pktinfo: pktinfo, wake: make(chan struct{}), done: make(chan struct{}), idle: make(chan int64)}
 	if readers > floor {
 		l.floor = int32(floor)
 	}
@@ -215,7 +227,7 @@ func (l *udpListener) unpark(all bool) {
 // destination address (IP_PKTINFO); where that is not available, ok is
 // false and the caller uses miekg/dns's server instead.
 func (s *Server) serveUDP(conn *net.UDPConn, workers int) (l *udpListener, ok bool) {
-	l = &udpListener{s: s, conn: conn}
+	l = &udpListener{s: s, conn: conn, done: make(chan struct{}), idle: make(chan int64)}
 	if la, _ := conn.LocalAddr().(*net.UDPAddr); la == nil || la.IP.IsUnspecified() {
 		if err := enablePktinfo(conn); err != nil {
 			return nil, false
@@ -232,6 +244,7 @@ func (s *Server) serveUDP(conn *net.UDPConn, workers int) (l *udpListener, ok bo
 // predecessor's: from 0 it would take the queue for a short one and wake
 // parked spares).
 func (l *udpListener) spawn(n int, wait int64) {
+	l.s.metrics.udpStarted.Add(float64(n))
 	l.wg.Add(n)
 	l.workers.Add(int32(n))
 	l.readers.Add(int32(n))
@@ -297,8 +310,13 @@ func (l *udpListener) worker(avg int64) {
 		if w.wrote && !w.held {
 			l.s.metrics.udpAnswer.Observe(time.Since(read).Seconds())
 		}
-		if w.detached {
-			return // its replacement is already reading
+		if w.detached { // its replacement is already reading
+			avg, ok := l.retire()
+			if !ok {
+				return
+			}
+			w.detached, w.avg = false, avg // a reader again, in a detached one's place (replace)
+			continue
 		}
 		if l.floor > 0 {
 			switch {
@@ -386,9 +404,38 @@ func (w *udpWriter) detach() bool {
 	w.detached = true
 	w.l.readers.Add(-1)
 	if !w.l.closed.Load() {
-		w.l.spawn(1, w.avg)
+		w.l.replace(w.avg)
 	}
 	return true
+}
+
+// replace puts a reader on the socket in the place of one that detached
+// (avg: its average wait): a retired worker if one waits, else a new one.
+func (l *udpListener) replace(avg int64) {
+	l.readers.Add(1) // counted before it reads, as spawn does
+	select {
+	case l.idle <- avg:
+	default:
+		l.readers.Add(-1)
+		l.spawn(1, avg)
+	}
+}
+
+// retire keeps a worker whose upstream wait is over until replace needs
+// it, and returns the average wait it takes over; false, and the worker
+// exits, when maxRetired already wait or the listener closes.
+func (l *udpListener) retire() (int64, bool) {
+	if l.retired.Add(1) > maxRetired || l.closed.Load() {
+		l.retired.Add(-1)
+		return 0, false
+	}
+	defer l.retired.Add(-1)
+	select {
+	case avg := <-l.idle:
+		return avg, true
+	case <-l.done:
+		return 0, false
+	}
 }
 
 func (w *udpWriter) LocalAddr() net.Addr  { return w.local }

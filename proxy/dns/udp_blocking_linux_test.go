@@ -229,9 +229,10 @@ func TestSpareReadersPark(t *testing.T) {
 		if r != 4 || w != 5 || p > 2 {
 			t.Errorf("while one waited: %d readers, %d workers, %d parked; want 4, 5, at most 2", r, w, p)
 		}
-		for deadline := time.Now().Add(30 * time.Second); l.workers.Load() != 4 || l.readers.Load() != 4; time.Sleep(time.Millisecond) {
+		// The one that waited retires, kept to replace the next.
+		for deadline := time.Now().Add(30 * time.Second); l.workers.Load() != 5 || l.readers.Load() != 4 || l.retired.Load() != 1; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("after: %d workers, %d readers; want 4, 4", l.workers.Load(), l.readers.Load())
+				t.Fatalf("after: %d workers, %d readers, %d retired; want 5, 4, 1", l.workers.Load(), l.readers.Load(), l.retired.Load())
 			}
 		}
 	})
