@@ -42,7 +42,7 @@ type Feed struct {
 	URL      string        // http or https
 	Timeout  time.Duration // whole download; default 60s
 	MaxSize  int64         // cap on the body as received (after any transport gunzip); default 256 MiB
-	Header   http.Header   // extra headers, e.g. Authorization (never logged)
+	Header   http.Header   // extra headers, e.g. Authorization (never logged; dropped on a redirect to another host)
 	Username string        // optional HTTP Basic
 	Password string
 }
@@ -169,7 +169,7 @@ func (f *Fetcher) Fetch(ctx context.Context, feed Feed, validate func(tmpPath st
 		}
 	}
 
-	resp, err := f.client(timeout).Do(req)
+	resp, err := f.client(timeout, feed.Header).Do(req)
 	if err != nil {
 		return FetchResult{}, fe.transport(ctx, tctx, timeout, "request failed", err)
 	}
@@ -310,8 +310,11 @@ func (m fetchMeta) result(path string) FetchResult {
 }
 
 // client returns a copy of the configured client with the download
-// timeout and redirect policy applied.
-func (f *Fetcher) client(timeout time.Duration) *http.Client {
+// timeout and redirect policy applied. secret holds the feed's own
+// headers (auth.header's token): like Authorization, which net/http drops
+// by itself, they are sent only to the feed's host and its subdomains,
+// never to another host a redirect points at.
+func (f *Fetcher) client(timeout time.Duration, secret http.Header) *http.Client {
 	base := f.Client
 	if base == nil {
 		base = defaultFetchClient()
@@ -324,6 +327,12 @@ func (f *Fetcher) client(timeout time.Duration) *http.Client {
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) > fetchMaxRedirects {
 			return fmt.Errorf("stopped after %d redirects", fetchMaxRedirects)
+		}
+		if len(via) > 0 && !sameFeedHost(req.URL, via[0].URL) {
+			for k := range secret {
+				req.Header.Del(k)
+			}
+			req.Header.Del("Authorization")
 		}
 		if req.URL.Scheme != "https" {
 			for _, v := range via {
@@ -338,6 +347,17 @@ func (f *Fetcher) client(timeout time.Duration) *http.Client {
 		return nil
 	}
 	return &c
+}
+
+// sameFeedHost reports whether a redirect target is the feed's own host or
+// one of its subdomains (the hosts its credentials may go to).
+func sameFeedHost(dest, feed *url.URL) bool {
+	d := strings.TrimSuffix(strings.ToLower(dest.Hostname()), ".")
+	h := strings.TrimSuffix(strings.ToLower(feed.Hostname()), ".")
+	if d == h {
+		return true
+	}
+	return !strings.ContainsAny(d, ":%") && net.ParseIP(h) == nil && strings.HasSuffix(d, "."+h)
 }
 
 var defaultFetchClient = sync.OnceValue(func() *http.Client {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -664,6 +665,69 @@ func TestFetchBadFeed(t *testing.T) {
 	for _, feed := range []Feed{{URL: "http://127.0.0.1/"}, {Name: "x", URL: "ftp://127.0.0.1/x"}, {Name: "x", URL: "/relative"}} {
 		if _, err := f.Fetch(context.Background(), feed, nil, nil); err == nil {
 			t.Errorf("feed %+v accepted", feed)
+		}
+	}
+}
+
+// TestFetchRedirectToAnotherHostDropsCredentials: a feed's credentials
+// (Basic auth and auth.header's token) go to the feed's host and its
+// subdomains only; a redirect to another host (a mirror, a CDN, a hijacked
+// link) must not carry them.
+func TestFetchRedirectToAnotherHostDropsCredentials(t *testing.T) {
+	const token, pass = "sekret-api-token-value", "hunter2-pass"
+	var mu sync.Mutex
+	var seen []http.Header
+	other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		w.Write([]byte("mirrored.example\n"))
+	}))
+	defer other.Close()
+	otherPort := other.Listener.Addr().(*net.TCPAddr).Port
+	feedSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/same": // the same host: credentials stay
+			http.Redirect(w, r, "/list", http.StatusFound)
+		case "/list":
+			if r.Header.Get("X-Api-Key") != token {
+				http.Error(w, "no token", http.StatusUnauthorized)
+				return
+			}
+			w.Write([]byte("same-host.example\n"))
+		default: // another host (the test certificate covers example.com)
+			http.Redirect(w, r, fmt.Sprintf("https://example.com:%d/list", otherPort), http.StatusFound)
+		}
+	}))
+	defer feedSrv.Close()
+	tr := feedSrv.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, _ := net.SplitHostPort(addr); host == "example.com" {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	f := &Fetcher{Dir: filepath.Join(t.TempDir(), "cache"), Client: &http.Client{Transport: tr}}
+	feed := Feed{Name: "iwf", URL: feedSrv.URL + "/same", Header: http.Header{"X-Api-Key": {token}}, Username: "school", Password: pass}
+	res, err := f.Fetch(context.Background(), feed, nil, nil)
+	if err != nil || fetchReadFile(t, res.Path) != "same-host.example\n" {
+		t.Fatalf("same-host redirect: res %+v err %v", res, err)
+	}
+	feed.URL = feedSrv.URL + "/elsewhere"
+	res, err = f.Fetch(context.Background(), feed, nil, nil)
+	if err != nil || fetchReadFile(t, res.Path) != "mirrored.example\n" {
+		t.Fatalf("cross-host redirect: res %+v err %v", res, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 {
+		t.Fatalf("other host hit %d times", len(seen))
+	}
+	for k, vs := range seen[0] {
+		for _, v := range vs {
+			if strings.Contains(v, token) || k == "Authorization" {
+				t.Errorf("the other host received the feed's credentials: %s: %s", k, v)
+			}
 		}
 	}
 }
