@@ -69,6 +69,9 @@ type LineError struct {
 }
 
 func (e LineError) Error() string {
+	if e.Reason == "" && e.Text == "" { // a restricted list's (withheld)
+		return fmt.Sprintf("%s:%d: invalid line (restricted list: not shown)", e.File, e.Line)
+	}
 	return fmt.Sprintf("%s:%d: %s: %q", e.File, e.Line, e.Reason, e.Text)
 }
 

@@ -309,6 +309,9 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 		var c countSink
 		res, err := ParseFile(tmp, s.Format, &c)
 		if err != nil {
+			if s.Restricted() {
+				return withholdLines(err)
+			}
 			return err
 		}
 		if res.Entries == 0 {
@@ -455,6 +458,9 @@ func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format) (in
 		return 0, err
 	}
 	res, err := ParseFile(path, f, sink)
+	if info.Restricted {
+		res.Errors, err = withholdLineText(res.Errors), withholdLines(err)
+	}
 	li.Format, li.Entries, li.Invalid, li.Errors, li.Loaded = res.Format, res.Entries, res.Invalid, res.Errors, time.Now()
 	m.logInvalid(li)
 	if err != nil {

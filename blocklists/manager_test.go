@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -517,4 +518,64 @@ func TestManagerRefusesShrunkLocalList(t *testing.T) {
 			t.Fatalf("a list pointed at another file was refused: %v", err)
 		}
 	})
+}
+
+// TestManagerRestrictedListErrorsQuoteNoLine: a restricted (IWF/CTIRU) list
+// that does not load is reported by file and line only: no part of its
+// lines reaches the log, the list status (/healthz, the IT digest), the
+// index's list info (lists stats) or a refresh's result, for a local file
+// and a feed alike.
+func TestManagerRestrictedListErrorsQuoteNoLine(t *testing.T) {
+	const secret = "csam-secret-label"
+	// Every line is invalid, and the IDN library's reason quotes the label.
+	bad := strings.Repeat(secret+"\u200d.example\n", 3)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "iwf.txt")
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	feed := newFeedServer(t, domains("ok", 5))
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	local := Source{Name: "iwf", Path: path, Format: FormatDomains, Category: IWF}
+	remote := feedSource("ctiru", feed.srv.URL, CTIRU)
+	remote.Format = FormatDomains
+	m := NewManager(filepath.Join(dir, "cache"), []Source{local, remote}, nil, log)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	feed.set(bad, "text/plain", false)
+	results, _ := m.Update(context.Background(), []string{"ctiru"}, nil)
+	var said []string
+	for _, r := range results {
+		if r.Err == nil {
+			t.Errorf("%s: an all-invalid download was accepted", r.Name)
+			continue
+		}
+		said = append(said, "update "+r.Name+": "+r.Err.Error())
+	}
+	for _, st := range m.Status() {
+		said = append(said, "status "+st.Name+": "+st.LastError)
+	}
+	for _, l := range m.Index().Lists() {
+		said = append(said, "index "+l.Name+": "+l.Err)
+	}
+	said = append(said, "log: "+logs.String())
+	found := map[string]bool{}
+	for _, s := range said {
+		if strings.Contains(s, secret) {
+			t.Errorf("a restricted list's line was quoted: %s", s)
+		}
+		if strings.Contains(s, "iwf.txt:1") {
+			found["iwf"] = true
+		}
+		if strings.Contains(s, ":1") && strings.HasPrefix(s, "update ctiru") {
+			found["ctiru"] = true
+		}
+	}
+	for _, n := range []string{"iwf", "ctiru"} {
+		if !found[n] {
+			t.Errorf("%s: no error names the file and line:\n%s", n, strings.Join(said, "\n"))
+		}
+	}
 }

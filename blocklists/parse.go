@@ -156,14 +156,56 @@ func Parse(r io.Reader, file string, f Format, sink Sink) (ParseResult, error) {
 		}
 	}
 	if res.Entries == 0 && res.Invalid > 0 {
-		e := res.Errors[0]
-		where := fmt.Sprintf("line %d", e.Line)
-		if e.File != "" {
-			where = fmt.Sprintf("%s:%d", e.File, e.Line)
-		}
-		return res, fmt.Errorf("%w (%d invalid lines; first: %s: %s)", ErrNoValidEntries, res.Invalid, where, e.Reason)
+		return res, &NoValidEntriesError{Invalid: res.Invalid, First: res.Errors[0]}
 	}
 	return res, nil
+}
+
+// NoValidEntriesError is Parse's error for a list whose lines were all
+// rejected. It matches ErrNoValidEntries (errors.Is) and names the first
+// rejected line by file:line with the reason, which can quote part of the
+// line; Withheld drops the reason (for restricted lists).
+type NoValidEntriesError struct {
+	Invalid int
+	First   LineError
+}
+
+func (e *NoValidEntriesError) Error() string {
+	where := fmt.Sprintf("line %d", e.First.Line)
+	if e.First.File != "" {
+		where = fmt.Sprintf("%s:%d", e.First.File, e.First.Line)
+	}
+	if e.First.Reason == "" {
+		return fmt.Sprintf("%v (%d invalid lines; first: %s)", ErrNoValidEntries, e.Invalid, where)
+	}
+	return fmt.Sprintf("%v (%d invalid lines; first: %s: %s)", ErrNoValidEntries, e.Invalid, where, e.First.Reason)
+}
+
+func (e *NoValidEntriesError) Unwrap() error { return ErrNoValidEntries }
+
+// withholdLines returns err with no part of a list's lines in it: a
+// NoValidEntriesError keeps only the first bad line's file:line. Every
+// error a restricted (IWF/CTIRU) list's load or download returns passes
+// through it, so its logs, status and /healthz never quote the list.
+func withholdLines(err error) error {
+	var nv *NoValidEntriesError
+	if !errors.As(err, &nv) {
+		return err
+	}
+	w := *nv
+	w.First = LineError{File: nv.First.File, Line: nv.First.Line}
+	return &w
+}
+
+// withholdLineText drops the text and reason of a restricted list's
+// rejected lines, keeping where they are, so nothing that reads the
+// index's list info can show them.
+func withholdLineText(errs []LineError) []LineError {
+	out := make([]LineError, len(errs))
+	for i, e := range errs {
+		out[i] = LineError{File: e.File, Line: e.Line}
+	}
+	return out
 }
 
 // sniff rejects data that is clearly not a text list.
