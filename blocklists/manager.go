@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +107,10 @@ type listState struct {
 	Entries int       `json:"entries"`
 	Updated time.Time `json:"updated"`
 	Origin  string    `json:"origin,omitempty"` // a local source's Source.origin at that count
+	// Parts are a squidGuard tree's entries per file ("gambling",
+	// "gambling/urls"): each is a category of its own, checked against
+	// min_ratio like the whole tree.
+	Parts map[string]int `json:"parts,omitempty"`
 }
 
 // NewManager prepares a manager whose feed cache lives in cacheDir. It does
@@ -354,7 +360,7 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 	newState := map[string]listState{}
 	loaded, errs := map[string]loadedList{}, map[string]error{}
 	for _, s := range m.sources {
-		n, err := m.loadSource(b, s)
+		n, parts, err := m.loadSource(b, s)
 		if err != nil {
 			errs[s.Name] = err
 			m.log.Error("list not loaded", "list", s.Name, "err", err)
@@ -367,7 +373,7 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 			continue
 		}
 		st := m.state[s.Name]
-		if err := localShrunk(s, st, n); err != nil && !strict {
+		if err := localShrunk(s, st, n, parts); err != nil && !strict {
 			// At start there are no running lists to keep: load what is there.
 			m.log.Warn("list loaded smaller than when last loaded", "list", s.Name, "err", err)
 		} else if err != nil {
@@ -383,6 +389,7 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 		if s.Feed == nil {
 			st.Origin = s.origin()
 		}
+		st.Parts = parts
 		if st.Entries != n || st.Updated.IsZero() {
 			st.Updated = time.Now().UTC()
 		}
@@ -416,11 +423,32 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 
 // localShrunk refuses a local source (file or squidGuard tree) read with
 // n entries that is under its minimum ratio of the count it last loaded
-// with from the same path and format. A feed's downloads are checked when
-// they arrive (update).
-func localShrunk(s Source, st listState, n int) error {
-	if s.Feed != nil || st.Origin != s.origin() || !shrunk(n, st.Entries, s.minRatio()) {
+// with from the same path and format, and a squidGuard tree one of whose
+// files still mapped to a category (parts) is: a tree's total hides a
+// small category emptied or removed beside a large one. A feed's downloads
+// are checked when they arrive (update).
+func localShrunk(s Source, st listState, n int, parts map[string]int) error {
+	if s.Feed != nil || st.Origin != s.origin() {
 		return nil
+	}
+	if !shrunk(n, st.Entries, s.minRatio()) {
+		mapping := s.SquidCategories
+		if mapping == nil {
+			mapping = UT1Categories
+		}
+		var cut []string
+		for _, key := range slices.Sorted(maps.Keys(st.Parts)) {
+			dir, _, _ := strings.Cut(key, "/")
+			if _, mapped := mapping[dir]; mapped && shrunk(parts[key], st.Parts[key], s.minRatio()) {
+				cut = append(cut, fmt.Sprintf("%s has %d entries, previously %d", filepath.Join(s.Path, key), parts[key], st.Parts[key]))
+			}
+		}
+		if len(cut) == 0 {
+			return nil
+		}
+		return fmt.Errorf("list %s: %s (under %.0f%%; a missing file counts as empty): refused, keeping the running lists "+
+			"(a tree being copied or emptied by mistake would otherwise unblock the category; to accept it set min_ratio: 0 on the list)",
+			s.Name, strings.Join(cut, "; "), s.minRatio()*100)
 	}
 	return fmt.Errorf("list %s: %s has %d entries, previously %d (under %.0f%%): refused, keeping the running lists "+
 		"(an empty or half-written file would otherwise replace it; to accept the smaller list set min_ratio: 0 on it)",
@@ -435,8 +463,9 @@ type built struct {
 	errs   map[string]error
 }
 
-// loadSource adds one source's lists to b and returns its entry count.
-func (m *Manager) loadSource(b *Builder, s Source) (int, error) {
+// loadSource adds one source's lists to b and returns its entry count and,
+// for a squidGuard tree, the count of each of its files (listState.Parts).
+func (m *Manager) loadSource(b *Builder, s Source) (int, map[string]int, error) {
 	if s.Format == FormatSquidGuard {
 		return m.loadSquidGuard(b, s)
 	}
@@ -444,11 +473,12 @@ func (m *Manager) loadSource(b *Builder, s Source) (int, error) {
 	if s.Feed != nil {
 		p, _, ok := m.fetcher.Cached(s.Name)
 		if !ok {
-			return 0, errors.New("not downloaded yet and no cached copy")
+			return 0, nil, errors.New("not downloaded yet and no cached copy")
 		}
 		path = p
 	}
-	return m.loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format)
+	n, err := m.loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format)
+	return n, nil, err
 }
 
 func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format) (int, error) {
@@ -470,16 +500,17 @@ func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format) (in
 	return res.Entries, nil
 }
 
-func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
+func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, map[string]int, error) {
 	dirs, err := ScanSquidGuard(s.Path)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	mapping := s.SquidCategories
 	if mapping == nil {
 		mapping = UT1Categories
 	}
 	total, loaded := 0, 0
+	parts := map[string]int{}
 	for _, d := range dirs {
 		cat, ok := mapping[d.Dir]
 		if !ok {
@@ -495,16 +526,17 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, error) {
 			info := ListInfo{Name: s.Name + "/" + d.Dir + f.suffix, Source: s.Name, Category: cat, Restricted: cat.Restricted()}
 			n, err := m.loadFile(b, info, f.path, f.format)
 			total += n
+			parts[d.Dir+f.suffix] = n
 			loaded++
 			if err != nil {
-				return total, err
+				return total, nil, err
 			}
 		}
 	}
 	if loaded == 0 {
-		return 0, fmt.Errorf("%s: no sub-directory with a mapped category (is path the directory that holds adult/, gambling/ ...?)", s.Path)
+		return 0, nil, fmt.Errorf("%s: no sub-directory with a mapped category (is path the directory that holds adult/, gambling/ ...?)", s.Path)
 	}
-	return total, nil
+	return total, parts, nil
 }
 
 // commit publishes a built index (publish may be nil), then records it

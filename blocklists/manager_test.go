@@ -579,3 +579,84 @@ func TestManagerRestrictedListErrorsQuoteNoLine(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerSquidGuardKeepsEachCategory: a squidGuard tree is many lists,
+// one a category; a reload or refresh that finds one of them emptied (an
+// rsync caught mid-copy) or gone must not drop that category while the
+// tree's total stays over min_ratio: the rebuild is refused and the
+// running lists keep blocking it.
+func TestManagerSquidGuardKeepsEachCategory(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "blacklists")
+	write := func(rel, data string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := func() {
+		write("adult/domains", domains("porn", 1000))
+		write("gambling/domains", domains("bet", 100))
+		write("gambling/urls", "casino.example/poker\n")
+	}
+	full()
+	src := Source{Name: "ut1", Path: root, Format: FormatSquidGuard}
+	m := NewManager(filepath.Join(t.TempDir(), "cache"), []Source{src}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	held := func(when string) {
+		t.Helper()
+		if !m.Index().Lookup("bet7.example").Has(Gambling) {
+			t.Fatalf("%s: gambling no longer blocked", when)
+		}
+		if !m.Index().Lookup("porn7.example").Has(Pornography) {
+			t.Fatalf("%s: adult no longer blocked", when)
+		}
+	}
+	held("loaded")
+	for _, tc := range []struct {
+		name string
+		cut  func()
+	}{
+		{"gambling/domains emptied", func() { write("gambling/domains", "") }},
+		{"gambling/domains cut short", func() { write("gambling/domains", domains("bet", 10)) }},
+		{"gambling directory gone", func() {
+			if err := os.RemoveAll(filepath.Join(root, "gambling")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		tc.cut()
+		if _, err := m.Rebuild(); err == nil {
+			t.Errorf("%s: rebuild accepted", tc.name)
+		} else if !strings.Contains(err.Error(), "gambling") {
+			t.Errorf("%s: the error does not name the category's list: %v", tc.name, err)
+		}
+		held(tc.name + ", rebuild")
+		if _, err := m.SetSources([]Source{src}, nil); err == nil {
+			t.Errorf("%s: reload accepted", tc.name)
+		}
+		held(tc.name + ", reload")
+		full()
+		if _, err := m.Rebuild(); err != nil {
+			t.Fatalf("the full tree again: %v", err)
+		}
+	}
+	// min_ratio: 0 lets IT drop a category on purpose.
+	if err := os.RemoveAll(filepath.Join(root, "gambling")); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0.0
+	open := src
+	open.MinRatio = &zero
+	if _, err := m.SetSources([]Source{open}, nil); err != nil {
+		t.Fatalf("min_ratio 0: %v", err)
+	}
+	if m.Index().Lookup("bet7.example").Has(Gambling) {
+		t.Fatal("min_ratio 0: the category was not dropped")
+	}
+}
