@@ -41,7 +41,7 @@ type Feed struct {
 	Name     string        // list name, used for the cache file name (sanitised)
 	URL      string        // http or https
 	Timeout  time.Duration // whole download; default 60s
-	MaxSize  int64         // cap on the body as received (after any transport gunzip); default 256 MiB
+	MaxSize  int64         // cap on the body as received (after any transport gunzip) and, for a gzip body, as unpacked; default 256 MiB
 	Header   http.Header   // extra headers, e.g. Authorization (never logged; dropped on a redirect to another host)
 	Username string        // optional HTTP Basic
 	Password string
@@ -245,6 +245,13 @@ func (f *Fetcher) Fetch(ctx context.Context, feed Feed, validate func(tmpPath st
 		return FetchResult{}, fe.new("closing temporary file", err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
+	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+		// A gzip body is stored as served and unpacked when parsed: hold
+		// what it unpacks to to the same cap, before anything parses it.
+		if msg := gzipUnpackedWithin(tmpPath, maxSize); msg != "" {
+			return FetchResult{}, fe.new(msg, nil)
+		}
+	}
 
 	meta := fetchMeta{
 		URL: fe.url, URLHash: urlHash,
@@ -423,6 +430,29 @@ func sniffFetchBody(head []byte) string {
 		if bytes.HasPrefix(t, []byte(p)) {
 			return "server sent an HTML page, not a list"
 		}
+	}
+	return ""
+}
+
+// gzipUnpackedWithin reads the gzip file at path through and returns why
+// it is refused: it unpacks to more than max bytes, or is corrupt; "" if
+// neither.
+func gzipUnpackedWithin(path string, max int64) string {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "reading the download back: " + err.Error()
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(bufio.NewReaderSize(fh, 64<<10))
+	if err != nil {
+		return "body is not valid gzip data"
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(zr, max+1))
+	switch {
+	case n > max:
+		return fmt.Sprintf("download exceeds size cap of %d bytes (unpacked from gzip)", max)
+	case err != nil:
+		return "gzip data truncated or corrupt: " + err.Error()
 	}
 	return ""
 }

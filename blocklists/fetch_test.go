@@ -731,3 +731,45 @@ func TestFetchRedirectToAnotherHostDropsCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchGzipUnpackedSizeCap: a gzip body (application/gzip, stored as
+// served) is held to the feed's size cap as unpacked too, as a
+// Content-Encoding: gzip body already is: a small download that unpacks to
+// far more than the cap (a gzip bomb, a wrong file) is refused before it is
+// parsed, and the last good copy stays.
+func TestFetchGzipUnpackedSizeCap(t *testing.T) {
+	var bomb atomic.Bool
+	good := fetchGzip(t, "small.example\n")
+	// 24 MiB of list lines: about 100 KiB as gzip, under the 1 MiB cap.
+	big := fetchGzip(t, strings.Repeat("bomb-padding-line.example\n", 24<<20/26))
+	if len(big) >= 1<<20 {
+		t.Fatalf("the test's gzip is %d bytes, not under the cap", len(big))
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/gzip")
+		if bomb.Load() {
+			w.Write(big)
+			return
+		}
+		w.Write(good)
+	}))
+	defer srv.Close()
+	f := newTestFetcher(t, srv)
+	feed := Feed{Name: "big", URL: srv.URL + "/list.gz", MaxSize: 1 << 20}
+	if _, err := f.Fetch(context.Background(), feed, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	bomb.Store(true)
+	validated := false
+	_, err := f.Fetch(context.Background(), feed, func(string) error { validated = true; return nil }, nil)
+	if err == nil || !strings.Contains(err.Error(), "size cap of 1048576 bytes") {
+		t.Fatalf("err = %v, want the size cap", err)
+	}
+	if validated {
+		t.Error("the oversized body was handed to validate (parsed)")
+	}
+	if p, _, ok := f.Cached("big"); !ok || fetchReadFile(t, p) != string(good) {
+		t.Error("old copy not kept")
+	}
+	fetchOnlyCache(t, f.Dir)
+}
