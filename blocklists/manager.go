@@ -95,7 +95,8 @@ type Manager struct {
 	mu      sync.Mutex // serialises builds, refreshes, source changes and publishing
 	sources []Source
 	state   map[string]listState
-	cron    *cron.Cron
+	cron    *cron.Cron      // the scheduled refreshes; nil before Start and once its context ends
+	runCtx  context.Context // Start's: it ends the refreshes and cancels a running one
 	loc     *time.Location
 	publish func(*Index) error // guarded by mu
 
@@ -558,21 +559,38 @@ func (m *Manager) commit(ix *Index, b *built, publish func(*Index) error) error 
 	return nil
 }
 
-// Start runs scheduled refreshes until ctx ends.
+// Start runs scheduled refreshes until ctx ends, rescheduling them when
+// SetSources changes the sources. When ctx ends the scheduler stops (the
+// one in use then, whichever reload made it), a refresh under way is
+// cancelled and no reload starts it again.
 func (m *Manager) Start(ctx context.Context) {
 	m.mu.Lock()
+	m.runCtx = ctx
 	m.scheduleLocked()
-	c := m.cron
 	m.mu.Unlock()
 	go func() {
 		<-ctx.Done()
-		<-c.Stop().Done()
+		m.mu.Lock()
+		c := m.cron
+		m.cron = nil
+		m.mu.Unlock()
+		if c != nil {
+			<-c.Stop().Done() // outside the lock: a running refresh takes it
+		}
 	}()
 }
 
 func (m *Manager) scheduleLocked() {
 	if m.cron != nil {
 		m.cron.Stop()
+	}
+	run := m.runCtx
+	if run == nil {
+		run = context.Background()
+	}
+	if run.Err() != nil {
+		m.cron = nil
+		return
 	}
 	m.cron = cron.New(cron.WithLocation(m.loc), cron.WithParser(CronParser))
 	for _, s := range m.sources {
@@ -581,7 +599,7 @@ func (m *Manager) scheduleLocked() {
 		}
 		name := s.Name
 		_, err := m.cron.AddFunc(s.Refresh, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			ctx, cancel := context.WithTimeout(run, 30*time.Minute)
 			defer cancel()
 			if _, err := m.Update(ctx, []string{name}, nil); err != nil {
 				m.log.Error("scheduled list refresh failed", "list", name, "err", err)

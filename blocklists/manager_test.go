@@ -660,3 +660,33 @@ func TestManagerSquidGuardKeepsEachCategory(t *testing.T) {
 		t.Fatal("min_ratio 0: the category was not dropped")
 	}
 }
+
+// TestManagerStopsRefreshesAfterReload: Start's context ends the scheduled
+// refreshes, also those a config reload (SetSources) scheduled afresh, and a
+// reload after the end does not start them again: no download after
+// shutdown, no scheduler goroutine left behind.
+func TestManagerStopsRefreshesAfterReload(t *testing.T) {
+	feed := newFeedServer(t, domains("a", 10))
+	src := feedSource("sched", feed.srv.URL, Games)
+	src.Refresh = "@every 1s"
+	m := NewManager(t.TempDir(), []Source{src}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	if _, err := m.SetSources([]Source{src}, nil); err != nil { // a reload
+		t.Fatal(err)
+	}
+	cancel()
+	time.Sleep(100 * time.Millisecond)                          // Start's goroutine sees the end
+	if _, err := m.SetSources([]Source{src}, nil); err != nil { // a reload racing shutdown
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // a refresh already running finishes
+	before := feed.requests.Load()
+	time.Sleep(2500 * time.Millisecond)
+	if n := feed.requests.Load() - before; n != 0 {
+		t.Fatalf("%d downloads after the manager's context ended", n)
+	}
+}
