@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -312,9 +313,20 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 	prev := m.state[s.Name].Entries
 	r := UpdateResult{Name: s.Name, Previous: prev, Entries: prev}
 	ratio := s.minRatio()
+	// Line errors name the feed, not the temporary file checked (gone by
+	// the time anyone reads them).
+	where := "list " + s.Name + " download"
+	if u, err := url.Parse(s.Feed.URL); err == nil {
+		where = redactFeedURL(u)
+	}
 	validate := func(tmp string) error {
 		var c countSink
-		res, err := ParseFile(tmp, s.Format, &c)
+		fh, err := os.Open(tmp)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		res, err := Parse(fh, where, s.Format, &c)
 		if err != nil {
 			if s.Restricted() {
 				return withholdLines(err)

@@ -690,3 +690,28 @@ func TestManagerStopsRefreshesAfterReload(t *testing.T) {
 		t.Fatalf("%d downloads after the manager's context ended", n)
 	}
 }
+
+// TestManagerFeedErrorNamesDownloadLine: a refused download's line errors
+// name the feed (its URL without secrets) and the line, not the temporary
+// file the download was checked in, which is gone by the time IT reads it.
+func TestManagerFeedErrorNamesDownloadLine(t *testing.T) {
+	feed := newFeedServer(t, domains("ok", 5))
+	src := feedSource("games", feed.srv.URL+"/games.txt?token=qs-secret-value", Games)
+	src.Format = FormatDomains
+	m := NewManager(t.TempDir(), []Source{src}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	feed.set("# header\nnot a domain!\nalso bad!\n", "text/plain", false)
+	results, _ := m.Update(context.Background(), nil, nil)
+	if len(results) != 1 || results[0].Err == nil {
+		t.Fatalf("results %+v", results)
+	}
+	msg := results[0].Err.Error()
+	if strings.Contains(msg, ".tmp") || strings.Contains(msg, "qs-secret-value") {
+		t.Errorf("error names the temporary file or a secret: %s", msg)
+	}
+	if !strings.Contains(msg, feed.srv.URL+"/games.txt") || !strings.Contains(msg, ":2") {
+		t.Errorf("error does not name the feed and line 2: %s", msg)
+	}
+}
