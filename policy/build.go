@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -110,6 +111,7 @@ func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 		cfg:       cfg,
 		groups:    map[string]*group{},
 		devices:   map[netip.Addr]*device{},
+		macs:      map[string]*device{},
 		users:     map[string]*user{},
 		listNames: map[bl.Category]string{},
 		loc:       cfg.Location(),
@@ -176,6 +178,9 @@ func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 		}
 		if d.IP.IsValid() {
 			e.devices[d.IP.Unmap()] = dev
+		}
+		if hw, err := net.ParseMAC(d.MAC); err == nil && len(hw) == 6 {
+			e.macs[hw.String()] = dev // lower case with colons, as identity.NormalizeMAC writes it
 		}
 	}
 	for _, u := range cfg.Clients.Users {

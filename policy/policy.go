@@ -71,6 +71,12 @@ type Request struct {
 	// Device is the device's name from its DHCP lease (package identity),
 	// used when no static device names the address.
 	Device string
+	// MAC is the device's MAC as the identity table knows it (a DHCP
+	// lease's, a RADIUS session's Calling-Station-Id), lower case with
+	// colons: a static device listed by MAC (clients.devices mac:) at an
+	// address no static device is listed by decides as one listed by the
+	// address would.
+	MAC string
 	// DeviceGroup is the group of a device enrolled with a token (package
 	// devices, the off-site DoH/DoT listeners): it decides unless a user's
 	// group does, and the address (a home network's) names no static
@@ -143,6 +149,7 @@ type Engine struct {
 	defaultGroup *group
 	nets         []netGroup // most specific first
 	devices      map[netip.Addr]*device
+	macs         map[string]*device // clients.devices listed by MAC
 	users        map[string]*user
 	loc          *time.Location
 	severity     [64]bl.Severity
@@ -216,8 +223,9 @@ func (e *Engine) IdentifyRequest(r Request) Identity {
 }
 
 // identify: a user named in clients.users takes that group, then the
-// identity table's group for the user (r.Group), then a static device's,
-// then the most specific network's, then the default group.
+// identity table's group for the user (r.Group), then a static device's
+// (by the address, else by r.MAC), then the most specific network's, then
+// the default group.
 func (e *Engine) identify(r *Request) (Identity, *group) {
 	client := r.Client.Unmap()
 	id := Identity{Client: client, User: r.User, Device: r.Device}
@@ -233,10 +241,16 @@ func (e *Engine) identify(r *Request) (Identity, *group) {
 	if g == nil && r.DeviceGroup != "" {
 		g = e.groups[r.DeviceGroup]
 	}
-	if d, ok := e.devices[client]; ok && r.DeviceGroup == "" {
-		id.Device = d.name
-		if g == nil {
-			g = d.group
+	if r.DeviceGroup == "" {
+		d, ok := e.devices[client]
+		if !ok && r.MAC != "" {
+			d, ok = e.macs[r.MAC]
+		}
+		if ok {
+			id.Device = d.name
+			if g == nil {
+				g = d.group
+			}
 		}
 	}
 	if g == nil {

@@ -742,6 +742,7 @@ func (qr *query) request(host string) policy.Request {
 		if qr.who.Device != "" || qr.dev == nil {
 			r.Device = qr.who.Device
 		}
+		r.MAC = qr.who.MAC // a static device listed by MAC decides as by its address
 		if qr.who.User == qr.user {
 			r.Group = qr.who.Group
 		}

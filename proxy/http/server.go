@@ -973,7 +973,7 @@ func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identi
 	req := policy.Request{Client: ip, User: user}
 	who := s.o.Identity.Lookup(ip, s.now().UnixNano())
 	if who != nil {
-		req.Device = who.Device
+		req.Device, req.MAC = who.Device, who.MAC
 		if req.User == "" {
 			req.User = who.User
 		}
@@ -991,7 +991,7 @@ func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identi
 func (info *reqInfo) request() policy.Request {
 	req := policy.Request{Client: info.client, User: info.user}
 	if w := info.who; w != nil {
-		req.Device = w.Device
+		req.Device, req.MAC = w.Device, w.MAC
 		if w.User == req.User {
 			req.Group = w.Group
 		}
