@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
 )
 
 // proxyGetFrom sends a request for target through the proxy at proxy from
@@ -67,5 +71,61 @@ func TestStaticDeviceByMACGroup(t *testing.T) {
 	// Another leased device on the same network: the network's group.
 	if rc := askFrom(t, dnsAddr, "127.0.0.62", "bet.example"); rc != mdns.RcodeSuccess {
 		t.Errorf("DNS from another device: rcode %d, want an answer (staff network)", rc)
+	}
+}
+
+// radiusStart sends a RADIUS Accounting-Request Start naming user at
+// from (session sid) with layeh's client, signed with e2eRADIUSSecret.
+func radiusStart(t *testing.T, addr net.Addr, user, from, sid string) {
+	t.Helper()
+	p := radius.New(radius.CodeAccountingRequest, []byte(e2eRADIUSSecret))
+	rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType_Value_Start)
+	rfc2865.UserName_SetString(p, user)
+	rfc2865.FramedIPAddress_Set(p, net.ParseIP(from).To4())
+	rfc2866.AcctSessionID_SetString(p, sid)
+	rfc2865.NASIPAddress_Set(p, net.IPv4(127, 0, 0, 1).To4())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := radius.Exchange(ctx, p, addr.String()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUserNamesWithoutCase: a user is one user whatever the case of the
+// name a source gives. clients.users names "Amira.Khan" (config check
+// already refuses "amira.khan" beside it as a duplicate); her Wi-Fi
+// controller sends "AMIRA.KHAN", another pupil's sends "Jo.Bloggs" where
+// clients.users has "jo.bloggs". Each is filtered by their clients.users
+// group and named in one spelling (lower case, as directory logins and
+// sign-ins are), so their events are one person's. Before, clients.users
+// matched only the exact spelling: both pupils escaped their group to the
+// staff network's.
+func TestUserNamesWithoutCase(t *testing.T) {
+	upstream := testUpstream(t)
+	cfg := strings.Replace(identityConfig(upstream, "", `
+  radius:
+    listen: "127.0.0.1:0"
+    secret: {file: "{{dir}}/radius-secret"}
+    nas: [127.0.0.1/32]
+`), "  default_group: staff\n", `  default_group: staff
+  users:
+    - {name: Amira.Khan, group: students}
+    - {name: jo.bloggs, group: students}
+`, 1)
+	path, _ := writeConfig(t, cfg, withIdentityLists(map[string]string{"radius-secret": e2eRADIUSSecret + "\n"}))
+	s, _, _ := startServing(t, path)
+	dnsAddr := s.dns.Addrs()[0].String()
+	radiusStart(t, s.radius.Addr(), "AMIRA.KHAN", "127.0.0.71", "case-1")
+	radiusStart(t, s.radius.Addr(), "Jo.Bloggs", "127.0.0.72", "case-2")
+	for addr, want := range map[string]string{"127.0.0.71": "amira.khan", "127.0.0.72": "jo.bloggs"} {
+		if e := s.identity.Lookup(netip.MustParseAddr(addr), time.Now().UnixNano()); e == nil || e.User != want {
+			t.Errorf("%s is named %+v, want user %q", addr, e, want)
+		}
+		if rc := askFrom(t, dnsAddr, addr, "bet.example"); rc != mdns.RcodeNameError {
+			t.Errorf("DNS from %s: rcode %d, want NXDOMAIN (clients.users puts the pupil in students)", addr, rc)
+		}
+		if code := proxyGetFrom(t, s.proxyAddr, addr, "http://www.bet.example/"); code != http.StatusForbidden {
+			t.Errorf("proxy from %s: %d, want 403", addr, code)
+		}
 	}
 }

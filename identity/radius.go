@@ -19,6 +19,7 @@ import (
 	"layeh.com/radius/rfc2869"
 
 	"github.com/gatehouse-filter/gatehouse/internal/maproom"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // RADIUS is the RADIUS accounting listener (RFC 2866): the school's Wi-Fi
@@ -344,7 +345,7 @@ func (r *RADIUS) handle(batch []packet) {
 					exp = end
 				}
 			}
-			sets = append(sets, Mapping{Addr: addr, Source: SourceRADIUS, Session: session, User: cleanName(user),
+			sets = append(sets, Mapping{Addr: addr, Source: SourceRADIUS, Session: session, User: username.Canon(cleanName(user)),
 				MAC: NormalizeMAC(rfc2865.CallingStationID_GetString(pkt)), Expires: exp})
 			if was, ok := r.where[session]; ok && was.addr != addr {
 				stops = append(stops, stop{was.addr, session}) // the session moved: its old address is free

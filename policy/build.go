@@ -13,6 +13,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // inlineBit marks entries of a group's inline allow/deny index.
@@ -190,7 +191,7 @@ func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 				errs = append(errs, fmt.Errorf("clients.users %s: no group named %q", u.Name, u.Group))
 			}
 		}
-		e.users[u.Name] = usr
+		e.users[username.Canon(strings.TrimSpace(u.Name))] = usr // as config check compares them
 	}
 	if e.search, err = searchSetFor(cfg); err != nil {
 		errs = append(errs, err)

@@ -17,6 +17,7 @@ import (
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // Action is what to do with a request.
@@ -231,7 +232,7 @@ func (e *Engine) identify(r *Request) (Identity, *group) {
 	id := Identity{Client: client, User: r.User, Device: r.Device}
 	var g *group
 	if r.User != "" {
-		if u, ok := e.users[r.User]; ok && u.group != nil {
+		if u, ok := e.users[username.Canon(r.User)]; ok && u.group != nil { // without case, as config check compares them
 			g = u.group
 		}
 		if g == nil && r.Group != "" {
