@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
+
+	"github.com/gatehouse-filter/gatehouse/identity/ldaptest"
 )
 
 // proxyGetFrom sends a request for target through the proxy at proxy from
@@ -126,6 +129,44 @@ func TestUserNamesWithoutCase(t *testing.T) {
 		}
 		if code := proxyGetFrom(t, s.proxyAddr, addr, "http://www.bet.example/"); code != http.StatusForbidden {
 			t.Errorf("proxy from %s: %d, want 403", addr, code)
+		}
+	}
+}
+
+// TestDirectoryLoginSpellings: the directory takes "amira.khan " (a
+// trailing space), " amira.khan" and "ａｍｉｒａ.khan" (full-width
+// letters) for amira.khan (LDAP compares names after RFC 4518's
+// preparation: width folded, insignificant spaces dropped), so each is her
+// password's login. Each must name the one user amira.khan: her
+// clients.users group decides and her events are hers. Before, the proxy
+// recorded the name as typed (in lower case): a pupil adding a space
+// escaped her clients.users entry (to the staff network's group) and
+// started a fresh person in the reports.
+func TestDirectoryLoginSpellings(t *testing.T) {
+	srv := ldaptest.Start(t)
+	upstream := testUpstream(t)
+	settings := `    url: "` + srv.LDAPSURL + `"
+    ca_file: "` + srv.CAFile + `"
+    base_dn: "ou=people,` + ldaptest.Base + `"
+    user_filter: "(uid=%s)"
+    service_dn: "` + ldaptest.ServiceDN + `"
+    service_password: {file: "{{dir}}/ldap-password"}
+    cache_ttl: 10m
+`
+	cfg := strings.Replace(ldapReloadConfig(upstream, settings), "  default_group: staff\n", `  default_group: staff
+  users:
+    - {name: amira.khan, group: students}
+`, 1)
+	files := map[string]string{"adult.txt": "porn.example\n", "bet.txt": "bet.example\n", "ldap-password": ldaptest.ServicePass + "\n"}
+	path, _ := writeConfig(t, cfg, files)
+	s := startServingLog(t, path, io.Discard)
+	for i, name := range []string{"amira.khan ", " amira.khan", "ａｍｉｒａ.khan", "Amira.Khan\u00a0"} {
+		from := "127.0.0." + strconv.Itoa(81+i)
+		if code := proxyLogin(t, s.proxyAddr, from, name, "Amira-pw-1", "http://www.bet.example/"); code != http.StatusForbidden {
+			t.Errorf("login as %q: %d, want 403 (clients.users puts amira.khan in students)", name, code)
+		}
+		if e := s.identity.Lookup(netip.MustParseAddr(from), time.Now().UnixNano()); e == nil || e.User != "amira.khan" {
+			t.Errorf("login as %q names %+v, want amira.khan", name, e)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // What a reload changes in identity: besides identity.groups. The
@@ -204,9 +205,9 @@ func (s *server) applyIdentity(p *identityPlan) {
 		default:
 			// The addresses directory logins named take the groups the
 			// new mapping gives their membership (user names are in
-			// lower case: see the proxy's verify).
+			// their one form: see the proxy's verify).
 			n := s.identity.Regroup(identity.SourceLogin, func(user string) (string, bool) {
-				g, ok := groups[strings.ToLower(user)]
+				g, ok := groups[username.Canon(user)]
 				return g, ok
 			})
 			log.Info("directory logins: new settings", "url", p.ldap.URL, "logins_checked_again", p.recheck, "addresses_regrouped", n)

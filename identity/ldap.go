@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // LDAP checks proxy logins against the school's directory (OpenLDAP,
@@ -119,7 +121,7 @@ func (l *LDAP) Person(user string) (Person, bool) {
 	l.init()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c, ok := l.cache[strings.ToLower(user)]
+	c, ok := l.cache[username.Canon(user)]
 	if !ok || !l.Now().Before(c.expires) {
 		return Person{}, false
 	}
@@ -147,10 +149,12 @@ func validName(name string) bool {
 // asked: the login is then neither accepted nor cached.
 func (l *LDAP) Login(name, password string) (Person, error) {
 	l.init()
-	if !validName(name) || password == "" { // an empty password is an unauthenticated bind: it would "succeed"
+	// The directory's spellings of one account ("Amira.Khan", "amira.khan ",
+	// full-width letters) are one login, remembered under one name.
+	key := username.Canon(name)
+	if !validName(name) || key == "" || password == "" { // an empty password is an unauthenticated bind: it would "succeed"
 		return Person{}, ErrBadLogin
 	}
-	key := strings.ToLower(name)
 	d := l.digest(key, password)
 	now := l.Now()
 	l.mu.Lock()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // People is a Directory read from a CSV file: "user,display name,year,class"
@@ -34,7 +36,7 @@ const maxPeopleFile = 16 << 20
 func (p *People) Person(user string) (Person, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	v, ok := p.m[strings.ToLower(user)]
+	v, ok := p.m[username.Canon(user)]
 	return v, ok
 }
 
@@ -129,7 +131,7 @@ func ParsePeople(file string, data []byte) (map[string]Person, []error) {
 		if len(rec) > 3 {
 			p.Class = cleanHost(rec[3])
 		}
-		m[strings.ToLower(strings.TrimSpace(rec[0]))] = p
+		m[username.Canon(rec[0])] = p
 	}
 	return m, problems
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // Source is where a mapping came from. A higher Source beats a lower one.
@@ -542,7 +544,7 @@ func (t *Table) merge(s *slot, now int64) {
 }
 
 func matchRules(rules []Rule, user string) string {
-	u := strings.ToLower(user)
+	u := username.Canon(user)
 	for _, r := range rules {
 		if ok, _ := path.Match(strings.ToLower(r.Match), u); ok {
 			return r.Group

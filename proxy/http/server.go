@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/tlsinspect"
 
 	"github.com/gatehouse-filter/gatehouse/internal/lograte"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // Via is the pseudonym Gatehouse adds to Via headers.
@@ -1082,10 +1083,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 
 // verify checks a login: against the users file if it lists the name,
 // else against the directory. user is the name the login is recorded
-// under: as typed for the file's users; in lower case for the
-// directory's, which compares names without case (else "Amira.Khan"
-// would be another user than "amira.khan", and escape her clients.users
-// entry). person is the directory's answer (nil for the file's users).
+// under: as typed for the file's users; in the one form names are
+// compared in (username.Canon) for the directory's, which takes names
+// without case, width or surrounding spaces (else "Amira.Khan" or
+// "amira.khan " would be another user than "amira.khan", and escape her
+// clients.users entry: TestDirectoryLoginSpellings). person is the directory's answer (nil for the file's users).
 // err is ErrBusy when too many checks are running, or the directory's
 // failure.
 func (s *Server) verify(name, pass string) (user string, ok bool, person *identity.Person, err error) {
@@ -1104,7 +1106,7 @@ func (s *Server) verify(name, pass string) (user string, ok bool, person *identi
 	}
 	switch {
 	case lerr == nil:
-		return strings.ToLower(name), true, &p, nil
+		return username.Canon(name), true, &p, nil
 	case errors.Is(lerr, identity.ErrBadLogin):
 		return name, false, nil, nil
 	}
