@@ -518,15 +518,23 @@ func addrEntry(a netip.Addr, prefix string) string {
 	return a.String() + " in " + prefix
 }
 
-// worst picks the most severe category of cats; restricted first, then by
-// severity, then catalogue order.
+// worst picks the most severe category of cats; restricted first, then an
+// automatic probe, then by severity, then catalogue order. A probe (the
+// DoH canary) comes before every other category: feeds of DoH servers list
+// use-application-dns.net too, and decided as one of them it would be
+// answered as a blocked site (an address under block_response null or
+// blockpage, which keeps Firefox's DoH on) and reported as a person's
+// bypass, where the canary must fail to resolve and is never reported.
 func (e *Engine) worst(cats bl.CategorySet) bl.Category {
 	best, bestSev := bl.Category(0), -1
 	for v := uint64(cats & blockable); v != 0; v &= v - 1 {
 		c := bl.Category(trailingZeros(v))
 		sev := int(e.severity[c])
-		if e.kind[c] == bl.KindRestricted {
+		switch e.kind[c] {
+		case bl.KindRestricted:
 			sev += 100
+		case bl.KindProbe:
+			sev += 50
 		}
 		if sev > bestSev {
 			best, bestSev = c, sev
