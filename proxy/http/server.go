@@ -720,41 +720,65 @@ func markBypass(d *policy.Decision) {
 // not the CONNECT's host: a CDN serves whichever site the SNI names, so a
 // CONNECT to an allowed name could otherwise carry a blocked one (domain
 // fronting by SNI). A blocked name is recorded as a bypass attempt (reason
-// "sni", durable before the tunnel closes) and the tunnel closed. An outer
-// name that is an ECH front (proxy.transparent.ech_names) with Encrypted
-// Client Hello hides the real one: that follows proxy.transparent.no_sni
-// for the group, as on the transparent listener (reason "ech"), whatever
-// the CONNECT named: a browser puts the real site in the outer name, with
-// GREASE ECH, and in the CONNECT, so only a tool hiding a site gets here.
+// "sni", durable before the tunnel closes) and the tunnel closed. An ECH
+// front (proxy.transparent.ech_names) with Encrypted Client Hello hides
+// the real site, whether the front is the outer name or the CONNECT's host
+// (the tunnel then reaches the front's edge, which decrypts the inner hello
+// whatever outer name, or none, the hello carries): that follows
+// proxy.transparent.no_sni for the group, as on the transparent listener
+// (reason "ech"). A browser puts the real site in the outer name, with
+// GREASE ECH, and in the CONNECT, so only a tool hiding a site gets there.
 func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	info := t.info
-	if hello.sni == "" {
-		return false
-	}
-	nh, addr, err := normHost(hello.sni)
-	if err != nil {
-		return false
-	}
 	eng := s.o.Engine()
 	cfg := eng.Config()
-	front := hello.ech && cfg.Proxy.Transparent.IsECHName(nh) // a CONNECT to the front itself hides the site as well
-	if !front && (nh == info.host || (info.rewrite != "" && nh == info.rewrite)) {
+	var nh string
+	var addr netip.Addr
+	if hello.sni != "" {
+		if h, a, err := normHost(hello.sni); err == nil {
+			nh, addr = h, a
+		}
+	}
+	front := ""
+	if hello.ech {
+		switch {
+		case nh != "" && cfg.Proxy.Transparent.IsECHName(nh):
+			front = nh
+		case cfg.Proxy.Transparent.IsECHName(info.host):
+			front = info.host
+		}
+	}
+	other := nh != "" && nh != info.host && (info.rewrite == "" || nh != info.rewrite)
+	if front == "" && !other {
 		return false
 	}
 	req, _ := s.whoRequest(info.client, info.user)
-	req.Host, req.Addr = nh, addr
+	name := nh
+	if other {
+		req.Host, req.Addr = nh, addr
+	} else {
+		name = front
+		req.Host = front
+	}
 	d := eng.Decide(req)
 	reason := "sni"
 	if d.Action != policy.Block {
-		if !front {
+		if front == "" {
 			return false
 		}
+		if front != name { // an allowed outer name through the front: the front is where it goes
+			name = front
+			req.Host, req.Addr = front, netip.Addr{}
+			d = eng.Decide(req)
+		}
+	}
+	if d.Action != policy.Block {
 		reason = "ech"
 		markBypass(&d)
 		if cfg.Proxy.Transparent.NoSNIFor(d.Group) != config.NoSNIBlock {
 			s.metrics.requests.WithLabelValues("connect", "ech-flag").Inc()
 			ev := *info
-			ev.host, ev.dec = nh, d
+			ev.host, ev.dec = name, d
 			s.eventRef(&ev, "connect", "flag", 0, 0, reason, "")
 			return false
 		}
@@ -762,7 +786,7 @@ func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	}
 	s.metrics.connectBlock.Inc()
 	ev := *info
-	ev.host, ev.dec = nh, d
+	ev.host, ev.dec = name, d
 	ev.dec.Bypass = true
 	s.eventRef(&ev, "connect", "block", http.StatusForbidden, 0, reason, newRef())
 	return true
