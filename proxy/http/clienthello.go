@@ -20,6 +20,15 @@ type helloInfo struct {
 }
 
 const (
+	recordAlert       = 0x15
+	recordHandshake   = 0x16
+	alertLevelWarning = 1
+	alertCloseNotify  = 0
+	// maxHelloAlerts bounds the warning alerts read before and between
+	// the hello's records (crypto/tls drops up to 16 records that move
+	// nothing on, BoringSSL 4 warning alerts).
+	maxHelloAlerts = 16
+
 	extServerName = 0x0000
 	extECH        = 0xfe0d
 	// maxHello bounds the ClientHello the listener reads (a post-quantum
@@ -38,9 +47,19 @@ var (
 // and returns every byte it read (raw, to be replayed) and what the hello
 // says. It reads no further than the last of those records. On errHelloNotTLS
 // raw holds the bytes read so far.
+//
+// It takes the records as TLS servers do, since what a server accepts as
+// a ClientHello is what the proxy must decide: any record-layer version
+// with a major byte below 0x10 (BoringSSL and OpenSSL check only the major
+// byte, 3; crypto/tls not even that on the first records), and warning
+// alerts before and between the hello's records (dropped by crypto/tls
+// and BoringSSL before the version is agreed). Read as "not TLS" they let
+// a hello naming a blocked site through a tunnel to a port other than 443,
+// or under non_tls: flag, undecided.
 func readClientHello(r io.Reader) (raw []byte, h helloInfo, err error) {
 	var hs []byte // the handshake message, reassembled from records
 	raw = make([]byte, 0, 2048)
+	alerts := 0
 	for {
 		start := len(raw)
 		raw = append(raw, make([]byte, 5)...)
@@ -48,42 +67,53 @@ func readClientHello(r io.Reader) (raw []byte, h helloInfo, err error) {
 			return raw[:start+n], h, err
 		}
 		rec := raw[start:]
-		if rec[0] != 0x16 || rec[1] != 0x03 || rec[2] > 0x04 {
-			if start == 0 {
-				return raw, h, errHelloNotTLS
-			}
-			return raw, h, errBadHello
-		}
 		n := int(rec[3])<<8 | int(rec[4])
-		if n == 0 || n > 1<<14+256 || len(raw)+n > maxHello+5*16 {
-			return raw, h, errBadHello
+		switch {
+		case rec[1] >= 0x10:
+		case rec[0] == recordAlert && n == 2 && alerts < maxHelloAlerts:
+			raw = append(raw, 0, 0)
+			if m, err := io.ReadFull(r, raw[start+5:]); err != nil {
+				return raw[:start+5+m], h, err
+			}
+			if raw[start+5] == alertLevelWarning && raw[start+6] != alertCloseNotify {
+				alerts++
+				continue // a server drops it and reads on
+			}
+		case rec[0] == recordHandshake:
+			if n == 0 || n > 1<<14+256 || len(raw)+n > maxHello+5*16+7*maxHelloAlerts {
+				return raw, h, errBadHello
+			}
+			raw = append(raw, make([]byte, n)...)
+			if m, err := io.ReadFull(r, raw[start+5:]); err != nil {
+				return raw[:start+5+m], h, err
+			}
+			hs = append(hs, raw[start+5:]...)
+			if len(hs) < 4 {
+				continue
+			}
+			if hs[0] != 0x01 { // not a ClientHello
+				return raw, h, errBadHello
+			}
+			need := 4 + (int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3]))
+			if need > maxHello {
+				return raw, h, errBadHello
+			}
+			if len(hs) < need {
+				continue
+			}
+			if len(hs) > need { // another message in the same flight: not a first flight a client sends
+				return raw, h, errBadHello
+			}
+			hi, ok := parseClientHello(hs)
+			if !ok {
+				return raw, hi, errBadHello
+			}
+			return raw, hi, nil
 		}
-		raw = append(raw, make([]byte, n)...)
-		if m, err := io.ReadFull(r, raw[start+5:]); err != nil {
-			return raw[:start+5+m], h, err
+		if start == 0 && alerts == 0 {
+			return raw, h, errHelloNotTLS
 		}
-		hs = append(hs, raw[start+5:]...)
-		if len(hs) < 4 {
-			continue
-		}
-		if hs[0] != 0x01 { // not a ClientHello
-			return raw, h, errBadHello
-		}
-		need := 4 + (int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3]))
-		if need > maxHello {
-			return raw, h, errBadHello
-		}
-		if len(hs) < need {
-			continue
-		}
-		if len(hs) > need { // another message in the same flight: not a first flight a client sends
-			return raw, h, errBadHello
-		}
-		hi, ok := parseClientHello(hs)
-		if !ok {
-			return raw, hi, errBadHello
-		}
-		return raw, hi, nil
+		return raw, h, errBadHello
 	}
 }
 

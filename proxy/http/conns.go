@@ -262,7 +262,7 @@ func (c *targetConn) firstFlight(src io.Reader) (int64, error) {
 		if _, err := io.ReadFull(src, first[:]); err != nil {
 			return 0, err
 		}
-		if first[0] != 0x16 {
+		if first[0] != recordHandshake && first[0] != recordAlert { // a server takes warning alerts before the hello
 			t.last.Store(time.Now().UnixNano())
 			return c.send(first[:])
 		}
