@@ -403,6 +403,13 @@ func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (Decision, int) {
 	r.Host, r.Path = "", ""
 	for i, a := range addrs {
 		r.Addr = a.Unmap()
+		if !e.ipDeny && ix.LookupIP(r.Addr) == 0 {
+			// Neither a list nor a group's address entries hold it, so no
+			// decision of it can block (an address alone is judged by
+			// those only): the client is not identified for it. This runs
+			// for every answer, cache hits too.
+			continue
+		}
 		var d Decision
 		if e.decide(&d, &r, "", ix); d.Action == Block {
 			return d, i

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -29,8 +30,14 @@ const ipListConfig = `
 // for allowed.example for students.
 func ipEngine(t testing.TB) *policy.Engine {
 	t.Helper()
+	return ipEngineWith(t, "192.0.2.0/28\n")
+}
+
+// ipEngineWith is ipEngine with ips as the IP list's text.
+func ipEngineWith(t testing.TB, ips string) *policy.Engine {
+	t.Helper()
 	dir := t.TempDir()
-	files := map[string]string{"adult.txt": "porn.example\n", "gamble.txt": "gamble.example\n", "doh-ips.txt": "192.0.2.0/28\n"}
+	files := map[string]string{"adult.txt": "porn.example\n", "gamble.txt": "gamble.example\n", "doh-ips.txt": ips}
 	for n, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(b), 0o600); err != nil {
 			t.Fatal(err)
@@ -169,6 +176,23 @@ func TestAnswerAddrs(t *testing.T) {
 // BenchmarkServeCachedIPLists is BenchmarkServeCached with an IP list
 // loaded, so that every cached answer's addresses are checked.
 func BenchmarkServeCachedIPLists(b *testing.B) {
-	ts := startIPServer(b)
-	benchQuery(b, ts, "www.example.org.", staff)
+	b.Run("listed", func(b *testing.B) {
+		ts := startIPServer(b)
+		benchQuery(b, ts, "www.example.org.", staff)
+	})
+	// The common case: an IP list is loaded and the answer's address is
+	// on none (the upstream answers 192.0.2.1); with and without the
+	// identity table of 50,000 addresses.
+	for _, n := range []int{0, 50000} {
+		b.Run(fmt.Sprintf("unlisted/identity=%d", n), func(b *testing.B) {
+			eng := ipEngineWith(b, "198.51.100.0/24\n")
+			ts := startServer(b, func(o *Options) {
+				o.Engine = func() *policy.Engine { return eng }
+				if n > 0 {
+					withIdentity(n)(o)
+				}
+			})
+			benchQuery(b, ts, "www.example.org.", student)
+		})
+	}
 }
