@@ -12,7 +12,6 @@ package httpproxy
 
 import (
 	"bufio"
-	"bytes"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -136,7 +135,7 @@ func (rr *reqReader) parse(b []byte) *http.Request {
 
 	// The fields.
 	var fields [maxFastFields]field
-	nf, hosts := 0, 0
+	nf, hosts, conn := 0, 0, false
 	i := t1 + len(" HTTP/1.1\r\n")
 	for {
 		e := i
@@ -177,9 +176,7 @@ func (rr *reqReader) parse(b []byte) *http.Request {
 		case equalFold(k, "content-length"), equalFold(k, "transfer-encoding"), equalFold(k, "trailer"), equalFold(k, "pragma"):
 			return nil
 		case equalFold(k, "connection"):
-			if hasCloseToken(b[v0:v1]) {
-				return nil
-			}
+			conn = true
 		}
 		fields[nf] = field{uint16(i), uint16(k1), uint16(v0), uint16(v1)}
 		nf++
@@ -189,8 +186,15 @@ func (rr *reqReader) parse(b []byte) *http.Request {
 		return nil
 	}
 
-	// The head is taken: one string holds every part of it.
+	// One string holds every part of the head.
 	s := string(b)
+	if conn {
+		for _, f := range fields[:nf] {
+			if equalFold(b[f.k0:f.k1], "connection") && httpguts.HeaderValuesContainsToken([]string{s[f.v0:f.v1]}, "close") {
+				return nil // net/http's reader drops the field and marks the request Close
+			}
+		}
+	}
 	if !rr.free || rr.req == nil {
 		rr.req, rr.u, rr.h, rr.vals = new(http.Request), new(url.URL), make(http.Header, nf), make([]string, 0, nf)
 	} else {
@@ -274,24 +278,6 @@ func pathChar(c byte) bool {
 // tokenChar: RFC 9110's tchar.
 func tokenChar(c byte) bool {
 	return c < 0x80 && httpguts.IsTokenRune(rune(c))
-}
-
-// hasCloseToken reports whether the Connection value v lists "close"
-// (as httpguts.HeaderValuesContainsToken reads it).
-func hasCloseToken(v []byte) bool {
-	for len(v) > 0 {
-		t := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			t, v = v[:i], v[i+1:]
-		} else {
-			v = nil
-		}
-		t = bytes.Trim(t, " \t")
-		if equalFold(t, "close") {
-			return true
-		}
-	}
-	return false
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
