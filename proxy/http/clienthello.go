@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"errors"
 	"io"
+	"net/netip"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -17,6 +18,19 @@ import (
 type helloInfo struct {
 	sni string // the server_name extension's host_name; "" if none
 	ech bool   // the encrypted_client_hello extension (0xfe0d) is present
+}
+
+// host is the hello's server name in canonical form (normHost) and the
+// address it spells, if any; "" when it names none that reads as a host.
+func (h helloInfo) host() (string, netip.Addr) {
+	if h.sni == "" {
+		return "", netip.Addr{}
+	}
+	nh, a, err := normHost(h.sni)
+	if err != nil {
+		return "", netip.Addr{}
+	}
+	return nh, a
 }
 
 const (

@@ -732,13 +732,7 @@ func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	info := t.info
 	eng := s.o.Engine()
 	cfg := eng.Config()
-	var nh string
-	var addr netip.Addr
-	if hello.sni != "" {
-		if h, a, err := normHost(hello.sni); err == nil {
-			nh, addr = h, a
-		}
-	}
+	nh, addr := hello.host()
 	front := ""
 	if hello.ech {
 		switch {

@@ -355,13 +355,7 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 		}
 		return
 	}
-	var host string
-	var hostAddr netip.Addr
-	if hello.sni != "" {
-		if nh, a, err := normHost(hello.sni); err == nil {
-			host, hostAddr = nh, a
-		}
-	}
+	host, hostAddr := hello.host()
 	reason := ""
 	switch {
 	case host == "":
