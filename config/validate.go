@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // Validation of a decoded, normalised Config as a whole. Every problem is
@@ -716,7 +717,7 @@ func (v *validator) clients() {
 	for i := range c.Clients.Users {
 		u := &c.Clients.Users[i]
 		p := joinIndex("clients.users", i)
-		if n := strings.ToLower(strings.TrimSpace(u.Name)); n == "" {
+		if n := username.Canon(u.Name); n == "" { // as the policy keys them
 			v.errf(joinKey(p, "name"), "a user needs a name:")
 		} else if first, dup := users[n]; dup {
 			v.errf(joinKey(p, "name"), "duplicate user name %q (also %s)", u.Name, first)

@@ -198,12 +198,17 @@ categories:
       group: staff
     - name: JSmith
       group: teachers
+    - name: "ｊｓｍｉｔｈ "
+      group: staff
 `,
 			want: []want{
 				{"2:18", "clients.default_group", `no group named "pupils"`},
 				{"6:14", "clients.devices[0].group", `no group named "staf" (did you mean "staff"?)`},
 				{"10:13", "clients.users[1].name", `duplicate user name "JSmith" (also clients.users[0])`},
 				{"11:14", "clients.users[1].group", `no group named "teachers"`},
+				// The policy keys users by username.Canon: full width and
+				// spaces are the same name there, so the same here.
+				{"12:13", "clients.users[2].name", `duplicate user name "ｊｓｍｉｔｈ " (also clients.users[0])`},
 			},
 		},
 		{

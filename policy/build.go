@@ -191,7 +191,7 @@ func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 				errs = append(errs, fmt.Errorf("clients.users %s: no group named %q", u.Name, u.Group))
 			}
 		}
-		e.users[username.Canon(strings.TrimSpace(u.Name))] = usr // as config check compares them
+		e.users[username.Canon(u.Name)] = usr // as config check compares them
 	}
 	if e.search, err = searchSetFor(cfg); err != nil {
 		errs = append(errs, err)

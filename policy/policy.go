@@ -232,7 +232,7 @@ func (e *Engine) identify(r *Request) (Identity, *group) {
 	id := Identity{Client: client, User: r.User, Device: r.Device}
 	var g *group
 	if r.User != "" {
-		if u, ok := e.users[username.Canon(r.User)]; ok && u.group != nil { // without case, as config check compares them
+		if u, ok := e.users[username.Canon(r.User)]; ok && u.group != nil { // in one form (Canon), as config check compares them
 			g = u.group
 		}
 		if g == nil && r.Group != "" {
