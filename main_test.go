@@ -72,7 +72,7 @@ lists:
 groups:
   students:
     networks: [10.1.0.0/16]
-    block: [pornography, vpn]
+    block: [pornography, vpn, doh]
   staff:
     networks: [10.2.0.0/16]
     block: []
@@ -132,6 +132,9 @@ func TestCheckJSON(t *testing.T) {
 		{[]string{"--client", "10.1.2.3", "www.porn.example"}, "block", "pornography", "students", "adult", false},
 		{[]string{"--client", "10.2.2.3", "www.porn.example"}, "allow", "", "staff", "", false},
 		{[]string{"--client", "10.1.2.3", "https://nordvpn.com/download"}, "block", "vpn", "students", "embedded/vpn", true},
+		// DoH by address, with no name to match: the built-in address list.
+		{[]string{"--client", "10.1.2.3", "https://1.1.1.1/dns-query"}, "block", "doh", "students", "embedded/doh-ips", true},
+		{[]string{"--client", "10.1.2.3", "https://[2001:4860:4860::8888]/dns-query"}, "block", "doh", "students", "embedded/doh-ips", true},
 		{[]string{"--client", "10.2.2.3", "abuse.example"}, "block", "iwf", "staff", "restricted", false},
 	} {
 		code, out, errs := runCLI(t, append([]string{"check", "--config", path, "--json"}, tt.args...)...)

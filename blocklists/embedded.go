@@ -13,17 +13,19 @@ var embeddedFS embed.FS
 type EmbeddedList struct {
 	File     string
 	Category Category
+	Format   Format // FormatDomains unless set
 }
 
 // Embedded lists the built-in lists: the DNS canaries and bypass endpoints
 // Gatehouse must always know, so filtering is useful with no network.
 var Embedded = []EmbeddedList{
-	{"dns-canary.txt", Canary},
-	{"private-relay.txt", PrivateRelay},
-	{"doh.txt", DoH},
-	{"vpn.txt", VPN},
-	{"web-proxy.txt", WebProxy},
-	{"tor.txt", Tor},
+	{"dns-canary.txt", Canary, ""},
+	{"private-relay.txt", PrivateRelay, ""},
+	{"doh.txt", DoH, ""},
+	{"doh-ips.txt", DoH, FormatIPs},
+	{"vpn.txt", VPN, ""},
+	{"web-proxy.txt", WebProxy, ""},
+	{"tor.txt", Tor, ""},
 }
 
 // addEmbedded loads the built-in lists into b.
@@ -39,7 +41,11 @@ func addEmbedded(b *Builder) error {
 		if err != nil {
 			return err
 		}
-		res, err := Parse(bytes.NewReader(data), "embedded/"+e.File, FormatDomains, sink)
+		format := e.Format
+		if format == "" {
+			format = FormatDomains
+		}
+		res, err := Parse(bytes.NewReader(data), "embedded/"+e.File, format, sink)
 		if err != nil || res.Invalid > 0 {
 			return fmt.Errorf("built-in list %s is broken: %v %v", e.File, err, res.Errors)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
@@ -103,11 +104,15 @@ func Sources(cfg *config.Config) ([]bl.Source, error) {
 	return out, errors.Join(errs...)
 }
 
+// engines numbers the engines built (Engine.Gen).
+var engines atomic.Uint64
+
 // New builds an engine for cfg around ix, an index built from cfg's lists
 // (Sources): the list bits of cfg's allow and deny lists must be the bits
 // of ix. ix may be nil to check cfg's groups before building an index.
 func New(cfg *config.Config, ix *bl.Index) (*Engine, error) {
 	e := &Engine{
+		gen:       engines.Add(1),
 		ix:        ix,
 		cfg:       cfg,
 		groups:    map[string]*group{},

@@ -61,8 +61,8 @@ func ipSetup(t *testing.T) *Engine {
 	t.Helper()
 	cfg := strings.Replace(testConfig, "lists:\n", "lists:"+ipConfig, 1)
 	cfg = strings.Replace(cfg, "deny: [annoying.example, video.example/bad]", "deny: [annoying.example, video.example/bad, 203.0.113.0/24]", 1)
-	cfg = strings.Replace(cfg, "allow: [abuse.example, teach.games.example]", "allow: [abuse.example, teach.games.example, 9.9.9.10]", 1)
-	files := map[string]string{"doh-ips.txt": "9.9.9.0/24\n1.1.1.1\n2606:4700:4700::1111\n"}
+	cfg = strings.Replace(cfg, "allow: [abuse.example, teach.games.example]", "allow: [abuse.example, teach.games.example, 198.51.100.10]", 1)
+	files := map[string]string{"doh-ips.txt": "198.51.100.0/24\n198.18.1.1\n2001:db8:4700::1111\n"}
 	for k, v := range testFiles {
 		files[k] = v
 	}
@@ -84,14 +84,18 @@ func TestDecideIP(t *testing.T) {
 		list   string
 		entry  string
 	}{
-		{student, "9.9.9.9", Block, ReasonCategory, "doh-ips", "9.9.9.9 in 9.9.9.0/24"},
-		{student, "1.1.1.1", Block, ReasonCategory, "doh-ips", "1.1.1.1"},
-		{student, "::ffff:1.1.1.1", Block, ReasonCategory, "doh-ips", "1.1.1.1"},
-		{student, "2606:4700:4700::1111", Block, ReasonCategory, "doh-ips", "2606:4700:4700::1111"},
-		{student, "9.9.9.10", Allow, ReasonGroupAllow, "group/students/allow", "9.9.9.10"},
+		{student, "198.51.100.9", Block, ReasonCategory, "doh-ips", "198.51.100.9 in 198.51.100.0/24"},
+		{student, "198.18.1.1", Block, ReasonCategory, "doh-ips", "198.18.1.1"},
+		{student, "::ffff:198.18.1.1", Block, ReasonCategory, "doh-ips", "198.18.1.1"},
+		{student, "2001:db8:4700::1111", Block, ReasonCategory, "doh-ips", "2001:db8:4700::1111"},
+		{student, "198.51.100.10", Allow, ReasonGroupAllow, "group/students/allow", "198.51.100.10"},
 		{student, "203.0.113.7", Block, ReasonGroupDeny, "group/students/deny", "203.0.113.7 in 203.0.113.0/24"},
-		{student, "1.1.1.2", Allow, ReasonDefault, "", ""},
-		{staff, "1.1.1.1", Allow, ReasonDefault, "", ""}, // staff do not block doh
+		{student, "198.18.1.2", Allow, ReasonDefault, "", ""},
+		// The built-in list of public resolvers' addresses (DoH by address).
+		{student, "8.8.8.8", Block, ReasonCategory, "embedded/doh-ips", "8.8.8.8"},
+		{student, "2001:4860:4860::8888", Block, ReasonCategory, "embedded/doh-ips", "2001:4860:4860::8888"},
+		{staff, "8.8.8.8", Allow, ReasonDefault, "", ""},
+		{staff, "198.18.1.1", Allow, ReasonDefault, "", ""}, // staff do not block doh
 	} {
 		a := netip.MustParseAddr(tt.addr)
 		d := e.Decide(Request{Client: tt.client, Host: a.Unmap().String(), Addr: a.Unmap(), Time: lessonTime})
@@ -113,9 +117,22 @@ func TestDecideIP(t *testing.T) {
 	if d := e.Decide(Request{Client: student, Host: "games.example", Time: lessonTime}); d.Reason != ReasonGroupAllow || d.CheckAddrs() {
 		t.Errorf("CheckAddrs = true for a name the group allows (%s)", d.Reason)
 	}
+	// Without configured IP lists the built-in one still decides; an
+	// address on no list is unlisted whoever asks.
 	plain, _ := setup(t, testConfig, testFiles)
-	if plain.HasIPRules() || plain.Decide(Request{Client: student, Host: "resolver.example"}).CheckAddrs() {
-		t.Error("HasIPRules or CheckAddrs true without IP lists")
+	if !plain.HasIPRules() || !plain.Decide(Request{Client: student, Host: "resolver.example"}).CheckAddrs() {
+		t.Error("HasIPRules or CheckAddrs false with the built-in address list")
+	}
+	if !plain.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:198.18.1.1")}) {
+		t.Error("AddrsUnlisted = false for addresses on no list")
+	}
+	if plain.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:8.8.8.8")}) ||
+		plain.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("64:ff9b::808:808")}) {
+		t.Error("AddrsUnlisted = true for a listed address")
+	}
+	// A group's address entry may block any address, so none is unlisted.
+	if e.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("192.0.2.1")}) {
+		t.Error("AddrsUnlisted = true with a group denying addresses")
 	}
 }
 

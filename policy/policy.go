@@ -144,6 +144,7 @@ func (d Decision) CheckAddrs() bool { return d.addrRules && d.Reason != ReasonGr
 // whole (one atomic pointer), so no request is ever decided by a new index
 // with an old engine or the reverse.
 type Engine struct {
+	gen          uint64 // this engine's number (Gen)
 	ix           *bl.Index
 	cfg          *config.Config
 	groups       map[string]*group
@@ -389,6 +390,31 @@ func safeSearch(d *Decision, cats bl.CategorySet, host string, g *group) {
 // looking at the addresses in an answer.
 func (e *Engine) HasIPRules() bool {
 	return e.ipDeny || e.index().HasPrefixes()
+}
+
+// Gen numbers this engine among those built in the process (from 1), so a
+// cache can keep what it learnt of one engine without keeping the engine.
+func (e *Engine) Gen() uint64 { return e.gen }
+
+// AddrsUnlisted reports whether no list holds any of addrs and no group
+// denies addresses, so no client's decision of them can block (an address
+// alone is judged by those only; DecideAddrs would find nothing). It holds
+// for this engine whatever the client, so a resolver may remember it for a
+// cached answer under Gen. It does not allocate.
+func (e *Engine) AddrsUnlisted(addrs []netip.Addr) bool {
+	if e.ipDeny {
+		return false
+	}
+	ix := e.index()
+	if !ix.HasPrefixes() {
+		return true
+	}
+	for _, a := range addrs {
+		if ix.LookupIP(a.Unmap()) != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // DecideAddrs decides the addresses of an answer for the client of r (its

@@ -47,10 +47,11 @@ type entry struct {
 	ttl     uint32
 	used    atomic.Uint32 // unix seconds of the last hit
 	hits    atomic.Uint32
-	shape   uint8       // the key's shape (shapeDO, shapeEDNS, shapeCD, shapeNoH3)
-	ups     uint8       // the key's upstream set
-	addrs   bool        // the answer section has A or AAAA records
-	fetch   atomic.Bool // a prefetch is running
+	shape   uint8         // the key's shape (shapeDO, shapeEDNS, shapeCD, shapeNoH3)
+	ups     uint8         // the key's upstream set
+	addrs   bool          // the answer section has A or AAAA records
+	clean   atomic.Uint64 // the policy.Engine Gen under which no list holds an answer address (0: not known)
+	fetch   atomic.Bool   // a prefetch is running
 }
 
 const (

@@ -234,28 +234,41 @@ func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt strin
 			qr.targets |= td.Scheduled()
 		}
 	}
-	if !e.addrs || !d.CheckAddrs() {
+	if !e.addrs || !d.CheckAddrs() || e.clean.Load() == qr.eng.Gen() {
 		return false
 	}
-	if bd, ok := addrsBlocked(qr.eng, qr.request(""), e); ok {
+	bd, ok, clean := addrsBlocked(qr.eng, qr.request(""), e)
+	if ok {
 		s.block(qr, &bd, qt)
 		return true
+	}
+	if clean {
+		// No list holds any of the answer's addresses: true for every
+		// client until the engine changes, so the cache hits after this
+		// one skip the lookups (a loaded IP list would otherwise cost
+		// every answer one per address and prefix length).
+		e.clean.Store(qr.eng.Gen())
 	}
 	return false
 }
 
 // addrsBlocked decides the answer's addresses for the client of r, a few
-// at a time without allocating.
-func addrsBlocked(eng *policy.Engine, r policy.Request, e *entry) (policy.Decision, bool) {
+// at a time without allocating: the block, whether there is one, and
+// whether no list holds any of them (policy.Engine.AddrsUnlisted).
+func addrsBlocked(eng *policy.Engine, r policy.Request, e *entry) (policy.Decision, bool, bool) {
 	var buf [8]netip.Addr
+	clean := true
 	for next := 0; ; {
 		var addrs []netip.Addr
 		addrs, next = e.answerAddrs(buf[:0], next)
-		if d, i := eng.DecideAddrs(r, addrs); i >= 0 {
-			return d, true
+		if !eng.AddrsUnlisted(addrs) {
+			clean = false
+			if d, i := eng.DecideAddrs(r, addrs); i >= 0 {
+				return d, true, false
+			}
 		}
 		if next == 0 {
-			return policy.Decision{}, false
+			return policy.Decision{}, false, clean
 		}
 	}
 }

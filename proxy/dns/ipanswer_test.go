@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	mdns "github.com/miekg/dns"
@@ -194,5 +195,39 @@ func BenchmarkServeCachedIPLists(b *testing.B) {
 			})
 			benchQuery(b, ts, "www.example.org.", student)
 		})
+	}
+}
+
+// TestAnswerAddressCleanPerEngine: a cache hit skips the address lookups
+// once its answer was found on no list, but only under the engine that
+// found it: a reload that lists the address blocks the cached answer at
+// once, and an address one group allows is never remembered as unlisted.
+func TestAnswerAddressCleanPerEngine(t *testing.T) {
+	before := ipEngineWith(t, "198.51.100.0/24\n") // the answer, 192.0.2.1, is on no list
+	after := ipEngineWith(t, "192.0.2.0/28\n")
+	var cur atomic.Pointer[policy.Engine]
+	cur.Store(before)
+	ts := startServer(t, func(o *Options) { o.Engine = func() *policy.Engine { return cur.Load() } })
+	for i := range 3 { // miss, then hits that find it remembered
+		if r := ask(t, "udp", ts.udp, student, "doh.resolver.example", mdns.TypeA, true); firstA(r) != "192.0.2.1" {
+			t.Fatalf("round %d before the reload: %v", i, r)
+		}
+	}
+	cur.Store(after)
+	// Staff allow DoH: their answer is listed, so not remembered as clean.
+	for i := range 2 {
+		if r := ask(t, "udp", ts.udp, staff, "doh.resolver.example", mdns.TypeA, true); firstA(r) != "192.0.2.1" {
+			t.Fatalf("staff round %d: %v", i, r)
+		}
+	}
+	if r := ask(t, "udp", ts.udp, student, "doh.resolver.example", mdns.TypeA, true); r.Rcode != mdns.RcodeNameError || edeCode(r) != 15 {
+		t.Fatalf("cached answer after the reload listed its address: %v", r)
+	}
+	if evs := waitEvents(t, ts, 1); evs[0].Entry != "192.0.2.1 in 192.0.2.0/28" {
+		t.Errorf("event: %+v", evs[0])
+	}
+	cur.Store(before)
+	if r := ask(t, "udp", ts.udp, student, "doh.resolver.example", mdns.TypeA, true); firstA(r) != "192.0.2.1" {
+		t.Fatalf("after a reload back: %v", r)
 	}
 }
