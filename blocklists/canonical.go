@@ -30,7 +30,10 @@ import (
 //     percent-encoded.
 //   - query: kept (prefix matching ignores it unless the entry has one),
 //     lower-cased, escapes of unreserved characters decoded and the rest in
-//     upper-case hex; a bare "?" is dropped. The fragment is dropped.
+//     upper-case hex; a space, "%20" or a raw one, written "+" (servers
+//     decode a query's "+" as a space; "%2B", a literal plus, stays); a
+//     bare "?" is dropped. The fragment is dropped. (In the path "+" is a
+//     literal plus, the same as "%2B".)
 
 // errBadIPv4 is a host the URL standard reads as an IPv4 address (its last
 // label is a number) that is not a valid one.
@@ -334,12 +337,17 @@ func appendCanonPath(dst []byte, raw string) []byte {
 		case c == '%' && i+2 < end && hexVal(raw[i+1]) < 16 && hexVal(raw[i+2]) < 16:
 			d := hexVal(raw[i+1])<<4 | hexVal(raw[i+2])
 			i += 2
-			if isUnreserved(d) {
+			switch {
+			case isUnreserved(d):
 				dst = append(dst, lowerASCII(d))
-			} else {
+			case d == ' ':
+				dst = append(dst, '+') // %20 is a space, as '+' is
+			default:
 				dst = append(dst, '%', upperHex[d>>4], upperHex[d&15])
 			}
-		case c <= ' ' || c >= 0x7f || c == '%':
+		case c == ' ':
+			dst = append(dst, '+')
+		case c < ' ' || c >= 0x7f || c == '%':
 			dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
 		default:
 			dst = append(dst, lowerASCII(c))

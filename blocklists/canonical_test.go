@@ -160,7 +160,7 @@ func TestCanonicalPath(t *testing.T) {
 		{"/%7Euser", "/~user"},
 		{"/a?", "/a"},
 		{"/a?X=%41%2f&y=%7e", "/a?x=a%2F&y=~"},
-		{"/a?q=a b", "/a?q=a%20b"},
+		{"/a?q=a b", "/a?q=a+b"},
 		{"/a#frag", "/a"},
 		{"/a?x#frag", "/a?x"},
 		{"/a/../b?c/../d", "/b?c/../d"},
@@ -441,5 +441,58 @@ func BenchmarkHashedURLQuery(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestURLQuerySpace: in a query, "+" and "%20" (and a raw space) all mean a
+// space, as servers decode a query, and "%2B" is a literal plus; in a
+// path "+" is a literal plus, the same as "%2B". One canonical form is made
+// of each at load and for every request, so a plain or a hashed entry is
+// not dodged by spelling its space the other way, and a plus is never
+// taken for a space.
+func TestURLQuerySpace(t *testing.T) {
+	for _, entry := range []string{"bad.example/find?q=red+bus", "bad.example/find?q=red%20bus"} {
+		ix := canonIndex(t, entry, "abuse.example/find?q=red+bus")
+		for _, tt := range []struct {
+			host, path string
+			want       CategorySet
+		}{
+			{"bad.example", "/find?q=red+bus", SetOf(Phishing)},
+			{"bad.example", "/find?q=red%20bus", SetOf(Phishing)},
+			{"bad.example", "/find?q=red bus", SetOf(Phishing)},
+			{"bad.example", "/find?x=1&q=red%20bus", SetOf(Phishing)},
+			{"bad.example", "/find?q=red%2Bbus", 0},
+			{"abuse.example", "/find?q=red+bus", SetOf(IWF)},
+			{"abuse.example", "/find?q=red%20bus", SetOf(IWF)},
+			{"www.abuse.example", "/find?q=red%20bus&page=2", SetOf(IWF)},
+			{"abuse.example", "/find?q=red%2Bbus", 0},
+			{"abuse.example", "/find?q=red%2bbus", 0},
+		} {
+			if got := lookupRaw(ix, tt.host, tt.path); got != tt.want {
+				t.Errorf("entry %q: %s%s = %v, want %v", entry, tt.host, tt.path, got, tt.want)
+			}
+		}
+	}
+	// A plus in a path is a plus, however it is spelt, never a space.
+	ix := canonIndex(t, "bad.example/c++/page", "abuse.example/a+b/page")
+	for _, tt := range []struct {
+		host, path string
+		want       CategorySet
+	}{
+		{"bad.example", "/c++/page", SetOf(Phishing)},
+		{"bad.example", "/c%2B%2b/page", SetOf(Phishing)},
+		{"bad.example", "/c%20%20/page", 0},
+		{"abuse.example", "/a+b/page", SetOf(IWF)},
+		{"abuse.example", "/a%2Bb/page", SetOf(IWF)},
+		{"abuse.example", "/a%20b/page", 0},
+	} {
+		if got := lookupRaw(ix, tt.host, tt.path); got != tt.want {
+			t.Errorf("path plus: %s%s = %v, want %v", tt.host, tt.path, got, tt.want)
+		}
+	}
+	for raw, want := range map[string]string{"/a+b?q=a+b%20c%2Bd e": "/a+b?q=a+b+c%2Bd+e", "/a%20b?%2B=+": "/a%20b?%2B=+"} {
+		if got := string(AppendCanonicalPath(nil, raw)); got != want {
+			t.Errorf("AppendCanonicalPath(%q) = %q, want %q", raw, got, want)
+		}
 	}
 }
