@@ -3,6 +3,7 @@ package blocklists
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -354,4 +355,28 @@ func appendCanonPath(dst []byte, raw string) []byte {
 		}
 	}
 	return dst
+}
+
+// sortedQuery returns a canonical path (AppendCanonicalPath) with its
+// query's parameters sorted (bytewise) and empty ones dropped: the form
+// a URL entry with a query is kept in, and that a hashed entry with
+// several parameters is expected in (a site reads its parameters in any
+// order, so an entry names a set of them; see urlForms). A path without
+// a query, or with one parameter, comes back as it is.
+func sortedQuery(path string) string {
+	q := strings.IndexByte(path, '?')
+	if q < 0 || strings.IndexByte(path[q:], '&') < 0 {
+		return path
+	}
+	var params []string
+	for _, p := range strings.Split(path[q+1:], "&") {
+		if p != "" {
+			params = append(params, p)
+		}
+	}
+	slices.Sort(params)
+	if len(params) == 0 {
+		return path[:q]
+	}
+	return path[:q+1] + strings.Join(params, "&")
 }

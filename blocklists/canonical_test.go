@@ -384,8 +384,7 @@ func BenchmarkCanonicalPath(b *testing.B) {
 // others between: a plain entry's parameters are looked for among the
 // request's; a hashed entry is tried against each of the request's
 // parameters alone too, so one with a single parameter is found wherever
-// it is (one with several only first and in order: the hash hides them).
-// Allow lists keep the order.
+// it is (one with several: TestURLQueryOrderHashed).
 func TestURLQueryOrder(t *testing.T) {
 	ix := canonIndex(t, "bad.example/view.php?img=123&size=big", "abuse.example/gallery.php?id=5")
 	for _, tt := range []struct {
@@ -420,9 +419,13 @@ func TestURLQueryOrder(t *testing.T) {
 	if e := ix.hashedURLEntry("www.abuse.example", "/gallery.php?page=2&x=1&id=5", SetOf(IWF)); e != "abuse.example/gallery.php?id=5" {
 		t.Errorf("hashedURLEntry reordered = %q", e)
 	}
-	// An allow entry keeps the order and its boundary.
-	if _, bd := ix.LookupURLBounded("bad.example", "/view.php?size=big&img=123"); bd != 0 {
+	// An allow entry takes its parameters in any order (TestURLQueryOrderHashed),
+	// but exactly: not the last as a prefix.
+	if _, bd := ix.LookupURLBounded("bad.example", "/view.php?size=big&img=123"); bd == 0 {
 		t.Errorf("allow match reordered: %v", bd)
+	}
+	if _, bd := ix.LookupURLBounded("bad.example", "/view.php?size=bigger&img=123"); bd != 0 {
+		t.Errorf("allow match with a longer value: %v", bd)
 	}
 }
 
@@ -494,5 +497,57 @@ func TestURLQuerySpace(t *testing.T) {
 		if got := string(AppendCanonicalPath(nil, raw)); got != want {
 			t.Errorf("AppendCanonicalPath(%q) = %q, want %q", raw, got, want)
 		}
+	}
+}
+
+// TestURLQueryOrderHashed: a restricted list's hashed entry with several
+// query parameters, hashed in the canonical form (its parameters sorted),
+// is not dodged by sending them in another order or with others between,
+// as a plain entry is not; an allow entry with several is matched in any
+// order too (one canonical, sorted, form of the query at load and for
+// every request). A hash of the parameters in another order still matches
+// a request that sends them in that order.
+func TestURLQueryOrderHashed(t *testing.T) {
+	ix := canonIndex(t, "bad.example/view.php?size=big&img=123", "abuse.example/view.php?img=123&size=big")
+	for _, tt := range []struct {
+		host, path string
+		want       CategorySet
+	}{
+		{"abuse.example", "/view.php?img=123&size=big", SetOf(IWF)},
+		{"abuse.example", "/view.php?size=big&img=123", SetOf(IWF)},
+		{"www.abuse.example", "/view.php?SIZE=big&%69mg=123", SetOf(IWF)},
+		{"abuse.example", "/view.php?a=0&size=big&x=1&img=123&z=2", SetOf(IWF)},
+		{"abuse.example", "/view.php?size=big&img=123&page=2", SetOf(IWF)},
+		// More parameters than every set of is tried: the first few sorted.
+		{"abuse.example", "/view.php?x1=1&size=big&x2=2&x3=3&img=123&x4=4&x5=5", SetOf(IWF)},
+		{"abuse.example", "/view.php?size=big", 0},
+		{"abuse.example", "/view.php?size=big&img=1234", 0},
+		{"abuse.example", "/other.php?size=big&img=123", 0},
+		{"bad.example", "/view.php?img=123&size=big", SetOf(Phishing)},
+		{"bad.example", "/view.php?a=0&size=big&img=123", SetOf(Phishing)},
+	} {
+		if got := lookupRaw(ix, tt.host, tt.path); got != tt.want {
+			t.Errorf("%s%s = %v, want %v", tt.host, tt.path, got, tt.want)
+		}
+	}
+	// The entry a restricted match records is the hashed (sorted) form.
+	if e := ix.hashedURLEntry("www.abuse.example", "/view.php?x=1&size=big&img=123", SetOf(IWF)); e != "abuse.example/view.php?img=123&size=big" {
+		t.Errorf("hashedURLEntry reordered = %q", e)
+	}
+	// An allow entry: any order, others before or after, none of its
+	// parameters named twice.
+	for p, want := range map[string]bool{
+		"/view.php?img=123&size=big": true, "/view.php?size=big&img=123": true, "/view.php?t=1&img=123&size=big": true,
+		"/view.php?img=123&size=big&img=666": false, "/view.php?img=123": false, "/view.php?img=123&size=bigger": false,
+	} {
+		if _, bd := ix.LookupURLBounded("bad.example", string(AppendCanonicalPath(nil, p))); (bd != 0) != want {
+			t.Errorf("allow %s = %v, want %v", p, bd, want)
+		}
+	}
+	// A hash of the parameters unsorted (a publisher's own order) still
+	// matches them sent in that order.
+	ix = canonIndex(t, "bad.example/x", "abuse.example/view.php?size=big&img=123")
+	if got := lookupRaw(ix, "abuse.example", "/view.php?size=big&img=123&page=2"); got != SetOf(IWF) {
+		t.Errorf("unsorted hash in its order = %v", got)
 	}
 }

@@ -280,16 +280,23 @@ func queryAt(path string) int {
 
 // urlForms yields the host/path forms of a request that a hashed URL
 // entry may name, on the host as asked and without a leading "www.":
-// every prefix of the path that prefixEnds allows and every prefix
-// through one of its slashes (a directory's entry, "host/dir/", covers
-// the pages under it, as a plain entry does), then each query
-// parameter alone after the path, so that an entry with one parameter
-// ("page?id=5") is not dodged by putting others before it
-// ("page?x=1&id=5"): a site reads its parameters in any order. (An entry
-// with several is matched only with them first and in its order: the hash
-// hides which they are, and trying every choice and order of a request's
-// parameters would cost 2^n hashes.) A query of n parameters adds n-1
-// forms per host.
+//
+//   - every prefix of the path that prefixEnds allows and every prefix
+//     through one of its slashes (a directory's entry, "host/dir/", covers
+//     the pages under it, as a plain entry does);
+//   - each query parameter alone after the path, so that an entry with
+//     one parameter ("page?id=5") is not dodged by putting others before
+//     it ("page?x=1&id=5"): a site reads its parameters in any order;
+//   - for a query of several parameters, the entry's canonical form of
+//     each set of two or more of them: sorted (sortedQuery), so that an
+//     entry with several, hashed in that form, is not dodged by another
+//     order or by others between. Every such set for up to
+//     maxQuerySubsets parameters (2^n-n-1 forms); for a longer query, up
+//     to maxSortedParams parameters, the first two, three, ... of them
+//     sorted (an entry whose parameters sort before the request's others);
+//     beyond, none. A hash of an entry's parameters in another order (a
+//     publisher's own) still matches them sent in that order (the
+//     prefixes).
 type urlForms struct {
 	hosts [2]string
 	nh, h int // hosts to try; the one being tried
@@ -298,12 +305,46 @@ type urlForms struct {
 	phase int
 	j     int  // phase 0: the prefix's end; phase 1: where the next parameter starts
 	ended bool // phase 0: the prefix ending at j was tried
+	// Phase 2: the query's parameters, sorted, and the next set of them
+	// (a bit mask, or for a long query the number of them).
+	params [maxSortedParams]string
+	np     int
+	set    uint32
 }
+
+const (
+	maxQuerySubsets = 6  // parameters whose every set is tried (57 forms)
+	maxSortedParams = 16 // parameters sorted at all
+)
 
 func newURLForms(host, path string) urlForms {
 	v := urlForms{hosts: [2]string{host, trimWWW(host)}, nh: 1, path: path, q: queryAt(path)}
 	if len(v.hosts[1]) != len(host) {
 		v.nh = 2
+	}
+	if v.q < len(path) {
+		for rest := path[v.q+1:]; rest != ""; {
+			var p string
+			p, rest, _ = strings.Cut(rest, "&")
+			if p == "" {
+				continue
+			}
+			if v.np == maxSortedParams {
+				v.np = 0 // too many to sort
+				break
+			}
+			// Insertion sort: a handful of parameters, no allocation.
+			i := v.np
+			for i > 0 && v.params[i-1] > p {
+				v.params[i] = v.params[i-1]
+				i--
+			}
+			v.params[i] = p
+			v.np++
+		}
+		if v.np < 2 {
+			v.np = 0
+		}
 	}
 	return v
 }
@@ -344,6 +385,35 @@ func (v *urlForms) next(dst []byte) ([]byte, bool) {
 					return append(dst, p...), true
 				}
 			}
+			v.phase, v.set = 2, 0
+		case 2: // sets of two or more parameters, sorted
+			if v.np <= maxQuerySubsets {
+				for v.set++; v.set < 1<<v.np; v.set++ {
+					if v.set&(v.set-1) == 0 {
+						continue // one parameter: phase 1's
+					}
+					dst = append(append(dst, host...), v.path[:v.q+1]...)
+					first := true
+					for k := 0; k < v.np; k++ {
+						if v.set&(1<<k) != 0 {
+							if !first {
+								dst = append(dst, '&')
+							}
+							dst, first = append(dst, v.params[k]...), false
+						}
+					}
+					return dst, true
+				}
+			} else if v.set++; int(v.set) < v.np {
+				dst = append(append(dst, host...), v.path[:v.q+1]...)
+				for k := 0; k <= int(v.set); k++ {
+					if k > 0 {
+						dst = append(dst, '&')
+					}
+					dst = append(dst, v.params[k]...)
+				}
+				return dst, true
+			}
 			v.phase++
 		default:
 			v.h++
@@ -372,10 +442,12 @@ func trimWWW(name string) string {
 // canonical path ("/a/b?q", see AppendCanonicalPath; policy.Engine.Decide
 // makes it), as a block list matches it: URL-list rules whose host is the
 // host or a parent and whose path is a prefix of path (squidGuard's rule;
-// over-blocking is the safe side), plus hashed URL entries (the SHA-256 of
-// host/path for every prefix of path ending before a '/', '?' or ';', or a
-// '&' in the query, and of the whole, with and without a leading "www.").
-// It does not allocate.
+// over-blocking is the safe side) or, for a rule with a query, whose
+// parameters are all among path's (ruleMatch), plus hashed URL entries (the
+// SHA-256 of host/path for every prefix of path ending before a '/', '?' or
+// ';', or a '&' in the query, and of the whole, and of the query's
+// parameters alone and in sorted sets, with and without a leading "www.":
+// urlForms). It does not allocate.
 func (ix *Index) LookupURL(host, path string) CategorySet {
 	set, _ := ix.LookupURLBounded(host, path)
 	return set
@@ -462,15 +534,12 @@ func (ix *Index) LookupURLBounded(host, path string) (prefix, bounded CategorySe
 		for i := 0; ; {
 			suffix := host[i:]
 			for _, r := range ix.urls[suffix] {
-				if strings.HasPrefix(path, r.path) {
+				if pre, bd := ruleMatch(path, r.path); pre {
 					cb := &ix.combos[r.combo]
 					prefix |= cb.sub | cb.exact
-					if urlBoundary(path, r.path) {
+					if bd {
 						bounded |= cb.sub | cb.exact
 					}
-				} else if paramsWithin(path, r.path) {
-					cb := &ix.combos[r.combo]
-					prefix |= cb.sub | cb.exact // not an allow list's match: that keeps the order
 				}
 			}
 			j := strings.IndexByte(suffix, '.')
@@ -524,50 +593,78 @@ func hasParam(query, p string, prefix bool) bool {
 	return false
 }
 
+// ruleMatch reports whether a URL rule's canonical path (entry; its
+// query's parameters sorted, sortedQuery) matches path, a canonical request
+// path, as a block list matches it (prefix) and as an allow list does
+// (bounded, never without prefix). An entry without a query: prefix when
+// path starts with it, bounded when also at a boundary (urlBoundary). An
+// entry with a query names a set of parameters, in no order: prefix when
+// path starts with it or holds each of them (paramsWithin), bounded when
+// path holds each of them and names none of them twice (allowParams).
+func ruleMatch(path, entry string) (prefix, bounded bool) {
+	if strings.IndexByte(entry, '?') < 0 {
+		if !strings.HasPrefix(path, entry) {
+			return false, false
+		}
+		return true, urlBoundary(path, entry)
+	}
+	bounded = allowParams(path, entry)
+	return bounded || strings.HasPrefix(path, entry) || paramsWithin(path, entry), bounded
+}
+
 // urlBoundary reports whether path, a canonical request path that starts
-// with entry (a URL rule's canonical path), matches it at a boundary, as
-// allow lists require: the two are equal; or entry has no query and ends
-// in '/' (or is empty: a bare host), or path continues after it with '/',
-// '?' or ';'; or entry has a query and path's query continues after it
-// with '&' (or entry's ends in '&') and names none of entry's parameters
-// again: most sites read the last of a repeated parameter, so allowing
-// page?id=5 must not allow page?id=5&id=666.
+// with entry (a URL rule's canonical path without a query), matches it at
+// a boundary, as allow lists require: the two are equal; or entry ends in
+// '/' (or is empty: a bare host), or path continues after it with '/', '?'
+// or ';'.
 func urlBoundary(path, entry string) bool {
 	j := len(entry)
 	if j == len(path) || j == 0 {
 		return true
 	}
-	last := entry[j-1]
-	if q := strings.IndexByte(entry, '?'); q >= 0 {
-		return (path[j] == '&' || last == '&') && !repeatsParam(path[j:], entry[q+1:])
-	}
 	switch path[j] {
 	case '/', '?', ';':
 		return true
 	}
-	return last == '/'
+	return entry[j-1] == '/'
 }
 
-// repeatsParam reports whether the query rest (what follows an entry's
-// query in a request's) holds a parameter named as one in params (the
-// entry's query). It does not allocate.
-func repeatsParam(rest, params string) bool {
-	for rest != "" {
-		var p string
-		p, rest, _ = strings.Cut(rest, "&")
-		name, _, _ := strings.Cut(p, "=")
-		if name == "" {
+// allowParams reports whether path, a canonical request path, asks for
+// the page of entry, a URL rule's canonical path with a query, with each
+// of entry's parameters, in any order, with others or not, and names none
+// of them twice: most sites read the last of a repeated parameter, so
+// allowing page?id=5 must not allow page?id=5&id=666. It does not
+// allocate.
+func allowParams(path, entry string) bool {
+	qe := strings.IndexByte(entry, '?')
+	if len(path) <= qe || path[:qe+1] != entry[:qe+1] {
+		return false
+	}
+	query := path[qe+1:]
+	for params := entry[qe+1:]; params != ""; {
+		var e string
+		e, params, _ = strings.Cut(params, "&")
+		if e == "" {
 			continue
 		}
-		for ps := params; ps != ""; {
-			var e string
-			e, ps, _ = strings.Cut(ps, "&")
-			if en, _, _ := strings.Cut(e, "="); en == name {
-				return true
+		name, _, _ := strings.Cut(e, "=")
+		found := false
+		for rest := query; rest != ""; {
+			var p string
+			p, rest, _ = strings.Cut(rest, "&")
+			if n, _, _ := strings.Cut(p, "="); n != name {
+				continue
 			}
+			if found || p != e {
+				return false
+			}
+			found = true
+		}
+		if !found {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // HasPrefixes reports whether the index holds IP prefixes.
@@ -686,9 +783,7 @@ func (ix *Index) explainURL(host, path string, want CategorySet, bounded bool) (
 	for i := 0; ; {
 		suffix := host[i:]
 		for _, r := range ix.urls[suffix] {
-			hit := strings.HasPrefix(path, r.path) && (!bounded || urlBoundary(path, r.path)) ||
-				!bounded && paramsWithin(path, r.path)
-			if hit {
+			if pre, bd := ruleMatch(path, r.path); bounded && bd || !bounded && pre {
 				if m, ok := ix.explainCombo(r.combo, want, true); ok {
 					m.Entry = suffix + r.path
 					return m, true
@@ -959,7 +1054,7 @@ func (s *listSink) URL(hostPath []byte, exception bool) {
 	}
 	host, path := string(hostPath), ""
 	if i := strings.IndexByte(host, '/'); i >= 0 {
-		host, path = host[:i], host[i:]
+		host, path = host[:i], sortedQuery(host[i:])
 	}
 	s.addURL(host, path)
 	if id, ok := videoID(host, path); ok {
