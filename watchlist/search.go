@@ -49,10 +49,28 @@ type Engine struct {
 	// {"context":{...},"query":"..."}).
 	JSONPaths []string
 	JSONField string
+	// DataPaths are paths that return a search's results as data to the
+	// engine's own page (DuckDuckGo's links.duckduckgo.com/d.js, and its
+	// i.js, v.js and news.js for images, videos and news), which a client
+	// can ask for directly: safe search is forced there too (SafeData),
+	// on every host of the engine. No term is read from them: the page's
+	// own search, already read, asks for them.
+	DataPaths []DataPath
+	// DataParams are the parameters that set safe search on DataPaths
+	// (DuckDuckGo: p, ex, and kp), every copy of which the client sent is
+	// removed before a DataPath's own are added.
+	DataParams []string
 
-	// The canonical forms of Paths and JSONPaths (canonPaths), made by
-	// NewEngines; nil for an Engine made otherwise.
-	paths, jsonPaths []string
+	// The canonical forms of Paths, JSONPaths and DataPaths (canonPaths),
+	// made by NewEngines; nil for an Engine made otherwise.
+	paths, jsonPaths, dataPaths []string
+}
+
+// DataPath is one of an engine's DataPaths: the path, and the query
+// pairs ("p=1&kp=1") that make its results strict or moderate.
+type DataPath struct {
+	Path             string
+	Strict, Moderate string
 }
 
 // MaxTerm bounds a search term's length (bytes); longer terms are cut.
@@ -72,7 +90,21 @@ func DefaultEngines() []Engine {
 		{Name: "Bing", Hosts: []string{"bing.com"}, Paths: []string{"/search", "/images/search", "/videos/search", "/news/search"}, Param: "q",
 			SafeParam: "adlt", SafeStrict: "strict", SafeModerate: "moderate"},
 		{Name: "DuckDuckGo", Hosts: []string{"duckduckgo.com"}, Paths: []string{"/", "/html", "/lite"}, Param: "q",
-			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1", PostsForm: true},
+			SafeParam: "kp", SafeStrict: "1", SafeModerate: "-1", PostsForm: true,
+			// Its page's results come from d.js (web, on
+			// links.duckduckgo.com), i.js, v.js and news.js, whose safe
+			// search is p=1 (strict) or, for web results, ex=-1
+			// (moderate; ex=-2 is off), for videos and news p=-1; images
+			// have no moderate, so get p=1 (moderate hides explicit
+			// images). kp, DuckDuckGo's documented setting for every
+			// page, is set too.
+			DataPaths: []DataPath{
+				{Path: "/d.js", Strict: "p=1&kp=1", Moderate: "ex=-1&kp=-1"},
+				{Path: "/i.js", Strict: "p=1&kp=1", Moderate: "p=1&kp=-1"},
+				{Path: "/v.js", Strict: "p=1&kp=1", Moderate: "p=-1&kp=-1"},
+				{Path: "/news.js", Strict: "p=1&kp=1", Moderate: "p=-1&kp=-1"},
+			},
+			DataParams: []string{"p", "ex", "kp"}},
 		{Name: "YouTube", Hosts: []string{"youtube.com", "youtube-nocookie.com", "youtubei.googleapis.com", "youtube.googleapis.com"}, Paths: []string{"/results", "/search"}, Param: "search_query", AltParams: []string{"q"},
 			Header: "YouTube-Restrict", HeaderStrict: "Strict", HeaderModerate: "Moderate",
 			JSONPaths: []string{"/youtubei/v1/search"}, JSONField: "query"},
@@ -97,12 +129,21 @@ func NewEngines(list []Engine) (*Engines, error) {
 	t := &Engines{list: list, exact: map[string]int32{}, anyTLD: map[string]int32{}}
 	for i := range list {
 		list[i].paths, list[i].jsonPaths = canonPaths(list[i].Paths), canonPaths(list[i].JSONPaths)
+		var data []string
+		for _, d := range list[i].DataPaths {
+			data = append(data, d.Path)
+		}
+		list[i].dataPaths = canonPaths(data)
 	}
 	for i, e := range list {
 		if e.Name == "" || e.Param == "" || len(e.Hosts) == 0 || len(e.Paths) == 0 {
 			return nil, fmt.Errorf("search engine %d (%q): name, hosts, paths and param are required", i+1, e.Name)
 		}
-		for _, p := range append(e.Paths[:len(e.Paths):len(e.Paths)], e.JSONPaths...) {
+		all := append(e.Paths[:len(e.Paths):len(e.Paths)], e.JSONPaths...)
+		for _, d := range e.DataPaths {
+			all = append(all, d.Path)
+		}
+		for _, p := range all {
 			if !strings.HasPrefix(p, "/") {
 				return nil, fmt.Errorf("search engine %s: path %q must start with /", e.Name, p)
 			}
@@ -333,36 +374,68 @@ func (e *Engine) SafeQuery(rawQuery string, strict bool) (string, bool) {
 	if strict {
 		val = e.SafeStrict
 	}
+	return setParams(rawQuery, []string{e.SafeParam}, url.QueryEscape(e.SafeParam)+"="+url.QueryEscape(val)), true
+}
+
+// SafeData returns rawQuery, of a request for path (as SearchPath takes
+// it), with the safe-search parameters of e's DataPaths set: every copy of
+// DataParams the client sent removed, in any escaping, and the path's own
+// pairs added; false when path is none of e's DataPaths.
+func (e *Engine) SafeData(path, rawQuery string, strict bool) (string, bool) {
+	if len(e.DataPaths) == 0 {
+		return rawQuery, false
+	}
+	canon := e.dataPaths
+	if canon == nil {
+		for _, d := range e.DataPaths {
+			canon = append(canon, canonPaths([]string{d.Path})...)
+		}
+	}
+	for i, d := range e.DataPaths {
+		if !onPaths(path, canon[i:i+1]) {
+			continue
+		}
+		add := d.Moderate
+		if strict {
+			add = d.Strict
+		}
+		return setParams(rawQuery, e.DataParams, add), true
+	}
+	return rawQuery, false
+}
+
+// setParams returns rawQuery without any pair naming one of drop (in any
+// escaping and case), with add (raw pairs) at its end.
+func setParams(rawQuery string, drop []string, add string) string {
 	var b strings.Builder
-	b.Grow(len(rawQuery) + len(e.SafeParam) + len(val) + 2)
+	b.Grow(len(rawQuery) + len(add) + 1)
 	for q := rawQuery; q != ""; {
 		var kv string
 		kv, q, _ = strings.Cut(q, "&")
 		if strings.IndexByte(kv, ';') >= 0 {
-			kv = dropSafe(kv, e.SafeParam) // servers that split on ';' too
+			kv = dropSafe(kv, drop) // servers that split on ';' too
 		}
 		k, _, _ := strings.Cut(kv, "=")
-		if kv == "" || safeKey(k, e.SafeParam) {
+		if kv == "" || safeKeyOf(k, drop) {
 			continue
 		}
 		b.WriteString(kv)
 		b.WriteByte('&')
 	}
-	b.WriteString(url.QueryEscape(e.SafeParam))
-	b.WriteByte('=')
-	b.WriteString(url.QueryEscape(val))
-	return b.String(), true
+	b.WriteString(add)
+	return b.String()
 }
 
-// dropSafe removes the ';'-separated pairs of kv that name param: some
-// servers split a query on ';' as well as '&' (the old HTML 4 advice), so
-// "q=x;kp=-2" could carry a safe-search value past the '&' pairs.
-func dropSafe(kv, param string) string {
+// dropSafe removes the ';'-separated pairs of kv that name one of params:
+// some servers split a query on ';' as well as '&' (the old HTML 4
+// advice), so "q=x;kp=-2" could carry a safe-search value past the '&'
+// pairs.
+func dropSafe(kv string, params []string) string {
 	var b strings.Builder
 	for kv != "" {
 		var p string
 		p, kv, _ = strings.Cut(kv, ";")
-		if k, _, _ := strings.Cut(p, "="); safeKey(k, param) {
+		if k, _, _ := strings.Cut(p, "="); safeKeyOf(k, params) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -371,6 +444,16 @@ func dropSafe(kv, param string) string {
 		b.WriteString(p)
 	}
 	return b.String()
+}
+
+// safeKeyOf reports whether a raw query key names one of params (safeKey).
+func safeKeyOf(k string, params []string) bool {
+	for _, p := range params {
+		if safeKey(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // safeKey reports whether a raw query key names param, in any escaping

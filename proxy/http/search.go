@@ -271,9 +271,10 @@ func (s *Server) flagSearch(info *reqInfo, source string) {
 // safeSearch turns on the engine's own safe search for a request the
 // group's safe_search covers (the same setting as the DNS rewrite): the
 // engine's safe parameter on its search paths (in the URL, and in a
-// POSTed URL-encoded form: safeForm), and its header (YouTube's
-// YouTube-Restrict) on every request to it. A client's own value for
-// either is replaced.
+// POSTed URL-encoded form: safeForm), its data paths' parameters on
+// those (watchlist.Engine.SafeData: DuckDuckGo's d.js), and its header
+// (YouTube's YouTube-Restrict) on every request to it. A client's own
+// value for any of them is replaced.
 func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
 	if info.search == nil {
 		return
@@ -284,10 +285,18 @@ func (s *Server) safeSearch(r *http.Request, info *reqInfo) {
 		return
 	}
 	strict := mode == policy.SafeSearchStrict
-	if se.SafeParam != "" && info.search.onPath {
+	switch {
+	case se.SafeParam != "" && info.search.onPath:
 		r.URL.RawQuery, _ = se.SafeQuery(r.URL.RawQuery, strict)
 		if r.Method == http.MethodPost {
 			safeForm(r, info.search, strict)
+		}
+	case len(se.DataPaths) > 0:
+		// The endpoints that return results as data to the engine's own
+		// page (DuckDuckGo's links.duckduckgo.com/d.js), which a client
+		// can ask for directly.
+		if q, ok := se.SafeData(r.URL.EscapedPath(), r.URL.RawQuery, strict); ok {
+			r.URL.RawQuery = q
 		}
 	}
 	if h, v := se.SafeHeader(strict); h != "" {

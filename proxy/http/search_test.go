@@ -589,3 +589,53 @@ func TestSearchForRestrictedSite(t *testing.T) {
 		}
 	}
 }
+
+// TestSafeSearchDuckDuckGoHosts: every DuckDuckGo host that serves results
+// has safe search forced: the no-JavaScript pages pupils use to dodge it
+// (html.duckduckgo.com/html/, lite.duckduckgo.com/lite/, kp) and the
+// endpoints that return results as data to its own page
+// (links.duckduckgo.com/d.js, and duckduckgo.com/i.js, v.js and news.js,
+// which take p=1 for strict and ex=-1 for moderate, ex=-2 turning it off):
+// the client's own values are replaced.
+func TestSafeSearchDuckDuckGoHosts(t *testing.T) {
+	e := searchEnv(t)
+	e.res.mu.Lock()
+	for _, h := range []string{"html.duckduckgo.com", "lite.duckduckgo.com", "links.duckduckgo.com"} {
+		e.res.names[h] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	e.res.mu.Unlock()
+	c := e.client("", "", "")
+	check := func(host, path string, want map[string]string) {
+		t.Helper()
+		e.lastReq.Store(nil)
+		get(t, c, e.originURL(host, path))
+		r := e.lastReq.Load()
+		if r == nil {
+			t.Fatalf("%s%s: origin not reached", host, path)
+		}
+		q := r.URL.Query()
+		for param, w := range want {
+			if got := q[param]; w == "" && len(got) != 0 || w != "" && (len(got) != 1 || got[0] != w) {
+				t.Errorf("%s%s: origin saw %s=%q (query %q), want %q", host, path, param, got, r.URL.RawQuery, w)
+			}
+		}
+		if q.Get("q") != "cats" {
+			t.Errorf("%s%s: origin's query %q lost the search", host, path, r.URL.RawQuery)
+		}
+	}
+	check("html.duckduckgo.com", "/html/?q=cats&kp=-2", map[string]string{"kp": "1"})
+	check("lite.duckduckgo.com", "/lite/?q=cats&kp=-2", map[string]string{"kp": "1"})
+	check("links.duckduckgo.com", "/d.js?q=cats&l=us-en&ex=-2&vqd=4-1&p=-1", map[string]string{"p": "1", "ex": "", "kp": "1"})
+	check("links.duckduckgo.com", "/d.js?q=cats&%65x=-2&P=-2", map[string]string{"p": "1", "ex": "", "P": "", "kp": "1"})
+	check("duckduckgo.com", "/i.js?q=cats&o=json&p=-1", map[string]string{"p": "1", "kp": "1"})
+	check("duckduckgo.com", "/v.js?q=cats&p=-2", map[string]string{"p": "1", "kp": "1"})
+	check("duckduckgo.com", "/news.js?q=cats&p=-2", map[string]string{"p": "1", "kp": "1"})
+
+	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "moderate" })
+	check("html.duckduckgo.com", "/html/?q=cats&kp=-2", map[string]string{"kp": "-1"})
+	check("links.duckduckgo.com", "/d.js?q=cats&ex=-2&vqd=4-1", map[string]string{"ex": "-1", "p": "", "kp": "-1"})
+	check("duckduckgo.com", "/i.js?q=cats&p=-1", map[string]string{"p": "1", "kp": "-1"}) // moderate hides explicit images
+
+	e.editGroup("students", func(g *config.Group) { g.SafeSearch = "off" })
+	check("links.duckduckgo.com", "/d.js?q=cats&ex=-2", map[string]string{"ex": "-2"})
+}
