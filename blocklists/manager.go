@@ -359,7 +359,24 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 // build loads the embedded lists and every source into a new index and
 // returns it with the list state and status it would record (see commit). With strict
 // set, a source that loaded before and fails now aborts the build.
+//
+// Local files are read once they have settled (settle.go), so a build can
+// wait up to settleMax for one being written, holding the manager's lock;
+// a build during which one changed is started again.
 func (m *Manager) build(strict bool) (*Index, *built, error) {
+	run := &buildRun{strict: strict, settleBy: time.Now().Add(settleMax)}
+	for attempt := 1; ; attempt++ {
+		run.last = attempt >= buildAttempts
+		ix, b, err := m.buildOnce(run)
+		if run.last || !errors.Is(err, errFileChanged) {
+			return ix, b, err
+		}
+		m.log.Info("list file changed while it was read; reading the lists again", "err", err)
+	}
+}
+
+func (m *Manager) buildOnce(run *buildRun) (*Index, *built, error) {
+	strict := run.strict
 	start := time.Now()
 	hint := 0
 	for _, st := range m.state {
@@ -373,7 +390,10 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 	newState := map[string]listState{}
 	loaded, errs := map[string]loadedList{}, map[string]error{}
 	for _, s := range m.sources {
-		n, parts, err := m.loadSource(b, s)
+		n, parts, err := m.loadSource(b, s, run)
+		if err != nil && !run.last && errors.Is(err, errFileChanged) {
+			return nil, nil, err // build starts again
+		}
 		if err != nil {
 			errs[s.Name] = err
 			m.log.Error("list not loaded", "list", s.Name, "err", err)
@@ -478,9 +498,9 @@ type built struct {
 
 // loadSource adds one source's lists to b and returns its entry count and,
 // for a squidGuard tree, the count of each of its files (listState.Parts).
-func (m *Manager) loadSource(b *Builder, s Source) (int, map[string]int, error) {
+func (m *Manager) loadSource(b *Builder, s Source, run *buildRun) (int, map[string]int, error) {
 	if s.Format == FormatSquidGuard {
-		return m.loadSquidGuard(b, s)
+		return m.loadSquidGuard(b, s, run)
 	}
 	path := s.Path
 	if s.Feed != nil {
@@ -489,18 +509,43 @@ func (m *Manager) loadSource(b *Builder, s Source) (int, map[string]int, error) 
 			return 0, nil, errors.New("not downloaded yet and no cached copy")
 		}
 		path = p
+		run = nil // the cache is replaced by rename: never seen half-written
 	}
-	n, err := m.loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format)
+	n, err := m.loadFile(b, ListInfo{Name: s.Name, Source: s.Name, Category: s.Category, Restricted: s.Restricted()}, path, s.Format, run)
 	return n, nil, err
 }
 
-func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format) (int, error) {
+// loadFile adds the list at path to b. run is nil for a feed's cached
+// copy; a local file (run set) is read once it has settled, and an error
+// wrapping errFileChanged is returned if it changed during the read (at
+// start-up, with no running lists to keep, the last attempt loads what it
+// read, as it does a file still being written at settleMax, and logs it).
+func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format, run *buildRun) (int, error) {
 	info.File = path
+	var before fileStamp
+	if run != nil {
+		var err error
+		before, err = settle(path, run.settleBy)
+		if err != nil && run.strict {
+			return 0, fmt.Errorf("list %s: %w: not read", info.Name, err)
+		}
+		if err != nil {
+			m.log.Warn("loading a list file that is still changing", "list", info.Name, "err", err)
+		}
+	}
 	li, sink, err := b.AddList(info)
 	if err != nil {
 		return 0, err
 	}
 	res, err := ParseFile(path, f, sink)
+	if after, _ := statStamp(path); run != nil && err == nil && after != before {
+		changed := fmt.Errorf("list %s: %s %w", info.Name, path, errFileChanged)
+		if !run.last || run.strict {
+			err = changed
+		} else {
+			m.log.Warn("loaded a list file that changed while it was read", "list", info.Name, "err", changed)
+		}
+	}
 	if info.Restricted {
 		res.Errors, err = withholdLineText(res.Errors), withholdLines(err)
 	}
@@ -513,7 +558,7 @@ func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format) (in
 	return res.Entries, nil
 }
 
-func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, map[string]int, error) {
+func (m *Manager) loadSquidGuard(b *Builder, s Source, run *buildRun) (int, map[string]int, error) {
 	dirs, err := ScanSquidGuard(s.Path)
 	if err != nil {
 		return 0, nil, err
@@ -537,7 +582,7 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source) (int, map[string]int, err
 				continue
 			}
 			info := ListInfo{Name: s.Name + "/" + d.Dir + f.suffix, Source: s.Name, Category: cat, Restricted: cat.Restricted()}
-			n, err := m.loadFile(b, info, f.path, f.format)
+			n, err := m.loadFile(b, info, f.path, f.format, run)
 			total += n
 			parts[d.Dir+f.suffix] = n
 			loaded++

@@ -715,3 +715,50 @@ func TestManagerFeedErrorNamesDownloadLine(t *testing.T) {
 		t.Errorf("error does not name the feed and line 2: %s", msg)
 	}
 }
+
+// TestManagerLocalFileCaughtMidWrite: a local list being rewritten in
+// place (an editor or cp truncates it, then writes) is not read until it
+// has settled. A rebuild that comes while only 60 of its 100 lines are
+// written (over min_ratio, so the shrink guard does not see it) waits for
+// the writer, so the 40 names after the cut stay blocked; nothing else
+// would re-read the file until the next reload or refresh.
+func TestManagerLocalFileCaughtMidWrite(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "adult.txt")
+	full := domains("porn", 100)
+	if err := os.WriteFile(path, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(filepath.Join(dir, "cache"), []Source{{Name: "adult", Path: path, Category: Pornography}}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cut := strings.Index(full, "porn60.example\n")
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteString(full[:cut]); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := m.Rebuild(); done <- err }()
+	time.Sleep(50 * time.Millisecond) // the writer is slower than the rebuild
+	if _, err := fh.WriteString(full[cut:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	for _, probe := range []string{"porn0.example", "porn99.example"} {
+		if !m.Index().Lookup(probe).Has(Pornography) {
+			t.Errorf("%s not blocked after a rebuild that caught its list being written", probe)
+		}
+	}
+	if st := m.Status()[0]; st.Entries != 100 {
+		t.Errorf("status %+v, want the 100 entries of the finished file", st)
+	}
+}
