@@ -123,6 +123,16 @@ func (f *Fetcher) Fetch(ctx context.Context, feed Feed, validate func(tmpPath st
 	base := feedCacheBase(feed.Name)
 	listPath := filepath.Join(f.Dir, base+".list")
 	metaPath := filepath.Join(f.Dir, base+".meta.json")
+	// One download of a feed at a time across processes sharing the cache
+	// (`gatehouse lists update` beside a running serve): the second waits,
+	// then sends the first's validators, so their renames of the copy and
+	// writes of its sidecar never interleave (a copy paired with another
+	// body's validators would be kept on a 304 for ever).
+	unlock, err := lockFile(ctx, filepath.Join(f.Dir, "."+base+".lock"))
+	if err != nil {
+		return FetchResult{}, fe.new("waiting for another update of this list", err)
+	}
+	defer unlock()
 	removeStaleFetchTemps(f.Dir, base)
 
 	urlHash := hashFeedURL(u)

@@ -706,13 +706,40 @@ func (m *Manager) writeState() {
 		return
 	}
 	data, _ := json.MarshalIndent(m.state, "", "  ")
-	tmp := m.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err == nil {
-		err = os.Rename(tmp, m.statePath())
-		if err != nil {
-			m.log.Warn("cannot save list state", "err", err)
-		}
+	if err := writeFileAtomic(m.statePath(), data); err != nil {
+		m.log.Warn("cannot save list state", "file", m.statePath(), "err", err)
 	}
+}
+
+// writeFileAtomic replaces path with data (0600): a temporary file of its
+// own (another process, e.g. `gatehouse lists update` beside serve, may
+// be saving the same file), synced, then renamed over path and the
+// directory synced, so a reader or a crash sees the old contents or the
+// new, never a mix or an empty file. Temporary files a crash left behind
+// are removed once an hour old.
+func writeFileAtomic(path string, data []byte) error {
+	dir, base := filepath.Split(path)
+	removeStaleFetchTemps(filepath.Clean(dir), base)
+	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	fetchSyncDir(filepath.Clean(dir))
+	return nil
 }
 
 // countSink counts entries without storing them.
