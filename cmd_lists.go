@@ -31,6 +31,9 @@ type listStat struct {
 	Invalid  int      `json:"invalid"`
 	Samples  []string `json:"invalid_samples,omitempty"`
 	Error    string   `json:"error,omitempty"`
+	// Warning: a loaded feed whose last download failed (its cached copy
+	// is in use), with the error and the count in a row.
+	Warning string `json:"warning,omitempty"`
 }
 
 // statsReport is the JSON form of `gatehouse lists stats`.
@@ -75,9 +78,21 @@ func (c *cli) listsStats(args []string) int {
 		HeapBytes: int64(m1.HeapAlloc) - int64(m0.HeapAlloc) + st.OffHeap, RSSBytes: rssBytes(), LoadSeconds: took.Seconds(),
 	}
 	failed := false
+	status := map[string]bl.ListStatus{}
+	for _, st := range lists.Status() {
+		status[st.Name] = st
+	}
 	for _, l := range ix.Lists() {
 		s := listStat{Name: l.Name, Source: l.Source, Category: categoryName(l.Category), Format: string(l.Format),
 			Entries: l.Entries, Invalid: l.Invalid, Error: l.Err}
+		// The download status is kept beside the cached copy (it is not
+		// what this load did): a feed failing for days says so here too.
+		if st := status[l.Source]; st.Feed && st.Failing() && l.Err == "" {
+			s.Warning = fmt.Sprintf("last download failed at %s%s: %s", st.LastErrorAt.UTC().Format(time.RFC3339), inARow(st.Failures), st.LastError)
+			if !st.LastSuccess.IsZero() {
+				s.Warning += "; last good download " + st.LastSuccess.UTC().Format(time.RFC3339)
+			}
+		}
 		if l.Restricted {
 			s.Category = "restricted (" + l.Category.String() + ")"
 		} else {
@@ -92,10 +107,6 @@ func (c *cli) listsStats(args []string) int {
 	loaded := map[string]bool{}
 	for _, l := range ix.Lists() {
 		loaded[l.Source] = true
-	}
-	status := map[string]bl.ListStatus{}
-	for _, st := range lists.Status() {
-		status[st.Name] = st
 	}
 	for _, s := range lists.Sources() {
 		if loaded[s.Name] {
@@ -123,6 +134,8 @@ func (c *cli) listsStats(args []string) int {
 			status := "ok"
 			if s.Error != "" {
 				status = s.Error
+			} else if s.Warning != "" {
+				status = "ok, but " + s.Warning
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Category, s.Format, thousands(int64(s.Entries)), thousands(int64(s.Invalid)), status)
 		}

@@ -69,8 +69,8 @@ func listProblems(lists *bl.Manager, now time.Time) []health.Problem {
 				since = "at " + st.LastSuccess.UTC().Format(time.RFC3339)
 			}
 			out = append(out, health.Problem{Key: "lists/" + st.Name, Part: "lists", Warning: true,
-				Message: fmt.Sprintf("warning: list %s: the last load or refresh failed, so the copy loaded %s is still in use: %s",
-					st.Name, since, st.LastError)})
+				Message: fmt.Sprintf("warning: list %s: the last load or refresh failed%s, so the copy loaded %s is still in use: %s",
+					st.Name, inARow(st.Failures), since, st.LastError)})
 			continue
 		}
 		if st.Loaded {
@@ -86,6 +86,14 @@ func listProblems(lists *bl.Manager, now time.Time) []health.Problem {
 	return out
 }
 
+// inARow says how many attempts in a row failed, when more than one.
+func inARow(n int) string {
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d in a row)", n)
+}
+
 // listsCollector exports blocklist sizes and the state of every configured
 // list at scrape time.
 type listsCollector struct{ lists *bl.Manager }
@@ -95,8 +103,9 @@ var (
 	descListInvalid = prometheus.NewDesc("gatehouse_blocklist_invalid_lines", "Rejected lines per list.", []string{"list"}, nil)
 	descListError   = prometheus.NewDesc("gatehouse_blocklist_failed", "1 when the last attempt to load or download a configured list failed.", []string{"list"}, nil)
 	descListLoaded  = prometheus.NewDesc("gatehouse_blocklist_loaded", "1 when a configured list is in the index in use, 0 when it is not (never loaded or not downloaded yet).", []string{"list"}, nil)
-	descListSuccess = prometheus.NewDesc("gatehouse_blocklist_last_success_timestamp_seconds", "When a configured list last loaded or downloaded without error (0: not since start).", []string{"list"}, nil)
-	descListLastErr = prometheus.NewDesc("gatehouse_blocklist_last_error_timestamp_seconds", "When loading or downloading a configured list last failed (0: never since start).", []string{"list"}, nil)
+	descListSuccess = prometheus.NewDesc("gatehouse_blocklist_last_success_timestamp_seconds", "When a configured list last loaded or downloaded without error (0: not known; a feed's is kept across restarts).", []string{"list"}, nil)
+	descListLastErr = prometheus.NewDesc("gatehouse_blocklist_last_error_timestamp_seconds", "When loading or downloading a configured list last failed (0: not known; a feed's is kept across restarts).", []string{"list"}, nil)
+	descListFails   = prometheus.NewDesc("gatehouse_blocklist_consecutive_failures", "Downloads of a feed (loads of a local list) in a row that failed since its last success, kept across restarts for feeds.", []string{"list"}, nil)
 	descListSource  = prometheus.NewDesc("gatehouse_blocklist_source_entries", "Entries of a configured list in the index in use (0 when not loaded).", []string{"list"}, nil)
 	descIndexNames  = prometheus.NewDesc("gatehouse_blocklist_index_domains", "Distinct domains in the index.", nil, nil)
 	descIndexBuilt  = prometheus.NewDesc("gatehouse_blocklist_index_built_timestamp_seconds", "When the index in use was built.", nil, nil)
@@ -104,7 +113,7 @@ var (
 
 func (c *listsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descListEntries, descListInvalid, descListError, descListLoaded, descListSuccess,
-		descListLastErr, descListSource, descIndexNames, descIndexBuilt} {
+		descListLastErr, descListFails, descListSource, descIndexNames, descIndexBuilt} {
 		ch <- d
 	}
 }
@@ -136,6 +145,7 @@ func (c *listsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descListSuccess, unix(st, false), st.Name)
 		gauge(descListLastErr, unix(st, true), st.Name)
 		gauge(descListError, b2f(st.Failing()), st.Name)
+		gauge(descListFails, float64(st.Failures), st.Name)
 	}
 	ix := c.lists.Index()
 	if ix == nil {

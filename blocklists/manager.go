@@ -345,7 +345,12 @@ func (m *Manager) update(ctx context.Context, s Source, progress func(done, tota
 	}
 	fr, err := m.fetcher.Fetch(ctx, *s.Feed, validate, progress)
 	r.Took, r.Bytes, r.Changed, r.NotModified = time.Since(start), fr.Bytes, fr.Changed, fr.NotModified
+	if err != nil && s.Restricted() {
+		err = withholdLines(err)
+	}
+	m.restoreStatus([]Source{s}) // the count goes on from the last run's
 	m.status.fetched(s.Name, err, time.Now())
+	m.saveStatus(s.Name)
 	if err != nil {
 		r.Err = err
 		r.Entries = prev
@@ -608,6 +613,7 @@ func (m *Manager) commit(ix *Index, b *built, publish func(*Index) error) error 
 	m.current.Store(ix)
 	m.state = b.state
 	m.writeState()
+	m.restoreStatus(m.sources)
 	m.status.built(b.names, b.loaded, b.errs, time.Now())
 	// The builder's scratch maps are garbage now; hand the memory back so
 	// the resident size reflects the index, not the build (FreeOSMemory

@@ -1,6 +1,9 @@
 package blocklists
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,6 +24,9 @@ type ListStatus struct {
 	// Failing says it came after the last success.
 	LastError   string
 	LastErrorAt time.Time
+	// Failures counts the attempts in a row (downloads of a feed, loads
+	// of a local list) that failed since the last success.
+	Failures int
 }
 
 // Failing reports whether the last attempt to load or download the list
@@ -72,7 +78,7 @@ func (b *statusBook) built(names []string, loaded map[string]loadedList, failed 
 		s.Loaded, s.Entries, s.Feed = true, l.entries, l.feed
 		switch {
 		case !l.feed:
-			s.LastSuccess = now
+			s.LastSuccess, s.Failures = now, 0
 		case s.LastSuccess.IsZero():
 			s.LastSuccess = l.fetched
 		}
@@ -86,6 +92,7 @@ func (b *statusBook) built(names []string, loaded map[string]loadedList, failed 
 func (b *statusBook) failed(name string, err error, now time.Time) {
 	s := b.get(name)
 	s.LastError, s.LastErrorAt = err.Error(), now
+	s.Failures++
 }
 
 // fetched records a download's outcome.
@@ -96,7 +103,67 @@ func (b *statusBook) fetched(name string, err error, now time.Time) {
 		b.failed(name, err, now)
 		return
 	}
-	b.get(name).LastSuccess = now
+	s := b.get(name)
+	s.LastSuccess, s.Failures = now, 0
+}
+
+// A feed's download outcomes are kept in a status file beside its cached
+// copy, so a feed that has been failing for days still says so after a
+// restart (or in `gatehouse lists stats`), instead of looking healthy
+// from its cached copy alone. A local list's status is what its load at
+// start says.
+type savedStatus struct {
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastError   string    `json:"last_error,omitempty"` // a restricted list's never quotes its lines (withholdLines)
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Failures    int       `json:"consecutive_failures"`
+}
+
+func (f *Fetcher) statusPath(name string) string {
+	return filepath.Join(f.Dir, feedCacheBase(name)+".status.json")
+}
+
+// saveStatus writes a feed's download status to its status file (0600).
+func (m *Manager) saveStatus(name string) {
+	if m.dir == "" {
+		return
+	}
+	m.status.mu.Lock()
+	st := *m.status.get(name)
+	m.status.mu.Unlock()
+	data, _ := json.MarshalIndent(savedStatus{LastSuccess: st.LastSuccess, LastError: st.LastError,
+		LastErrorAt: st.LastErrorAt, Failures: st.Failures}, "", "  ")
+	if err := writeFileAtomic(m.fetcher.statusPath(name), append(data, '\n')); err != nil {
+		m.log.Warn("cannot save list status", "list", name, "err", err)
+	}
+}
+
+// restoreStatus gives each feed the status saved by an earlier run or by
+// another process on the same cache (`gatehouse lists update` beside
+// serve), when that is newer than the one it has.
+func (m *Manager) restoreStatus(sources []Source) {
+	m.status.mu.Lock()
+	defer m.status.mu.Unlock()
+	for _, s := range sources {
+		if s.Feed == nil || m.dir == "" {
+			continue
+		}
+		data, err := os.ReadFile(m.fetcher.statusPath(s.Name))
+		if err != nil {
+			continue
+		}
+		var saved savedStatus
+		if err := json.Unmarshal(data, &saved); err != nil {
+			m.log.Warn("ignoring unreadable list status", "list", s.Name, "err", err)
+			continue
+		}
+		st := m.status.get(s.Name)
+		if !latest(saved.LastSuccess, saved.LastErrorAt).After(latest(st.LastSuccess, st.LastErrorAt)) {
+			continue
+		}
+		st.Feed = true
+		st.LastSuccess, st.LastError, st.LastErrorAt, st.Failures = saved.LastSuccess, saved.LastError, saved.LastErrorAt, saved.Failures
+	}
 }
 
 // Status returns the state of every list configured for the index in use,
@@ -144,4 +211,11 @@ func (m *Manager) logInvalid(li *ListInfo) {
 	if more := li.Invalid - len(li.Errors); more > 0 {
 		m.log.Warn("more invalid list lines not shown", "list", li.Name, "file", li.File, "more", more, "invalid", li.Invalid)
 	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

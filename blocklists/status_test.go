@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,4 +68,81 @@ func TestListStatus(t *testing.T) {
 		t.Error("Status waited for the manager's lock")
 	}
 	m.mu.Unlock()
+}
+
+// TestListStatusSurvivesRestart: a feed whose downloads have been failing
+// is still failing after a restart (a new manager on the same cache), with
+// its last error, when it last downloaded and how many downloads in a row
+// failed, from a status file beside its cached copy (0600); a restricted
+// feed's persisted error quotes none of its lines.
+func TestListStatusSurvivesRestart(t *testing.T) {
+	const secret = "csam-secret-label"
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	feed := newFeedServer(t, domains("bet", 10))
+	restricted := newFeedServer(t, domains("ok", 10))
+	sources := func() []Source {
+		r := feedSource("ctiru", restricted.srv.URL, CTIRU)
+		r.Format = FormatDomains
+		return []Source{feedSource("feed", feed.srv.URL, Gambling), r}
+	}
+	m := NewManager(cache, sources(), nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	okAt := m.Status()[0].LastSuccess
+	feed.set("", "text/plain", true)
+	restricted.set(strings.Repeat(secret+"\u200d.example\n", 3), "text/plain", false)
+	for range 3 {
+		m.Update(context.Background(), nil, nil)
+	}
+	before := m.Status()
+	if !before[0].Failing() || !before[1].Failing() {
+		t.Fatalf("not failing before the restart: %+v", before)
+	}
+
+	// The restart: a new manager, loading the cached copies.
+	m2 := NewManager(cache, sources(), nil, nil)
+	m2.NoFetch = true
+	if _, err := m2.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := m2.Status()
+	for i, st := range after {
+		if !st.Loaded || !st.Failing() || st.LastError != before[i].LastError || !st.LastErrorAt.Equal(before[i].LastErrorAt) ||
+			st.Failures != 3 || before[i].Failures != 3 {
+			t.Errorf("after a restart %s shows %+v, was %+v", st.Name, st, before[i])
+		}
+		if strings.Contains(st.LastError, secret) {
+			t.Errorf("%s: a restricted list's line in its status: %s", st.Name, st.LastError)
+		}
+	}
+	if !after[0].LastSuccess.Equal(okAt) {
+		t.Errorf("after a restart the last success is %v, was %v", after[0].LastSuccess, okAt)
+	}
+	for _, name := range []string{"feed", "ctiru"} {
+		fi, err := os.Stat(filepath.Join(cache, name+".status.json"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: status file beside the cached copy: %v %v", name, fi, err)
+		}
+	}
+	// A download that works again clears the count, and says so after a restart.
+	feed.set(domains("bet", 10), "text/plain", false)
+	m2.NoFetch = false
+	m2.Update(context.Background(), []string{"feed"}, nil)
+	m3 := NewManager(cache, sources(), nil, nil)
+	m3.NoFetch = true
+	if _, err := m3.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := m3.Status()[0]; st.Failing() || st.Failures != 0 || !st.LastSuccess.After(okAt) {
+		t.Errorf("feed back, after a restart: %+v", st)
+	}
+	entries, _ := os.ReadDir(cache)
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(cache, e.Name()))
+		if strings.Contains(string(data), secret) {
+			t.Errorf("%s holds a restricted list's line", e.Name())
+		}
+	}
 }
