@@ -521,22 +521,22 @@ func (m *Manager) loadSource(b *Builder, s Source, run *buildRun) (int, map[stri
 }
 
 // loadFile adds the list at path to b. run is nil for a feed's cached
-// copy; a local file (run set) is read once it has settled, and an error
-// wrapping errFileChanged is returned if it changed during the read (at
-// start-up, with no running lists to keep, the last attempt loads what it
-// read, as it does a file still being written at settleMax, and logs it).
+// copy. A local file (run set) is read, when there are running lists to
+// keep, once it has settled, and an error wrapping errFileChanged is
+// returned if it changed during the read. At start-up, with nothing
+// running to keep, it is read at once (waiting would only delay the
+// first lists: a half-written file is then no worse than none) and the
+// last attempt loads what it read, and logs it, if it changed meanwhile.
 func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format, run *buildRun) (int, error) {
 	info.File = path
 	var before fileStamp
-	if run != nil {
+	if run != nil && run.strict {
 		var err error
-		before, err = settle(path, run.settleBy)
-		if err != nil && run.strict {
+		if before, err = settle(path, run.settleBy); err != nil {
 			return 0, fmt.Errorf("list %s: %w: not read", info.Name, err)
 		}
-		if err != nil {
-			m.log.Warn("loading a list file that is still changing", "list", info.Name, "err", err)
-		}
+	} else if run != nil {
+		before, _ = statStamp(path)
 	}
 	li, sink, err := b.AddList(info)
 	if err != nil {

@@ -762,3 +762,10 @@ func TestManagerLocalFileCaughtMidWrite(t *testing.T) {
 		t.Errorf("status %+v, want the 100 entries of the finished file", st)
 	}
 }
+
+func init() {
+	// Reloads in these tests follow their files' writes at once: a
+	// shorter settling keeps them quick (TestManagerLocalFileCaughtMidWrite's
+	// writer pauses well under it).
+	settleAge = 250 * time.Millisecond
+}

@@ -12,11 +12,13 @@ import (
 // in between would load the first part only (enough of it passes the
 // min_ratio guard) and unblock the rest until the next reload or refresh,
 // since nothing re-reads the file when the writer finishes.
+// settleAge: a file modified more recently than this is read only once
+// its size and modification time stay the same across a re-check this far
+// apart. (A variable so that this package's tests, which rewrite files
+// and reload at once, wait less.)
+var settleAge = time.Second
+
 const (
-	// settleAge: a file modified more recently than this is read only
-	// once its size and modification time stay the same across a re-check
-	// this far apart.
-	settleAge = time.Second
 	// settleMax bounds the waiting of one build (every local file in it);
 	// a file still changing after that is taken as being written.
 	settleMax = 10 * time.Second
