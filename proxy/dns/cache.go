@@ -49,7 +49,7 @@ type entry struct {
 	hits    atomic.Uint32
 	shape   uint8         // the key's shape (shapeDO, shapeEDNS, shapeCD, shapeNoH3)
 	ups     uint8         // the key's upstream set
-	addrs   bool          // the answer section has A or AAAA records
+	addrs   bool          // the answer or additional section has A or AAAA records
 	clean   atomic.Uint64 // the policy.Engine Gen under which no list holds an answer address (0: not known)
 	fetch   atomic.Bool   // a prefetch is running
 }
@@ -344,14 +344,19 @@ func newEntry(m *mdns.Msg, ttl uint32, chain []string, now int64) (*entry, error
 	if len(chain) > 0 {
 		e.chain = &chain
 	}
-	for _, rr := range m.Answer {
-		if t := rr.Header().Rrtype; t == mdns.TypeA || t == mdns.TypeAAAA {
-			e.addrs = true
-			break
-		}
-	}
+	e.addrs = hasAddrs(m.Answer) || hasAddrs(m.Extra)
 	e.used.Store(uint32(now / int64(time.Second)))
 	return e, nil
+}
+
+// hasAddrs reports whether rrs holds an A or AAAA record.
+func hasAddrs(rrs []mdns.RR) bool {
+	for _, rr := range rrs {
+		if t := rr.Header().Rrtype; t == mdns.TypeA || t == mdns.TypeAAAA {
+			return true
+		}
+	}
+	return false
 }
 
 type wireError string
@@ -408,17 +413,26 @@ func ttlOffsets(b []byte) ([]uint16, bool) {
 	return offs, true
 }
 
-// answerAddrs appends to dst the A and AAAA addresses in the answer
-// section of e, read from the packed message (each RR's TYPE is 4 bytes
-// before its TTL, RDLENGTH and RDATA follow it), skipping the first
-// address records, until dst is full. It returns them and how many to
-// skip next time (0 when all are read).
+// answerAddrs appends to dst the A and AAAA addresses in the answer and
+// additional sections of e (a client may use the additional ones: RFC 9460
+// puts an HTTPS or SVCB target's addresses there; the authority section's
+// glue is for resolvers), read from the packed message (each RR's TYPE is
+// 4 bytes before its TTL, RDLENGTH and RDATA follow it), skipping the
+// first address records, until dst is full. It returns them and how many
+// to skip next time (0 when all are read).
 func (e *entry) answerAddrs(dst []netip.Addr, first int) ([]netip.Addr, int) {
 	w := e.wire
 	an := int(binary.BigEndian.Uint16(w[6:]))
-	offs := w[len(w):cap(w)]
+	ns := int(binary.BigEndian.Uint16(w[8:]))
+	offs := w[len(w):cap(w)] // every RR's but OPT's, which comes last if at all
 	n := 0
-	for i := 0; i < an && 2*i+1 < len(offs); i++ {
+	for i := 0; 2*i+1 < len(offs); i++ {
+		if i == an && ns > 0 {
+			i += ns // past the authority section
+			if 2*i+1 >= len(offs) {
+				break
+			}
+		}
 		off := int(binary.BigEndian.Uint16(offs[2*i:]))
 		if off < 4 || off+6 > len(w) {
 			break

@@ -10,7 +10,7 @@ import (
 // and 64), keeping the rest: Encrypted Client Hello hides the server name
 // that SNI-based filtering relies on. It removes ipv4hint and ipv6hint too:
 // a client may connect to a hint before (or instead of) asking for A and
-// AAAA, and only those answers are checked against the IP lists
+// AAAA, and only A and AAAA records are checked against the IP lists
 // (answerBlocked), so a hint could point an allowed name at a listed
 // address; without hints the client asks, as RFC 9460 lets it. It reports
 // whether anything changed.

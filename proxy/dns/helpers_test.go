@@ -132,6 +132,13 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 		for i := 0; i < 20; i++ {
 			m.Answer = append(m.Answer, &mdns.TXT{Hdr: hdr(q.Name, mdns.TypeTXT, 300), Txt: []string{strings.Repeat(string(rune('a'+i)), 100)}})
 		}
+	case q.Qtype == mdns.TypeHTTPS && strings.HasPrefix(name, "svcextra."):
+		// An HTTPS answer whose target's addresses come in the
+		// additional section (RFC 9460 section 4.1), no hints.
+		m.Answer = append(m.Answer, &mdns.HTTPS{SVCB: mdns.SVCB{Hdr: hdr(q.Name, mdns.TypeHTTPS, 300), Priority: 1, Target: "svc.target.example.",
+			Value: []mdns.SVCBKeyValue{&mdns.SVCBAlpn{Alpn: []string{"h2"}}}}})
+		m.Extra = append(m.Extra, &mdns.AAAA{Hdr: hdr("svc.target.example.", mdns.TypeAAAA, 300), AAAA: net.ParseIP("2001:db8::1")},
+			&mdns.A{Hdr: hdr("svc.target.example.", mdns.TypeA, 300), A: u.a})
 	case q.Qtype == mdns.TypeHTTPS:
 		rr := &mdns.HTTPS{SVCB: mdns.SVCB{Hdr: hdr(q.Name, mdns.TypeHTTPS, 300), Priority: 1, Target: ".",
 			Value: []mdns.SVCBKeyValue{&mdns.SVCBAlpn{Alpn: []string{"h2", "h3"}}, &mdns.SVCBECHConfig{ECH: []byte{0, 4, 1, 2, 3, 4}},

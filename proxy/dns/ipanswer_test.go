@@ -109,6 +109,29 @@ func TestAnswerAddressBlocked(t *testing.T) {
 	}
 }
 
+// TestAdditionalAddressBlocked: an HTTPS answer whose target's addresses
+// arrive in the additional section is decided on them as on the answer's:
+// a client may connect to them without asking for A or AAAA, so a listed
+// address there blocks the answer as the name would be, from the upstream
+// and from the cache; staff, who do not block DoH, get it.
+func TestAdditionalAddressBlocked(t *testing.T) {
+	ts := startIPServer(t)
+	for i := range 2 { // miss, then cache hit
+		r := ask(t, "udp", ts.udp, student, "svcextra.resolver.example", mdns.TypeHTTPS, true)
+		if r.Rcode != mdns.RcodeNameError || edeCode(r) != 15 || len(r.Answer) != 0 || len(r.Extra) != 1 {
+			t.Fatalf("round %d: %v", i, r)
+		}
+	}
+	ev := waitEvents(t, ts, 1)[0]
+	if ev.Name != "svcextra.resolver.example" || ev.List != "doh-ips" || ev.Entry != "192.0.2.1 in 192.0.2.0/28" || ev.Action != "block" {
+		t.Fatalf("event: %+v", ev)
+	}
+	r := ask(t, "udp", ts.udp, staff, "svcextra.resolver.example", mdns.TypeHTTPS, true)
+	if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 || len(r.Extra) != 3 {
+		t.Errorf("staff: %v", r)
+	}
+}
+
 // TestLookupNetIPBlocked: the proxy's lookups return a BlockedError with
 // the decision for a listed address and for a blocked CNAME target.
 func TestLookupNetIPBlocked(t *testing.T) {
@@ -150,6 +173,10 @@ func TestAnswerAddrs(t *testing.T) {
 	m.Answer = append(m.Answer, &mdns.AAAA{Hdr: mdns.RR_Header{Name: "x.example.", Rrtype: mdns.TypeAAAA, Class: mdns.ClassINET, Ttl: 60}, AAAA: netip.MustParseAddr("2001:db8::7").AsSlice()})
 	want = append(want, "2001:db8::7")
 	m.Ns = append(m.Ns, &mdns.A{Hdr: mdns.RR_Header{Name: "ns.example.", Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: []byte{203, 0, 113, 9}})
+	// The additional section's addresses count (an HTTPS target's), the
+	// authority section's glue does not.
+	m.Extra = append(m.Extra, &mdns.A{Hdr: mdns.RR_Header{Name: "svc.example.", Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: []byte{203, 0, 113, 10}})
+	want = append(want, "203.0.113.10")
 	e, err := newEntry(m, 60, nil, 0)
 	if err != nil || !e.addrs {
 		t.Fatal(err, e.addrs)
