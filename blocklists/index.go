@@ -851,11 +851,19 @@ var (
 	v4compat  = netip.MustParsePrefix("::/96")
 )
 
+// LocalNAT64 is the local-use NAT64 prefix (RFC 8215), which a network's
+// own translator serves.
+var LocalNAT64 = netip.MustParsePrefix("64:ff9b:1::/48")
+
 // EmbeddedIPv4 returns the IPv4 address an IPv6 address carries as a
-// NAT64 (64:ff9b::/96), 6to4 (2002::/16) or IPv4-compatible (::a.b.c.d)
-// address: where the host has such a route, a connection to it reaches
-// that IPv4 host, so lists and the proxy's dial guard judge it by the IPv4
-// address. IPv4-mapped addresses are for Unmap; :: and ::1 carry none.
+// NAT64 (the well-known 64:ff9b::/96; the local-use 64:ff9b:1::/48 in RFC
+// 6052's layout for a /48 prefix: the IPv4 address in bits 48-63 and
+// 72-87, bits 64-71 and the suffix zero), 6to4 (2002::/16) or
+// IPv4-compatible (::a.b.c.d) address: where the host has such a route, a
+// connection to it reaches that IPv4 host, so lists and the proxy's dial
+// guard judge it by the IPv4 address. A network may use longer prefixes
+// inside the local-use one, with other layouts; those carry none here.
+// IPv4-mapped addresses are for Unmap; :: and ::1 carry none.
 func EmbeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	if !a.Is6() || a.Is4In6() {
 		return netip.Addr{}, false
@@ -865,6 +873,11 @@ func EmbeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	switch {
 	case nat64.Contains(a):
 		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case LocalNAT64.Contains(a):
+		if b[8]|b[11]|b[12]|b[13]|b[14]|b[15] != 0 {
+			return netip.Addr{}, false
+		}
+		return netip.AddrFrom4([4]byte{b[6], b[7], b[9], b[10]}), true
 	case sixToFour.Contains(a):
 		return netip.AddrFrom4([4]byte(b[2:6])), true
 	case v4compat.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():

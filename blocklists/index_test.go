@@ -149,13 +149,17 @@ func TestIndexURLsAndIPs(t *testing.T) {
 		// IPv4-compatible; and ones that carry none.
 		{"64:ff9b::9.9.9.9", SetOf(DoH)}, {"64:ff9b::101:101", SetOf(DoH)}, {"2002:909:909::1", SetOf(DoH)},
 		{"::9.9.9.9", SetOf(DoH)}, {"64:ff9b::101:102", 0}, {"2002:101:102::", 0}, {"::1", 0}, {"::", 0},
-		{"64:ff9b:1::101:101", 0}, // local-use NAT64 (RFC 8215) maps as the network chooses, not always so
+		// Local-use NAT64 (RFC 8215): the /48 layout of RFC 6052 (bits
+		// 64-71, "u", skipped; u and the suffix zero) carries one; other
+		// layouts are the network's choice and carry none here.
+		{"64:ff9b:1:909:9:900::", SetOf(DoH)}, {"64:ff9b:1:101:1:100::", SetOf(DoH)}, {"64:ff9b:1:101:1:200::", 0},
+		{"64:ff9b:1::101:101", 0}, {"64:ff9b:1:101:101:100::", 0}, {"64:ff9b:1:101:1:100:0:1", 0},
 	} {
 		if got := ix.LookupIP(netip.MustParseAddr(tt.ip)); got != tt.want {
 			t.Errorf("LookupIP(%s) = %v, want %v", tt.ip, got, tt.want)
 		}
 	}
-	for _, a := range []string{"9.9.9.9", "64:ff9b::909:909", "2002:909:909::"} {
+	for _, a := range []string{"9.9.9.9", "64:ff9b::909:909", "2002:909:909::", "64:ff9b:1:909:9:900::"} {
 		if m, ok := ix.ExplainIP(netip.MustParseAddr(a), SetOf(DoH)); !ok || m.Entry != "9.9.9.0/24" {
 			t.Errorf("ExplainIP(%s) = %+v %v", a, m, ok)
 		}

@@ -150,6 +150,11 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 			ttl = 5
 		}
 		m.Answer = append(m.Answer, &mdns.A{Hdr: hdr(q.Name, mdns.TypeA, ttl), A: u.a})
+	case q.Qtype == mdns.TypeAAAA && strings.HasPrefix(name, "dns64local."):
+		// The same with a local-use prefix (RFC 8215), 64:ff9b:1::/48 in
+		// RFC 6052's /48 layout (bits 64-71 zero).
+		a4 := u.a.To4()
+		m.Answer = append(m.Answer, &mdns.AAAA{Hdr: hdr(q.Name, mdns.TypeAAAA, 300), AAAA: net.IP{0, 0x64, 0xff, 0x9b, 0, 1, a4[0], a4[1], 0, a4[2], a4[3], 0, 0, 0, 0, 0}})
 	case q.Qtype == mdns.TypeAAAA && strings.HasPrefix(name, "dns64."):
 		// What a DNS64 resolver synthesises for an IPv4-only name: the
 		// IPv4 address inside 64:ff9b::/96.

@@ -99,6 +99,9 @@ func TestAnswerAddressBlocked(t *testing.T) {
 	if r := ask(t, "udp", ts.udp, student, "dns64.resolver.example", mdns.TypeAAAA, true); r.Rcode != mdns.RcodeNameError || edeCode(r) != 15 || len(r.Answer) != 0 {
 		t.Errorf("DNS64 AAAA: %v", r)
 	}
+	if r := ask(t, "udp", ts.udp, student, "dns64local.resolver.example", mdns.TypeAAAA, true); r.Rcode != mdns.RcodeNameError || edeCode(r) != 15 || len(r.Answer) != 0 {
+		t.Errorf("local-use DNS64 AAAA: %v", r)
+	}
 	// A name on the group's allow list keeps its answer.
 	if r := ask(t, "udp", ts.udp, student, "allowed.example", mdns.TypeA, true); firstA(r) != "192.0.2.1" {
 		t.Errorf("allowed name: %v", r)

@@ -43,20 +43,25 @@ var (
 	linkLocal6 = netip.MustParsePrefix("fe80::/10")
 	// Private besides netip's IsPrivate (RFC 1918, fc00::/7).
 	morePrivate = []netip.Prefix{
-		netip.MustParsePrefix("100.64.0.0/10"),  // carrier-grade NAT
-		netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
-		netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64
+		netip.MustParsePrefix("100.64.0.0/10"), // carrier-grade NAT
+		netip.MustParsePrefix("fec0::/10"),     // deprecated site-local
+		bl.LocalNAT64,                          // local-use NAT64 (one carrying no IPv4 address: classify)
 	}
 	never4 = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("240.0.0.0/4")} // "this network"; reserved and broadcast
 )
 
 // classify says what kind of network a is on. An IPv6 address that carries
-// an IPv4 address (IPv4-mapped, NAT64, 6to4, IPv4-compatible) is judged by
-// the IPv4 address, which is returned as eff.
+// an IPv4 address (IPv4-mapped, NAT64, 6to4, IPv4-compatible:
+// bl.EmbeddedIPv4) is judged by the IPv4 address, which is returned as eff;
+// a local-use NAT64 one (the school's own translator) is never public, but
+// then private as itself.
 func classify(a netip.Addr) (c addrClass, eff netip.Addr) {
 	a = a.WithZone("").Unmap()
 	if v4, ok := bl.EmbeddedIPv4(a); ok {
-		a = v4
+		if c, eff = classify(v4); c == classPublic && bl.LocalNAT64.Contains(a) {
+			return classPrivate, a
+		}
+		return c, eff
 	}
 	switch {
 	case !a.IsValid(), a.IsUnspecified(), a.IsMulticast(), inPrefixes(never4, a):

@@ -459,6 +459,15 @@ func TestClassify(t *testing.T) {
 		{"169.254.169.254", classLinkLocal, nets("169.0.0.0/8"), false},
 		{"169.254.169.254", classLinkLocal, nets("169.254.0.0/16"), true},
 		{"64:ff9b::a9fe:a9fe", classLinkLocal, nil, false},
+		// Local-use NAT64 (RFC 8215) in RFC 6052's /48 layout: the IPv4
+		// address decides, never below private (the school's translator).
+		{"64:ff9b:1:a9fe:a9:fe00::", classLinkLocal, nets("64:ff9b:1::/48"), false},
+		{"64:ff9b:1:7f00:0:100::", classLoopback, nets("64:ff9b:1::/48"), false},
+		{"64:ff9b:1:a01:2:300::", classPrivate, nets("64:ff9b:1::/48"), false},
+		{"64:ff9b:1:a01:2:300::", classPrivate, nets("10.0.0.0/8"), true},
+		{"64:ff9b:1:5db8:d8:2200::", classPrivate, nil, false},
+		{"64:ff9b:1:5db8:d8:2200::", classPrivate, nets("64:ff9b:1::/48"), true},
+		{"64:ff9b:1::a9fe:a9fe", classPrivate, nets("64:ff9b:1::/48"), true}, // another layout: the network's choice
 		{"2002:a9fe:a9fe::1", classLinkLocal, nil, false},
 		{"fe80::1%eth0", classLinkLocal, nil, false},
 		{"10.1.2.3", classPrivate, nil, false},
