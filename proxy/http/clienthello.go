@@ -48,6 +48,9 @@ const (
 	// maxHello bounds the ClientHello the listener reads (a post-quantum
 	// key share makes it about 2 KiB; the TLS limit is 16 MiB).
 	maxHello = 64 << 10
+	// maxHelloRaw bounds the bytes of records read for one hello: the
+	// hello, 16 record headers and the alerts.
+	maxHelloRaw = maxHello + 5*16 + 7*maxHelloAlerts
 )
 
 var (
@@ -84,7 +87,7 @@ func readClientHello(r io.Reader) (raw []byte, h helloInfo, err error) {
 		n := int(rec[3])<<8 | int(rec[4])
 		switch {
 		case rec[1] >= 0x10:
-		case rec[0] == recordAlert && n == 2 && alerts < maxHelloAlerts:
+		case rec[0] == recordAlert && n == 2 && alerts < maxHelloAlerts && len(raw)+n <= maxHelloRaw:
 			raw = append(raw, 0, 0)
 			if m, err := io.ReadFull(r, raw[start+5:]); err != nil {
 				return raw[:start+5+m], h, err
@@ -94,7 +97,7 @@ func readClientHello(r io.Reader) (raw []byte, h helloInfo, err error) {
 				continue // a server drops it and reads on
 			}
 		case rec[0] == recordHandshake:
-			if n == 0 || n > 1<<14+256 || len(raw)+n > maxHello+5*16+7*maxHelloAlerts {
+			if n == 0 || n > 1<<14+256 || len(raw)+n > maxHelloRaw {
 				return raw, h, errBadHello
 			}
 			raw = append(raw, make([]byte, n)...)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,6 +73,13 @@ func FuzzFrontConn(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// CONNECT tunnels carrying hellos dressed as TLS servers accept them
+	// (a warning alert first, record version 3.5, an alert between records).
+	connect := []byte("CONNECT site.test:443 HTTP/1.1\r\nHost: site.test:443\r\n\r\n")
+	warn := []byte{recordAlert, 0x03, 0x03, 0x00, 0x02, alertLevelWarning, 0x5a}
+	f.Add(slices.Concat(connect, warn, buildHello("adult.test", false, 1)))
+	f.Add(slices.Concat(connect, recordVersion(buildHello("adult.test", false, 1), 0x03, 0x05)))
+	f.Add(slices.Concat(connect, alertsBetween(buildHello("adult.test", false, 2), warn)))
 	e := newEnv(f, envOpts{})
 	e.s.dialAddr = func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("no network in fuzzing")

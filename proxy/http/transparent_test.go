@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -433,6 +435,75 @@ func buildHello(sni string, ech bool, records int) []byte {
 	return out
 }
 
+// recordVersion sets the record-layer version of every record in recs
+// (handshake records, as buildHello makes them).
+func recordVersion(recs []byte, major, minor byte) []byte {
+	out := slices.Clone(recs)
+	for off := 0; off+5 <= len(out); off += 5 + (int(out[off+3])<<8 | int(out[off+4])) {
+		out[off+1], out[off+2] = major, minor
+	}
+	return out
+}
+
+// alertsBetween puts the record alert between each two records of recs.
+func alertsBetween(recs, alert []byte) []byte {
+	var out []byte
+	for off := 0; off+5 <= len(recs); {
+		end := min(off+5+(int(recs[off+3])<<8|int(recs[off+4])), len(recs))
+		if off > 0 {
+			out = append(out, alert...)
+		}
+		out = append(out, recs[off:end]...)
+		off = end
+	}
+	return out
+}
+
+// paddedHello is buildHello's hello grown by an extension to size bytes
+// of handshake message (type and length included), in records of 16 KiB.
+func paddedHello(size int) []byte {
+	msg := helloMessage(buildHello("adult.test", false, 1))
+	pad := size - len(msg) - 4 // the padding extension's type and length
+	body := slices.Concat(msg[4:], []byte{0x00, 0x15, byte(pad >> 8), byte(pad)}, make([]byte, pad))
+	// The extensions' length, after version, random, session, suites
+	// and compression.
+	off := 2 + 32
+	off += 1 + int(body[off])
+	off += 2 + (int(body[off])<<8 | int(body[off+1]))
+	off += 1 + int(body[off])
+	extLen := len(body) - off - 2
+	body[off], body[off+1] = byte(extLen>>8), byte(extLen)
+	msg = slices.Concat([]byte{0x01, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body)
+	var out []byte
+	for len(msg) > 0 {
+		n := min(1<<14, len(msg))
+		out = append(out, recordHandshake, 0x03, 0x01, byte(n>>8), byte(n))
+		out = append(out, msg[:n]...)
+		msg = msg[n:]
+	}
+	return out
+}
+
+// records puts msg in handshake records of the sizes given.
+func records(msg []byte, sizes ...int) []byte {
+	var out []byte
+	for _, n := range sizes {
+		out = append(out, recordHandshake, 0x03, 0x03, byte(n>>8), byte(n))
+		out = append(out, msg[:n]...)
+		msg = msg[n:]
+	}
+	return out
+}
+
+// helloMessage reassembles the handshake message from recs.
+func helloMessage(recs []byte) []byte {
+	var msg []byte
+	for off := 0; off+5 <= len(recs); off += 5 + (int(recs[off+3])<<8 | int(recs[off+4])) {
+		msg = append(msg, recs[off+5:off+5+(int(recs[off+3])<<8|int(recs[off+4]))]...)
+	}
+	return msg
+}
+
 // isAlert reports whether b is a fatal TLS alert with description desc.
 func isAlert(b []byte, desc byte) bool {
 	return len(b) == 7 && b[0] == 21 && b[5] == 2 && b[6] == desc
@@ -576,6 +647,31 @@ func FuzzClientHello(f *testing.F) {
 	f.Add(buildHello("", false, 1))
 	f.Add(goHello(f, "example.com"))
 	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00})
+	// Hellos dressed as TLS servers accept them (readClientHello): warning
+	// alerts before and between the records, other record versions; and
+	// the limits: 16 alerts, then a 17th; close_notify and fatal alerts;
+	// the largest hello with 16 alerts.
+	warn := []byte{recordAlert, 0x03, 0x03, 0x00, 0x02, alertLevelWarning, 0x5a}
+	alerts := func(n int) []byte { return bytes.Repeat(warn, n) }
+	f.Add(slices.Concat(warn, buildHello("adult.test", false, 1)))
+	f.Add(slices.Concat(warn, goHello(f, "adult.test")))
+	f.Add(recordVersion(buildHello("adult.test", false, 2), 0x03, 0x05))
+	f.Add(recordVersion(buildHello("adult.test", false, 1), 0x00, 0x00))
+	f.Add(recordVersion(buildHello("adult.test", false, 1), 0x0f, 0xff))
+	f.Add(recordVersion(buildHello("adult.test", false, 1), 0x10, 0x00)) // not TLS
+	f.Add(alertsBetween(buildHello("adult.test", true, 3), warn))
+	f.Add(slices.Concat(alerts(maxHelloAlerts), buildHello("adult.test", false, 1)))
+	f.Add(slices.Concat(alerts(maxHelloAlerts+1), buildHello("adult.test", false, 1)))
+	f.Add(slices.Concat([]byte{recordAlert, 0x03, 0x03, 0x00, 0x02, alertLevelWarning, alertCloseNotify}, buildHello("adult.test", false, 1)))
+	f.Add(slices.Concat([]byte{recordAlert, 0x03, 0x03, 0x00, 0x02, 2, 40}, buildHello("adult.test", false, 1))) // fatal
+	f.Add([]byte{recordAlert, 0x03, 0x03, 0x00, 0x02, alertLevelWarning})                                        // cut short
+	f.Add(slices.Concat(alerts(maxHelloAlerts), paddedHello(maxHello)))
+	// The largest hello but its last byte in 38 records (34 of one byte),
+	// then 16 alerts and the last byte: past the bound on what is read.
+	msg := helloMessage(paddedHello(maxHello))
+	sizes := slices.Concat(slices.Repeat([]int{1}, 34), []int{1 << 14, 1 << 14, 1 << 14, len(msg) - 1 - 34 - 3<<14, 1})
+	near := slices.Concat(records(msg[:len(msg)-1], sizes[:len(sizes)-1]...), alerts(maxHelloAlerts), records(msg[len(msg)-1:], 1))
+	f.Add(near)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		raw, h, err := readClientHello(strings.NewReader(string(data)))
 		if len(raw) > len(data) || string(raw) != string(data[:len(raw)]) {
@@ -584,7 +680,7 @@ func FuzzClientHello(f *testing.F) {
 		if err == nil && h.sni != "" && !strings.Contains(string(data), h.sni) {
 			t.Fatalf("server name %q is not in the input", h.sni)
 		}
-		if len(raw) > maxHello+5*16 {
+		if len(raw) > maxHelloRaw+5 { // and the header of the record that would go past it
 			t.Fatalf("read %d bytes", len(raw))
 		}
 	})
