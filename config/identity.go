@@ -6,6 +6,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // Identity configures who is behind an address (package identity): the
@@ -118,6 +120,11 @@ func (v *validator) identitySection() {
 		at := joinIndex("identity.groups", i)
 		if strings.TrimSpace(g.Match) == "" {
 			v.errf(joinKey(at, "match"), "must not be empty (e.g. \"*@students.school.example\")")
+		} else if m := username.Canon(g.Match); m != g.Match {
+			// Compared in user names' canonical form (package identity).
+			if _, err := path.Match(m, ""); err != nil {
+				v.errf(joinKey(at, "match"), "invalid pattern %q (compared as %q): %v", g.Match, m, err)
+			}
 		} else if _, err := path.Match(g.Match, ""); err != nil {
 			v.errf(joinKey(at, "match"), "invalid pattern %q: %v", g.Match, err)
 		}

@@ -39,6 +39,11 @@ func TestIdentityConfig(t *testing.T) {
 		{"13:15", "identity.dhcp_leases[0].format", `unknown lease file format "iscd"`},
 		{"14:13", "identity.dhcp_leases[1].path", "is also identity.dhcp_leases[0]"},
 	})
+	// A pattern is checked in the form it is compared in (user names'
+	// canonical form): full-width brackets are ASCII ones there.
+	checkErrors(t, "groups:\n  students: {networks: [10.0.0.0/8]}\nidentity:\n  groups:\n    - {match: \"*@school.example\", group: students}\n    - {match: \"［oops\", group: students}\n", []want{
+		{"6:15", "identity.groups[1].match", `invalid pattern "［oops" (compared as "[oops")`},
+	})
 	checkErrors(t, `identity:
   radius:
     listen: "127.0.0.1:1813"

@@ -3,7 +3,6 @@ package identity
 import (
 	"net/netip"
 	"path"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +75,9 @@ type Directory interface {
 }
 
 // Rule maps user names matching Match (a path.Match pattern, compared
-// without case, e.g. "*@students.school.example") to Group.
+// in user names' canonical form, username.Canon: without case, NFKC,
+// spaces trimmed and collapsed; e.g. "*@students.school.example") to
+// Group.
 type Rule struct {
 	Match string
 	Group string
@@ -162,7 +163,7 @@ func New(o Options) *Table {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	t := &Table{max: o.MaxAddrs, dir: o.Directory, rules: o.Rules, now: o.Now, onFull: o.OnFull}
+	t := &Table{max: o.MaxAddrs, dir: o.Directory, rules: canonRules(o.Rules), now: o.Now, onFull: o.OnFull}
 	for i := range t.shards {
 		t.shards[i].Store(&shardMap{v4: map[uint32]*cell{}, v6: map[[16]byte]*cell{}})
 		t.slots[i] = map[netip.Addr]*slot{}
@@ -431,6 +432,7 @@ func (t *Table) Run(stop <-chan struct{}, interval time.Duration) {
 // SetRules replaces the user → group rules and merges every address
 // again (a config reload).
 func (t *Table) SetRules(rules []Rule) {
+	rules = canonRules(rules)
 	t.mu.Lock()
 	t.rules = rules
 	t.mu.Unlock()
@@ -543,10 +545,24 @@ func (t *Table) merge(s *slot, now int64) {
 	s.c.e.Store(e)
 }
 
+// canonRules returns a copy of rules with each pattern in the canonical
+// form of the user names it is compared with (username.Canon), so that a
+// pattern written with capitals, a full-width "＠", a non-breaking or
+// doubled space or decomposed accents matches the names it spells.
+func canonRules(rules []Rule) []Rule {
+	out := make([]Rule, len(rules))
+	for i, r := range rules {
+		out[i] = Rule{Match: username.Canon(r.Match), Group: r.Group}
+	}
+	return out
+}
+
+// matchRules returns the group of the first of rules (canonRules) whose
+// pattern user's canonical form matches, or "".
 func matchRules(rules []Rule, user string) string {
 	u := username.Canon(user)
 	for _, r := range rules {
-		if ok, _ := path.Match(strings.ToLower(r.Match), u); ok {
+		if ok, _ := path.Match(r.Match, u); ok {
 			return r.Group
 		}
 	}

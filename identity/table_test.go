@@ -142,6 +142,46 @@ func TestRulesReload(t *testing.T) {
 	}
 }
 
+// TestRulesCanonical: a rule's pattern is compared with user names in the
+// form the table keys them (username.Canon: NFKC, spaces trimmed and
+// collapsed, lower case), so a pattern IT wrote with a full-width "＠", a
+// non-breaking or doubled space, decomposed accents or capitals matches
+// the users it names, given at New and by SetRules.
+func TestRulesCanonical(t *testing.T) {
+	rules := []Rule{
+		{Match: "*＠Students.Example", Group: "students"},
+		{Match: "Year\u00a07 *", Group: "year7"},
+		{Match: "  year  8 *", Group: "year8"},
+		{Match: "*@e\u0301cole.example", Group: "ecole"},
+	}
+	users := map[string]string{
+		"alice@students.example": "students", "Year 7 Bob": "year7", "year 8 carol": "year8",
+		"Dana@\u00c9cole.example": "ecole", "eve@staff.example": "",
+	}
+	c := newClock()
+	for _, how := range []string{"New", "SetRules"} {
+		var tb *Table
+		if how == "New" {
+			tb = New(Options{Now: c.now, Rules: rules})
+		} else {
+			tb = New(Options{Now: c.now})
+			tb.SetRules(rules)
+		}
+		i := 0
+		for user, want := range users {
+			i++
+			a := netip.AddrFrom4([4]byte{10, 9, 0, byte(i)})
+			tb.Set(Mapping{Addr: a, Source: SourceRADIUS, User: user, Expires: c.at(time.Minute)})
+			if e := tb.Lookup(a, c.now().UnixNano()); e == nil || e.Group != want {
+				t.Errorf("%s: %q: entry %+v, want group %q", how, user, e, want)
+			}
+		}
+	}
+	if rules[0].Match != "*＠Students.Example" {
+		t.Errorf("the caller's rules were changed: %q", rules[0].Match)
+	}
+}
+
 // TestConcurrent reads while sources write (run with -race).
 func TestConcurrent(t *testing.T) {
 	tb := New(Options{})
