@@ -70,7 +70,7 @@ var (
 	descEventsDropped = prometheus.NewDesc("gatehouse_reports_events_dropped_total", "Low-severity events dropped because the queue was full (high and critical are never dropped).", nil, nil)
 	descMailSent      = prometheus.NewDesc("gatehouse_reports_mail_sent_total", "Messages accepted by the SMTP server (or written as .eml without SMTP).", nil, nil)
 	descMailFailures  = prometheus.NewDesc("gatehouse_reports_mail_failures_total", "Failed delivery attempts.", nil, nil)
-	descMailFailing   = prometheus.NewDesc("gatehouse_reports_mail_failing", "1 while mail delivery is failing (copies go to the outbox directory).", nil, nil)
+	descMailFailing   = prometheus.NewDesc("gatehouse_reports_mail_failing", "1 while mail delivery is failing: a message waits after a failed attempt, or the last attempt failed (copies go to the outbox directory).", nil, nil)
 	descOutbox        = prometheus.NewDesc("gatehouse_reports_outbox_pending", "Messages waiting for delivery.", nil, nil)
 	descWriterHealthy = prometheus.NewDesc("gatehouse_reports_writer_healthy", "1 while events are being committed; 0 while the database fails (events go to spill files) or events were lost in the last 10 minutes.", nil, nil)
 	descCommits       = prometheus.NewDesc("gatehouse_reports_commits_total", "Transactions that committed events (events nobody waits for share one, about every 100 ms).", nil, nil)
@@ -102,7 +102,7 @@ func (c *reportsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descMailSent, prometheus.CounterValue, float64(svc.Mailer.Sent.Load()))
 	ch <- prometheus.MustNewConstMetric(descMailFailures, prometheus.CounterValue, float64(svc.Mailer.Failed.Load()))
 	failing := 0.0
-	if svc.Mailer.Failing.Load() {
+	if _, err := svc.Mailer.Healthy(); err != nil {
 		failing = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descMailFailing, prometheus.GaugeValue, failing)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"slices"
@@ -51,9 +52,63 @@ func (f *failState) get() (time.Time, error) {
 	return f.since, f.err
 }
 
-// Healthy reports whether mail is being delivered: a nil error, or the
-// last delivery error and since when delivery has been failing.
-func (m *Mailer) Healthy() (since time.Time, err error) { return m.health.get() }
+// Healthy reports whether mail is being delivered: a nil error, or why
+// not and since when. Mail is failing while any message waits after a
+// failed attempt, whatever else was delivered since (a relay that takes
+// IT's mail but refuses the DSL's address leaves the DSL's alerts waiting:
+// that is failing, not healthy), or while the last attempt failed.
+func (m *Mailer) Healthy() (since time.Time, err error) {
+	fs, ferr := m.Failures()
+	if ferr != nil {
+		since, _ = m.health.get()
+		if since.IsZero() {
+			since = m.now()
+		}
+		return since, fmt.Errorf("reading the outbox: %w", ferr)
+	}
+	if len(fs) == 0 {
+		return m.health.get()
+	}
+	var why []string
+	for _, f := range fs {
+		if since.IsZero() || f.Since.Before(since) {
+			since = f.Since
+		}
+		why = append(why, fmt.Sprintf("to the %s role (%d waiting): %s", f.Role, f.Waiting, f.Err))
+	}
+	return since, errors.New(strings.Join(why, "; "))
+}
+
+// MailFailure is mail to one role that is not getting through.
+type MailFailure struct {
+	Role    string
+	Since   time.Time // when the oldest of them was queued
+	Waiting int       // messages waiting after a failed attempt
+	Err     string    // the latest attempt's error
+}
+
+// Failures lists, by role, the messages that wait after a failed attempt.
+func (m *Mailer) Failures() ([]MailFailure, error) {
+	// SQLite gives the bare column last_error from the row of max(next_ts):
+	// the most recently tried message's error.
+	rows, err := m.st.db.Query(`SELECT role, min(created_ts), count(*), last_error, max(next_ts) FROM outbox
+		WHERE sent_ts = 0 AND attempts > 0 GROUP BY role ORDER BY min(created_ts), role`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []MailFailure
+	for rows.Next() {
+		var f MailFailure
+		var since, next int64
+		if err := rows.Scan(&f.Role, &since, &f.Waiting, &f.Err, &next); err != nil {
+			return nil, err
+		}
+		f.Since = fromMS(since)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
 
 // HealthChecks returns the checks of the event writer and the mailer.
 func (s *Service) HealthChecks() (events, mail health.Check) {

@@ -318,13 +318,82 @@ func TestMailHealthWithoutSMTP(t *testing.T) {
 	tx.Commit()
 	ctx := context.Background()
 	m.DeliverDue(ctx)
-	if _, err := m.Healthy(); err == nil || !m.Failing.Load() {
-		t.Fatalf("outbox directory unusable: failing %v, %v", m.Failing.Load(), err)
+	if _, err := m.Healthy(); err == nil || !mailFailing(m) {
+		t.Fatalf("outbox directory unusable: failing %v, %v", mailFailing(m), err)
 	}
 	os.Remove(dir)
 	clk.Add(time.Minute)
 	m.DeliverDue(ctx)
-	if _, err := m.Healthy(); err != nil || m.Failing.Load() || len(readEMLs(t, dir)) != 1 {
-		t.Errorf("after the directory is fixed: failing %v, %v, %d files", m.Failing.Load(), err, len(readEMLs(t, dir)))
+	if _, err := m.Healthy(); err != nil || mailFailing(m) || len(readEMLs(t, dir)) != 1 {
+		t.Errorf("after the directory is fixed: failing %v, %v, %d files", mailFailing(m), err, len(readEMLs(t, dir)))
+	}
+}
+
+// TestMailHealthSeesOneRoleRefused: the relay takes IT's mail but refuses
+// the DSL's address (a typo in reports.recipients.dsl: 550 at RCPT TO).
+// Mail is failing for as long as the DSL's alert waits, whatever else is
+// delivered meanwhile: the check says so and names the role, IT gets one
+// notice and never a "resolved" while the alert is stuck (the check used
+// to follow the last attempt, so IT's own notice cleared it, and IT was
+// told PROBLEM and RESOLVED in turn while the DSL heard nothing).
+func TestMailHealthSeesOneRoleRefused(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	srv.set(func(s *testSMTP) { s.badRcpt = map[string]bool{"dsl@school.example": true} })
+	clk := newClock(time.Date(2026, 12, 1, 9, 0, 0, 0, london))
+	p := testParts(t, srv.mailConfig(t.TempDir()), clk.Now)
+	svc, err := build(st, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mailCheck := svc.HealthChecks()
+	n := NewHealthNotifier(st, p.Options, p.Roles, p.School, p.Loc, svc.Mailer, mailCheck)
+	ctx := context.Background()
+	tx, _ := st.db.Begin()
+	if err := enqueue(tx, &Message{Kind: "alert", Role: "dsl", Recipients: p.Roles["dsl"], Subject: "x", Text: "x"}, "k1", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	svc.Mailer.DeliverDue(ctx)
+	for i := range 120 { // two hours, a check a minute
+		probs := mailCheck()
+		if len(probs) != 1 || !strings.Contains(probs[0].Message, "dsl") || !strings.Contains(probs[0].Message, "no such user") {
+			t.Fatalf("at +%dm, the DSL's alert still waiting: mail check %+v", i, probs)
+		}
+		if _, err := svc.Mailer.Healthy(); err == nil {
+			t.Fatalf("at +%dm: the mailer says mail is healthy", i)
+		}
+		clk.Add(time.Minute)
+		if _, err := n.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		svc.Mailer.DeliverDue(ctx)
+	}
+	var subjects []string
+	for _, m := range srv.messages() {
+		subj, _ := new(mime.WordDecoder).DecodeHeader(m.Subj)
+		subjects = append(subjects, subj)
+	}
+	if len(subjects) != 1 || !strings.Contains(subjects[0], "PROBLEM: mail") {
+		t.Errorf("IT got %q; want one PROBLEM notice about mail", subjects)
+	}
+	// The address is corrected (here: the relay accepts it): delivered,
+	// healthy, and IT hears it is resolved.
+	srv.set(func(s *testSMTP) { s.badRcpt = nil })
+	clk.Add(time.Hour)
+	svc.Mailer.DeliverDue(ctx)
+	if got := mailCheck(); len(got) != 0 {
+		t.Fatalf("mail check after delivery: %+v", got)
+	}
+	for range 5 {
+		clk.Add(time.Minute)
+		if _, err := n.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		svc.Mailer.DeliverDue(ctx)
+	}
+	last, _ := new(mime.WordDecoder).DecodeHeader(srv.messages()[len(srv.messages())-1].Subj)
+	if len(srv.messages()) != 3 || !strings.Contains(last, "RESOLVED") {
+		t.Errorf("after the fix the server has %d mails, the last %q; want the alert and RESOLVED", len(srv.messages()), last)
 	}
 }

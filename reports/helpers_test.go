@@ -163,3 +163,10 @@ func readEMLs(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// mailFailing reports whether m says mail is failing (as /healthz and the
+// gatehouse_reports_mail_failing metric do).
+func mailFailing(m *Mailer) bool {
+	_, err := m.Healthy()
+	return err != nil
+}

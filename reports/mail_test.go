@@ -354,8 +354,8 @@ func TestSMTPDownThenBack(t *testing.T) {
 	for len(readEMLs(t, dir)) < 5 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := len(readEMLs(t, dir)); got != 5 || !m.Failing.Load() {
-		t.Fatalf("%d .eml fallback copies while the server is down (failing=%v)", got, m.Failing.Load())
+	if got := len(readEMLs(t, dir)); got != 5 || !mailFailing(m) {
+		t.Fatalf("%d .eml fallback copies while the server is down (failing=%v)", got, mailFailing(m))
 	}
 	srv.set(func(s *testSMTP) { s.down = false })
 	srv.wait(t, 5, 20*time.Second)
@@ -370,8 +370,8 @@ func TestSMTPDownThenBack(t *testing.T) {
 	if len(msgs) != 5 || len(seen) != 5 {
 		t.Errorf("%d messages, %d distinct; want each of 5 exactly once", len(msgs), len(seen))
 	}
-	if n, _ := m.Pending(); n != 0 || m.Failing.Load() {
-		t.Errorf("pending %d, failing %v", n, m.Failing.Load())
+	if n, _ := m.Pending(); n != 0 || mailFailing(m) {
+		t.Errorf("pending %d, failing %v", n, mailFailing(m))
 	}
 }
 

@@ -119,10 +119,12 @@ type Mailer struct {
 	now  func() time.Time
 	wake chan struct{}
 
-	Sent    atomic.Uint64
-	Failed  atomic.Uint64 // failed attempts
-	Failing atomic.Bool   // the last attempt failed
-	health  failState     // since when, and why (health.go)
+	Sent   atomic.Uint64
+	Failed atomic.Uint64 // failed attempts
+	// health is the last attempt's outcome: since when attempts fail, and
+	// why. Healthy reads it with the outbox's waiting messages.
+	health   failState
+	lastFail atomic.Bool // the last attempt failed (for the "delivered again" log line)
 }
 
 // NewMailer makes a mailer; Run delivers.
@@ -292,7 +294,7 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 		}
 		m.markSent(r.ID, r.Kind, p)
 		if m.cfg.Host == "" { // the .eml file is how mail leaves: it works
-			m.Failing.Store(false)
+			m.lastFail.Store(false)
 			m.health.ok()
 		}
 		return
@@ -313,7 +315,7 @@ func (m *Mailer) deliver(ctx context.Context, r outRow) {
 	}
 	m.markSent(r.ID, r.Kind, eml)
 	m.health.ok()
-	if m.Failing.Swap(false) {
+	if m.lastFail.Swap(false) {
 		m.log.Info("mail is being delivered again", "host", m.cfg.Host)
 	}
 }
@@ -337,7 +339,7 @@ func (m *Mailer) markSent(id int64, kind, eml string) {
 
 func (m *Mailer) fail(r outRow, err error) {
 	m.Failed.Add(1)
-	m.Failing.Store(true)
+	m.lastFail.Store(true)
 	m.health.fail(err, m.now())
 	attempts := r.attempts + 1
 	delay := m.cfg.Backoff << min(attempts-1, 16)

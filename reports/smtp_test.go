@@ -20,10 +20,11 @@ type testSMTP struct {
 
 	mu       sync.Mutex
 	msgs     []recvMsg
-	failN    int           // refuse this many more messages
-	down     bool          // refuse every message
-	delay    time.Duration // wait before accepting DATA
-	onData   func(recvMsg) // called after a message is recorded, before the reply
+	failN    int             // refuse this many more messages
+	down     bool            // refuse every message
+	delay    time.Duration   // wait before accepting DATA
+	onData   func(recvMsg)   // called after a message is recorded, before the reply
+	badRcpt  map[string]bool // addresses RCPT TO refuses for good (550: no such user)
 	received chan struct{}
 }
 
@@ -106,6 +107,12 @@ func (s *testSession) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 func (s *testSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.ts.mu.Lock()
+	bad := s.ts.badRcpt[to]
+	s.ts.mu.Unlock()
+	if bad {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
 	s.to = append(s.to, to)
 	return nil
 }
