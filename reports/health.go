@@ -123,9 +123,19 @@ func (s *Service) HealthChecks() (events, mail health.Check) {
 		return []health.Problem{{Key: "events/writer", Part: "events", Message: "breach events: " + why}}
 	}
 	mail = func() []health.Problem {
+		var out []health.Problem
+		if s.Mailer.cfg.Host != "" && len(s.roles[string(bl.RouteDSL)]) == 0 {
+			// Every alert falls back to the DSL, so with no address here
+			// the serious ones reach nobody: the .eml file is all there is.
+			msg := "the DSL role has no address (reports.recipients.dsl): alerts and digests for the DSL are not mailed to anyone"
+			if s.Mailer.cfg.Dir != "" {
+				msg += ", only written to " + s.Mailer.cfg.Dir
+			}
+			out = append(out, health.Problem{Key: "mail/dsl", Part: "mail", Message: msg})
+		}
 		since, err := s.Mailer.Healthy()
 		if err == nil {
-			return nil
+			return out
 		}
 		msg := fmt.Sprintf("mail is failing since %s: %v", since.UTC().Format(time.RFC3339), err)
 		if n, perr := s.Mailer.Pending(); perr == nil {
@@ -134,7 +144,7 @@ func (s *Service) HealthChecks() (events, mail health.Check) {
 		if s.Mailer.cfg.Dir != "" {
 			msg += "; copies of failing mail are written to " + s.Mailer.cfg.Dir
 		}
-		return []health.Problem{{Key: "mail", Part: "mail", Message: msg}}
+		return append(out, health.Problem{Key: "mail", Part: "mail", Message: msg})
 	}
 	return events, mail
 }
@@ -325,13 +335,17 @@ type healthView struct {
 func (r *renderer) healthViews(rows []problemRow) []healthView {
 	out := make([]healthView, len(rows))
 	for i, p := range rows {
-		out[i] = healthView{Message: p.Message, Since: r.local(fromMS(p.since)), Advice: healthAdvice(p.Part)}
+		out[i] = healthView{Message: p.Message, Since: r.local(fromMS(p.since)), Advice: healthAdvice(p.Part, p.Key)}
 	}
 	return out
 }
 
-// healthAdvice is what IT should do about a problem in part.
-func healthAdvice(part string) string {
+// healthAdvice is what IT should do about a problem in part (key picks
+// out the few that need their own).
+func healthAdvice(part, key string) string {
+	if key == "mail/dsl" {
+		return "Set reports.recipients.dsl to the DSL's address(es) and restart Gatehouse; until then, give the DSL the .eml files in the outbox directory."
+	}
 	switch part {
 	case "dns":
 		return "Check the network path to the upstream resolvers (dns.upstreams) and that they answer; names they serve cannot be resolved."

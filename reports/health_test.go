@@ -397,3 +397,36 @@ func TestMailHealthSeesOneRoleRefused(t *testing.T) {
 		t.Errorf("after the fix the server has %d mails, the last %q; want the alert and RESOLVED", len(srv.messages()), last)
 	}
 }
+
+// TestMailHealthNoDSLAddress: with a relay configured but no address for
+// the DSL (here the role is mistyped "dls", which is a valid custom role),
+// a critical alert can only be written to the outbox directory, where
+// nobody reads it. The mail check says so from the start, so /healthz is
+// degraded and IT is told, instead of all being well while the DSL's
+// alerts reach nobody.
+func TestMailHealthNoDSLAddress(t *testing.T) {
+	srv := newTestSMTP(t)
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	p := testParts(t, srv.mailConfig(outbox), nil)
+	p.Roles = Roles{"dls": {"dsl@school.example"}, "it": {"it@school.example"}}
+	svc, err := Start(context.Background(), filepath.Join(dir, "g.db"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	_, mailCheck := svc.HealthChecks()
+	svc.Record(ev(time.Now().UTC(), "10.0.0.5", "students", "self-harm", "harm.example"))
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readEMLs(t, outbox)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(readEMLs(t, outbox)) != 1 || len(srv.messages()) != 0 {
+		t.Fatalf("%d .eml files, %d mails: want the alert as a file only", len(readEMLs(t, outbox)), len(srv.messages()))
+	}
+	probs := mailCheck()
+	if len(probs) != 1 || probs[0].Warning || !strings.Contains(probs[0].Message, "reports.recipients.dsl") ||
+		!strings.Contains(probs[0].Message, outbox) {
+		t.Fatalf("mail check with no DSL address while a critical alert went to a file: %+v", probs)
+	}
+}

@@ -92,6 +92,7 @@ type Service struct {
 	Mailer   *Mailer
 	Health   *HealthNotifier // nil without Parts.Problems
 
+	roles  Roles // who is mailed, for the mail check
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -152,7 +153,7 @@ func build(st *Store, p Parts) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{Store: st, Mailer: m, Digester: d, Alerter: NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, m)}, nil
+	return &Service{Store: st, Mailer: m, Digester: d, Alerter: NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, m), roles: p.Roles}, nil
 }
 
 func (s *Service) goRun(f func()) {
