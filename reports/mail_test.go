@@ -676,3 +676,57 @@ func TestMailFailingLogNamesNobody(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitingAlertGoesToCorrectedAddress: the DSL's address has a typo the
+// relay refuses (550), so the alert waits and mail is failing. IT corrects
+// reports.recipients.dsl and restarts: the waiting alert goes to the
+// corrected address (it used to keep the address it was queued with and
+// be refused for good). An invitation keeps its own recipient: it is for
+// one person, not a role.
+func TestWaitingAlertGoesToCorrectedAddress(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	srv.set(func(s *testSMTP) { s.badRcpt = map[string]bool{"dsl@scool.example": true} })
+	clk := newClock(time.Date(2026, 12, 1, 9, 0, 0, 0, london))
+	p := testParts(t, srv.mailConfig(t.TempDir()), clk.Now)
+	p.Roles["dsl"] = []string{"dsl@scool.example"}
+	svc, err := build(st, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tx, _ := st.db.Begin()
+	for i, m := range []*Message{
+		{Kind: "alert", Role: "dsl", Recipients: p.Roles["dsl"], Subject: "alert", Text: "x"},
+		{Kind: KindInvite, Role: "dsl", Recipients: []string{"new.deputy@school.example"}, Subject: "invite", Text: "x"},
+	} {
+		if err := enqueue(tx, m, fmt.Sprintf("k%d", i), clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx.Commit()
+	svc.Mailer.DeliverDue(ctx)
+	if got := srv.messages(); len(got) != 1 || got[0].To[0] != "new.deputy@school.example" || !mailFailing(svc.Mailer) {
+		t.Fatalf("before the fix: delivered %+v, failing %v; want only the invitation, and failing", got, mailFailing(svc.Mailer))
+	}
+
+	// The corrected configuration, after a restart.
+	p.Roles = Roles{"dsl": {"dsl@school.example", "deputy@school.example"}, "it": {"it@school.example"}}
+	svc2, err := build(st, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	svc2.Mailer.DeliverDue(ctx)
+	got := srv.messages()
+	if len(got) != 2 || strings.Join(got[1].To, ",") != "dsl@school.example,deputy@school.example" {
+		t.Fatalf("after the fix: delivered %+v; want the alert to the corrected addresses", got)
+	}
+	if mailFailing(svc2.Mailer) {
+		t.Error("mail still failing after the alert was delivered")
+	}
+	var rc string
+	if err := st.db.QueryRow(`SELECT recipients FROM outbox WHERE kind = 'alert'`).Scan(&rc); err != nil || !strings.Contains(rc, "dsl@school.example") {
+		t.Errorf("the outbox row says it went to %s (%v)", rc, err)
+	}
+}

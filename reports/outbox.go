@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -109,6 +110,37 @@ type MailConfig struct {
 	// Backoff is the first retry delay, doubled per attempt up to 30m
 	// (default 30s).
 	Backoff time.Duration
+	// Roles is reports.recipients as configured now. Mail for a role
+	// (alerts, digests, health notices, mistake reports) goes to its
+	// role's addresses as they are when it is sent, so a message that
+	// waited for an address IT has since corrected reaches the corrected
+	// one. Without it (or for a role with no address now), and for
+	// invitations (one person's), the addresses it was queued with.
+	Roles Roles
+}
+
+// roleMail reports whether mail of kind is addressed to a role rather
+// than to one person.
+func roleMail(kind string) bool {
+	switch kind {
+	case "alert", "digest", "health", "mistakes":
+		return true
+	}
+	return false
+}
+
+// readdress gives r its role's current addresses, in the outbox too, when
+// they differ from those it was queued with.
+func (m *Mailer) readdress(r *outRow) {
+	now := m.cfg.Roles[r.Role]
+	if !roleMail(r.Kind) || len(now) == 0 || slices.Equal(now, r.Recipients) {
+		return
+	}
+	r.Recipients = slices.Clone(now)
+	rc, _ := json.Marshal(r.Recipients)
+	if _, err := m.st.db.Exec(`UPDATE outbox SET recipients = ? WHERE id = ?`, string(rc), r.ID); err != nil {
+		m.log.Error("updating outbox", "id", r.ID, "err", err)
+	}
 }
 
 // Mailer delivers the outbox: SMTP when configured, .eml files otherwise.
@@ -277,6 +309,7 @@ func scanOutRows(rows *sql.Rows) ([]outRow, error) {
 }
 
 func (m *Mailer) deliver(ctx context.Context, r outRow) {
+	m.readdress(&r)
 	msg, err := m.build(&r.Message)
 	if err != nil {
 		m.fail(r, fmt.Errorf("building message: %w", err))

@@ -148,7 +148,11 @@ func Tools(dbPath string, p Parts) (*Service, error) {
 
 func build(st *Store, p Parts) (*Service, error) {
 	p.Options.fill()
-	m := NewMailer(st, p.Mail, p.Options.Log, p.Options.Now)
+	mc := p.Mail
+	if mc.Roles == nil {
+		mc.Roles = p.Roles
+	}
+	m := NewMailer(st, mc, p.Options.Log, p.Options.Now)
 	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, p.SendEmpty, m)
 	if err != nil {
 		return nil, err
