@@ -85,14 +85,19 @@ type MailFailure struct {
 	Since   time.Time // when the oldest of them was queued
 	Waiting int       // messages waiting after a failed attempt
 	Err     string    // the latest attempt's error
+	// Copies is how many of them have an .eml copy in the outbox
+	// directory; NoCopy how many failed often enough to have one
+	// (MailConfig.FallbackAfter) but could not be written.
+	Copies, NoCopy int
 }
 
 // Failures lists, by role, the messages that wait after a failed attempt.
 func (m *Mailer) Failures() ([]MailFailure, error) {
 	// SQLite gives the bare column last_error from the row of max(next_ts):
 	// the most recently tried message's error.
-	rows, err := m.st.db.Query(`SELECT role, min(created_ts), count(*), last_error, max(next_ts) FROM outbox
-		WHERE sent_ts = 0 AND attempts > 0 GROUP BY role ORDER BY min(created_ts), role`)
+	rows, err := m.st.db.Query(`SELECT role, min(created_ts), count(*), last_error, max(next_ts),
+		sum(eml_path != ''), sum(eml_path = '' AND attempts >= ?) FROM outbox
+		WHERE sent_ts = 0 AND attempts > 0 GROUP BY role ORDER BY min(created_ts), role`, m.cfg.FallbackAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +106,7 @@ func (m *Mailer) Failures() ([]MailFailure, error) {
 	for rows.Next() {
 		var f MailFailure
 		var since, next int64
-		if err := rows.Scan(&f.Role, &since, &f.Waiting, &f.Err, &next); err != nil {
+		if err := rows.Scan(&f.Role, &since, &f.Waiting, &f.Err, &next, &f.Copies, &f.NoCopy); err != nil {
 			return nil, err
 		}
 		f.Since = fromMS(since)
@@ -141,8 +146,22 @@ func (s *Service) HealthChecks() (events, mail health.Check) {
 		if n, perr := s.Mailer.Pending(); perr == nil {
 			msg += fmt.Sprintf("; %d message(s) waiting", n)
 		}
-		if s.Mailer.cfg.Dir != "" {
-			msg += "; copies of failing mail are written to " + s.Mailer.cfg.Dir
+		if dir := s.Mailer.cfg.Dir; dir != "" {
+			// Where IT finds the copies to pass on by hand, or that there
+			// are none: never "written" when they could not be.
+			var copies, missing int
+			fs, _ := s.Mailer.Failures()
+			for _, f := range fs {
+				copies, missing = copies+f.Copies, missing+f.NoCopy
+			}
+			switch {
+			case missing > 0:
+				msg += fmt.Sprintf("; copies of %d of them could NOT be written to %s (see the error)", missing, dir)
+			case copies > 0:
+				msg += fmt.Sprintf("; copies of %d of them in %s", copies, dir)
+			default:
+				msg += fmt.Sprintf("; after %d failed attempts a copy of each is written to %s", s.Mailer.cfg.FallbackAfter, dir)
+			}
 		}
 		return append(out, health.Problem{Key: "mail", Part: "mail", Message: msg})
 	}

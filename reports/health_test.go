@@ -430,3 +430,50 @@ func TestMailHealthNoDSLAddress(t *testing.T) {
 		t.Fatalf("mail check with no DSL address while a critical alert went to a file: %+v", probs)
 	}
 }
+
+// TestMailHealthCopiesNotWritten: while the relay refuses mail, IT relies
+// on the .eml copies in the outbox directory to pass alerts on by hand.
+// When the directory cannot take them (here a file stands in its place;
+// a full disk is the same), the mail check must not say copies are
+// written there: it says they could not be, and why (it used to say
+// "copies of failing mail are written to" the directory regardless).
+func TestMailHealthCopiesNotWritten(t *testing.T) {
+	st := openTemp(t)
+	srv := newTestSMTP(t)
+	srv.set(func(s *testSMTP) { s.down = true })
+	dir := filepath.Join(t.TempDir(), "outbox")
+	if err := os.WriteFile(dir, []byte("a file where the directory should be"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock(time.Date(2026, 12, 1, 9, 0, 0, 0, london))
+	p := testParts(t, srv.mailConfig(dir), clk.Now)
+	svc, err := build(st, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mailCheck := svc.HealthChecks()
+	tx, _ := st.db.Begin()
+	if err := enqueue(tx, &Message{Kind: "alert", Role: "dsl", Recipients: p.Roles["dsl"], Subject: "x", Text: "x"}, "k1", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	ctx := context.Background()
+	for range p.Mail.FallbackAfter + 1 {
+		svc.Mailer.DeliverDue(ctx)
+		clk.Add(time.Hour)
+	}
+	probs := mailCheck()
+	if len(probs) != 1 || strings.Contains(probs[0].Message, "are written to") || !strings.Contains(probs[0].Message, "could not be written") ||
+		!strings.Contains(probs[0].Message, "not a directory") {
+		t.Fatalf("mail check with no copy written: %+v", probs)
+	}
+	// The directory works again: the next failure writes the copy, and
+	// the check says where it is.
+	os.Remove(dir)
+	svc.Mailer.DeliverDue(ctx)
+	probs = mailCheck()
+	if len(readEMLs(t, dir)) != 1 || len(probs) != 1 || strings.Contains(probs[0].Message, "could not be written") ||
+		!strings.Contains(probs[0].Message, "1 of them in "+dir) {
+		t.Fatalf("%d copies; mail check %+v", len(readEMLs(t, dir)), probs)
+	}
+}

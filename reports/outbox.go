@@ -378,19 +378,24 @@ func (m *Mailer) fail(r outRow, err error) {
 	delay := m.cfg.Backoff << min(attempts-1, 16)
 	delay = min(delay, 30*time.Minute)
 	eml := r.emlPath
+	lastErr := err.Error()
 	if attempts >= m.cfg.FallbackAfter && eml == "" {
-		if msg, berr := m.build(&r.Message); berr == nil {
-			if p, werr := m.writeEML(&r.Message, msg); werr == nil {
-				eml = p
-			}
+		msg, cerr := m.build(&r.Message)
+		if cerr == nil {
+			eml, cerr = m.writeEML(&r.Message, msg)
+		}
+		if cerr != nil {
+			// Recorded with the error: the health check must not tell IT
+			// to look for a copy that is not there.
+			lastErr += "; and its copy could not be written to the outbox directory: " + cerr.Error()
 		}
 	}
 	// Not the subject: an alert's names the pupil, and the log is kept
 	// by the system, not by reports.retention.
 	m.log.Error("MAIL IS FAILING: message not delivered, will retry", "id", r.ID, "kind", r.Kind, "role", r.Role,
-		"attempts", attempts, "retry_in", delay.String(), "eml", eml, "err", err)
+		"attempts", attempts, "retry_in", delay.String(), "eml", eml, "err", lastErr)
 	if _, uerr := m.st.db.Exec(`UPDATE outbox SET attempts = ?, next_ts = ?, last_error = ?, eml_path = ? WHERE id = ?`,
-		attempts, ms(m.now().Add(delay)), err.Error(), eml, r.ID); uerr != nil {
+		attempts, ms(m.now().Add(delay)), lastErr, eml, r.ID); uerr != nil {
 		m.log.Error("updating outbox", "id", r.ID, "err", uerr)
 	}
 }
