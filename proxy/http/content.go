@@ -201,7 +201,7 @@ const (
 )
 
 // maxCodings bounds the encodings stacked on one answer ("gzip, br" is
-// two) that are undone: an answer with more passes unscored.
+// two) that are undone: an answer with more is not passed on (decode).
 const maxCodings = 2
 
 // zstdMaxWindow is the largest Zstandard window decoded: RFC 9659's limit
@@ -209,15 +209,22 @@ const maxCodings = 2
 const zstdMaxWindow = 8 << 20
 
 // parseCodings reads an answer's Content-Encoding values, in the order the
-// site applied them (identity and empty entries skipped). ok is false for
-// an encoding the check cannot undo, or more than maxCodings.
+// site applied them (empty entries skipped), as a browser does: when they
+// name any encoding it does not know (identity, "compress", "utf-8", …)
+// Chromium shows the body as it came, so none is to be undone (n is 0, ok
+// true) and the body is read as it came. ok is false when the answer
+// cannot be read the one way every browser will show it: known encodings
+// mixed with others ("gzip, identity": Chromium shows it as it came,
+// Firefox undoes the gzip) or more than maxCodings of them (browsers undo
+// them all).
 func parseCodings(vs []string) (cs [maxCodings]coding, n int, ok bool) {
+	other, tooMany := false, false
 	for _, v := range vs {
 		for t := range strings.SplitSeq(v, ",") {
 			t = strings.Trim(t, " \t")
 			var c coding
 			switch {
-			case t == "" || strings.EqualFold(t, "identity"):
+			case t == "":
 				continue
 			case strings.EqualFold(t, "gzip") || strings.EqualFold(t, "x-gzip"):
 				c = codingGzip
@@ -228,14 +235,22 @@ func parseCodings(vs []string) (cs [maxCodings]coding, n int, ok bool) {
 			case strings.EqualFold(t, "zstd"):
 				c = codingZstd
 			default:
-				return cs, 0, false
+				other = true
+				continue
 			}
 			if n == maxCodings {
-				return cs, 0, false
+				tooMany = true
+				continue
 			}
 			cs[n] = c
 			n++
 		}
+	}
+	switch {
+	case other && n == 0:
+		return cs, 0, true // shown as it came
+	case other || tooMany:
+		return cs, 0, false
 	}
 	return cs, n, true
 }
@@ -249,8 +264,12 @@ func parseCodings(vs []string) (cs [maxCodings]coding, n int, ok bool) {
 // is left as it came, as is a gzip answer that is not gzip after all; both
 // then pass unscored (WriteHeader). A stream that breaks (a corrupt or
 // truncated one, a Zstandard window over 8 MiB) ends the answer there, as
-// it ends in the browser: nothing undecoded goes on. A nil check does
-// nothing.
+// it ends in the browser: nothing undecoded goes on. An answer
+// parseCodings cannot read as the browser will (known encodings mixed
+// with unknown ones, more than maxCodings) is not passed on at all: its
+// header goes without Content-Encoding and its body ends at once,
+// counted as content-unscored. One naming only encodings browsers do not
+// know is left to be read as it came. A nil check does nothing.
 func (c *contentWriter) decode(resp *http.Response) bool {
 	if c == nil || resp.Body == nil || resp.Body == http.NoBody || !bodyAllowed(c.r.Method, resp.StatusCode) {
 		return false
@@ -260,7 +279,7 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 		return false
 	}
 	cs, n, ok := parseCodings(vs)
-	if !ok || n == 0 {
+	if ok && n == 0 {
 		return false
 	}
 	if ct := resp.Header.Get("Content-Type"); kindOf(ct, c.ai) == kindNone && !(c.doc && sniffable(ct, resp.Header)) {
@@ -268,6 +287,11 @@ func (c *contentWriter) decode(resp *http.Response) bool {
 	}
 	db := &decodedBody{orig: resp.Body}
 	resp.Body = db
+	if !ok {
+		c.s.metrics.requests.WithLabelValues(c.info.source(), "content-unscored").Inc()
+		db.err = errUnreadable
+		n = 0
+	}
 	if slices.ContainsFunc(cs[:n], func(c coding) bool { return c == codingBr || c == codingZstd }) {
 		// Their windows are large: wait for one of maxBigDecoders.
 		select {
@@ -381,6 +405,10 @@ func decodeBuf(src io.Reader) *bufio.Reader {
 const maxBigDecoders = 16
 
 var bigDecoders = make(chan struct{}, maxBigDecoders)
+
+// errUnreadable ends an answer whose encodings the check cannot read as
+// the browser would (parseCodings).
+var errUnreadable = errors.New("content check: the answer's Content-Encoding cannot be read as a browser reads it")
 
 // The decoders, pooled: a Brotli reader keeps its ring buffer (up to
 // 16 MiB) and a Zstandard decoder its window and tables from one answer

@@ -167,31 +167,57 @@ func TestContentEncodings(t *testing.T) {
 	}
 }
 
-// TestContentEncodingUndecodable: an encoding the proxy cannot undo (an
-// unknown one, or more than two stacked) is passed on as it came (a
-// browser cannot render it either), unscored and counted; a compressed
-// image is left compressed.
-func TestContentEncodingUndecodable(t *testing.T) {
+// TestContentEncodingAsBrowsersRead: an answer is read as a browser reads
+// it. Chromium shows the body as it came when Content-Encoding names an
+// encoding it does not know ("compress", "utf-8", identity): so the check
+// scores it as it came, and blocks it. Known encodings mixed with unknown
+// ones ("gzip, identity": Chromium shows it raw, Firefox decodes the gzip)
+// or more than two stacked (browsers undo them all) cannot be read the one
+// way the browser will: nothing of such a page goes on, and it is counted
+// unscored. A compressed image is left as it came.
+func TestContentEncodingAsBrowsersRead(t *testing.T) {
 	ce := newContentEnv(t, "")
 	c := ce.client("", "", "")
-	bad := []byte(htmlHead + "<p>" + harmful7 + "</p></div></body></html>")
+	bad := []byte(htmlHead + "<p>" + harmful7 + "</p><p>THE TAIL</p></div></body></html>")
+	events := 0
+	for _, enc := range []string{"compress", "utf-8", "identity", "x-bzip2"} {
+		path := "/raw/" + enc
+		h := http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {enc}}
+		if enc == "x-bzip2" {
+			delete(h, "Content-Type") // sniffed as HTML
+		}
+		ce.serveRaw(path, h, bad)
+		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", path))
+		if !strings.Contains(string(body), "The rest of this page is blocked") || strings.Contains(string(body), "THE TAIL") {
+			t.Errorf("%s: the browser shows this page as it came, unchecked: %v %q", enc, resp.Header, body)
+			continue
+		}
+		if evs := ce.contentEvents(); len(evs) != events+1 || evs[events].Action != "block" {
+			t.Errorf("%s: events %+v", enc, evs)
+		}
+		events++
+	}
+	before := ce.unscored()
 	three := compress(t, bad, "gzip", "br", "zstd")
 	ce.serveRaw("/three", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"gzip, br, zstd"}}, three)
-	ce.serveRaw("/compress", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"compress"}}, bad)
-	ce.serveRaw("/sniffed-compress", http.Header{"Content-Encoding": {"x-bzip2"}}, bad)
-	png := compress(t, append([]byte("\x89PNG\r\n\x1a\n"), bad...), "br")
-	ce.serveRaw("/png", http.Header{"Content-Type": {"image/png"}, "Content-Encoding": {"br"}}, png)
-	before := ce.unscored()
-	for path, want := range map[string][]byte{"/three": three, "/compress": bad, "/sniffed-compress": bad, "/png": png} {
+	ce.serveRaw("/gzip-identity", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"gzip, identity"}}, bad)
+	ce.serveRaw("/identity-gzip", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"identity", "gzip"}}, compress(t, bad, "gzip"))
+	ce.serveRaw("/br-compress", http.Header{"Content-Type": {"text/html"}, "Content-Encoding": {"br, compress"}}, bad)
+	for _, path := range []string{"/three", "/gzip-identity", "/identity-gzip", "/br-compress"} {
 		resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", path))
-		if !bytes.Equal(body, want) || resp.Header.Get("Content-Encoding") == "" {
-			t.Errorf("%s changed: %v %q", path, resp.Header, body)
+		if len(body) != 0 || resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("%s: a page the check cannot read as the browser will went on: %v %q", path, resp.Header, body)
 		}
 	}
-	if n := ce.unscored() - before; n != 3 {
-		t.Errorf("%v answers counted unscored, want 3 (not the image)", n)
+	if n := ce.unscored() - before; n != 4 {
+		t.Errorf("%v answers counted unscored, want 4", n)
 	}
-	if evs := ce.contentEvents(); len(evs) != 0 {
+	png := compress(t, append([]byte("\x89PNG\r\n\x1a\n"), bad...), "br")
+	ce.serveRaw("/png", http.Header{"Content-Type": {"image/png"}, "Content-Encoding": {"br"}}, png)
+	if resp, body := fetch(t, c, http.MethodGet, ce.url("pages.test", "/png")); !bytes.Equal(body, png) || resp.Header.Get("Content-Encoding") != "br" {
+		t.Errorf("image changed: %v", resp.Header)
+	}
+	if evs := ce.contentEvents(); len(evs) != events {
 		t.Errorf("events %+v", evs)
 	}
 }
@@ -415,12 +441,13 @@ func TestParseCodings(t *testing.T) {
 		{[]string{" br "}, []coding{codingBr}, true},
 		{[]string{"gzip, br"}, []coding{codingGzip, codingBr}, true},
 		{[]string{"deflate", "zstd"}, []coding{codingDeflate, codingZstd}, true},
-		{[]string{"identity, zstd,,"}, []coding{codingZstd}, true},
+		{[]string{"zstd,,", ""}, []coding{codingZstd}, true},
+		{[]string{"compress"}, nil, true}, // shown as it came
+		{[]string{"x-deflate", "utf-8"}, nil, true},
+		{[]string{"gzip;q=1"}, nil, true},
+		{[]string{"identity, zstd,,"}, nil, false},
 		{[]string{"gzip, br, zstd"}, nil, false},
 		{[]string{"gzip", "gzip", "gzip"}, nil, false},
-		{[]string{"compress"}, nil, false},
-		{[]string{"x-deflate"}, nil, false},
-		{[]string{"gzip;q=1"}, nil, false},
 		{[]string{"br, bogus"}, nil, false},
 	} {
 		cs, n, ok := parseCodings(tc.in)
