@@ -110,6 +110,10 @@ func (v *validator) inspect() {
 		}
 		v.errf(at, "ca_cert and ca_key go together: set both, or neither for ca/ca.pem and ca/ca.key beside the database")
 	}
+	if in.CACert != "" && filepath.Clean(in.CACert) == filepath.Clean(in.CAKey) {
+		// ca init would write the certificate over the key.
+		v.errf("proxy.inspect.ca_key", "ca_cert and ca_key must be two files: the certificate would be written over the key")
+	}
 	if in.LeafCache < 100 || in.LeafCache > 1_000_000 {
 		v.errf("proxy.inspect.leaf_cache", "must be between 100 and 1000000")
 	}

@@ -38,6 +38,7 @@ func TestInspectDefaultsAndPaths(t *testing.T) {
 func TestInspectValidation(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"proxy:\n  inspect:\n    ca_cert: /x.pem\n", "t.yaml:3:14: proxy.inspect.ca_cert: ca_cert and ca_key go together"},
+		{"proxy:\n  inspect:\n    ca_cert: /g/ca.pem\n    ca_key: /g/./ca.pem\n", "t.yaml:4:13: proxy.inspect.ca_key: ca_cert and ca_key must be two files"},
 		{"proxy:\n  inspect:\n    leaf_cache: 5\n", "t.yaml:3:17: proxy.inspect.leaf_cache: must be between"},
 		{"groups:\n  students:\n    decrypt: everything\n", `t.yaml:3:14: groups.students.decrypt: unknown decrypt mode "everything"`},
 		{"proxy:\n  inspect:\n    never_decrypt: [mybank.example, \"bad host!\"]\n", "t.yaml:3:37: proxy.inspect.never_decrypt[1]:"},

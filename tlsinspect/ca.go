@@ -48,9 +48,28 @@ type InitOptions struct {
 // is not set.
 var ErrExists = errors.New("a CA already exists (use --force to replace it; devices trusting the old one must be given the new one)")
 
+// ErrOneFile is returned by Init when the certificate and the key are
+// named as one file: the certificate would be written over the key.
+var ErrOneFile = errors.New("the CA certificate and key must be two files (ca_cert and ca_key name the same one)")
+
+// samePath reports whether a and b name the same path once made absolute
+// and cleaned. (A link to a path is not the same: Init replaces the link
+// itself, not the file it points to.)
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	if err1 != nil || err2 != nil {
+		return filepath.Clean(a) == filepath.Clean(b)
+	}
+	return aa == ab
+}
+
 // Init creates a new CA (ECDSA P-256) and writes it to certFile (PEM, 0644)
 // and keyFile (PKCS#8 PEM, 0600), creating their directories 0700.
 func Init(certFile, keyFile string, o InitOptions) (*CA, error) {
+	if samePath(certFile, keyFile) {
+		return nil, fmt.Errorf("%s: %w", certFile, ErrOneFile)
+	}
 	if !o.Force {
 		for _, f := range []string{certFile, keyFile} {
 			if _, err := os.Lstat(f); err == nil {

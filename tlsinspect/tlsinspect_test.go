@@ -70,6 +70,26 @@ func TestInitRefusesOverwrite(t *testing.T) {
 	}
 }
 
+// TestInitRefusesOneFileForBoth: a certificate and key named as one path
+// (spelt the same or another way) had the certificate written over the
+// key: init reported the CA made while its key was gone. It is refused,
+// and nothing is written.
+func TestInitRefusesOneFileForBoth(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "ca.pem")
+	for _, key := range []string{f, filepath.Join(dir, "sub", "..", "ca.pem")} {
+		_, err := Init(f, key, InitOptions{Name: "One file CA", Force: true})
+		if err == nil {
+			_, lerr := Load(f, key)
+			t.Errorf("init %s %s: made a CA (which then loads: %v)", f, key, lerr)
+		}
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("init %s %s wrote a file", f, key)
+		}
+		_ = os.Remove(f)
+	}
+}
+
 func TestLoadRejects(t *testing.T) {
 	_, cf, kf := newCA(t)
 	_, cf2, kf2 := newCA(t)
