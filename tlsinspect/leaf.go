@@ -104,7 +104,8 @@ func (m *Minter) Len() int {
 func (m *Minter) Cap() int { return m.max }
 
 // Get returns a leaf for host (a DNS name or an IP literal, as the client
-// asked for it), minting it on first use or when it nears expiry.
+// asked for it), minting it on first use or when it nears expiry (unless
+// it already ends with the CA).
 func (m *Minter) Get(host string) (*tls.Certificate, error) {
 	host = normalise(host)
 	if host == "" {
@@ -114,7 +115,10 @@ func (m *Minter) Get(host string) (*tls.Certificate, error) {
 	m.mu.Lock()
 	if el, ok := m.byHost[host]; ok {
 		e := el.Value.(*entry)
-		if e.notAfter.Sub(now) > LeafRenew {
+		// Fresh while more than LeafRenew is left, or while it lasts as
+		// long as its CA (a new one could last no longer: in the CA's
+		// last day, and after it, every handshake would mint).
+		if e.notAfter.Sub(now) > LeafRenew || !e.notAfter.Before(m.ca.Cert.NotAfter) {
 			m.lru.MoveToFront(el)
 			m.mu.Unlock()
 			return e.cert, nil

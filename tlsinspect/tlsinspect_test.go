@@ -308,3 +308,32 @@ func TestLeafNotAfterCA(t *testing.T) {
 		t.Errorf("leaf valid until %v, after its CA (%v)", leaf.NotAfter, ca.Cert.NotAfter)
 	}
 }
+
+// TestLeafCachedInCAsLastDay: a leaf capped at its CA's end cannot be
+// minted any longer, so within the CA's last day (and after it) the cached
+// one is kept: before, every handshake minted a new leaf (a signature each,
+// queued behind the mint limit) for as long as the CA was not replaced.
+func TestLeafCachedInCAsLastDay(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := Init(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"), InitOptions{Name: "Last day CA", Validity: 12 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m, err := NewMinter(ca, 0, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := m.Get("last.example"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = ca.Cert.NotAfter.Add(time.Hour) // expired: a new leaf would be no better
+	if _, err := m.Get("last.example"); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Mints(); n != 1 {
+		t.Errorf("%d leaves minted for one host in the CA's last day, want 1", n)
+	}
+}
