@@ -90,11 +90,21 @@ func (s *Server) decideConnect(info *reqInfo, addr netip.Addr, eng *policy.Engin
 		}
 		return PlanDecrypt, reason
 	}
-	if s.term == nil || addr.IsValid() || !cfg.DecryptsAllowed(d.Group, info.host) {
+	return s.allowedPlan(info.client, d.Group, info.host, addr, cfg)
+}
+
+// allowedPlan is decideConnect's plan for an allowed host (the
+// CONNECT's, or the other name a tunnel's ClientHello carries:
+// sniBlocked) for a client in group: decrypted when the CA is loaded and the group
+// decrypts the host, unless the client has been failing handshakes for it
+// under pinned_apps: tunnel (then tunnelled, or refused for a search
+// engine or video site); tunnelled otherwise.
+func (s *Server) allowedPlan(client netip.Addr, group, host string, addr netip.Addr, cfg *config.Config) (ConnectPlan, string) {
+	if s.term == nil || addr.IsValid() || !cfg.DecryptsAllowed(group, host) {
 		return PlanTunnel, ""
 	}
-	if pinned {
-		if cfg.SearchHost(info.host) {
+	if cfg.PinnedTunnels() && s.pins.held(client, host, s.now()) {
+		if cfg.SearchHost(host) {
 			return PlanRefuse, "pinned"
 		}
 		return PlanTunnel, ""

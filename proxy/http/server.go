@@ -720,8 +720,10 @@ func markBypass(d *policy.Decision) {
 // not the CONNECT's host: a CDN serves whichever site the SNI names, so a
 // CONNECT to an allowed name could otherwise carry a blocked one (domain
 // fronting by SNI). A blocked name is recorded as a bypass attempt (reason
-// "sni", durable before the tunnel closes) and the tunnel closed. An ECH
-// front (proxy.transparent.ech_names) with Encrypted Client Hello hides
+// "sni", durable before the tunnel closes) and the tunnel closed; so is
+// an allowed name the client's group decrypts (allowedPlan), which the
+// tunnel would carry past safe search, search terms, URL lists and the
+// content check. An ECH front (proxy.transparent.ech_names) with Encrypted Client Hello hides
 // the real site, whether the front is the outer name or the CONNECT's host
 // (the tunnel then reaches the front's edge, which decrypts the inner hello
 // whatever outer name, or none, the hello carries): that follows
@@ -756,6 +758,17 @@ func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	}
 	d := eng.Decide(req)
 	reason := "sni"
+	if other && d.Action != policy.Block {
+		// An allowed name the client's group decrypts (or refuses, when
+		// pinned): a tunnel must not carry it past what decryption
+		// applies (safe search, search terms, URL lists, the content
+		// check). A browser names the CONNECT's host; only a tool gets
+		// here.
+		if plan, _ := s.allowedPlan(info.client, d.Group, nh, addr, cfg); plan != PlanTunnel {
+			markBypass(&d)
+			d.Action = policy.Block
+		}
+	}
 	if d.Action != policy.Block {
 		if front == "" {
 			return false

@@ -176,3 +176,53 @@ func TestConnectSNIOtherPort(t *testing.T) {
 		t.Errorf("events for a plain tunnel to another port: %+v", e.sink.events())
 	}
 }
+
+// TestConnectSNIAvoidsDecryption: a tunnel (its CONNECT's host is not
+// decrypted) whose ClientHello names another, allowed, site that the
+// client's group decrypts would carry that site past everything decryption
+// applies (safe search and search terms for search, URL lists and the
+// content check for all): on a shared front end the site answers for the
+// SNI. It is closed as a bypass attempt (reason sni); a hello naming a
+// site the group does not decrypt goes on.
+func TestConnectSNIAvoidsDecryption(t *testing.T) {
+	for _, tc := range []struct {
+		mode, connect, sni string
+		refused            bool
+	}{
+		{config.DecryptSearch, "news.test", "www.google.com", true},  // search: Google must be decrypted
+		{config.DecryptAll, "www.nhs.uk", "news.test", true},         // never-decrypt CONNECT, decrypted SNI
+		{config.DecryptSearch, "site.test", "news.test", false},      // neither decrypted
+		{config.DecryptBlocks, "news.test", "www.google.com", false}, // blocks: an allowed Google is not decrypted
+	} {
+		t.Run(tc.mode+"/"+tc.connect+"/"+tc.sni, func(t *testing.T) {
+			ie := newInspectEnv(t, "")
+			ie.setDecrypt(tc.mode)
+			ie.res.mu.Lock()
+			ie.res.names["site.test"] = ie.res.names["news.test"]
+			ie.res.mu.Unlock()
+			ie.s.tlsPort = ie.port
+			code, c, br := ie.connect("", tc.connect+":"+ie.port, "")
+			if code != http.StatusOK || br.Buffered() != 0 {
+				t.Fatalf("CONNECT %s: %d", tc.connect, code)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			tlc := tls.Client(c, &tls.Config{ServerName: tc.sni, RootCAs: ie.originPool, NextProtos: []string{"http/1.1"}})
+			served := false
+			if err := tlc.Handshake(); err == nil {
+				fmt.Fprintf(tlc, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", tc.sni)
+				b, _ := io.ReadAll(tlc)
+				served = strings.Contains(string(b), "origin says hello to "+tc.sni)
+			}
+			if served == tc.refused {
+				t.Fatalf("CONNECT %s, SNI %s (%s): served through the tunnel %v, want %v", tc.connect, tc.sni, tc.mode, served, !tc.refused)
+			}
+			if tc.refused {
+				ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Reason == "sni" })
+				if ev.Action != "block" || !strings.HasPrefix(ev.Name, tc.sni+":") || !ev.Bypass {
+					t.Errorf("event %+v", ev)
+				}
+			}
+		})
+	}
+}
