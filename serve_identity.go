@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/identity/signin"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
+	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
 // startIdentity builds the identity table (who is behind an address) and
@@ -195,6 +196,7 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 		RedirectURL: c.RedirectURL, Domains: c.Domains, LocalPart: c.User == "local_part", Groups: groups, TTL: cfg.SigninTTL(),
 		HostedDomain: config.GoogleIssuer(c.Issuer),
 		Allowed:      func(a netip.Addr) bool { return clientAllowed(s.engine.Load().Config().SigninAllow(), a) },
+		SchoolDevice: s.schoolDevice,
 		School:       cfg.School.Name, Label: c.Label, Location: cfg.Location(), Secure: c.Cert != "", Store: store,
 		Client: client, Log: log, Registry: reg})
 	if err != nil {
@@ -230,6 +232,21 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 	s.signin, s.signinAt = svc, ln.Addr()
 	log.Info("sign-in page listening", "addr", ln.Addr().String(), "tls", c.Cert != "", "ttl", cfg.SigninTTL().String())
 	return nil
+}
+
+// schoolDevice names the static device (clients.devices) at a, by its
+// address or by the MAC the identity table holds for it (a lease's, a
+// RADIUS session's), as the policy engine decides it for DNS and the
+// proxy; "" when none is.
+func (s *server) schoolDevice(a netip.Addr) string {
+	var mac string
+	if e := s.identity.Lookup(a, time.Now().UnixNano()); e != nil {
+		mac = e.MAC
+	}
+	if id := s.engine.Load().IdentifyRequest(policy.Request{Client: a, MAC: mac}); id.SchoolDevice {
+		return id.Device
+	}
+	return ""
 }
 
 // signinMaxConns bounds the sign-in page's open connections; more wait

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -276,5 +277,87 @@ identity:
 	}
 	if !strings.Contains(logs.String(), "sign-in page listening") {
 		t.Fatalf("no start line:\n%s", logs.String())
+	}
+}
+
+// TestSigninSchoolDevice: a school device listed in clients.devices (by
+// its MAC, at the address its DHCP lease gives it, or by its address)
+// keeps the group and name the config gives it. Its block page does not
+// offer the sign-in page, and the page refuses to sign anyone in there:
+// a pupil at a classroom computer cannot sign in with a teacher's account
+// (whose clients.users group is staff) and take the staff filtering, nor
+// relabel the computer's events. Before, the block page of a device
+// listed by MAC offered the link (the lease named it with the static
+// name), and a sign-in from either device gave it the teacher's group.
+func TestSigninSchoolDevice(t *testing.T) {
+	upstream := testUpstream(t)
+	p := oidctest.New(t, "gatehouse-signin", "signin-client-secret")
+	port := strconv.Itoa(freePort(t))
+	page := "http://127.0.0.1:" + port
+	cfg := strings.Replace(identityConfig(upstream, `proxy:
+  listen: "127.0.0.1:0"
+  http: {ip_networks: [127.0.0.0/8], ports: [80, `+port+`]}`, `
+  dhcp_leases:
+    - {path: "{{dir}}/dnsmasq.leases", format: dnsmasq}
+  signin:
+    listen: "127.0.0.1:`+port+`"
+    allow: [127.0.0.0/26]
+    issuer: "`+p.URL+`"
+    ca_file: "{{dir}}/provider.pem"
+    client_id: gatehouse-signin
+    client_secret: {file: "{{dir}}/signin-secret"}
+    redirect_url: "`+page+`/callback"
+    domains: [school.example]
+    ttl: 1h
+`), "  default_group: staff\n", `  default_group: staff
+  devices:
+    - {name: CLASS-PC-1, mac: "3c:22:fb:12:34:60", group: students}
+    - {name: CLASS-PC-2, ip: 127.0.0.61, group: students}
+  users:
+    - {name: teacher@school.example, group: staff}
+`, 1)
+	path, _ := writeConfig(t, cfg, withIdentityLists(map[string]string{
+		"dnsmasq.leases": "0 3c:22:fb:12:34:60 127.0.0.60 class-pc-1 *\n0 3c:22:fb:12:34:62 127.0.0.62 phone *\n",
+		"signin-secret":  "signin-client-secret\n",
+		"provider.pem":   string(p.CertPEM()),
+	}))
+	s, _, _ := startServing(t, path)
+	dnsAddr := s.dns.Addrs()[0].String()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.identity.Lookup(netip.MustParseAddr("127.0.0.60"), time.Now().UnixNano()) == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
+	viaProxy := func(from, target string) (int, string) {
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL),
+			DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
+		return signinFetch(t, hc, "GET", target, nil)
+	}
+	p.Set(oidctest.Claims{Email: "teacher@school.example", Name: "A Teacher"})
+	for _, c := range []struct{ addr, name string }{{"127.0.0.60", "CLASS-PC-1"}, {"127.0.0.61", "CLASS-PC-2"}} {
+		if code, body := viaProxy(c.addr, "http://porn.example/"); code != http.StatusForbidden || strings.Contains(body, page) || !strings.Contains(body, c.name) {
+			t.Errorf("%s: the school device's block page offers the sign-in page or does not name it: %d\n%s", c.name, code, body)
+		}
+		b := signinBrowser(p, c.addr)
+		if code, body := signinFetch(t, b, "GET", page+"/", nil); code != 200 || strings.Contains(body, `action="/start"`) || !strings.Contains(body, c.name) {
+			t.Errorf("%s: the page offers a sign-in on a school device: %d\n%s", c.name, code, body)
+		}
+		if code, body := signinFetch(t, b, "POST", page+"/start", url.Values{}); code != http.StatusForbidden || strings.Contains(body, "signed in as") {
+			t.Errorf("%s: a sign-in on a school device: %d\n%s", c.name, code, body)
+		}
+		// Its own group (students) still decides: gambling blocked.
+		if rc := askFrom(t, dnsAddr, c.addr, "bet.example"); rc != mdns.RcodeNameError {
+			t.Errorf("%s: after the sign-in attempt the teacher's group decides: rcode %d", c.name, rc)
+		}
+		if e := s.identity.Lookup(netip.MustParseAddr(c.addr), time.Now().UnixNano()); e != nil && e.User != "" {
+			t.Errorf("%s: named as %q", c.name, e.User)
+		}
+	}
+	// A pupil's own phone, named only by its lease, is offered the page.
+	if _, body := viaProxy("127.0.0.62", "http://porn.example/"); !strings.Contains(body, `href="`+page+`/"`) {
+		t.Errorf("a leased phone's block page does not offer the sign-in page:\n%s", body)
+	}
+	if code, body := signinFetch(t, signinBrowser(p, "127.0.0.62"), "POST", page+"/start", url.Values{}); code != 200 || !strings.Contains(body, "teacher@school.example") {
+		t.Errorf("a sign-in on a phone: %d\n%s", code, body)
 	}
 }

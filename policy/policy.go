@@ -95,6 +95,11 @@ type Identity struct {
 	Device string
 	User   string
 	Group  string
+	// SchoolDevice: a static device in clients.devices (by the address,
+	// or by the MAC the identity table holds for it) names the client. It
+	// is filtered as the config says, so the block page does not offer
+	// the sign-in page there and the page signs nobody in at it.
+	SchoolDevice bool
 }
 
 // Decision is the engine's answer and its explanation.
@@ -249,7 +254,7 @@ func (e *Engine) identify(r *Request) (Identity, *group) {
 			d, ok = e.macs[r.MAC]
 		}
 		if ok {
-			id.Device = d.name
+			id.Device, id.SchoolDevice = d.name, true
 			if g == nil {
 				g = d.group
 			}

@@ -13,6 +13,7 @@ import (
 type pageData struct {
 	School, Label string
 	Addr          string // this device's address, as the page saw it
+	Device        string // the school device at the address (Options.SchoolDevice): nobody signs in
 	Signed        string // who is signed in at the address ("" nobody)
 	Until         string // when that ends
 	Token         string // the sign-out form's token
@@ -22,7 +23,11 @@ type pageData struct {
 }
 
 func (s *Service) pageData(addr netip.Addr) pageData {
-	return pageData{School: s.o.School, Label: s.o.Label, Addr: addr.String()}
+	d := pageData{School: s.o.School, Label: s.o.Label, Addr: addr.String()}
+	if s.o.SchoolDevice != nil {
+		d.Device = s.o.SchoolDevice(addr)
+	}
+	return d
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -31,7 +36,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>{{if .Error}}Not signed in{{else if .Out}}Signed out{{else if .Signed}}Signed in{{else}}Sign in{{end}} – {{.School}}</title>
+<title>{{if .Error}}Not signed in{{else if .Device}}School computer{{else if .Out}}Signed out{{else if .Signed}}Signed in{{else}}Sign in{{end}} – {{.School}}</title>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",Arial,sans-serif;font-size:1.15rem;line-height:1.5;margin:0;background:#f3f4f6;color:#111}
 main{max-width:34rem;margin:0 auto;padding:1.5rem 1rem}
@@ -52,6 +57,9 @@ a{color:#1f3a5f}
 {{if .Error}}<h1>You are not signed in</h1>
 <div class="box error" role="alert"><p>{{.Error}}</p></div>
 <p><a href="/">Back to the sign-in page</a></p>
+{{else if .Device}}<h1>This is a school computer</h1>
+<div class="box"><p>{{.Device}} is one of the school's own devices: the school's web filter applies the settings IT gave it, so nobody signs in here.</p>
+<p>This page is for your own phone or laptop on the school Wi-Fi.</p></div>
 {{else if .Out}}<h1>You are signed out</h1>
 <p>This device is no longer signed in as you.</p>
 <p><a href="/">Sign in again</a></p>

@@ -60,12 +60,18 @@ type Options struct {
 	HostedDomain bool
 	TTL          time.Duration // how long a sign-in names its address
 	// Allowed says who may reach the page; read per request (nil: all).
-	Allowed  func(netip.Addr) bool
-	School   string
-	Label    string         // "Sign in with LABEL"
-	Location *time.Location // for the times the page shows (nil: UTC)
-	Secure   bool           // the page is served over HTTPS (cookies are Secure)
-	Store    *Store         // nil: sign-ins are not kept across a restart
+	Allowed func(netip.Addr) bool
+	// SchoolDevice names the school device (clients.devices) at an
+	// address, "" for none; read per request (nil: none). A school device
+	// is filtered as the config says: the page signs nobody in there, so
+	// a pupil at a classroom computer cannot take a teacher's group with
+	// the teacher's account, nor relabel the computer's events.
+	SchoolDevice func(netip.Addr) string
+	School       string
+	Label        string         // "Sign in with LABEL"
+	Location     *time.Location // for the times the page shows (nil: UTC)
+	Secure       bool           // the page is served over HTTPS (cookies are Secure)
+	Store        *Store         // nil: sign-ins are not kept across a restart
 	// Client makes the requests to the provider (nil: http.DefaultClient,
 	// with the system's roots; TLS is always verified).
 	Client   *http.Client
@@ -149,7 +155,7 @@ func New(o Options) (*Service, error) {
 	}
 	s.results = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_identity_signin_total",
-		Help: "Sign-in page outcomes: signed-in, replaced (another person's sign-in at the address ended), renewed, signed-out, refused-domain, refused-state, refused-token, refused-address (not allowed to reach the page), refused-provider, ratelimited, full (the identity table is full).",
+		Help: "Sign-in page outcomes: signed-in, replaced (another person's sign-in at the address ended), renewed, signed-out, refused-domain, refused-state, refused-token, refused-device (a school device), ended-device (a sign-in ended because its address turned out to be a school device), refused-address (not allowed to reach the page), refused-provider, ratelimited, full (the identity table is full).",
 	}, []string{"result"})
 	if o.Registry != nil {
 		o.Registry.MustRegister(s.results)
@@ -230,10 +236,13 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 
 func (s *Service) sweep(ctx context.Context) {
 	now := s.o.Now()
+	var school []netip.Addr
 	s.mu.Lock()
 	for a, r := range s.who {
 		if !now.Before(r.Expires) {
 			delete(s.who, a)
+		} else if s.o.SchoolDevice != nil {
+			school = append(school, a)
 		}
 	}
 	for k, p := range s.pending {
@@ -251,6 +260,18 @@ func (s *Service) sweep(ctx context.Context) {
 		s.order = nil
 	}
 	s.mu.Unlock()
+	// A sign-in at what has since turned out to be a school device (its
+	// lease was read after the sign-in, a reload listed it, a sign-in kept
+	// from before a restart) ends: the device's own settings decide.
+	for _, a := range school {
+		if s.o.SchoolDevice(a) == "" {
+			continue
+		}
+		if rec, ok := s.current(a, now); ok {
+			s.Remove(ctx, a, rec.Session)
+			s.results.WithLabelValues("ended-device").Inc()
+		}
+	}
 	s.limited.Sweep(now)
 	if s.o.Store != nil {
 		if err := s.o.Store.Sweep(ctx, now); err != nil {
@@ -422,7 +443,7 @@ const timeLayout = "15:04 on Monday 2 January"
 
 func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	addr, now, ok := s.step(w, r)
-	if !ok {
+	if !ok || s.schoolDevice(w, addr) {
 		return
 	}
 	_, conf, err := s.discover(r.Context())
@@ -463,6 +484,17 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: browser, Path: "/", MaxAge: int(PendingLimit.Seconds()),
 		Secure: s.o.Secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
+}
+
+// schoolDevice refuses a sign-in at a school device (Options.SchoolDevice)
+// and reports whether it did.
+func (s *Service) schoolDevice(w http.ResponseWriter, addr netip.Addr) bool {
+	d := s.pageData(addr)
+	if d.Device == "" {
+		return false
+	}
+	s.refuse(w, addr, http.StatusForbidden, "refused-device", "This is a school computer ("+d.Device+"): the school's web filter applies its own settings to it, so nobody signs in here. The sign-in page is for your own phone or laptop.")
+	return true
 }
 
 // refuse answers a step that did not work, counted by reason.
@@ -573,6 +605,9 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	case !slices.Contains(s.o.Domains, domain), s.o.HostedDomain && !strings.EqualFold(cl.HD, domain):
 		s.refuse(w, addr, http.StatusForbidden, "refused-domain", email+" is not a school account. Please sign in with your school account.")
+		return
+	}
+	if s.schoolDevice(w, addr) { // the lease naming it came while the pupil was at the provider
 		return
 	}
 	user := email

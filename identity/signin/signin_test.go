@@ -728,3 +728,42 @@ func TestSignOutFormBounded(t *testing.T) {
 		t.Fatalf("sign-out: %d", pg.status)
 	}
 }
+
+// TestSchoolDeviceSigninEnds: a sign-in made before its address was known
+// to be a school device (its lease read after it, a reload listing it, a
+// sign-in kept from before a restart) ends at the next sweep, so the
+// device's own settings decide; a sign-in elsewhere stays. The page at a
+// school device offers no sign-in and refuses one.
+func TestSchoolDeviceSigninEnds(t *testing.T) {
+	var mu sync.Mutex
+	school := map[netip.Addr]string{}
+	r := newRig(t, func(o *Options) {
+		o.SchoolDevice = func(a netip.Addr) string { mu.Lock(); defer mu.Unlock(); return school[a] }
+	})
+	r.p.Set(oidctest.Claims{Email: "j.smith@school.example", Name: "John Smith"})
+	for _, a := range []string{"127.0.0.31", "127.0.0.32"} {
+		if pg := r.signIn(r.browser(a)); pg.status != 200 {
+			t.Fatalf("%s: %d\n%s", a, pg.status, pg.body)
+		}
+	}
+	mu.Lock()
+	school[netip.MustParseAddr("127.0.0.31")] = "CLASS-PC-1"
+	mu.Unlock()
+	r.s.sweep(context.Background())
+	if e := r.who("127.0.0.31"); e != nil && e.User != "" {
+		t.Errorf("the sign-in at the school device stayed: %+v", e)
+	}
+	if e := r.who("127.0.0.32"); e == nil || e.User != "j.smith@school.example" {
+		t.Errorf("the other sign-in ended: %+v", e)
+	}
+	if n := r.result("ended-device"); n != 1 {
+		t.Errorf("ended-device %v", n)
+	}
+	c := r.browser("127.0.0.31")
+	if home := do(t, c, "GET", r.url+"/", nil); strings.Contains(home.body, `action="/start"`) || !strings.Contains(home.body, "CLASS-PC-1") {
+		t.Errorf("the page at a school device:\n%s", home.body)
+	}
+	if pg := do(t, c, "POST", r.url+"/start", url.Values{}); pg.status != http.StatusForbidden || r.result("refused-device") != 1 {
+		t.Errorf("a sign-in at a school device: %d\n%s", pg.status, pg.body)
+	}
+}

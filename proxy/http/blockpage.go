@@ -66,11 +66,12 @@ func signinPara(cfg *config.Config) template.HTML {
 }
 
 // offerSignin reports whether a block's page offers the sign-in page: no
-// user is known, and no school device by address (clients.devices; a
-// shared computer must not be signed in as one pupil for hours). A device
+// user is known, and no school device (clients.devices, by its address or
+// by the MAC its lease or RADIUS session gives: a shared computer is
+// filtered as configured and the page signs nobody in there). A device
 // only named by its DHCP lease (a pupil's own phone) is offered it.
-func offerSignin(d *policy.Decision, user string, who *identity.Entry) bool {
-	return user == "" && (d.Device == "" || (who != nil && who.Device == d.Device))
+func offerSignin(d *policy.Decision, user string) bool {
+	return user == "" && !d.SchoolDevice
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -175,7 +176,7 @@ func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) p
 	pd.Host = info.host
 	pd.When = s.now().In(cfg.Location()).Format(whenLayout)
 	pd.Who = who(d, info.user, info.client)
-	if offerSignin(d, info.user, info.who) {
+	if offerSignin(d, info.user) {
 		pd.SignIn = pd.signin
 	}
 	pd.Ref = newRef()
@@ -257,7 +258,7 @@ func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo
 		lay := lays.get(cfg, d)
 		b = lay.render((*bp)[:0], &pageFields{
 			host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
-			signin: lay.signin != "" && offerSignin(d, info.user, info.who),
+			signin: lay.signin != "" && offerSignin(d, info.user),
 		})
 	} else {
 		b = appendConnectBlock((*bp)[:0], info.host, cfg.School.Name, connectWhy(d, ""), ref)

@@ -87,9 +87,9 @@ func TestBlockPageLayout(t *testing.T) {
 	}
 	// The link is there where nobody is known (a lease names only a device).
 	d := policy.Decision{HasCategory: true, Category: bl.Pornography}
-	page := func(user, device string, who *identity.Entry) string {
+	page := func(user, device string, school bool, who *identity.Entry) string {
 		d := d
-		d.Device = device
+		d.Device, d.SchoolDevice = device, school
 		info := &reqInfo{host: "x.test", dec: d, user: user, who: who, client: netip.MustParseAddr("10.1.2.3")}
 		rec := httptest.NewRecorder()
 		e.s.blockPage(rec, nil, info, &withSignin, "http://x.test/", "")
@@ -98,16 +98,19 @@ func TestBlockPageLayout(t *testing.T) {
 	link := `<a href="https://signin.school.example/">Sign in with your school account</a>`
 	for _, c := range []struct {
 		name, user, device string
+		school             bool
 		who                *identity.Entry
 		want               bool
 	}{
-		{"nobody known", "", "", nil, true},
-		{"a device named by its lease only", "", "amiras-phone", &identity.Entry{Device: "amiras-phone"}, true},
-		{"a named user", "amira", "", nil, false},
-		{"a school device (clients.devices)", "", "LIB-PC-01", nil, false},
-		{"a named user on a leased device", "amira", "amiras-phone", &identity.Entry{User: "amira", Device: "amiras-phone"}, false},
+		{"nobody known", "", "", false, nil, true},
+		{"a device named by its lease only", "", "amiras-phone", false, &identity.Entry{Device: "amiras-phone"}, true},
+		{"a named user", "amira", "", false, nil, false},
+		{"a school device (clients.devices)", "", "LIB-PC-01", true, nil, false},
+		// Its lease names it by its static name too.
+		{"a school device by MAC at its lease", "", "LIB-PC-02", true, &identity.Entry{Device: "LIB-PC-02", MAC: "3c:22:fb:12:34:56"}, false},
+		{"a named user on a leased device", "amira", "amiras-phone", false, &identity.Entry{User: "amira", Device: "amiras-phone"}, false},
 	} {
-		if got := strings.Contains(page(c.user, c.device, c.who), link); got != c.want {
+		if got := strings.Contains(page(c.user, c.device, c.school, c.who), link); got != c.want {
 			t.Errorf("%s: sign-in link %t, want %t", c.name, got, c.want)
 		}
 	}
