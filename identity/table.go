@@ -562,7 +562,7 @@ func canonRules(rules []Rule) []Rule {
 func matchRules(rules []Rule, user string) string {
 	u := username.Canon(user)
 	for _, r := range rules {
-		if ok, _ := path.Match(r.Match, u); ok {
+		if ok, _ := path.Match(r.Match, u); ok { // r.Match is in the names' form (canonRules)
 			return r.Group
 		}
 	}

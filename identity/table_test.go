@@ -367,3 +367,18 @@ func TestSigninSource(t *testing.T) {
 		t.Fatalf("after sign-out: %+v", e)
 	}
 }
+
+// TestRulesFoldCase: identity.groups patterns and user names are compared
+// in one form (username.Canon: full case folding), so a name spelt with
+// "ß" by one source matches a pattern written with "SS", and the reverse
+// (before, a pattern with "ß" matched no folded name).
+func TestRulesFoldCase(t *testing.T) {
+	c := newClock()
+	tb := New(Options{Now: c.now, Rules: []Rule{{Match: "STRASSE.*", Group: "students"}, {Match: "*@groß.example", Group: "staff"}}})
+	for user, want := range map[string]string{"straße.k": "students", "j.smith@GROSS.example": "staff"} {
+		tb.Set(Mapping{Addr: a1, Source: SourceRADIUS, Session: "s1", User: user, Expires: c.at(time.Hour)})
+		if e := tb.Lookup(a1, c.now().UnixNano()); e == nil || e.Group != want {
+			t.Errorf("%s: %+v, want group %s", user, e, want)
+		}
+	}
+}

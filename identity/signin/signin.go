@@ -34,6 +34,7 @@ import (
 
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // ClaimGroup maps an ID token claim's value to a Gatehouse group.
@@ -614,6 +615,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	if s.o.LocalPart {
 		user = local
 	}
+	user = username.Canon(user) // the one form names are recorded in: "Straße@" is the directory's "strasse@"
 	rec := record{User: user, Display: cleanText(cl.Name, 100), Group: s.groupFor(all), Session: randomToken(), Since: now, Expires: now.Add(s.o.TTL)}
 	if !s.set(r.Context(), addr, rec) {
 		s.refuse(w, addr, http.StatusServiceUnavailable, "full", "The web filter cannot take more sign-ins at the moment. Please try again in a few minutes, or tell IT.")

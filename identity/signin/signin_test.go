@@ -767,3 +767,17 @@ func TestSchoolDeviceSigninEnds(t *testing.T) {
 		t.Errorf("a sign-in at a school device: %d\n%s", pg.status, pg.body)
 	}
 }
+
+// TestSignInNameInOneForm: a sign-in is recorded under the name in the
+// one form every source's is (username.Canon), so "Jo.Straße@" from the
+// provider is the "jo.strasse@" a Wi-Fi login or clients.users names.
+func TestSignInNameInOneForm(t *testing.T) {
+	r := newRig(t, nil)
+	r.p.Set(oidctest.Claims{Email: "Jo.Straße@School.Example", Name: "Jo Straße"})
+	if pg := r.signIn(r.browser("127.0.0.33")); pg.status != 200 {
+		t.Fatalf("%d\n%s", pg.status, pg.body)
+	}
+	if e := r.who("127.0.0.33"); e == nil || e.User != "jo.strasse@school.example" {
+		t.Fatalf("recorded as %+v", e)
+	}
+}

@@ -8,15 +8,19 @@ import (
 	"strings"
 	"unicode"
 
+	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
 )
 
 // Canon is user in the form names are compared and recorded in: Unicode
 // compatibility-normalised (NFKC: full-width "ａｍｉｒａ" is "amira"), white
-// space trimmed and each run of it one space, in lower case. A directory
-// prepares names much so before comparing them (LDAP, RFC 4518: width
-// folded, case ignored, insignificant spaces dropped), so every spelling
-// it takes for one account is one name here. It returns user itself (no
+// space trimmed and each run of it one space, case-folded (full Unicode
+// case folding: lower case, and "Straße" is "strasse", a final "ς" is
+// "σ"). A directory prepares names much so before comparing them (LDAP,
+// RFC 4518: width folded, case folded by RFC 3454 table B.2, which maps
+// "ß" to "ss", insignificant spaces dropped; Active Directory's
+// comparison takes "straße" for "strasse" too), so every spelling it
+// takes for one account is one name here. It returns user itself (no
 // allocation) when it is already in that form, as nearly every name is.
 func Canon(user string) string {
 	for i := 0; i < len(user); i++ {
@@ -34,5 +38,25 @@ func Canon(user string) string {
 func canon(user string) string {
 	s := norm.NFKC.String(user)
 	s = strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
-	return strings.ToLower(s)
+	s = cases.Fold().String(s)
+	if strings.ContainsFunc(s, cherokee) {
+		// Unicode folds Cherokee to its capitals (CaseFolding.txt:
+		// U+AB70 to U+13A0); x/text's Fold swaps small and capital
+		// instead, so that folding twice undid it.
+		s = strings.Map(func(r rune) rune {
+			if cherokee(r) {
+				return unicode.ToUpper(r)
+			}
+			return r
+		}, s)
+	}
+	// Folding can leave a string NFKC would write otherwise (Unicode's
+	// NFKC_Casefold normalises again); the result is stable:
+	// Canon(Canon(x)) == Canon(x) (FuzzCanon).
+	return norm.NFKC.String(s)
+}
+
+// cherokee reports whether r is a Cherokee letter with a case.
+func cherokee(r rune) bool {
+	return (r >= 0x13a0 && r <= 0x13fd) || (r >= 0xab70 && r <= 0xabbf)
 }

@@ -8,6 +8,10 @@ func TestCanon(t *testing.T) {
 		"ZOË.SMITH": "zoë.smith", "": "", "amira.khan ": "amira.khan", " amira.khan": "amira.khan",
 		"ａｍｉｒａ.khan": "amira.khan", "Amira.Khan\u00a0": "amira.khan", "amira  khan": "amira khan",
 		"amira\tkhan": "amira khan", "Zoe\u0308.smith": "zoë.smith", "   ": "",
+		// Full case folding, as LDAP prepares names (RFC 4518 §2.2, RFC 3454
+		// table B.2) and Windows compares them: one account, one name.
+		"Straße": "strasse", "STRASSE": "strasse", "STRAẞE": "strasse", "ΟΔΥΣΣΕΥΣ": "οδυσσευσ", "οδυσσευς": "οδυσσευσ",
+		"ﬀion.jones": "ffion.jones", "\u212Aai": "kai", "\u13a0": "\u13a0", "\uab70": "\u13a0",
 	} {
 		if got := Canon(in); got != want {
 			t.Errorf("Canon(%q) = %q, want %q", in, got, want)
@@ -19,4 +23,18 @@ func TestCanon(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = Canon("amira.khan") }); n != 0 {
 		t.Errorf("Canon of a name in its form allocates %v times", n)
 	}
+}
+
+// FuzzCanon: Canon is stable (a name in its form is its own form), so
+// names compared after being recorded in it still compare equal.
+func FuzzCanon(f *testing.F) {
+	for _, s := range []string{"Straße", "οδυσσευς", "\u13a0\uab70", "ᾳ", "İstanbul", "ǰ", "ﬀ ", "a\u0345\u0301"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := Canon(s)
+		if Canon(c) != c {
+			t.Errorf("Canon(%q) = %q, Canon of that %q", s, c, Canon(c))
+		}
+	})
 }
