@@ -170,3 +170,90 @@ func TestDirectoryLoginSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestRADIUSRealmForms: Microsoft NPS and other RADIUS servers report the
+// user as "SCHOOL\amira.khan" or "amira.khan@school.local" while
+// clients.users and the people file say "amira.khan". With the school's
+// own realms in identity.strip_realm those names are amira.khan: her
+// clients.users group decides and her events are one person's. A name in
+// a realm not listed (an eduroam visitor from another school) is kept
+// whole, never taken for the local pupil of the same name; a machine's
+// 802.1X session ("host/LIB-PC-01.school.local") names the device, not a
+// person. Before, each realm form was another user: the pupil escaped
+// her clients.users group to the staff network's.
+func TestRADIUSRealmForms(t *testing.T) {
+	upstream := testUpstream(t)
+	cfg := strings.Replace(identityConfig(upstream, "", `
+  strip_realm: [SCHOOL, school.local]
+  radius:
+    listen: "127.0.0.1:0"
+    secret: {file: "{{dir}}/radius-secret"}
+    nas: [127.0.0.1/32]
+`), "  default_group: staff\n", `  default_group: staff
+  users:
+    - {name: amira.khan, group: students}
+`, 1)
+	path, _ := writeConfig(t, cfg, withIdentityLists(map[string]string{"radius-secret": e2eRADIUSSecret + "\n"}))
+	s, _, _ := startServing(t, path)
+	dnsAddr := s.dns.Addrs()[0].String()
+	radiusStart(t, s.radius.Addr(), `SCHOOL\Amira.Khan`, "127.0.0.73", "realm-1")
+	radiusStart(t, s.radius.Addr(), "amira.khan@School.Local", "127.0.0.74", "realm-2")
+	radiusStart(t, s.radius.Addr(), "amira.khan@other.ac.uk", "127.0.0.75", "realm-3")
+	radiusStart(t, s.radius.Addr(), "host/LIB-PC-01.school.local", "127.0.0.76", "realm-4")
+	for _, c := range []struct {
+		addr, user, device string
+		rc                 int
+	}{
+		{"127.0.0.73", "amira.khan", "", mdns.RcodeNameError},
+		{"127.0.0.74", "amira.khan", "", mdns.RcodeNameError},
+		{"127.0.0.75", "amira.khan@other.ac.uk", "", mdns.RcodeSuccess},
+		{"127.0.0.76", "", "LIB-PC-01", mdns.RcodeSuccess},
+	} {
+		e := s.identity.Lookup(netip.MustParseAddr(c.addr), time.Now().UnixNano())
+		if e == nil || e.User != c.user || e.Device != c.device {
+			t.Errorf("%s is named %+v, want user %q device %q", c.addr, e, c.user, c.device)
+		}
+		if rc := askFrom(t, dnsAddr, c.addr, "bet.example"); rc != c.rc {
+			t.Errorf("DNS from %s: rcode %d, want %d", c.addr, rc, c.rc)
+		}
+	}
+}
+
+// TestDirectoryLoginRealm: at the proxy's login prompt a Windows user
+// types "SCHOOL\amira.khan" or "amira.khan@school.local"; with those
+// realms in identity.strip_realm the directory is asked for amira.khan
+// and the login is recorded as amira.khan (her clients.users group
+// decides). A realm not listed is not the school's: that login is refused.
+// Before, both forms were refused ("\" is never sent to the directory, and
+// no entry is called "amira.khan@school.local").
+func TestDirectoryLoginRealm(t *testing.T) {
+	srv := ldaptest.Start(t)
+	upstream := testUpstream(t)
+	settings := `    url: "` + srv.LDAPSURL + `"
+    ca_file: "` + srv.CAFile + `"
+    base_dn: "ou=people,` + ldaptest.Base + `"
+    user_filter: "(uid=%s)"
+    service_dn: "` + ldaptest.ServiceDN + `"
+    service_password: {file: "{{dir}}/ldap-password"}
+`
+	cfg := strings.Replace(ldapReloadConfig(upstream, settings), "  default_group: staff\n", `  default_group: staff
+  users:
+    - {name: amira.khan, group: students}
+`, 1)
+	cfg = strings.Replace(cfg, "identity:\n", "identity:\n  strip_realm: [SCHOOL, school.local]\n", 1)
+	files := map[string]string{"adult.txt": "porn.example\n", "bet.txt": "bet.example\n", "ldap-password": ldaptest.ServicePass + "\n"}
+	path, _ := writeConfig(t, cfg, files)
+	s := startServingLog(t, path, io.Discard)
+	for i, name := range []string{`SCHOOL\amira.khan`, "Amira.Khan@School.Local"} {
+		from := "127.0.0." + strconv.Itoa(91+i)
+		if code := proxyLogin(t, s.proxyAddr, from, name, "Amira-pw-1", "http://www.bet.example/"); code != http.StatusForbidden {
+			t.Errorf("login as %q: %d, want 403 (clients.users puts amira.khan in students)", name, code)
+		}
+		if e := s.identity.Lookup(netip.MustParseAddr(from), time.Now().UnixNano()); e == nil || e.User != "amira.khan" {
+			t.Errorf("login as %q names %+v, want amira.khan", name, e)
+		}
+	}
+	if code := proxyLogin(t, s.proxyAddr, "127.0.0.93", `OTHER\amira.khan`, "Amira-pw-1", "http://www.bet.example/"); code != http.StatusProxyAuthRequired {
+		t.Errorf("a login in another realm: %d, want 407", code)
+	}
+}

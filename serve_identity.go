@@ -38,6 +38,7 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 	// The directory and the people file are swapped by reloads
 	// (serve_identity_live.go).
 	s.ldap, s.people = &liveLDAP{}, &livePeople{}
+	s.ldap.realms.Store(&id.StripRealm)
 	if id.LDAP.URL != "" {
 		l, err := newLDAP(id.LDAP)
 		if err != nil {
@@ -100,7 +101,7 @@ func (s *server) startIdentity(ctx context.Context, cfg *config.Config, reg prom
 		if err != nil {
 			return fmt.Errorf("identity.radius.secret: %w", err) // names the source, never the value
 		}
-		rs := &identity.RADIUS{Table: t, Secret: []byte(secret), NAS: r.NAS, Timeout: r.Timeout.D(), Log: log}
+		rs := &identity.RADIUS{Table: t, Secret: []byte(secret), NAS: r.NAS, Timeout: r.Timeout.D(), Realms: id.StripRealm, Log: log}
 		if err := rs.Listen(r.Listen, reg); err != nil {
 			return fmt.Errorf("identity.radius.listen: %w", err)
 		}

@@ -28,14 +28,20 @@ import (
 // proxy checks logins against and a Directory naming logged-in users for
 // the identity table. nil inside: directory logins are off.
 type liveLDAP struct {
-	cur atomic.Pointer[identity.LDAP]
+	cur    atomic.Pointer[identity.LDAP]
+	realms atomic.Pointer[[]string] // identity.strip_realm
 }
 
-// Login implements the proxy's DirectoryLogin.
+// Login implements the proxy's DirectoryLogin. A name in one of the
+// school's realms ("SCHOOL\jsmith", "jsmith@school.local") is the
+// directory's jsmith; the Person's User is the name to record.
 func (l *liveLDAP) Login(name, password string) (identity.Person, error) {
 	d := l.cur.Load()
 	if d == nil { // turned off between the proxy's Enabled and this call
 		return identity.Person{}, identity.ErrBadLogin
+	}
+	if r := l.realms.Load(); r != nil {
+		name = username.StripRealm(name, *r)
 	}
 	return d.Login(name, password)
 }
@@ -84,6 +90,7 @@ type identityPlan struct {
 	radiusSecret  []byte
 	radiusNAS     []netip.Prefix
 	radiusTimeout time.Duration
+	realms        []string // identity.strip_realm: the RADIUS listener's and the directory logins'
 }
 
 // prepareIdentity reads what cfg's identity: names that differs from old's.
@@ -128,6 +135,7 @@ func (s *server) prepareIdentity(old, cfg *config.Config) (*identityPlan, error)
 			return nil, fmt.Errorf("identity.radius.secret: %w", err) // names the source, never the value
 		}
 	}
+	p.realms = cfg.Identity.StripRealm
 	p.leaseFiles, p.staticMACs = leaseSettings(cfg)
 	oldFiles, oldMACs := leaseSettings(old)
 	p.leasesChanged = !slices.Equal(p.leaseFiles, oldFiles) || !maps.Equal(p.staticMACs, oldMACs)
@@ -216,6 +224,7 @@ func (s *server) applyIdentity(p *identityPlan) {
 			}
 		}
 	}
+	s.ldap.realms.Store(&p.realms)
 	if p.peopleChanged {
 		s.people.cur.Store(p.people)
 		if p.people != nil {
@@ -223,7 +232,7 @@ func (s *server) applyIdentity(p *identityPlan) {
 		}
 	}
 	if p.radius {
-		if err := s.radius.Reconfigure(p.radiusSecret, p.radiusNAS, p.radiusTimeout); err != nil {
+		if err := s.radius.Reconfigure(p.radiusSecret, p.radiusNAS, p.radiusTimeout, p.realms); err != nil {
 			log.Error("radius: keeping the running settings", "err", err) // an empty secret: validation refuses it first
 		}
 	}

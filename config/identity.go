@@ -30,6 +30,15 @@ type Identity struct {
 	DHCPLeases []LeaseFile    `yaml:"dhcp_leases"`
 	// LDAP checks proxy logins against the school's directory.
 	LDAP IdentityLDAP `yaml:"ldap"`
+	// StripRealm lists the school's own realms (its NetBIOS domain
+	// "SCHOOL", its DNS realm or UPN suffix "school.local"): a RADIUS
+	// User-Name or a directory login given as "SCHOOL\jsmith" or
+	// "jsmith@school.local" is the user "jsmith", as clients.users, the
+	// people file and the directory call the account. Names in other
+	// realms are kept whole. Default none: only the school knows its own
+	// realms, and stripping any realm would take an eduroam visitor's
+	// "jsmith@other.ac.uk" for the school's own jsmith.
+	StripRealm []string `yaml:"strip_realm"`
 	// Signin is the sign-in page for devices without proxy settings
 	// (signin.go).
 	Signin IdentitySignin `yaml:"signin"`
@@ -130,6 +139,22 @@ func (v *validator) identitySection() {
 		}
 		if _, ok := v.c.Groups[g.Group]; !ok {
 			v.errf(joinKey(at, "group"), "no group named %q", g.Group)
+		}
+	}
+	realms := map[string]string{}
+	for i, r := range id.StripRealm {
+		at := joinIndex("identity.strip_realm", i)
+		switch {
+		case strings.TrimSpace(r) == "":
+			v.errf(at, "must not be empty: list the school's own realms (e.g. SCHOOL, school.local)")
+		case strings.ContainsFunc(r, func(c rune) bool { return c <= ' ' || c == 0x7f || strings.ContainsRune(`\@/*?[]()"`, c) }):
+			v.errf(at, "%q is not a realm: write a realm alone, as in SCHOOL\\jsmith or jsmith@school.local (SCHOOL, school.local)", r)
+		default:
+			if first, dup := realms[strings.ToLower(r)]; dup {
+				v.errf(at, "realm %q is also %s", r, first)
+			} else {
+				realms[strings.ToLower(r)] = at
+			}
 		}
 	}
 	if id.MaxAddresses < 1024 || id.MaxAddresses > 1<<20 {

@@ -165,3 +165,29 @@ func TestLDAPCAFileChecked(t *testing.T) {
 		t.Fatalf("LoadChecked: %v", err)
 	}
 }
+
+// TestStripRealmConfig: identity.strip_realm lists the school's own realms
+// (a NetBIOS domain, a DNS realm); a value that cannot be one is an error
+// naming its line, and two entries that are one realm are reported.
+func TestStripRealmConfig(t *testing.T) {
+	if d := Default(); len(d.Identity.StripRealm) != 0 {
+		t.Fatalf("default strip_realm %v, want none", d.Identity.StripRealm)
+	}
+	checkErrors(t, `identity:
+  strip_realm:
+    - ""
+    - 'SCHOOL\'
+    - "@school.local"
+    - "school local"
+    - "*"
+    - SCHOOL
+    - school
+`, []want{
+		{"3:7", "identity.strip_realm[0]", "must not be empty"},
+		{"4:7", "identity.strip_realm[1]", "a realm alone"},
+		{"5:7", "identity.strip_realm[2]", "a realm alone"},
+		{"6:7", "identity.strip_realm[3]", "a realm alone"},
+		{"7:7", "identity.strip_realm[4]", "a realm alone"},
+		{"9:7", "identity.strip_realm[6]", "is also identity.strip_realm[5]"},
+	})
+}

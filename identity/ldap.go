@@ -176,6 +176,7 @@ func (l *LDAP) Login(name, password string) (Person, error) {
 	if _, held := l.cache[key]; !held && len(l.cache) >= l.MaxCached {
 		l.evict(now)
 	}
+	p.User = key
 	l.cache[key] = ldapCached{digest: d, person: p, member: member, since: now, expires: now.Add(l.TTL)}
 	l.mu.Unlock()
 	return p, nil

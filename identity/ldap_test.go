@@ -40,7 +40,7 @@ func TestLDAPLogin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := identity.Person{Display: "Amira Khan", Year: "Year 8", Class: "8B", Group: "students"}
+			want := identity.Person{Display: "Amira Khan", Year: "Year 8", Class: "8B", Group: "students", User: "amira.khan"}
 			if p != want {
 				t.Fatalf("got %+v, want %+v", p, want)
 			}

@@ -41,13 +41,17 @@ import (
 // sends it again, as RFC 2866 has it do until it is answered.
 type RADIUS struct {
 	Table *Table
-	// Secret, NAS and Timeout are read by Listen; Reconfigure changes
-	// them afterwards.
+	// Secret, NAS, Timeout and Realms are read by Listen; Reconfigure
+	// changes them afterwards.
 	Secret  []byte
 	NAS     []netip.Prefix // allowed NAS addresses; empty: none
 	Timeout time.Duration  // a session without an update for this long ends (default 2h)
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Realms are the school's own (identity.strip_realm): a User-Name
+	// "SCHOOL\jsmith" or "jsmith@school.local" names the user jsmith
+	// (username.StripRealm).
+	Realms []string
+	Log    *slog.Logger
+	Now    func() time.Time
 
 	cur     atomic.Pointer[radiusConf] // Secret, NAS and Timeout in use (Reconfigure)
 	conn    net.PacketConn
@@ -90,19 +94,20 @@ type radiusConf struct {
 	secret  []byte
 	nas     []netip.Prefix
 	timeout time.Duration
+	realms  []string
 }
 
-// Reconfigure replaces the shared secret, the allowed NAS addresses and
-// the session timeout of a listening RADIUS (a config reload); each
-// packet is checked with the old settings or the new ones.
-func (r *RADIUS) Reconfigure(secret []byte, nas []netip.Prefix, timeout time.Duration) error {
+// Reconfigure replaces the shared secret, the allowed NAS addresses, the
+// session timeout and the realms of a listening RADIUS (a config
+// reload); each packet is checked with the old settings or the new ones.
+func (r *RADIUS) Reconfigure(secret []byte, nas []netip.Prefix, timeout time.Duration, realms []string) error {
 	if len(secret) == 0 {
 		return errors.New("radius: no shared secret")
 	}
 	if timeout <= 0 {
 		timeout = DefaultRADIUSTimeout
 	}
-	r.cur.Store(&radiusConf{secret: secret, nas: nas, timeout: timeout})
+	r.cur.Store(&radiusConf{secret: secret, nas: nas, timeout: timeout, realms: realms})
 	return nil
 }
 
@@ -162,7 +167,7 @@ func (r *RADIUS) Listen(addr string, reg prometheus.Registerer) error {
 	if r.Timeout <= 0 {
 		r.Timeout = DefaultRADIUSTimeout
 	}
-	r.cur.Store(&radiusConf{secret: r.Secret, nas: r.NAS, timeout: r.Timeout})
+	r.cur.Store(&radiusConf{secret: r.Secret, nas: r.NAS, timeout: r.Timeout, realms: r.Realms})
 	if r.Log == nil {
 		r.Log = slog.New(slog.DiscardHandler)
 	}
@@ -345,8 +350,9 @@ func (r *RADIUS) handle(batch []packet) {
 					exp = end
 				}
 			}
-			sets = append(sets, Mapping{Addr: addr, Source: SourceRADIUS, Session: session, User: username.Canon(cleanName(user)),
-				MAC: NormalizeMAC(rfc2865.CallingStationID_GetString(pkt)), Expires: exp})
+			m := Mapping{Addr: addr, Source: SourceRADIUS, Session: session, MAC: NormalizeMAC(rfc2865.CallingStationID_GetString(pkt)), Expires: exp}
+			m.User, m.Device = radiusUser(cleanName(user), c.realms)
+			sets = append(sets, m)
 			if was, ok := r.where[session]; ok && was.addr != addr {
 				stops = append(stops, stop{was.addr, session}) // the session moved: its old address is free
 			}
@@ -457,6 +463,29 @@ func nasOf(p *radius.Packet, from netip.Addr) string {
 		return id
 	}
 	return from.String()
+}
+
+// radiusUser is who a RADIUS User-Name names: a user, in the one form
+// names are recorded in, without the school's own realm ("SCHOOL\jsmith"
+// is jsmith); or, for a computer's own 802.1X session (machine
+// authentication: "host/LIB-PC-01.school.local", or the computer
+// account "SCHOOL\LIB-PC-01$"), no person but the device, by its host
+// name.
+func radiusUser(name string, realms []string) (user, device string) {
+	if len(name) > 5 && strings.EqualFold(name[:5], "host/") {
+		if host, _, _ := strings.Cut(name[5:], "."); host != "" {
+			return "", host
+		}
+	}
+	name = username.StripRealm(name, realms)
+	acct := name
+	if _, a, ok := strings.Cut(name, `\`); ok {
+		acct = a // a computer account in any realm: it names no person
+	}
+	if host, ok := strings.CutSuffix(acct, "$"); ok && host != "" && !strings.ContainsAny(host, `@\`) {
+		return "", host
+	}
+	return username.Canon(name), ""
 }
 
 // cleanName trims a user name and drops control characters (it ends up

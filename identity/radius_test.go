@@ -317,3 +317,27 @@ func TestRADIUSReplay(t *testing.T) {
 		t.Fatal("after Accounting-On a session numbered afresh was refused")
 	}
 }
+
+// TestRADIUSUserForms: what a User-Name names, with the school's realms:
+// the user without its realm (in the one form), a name in another realm
+// whole, and a computer's own 802.1X session its device, not a person.
+func TestRADIUSUserForms(t *testing.T) {
+	realms := []string{"SCHOOL", "school.local"}
+	for in, want := range map[string][2]string{
+		`SCHOOL\Amira.Khan`:           {"amira.khan", ""},
+		"amira.khan@school.local":     {"amira.khan", ""},
+		"amira.khan@other.ac.uk":      {"amira.khan@other.ac.uk", ""},
+		`OTHER\amira.khan`:            {`other\amira.khan`, ""},
+		"host/LIB-PC-01.school.local": {"", "LIB-PC-01"},
+		"HOST/lib-pc-02":              {"", "lib-pc-02"},
+		`SCHOOL\LIB-PC-03$`:           {"", "LIB-PC-03"},
+		`OTHER\LIB-PC-04$`:            {"", "LIB-PC-04"},
+		"host/":                       {"host/", ""},
+		"$":                           {"$", ""},
+		"straße@School.Local":         {"strasse", ""},
+	} {
+		if u, d := radiusUser(in, realms); u != want[0] || d != want[1] {
+			t.Errorf("radiusUser(%q) = %q, %q; want %q, %q", in, u, d, want[0], want[1])
+		}
+	}
+}

@@ -65,6 +65,10 @@ type Person struct {
 	Year    string // "Year 8"
 	Class   string // "8B"
 	Group   string // a Gatehouse group from the directory's membership, if any
+	// User is the name a directory login is recorded under (LDAP.Login
+	// sets it): in the one form names are compared in, without the
+	// school's realm. "" from a directory that only names people.
+	User string
 }
 
 // Directory looks people up by user name. It is called when a mapping is

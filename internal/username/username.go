@@ -60,3 +60,35 @@ func canon(user string) string {
 func cherokee(r rune) bool {
 	return (r >= 0x13a0 && r <= 0x13fd) || (r >= 0xab70 && r <= 0xabbf)
 }
+
+// StripRealm is name without its realm when the realm is one of the
+// school's own (realms, compared without case): "SCHOOL\jsmith" and
+// "jsmith@school.local" are "jsmith" with realms [SCHOOL school.local],
+// as Microsoft NPS, a Wi-Fi controller or a Windows login prompt may
+// write the account the directory and clients.users call "jsmith". A
+// name in a realm not listed (an eduroam visitor's "jsmith@other.ac.uk",
+// another domain of a trust's forest) is returned whole, so it is never
+// taken for the school's own jsmith; so is a name with nothing but a
+// realm. It allocates nothing.
+func StripRealm(name string, realms []string) string {
+	if len(realms) == 0 {
+		return name
+	}
+	if realm, user, ok := strings.Cut(name, `\`); ok && user != "" && own(realm, realms) {
+		return user
+	}
+	if i := strings.LastIndexByte(name, '@'); i > 0 && own(name[i+1:], realms) {
+		return name[:i]
+	}
+	return name
+}
+
+func own(realm string, realms []string) bool {
+	realm = strings.TrimSpace(realm)
+	for _, r := range realms {
+		if realm != "" && strings.EqualFold(realm, r) {
+			return true
+		}
+	}
+	return false
+}

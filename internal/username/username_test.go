@@ -38,3 +38,19 @@ func FuzzCanon(f *testing.F) {
 		}
 	})
 }
+
+func TestStripRealm(t *testing.T) {
+	realms := []string{"SCHOOL", "school.local"}
+	for in, want := range map[string]string{
+		`SCHOOL\jsmith`: "jsmith", `school\J.Smith`: "J.Smith", "jsmith@school.local": "jsmith", "jsmith@SCHOOL.LOCAL": "jsmith",
+		"jsmith@school": "jsmith", "jsmith@other.ac.uk": "jsmith@other.ac.uk", `OTHER\jsmith`: `OTHER\jsmith`,
+		`SCHOOL\`: `SCHOOL\`, "@school.local": "@school.local", "jsmith": "jsmith", "a@b@school.local": "a@b",
+	} {
+		if got := StripRealm(in, realms); got != want {
+			t.Errorf("StripRealm(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := StripRealm(`SCHOOL\jsmith`, nil); got != `SCHOOL\jsmith` {
+		t.Errorf("no realms: %q", got)
+	}
+}

@@ -1137,6 +1137,9 @@ func (s *Server) verify(name, pass string) (user string, ok bool, person *identi
 	}
 	switch {
 	case lerr == nil:
+		if p.User != "" { // the directory's name for the login (its realm stripped)
+			return p.User, true, &p, nil
+		}
 		return username.Canon(name), true, &p, nil
 	case errors.Is(lerr, identity.ErrBadLogin):
 		return name, false, nil, nil
