@@ -195,7 +195,7 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 	}
 	svc, err := signin.New(signin.Options{Table: s.identity, Issuer: c.Issuer, ClientID: c.ClientID, ClientSecret: secret,
 		RedirectURL: c.RedirectURL, Domains: c.Domains, LocalPart: c.User == "local_part", Groups: groups, TTL: cfg.SigninTTL(),
-		HostedDomain: config.GoogleIssuer(c.Issuer),
+		HostedDomain: config.GoogleIssuer(c.Issuer), Tenant: entraTenant(c.Issuer),
 		Allowed:      func(a netip.Addr) bool { return clientAllowed(s.engine.Load().Config().SigninAllow(), a) },
 		SchoolDevice: s.schoolDevice,
 		School:       cfg.School.Name, Label: c.Label, Location: cfg.Location(), Secure: c.Cert != "", Store: store,
@@ -248,6 +248,13 @@ func (s *server) schoolDevice(a netip.Addr) string {
 		return id.Device
 	}
 	return ""
+}
+
+// entraTenant is the tenant ID of a Microsoft Entra ID issuer ("" for
+// any other provider; config check refuses an Entra issuer without one).
+func entraTenant(issuer string) string {
+	t, _ := config.EntraIssuer(issuer)
+	return t
 }
 
 // signinMaxConns bounds the sign-in page's open connections; more wait

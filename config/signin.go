@@ -105,6 +105,25 @@ func (c *Config) SigninAllow() []netip.Prefix {
 
 var claimRE = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{1,64}$`)
 
+// entraHosts are Microsoft Entra ID's issuers' hosts (the public cloud,
+// US Government, China; sts.windows.net for v1.0 tokens).
+var entraHosts = map[string]bool{"login.microsoftonline.com": true, "login.microsoftonline.us": true,
+	"login.partner.microsoftonline.cn": true, "sts.windows.net": true}
+
+var tenantIDRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// EntraIssuer reports whether issuer is Microsoft Entra ID's, and its
+// tenant (the path's first segment, lower case: a tenant ID when the
+// issuer is valid; "" when there is none).
+func EntraIssuer(issuer string) (tenant string, ok bool) {
+	u, err := url.Parse(strings.TrimSpace(issuer))
+	if err != nil || !entraHosts[strings.ToLower(u.Host)] {
+		return "", false
+	}
+	t, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	return strings.ToLower(t), true
+}
+
 func (v *validator) signinSection() {
 	const at = "identity.signin"
 	s := &v.c.Identity.Signin
@@ -131,6 +150,12 @@ func (v *validator) signinSection() {
 		v.warnf(at+".plain_http", "PLAIN HTTP sign-in page: the sign-in can be watched and tampered with on the network, and providers refuse http redirect URLs off localhost; a lab only")
 	}
 	v.oidcClient(at, s.Issuer, s.ClientID, s.ClientSecret, "the sign-in page's", "signin-secret")
+	if t, ok := EntraIssuer(s.Issuer); ok && !tenantIDRE.MatchString(t) {
+		// "common" or "organizations" would take any tenant's accounts
+		// (go-oidc refuses their issuer anyway), and a domain name is
+		// not what the tokens' iss and tid say.
+		v.errf(at+".issuer", "Microsoft Entra ID's issuer names the school's tenant ID: https://login.microsoftonline.com/TENANT-ID/v2.0 (the Directory (tenant) ID, a GUID), not %q", t)
+	}
 	u, err := url.Parse(strings.TrimSpace(s.RedirectURL))
 	switch {
 	case s.RedirectURL == "" || err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":

@@ -131,3 +131,27 @@ func TestSigninSecretNotDumped(t *testing.T) {
 		}
 	}
 }
+
+// TestSigninEntraTenant: a Microsoft Entra ID issuer must name the
+// school's tenant ID (the page checks the ID token's tid against it);
+// "common", "organizations" or a domain name are errors naming the line.
+func TestSigninEntraTenant(t *testing.T) {
+	for _, tenant := range []string{"common", "organizations", "school.onmicrosoft.com"} {
+		checkErrors(t, `identity:
+  signin:
+    listen: "127.0.0.1:8443"
+    plain_http: true
+    issuer: https://login.microsoftonline.com/`+tenant+`/v2.0
+    client_id: abc
+    client_secret: {env: SIGNIN_SECRET}
+    redirect_url: http://127.0.0.1:8443/callback
+    domains: [school.example]
+`, []want{{"5:13", "identity.signin.issuer", "tenant ID"}})
+	}
+	if tn, ok := EntraIssuer("https://login.microsoftonline.com/0B1C2D3E-0000-4000-8000-000000000001/v2.0"); !ok || tn != "0b1c2d3e-0000-4000-8000-000000000001" {
+		t.Errorf("EntraIssuer: %q %v", tn, ok)
+	}
+	if _, ok := EntraIssuer("https://accounts.google.com"); ok {
+		t.Error("Google's issuer taken for Entra ID's")
+	}
+}

@@ -59,7 +59,16 @@ type Options struct {
 	// account made with a school address is refused. serve sets it for
 	// Google's issuer.
 	HostedDomain bool
-	TTL          time.Duration // how long a sign-in names its address
+	// Tenant is Microsoft Entra ID's tenant ID (serve takes it from the
+	// issuer): Entra ID sends no email_verified, so its accounts are
+	// vouched for by the tenant instead. The ID token's tid must be the
+	// tenant, it must be no guest's (an idp claim other than the tenant:
+	// a B2B guest or a personal Microsoft account invited into it), and
+	// xms_edov (the email's domain verified by the tenant), when sent,
+	// must not be false. "" (any other provider): email_verified must be
+	// true.
+	Tenant string
+	TTL    time.Duration // how long a sign-in names its address
 	// Allowed says who may reach the page; read per request (nil: all).
 	Allowed func(netip.Addr) bool
 	// SchoolDevice names the school device (clients.devices) at an
@@ -214,6 +223,9 @@ func (s *Service) Restore(ctx context.Context) (int, error) {
 func (s *Service) fingerprint() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q %q %v %v %v %d", s.o.Issuer, s.o.ClientID, s.o.Domains, s.o.LocalPart, s.o.HostedDomain, s.o.TTL)
+	if s.o.Tenant != "" {
+		fmt.Fprintf(h, " tenant %q", s.o.Tenant)
+	}
 	for _, g := range s.o.Groups {
 		fmt.Fprintf(h, " %q=%q>%q", g.Claim, g.Value, g.Group)
 	}
@@ -516,6 +528,25 @@ type claims struct {
 	PreferredUsername string `json:"preferred_username"`
 	Name              string `json:"name"`
 	HD                string `json:"hd"`
+	TID               string `json:"tid"`      // Entra ID: the tenant
+	IDP               string `json:"idp"`      // Entra ID: who authenticated a guest
+	EDOV              *bool  `json:"xms_edov"` // Entra ID: the email's domain is the tenant's verified domain
+}
+
+// vouched reports whether the provider vouches for the token's email:
+// email_verified true; with Entra ID (tenant set), which sends no
+// email_verified, a member of the tenant (tid the tenant, no guest's idp,
+// xms_edov not false).
+func vouched(cl *claims, issuer, tenant string) bool {
+	if cl.EmailVerified != nil && !*cl.EmailVerified {
+		return false
+	}
+	if tenant == "" {
+		return cl.EmailVerified != nil // true: a provider that does not say has not verified it
+	}
+	idp := strings.ToLower(cl.IDP)
+	guest := idp != "" && idp != strings.ToLower(issuer) && !strings.Contains(idp, "/"+tenant+"/")
+	return strings.EqualFold(cl.TID, tenant) && !guest && (cl.EDOV == nil || *cl.EDOV)
 }
 
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
@@ -601,8 +632,8 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	case local == "" || domain == "" || len(email) > 254 || strings.ContainsFunc(email, badEmailRune):
 		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your account did not give an email address, so the school cannot tell who you are. Ask IT.")
 		return
-	case cl.EmailVerified != nil && !*cl.EmailVerified:
-		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your email address is not verified, so it cannot be used to sign in here.")
+	case !vouched(&cl, idt.Issuer, s.o.Tenant):
+		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your school's sign-in service did not confirm that this is a school account, so it cannot be used to sign in here.")
 		return
 	case !slices.Contains(s.o.Domains, domain), s.o.HostedDomain && !strings.EqualFold(cl.HD, domain):
 		s.refuse(w, addr, http.StatusForbidden, "refused-domain", email+" is not a school account. Please sign in with your school account.")

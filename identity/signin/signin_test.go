@@ -781,3 +781,47 @@ func TestSignInNameInOneForm(t *testing.T) {
 		t.Fatalf("recorded as %+v", e)
 	}
 }
+
+// TestEmailVerifiedPerProvider: an ID token's email names the pupil only
+// when the provider vouches for it. A provider other than Microsoft Entra
+// ID (Google, any OpenID provider) must say email_verified true: a token
+// without the claim is refused (before, it was taken). Entra ID sends no
+// email_verified: its accounts are the tenant's, so the token must carry
+// the configured tenant's tid and be no guest's (an idp claim other than
+// the issuer: a B2B guest or a personal Microsoft account invited into
+// the tenant), and xms_edov, when sent, must not be false.
+func TestEmailVerifiedPerProvider(t *testing.T) {
+	const tenant = "0b1c2d3e-0000-4000-8000-000000000001"
+	no := false
+	for _, c := range []struct {
+		name   string
+		tenant string
+		extra  map[string]any
+		ev     *bool
+		ok     bool
+	}{
+		{"generic without email_verified", "", map[string]any{"email_verified": nil}, nil, false},
+		{"generic verified", "", nil, nil, true},
+		{"generic unverified", "", nil, &no, false},
+		{"entra member", tenant, map[string]any{"email_verified": nil, "tid": tenant}, nil, true},
+		{"entra without tid", tenant, map[string]any{"email_verified": nil}, nil, false},
+		{"entra other tenant", tenant, map[string]any{"email_verified": nil, "tid": "0b1c2d3e-0000-4000-8000-000000000002"}, nil, false},
+		{"entra guest", tenant, map[string]any{"email_verified": nil, "tid": tenant, "idp": "https://sts.windows.net/0b1c2d3e-0000-4000-8000-000000000002/"}, nil, false},
+		{"entra personal account", tenant, map[string]any{"email_verified": nil, "tid": tenant, "idp": "live.com"}, nil, false},
+		{"entra unverified domain", tenant, map[string]any{"email_verified": nil, "tid": tenant, "xms_edov": false}, nil, false},
+		{"entra unverified", tenant, map[string]any{"tid": tenant}, &no, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, func(o *Options) { o.Tenant = c.tenant })
+			r.p.Set(oidctest.Claims{Email: "j.smith@school.example", Name: "John Smith", EmailVerified: c.ev, Extra: c.extra})
+			pg := r.signIn(r.browser("127.0.0.34"))
+			e := r.who("127.0.0.34")
+			if got := pg.status == 200 && e != nil && e.User == "j.smith@school.example"; got != c.ok {
+				t.Fatalf("signed in %t, want %t: %d %+v\n%s", got, c.ok, pg.status, e, pg.body)
+			}
+			if !c.ok && r.result("refused-token") != 1 {
+				t.Errorf("refused-token %v", r.result("refused-token"))
+			}
+		})
+	}
+}

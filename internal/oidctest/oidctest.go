@@ -58,7 +58,7 @@ type Claims struct {
 	Email         string
 	Name          string
 	EmailVerified *bool          // nil: true
-	Extra         map[string]any // more claims (groups, hd)
+	Extra         map[string]any // more claims (groups, hd); a nil value leaves that claim out
 	Nonce         string         // when set, the ID token carries this nonce instead of the one asked for
 	Audience      string         // when set, the ID token's audience
 	BadSignature  bool           // sign the ID token with a key the JWKS does not hold
@@ -194,6 +194,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		claims["name"] = c.Name
 	}
 	for k, v := range c.Extra {
+		if v == nil { // a nil value leaves the claim out (Entra ID sends no email_verified)
+			delete(claims, k)
+			continue
+		}
 		claims[k] = v
 	}
 	body, _ := json.Marshal(claims)
