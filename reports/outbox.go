@@ -33,26 +33,42 @@ type Message struct {
 }
 
 // enqueue stores m in the outbox inside tx. Its Message-ID is key, the
-// install's random ID and the host name ("<alert-7-3.5f0c…@filter1>"):
-// unique across every Gatehouse, and fixed for this message, so a retried
-// transaction cannot queue the same mail twice and a resend after a crash
-// carries the same ID (it is read back from the outbox row).
+// install's random ID and the host name ("<alert-7-3.5f0c…@filter1>";
+// "-r2" after the key if a row already has that ID): unique across every
+// Gatehouse, and fixed for this message once queued, so a resend after a
+// crash carries the same ID (it is read back from the outbox row).
 func enqueue(tx *sql.Tx, m *Message, key string, now time.Time) error {
 	rc, _ := json.Marshal(nonNil(m.Recipients))
 	var install string
 	if err := tx.QueryRow(`SELECT value FROM meta WHERE key = 'install_id'`).Scan(&install); err != nil {
 		return fmt.Errorf("reading the install ID: %w", err)
 	}
-	m.MessageID = "<" + key + "." + install + "@" + idHost() + ">"
 	m.Created = now
-	res, err := tx.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, next_ts, incident_id)
-		VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(message_id) DO NOTHING`,
-		m.Kind, ms(now), m.Role, string(rc), m.Subject, m.Text, m.HTML, m.MessageID, ms(now), m.Incident)
-	if err != nil {
-		return fmt.Errorf("queueing mail: %w", err)
+	// A key names one message only while the rows it is made of live:
+	// SQLite numbers a new incident or event as the last one deleted by
+	// retention was, and that one's mail may still be in the outbox
+	// (waiting on a failing relay, or sent and not yet purged). A message
+	// is never dropped for that: a taken ID gets a suffix.
+	for n := 1; ; n++ {
+		id := key
+		if n > 1 {
+			id = fmt.Sprintf("%s-r%d", key, n)
+		}
+		m.MessageID = "<" + id + "." + install + "@" + idHost() + ">"
+		res, err := tx.Exec(`INSERT INTO outbox (kind, created_ts, role, recipients, subject, text_body, html_body, message_id, next_ts, incident_id)
+			VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(message_id) DO NOTHING`,
+			m.Kind, ms(now), m.Role, string(rc), m.Subject, m.Text, m.HTML, m.MessageID, ms(now), m.Incident)
+		if err != nil {
+			return fmt.Errorf("queueing mail: %w", err)
+		}
+		if added, _ := res.RowsAffected(); added == 1 {
+			m.ID, _ = res.LastInsertId()
+			return nil
+		}
+		if n == 1000 {
+			return fmt.Errorf("queueing mail: Message-ID %s and 999 others like it are taken", key)
+		}
 	}
-	m.ID, _ = res.LastInsertId()
-	return nil
 }
 
 // Enqueue stores m in the outbox inside tx, a transaction on the store's
