@@ -105,5 +105,5 @@ func consoleOIDC(cfg *config.Config) (*console.OIDC, error) {
 		Domains: o.Domains, TrustIdPMFA: o.TrustIdPMFA, Label: o.Label, Client: &http.Client{Timeout: 30 * time.Second},
 		// Google: only the school's Workspace accounts, not consumer
 		// accounts made with a school address (as identity.signin).
-		HostedDomain: config.GoogleIssuer(o.Issuer)}, nil
+		HostedDomain: config.GoogleIssuer(o.Issuer), Tenant: entraTenant(o.Issuer)}, nil
 }

@@ -181,6 +181,7 @@ const OIDCCallbackPath = "/signin/oidc/callback"
 func (v *validator) consoleOIDC(o *ConsoleOIDC) {
 	const at = "console.oidc"
 	v.oidcClient(at, o.Issuer, o.ClientID, o.ClientSecret, "the console's", "oidc-secret")
+	v.entraTenant(at, o.Issuer)
 	u, err := url.Parse(strings.TrimSpace(o.RedirectURL))
 	switch {
 	case o.RedirectURL == "" || err != nil || u.Host == "":

@@ -76,6 +76,16 @@ console:
 		{"6:19", "console.oidc.redirect_url", "the path must be /signin/oidc/callback"},
 		{"7:15", "console.oidc.domains[0]", "not an email domain"},
 	})
+	// Entra ID's issuer names the tenant, as for the sign-in page.
+	checkErrors(t, `
+console:
+  oidc:
+    issuer: https://login.microsoftonline.com/common/v2.0
+    client_id: abc
+    client_secret: {env: OIDC_SECRET}
+    redirect_url: https://console.example/signin/oidc/callback
+    domains: [school.example]
+`, []want{{"4:13", "console.oidc.issuer", "tenant ID"}})
 	c, err := Parse([]byte(`
 console:
   oidc:

@@ -124,6 +124,17 @@ func EntraIssuer(issuer string) (tenant string, ok bool) {
 	return strings.ToLower(t), true
 }
 
+// entraTenant checks that a Microsoft Entra ID issuer names the school's
+// tenant ID: "common" or "organizations" would take any tenant's accounts
+// (go-oidc refuses their issuer anyway), and a domain name is not what
+// the tokens' iss and tid say (the sign-in page and the console vouch
+// for an Entra account's email by its tenant).
+func (v *validator) entraTenant(at, issuer string) {
+	if t, ok := EntraIssuer(issuer); ok && !tenantIDRE.MatchString(t) {
+		v.errf(at+".issuer", "Microsoft Entra ID's issuer names the school's tenant ID: https://login.microsoftonline.com/TENANT-ID/v2.0 (the Directory (tenant) ID, a GUID), not %q", t)
+	}
+}
+
 func (v *validator) signinSection() {
 	const at = "identity.signin"
 	s := &v.c.Identity.Signin
@@ -150,12 +161,7 @@ func (v *validator) signinSection() {
 		v.warnf(at+".plain_http", "PLAIN HTTP sign-in page: the sign-in can be watched and tampered with on the network, and providers refuse http redirect URLs off localhost; a lab only")
 	}
 	v.oidcClient(at, s.Issuer, s.ClientID, s.ClientSecret, "the sign-in page's", "signin-secret")
-	if t, ok := EntraIssuer(s.Issuer); ok && !tenantIDRE.MatchString(t) {
-		// "common" or "organizations" would take any tenant's accounts
-		// (go-oidc refuses their issuer anyway), and a domain name is
-		// not what the tokens' iss and tid say.
-		v.errf(at+".issuer", "Microsoft Entra ID's issuer names the school's tenant ID: https://login.microsoftonline.com/TENANT-ID/v2.0 (the Directory (tenant) ID, a GUID), not %q", t)
-	}
+	v.entraTenant(at, s.Issuer)
 	u, err := url.Parse(strings.TrimSpace(s.RedirectURL))
 	switch {
 	case s.RedirectURL == "" || err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":

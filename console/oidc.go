@@ -12,6 +12,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/gatehouse-filter/gatehouse/internal/oidcclaims"
 )
 
 // Sign-in with the school's identity provider (Microsoft Entra ID, Google
@@ -36,6 +38,12 @@ type OIDC struct {
 	// mailbox, kept after the person left) has the address but no hd.
 	// serve sets it for Google's issuer, as the sign-in page does.
 	HostedDomain bool
+	// Tenant is Microsoft Entra ID's tenant ID (serve takes it from the
+	// issuer; "" for other providers). Entra ID sends no email_verified,
+	// so its tokens' email is vouched for by the tenant instead
+	// (oidcclaims.Claims.Vouched); any other provider must say
+	// email_verified true.
+	Tenant string
 	// Client makes the console's requests to the provider (nil:
 	// http.DefaultClient, with the system's trusted roots).
 	Client *http.Client
@@ -219,11 +227,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.oidcRefuse(w, r, http.StatusUnauthorized, "", "nonce mismatch", again)
 		return
 	}
-	var claims struct {
-		Email         string `json:"email"`
-		EmailVerified *bool  `json:"email_verified"`
-		HD            string `json:"hd"`
-	}
+	var claims oidcclaims.Claims
 	if err := idt.Claims(&claims); err != nil || claims.Email == "" {
 		s.oidcRefuse(w, r, http.StatusForbidden, "", "no email in the ID token",
 			"Your "+s.o.OIDC.Label+" account did not give an email address, so it cannot be matched to a console account. Ask IT.")
@@ -232,8 +236,11 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	email := NormalEmail(claims.Email)
 	_, domain, _ := strings.Cut(email, "@")
 	switch {
-	case claims.EmailVerified != nil && !*claims.EmailVerified:
-		s.oidcRefuse(w, r, http.StatusForbidden, email, "email not verified", "Your email address is not verified with "+s.o.OIDC.Label+", so it cannot be used to sign in here.")
+	case !claims.Vouched(idt.Issuer, s.o.OIDC.Tenant):
+		// Google says email_verified; Entra ID never does, and vouches by
+		// the tenant instead; a provider that says neither has not
+		// verified the address it puts in the token.
+		s.oidcRefuse(w, r, http.StatusForbidden, email, "email not verified by the provider", "Your email address is not verified with "+s.o.OIDC.Label+", so it cannot be used to sign in here.")
 		return
 	case !slices.Contains(s.o.OIDC.Domains, domain):
 		s.oidcRefuse(w, r, http.StatusForbidden, email, "domain not allowed",

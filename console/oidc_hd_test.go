@@ -34,3 +34,29 @@ func TestOIDCGoogleHostedDomain(t *testing.T) {
 		t.Fatalf("the school's Workspace account: %d at %s\n%s", pg.status, pg.url, pg.body)
 	}
 }
+
+// TestOIDCEmailVerified: the console, like the pupils' sign-in page, takes
+// an email only when the provider vouches for it. A token without
+// email_verified (a provider that lets anyone type an address, or a
+// misconfigured one) signed in to the account with that address.
+func TestOIDCEmailVerified(t *testing.T) {
+	r, p, _ := oidcRig(t, true)
+	r.add("it@school.example", RoleIT, goodPass, true)
+	no := false
+	for name, c := range map[string]oidctest.Claims{
+		"without email_verified": {Email: "it@school.example", Extra: map[string]any{"email_verified": nil}},
+		"email_verified false":   {Email: "it@school.example", EmailVerified: &no},
+	} {
+		p.Set(c)
+		if pg := r.oidcSignIn(p.browser()); pg.status != 403 || pg.url == "/" {
+			t.Fatalf("%s: %d at %s\n%s", name, pg.status, pg.url, pg.body)
+		}
+		if e := r.lastAudit(); e.Action != "signin.fail" || !strings.Contains(e.Detail, "not verified") {
+			t.Fatalf("%s: refusal not audited: %+v", name, e)
+		}
+	}
+	p.Set(oidctest.Claims{Email: "it@school.example"}) // email_verified true
+	if pg := r.oidcSignIn(p.browser()); pg.status != 200 || pg.url != "/" {
+		t.Fatalf("verified: %d at %s\n%s", pg.status, pg.url, pg.body)
+	}
+}

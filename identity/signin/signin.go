@@ -33,6 +33,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/internal/oidcclaims"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
@@ -522,32 +523,7 @@ func (s *Service) refuse(w http.ResponseWriter, addr netip.Addr, status int, res
 }
 
 // claims are the ID token's claims the page reads.
-type claims struct {
-	Email             string `json:"email"`
-	EmailVerified     *bool  `json:"email_verified"`
-	PreferredUsername string `json:"preferred_username"`
-	Name              string `json:"name"`
-	HD                string `json:"hd"`
-	TID               string `json:"tid"`      // Entra ID: the tenant
-	IDP               string `json:"idp"`      // Entra ID: who authenticated a guest
-	EDOV              *bool  `json:"xms_edov"` // Entra ID: the email's domain is the tenant's verified domain
-}
-
-// vouched reports whether the provider vouches for the token's email:
-// email_verified true; with Entra ID (tenant set), which sends no
-// email_verified, a member of the tenant (tid the tenant, no guest's idp,
-// xms_edov not false).
-func vouched(cl *claims, issuer, tenant string) bool {
-	if cl.EmailVerified != nil && !*cl.EmailVerified {
-		return false
-	}
-	if tenant == "" {
-		return cl.EmailVerified != nil // true: a provider that does not say has not verified it
-	}
-	idp := strings.ToLower(cl.IDP)
-	guest := idp != "" && idp != strings.ToLower(issuer) && !strings.Contains(idp, "/"+tenant+"/")
-	return strings.EqualFold(cl.TID, tenant) && !guest && (cl.EDOV == nil || *cl.EDOV)
-}
+type claims = oidcclaims.Claims
 
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	addr, now, ok := s.step(w, r)
@@ -632,7 +608,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	case local == "" || domain == "" || len(email) > 254 || strings.ContainsFunc(email, badEmailRune):
 		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your account did not give an email address, so the school cannot tell who you are. Ask IT.")
 		return
-	case !vouched(&cl, idt.Issuer, s.o.Tenant):
+	case !cl.Vouched(idt.Issuer, s.o.Tenant):
 		s.refuse(w, addr, http.StatusForbidden, "refused-token", "Your school's sign-in service did not confirm that this is a school account, so it cannot be used to sign in here.")
 		return
 	case !slices.Contains(s.o.Domains, domain), s.o.HostedDomain && !strings.EqualFold(cl.HD, domain):
