@@ -328,7 +328,7 @@ func (r *RADIUS) handle(batch []packet) {
 			// is answered all the same, so that a real one stops resending.
 			if now.Sub(r.replayLogAt) >= time.Minute { // at most once a minute: replays can come in floods
 				r.Log.Warn("radius: a replayed or stale accounting packet was not applied", "nas", nas, "from", p.at.String(),
-					"session", session, "user", cleanName(rfc2865.UserName_GetString(pkt)), "address", addr.String(), "why", why,
+					"session", session, "why", why, // not the user or the address: README, Privacy
 					"more_not_logged", r.replayQuiet)
 				r.replayLogAt, r.replayQuiet = now, 0
 			} else {

@@ -1,11 +1,14 @@
 package identity
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -340,4 +343,50 @@ func TestRADIUSUserForms(t *testing.T) {
 			t.Errorf("radiusUser(%q) = %q, %q; want %q, %q", in, u, d, want[0], want[1])
 		}
 	}
+}
+
+// TestRADIUSReplayLogNamesNoOne: the warning about a replayed packet says
+// which NAS and session, not whose name or which address (this package
+// logs no user names or addresses: README, Privacy).
+func TestRADIUSReplayLogNamesNoOne(t *testing.T) {
+	var buf syncBuffer
+	tb := New(Options{})
+	r := &RADIUS{Table: tb, Secret: []byte(testSecret), Timeout: time.Hour, NAS: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Log: slog.New(slog.NewTextHandler(&buf, nil))}
+	if err := r.Listen("127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	start := acct(testSecret, rfc2866.AcctStatusType_Value_Start, "amira.khan@pupils.example", "10.1.0.77", "S1", "")
+	exchange(t, r, start)
+	exchange(t, r, acct(testSecret, rfc2866.AcctStatusType_Value_Stop, "amira.khan@pupils.example", "10.1.0.77", "S1", ""))
+	exchange(t, r, start)
+	if r.Count(ResultReplayed) != 1 {
+		t.Fatalf("replayed %d", r.Count(ResultReplayed))
+	}
+	out := buf.String()
+	if !strings.Contains(out, "replayed") {
+		t.Fatalf("no warning logged:\n%s", out)
+	}
+	if strings.Contains(out, "amira") || strings.Contains(out, "10.1.0.77") {
+		t.Errorf("the warning names the pupil or her address:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
