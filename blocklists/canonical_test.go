@@ -435,7 +435,7 @@ func TestURLQueryOrder(t *testing.T) {
 // and for none.
 func BenchmarkHashedURLQuery(b *testing.B) {
 	ix := canonIndex(b, "bad.example/view.php?img=123", "abuse.example/gallery.php?id=5")
-	for _, p := range []string{"/search?q=volcano&hl=en&start=10&num=20", "/2026/11/photo.jpg"} {
+	for _, p := range []string{"/search?q=volcano&hl=en&start=10&num=20", "/search?q=volcano&hl=en&start=10&num=20&safe=on&tbm=isch", "/watch?v=a&list=b&index=3&t=9&pp=x&si=y&feature=z", "/2026/11/photo.jpg"} {
 		b.Run(p, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
