@@ -96,6 +96,11 @@ type Manager struct {
 	mu      sync.Mutex // serialises builds, refreshes, source changes and publishing
 	sources []Source
 	state   map[string]listState
+	// stamps are the size and modification time of each local file the
+	// published index was built from: one unchanged since is not waited
+	// on to settle (settle.go).
+	stamps  map[string]fileStamp
+	settles atomic.Int64    // files waited on to settle (for tests)
 	cron    *cron.Cron      // the scheduled refreshes; nil before Start and once its context ends
 	runCtx  context.Context // Start's: it ends the refreshes and cancels a running one
 	loc     *time.Location
@@ -382,6 +387,7 @@ func (m *Manager) build(strict bool) (*Index, *built, error) {
 
 func (m *Manager) buildOnce(run *buildRun) (*Index, *built, error) {
 	strict := run.strict
+	run.stamps = map[string]fileStamp{}
 	start := time.Now()
 	hint := 0
 	for _, st := range m.state {
@@ -452,7 +458,7 @@ func (m *Manager) buildOnce(run *buildRun) (*Index, *built, error) {
 	for i, s := range m.sources {
 		names[i] = s.Name
 	}
-	bs := &built{state: newState, names: names, loaded: loaded, errs: errs}
+	bs := &built{state: newState, stamps: run.stamps, names: names, loaded: loaded, errs: errs}
 	st := ix.Stats()
 	m.log.Info("blocklists loaded", "domains", st.Domains, "urls", st.URLs, "prefixes", st.Prefixes,
 		"hashed", st.Hashed, "lists", st.ListCount, "took", time.Since(start).Round(time.Millisecond))
@@ -496,6 +502,7 @@ func localShrunk(s Source, st listState, n int, parts map[string]int) error {
 // built is what a build would record once its index is published.
 type built struct {
 	state  map[string]listState
+	stamps map[string]fileStamp // the local files read, as they were (Manager.stamps)
 	names  []string
 	loaded map[string]loadedList
 	errs   map[string]error
@@ -522,21 +529,27 @@ func (m *Manager) loadSource(b *Builder, s Source, run *buildRun) (int, map[stri
 
 // loadFile adds the list at path to b. run is nil for a feed's cached
 // copy. A local file (run set) is read, when there are running lists to
-// keep, once it has settled, and an error wrapping errFileChanged is
-// returned if it changed during the read. At start-up, with nothing
+// keep and it changed since they were built from it (Manager.stamps),
+// once it has settled, and an error wrapping errFileChanged is returned
+// if it changed during the read. At start-up, with nothing
 // running to keep, it is read at once (waiting would only delay the
 // first lists: a half-written file is then no worse than none) and the
 // last attempt loads what it read, and logs it, if it changed meanwhile.
 func (m *Manager) loadFile(b *Builder, info ListInfo, path string, f Format, run *buildRun) (int, error) {
 	info.File = path
 	var before fileStamp
-	if run != nil && run.strict {
-		var err error
-		if before, err = settle(path, run.settleBy); err != nil {
-			return 0, fmt.Errorf("list %s: %w: not read", info.Name, err)
-		}
-	} else if run != nil {
+	if run != nil {
 		before, _ = statStamp(path)
+		if prev, ok := m.stamps[path]; run.strict && !(ok && prev == before) {
+			// Changed since the running lists were built from it: it may
+			// be being written now.
+			m.settles.Add(1)
+			var err error
+			if before, err = settle(path, run.settleBy); err != nil {
+				return 0, fmt.Errorf("list %s: %w: not read", info.Name, err)
+			}
+		}
+		run.stamps[path] = before
 	}
 	li, sink, err := b.AddList(info)
 	if err != nil {
@@ -611,7 +624,7 @@ func (m *Manager) commit(ix *Index, b *built, publish func(*Index) error) error 
 		}
 	}
 	m.current.Store(ix)
-	m.state = b.state
+	m.state, m.stamps = b.state, b.stamps
 	m.writeState()
 	m.restoreStatus(m.sources)
 	m.status.built(b.names, b.loaded, b.errs, time.Now())

@@ -769,3 +769,37 @@ func init() {
 	// writer pauses well under it).
 	settleAge = 250 * time.Millisecond
 }
+
+// TestManagerSettlesChangedFilesOnly: a rebuild waits for a local file to
+// settle only when it changed since the running lists were read from it,
+// so a reload for another reason (a console change, a feed refresh) right
+// after a list was written is not held up by it.
+func TestManagerSettlesChangedFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "adult.txt")
+	if err := os.WriteFile(path, []byte(domains("porn", 10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(filepath.Join(dir, "cache"), []Source{{Name: "adult", Path: path, Category: Pornography}}, nil, nil)
+	if _, err := m.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Rebuild(); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.settles.Load(); n != 0 {
+		t.Errorf("%d files waited on with none changed since the load", n)
+	}
+	if err := os.WriteFile(path, []byte(domains("porn", 11)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Rebuild(); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.settles.Load(); n != 1 {
+		t.Errorf("%d files waited on after one changed, want 1", n)
+	}
+	if !m.Index().Lookup("porn10.example").Has(Pornography) {
+		t.Error("the changed file's new entry is not loaded")
+	}
+}

@@ -36,9 +36,10 @@ var errStillWriting = errors.New("still being written")
 
 // buildRun is what one build attempt knows about itself.
 type buildRun struct {
-	strict   bool      // running lists exist to keep (see build)
-	last     bool      // the last attempt: a file changing during its read is not retried
-	settleBy time.Time // when waiting for files to settle stops
+	strict   bool                 // running lists exist to keep (see build)
+	last     bool                 // the last attempt: a file changing during its read is not retried
+	settleBy time.Time            // when waiting for files to settle stops
+	stamps   map[string]fileStamp // the local files read by this attempt, as they were
 }
 
 type fileStamp struct {
