@@ -62,6 +62,7 @@ func (v *validator) files() {
 			}
 		}
 	}
+	v.schoolCA()
 	paths, secrets := v.c.secrets()
 	if s := v.c.Reports.SMTP.Password; s != nil && strings.TrimSpace(v.c.Reports.SMTP.Host) != "" {
 		paths, secrets = append(paths, "reports.smtp.password"), append(secrets, s)
@@ -73,6 +74,37 @@ func (v *validator) files() {
 		if _, err := s.Read(); err != nil {
 			v.errf(joinKey(paths[i], "file"), "%v", err)
 		}
+	}
+}
+
+// schoolCA checks the school's CA once it exists (before `gatehouse ca
+// init` there is nothing to check): serve will not use a key that group
+// or others can read, or that is not the certificate's, and then
+// decrypts nothing and shows no HTTPS block page, which IT would
+// otherwise learn only from /healthz.
+func (v *validator) schoolCA() {
+	certFile, keyFile := v.c.CACertFile(), v.c.CAKeyFile()
+	if _, err := os.Stat(certFile); err != nil {
+		return
+	}
+	at := "proxy.inspect.ca_key"
+	if v.c.Proxy.Inspect.CAKey == "" {
+		at = "proxy.inspect"
+	}
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		v.errf(at, "the school's CA %s exists but its key %s cannot be read: %s", certFile, keyFile, fileErr(err))
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		v.errf(at, "the school's CA key %s can be read by others (mode %04o), so serve will not use it: nothing would be decrypted and HTTPS block pages would be off; chmod 600 it", keyFile, perm)
+		return
+	}
+	if !v.readable(at, keyFile, "the school's CA key") || !v.readable(at, certFile, "the school's CA certificate") {
+		return
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		v.errf(at, "the school's CA %s and key %s cannot be used together: %v", certFile, keyFile, err)
 	}
 }
 

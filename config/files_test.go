@@ -125,3 +125,47 @@ console:
 		t.Fatalf("with the secret file: %v", err)
 	}
 }
+
+// TestCheckSchoolCA: once the school's CA exists, config check reports a
+// key serve will not use (readable by others, or not the certificate's)
+// at proxy.inspect.ca_key; before, the check said "valid" and serve ran
+// with decryption and HTTPS block pages off.
+func TestCheckSchoolCA(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writePair(t, dir, "ca")
+	_, otherKey := writePair(t, dir, "other")
+	body := func(k string) string {
+		return `school: {name: Test}
+database: ` + dir + `/g.db
+proxy:
+  listen: "127.0.0.1:0"
+  inspect:
+    ca_cert: ` + cert + `
+    ca_key: ` + k + `
+`
+	}
+	check := func(k, want string) {
+		t.Helper()
+		path := filepath.Join(dir, "gatehouse.yaml")
+		os.WriteFile(path, []byte(body(k)), 0o600)
+		_, err := LoadChecked(path)
+		if want == "" {
+			if err != nil {
+				t.Errorf("a usable CA: %v", err)
+			}
+			return
+		}
+		if err == nil || !strings.Contains(err.Error(), "gatehouse.yaml:7:13: proxy.inspect.ca_key: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("key %s: %v, want %q at 7:13", k, err, want)
+		}
+	}
+	check(key, "")
+	check(otherKey, "cannot be used together")
+	check(filepath.Join(dir, "missing.key"), "cannot be read: no such file")
+	os.Chmod(key, 0o640)
+	check(key, "can be read by others (mode 0640)")
+	// No CA yet (before gatehouse ca init): nothing to check.
+	os.Remove(cert)
+	os.Chmod(key, 0o600)
+	check(filepath.Join(dir, "missing.key"), "")
+}
