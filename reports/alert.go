@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -75,10 +76,12 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if n, err := a.Check(ctx); err != nil && ctx.Err() == nil {
+		n, err := a.Check(ctx)
+		if err != nil && ctx.Err() == nil {
 			a.opt.Log.Error("checking alerts", "err", err)
-		} else if n > 0 && a.mailer != nil {
-			a.mailer.Wake()
+		}
+		if n > 0 && a.mailer != nil {
+			a.mailer.Wake() // the alerts queued, even beside an incident that failed
 		}
 		select {
 		case <-ctx.Done():
@@ -119,22 +122,31 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	// One incident that cannot be alerted (a row that does not read, a
+	// failed transaction) must not hold back the others behind it: each is
+	// tried, and the errors are returned together (the pass is tried
+	// again a few seconds later).
 	sent := 0
+	var errs []error
 	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
 		ok, err := a.alertOne(ctx, id, now)
 		if err != nil {
-			return sent, err
+			errs = append(errs, fmt.Errorf("incident %d: %w", id, err))
+			continue
 		}
 		if ok {
 			sent++
 		}
 	}
 	if ok, err := a.mailMistakes(ctx, now); err != nil {
-		return sent, err
+		errs = append(errs, err)
 	} else if ok {
 		sent++
 	}
-	return sent, nil
+	return sent, errors.Join(errs...)
 }
 
 // alertOne queues an alert for incident id if the de-duplication window

@@ -774,3 +774,34 @@ func TestAlertAfterIncidentIDReused(t *testing.T) {
 		t.Errorf("the new incident's alert is not in the outbox (%d rows)", c)
 	}
 }
+
+// TestAlertPassSurvivesOneBadIncident: an incident that cannot be alerted
+// (here a row that does not read) comes first, most severe, in the pass;
+// before, the pass stopped at it, so every alert behind it, a self-harm
+// attempt's included, waited for good. Now the others are alerted and
+// the error is still reported.
+func TestAlertPassSurvivesOneBadIncident(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clk := newClock(t0)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	w, _ := NewWriter(st, p.Options)
+	defer w.Close()
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	w.Record(ev(t0, "10.0.0.5", "students", "iwf", "abuse.example"))
+	w.Record(ev(t0.Add(time.Second), "10.0.0.6", "students", "self-harm", "harm.example"))
+	w.Flush()
+	if _, err := st.db.Exec(`UPDATE incidents SET last_ts = 'not a time' WHERE category = 'iwf'`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := a.Check(context.Background())
+	if err == nil {
+		t.Error("the bad incident's error was not reported")
+	}
+	if n != 1 {
+		t.Errorf("%d alerts queued, want the self-harm one (%v)", n, err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE kind = 'alert' AND text_body LIKE '%10.0.0.6%'"); c != 1 {
+		t.Errorf("the self-harm alert is not in the outbox (%d rows)", c)
+	}
+}
