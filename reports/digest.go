@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -114,22 +115,31 @@ func Due(sched cron.Schedule, wm, now time.Time) (end time.Time, due bool, next 
 func (d *Digester) RunDue(ctx context.Context) (time.Time, error) {
 	now := d.opt.Now()
 	var next time.Time
+	// A schedule that fails does not hold back the others (the DSL's
+	// daily digest behind a broken weekly one): each is tried, and the
+	// errors are returned together; Run tries again in a minute.
+	var errs []error
 	for _, s := range d.schedules {
+		if err := ctx.Err(); err != nil {
+			return time.Time{}, err
+		}
 		wm, err := d.watermark(s.Name, now, true)
 		if err != nil {
-			return time.Time{}, err
+			errs = append(errs, fmt.Errorf("digest %s: %w", s.Name, err))
+			continue
 		}
 		end, due, n := Due(s.sched, wm, now)
 		if due {
 			if _, err := d.send(ctx, s, wm, end, true); err != nil {
-				return time.Time{}, err
+				errs = append(errs, fmt.Errorf("digest %s: %w", s.Name, err))
+				continue
 			}
 		}
 		if next.IsZero() || n.Before(next) {
 			next = n
 		}
 	}
-	return next, nil
+	return next, errors.Join(errs...)
 }
 
 // Run sends digests on their schedules until ctx is done.

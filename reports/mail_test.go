@@ -805,3 +805,32 @@ func TestAlertPassSurvivesOneBadIncident(t *testing.T) {
 		t.Errorf("the self-harm alert is not in the outbox (%d rows)", c)
 	}
 }
+
+// TestDigestPassSurvivesOneBadSchedule: a schedule that fails (here its
+// watermark row does not read) no longer holds back the schedules after
+// it: the DSL's daily digest is still queued, and the error reported.
+func TestDigestPassSurvivesOneBadSchedule(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC) // a Monday
+	clk := newClock(t0)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	// The weekly schedule first, so that its failure comes before the daily one.
+	p.Schedules[0], p.Schedules[1] = p.Schedules[1], p.Schedules[0]
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.RunDue(context.Background()); err != nil { // sets the watermarks at t0
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`UPDATE digests SET watermark = 'not a time' WHERE schedule = 'weekly'`); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)) // the daily digest is due
+	if _, err := d.RunDue(context.Background()); err == nil {
+		t.Error("the weekly schedule's error was not reported")
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE kind = 'digest'"); c != 1 {
+		t.Errorf("%d digests queued, want the daily one", c)
+	}
+}
