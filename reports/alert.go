@@ -48,6 +48,7 @@ type Alerter struct {
 	r      renderer
 	mailer *Mailer
 	wake   chan struct{}
+	health failState // the last pass's failure, for /healthz (HealthChecks)
 }
 
 // NewAlerter makes an alerter; Run checks on Wake and every interval.
@@ -146,7 +147,13 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	} else if ok {
 		sent++
 	}
-	return sent, errors.Join(errs...)
+	err = errors.Join(errs...)
+	if err != nil && ctx.Err() == nil {
+		a.health.fail(err, now)
+	} else if err == nil {
+		a.health.ok()
+	}
+	return sent, err
 }
 
 // alertOne queues an alert for incident id if the de-duplication window

@@ -38,6 +38,7 @@ type Digester struct {
 	schedules []*Schedule
 	sendEmpty bool
 	mailer    *Mailer
+	health    failState // the last pass's failure, for /healthz (HealthChecks)
 }
 
 // NewDigester parses the schedules.
@@ -139,7 +140,13 @@ func (d *Digester) RunDue(ctx context.Context) (time.Time, error) {
 			next = n
 		}
 	}
-	return next, errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		d.health.fail(err, now)
+	} else {
+		d.health.ok()
+	}
+	return next, err
 }
 
 // Run sends digests on their schedules until ctx is done.

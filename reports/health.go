@@ -115,17 +115,33 @@ func (m *Mailer) Failures() ([]MailFailure, error) {
 	return out, rows.Err()
 }
 
+func (s *Service) writerHealthy() (bool, string) {
+	if s.Writer == nil {
+		return true, ""
+	}
+	return s.Writer.Healthy()
+}
+
 // HealthChecks returns the checks of the event writer and the mailer.
 func (s *Service) HealthChecks() (events, mail health.Check) {
 	events = func() []health.Problem {
-		if s.Writer == nil {
-			return nil
+		var out []health.Problem
+		if ok, why := s.writerHealthy(); !ok {
+			out = append(out, health.Problem{Key: "events/writer", Part: "events", Message: "breach events: " + why})
 		}
-		ok, why := s.Writer.Healthy()
-		if ok {
-			return nil
+		// Alerts and digests that cannot be prepared (their errors name
+		// incidents and schedules by number and name, never a pupil).
+		if s.Alerter != nil {
+			if since, err := s.Alerter.health.get(); err != nil {
+				out = append(out, health.Problem{Key: "reports/alerts", Part: "reports", Message: fmt.Sprintf("alerts cannot all be prepared since %s: %v", since.UTC().Format(time.RFC3339), err)})
+			}
 		}
-		return []health.Problem{{Key: "events/writer", Part: "events", Message: "breach events: " + why}}
+		if s.Digester != nil {
+			if since, err := s.Digester.health.get(); err != nil {
+				out = append(out, health.Problem{Key: "reports/digests", Part: "reports", Message: fmt.Sprintf("digests cannot all be prepared since %s: %v", since.UTC().Format(time.RFC3339), err)})
+			}
+		}
+		return out
 	}
 	mail = func() []health.Problem {
 		var out []health.Problem
@@ -374,6 +390,8 @@ func healthAdvice(part, key string) string {
 		return "Check the SMTP server and reports.smtp; alerts and digests wait in the outbox and are sent when it works again."
 	case "events":
 		return "Check the disk and the database file; breach events are kept in memory and retried, but a restart would lose them."
+	case "reports":
+		return "The other alerts and digests still go out; the one named is retried every pass. Look in the console for it, and send the Gatehouse log lines to the developers."
 	}
 	return "See the Gatehouse log for details."
 }

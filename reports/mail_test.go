@@ -804,6 +804,20 @@ func TestAlertPassSurvivesOneBadIncident(t *testing.T) {
 	if c := count(t, st, "SELECT count(*) FROM outbox WHERE kind = 'alert' AND text_body LIKE '%10.0.0.6%'"); c != 1 {
 		t.Errorf("the self-harm alert is not in the outbox (%d rows)", c)
 	}
+	// /healthz says so until a pass works again.
+	events, _ := (&Service{Alerter: a}).HealthChecks()
+	if ps := events(); len(ps) != 1 || ps[0].Key != "reports/alerts" || !strings.Contains(ps[0].Message, "incident") {
+		t.Errorf("health while an incident cannot be alerted: %+v", ps)
+	}
+	if _, err := st.db.Exec(`UPDATE incidents SET last_ts = first_ts WHERE category = 'iwf'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ps := events(); len(ps) != 0 {
+		t.Errorf("health after the incident was alerted: %+v", ps)
+	}
 }
 
 // TestDigestPassSurvivesOneBadSchedule: a schedule that fails (here its
@@ -832,5 +846,9 @@ func TestDigestPassSurvivesOneBadSchedule(t *testing.T) {
 	}
 	if c := count(t, st, "SELECT count(*) FROM outbox WHERE kind = 'digest'"); c != 1 {
 		t.Errorf("%d digests queued, want the daily one", c)
+	}
+	events, _ := (&Service{Digester: d}).HealthChecks()
+	if ps := events(); len(ps) != 1 || ps[0].Key != "reports/digests" || !strings.Contains(ps[0].Message, "weekly") {
+		t.Errorf("health while a schedule fails: %+v", ps)
 	}
 }
