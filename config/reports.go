@@ -160,6 +160,12 @@ func (v *validator) reports() {
 		if !roleRE.MatchString(role) {
 			v.errf(p, "role name %q: use up to 32 lower-case letters, digits, '-' and '_', starting with a letter", role)
 		}
+		if len(r.Recipients[role]) == 0 && !slices.Contains(builtinRoles, role) {
+			// The built-in roles fall back to the DSL; a role of the
+			// school's own with no address would have its digests sent
+			// to nobody, unseen.
+			v.warnf(p, "role %q has no addresses: digests for it are sent to nobody (add an address, or remove the role and its digests)", role)
+		}
 		seen := map[string]bool{}
 		for i, a := range r.Recipients[role] {
 			ap := joinIndex(p, i)

@@ -138,6 +138,22 @@ reports:
 	if got := c.DigestSpec(c.Reports.Digests[0]); got != "CRON_TZ=Europe/Dublin 0 9 1 * *" {
 		t.Errorf("spec %q: a spec without CRON_TZ runs in school.timezone", got)
 	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings for a role with an address: %v", w)
+	}
+	// A role of the school's own with no address: its digests would go
+	// to nobody, unseen; the check says so at its line.
+	c, err = Parse([]byte(`reports:
+  recipients: {governors: []}
+  digests:
+    - {name: termly, cron: "0 9 1 * *", recipients: [governors]}
+`), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "2:") || !strings.Contains(w, `role "governors" has no addresses`) {
+		t.Errorf("warnings: %q", w)
+	}
 }
 
 func TestMistakeMailEvery(t *testing.T) {
