@@ -273,7 +273,7 @@ func (f *Fetcher) Fetch(ctx context.Context, feed Feed, validate func(tmpPath st
 	if prev, ok := readFetchMeta(metaPath); ok && prev.SHA256 == sum && prev.Bytes == n && fetchFileSHA256(listPath) == sum {
 		meta.Fetched = prev.Fetched
 		if meta.ETag != prev.ETag || meta.LastModified != prev.LastModified || meta.URLHash != prev.URLHash {
-			_ = writeFetchMeta(f.Dir, base, metaPath, meta)
+			_ = writeFetchMeta(metaPath, meta)
 		}
 		return meta.result(listPath), nil
 	}
@@ -298,7 +298,7 @@ func (f *Fetcher) Fetch(ctx context.Context, feed Feed, validate func(tmpPath st
 	keep = true
 	fetchSyncDir(f.Dir)
 	// The new body is in place; a sidecar failure only loses validators.
-	_ = writeFetchMeta(f.Dir, base, metaPath, meta)
+	_ = writeFetchMeta(metaPath, meta)
 	res := meta.result(listPath)
 	res.Changed = true
 	return res, nil
@@ -500,31 +500,13 @@ func fetchCopyCapped(w io.Writer, r io.Reader, max, total int64, progress func(d
 	}
 }
 
-func writeFetchMeta(dir, base, path string, m fetchMeta) error {
+// writeFetchMeta replaces a feed's validators file (writeFileAtomic).
+func writeFetchMeta(path string, m fetchMeta) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	fetchSyncDir(dir)
-	return nil
+	return writeFileAtomic(path, append(b, '\n'))
 }
 
 func readFetchMeta(path string) (fetchMeta, bool) {
