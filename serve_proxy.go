@@ -122,7 +122,7 @@ func (r *proxyResolver) LookupNetIP(ctx context.Context, client netip.Addr, host
 	if d := eng.Decide(policy.Request{Client: client, User: req.User, Host: host}); d.Reason == policy.ReasonGroupAllow {
 		return addrs, nil // the group allows the name itself
 	}
-	if d, i := eng.DecideAddrs(req, addrs); i >= 0 {
+	if d, i, _ := eng.DecideAddrs(req, addrs); i >= 0 {
 		return nil, &policy.BlockedError{Name: host, Addr: addrs[i].Unmap(), Decision: d}
 	}
 	return addrs, nil

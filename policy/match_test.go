@@ -103,7 +103,7 @@ func TestDecideIP(t *testing.T) {
 			t.Errorf("%s for %s: %s/%s list=%q entry=%q; want %s/%s list=%q entry=%q", tt.addr, tt.client,
 				d.Action, d.Reason, d.List, d.Entry, tt.action, tt.reason, tt.list, tt.entry)
 		}
-		got, i := e.DecideAddrs(Request{Client: tt.client, Time: lessonTime}, []netip.Addr{netip.MustParseAddr("192.0.2.1"), a})
+		got, i, _ := e.DecideAddrs(Request{Client: tt.client, Time: lessonTime}, []netip.Addr{netip.MustParseAddr("192.0.2.1"), a})
 		if want := tt.action == Block; (i == 1) != want || (want && got.Entry != tt.entry) || (!want && i != -1) {
 			t.Errorf("DecideAddrs(%s) for %s = %d %+v", tt.addr, tt.client, i, got)
 		}
@@ -123,16 +123,25 @@ func TestDecideIP(t *testing.T) {
 	if !plain.HasIPRules() || !plain.Decide(Request{Client: student, Host: "resolver.example"}).CheckAddrs() {
 		t.Error("HasIPRules or CheckAddrs false with the built-in address list")
 	}
-	if !plain.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:198.18.1.1")}) {
-		t.Error("AddrsUnlisted = false for addresses on no list")
+	// unlisted is DecideAddrs's listed, negated: client-independent, so
+	// asked for staff, who block no address.
+	unlisted := func(eng *Engine, addrs ...string) bool {
+		var as []netip.Addr
+		for _, a := range addrs {
+			as = append(as, netip.MustParseAddr(a))
+		}
+		_, i, listed := eng.DecideAddrs(Request{Client: staff, Time: lessonTime}, as)
+		return i < 0 && !listed
 	}
-	if plain.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:8.8.8.8")}) ||
-		plain.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("64:ff9b::808:808")}) {
-		t.Error("AddrsUnlisted = true for a listed address")
+	if !unlisted(plain, "192.0.2.1", "::ffff:198.18.1.1") {
+		t.Error("listed = true for addresses on no list")
+	}
+	if unlisted(plain, "192.0.2.1", "::ffff:8.8.8.8") || unlisted(plain, "64:ff9b::808:808") {
+		t.Error("listed = false for a listed address")
 	}
 	// A group's address entry may block any address, so none is unlisted.
-	if e.AddrsUnlisted([]netip.Addr{netip.MustParseAddr("192.0.2.1")}) {
-		t.Error("AddrsUnlisted = true with a group denying addresses")
+	if unlisted(e, "192.0.2.1") {
+		t.Error("listed = false with a group denying addresses")
 	}
 }
 

@@ -401,52 +401,37 @@ func (e *Engine) HasIPRules() bool {
 // cache can keep what it learnt of one engine without keeping the engine.
 func (e *Engine) Gen() uint64 { return e.gen }
 
-// AddrsUnlisted reports whether no list holds any of addrs and no group
-// denies addresses, so no client's decision of them can block (an address
-// alone is judged by those only; DecideAddrs would find nothing). It holds
-// for this engine whatever the client, so a resolver may remember it for a
-// cached answer under Gen. It does not allocate.
-func (e *Engine) AddrsUnlisted(addrs []netip.Addr) bool {
-	if e.ipDeny {
-		return false
-	}
-	ix := e.index()
-	if !ix.HasPrefixes() {
-		return true
-	}
-	for _, a := range addrs {
-		if ix.LookupIP(a.Unmap()) != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // DecideAddrs decides the addresses of an answer for the client of r (its
 // Host and Path are ignored), each as Decide would with Request.Addr. It
-// returns the first block and the index of its address, or -1. It does
-// not allocate.
-func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (Decision, int) {
+// returns the first block and the index of its address, or -1; and
+// listed, false when no list holds any of addrs and no group denies
+// addresses, so that no client's decision of them can block (an address
+// alone is judged by those only): that holds for this engine whatever the
+// client, so a resolver may remember it for a cached answer under Gen. It
+// does not allocate.
+func (e *Engine) DecideAddrs(r Request, addrs []netip.Addr) (d Decision, i int, listed bool) {
 	ix := e.index()
 	if !e.ipDeny && !ix.HasPrefixes() {
-		return Decision{}, -1
+		return Decision{}, -1, false
 	}
+	listed = e.ipDeny
 	r.Host, r.Path = "", ""
-	for i, a := range addrs {
+	for k, a := range addrs {
 		r.Addr = a.Unmap()
 		if !e.ipDeny && ix.LookupIP(r.Addr) == 0 {
 			// Neither a list nor a group's address entries hold it, so no
-			// decision of it can block (an address alone is judged by
-			// those only): the client is not identified for it. This runs
-			// for every answer, cache hits too.
+			// decision of it can block: the client is not identified for
+			// it. This runs for every answer not yet remembered as
+			// unlisted.
 			continue
 		}
-		var d Decision
-		if e.decide(&d, &r, "", ix); d.Action == Block {
-			return d, i
+		listed = true
+		var dk Decision
+		if e.decide(&dk, &r, "", ix); dk.Action == Block {
+			return dk, k, true
 		}
 	}
-	return Decision{}, -1
+	return Decision{}, -1, listed
 }
 
 // ErrBlocked is what a BlockedError matches with errors.Is.

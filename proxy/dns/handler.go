@@ -254,19 +254,18 @@ func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt strin
 
 // addrsBlocked decides the answer's addresses for the client of r, a few
 // at a time without allocating: the block, whether there is one, and
-// whether no list holds any of them (policy.Engine.AddrsUnlisted).
+// whether no list holds any of them (policy.Engine.DecideAddrs's listed).
 func addrsBlocked(eng *policy.Engine, r policy.Request, e *entry) (policy.Decision, bool, bool) {
 	var buf [8]netip.Addr
 	clean := true
 	for next := 0; ; {
 		var addrs []netip.Addr
 		addrs, next = e.answerAddrs(buf[:0], next)
-		if !eng.AddrsUnlisted(addrs) {
-			clean = false
-			if d, i := eng.DecideAddrs(r, addrs); i >= 0 {
-				return d, true, false
-			}
+		d, i, listed := eng.DecideAddrs(r, addrs)
+		if i >= 0 {
+			return d, true, false
 		}
+		clean = clean && !listed
 		if next == 0 {
 			return policy.Decision{}, false, clean
 		}

@@ -115,7 +115,7 @@ func (s *Server) lookupType(eng *policy.Engine, base policy.Request, set uint8, 
 		}
 	}
 	if checkIPs {
-		if d, i := eng.DecideAddrs(r, out); i >= 0 {
+		if d, i, _ := eng.DecideAddrs(r, out); i >= 0 {
 			return nil, &policy.BlockedError{Name: name, Addr: out[i].Unmap(), Decision: d}
 		}
 	}

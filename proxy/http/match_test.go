@@ -142,7 +142,7 @@ func TestProxyLookupBlocked(t *testing.T) {
 	eng := e.s.o.Engine()
 	cname := eng.Decide(policy.Request{Client: client, Host: "edge.adult.test"})
 	addr := netip.MustParseAddr("198.51.100.9")
-	byAddr, _ := eng.DecideAddrs(policy.Request{Client: client}, []netip.Addr{addr})
+	byAddr, _, _ := eng.DecideAddrs(policy.Request{Client: client}, []netip.Addr{addr})
 	if cname.Action != policy.Block || byAddr.Action != policy.Block {
 		t.Fatalf("test decisions: %+v %+v", cname, byAddr)
 	}

@@ -295,7 +295,7 @@ func (s *Server) decideOrig(info *reqInfo, orig netip.AddrPort, eng *policy.Engi
 	if !orig.IsValid() || d.Action == policy.Block || !d.CheckAddrs() {
 		return
 	}
-	od, i := eng.DecideAddrs(info.request(), []netip.Addr{orig.Addr()})
+	od, i, _ := eng.DecideAddrs(info.request(), []netip.Addr{orig.Addr()})
 	if i < 0 {
 		return
 	}
