@@ -476,10 +476,7 @@ func localShrunk(s Source, st listState, n int, parts map[string]int) error {
 		return nil
 	}
 	if !shrunk(n, st.Entries, s.minRatio()) {
-		mapping := s.SquidCategories
-		if mapping == nil {
-			mapping = UT1Categories
-		}
+		mapping := s.squidCategories()
 		var cut []string
 		for _, key := range slices.Sorted(maps.Keys(st.Parts)) {
 			dir, _, _ := strings.Cut(key, "/")
@@ -506,6 +503,15 @@ type built struct {
 	names  []string
 	loaded map[string]loadedList
 	errs   map[string]error
+}
+
+// squidCategories is the directory → category mapping of a squidGuard
+// source: its own, or UT1's.
+func (s *Source) squidCategories() map[string]Category {
+	if s.SquidCategories != nil {
+		return s.SquidCategories
+	}
+	return UT1Categories
 }
 
 // loadSource adds one source's lists to b and returns its entry count and,
@@ -581,10 +587,7 @@ func (m *Manager) loadSquidGuard(b *Builder, s Source, run *buildRun) (int, map[
 	if err != nil {
 		return 0, nil, err
 	}
-	mapping := s.SquidCategories
-	if mapping == nil {
-		mapping = UT1Categories
-	}
+	mapping := s.squidCategories()
 	total, loaded := 0, 0
 	parts := map[string]int{}
 	for _, d := range dirs {
