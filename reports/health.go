@@ -58,7 +58,11 @@ func (f *failState) get() (time.Time, error) {
 // IT's mail but refuses the DSL's address leaves the DSL's alerts waiting:
 // that is failing, not healthy), or while the last attempt failed.
 func (m *Mailer) Healthy() (since time.Time, err error) {
-	fs, ferr := m.Failures()
+	return m.healthOf(m.Failures())
+}
+
+// healthOf is Healthy from the outbox's failures (Failures) as read.
+func (m *Mailer) healthOf(fs []MailFailure, ferr error) (since time.Time, err error) {
 	if ferr != nil {
 		since, _ = m.health.get()
 		if since.IsZero() {
@@ -154,7 +158,8 @@ func (s *Service) HealthChecks() (events, mail health.Check) {
 			}
 			out = append(out, health.Problem{Key: "mail/dsl", Part: "mail", Message: msg})
 		}
-		since, err := s.Mailer.Healthy()
+		fs, ferr := s.Mailer.Failures()
+		since, err := s.Mailer.healthOf(fs, ferr)
 		if err == nil {
 			return out
 		}
@@ -166,7 +171,6 @@ func (s *Service) HealthChecks() (events, mail health.Check) {
 			// Where IT finds the copies to pass on by hand, or that there
 			// are none: never "written" when they could not be.
 			var copies, missing int
-			fs, _ := s.Mailer.Failures()
 			for _, f := range fs {
 				copies, missing = copies+f.Copies, missing+f.NoCopy
 			}
