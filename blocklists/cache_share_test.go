@@ -75,32 +75,37 @@ func TestManagerConcurrentUpdatersShareCache(t *testing.T) {
 		serve := NewManager(dir, []Source{src}, nil, nil)
 		update := NewManager(dir, []Source{src}, nil, nil)
 
-		results := make(chan []UpdateResult, 2)
-		errs := make(chan error, 2)
-		run := func(m *Manager) {
-			r, err := m.Update(context.Background(), nil, nil)
-			results <- r
-			errs <- err
+		// Each updater's outcome on its own channel: which finishes first
+		// is not fixed (serve goes on to build after its download, while
+		// the updater that waited may already be done).
+		type outcome struct {
+			r   []UpdateResult
+			err error
 		}
-		go run(serve)
+		serveDone, updateDone := make(chan outcome, 1), make(chan outcome, 1)
+		run := func(m *Manager, done chan<- outcome) {
+			r, err := m.Update(context.Background(), nil, nil)
+			done <- outcome{r, err}
+		}
+		go run(serve, serveDone)
 		<-started // serve's download is under way
-		go run(update)
+		go run(update, updateDone)
 		select {
 		case <-started: // a second download while the first is running
 		case <-time.After(500 * time.Millisecond):
 		}
 		close(release)
-		var got [][]UpdateResult
-		for range 2 {
-			if err := <-errs; err != nil {
-				t.Errorf("update: %v", err)
+		var got [2]outcome
+		got[0], got[1] = <-serveDone, <-updateDone
+		for _, o := range got {
+			if o.err != nil {
+				t.Errorf("update: %v", o.err)
 			}
-			got = append(got, <-results)
 		}
 		if overlap.Load() != 0 {
 			t.Errorf("the two updaters downloaded the feed at the same time (%d requests)", requests.Load())
 		}
-		second := got[1][0]
+		second := got[1].r[0]
 		if !second.NotModified || second.Err != nil {
 			t.Errorf("the updater that waited did not send the first one's validators: %+v", second)
 		}
