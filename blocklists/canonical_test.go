@@ -2,6 +2,7 @@ package blocklists
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -430,12 +431,11 @@ func TestURLQueryOrder(t *testing.T) {
 }
 
 // BenchmarkHashedURLQuery: a URL decision with the restricted tier's
-// hashed list loaded, on a host with a www. (two hosts tried), for a
-// query of four parameters (three forms more a host than its prefixes)
-// and for none.
+// hashed list loaded, on a host with a www. (two hosts tried), for
+// queries of four to 32 parameters and for none.
 func BenchmarkHashedURLQuery(b *testing.B) {
 	ix := canonIndex(b, "bad.example/view.php?img=123", "abuse.example/gallery.php?id=5")
-	for _, p := range []string{"/search?q=volcano&hl=en&start=10&num=20", "/search?q=volcano&hl=en&start=10&num=20&safe=on&tbm=isch", "/watch?v=a&list=b&index=3&t=9&pp=x&si=y&feature=z", "/2026/11/photo.jpg"} {
+	for _, p := range []string{"/search?q=volcano&hl=en&start=10&num=20", "/search?q=volcano&hl=en&start=10&num=20&safe=on&tbm=isch", "/watch?v=a&list=b&index=3&t=9&pp=x&si=y&feature=z", longQuery(10), longQuery(16), longQuery(32), "/2026/11/photo.jpg"} {
 		b.Run(p, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -445,6 +445,16 @@ func BenchmarkHashedURLQuery(b *testing.B) {
 			}
 		})
 	}
+}
+
+// longQuery is a search path with n parameters.
+func longQuery(n int) string {
+	var b strings.Builder
+	b.WriteString("/search?q=volcano")
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "&p%02d=%d", i, i*7)
+	}
+	return b.String()
 }
 
 // TestURLQuerySpace: in a query, "+" and "%20" (and a raw space) all mean a
@@ -542,6 +552,38 @@ func TestURLQueryOrderHashed(t *testing.T) {
 	} {
 		if _, bd := ix.LookupURLBounded("bad.example", string(AppendCanonicalPath(nil, p))); (bd != 0) != want {
 			t.Errorf("allow %s = %v, want %v", p, bd, want)
+		}
+	}
+	// A long query: every pair and every three of its parameters are
+	// tried, so junk parameters sorting before an entry's do not hide it.
+	three := canonIndex(t, "bad.example/x", "abuse.example/v.php?id=7&p=2&t=a")
+	junk := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "a%02d=1&", i)
+		}
+		return b.String()
+	}
+	for _, tt := range []struct {
+		ix   *Index
+		path string
+		want CategorySet
+	}{
+		{ix, "/view.php?" + junk(8) + "size=big&img=123", SetOf(IWF)},
+		{ix, "/view.php?" + junk(14) + "size=big&zz=1&img=123", SetOf(IWF)},
+		{ix, "/view.php?" + junk(29) + "size=big&img=123", SetOf(IWF)},
+		{ix, "/view.php?" + junk(29) + "size=big&img=124", 0},
+		{three, "/v.php?" + junk(5) + "t=a&id=7&x=9&p=2", SetOf(IWF)},
+		{three, "/v.php?" + junk(8) + "t=a&id=7&p=2&zz=1", SetOf(IWF)},
+		{three, "/v.php?" + junk(8) + "t=a&id=7&p=3&zz=1", 0},
+		// Past 12 parameters every pair, not every three (the bound).
+		{three, "/v.php?" + junk(10) + "t=a&id=7&p=2&zz=1", 0},
+		// Past 32 parameters only the prefixes and each one alone.
+		{ix, "/view.php?" + junk(31) + "size=big&img=123", 0},
+		{ix, "/view.php?img=123&size=big&" + junk(31), SetOf(IWF)},
+	} {
+		if got := lookupRaw(tt.ix, "abuse.example", tt.path); got != tt.want {
+			t.Errorf("abuse.example%s = %v, want %v", tt.path, got, tt.want)
 		}
 	}
 	// A hash of the parameters unsorted (a publisher's own order) still

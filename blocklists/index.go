@@ -291,12 +291,13 @@ func queryAt(path string) int {
 //     each set of two or more of them: sorted (sortedQuery), so that an
 //     entry with several, hashed in that form, is not dodged by another
 //     order or by others between. Every such set for up to
-//     maxQuerySubsets parameters (2^n-n-1 forms); for a longer query, up
-//     to maxSortedParams parameters, the first two, three, ... of them
-//     sorted (an entry whose parameters sort before the request's others);
-//     beyond, none. A hash of an entry's parameters in another order (a
-//     publisher's own) still matches them sent in that order (the
-//     prefixes).
+//     maxQuerySubsets parameters (2^n-n-1 forms); for a longer query,
+//     every pair and, up to maxTripleParams parameters, every three of
+//     them (the entries a list holds name one, two or three), then the
+//     first four, five, ... of them sorted; up to maxSortedParams
+//     parameters, beyond which only the prefixes and each one alone. A
+//     hash of an entry's parameters in another order (a publisher's own)
+//     still matches them sent in that order (the prefixes).
 type urlForms struct {
 	hosts [2]string
 	nh, h int // hosts to try; the one being tried
@@ -305,16 +306,21 @@ type urlForms struct {
 	phase int
 	j     int  // phase 0: the prefix's end; phase 1: where the next parameter starts
 	ended bool // phase 0: the prefix ending at j was tried
-	// Phase 2: the query's parameters, sorted, and the next set of them
-	// (a bit mask, or for a long query the number of them).
+	// Phases 2 and 3: the query's parameters, sorted, and the next set of
+	// them: a bit mask for a short query; for a long one the indexes of
+	// the k parameters of the next pair or three (phase 2), then the
+	// number of the first ones (phase 3).
 	params [maxSortedParams]string
 	np     int
 	set    uint32
+	k      int
+	comb   [3]uint8
 }
 
 const (
 	maxQuerySubsets = 6  // parameters whose every set is tried (57 forms)
-	maxSortedParams = 16 // parameters sorted at all
+	maxTripleParams = 12 // parameters whose every three are tried (220 forms with the 66 pairs)
+	maxSortedParams = 32 // parameters sorted at all, and whose every pair is tried (496 forms)
 )
 
 func newURLForms(host, path string) urlForms {
@@ -404,9 +410,24 @@ func (v *urlForms) next(dst []byte) ([]byte, bool) {
 					}
 					return dst, true
 				}
-			} else if v.set++; int(v.set) < v.np {
+				v.phase += 2
+				continue
+			}
+			if v.nextComb() {
 				dst = append(append(dst, host...), v.path[:v.q+1]...)
-				for k := 0; k <= int(v.set); k++ {
+				for i := 0; i < v.k; i++ {
+					if i > 0 {
+						dst = append(dst, '&')
+					}
+					dst = append(dst, v.params[v.comb[i]]...)
+				}
+				return dst, true
+			}
+			v.phase, v.set = 3, uint32(v.k)
+		case 3: // a long query's first parameters, sorted, beyond phase 2's
+			if v.set++; int(v.set) <= v.np {
+				dst = append(append(dst, host...), v.path[:v.q+1]...)
+				for k := 0; k < int(v.set); k++ {
 					if k > 0 {
 						dst = append(dst, '&')
 					}
@@ -417,10 +438,35 @@ func (v *urlForms) next(dst []byte) ([]byte, bool) {
 			v.phase++
 		default:
 			v.h++
-			v.phase, v.j, v.ended = 0, 0, false
+			v.phase, v.j, v.ended, v.k = 0, 0, false, 0
 		}
 	}
 	return dst, false
+}
+
+// nextComb moves v.comb to a long query's next pair or three of
+// parameters (every pair, then every three up to maxTripleParams), in
+// order; false when there are no more.
+func (v *urlForms) nextComb() bool {
+	n := v.np
+	if v.k == 0 {
+		v.k, v.comb = 2, [3]uint8{0, 1}
+		return true
+	}
+	for i := v.k - 1; i >= 0; i-- {
+		if int(v.comb[i]) < n-v.k+i {
+			v.comb[i]++
+			for j := i + 1; j < v.k; j++ {
+				v.comb[j] = v.comb[j-1] + 1
+			}
+			return true
+		}
+	}
+	if v.k == 3 || n > maxTripleParams {
+		return false
+	}
+	v.k, v.comb = 3, [3]uint8{0, 1, 2}
+	return true
 }
 
 // trimWWW is stripWWW for a string, without copying.
