@@ -30,6 +30,10 @@
 # The target limit2 is the same bare server again, run as a target of its
 # own: TAIL_TARGETS="limit limit2 custom" measures how often bare miekg/dns
 # misses the bound against itself, beside Gatehouse's count.
+# Each round also prints the machine's own stalls: CPU time the hypervisor
+# took from this VM (steal) and how long some task waited for a CPU
+# (/proc/pressure/cpu); the summary counts, per target, the rounds with an
+# answer over 10 ms and how many of them had CPU stolen.
 # PRIO=1 runs the servers and dnsperf at nice -19, so that on a machine
 # shared with builds and tests they get the cores first (both targets
 # alike; needs root or CAP_SYS_NICE). Not SCHED_FIFO: Go's spinning
@@ -87,6 +91,11 @@ if [ "$1" = tail ]; then
       END { tot = c[n]; if (tot == 0) { printf "(none)"; exit } for (i = 1; i <= n; i++) if (c[i] >= tot) {
         if (b[i] == "+Inf") printf "over the last bucket"; else printf "≤ %.3g s", b[i]; exit } }'
   }
+  # The machine over a round: CPU time the hypervisor took from this VM
+  # (steal, in /proc/stat's 10 ms ticks) and how long some task waited,
+  # runnable, for a CPU (/proc/pressure/cpu): a stall no target can help.
+  steal_ms() { awk '$1 == "cpu" { print $9 * 10 }' /proc/stat; }
+  psi_ms() { awk -F'total=' '/^some/ { printf "%d", $2 / 1000 }' /proc/pressure/cpu 2>/dev/null || echo 0; }
   held() {  # how many answers gatehouse_dns_held_seconds counted between m0 and m1
     paste -d' ' "$OUT/m0" "$OUT/m1" | awk 'index($1, "gatehouse_dns_held_seconds_bucket{le=\"+Inf\"}") == 1 { n = $4 - $2; ok = 1 }
       END { if (ok) print n; else print "(no such metric: a build before it)" }'
@@ -124,12 +133,14 @@ if [ "$1" = tail ]; then
     echo "$t burst: ${burst} q/s for ${BURST}s, rss $(rss_mib $tpid) MiB, ended $(ps -o etimes= -p $tpid | tr -d ' ') s after start"
     for r in $(seq 1 "$ROUNDS"); do
       [[ $t == limit* ]] || hist "$OUT/m0"
-      # (and "run round p99 max" to tailp99-TARGET for the summary)
+      st0=$(steal_ms) ps0=$(psi_ms)
+      # (and "run round p99 max steal" to tailp99-TARGET for the summary)
       $RTP dnsperf -s 127.0.0.1 -p $port -d "$DATA/queries.txt" -c 10 -l "$ROUND" -Q "$QPS" -v 2>/dev/null |
-        awk '$1 == ">" {print $NF * 1000}' | sort -n |
-        awk -v t="$t" -v r="$r" -v run="$run" -v f="$OUT/tailp99-$t" '{a[NR]=$1} END {if (NR) {
-          printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers\n", t, r, a[int(NR*0.99)], a[NR], NR
-          printf "%d %d %.2f %.2f\n", run, r, a[int(NR*0.99)], a[NR] >>f }}'
+        awk '$1 == ">" {print $NF * 1000}' | sort -n >"$OUT/round-ms"
+      st=$(( $(steal_ms) - st0 )) ps=$(( $(psi_ms) - ps0 ))
+      awk -v t="$t" -v r="$r" -v run="$run" -v f="$OUT/tailp99-$t" -v st="$st" -v ps="$ps" '{a[NR]=$1} END {if (NR) {
+          printf "%s round %d: p99 %.2f ms, max %.2f ms, %d answers; machine: %d ms stolen, %d ms some task waited for a CPU\n", t, r, a[int(NR*0.99)], a[NR], NR, st, ps
+          printf "%d %d %.2f %.2f %d\n", run, r, a[int(NR*0.99)], a[NR], st >>f }}' "$OUT/round-ms"
       # Inside Gatehouse over the same round: waiting in the socket, and
       # read to answer (the histograms' p99 bucket bounds).
       # The slowest inside Gatehouse too: an answer dnsperf saw take longer
@@ -146,6 +157,10 @@ if [ "$1" = tail ]; then
     echo "$t rss after: $(rss_mib $tpid) MiB"
     kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true; sleep 1
   done
+  done
+  for t in "${TARGETS[@]}"; do  # rounds with an answer over 10 ms, and whether the hypervisor took CPU in them
+    [ -s "$OUT/tailp99-$t" ] && awk -v t="$t" '{ n++; if ($4 > 10) { slow++; if ($5 > 0) stolen++ } if ($5 > 0) st++ }
+      END { printf "%s: %d of %d rounds with an answer over 10 ms (%d of them with CPU stolen); CPU stolen in %d of %d rounds\n", t, slow, n, stolen, st, n }' "$OUT/tailp99-$t"
   done
   ref=${TARGETS[0]}
   for t in "${TARGETS[@]:1}"; do  # each round's p99 over the reference's in the same run
