@@ -48,6 +48,7 @@ type Result struct {
 	Probe      bool      `json:"probe"`
 	Restricted bool      `json:"restricted"`
 	Rewrite    string    `json:"rewrite,omitempty"`
+	Proxied    string    `json:"proxied,omitempty"` // the site a web proxy's name stands for, when that decided
 	Matched    []string  `json:"matched"`
 	At         time.Time `json:"at"`
 
@@ -108,7 +109,7 @@ func Run(cfg *config.Config, eng *policy.Engine, in Input) (Result, error) {
 	r := Result{
 		Input: in.Target, Host: host, Path: path, Client: d.Client.String(), Device: d.Device, User: d.User, Group: d.Group,
 		Action: d.Action.String(), Reason: d.Reason.String(), List: d.List, Entry: d.Entry, Bypass: d.Bypass, Probe: d.Probe,
-		Restricted: d.Restricted, Rewrite: d.Rewrite, At: when.In(cfg.Location()), Matched: []string{},
+		Restricted: d.Restricted, Rewrite: d.Rewrite, Proxied: d.Proxied, At: when.In(cfg.Location()), Matched: []string{},
 	}
 	if d.HasCategory {
 		r.Category, r.Severity = d.Category.String(), d.Severity.String()
@@ -154,6 +155,9 @@ func lines(r *Result, d policy.Decision) []Line {
 	}
 	if r.Rewrite != "" {
 		out = append(out, Line{"rewrite", r.Rewrite})
+	}
+	if r.Proxied != "" {
+		out = append(out, Line{"through", "a web proxy (Google Translate) serving " + r.Proxied + ", decided as that site"})
 	}
 	if d.Bypass {
 		out = append(out, Line{"bypass", "yes: an attempt to get around the filter"})

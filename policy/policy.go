@@ -120,6 +120,10 @@ type Decision struct {
 	Bypass     bool   // a filter-bypass category
 	Probe      bool   // an automatic probe (DNS canary), not a person's action
 	Rewrite    string // safe-search target host
+	// Proxied is the site a web proxy's name stands for (ProxiedHost),
+	// when the decision is that site's block; never set for the
+	// restricted tier.
+	Proxied string
 	Identity
 	addrRules bool           // the lists deciding had IP rules (see CheckAddrs)
 	scheduled bl.CategorySet // of Matched, what a schedule of the group blocks at other times (Scheduled)
@@ -304,8 +308,34 @@ func (e *Engine) Decide(r Request) (d Decision) {
 }
 
 // decide is Decide into d (zero on entry) with the canonical path apart
-// from r (whose strings may end up in the decision; path's never do).
+// from r (whose strings may end up in the decision; path's never do). A
+// web proxy's name for a site (ProxiedHost: Google Translate's
+// www-example-com.translate.goog) that the name's own decision lets
+// through is blocked as the site would be, as a bypass attempt, since
+// the proxy serves the site whole; the site's path is the request's.
 func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
+	e.decideName(d, r, path, ix)
+	if d.Action == Block || r.Host == "" {
+		return
+	}
+	site, ok := ProxiedHost(r.Host)
+	if !ok {
+		return
+	}
+	rs := *r
+	rs.Host = site
+	var ds Decision
+	if e.decide(&ds, &rs, path, ix); ds.Action == Block {
+		ds.Bypass = true
+		if !ds.Restricted {
+			ds.Proxied = site
+		}
+		*d = ds
+	}
+}
+
+// decideName is decide for the name as asked.
+func (e *Engine) decideName(d *Decision, r *Request, path string, ix *bl.Index) {
 	id, g := e.identify(r)
 	d.Identity = id
 	d.addrRules = e.ipDeny || ix.HasPrefixes()
