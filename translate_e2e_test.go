@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,13 +14,15 @@ import (
 
 // TestTranslateProxyEndToEnd: a pupil opening a blocked site through
 // Google Translate's website proxy (www-porn-example.translate.goog) gets
-// the block answer from the resolver, the event records a bypass attempt
-// naming the list's entry, and `gatehouse check` says why.
+// the block answer from the resolver, and the Wayback Machine's copy of it
+// through the proxy gets the block page; the events record bypass
+// attempts naming the list's entry, and `gatehouse check` says why.
 func TestTranslateProxyEndToEnd(t *testing.T) {
 	upstream := testUpstream(t)
 	path, _ := writeConfig(t, `
 school: {name: Test School}
 database: {{dir}}/gatehouse.db
+proxy: {listen: "127.0.0.1:0"}
 dns:
   listen: ["127.0.0.1:0"]
   upstreams: ["`+upstream+`"]
@@ -46,18 +51,35 @@ groups:
 	if r := ask("www-bbc-example.translate.goog"); r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("translated allowed site: %v", r)
 	}
+	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://web.archive.org/web/20200101000000/https://www.porn.example/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "Test School") {
+		t.Fatalf("archived blocked site through the proxy: %d %.300s", resp.StatusCode, body)
+	}
 	stop()
 
 	code, out, errs := runCLI(t, "events", "--config", path, "--since", "1h", "--json")
-	var ev map[string]any
-	if code != 0 || json.Unmarshal([]byte(strings.TrimSpace(out)), &ev) != nil {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 {
 		t.Fatalf("events: %d\n%s%s", code, out, errs)
 	}
-	if ev["name"] != "www-porn-example.translate.goog" || ev["bypass"] != true || ev["category"] != "pornography" || ev["entry"] != "porn.example" {
-		t.Errorf("event %v", ev)
+	for i, name := range []string{"www-porn-example.translate.goog", "web.archive.org"} {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev["name"] != name || ev["bypass"] != true || ev["category"] != "pornography" || ev["entry"] != "porn.example" {
+			t.Errorf("event %v", ev)
+		}
 	}
 	code, out, _ = runCLI(t, "check", "--config", path, "--client", "127.0.0.1", "www-porn-example.translate.goog")
-	if code != 0 || !strings.Contains(out, "BLOCK") || !strings.Contains(out, "Google Translate") || !strings.Contains(out, "www.porn.example") {
+	if code != 0 || !strings.Contains(out, "BLOCK") || !strings.Contains(out, "serves www.porn.example here") {
 		t.Errorf("check:\n%s", out)
 	}
 }

@@ -157,7 +157,7 @@ func lines(r *Result, d policy.Decision) []Line {
 		out = append(out, Line{"rewrite", r.Rewrite})
 	}
 	if r.Proxied != "" {
-		out = append(out, Line{"through", "a web proxy (Google Translate) serving " + r.Proxied + ", decided as that site"})
+		out = append(out, Line{"through", r.Host + " serves " + r.Proxied + " here (a web proxy or archive): decided as that site"})
 	}
 	if d.Bypass {
 		out = append(out, Line{"bypass", "yes: an attempt to get around the filter"})

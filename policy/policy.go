@@ -309,23 +309,38 @@ func (e *Engine) Decide(r Request) (d Decision) {
 
 // decide is Decide into d (zero on entry) with the canonical path apart
 // from r (whose strings may end up in the decision; path's never do). A
-// web proxy's name for a site (ProxiedHost: Google Translate's
-// www-example-com.translate.goog) that the name's own decision lets
-// through is blocked as the site would be, as a bypass attempt, since
-// the proxy serves the site whole; the site's path is the request's.
+// request to a web proxy or archive that stands for another site's page
+// (ProxiedHost: Google Translate's www-example-com.translate.goog, the
+// request's path on that site; ProxiedURL: the Wayback Machine's
+// web.archive.org/web/…/URL and the like) that its own decision lets
+// through is blocked as that page would be, as a bypass attempt, since
+// the proxy serves it whole.
 func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	e.decideName(d, r, path, ix)
 	if d.Action == Block || r.Host == "" {
 		return
 	}
 	site, ok := ProxiedHost(r.Host)
+	spath := path
 	if !ok {
-		return
+		if site, spath, ok = ProxiedURL(r.Host, path); !ok {
+			return
+		}
+		spath = string(bl.AppendCanonicalPath(nil, spath))
 	}
+	e.decideProxied(d, r, site, spath, ix)
+}
+
+// decideProxied is decide's block of the site a proxy's request stands
+// for (apart, so that its copy of the request is made only for one).
+func (e *Engine) decideProxied(d *Decision, r *Request, site, spath string, ix *bl.Index) {
 	rs := *r
-	rs.Host = site
+	rs.Host, rs.Addr = site, netip.Addr{}
+	if a, err := netip.ParseAddr(site); err == nil {
+		rs.Addr = a.Unmap()
+	}
 	var ds Decision
-	if e.decide(&ds, &rs, path, ix); ds.Action == Block {
+	if e.decide(&ds, &rs, spath, ix); ds.Action == Block {
 		ds.Bypass = true
 		if !ds.Restricted {
 			ds.Proxied = site

@@ -67,3 +67,61 @@ func TestTranslateProxyDecidesSite(t *testing.T) {
 		t.Errorf("staff translated games = %+v", d)
 	}
 }
+
+func TestProxiedURL(t *testing.T) {
+	for _, tt := range []struct{ host, path, site, sitePath string }{
+		{"web.archive.org", "/web/20200101000000/https:/www.porn.example/x?y=1", "www.porn.example", "/x?y=1"},
+		{"web.archive.org", "/web/20200101000000im_/http:/porn.example/a.jpg", "porn.example", "/a.jpg"},
+		{"web.archive.org", "/web/2020*/porn.example", "porn.example", "/"},
+		{"wayback.archive.org", "/web/https:/porn.example/", "porn.example", "/"},
+		{"web.archive.org", "/web/*/porn.example/*", "porn.example", "/*"},
+		{"web.archive.org", "/web/2020/HTTPS:/Porn.Example:8080/", "porn.example", "/"},
+		{"web.archive.org", "/web/2020/https:/192.0.2.7/", "192.0.2.7", "/"},
+		{"external-content.duckduckgo.com", "/iu/?u=https%3A%2F%2Fporn.example%2Fa.jpg&f=1", "porn.example", "/a.jpg"},
+		{"translate.google.co.uk", "/translate?sl=auto&tl=en&u=http://porn.example/page", "porn.example", "/page"},
+		{"translate.google.com", "/website?u=porn.example", "porn.example", "/"},
+		{"web.archive.org", "/", "", ""},
+		{"web.archive.org", "/web/2020/", "", ""},
+		{"web.archive.org", "/details/something", "", ""},
+		{"external-content.duckduckgo.com", "/ip3/porn.example.ico", "", ""},
+		{"translate.google.com", "/?u=porn.example", "", ""},
+		{"archive.org.evil.example", "/web/2020/porn.example/", "", ""},
+	} {
+		site, sp, ok := ProxiedURL(tt.host, tt.path)
+		if site != tt.site || sp != tt.sitePath || ok != (tt.site != "") {
+			t.Errorf("ProxiedURL(%s, %s) = %q %q %v; want %q %q", tt.host, tt.path, site, sp, ok, tt.site, tt.sitePath)
+		}
+	}
+}
+
+// TestArchiveDecidesPage: a page carried in a proxy's or archive's URL
+// (the Wayback Machine's copy of a blocked site, DuckDuckGo's image proxy)
+// is blocked as that page would be, as a bypass attempt, in whatever
+// spelling the request gives it; the archive's other pages and its copies
+// of allowed sites are not.
+func TestArchiveDecidesPage(t *testing.T) {
+	e, _ := setup(t, testConfig, testFiles)
+	student := netip.MustParseAddr("10.1.5.5")
+	for _, p := range []string{"/web/20200101000000/https://www.porn.example/", "/web/2020id_/http:/%50ORN.example/x", "/web/porn.example"} {
+		d := e.Decide(Request{Client: student, Host: "web.archive.org", Path: p, Time: lessonTime})
+		if d.Action != Block || !d.Bypass || d.Category != bl.Pornography || d.Proxied != "www.porn.example" && d.Proxied != "porn.example" {
+			t.Errorf("archived %s = %+v", p, d)
+		}
+	}
+	if d := e.Decide(Request{Client: student, Host: "web.archive.org", Path: "/web/2021/https://bank.example/login", Time: lessonTime}); d.Action != Block || d.Category != bl.Phishing {
+		t.Errorf("archived phishing URL = %+v", d)
+	}
+	d := e.Decide(Request{Client: student, Host: "web.archive.org", Path: "/web/2021/https://host.example/bad/page.html", Time: lessonTime})
+	if d.Action != Block || !d.Restricted || d.Proxied != "" {
+		t.Errorf("archived restricted page = %+v", d)
+	}
+	d = e.Decide(Request{Client: student, Host: "external-content.duckduckgo.com", Path: "/iu/?u=https%3A%2F%2Fporn.example%2Fa.jpg&f=1", Time: lessonTime})
+	if d.Action != Block || !d.Bypass {
+		t.Errorf("image proxy = %+v", d)
+	}
+	for _, p := range []string{"/web/2020/https://www.bbc.example/", "/web/", "/about/", "/web/2020/https://bank.example/about"} {
+		if d := e.Decide(Request{Client: student, Host: "web.archive.org", Path: p, Time: lessonTime}); d.Action != Allow || d.Bypass {
+			t.Errorf("archive %s = %+v", p, d)
+		}
+	}
+}
