@@ -274,8 +274,12 @@ func (e *Engine) Term(path, rawQuery string) (string, bool) {
 
 // QueryTerm returns the search term in a query (or a URL-encoded form) of
 // a request to one of e's search paths: Param, else the AltParams joined.
+// Every copy of Param is read and the copies joined (a repeat once), as
+// JSONTerm reads every copy of its field: which copy an engine searches
+// for is its server's choice (MediaWiki, in PHP, takes the last; others
+// the first), so a harmless first copy cannot hide the term searched for.
 func (e *Engine) QueryTerm(rawQuery string) (string, bool) {
-	var alt []string
+	var vals, alt []string
 	for q := rawQuery; q != ""; {
 		var kv string
 		kv, q, _ = strings.Cut(q, "&")
@@ -283,9 +287,12 @@ func (e *Engine) QueryTerm(rawQuery string) (string, bool) {
 		// A server decodes a parameter's name as it decodes its value:
 		// ?%71= is ?q=.
 		if safeKey(k, e.Param) {
-			if v := termValue(v); v != "" {
-				return v, true
+			if v := termValue(v); v != "" && !slices.Contains(vals, v) {
+				vals = append(vals, v)
 			}
+			continue
+		}
+		if len(vals) > 0 {
 			continue
 		}
 		for _, p := range e.AltParams {
@@ -297,7 +304,12 @@ func (e *Engine) QueryTerm(rawQuery string) (string, bool) {
 			}
 		}
 	}
-	if len(alt) > 0 {
+	switch {
+	case len(vals) == 1:
+		return vals[0], true
+	case len(vals) > 1:
+		return cleanTerm(strings.Join(vals, " ")), true
+	case len(alt) > 0:
 		return cleanTerm(strings.Join(alt, " ")), true
 	}
 	return "", false

@@ -160,6 +160,30 @@ func TestEngineJSONTerm(t *testing.T) {
 	}
 }
 
+// TestQueryTermEveryCopy: a query that names the term's parameter more
+// than once is read whole, every copy joined, as JSONTerm reads a JSON
+// body: which copy an engine searches for is its server's choice
+// (MediaWiki, in PHP, takes the last; others the first), so a harmless
+// first copy ("search=cats&search=how+to+kill+myself") must not hide
+// the term the engine searches for.
+func TestQueryTermEveryCopy(t *testing.T) {
+	tab, _ := NewEngines(DefaultEngines())
+	for raw, want := range map[string]string{
+		"http://en.wikipedia.org/w/index.php?search=cats&search=how+to+kill+myself": "cats how to kill myself",
+		"http://www.google.com/search?q=weather&hl=en&Q=kill+myself":                "weather kill myself",
+		"http://www.google.com/search?q=&q=kill+myself&q=":                          "kill myself",
+		"http://www.google.com/search?q=cats&q=cats":                                "cats",             // a repeat once
+		"http://www.google.com/search?as_q=cats&as_epq=kill+myself":                 "cats kill myself", // no q: the alternatives, joined
+		"http://www.google.com/search?q=cats&as_q=kill+myself":                      "cats",             // q wins over them
+	} {
+		u, _ := url.Parse(raw)
+		e, _ := tab.Lookup(u.Hostname())
+		if got, _ := e.Term(u.EscapedPath(), u.RawQuery); got != want {
+			t.Errorf("%s: term %q, want %q", raw, got, want)
+		}
+	}
+}
+
 func TestSafeQuery(t *testing.T) {
 	tab, _ := NewEngines(DefaultEngines())
 	g, _ := tab.Lookup("www.google.com")
