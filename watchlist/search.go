@@ -352,10 +352,45 @@ func (e *Engine) JSONTerm(body []byte) (string, bool) {
 
 // termValue is a raw query value as a term (cleanTerm of it unescaped).
 func termValue(v string) string {
-	if u, err := url.QueryUnescape(v); err == nil {
-		v = u
+	return cleanTerm(unescapeLenient(v))
+}
+
+// unescapeLenient decodes a raw query value as servers do: '+' is a
+// space, each valid %XX its byte, and a '%' that starts no escape is kept
+// as it is, with the rest still decoded (url.QueryUnescape refuses the
+// whole value, which would leave "%6Bill%20myself%" unmatched while the
+// engine searches for "kill myself%").
+func unescapeLenient(v string) string {
+	if strings.IndexByte(v, '%') < 0 && strings.IndexByte(v, '+') < 0 {
+		return v
 	}
-	return cleanTerm(v)
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
+			b = append(b, unhex(v[i+1])<<4|unhex(v[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
 
 // cleanTerm collapses a term's spaces and cuts it to MaxTerm bytes of

@@ -184,6 +184,27 @@ func TestQueryTermEveryCopy(t *testing.T) {
 	}
 }
 
+// TestTermStrayPercent: a '%' that starts no escape is kept as it is and
+// the rest of the value still decoded, as a server decodes it (PHP's
+// urldecode, which MediaWiki reads its parameters with, does so), so one
+// stray '%' cannot leave the whole term undecoded and unmatched.
+func TestTermStrayPercent(t *testing.T) {
+	tab, _ := NewEngines(DefaultEngines())
+	for raw, want := range map[string]string{
+		"http://www.google.com/search?q=%6Bill%20myself%":                 "kill myself%",
+		"http://en.wikipedia.org/w/index.php?search=kill+myself+100%25+%": "kill myself 100% %",
+		"http://www.bing.com/search?q=%zzhow+to+kill+myself":              "%zzhow to kill myself",
+		"http://www.google.com/search?q=caf%C3%A9+%E2%82":                 "café \ufffd",
+		"http://www.google.com/search?q=50%+off":                          "50% off",
+	} {
+		u, _ := url.Parse(raw)
+		e, _ := tab.Lookup(u.Hostname())
+		if got, _ := e.Term(u.EscapedPath(), u.RawQuery); got != want {
+			t.Errorf("%s: term %q, want %q", raw, got, want)
+		}
+	}
+}
+
 func TestSafeQuery(t *testing.T) {
 	tab, _ := NewEngines(DefaultEngines())
 	g, _ := tab.Lookup("www.google.com")
