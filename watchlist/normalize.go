@@ -15,6 +15,9 @@ import (
 //     their ASCII letters, digits and symbols;
 //   - leetspeak digits and symbols become the letters they stand for:
 //     0→o 1→i 3→e 4→a 5→s 7→t @→a $→s (other digits stay);
+//   - characters drawn as nothing (format characters: a soft hyphen,
+//     zero-width spaces and joiners, direction marks) are dropped, so a
+//     word they sit in stays whole ("sui\u00adcide" → "suicide");
 //   - apostrophes are dropped ("don't" → "dont"); any other punctuation,
 //     symbol or space is a word break, and breaks collapse to one space,
 //     with none at either end;
@@ -121,6 +124,11 @@ func (n *normalizer) fold(r rune) {
 		return // apostrophes
 	case unicode.Is(unicode.Mn, r):
 		return // combining marks (accents in NFD form)
+	case unicode.Is(unicode.Cf, r):
+		// Format characters, drawn as nothing (a soft hyphen, zero-width
+		// spaces and joiners, a word joiner, a byte-order mark, direction
+		// marks): "sui\u00adcide" is seen as "suicide", so it is one word.
+		return
 	}
 	if r >= 0xFF01 && r <= 0xFF5E {
 		r -= 0xFEE0 // fullwidth ASCII (ｋｉｌｌ): search engines fold it (NFKC)

@@ -273,3 +273,43 @@ func TestBigWatchlistSize(t *testing.T) {
 		t.Errorf("automaton of %d bytes", bytes)
 	}
 }
+
+// TestInvisibleCharacters: characters a browser draws as nothing (a soft
+// hyphen, zero-width spaces and joiners, a word joiner, a byte-order mark,
+// direction marks) leave the word they sit in whole, as it is seen: a
+// search for "ki\u00adll myself" or a page's "sui&shy;cide" reads
+// "kill myself" and "suicide" to the pupil and to the engine, and must
+// to the watchlist too, in a term and in a streamed page alike.
+func TestInvisibleCharacters(t *testing.T) {
+	for in, want := range map[string]string{
+		"sui\u00adcide":                "suicide",
+		"ki\u200bll my\u200dself":      "kil myself",
+		"k\u200ci\u2060l\ufeffl":       "kil",
+		"\u202ekill myself\u202c":      "kil myself",
+		"kill\u200e \u200fmyself":      "kil myself",
+		"self\u00ad-\u00adharm":        "self harm",
+		"\U000e0001\U000e006bkill":     "kil", // tag characters
+		"kill\u00ad\u00ad\u00admyself": "kilmyself",
+	} {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%+q) = %q, want %q", in, got, want)
+		}
+	}
+	w, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := w.NewScorer()
+	for _, text := range []string{"how to ki\u00adll my\u00adself", "sui\u200bci\u200bde", "k\u2060i\u2060l\u2060l m\u2060y\u2060s\u2060e\u2060l\u2060f"} {
+		if r := s.Score(text); !r.Over || r.Best != SelfHarm {
+			t.Errorf("Score(%+q): over %v, best %s, scores %v", text, r.Over, r.Best, r.Scores)
+		}
+		s.Begin()
+		for i := 0; i < len(text); i++ {
+			s.Feed([]byte{text[i]})
+		}
+		if r := s.Result(); !r.Over || r.Best != SelfHarm {
+			t.Errorf("streamed %+q: over %v, scores %v", text, r.Over, r.Scores)
+		}
+	}
+}
