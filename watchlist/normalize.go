@@ -3,6 +3,8 @@ package watchlist
 import (
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Normalisation makes the different ways a pupil can spell a phrase one
@@ -12,7 +14,10 @@ import (
 //   - letters are lower-cased; Latin accents and ligatures are folded
 //     (é → e, ß → ss, æ → ae, ł → l) and combining marks dropped, so text
 //     in NFD form folds the same as NFC; fullwidth forms (ｋｉｌｌ) are
-//     their ASCII letters, digits and symbols;
+//     their ASCII letters, digits and symbols, and the other compatibility
+//     forms of Latin letters and digits (the "fancy text" of font
+//     generators: mathematical bold 𝐤𝐢𝐥𝐥, circled ⓚ, squared 🄺,
+//     superscript ᵏ, ligatures ﬁ) the letters and digits NFKC makes them;
 //   - leetspeak digits and symbols become the letters they stand for:
 //     0→o 1→i 3→e 4→a 5→s 7→t @→a $→s (other digits stay);
 //   - characters drawn as nothing (format characters: a soft hyphen,
@@ -67,6 +72,75 @@ var latinFold = func() (t [0x180]string) {
 	}
 	return t
 }()
+
+// compatBlocks are the blocks that hold compatibility forms of Latin
+// letters and digits (compatFold): Latin-1 and the Latin extensions
+// (superscripts ¹²³, ǅ), phonetic modifiers (ᵏ), super- and subscripts,
+// letterlike symbols and number forms (ℓ, Ⅻ), enclosed alphanumerics
+// (ⓚ, ⒦), squared Latin abbreviations (㎏), ligatures (ﬁ), mathematical
+// alphanumerics (𝐤, 𝕜) and the enclosed alphanumeric supplement (🄺).
+// Fullwidth forms are folded apart (fold).
+var compatBlocks = [...][2]rune{
+	{0x00A0, 0x02FF}, {0x1D00, 0x1DBF}, {0x2070, 0x209F}, {0x2100, 0x218F},
+	{0x2460, 0x24FF}, {0x3200, 0x33FF}, {0xA770, 0xA7FF}, {0xFB00, 0xFB06},
+	{0x1D400, 0x1D7FF}, {0x1F100, 0x1F1FF}, {0x1FBF0, 0x1FBF9},
+}
+
+// compatFold maps a compatibility form of Latin letters or digits to
+// them: the letters and digits of its NFKC form (the form search engines
+// read a query in), when that is made only of ASCII and Latin letters
+// (latinFold), digits and ASCII punctuation, so "𝐤" is "k", "⒦" ("(k)")
+// is "k" and "™" is "tm"; a form of other scripts, or one whose NFKC
+// holds anything else ("½" is "1⁄2"), is left to the other rules.
+var compatFold = func() map[rune]string {
+	m := map[rune]string{}
+	for _, b := range compatBlocks {
+		for r := b[0]; r <= b[1]; r++ {
+			if r < rune(len(latinFold)) && latinFold[r] != "" {
+				continue
+			}
+			k := norm.NFKC.String(string(r))
+			if k == string(r) {
+				continue
+			}
+			var out []rune
+			ok := true
+			for _, c := range k {
+				switch {
+				case c < utf8.RuneSelf && ('a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9'):
+					out = append(out, c)
+				case c < utf8.RuneSelf && c > ' ' && c != 0x7F:
+					// ASCII punctuation: "(k)", "a.m."
+				case c < rune(len(latinFold)) && latinFold[unicode.ToLower(c)] != "":
+					out = append(out, c)
+				default:
+					ok = false
+				}
+			}
+			if ok && len(out) > 0 {
+				m[r] = string(out)
+			}
+		}
+	}
+	return m
+}()
+
+// inCompatBlock reports whether r is in one of compatBlocks, so that most
+// runes (of other scripts) cost a few comparisons, not a map lookup.
+func inCompatBlock(r rune) bool {
+	if r < compatBlocks[0][0] || r > compatBlocks[len(compatBlocks)-1][1] {
+		return false
+	}
+	for _, b := range compatBlocks {
+		if r < b[0] {
+			return false
+		}
+		if r <= b[1] {
+			return true
+		}
+	}
+	return false
+}
 
 // Normalize returns s in normalised form (see the package notes).
 func Normalize(s string) string {
@@ -144,6 +218,14 @@ func (n *normalizer) fold(r rune) {
 		if f := latinFold[r]; f != "" {
 			for i := 0; i < len(f); i++ {
 				n.emit(rune(f[i]))
+			}
+			return
+		}
+	}
+	if inCompatBlock(r) {
+		if f, ok := compatFold[r]; ok {
+			for _, c := range f {
+				n.fold(c) // ASCII or a latinFold letter: no further compatFold
 			}
 			return
 		}

@@ -313,3 +313,50 @@ func TestInvisibleCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestCompatibilityForms: the "fancy text" letters pupils paste from
+// font generators (mathematical bold, italic, script and double-struck
+// letters, circled and parenthesised letters, squared capitals,
+// superscripts, ligatures) are their Latin letters and digits, as NFKC
+// (which search engines fold a query with, as they fold fullwidth ｋｉｌｌ)
+// makes them: "𝐤𝐢𝐥𝐥 𝐦𝐲𝐬𝐞𝐥𝐟" is a search for "kill myself".
+func TestCompatibilityForms(t *testing.T) {
+	for in, want := range map[string]string{
+		"𝐤𝐢𝐥𝐥 𝐦𝐲𝐬𝐞𝐥𝐟": "kil myself",  // mathematical bold
+		"𝑘𝑖𝑙𝑙 𝑚𝑦𝑠𝑒𝑙𝑓": "kil myself",  // italic
+		"𝓴𝓲𝓵𝓵 𝓶𝔂𝓼𝓮𝓵𝓯": "kil myself",  // bold script
+		"𝕜𝕚𝕝𝕝 𝕞𝕪𝕤𝕖𝕝𝕗": "kil myself",  // double-struck
+		"𝚔𝚒𝚕𝚕 𝚖𝚢𝚜𝚎𝚕𝚏": "kil myself",  // monospace
+		"ⓚⓘⓛⓛ ⓜⓨⓢⓔⓛⓕ": "kil myself",  // circled
+		"ⓀⒾⓁⓁ ⓂⓎⓈⒺⓁⒻ": "kil myself",  // circled capitals
+		"🄺🄸🄻🄻 🄼🅈🅂🄴🄻🄵": "kil myself",  // squared
+		"⒦⒤⒧⒧ ⒨⒴⒮⒠⒧⒡": "kil myself",  // parenthesised
+		"ˢᵘⁱᶜⁱᵈᵉ":     "suicide",     // modifier letters
+		"𝐬𝐮𝐢𝐜𝐢𝐝𝐞 𝟏𝟐𝟑": "suicide i2e", // digits as ASCII digits are (leetspeak)
+		"ﬁrearm": "firearm", // ligature
+		"Ⅻ":      "xi",      // Roman numeral (xii: runs collapse)
+		"ǅemal":  "dzemal",
+		"Пример 漢字 ｶﾀｶﾅ 한국어": "пример 漢字 ｶﾀｶﾅ 한국어", // other scripts as they were
+	} {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+	w, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := w.NewScorer()
+	for _, text := range []string{"𝐡𝐨𝐰 𝐭𝐨 𝐤𝐢𝐥𝐥 𝐦𝐲𝐬𝐞𝐥𝐟", "ⓢⓤⓘⓒⓘⓓⓔ"} {
+		if r := s.Score(text); !r.Over || r.Best != SelfHarm {
+			t.Errorf("Score(%q): over %v, scores %v", text, r.Over, r.Scores)
+		}
+		s.Begin()
+		for i := 0; i < len(text); i++ {
+			s.Feed([]byte{text[i]})
+		}
+		if r := s.Result(); !r.Over || r.Best != SelfHarm {
+			t.Errorf("streamed %q: over %v, scores %v", text, r.Over, r.Scores)
+		}
+	}
+}
