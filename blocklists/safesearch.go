@@ -40,7 +40,9 @@ var safeSearchTable = func() map[string]SafeTarget {
 	for _, d := range []string{"www.bing.com", "bing.com", "edgeservices.bing.com"} {
 		t[d] = SafeTarget{BingSafe, BingSafe}
 	}
-	for _, d := range []string{"duckduckgo.com", "www.duckduckgo.com", "start.duckduckgo.com"} {
+	// html. and lite. are the same front-ends (the app is chosen by
+	// Host), whose pages otherwise keep a pupil's kp=-2 in DNS-only schools.
+	for _, d := range []string{"duckduckgo.com", "www.duckduckgo.com", "start.duckduckgo.com", "html.duckduckgo.com", "lite.duckduckgo.com"} {
 		t[d] = SafeTarget{DuckDuckGoSafe, DuckDuckGoSafe}
 	}
 	return t

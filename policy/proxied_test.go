@@ -125,3 +125,16 @@ func TestArchiveDecidesPage(t *testing.T) {
 		}
 	}
 }
+
+// TestDuckDuckGoPagesSafe: DuckDuckGo's html and lite pages, where a
+// pupil's kp=-2 turns safe search off, get the safe endpoint in DNS for a
+// group with safe search, as its main names do.
+func TestDuckDuckGoPagesSafe(t *testing.T) {
+	e, _ := setup(t, testConfig, testFiles)
+	for _, host := range []string{"duckduckgo.com", "html.duckduckgo.com", "lite.duckduckgo.com"} {
+		d := e.Decide(Request{Client: netip.MustParseAddr("10.1.5.5"), Host: host, Time: lessonTime})
+		if d.Action != Rewrite || d.Rewrite != bl.DuckDuckGoSafe {
+			t.Errorf("%s = %+v", host, d)
+		}
+	}
+}
