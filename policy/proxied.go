@@ -7,21 +7,29 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 )
 
-// translateSuffix is the domain under which Google Translate's website
-// proxy serves any site: www-example-com.translate.goog is
-// www.example.com, fetched by Google and shown translated (the host's
-// "-" written "--", its "." written "-").
-const translateSuffix = ".translate.goog"
+// proxySuffixes are the domains under which a proxy serves any site
+// under a name of its own, the site's host with its "-" written "--" and
+// its "." written "-": Google Translate's website proxy
+// (www-example-com.translate.goog is www.example.com, fetched by Google
+// and shown translated) and the AMP cache
+// (www-example-com.cdn.ampproject.org).
+var proxySuffixes = [...]string{".translate.goog", ".cdn.ampproject.org"}
 
 // ProxiedHost is the site a name stands for when it is a web proxy's
-// address for that site, as Google Translate's www-example-com.translate.goog
-// is www.example.com; ok is false for any other name. A pupil need not
-// want a translation: the proxy serves the site whole, so the decision
-// of the name is also the decision of the site (decide). It allocates
-// only for such a name.
+// address for that site (proxySuffixes), as Google Translate's
+// www-example-com.translate.goog is www.example.com; ok is false for any
+// other name. A pupil need not want a translation: the proxy serves the
+// site whole, so the decision of the name is also the decision of the
+// site (decide). It allocates only for such a name.
 func ProxiedHost(host string) (site string, ok bool) {
-	label, found := strings.CutSuffix(host, translateSuffix)
-	if !found || label == "" || strings.IndexByte(label, '.') >= 0 {
+	var label string
+	for _, suffix := range proxySuffixes {
+		if l, found := strings.CutSuffix(host, suffix); found {
+			label = l
+			break
+		}
+	}
+	if label == "" || strings.IndexByte(label, '.') >= 0 {
 		return "", false
 	}
 	var b strings.Builder

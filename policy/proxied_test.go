@@ -21,6 +21,8 @@ func TestProxiedHost(t *testing.T) {
 		"porn--example.translate.goog":          "",
 		"porn-example.translate.goog.evil":      "",
 		"porn-example.translate.google":         "",
+		"www-porn-example.cdn.ampproject.org":   "www.porn.example",
+		"cdn.ampproject.org":                    "",
 	} {
 		got, ok := ProxiedHost(host)
 		if got != want || ok != (want != "") {
