@@ -28,38 +28,40 @@ type mailView struct {
 	Text string
 }
 
-func (s *Server) caseHome(data map[string]any, route string) error {
+// caseHome adds the case pages' parts to the home page; it returns the
+// incidents it lists (needs attention now), whose look is audited.
+func (s *Server) caseHome(data map[string]any, route string) ([]reports.Case, error) {
 	if s.o.Cases == nil {
-		return nil
+		return nil, nil
 	}
 	att, err := s.o.Cases.Attention(bl.SeverityHigh, route, attentionLimit)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	today, week := s.periods()
 	_, bypassWeek, err := s.o.Cases.IncidentPage(reports.IncidentQuery{Since: week, AnySeverity: true, Route: route, Bypass: true, Limit: 1})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_, bypassToday, err := s.o.Cases.IncidentPage(reports.IncidentQuery{Since: today, AnySeverity: true, Route: route, Bypass: true, Limit: 1})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	from := today.AddDate(0, 0, -(chartDays - 1))
 	days, err := s.o.Cases.Themes(from, today.AddDate(0, 0, 1), route, s.o.Location)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := s.o.Cases.Mail()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data["Attention"], data["BypassToday"], data["BypassWeek"] = att, bypassToday, bypassWeek
 	chart, table := themeChart(days, from, chartDays)
 	data["Chart"], data["ChartTable"] = chart, table
 	data["Mail"] = s.mailView(m)
 	data["HasCases"] = true
-	return nil
+	return att, nil
 }
 
 func (s *Server) mailView(m reports.MailStatus) mailView {

@@ -82,6 +82,35 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, sess *session, t
 	s.message(w, http.StatusForbidden, "Not for this account", why)
 }
 
+// shownList is the incidents a page shows and whose they are, for its
+// audit row: every look at a person's record names them, on a list too
+// (an auditor asked who has seen a pupil's record finds every page that
+// showed it, not only the incident's own).
+type shownList struct {
+	seen  map[int64]bool
+	parts []string
+}
+
+func (l *shownList) add(id int64, who string) {
+	if l.seen[id] {
+		return
+	}
+	if l.seen == nil {
+		l.seen = map[int64]bool{}
+	}
+	l.seen[id] = true
+	l.parts = append(l.parts, fmt.Sprintf("#%d %s", id, who))
+}
+
+// detail is what followed by the incidents shown ("...: shown #12
+// user:alice, #13 device:lab-pc-3"), or that nobody was.
+func (l *shownList) detail(what string) string {
+	if len(l.parts) == 0 {
+		return what + ": nobody shown"
+	}
+	return what + ": shown " + strings.Join(l.parts, ", ")
+}
+
 // incidentTarget is how the audit log names an incident and whose it is.
 func incidentTarget(id int64) string { return "incident:" + strconv.FormatInt(id, 10) }
 
@@ -170,7 +199,11 @@ func (s *Server) incidentList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if err := s.record(r, sess, "view", "incidents", "incident list "+strings.TrimPrefix(lq.href(lq.Page), "/incidents?")); err != nil {
+	var shown shownList
+	for i := range list {
+		shown.add(list[i].ID, list[i].Who)
+	}
+	if err := s.record(r, sess, "view", "incidents", shown.detail("incident list "+strings.TrimPrefix(lq.href(lq.Page), "/incidents?"))); err != nil {
 		s.fail(w, err)
 		return
 	}

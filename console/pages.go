@@ -91,12 +91,23 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		if keep != nil {
 			route = staffRoute
 		}
-		if err := s.caseHome(data, route); err != nil { // dslhome.go
+		att, err := s.caseHome(data, route) // dslhome.go
+		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		// Today's incidents name people: the look is audited first.
-		if err := s.RecordView(r, a, target, "home page: today's incidents by severity"); err != nil {
+		// Today's incidents name people: the look is audited first, with
+		// whose records the page shows.
+		var shown shownList
+		for i := range att {
+			shown.add(att[i].ID, att[i].Who)
+		}
+		for _, row := range rows {
+			for _, in := range row.Incidents {
+				shown.add(in.ID, in.Who)
+			}
+		}
+		if err := s.RecordView(r, a, target, shown.detail("home page: today's incidents by severity")); err != nil {
 			s.fail(w, err)
 			return
 		}
