@@ -2,8 +2,12 @@ package console
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // TestListViewsAuditWhoIsShown: the incident list and the home page name
@@ -47,5 +51,57 @@ func TestListViewsAuditWhoIsShown(t *testing.T) {
 	r.get(dsl, "/incidents?period=today&severity=low")
 	if list := r.lastAudit(); !strings.Contains(list.Detail, "nobody shown") {
 		t.Errorf("empty list's audit row: %q", list.Detail)
+	}
+}
+
+// TestAroundNamesOtherPeople: with full logging, an incident's page shows
+// everything recorded for its address an hour either side, which on a
+// shared PC includes other people's browsing. The page must say whose
+// each row is (it was headed "Everything recorded for user:alice" and
+// showed bob's queries as hers) and the look must be audited as a look
+// at their records too (the row named only alice).
+func TestAroundNamesOtherPeople(t *testing.T) {
+	r := newRig(t, false)
+	w := r.writer()
+	now := r.clock.Now()
+	ev := func(at time.Time, user, name string) reports.Event {
+		return reports.Event{Time: at, Source: "dns", Protocol: "udp", Client: netip.MustParseAddr("10.0.0.5"), User: user, Group: "year9",
+			Name: name, QType: "A", Action: "allow", Count: 1}
+	}
+	record(t, w,
+		ev(now.Add(-40*time.Minute), "alice", "alice-own.example"),
+		block(now.Add(-30*time.Minute), "10.0.0.5", "alice", "", "year9", "self-harm", "harm.example", "", ""),
+		ev(now.Add(-10*time.Minute), "bob", "bob-private.example"),
+	)
+	id := r.incidentID("user:alice", "self-harm")
+	r.mu.Lock()
+	r.full = true
+	r.mu.Unlock()
+	dsl, _ := r.signedIn("dsl@school.example", RoleDSL)
+	p := r.get(dsl, fmt.Sprintf("/incidents/%d", id))
+	if p.status != 200 || !strings.Contains(p.body, "bob-private.example") {
+		t.Fatalf("incident page: %d\n%s", p.status, p.body)
+	}
+	rowOf := func(site string) string {
+		for _, row := range strings.Split(p.body, "<tr>") {
+			if strings.Contains(row, ">"+site+"<") {
+				return row
+			}
+		}
+		return ""
+	}
+	if row := rowOf("bob-private.example"); !strings.Contains(row, ">bob<") {
+		t.Errorf("bob's query is not shown as bob's: %q", row)
+	}
+	if row := rowOf("alice-own.example"); !strings.Contains(row, ">alice<") {
+		t.Errorf("alice's query is not shown as hers: %q", row)
+	}
+	a := r.lastAudit()
+	if a.Action != "view" || a.Target != fmt.Sprintf("incident:%d", id) || !strings.Contains(a.Detail, "record of user:alice") || !strings.Contains(a.Detail, "user:bob") {
+		t.Errorf("audit row of the look: %+v", a)
+	}
+	// The evidence is the incident's own attempts: nobody else's.
+	if r.get(dsl, fmt.Sprintf("/incidents/%d/evidence.csv", id)); strings.Contains(r.lastAudit().Detail, "bob") {
+		t.Errorf("evidence export's audit row names bob: %+v", r.lastAudit())
 	}
 }

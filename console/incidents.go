@@ -296,6 +296,7 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 	}
 	data := base(sess)
 	full := s.o.FullLog != nil && s.o.FullLog()
+	var others []string // other people the browsing around shows
 	if full {
 		around, err := s.o.Cases.AroundEvents(c.Client, c.User, c.First.Add(-aroundWindow), c.Last.Add(aroundWindow), maxAround+1)
 		if err != nil {
@@ -308,7 +309,9 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 			// same address (a shared PC, an address handed on).
 			around = slices.DeleteFunc(around, func(e reports.StoredEvent) bool { return !sameSubject(c, &e) })
 		}
-		data["Around"] = makeTimeline(around, maxAround)
+		t := makeTimeline(around, maxAround)
+		others = otherPeople(c, t.Events)
+		data["Around"] = t
 	}
 	var assignees []string
 	if mayAct(sess.account, c) {
@@ -324,7 +327,11 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The look is audited before anything is sent.
-	if err := s.record(r, sess, "view", incidentTarget(c.ID), "incident page: record of "+c.Who); err != nil {
+	detail := "incident page: record of " + c.Who
+	if len(others) > 0 {
+		detail += "; the browsing around it shows also " + strings.Join(others, ", ")
+	}
+	if err := s.record(r, sess, "view", incidentTarget(c.ID), detail); err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -342,6 +349,20 @@ func sameSubject(c *reports.Case, e *reports.StoredEvent) bool {
 		return e.User == c.User
 	}
 	return e.User == "" && e.Group == c.Group
+}
+
+// otherPeople names the people other than the incident's own whose
+// events evs holds ("user:bob"), each once, in order: the address's
+// browsing around an incident is everyone's at that address (a shared
+// PC), so the look at it is a look at their records too.
+func otherPeople(c *reports.Case, evs []reports.StoredEvent) []string {
+	var out []string
+	for _, e := range evs {
+		if e.User != "" && e.User != c.User && !slices.Contains(out, "user:"+e.User) {
+			out = append(out, "user:"+e.User)
+		}
+	}
+	return out
 }
 
 // histLink is a link to a person's, device's or address's history.
