@@ -46,7 +46,7 @@ func TestCLILooksAudited(t *testing.T) {
 		{[]string{"events", "--since", "1h", "--client", "pupil.one", "--csv"}, "export", "events:pupil.one", "as CSV"},
 		{[]string{"events", "--since", "1h", "--mistakes"}, "view", "events:all", "(mistake reports)"},
 		{[]string{"incidents", "--since", "1h", "--json"}, "export", "incidents:all", "incidents since 1h as JSON"},
-		{[]string{"incidents", "--ack", "1"}, "incident.status", "incident:1", `after="acknowledged"`},
+		{[]string{"incidents", "--ack", "1"}, "incident.status", "incident:1", `after="acknowledged"; record of user:pupil.one`},
 		{[]string{"report", "preview", "--schedule", "daily"}, "view", "digest:daily", "digest preview"},
 	}
 	for _, s := range steps {

@@ -269,6 +269,16 @@ func (c *cli) incidents(args []string) int {
 		var n int64
 		var audit *console.Store // opened for the first change
 		for _, id := range ids {
+			// Whose it is, for the audit row: the number alone is not
+			// (retention deletes incidents; a later one can take the number).
+			inc, err := svc.Store.Case(id)
+			if errors.Is(err, reports.ErrNoIncident) {
+				continue
+			}
+			if err != nil {
+				fmt.Fprintln(c.stderr, err)
+				return exitFailure
+			}
 			k, err := svc.Store.Acknowledge(id)
 			if err != nil {
 				fmt.Fprintln(c.stderr, err)
@@ -282,7 +292,7 @@ func (c *cli) incidents(args []string) int {
 			if audit == nil {
 				audit = c.auditLog(svc.Store.DB())
 			}
-			if !c.auditCLI(audit, "incident.status", "incident:"+strconv.FormatInt(id, 10), `after="acknowledged"`) {
+			if !c.auditCLI(audit, "incident.status", "incident:"+strconv.FormatInt(id, 10), `after="acknowledged"; record of `+inc.Who) {
 				return exitFailure
 			}
 		}

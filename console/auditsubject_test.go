@@ -2,7 +2,9 @@ package console
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +105,68 @@ func TestAroundNamesOtherPeople(t *testing.T) {
 	// The evidence is the incident's own attempts: nobody else's.
 	if r.get(dsl, fmt.Sprintf("/incidents/%d/evidence.csv", id)); strings.Contains(r.lastAudit().Detail, "bob") {
 		t.Errorf("evidence export's audit row names bob: %+v", r.lastAudit())
+	}
+}
+
+// TestChangeAndRefusalRowsNameWhose: an incident's number is not whose it
+// is (retention deletes incidents, and the next one takes a deleted
+// number: incident:1 is alice's this year and bob's the next), so every
+// audit row about an incident names whose record it is, not only the
+// page view's: the assignment, the note, the closing, and a refused look
+// or change. Before, those rows said only "incident:1".
+func TestChangeAndRefusalRowsNameWhose(t *testing.T) {
+	r := newRig(t, false)
+	pupil, _, _ := r.seed()
+	r.add("deputy@school.example", RoleDSL, goodPass, true)
+	dsl, _ := r.signedIn("dsl@school.example", RoleDSL)
+	head, _ := r.signedIn("head@school.example", RoleHeadteacher)
+	it, _ := r.signedIn("tech@school.example", RoleIT)
+	aud, _ := r.signedIn("audit@school.example", RoleAuditor)
+	whose := "record of user:alice"
+	last := func(action string) Entry {
+		t.Helper()
+		log, _ := r.st.AuditLog()
+		for i := len(log) - 1; i >= 0; i-- {
+			if log[i].Action == action {
+				return log[i]
+			}
+		}
+		t.Fatalf("no %s row in the audit log", action)
+		return Entry{}
+	}
+	r.act(dsl, pupil, "assign", url.Values{"assignee": {"deputy@school.example"}})
+	r.act(dsl, pupil, "note", url.Values{"note": {"Spoke to her form tutor."}})
+	r.act(dsl, pupil, "state", url.Values{"state": {"closed"}, "outcome": {"spoken to pupil"}})
+	for _, a := range []string{"incident.assign", "incident.note", "incident.status"} {
+		if e := last(a); e.Target != fmt.Sprintf("incident:%d", pupil) || !strings.Contains(e.Detail, whose) {
+			t.Errorf("%s row does not say whose: %+v", a, e)
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		path   string
+	}{
+		{"headteacher's look", head, fmt.Sprintf("/incidents/%d", pupil)},
+		{"IT's look", it, fmt.Sprintf("/incidents/%d", pupil)},
+		{"IT's export", it, fmt.Sprintf("/incidents/%d/evidence.csv", pupil)},
+	} {
+		p := r.get(c.client, c.path)
+		if e := r.lastAudit(); p.status != 403 || e.Action != "denied" || !strings.Contains(e.Detail, whose) {
+			t.Errorf("%s: %d, audit row %+v", c.name, p.status, e)
+		}
+		if strings.Contains(p.body, "alice") {
+			t.Errorf("%s: the refusal names the pupil:\n%s", c.name, p.body)
+		}
+	}
+	if p := r.act(aud, pupil, "note", url.Values{"note": {"auditor was here"}}); p.status != 403 {
+		t.Fatalf("auditor's note: %d", p.status)
+	}
+	if e := r.lastAudit(); e.Action != "denied" || !strings.Contains(e.Detail, whose) {
+		t.Errorf("auditor's refused change: %+v", e)
+	}
+	// IT is refused alike whether the incident exists or not.
+	if p := r.get(it, "/incidents/999"); p.status != 403 {
+		t.Errorf("IT on a missing incident: %d, want 403 as for one that exists", p.status)
 	}
 }

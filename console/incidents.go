@@ -74,9 +74,15 @@ func (s *Server) record(r *http.Request, sess *session, action, target, detail s
 }
 
 // refuse answers 403 after auditing the attempt (a page is not refused
-// unaudited: if the audit fails the answer is still 403).
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, sess *session, target, why string) {
-	if err := s.record(r, sess, "denied", target, why); err != nil {
+// unaudited: if the audit fails the answer is still 403). whose is the
+// person the refused page is about ("" when none), for the audit row
+// only: the answer never names them.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, sess *session, target, whose, why string) {
+	detail := why
+	if whose != "" {
+		detail += " (" + recordOf(whose) + ")"
+	}
+	if err := s.record(r, sess, "denied", target, detail); err != nil {
 		s.o.Log.Error("console: auditing a refused request", "err", err)
 	}
 	s.message(w, http.StatusForbidden, "Not for this account", why)
@@ -111,8 +117,14 @@ func (l *shownList) detail(what string) string {
 	return what + ": shown " + strings.Join(l.parts, ", ")
 }
 
-// incidentTarget is how the audit log names an incident and whose it is.
+// incidentTarget is how the audit log names an incident. Its number is
+// not whose it is: retention deletes incidents and a later one can take
+// a deleted number, so every row about an incident also says whose
+// record it is (recordOf).
 func incidentTarget(id int64) string { return "incident:" + strconv.FormatInt(id, 10) }
+
+// recordOf is how an audit row says whose record it is about.
+func recordOf(who string) string { return "record of " + who }
 
 // casesSession returns the signed-in account when it may see incidents at
 // all, answering for it otherwise.
@@ -126,10 +138,15 @@ func (s *Server) casesSession(w http.ResponseWriter, r *http.Request, target str
 		return nil
 	}
 	if _, ok := routeFor(sess.account.Role); !ok {
-		s.refuse(w, r, sess, target, "Incident details are for the safeguarding team (DSL, headteacher for staff, auditors). This account sees counts only.")
+		s.refuseCounts(w, r, sess, target, "")
 		return nil
 	}
 	return sess
+}
+
+// refuseCounts refuses an account that sees counts only (IT).
+func (s *Server) refuseCounts(w http.ResponseWriter, r *http.Request, sess *session, target, whose string) {
+	s.refuse(w, r, sess, target, whose, "Incident details are for the safeguarding team (DSL, headteacher for staff, auditors). This account sees counts only.")
 }
 
 // listQuery reads the list's filters from the URL.
@@ -229,25 +246,39 @@ func (s *Server) loadCase(w http.ResponseWriter, r *http.Request) (*session, *re
 	if err != nil || id <= 0 {
 		target = "incident:?"
 	}
-	sess := s.casesSession(w, r, target)
+	sess := s.signedIn(w, r)
 	if sess == nil {
 		return nil, nil
 	}
-	if err != nil || id <= 0 {
-		s.message(w, http.StatusNotFound, "No such incident", "There is no incident with that reference.")
+	if s.o.Cases == nil {
+		s.message(w, http.StatusNotFound, "No incidents here", "This console has no incident store.")
 		return nil, nil
 	}
-	c, err := s.o.Cases.Case(id)
-	if errors.Is(err, reports.ErrNoIncident) {
-		s.message(w, http.StatusNotFound, "No such incident", fmt.Sprintf("There is no incident #%d. It may have been removed by the retention policy.", id))
+	// The incident is read before the account's rights are checked, so a
+	// refusal's audit row says whose it is (the answer does not).
+	var c reports.Case
+	cerr := reports.ErrNoIncident
+	if err == nil && id > 0 {
+		c, cerr = s.o.Cases.Case(id)
+	}
+	if cerr != nil && !errors.Is(cerr, reports.ErrNoIncident) {
+		s.fail(w, cerr)
 		return nil, nil
 	}
-	if err != nil {
-		s.fail(w, err)
+	if _, ok := routeFor(sess.account.Role); !ok {
+		s.refuseCounts(w, r, sess, target, c.Who) // alike whether it exists or not
+		return nil, nil
+	}
+	if cerr != nil {
+		msg := "There is no incident with that reference."
+		if err == nil && id > 0 {
+			msg = fmt.Sprintf("There is no incident #%d. It may have been removed by the retention policy.", id)
+		}
+		s.message(w, http.StatusNotFound, "No such incident", msg)
 		return nil, nil
 	}
 	if !maySee(sess.account, &c) {
-		s.refuse(w, r, sess, target, "This incident is not about a member of staff: it is for the DSL.")
+		s.refuse(w, r, sess, target, c.Who, "This incident is not about a member of staff: it is for the DSL.")
 		return nil, nil
 	}
 	return sess, &c
@@ -327,7 +358,7 @@ func (s *Server) incidentPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The look is audited before anything is sent.
-	detail := "incident page: record of " + c.Who
+	detail := "incident page: " + recordOf(c.Who)
 	if len(others) > 0 {
 		detail += "; the browsing around it shows also " + strings.Join(others, ", ")
 	}
@@ -396,15 +427,16 @@ func (s *Server) actSession(w http.ResponseWriter, r *http.Request) (*session, *
 		return nil, nil
 	}
 	if !mayAct(sess.account, c) {
-		s.refuse(w, r, sess, incidentTarget(c.ID), "This account may read incidents but not change them.")
+		s.refuse(w, r, sess, incidentTarget(c.ID), c.Who, "This account may read incidents but not change them.")
 		return nil, nil
 	}
 	return sess, c
 }
 
-// changed audits a change and goes back to the incident.
+// changed audits a change (saying whose record it is) and goes back to
+// the incident.
 func (s *Server) changed(w http.ResponseWriter, r *http.Request, sess *session, c *reports.Case, action, detail string) {
-	if err := s.record(r, sess, action, incidentTarget(c.ID), detail); err != nil {
+	if err := s.record(r, sess, action, incidentTarget(c.ID), detail+"; "+recordOf(c.Who)); err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -562,7 +594,7 @@ func (s *Server) evidence(w http.ResponseWriter, r *http.Request, format string)
 		s.fail(w, err)
 		return nil, nil, nil, false
 	}
-	if err := s.record(r, sess, "export", incidentTarget(c.ID), "evidence "+format+": record of "+c.Who); err != nil {
+	if err := s.record(r, sess, "export", incidentTarget(c.ID), "evidence "+format+": "+recordOf(c.Who)); err != nil {
 		s.fail(w, err)
 		return nil, nil, nil, false
 	}

@@ -239,9 +239,9 @@ func TestIncidentActionsRecordedAndAudited(t *testing.T) {
 		}
 	}
 	want := []string{
-		fmt.Sprintf(`incident.assign incident:%d before="" after="deputy@school.example"`, pupil),
-		fmt.Sprintf(`incident.note incident:%d note added: 48 characters, sha256:%x`, pupil, sha256.Sum256([]byte("Spoke to Alice with her form tutor; she is safe."))),
-		fmt.Sprintf(`incident.status incident:%d before="open" after="closed: spoken to pupil"`, pupil),
+		fmt.Sprintf(`incident.assign incident:%d before="" after="deputy@school.example"; record of user:alice`, pupil),
+		fmt.Sprintf(`incident.note incident:%d note added: 48 characters, sha256:%x; record of user:alice`, pupil, sha256.Sum256([]byte("Spoke to Alice with her form tutor; she is safe."))),
+		fmt.Sprintf(`incident.status incident:%d before="open" after="closed: spoken to pupil"; record of user:alice`, pupil),
 	}
 	if !slices.Equal(changes, want) {
 		t.Fatalf("audited changes\n%q\nwant\n%q", changes, want)
