@@ -16,7 +16,8 @@ import (
 // incidents, a digest preview) and an incident acknowledged there are in
 // the console's audit log, named by the OS user, as they are when read
 // in the console; and when the audit log cannot be written, nothing is
-// shown. Before, only account changes from the command line were audited.
+// shown. Before, only account changes from the command line were audited;
+// and a list's row named nobody ("events:all"), though it showed pupils.
 func TestCLILooksAudited(t *testing.T) {
 	path, dir := writeConfig(t, cliConfig, cliFiles)
 	st, err := reports.Open(filepath.Join(dir, "gatehouse.db"))
@@ -42,10 +43,11 @@ func TestCLILooksAudited(t *testing.T) {
 		args               []string
 		action, target, in string
 	}{
-		{[]string{"events", "--since", "1h"}, "view", "events:all", "events since 1h"},
-		{[]string{"events", "--since", "1h", "--client", "pupil.one", "--csv"}, "export", "events:pupil.one", "as CSV"},
-		{[]string{"events", "--since", "1h", "--mistakes"}, "view", "events:all", "(mistake reports)"},
-		{[]string{"incidents", "--since", "1h", "--json"}, "export", "incidents:all", "incidents since 1h as JSON"},
+		// A list names whose records it shows, as the console's do.
+		{[]string{"events", "--since", "1h"}, "view", "events:all", "events since 1h: shown user:pupil.one"},
+		{[]string{"events", "--since", "1h", "--client", "pupil.one", "--csv"}, "export", "events:pupil.one", "as CSV: shown user:pupil.one"},
+		{[]string{"events", "--since", "1h", "--mistakes"}, "view", "events:all", "(mistake reports): nobody shown"},
+		{[]string{"incidents", "--since", "1h", "--json"}, "export", "incidents:all", "incidents since 1h as JSON: shown #1 user:pupil.one"},
 		{[]string{"incidents", "--ack", "1"}, "incident.status", "incident:1", `after="acknowledged"; record of user:pupil.one`},
 		{[]string{"report", "preview", "--schedule", "daily"}, "view", "digest:daily", "digest preview"},
 	}

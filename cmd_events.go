@@ -194,7 +194,17 @@ func (c *cli) events(args []string) int {
 	case *mistakes:
 		kind = "(mistake reports)"
 	}
-	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("events", &f), lookDetail("events", &f, kind)) {
+	// Whose records the output holds, for the audit row, read first over
+	// the same period (fixed now, so both readings see the same events).
+	if flt.Until.IsZero() {
+		flt.Until = time.Now()
+	}
+	var people shownPeople
+	if err := svc.Store.Events(flt, func(e reports.StoredEvent) error { people.add(eventPerson(e)); return nil }); err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitFailure
+	}
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("events", &f), people.detail(lookDetail("events", &f, kind))) {
 		return exitFailure
 	}
 	var err error
@@ -312,12 +322,16 @@ func (c *cli) incidents(args []string) int {
 	if *status != "" {
 		st = "status " + *status
 	}
-	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("incidents", &f), lookDetail("incidents", &f, st)) {
-		return exitFailure
-	}
 	incs, err := svc.Store.Incidents(flt)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
+		return exitFailure
+	}
+	var people shownPeople
+	for _, i := range incs {
+		people.add(fmt.Sprintf("#%d %s", i.ID, i.Who))
+	}
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("incidents", &f), people.detail(lookDetail("incidents", &f, st))) {
 		return exitFailure
 	}
 	loc := cfg.Location()
@@ -343,6 +357,47 @@ func (c *cli) incidents(args []string) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// shownPeople is whose records an output holds, each once, for its audit
+// row: a list names them as a record's page does, so an auditor asked who
+// has seen a pupil's record finds the command line's lists and exports
+// too (as the console's list pages).
+type shownPeople struct {
+	seen  map[string]bool
+	names []string
+}
+
+func (p *shownPeople) add(who string) {
+	if p.seen[who] {
+		return
+	}
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	p.seen[who] = true
+	p.names = append(p.names, who)
+}
+
+// detail is what followed by whose records were shown, or that nobody's
+// were.
+func (p *shownPeople) detail(what string) string {
+	if len(p.names) == 0 {
+		return what + ": nobody shown"
+	}
+	return what + ": shown " + strings.Join(p.names, ", ")
+}
+
+// eventPerson names an event's person as incidents do: user:NAME, else
+// device:NAME, else ip:ADDR.
+func eventPerson(e reports.StoredEvent) string {
+	switch {
+	case e.User != "":
+		return "user:" + e.User
+	case e.Device != "":
+		return "device:" + e.Device
+	}
+	return "ip:" + e.Client
 }
 
 // eventWho names an event's client for a table: user or device, then the
