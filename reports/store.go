@@ -203,6 +203,17 @@ var migrations = []string{
 		id          INTEGER PRIMARY KEY CHECK (id = 1),
 		fingerprint TEXT NOT NULL
 	);`,
+	// 11: incident numbers are never used twice. SQLite numbers a new row
+	// one past the highest left, so once retention deleted the newest
+	// incidents a new one took a number that an old alert's link
+	// (/incidents/12), an audit row or an outbox row still named: the DSL
+	// following it saw another pupil. meta's incident_floor keeps the
+	// highest number deleted; a new incident is numbered past it
+	// (stmtNewIncident).
+	`INSERT OR REPLACE INTO meta (key, value) VALUES ('incident_floor', CAST(COALESCE((SELECT max(id) FROM incidents), 0) AS TEXT));
+	CREATE TRIGGER incidents_floor AFTER DELETE ON incidents
+		WHEN OLD.id > CAST((SELECT value FROM meta WHERE key = 'incident_floor') AS INTEGER)
+		BEGIN UPDATE meta SET value = CAST(OLD.id AS TEXT) WHERE key = 'incident_floor'; END;`,
 }
 
 // SchemaVersion is the schema this build writes.

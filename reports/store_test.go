@@ -62,6 +62,45 @@ func TestOpenCreatesPrivateWALDatabase(t *testing.T) {
 	}
 }
 
+// TestIncidentFloorMigration: a database made before incident numbers
+// were kept from reuse (schema 10) starts its floor at its highest
+// incident, so deleting the newest ones does not free their numbers.
+func TestIncidentFloorMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 10, with incidents 1-3.
+	for _, q := range []string{
+		`DROP TRIGGER incidents_floor`, `DELETE FROM meta WHERE key = 'incident_floor'`,
+		`INSERT INTO incidents (who, category, severity, route, first_ts, last_ts, count) VALUES ('ip:10.0.0.1', 'games', 1, 'dsl', 1, 1, 1), ('ip:10.0.0.2', 'games', 1, 'dsl', 1, 1, 1), ('ip:10.0.0.3', 'games', 1, 'dsl', 1, 1, 1)`,
+		`PRAGMA user_version = 10`,
+	} {
+		if _, err := st.db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	st.Close()
+	if st, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.db.Exec(`DELETE FROM incidents WHERE id >= 2`); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Record(ev(time.Now(), "10.0.0.9", "students", "games", "play.example"))
+	w.Close()
+	var id int64
+	if err := st.db.QueryRow(`SELECT max(id) FROM incidents`).Scan(&id); err != nil || id != 4 {
+		t.Errorf("the new incident is number %d (%v), want 4", id, err)
+	}
+}
+
 func TestIncidentsGroupByClientCategoryWindow(t *testing.T) {
 	st := openTemp(t)
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)

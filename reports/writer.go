@@ -1376,8 +1376,12 @@ const (
 
 var writerSQL = [...]string{
 	stmtInsert: insertEvent,
-	stmtNewIncident: `INSERT INTO incidents (who, client, device, user, grp, category, severity, route, restricted, bypass,
-		first_ts, last_ts, count, samples, id_source, display, year_group, class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	// Numbered past every incident there has been (migration 11's
+	// incident_floor), never one retention deleted.
+	stmtNewIncident: `INSERT INTO incidents (id, who, client, device, user, grp, category, severity, route, restricted, bypass,
+		first_ts, last_ts, count, samples, id_source, display, year_group, class) VALUES (
+		max(COALESCE((SELECT max(id) FROM incidents), 0), CAST((SELECT value FROM meta WHERE key = 'incident_floor') AS INTEGER)) + 1,
+		?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	stmtBump:     `UPDATE events SET count = count + ? WHERE id = ?`,
 	stmtIncident: `UPDATE incidents SET first_ts = min(first_ts, ?), last_ts = ?, count = ?, severity = ?, samples = ? WHERE id = ?`,
 }
