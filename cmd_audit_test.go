@@ -49,7 +49,7 @@ func TestCLILooksAudited(t *testing.T) {
 		{[]string{"events", "--since", "1h", "--mistakes"}, "view", "events:all", "(mistake reports): nobody shown"},
 		{[]string{"incidents", "--since", "1h", "--json"}, "export", "incidents:all", "incidents since 1h as JSON: shown #1 user:pupil.one"},
 		{[]string{"incidents", "--ack", "1"}, "incident.status", "incident:1", `after="acknowledged"; record of user:pupil.one`},
-		{[]string{"report", "preview", "--schedule", "daily"}, "view", "digest:daily", "digest preview"},
+		{[]string{"report", "preview", "--schedule", "daily"}, "view", "digest:daily", "digest preview: shown #1 user:pupil.one"},
 	}
 	for _, s := range steps {
 		code, out, errs := runCLI(t, append([]string{"--config", path}, s.args...)...)

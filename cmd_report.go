@@ -44,13 +44,20 @@ func (c *cli) report(args []string) int {
 	defer cancel()
 	if sub == "preview" {
 		// The preview shows what the digest would tell its recipients:
-		// pupils' records, so the look is audited as the console's pages are.
-		if !c.auditCLI(c.auditLog(svc.Store.DB()), "view", "digest:"+*schedule, "digest preview") {
-			return exitFailure
-		}
+		// pupils' records, so the look is audited as the console's pages
+		// are, naming whose (before anything is printed).
 		msgs, err := svc.Digester.Preview(ctx, *schedule)
 		if err != nil {
 			fmt.Fprintln(c.stderr, err)
+			return exitFailure
+		}
+		var people shownPeople
+		for _, m := range msgs {
+			for _, who := range m.Shown {
+				people.add(who)
+			}
+		}
+		if !c.auditCLI(c.auditLog(svc.Store.DB()), "view", "digest:"+*schedule, people.detail("digest preview")) {
 			return exitFailure
 		}
 		if len(msgs) == 0 {

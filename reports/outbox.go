@@ -30,6 +30,9 @@ type Message struct {
 	MessageID  string
 	Created    time.Time
 	Incident   int64 // the incident an alert is about (0: none)
+	// Shown is whose incidents a digest lists ("#12 user:alice"), for the
+	// audit row of a look at it (gatehouse report preview); not stored.
+	Shown []string
 }
 
 // enqueue stores m in the outbox inside tx. Its Message-ID is key, the
