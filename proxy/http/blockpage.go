@@ -855,8 +855,10 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	}
 	reports.Redact(&ev)
 	// Straight to the store, not through the collapsing event log: every
-	// report counts, and the page says it was sent only if it was queued.
-	if s.o.Sink == nil || !s.o.Sink.Record(ev) {
+	// report counts, and the page says it was recorded only once it is
+	// (durable, with the breach store: a crash after the page must not
+	// forget it).
+	if !recordDurable(s.o.Sink, ev) {
 		s.log.Error("proxy: a mistake report could not be stored", "ref", ref, "client", ip.String())
 		s.writePage(w, http.StatusServiceUnavailable, pageData{School: cfg.School.Name,
 			Message: "Sorry: your report could not be sent. Please tell IT and quote the reference", Ref: ref, Contact: cfg.Proxy.BlockPage.Contact})
@@ -868,6 +870,27 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String())
 	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been recorded for IT", Ref: ref,
 		Sent: true, Mailed: cfg.Reports.SMTP.Host != "", Contact: cfg.Proxy.BlockPage.Contact})
+}
+
+// recordDurable hands ev to sink and reports whether it was taken; with
+// a DurableSink (the breach store), whether it is durable once the store
+// has committed or spilled it, or tried and failed to (then false: the
+// database and the spill directory both fail, and nothing may say the
+// event is recorded).
+func recordDurable(sink reports.Sink, ev reports.Event) bool {
+	if sink == nil {
+		return false
+	}
+	ds, ok := sink.(reports.DurableSink)
+	if !ok {
+		return sink.Record(ev)
+	}
+	seq := ds.RecordSeq(ev)
+	if seq == 0 {
+		return false
+	}
+	reports.WaitDurable(ds, seq)
+	return ds.IsDurable(seq)
 }
 
 func validRef(s string) bool {

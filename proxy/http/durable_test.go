@@ -2,9 +2,15 @@ package httpproxy
 
 import (
 	"bufio"
+	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -318,5 +324,81 @@ func TestSeriesEndTold(t *testing.T) {
 				t.Errorf("%s: follow-up %d: count %d, SeriesEnd %v; want count %d, the end on the last", p, i+1, e.Count, e.SeriesEnd, want[i])
 			}
 		}
+	}
+}
+
+// TestMistakeReportPageAfterDurable: the page that tells a pupil their
+// "report a mistake" was recorded goes out only once the report is
+// durable: with the database locked and the spill directory unusable (a
+// full disk) it says it could not be sent instead; with the database
+// taking writes the report is in it when the page arrives.
+func TestMistakeReportPageAfterDurable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.db")
+	st, err := reports.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := reports.NewWriter(st, reports.Options{SpillDir: filepath.Join(blocker, "spill")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); st.Close() })
+	e := newEnv(t, envOpts{sink: w})
+	admin := httptest.NewServer(e.s.AdminHandler())
+	t.Cleanup(admin.Close)
+	post := func(ref string) *http.Response {
+		t.Helper()
+		e.s.reports.mu.Lock() // the test config's two reports an hour
+		clear(e.s.reports.hits)
+		e.s.reports.mu.Unlock()
+		resp, err := http.PostForm(admin.URL+reportPath, url.Values{"ref": {ref}, "url": {"http://adult.test/help"},
+			"category": {"pornography"}, "why": {"a biology page"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	// Another program holds the database's write lock; the spill
+	// directory cannot be made.
+	db, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := post("GH-AAAA-DDDD"); resp.StatusCode == http.StatusOK {
+		t.Errorf("with the report neither stored nor spilled (failures %d), the page said it was recorded", w.Failures())
+	}
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	// The writer takes the queued report once its retry comes.
+	deadline := time.Now().Add(time.Minute) // a safety net only
+	for ok, _ := w.Healthy(); !ok; ok, _ = w.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never recovered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	const ref = "GH-BBBB-CCCC"
+	if resp := post(ref); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the database working: status %d", resp.StatusCode)
+	}
+	if n := storetest.Int(t, st, `SELECT count(*) FROM events WHERE kind = 4 AND ref = ?`, ref); n != 1 {
+		t.Errorf("the page said recorded with %d reports stored", n)
 	}
 }
