@@ -2,7 +2,6 @@ package reports
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -102,11 +101,12 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	// An acknowledged incident with attempts after its acknowledgement
 	// (Acknowledge sets alerted_count to the count) is reopened and alerted
 	// as a new one; its earlier alert does not hold the new one back.
+	from, to := a.dedupWindow(now)
 	rows, err := a.st.db.QueryContext(ctx, `SELECT id FROM incidents i
 		WHERE count > alerted_count AND severity >= ? AND route != 'none'
-		AND NOT EXISTS (SELECT 1 FROM incidents j WHERE j.who = i.who AND j.category = i.category AND j.last_alert_ts > ? AND j.status != ?)
+		AND NOT EXISTS (SELECT 1 FROM incidents j WHERE j.who = i.who AND j.category = i.category AND j.last_alert_ts > ? AND j.last_alert_ts < ? AND j.status != ?)
 		ORDER BY severity DESC, first_ts`,
-		int(a.opt.AlertSeverity), ms(now.Add(-a.opt.AlertDedup)), StatusAcknowledged)
+		int(a.opt.AlertSeverity), from, to, StatusAcknowledged)
 	if err != nil {
 		return 0, err
 	}
@@ -156,6 +156,16 @@ func (a *Alerter) Check(ctx context.Context) (int, error) {
 	return sent, err
 }
 
+// dedupWindow is the range of last_alert_ts (exclusive, ms) that holds
+// back an alert at now: an alert within AlertDedup before now, or one
+// stamped up to AlertDedup after it (the clock has stepped back since).
+// An alert stamped further ahead (the clock was that far fast when it
+// went, and was then set right) holds nothing back: the window would
+// otherwise last as long as the step, hours of serious attempts unmailed.
+func (a *Alerter) dedupWindow(now time.Time) (from, to int64) {
+	return ms(now.Add(-a.opt.AlertDedup)), ms(now.Add(a.opt.AlertDedup))
+}
+
 // alertOne queues an alert for incident id if the de-duplication window
 // allows, in the same transaction that records it on the incident.
 func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, error) {
@@ -169,15 +179,16 @@ func (a *Alerter) alertOne(ctx context.Context, id int64, now time.Time) (bool, 
 	if err != nil {
 		return false, err
 	}
-	var last sql.NullInt64
 	if cur.Count <= cur.alerted {
 		return false, nil // alerted or acknowledged meanwhile
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT max(last_alert_ts) FROM incidents WHERE who = ? AND category = ? AND status != ?`,
-		cur.Who, cur.Category, StatusAcknowledged).Scan(&last); err != nil {
+	from, to := a.dedupWindow(now)
+	var within bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM incidents WHERE who = ? AND category = ? AND status != ? AND last_alert_ts > ? AND last_alert_ts < ?)`,
+		cur.Who, cur.Category, StatusAcknowledged, from, to).Scan(&within); err != nil {
 		return false, err
 	}
-	if last.Int64 > 0 && now.Sub(fromMS(last.Int64)) < a.opt.AlertDedup {
+	if within {
 		return false, nil // within the window: the follow-up will count these
 	}
 	attempts := cur.Count - cur.alerted

@@ -854,3 +854,55 @@ func TestDigestPassSurvivesOneBadSchedule(t *testing.T) {
 		t.Errorf("health while a schedule fails: %+v", ps)
 	}
 }
+
+// TestAlertDedupAfterClockStepBack: the clock was two hours fast when an
+// alert went, then NTP stepped it back. The de-duplication window is
+// measured from the alert's stored time, now two hours in the future:
+// the attempts that follow must still get their follow-up once the window
+// has passed (here, 11 minutes on), not two hours later.
+func TestAlertDedupAfterClockStepBack(t *testing.T) {
+	st := openTemp(t)
+	fast := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	clk := newClock(fast)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	w, _ := NewWriter(st, p.Options)
+	defer w.Close()
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	ctx := context.Background()
+	rec := func(at time.Time) {
+		clk.Set(at)
+		w.Record(ev(at, "10.0.0.5", "students", "self-harm", "harm.example"))
+		w.Flush()
+	}
+	rec(fast)
+	if n, err := a.Check(ctx); err != nil || n != 1 {
+		t.Fatalf("first attempt: %d alerts (%v)", n, err)
+	}
+	right := fast.Add(-2 * time.Hour) // the step back
+	for i := 1; i <= 3; i++ {
+		rec(right.Add(time.Duration(i) * time.Minute))
+	}
+	clk.Set(right.Add(11 * time.Minute))
+	if n, err := a.Check(ctx); err != nil || n != 1 {
+		t.Fatalf("11 minutes after the alert (the clock stepped back 2h meanwhile): %d alerts (%v), want the follow-up", n, err)
+	}
+	if n, err := a.Check(ctx); err != nil || n != 0 {
+		t.Fatalf("the next pass: %d alerts (%v), want none", n, err)
+	}
+
+	// The same for the mail of "report a mistake" forms to IT (at most one
+	// per MistakeMailEvery).
+	clk.Set(fast.Add(time.Hour))
+	w.Record(mistakeEvent(clk.Now(), "10.0.0.1", "http://a.example/x", "note one"))
+	w.Flush()
+	if n, err := a.Check(ctx); err != nil || n != 1 {
+		t.Fatalf("first report: %d mails (%v)", n, err)
+	}
+	clk.Set(right.Add(20 * time.Minute)) // stepped back 2h (and then some) since
+	w.Record(mistakeEvent(clk.Now(), "10.0.0.2", "http://b.example/y", "note two"))
+	w.Flush()
+	clk.Add(DefaultMistakeMailEvery + time.Second)
+	if n, err := a.Check(ctx); err != nil || n != 1 {
+		t.Fatalf("a report after the clock stepped back: %d mails (%v), want 1", n, err)
+	}
+}

@@ -105,7 +105,10 @@ func (a *Alerter) mailMistakes(ctx context.Context, now time.Time) (bool, error)
 	if err := tx.QueryRowContext(ctx, `SELECT max(mailed_ts) FROM events WHERE kind = ?`, kindReport).Scan(&last); err != nil {
 		return false, err
 	}
-	if last.Int64 > 0 && now.Sub(fromMS(last.Int64)) < every {
+	// A mail stamped more than the gap ahead of now (the clock was fast
+	// then, and has been set right) holds nothing back, as for alerts
+	// (Alerter.dedupWindow).
+	if d := now.Sub(fromMS(last.Int64)); last.Int64 > 0 && d < every && d > -every {
 		return false, nil // the next check after the gap sends these
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT `+mistakeCols+` FROM events WHERE kind = ? AND mailed_ts = 0 ORDER BY id`, kindReport)
