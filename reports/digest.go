@@ -96,6 +96,15 @@ func (d *Digester) watermark(name string, now time.Time, create bool) (time.Time
 	return start, nil
 }
 
+// digestSettle is how long after its end a period is read. Attempts made
+// just before the end reach the database a moment later: the front doors
+// hand repeat counts on every half second, and the writer commits events
+// no answer waits for within 100 ms (lazyDelay); a digest read at the
+// tick missed them, and the next period starts at the tick. The writer
+// keeps a repeat count made after a minute's end out of the rows of that
+// minute (Writer.add), so what this wait lets in stays in its period.
+const digestSettle = 5 * time.Second
+
 // Due works out whether a digest is due at now for a schedule whose last
 // period ended at wm: it returns the period's end (the latest tick at or
 // before now, so missed ticks fold into one digest) and whether one is due,
@@ -129,7 +138,8 @@ func (d *Digester) RunDue(ctx context.Context) (time.Time, error) {
 			errs = append(errs, fmt.Errorf("digest %s: %w", s.Name, err))
 			continue
 		}
-		end, due, n := Due(s.sched, wm, now)
+		end, due, n := Due(s.sched, wm, now.Add(-digestSettle))
+		n = n.Add(digestSettle)
 		if due {
 			if _, err := d.send(ctx, s, wm, end, true); err != nil {
 				errs = append(errs, fmt.Errorf("digest %s: %w", s.Name, err))
@@ -183,7 +193,9 @@ func (d *Digester) Preview(ctx context.Context, name string) ([]*Message, error)
 }
 
 // SendNow sends a schedule's digest for the period up to now and moves its
-// watermark.
+// watermark. (Asked for by hand, it covers up to the moment it is asked:
+// what of the last second a running writer has yet to store is not in it,
+// nor in the next.)
 func (d *Digester) SendNow(ctx context.Context, name string) ([]*Message, error) {
 	s, err := d.schedule(name)
 	if err != nil {
@@ -193,6 +205,9 @@ func (d *Digester) SendNow(ctx context.Context, name string) ([]*Message, error)
 	wm, err := d.watermark(s.Name, now, true)
 	if err != nil {
 		return nil, err
+	}
+	if now.Before(wm) { // sent a moment ago (or the clock was set back): never a period that ends before it starts
+		now = wm
 	}
 	return d.send(ctx, s, wm, now, true)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -904,5 +905,87 @@ func TestAlertDedupAfterClockStepBack(t *testing.T) {
 	clk.Add(DefaultMistakeMailEvery + time.Second)
 	if n, err := a.Check(ctx); err != nil || n != 1 {
 		t.Fatalf("a report after the clock stepped back: %d mails (%v), want 1", n, err)
+	}
+}
+
+// TestDigestCountsEveryAttemptOnce: attempts just before a digest's end
+// reach the database a moment after it (the writer commits lazy events
+// within 100 ms; the front doors hand repeat counts on every half second,
+// adding them to the row of their collapse window's first count). Each
+// must be in exactly one digest: the digest of a period waits for those
+// still on their way, and a count that comes after the period's end is
+// not added to a row inside it (a digest already sent, the next one not
+// counting it). The digests' attempts add up to the incident's.
+func TestDigestCountsEveryAttemptOnce(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC) // Monday; London is on UTC
+	clk := newClock(t0)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules[:1], true, nil) // daily, 07:30
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := d.RunDue(ctx); err != nil { // the watermark at t0
+		t.Fatal(err)
+	}
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	tick := time.Date(2026, 11, 23, 7, 30, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return tick.Add(d) }
+
+	first := ev(at(-10*time.Second), "10.0.0.5", "students", "gambling", "bet.example")
+	seq := w.RecordSeq(first)
+	rep := first
+	rep.Series, rep.Count, rep.Time = seq, 3, at(-200*time.Millisecond) // the first half second's repeats
+	w.Record(rep)
+	w.Flush()
+	// Another attempt just before the tick, queued (lazy) as the tick
+	// comes and the digester wakes.
+	w.Record(ev(at(-100*time.Millisecond), "10.0.0.5", "students", "gambling", "bet2.example"))
+	clk.Set(at(100 * time.Millisecond))
+	if _, err := d.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	// The next half second's repeats, after the tick.
+	rep.Count, rep.Time = 5, at(300*time.Millisecond)
+	w.Record(rep)
+	w.Flush()
+	clk.Set(at(time.Minute))
+	if _, err := d.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(at(24*time.Hour + time.Minute)) // Tuesday's digest
+	if _, err := d.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	rows, err := st.db.Query(`SELECT text_body FROM outbox WHERE kind = 'digest' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(\d+) other blocks?\b`)
+	var per []int64
+	var sum int64
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if m := re.FindStringSubmatch(body); m != nil {
+			n, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		per = append(per, n)
+		sum += n
+	}
+	rows.Close()
+	want := count(t, st, "SELECT SUM(count) FROM incidents")
+	if want != 10 || sum != want || len(per) != 2 {
+		t.Errorf("digests counted %v attempts (sum %d); the incident %d, want 10 in two digests", per, sum, want)
 	}
 }

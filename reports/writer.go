@@ -292,6 +292,7 @@ type openIncident struct {
 type seriesRow struct {
 	id, incident int64
 	used         int64 // unix ms
+	minute       int32 // the row's time (ts), in whole minutes since the epoch
 }
 
 // Backoff of failed commits and spill writes.
@@ -1564,7 +1565,13 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		if !ok {
 			r, ok = w.series[ev.Series]
 		}
-		if ok && r.incident == incID.Int64 {
+		// A row holds the counts of one minute (of the events' time): a
+		// count for a later minute starts a row of its own, so a digest
+		// (its periods end at a schedule's minute, read a few seconds
+		// after) never has a row it read grow afterwards with attempts
+		// made after its end, which the next digest, reading rows from
+		// its start on, would not count either.
+		if ok && r.incident == incID.Int64 && int64(r.minute) == ts/60_000 {
 			res, err := b.exec(stmtBump, n, r.id)
 			if err != nil {
 				return err
@@ -1587,7 +1594,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 		if err != nil {
 			return err
 		}
-		b.setSeries(ev.Series, seriesRow{id: id, incident: incID.Int64})
+		b.setSeries(ev.Series, seriesRow{id: id, incident: incID.Int64, minute: int32(ts / 60_000)})
 	}
 	return nil
 }
@@ -1675,8 +1682,8 @@ func (w *Writer) trimOpen() {
 	}
 }
 
-// maxSeries bounds the series the writer remembers (about 40 bytes each,
-// so under 3 MiB): a flood of distinct blocked names, each repeated, adds
+// maxSeries bounds the series the writer remembers (about 48 bytes each,
+// so about 3 MiB): a flood of distinct blocked names, each repeated, adds
 // one a name. Past it, trimSeries forgets those unused for a minute, then
 // any but those of the transaction just committed (the likeliest to
 // repeat again), then any, down to three quarters. A later repeat of a
