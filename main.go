@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -212,6 +213,12 @@ func (c *cli) configCheck(args []string) int {
 	cfg, err := config.LoadChecked(c.cfgPath)
 	if err != nil {
 		printConfigErrors(c.stderr, err)
+		return exitUsage
+	}
+	// The groups as serve builds them before it starts (or takes a
+	// reload): whatever the engine refuses, serve would refuse too.
+	if _, err := policy.New(cfg, nil); err != nil {
+		fmt.Fprintf(c.stderr, "%s: %v\n", c.cfgPath, err)
 		return exitUsage
 	}
 	for _, w := range cfg.Warnings() {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -226,13 +227,34 @@ var dayBits = map[string]uint8{
 
 var dayNames = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun", "weekdays", "weekend", "daily"}
 
-// DayMask returns the window's days as a bit set: bit n is time.Weekday n
-// (so 1<<time.Monday is Monday). Unknown names (rejected by validation) are
-// ignored.
+// ParseDays reads a schedule window's days: mon..sun (or monday..sunday),
+// weekdays, weekend or daily, in any case, as a bit set (bit n is
+// time.Weekday n, so 1<<time.Monday is Monday). No names means daily
+// (validation asks for them). It is the one reading of day names: the
+// validator and the policy engine both use it, so a name config check
+// accepts is a day the engine blocks on.
+func ParseDays(names []string) (uint8, error) {
+	if len(names) == 0 {
+		return dayBits["daily"], nil
+	}
+	var m uint8
+	for _, n := range names {
+		v, ok := dayBits[strings.ToLower(strings.TrimSpace(n))]
+		if !ok {
+			return 0, fmt.Errorf("unknown day %q (want mon..sun, weekdays, weekend or daily)%s", n, didYouMean(n, dayNames))
+		}
+		m |= v
+	}
+	return m, nil
+}
+
+// DayMask returns the window's days as a bit set (ParseDays). Unknown
+// names (rejected by validation) are ignored.
 func (w TimeWindow) DayMask() uint8 {
 	var m uint8
 	for _, d := range w.Days {
-		m |= dayBits[strings.ToLower(strings.TrimSpace(d))]
+		v, _ := ParseDays([]string{d})
+		m |= v
 	}
 	return m
 }

@@ -641,8 +641,8 @@ func (v *validator) schedule(p string, s *Schedule) {
 			v.errf(joinKey(wp, "days"), "needs days: (e.g. [weekdays] or [mon, wed])")
 		}
 		for j, d := range w.Days {
-			if _, ok := dayBits[d]; !ok {
-				v.errf(joinIndex(joinKey(wp, "days"), j), "unknown day %q (want mon..sun, weekdays, weekend or daily)%s", d, didYouMean(d, dayNames))
+			if _, err := ParseDays([]string{d}); err != nil {
+				v.errf(joinIndex(joinKey(wp, "days"), j), "%v", err)
 			}
 		}
 		switch {

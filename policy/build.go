@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
@@ -226,7 +225,7 @@ func buildGroup(name string, cg *config.Group, lbits map[string]bl.Category) (*g
 	for i, s := range cg.Schedules {
 		set := cats(fmt.Sprintf("schedules[%d].block", i), s.Block)
 		for j, w := range s.When {
-			days, err := parseDays(w.Days)
+			days, err := config.ParseDays(w.Days)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("groups.%s.schedules[%d].when[%d].days: %w", name, i, j, err))
 				continue
@@ -308,25 +307,4 @@ func inlineIndex(name string, entries []string) (*bl.Index, error) {
 		return nil, err
 	}
 	return b.Build()
-}
-
-var dayNames = map[string]uint8{
-	"sun": 1 << time.Sunday, "mon": 1 << time.Monday, "tue": 1 << time.Tuesday, "wed": 1 << time.Wednesday,
-	"thu": 1 << time.Thursday, "fri": 1 << time.Friday, "sat": 1 << time.Saturday,
-	"weekdays": 0b0111110, "weekend": 0b1000001, "daily": 0b1111111,
-}
-
-func parseDays(names []string) (uint8, error) {
-	if len(names) == 0 {
-		return dayNames["daily"], nil
-	}
-	var m uint8
-	for _, n := range names {
-		v, ok := dayNames[strings.ToLower(strings.TrimSpace(n))]
-		if !ok {
-			return 0, fmt.Errorf("unknown day %q (mon..sun, weekdays, weekend, daily)", n)
-		}
-		m |= v
-	}
-	return m, nil
 }

@@ -454,3 +454,45 @@ func TestIdentifyFromIdentityTable(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleDayNamesAsConfigReadsThem: every day name the config accepts
+// (config check says "valid" for it) builds an engine whose schedule is
+// active on that day: "monday" as well as "mon", any case.
+func TestScheduleDayNamesAsConfigReadsThem(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+groups:
+  students:
+    block: [pornography]
+    schedules:
+      - name: lessons
+        block: [games]
+        when:
+          - days: [Monday, wednesday, FRI]
+            from: "09:00"
+            to: "15:00"
+`), "gatehouse.yaml")
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	e, err := New(cfg, nil)
+	if err != nil {
+		t.Fatalf("New refused a config that config.Parse accepted: %v", err)
+	}
+	london, _ := time.LoadLocation("Europe/London")
+	for _, tt := range []struct {
+		at      string
+		blocked bool
+	}{
+		{"2026-11-23 10:00", true}, // Monday
+		{"2026-11-24 10:00", false},
+		{"2026-11-25 10:00", true}, // Wednesday
+		{"2026-11-27 10:00", true}, // Friday
+		{"2026-11-28 10:00", false},
+	} {
+		at, _ := time.ParseInLocation("2006-01-02 15:04", tt.at, london)
+		cats, _ := e.BlockedCategories("students", at)
+		if got := cats.Has(bl.Games); got != tt.blocked {
+			t.Errorf("%s: games blocked = %v, want %v", tt.at, got, tt.blocked)
+		}
+	}
+}
