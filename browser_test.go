@@ -33,6 +33,7 @@ proxy: {listen: "127.0.0.1:0"}
 dns: {listen: ["127.0.0.1:0"], upstreams: ["`+upstream+`"]}
 groups:
   students:
+    block: []
     deny: [paypal.com]
 `, nil)
 	if code, _, errs := runCLI(t, "ca", "init", "--config", path); code != exitOK {

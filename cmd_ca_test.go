@@ -34,6 +34,7 @@ proxy: {listen: "127.0.0.1:0"}
 dns: {listen: ["127.0.0.1:0"], upstreams: ["`+upstream+`"]}
 groups:
   students:
+    block: []
     deny: [blocked.test]
 `, nil)
 	code, out, errs := runCLI(t, "ca", "init", "--config", path)

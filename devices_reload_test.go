@@ -40,7 +40,7 @@ dns:
     cert: ` + dir + `/cert.pem
     key: ` + dir + `/key.pem
 groups:
-  students: {}
+  students: {block: []}
 clients:
   default_group: students
 `

@@ -105,7 +105,7 @@ lists:
   - {name: adult, path: "{{dir}}/adult.txt", category: pornography}
   - {name: missing, path: "{{dir}}/missing.txt", category: gambling}
 groups:
-  guests: {networks: [127.0.0.2/32]}
+  guests: {networks: [127.0.0.2/32], block: []}
 reports:
   health: {notify_after: 2m, remind_every: 12h}
 `, map[string]string{"adult.txt": "porn.example\n"})

@@ -247,7 +247,7 @@ lists:
   - {name: bet, path: "{{dir}}/bet.txt", category: gambling}
 groups:
   students: {block: [gambling]}
-  staff: {networks: [127.0.0.0/8]}
+  staff: {networks: [127.0.0.0/8], block: []}
 identity:
   groups: [{match: "*@pupils.example", group: students}]
   radius: {listen: "127.0.0.1:0", secret: {file: "{{dir}}/radius-secret"}, nas: [127.0.0.1/32]}

@@ -238,6 +238,7 @@ dns:
 groups:
   staff:
     networks: [127.0.0.0/8]
+    block: []
 clients:
   default_group: staff
 ` + devices + `
@@ -319,6 +320,7 @@ dns:
 groups:
   staff:
     networks: [127.0.0.0/8]
+    block: []
 clients:
   default_group: staff
 identity:

@@ -73,6 +73,7 @@ groups:
   bench:
     description: benchmark clients on loopback
     networks: [127.0.0.0/8]
+    block: []
     decrypt: all
 YAML
 "$GH" ca init --config "$OUT/bench.yaml" >/dev/null

@@ -6,7 +6,7 @@ import (
 )
 
 func TestContentCheckDefaults(t *testing.T) {
-	c, err := Parse([]byte("groups:\n  students: {}\n  staff: {}\n  guests: {content_check: ON}\n"), "t.yaml")
+	c, err := Parse([]byte("groups:\n  students: {block: []}\n  staff: {block: []}\n  guests: {block: [], content_check: ON}\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,7 @@ groups:
 `,
 			want: []want{
 				{"3:3", "log.level", `duplicate key "level" (first set at line 2)`},
+				{"5:3", "groups.staff", "without block: it blocks nothing"},
 				{"6:3", "groups.staff", `duplicate key "staff" (first set at line 5)`},
 			},
 		},
@@ -173,6 +174,7 @@ categories:
 				{"12:16", "lists[0].min_ratio", "expected a number, got a string"},
 				{"13:15", "lists[0].max_size", `invalid size "12XB"`},
 				{"14:5", "lists[0].timeout", "expected a duration (e.g. 90s, 15m, 12h, 30d), got a list"},
+				{"16:3", "groups.students", "without block: it blocks nothing"},
 				{"22:19", "groups.students.schedules[0].when[0].from", `invalid time of day "25:00"`},
 				{"23:17", "groups.students.schedules[0].when[0].to", `invalid time of day "9"`},
 				{"26:15", "categories.games.severity", `unknown severity "3"`},
@@ -389,9 +391,9 @@ func TestAliasBomb(t *testing.T) {
 // TestAliasesWithinBound: a config that reuses anchors as people do is
 // decoded in full.
 func TestAliasesWithinBound(t *testing.T) {
-	src := "groups:\n  g0: {schedules: &s [{name: lessons, block: [games, social-media], when: [{days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"15:00\"}]}]}\n"
+	src := "groups:\n  g0: {block: [], schedules: &s [{name: lessons, block: [games, social-media], when: [{days: [mon, tue, wed, thu, fri], from: \"09:00\", to: \"15:00\"}]}]}\n"
 	for i := 1; i < 40; i++ {
-		src += fmt.Sprintf("  g%d: {schedules: *s}\n", i)
+		src += fmt.Sprintf("  g%d: {block: [], schedules: *s}\n", i)
 	}
 	c, err := Parse([]byte(src), testFile)
 	if err != nil {

@@ -41,7 +41,7 @@ func TestIdentityConfig(t *testing.T) {
 	})
 	// A pattern is checked in the form it is compared in (user names'
 	// canonical form): full-width brackets are ASCII ones there.
-	checkErrors(t, "groups:\n  students: {networks: [10.0.0.0/8]}\nidentity:\n  groups:\n    - {match: \"*@school.example\", group: students}\n    - {match: \"［oops\", group: students}\n", []want{
+	checkErrors(t, "groups:\n  students: {block: [], networks: [10.0.0.0/8]}\nidentity:\n  groups:\n    - {match: \"*@school.example\", group: students}\n    - {match: \"［oops\", group: students}\n", []want{
 		{"6:15", "identity.groups[1].match", `invalid pattern "［oops" (compared as "[oops")`},
 	})
 	checkErrors(t, `identity:
@@ -125,7 +125,7 @@ func TestLDAPConfig(t *testing.T) {
 		t.Fatalf("warnings %q", w)
 	}
 	// groups with proxy_login may rely on the directory alone.
-	if _, err := Parse([]byte("identity:\n  ldap:\n    url: ldaps://dc1\n    bind_dn: \"%s@school.example\"\ngroups:\n  students:\n    proxy_login: true\n"), testFile); err != nil {
+	if _, err := Parse([]byte("identity:\n  ldap:\n    url: ldaps://dc1\n    bind_dn: \"%s@school.example\"\ngroups:\n  students:\n    block: []\n    proxy_login: true\n"), testFile); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,7 +26,7 @@ func TestInspectDefaultsAndPaths(t *testing.T) {
 	if m := c.Groups["staff"].DecryptMode(); m != DecryptBlocks {
 		t.Errorf("staff decrypt %q", m)
 	}
-	c, err = Parse([]byte("proxy:\n  inspect:\n    ca_cert: /etc/g/ca.pem\n    ca_key: /etc/g/ca.key\ngroups:\n  students:\n    decrypt: OFF\n"), "t.yaml")
+	c, err = Parse([]byte("proxy:\n  inspect:\n    ca_cert: /etc/g/ca.pem\n    ca_key: /etc/g/ca.key\ngroups:\n  students:\n    block: []\n    decrypt: OFF\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestPinnedAppsSetting(t *testing.T) {
 	if c.Proxy.Inspect.PinnedApps != PinnedReport || c.PinnedTunnels() {
 		t.Errorf("default pinned_apps %q", c.Proxy.Inspect.PinnedApps)
 	}
-	c, err = Parse([]byte("proxy:\n  inspect:\n    pinned_apps: Tunnel\ngroups:\n  students:\n    decrypt: all\n"), "t.yaml")
+	c, err = Parse([]byte("proxy:\n  inspect:\n    pinned_apps: Tunnel\ngroups:\n  students:\n    block: []\n    decrypt: all\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestPinnedAppsSetting(t *testing.T) {
 }
 
 func TestDecryptModesParse(t *testing.T) {
-	c, err := Parse([]byte("groups:\n  students:\n    decrypt: ALL\n  staff:\n    decrypt: search\n  guests:\n    decrypt: off\n"), "t.yaml")
+	c, err := Parse([]byte("groups:\n  students: {block: [], decrypt: ALL}\n  staff: {block: [], decrypt: search}\n  guests: {block: [], decrypt: off}\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +97,9 @@ func TestDecryptHostTables(t *testing.T) {
     never_decrypt: [MyBank.Example]
     search_hosts: [search.example]
 groups:
-  students: {decrypt: search}
-  staff: {decrypt: all}
-  guests: {decrypt: blocks}
+  students: {block: [], decrypt: search}
+  staff: {block: [], decrypt: all}
+  guests: {block: [], decrypt: blocks}
 `), "t.yaml")
 	if err != nil {
 		t.Fatal(err)

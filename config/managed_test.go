@@ -15,7 +15,7 @@ import (
 // error naming the managed file, its line and the entry.
 func TestManagedListsJoinTheirGroups(t *testing.T) {
 	dir := t.TempDir()
-	src := "database: " + filepath.Join(dir, "gatehouse.db") + "\nclients: {allow: [10.0.0.0/8], default_group: pupils}\ngroups:\n  pupils: {networks: [10.1.0.0/16]}\n"
+	src := "database: " + filepath.Join(dir, "gatehouse.db") + "\nclients: {allow: [10.0.0.0/8], default_group: pupils}\ngroups:\n  pupils: {block: [], networks: [10.1.0.0/16]}\n"
 	m := &Managed{Groups: map[string]*ManagedGroup{
 		"pupils": {Allow: []ManagedEntry{{Entry: "Wiki.Example", Reason: "needed for homework", By: "it@school.example", At: time.Unix(1e9, 0).UTC()}},
 			Deny: []ManagedEntry{{Entry: "games.example/play", Reason: "lessons", By: "it@school.example"}}},

@@ -87,6 +87,7 @@ func TestProxyValid(t *testing.T) {
   events: {collapse: 30s, log_allowed: true}
 groups:
   staff:
+    block: []
     proxy_login: true
 `), testFile)
 	if err != nil {
@@ -156,6 +157,7 @@ proxy:
     login_ttl: 10s
 `,
 			want: []want{
+				{"2:3", "groups.staff", "without block: it blocks nothing"},
 				{"3:18", "groups.staff.proxy_login", "needs proxy.auth.users_file"},
 				{"6:12", "proxy.auth.realm", "without quotes"},
 				{"7:16", "proxy.auth.login_ttl", "must be between 1m and 7d"},

@@ -541,6 +541,18 @@ func (v *validator) groups(lists map[string]int) map[string]bool {
 		if !nameRE.MatchString(name) {
 			v.errf(p, "group name %q: use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
+		// A group written in the file replaces the built-in one whole, so
+		// one written without block: would block nothing but the
+		// restricted tier at all times (its schedules aside), however it
+		// was meant; block: [] says so on purpose. (Configs built in code
+		// have no positions: not checked.)
+		if v.has(p) && !v.has(at("block")) && !v.bad[p] {
+			msg := "has no block: list, so it blocks nothing but the restricted tier"
+			if _, builtIn := defaults().Groups[name]; builtIn {
+				msg = "replaces the built-in " + name + " group whole, and without block: it blocks nothing but the restricted tier"
+			}
+			v.errf(p, "%s: list the categories to block, or write block: [] to block nothing on purpose", msg)
+		}
 		for i, n := range g.Networks {
 			np := joinIndex(at("networks"), i)
 			if !n.IsValid() {

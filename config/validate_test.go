@@ -55,6 +55,7 @@ categories:
     route: it
 `,
 			want: []want{
+				{"2:3", "groups.students", "without block: it blocks nothing"},
 				{"5:17", "groups.students.schedules[0].block[0]", `unknown category "gaming" (did you mean "games"?)`},
 				{"15:14", "lists[0].categories.adult", `unknown category "porno" (did you mean "pornography"?)`},
 				{"18:15", "lists[1].category", `unknown category "socialmedia" (did you mean "social-media"?)`},
@@ -222,6 +223,7 @@ lists:
     path: /etc/gatehouse/deny.txt
 `,
 			want: []want{
+				{"2:3", "groups.staff", "without block: it blocks nothing"},
 				{"3:19", "groups.staff.allow_lists[0]", `no list named "curriculum"`},
 				{"4:18", "groups.staff.deny_lists[0]", `no list named "local-deni" (did you mean "local-deny"?)`},
 				{"6:5", "lists[0]", `list "local-deny" has no category and no group uses it`},
@@ -241,6 +243,7 @@ lists:
     path: /srv/mine.txt
 `,
 			want: []want{
+				{"2:3", "groups.staff", "without block: it blocks nothing"},
 				{"3:19", "groups.staff.allow_lists[0]", `list "nsfw" has categories of its own; allow_lists take lists without a category`},
 				{"4:18", "groups.staff.deny_lists[0]", `list "mine" is already in allow_lists`},
 			},
@@ -258,6 +261,8 @@ lists:
       - 10.20.0.0/16
 `,
 			want: []want{
+				{"2:3", "groups.staff", "without block: it blocks nothing"},
+				{"4:3", "groups.students", "without block: it blocks nothing"},
 				{"7:9", "groups.students.networks[1]", `network 10.10.0.0/16 is also claimed by group "staff" (groups.staff.networks[0])`},
 				{"8:9", "groups.students.networks[2]", `network 10.0.0.5/32 is also claimed by group "staff"`},
 				{"9:9", "groups.students.networks[3]", "network 10.20.0.0/16 is listed twice"},
@@ -345,6 +350,7 @@ log:
       - name: empty
 `,
 			want: []want{
+				{"2:3", "groups.students", "without block: it blocks nothing"},
 				{"7:30", "groups.students.schedules[0].when[0].days[1]", `unknown day "funday" (want mon..sun, weekdays, weekend or daily)`},
 				{"10:13", "groups.students.schedules[0].when[1].days", "needs days:"},
 				{"12:17", "groups.students.schedules[0].when[1].to", "from: and to: are the same time (10:00)"},
@@ -373,6 +379,7 @@ log:
       - EXAMPLE.com
 `,
 			want: []want{
+				{"2:3", "groups.staff", "without block: it blocks nothing"},
 				{"5:9", "groups.staff.allow[1]", `invalid entry "exa_mple..com": empty label`},
 				{"6:9", "groups.staff.allow[2]", "only http:// and https:// addresses can be listed"},
 				{"12:9", "groups.staff.allow[8]", `invalid entry "-bad.example": label starts or ends with a hyphen`},
@@ -394,6 +401,7 @@ groups:
 `,
 			want: []want{
 				{"5:16", "lists[0].min_ratio", "must be between 0 and 1"},
+				{"7:3", "groups.staff", "without block: it blocks nothing"},
 				{"8:18", "groups.staff.safe_search", `unknown safe_search mode "medium"`},
 			},
 		},
@@ -485,6 +493,7 @@ categories:
 				{"5:13", "lists[0].format", "the restricted tier (IWF/CTIRU) cannot be overridden: a restricted list (iwf, ctiru) must set format: domains, urls or sha256"},
 				{"7:10", "lists[1].url", "a restricted list must be downloaded over https"},
 				{"8:15", "lists[1].category", "the restricted tier (IWF/CTIRU) cannot be overridden"},
+				{"10:3", "groups.staff", "without block: it blocks nothing"},
 				{"11:19", "groups.staff.allow_lists[0]", `the restricted tier (IWF/CTIRU) cannot be overridden: list "iwf" feeds iwf and cannot be an allow list`},
 				{"14:12", "categories.iwf.route", "the restricted tier (IWF/CTIRU) cannot be overridden"},
 				{"16:15", "categories.ctiru.severity", "the restricted tier (IWF/CTIRU) cannot be overridden"},
@@ -509,9 +518,9 @@ categories:
 					names = append(names, fmt.Sprintf("l%d", i))
 					lists = append(lists, fmt.Sprintf("  - {name: l%d, path: /l%d}\n", i, i))
 				}
-				return "groups:\n  staff:\n    deny_lists: [" + strings.Join(names, ", ") + "]\nlists:\n" + strings.Join(lists, "")
+				return "groups:\n  staff:\n    block: []\n    deny_lists: [" + strings.Join(names, ", ") + "]\nlists:\n" + strings.Join(lists, "")
 			}(),
-			want: []want{{"36:5", "lists[31]", "more than 31 lists without a category (allow/deny lists); merge some"}},
+			want: []want{{"37:5", "lists[31]", "more than 31 lists without a category (allow/deny lists); merge some"}},
 		},
 		{
 			name: "no groups at all",
@@ -583,6 +592,7 @@ func TestWarnings(t *testing.T) {
 groups:
   staff:
     networks: [172.16.0.0/12]
+    block: []
 `), testFile)
 	if err != nil {
 		t.Fatal(err)
@@ -615,5 +625,38 @@ func TestMarkerCategoryRejected(t *testing.T) {
 	_, err := Parse([]byte("groups:\n  students:\n    block: [search-engine]\n"), "m.yaml")
 	if err == nil || !strings.Contains(err.Error(), "m.yaml:3:13") || !strings.Contains(err.Error(), "safe_search") {
 		t.Fatalf("marker category in block: %v", err)
+	}
+}
+
+// TestGroupWithoutBlockIsAnError: a group written in the file replaces the
+// built-in group of that name whole, so a half-edit that gives students
+// only their networks would leave pupils with nothing blocked but the
+// restricted tier. Leaving block: out is an error naming the group's line
+// (schedules or not); block: [] says "nothing always blocked" on purpose.
+func TestGroupWithoutBlockIsAnError(t *testing.T) {
+	checkErrors(t, `groups:
+  students:
+    networks: [10.20.0.0/16]
+  lab:
+    description: Computing lab
+    networks: [10.40.0.0/16]
+    safe_search: off
+  guests:
+    schedules:
+      - {name: evenings, block: [games], when: [{days: [daily], from: "18:00", to: "22:00"}]}
+`, []want{
+		{"2:3", "groups.students", "replaces the built-in students group whole"},
+		{"4:3", "groups.lab", "no block:"},
+		{"8:3", "groups.guests", "replaces the built-in guests group whole"},
+	})
+	for _, src := range []string{
+		"groups:\n  it:\n    networks: [10.50.0.0/16]\n    block: []\n",
+		"groups:\n  it:\n    networks: [10.50.0.0/16]\n    block: ~\n",
+		"groups:\n  lab:\n    block: []\n    schedules:\n      - {name: evenings, block: [games], when: [{days: [daily], from: \"18:00\", to: \"22:00\"}]}\n",
+		"groups:\n  lab: &base\n    block: [games]\n  lab2:\n    <<: *base\n    networks: [10.40.0.0/16]\n",
+	} {
+		if errs := parseErrors(t, src); len(errs) != 0 {
+			t.Errorf("%s: %v", src, errs)
+		}
 	}
 }

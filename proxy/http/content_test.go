@@ -459,7 +459,7 @@ func TestContentSizeCap(t *testing.T) {
 
 // TestContentConfig: the config's content settings and their errors.
 func TestContentConfigDefaults(t *testing.T) {
-	c, err := config.Parse([]byte("groups:\n  students: {}\n  staff: {}\n"), "t.yaml")
+	c, err := config.Parse([]byte("groups:\n  students: {block: []}\n  staff: {block: []}\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
