@@ -645,7 +645,8 @@ func parentPath(path string) string {
 }
 
 // parsePrefix reads a network. A single address without a mask is accepted
-// as a one-address network (/32 or /128). Host bits after the mask are an
+// as a one-address network (/32 or /128); an IPv4-mapped IPv6 network
+// (::ffff:10.20.0.0/112) is the IPv4 network it maps (10.20.0.0/16). Host bits after the mask are an
 // error rather than silently cleared: "10.1.2.0/16" is more often a typo for
 // /24 than a way of writing 10.1.0.0/16.
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -665,6 +666,13 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	if m := p.Masked(); m != p {
 		return netip.Prefix{}, fmt.Errorf("network %q has bits set after the /%d mask (did you mean %s?)", s, p.Bits(), m)
+	}
+	if p.Addr().Is4In6() {
+		// Clients are compared as IPv4 (a mapped address is unmapped, as a
+		// single address here is), so ::ffff:10.20.0.0/112 would never
+		// contain one: it means 10.20.0.0/16. (Masked, a mapped address
+		// has all of ::ffff inside the mask: Bits is 96 or more.)
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), nil
 	}
 	return p, nil
 }

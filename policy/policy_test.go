@@ -496,3 +496,40 @@ groups:
 		}
 	}
 }
+
+// TestIPv4MappedNetworks: a network written in its IPv4-mapped IPv6 form
+// (::ffff:10.20.0.0/112, as some tools print dual-stack sockets' peers)
+// places the IPv4 clients it names, as a single mapped address already
+// does; clients are always compared unmapped.
+func TestIPv4MappedNetworks(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+clients:
+  allow: ["::ffff:10.0.0.0/104"]
+  default_group: staff
+groups:
+  students:
+    networks: ["::ffff:10.20.0.0/112", "::ffff:10.30.0.7"]
+    block: [games]
+`), "gatehouse.yaml")
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("warnings: %q", w)
+	}
+	e, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"10.20.1.1", "::ffff:10.20.1.1", "10.30.0.7"} {
+		if g := e.Identify(netip.MustParseAddr(c), "").Group; g != "students" {
+			t.Errorf("%s: group %s, want students", c, g)
+		}
+	}
+	if g := e.Identify(netip.MustParseAddr("10.21.0.1"), "").Group; g != "staff" {
+		t.Errorf("10.21.0.1: group %s, want staff", g)
+	}
+	if got := cfg.Clients.Allow[0]; got != netip.MustParsePrefix("10.0.0.0/8") {
+		t.Errorf("clients.allow[0] = %s, want 10.0.0.0/8", got)
+	}
+}
