@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSyntaxErrors(t *testing.T) {
@@ -456,5 +457,20 @@ func TestParseMutations(t *testing.T) {
 		if _, ok := err.(Errors); err != nil && !ok {
 			t.Fatalf("input %q: error type %T", in, err)
 		}
+	}
+}
+
+// TestDurationOverflowIsAnError: a number of days too large for a
+// duration is an error at its line, not a wrapped-round value: 213503d
+// would otherwise be a negative block TTL that passes "at most 24h", and
+// 213504d twenty-five minutes.
+func TestDurationOverflowIsAnError(t *testing.T) {
+	checkErrors(t, "dns:\n  block_ttl: 213503d\n  cache:\n    max_ttl: 213504d\n", []want{
+		{"2:14", "dns.block_ttl", `invalid duration "213503d"`},
+		{"4:14", "dns.cache.max_ttl", `invalid duration "213504d"`},
+	})
+	var d Duration
+	if err := d.UnmarshalText([]byte("106751d")); err != nil || d.D() != 106751*24*time.Hour {
+		t.Errorf("106751d (the largest whole number of days) = %v, %v", d.D(), err)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,10 @@ func (d *Duration) UnmarshalText(b []byte) error {
 		v, err := strconv.ParseUint(n, 10, 32)
 		if err != nil {
 			return fmt.Errorf("invalid duration %q (e.g. 90s, 15m, 12h, 30d)", s)
+		}
+		if maxDays := uint64(math.MaxInt64 / int64(24*time.Hour)); v > maxDays {
+			// More would wrap round to a negative or short duration.
+			return fmt.Errorf("invalid duration %q: too long (at most %dd)", s, maxDays)
 		}
 		*d = Duration(time.Duration(v) * 24 * time.Hour)
 		return nil
