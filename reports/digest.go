@@ -39,7 +39,21 @@ type Digester struct {
 	sendEmpty bool
 	mailer    *Mailer
 	health    failState // the last pass's failure, for /healthz (HealthChecks)
+
+	// Spilled, if set, is how many events wait in spill files for the
+	// database (Writer.Spilled; Start sets it). A due digest waits for
+	// them, for up to spillHold: replayed later, with their own times,
+	// they would fall in a period already sent.
+	Spilled func() int64
+	held    map[string]time.Time // schedule → when it first waited (RunDue's only)
 }
+
+// spillHold is the longest a digest waits for spilled events; spillRetry
+// how often it looks again meanwhile.
+const (
+	spillHold  = 15 * time.Minute
+	spillRetry = 30 * time.Second
+)
 
 // NewDigester parses the schedules.
 func NewDigester(st *Store, opt Options, roles Roles, school string, loc *time.Location, schedules []Schedule, sendEmpty bool, m *Mailer) (*Digester, error) {
@@ -140,11 +154,29 @@ func (d *Digester) RunDue(ctx context.Context) (time.Time, error) {
 		}
 		end, due, n := Due(s.sched, wm, now.Add(-digestSettle))
 		n = n.Add(digestSettle)
+		if due && d.Spilled != nil {
+			if k := d.Spilled(); k > 0 {
+				if d.held == nil {
+					d.held = map[string]time.Time{}
+				}
+				since, ok := d.held[s.Name]
+				if !ok {
+					since, d.held[s.Name] = now, now
+				}
+				if now.Sub(since) < spillHold {
+					d.opt.Log.Warn("digest waits for events in spill files to reach the database", "schedule", s.Name, "events", k)
+					due, n = false, now.Add(spillRetry)
+				} else {
+					d.opt.Log.Error("digest sent while events still wait in spill files: those events will be in no digest", "schedule", s.Name, "events", k, "waited", now.Sub(since).Round(time.Second))
+				}
+			}
+		}
 		if due {
 			if _, err := d.send(ctx, s, wm, end, true); err != nil {
 				errs = append(errs, fmt.Errorf("digest %s: %w", s.Name, err))
 				continue
 			}
+			delete(d.held, s.Name)
 		}
 		if next.IsZero() || n.Before(next) {
 			next = n

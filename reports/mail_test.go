@@ -989,3 +989,51 @@ func TestDigestCountsEveryAttemptOnce(t *testing.T) {
 		t.Errorf("digests counted %v attempts (sum %d); the incident %d, want 10 in two digests", per, sum, want)
 	}
 }
+
+// TestDigestWaitsForSpilledEvents: attempts made before a digest's end
+// that wait in spill files (the database refused them) are replayed with
+// their own times; a digest read before the replay never counts them, nor
+// does the next, which starts at its end. The digest waits for them.
+func TestDigestWaitsForSpilledEvents(t *testing.T) {
+	st := openTemp(t)
+	t0 := time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC) // Monday; London is on UTC
+	clk := newClock(t0)
+	p := testParts(t, MailConfig{Dir: t.TempDir()}, clk.Now)
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules[:1], true, nil) // daily, 07:30
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := d.RunDue(ctx); err != nil { // the watermark at t0
+		t.Fatal(err)
+	}
+	w, err := NewWriter(st, Options{Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	d.Spilled = w.Spilled
+	if _, err := st.db.Exec(`CREATE TRIGGER refuse_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	w.Record(ev(time.Date(2026, 11, 23, 7, 29, 50, 0, time.UTC), "10.0.0.5", "students", "gambling", "bet.example"))
+	waitFor(t, "the event is spilled", func() bool { w.Flush(); return w.Spilled() > 0 })
+	clk.Set(time.Date(2026, 11, 23, 7, 31, 0, 0, time.UTC))
+	if _, err := d.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE kind = 'digest'"); c != 0 {
+		t.Fatalf("a digest was sent while its period's attempt waited in a spill file")
+	}
+	if _, err := st.db.Exec(`DROP TRIGGER refuse_events`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spill file is replayed", func() bool { w.Flush(); return w.Spilled() == 0 })
+	clk.Set(time.Date(2026, 11, 23, 7, 31, 30, 0, time.UTC))
+	if _, err := d.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE kind = 'digest' AND text_body LIKE '%bet.example%'"); c != 1 {
+		t.Errorf("%d digests name the replayed attempt, want 1", c)
+	}
+}

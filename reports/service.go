@@ -113,6 +113,7 @@ func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.Writer = w
 	w.Alertable = s.Alerter.Wake
+	s.Digester.Spilled = w.Spilled
 	s.goRun(func() { s.Mailer.Run(ctx) })
 	s.goRun(func() { s.Alerter.Run(ctx, 15*time.Second) })
 	s.goRun(func() { s.Digester.Run(ctx) })
