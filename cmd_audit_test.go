@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,50 @@ func TestCLILooksAudited(t *testing.T) {
 			!strings.Contains(errs, "audit log could not be written") {
 			t.Errorf("%v with the audit log refusing writes: %d\n%s\n%s", args, code, out, errs)
 		}
+	}
+}
+
+// TestDigestCarriesAuditFingerprint: each digest carries the audit log's
+// fingerprint (its last entry's number and hash), so that an auditor
+// holding a digest can show later that nothing up to it was changed or
+// removed: entries cut from the end, which the chain alone does not show,
+// fail "audit verify --at".
+func TestDigestCarriesAuditFingerprint(t *testing.T) {
+	path, dir := writeConfig(t, cliConfig, cliFiles)
+	st, err := reports.Open(filepath.Join(dir, "gatehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for range 2 { // entries in the audit log
+		if code, _, errs := runCLI(t, "--config", path, "events", "--since", "1h"); code != exitOK {
+			t.Fatalf("events: %s", errs)
+		}
+	}
+	code, out, errs := runCLI(t, "--config", path, "report", "preview", "--schedule", "daily")
+	m := regexp.MustCompile(`Audit log fingerprint \(keep this mail; for an auditor\): (\d+:[0-9a-f]{16})\n`).FindStringSubmatch(out)
+	if code != exitOK || m == nil {
+		t.Fatalf("preview: %d, no fingerprint\n%s%s", code, out, errs)
+	}
+	if code, out, _ := runCLI(t, "--config", path, "audit", "verify", "--at", m[1]); code != exitOK || !strings.Contains(out, "nothing up to it was changed") {
+		t.Fatalf("verify --at %s: %d %s", m[1], code, out)
+	}
+	id, _, _ := strings.Cut(m[1], ":")
+	st, err = reports.Open(filepath.Join(dir, "gatehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().Exec(`DROP TRIGGER console_audit_no_delete; DELETE FROM console_audit WHERE id >= ` + id); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if code, out, _ := runCLI(t, "--config", path, "audit", "verify"); code != exitOK {
+		t.Fatalf("the chain alone: %d %s", code, out)
+	}
+	if code, out, _ := runCLI(t, "--config", path, "audit", "verify", "--at", m[1]); code != exitFailure || !strings.Contains(out, "is gone") {
+		t.Errorf("verify --at after entries were cut: %d %s", code, out)
+	}
+	if code, _, errs := runCLI(t, "--config", path, "audit", "verify", "--at", "12"); code != exitUsage || !strings.Contains(errs, "ID:FINGERPRINT") {
+		t.Errorf("--at without a fingerprint: %d %s", code, errs)
 	}
 }

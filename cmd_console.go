@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -260,10 +261,21 @@ func (c *cli) accounts(args []string) int {
 func (c *cli) audit(args []string) int {
 	fs := c.flags("audit")
 	asCSV := fs.Bool("csv", false, "CSV (RFC 4180, safe to open in a spreadsheet)")
+	at := fs.String("at", "", "with verify: a digest's audit log fingerprint, ID:HASH; the entry must still end the chain up to it as it did")
 	pos, err := parse(fs, args)
-	if err != nil || len(pos) > 1 || (len(pos) == 1 && pos[0] != "verify") {
-		fmt.Fprintln(c.stderr, "usage: gatehouse audit [--csv] | gatehouse audit verify")
+	if err != nil || len(pos) > 1 || (len(pos) == 1 && pos[0] != "verify") || (*at != "" && len(pos) == 0) {
+		fmt.Fprintln(c.stderr, "usage: gatehouse audit [--csv] | gatehouse audit verify [--at ID:FINGERPRINT]")
 		return exitUsage
+	}
+	var atID int64
+	var atFP string
+	if *at != "" {
+		id, fp, ok := strings.Cut(*at, ":")
+		if atID, err = strconv.ParseInt(id, 10, 64); !ok || err != nil || atID <= 0 {
+			fmt.Fprintf(c.stderr, "--at %q: want ID:FINGERPRINT as a digest prints it (1234:5f3c8a91d2e4b7c0)\n", *at)
+			return exitUsage
+		}
+		atFP = fp
 	}
 	cfg, code := c.loadConfig()
 	if code != exitOK {
@@ -275,14 +287,26 @@ func (c *cli) audit(args []string) int {
 	}
 	defer rep.Close()
 	if len(pos) == 1 {
-		bad, err := st.VerifyAudit()
+		var bad int64
+		if atID > 0 {
+			bad, err = st.VerifyAuditAt(atID, atFP)
+		} else {
+			bad, err = st.VerifyAudit()
+		}
 		if err != nil {
 			fmt.Fprintln(c.stderr, err)
 			return exitFailure
 		}
-		if bad != 0 {
+		switch {
+		case bad == atID && atID > 0:
+			fmt.Fprintf(c.stdout, "audit log: entry %d is gone or no longer has the fingerprint the digest gave: the log up to it was removed or written anew outside Gatehouse\n", atID)
+			return exitFailure
+		case bad != 0:
 			fmt.Fprintf(c.stdout, "audit log: the hash chain breaks at entry %d: it or an entry before it was changed or removed outside Gatehouse\n", bad)
 			return exitFailure
+		case atID > 0:
+			fmt.Fprintf(c.stdout, "audit log: hash chain intact, and entry %d still ends it as the digest said: nothing up to it was changed or removed\n", atID)
+			return exitOK
 		}
 		fmt.Fprintln(c.stdout, "audit log: hash chain intact")
 		return exitOK

@@ -34,6 +34,7 @@ func (c *cli) report(args []string) int {
 	if err != nil {
 		p, _ = reports.FromConfig(withoutSMTPPassword(cfg), nil)
 	}
+	p.AuditHead = auditHead
 	svc, err := reports.Tools(cfg.Database, p)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)

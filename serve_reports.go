@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/console"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -25,6 +27,7 @@ func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prome
 		return fmt.Errorf("database directory: %w", err)
 	}
 	p.Problems = s.health.Problems // lasting problems are mailed to IT (health.go)
+	p.AuditHead = auditHead
 	svc, err := reports.Start(ctx, cfg.Database, p)
 	if err != nil {
 		return err
@@ -43,6 +46,10 @@ func (s *server) startReports(ctx context.Context, cfg *config.Config, reg prome
 	log.Info("breach store open", "database", cfg.Database, "mail", mail, "digests", len(p.Schedules))
 	return nil
 }
+
+// auditHead reads the console's audit log's end, the fingerprint every
+// digest carries (reports.Parts.AuditHead).
+func auditHead(tx *sql.Tx) (int64, string, error) { return console.AuditHead(tx) }
 
 // reportSink is the sink the front doors record events into (nil before
 // startReports).

@@ -347,6 +347,56 @@ func TestAuditLogAppendOnly(t *testing.T) {
 	}
 }
 
+// TestVerifyAuditAt: the chain alone cannot show entries cut from its end
+// or a whole chain written anew after an edit; a fingerprint of its end
+// taken earlier (AuditHead, as the digests carry it) can.
+func TestVerifyAuditAt(t *testing.T) {
+	r := newRig(t, false)
+	r.add("audit@school.example", RoleAuditor, goodPass, false)
+	r.signIn(r.client(), "audit@school.example", goodPass, "")
+	db := r.rep.DB()
+	id, hash, err := AuditHead(db)
+	if err != nil || id < 2 || len(hash) != 64 {
+		t.Fatalf("AuditHead: %d %q %v", id, hash, err)
+	}
+	fp := hash[:minFingerprint]
+	if bad, err := r.st.VerifyAuditAt(id, fp); err != nil || bad != 0 {
+		t.Fatalf("untouched: %d %v", bad, err)
+	}
+	if _, err := r.st.VerifyAuditAt(id, "5f3c"); err == nil {
+		t.Error("a short fingerprint was taken")
+	}
+	// The whole chain written anew after an edit: VerifyAudit passes.
+	if _, err := db.Exec(`DROP TRIGGER console_audit_no_update; UPDATE console_audit SET detail = 'edited' WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := r.st.AuditLog()
+	prev := ""
+	for _, e := range log {
+		e.Hash = chainHash(prev, e)
+		if _, err := db.Exec(`UPDATE console_audit SET hash = ? WHERE id = ?`, e.Hash, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	if bad, err := r.st.VerifyAudit(); err != nil || bad != 0 {
+		t.Fatalf("a chain written anew: VerifyAudit %d %v", bad, err)
+	}
+	if bad, err := r.st.VerifyAuditAt(id, fp); err != nil || bad != id {
+		t.Errorf("a chain written anew: VerifyAuditAt = %d %v, want %d", bad, err, id)
+	}
+	// Entries cut from the end.
+	if _, err := db.Exec(`DROP TRIGGER console_audit_no_delete; DELETE FROM console_audit WHERE id >= ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	if bad, err := r.st.VerifyAudit(); err != nil || bad != 0 {
+		t.Fatalf("cut from the end: VerifyAudit %d %v", bad, err)
+	}
+	if bad, err := r.st.VerifyAuditAt(id, fp); err != nil || bad != id {
+		t.Errorf("cut from the end: VerifyAuditAt = %d %v, want %d", bad, err, id)
+	}
+}
+
 func TestAuditPageRoles(t *testing.T) {
 	r := newRig(t, false)
 	r.add("audit@school.example", RoleAuditor, goodPass, false)

@@ -368,6 +368,48 @@ func (s *Store) VerifyAudit() (int64, error) {
 	return 0, nil
 }
 
+// A Querier runs a query on a database or inside a transaction.
+type Querier interface {
+	QueryRow(query string, args ...any) *sql.Row
+}
+
+// AuditHead is the audit log's last entry and its hash (0 and "" while
+// the log is empty or the console was never set up): the fingerprint the
+// digests carry, so that an auditor can later check that no entry up to
+// it was changed or removed (VerifyAuditAt). The chain alone cannot show
+// entries cut from its end, nor a whole chain written anew.
+func AuditHead(q Querier) (int64, string, error) {
+	var id int64
+	var hash string
+	err := q.QueryRow(`SELECT id, hash FROM console_audit ORDER BY id DESC LIMIT 1`).Scan(&id, &hash)
+	if errors.Is(err, sql.ErrNoRows) || err != nil && strings.Contains(err.Error(), "no such table") {
+		return 0, "", nil
+	}
+	return id, hash, err
+}
+
+// minFingerprint is the fewest hex digits of a hash VerifyAuditAt takes.
+const minFingerprint = 16
+
+// VerifyAuditAt is VerifyAudit, and also that entry id is still there
+// with a hash starting with fp (a digest's fingerprint, "5f3c…", at least
+// 16 hex digits). It returns the first entry that does not hold, or 0.
+func (s *Store) VerifyAuditAt(id int64, fp string) (int64, error) {
+	fp = strings.ToLower(fp)
+	if len(fp) < minFingerprint || len(fp) > 64 || strings.Trim(fp, "0123456789abcdef") != "" {
+		return 0, fmt.Errorf("a fingerprint is %d to 64 hex digits, as a digest prints it", minFingerprint)
+	}
+	if bad, err := s.VerifyAudit(); bad != 0 || err != nil {
+		return bad, err
+	}
+	var hash string
+	err := s.db.QueryRow(`SELECT hash FROM console_audit WHERE id = ?`, id).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !strings.HasPrefix(hash, fp) {
+		return id, nil
+	}
+	return 0, err
+}
+
 // SetTOTP enrols (or replaces) an account's second factor; "" removes it.
 func (s *Store) SetTOTP(actor, addr, email, secret string, now time.Time) error {
 	a, err := s.Account(email)

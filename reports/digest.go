@@ -44,8 +44,9 @@ type Digester struct {
 	// database (Writer.Spilled; Start sets it). A due digest waits for
 	// them, for up to spillHold: replayed later, with their own times,
 	// they would fall in a period already sent.
-	Spilled func() int64
-	held    map[string]time.Time // schedule → when it first waited (RunDue's only)
+	Spilled   func() int64
+	held      map[string]time.Time                    // schedule → when it first waited (RunDue's only)
+	auditHead func(tx *sql.Tx) (int64, string, error) // Parts.AuditHead
 }
 
 // spillHold is the longest a digest waits for spilled events; spillRetry
@@ -293,6 +294,19 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 	if err != nil {
 		return nil, err
 	}
+	// The audit log's fingerprint: kept in the recipients' mail, it lets
+	// an auditor show later that no entry up to it was changed or removed
+	// (gatehouse audit verify --at).
+	audit := ""
+	if d.auditHead != nil {
+		id, hash, err := d.auditHead(tx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the audit log's end: %w", err)
+		}
+		if id > 0 && len(hash) >= auditFingerprint {
+			audit = fmt.Sprintf("%d:%s", id, hash[:auditFingerprint])
+		}
+	}
 	var msgs []*Message
 	var ids []int64
 	for _, role := range s.Roles {
@@ -313,7 +327,7 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 		if len(mine) == 0 && len(myMistakes) == 0 && !d.sendEmpty && len(probs) == 0 {
 			continue
 		}
-		m, err := d.render(s, role, from, to, mine, prev, myMistakes, myPending, probs)
+		m, err := d.render(s, role, from, to, mine, prev, myMistakes, myPending, probs, audit)
 		if err != nil {
 			return nil, err
 		}
@@ -397,7 +411,11 @@ func (d *Digester) totals(ctx context.Context, tx *sql.Tx, from, to time.Time) (
 	return out, rows.Err()
 }
 
-func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake, pending int, probs []problemRow) (*Message, error) {
+// auditFingerprint is how many hex digits of the audit log's last hash a
+// digest carries (64 bits: no one can make another chain end in them).
+const auditFingerprint = 16
+
+func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []periodIncident, prev map[string]int64, mistakes []Mistake, pending int, probs []problemRow, audit string) (*Message, error) {
 	sort.Slice(incs, func(a, b int) bool {
 		if incs[a].Severity != incs[b].Severity {
 			return incs[a].Severity > incs[b].Severity
@@ -408,7 +426,7 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 		return incs[a].ID < incs[b].ID
 	})
 	dd := &digestData{School: d.r.school, Schedule: s.Name, Empty: len(incs) == 0,
-		Period: "From " + d.r.local(from) + " to " + d.r.local(to) + " (" + d.r.loc.String() + ")", Health: d.r.healthViews(probs)}
+		Period: "From " + d.r.local(from) + " to " + d.r.local(to) + " (" + d.r.loc.String() + ")", Health: d.r.healthViews(probs), Audit: audit}
 	var high, bypass, other int64
 	byCat, byGroup, byClient := map[string]int64{}, map[string]int64{}, map[string]int64{}
 	advised := map[string]bool{}

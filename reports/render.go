@@ -202,6 +202,7 @@ type digestData struct {
 	MoreMistakes     int
 	Pending          int          // mistake reports waiting for IT's review, any period (the it role's digests)
 	Health           []healthView // problems now: Gatehouse is not fully working
+	Audit            string       // the audit log's fingerprint, "ID:HASH16" ("" without one)
 }
 
 type countRow struct {
@@ -264,6 +265,8 @@ REPORTED AS MISTAKES (from the block page)
 {{end}}{{end}}{{if .Pending}}
 MIS-BLOCK QUEUE: {{.Pending}} report(s) wait for review in the console
 (IT, Mis-block queue).
+{{end}}{{if .Audit}}
+Audit log fingerprint (keep this mail; for an auditor): {{.Audit}}
 {{end}}
 -- 
 Gatehouse web filter, {{.School}}.
@@ -295,6 +298,7 @@ var digestHTML = htmltemplate.Must(htmltemplate.New("digest").Parse(htmlHead + `
 <b>Group:</b> {{.Group}}<br><b>When:</b> {{.When}}<br><b>Ref:</b> {{.Ref}}<br><b>Why:</b> {{.Note}}</div>
 {{end}}{{if .MoreMistakes}}<p class="muted">…and {{.MoreMistakes}} more (<code>gatehouse events --mistakes</code> lists them all).</p>{{end}}
 {{end}}{{if .Pending}}<p><b>Mis-block queue:</b> {{.Pending}} report(s) wait for review in the console (IT, Mis-block queue).</p>
+{{end}}{{if .Audit}}<p class="muted">Audit log fingerprint (keep this mail; for an auditor): <code>{{.Audit}}</code></p>
 {{end}}<p class="muted">Gatehouse web filter, {{.School}}.</p></body></html>`))
 
 func (r *renderer) digest(d *digestData) (text, html string, err error) {

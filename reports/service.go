@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -32,6 +33,10 @@ type Parts struct {
 	Problems     func() []health.Problem
 	HealthAfter  time.Duration
 	HealthRemind time.Duration
+
+	// AuditHead, if set, reads the console's audit log's last entry and
+	// hash (console.AuditHead): each digest carries it as a fingerprint.
+	AuditHead func(tx *sql.Tx) (int64, string, error)
 }
 
 // FromConfig turns the reports: section into the parts' settings. It reads
@@ -158,6 +163,7 @@ func build(st *Store, p Parts) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.auditHead = p.AuditHead
 	return &Service{Store: st, Mailer: m, Digester: d, Alerter: NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, m), roles: p.Roles}, nil
 }
 
