@@ -323,6 +323,9 @@ func (e *Engine) decide(d *Decision, r *Request, path string, ix *bl.Index) {
 	site, ok := ProxiedHost(r.Host)
 	spath := path
 	if !ok {
+		if path == "" {
+			return
+		}
 		if site, spath, ok = ProxiedURL(r.Host, path); !ok {
 			return
 		}

@@ -22,6 +22,9 @@ var proxySuffixes = [...]string{".translate.goog", ".cdn.ampproject.org"}
 // site whole, so the decision of the name is also the decision of the
 // site (decide). It allocates only for such a name.
 func ProxiedHost(host string) (site string, ok bool) {
+	if n := len(host); n < 5 || host[n-1] != 'g' { // .goog, .org: one comparison for most names
+		return "", false
+	}
 	var label string
 	for _, suffix := range proxySuffixes {
 		if l, found := strings.CutSuffix(host, suffix); found {
