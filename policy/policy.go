@@ -120,9 +120,9 @@ type Decision struct {
 	Bypass     bool   // a filter-bypass category
 	Probe      bool   // an automatic probe (DNS canary), not a person's action
 	Rewrite    string // safe-search target host
-	// Proxied is the site a web proxy's name stands for (ProxiedHost),
-	// when the decision is that site's block; never set for the
-	// restricted tier.
+	// Proxied is the site a web proxy's or archive's request stands for
+	// (ProxiedHost, ProxiedURL), when the decision is that site's block;
+	// never set for the restricted tier.
 	Proxied string
 	Identity
 	addrRules bool           // the lists deciding had IP rules (see CheckAddrs)
