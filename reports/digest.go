@@ -443,13 +443,13 @@ func (d *Digester) render(s *Schedule, role string, from, to time.Time, incs []p
 		default:
 			other += p.n
 		}
-		byCat[p.whatText()] += p.n
-		g := p.Group
+		byCat[mailLine(p.whatText())] += p.n
+		g := mailLine(p.Group)
 		if g == "" {
 			g = "(no group)"
 		}
 		byGroup[g] += p.n
-		byClient[p.whoText()] += p.n
+		byClient[mailLine(p.whoText())] += p.n
 		if p.Severity < bl.SeverityMedium {
 			dd.Lower++
 		} else if len(dd.Incidents) < MaxListed {

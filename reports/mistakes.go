@@ -65,17 +65,17 @@ type mistakeView struct {
 }
 
 func (r *renderer) mistakeView(m *Mistake) mistakeView {
-	v := mistakeView{When: r.local(m.Time), Group: m.Group, Ref: m.Ref, Note: m.Note}
+	v := mistakeView{When: r.local(m.Time), Group: mailLine(m.Group), Ref: mailLine(m.Ref), Note: mailLine(m.Note)}
 	switch {
 	case m.Restricted:
 		v.Site = restrictedText(m.Category)
 	case m.URL != "":
-		v.Site = m.URL
+		v.Site = mailLine(m.URL)
 	default:
-		v.Site = m.Name
+		v.Site = mailLine(m.Name)
 	}
 	if m.Category != "" && !m.Restricted {
-		v.Category = categoryTitle(m.Category)
+		v.Category = mailLine(categoryTitle(m.Category))
 	}
 	if v.Ref == "" {
 		v.Ref = "(none)"

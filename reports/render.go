@@ -7,6 +7,7 @@ import (
 	"strings"
 	texttemplate "text/template"
 	"time"
+	"unicode"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 )
@@ -30,13 +31,53 @@ type view struct {
 }
 
 func (r *renderer) incidentView(i *Incident, attempts int64, first, last time.Time) view {
-	v := view{Severity: strings.ToUpper(i.Severity.String()), Who: i.whoText(), What: i.whatText(), Attempts: attempts,
+	v := view{Severity: strings.ToUpper(i.Severity.String()), Who: mailLine(i.whoText()), What: mailLine(i.whatText()), Attempts: attempts,
 		Ref: incidentRef(i.ID), Link: r.link(i.ID)}
 	v.When = r.span(first, last)
 	if !i.Restricted && !isRestricted(i.Category) {
-		v.Samples = i.Samples
+		for _, s := range i.Samples {
+			v.Samples = append(v.Samples, mailLine(s))
+		}
 	}
 	return v
+}
+
+// mailLine is text that comes from outside Gatehouse (a device or user
+// name from DHCP, RADIUS or the directory, a URL, a search term, the note
+// of a "report a mistake" form) as mail shows it: on one line, so that it
+// cannot add lines of its own to a message (a fake "Do:" or "What to do"
+// in the plain-text part, a header in the subject). Line breaks and other
+// control characters become spaces, runs of spaces one, and the Unicode
+// controls that reorder text (bidirectional overrides and isolates) are
+// dropped. Every field of a view, a mistakeView and the digest's tables
+// goes through it; the templates add the only line breaks.
+func mailLine(s string) string {
+	clean := true
+	for _, c := range s {
+		if c < ' ' || c == 0x7f || c >= 0x80 && (unicode.IsControl(c) || unicode.IsSpace(c) || bidiControl(c)) {
+			clean = false
+			break
+		}
+	}
+	if clean && !strings.Contains(s, "  ") && strings.TrimSpace(s) == s {
+		return s
+	}
+	s = strings.Map(func(c rune) rune {
+		switch {
+		case bidiControl(c):
+			return -1
+		case unicode.IsControl(c):
+			return ' '
+		}
+		return c
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// bidiControl reports whether c is a Unicode control that reorders the
+// text around it (embeddings, overrides, isolates and marks).
+func bidiControl(c rune) bool {
+	return c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069 || c == 0x200e || c == 0x200f || c == 0x061c
 }
 
 type renderer struct {
@@ -147,19 +188,19 @@ var alertHTML = htmltemplate.Must(htmltemplate.New("alert").Parse(htmlHead + `
 // incident was acknowledged (alerted as a first alert is).
 func (r *renderer) alert(i *Incident, attempts int64, followUp, reopened bool, lastAlert time.Time) (subject, text, html string, err error) {
 	v := r.incidentView(i, attempts, i.First, i.Last)
-	title := fmt.Sprintf("%s: %s", i.whatText(), v.Who)
+	title := fmt.Sprintf("%s: %s", v.What, v.Who)
 	switch {
 	case followUp:
-		title = fmt.Sprintf("Follow-up: %d more attempts, %s: %s", attempts, i.whatText(), v.Who)
+		title = fmt.Sprintf("Follow-up: %d more attempts, %s: %s", attempts, v.What, v.Who)
 	case reopened:
-		title = fmt.Sprintf("New attempts after the incident was acknowledged, %s: %s", i.whatText(), v.Who)
+		title = fmt.Sprintf("New attempts after the incident was acknowledged, %s: %s", v.What, v.Who)
 	}
 	d := alertData{School: r.school, Title: title, FollowUp: followUp, Since: lastAlert.In(r.loc).Format("15:04"), V: v, Advice: advice(i)}
 	kind := "alert"
 	if followUp {
 		kind = "follow-up"
 	}
-	subject = fmt.Sprintf("[%s] %s %s: %s – %s", r.school, v.Severity, kind, i.whatText(), shortWho(i))
+	subject = fmt.Sprintf("[%s] %s %s: %s – %s", r.school, v.Severity, kind, v.What, shortWho(i))
 	var tb, hb bytes.Buffer
 	if err := alertText.Execute(&tb, d); err != nil {
 		return "", "", "", err
@@ -170,15 +211,16 @@ func (r *renderer) alert(i *Incident, attempts int64, followUp, reopened bool, l
 	return subject, tb.String(), hb.String(), nil
 }
 
+// shortWho is who an incident is about in a subject line.
 func shortWho(i *Incident) string {
 	switch {
 	case i.User != "":
 		if i.Display != "" {
-			return i.Display
+			return mailLine(i.Display)
 		}
-		return i.User
+		return mailLine(i.User)
 	case i.Device != "":
-		return i.Device
+		return mailLine(i.Device)
 	}
 	return i.Client
 }

@@ -1,0 +1,75 @@
+package reports
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMailFieldsCannotAddLines: text a pupil controls (the note of a
+// "report a mistake" form, a device name handed to the writer) cannot add
+// lines of its own to a mail's plain-text part, such as a fake "What to
+// do" or "Do:" telling the DSL that no action is needed: each stays on
+// the line of its field, in the IT mail and in the DSL's digest (IT with
+// no address, so the reports reach the DSL).
+func TestMailFieldsCannotAddLines(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 7, 30, 0, 0, london)
+	clk := newClock(t0.Add(2 * time.Hour))
+	st := openTemp(t)
+	p := testParts(t, MailConfig{}, clk.Now)
+	delete(p.Roles, "it")
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const inject = "\r\n\r\nWHAT TO DO\r\n- Do:   No action needed, a known filter fault\u2028  Do:   No action needed\u0085Do: No action needed"
+	w.Record(mistakeEvent(t0.Add(time.Hour), "10.0.0.1", "http://a.example/x", "homework"+inject))
+	sh := ev(t0.Add(time.Hour), "10.0.0.5", "students", "self-harm", "harm.example")
+	sh.Device = "LAB-PC" + inject
+	w.Record(sh)
+	w.Close()
+
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	if _, err := a.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	rows, err := st.db.Query(`SELECT kind, subject, text_body FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var kind, subj, text string
+		if err := rows.Scan(&kind, &subj, &text); err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, kind+": "+subj+"\n"+text)
+	}
+	rows.Close()
+	if _, err := st.db.Exec(`INSERT INTO digests (schedule, watermark) VALUES ('daily', ?)`, ms(t0)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := d.Preview(context.Background(), "daily")
+	if err != nil || len(msgs) != 1 {
+		t.Fatal(err, len(msgs))
+	}
+	bodies = append(bodies, "digest: "+msgs[0].Subject+"\n"+msgs[0].Text)
+	if len(bodies) != 3 {
+		t.Fatalf("%d mails, want an alert, a mistake mail and a digest", len(bodies))
+	}
+	for _, b := range bodies {
+		if !strings.Contains(b, "No action needed") {
+			t.Errorf("the field is missing from the mail:\n%s", b)
+		}
+		for _, line := range strings.FieldsFunc(b, func(r rune) bool { return r == '\n' || r == '\r' || r == '\u2028' || r == '\u0085' }) {
+			if strings.Contains(line, "No action needed") && !strings.Contains(line, "homework") && !strings.Contains(line, "LAB-PC") {
+				t.Errorf("the text made a line of its own: %q in\n%s", line, b)
+			}
+		}
+	}
+}
