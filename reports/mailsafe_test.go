@@ -73,3 +73,58 @@ func TestMailFieldsCannotAddLines(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchTermNotCrowdedOutOfSamples: an incident keeps a few samples
+// of what was attempted. A pupil who first opened a self-harm site (its
+// page asking for many blocked names) and then searched for "how to kill
+// myself tonight" must have the search in the DSL's follow-up alert and
+// digest: the search, not the site's fifth image server, is what says
+// how serious it is.
+func TestSearchTermNotCrowdedOutOfSamples(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 7, 30, 0, 0, london)
+	clk := newClock(t0.Add(time.Hour))
+	st := openTemp(t)
+	p := testParts(t, MailConfig{}, clk.Now)
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil)
+	for i, h := range []string{"harm.example", "cdn.harm.example", "img.harm.example", "api.harm.example", "fonts.harm.example", "ads.harm.example"} {
+		e := ev(t0.Add(time.Hour+time.Duration(i)*time.Second), "10.0.0.5", "students", "self-harm", h)
+		e.User = "pupil17"
+		w.Record(e)
+	}
+	w.Flush()
+	if n, err := a.Check(context.Background()); err != nil || n != 1 {
+		t.Fatalf("first alert: %d, %v", n, err)
+	}
+	s := ev(t0.Add(time.Hour+time.Minute), "10.0.0.5", "students", "self-harm", "www.google.com")
+	s.User, s.Action, s.Reason, s.SearchTerm, s.SearchEngine = "pupil17", "flag", "watchlist", "how to kill myself tonight", "Google"
+	w.Record(s)
+	w.Close()
+	clk.Add(15 * time.Minute)
+	if n, err := a.Check(context.Background()); err != nil || n != 1 {
+		t.Fatalf("follow-up: %d, %v", n, err)
+	}
+	var followUp string
+	if err := st.db.QueryRow(`SELECT text_body FROM outbox WHERE kind = 'alert' ORDER BY id DESC LIMIT 1`).Scan(&followUp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`INSERT INTO digests (schedule, watermark) VALUES ('daily', ?)`, ms(t0)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDigester(st, p.Options, p.Roles, p.School, p.Loc, p.Schedules, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := d.Preview(context.Background(), "daily")
+	if err != nil || len(msgs) != 1 {
+		t.Fatal(err, len(msgs))
+	}
+	for name, body := range map[string]string{"follow-up alert": followUp, "digest": msgs[0].Text + msgs[0].HTML} {
+		if !strings.Contains(body, "how to kill myself tonight") {
+			t.Errorf("the %s lacks the search:\n%s", name, body)
+		}
+	}
+}

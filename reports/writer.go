@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -1550,9 +1551,7 @@ func (w *Writer) add(b *batchTx, ev *Event) error {
 			o.count += n
 			o.first, o.last = min(o.first, ts), max(o.last, ts)
 			o.severity = max(o.severity, sev)
-			if sample != "" && len(o.samples) < w.opt.Samples && !slices.Contains(o.samples, sample) {
-				o.samples = append(o.samples, sample)
-			}
+			o.samples = addSample(o.samples, sample, w.opt.Samples)
 			if !o.dirty {
 				o.dirty = true
 				b.touched = append(b.touched, o)
@@ -1822,12 +1821,47 @@ func clientStr(ev *Event) string {
 // searchedFor words a search for alerts and digests: searched for “term”
 // on Google.
 func searchedFor(term, engine string) string {
-	s := "searched for \u201c" + term + "\u201d"
+	s := searchedPrefix + term + "\u201d"
 	if engine != "" {
 		s += " on " + engine
 	}
 	return s
 }
+
+// addSample adds sample to an incident's samples, at most n of them.
+// What a person searched for or read (a search term, the phrases of a
+// page the content check flagged) says more than the names a blocked page
+// asked for: once the samples are full, it takes the place of the latest
+// of those, so a search made after five blocked names still reaches the
+// DSL's alert and digest (TestSearchTermNotCrowdedOutOfSamples).
+func addSample(samples []string, sample string, n int) []string {
+	if sample == "" || slices.Contains(samples, sample) {
+		return samples
+	}
+	if len(samples) < n {
+		return append(samples, sample)
+	}
+	if !tellingSample(sample) {
+		return samples
+	}
+	for i := len(samples) - 1; i >= 0; i-- {
+		if !tellingSample(samples[i]) {
+			return append(slices.Delete(samples, i, i+1), sample)
+		}
+	}
+	return samples
+}
+
+// tellingSample reports whether a sample (as sampleOf words it) is a
+// search or a page's flagged phrases rather than a name or URL.
+func tellingSample(s string) bool {
+	return strings.HasPrefix(s, searchedPrefix) || strings.HasPrefix(s, readPrefix)
+}
+
+const (
+	searchedPrefix = "searched for \u201c"
+	readPrefix     = "read a page with \u201c"
+)
 
 // sampleOf is what an incident keeps as an example: the search term, else
 // the URL, else the name (for a DNS tunnel, saying so). Nothing for the
@@ -1844,7 +1878,7 @@ func sampleOf(ev *Event) string {
 		return searchedFor(ev.SearchTerm, ev.SearchEngine)
 	case ev.Reason == "content" && ev.Entry != "" && ev.URL != "":
 		// The real-time content check: the phrases it found (Entry).
-		return "read a page with “" + shorten(ev.Entry, 80) + "” (" + ev.URL + ")"
+		return readPrefix + shorten(ev.Entry, 80) + "” (" + ev.URL + ")"
 	case ev.Reason == "dns-tunnel":
 		// The resolver's DNS tunnel detection (proxy/dns/tunnel.go): Name
 		// is the tunnel's registrable domain.
