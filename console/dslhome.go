@@ -38,6 +38,13 @@ func (s *Server) caseHome(data map[string]any, route string) ([]reports.Case, er
 	if err != nil {
 		return nil, err
 	}
+	if len(att) == attentionLimit {
+		more, err := s.attentionMore(route, len(att))
+		if err != nil {
+			return nil, err
+		}
+		data["AttentionMore"] = more
+	}
 	today, week := s.periods()
 	_, bypassWeek, err := s.o.Cases.IncidentPage(reports.IncidentQuery{Since: week, AnySeverity: true, Route: route, Bypass: true, Limit: 1})
 	if err != nil {
@@ -62,6 +69,40 @@ func (s *Server) caseHome(data map[string]any, route string) ([]reports.Case, er
 	data["Mail"] = s.mailView(m)
 	data["HasCases"] = true
 	return att, nil
+}
+
+// attentionMore says how many open high and critical incidents there are
+// when "Needs attention now" may not show them all, with a link to each
+// severity's open incidents: an older open one (an extremism incident
+// from last week) is not hidden behind newer ones (a morning's VPN
+// attempts) without a word.
+type attentionMore struct {
+	Shown, Total int
+	Links        []attentionLink
+}
+
+type attentionLink struct {
+	N     int
+	Label string
+	Href  string
+}
+
+func (s *Server) attentionMore(route string, shown int) (*attentionMore, error) {
+	m := &attentionMore{Shown: shown}
+	for _, sev := range []bl.Severity{bl.SeverityCritical, bl.SeverityHigh} {
+		_, n, err := s.o.Cases.IncidentPage(reports.IncidentQuery{Severity: sev, State: reports.CaseOpen, Route: route, Limit: 1})
+		if err != nil {
+			return nil, err
+		}
+		m.Total += n
+		if n > 0 {
+			m.Links = append(m.Links, attentionLink{n, sev.String(), listQuery{Period: "all", Severity: sev.String(), State: reports.CaseOpen}.href(1)})
+		}
+	}
+	if m.Total <= shown {
+		return nil, nil
+	}
+	return m, nil
 }
 
 func (s *Server) mailView(m reports.MailStatus) mailView {
