@@ -128,3 +128,51 @@ func TestSearchTermNotCrowdedOutOfSamples(t *testing.T) {
 		}
 	}
 }
+
+// TestPupilTextNotLinked: a search term or a "report a mistake" note is
+// typed by the pupil, so a link in it would reach the DSL's alert (or IT's
+// mail) one click away, beside the console's real link: a sign-in page of
+// the pupil's own. Mail programs make links of URLs and of names with
+// dots, so neither is left as one; the blocked site an alert names is.
+func TestPupilTextNotLinked(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 7, 30, 0, 0, london)
+	clk := newClock(t0.Add(2 * time.Hour))
+	st := openTemp(t)
+	p := testParts(t, MailConfig{}, clk.Now)
+	w, err := NewWriter(st, p.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := ev(t0.Add(time.Hour), "10.0.0.5", "students", "self-harm", "www.google.com")
+	sh.SearchTerm, sh.SearchEngine = "how to kill myself https://console.school.example.evil.test/signin", "Google"
+	w.Record(sh)
+	w.Record(ev(t0.Add(time.Hour), "10.0.0.6", "students", "pornography", "porn.example"))
+	w.Record(mistakeEvent(t0.Add(time.Hour), "10.0.0.1", "http://a.example/x", "my teacher said use HTTPS://Sign-In.evil.test instead"))
+	w.Close()
+	if _, err := NewAlerter(st, p.Options, p.Roles, p.School, p.Loc, nil).Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := st.db.Query(`SELECT text_body || html_body FROM outbox`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all string
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		all += b
+	}
+	rows.Close()
+	for _, bad := range []string{"https://console", "console.school.example.evil.test", "HTTPS://Sign", "Sign-In.evil.test"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("the mail holds %q, a link a mail program would make", bad)
+		}
+	}
+	for _, want := range []string{"hxxps://console[.]school[.]example[.]evil[.]test/signin", "HxxPS://Sign-In[.]evil[.]test", "porn.example"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the mail lacks %q:\n%s", want, all)
+		}
+	}
+}

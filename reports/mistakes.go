@@ -65,7 +65,7 @@ type mistakeView struct {
 }
 
 func (r *renderer) mistakeView(m *Mistake) mistakeView {
-	v := mistakeView{When: r.local(m.Time), Group: mailLine(m.Group), Ref: mailLine(m.Ref), Note: mailLine(m.Note)}
+	v := mistakeView{When: r.local(m.Time), Group: mailLine(m.Group), Ref: mailLine(m.Ref), Note: mailLine(unlinked(m.Note))}
 	switch {
 	case m.Restricted:
 		v.Site = restrictedText(m.Category)

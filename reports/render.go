@@ -36,6 +36,9 @@ func (r *renderer) incidentView(i *Incident, attempts int64, first, last time.Ti
 	v.When = r.span(first, last)
 	if !i.Restricted && !isRestricted(i.Category) {
 		for _, s := range i.Samples {
+			if tellingSample(s) {
+				s = unlinked(s)
+			}
 			v.Samples = append(v.Samples, mailLine(s))
 		}
 	}
@@ -72,6 +75,38 @@ func mailLine(s string) string {
 		return c
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// unlinked is text a pupil typed (a search term, a page's words, the note
+// of a "report a mistake" form) with anything a mail program would make a
+// link of written so that it does not: "https://" as "hxxps://", and the
+// dots of a name as "[.]". A pupil cannot then put a sign-in page of their
+// own, one click away, into the DSL's alert beside the console's real link
+// ("how to kill myself https://console.school.example.evil.test"). The
+// blocked sites and pages an alert names are left as they are: the lists
+// chose those.
+func unlinked(s string) string {
+	if !strings.Contains(s, ".") && !strings.Contains(s, "//") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.' && i > 0 && i+1 < len(s) && isNameByte(s[i-1]) && isNameByte(s[i+1]):
+			b.WriteString("[.]")
+		case (c == 'h' || c == 'H') && i+4 <= len(s) && strings.EqualFold(s[i:i+4], "http") && i+4 < len(s) && (strings.HasPrefix(s[i+4:], "://") || len(s) > i+5 && (s[i+4] == 's' || s[i+4] == 'S') && strings.HasPrefix(s[i+5:], "://")):
+			b.WriteString(s[i:i+1] + "xx")
+			i += 2 // "tt"
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isNameByte(c byte) bool {
+	return 'a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' || c == '-' || c >= 0x80
 }
 
 // bidiControl reports whether c is a Unicode control that reorders the
