@@ -17,3 +17,21 @@ func (l *Limit) Allow(now time.Time, every time.Duration) bool {
 	n, last := now.UnixNano(), l.last.Load()
 	return n-last >= int64(every) && l.last.CompareAndSwap(last, n)
 }
+
+// Counted is a Limit that counts the lines it held back, so that the line
+// it allows can say how many there were (nothing happens unseen). The zero
+// value is ready; it is safe for concurrent use.
+type Counted struct {
+	lim  Limit
+	held atomic.Uint64
+}
+
+// Allow reports whether a line may be logged at now and, when it may, how
+// many were held back since the last one allowed.
+func (c *Counted) Allow(now time.Time, every time.Duration) (ok bool, held uint64) {
+	if !c.lim.Allow(now, every) {
+		c.held.Add(1)
+		return false, 0
+	}
+	return true, c.held.Swap(0)
+}

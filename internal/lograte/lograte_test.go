@@ -38,3 +38,24 @@ func TestLimit(t *testing.T) {
 		t.Fatalf("%d of 50 simultaneous lines allowed, want 1", n.Load())
 	}
 }
+
+// TestCounted: the line allowed after an interval says how many were held
+// back since the last one.
+func TestCounted(t *testing.T) {
+	var c Counted
+	t0 := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	if ok, held := c.Allow(t0, 10*time.Second); !ok || held != 0 {
+		t.Fatalf("first: %v %d", ok, held)
+	}
+	for i := range 5 {
+		if ok, _ := c.Allow(t0.Add(time.Duration(i)*time.Second), 10*time.Second); ok {
+			t.Fatal("a line within the interval was allowed")
+		}
+	}
+	if ok, held := c.Allow(t0.Add(10*time.Second), 10*time.Second); !ok || held != 5 {
+		t.Fatalf("after the interval: %v %d, want true 5", ok, held)
+	}
+	if ok, held := c.Allow(t0.Add(20*time.Second), 10*time.Second); !ok || held != 0 {
+		t.Fatalf("the next: %v %d, want true 0", ok, held)
+	}
+}

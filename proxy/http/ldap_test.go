@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -165,5 +168,47 @@ func TestProxyLDAPUnverified(t *testing.T) {
 	}
 	if _, err := l.Login("amira.khan", "Amira-pw-1"); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestProxyDirectoryDownLogBounded: while the directory cannot be asked,
+// every login it is asked about fails, and a pupil sending logins with
+// made-up names (each one asked again) must not write a log line per
+// request: the line comes at most every 10 s, with how many failed since.
+func TestProxyDirectoryDownLogBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there: the directory is down
+	l := &identity.LDAP{URL: "ldaps://" + closed, BaseDN: ldaptest.Base, UserFilter: "(uid=%s)",
+		ServiceDN: ldaptest.ServiceDN, ServicePassword: ldaptest.ServicePass, TTL: time.Minute, Timeout: 2 * time.Second}
+	e := newEnv(t, envOpts{directory: l})
+	var logs syncBuffer
+	e.s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	const n = 40
+	c := e.dial("127.0.0.1")
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range n {
+		auth := base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "made.up%d:pw", i))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: site.test\r\nProxy-Authorization: Basic %s\r\n\r\n", e.originURL("site.test", "/"), auth)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("login %d with the directory down: %d, want 503", i, resp.StatusCode)
+		}
+	}
+	got := strings.Count(logs.String(), "directory login could not be checked")
+	if got != 1 {
+		t.Fatalf("%d requests with the directory down wrote %d log lines, want 1:\n%s", n, got, logs.String())
+	}
+	if !strings.Contains(logs.String(), closed) {
+		t.Errorf("the line does not name the directory's server %s:\n%s", closed, logs.String())
 	}
 }

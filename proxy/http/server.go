@@ -39,7 +39,8 @@ const Via = "1.1 gatehouse"
 // Server is the filtering proxy.
 type Server struct {
 	o       Options
-	noLogin lograte.Limit // the "no login source" log line (authenticate)
+	noLogin lograte.Limit   // the "no login source" log line (authenticate)
+	dirDown lograte.Counted // the "directory login could not be checked" line (authenticate)
 	gp      *goproxy.ProxyHttpServer
 	tr      *http.Transport
 	up      *upstream
@@ -1082,8 +1083,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 			} else {
 				// The directory could not be asked (down, TLS refused): the
 				// error names the server and the reason, never the password.
+				// Every login asked while it is down fails so (a pupil can
+				// send them with made-up names): one line every 10 s.
 				s.metrics.refused.WithLabelValues("auth-directory").Inc()
-				s.log.Warn("directory login could not be checked", "error", err.Error())
+				if ok, held := s.dirDown.Allow(s.now(), 10*time.Second); ok {
+					s.log.Warn("directory login could not be checked; logins get 503 (logged at most every 10s)",
+						"error", err.Error(), "failed_since_last_log", held)
+				}
 			}
 			w.Header().Set("Retry-After", "2")
 			w.Header().Set("Via", Via)
