@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 )
 
@@ -81,6 +82,9 @@ func (s *server) clientsOnly(h http.Handler) http.Handler {
 // serveUntil serves srv on ln (TLS when srv.TLSConfig is set) until ctx
 // ends, then shuts it down, letting requests in flight finish (5 s).
 func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, what string) {
+	if srv.ErrorLog == nil { // not net/http's default, a line per failed handshake to the standard logger
+		srv.ErrorLog = lograte.ServerLog(log.With("listener", what), slog.LevelWarn, 10*time.Second)
+	}
 	go func() {
 		var err error
 		if srv.TLSConfig != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/identity/signin"
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
@@ -217,7 +218,7 @@ func (s *server) startSignin(ctx context.Context, cfg *config.Config, reg promet
 	}
 	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		ErrorLog: lograte.ServerLog(log, slog.LevelDebug, 10*time.Second)}
 	if c.Cert != "" {
 		cert := &signin.Cert{CertFile: c.Cert, KeyFile: c.Key}
 		if err := cert.Load(); err != nil {

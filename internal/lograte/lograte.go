@@ -3,6 +3,10 @@
 package lograte
 
 import (
+	"context"
+	stdlog "log"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -34,4 +38,28 @@ func (c *Counted) Allow(now time.Time, every time.Duration) (ok bool, held uint6
 		return false, 0
 	}
 	return true, c.held.Swap(0)
+}
+
+// ServerLog is an http.Server's ErrorLog that writes through log at level
+// at most one line every interval, each saying how many were held back
+// before it. net/http writes a line for every failed TLS handshake (and
+// any client can fail one), and without an ErrorLog it writes them to the
+// standard logger, past Gatehouse's level and log.format.
+func ServerLog(log *slog.Logger, level slog.Level, every time.Duration) *stdlog.Logger {
+	return stdlog.New(&serverLog{log: log, level: level, every: every}, "", 0)
+}
+
+type serverLog struct {
+	log   *slog.Logger
+	level slog.Level
+	every time.Duration
+	lim   Counted
+}
+
+func (w *serverLog) Write(p []byte) (int, error) {
+	if ok, held := w.lim.Allow(time.Now(), w.every); ok {
+		w.log.Log(context.Background(), w.level, "http server error (logged at most every "+w.every.String()+")",
+			"error", strings.TrimSpace(string(p)), "more_since_last_log", held)
+	}
+	return len(p), nil
 }

@@ -18,6 +18,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/gatehouse-filter/gatehouse/devices"
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -93,9 +94,10 @@ func (s *Server) startRemote() error {
 		}
 		hs := &http.Server{Handler: r, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
-			// Handshake and protocol errors from the internet: debug only (they
-			// never carry the token, which is in the path).
-			ErrorLog: slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
+			// Handshake and protocol errors from the internet: debug only, at
+			// most one every 10 s (they never carry the token, which is in
+			// the path).
+			ErrorLog: lograte.ServerLog(s.opts.Log, slog.LevelDebug, 10*time.Second)}
 		r.https = append(r.https, hs)
 		s.mu.Lock()
 		s.addrs = append(s.addrs, ln.Addr())
