@@ -1,11 +1,14 @@
 package console
 
 import (
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -553,3 +556,42 @@ func TestHeadteacherSeesStaffIncidents(t *testing.T) {
 		t.Fatal("a template printed a missing value")
 	}
 }
+
+// TestCrossOriginLogBounded: the console answers clients.allow by default
+// (pupils' devices too), and a refused cross-origin request is logged; a
+// pupil sending them in a loop must not write a line each: one line every
+// 10 s, with the count since.
+func TestCrossOriginLogBounded(t *testing.T) {
+	r := newRig(t, false)
+	var logs strings.Builder
+	var mu sync.Mutex
+	r.srv.o.Log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	const n = 30
+	for range n {
+		if p := r.post(r.client(), "/signin", url.Values{"email": {"x@school.example"}, "password": {"x"}}, "Sec-Fetch-Site", "cross-site"); p.status != 403 {
+			t.Fatalf("cross-site sign-in: %d", p.status)
+		}
+	}
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	if c := strings.Count(got, "refused a cross-origin request"); c != 1 {
+		t.Fatalf("%d refused cross-origin requests wrote %d log lines, want 1:\n%s", n, c, got)
+	}
+	r.clock.Add(10 * time.Second)
+	r.post(r.client(), "/signin", url.Values{}, "Sec-Fetch-Site", "cross-site")
+	mu.Lock()
+	got = logs.String()
+	mu.Unlock()
+	if !strings.Contains(got, "refused_since_last_log="+strconv.Itoa(n-1)) {
+		t.Fatalf("the line 10 s later does not count the %d held back:\n%s", n-1, got)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -73,6 +74,8 @@ type Server struct {
 	h     http.Handler
 	it    itState    // it.go
 	oidc  *oidcState // oidc.go
+
+	crossOrigin lograte.Counted // the "refused a cross-origin request" line: any allowed client can send them
 }
 
 // New builds a console server.
@@ -139,7 +142,10 @@ func New(o Options) (*Server, error) {
 	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.o.Log.Warn("console: refused a cross-origin request", "client", r.RemoteAddr, "path", r.URL.Path)
+		if ok, held := s.crossOrigin.Allow(s.o.Now(), 10*time.Second); ok {
+			s.o.Log.Warn("console: refused a cross-origin request (logged at most every 10s)", "client", r.RemoteAddr,
+				"path", r.URL.Path, "refused_since_last_log", held)
+		}
 		s.message(w, http.StatusForbidden, "Request refused", "This form was sent from another site, so it was refused. Open the console directly and try again.")
 	}))
 	s.h = s.acl(headers(o.TLS, cop.Handler(mux)))
