@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
+	"github.com/gatehouse-filter/gatehouse/internal/lograte"
 	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -31,7 +32,8 @@ import (
 // The pending map is the bounded queue: when it holds `max` events, new
 // low-severity events are dropped and counted (a metric and a log line a
 // minute); high and critical events are always taken (up to maxOverflow,
-// reached only if the sink has stopped).
+// reached if the sink has stopped or by a flood of distinct names; beyond
+// it they are dropped, counted, and logged at most every 10 s).
 type events struct {
 	sink    reports.Sink
 	dsink   reports.DurableSink // sink, when it tells durability
@@ -47,6 +49,8 @@ type events struct {
 	done    chan struct{}
 	stop    chan struct{}
 	once    sync.Once
+
+	overflowLog lograte.Counted // the "high-severity event was dropped" lines
 
 	capMu    sync.Mutex
 	caps     map[capKey]int64 // "bypass capability" seen: client+category → day number (at most maxCaps)
@@ -110,7 +114,7 @@ type pending struct {
 }
 
 // maxOverflow bounds the pending events when high and critical ones keep
-// coming with the sink stopped.
+// coming (the sink stopped, or a flood of distinct names).
 const maxOverflow = 1 << 20
 
 // persistEvery is how often repeat counts go to a DurableSink.
@@ -166,11 +170,16 @@ func (e *events) record(ev reports.Event) uint64 {
 		e.metrics.eventsDropped.Inc()
 		e.dropped.Add(1)
 		if ev.Severity >= bl.SeverityHigh {
-			name := ev.Name
-			if ev.Restricted {
-				name = "(restricted)" // never logged
+			// A flood of made-up names reaches the bound and keeps it
+			// there: one line every 10 s, not one per query.
+			if ok, held := e.overflowLog.Allow(time.Now(), 10*time.Second); ok {
+				name := ev.Name
+				if ev.Restricted {
+					name = "(restricted)" // never logged
+				}
+				e.log.Error("event overflow full: a high-severity event was dropped (logged at most every 10s; all are counted in gatehouse_dns_events_dropped_total)",
+					"name", name, "client", ev.Client, "more_dropped_since_last_log", held)
 			}
-			e.log.Error("event overflow full: a high-severity event was dropped", "name", name, "client", ev.Client)
 		}
 		return 0
 	}
