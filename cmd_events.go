@@ -199,12 +199,12 @@ func (c *cli) events(args []string) int {
 	if flt.Until.IsZero() {
 		flt.Until = time.Now()
 	}
-	var people shownPeople
-	if err := svc.Store.Events(flt, func(e reports.StoredEvent) error { people.add(eventPerson(e)); return nil }); err != nil {
+	var people console.Shown
+	if err := svc.Store.Events(flt, func(e reports.StoredEvent) error { people.Add(eventPerson(e)); return nil }); err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitFailure
 	}
-	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("events", &f), people.detail(lookDetail("events", &f, kind))) {
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("events", &f), people.Detail(lookDetail("events", &f, kind))) {
 		return exitFailure
 	}
 	var err error
@@ -327,11 +327,11 @@ func (c *cli) incidents(args []string) int {
 		fmt.Fprintln(c.stderr, err)
 		return exitFailure
 	}
-	var people shownPeople
+	var people console.Shown
 	for _, i := range incs {
-		people.add(fmt.Sprintf("#%d %s", i.ID, i.Who))
+		people.Add(console.ShownIncident(i.ID, i.Who))
 	}
-	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("incidents", &f), people.detail(lookDetail("incidents", &f, st))) {
+	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("incidents", &f), people.Detail(lookDetail("incidents", &f, st))) {
 		return exitFailure
 	}
 	loc := cfg.Location()
@@ -357,35 +357,6 @@ func (c *cli) incidents(args []string) int {
 		return exitFailure
 	}
 	return exitOK
-}
-
-// shownPeople is whose records an output holds, each once, for its audit
-// row: a list names them as a record's page does, so an auditor asked who
-// has seen a pupil's record finds the command line's lists and exports
-// too (as the console's list pages).
-type shownPeople struct {
-	seen  map[string]bool
-	names []string
-}
-
-func (p *shownPeople) add(who string) {
-	if p.seen[who] {
-		return
-	}
-	if p.seen == nil {
-		p.seen = map[string]bool{}
-	}
-	p.seen[who] = true
-	p.names = append(p.names, who)
-}
-
-// detail is what followed by whose records were shown, or that nobody's
-// were.
-func (p *shownPeople) detail(what string) string {
-	if len(p.names) == 0 {
-		return what + ": nobody shown"
-	}
-	return what + ": shown " + strings.Join(p.names, ", ")
 }
 
 // eventPerson names an event's person as incidents do: user:NAME, else

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/console"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
@@ -52,13 +53,13 @@ func (c *cli) report(args []string) int {
 			fmt.Fprintln(c.stderr, err)
 			return exitFailure
 		}
-		var people shownPeople
+		var people console.Shown
 		for _, m := range msgs {
 			for _, who := range m.Shown {
-				people.add(who)
+				people.Add(who)
 			}
 		}
-		if !c.auditCLI(c.auditLog(svc.Store.DB()), "view", "digest:"+*schedule, people.detail("digest preview")) {
+		if !c.auditCLI(c.auditLog(svc.Store.DB()), "view", "digest:"+*schedule, people.Detail("digest preview")) {
 			return exitFailure
 		}
 		if len(msgs) == 0 {

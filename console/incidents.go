@@ -88,29 +88,34 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, sess *session, t
 	s.message(w, http.StatusForbidden, "Not for this account", why)
 }
 
-// shownList is the incidents a page shows and whose they are, for its
-// audit row: every look at a person's record names them, on a list too
-// (an auditor asked who has seen a pupil's record finds every page that
-// showed it, not only the incident's own).
-type shownList struct {
-	seen  map[int64]bool
+// Shown is whose records a page or a command's output shows, each once,
+// for its audit row: every look at a person's record names them, on a
+// list too (an auditor asked who has seen a pupil's record finds every
+// page and export that showed it, not only the incident's own).
+type Shown struct {
+	seen  map[string]bool
 	parts []string
 }
 
-func (l *shownList) add(id int64, who string) {
-	if l.seen[id] {
+// Add names one record shown: "user:alice", or an incident as
+// ShownIncident words it.
+func (l *Shown) Add(who string) {
+	if l.seen[who] {
 		return
 	}
 	if l.seen == nil {
-		l.seen = map[int64]bool{}
+		l.seen = map[string]bool{}
 	}
-	l.seen[id] = true
-	l.parts = append(l.parts, fmt.Sprintf("#%d %s", id, who))
+	l.seen[who] = true
+	l.parts = append(l.parts, who)
 }
 
-// detail is what followed by the incidents shown ("...: shown #12
-// user:alice, #13 device:lab-pc-3"), or that nobody was.
-func (l *shownList) detail(what string) string {
+// ShownIncident is how Shown names an incident: "#12 user:alice".
+func ShownIncident(id int64, who string) string { return fmt.Sprintf("#%d %s", id, who) }
+
+// Detail is what followed by the records shown ("...: shown #12
+// user:alice, #13 device:lab-pc-3"), or that nobody's were.
+func (l *Shown) Detail(what string) string {
 	if len(l.parts) == 0 {
 		return what + ": nobody shown"
 	}
@@ -216,11 +221,11 @@ func (s *Server) incidentList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	var shown shownList
+	var shown Shown
 	for i := range list {
-		shown.add(list[i].ID, list[i].Who)
+		shown.Add(ShownIncident(list[i].ID, list[i].Who))
 	}
-	if err := s.record(r, sess, "view", "incidents", shown.detail("incident list "+strings.TrimPrefix(lq.href(lq.Page), "/incidents?"))); err != nil {
+	if err := s.record(r, sess, "view", "incidents", shown.Detail("incident list "+strings.TrimPrefix(lq.href(lq.Page), "/incidents?"))); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -98,16 +98,16 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		}
 		// Today's incidents name people: the look is audited first, with
 		// whose records the page shows.
-		var shown shownList
+		var shown Shown
 		for i := range att {
-			shown.add(att[i].ID, att[i].Who)
+			shown.Add(ShownIncident(att[i].ID, att[i].Who))
 		}
 		for _, row := range rows {
 			for _, in := range row.Incidents {
-				shown.add(in.ID, in.Who)
+				shown.Add(ShownIncident(in.ID, in.Who))
 			}
 		}
-		if err := s.RecordView(r, a, target, shown.detail("home page: today's incidents by severity")); err != nil {
+		if err := s.RecordView(r, a, target, shown.Detail("home page: today's incidents by severity")); err != nil {
 			s.fail(w, err)
 			return
 		}
