@@ -641,13 +641,16 @@ func (m *Manager) commit(ix *Index, b *built, publish func(*Index) error) error 
 // Start runs scheduled refreshes until ctx ends, rescheduling them when
 // SetSources changes the sources. When ctx ends the scheduler stops (the
 // one in use then, whichever reload made it), a refresh under way is
-// cancelled and no reload starts it again.
-func (m *Manager) Start(ctx context.Context) {
+// cancelled and no reload starts it again; the channel returned is closed
+// once it has (nothing of the manager's writes to its directory after).
+func (m *Manager) Start(ctx context.Context) <-chan struct{} {
 	m.mu.Lock()
 	m.runCtx = ctx
 	m.scheduleLocked()
 	m.mu.Unlock()
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		<-ctx.Done()
 		m.mu.Lock()
 		c := m.cron
@@ -657,6 +660,7 @@ func (m *Manager) Start(ctx context.Context) {
 			<-c.Stop().Done() // outside the lock: a running refresh takes it
 		}
 	}()
+	return done
 }
 
 func (m *Manager) scheduleLocked() {

@@ -202,8 +202,8 @@ func TestManagerScheduledRefresh(t *testing.T) {
 	}
 	feed.set(domains("a", 12), "text/plain", false)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m.Start(ctx)
+	stopped := m.Start(ctx)
+	defer func() { cancel(); <-stopped }() // no refresh writes to the directory as it is removed
 	deadline := time.Now().Add(10 * time.Second)
 	for m.Index().Lookup("a11.example") == 0 {
 		if time.Now().After(deadline) {
@@ -674,13 +674,13 @@ func TestManagerStopsRefreshesAfterReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m.Start(ctx)
+	stopped := m.Start(ctx)
 	if _, err := m.SetSources([]Source{src}, nil); err != nil { // a reload
 		t.Fatal(err)
 	}
 	cancel()
-	time.Sleep(100 * time.Millisecond)                          // Start's goroutine sees the end
-	if _, err := m.SetSources([]Source{src}, nil); err != nil { // a reload racing shutdown
+	<-stopped                                                   // Start's goroutine saw the end
+	if _, err := m.SetSources([]Source{src}, nil); err != nil { // a reload after shutdown
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // a refresh already running finishes
