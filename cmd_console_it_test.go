@@ -265,18 +265,19 @@ groups:
 	// The pupil's side: the block page and its form, through the proxy.
 	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
-	resp, err := hc.Get(site + "/maths-puzzles")
+	req, _ := http.NewRequest("GET", site+"/maths-puzzles", nil)
+	req.Header.Set("Accept", browserAccept) // a page load: the block page and its form
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readAll(t, resp)
+	page := readAll(t, resp)
 	ref := resp.Header.Get("X-Gatehouse-Ref")
 	if resp.StatusCode != http.StatusForbidden || ref == "" {
 		t.Fatalf("block page: %d %q", resp.StatusCode, ref)
 	}
 	const why = "We use the maths puzzles in year 5 lessons"
-	resp, err = hc.PostForm(site+"/.gatehouse/report", url.Values{"ref": {ref},
-		"url": {site + "/maths-puzzles"}, "category": {"games"}, "why": {why}})
+	resp, err = hc.PostForm(site+"/.gatehouse/report", reportFormOf(t, page, why))
 	if err != nil {
 		t.Fatal(err)
 	}

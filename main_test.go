@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +28,23 @@ import (
 // browserAccept is Chromium's Accept for a page load: requests with it get
 // the block page (one line of text otherwise).
 const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
+var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+
+// reportFormOf is the "report a mistake" form of a block page as a
+// browser sends it, with the note why.
+func reportFormOf(t testing.TB, page, why string) url.Values {
+	t.Helper()
+	f := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
+		f.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if f.Get("t") == "" || f.Get("ref") == "" {
+		t.Fatalf("no report form on the page:\n%s", page)
+	}
+	f.Set("why", why)
+	return f
+}
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()

@@ -41,6 +41,8 @@ const securityRule = "This site may harm your device or trick you into giving aw
 type pageData struct {
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
 	Restricted, Form, Sent, Mailed                                                             bool
+	// Token binds the form to this page (reportform.go).
+	Token string
 	// SignIn is the paragraph pointing to the sign-in page
 	// (identity.signin), shown where nobody is known at the address (no
 	// user, no device): a pupil's own device learns what to do.
@@ -126,6 +128,7 @@ a{color:#1f3a5f}
 <input type="hidden" name="ref" value="{{.Ref}}">
 <input type="hidden" name="url" value="{{.URL}}">
 <input type="hidden" name="category" value="{{.Category}}">
+<input type="hidden" name="t" value="{{.Token}}">
 <label for="why">Why do you need this site?</label>
 <textarea id="why" name="why" maxlength="1000" required></textarea>
 <button type="submit">Report a mistake</button>
@@ -181,7 +184,8 @@ func (s *Server) pageFor(info *reqInfo, cfg *config.Config, displayURL string) p
 	}
 	pd.Ref = newRef()
 	if !d.Restricted {
-		pd.URL = truncate(displayURL, 200)
+		pd.URL = truncate(formValue(displayURL), 200)
+		pd.Token = s.reports.key.token(info.client, pd.Ref, pd.URL, pd.Category)
 	}
 	return pd
 }
@@ -253,19 +257,30 @@ func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo
 	bp := pageBufs.Get().(*[]byte)
 	page := wantsPage(r)
 	var b []byte
+	var lay *pageLayout
+	var f pageFields
 	if page {
 		lays := s.layouts(cfg)
-		lay := lays.get(cfg, d)
-		b = lay.render((*bp)[:0], &pageFields{
+		lay = lays.get(cfg, d)
+		f = pageFields{
 			host: info.host, url: displayURL, when: s.now().In(lays.loc), dec: d, user: info.user, client: info.client, ref: ref,
-			signin: lay.signin != "" && offerSignin(d, info.user),
-		})
+			signin: lay.signin != "" && offerSignin(d, info.user), key: s.reports.key,
+		}
+		b = lay.render((*bp)[:0], &f)
 	} else {
 		b = appendConnectBlock((*bp)[:0], info.host, cfg.School.Name, connectWhy(d, ""), ref)
 	}
 	if proto != "" {
 		if first := s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref); first != ref {
-			replaceRef(b, ref, first) // a repeat quotes the stored event's reference
+			// A repeat quotes the stored event's reference (of the same
+			// length, so the page's size is the event's): the page is
+			// written again with it, its form's token is that reference's.
+			if page {
+				f.ref = first
+				b = lay.render(b[:0], &f)
+			} else {
+				replaceRef(b, ref, first)
+			}
 			ref = first
 		}
 	}
@@ -455,6 +470,7 @@ const (
 	slotWho
 	slotRef
 	slotSignin // the sign-in paragraph, where nobody is known
+	slotToken  // the report form's token (reportform.go)
 	numSlots
 )
 
@@ -465,9 +481,10 @@ const (
 // html/template escapes with the same table as appendHTML, so the page is
 // byte for byte what the template would write (TestBlockPageLayout).
 type pageLayout struct {
-	parts  []string
-	slots  []pageSlot
-	signin string // slotSignin's text, when nobody is known
+	parts    []string
+	slots    []pageSlot
+	signin   string // slotSignin's text, when nobody is known
+	category string // the form's category field (the token covers it)
 }
 
 // pageFields are the per-request fields of a block page.
@@ -478,26 +495,30 @@ type pageFields struct {
 	user      string
 	client    netip.Addr
 	ref       string
-	signin    bool // offer the sign-in page (offerSignin)
+	signin    bool       // offer the sign-in page (offerSignin)
+	key       *reportKey // the report form's token key
 }
 
 func (l *pageLayout) render(b []byte, f *pageFields) []byte {
+	// The address as shown and as the form sends it back: valid UTF-8
+	// (formValue), cut at 200 bytes.
+	u, cut := formValue(f.url), ""
+	if len(u) > 200 {
+		n := 200
+		for n > 0 && !utf8.RuneStart(u[n]) {
+			n--
+		}
+		u, cut = u[:n], "…"
+	}
 	for i, slot := range l.slots {
 		b = append(b, l.parts[i]...)
 		switch slot {
 		case slotHost:
 			b = appendHTML(b, f.host)
 		case slotURL:
-			u := f.url
-			if len(u) > 200 {
-				n := 200
-				for n > 0 && !utf8.RuneStart(u[n]) {
-					n--
-				}
-				b = append(appendHTML(b, u[:n]), "…"...)
-			} else {
-				b = appendHTML(b, u)
-			}
+			b = append(appendHTML(b, u), cut...)
+		case slotToken:
+			b = f.key.appendToken(b, f.client, f.ref, u, cut, l.category) // base64url only
 		case slotWhen:
 			b = f.when.AppendFormat(b, whenLayout) // letters, digits, ", :" only
 		case slotWho:
@@ -621,12 +642,15 @@ func buildLayout(pd pageData) *pageLayout {
 	if !pd.Restricted {
 		pd.URL = mark(slotURL)
 	}
+	if pd.Form {
+		pd.Token = mark(slotToken)
+	}
 	var buf strings.Builder
 	if err := pageTmpl.Execute(&buf, pd); err != nil {
 		panic("httpproxy: the block page template failed on fixed data: " + err.Error())
 	}
 	out := buf.String()
-	l := &pageLayout{signin: string(pd.signin)}
+	l := &pageLayout{signin: string(pd.signin), category: pd.Category}
 	for {
 		i := strings.Index(out, slotMarker)
 		if i < 0 || i+len(slotMarker) >= len(out) {
@@ -743,7 +767,8 @@ type mistakeReports struct {
 	mu    sync.Mutex
 	hits  map[netip.Addr][]time.Time
 	max   int
-	swept time.Time // the last sweep of addresses quiet for an hour
+	swept time.Time  // the last sweep of addresses quiet for an hour
+	key   *reportKey // the forms' tokens (reportform.go)
 }
 
 // mistakeAddrsMax bounds the addresses whose reports are counted (each
@@ -756,7 +781,7 @@ type mistakeReports struct {
 const mistakeAddrsMax = 10_000
 
 func newMistakeReports(now func() time.Time) *mistakeReports {
-	return &mistakeReports{now: now, hits: map[netip.Addr][]time.Time{}, max: mistakeAddrsMax}
+	return &mistakeReports{now: now, hits: map[netip.Addr][]time.Time{}, max: mistakeAddrsMax, key: newReportKey()}
 }
 
 // allow takes one report from ip if it is under perHour.
@@ -817,6 +842,14 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	rawURL := truncate(strings.TrimSpace(r.PostForm.Get("url")), 2000)
 	if why == "" || rawURL == "" {
 		s.writePage(w, http.StatusBadRequest, pageData{School: cfg.School.Name, Message: "Please say why you need the site"})
+		return
+	}
+	// Only the form of a block page shown to this address, as that page
+	// sent it (reportform.go): no other site's page can post one in the
+	// pupil's name, nor use up the pupil's reports for the hour.
+	if ref == "" || !s.reports.key.valid(ip, ref, r.PostForm.Get("url"), r.PostForm.Get("category"), r.PostForm.Get("t")) {
+		s.writePage(w, http.StatusForbidden, pageData{School: cfg.School.Name,
+			Message: "This report was not sent: please open the blocked page again and use the form on it", Contact: cfg.Proxy.BlockPage.Contact})
 		return
 	}
 	if !s.reports.allow(ip, cfg.Proxy.BlockPage.ReportsPerHour) {

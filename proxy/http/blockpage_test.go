@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +61,7 @@ func TestBlockPageLayout(t *testing.T) {
 				for fi, f := range fields {
 					d := decs[di]
 					d.Device = device
-					f.dec, f.when, f.ref = &d, when.In(lays.loc), newRef()
+					f.dec, f.when, f.ref, f.key = &d, when.In(lays.loc), newRef(), e.s.reports.key
 					pd := staticPage(cfg, &d)
 					pd.Host, pd.When, pd.Who, pd.Ref = f.host, f.when.Format(whenLayout), who(&d, f.user, f.client), f.ref
 					if f.user == "" && device == "" {
@@ -70,7 +69,8 @@ func TestBlockPageLayout(t *testing.T) {
 						f.signin = true
 					}
 					if !d.Restricted {
-						pd.URL = truncate(f.url, 200)
+						pd.URL = truncate(formValue(f.url), 200) // the form sends back what a browser read
+						pd.Token = e.s.reports.key.token(f.client, f.ref, pd.URL, pd.Category)
 					}
 					var want strings.Builder
 					if err := pageTmpl.Execute(&want, pd); err != nil {
@@ -437,7 +437,7 @@ func TestMistakeReportRestrictedAnySpelling(t *testing.T) {
 		e.s.reports.mu.Lock() // the test config's two reports an hour
 		clear(e.s.reports.hits)
 		e.s.reports.mu.Unlock()
-		resp, err := http.PostForm(admin.URL+reportPath, url.Values{"url": {u}, "why": {"for a project"}})
+		resp, err := http.PostForm(admin.URL+reportPath, e.reportForm("127.0.0.1", "GH-AAAA-BBBB", u, "", "for a project"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -814,11 +814,12 @@ func (c *contentWriter) block(t watchlist.Theme, before *textState) {
 	ref := c.event(t, "block")
 	cfg := c.cfg
 	nd := noticeData{
-		School: cfg.School.Name, Host: c.info.host, URL: truncate(eventURL(c.r.URL), 200), Title: t.Title(),
+		School: cfg.School.Name, Host: c.info.host, URL: truncate(formValue(eventURL(c.r.URL)), 200), Title: t.Title(),
 		When: c.s.now().In(cfg.Location()).Format(whenLayout), Who: who(&c.info.dec, c.info.user, c.info.client),
 		Ref: ref, Contact: cfg.Proxy.BlockPage.Contact, Action: reportPath, SelfHarm: t == watchlist.SelfHarm,
 		Category: t.Category(),
 	}
+	nd.Token = c.s.reports.key.token(c.info.client, ref, nd.URL, nd.Category)
 	nd.Rule = defaultRules[bl.KindInappropriate]
 	if r := cfg.Proxy.BlockPage.Rules[t.Category()]; r != "" {
 		nd.Rule = r
@@ -835,9 +836,9 @@ func (c *contentWriter) block(t watchlist.Theme, before *textState) {
 }
 
 type noticeData struct {
-	Close                                                                     template.HTML
-	School, Host, URL, Title, Rule, When, Who, Ref, Contact, Action, Category string
-	SelfHarm                                                                  bool
+	Close                                                                            template.HTML
+	School, Host, URL, Title, Rule, When, Who, Ref, Contact, Action, Category, Token string
+	SelfHarm                                                                         bool
 }
 
 // noticeTmpl is the HTML block notice: styled inline (the page's own
@@ -852,7 +853,7 @@ var noticeTmpl = template.Must(template.New("notice").Parse(`{{.Close}}<div id="
 {{if .SelfHarm}}<p>If you are finding things hard, talk to a member of staff you trust, or call Childline free on 0800 1111.</p>
 {{end}}<p>Address: {{.URL}}<br>Time: {{.When}}<br>Computer or user: {{.Who}}<br>Reference: <strong>{{.Ref}}</strong></p>
 <form method="post" action="{{.Action}}">
-<input type="hidden" name="ref" value="{{.Ref}}"><input type="hidden" name="url" value="{{.URL}}"><input type="hidden" name="category" value="{{.Category}}">
+<input type="hidden" name="ref" value="{{.Ref}}"><input type="hidden" name="url" value="{{.URL}}"><input type="hidden" name="category" value="{{.Category}}"><input type="hidden" name="t" value="{{.Token}}">
 <label for="gatehouse-why" style="display:block;font-weight:600">Is this a mistake? Say why you need this page:</label>
 <textarea id="gatehouse-why" name="why" maxlength="1000" required style="width:100%;min-height:5rem"></textarea>
 <button type="submit">Report a mistake</button>

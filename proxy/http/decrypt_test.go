@@ -88,7 +88,9 @@ func TestDecryptReportMistakeOverHTTPS(t *testing.T) {
 	m, pool := schoolCA(t)
 	e := newEnv(t, envOpts{certs: m})
 	c := e.httpsClient(pool, true)
-	resp, err := c.PostForm("https://adult.test"+reportPath, url.Values{"ref": {"GH-ABCD-EFGH"}, "why": {"needed for biology homework"}, "url": {"https://adult.test/"}})
+	_, page := get(t, c, "https://adult.test/")
+	form := formOf(t, page, "needed for biology homework")
+	resp, err := c.PostForm("https://adult.test"+reportPath, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func TestDecryptReportMistakeOverHTTPS(t *testing.T) {
 		t.Fatalf("report: %d %s", resp.StatusCode, b)
 	}
 	ev := e.sink.waitEvent(t, func(ev reports.Event) bool { return ev.Action == "report" })
-	if ev.Ref != "GH-ABCD-EFGH" || !strings.Contains(ev.Note, "biology") {
+	if ev.Ref != form.Get("ref") || ev.URL != "https://adult.test/" || !strings.Contains(ev.Note, "biology") {
 		t.Errorf("report event %+v", ev)
 	}
 }

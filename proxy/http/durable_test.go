@@ -355,8 +355,7 @@ func TestMistakeReportPageAfterDurable(t *testing.T) {
 		e.s.reports.mu.Lock() // the test config's two reports an hour
 		clear(e.s.reports.hits)
 		e.s.reports.mu.Unlock()
-		resp, err := http.PostForm(admin.URL+reportPath, url.Values{"ref": {ref}, "url": {"http://adult.test/help"},
-			"category": {"pornography"}, "why": {"a biology page"}})
+		resp, err := http.PostForm(admin.URL+reportPath, e.reportForm("127.0.0.1", ref, "http://adult.test/help", "pornography", "a biology page"))
 		if err != nil {
 			t.Fatal(err)
 		}

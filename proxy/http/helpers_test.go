@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -405,4 +407,29 @@ func (e *env) dial(src string) net.Conn {
 	}
 	e.t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// reportForm is the "report a mistake" form of the block page shown to
+// client for ref at u (the page's address as it shows it), as the
+// browser sends it, with the pupil's note.
+func (e *env) reportForm(client, ref, u, category, why string) url.Values {
+	tok := e.s.reports.key.token(netip.MustParseAddr(client), ref, u, category)
+	return url.Values{"ref": {ref}, "url": {u}, "category": {category}, "t": {tok}, "why": {why}}
+}
+
+var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+
+// formOf is the "report a mistake" form of a block page as a browser
+// sends it, with the note why.
+func formOf(t testing.TB, page, why string) url.Values {
+	t.Helper()
+	f := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
+		f.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if f.Get("t") == "" || f.Get("ref") == "" {
+		t.Fatalf("no report form on the page:\n%s", page)
+	}
+	f.Set("why", why)
+	return f
 }

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -513,7 +512,7 @@ func TestAdminPages(t *testing.T) {
 	ref := r2.Header.Get("X-Gatehouse-Ref")
 
 	// Report a mistake: stored for IT, rate-limited (2 an hour in the test).
-	form := url.Values{"ref": {ref}, "url": {"http://adult.test/videos"}, "category": {"pornography"}, "why": {"It is a biology resource"}}
+	form := formOf(t, string(b), "It is a biology resource")
 	for i, want := range []int{200, 200, 429} {
 		resp, err := http.PostForm(base+reportPath, form)
 		if err != nil {
@@ -541,7 +540,8 @@ func TestAdminPages(t *testing.T) {
 	// Through the proxy, the form posts to the blocked site's address and
 	// the proxy answers it.
 	pc := e.client("127.0.0.3", "", "")
-	resp, err = pc.PostForm("http://games.test"+reportPath, form)
+	_, page := get(t, pc, "http://games.test/")
+	resp, err = pc.PostForm("http://games.test"+reportPath, formOf(t, page, "It is for a lesson"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,9 +680,10 @@ func TestMistakeReportLogNamesNoSite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	page, _ := io.ReadAll(r.Body)
 	r.Body.Close()
 	ref := r.Header.Get("X-Gatehouse-Ref")
-	form := url.Values{"ref": {ref}, "url": {"http://adult.test/help-page"}, "category": {"pornography"}, "why": {"It is a biology resource"}}
+	form := formOf(t, string(page), "It is a biology resource")
 	resp, err := http.PostForm(base+reportPath, form)
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -130,7 +129,7 @@ func TestTransparentHTTP(t *testing.T) {
 	}
 
 	// "Report a mistake" posts to the blocked site's own address.
-	resp, err := c.PostForm(te.originURL("adult.test", reportPath), url.Values{"ref": {ref}, "why": {"biology homework"}, "url": {"http://adult.test/x"}})
+	resp, err := c.PostForm(te.originURL("adult.test", reportPath), formOf(t, body, "biology homework"))
 	if err != nil {
 		t.Fatal(err)
 	}
