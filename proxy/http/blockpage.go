@@ -710,12 +710,23 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 		s.writePage(w, http.StatusOK, pd)
 		return
 	}
-	info := &reqInfo{client: ip, user: req.User, who: who, host: nh, dec: dec}
+	_, port := splitHostPort(r.Host)
+	info := &reqInfo{client: ip, user: req.User, who: who, host: nh, port: port, dec: dec, method: r.Method, tls: r.TLS != nil}
 	scheme := "http://"
-	if r.TLS != nil { // the HTTPS block-page listener
+	if info.tls { // the HTTPS block-page listener
 		scheme = "https://"
+		if info.port == "" {
+			info.port = "443"
+		}
 	}
-	s.blockPage(w, r, info, cfg, scheme+host+r.URL.RequestURI(), "") // the DNS resolver recorded it
+	info.url = scheme + host + r.URL.RequestURI()
+	// The page's block is recorded as the transparent listener records
+	// it there (the DNS answer's event is the name's, without the page,
+	// and carries no reference): the reference on the page is the
+	// stored event's, which IT can look up, and a request naming a site
+	// the resolver never answered is recorded too. Repeats are collapsed
+	// and quote the first's reference.
+	s.blockPage(w, r, info, cfg, info.url, info.source()) // the event is durable before the page goes
 }
 
 // pac serves the proxy auto-config file.
