@@ -238,7 +238,7 @@ groups:
 	}
 	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(page), "recorded for IT") || !strings.Contains(string(page), "emailed to them") {
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "recorded for IT") || !strings.Contains(string(page), "emailed to them within 5 minutes") {
 		t.Fatalf("report: %d\n%s", resp.StatusCode, page)
 	}
 

@@ -40,7 +40,10 @@ const securityRule = "This site may harm your device or trick you into giving aw
 
 type pageData struct {
 	School, Host, URL, Title, Rule, When, Who, Ref, Contact, AUPURL, Category, Action, Message string
-	Restricted, Form, Sent, Mailed                                                             bool
+	Restricted, Form, Sent                                                                     bool
+	// Mailed says when a report is mailed to IT ("within 5 minutes"); ""
+	// when it is not mailed (no SMTP relay, or no IT or DSL address).
+	Mailed string
 	// Token binds the form to this page (reportform.go).
 	Token string
 	// SignIn is the paragraph pointing to the sign-in page
@@ -102,7 +105,7 @@ a{color:#1f3a5f}
 <main>
 <p class="school">{{.School}}</p>
 {{if .Message}}<h1>{{.Message}}</h1>
-{{if .Sent}}<p>Your report{{if .Ref}} about reference <strong>{{.Ref}}</strong>{{end}} has been recorded for IT{{if .Mailed}} and is emailed to them within a few minutes{{end}}. The site stays blocked unless IT unblock it.</p>
+{{if .Sent}}<p>Your report{{if .Ref}} about reference <strong>{{.Ref}}</strong>{{end}} has been recorded for IT{{if .Mailed}} and is emailed to them {{.Mailed}}{{end}}. The site stays blocked unless IT unblock it.</p>
 {{else if .Ref}}<p>Reference: <strong>{{.Ref}}</strong>{{if .Contact}}. Contact: {{.Contact}}{{end}}</p>{{end}}
 {{else if .Restricted}}<h1>This page is not available</h1>
 <p>Access to this page has been blocked because it is on a list of illegal content that every school filter must block.</p>
@@ -913,7 +916,31 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	// store, kept as long as breaches; the log is kept by the system.
 	s.log.Info("proxy: mistake report", "ref", ref, "client", ip.String())
 	s.writePage(w, http.StatusOK, pageData{School: cfg.School.Name, Message: "Thank you: your report has been recorded for IT", Ref: ref,
-		Sent: true, Mailed: cfg.Reports.SMTP.Host != "", Contact: cfg.Proxy.BlockPage.Contact})
+		Sent: true, Mailed: reportMailed(cfg), Contact: cfg.Proxy.BlockPage.Contact})
+}
+
+// reportMailed is what the thank-you page says of when IT is mailed a
+// report: never a promise the config does not keep. Reports are mailed
+// only through an SMTP relay, to the it role or, without one, the DSL,
+// and at most once every reports.mistake_mail_every (batched).
+func reportMailed(cfg *config.Config) string {
+	r := cfg.Reports
+	if r.SMTP.Host == "" || len(r.Recipients["it"]) == 0 && len(r.Recipients["dsl"]) == 0 {
+		return ""
+	}
+	switch d := r.MistakeMailEvery.D(); {
+	case d <= 0:
+		return "within a few minutes"
+	case d <= time.Minute:
+		return "within a minute"
+	case d < time.Hour:
+		return fmt.Sprintf("within %d minutes", int((d+time.Minute-1)/time.Minute))
+	case d == time.Hour:
+		return "within an hour"
+	case d < 24*time.Hour:
+		return fmt.Sprintf("within %d hours", int((d+time.Hour-1)/time.Hour))
+	}
+	return "within a day"
 }
 
 // recordDurable hands ev to sink and reports whether it was taken; with

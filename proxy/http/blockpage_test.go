@@ -470,3 +470,31 @@ func TestMistakeReportRestrictedAnySpelling(t *testing.T) {
 		t.Errorf("unreadable reports stored: %+v", ev)
 	}
 }
+
+// TestReportMailedWording: the thank-you page says a report is mailed,
+// and when, only as the config has it: never without a relay or an
+// address to mail, and within reports.mistake_mail_every, not "a few
+// minutes" when IT asked for one mail a day.
+func TestReportMailedWording(t *testing.T) {
+	for _, tt := range []struct {
+		host       string
+		recipients map[string][]string
+		every      time.Duration
+		want       string
+	}{
+		{"", map[string][]string{"it": {"it@school.example"}}, 5 * time.Minute, ""},
+		{"smtp.school.example", map[string][]string{}, 5 * time.Minute, ""},
+		{"smtp.school.example", map[string][]string{"headteacher": {"head@school.example"}}, 5 * time.Minute, ""},
+		{"smtp.school.example", map[string][]string{"it": {"it@school.example"}}, 5 * time.Minute, "within 5 minutes"},
+		{"smtp.school.example", map[string][]string{"dsl": {"dsl@school.example"}}, time.Minute, "within a minute"},
+		{"smtp.school.example", map[string][]string{"it": {"it@school.example"}}, time.Hour, "within an hour"},
+		{"smtp.school.example", map[string][]string{"it": {"it@school.example"}}, 90 * time.Minute, "within 2 hours"},
+		{"smtp.school.example", map[string][]string{"it": {"it@school.example"}}, 24 * time.Hour, "within a day"},
+	} {
+		cfg := config.Default()
+		cfg.Reports.SMTP.Host, cfg.Reports.Recipients, cfg.Reports.MistakeMailEvery = tt.host, tt.recipients, config.Duration(tt.every)
+		if got := reportMailed(cfg); got != tt.want {
+			t.Errorf("smtp %q, recipients %v, every %v: %q, want %q", tt.host, tt.recipients, tt.every, got, tt.want)
+		}
+	}
+}
