@@ -71,6 +71,8 @@ type server struct {
 
 	logLevel *slog.LevelVar // the log's level (nil: fixed), set by reload
 
+	listsStopped <-chan struct{} // closed once list refreshes have stopped (blocklists.Manager.Start)
+
 	// dnsLive is s.dns for publish, which may run (a background list
 	// download) while start is still setting s.dns.
 	dnsLive atomic.Pointer[dnsproxy.Server]
@@ -103,6 +105,15 @@ func (c *cli) serve(args []string) int {
 	s.stopDNS()
 	s.stopProxy()
 	s.stopReports() // after the front doors: flushes their last events
+	if s.listsStopped != nil {
+		// A refresh under way is cancelled with ctx; let it end before
+		// the process does (it writes the list cache), but not forever.
+		select {
+		case <-s.listsStopped:
+		case <-time.After(5 * time.Second):
+			log.Warn("a list refresh was still ending at shutdown")
+		}
+	}
 	return exitOK
 }
 
@@ -138,7 +149,7 @@ func (s *server) start(ctx context.Context, cfg *config.Config) error {
 	if _, err := lists.Load(ctx); err != nil {
 		return err
 	}
-	lists.Start(ctx)
+	s.listsStopped = lists.Start(ctx)
 
 	reg := prometheus.NewRegistry()
 	// The scheduler's metrics too (go_sched_*): how long goroutines waited
