@@ -81,7 +81,8 @@ type Request struct {
 	// DeviceGroup is the group of a device enrolled with a token (package
 	// devices, the off-site DoH/DoT listeners): it decides unless a user's
 	// group does, and the address (a home network's) names no static
-	// device. An unknown name is ignored.
+	// device. An unknown name is ignored: the off-site listeners refuse
+	// such a device before it gets here (proxy/dns, HasGroup).
 	DeviceGroup string
 	Host        string     // normalised host name (see blocklists.CanonicalHost); "" for an address alone
 	Path        string     // URL path and query as sent ("/a?b") when the proxy sees it; Decide makes it canonical
@@ -673,6 +674,12 @@ func (w *window) active(wm weekMinute) bool {
 	}
 	yesterday := w.days&(1<<((wm.weekday+6)%7)) != 0
 	return (today && wm.minute >= w.from) || (yesterday && wm.minute < w.to)
+}
+
+// HasGroup reports whether the config has a group called name.
+func (e *Engine) HasGroup(name string) bool {
+	_, ok := e.groups[name]
+	return ok
 }
 
 // Groups lists the group names.

@@ -99,6 +99,14 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string, dev *de
 	qr.name = normName(qr.q.Name)
 	qr.eng = s.opts.Engine()
 	s.identify(&qr)
+	if dev != nil && qr.who == nil && !qr.eng.HasGroup(dev.Group) {
+		// The device's group is gone from the config (renamed or removed
+		// at a reload): the address's network or the default group would
+		// decide instead, perhaps a looser one. Refused until re-enrolled.
+		s.remote.groupGone(proto, dev, qr.now)
+		s.rcode(&qr, mdns.RcodeRefused, qt, "refused", "")
+		return
+	}
 	var d policy.Decision
 	if qr.name != "" { // every class: an upstream may answer class ANY with IN data
 		d = qr.eng.Decide(qr.request(qr.name))

@@ -101,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, cacheLen, pendingLen func() int) *met
 		panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_dns_panics_total",
 			Help: "Queries (or prefetches) whose answering panicked; each cost only itself."}),
 		remoteRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_dns_remote_refused_total",
-			Help: "Off-site DoH/DoT requests refused, by listener and reason (token: unknown, revoked or malformed; ratelimited; bad: not a DNS request)."}, []string{"listener", "reason"}),
+			Help: "Off-site DoH/DoT requests refused, by listener and reason (token: unknown, revoked or malformed; ratelimited; bad: not a DNS request; group: the device's group is not in the config)."}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.udpWait, m.udpAnswer, m.udpParked, m.udpStarted, m.held, m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.prefetches, m.upstreamDur, m.upstreamErr,

@@ -46,6 +46,7 @@ type remote struct {
 	tokQPS   float64
 	tokBurst float64
 	https    []*http.Server
+	groupLog lograte.Counted // the "group is not in the config" lines
 }
 
 // errNotEnrolled fails a DoT handshake without naming the token.
@@ -126,6 +127,16 @@ func (r *remote) shutdown(ctx context.Context) {
 // refused counts a refusal.
 func (r *remote) refused(listener, reason string) {
 	r.s.metrics.remoteRefused.WithLabelValues(listener, reason).Inc()
+}
+
+// groupGone counts and logs (at most once a minute) a query refused
+// because its device's group is not in the config.
+func (r *remote) groupGone(listener string, d *devices.Device, now time.Time) {
+	r.refused(listener, "group")
+	if ok, held := r.groupLog.Allow(now, time.Minute); ok {
+		r.s.opts.Log.Error("off-site device refused: its group is not in the config; enrol it again in a group that is (gatehouse devices revoke, then add --group)",
+			"device", d.Name, "group", d.Group, "refused_since_last_line", held)
+	}
 }
 
 // device checks a request from addr with token: the source address's rate,
