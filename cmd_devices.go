@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-filter/gatehouse/console"
 	"github.com/gatehouse-filter/gatehouse/devices"
 	"github.com/gatehouse-filter/gatehouse/reports"
 )
@@ -66,6 +67,16 @@ func (c *cli) devices(args []string) int {
 	defer st.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// Enrolling and revoking are in the console's audit log (as
+	// cli:USER): an enrolled device's token carries its group's policy.
+	// A device is enrolled (and its token shown) only once its row is
+	// written.
+	var audit *console.Store
+	if sub != "list" {
+		if audit = c.auditLog(st.DB()); audit == nil {
+			return exitFailure
+		}
+	}
 	switch sub {
 	case "add":
 		tok, err := devices.Add(ctx, st.DB(), pos[0], *group, time.Now())
@@ -73,6 +84,12 @@ func (c *cli) devices(args []string) int {
 			fmt.Fprintln(c.stderr, err)
 			if errors.Is(err, devices.ErrExists) {
 				return exitUsage
+			}
+			return exitFailure
+		}
+		if !c.auditCLI(audit, "device.add", "device:"+pos[0], "enrolled in group "+*group) {
+			if err := devices.Revoke(ctx, st.DB(), pos[0], time.Now()); err != nil {
+				fmt.Fprintf(c.stderr, "and the device could not be taken back out (%v): revoke %s\n", err, pos[0])
 			}
 			return exitFailure
 		}
@@ -88,11 +105,18 @@ func (c *cli) devices(args []string) int {
 			fmt.Fprintln(c.stdout)
 		}
 	case "revoke":
+		grp := enrolledGroup(ctx, st, pos[0])
 		if err := devices.Revoke(ctx, st.DB(), pos[0], time.Now()); err != nil {
 			fmt.Fprintln(c.stderr, err)
 			if errors.Is(err, devices.ErrNotFound) {
 				return exitUsage
 			}
+			return exitFailure
+		}
+		// Revoked whatever the audit log says: refusing the token is the
+		// safe side.
+		if !c.auditCLI(audit, "device.revoke", "device:"+pos[0], "revoked; was in group "+grp) {
+			fmt.Fprintf(c.stderr, "%s is revoked all the same\n", pos[0])
 			return exitFailure
 		}
 		fmt.Fprintf(c.stdout, "Revoked %s: a running gatehouse serve refuses its token within %s.\n", pos[0], r.Reload.D())
@@ -114,6 +138,21 @@ func (c *cli) devices(args []string) int {
 		_ = tw.Flush()
 	}
 	return exitOK
+}
+
+// enrolledGroup is the group of the enrolled device called name, for the
+// audit log ("?" if it cannot be read).
+func enrolledGroup(ctx context.Context, st *reports.Store, name string) string {
+	l, err := devices.List(ctx, st.DB())
+	if err != nil {
+		return "?"
+	}
+	for _, d := range l {
+		if d.Name == name && d.Revoked.IsZero() {
+			return d.Group
+		}
+	}
+	return "?"
 }
 
 // hostPort is host, with the listener's port unless it is def.
