@@ -45,7 +45,7 @@ func (s *server) remoteDNS(ctx context.Context, cfg *config.Config, o *dnsproxy.
 		return err
 	}
 	s.remoteCert = rc
-	o.Remote = dnsproxy.RemoteOptions{DoHListen: r.DoHListen, DoTListen: r.DoTListen, TLSConfig: rc.tlsConfig(), Devices: reg,
+	o.Remote = dnsproxy.RemoteOptions{Host: rc.host, DoHListen: r.DoHListen, DoTListen: r.DoTListen, TLSConfig: rc.tlsConfig(), Devices: reg,
 		TokenQPS: r.RateLimit.QPS, TokenBurst: r.RateLimit.Burst, AddrQPS: r.AddressRateLimit.QPS, AddrBurst: r.AddressRateLimit.Burst}
 	log.Info("off-site devices enrolled", "devices", reg.Len(), "doh", r.DoHListen, "dot", r.DoTListen)
 	return nil

@@ -97,6 +97,10 @@ func (s *Server) serve(w mdns.ResponseWriter, r *mdns.Msg, proto string, dev *de
 		}
 	}
 	qr.name = normName(qr.q.Name)
+	if s.isTokenName(qr.name) {
+		s.serveTokenName(&qr, dev)
+		return
+	}
 	qr.eng = s.opts.Engine()
 	s.identify(&qr)
 	if dev != nil && qr.who == nil && !qr.eng.HasGroup(dev.Group) {

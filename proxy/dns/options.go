@@ -155,6 +155,8 @@ func DefaultACL() []netip.Prefix {
 // the first label of the server name. They serve any address (the token is
 // their access control), never clients.allow.
 type RemoteOptions struct {
+	// Host is dns.remote.host: the DoT names are <token>.Host.
+	Host      string
 	DoHListen []string // host:port for DoH (HTTP/2 and HTTP/1.1 over TLS)
 	DoTListen []string // host:port for DoT (853)
 	// TLSConfig holds the certificate (Certificates or GetCertificate);

@@ -156,6 +156,61 @@ func (r *remote) device(addr netip.Addr, token string, now time.Time) (*devices.
 	return d, ""
 }
 
+// isTokenName reports whether name (lower case, no trailing dot) is a DoT
+// server name, <token>.HOST with a token's shape (enrolled or not).
+func (s *Server) isTokenName(name string) bool {
+	if s.tokenHost == "" || len(name) != devices.TokenLen+1+len(s.tokenHost) {
+		return false
+	}
+	label, rest, _ := strings.Cut(name, ".")
+	return rest == s.tokenHost && devices.ValidToken(label)
+}
+
+// serveTokenName answers a lookup of a DoT server name, <token>.HOST: a
+// device set to it (Android's Private DNS) first looks it up with the
+// network's resolver, on site Gatehouse itself. The token must reach no
+// upstream (public resolvers feed passive DNS) and no event or log line,
+// so HOST is asked in its place, through the whole path (policy, cache,
+// events name HOST), and the answer leads from the name asked to HOST's
+// records with a CNAME. A school's DNS needs no record for *.HOST then,
+// on site.
+func (s *Server) serveTokenName(qr *query, dev *devices.Device) {
+	sub := qr.r.Copy()
+	sub.Question[0].Name = s.tokenHost + "."
+	cw := &dohWriter{remote: &net.UDPAddr{IP: qr.client.AsSlice()}, local: qr.w.LocalAddr()}
+	s.serve(cw, sub, qr.proto, dev)
+	resp := new(mdns.Msg)
+	if cw.out == nil || resp.Unpack(cw.out) != nil {
+		s.rcode(qr, mdns.RcodeServerFailure, qtypeLabel(qr.q.Qtype), "servfail", "")
+		return
+	}
+	resp.Id, resp.Question, resp.Compress = qr.r.Id, qr.r.Question, true
+	if resp.Rcode == mdns.RcodeSuccess && qr.q.Qclass == mdns.ClassINET {
+		ttl := uint32(60)
+		if len(resp.Answer) > 0 {
+			ttl = resp.Answer[0].Header().Ttl
+		}
+		cn := &mdns.CNAME{Hdr: mdns.RR_Header{Name: qr.q.Name, Rrtype: mdns.TypeCNAME, Class: mdns.ClassINET, Ttl: ttl},
+			Target: sub.Question[0].Name}
+		resp.Answer = append([]mdns.RR{cn}, resp.Answer...)
+	}
+	var ede *mdns.EDNS0_EDE
+	extra := resp.Extra[:0]
+	for _, rr := range resp.Extra {
+		if o, ok := rr.(*mdns.OPT); ok {
+			for _, op := range o.Option {
+				if e, ok := op.(*mdns.EDNS0_EDE); ok {
+					ede = e
+				}
+			}
+			continue
+		}
+		extra = append(extra, rr)
+	}
+	resp.Extra = extra
+	s.write(qr, resp, ede)
+}
+
 // firstLabel is the token in a DoT server name (<token>.HOST).
 func firstLabel(sni string) string {
 	if i := strings.IndexByte(sni, '.'); i >= 0 {

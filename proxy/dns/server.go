@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 // Server is the filtering resolver.
 type Server struct {
 	opts        Options
+	tokenHost   string                 // dns.remote.host, lower case: <token>.tokenHost is a DoT name (remote.go, serveTokenName)
 	access      atomic.Pointer[access] // ACL and rate limit (acl.go)
 	accessMu    sync.Mutex             // serialises SetAccess
 	cache       *cache
@@ -59,7 +61,7 @@ func New(o Options) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("dns: unknown block response %q", o.BlockResponse)
 	}
-	s := &Server{opts: o, ups: o.Upstreams}
+	s := &Server{opts: o, ups: o.Upstreams, tokenHost: strings.TrimSuffix(strings.ToLower(o.Remote.Host), ".")}
 	s.SetAccess(o.ACL, o.RateQPS, o.RateBurst)
 	s.cache = newCache(o.Cache)
 	s.names = newNameTable()
