@@ -89,6 +89,10 @@ func (s *Server) startRemote() error {
 		if len(cfg.NextProtos) == 0 {
 			cfg.NextProtos = []string{"h2", "http/1.1"}
 		}
+		// A handshake costs the server a signature: it takes from the
+		// source address's bucket, as DoT's do (the token is in the path,
+		// checked per request).
+		cfg.GetConfigForClient = r.checkDoHHello
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("dns listener doh %s: %w", a, err)
@@ -233,6 +237,19 @@ func (r *remote) checkHello(h *tls.ClientHelloInfo) (*tls.Config, error) {
 	}
 	return nil, nil
 }
+
+// checkDoHHello refuses the TLS handshake of a source address over its
+// rate on the DoH listener.
+func (r *remote) checkDoHHello(h *tls.ClientHelloInfo) (*tls.Config, error) {
+	if !r.addrRL.allow(addrOf(h.Conn.RemoteAddr()), r.s.opts.Now()) {
+		r.refused("doh", "ratelimited")
+		return nil, errRateLimited
+	}
+	return nil, nil
+}
+
+// errRateLimited fails a DoH handshake from an address over its rate.
+var errRateLimited = errors.New("gatehouse: over the address's rate")
 
 func addrOf(a net.Addr) netip.Addr {
 	if ta, ok := a.(*net.TCPAddr); ok {
