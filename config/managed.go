@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gatehouse-filter/gatehouse/internal/atomicfile"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/publicsuffix"
 )
 
 // The managed lists are the allow and deny entries IT makes per group in
@@ -244,4 +246,52 @@ func (v *validator) applyManaged() {
 			g.ManagedDeny = append(g.ManagedDeny, e.Entry)
 		}
 	}
+}
+
+// Bounds of an allow entry's address range: an allow entry lifts the
+// group's blocks for every address it covers, so one wider than these
+// is not "a site".
+const (
+	MinAllowBits4 = 16 // an IPv4 allow entry covers at most a /16
+	MinAllowBits6 = 32 // an IPv6 allow entry covers at most a /32
+)
+
+// TooBroadAllow reports why an allow entry (in the canonical form
+// CheckEntry returns) would lift a group's blocks for far more than one
+// site: a name without a dot ("com", "example"), a public suffix under
+// which unrelated people register sites ("co.uk", "github.io": the
+// public suffix list, its ICANN and private parts; "sch.uk", whose every
+// child is one), a name and path
+// on one of those, or an address range wider than MinAllowBits4 or
+// MinAllowBits6. "" when it names a site.
+func TooBroadAllow(norm string) string {
+	if p, err := netip.ParsePrefix(norm); err == nil {
+		bits, min, fam := p.Bits(), MinAllowBits4, "IPv4"
+		if p.Addr().Is4In6() {
+			bits -= 96
+		} else if p.Addr().Is6() {
+			min, fam = MinAllowBits6, "IPv6"
+		}
+		if bits < min {
+			return fmt.Sprintf("%s covers far more than one site (an %s allow entry may cover at most a /%d): enter the site's own address or network", norm, fam, min)
+		}
+		return ""
+	}
+	host := norm
+	if i := strings.IndexByte(host, '/'); i >= 0 {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	// A registry's own name whose every child is a suffix ("sch.uk",
+	// under the rule *.sch.uk) is one too.
+	const child = "gatehouse-probe."
+	suffix, _ := publicsuffix.PublicSuffix(host)
+	under, _ := publicsuffix.PublicSuffix(child + host)
+	if !strings.Contains(host, ".") || suffix == host || under == child+host {
+		return fmt.Sprintf("%s is a top-level name or public suffix (like com, co.uk or github.io), so allowing it would allow far more than one site: every site under it; enter the site's own name (for example bbc.co.uk)", host)
+	}
+	return ""
 }

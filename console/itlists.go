@@ -116,6 +116,14 @@ func (s *Server) addManaged(r *http.Request, sess *session, group, kind string, 
 		}
 		return userError("That site is on a restricted list (illegal content). It is always blocked for everyone and cannot be listed here.")
 	}
+	if kind == "allow" {
+		// An allow entry lifts every block of the group but the
+		// restricted tier for what it covers: a public suffix or a wide
+		// range is never what was meant.
+		if msg := config.TooBroadAllow(norm); msg != "" {
+			return userError(strings.ToUpper(msg[:1]) + msg[1:] + ".")
+		}
+	}
 	own := func(list []string) bool {
 		return slices.ContainsFunc(list, func(x string) bool { n, _ := config.CheckEntry(x); return n == norm })
 	}
