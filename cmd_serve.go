@@ -283,6 +283,14 @@ func (s *server) reload(cfg *config.Config) {
 func (s *server) apply(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The files are read before the lock is taken (SIGHUP, the watcher,
+	// the console's managed lists): a config read before the running one
+	// would undo what changed in between, and the running one already
+	// holds everything it saw.
+	if running := s.engine.Load().Config(); cfg.ReadSeq() != 0 && cfg.ReadSeq() < running.ReadSeq() {
+		s.log.Info("config reload skipped: a config read after it is already running", "file", s.cfgPath)
+		return nil
+	}
 	sources, err := policy.Sources(cfg)
 	if err != nil {
 		return err

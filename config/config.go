@@ -33,6 +33,7 @@ type Config struct {
 	loc      *time.Location // School.Timezone, loaded by validation
 	warnings []string       // non-fatal problems found by validation
 	managed  *Managed       // the managed lists read with it (managed.go)
+	readSeq  uint64         // the read that made it (ReadSeq, load.go)
 }
 
 // School describes the school itself.

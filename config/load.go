@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	// The school's time zone must load on hosts without zoneinfo files
@@ -24,12 +25,31 @@ import (
 // cannot be read gives a single Error that unwraps to the os error, so
 // errors.Is(err, fs.ErrNotExist) works.
 func Load(path string) (*Config, error) {
+	seq := reads.Add(1)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, readError(path, err)
 	}
-	return Parse(data, path)
+	c, err := Parse(data, path)
+	if c != nil {
+		c.readSeq = seq
+	}
+	return c, err
 }
+
+// reads numbers the reads of config files (Load, the watcher) in the
+// order they begin: each takes its number before reading the config or
+// the managed lists, so a config with a higher number read both files
+// after every change made before a lower one was taken.
+var reads atomic.Uint64
+
+// ReadSeq is the number of the read that made c (see reads): of two
+// configs from the same files, the one with the higher number saw every
+// change the other saw. 0 for a config not read by Load or the watcher.
+// A reload that has applied a config must not then apply one with a
+// lower number: it would undo changes made in between (a console edit of
+// the managed lists, a config edit reloaded meanwhile).
+func (c *Config) ReadSeq() uint64 { return c.readSeq }
 
 // readError is the error for a config file that cannot be read; it
 // unwraps to err.

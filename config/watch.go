@@ -100,6 +100,7 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration, onChange func
 		if cur == read && n%rehashEvery != 0 {
 			continue
 		}
+		seq := reads.Add(1) // before the files are read (ReadSeq)
 		data, err := os.ReadFile(path)
 		if err != nil {
 			report(readError(path, err), true)
@@ -119,6 +120,7 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration, onChange func
 			report(err, false)
 			continue
 		}
+		c.readSeq = seq
 		lastErr = ""
 		if onChange != nil {
 			onChange(c)
