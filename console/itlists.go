@@ -15,6 +15,7 @@ import (
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/explain"
+	"github.com/gatehouse-filter/gatehouse/internal/atomicfile"
 	"github.com/gatehouse-filter/gatehouse/policy"
 )
 
@@ -184,8 +185,11 @@ func restrictedEntry(eng *policy.Engine, norm string) bool {
 	return eng.Decide(req).Reason == policy.ReasonRestricted
 }
 
-// changeManaged edits the managed file under the lock, applies it, and
-// puts the old file back if the reload fails; audit runs once it is live.
+// changeManaged edits the managed file under the lock and applies it. If
+// the reload fails, the old file is put back. Every change is audited, so
+// one the audit log does not take is undone too (put back and applied
+// again): a change stays in force only once it is recorded. A file that
+// cannot be put back is said, never swallowed.
 func (s *Server) changeManaged(edit func(*config.Managed) error, audit func() error) error {
 	s.it.mu.Lock()
 	defer s.it.mu.Unlock()
@@ -205,19 +209,35 @@ func (s *Server) changeManaged(edit func(*config.Managed) error, audit func() er
 	if err := config.WriteManaged(path, m); err != nil {
 		return err
 	}
-	if err := s.o.IT.Apply(); err != nil {
-		var rerr error
+	putBack := func() error {
 		if existed {
-			rerr = os.WriteFile(path, old, 0o600)
-		} else {
-			rerr = os.Remove(path)
+			return atomicfile.Write(path, old, 0o600)
 		}
-		if rerr != nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	if err := s.o.IT.Apply(); err != nil {
+		if rerr := putBack(); rerr != nil {
 			s.o.Log.Error("console: putting the managed lists back", "file", path, "err", rerr)
+			return userError(fmt.Sprintf("The change was not applied: the config could not be reloaded: %v. The managed lists file %s could not be put back as it was either (%v), so the next reload would apply the change: put it right there.", err, path, rerr))
 		}
 		return userError("The change was not applied, so nothing changed: the config could not be reloaded: " + err.Error())
 	}
-	return audit()
+	if err := audit(); err != nil {
+		rerr := putBack()
+		if rerr == nil {
+			rerr = s.o.IT.Apply()
+		}
+		if rerr != nil {
+			s.o.Log.Error("console: a managed lists change the audit log refused is still in force", "file", path, "audit", err, "err", rerr)
+			return userError(fmt.Sprintf("The change is in force but could not be recorded in the audit log (%v), and undoing it failed (%v): check %s and the database.", err, rerr, path))
+		}
+		s.o.Log.Error("console: a managed lists change the audit log refused was undone", "file", path, "audit", err)
+		return userError("The change could not be recorded in the audit log, so it was undone and nothing changed: " + err.Error())
+	}
+	return nil
 }
 
 func (s *Server) managedRemove(w http.ResponseWriter, r *http.Request) {
