@@ -131,6 +131,11 @@ func (s *Server) addManaged(r *http.Request, sess *session, group, kind string, 
 	if kind == "allow" && own(g.Deny) {
 		return userError(fmt.Sprintf("Group %s's own deny list in the config (groups.%s.deny) has %s, and deny comes before allow: change the config instead.", group, group, e.Entry))
 	}
+	if kind == "allow" {
+		if d, denied := deniedEntry(eng, group, norm); denied {
+			return userError(fmt.Sprintf("Group %s's deny (%s, entry %s) blocks %s, and deny comes before allow, so an allow entry would change nothing: remove that deny first (on this page, or in the config).", group, d.List, d.Entry, e.Entry))
+		}
+	}
 	if own(g.Allow) || own(g.Deny) {
 		return userError(fmt.Sprintf("Group %s's own lists in the config already have %s.", group, e.Entry))
 	}
@@ -169,20 +174,41 @@ func (s *Server) addManaged(r *http.Request, sess *session, group, kind string, 
 	})
 }
 
-// restrictedEntry reports whether an entry (canonical) names a site on the
-// restricted tier.
-func restrictedEntry(eng *policy.Engine, norm string) bool {
+// entryRequest is a request for what an entry (canonical) names, as the
+// front doors would ask for it; ok is false when it names nothing.
+func entryRequest(norm string) (req policy.Request, ok bool) {
 	host, path, err := explain.SplitTarget(norm)
 	if err != nil {
-		return false
+		return req, false
 	}
-	req := policy.Request{Client: netip.IPv4Unspecified(), Host: host, Path: path}
+	req = policy.Request{Client: netip.IPv4Unspecified(), Host: host, Path: path}
 	if p, err := netip.ParsePrefix(norm); err == nil {
 		req.Host, req.Path, req.Addr = "", "", p.Addr()
 	} else if a, err := netip.ParseAddr(host); err == nil {
 		req.Addr = a
 	}
-	return eng.Decide(req).Reason == policy.ReasonRestricted
+	return req, true
+}
+
+// restrictedEntry reports whether an entry (canonical) names a site on the
+// restricted tier.
+func restrictedEntry(eng *policy.Engine, norm string) bool {
+	req, ok := entryRequest(norm)
+	return ok && eng.Decide(req).Reason == policy.ReasonRestricted
+}
+
+// deniedEntry returns the group's decision for what an entry (canonical)
+// names when the group's deny blocks it (its deny entries, the config's
+// and the managed ones, and its deny_lists): deny comes before allow, so
+// an allow entry there would change nothing.
+func deniedEntry(eng *policy.Engine, group, norm string) (policy.Decision, bool) {
+	req, ok := entryRequest(norm)
+	if !ok {
+		return policy.Decision{}, false
+	}
+	req.DeviceGroup = group // decided as for a member of the group, wherever they are
+	d := eng.Decide(req)
+	return d, d.Reason == policy.ReasonGroupDeny
 }
 
 // changeManaged edits the managed file under the lock and applies it. If
