@@ -423,3 +423,20 @@ func writeFile(dir, name, body string) error {
 }
 
 func sleepBriefly() { time.Sleep(5 * time.Millisecond) }
+
+// TestManagedDenySaysHowLong: a deny entry blocks each new lookup at once,
+// but a device keeps a DNS answer it had for its time to live; the form
+// says so for a deny entry, with the school's dns.cache.max_ttl.
+func TestManagedDenySaysHowLong(t *testing.T) {
+	cfg := config.Default()
+	if got := managedDone(cfg, "news.example", "students", "allow"); strings.Contains(got, "may still reach") {
+		t.Errorf("allow: %q", got)
+	}
+	if got := managedDone(cfg, "news.example", "students", "deny"); !strings.Contains(got, "may still reach it until its answer runs out (at most 24 hours, dns.cache.max_ttl)") {
+		t.Errorf("deny: %q", got)
+	}
+	cfg.DNS.Cache.MaxTTL = config.Duration(30 * time.Minute)
+	if got := managedDone(cfg, "news.example", "students", "deny"); !strings.Contains(got, "at most 30 minutes") {
+		t.Errorf("deny, max_ttl 30m: %q", got)
+	}
+}

@@ -86,9 +86,35 @@ func (s *Server) managedAdd(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.fail(w, err)
 	default:
-		data["Done"], data["Kind"] = fmt.Sprintf("%s is now on group %s's %s list. The filter uses it from now on.", entry, group, kind), "allow"
+		data["Done"], data["Kind"] = managedDone(s.o.IT.Engine().Config(), entry, group, kind), "allow"
 		s.renderLists(w, http.StatusOK, data)
 	}
+}
+
+// managedDone says what a managed entry now does, and no more: a deny
+// entry blocks each new lookup and request at once, but a device keeps a
+// DNS answer it already has for that answer's time to live, up to
+// dns.cache.max_ttl, and may reach the site until then.
+func managedDone(cfg *config.Config, entry, group, kind string) string {
+	msg := fmt.Sprintf("%s is now on group %s's %s list. The filter uses it from now on.", entry, group, kind)
+	if kind == "deny" {
+		msg += fmt.Sprintf(" A device that looked the site up before now may still reach it until its answer runs out (at most %s, dns.cache.max_ttl), unless it goes through the proxy.", humanDuration(cfg.DNS.Cache.MaxTTL.D()))
+	}
+	return msg
+}
+
+// humanDuration is d in words ("24 hours", "30 minutes").
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		if d == time.Hour {
+			return "1 hour"
+		}
+		return fmt.Sprintf("%d hours", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return d.String()
 }
 
 // addManaged checks an entry as the config's are checked, refuses the
