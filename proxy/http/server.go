@@ -1075,9 +1075,27 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		return "", false
 	}
 	var person *identity.Person
+	parsed := ok
 	if ok {
 		var err error
-		if name, ok, person, err = s.verify(name, pass); err != nil {
+		// A check (bcrypt, a directory bind or its cache) is reserved
+		// against the address's budget of wrong logins before it starts;
+		// a password the users file passed before needs none.
+		if s.users == nil || !s.users.remembered(name, pass) {
+			err = s.fails.begin(ip, s.now())
+			if err == nil {
+				name, ok, person, err = s.verify(name, pass)
+				s.fails.done(ip, err == nil && !ok, s.now())
+			}
+		} else {
+			name, ok, person, err = s.verify(name, pass)
+		}
+		if errors.Is(err, errTooManyWrong) {
+			s.metrics.refused.WithLabelValues("auth-limit").Inc()
+			s.challenge(w, cfg, "Too many wrong logins from this computer. Please wait a minute and try again.")
+			return "", false
+		}
+		if err != nil {
 			if errors.Is(err, ErrBusy) {
 				s.metrics.refused.WithLabelValues("auth-busy").Inc()
 			} else {
@@ -1098,7 +1116,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		}
 	}
 	if !ok {
-		s.fails.add(ip, s.now())
+		if !parsed { // a login that was checked was counted by done
+			s.fails.add(ip, s.now())
+		}
 		s.metrics.refused.WithLabelValues("auth").Inc()
 		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
 		return "", false

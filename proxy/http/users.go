@@ -188,6 +188,17 @@ func (u *Users) Verify(name, password string) (bool, error) {
 	return true, nil
 }
 
+// remembered reports whether password is the one that passed bcrypt
+// for name last (Verify answers it without bcrypt).
+func (u *Users) remembered(name, password string) bool {
+	u.maybeReload()
+	digest := sha256.Sum256([]byte(password))
+	u.mu.RLock()
+	good, cached := u.ok[name]
+	u.mu.RUnlock()
+	return cached && subtle.ConstantTimeCompare(good[:], digest[:]) == 1
+}
+
 // Knows reports whether the file lists name (its password is checked
 // there, never against the directory).
 func (u *Users) Knows(name string) bool {
@@ -212,10 +223,19 @@ const (
 // teacher's directory account for them). At most maxFailAddrs addresses
 // are counted; with that many failing at once, ended windows are swept
 // and a new address is not counted until there is room.
-type loginFailures struct{ w peraddr.Window }
+//
+// A check under way counts against the address's budget too (begin,
+// done): else a guesser sending his tries at once, on as many
+// connections, would have every one checked before the first wrong one
+// was counted (TestProxyLoginGuessesAtOnceLimited).
+type loginFailures struct {
+	w       peraddr.Window
+	mu      sync.Mutex
+	pending map[netip.Addr]int // checks under way (at most one per request in authenticate)
+}
 
 func newLoginFailures() *loginFailures {
-	return &loginFailures{w: peraddr.Window{Span: failWindow, Max: maxFailAddrs}}
+	return &loginFailures{w: peraddr.Window{Span: failWindow, Max: maxFailAddrs}, pending: map[netip.Addr]int{}}
 }
 
 func (f *loginFailures) blocked(ip netip.Addr, now time.Time) bool {
@@ -223,6 +243,42 @@ func (f *loginFailures) blocked(ip netip.Addr, now time.Time) bool {
 }
 
 func (f *loginFailures) add(ip netip.Addr, now time.Time) { f.w.Add(ip.Unmap(), now) }
+
+// errTooManyWrong is begin's answer for an address that has had its
+// wrong logins for the window.
+var errTooManyWrong = errors.New("too many wrong logins from this address")
+
+// begin reserves a check of a login from ip: errTooManyWrong when the
+// address has had maxLoginFailures wrong logins in its window, ErrBusy
+// when those and its checks under way make maxLoginFailures (each could
+// be wrong); else nil, and the caller calls done once the check is over.
+func (f *loginFailures) begin(ip netip.Addr, now time.Time) error {
+	ip = ip.Unmap()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.w.Count(ip, now)
+	switch {
+	case n >= maxLoginFailures:
+		return errTooManyWrong
+	case n+f.pending[ip] >= maxLoginFailures:
+		return ErrBusy
+	}
+	f.pending[ip]++
+	return nil
+}
+
+// done ends a check begin reserved, counting it if the login was wrong.
+func (f *loginFailures) done(ip netip.Addr, wrong bool, now time.Time) {
+	ip = ip.Unmap()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if wrong {
+		f.w.Add(ip, now)
+	}
+	if f.pending[ip]--; f.pending[ip] <= 0 {
+		delete(f.pending, ip)
+	}
+}
 
 // parseBasic reads a "Basic base64(name:password)" credential.
 func parseBasic(h string) (name, password string, ok bool) {
