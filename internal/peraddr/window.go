@@ -13,13 +13,17 @@ import (
 // a new address is not counted (Add returns 0) unless ForgetWhenFull is
 // set, in which case another address's count is forgotten to make room.
 // Set the fields before first use.
-type Window struct {
+type Window = Keyed[netip.Addr]
+
+// Keyed is Window for keys of any kind (the proxy's wrong logins per
+// user name count a digest of the name).
+type Keyed[K comparable] struct {
 	Span           time.Duration
 	Max            int
 	ForgetWhenFull bool
 
 	mu sync.Mutex
-	m  map[netip.Addr]windowCount
+	m  map[K]windowCount
 }
 
 type windowCount struct {
@@ -29,11 +33,11 @@ type windowCount struct {
 
 // Add counts one event of a at now and returns a's count in its current
 // window, or 0 when a could not be counted (full; see Window).
-func (w *Window) Add(a netip.Addr, now time.Time) int {
+func (w *Keyed[K]) Add(a K, now time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m = map[netip.Addr]windowCount{}
+		w.m = map[K]windowCount{}
 	}
 	c, ok := w.m[a]
 	if !ok || now.Sub(c.since) >= w.Span {
@@ -60,7 +64,7 @@ func (w *Window) Add(a netip.Addr, now time.Time) int {
 
 // Count returns a's count in its window at now (0 when it has none or it
 // has ended).
-func (w *Window) Count(a netip.Addr, now time.Time) int {
+func (w *Keyed[K]) Count(a K, now time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c, ok := w.m[a]
@@ -71,13 +75,13 @@ func (w *Window) Count(a netip.Addr, now time.Time) int {
 }
 
 // Sweep forgets the windows ended at now.
-func (w *Window) Sweep(now time.Time) {
+func (w *Keyed[K]) Sweep(now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.sweepLocked(now)
 }
 
-func (w *Window) sweepLocked(now time.Time) {
+func (w *Keyed[K]) sweepLocked(now time.Time) {
 	for k, c := range w.m {
 		if now.Sub(c.since) >= w.Span {
 			delete(w.m, k)
@@ -86,7 +90,7 @@ func (w *Window) sweepLocked(now time.Time) {
 }
 
 // Len is how many addresses are counted.
-func (w *Window) Len() int {
+func (w *Keyed[K]) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.m)

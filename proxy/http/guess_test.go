@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,15 +19,21 @@ import (
 // sendLogin writes a GET through the proxy on c with a Basic login and
 // returns the status, or 0 if no answer came.
 func sendLogin(e *env, c net.Conn, user, pass string) int {
+	code, _ := sendLoginBody(e, c, user, pass)
+	return code
+}
+
+func sendLoginBody(e *env, c net.Conn, user, pass string) (int, string) {
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: site.test\r\nProxy-Authorization: Basic %s\r\n\r\n", e.originURL("site.test", "/"), auth)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return 0
+		return 0, ""
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // TestProxyLoginGuessesAtOnceLimited: a guesser who sends many wrong
@@ -86,5 +94,94 @@ func TestProxyLoginGuessesAtOnceLimited(t *testing.T) {
 	// Another address is not affected.
 	if code := sendLogin(e, e.dial("127.0.0.3"), "jsmith", password); code != http.StatusOK {
 		t.Errorf("another address: %d", code)
+	}
+}
+
+// TestProxyLoginGuessesPerAccountLimited: a guesser spreading his tries
+// at one teacher's account over several addresses (his devices, the
+// classroom's computers, an IPv6 device's privacy addresses) gets at most
+// maxAccountFailures checks a minute for that account, not 10 per
+// address; further logins for it are refused unchecked, so the
+// directory's own lockout is never reached. The teacher is not locked
+// out: a password that passed before, and the address the teacher is
+// logged in at, are still answered.
+func TestProxyLoginGuessesPerAccountLimited(t *testing.T) {
+	e := newEnv(t, envOpts{perClient: 100})
+	// The teacher logs in at 127.0.0.9 before the guessing.
+	if code := sendLogin(e, e.dial("127.0.0.9"), "jsmith", password); code != http.StatusOK {
+		t.Fatalf("teacher's login: %d", code)
+	}
+	// A guess answered "not right" was checked; one refused unchecked
+	// says there were too many.
+	checked := 0
+	guess := func(src, pass string) {
+		t.Helper()
+		code, body := sendLoginBody(e, e.dial(src), "jsmith", pass)
+		if code != http.StatusProxyAuthRequired {
+			t.Fatalf("guess from %s: %d", src, code)
+		}
+		if strings.Contains(body, "not right") {
+			checked++
+		}
+	}
+	const addrs = 6
+	for a := range addrs {
+		for i := range maxLoginFailures {
+			guess(fmt.Sprintf("127.0.1.%d", a+1), fmt.Sprint("guess ", a, i))
+		}
+	}
+	if checked > maxAccountFailures {
+		t.Errorf("%d guesses at one account from %d addresses were checked, want at most %d", checked, addrs, maxAccountFailures)
+	}
+	// A guess from a new address is refused unchecked while the
+	// account's minute lasts.
+	checked = 0
+	guess("127.0.2.1", "another guess")
+	if checked != 0 {
+		t.Error("a guess at a limited account was checked")
+	}
+	// The teacher's browser still gets through.
+	if code := sendLogin(e, e.dial("127.0.0.9"), "jsmith", password); code != http.StatusOK {
+		t.Errorf("the teacher during the guessing: %d, want 200", code)
+	}
+}
+
+// TestProxyLDAPGuessesPerAccountLimited: the same against the directory:
+// guesses at a teacher's account from several addresses reach the
+// directory at most maxAccountFailures times; the teacher's own computer
+// is still checked (a login the cache no longer answers binds again),
+// a new address is refused without a bind, and another user is not
+// affected.
+func TestProxyLDAPGuessesPerAccountLimited(t *testing.T) {
+	e, l, _, _ := ldapEnv(t)
+	l.TTL = 0 // nothing is answered from the cache: every login binds
+	if code := sendLogin(e, e.dial("127.0.0.3"), "mr.jones", "Jones-pw-2"); code != http.StatusOK {
+		t.Fatalf("teacher's login: %d", code)
+	}
+	binds := l.Binds()
+	for a := range 4 {
+		for i := range maxLoginFailures {
+			src := fmt.Sprintf("127.0.1.%d", a+1)
+			if code := sendLogin(e, e.dial(src), "mr.jones", fmt.Sprint("guess ", a, i)); code != http.StatusProxyAuthRequired {
+				t.Fatalf("guess from %s: %d", src, code)
+			}
+		}
+	}
+	// Each checked login is two binds (the service account, the user).
+	if n := (l.Binds() - binds) / 2; n > maxAccountFailures {
+		t.Errorf("%d guesses at one account reached the directory, want at most %d", n, maxAccountFailures)
+	}
+	binds = l.Binds()
+	if code := sendLogin(e, e.dial("127.0.2.1"), "Mr.Jones", "Jones-pw-2"); code != http.StatusProxyAuthRequired {
+		t.Errorf("the account from a new address: %d, want 407", code)
+	}
+	if l.Binds() != binds {
+		t.Error("a limited account's login reached the directory")
+	}
+	if code := sendLogin(e, e.dial("127.0.0.3"), "mr.jones", "Jones-pw-2"); code != http.StatusOK {
+		t.Errorf("the teacher's own computer: %d, want 200", code)
+	}
+	if code := sendLogin(e, e.dial("127.0.2.1"), "amira.khan", "Amira-pw-1"); code != http.StatusOK {
+		t.Errorf("another user: %d, want 200", code)
 	}
 }

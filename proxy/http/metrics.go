@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer, limits *connLimits) *metrics {
 			Name: "gatehouse_proxy_requests_total", Help: "Proxy requests by kind (http, connect) and action.",
 		}, []string{"kind", "action"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_proxy_refused_total", Help: "Connections or requests refused: acl (client not allowed), cap (connection caps), auth (bad login), auth-busy (too many logins being checked), internal-address (a site on the school's own network or the Gatehouse machine), loop (Gatehouse's own HTTPS connection redirected back to its transparent listener).",
+			Name: "gatehouse_proxy_refused_total", Help: "Connections or requests refused: acl (client not allowed), cap (connection caps), auth (bad login), auth-busy (too many logins being checked), auth-limit (too many wrong logins from the address or for the user name), internal-address (a site on the school's own network or the Gatehouse machine), loop (Gatehouse's own HTTPS connection redirected back to its transparent listener).",
 		}, []string{"reason"}),
 		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_proxy_upstream_errors_total", Help: "Requests whose site could not be reached or verified.",

@@ -1081,18 +1081,27 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		// A check (bcrypt, a directory bind or its cache) is reserved
 		// against the address's budget of wrong logins before it starts;
 		// a password the users file passed before needs none.
+		// A user's logins from the address they are logged in at are not
+		// held to the name's budget (a guesser elsewhere never locks the
+		// teacher's own computer out).
 		if s.users == nil || !s.users.remembered(name, pass) {
-			err = s.fails.begin(ip, s.now())
-			if err == nil {
+			var done func(bool)
+			loggedIn := username.Canon(s.logins.UserFor(ip)) == username.Canon(name)
+			if done, err = s.fails.begin(ip, name, !loggedIn, s.now()); err == nil {
 				name, ok, person, err = s.verify(name, pass)
-				s.fails.done(ip, err == nil && !ok, s.now())
+				done(err == nil && !ok)
 			}
 		} else {
 			name, ok, person, err = s.verify(name, pass)
 		}
-		if errors.Is(err, errTooManyWrong) {
+		switch {
+		case errors.Is(err, errTooManyWrong):
 			s.metrics.refused.WithLabelValues("auth-limit").Inc()
 			s.challenge(w, cfg, "Too many wrong logins from this computer. Please wait a minute and try again.")
+			return "", false
+		case errors.Is(err, errAccountLimited):
+			s.metrics.refused.WithLabelValues("auth-limit").Inc()
+			s.challenge(w, cfg, "Too many wrong logins for this user name. Please wait a minute and try again.")
 			return "", false
 		}
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-filter/gatehouse/identity"
 	"github.com/gatehouse-filter/gatehouse/internal/maproom"
 	"github.com/gatehouse-filter/gatehouse/internal/peraddr"
+	"github.com/gatehouse-filter/gatehouse/internal/username"
 )
 
 // Users is the proxy's users file: "name:bcrypt-hash" lines, as
@@ -209,11 +210,13 @@ func (u *Users) Knows(name string) bool {
 	return ok
 }
 
-// Failed logins per client address (loginFailures).
+// Failed logins per client address and per user name (loginFailures).
 const (
-	maxLoginFailures = 10          // wrong logins from one address within failWindow
-	failWindow       = time.Minute //
-	maxFailAddrs     = 4096        // addresses counted at once
+	maxLoginFailures   = 10          // wrong logins from one address within failWindow
+	maxAccountFailures = 20          // wrong logins for one user name within failWindow, from any addresses
+	failWindow         = time.Minute //
+	maxFailAddrs       = 4096        // addresses counted at once
+	maxFailAccounts    = 4096        // user names counted at once
 )
 
 // loginFailures counts wrong logins per client address: after
@@ -224,18 +227,37 @@ const (
 // are counted; with that many failing at once, ended windows are swept
 // and a new address is not counted until there is room.
 //
-// A check under way counts against the address's budget too (begin,
-// done): else a guesser sending his tries at once, on as many
-// connections, would have every one checked before the first wrong one
-// was counted (TestProxyLoginGuessesAtOnceLimited).
+// Wrong logins are counted per user name too (its username.Canon form,
+// kept as a digest so a long name costs no memory): after
+// maxAccountFailures within failWindow, from whatever addresses (a
+// pupil's devices, a classroom's computers, an IPv6 device's privacy
+// addresses, each with its own 10), the name's logins are refused
+// unchecked until the window ends, except from an address the user is
+// logged in at (the teacher's own computer, whose browser's login is
+// checked again when the directory's cache_ttl ends) and for a password
+// the users file passed before (authenticate checks no such one). At
+// most maxFailAccounts names are counted, as addresses are
+// (TestProxyLoginGuessesPerAccountLimited).
+//
+// A check under way counts against both budgets (begin, done): else a
+// guesser sending his tries at once, on as many connections, would have
+// every one checked before the first wrong one was counted
+// (TestProxyLoginGuessesAtOnceLimited).
 type loginFailures struct {
-	w       peraddr.Window
-	mu      sync.Mutex
-	pending map[netip.Addr]int // checks under way (at most one per request in authenticate)
+	w    peraddr.Window
+	acct peraddr.Keyed[[32]byte]
+
+	mu          sync.Mutex
+	pending     map[netip.Addr]int // checks under way (at most one per request in authenticate)
+	pendingAcct map[[32]byte]int
 }
 
 func newLoginFailures() *loginFailures {
-	return &loginFailures{w: peraddr.Window{Span: failWindow, Max: maxFailAddrs}, pending: map[netip.Addr]int{}}
+	return &loginFailures{
+		w:       peraddr.Window{Span: failWindow, Max: maxFailAddrs},
+		acct:    peraddr.Keyed[[32]byte]{Span: failWindow, Max: maxFailAccounts},
+		pending: map[netip.Addr]int{}, pendingAcct: map[[32]byte]int{},
+	}
 }
 
 func (f *loginFailures) blocked(ip netip.Addr, now time.Time) bool {
@@ -244,39 +266,61 @@ func (f *loginFailures) blocked(ip netip.Addr, now time.Time) bool {
 
 func (f *loginFailures) add(ip netip.Addr, now time.Time) { f.w.Add(ip.Unmap(), now) }
 
-// errTooManyWrong is begin's answer for an address that has had its
-// wrong logins for the window.
-var errTooManyWrong = errors.New("too many wrong logins from this address")
+// accountKey is the key a user name's wrong logins are counted under.
+func accountKey(name string) [32]byte { return sha256.Sum256([]byte(username.Canon(name))) }
 
-// begin reserves a check of a login from ip: errTooManyWrong when the
-// address has had maxLoginFailures wrong logins in its window, ErrBusy
-// when those and its checks under way make maxLoginFailures (each could
-// be wrong); else nil, and the caller calls done once the check is over.
-func (f *loginFailures) begin(ip netip.Addr, now time.Time) error {
+// Answers of begin for a login refused unchecked.
+var (
+	errTooManyWrong   = errors.New("too many wrong logins from this address")
+	errAccountLimited = errors.New("too many wrong logins for this user name")
+)
+
+// begin reserves a check of a login for name from ip: errTooManyWrong
+// when the address has had maxLoginFailures wrong logins in its window,
+// errAccountLimited when the name has had maxAccountFailures (with
+// limitAccount; without, the user is logged in at ip), ErrBusy when those and
+// the checks under way make the bound (each could be wrong); else it
+// returns done, to be called once the check is over.
+func (f *loginFailures) begin(ip netip.Addr, name string, limitAccount bool, now time.Time) (done func(wrong bool), err error) {
 	ip = ip.Unmap()
+	key := accountKey(name)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.w.Count(ip, now)
 	switch {
 	case n >= maxLoginFailures:
-		return errTooManyWrong
+		return nil, errTooManyWrong
 	case n+f.pending[ip] >= maxLoginFailures:
-		return ErrBusy
+		return nil, ErrBusy
+	}
+	if limitAccount {
+		switch a := f.acct.Count(key, now); {
+		case a >= maxAccountFailures:
+			return nil, errAccountLimited
+		case a+f.pendingAcct[key] >= maxAccountFailures:
+			return nil, ErrBusy
+		}
+		f.pendingAcct[key]++
 	}
 	f.pending[ip]++
-	return nil
+	return func(wrong bool) { f.done(ip, key, limitAccount, wrong, now) }, nil
 }
 
 // done ends a check begin reserved, counting it if the login was wrong.
-func (f *loginFailures) done(ip netip.Addr, wrong bool, now time.Time) {
-	ip = ip.Unmap()
+func (f *loginFailures) done(ip netip.Addr, key [32]byte, account, wrong bool, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if wrong {
 		f.w.Add(ip, now)
+		f.acct.Add(key, now)
 	}
 	if f.pending[ip]--; f.pending[ip] <= 0 {
 		delete(f.pending, ip)
+	}
+	if account {
+		if f.pendingAcct[key]--; f.pendingAcct[key] <= 0 {
+			delete(f.pendingAcct, key)
+		}
 	}
 }
 
