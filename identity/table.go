@@ -433,6 +433,28 @@ func (t *Table) Run(stop <-chan struct{}, interval time.Duration) {
 	}
 }
 
+// GroupOf is the group the table decides for user named by a mapping
+// whose source decided group ("" for none): group, else the Directory's,
+// else the first rule's matching user; "" when none does (the address
+// decides). The proxy asks it for a request that carries its own login
+// where the table names someone else at the address (several people
+// behind one address: a terminal server, a NAT'd classroom), so the login
+// keeps its own group. t may be nil.
+func (t *Table) GroupOf(user, group string) string {
+	if group != "" || t == nil || user == "" {
+		return group
+	}
+	t.mu.Lock()
+	rules := t.rules
+	t.mu.Unlock()
+	if t.dir != nil {
+		if p, ok := t.dir.Person(user); ok && p.Group != "" {
+			return p.Group
+		}
+	}
+	return matchRules(rules, user)
+}
+
 // SetRules replaces the user → group rules and merges every address
 // again (a config reload).
 func (t *Table) SetRules(rules []Rule) {

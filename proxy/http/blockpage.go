@@ -699,7 +699,7 @@ func (s *Server) dnsBlockPage(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
 	host, _ := splitHostPort(r.Host)
 	nh, addr, err := normHost(host)
-	req, who := s.whoRequest(ip, s.logins.UserFor(ip)) // as the resolver decided it
+	req, who := s.whoRequest(ip, s.logins.UserFor(ip), "") // as the resolver decided it
 	var dec policy.Decision
 	if err == nil && nh != "" {
 		req.Host, req.Path, req.Addr = nh, r.URL.RequestURI(), addr
@@ -873,7 +873,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 	}
 	user := s.logins.UserFor(ip)
 	eng := s.o.Engine()
-	req, who := s.whoRequest(ip, user)
+	req, who := s.whoRequest(ip, user, "")
 	id := eng.IdentifyRequest(req)
 	host, path, ok := reportedSite(rawURL)
 	if !ok {

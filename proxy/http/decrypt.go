@@ -267,7 +267,7 @@ func (s *Server) serveDecrypted(w http.ResponseWriter, r *http.Request) {
 	// the identity table's user with their group and device, looked up
 	// for each request (the table may name someone else while a
 	// keep-alive connection lives).
-	req, who := s.whoRequest(info.client, info.login)
+	req, who := s.whoRequest(info.client, info.login, info.loginGroup)
 	info.who, info.user = who, req.User
 	req.Host, req.Path, req.Addr = info.host, r.URL.RequestURI(), dc.addr
 	info.dec = eng.Decide(req)

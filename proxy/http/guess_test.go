@@ -2,11 +2,13 @@ package httpproxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,11 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-filter/gatehouse/config"
+	"github.com/gatehouse-filter/gatehouse/identity"
+	"github.com/gatehouse-filter/gatehouse/identity/ldaptest"
+	"github.com/gatehouse-filter/gatehouse/reports"
 )
 
 // sendLogin writes a GET through the proxy on c with a Basic login and
@@ -183,5 +190,51 @@ func TestProxyLDAPGuessesPerAccountLimited(t *testing.T) {
 	}
 	if code := sendLogin(e, e.dial("127.0.2.1"), "amira.khan", "Amira-pw-1"); code != http.StatusOK {
 		t.Errorf("another user: %d, want 200", code)
+	}
+}
+
+// TestLoginGroupFollowsLoginOnSharedAddress: on an address several people
+// use at once (a terminal server, a NAT'd classroom), each request is
+// decided by the group of the login it carries. A pupil whose group the
+// directory decides keeps it on her decrypted connection after a
+// teacher logs in from the same address: she is not given the address's
+// network group (here the staff network's) because the identity table
+// now names the teacher there.
+func TestLoginGroupFollowsLoginOnSharedAddress(t *testing.T) {
+	srv := ldaptest.Start(t)
+	l := &identity.LDAP{
+		URL: srv.LDAPSURL, RootCAs: srv.CA, BaseDN: "ou=people," + ldaptest.Base, UserFilter: "(uid=%s)",
+		ServiceDN: ldaptest.ServiceDN, ServicePassword: ldaptest.ServicePass,
+		Groups:      []identity.LDAPGroup{{DN: ldaptest.StaffDN, Group: "staff"}, {DN: ldaptest.StudentsDN, Group: "students"}},
+		DisplayAttr: "displayName", TTL: 10 * time.Minute, Timeout: 5 * time.Second,
+	}
+	tb := identity.New(identity.Options{Directory: l})
+	ie := newInspectEnvOpts(t, envOpts{identity: tb, directory: l})
+	ie.setDecrypt(config.DecryptAll, "site.test/secret") // students: one page denied
+	const at = "127.0.0.2"                               // the staff network's, with proxy_login
+	client := func(user, pass string) *http.Client {
+		tr := &http.Transport{
+			Proxy:           http.ProxyURL(&url.URL{Scheme: "http", Host: ie.addr, User: url.UserPassword(user, pass)}),
+			DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(at)}, Timeout: 2 * time.Second}).DialContext,
+			TLSClientConfig: &tls.Config{RootCAs: ie.school},
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: browser{tr}, Timeout: 5 * time.Second}
+	}
+	amira := client("amira.khan", "Amira-pw-1")
+	if resp, _ := get(t, amira, ie.url("site.test", "/secret/1")); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("the pupil's denied page: %d", resp.StatusCode)
+	}
+	jones := client("mr.jones", "Jones-pw-2")
+	if resp, _ := get(t, jones, ie.url("site.test", "/secret/2")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the teacher: %d", resp.StatusCode)
+	}
+	u := ie.url("site.test", "/secret/3")
+	if resp, _ := get(t, amira, u); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("the pupil after a teacher logged in from her address: %d, want 403", resp.StatusCode)
+	}
+	ev := ie.sink.waitEvent(t, func(ev reports.Event) bool { return ev.URL == u })
+	if ev.User != "amira.khan" || ev.Group != "students" {
+		t.Errorf("event: user %q group %q, want amira.khan in students", ev.User, ev.Group)
 	}
 }

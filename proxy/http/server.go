@@ -80,23 +80,26 @@ type Server struct {
 
 // reqInfo travels with a request to the dialer and the event log.
 type reqInfo struct {
-	client  netip.Addr
-	user    string          // the login, else the identity table's user
-	login   string          // the request's own proxy login ("" if none): a decrypted connection's requests keep it
-	who     *identity.Entry // what the identity table knows of client (nil: nothing)
-	host    string          // normalised
-	port    string
-	rewrite string // safe-search endpoint to dial instead of host
-	refused bool   // answered with 403 at dial time (an internal address)
-	tls     bool   // a request on a decrypted HTTPS connection (decrypt.go)
-	dec     policy.Decision
-	eng     *policy.Engine // the engine dec came from (its watchlist, search engines, safe search)
-	search  *searchInfo    // search.go; nil unless the host is a search engine's
-	content *contentWriter // content.go; nil unless the answer may be scored
-	method  string
-	url     string
-	conn    *clientConn
-	rw      respWriter
+	client netip.Addr
+	user   string // the login, else the identity table's user
+	login  string // the request's own proxy login ("" if none): a decrypted connection's requests keep it
+	// loginGroup is the group login's source decided (a directory login's
+	// membership; "" for none), for when the table names someone else.
+	loginGroup string
+	who        *identity.Entry // what the identity table knows of client (nil: nothing)
+	host       string          // normalised
+	port       string
+	rewrite    string // safe-search endpoint to dial instead of host
+	refused    bool   // answered with 403 at dial time (an internal address)
+	tls        bool   // a request on a decrypted HTTPS connection (decrypt.go)
+	dec        policy.Decision
+	eng        *policy.Engine // the engine dec came from (its watchlist, search engines, safe search)
+	search     *searchInfo    // search.go; nil unless the host is a search engine's
+	content    *contentWriter // content.go; nil unless the answer may be scored
+	method     string
+	url        string
+	conn       *clientConn
+	rw         respWriter
 }
 
 type infoKey struct{}
@@ -331,7 +334,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	eng := s.o.Engine()
 	cfg := eng.Config() // one snapshot: the config this engine was built from
-	user, ok := s.authenticate(w, r, ip, eng, cfg)
+	user, loginGroup, ok := s.authenticate(w, r, ip, eng, cfg)
 	if !ok {
 		return
 	}
@@ -351,12 +354,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		info = new(reqInfo)
 	}
-	info.client, info.user, info.login, info.host, info.port, info.method, info.conn, info.eng = ip, user, user, nh, port, r.Method, cc, eng
+	info.client, info.user, info.login, info.loginGroup, info.host, info.port, info.method, info.conn, info.eng = ip, user, user, loginGroup, nh, port, r.Method, cc, eng
 	var path string
 	if !connect {
 		path = r.URL.RequestURI()
 	}
-	req, who := s.whoRequest(ip, user)
+	req, who := s.whoRequest(ip, user, loginGroup)
 	info.who, info.user = who, req.User
 	req.Host, req.Path, req.Addr = nh, path, addr
 	info.dec = eng.Decide(req)
@@ -749,7 +752,7 @@ func (s *Server) sniBlocked(t *tunnel, hello helloInfo) bool {
 	if front == "" && !other {
 		return false
 	}
-	req, _ := s.whoRequest(info.client, info.user)
+	req, _ := s.whoRequest(info.client, info.user, info.loginGroup)
 	name := nh
 	if other {
 		req.Host, req.Addr = nh, addr
@@ -1000,9 +1003,14 @@ func (s *Server) newEvent(info *reqInfo, source, action string, status int, byte
 }
 
 // whoRequest is the policy request of a client with user (its login, ""
-// if none) and what the identity table knows: it names the user where the
-// request carries no login, their group, and the device from its lease.
-func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identity.Entry) {
+// if none; group is the group the login's source decided, a directory
+// login's membership) and what the identity table knows: it names the
+// user where the request carries no login, their group, and the device
+// from its lease. A login the table does not name at the address (another
+// person logged in there since: a terminal server, a NAT'd classroom)
+// keeps its own group (Table.GroupOf), never the address's network group
+// (TestLoginGroupFollowsLoginOnSharedAddress).
+func (s *Server) whoRequest(ip netip.Addr, user, group string) (policy.Request, *identity.Entry) {
 	req := policy.Request{Client: ip, User: user}
 	who := s.o.Identity.Lookup(ip, s.now().UnixNano())
 	if who != nil {
@@ -1010,9 +1018,12 @@ func (s *Server) whoRequest(ip netip.Addr, user string) (policy.Request, *identi
 		if req.User == "" {
 			req.User = who.User
 		}
-		if who.User == req.User {
-			req.Group = who.Group
-		}
+	}
+	switch {
+	case who != nil && who.User == req.User:
+		req.Group = who.Group
+	case user != "":
+		req.Group = s.o.Identity.GroupOf(user, group)
 	}
 	return req, who
 }
@@ -1036,13 +1047,14 @@ func (info *reqInfo) request() policy.Request {
 // resolver see it: its proxy login, else the identity table's user, with
 // their group and the device (for the HTTPS block page's certificates).
 func (s *Server) WhoRequest(ip netip.Addr) policy.Request {
-	req, _ := s.whoRequest(ip, s.logins.UserFor(ip))
+	req, _ := s.whoRequest(ip, s.logins.UserFor(ip), "")
 	return req
 }
 
-// authenticate checks the proxy login. It returns the user ("" when none)
-// and false after answering 407.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, bool) {
+// authenticate checks the proxy login. It returns the user ("" when none),
+// the group the login's source decided (a directory login's membership;
+// "" for none) and false after answering 407.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.Addr, eng *policy.Engine, cfg *config.Config) (string, string, bool) {
 	h := r.Header.Get("Proxy-Authorization")
 	if s.users == nil && s.directory() == nil {
 		// No login source is running. Config check refuses a proxy_login
@@ -1056,23 +1068,23 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 			}
 			w.Header().Set("Via", Via)
 			http.Error(w, "503 Service Unavailable: the web filter cannot check logins at the moment. Please tell IT.", http.StatusServiceUnavailable)
-			return "", false
+			return "", "", false
 		}
-		return "", true // no logins configured: credentials are ignored (and never forwarded)
+		return "", "", true // no logins configured: credentials are ignored (and never forwarded)
 	}
 	if h == "" {
 		g := cfg.Groups[eng.Identify(ip, "").Group]
 		if g == nil || !g.ProxyLogin {
-			return "", true
+			return "", "", true
 		}
 		s.challenge(w, cfg, "Please log in to use the school's web filter.")
-		return "", false
+		return "", "", false
 	}
 	name, pass, ok := parseBasic(h)
 	if ok && s.fails.blocked(ip, s.now()) {
 		s.metrics.refused.WithLabelValues("auth-limit").Inc()
 		s.challenge(w, cfg, "Too many wrong logins from this computer. Please wait a minute and try again.")
-		return "", false
+		return "", "", false
 	}
 	var person *identity.Person
 	parsed := ok
@@ -1098,11 +1110,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		case errors.Is(err, errTooManyWrong):
 			s.metrics.refused.WithLabelValues("auth-limit").Inc()
 			s.challenge(w, cfg, "Too many wrong logins from this computer. Please wait a minute and try again.")
-			return "", false
+			return "", "", false
 		case errors.Is(err, errAccountLimited):
 			s.metrics.refused.WithLabelValues("auth-limit").Inc()
 			s.challenge(w, cfg, "Too many wrong logins for this user name. Please wait a minute and try again.")
-			return "", false
+			return "", "", false
 		}
 		if err != nil {
 			if errors.Is(err, ErrBusy) {
@@ -1121,7 +1133,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 			w.Header().Set("Retry-After", "2")
 			w.Header().Set("Via", Via)
 			http.Error(w, "503 Service Unavailable: the web filter cannot check logins at the moment. Please try again in a moment.", http.StatusServiceUnavailable)
-			return "", false
+			return "", "", false
 		}
 	}
 	if !ok {
@@ -1130,7 +1142,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		}
 		s.metrics.refused.WithLabelValues("auth").Inc()
 		s.challenge(w, cfg, "The user name or password was not right. Please try again.")
-		return "", false
+		return "", "", false
 	}
 	if s.logins.Set(ip, name) && s.o.Identity != nil {
 		// The login names the address for login_ttl, for the DNS front
@@ -1144,7 +1156,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 		}
 		s.o.Identity.Set(m)
 	}
-	return name, true
+	if person != nil {
+		return name, person.Group, true
+	}
+	return name, "", true
 }
 
 // verify checks a login: against the users file if it lists the name,

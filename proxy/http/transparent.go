@@ -279,7 +279,7 @@ func (s *Server) serveTransparent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := &reqInfo{client: ip, host: nh, port: port, method: r.Method, conn: cc}
-	req, who := s.whoRequest(ip, "") // no login: the identity table's user and group, as on the explicit proxy
+	req, who := s.whoRequest(ip, "", "") // no login: the identity table's user and group, as on the explicit proxy
 	info.who, info.user = who, req.User
 	req.Host, req.Path, req.Addr = nh, r.URL.RequestURI(), addr
 	info.dec = eng.Decide(req)
@@ -336,7 +336,7 @@ func (s *Server) serveTLSConn(cc *clientConn) {
 		port = strconv.Itoa(int(orig.Port()))
 	}
 	info := &reqInfo{client: cc.ip, port: port, method: http.MethodConnect, conn: cc}
-	req, who := s.whoRequest(cc.ip, "") // no login: the identity table's user and group, as on the explicit proxy
+	req, who := s.whoRequest(cc.ip, "", "") // no login: the identity table's user and group, as on the explicit proxy
 	info.who, info.user = who, req.User
 	info.dec.Identity = eng.IdentifyRequest(req)
 	if errors.Is(err, errHelloNotTLS) || errors.Is(err, errBadHello) {
