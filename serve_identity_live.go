@@ -46,6 +46,20 @@ func (l *liveLDAP) Login(name, password string) (identity.Person, error) {
 	return d.Login(name, password)
 }
 
+// Remembered answers a login from the directory's cache alone (the
+// proxy's DirectoryLogin: no bind, so no wait for one), the name's realm
+// stripped as Login strips it.
+func (l *liveLDAP) Remembered(name, password string) (identity.Person, bool) {
+	d := l.cur.Load()
+	if d == nil {
+		return identity.Person{}, false
+	}
+	if r := l.realms.Load(); r != nil {
+		name = username.StripRealm(name, *r)
+	}
+	return d.Remembered(name, password)
+}
+
 // Enabled tells the proxy whether directory logins are on.
 func (l *liveLDAP) Enabled() bool { return l.cur.Load() != nil }
 

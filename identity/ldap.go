@@ -155,14 +155,11 @@ func (l *LDAP) Login(name, password string) (Person, error) {
 	if !validName(name) || key == "" || password == "" { // an empty password is an unauthenticated bind: it would "succeed"
 		return Person{}, ErrBadLogin
 	}
+	if p, ok := l.Remembered(name, password); ok {
+		return p, nil
+	}
 	d := l.digest(key, password)
 	now := l.Now()
-	l.mu.Lock()
-	c, ok := l.cache[key]
-	l.mu.Unlock()
-	if ok && !c.recheck && now.Before(c.expires) && subtle.ConstantTimeCompare(c.digest[:], d[:]) == 1 {
-		return c.person, nil
-	}
 	p, member, err := l.ask(name, password)
 	if err != nil {
 		if errors.Is(err, ErrBadLogin) {
@@ -180,6 +177,26 @@ func (l *LDAP) Login(name, password string) (Person, error) {
 	l.cache[key] = ldapCached{digest: d, person: p, member: member, since: now, expires: now.Add(l.TTL)}
 	l.mu.Unlock()
 	return p, nil
+}
+
+// Remembered answers a login from the cache alone: the Person of a good
+// login with this password within TTL (not one a reload marked to be
+// asked again), else false. It never asks the directory, so the proxy
+// answers remembered logins without waiting for a bind.
+func (l *LDAP) Remembered(name, password string) (Person, bool) {
+	l.init()
+	key := username.Canon(name)
+	if !validName(name) || key == "" || password == "" {
+		return Person{}, false
+	}
+	d := l.digest(key, password)
+	l.mu.Lock()
+	c, ok := l.cache[key]
+	l.mu.Unlock()
+	if ok && !c.recheck && l.Now().Before(c.expires) && subtle.ConstantTimeCompare(c.digest[:], d[:]) == 1 {
+		return c.person, true
+	}
+	return Person{}, false
 }
 
 // evict (mu held) drops expired logins, and if none had expired the one

@@ -238,3 +238,30 @@ func TestLoginGroupFollowsLoginOnSharedAddress(t *testing.T) {
 		t.Errorf("event: user %q group %q, want amira.khan in students", ev.User, ev.Group)
 	}
 }
+
+// TestProxyLDAPRememberedWhileBusy: when the directory's checks are all
+// taken (a flood of logins, or a directory that does not answer, each
+// bind waiting for its timeout), a login the directory's cache remembers
+// still gets through: it needs no bind, so it waits for none. A login
+// that needs a bind gets 503.
+func TestProxyLDAPRememberedWhileBusy(t *testing.T) {
+	e, l, _, _ := ldapEnv(t)
+	if code := sendLogin(e, e.dial("127.0.0.2"), "amira.khan", "Amira-pw-1"); code != http.StatusOK {
+		t.Fatalf("first login: %d", code)
+	}
+	e.s.dirCap.waiting.Store(dirWorkers + dirQueue)
+	defer e.s.dirCap.waiting.Store(0)
+	binds := l.Binds()
+	if code := sendLogin(e, e.dial("127.0.0.2"), "amira.khan", "Amira-pw-1"); code != http.StatusOK {
+		t.Errorf("a remembered login while the directory's checks are taken: %d, want 200", code)
+	}
+	if code := sendLogin(e, e.dial("127.0.0.3"), "mr.jones", "Jones-pw-2"); code != http.StatusServiceUnavailable {
+		t.Errorf("a login needing a bind while the checks are taken: %d, want 503", code)
+	}
+	if code := sendLogin(e, e.dial("127.0.0.4"), "amira.khan", "wrong"); code != http.StatusServiceUnavailable {
+		t.Errorf("a wrong password for a remembered user while the checks are taken: %d, want 503", code)
+	}
+	if l.Binds() != binds {
+		t.Error("the directory was asked while its checks were taken")
+	}
+}

@@ -79,7 +79,11 @@ type Resolver interface {
 // (*identity.LDAP). Login returns identity.ErrBadLogin for a wrong name or
 // password and another error when the directory cannot be asked. One that
 // also has an Enabled() bool method (serve's, which a reload turns on and
-// off) counts as set only while Enabled is true.
+// off) counts as set only while Enabled is true. One with a
+// Remembered(name, password string) (identity.Person, bool) method
+// answers the logins its cache holds (a password that passed before)
+// without a slot among the binds: they are not held up by a flood of
+// logins or a directory that does not answer.
 type DirectoryLogin interface {
 	Login(name, password string) (identity.Person, error)
 }

@@ -1090,21 +1090,24 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ip netip.A
 	parsed := ok
 	if ok {
 		var err error
-		// A check (bcrypt, a directory bind or its cache) is reserved
-		// against the address's budget of wrong logins before it starts;
-		// a password the users file passed before needs none.
-		// A user's logins from the address they are logged in at are not
-		// held to the name's budget (a guesser elsewhere never locks the
-		// teacher's own computer out).
-		if s.users == nil || !s.users.remembered(name, pass) {
+		// A password a check passed before (the users file's bcrypt, the
+		// directory's cache) is answered at once: it waits for no bcrypt
+		// or bind, so neither a flood of logins nor a directory that does
+		// not answer holds it up (TestProxyLDAPRememberedWhileBusy).
+		// Any other check is reserved against the address's and the
+		// name's budgets of wrong logins before it starts; a user's
+		// logins from the address they are logged in at are not held to
+		// the name's (a guesser elsewhere never locks the teacher's own
+		// computer out).
+		if user, p, known := s.remembered(name, pass); known {
+			name, person = user, p
+		} else {
 			var done func(bool)
 			loggedIn := username.Canon(s.logins.UserFor(ip)) == username.Canon(name)
 			if done, err = s.fails.begin(ip, name, !loggedIn, s.now()); err == nil {
 				name, ok, person, err = s.verify(name, pass)
 				done(err == nil && !ok)
 			}
-		} else {
-			name, ok, person, err = s.verify(name, pass)
 		}
 		switch {
 		case errors.Is(err, errTooManyWrong):
@@ -1195,6 +1198,31 @@ func (s *Server) verify(name, pass string) (user string, ok bool, person *identi
 		return name, false, nil, nil
 	}
 	return name, false, nil, lerr
+}
+
+// remembered answers a login whose password a check passed before,
+// without checking it again: the users file's remembered digest for the
+// names it lists, else the directory's cache (a DirectoryLogin with a
+// Remembered method). user and person are as verify's.
+func (s *Server) remembered(name, pass string) (user string, person *identity.Person, ok bool) {
+	dir := s.directory()
+	if s.users != nil && (dir == nil || s.users.Knows(name)) {
+		return name, nil, s.users.remembered(name, pass)
+	}
+	r, _ := dir.(interface {
+		Remembered(name, password string) (identity.Person, bool)
+	})
+	if r == nil {
+		return name, nil, false
+	}
+	p, ok := r.Remembered(name, pass)
+	if !ok {
+		return name, nil, false
+	}
+	if p.User != "" {
+		return p.User, &p, true
+	}
+	return username.Canon(name), &p, true
 }
 
 // directory is the directory logins are checked against, nil when off.
