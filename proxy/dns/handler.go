@@ -619,17 +619,7 @@ func (s *Server) answer(qr *query, d *policy.Decision, e *entry, stale bool) {
 	resp.Rcode, resp.AuthenticatedData = m.Rcode, m.AuthenticatedData
 	resp.Answer, resp.Ns = m.Answer, m.Ns
 	var keep *mdns.EDNS0_EDE
-	for _, rr := range m.Extra {
-		if o, ok := rr.(*mdns.OPT); ok {
-			for _, op := range o.Option {
-				if e, ok := op.(*mdns.EDNS0_EDE); ok {
-					keep = e
-				}
-			}
-			continue
-		}
-		resp.Extra = append(resp.Extra, rr)
-	}
+	resp.Extra, keep = withoutOPT(resp.Extra, m.Extra)
 	if stale || maxTTL != 0 {
 		for _, sec := range [][]mdns.RR{resp.Answer, resp.Ns, resp.Extra} {
 			for _, rr := range sec {
@@ -858,4 +848,23 @@ func qtypeLabel(t uint16) string {
 		return mdns.TypeToString[t]
 	}
 	return "other"
+}
+
+// withoutOPT appends extra's records but its OPT to dst and returns the
+// Extended DNS Error the OPT carried, if any: an answer relayed to a client
+// gets an OPT of the client's own (write), keeping the upstream's error.
+func withoutOPT(dst, extra []mdns.RR) ([]mdns.RR, *mdns.EDNS0_EDE) {
+	var ede *mdns.EDNS0_EDE
+	for _, rr := range extra {
+		if o, ok := rr.(*mdns.OPT); ok {
+			for _, op := range o.Option {
+				if e, ok := op.(*mdns.EDNS0_EDE); ok {
+					ede = e
+				}
+			}
+			continue
+		}
+		dst = append(dst, rr)
+	}
+	return dst, ede
 }

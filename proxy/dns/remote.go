@@ -199,19 +199,7 @@ func (s *Server) serveTokenName(qr *query, dev *devices.Device) {
 		resp.Answer = append([]mdns.RR{cn}, resp.Answer...)
 	}
 	var ede *mdns.EDNS0_EDE
-	extra := resp.Extra[:0]
-	for _, rr := range resp.Extra {
-		if o, ok := rr.(*mdns.OPT); ok {
-			for _, op := range o.Option {
-				if e, ok := op.(*mdns.EDNS0_EDE); ok {
-					ede = e
-				}
-			}
-			continue
-		}
-		extra = append(extra, rr)
-	}
-	resp.Extra = extra
+	resp.Extra, ede = withoutOPT(resp.Extra[:0], resp.Extra)
 	s.write(qr, resp, ede)
 }
 
