@@ -90,9 +90,14 @@ type ProxyHTTP struct {
 type ProxyAuth struct {
 	// UsersFile holds "name:bcrypt-hash" lines (as `htpasswd -B` writes);
 	// a user's group comes from clients.users.
-	UsersFile string   `yaml:"users_file"`
-	Realm     string   `yaml:"realm"`     // shown in the browser's login box
-	LoginTTL  Duration `yaml:"login_ttl"` // how long a login names its client address (DNS events too)
+	UsersFile string `yaml:"users_file"`
+	Realm     string `yaml:"realm"` // shown in the browser's login box
+	// LoginTTL is how long a login names its client address (DNS events
+	// and transparent traffic too) after the last request that carried
+	// it: a browser sends the login with every proxied request, so while
+	// its user browses the login stays; on a shared PC the next pupil is
+	// not taken for the teacher for long (default 30 minutes).
+	LoginTTL Duration `yaml:"login_ttl"`
 }
 
 // ProxyBlockPage configures the page shown for blocked sites.
@@ -135,7 +140,7 @@ const (
 	DefaultProxyIdleTotal       = 512
 	DefaultProxyNonTLS          = "block"
 	DefaultProxyRealm           = "School web filter"
-	DefaultProxyLoginTTL        = 8 * time.Hour
+	DefaultProxyLoginTTL        = 30 * time.Minute
 	DefaultProxyReportsPerHour  = 10
 )
 

@@ -50,7 +50,8 @@ type IdentitySignin struct {
 	// such as Entra ID's "groups") to a Gatehouse group, first match
 	// wins; without a match identity.groups and the directory decide.
 	Groups []SigninGroup `yaml:"groups"`
-	// TTL is how long a sign-in names the address; 0: proxy.auth.login_ttl.
+	// TTL is how long a sign-in names the address; 0: DefaultSigninTTL
+	// (a sign-in is made once, on a device of the person's own).
 	TTL Duration `yaml:"ttl"`
 	// Label is the button's provider name: "Sign in with LABEL".
 	Label string `yaml:"label"`
@@ -71,6 +72,9 @@ const SigninCallbackPath = "/callback"
 const (
 	DefaultSigninUser  = "email"
 	DefaultSigninLabel = "your school account"
+	// DefaultSigninTTL is how long a sign-in names its address unless
+	// identity.signin.ttl says: a school day.
+	DefaultSigninTTL = 8 * time.Hour
 )
 
 // SigninURL is the sign-in page's address as pupils reach it (the
@@ -92,7 +96,7 @@ func (c *Config) SigninTTL() time.Duration {
 	if d := c.Identity.Signin.TTL.D(); d > 0 {
 		return d
 	}
-	return c.Proxy.Auth.LoginTTL.D()
+	return DefaultSigninTTL
 }
 
 // SigninAllow is who may reach the sign-in page.

@@ -11,8 +11,8 @@ func TestSigninConfig(t *testing.T) {
 	if s := d.Identity.Signin; s.Listen != "" || s.User != "email" || s.Label != DefaultSigninLabel || d.SigninURL() != "" {
 		t.Fatalf("defaults %+v", s)
 	}
-	if d.SigninTTL() != DefaultProxyLoginTTL {
-		t.Fatalf("ttl %s, want proxy.auth.login_ttl", d.SigninTTL())
+	if d.SigninTTL() != DefaultSigninTTL || d.Proxy.Auth.LoginTTL.D() != 30*time.Minute {
+		t.Fatalf("ttl %s, want a school day; proxy login %s, want 30m", d.SigninTTL(), d.Proxy.Auth.LoginTTL.D())
 	}
 	checkErrors(t, `identity:
   signin:

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse-filter/gatehouse/config"
 )
 
 // countingSite is an origin that counts connections opened and closed.
@@ -258,5 +260,32 @@ func TestLoginsBounded(t *testing.T) {
 	}
 	if u := l.UserFor(last); u != "amy" {
 		t.Fatalf("the newest login answers %q", u)
+	}
+}
+
+// TestLoginLastsWhileUsed: a login names its address for login_ttl (by
+// default 30 minutes) after the last request that carried it, not from
+// the first: a teacher browsing all afternoon stays named, and the pupil
+// who sits at the shared PC after them is not taken for the teacher (nor
+// given the staff group) for the rest of a school day.
+func TestLoginLastsWhileUsed(t *testing.T) {
+	now := time.Date(2026, 12, 7, 13, 0, 0, 0, time.UTC)
+	l := NewLogins(config.Default().Proxy.Auth.LoginTTL.D(), func() time.Time { return now })
+	pc := netip.MustParseAddr("10.1.2.3")
+	l.Set(pc, "teacher")
+	for range 12 { // two hours of browsing, a request every ten minutes
+		now = now.Add(10 * time.Minute)
+		if u := l.UserFor(pc); u != "teacher" {
+			t.Fatalf("at %s, while the teacher browses: %q", now.Format("15:04"), u)
+		}
+		l.Set(pc, "teacher")
+	}
+	now = now.Add(29 * time.Minute)
+	if u := l.UserFor(pc); u != "teacher" {
+		t.Fatalf("29 minutes after the last request: %q", u)
+	}
+	now = now.Add(2 * time.Minute)
+	if u := l.UserFor(pc); u != "" {
+		t.Errorf("31 minutes after the teacher's last request the address is still theirs: %q", u)
 	}
 }
