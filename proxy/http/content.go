@@ -896,7 +896,7 @@ type textState struct {
 	nlen  uint8
 	raw   uint8    // script/style: bytes of "</script" matched so far
 	rawOf uint8    // 1 script, 2 style
-	dash  uint8    // comment: dashes seen before '>'
+	dash  uint8    // comment: where in its end (cText, cDash, …)
 	ent   [10]byte // an unfinished character reference
 	elen  uint8
 	// JSON
@@ -925,6 +925,39 @@ const (
 	hRaw        // script or style contents
 	hMarkupDash // after "<!-"
 )
+
+// Comment states (textState.dash), as the HTML standard's tokenizer has
+// them, so a comment ends where the browser ends it: "<!-->" and "<!--->"
+// are whole comments and "--!>" closes one as "-->" does. From cEnd on,
+// '>' closes the comment.
+const (
+	cText      uint8 = iota // comment state
+	cDash                   // comment end dash state: after one '-'
+	cEnd                    // comment end state: after "--"
+	cBang                   // comment end bang state: after "--!"
+	cStart                  // comment start state: just after "<!--"
+	cStartDash              // comment start dash state: after "<!---"
+)
+
+// commentNext is the comment state after byte b in state st (b is not a
+// '>' that closes the comment).
+func commentNext(st, b byte) uint8 {
+	switch b {
+	case '-':
+		switch st {
+		case cText, cBang:
+			return cDash
+		case cStart:
+			return cStartDash
+		}
+		return cEnd // after "--", "---", "<!---"
+	case '!':
+		if st == cEnd {
+			return cBang
+		}
+	}
+	return cText
+}
 
 // JSON states.
 const (
@@ -1038,21 +1071,18 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 			}
 		case hMarkupDash:
 			if b == '-' {
-				x.st, x.dash = hComment, 0
+				x.st, x.dash = hComment, cStart
 			} else {
 				x.st = hBogus
 				i--
 			}
 		case hComment:
-			switch {
-			case b == '-':
-				x.dash++
-			case b == '>' && x.dash >= 2:
+			if b == '>' && x.dash >= cEnd {
 				x.st = hData
 				sc.Break()
-			default:
-				x.dash = 0
+				continue
 			}
+			x.dash = commentNext(x.dash, b)
 		case hBogus:
 			if b == '>' {
 				x.st = hData
