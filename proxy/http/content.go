@@ -924,6 +924,15 @@ const (
 	hBogus      // <!DOCTYPE …>, <?xml …?>: up to '>'
 	hRaw        // script or style contents
 	hMarkupDash // after "<!-"
+	// The attributes, as the HTML standard's tokenizer reads them: a
+	// quote starts a quoted value only where a value starts (after '='),
+	// and elsewhere (in a name, in an unquoted value) is part of it, so
+	// the tag still ends at its '>'. hTag is the before-attribute-name
+	// state (and after a quoted value).
+	hAttrName    // in an attribute's name
+	hAfterName   // after a name: '=' or the next name
+	hBeforeValue // after '='
+	hUnquoted    // in an unquoted value
 )
 
 // Comment states (textState.dash), as the HTML standard's tokenizer has
@@ -1047,12 +1056,41 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 					x.nlen++
 				}
 			}
-		case hTag:
+		case hTag, hAttrName, hAfterName:
 			switch b {
 			case '>':
 				x.tagEnd(sc)
+			case ' ', '\t', '\n', '\r', '\f':
+				if x.st == hAttrName {
+					x.st = hAfterName
+				}
+			case '/':
+				x.st = hTag // self-closing, or read again as before a name
+			case '=':
+				if x.st == hTag {
+					x.st = hAttrName // a name that starts with '='
+				} else {
+					x.st = hBeforeValue
+				}
+			default:
+				x.st = hAttrName
+			}
+		case hBeforeValue:
+			switch b {
+			case '>':
+				x.tagEnd(sc)
+			case ' ', '\t', '\n', '\r', '\f':
 			case '"', '\'':
 				x.st, x.quote = hAttrQuote, b
+			default:
+				x.st = hUnquoted
+			}
+		case hUnquoted:
+			switch b {
+			case '>':
+				x.tagEnd(sc)
+			case ' ', '\t', '\n', '\r', '\f':
+				x.st = hTag
 			}
 		case hAttrQuote:
 			j := bytes.IndexByte(p[i:], x.quote)
@@ -1203,7 +1241,7 @@ func (x *textState) closer() string {
 			return "'>"
 		}
 		return `">`
-	case hTagName, hTag, hBogus:
+	case hTagName, hTag, hAttrName, hAfterName, hBeforeValue, hUnquoted, hBogus:
 		return ">"
 	case hComment, hMarkup, hMarkupDash:
 		return "-->"
