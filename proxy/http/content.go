@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/andybalholm/brotli"
@@ -902,6 +903,7 @@ type textState struct {
 	// JSON
 	esc    uint8 // 0 none; 1 after '\\'; 2..5 reading \uXXXX digits
 	uni    rune
+	hi     rune // a \uXXXX high surrogate waiting for its low half
 	key    [12]byte
 	klen   uint8
 	inKey  bool
@@ -1309,6 +1311,9 @@ func (x *textState) json(sc *watchlist.Scorer, p []byte) {
 			continue
 		}
 		// In a string.
+		if x.hi != 0 && x.esc == 0 && b != '\\' || x.esc == 1 && b != 'u' {
+			x.loneSurrogate(sc) // a high surrogate not followed by \uXXXX
+		}
 		if x.esc == 1 {
 			x.esc = 0
 			switch b {
@@ -1342,9 +1347,21 @@ func (x *textState) json(sc *watchlist.Scorer, p []byte) {
 			x.uni = x.uni*16 + v
 			if x.esc++; x.esc == 6 {
 				x.esc = 0
+				r := x.uni
+				switch {
+				case r >= 0xd800 && r < 0xdc00: // a high surrogate: its pair's low half should follow
+					x.loneSurrogate(sc)
+					x.hi = r
+					continue
+				case x.hi != 0 && r >= 0xdc00 && r < 0xe000:
+					r = utf16.DecodeRune(x.hi, r) // as JSON.parse joins them
+					x.hi = 0
+				case x.hi != 0:
+					x.loneSurrogate(sc)
+				}
 				if x.textOK && !x.inKey {
 					var u [utf8.UTFMax]byte
-					n := utf8.EncodeRune(u[:], x.uni)
+					n := utf8.EncodeRune(u[:], r) // a lone low surrogate: U+FFFD
 					sc.Feed(u[:n])
 				}
 			}
@@ -1376,6 +1393,17 @@ func (x *textState) json(sc *watchlist.Scorer, p []byte) {
 	}
 	if x.st == jString && !x.inKey && x.textOK {
 		flush(len(p))
+	}
+}
+
+// loneSurrogate ends a high surrogate that no low one followed: U+FFFD,
+// a word break.
+func (x *textState) loneSurrogate(sc *watchlist.Scorer) {
+	if x.hi != 0 {
+		x.hi = 0
+		if x.textOK && !x.inKey {
+			sc.Break()
+		}
 	}
 }
 

@@ -1,9 +1,11 @@
 package httpproxy
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // TestContentCommentEndsAsBrowsers: a comment ends where the browser's
@@ -46,5 +48,72 @@ func TestContentQuoteOutsideAttributeValue(t *testing.T) {
 	ce.page("/quoted", "text/html", htmlHead+`<p title = "a > `+harmful7+`" alt='`+harmful7+`'>ok</p>`, "<p>TAIL</p></body></html>")
 	if _, body := get(t, c, ce.url("pages.test", "/quoted")); !strings.Contains(body, "TAIL") {
 		t.Errorf("an attribute value scored: %q", body)
+	}
+}
+
+// jsonASCII is s as a JSON string body the way encoders that escape
+// everything but ASCII write it (Python's json.dumps, JavaScript's
+// JSON.stringify of an escaped string): \uXXXX, a character outside the
+// Basic Multilingual Plane as its UTF-16 surrogate pair.
+func jsonASCII(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x80:
+			b.WriteRune(r)
+		default:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
+		}
+	}
+	return b.String()
+}
+
+// boldText is s in mathematical bold letters (𝐤𝐢𝐥𝐥), as font generators
+// write "fancy text".
+func boldText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return 0x1D41A + r - 'a'
+		case r >= 'A' && r <= 'Z':
+			return 0x1D400 + r - 'A'
+		}
+		return r
+	}, s)
+}
+
+// TestContentAIChatSurrogatePairs: an AI answer in fancy text (letters
+// outside the Basic Multilingual Plane) whose JSON escapes each as a
+// \uXXXX surrogate pair is read as the letters it shows, so it scores as
+// the plain words; a lone surrogate is a word break, as U+FFFD.
+func TestContentAIChatSurrogatePairs(t *testing.T) {
+	ce := newContentEnv(t, "")
+	var pieces []string
+	for _, tok := range strings.SplitAfter(boldText(harmful7), " ") {
+		pieces = append(pieces, `data: {"choices":[{"delta":{"content":"`+jsonASCII(tok)+`"}}]}`+"\n\n")
+	}
+	pieces = append(pieces, "data: [DONE]\n\n")
+	ce.page("/backend-api/conversation", "text/event-stream", pieces...)
+	_, body := get(t, ce.client("", "", ""), ce.url("chatgpt.com", "/backend-api/conversation"))
+	if !strings.Contains(body, "web filter blocked the rest of this answer") || strings.Contains(body, "[DONE]") {
+		t.Errorf("fancy text in surrogate pairs not scored: %q", body)
+	}
+	// Split across pieces between and inside the two halves.
+	ce.page("/api/split", "application/json", `{"text":"I will `+jsonASCII(boldText("ki"))+`\ud835`, `\udc25`+jsonASCII(boldText("ll myself"))+`. I want to die. I want to end my life."}`)
+	_, body = get(t, ce.client("", "", ""), ce.url("chatgpt.com", "/api/split"))
+	evs := ce.contentEvents()
+	if len(evs) != 2 || evs[1].Action != "flag" || !strings.Contains(evs[1].Entry, "kill myself") {
+		t.Fatalf("split surrogate pair: %q, events %+v", body, evs)
+	}
+	// Lone surrogates break words: "ki\ud835ll" is not "kill".
+	ce.page("/api/lone", "application/json", `{"text":"I will ki\ud835ll myself. I will ki\udc25ll myself. I want to die."}`)
+	get(t, ce.client("", "", ""), ce.url("chatgpt.com", "/api/lone"))
+	if evs := ce.contentEvents(); len(evs) != 2 {
+		t.Fatalf("lone surrogates joined a word: events %+v", evs)
 	}
 }
