@@ -746,6 +746,9 @@ func (c *contentWriter) finish() (blocked bool) {
 	c.info.content = nil
 	if c.sc != nil {
 		if !c.blocked {
+			if c.kind == kindHTML {
+				c.x.endText(c.sc) // a reference the page ends in
+			}
 			c.sc.Result() // the last word ends the text
 			if t, ok := c.over(false); ok {
 				if h := c.info.search; h == nil || !h.flagged(t) {
@@ -898,8 +901,10 @@ type textState struct {
 	raw   uint8    // script/style: bytes of "</script" matched so far
 	rawOf uint8    // 1 script, 2 style
 	dash  uint8    // comment: where in its end (cText, cDash, …)
-	ent   [10]byte // an unfinished character reference
+	ent   [10]byte // an unfinished named character reference
 	elen  uint8
+	num   rune // a numeric reference's value so far (saturated past U+10FFFF)
+	ndig  uint8
 	// JSON
 	esc    uint8 // 0 none; 1 after '\\'; 2..5 reading \uXXXX digits
 	uni    rune
@@ -935,6 +940,13 @@ const (
 	hAfterName   // after a name: '=' or the next name
 	hBeforeValue // after '='
 	hUnquoted    // in an unquoted value
+	// Numeric character references, as the browser reads them: after
+	// "&#", any number of digits (leading zeros too); the first byte that
+	// is no digit ends the reference, and is read as text unless it is
+	// its ';'.
+	hNumRef // after "&#"
+	hDecRef // "&#" and decimal digits
+	hHexRef // "&#x" and hexadecimal digits
 )
 
 // Comment states (textState.dash), as the HTML standard's tokenizer has
@@ -1018,6 +1030,10 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 				}
 			}
 		case hEntity:
+			if b == '#' && x.elen == 0 {
+				x.st, x.num, x.ndig = hNumRef, 0, 0
+				continue
+			}
 			if b == ';' || int(x.elen) == len(x.ent) || !(isAlnum(b) || b == '#') {
 				x.entity(sc)
 				x.st = hData
@@ -1028,6 +1044,35 @@ func (x *textState) html(sc *watchlist.Scorer, p []byte) {
 			}
 			x.ent[x.elen] = b
 			x.elen++
+		case hNumRef:
+			x.st = hDecRef
+			if b == 'x' || b == 'X' {
+				x.st = hHexRef
+				continue
+			}
+			i-- // the first digit, or no reference
+		case hDecRef, hHexRef:
+			v := rune(-1)
+			switch {
+			case b >= '0' && b <= '9':
+				v = rune(b - '0')
+			case x.st == hHexRef && b|0x20 >= 'a' && b|0x20 <= 'f':
+				v = rune(b|0x20-'a') + 10
+			}
+			if v >= 0 {
+				base := rune(10)
+				if x.st == hHexRef {
+					base = 16
+				}
+				x.num = min(x.num*base+v, utf8.MaxRune+1)
+				x.ndig = 1
+				continue
+			}
+			x.numRef(sc)
+			x.st = hData
+			if b != ';' || x.ndig == 0 {
+				i-- // not part of the reference: read it again as text
+			}
 		case hTagOpen:
 			switch {
 			case b == '!':
@@ -1185,40 +1230,44 @@ func inlineTag(n []byte) bool {
 	return false
 }
 
-// entity decodes the character reference in x.ent (without & and ;).
+// endText ends the HTML text at the end of the body: a character
+// reference left open is read, as the browser reads it at the end.
+func (x *textState) endText(sc *watchlist.Scorer) {
+	switch x.st {
+	case hEntity:
+		x.entity(sc)
+	case hDecRef, hHexRef:
+		x.numRef(sc)
+	}
+	x.st = hData
+}
+
+// numRef ends a numeric character reference: its character (U+FFFD for
+// 0, a surrogate or past U+10FFFF, as in the browser; EncodeRune makes
+// them so), or, with no digit ("&#;", "&#x"), the text "&#", a word
+// break.
+func (x *textState) numRef(sc *watchlist.Scorer) {
+	if x.ndig == 0 {
+		sc.Break()
+		if x.st == hHexRef { // "&#xyz": the x is text too
+			b := [1]byte{'x'}
+			sc.Feed(b[:])
+		}
+		return
+	}
+	r := x.num
+	if r == 0 {
+		r = utf8.RuneError
+	}
+	var b [utf8.UTFMax]byte
+	n := utf8.EncodeRune(b[:], r)
+	sc.Feed(b[:n])
+}
+
+// entity decodes the named character reference in x.ent (without & and ;).
 func (x *textState) entity(sc *watchlist.Scorer) {
 	e := x.ent[:x.elen]
 	x.elen = 0
-	if len(e) > 1 && e[0] == '#' {
-		var r rune
-		hex := e[1] == 'x' || e[1] == 'X'
-		digits := e[1:]
-		if hex {
-			digits = e[2:]
-		}
-		for _, d := range digits {
-			v := rune(-1)
-			switch {
-			case d >= '0' && d <= '9':
-				v = rune(d - '0')
-			case hex && d|0x20 >= 'a' && d|0x20 <= 'f':
-				v = rune(d|0x20-'a') + 10
-			}
-			if v < 0 || r > utf8.MaxRune {
-				sc.Break()
-				return
-			}
-			if hex {
-				r = r*16 + v
-			} else {
-				r = r*10 + v
-			}
-		}
-		var b [utf8.UTFMax]byte
-		n := utf8.EncodeRune(b[:], r)
-		sc.Feed(b[:n])
-		return
-	}
 	var b [1]byte
 	switch string(e) {
 	case "amp":

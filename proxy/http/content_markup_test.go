@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"fmt"
+	"github.com/gatehouse-filter/gatehouse/watchlist"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,5 +116,61 @@ func TestContentAIChatSurrogatePairs(t *testing.T) {
 	get(t, ce.client("", "", ""), ce.url("chatgpt.com", "/api/lone"))
 	if evs := ce.contentEvents(); len(evs) != 2 {
 		t.Fatalf("lone surrogates joined a word: events %+v", evs)
+	}
+}
+
+// TestContentNumericReferencesAsBrowsers: numeric character references
+// are read as the browser reads them: any number of leading zeros, and
+// the ';' optional (the digits end the reference), so a page spelt in
+// them ("&#000107&#105ll") is scored as the words it shows.
+func TestContentNumericReferencesAsBrowsers(t *testing.T) {
+	ce := newContentEnv(t, "")
+	c := ce.client("", "", "")
+	dec := func(s string) string { // every letter as &#0000000DDD, no ';'
+		var b strings.Builder
+		for _, r := range s {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+				fmt.Fprintf(&b, "&#%010d", r)
+				continue
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	}
+	hex := strings.NewReplacer("k", "&#x000000006B;", "l", "&#X6c;", "m", "&#x0006d").Replace(harmful7)
+	for i, text := range []string{dec(harmful7), hex} {
+		path := "/refs" + strconv.Itoa(i)
+		ce.page(path, "text/html", htmlHead+"<p>"+text+"</p>", "<p>TAIL</p></body></html>")
+		_, body := get(t, c, ce.url("pages.test", path))
+		if !strings.Contains(body, "The rest of this page is blocked") || strings.Contains(body, "TAIL") {
+			t.Errorf("page %d spelt in character references not scored: %q", i, body)
+		}
+	}
+	// Split across pieces inside a reference; and what is no reference
+	// ("&#;", "&#x;", "&#xyz") is text, a word break.
+	page := htmlHead + "<p>I will &#000107ill myself. I want to d&#105e. I want to end my life. ki&#;ll ki&#x;ll ki&#xyzll</p></body></html>"
+	for cut := len(htmlHead); cut < len(page); cut++ {
+		cw, _ := ce.check(t, "text/html")
+		_, _ = cw.Write([]byte(page[:cut]))
+		_, _ = cw.Write([]byte(page[cut:]))
+		if cw.blocked || !strings.Contains(cw.phrases(watchlist.SelfHarm), "kill myself") {
+			t.Fatalf("cut at %d: %q", cut, cw.phrases(watchlist.SelfHarm))
+		}
+		if p := cw.phrases(watchlist.SelfHarm); strings.Count(p, ",") != 2 {
+			t.Fatalf("cut at %d: phrases %q, want 3", cut, p)
+		}
+		cw.finish()
+	}
+}
+
+// TestContentReferenceAtEnd: a page that ends inside a numeric character
+// reference ("… mysel&#102") has its last letter read.
+func TestContentReferenceAtEnd(t *testing.T) {
+	ce := newContentEnv(t, "")
+	ce.page("/end", "text/html", htmlHead+"<p>I want to die. I want to end my life. I will kill mysel", "&#102")
+	get(t, ce.client("", "", ""), ce.url("pages.test", "/end"))
+	evs := ce.contentEvents()
+	if len(evs) != 1 || evs[0].Action != "flag" || !strings.Contains(evs[0].Entry, "kill myself") {
+		t.Fatalf("events %+v", evs)
 	}
 }
