@@ -66,6 +66,7 @@ type contentWriter struct {
 	ai   bool  // the host is an AI chat service
 	doc  bool  // a page's request: an untyped answer is sniffed (rendered)
 	left int64 // bytes still to score (the size cap)
+	cut  bool  // past the cap: counted (cutOff)
 
 	kind    contentKind
 	started bool // WriteHeader seen
@@ -643,12 +644,17 @@ func (c *contentWriter) write(p []byte) (int, error) {
 	if c.blocked {
 		return 0, errContentBlocked
 	}
-	if c.kind == kindNone || c.left <= 0 {
+	if c.kind == kindNone {
+		return c.w.Write(p)
+	}
+	if c.left <= 0 {
+		c.cutOff()
 		return c.w.Write(p)
 	}
 	q := p
 	if int64(len(q)) > c.left {
 		q = q[:c.left]
+		c.cutOff()
 	}
 	c.left -= int64(len(q))
 	c.scored += int64(len(q))
@@ -659,6 +665,16 @@ func (c *contentWriter) write(p []byte) (int, error) {
 		return 0, errContentBlocked
 	}
 	return c.w.Write(p)
+}
+
+// cutOff counts, once, an answer whose rest passes unscored past
+// proxy.content_check.max_bytes (content-cut): IT can see how often pages
+// are longer than what is read, and raise it.
+func (c *contentWriter) cutOff() {
+	if !c.cut {
+		c.cut = true
+		c.s.metrics.requests.WithLabelValues(c.info.source(), "content-cut").Inc()
+	}
 }
 
 // ReadFrom copies a body through a pooled buffer (io.Copy would allocate

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	bl "github.com/gatehouse-filter/gatehouse/blocklists"
 	"github.com/gatehouse-filter/gatehouse/config"
 	"github.com/gatehouse-filter/gatehouse/policy"
@@ -418,6 +420,10 @@ func TestContentSizeCap(t *testing.T) {
 	_, body := get(t, ce.client("", "", ""), ce.url("pages.test", "/late"))
 	if !strings.Contains(body, harmful7) || len(ce.contentEvents()) != 0 {
 		t.Errorf("phrases past the size cap were scored")
+	}
+	// Not silently: the answer cut off is counted, once.
+	if n := testutil.ToFloat64(ce.s.metrics.requests.WithLabelValues("http", "content-cut")); n != 1 {
+		t.Errorf("content-cut counted %v answers, want 1", n)
 	}
 	ce.page("/early", "text/html", htmlHead+"<p>"+harmful7+"</p>", filler+"</body></html>")
 	if _, body = get(t, ce.client("", "", ""), ce.url("pages.test", "/early")); !strings.Contains(body, "The rest of this page is blocked") {
