@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 )
@@ -45,4 +46,32 @@ func (s *Server) SetAccess(allow []netip.Prefix, qps, burst int) {
 		a.rl = newRateLimiter(qps, burst, s.opts.Log)
 	}
 	s.access.Store(a)
+}
+
+// aclListener is an on-site TCP or DoT listener that closes a connection
+// from an address the current ACL does not serve as it accepts it: before
+// a TLS handshake or a query is read, and before it counts towards the
+// listener's connection bounds (onSiteTCP), so outsiders cannot hold the
+// connections the school's clients need. Each query is still checked
+// (serve), as a reload may narrow the ACL while a connection is open.
+type aclListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l aclListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			if !l.s.access.Load().acl.allowed(ip) {
+				_ = c.Close()
+				continue
+			}
+		}
+		return c, nil
+	}
 }

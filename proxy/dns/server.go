@@ -103,7 +103,7 @@ func (s *Server) Start(ctx context.Context) error {
 		if pc != nil {
 			s.add(&mdns.Server{PacketConn: pc, Handler: protoHandler{s, "udp"}, UDPSize: EDNSSize}, pc.LocalAddr())
 		}
-		s.add(&mdns.Server{Listener: limitTCP(ln), Handler: protoHandler{s, "tcp"}, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
+		s.add(&mdns.Server{Listener: s.onSiteTCP(ln), Handler: protoHandler{s, "tcp"}, ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
 	for _, a := range s.opts.TLSListen {
 		if s.opts.TLSConfig == nil {
@@ -115,7 +115,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.Shutdown(context.Background())
 			return fmt.Errorf("dns listener dot %s: %w", a, err)
 		}
-		ln := tls.NewListener(limitTCP(raw), s.opts.TLSConfig)
+		ln := tls.NewListener(s.onSiteTCP(raw), s.opts.TLSConfig)
 		s.add(&mdns.Server{Listener: ln, Net: "tcp-tls", Handler: protoHandler{s, "dot"}, ReadTimeout: 5 * time.Second,
 			IdleTimeout: func() time.Duration { return 10 * time.Second }}, ln.Addr())
 	}
@@ -238,7 +238,9 @@ func (f *flight) do(k cacheKey, fn func() (*entry, error)) (*entry, error) {
 // as long as the client keeps asking (idle 10 s between queries). Each
 // TCP and DoT listener holds at most tcpMaxConns connections (more wait
 // in the kernel's accept queue) and tcpMaxConnsPerAddr from one address
-// (more are closed at once, so one device cannot take them all).
+// (more are closed at once, so one device cannot take them all); a
+// connection from an address clients.allow does not serve is closed as
+// it is accepted on an on-site listener (aclListener), so it takes neither.
 const (
 	tcpMaxConns        = 4096
 	tcpMaxConnsPerAddr = 256
@@ -246,6 +248,12 @@ const (
 
 func limitTCP(ln net.Listener) net.Listener {
 	return peraddr.Limit(ln, tcpMaxConns, tcpMaxConnsPerAddr)
+}
+
+// onSiteTCP is limitTCP for an on-site listener, which serves only
+// clients.allow (the off-site ones serve any address: remote.go).
+func (s *Server) onSiteTCP(ln net.Listener) net.Listener {
+	return limitTCP(aclListener{Listener: ln, s: s})
 }
 
 // listenBoth binds UDP and TCP on the same address. With port 0 it retries

@@ -471,9 +471,7 @@ func TestRefusedOutsideACL(t *testing.T) {
 	if r := ask(t, "udp", ts.udp, "127.0.0.3", "www.example.org", mdns.TypeA, false); r.Rcode != mdns.RcodeRefused {
 		t.Fatalf("outside: %v", r)
 	}
-	if r := ask(t, "tcp", ts.tcp, "127.0.0.3", "www.example.org", mdns.TypeA, false); r.Rcode != mdns.RcodeRefused {
-		t.Fatalf("outside tcp: %v", r)
-	}
+	// (Over TCP and DoT the connection is closed unread: TestACLOnConnections.)
 	if r := ask(t, "udp", ts.udp, staff, "www.example.org", mdns.TypeA, false); r.Rcode != mdns.RcodeSuccess {
 		t.Fatalf("inside: %v", r)
 	}
