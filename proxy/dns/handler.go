@@ -243,6 +243,10 @@ func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt strin
 				s.block(qr, &td, qt)
 				return true
 			}
+			if td.Action == policy.Rewrite {
+				s.chainRewrite(qr, d, e, t, &td, qt)
+				return true
+			}
 			qr.targets |= td.Scheduled()
 		}
 	}
@@ -262,6 +266,72 @@ func (s *Server) answerBlocked(qr *query, d *policy.Decision, e *entry, qt strin
 		e.clean.Store(qr.eng.Gen())
 	}
 	return false
+}
+
+// chainRewrite answers e, an answer allowed by d whose CNAME chain
+// reaches target, a name the client's group rewrites (td: safe search):
+// the records up to the one pointing at target are kept, and target is
+// answered as a query for it is (safeSearch): a CNAME to the safe
+// endpoint and the endpoint's records. target's own records (a search
+// engine's unsafe addresses, when a pupil's domain is an alias of it)
+// never reach the client, whose resolver would keep them for its next
+// lookup of target.
+func (s *Server) chainRewrite(qr *query, d *policy.Decision, e *entry, target string, td *policy.Decision, qt string) {
+	wire := e.wire
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	if b, ok := e.render(*bp, qr.r.Id, qr.r.RecursionDesired, qr.r.CheckingDisabled, qr.q.Name, qr.now.UnixNano(), 0); ok {
+		*bp, wire = b, b // aged TTLs
+	}
+	m := new(mdns.Msg)
+	if err := m.Unpack(wire); err != nil {
+		s.rcode(qr, mdns.RcodeServerFailure, qt, "servfail", d.Group)
+		return
+	}
+	resp := s.reply(qr)
+	owner := mdns.Fqdn(target)
+	for _, rr := range m.Answer {
+		resp.Answer = append(resp.Answer, rr)
+		var to string
+		switch v := rr.(type) {
+		case *mdns.CNAME:
+			to = v.Target
+		case *mdns.DNAME:
+			to = v.Target
+		}
+		if to != "" && normName(to) == target {
+			owner = to
+			break
+		}
+	}
+	resp.Answer = append(resp.Answer, &mdns.CNAME{Hdr: mdns.RR_Header{Name: owner, Rrtype: mdns.TypeCNAME,
+		Class: mdns.ClassINET, Ttl: uint32(s.opts.BlockTTL.Seconds())}, Target: mdns.Fqdn(td.Rewrite)})
+	if qr.q.Qtype != mdns.TypeCNAME {
+		se, err := s.freshOrResolve(s.key(qr, td.Rewrite, qr.q.Qtype), qr.now.UnixNano(), qr)
+		if err != nil {
+			resp.Answer = nil
+			resp.Rcode = mdns.RcodeServerFailure
+			s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
+			s.count(qt, "servfail", d.Group)
+			return
+		}
+		if u := s.safeAnswers.of(se, td.Rewrite); u != nil {
+			resp.Rcode = u.rcode
+			resp.Answer = append(resp.Answer, u.answer...)
+			if len(u.answer) == 0 {
+				resp.Ns = u.ns
+			}
+		}
+	}
+	qr.targets |= td.Scheduled()
+	if maxTTL := s.scheduleCap(qr, d); maxTTL != 0 {
+		resp.Answer, resp.Ns = capTTLs(resp.Answer, maxTTL), capTTLs(resp.Ns, maxTTL)
+	}
+	s.write(qr, resp, nil)
+	s.count(qt, "rewritten", d.Group)
+	if s.opts.QueryLog {
+		s.events.record(s.event(qr, td, "rewrite"))
+	}
 }
 
 // addrsBlocked decides the answer's addresses for the client of r, a few

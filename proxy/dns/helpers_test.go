@@ -122,6 +122,16 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 	case name == "cdn.example.":
 		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: hdr(q.Name, mdns.TypeCNAME, 300), Target: "edge.porn.example."},
 			&mdns.A{Hdr: hdr("edge.porn.example.", mdns.TypeA, 300), A: u.a})
+	case name == "google-alias.example." && (q.Qtype == mdns.TypeA || q.Qtype == mdns.TypeAAAA):
+		// An alias to a search engine's name, as a recursive resolver
+		// answers it: the chain and the search engine's own (unsafe)
+		// addresses.
+		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: hdr(q.Name, mdns.TypeCNAME, 300), Target: "www.google.com."})
+		if q.Qtype == mdns.TypeA {
+			m.Answer = append(m.Answer, &mdns.A{Hdr: hdr("www.google.com.", mdns.TypeA, 300), A: net.ParseIP("198.51.100.7")})
+		} else {
+			m.Answer = append(m.Answer, &mdns.AAAA{Hdr: hdr("www.google.com.", mdns.TypeAAAA, 300), AAAA: net.ParseIP("2001:db8::7")})
+		}
 	case name == "games-cdn.example." && q.Qtype == mdns.TypeA:
 		m.Answer = append(m.Answer, &mdns.CNAME{Hdr: hdr(q.Name, mdns.TypeCNAME, 300), Target: "edge.games.example."},
 			&mdns.A{Hdr: hdr("edge.games.example.", mdns.TypeA, 300), A: u.a})

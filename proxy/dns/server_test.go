@@ -937,3 +937,51 @@ func TestTCPConnsBounded(t *testing.T) {
 		t.Fatalf("another address while the first holds its share: %v", r)
 	}
 }
+
+// TestSafeSearchThroughCNAME: a name that is an alias of a search engine's
+// name (a pupil's own domain CNAMEd to www.google.com) does not carry the
+// search engine's own addresses to a group with safe search on, from the
+// upstream or from the cache filled by a group without it: the chain stops
+// at the search engine's name, which is answered as a query for it would
+// be (a CNAME to the safe endpoint and its addresses). Else the device's
+// resolver cache would hold www.google.com's unsafe address for the
+// browser's next lookup.
+func TestSafeSearchThroughCNAME(t *testing.T) {
+	ts := startServer(t, nil)
+	check := func(who string, qtype uint16) {
+		t.Helper()
+		r := ask(t, "udp", ts.udp, student, "google-alias.example", qtype, true)
+		if r.Rcode != mdns.RcodeSuccess {
+			t.Fatalf("%s: %v", who, r)
+		}
+		safe, addrs := false, 0
+		for _, rr := range r.Answer {
+			switch v := rr.(type) {
+			case *mdns.CNAME:
+				if v.Hdr.Name == "www.google.com." && v.Target == "forcesafesearch.google.com." {
+					safe = true
+				}
+			case *mdns.A:
+				addrs++
+				if v.Hdr.Name != "forcesafesearch.google.com." {
+					t.Fatalf("%s: an address for %s reached a safe-search group: %v", who, v.Hdr.Name, r)
+				}
+			case *mdns.AAAA:
+				addrs++
+				if v.Hdr.Name != "forcesafesearch.google.com." {
+					t.Fatalf("%s: an address for %s reached a safe-search group: %v", who, v.Hdr.Name, r)
+				}
+			}
+		}
+		if !safe || addrs == 0 {
+			t.Fatalf("%s: want the chain on to the safe endpoint and its address: %v", who, r)
+		}
+	}
+	check("from the upstream", mdns.TypeA)
+	// Staff (safe search off) get the chain as it is, and the cache keeps it.
+	r := ask(t, "udp", ts.udp, staff, "google-alias.example", mdns.TypeAAAA, true)
+	if len(r.Answer) != 2 || r.Answer[1].Header().Name != "www.google.com." {
+		t.Fatalf("staff: %v", r)
+	}
+	check("from the cache", mdns.TypeAAAA)
+}
