@@ -575,15 +575,7 @@ func (s *Server) exchange(k cacheKey, class uint16, store bool) (*entry, error) 
 	if k.noH3 {
 		stripH3(m)
 	}
-	var chain []string
-	for _, rr := range m.Answer {
-		switch v := rr.(type) {
-		case *mdns.CNAME:
-			chain = append(chain, normName(v.Target))
-		case *mdns.DNAME:
-			chain = append(chain, normName(v.Target))
-		}
-	}
+	chain := answerNames(m, k.name)
 	var ttl uint32
 	if store && s.cache != nil {
 		var ok bool
@@ -605,6 +597,42 @@ func (s *Server) exchange(k cacheKey, class uint16, store bool) (*entry, error) 
 		s.cache.put(k, e)
 	}
 	return e, nil
+}
+
+// answerNames is every name other than the question's, qname, that m's
+// answer and additional sections give records of or point at (CNAME,
+// DNAME, HTTPS/SVCB targets), lower case without the dot, CNAME and DNAME
+// targets first in chain order: each is decided for the client like the
+// question (answerBlocked), since a device's resolver may keep any record
+// the answer brings for its next lookup of that name.
+func answerNames(m *mdns.Msg, qname string) []string {
+	var names []string
+	add := func(n string) {
+		n = normName(n)
+		if n != "" && n != qname && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, rr := range m.Answer {
+		switch v := rr.(type) {
+		case *mdns.CNAME:
+			add(v.Target)
+		case *mdns.DNAME:
+			add(v.Target)
+		}
+	}
+	for _, sec := range [][]mdns.RR{m.Answer, m.Extra} {
+		for _, rr := range sec {
+			switch v := rr.(type) {
+			case *mdns.HTTPS:
+				add(v.Target)
+			case *mdns.SVCB:
+				add(v.Target)
+			}
+			add(rr.Header().Name)
+		}
+	}
+	return names
 }
 
 // maybePrefetch refreshes a popular entry in the last tenth of its TTL.

@@ -142,6 +142,17 @@ func (u *testUpstream) serve(w mdns.ResponseWriter, r *mdns.Msg) {
 		for i := 0; i < 20; i++ {
 			m.Answer = append(m.Answer, &mdns.TXT{Hdr: hdr(q.Name, mdns.TypeTXT, 300), Txt: []string{strings.Repeat(string(rune('a'+i)), 100)}})
 		}
+	case q.Qtype == mdns.TypeHTTPS && strings.HasPrefix(name, "svcporn."):
+		// An HTTPS answer whose target is a blocked name, its addresses
+		// in the additional section.
+		m.Answer = append(m.Answer, &mdns.HTTPS{SVCB: mdns.SVCB{Hdr: hdr(q.Name, mdns.TypeHTTPS, 300), Priority: 1, Target: "edge.porn.example.",
+			Value: []mdns.SVCBKeyValue{&mdns.SVCBAlpn{Alpn: []string{"h2"}}}}})
+		m.Extra = append(m.Extra, &mdns.A{Hdr: hdr("edge.porn.example.", mdns.TypeA, 300), A: net.ParseIP("198.51.100.9")})
+	case q.Qtype == mdns.TypeA && strings.HasPrefix(name, "extraporn."):
+		// An answer carrying a record of a blocked name it does not point
+		// at (as a forwarder that passes on what an authority added may).
+		m.Answer = append(m.Answer, &mdns.A{Hdr: hdr(q.Name, mdns.TypeA, 300), A: u.a})
+		m.Extra = append(m.Extra, &mdns.A{Hdr: hdr("www.porn.example.", mdns.TypeA, 300), A: net.ParseIP("198.51.100.9")})
 	case q.Qtype == mdns.TypeHTTPS && strings.HasPrefix(name, "svcextra."):
 		// An HTTPS answer whose target's addresses come in the
 		// additional section (RFC 9460 section 4.1), no hints.

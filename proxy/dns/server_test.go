@@ -985,3 +985,33 @@ func TestSafeSearchThroughCNAME(t *testing.T) {
 	}
 	check("from the cache", mdns.TypeAAAA)
 }
+
+// TestBlockedNameInRecords: an answer that names a blocked name other than
+// by a CNAME (an HTTPS record's target, with that name's addresses in the
+// additional section, or a record of it the answer just carries) is blocked
+// as a CNAME to it is: else the device's resolver would keep the blocked
+// name's address for its next lookup of it. Over UDP and from the cache.
+func TestBlockedNameInRecords(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, c := range []struct {
+		name  string
+		qtype uint16
+	}{{"svcporn.example", mdns.TypeHTTPS}, {"extraporn.example", mdns.TypeA}} {
+		for _, from := range []string{"upstream", "cache"} {
+			r := ask(t, "udp", ts.udp, student, c.name, c.qtype, true)
+			for _, sec := range [][]mdns.RR{r.Answer, r.Ns, r.Extra} {
+				for _, rr := range sec {
+					if strings.Contains(rr.String(), ".porn.example.") { // edge. and www.
+						t.Fatalf("%s from the %s: a blocked name's record reached the client: %v", c.name, from, r)
+					}
+				}
+			}
+			if r.Rcode != mdns.RcodeNameError {
+				t.Fatalf("%s from the %s: want the block answer (NXDOMAIN): %v", c.name, from, r)
+			}
+		}
+	}
+	if r := ask(t, "udp", ts.udp, student, "svcextra.example", mdns.TypeHTTPS, true); r.Rcode != mdns.RcodeSuccess || len(r.Extra) < 2 {
+		t.Fatalf("an allowed target's additional addresses: %v", r)
+	}
+}
