@@ -67,3 +67,17 @@ func TestACLOnConnections(t *testing.T) {
 		t.Fatal("TCP: an address the reloaded ACL allows was not served")
 	}
 }
+
+// TestLinkLocalPeerAllowed: the kernel gives a link-local UDP peer with
+// its zone (fe80::1%eth0), which no prefix contains; the client is the
+// address without it, as over TCP, so the ACL's fe80::/10 takes it.
+func TestLinkLocalPeerAllowed(t *testing.T) {
+	w := &udpWriter{peer: netip.MustParseAddrPort("[fe80::1%eth0]:5353")}
+	a := w.peerAddr()
+	if a.Zone() != "" || !netip.MustParsePrefix("fe80::/10").Contains(a) {
+		t.Errorf("peer %v: the ACL's fe80::/10 does not contain it", a)
+	}
+	if a := (&udpWriter{peer: netip.MustParseAddrPort("[::ffff:10.1.2.3]:53")}).peerAddr(); a != netip.MustParseAddr("10.1.2.3") {
+		t.Errorf("IPv4-mapped peer %v", a)
+	}
+}

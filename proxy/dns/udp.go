@@ -388,7 +388,15 @@ type udpWriter struct {
 	pack     []byte
 }
 
-func (w *udpWriter) peerAddr() netip.Addr { return w.peer.Addr().Unmap() }
+func (w *udpWriter) peerAddr() netip.Addr { return clientAddr(w.peer.Addr()) }
+
+// clientAddr is a peer's address as the ACL, the policy and the events
+// take it: IPv4-mapped unmapped, and without a zone (the kernel gives a
+// link-local peer's, fe80::1%eth0, which no prefix contains, so the
+// default clients.allow refused link-local clients over UDP while TCP,
+// whose peers come zoneless, served them). The reply still goes to the
+// zoned address (w.peer).
+func clientAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 
 // detach is called before the worker waits on an upstream: another worker
 // takes its place on the socket. It returns false, and the worker stays,
