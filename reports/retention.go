@@ -11,7 +11,7 @@ import (
 )
 
 // Purge deletes breach events, incidents, "report a mistake" forms and
-// sent mail (with its .eml file) older than breaches, and
+// mail (sent or never delivered, with its .eml file) older than breaches, and
 // probes and query-log events older than queryLog, in small batches so the
 // writer is never held up for long, then returns the freed pages to the
 // file system (incremental vacuum: no full VACUUM, no stall). It returns
@@ -58,9 +58,11 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 	return total, err
 }
 
-// purgeOutbox deletes sent mail sent before cut (it is kept as long as
-// breaches: the record of who was told what) and its .eml file, the file
-// first: a crash in between leaves a row to try again, never a file with
+// purgeOutbox deletes mail sent before cut (it is kept as long as
+// breaches: the record of who was told what), and mail never delivered
+// that was written before cut (a relay that refuses it for good must not
+// keep a pupil's name, retried every 30 minutes, long after the incident
+// it is about was purged), each with its .eml file, the file first: a crash in between leaves a row to try again, never a file with
 // a pupil's name in it that nothing removes. A file that cannot be removed
 // keeps its row (the next day's purge tries again) and is the error.
 func (s *Store) purgeOutbox(ctx context.Context, cut int64) (int64, error) {
@@ -70,7 +72,7 @@ func (s *Store) purgeOutbox(ctx context.Context, cut int64) (int64, error) {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT id, eml_path FROM outbox WHERE sent_ts > 0 AND sent_ts < ? AND id > ? ORDER BY id LIMIT 5000`, cut, after)
+		rows, err := s.db.QueryContext(ctx, `SELECT id, eml_path FROM outbox WHERE ((sent_ts > 0 AND sent_ts < ?) OR (sent_ts = 0 AND created_ts < ?)) AND id > ? ORDER BY id LIMIT 5000`, cut, cut, after)
 		if err != nil {
 			return total, err
 		}

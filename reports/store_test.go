@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -529,5 +530,63 @@ func TestRetentionPurgeUnremovableEML(t *testing.T) {
 	<-done
 	if c := count(t, st, "SELECT count(*) FROM incidents"); c != 0 {
 		t.Errorf("the case record past case_records is still there (%d incidents) while an .eml file could not be removed", c)
+	}
+}
+
+// TestRetentionPurgeUndeliveredMail: an alert the relay never accepted
+// (here a port nobody listens on) is retried every 30 minutes for good,
+// and its row and fallback .eml copy, naming the pupil and the site, were
+// kept for good with it, long after the incident it is about was purged.
+// Mail older than breaches goes, delivered or not, with its copy; newer
+// undelivered mail still waits.
+func TestRetentionPurgeUndeliveredMail(t *testing.T) {
+	st := openTemp(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // refused from now on
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-400 * 24 * time.Hour)
+	for i, at := range []time.Time{old, now.Add(-time.Hour)} {
+		tx, err := st.db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := &Message{Kind: "alert", Role: "dsl", Recipients: []string{"dsl@school.example"},
+			Subject: "Self-harm: pupil17", Text: "pupil17 searched for harm.example"}
+		if err := Enqueue(tx, msg, fmt.Sprintf("undelivered-%d", i), at); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		clk := at
+		m := NewMailer(st, MailConfig{Host: "127.0.0.1", Port: port, TLS: "none", From: "gatehouse@school.example",
+			Timeout: 5 * time.Second, Dir: dir, FallbackAfter: 1}, nil, func() time.Time { return clk })
+		if _, err := m.DeliverDue(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE sent_ts = 0"); c != 2 {
+		t.Fatalf("%d undelivered rows, want 2", c)
+	}
+	if got := len(readEMLs(t, dir)); got != 2 {
+		t.Fatalf("%d fallback .eml copies, want 2", got)
+	}
+	if _, err := st.Purge(context.Background(), now, 365*24*time.Hour, 30*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE created_ts < ?", ms(now.Add(-365*24*time.Hour))); c != 0 {
+		t.Errorf("undelivered mail past retention still in the outbox (%d rows)", c)
+	}
+	if c := count(t, st, "SELECT count(*) FROM outbox WHERE sent_ts = 0"); c != 1 {
+		t.Errorf("%d undelivered rows left, want the recent one still waiting", c)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if len(files) != 1 || !strings.Contains(filepath.Base(files[0]), now.Add(-time.Hour).Format("20060102")) {
+		t.Errorf(".eml copies left after the purge: %v, want only the recent one's", files)
 	}
 }
