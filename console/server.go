@@ -108,6 +108,9 @@ func New(o Options) (*Server, error) {
 		o.FailureWindow = DefaultFailureWindow
 	}
 	s := &Server{o: o, pages: map[string]*template.Template{}}
+	if err := s.sweepSessions(); err != nil {
+		return nil, fmt.Errorf("console sessions: %w", err)
+	}
 	funcs := template.FuncMap{
 		"when": func(t time.Time) string { return t.In(o.Location).Format("Mon 2 Jan 15:04") },
 	}
@@ -271,6 +274,9 @@ var errCredentialsChanged = errors.New("console: the account changed during sign
 // over with a stolen password kept a session past the change). Otherwise
 // it returns errCredentialsChanged.
 func (s *Server) newSession(w http.ResponseWriter, r *http.Request, a Account, stage string) error {
+	if err := s.sweepSessions(); err != nil {
+		return err
+	}
 	tok := randomToken()
 	now := s.o.Now().UnixMilli()
 	res, err := s.o.Store.db.Exec(`INSERT INTO console_sessions (id_hash, account_id, stage, csrf, addr, created_ts, seen_ts)
@@ -287,6 +293,17 @@ func (s *Server) newSession(w http.ResponseWriter, r *http.Request, a Account, s
 	}
 	s.setCookie(w, tok, 0)
 	return nil
+}
+
+// sweepSessions deletes the sessions past their limits (as session ends
+// them): one whose browser never comes back is not kept for good with
+// its account, address and times. It runs at start and at every sign-in.
+func (s *Server) sweepSessions() error {
+	now := s.o.Now()
+	_, err := s.o.Store.db.Exec(`DELETE FROM console_sessions WHERE created_ts < ? OR (stage = ? AND seen_ts < ?) OR (stage IN (?, ?) AND created_ts < ?)`,
+		now.Add(-s.o.Absolute).UnixMilli(), stageFull, now.Add(-s.o.Idle).UnixMilli(),
+		stageCode, stageCodeOIDC, now.Add(-codeStageLimit).UnixMilli())
+	return err
 }
 
 // sessionFailed answers a sign-in whose session could not be written: the
