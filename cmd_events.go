@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -33,7 +34,16 @@ func (c *cli) openReports(cfg *config.Config) (*reports.Service, int) {
 		fmt.Fprintln(c.stderr, err)
 		return nil, exitFailure
 	}
+	warnPurge(c.stderr, svc)
 	return svc, exitOK
+}
+
+// warnPurge says on w when the retention purge Tools ran first failed:
+// what is shown may then include records past their retention.
+func warnPurge(w io.Writer, svc *reports.Service) {
+	if svc.PurgeErr != nil {
+		fmt.Fprintf(w, "warning: the retention purge failed, records past reports.retention may be shown: %v\n", svc.PurgeErr)
+	}
 }
 
 func withoutSMTPPassword(cfg *config.Config) *config.Config {

@@ -42,6 +42,7 @@ func (c *cli) report(args []string) int {
 		return exitFailure
 	}
 	defer svc.Close()
+	warnPurge(c.stderr, svc)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if sub == "preview" {

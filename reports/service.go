@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -96,6 +97,8 @@ type Service struct {
 	Digester *Digester
 	Mailer   *Mailer
 	Health   *HealthNotifier // nil without Parts.Problems
+	// PurgeErr is why Tools' retention purge failed (nil: it did not).
+	PurgeErr error
 
 	roles  Roles // who is mailed, for the mail check
 	cancel context.CancelFunc
@@ -105,7 +108,7 @@ type Service struct {
 
 // Start opens the database and starts everything. Close stops it.
 func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
-	s, err := Tools(dbPath, p)
+	s, err := open(dbPath, p) // RunPurge purges at once
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +141,31 @@ func Start(ctx context.Context, dbPath string, p Parts) (*Service, error) {
 }
 
 // Tools opens the database for the CLI: no writer and no background work.
+// It first purges what is past p's retention (as serve's daily purge
+// does), so that nothing the command shows or exports is older than
+// retention allows, whether or not serve runs. A purge that fails is
+// logged and kept in PurgeErr (for the command to say so), and the
+// command goes on.
 func Tools(dbPath string, p Parts) (*Service, error) {
+	s, err := open(dbPath, p)
+	if err != nil {
+		return nil, err
+	}
+	if p.Breaches > 0 && p.QueryLog > 0 {
+		o := p.Options
+		o.fill()
+		ctx := context.Background()
+		_, perr := s.Store.Purge(ctx, o.Now(), p.Breaches, p.QueryLog)
+		_, cerr := s.Store.PurgeCases(ctx, o.Now(), p.CaseRecords)
+		if s.PurgeErr = errors.Join(perr, cerr); s.PurgeErr != nil {
+			o.Log.Error("retention purge failed", "err", s.PurgeErr)
+		}
+	}
+	return s, nil
+}
+
+// open opens the database and builds the service's parts.
+func open(dbPath string, p Parts) (*Service, error) {
 	st, err := Open(dbPath)
 	if err != nil {
 		return nil, err
