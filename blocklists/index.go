@@ -200,6 +200,29 @@ func (ix *Index) LookupTrace(name string, tr *Trace) CategorySet {
 	return block &^ allow
 }
 
+// Nearest is the offset in the name of the most specific match
+// LookupTrace recorded in tr whose categories meet want (0: the name
+// itself; a parent's is the index of its first byte), and whether there
+// was one. full is true when the trace held every match (past maxTrace
+// it may not have).
+func (ix *Index) Nearest(tr *Trace, want CategorySet) (off int, found, full bool) {
+	if ix == nil || tr == nil {
+		return 0, false, true
+	}
+	off = -1
+	for k := 0; k < tr.n; k++ {
+		cb := &ix.combos[tr.combo[k]]
+		cats := cb.sub
+		if tr.off[k] == 0 {
+			cats |= cb.exact
+		}
+		if cats&want != 0 && (off < 0 || int(tr.off[k]) < off) {
+			off = int(tr.off[k])
+		}
+	}
+	return max(off, 0), off >= 0, tr.n < maxTrace
+}
+
 // ExplainTrace is Explain using the matches LookupTrace recorded for the
 // same name; it falls back to Explain when the trace is full.
 func (ix *Index) ExplainTrace(name string, tr *Trace, want CategorySet) (Match, bool) {

@@ -406,8 +406,8 @@ func (e *Engine) decideName(d *Decision, r *Request, path string, ix *bl.Index) 
 		}
 		return
 	}
-	if allowCats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (path != "" && g.allow.LookupAllowURL(r.Host, path) != 0) ||
-		(ip && g.allow.LookupIP(r.Addr) != 0) {
+	if (allowCats&g.allowBits != 0 || g.allow.Lookup(r.Host) != 0 || (path != "" && g.allow.LookupAllowURL(r.Host, path) != 0) ||
+		(ip && g.allow.LookupIP(r.Addr) != 0)) && !e.bypassUnderAllow(ix, &tr, g, r, path, cats) {
 		d.Action, d.Reason = Allow, ReasonGroupAllow
 		e.explainList(d, ix, &tr, g.allow, *r, path, allowCats&g.allowBits, true)
 		// An allow entry lifts blocks, not safe search: the group's
@@ -427,6 +427,47 @@ func (e *Engine) decideName(d *Decision, r *Request, path string, ix *bl.Index) 
 	d.scheduled = cats & g.sched
 	safeSearch(d, cats, r.Host, g)
 }
+
+// bypassUnderAllow reports whether a filter-bypass block the group has
+// (a DoH server, a VPN, a web proxy) is listed for r's name more
+// specifically than the allow entry that would lift it: an allow entry for
+// a parent ("google.com", allowed for a lesson) does not open
+// dns.google.com, a DoH server, to every pupil; only one for the name
+// itself, a page or an address does. tr is ix's trace of r.Host.
+func (e *Engine) bypassUnderAllow(ix *bl.Index, tr *bl.Trace, g *group, r *Request, path string, cats bl.CategorySet) bool {
+	bypass := cats & bypassKinds & (g.blockedAt(e.minute(r.Time)) | alwaysBlocked)
+	if bypass == 0 || r.Host == "" {
+		return false
+	}
+	// A page or an address allowed (inline or by an allow list) is as
+	// specific as an allow entry gets.
+	if path != "" {
+		if _, bd := ix.LookupURLBounded(r.Host, path); bd&g.allowBits != 0 || g.allow.LookupAllowURL(r.Host, path) != 0 {
+			return false
+		}
+	}
+	if r.Addr.IsValid() && (ix.LookupIP(r.Addr)&g.allowBits != 0 || g.allow.LookupIP(r.Addr) != 0) {
+		return false
+	}
+	blockOff, found, full := ix.Nearest(tr, bypass)
+	if !found || !full {
+		return false // a trace too full to tell: the allow entry decides, as before
+	}
+	allowOff := len(r.Host) + 1
+	if off, ok, _ := ix.Nearest(tr, g.allowBits); ok {
+		allowOff = off
+	}
+	var atr bl.Trace
+	if g.allow.LookupTrace(r.Host, &atr) != 0 {
+		if off, ok, _ := g.allow.Nearest(&atr, ^bl.CategorySet(0)); ok && off < allowOff {
+			allowOff = off
+		}
+	}
+	return blockOff < allowOff
+}
+
+// bypassKinds are the filter-bypass categories.
+var bypassKinds = bl.SetOfKind(bl.KindBypass)
 
 // safeSearch makes d the safe-search rewrite when host is a search engine
 // or video site (cats, its lookup, holds SearchEngine) and g enforces safe

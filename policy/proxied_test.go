@@ -140,3 +140,44 @@ func TestDuckDuckGoPagesSafe(t *testing.T) {
 		}
 	}
 }
+
+// TestParentAllowKeepsBypassBlocks: an allow entry for a parent domain
+// ("google.com", allowed for a lesson) lifts blocks under it, but not a
+// filter-bypass block listed for the name more specifically (dns.google.com,
+// a DoH server): otherwise one allow entry opens DNS-over-HTTPS to every
+// pupil. An allow entry for the name itself still lifts it, and parent
+// allows keep lifting other categories.
+func TestParentAllowKeepsBypassBlocks(t *testing.T) {
+	cfg := `
+school: {name: Test School, timezone: Europe/London}
+database: {{dir}}/gatehouse.db
+lists:
+  - {name: doh, path: "{{dir}}/doh.txt", category: doh}
+  - {name: games, path: "{{dir}}/games.txt", category: games}
+  - {name: lesson, path: "{{dir}}/lesson.txt"}
+groups:
+  students:
+    networks: [10.1.0.0/16]
+    block: [doh, games]
+    allow: [google.example, dns2.google.example, play.example]
+    allow_lists: [lesson]
+`
+	e, _ := setup(t, cfg, map[string]string{
+		"doh.txt":    "dns.google.example\ndns2.google.example\ndoh.school-apps.example\n",
+		"games.txt":  "arcade.play.example\n",
+		"lesson.txt": "school-apps.example\n",
+	})
+	student := netip.MustParseAddr("10.1.5.5")
+	for host, want := range map[string]Action{
+		"dns.google.example":      Block, // DoH under an allowed parent
+		"dns2.google.example":     Allow, // allowed by name
+		"www.google.example":      Allow, // the parent's allow
+		"arcade.play.example":     Allow, // a parent's allow still lifts other categories
+		"doh.school-apps.example": Block, // under an allow list's parent entry too
+		"www.school-apps.example": Allow,
+	} {
+		if d := e.Decide(Request{Client: student, Host: host, Time: lessonTime}); d.Action != want {
+			t.Errorf("%s = %v (%s), want %v", host, d.Action, d.Reason, want)
+		}
+	}
+}
