@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,15 +25,7 @@ func TestBrowserDNSBlockPageHTTPS(t *testing.T) {
 	if err != nil {
 		t.Skip("certutil not installed (apt-get install libnss3-tools)")
 	}
-	free := func() int {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
-	port := free()
+	port := fixedFreePort(t)
 	old, oldHTTP := blockPageTLSPort, blockPagePort
 	blockPageTLSPort, blockPagePort = port, 0 // privileged ports need privileges the tests may not have
 	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })

@@ -221,12 +221,7 @@ func TestIdentityEndToEnd(t *testing.T) {
 // by RADIUS, on the staff network), not refused as "allowed" by the
 // address's group.
 func TestIdentityHTTPSBlockPage(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := fixedFreePort(t)
 	old, oldHTTP := blockPageTLSPort, blockPagePort
 	blockPageTLSPort, blockPagePort = port, 0
 	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })

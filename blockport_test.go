@@ -1,0 +1,30 @@
+package main
+
+import (
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"testing"
+)
+
+// fixedFreePort is a loopback TCP port free now, for a listener the test
+// makes serve bind by number (the HTTPS block page's): chosen below the
+// kernel's ephemeral range (32768 and up on Linux), so that no listener
+// on port 0, in this process or another test's, is handed it between this
+// check and the bind (a port taken from the ephemeral range once went to
+// the plain-HTTP block page's own port-0 listener, and the test's TLS
+// client met that).
+func fixedFreePort(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
+}
