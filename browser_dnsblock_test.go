@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,12 +21,7 @@ import (
 // a request naming any site in its Host header was shown the page (for
 // a URL on the IWF list too) with no record at all.
 func TestBrowserDNSBlockPageReference(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := fixedFreePort(t)
 	old := blockPagePort
 	blockPagePort = port // port 80 needs privileges the tests may not have
 	t.Cleanup(func() { blockPagePort = old })

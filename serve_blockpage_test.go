@@ -16,12 +16,7 @@ import (
 // a blocked name resolves to serves the block page on the port browsers
 // use, and only to clients.allow.
 func TestBlockPageWhereDNSPoints(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := fixedFreePort(t)
 	old := blockPagePort
 	blockPagePort = port // port 80 needs privileges the tests may not have
 	t.Cleanup(func() { blockPagePort = old })
