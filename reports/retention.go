@@ -32,14 +32,19 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 		{`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = 3 AND ts < ? LIMIT 5000)`, ms(now.Add(-queryLog))},
 		{`DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE last_ts < ? AND case_ts = 0 LIMIT 5000)`, ms(now.Add(-breaches))},
 	}
+	// A step that fails does not hold back the others (a pupil's incidents
+	// and mail kept a day past retention because one kind of event could
+	// not be deleted): each is tried, and the errors are returned together.
+	var errs []error
 	for _, st := range steps {
 		for {
 			if err := ctx.Err(); err != nil {
-				return total, err
+				return total, errors.Join(append(errs, err)...)
 			}
 			res, err := s.db.ExecContext(ctx, st.q, st.arg)
 			if err != nil {
-				return total, err
+				errs = append(errs, err)
+				break
 			}
 			n, _ := res.RowsAffected()
 			total += n
@@ -48,8 +53,9 @@ func (s *Store) Purge(ctx context.Context, now time.Time, breaches, queryLog tim
 			}
 		}
 	}
-	n, err := s.purgeOutbox(ctx, ms(now.Add(-breaches)))
+	n, oerr := s.purgeOutbox(ctx, ms(now.Add(-breaches)))
 	total += n
+	err := errors.Join(append(errs, oerr)...)
 	if total > 0 {
 		if _, verr := s.db.ExecContext(ctx, `PRAGMA incremental_vacuum(2000)`); verr != nil && err == nil {
 			err = verr

@@ -355,6 +355,34 @@ func TestRetentionPurge(t *testing.T) {
 	t.Logf("purged %d rows; %d free pages left after incremental vacuum", n, free)
 }
 
+// TestRetentionPurgeGoesOnPastAFailure: one kind of record that cannot be
+// deleted (here a trigger refuses query-log events) does not keep the
+// others past retention until the next day's purge: the breach events and
+// the incident naming the pupil still go, and the failure is returned.
+func TestRetentionPurgeGoesOnPastAFailure(t *testing.T) {
+	st := openTemp(t)
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	w, _ := NewWriter(st, Options{Now: func() time.Time { return now }})
+	old := now.Add(-400 * 24 * time.Hour)
+	w.Record(ev(old, "10.0.0.1", "students", "gambling", "bet.example"))
+	allowed := ev(old, "10.0.0.1", "students", "", "bbc.co.uk")
+	allowed.Action = "allow"
+	w.Record(allowed)
+	w.Close()
+	if _, err := st.db.Exec(`CREATE TRIGGER keep_log BEFORE DELETE ON events WHEN OLD.kind IN (2, 3) BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Purge(context.Background(), now, 365*24*time.Hour, 30*24*time.Hour); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("the failed step's error was not returned: %v", err)
+	}
+	if c := count(t, st, "SELECT count(*) FROM incidents"); c != 0 {
+		t.Errorf("%d incidents past retention kept because another step failed", c)
+	}
+	if c := count(t, st, "SELECT count(*) FROM events WHERE kind = 1"); c != 0 {
+		t.Errorf("%d breach events past retention kept", c)
+	}
+}
+
 func TestCSVExportEscapesFormulas(t *testing.T) {
 	st := openTemp(t)
 	w, _ := NewWriter(st, Options{})
