@@ -169,6 +169,14 @@ func (r *rig) signInIT(email string) *httpClient {
 	return &httpClient{c, r}
 }
 
+// addManaged posts the allow and deny form (/it/lists) with the page's
+// form token, as IT's browser does.
+func (c *httpClient) addManaged(t *testing.T, group, kind, entry, reason string) page {
+	t.Helper()
+	p := c.get("/it/lists")
+	return c.post("/it/lists", url.Values{"csrf": {csrf(t, p.body)}, "group": {group}, "kind": {kind}, "entry": {entry}, "reason": {reason}})
+}
+
 func TestWhyBlockedSaysWhatCheckSays(t *testing.T) {
 	r, f := newITRig(t, nil)
 	c := r.signInIT("it@school.example")
@@ -241,8 +249,7 @@ func TestManagedEntriesApplyLive(t *testing.T) {
 	managed := filepath.Join(f.dir, config.ManagedFileName)
 	add := func(group, kind, entry, reason string) page {
 		t.Helper()
-		p := c.get("/it/lists")
-		return c.post("/it/lists", url.Values{"csrf": {csrf(t, p.body)}, "group": {group}, "kind": {kind}, "entry": {entry}, "reason": {reason}})
+		return c.addManaged(t, group, kind, entry, reason)
 	}
 
 	if d := f.decide("10.1.2.3", "bet.example"); d.Action != "block" {

@@ -23,11 +23,7 @@ func TestManagedAllowNotTooBroad(t *testing.T) {
 	r, f := newITRig(t, nil)
 	c := r.signInIT("it@school.example")
 	managed := filepath.Join(f.dir, config.ManagedFileName)
-	add := func(kind, entry string) page {
-		t.Helper()
-		p := c.get("/it/lists")
-		return c.post("/it/lists", url.Values{"csrf": {csrf(t, p.body)}, "group": {"students"}, "kind": {kind}, "entry": {entry}, "reason": {"lesson"}})
-	}
+	add := func(kind, entry string) page { t.Helper(); return c.addManaged(t, "students", kind, entry, "lesson") }
 	for _, entry := range []string{"com", "*.com", "COM.", "example", "co.uk", "*.co.uk", "https://www.co.uk/", "co.uk/page",
 		"uk", "sch.uk", "github.io", "blogspot.com", "0.0.0.0/0", "10.0.0.0/8", "1.2.3.4/0", "::/0", "2000::/3"} {
 		p := add("allow", entry)

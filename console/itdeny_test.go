@@ -22,11 +22,7 @@ func TestManagedAllowUnderDenyRefused(t *testing.T) {
 	r, f := newITRig(t, nil)
 	c := r.signInIT("it@school.example")
 	managed := filepath.Join(f.dir, config.ManagedFileName)
-	add := func(kind, entry string) page {
-		t.Helper()
-		p := c.get("/it/lists")
-		return c.post("/it/lists", url.Values{"csrf": {csrf(t, p.body)}, "group": {"students"}, "kind": {kind}, "entry": {entry}, "reason": {"lesson"}})
-	}
+	add := func(kind, entry string) page { t.Helper(); return c.addManaged(t, "students", kind, entry, "lesson") }
 	if p := add("deny", "wager.example"); p.status != 200 {
 		t.Fatalf("deny: %d\n%s", p.status, p.body)
 	}
