@@ -28,3 +28,25 @@ func fixedFreePort(t *testing.T) int {
 	t.Fatal("no free port below the ephemeral range")
 	return 0
 }
+
+// useBlockPagePort makes serve, for this test, bind the plain-HTTP block
+// page on a fixed free port (port 80 needs privileges the tests may not
+// have) and returns it.
+func useBlockPagePort(t *testing.T) int {
+	t.Helper()
+	port, old := fixedFreePort(t), blockPagePort
+	blockPagePort = port
+	t.Cleanup(func() { blockPagePort = old })
+	return port
+}
+
+// useBlockPageTLSPort makes serve, for this test, bind the HTTPS block
+// page on a fixed free port (and the plain-HTTP one on any) and returns
+// it.
+func useBlockPageTLSPort(t *testing.T) int {
+	t.Helper()
+	port, old, oldHTTP := fixedFreePort(t), blockPageTLSPort, blockPagePort
+	blockPageTLSPort, blockPagePort = port, 0
+	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })
+	return port
+}

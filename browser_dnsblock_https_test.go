@@ -25,10 +25,7 @@ func TestBrowserDNSBlockPageHTTPS(t *testing.T) {
 	if err != nil {
 		t.Skip("certutil not installed (apt-get install libnss3-tools)")
 	}
-	port := fixedFreePort(t)
-	old, oldHTTP := blockPageTLSPort, blockPagePort
-	blockPageTLSPort, blockPagePort = port, 0 // privileged ports need privileges the tests may not have
-	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })
+	port := useBlockPageTLSPort(t)
 
 	upstream := testUpstream(t)
 	setup := func(t *testing.T, decrypt string, ca bool) (dir string) {

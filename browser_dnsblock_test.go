@@ -21,10 +21,7 @@ import (
 // a request naming any site in its Host header was shown the page (for
 // a URL on the IWF list too) with no record at all.
 func TestBrowserDNSBlockPageReference(t *testing.T) {
-	port := fixedFreePort(t)
-	old := blockPagePort
-	blockPagePort = port // port 80 needs privileges the tests may not have
-	t.Cleanup(func() { blockPagePort = old })
+	port := useBlockPagePort(t)
 
 	upstream := testUpstream(t)
 	path, _ := writeConfig(t, `

@@ -154,10 +154,7 @@ dns: {listen: ["127.0.0.1:0"], upstreams: ["`+upstream+`"]}
 // block page over HTTPS (a leaf for the blocked name); a name that is not
 // blocked, or no name, gets no certificate.
 func TestBlockPageHTTPSWhereDNSPoints(t *testing.T) {
-	port := fixedFreePort(t)
-	old, oldHTTP := blockPageTLSPort, blockPagePort
-	blockPageTLSPort, blockPagePort = port, 0 // privileged ports need privileges the tests may not have
-	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })
+	port := useBlockPageTLSPort(t)
 
 	upstream := testUpstream(t)
 	path, dir := writeConfig(t, `

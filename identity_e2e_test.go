@@ -221,10 +221,7 @@ func TestIdentityEndToEnd(t *testing.T) {
 // by RADIUS, on the staff network), not refused as "allowed" by the
 // address's group.
 func TestIdentityHTTPSBlockPage(t *testing.T) {
-	port := fixedFreePort(t)
-	old, oldHTTP := blockPageTLSPort, blockPagePort
-	blockPageTLSPort, blockPagePort = port, 0
-	t.Cleanup(func() { blockPageTLSPort, blockPagePort = old, oldHTTP })
+	port := useBlockPageTLSPort(t)
 
 	upstream := testUpstream(t)
 	path, dir := writeConfig(t, `

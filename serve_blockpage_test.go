@@ -16,10 +16,7 @@ import (
 // a blocked name resolves to serves the block page on the port browsers
 // use, and only to clients.allow.
 func TestBlockPageWhereDNSPoints(t *testing.T) {
-	port := fixedFreePort(t)
-	old := blockPagePort
-	blockPagePort = port // port 80 needs privileges the tests may not have
-	t.Cleanup(func() { blockPagePort = old })
+	port := useBlockPagePort(t)
 
 	upstream := testUpstream(t)
 	path, _ := writeConfig(t, `
