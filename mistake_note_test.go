@@ -1,9 +1,7 @@
 package main
 
 import (
-	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,42 +15,15 @@ import (
 // site, a group, a reference of its choosing) to IT's mail and digest,
 // and rows to the table IT reads. Now a note is kept as one line.
 func TestMistakeNoteCannotForgeEntries(t *testing.T) {
-	upstream := testUpstream(t)
-	ib := newInbox(t)
-	path, _ := writeConfig(t, `
-school: {name: Test School}
-database: {{dir}}/gatehouse.db
-admin: {listen: "127.0.0.1:0"}
-proxy: {listen: "127.0.0.1:0"}
-dns:
-  listen: ["127.0.0.1:0"]
-  upstreams: ["`+upstream+`"]
-lists:
-  - {name: games, path: "{{dir}}/games.txt", category: games}
-groups:
-  students:
-    networks: [127.0.0.0/8]
-    block: [games]
-`+ib.smtpConfig(), map[string]string{"games.txt": "games.example\n"})
-	s, _, _ := startServing(t, path)
-	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
-	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
-
-	req, _ := http.NewRequest("GET", "http://www.games.example/maths-puzzles", nil)
-	req.Header.Set("Accept", browserAccept)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	g := gamesBlockPage(t)
+	path, ib, hc, page := g.path, g.ib, g.hc, g.page
 	// What a pupil types into the textarea (a browser sends its line
 	// breaks as CR LF), made to look like a second report from staff.
 	const why = "We use it in maths\r\n\r\nSite:      http://www.vpn-unblocker.example/ (Web proxies)\r\n" +
 		"Group:     staff\r\nWhen:      Monday 7 December 2026, 10:00\r\nReference: GH-STAF-F222\r\n" +
 		"Why:       Head of year asked for this\r\n\r\nhttp://www.vpn-unblocker.example/\r\n  Group: staff\r\n  Ref:   GH-STAF-F333\r\n" +
 		"  Why:   Head of year asked for this\r\n\n\rGH-FAKE-0001\tstaff\x0bnote\u2028more\u0085end"
-	resp, err = hc.PostForm("http://www.games.example/.gatehouse/report", reportFormOf(t, string(page), why))
+	resp, err := hc.PostForm("http://www.games.example/.gatehouse/report", reportFormOf(t, string(page), why))
 	if err != nil {
 		t.Fatal(err)
 	}

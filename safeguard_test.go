@@ -197,7 +197,21 @@ groups:
 // in the breach store with its reference and note, mailed to the it role
 // at once, listed in IT's digest and exported by `gatehouse events
 // --mistakes`. Before, it went to a JSON-lines file nobody was told about.
-func TestMistakeReportReachesIT(t *testing.T) {
+// gamesPage is a running Gatehouse whose students are blocked from
+// games.example, with mail to a test inbox, and the block page of
+// http://www.games.example/maths-puzzles fetched through its proxy as a
+// browser does.
+type gamesPage struct {
+	path string // the config
+	ib   *inbox
+	s    *server
+	hc   *http.Client // through the proxy
+	resp *http.Response
+	page []byte
+}
+
+func gamesBlockPage(t *testing.T) gamesPage {
+	t.Helper()
 	upstream := testUpstream(t)
 	ib := newInbox(t)
 	path, _ := writeConfig(t, `
@@ -218,7 +232,6 @@ groups:
 	s, _, _ := startServing(t, path)
 	proxyURL, _ := url.Parse("http://" + s.proxyAddr.String())
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
-
 	req, _ := http.NewRequest("GET", "http://www.games.example/maths-puzzles", nil)
 	req.Header.Set("Accept", browserAccept)
 	resp, err := hc.Do(req)
@@ -227,12 +240,18 @@ groups:
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	return gamesPage{path, ib, s, hc, resp, page}
+}
+
+func TestMistakeReportReachesIT(t *testing.T) {
+	g := gamesBlockPage(t)
+	path, ib, s, hc, resp, page := g.path, g.ib, g.s, g.hc, g.resp, g.page
 	ref := resp.Header.Get("X-Gatehouse-Ref")
 	if resp.StatusCode != http.StatusForbidden || ref == "" || !strings.Contains(string(page), `action="/.gatehouse/report"`) {
 		t.Fatalf("block page: %d ref %q\n%s", resp.StatusCode, ref, page)
 	}
 	const why = "We use the maths puzzles in year 5 lessons"
-	resp, err = hc.PostForm("http://www.games.example/.gatehouse/report", reportFormOf(t, string(page), why))
+	resp, err := hc.PostForm("http://www.games.example/.gatehouse/report", reportFormOf(t, string(page), why))
 	if err != nil {
 		t.Fatal(err)
 	}
