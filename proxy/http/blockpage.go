@@ -921,11 +921,13 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, ip netip.A
 
 // reportMailed is what the thank-you page says of when IT is mailed a
 // report: never a promise the config does not keep. Reports are mailed
-// only through an SMTP relay, to the it role or, without one, the DSL,
-// and at most once every reports.mistake_mail_every (batched).
+// only through an SMTP relay, to the it role or, without addresses, the
+// role it falls back to (reports.ReportRoute), and at most once every
+// reports.mistake_mail_every (batched).
 func reportMailed(cfg *config.Config) string {
 	r := cfg.Reports
-	if r.SMTP.Host == "" || len(r.Recipients["it"]) == 0 && len(r.Recipients["dsl"]) == 0 {
+	_, role := reports.ReportRoute(cfg, "", bl.RouteIT, false)
+	if r.SMTP.Host == "" || len(r.Recipients[role]) == 0 {
 		return ""
 	}
 	switch d := r.MistakeMailEvery.D(); {
