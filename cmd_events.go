@@ -339,7 +339,7 @@ func (c *cli) incidents(args []string) int {
 	}
 	var people console.Shown
 	for _, i := range incs {
-		people.Add(console.ShownIncident(i.ID, i.Who))
+		people.Add(reports.ShownIncident(i.ID, i.Who))
 	}
 	if !c.auditCLI(c.auditLog(svc.Store.DB()), lookAction(&f), lookTarget("incidents", &f), people.Detail(lookDetail("incidents", &f, st))) {
 		return exitFailure

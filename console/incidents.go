@@ -98,7 +98,7 @@ type Shown struct {
 }
 
 // Add names one record shown: "user:alice", or an incident as
-// ShownIncident words it.
+// reports.ShownIncident words it.
 func (l *Shown) Add(who string) {
 	if l.seen[who] {
 		return
@@ -109,9 +109,6 @@ func (l *Shown) Add(who string) {
 	l.seen[who] = true
 	l.parts = append(l.parts, who)
 }
-
-// ShownIncident is how Shown names an incident: "#12 user:alice".
-func ShownIncident(id int64, who string) string { return fmt.Sprintf("#%d %s", id, who) }
 
 // Detail is what followed by the records shown ("...: shown #12
 // user:alice, #13 device:lab-pc-3"), or that nobody's were.
@@ -223,7 +220,7 @@ func (s *Server) incidentList(w http.ResponseWriter, r *http.Request) {
 	}
 	var shown Shown
 	for i := range list {
-		shown.Add(ShownIncident(list[i].ID, list[i].Who))
+		shown.Add(reports.ShownIncident(list[i].ID, list[i].Who))
 	}
 	if err := s.record(r, sess, "view", "incidents", shown.Detail("incident list "+strings.TrimPrefix(lq.href(lq.Page), "/incidents?"))); err != nil {
 		s.fail(w, err)

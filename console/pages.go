@@ -100,11 +100,11 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 		// whose records the page shows.
 		var shown Shown
 		for i := range att {
-			shown.Add(ShownIncident(att[i].ID, att[i].Who))
+			shown.Add(reports.ShownIncident(att[i].ID, att[i].Who))
 		}
 		for _, row := range rows {
 			for _, in := range row.Incidents {
-				shown.Add(ShownIncident(in.ID, in.Who))
+				shown.Add(reports.ShownIncident(in.ID, in.Who))
 			}
 		}
 		if err := s.RecordView(r, a, target, shown.Detail("home page: today's incidents by severity")); err != nil {

@@ -334,7 +334,7 @@ func (d *Digester) send(ctx context.Context, s *Schedule, from, to time.Time, co
 		msgs = append(msgs, m)
 		for _, i := range mine {
 			ids = append(ids, i.ID)
-			m.Shown = append(m.Shown, fmt.Sprintf("#%d %s", i.ID, i.Who))
+			m.Shown = append(m.Shown, ShownIncident(i.ID, i.Who))
 		}
 		if commit {
 			key := fmt.Sprintf("digest-%s-%s-%d", s.Name, role, ms(to))

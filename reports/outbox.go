@@ -30,10 +30,15 @@ type Message struct {
 	MessageID  string
 	Created    time.Time
 	Incident   int64 // the incident an alert is about (0: none)
-	// Shown is whose incidents a digest lists ("#12 user:alice"), for the
+	// Shown is whose incidents a digest lists (ShownIncident), for the
 	// audit row of a look at it (gatehouse report preview); not stored.
 	Shown []string
 }
+
+// ShownIncident is how an audit row names an incident shown: "#12
+// user:alice" (its number alone is not whose it is: see
+// incident_floor, and the rows written before it).
+func ShownIncident(id int64, who string) string { return fmt.Sprintf("#%d %s", id, who) }
 
 // enqueue stores m in the outbox inside tx. Its Message-ID is key, the
 // install's random ID and the host name ("<alert-7-3.5f0c…@filter1>";
