@@ -307,20 +307,12 @@ func (s *Server) chainRewrite(qr *query, d *policy.Decision, e *entry, target st
 	resp.Answer = append(resp.Answer, &mdns.CNAME{Hdr: mdns.RR_Header{Name: owner, Rrtype: mdns.TypeCNAME,
 		Class: mdns.ClassINET, Ttl: uint32(s.opts.BlockTTL.Seconds())}, Target: mdns.Fqdn(td.Rewrite)})
 	if qr.q.Qtype != mdns.TypeCNAME {
-		se, err := s.freshOrResolve(s.key(qr, td.Rewrite, qr.q.Qtype), qr.now.UnixNano(), qr)
-		if err != nil {
+		if _, ok := s.safeEndpoint(qr, td.Rewrite, resp); !ok {
 			resp.Answer = nil
 			resp.Rcode = mdns.RcodeServerFailure
 			s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
 			s.count(qt, "servfail", d.Group)
 			return
-		}
-		if u := s.safeAnswers.of(se, td.Rewrite); u != nil {
-			resp.Rcode = u.rcode
-			resp.Answer = append(resp.Answer, u.answer...)
-			if len(u.answer) == 0 {
-				resp.Ns = u.ns
-			}
 		}
 	}
 	qr.targets |= td.Scheduled()
@@ -368,32 +360,23 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 		rb.cname.Hdr.Ttl = min(rb.cname.Hdr.Ttl, maxTTL)
 	}
 	resp.Answer = append(resp.Answer, &rb.cname)
-	if qr.q.Qtype == mdns.TypeCNAME {
-		rb.cname.Target = mdns.Fqdn(target)
-	} else {
-		e, err := s.freshOrResolve(s.key(qr, target, qr.q.Qtype), qr.now.UnixNano(), qr)
-		if err != nil {
+	if qr.q.Qtype != mdns.TypeCNAME {
+		fq, ok := s.safeEndpoint(qr, target, resp)
+		rb.cname.Target = fq // the cached answer's: no allocation a query
+		if !ok {
 			rb.cname.Target = mdns.Fqdn(target)
 			resp.Rcode = mdns.RcodeServerFailure
 			s.write(qr, resp, &mdns.EDNS0_EDE{InfoCode: mdns.ExtendedErrorCodeNoReachableAuthority})
 			s.count(qt, "servfail", d.Group)
 			return
 		}
-		u := s.safeAnswers.of(e, target)
-		if u == nil {
-			rb.cname.Target = mdns.Fqdn(target)
-		} else {
-			rb.cname.Target = u.target
-			resp.Rcode = u.rcode
-			resp.Answer = append(resp.Answer, u.answer...)
-			if len(u.answer) == 0 {
-				resp.Ns = u.ns
-			}
-			if maxTTL != 0 { // (allocates, for a search engine's name a schedule blocks)
-				resp.Answer = append(resp.Answer[:1], capTTLs(resp.Answer[1:], maxTTL)...)
-				resp.Ns = capTTLs(resp.Ns, maxTTL)
-			}
+		if maxTTL != 0 { // (allocates, for a search engine's name a schedule blocks)
+			resp.Answer = append(resp.Answer[:1], capTTLs(resp.Answer[1:], maxTTL)...)
+			resp.Ns = capTTLs(resp.Ns, maxTTL)
 		}
+	}
+	if rb.cname.Target == "" {
+		rb.cname.Target = mdns.Fqdn(target)
 	}
 	s.finishMsgOPT(qr, resp, nil, &rb.opt)
 	_ = qr.w.WriteMsg(resp)
@@ -401,6 +384,28 @@ func (s *Server) safeSearch(qr *query, d *policy.Decision, qt string) {
 	if s.opts.QueryLog {
 		s.events.record(s.event(qr, d, "rewrite"))
 	}
+}
+
+// safeEndpoint adds to resp what follows the CNAME to a safe-search
+// endpoint, target, for qr's type: its records or, when it has none, its
+// rcode and authority; and returns target fully qualified as the cached
+// answer keeps it ("" if that did not unpack). ok is false when no
+// upstream answered for it.
+func (s *Server) safeEndpoint(qr *query, target string, resp *mdns.Msg) (fq string, ok bool) {
+	e, err := s.freshOrResolve(s.key(qr, target, qr.q.Qtype), qr.now.UnixNano(), qr)
+	if err != nil {
+		return "", false
+	}
+	u := s.safeAnswers.of(e, target)
+	if u == nil {
+		return "", true
+	}
+	resp.Rcode = u.rcode
+	resp.Answer = append(resp.Answer, u.answer...)
+	if len(u.answer) == 0 {
+		resp.Ns = u.ns
+	}
+	return u.target, true
 }
 
 // capTTLs returns rrs with every TTL above maxTTL lowered to it. The
