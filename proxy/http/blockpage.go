@@ -276,11 +276,10 @@ func (s *Server) blockPage(w http.ResponseWriter, r *http.Request, info *reqInfo
 	if proto != "" {
 		if first := s.eventRef(info, proto, "block", http.StatusForbidden, int64(len(b)), "", ref); first != ref {
 			// A repeat quotes the stored event's reference (of the same
-			// length, so the page's size is the event's): the page is
-			// written again with it, its form's token is that reference's.
+			// length, so the page's size is the event's), and its form's
+			// token is that reference's.
 			if page {
-				f.ref = first
-				b = lay.render(b[:0], &f)
+				lay.reRef(b, &f, first)
 			} else {
 				replaceRef(b, ref, first)
 			}
@@ -500,6 +499,11 @@ type pageFields struct {
 	ref       string
 	signin    bool       // offer the sign-in page (offerSignin)
 	key       *reportKey // the report form's token key
+
+	// Set by render, for reRef: where the form's token is in the page
+	// (-1: none), and the address as the token covers it.
+	tokenAt    int
+	shown, cut string
 }
 
 func (l *pageLayout) render(b []byte, f *pageFields) []byte {
@@ -513,6 +517,7 @@ func (l *pageLayout) render(b []byte, f *pageFields) []byte {
 		}
 		u, cut = u[:n], "…"
 	}
+	f.tokenAt, f.shown, f.cut = -1, u, cut
 	for i, slot := range l.slots {
 		b = append(b, l.parts[i]...)
 		switch slot {
@@ -521,6 +526,7 @@ func (l *pageLayout) render(b []byte, f *pageFields) []byte {
 		case slotURL:
 			b = append(appendHTML(b, u), cut...)
 		case slotToken:
+			f.tokenAt = len(b)
 			b = f.key.appendToken(b, f.client, f.ref, u, cut, l.category) // base64url only
 		case slotWhen:
 			b = f.when.AppendFormat(b, whenLayout) // letters, digits, ", :" only
@@ -535,6 +541,18 @@ func (l *pageLayout) render(b []byte, f *pageFields) []byte {
 		}
 	}
 	return append(b, l.parts[len(l.parts)-1]...)
+}
+
+// reRef makes b, the page render wrote for f, quote ref instead of
+// f.ref, as a render with ref would: the reference in place (the same
+// length) and the form's token made again for it where render wrote it
+// (the same length too), so a repeat's page costs no second render.
+func (l *pageLayout) reRef(b []byte, f *pageFields, ref string) {
+	replaceRef(b, f.ref, ref)
+	if f.tokenAt >= 0 {
+		f.key.appendToken(b[f.tokenAt:f.tokenAt], f.client, ref, f.shown, f.cut, l.category)
+	}
+	f.ref = ref
 }
 
 // appendWho appends who(d, user, ip), escaped.

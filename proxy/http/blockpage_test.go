@@ -76,10 +76,19 @@ func TestBlockPageLayout(t *testing.T) {
 					if err := pageTmpl.Execute(&want, pd); err != nil {
 						t.Fatal(err)
 					}
-					got := string(lays.get(cfg, &d).render(nil, &f))
+					lay := lays.get(cfg, &d)
+					got := string(lay.render(nil, &f))
 					if got != want.String() {
 						t.Errorf("config %d, decision %d, device %q, fields %d: layout page differs from the template's\ngot:\n%s\nwant:\n%s",
 							ci, di, device, fi, got, want.String())
+					}
+					// A repeat's page, its reference (and the form's token)
+					// changed in place, is the page rendered with that one.
+					first, again := newRef(), []byte(got)
+					lay.reRef(again, &f, first)
+					if fresh := lay.render(nil, &f); string(again) != string(fresh) {
+						t.Errorf("config %d, decision %d, device %q, fields %d: re-referenced page differs from one rendered with its reference\ngot:\n%s\nwant:\n%s",
+							ci, di, device, fi, again, fresh)
 					}
 				}
 			}
